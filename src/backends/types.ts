@@ -1,0 +1,151 @@
+/**
+ * The contract between the controller and a Docker backend (DESIGN.md §1, "Backends").
+ * The controller computes a DesiredServer with pure functions (src/controller/desired.ts);
+ * a backend makes Docker match it, finding its objects by label only (DESIGN.md §3).
+ */
+import type { Observable } from 'rxjs';
+
+export type BackendKind = 'service' | 'container';
+export type PullPolicy = 'ifNotPresent' | 'always' | 'never';
+
+export interface VolumeMount {
+  /** Named volume name, or host path for kind 'bind' (binds only ever come from policy). */
+  source: string;
+  target: string;
+  type: 'volume' | 'bind';
+  readOnly?: boolean;
+  /** Labels put on a named volume when the operator creates it. */
+  labels?: Record<string, string>;
+}
+
+export interface DesiredServer {
+  /** Identity of the owning resource. */
+  namespace: string;
+  name: string;
+  uid: string;
+  generation: number;
+  /** Docker object name (service or container), from the policy's name template, sanitised. */
+  dockerName: string;
+  /** All labels for the Docker object, including the nbswarm.io/* identity labels. */
+  labels: Record<string, string>;
+  /** Image reference as the user (or policy default) gave it; the backend resolves and pins it. */
+  image: string;
+  pullPolicy: PullPolicy;
+  /** Full argv; empty means the image's own entrypoint/cmd. */
+  command: string[];
+  /** Overrides the image entrypoint when set (e.g. [] to clear it). */
+  entrypoint?: string[];
+  env: Record<string, string>;
+  workdir?: string;
+  /** "uid:gid" or user name; undefined keeps the image's USER. */
+  user?: string;
+  /** Supplementary groups. */
+  groups?: string[];
+  /** Port the server listens on inside the container (equals the host port with host networking). */
+  port: number;
+  /** 'host' → host network namespace, nothing published; 'bridge' → publish `port` on publishHostIp. */
+  networkMode: 'host' | 'bridge';
+  /** Host IP published ports bind to (default 127.0.0.1). */
+  publishHostIp: string;
+  /** Optional extra (overlay/bridge) network to attach to; gives the internal URL by name. */
+  network?: string;
+  volumes: VolumeMount[];
+  resources: { nanoCpus?: number; memoryBytes?: number };
+  hardening: { noNewPrivileges: boolean; capDrop: string[]; capAdd?: string[]; pidsLimit?: number; readOnlyRootfs?: boolean };
+  /** Swarm placement constraints from policy. */
+  constraints?: string[];
+  stopped: boolean;
+  /** Hash of every field above that shapes the Docker object; stored as a label so "unchanged" costs no write. */
+  specHash: string;
+}
+
+export interface ResolvedImage {
+  /** What was asked for. */
+  reference: string;
+  /** Local image ID (sha256:…). */
+  id: string;
+  /** name@sha256:… when the image has a repo digest, else undefined. */
+  digestReference?: string;
+  /** What Docker is actually handed: digestReference ?? id. */
+  pinned: string;
+}
+
+export type ObservedState = 'pending' | 'preparing' | 'starting' | 'running' | 'stopped' | 'failed' | 'rejected' | 'missing';
+
+export interface ObservedServer {
+  kind: BackendKind;
+  id: string;
+  name: string;
+  labels: Record<string, string>;
+  /** Value of the spec-hash label (what the object was last written for). */
+  specHash?: string;
+  state: ObservedState;
+  /** Docker's own words for the state (task message/error, container status). */
+  message?: string;
+  /** Node the task/container runs on (Swarm node hostname, or the Docker host name). */
+  node?: string;
+  /** Host port the server answers on (published port, or the port itself with host networking). */
+  hostPort?: number;
+  hostIp?: string;
+  /** Container ID (Swarm: the running task's container), for commits and probes. */
+  containerId?: string;
+  /** Image the object runs (pinned form). */
+  image?: string;
+  /** Swarm only: desired replicas (0 when stopped). */
+  replicas?: number;
+  createdAt?: string;
+}
+
+export type ApplyAction = 'created' | 'updated' | 'recreated' | 'started' | 'stopped' | 'unchanged';
+
+export interface ApplyResult {
+  action: ApplyAction;
+  observed: ObservedServer;
+}
+
+export interface BackendEvent {
+  /** nbswarm.io/uid label of the object the event concerns, when it has one. */
+  uid?: string;
+  type: 'service' | 'container' | 'task' | 'volume' | 'image' | string;
+  action: string;
+  time: number;
+}
+
+/** A Docker failure with context for status.message, an Event and one log line (DESIGN.md §5). */
+export class BackendError extends Error {
+  constructor(
+    message: string,
+    readonly reason: 'ImageNotFound' | 'ImagePullFailed' | 'DockerUnavailable' | 'Conflict' | 'DockerError' | 'CommitFailed',
+    readonly dockerCall: string,
+    readonly hint?: string,
+    readonly cause?: unknown,
+  ) {
+    super(message);
+    this.name = 'BackendError';
+  }
+}
+
+export interface Backend {
+  readonly kind: BackendKind;
+  /** Resolve (and pull per policy) an image to the form that is safe to hand Docker. */
+  resolveImage(reference: string, pullPolicy: PullPolicy): Promise<ResolvedImage>;
+  /** All objects labelled with this resource UID (normally 0 or 1). */
+  find(uid: string): Promise<ObservedServer[]>;
+  /** Every object this operator manages (label nbswarm.io/managed-by), for orphan GC and port allocation. */
+  listManaged(): Promise<ObservedServer[]>;
+  /**
+   * Converge Docker to `desired` (create, update in place, recreate, scale 0/1, start/stop),
+   * creating named volumes first. Writes nothing when `current` already matches (same spec hash
+   * and stopped/running state). Never removes volumes.
+   */
+  apply(desired: DesiredServer, image: ResolvedImage, current?: ObservedServer): Promise<ApplyResult>;
+  /** Remove the service/container (not its volumes). Idempotent. */
+  remove(observed: ObservedServer): Promise<void>;
+  /** docker commit of the running container of `observed` into repo:tag, with labels; returns the image ID. */
+  commitImage(observed: ObservedServer, repo: string, tag: string, labels: Record<string, string>): Promise<string>;
+  /** Remove an image the operator built (source-server images) if no container uses it. */
+  removeImage(id: string): Promise<void>;
+  /** Docker events about managed objects (services, tasks, containers), for the controller's queue. */
+  events(): Observable<BackendEvent>;
+  close(): Promise<void>;
+}

@@ -1,0 +1,83 @@
+/**
+ * The operator's policy: what an admin grants (DESIGN.md §1 "Policy"). A NotebookServer never
+ * carries host paths, privileged flags or Docker options; only this does.
+ * Loaded by ./policy.ts from YAML + env + flags, with defaults.
+ */
+import type { BackendKind, PullPolicy } from '../backends/types.js';
+import type { Mode } from '../api/types.js';
+
+export interface LauncherEntry {
+  /** argv template; placeholders {port} {base_url} {presentation_path} {username} {servername} {-} {--} {home} {args}. */
+  args: string[];
+  /** Extra environment (templated the same way). */
+  env?: Record<string, string>;
+  /** Whether the mode needs spec.app.path. */
+  requiresPath?: boolean;
+  /** Disabled modes are refused with a message naming the field. */
+  enabled?: boolean;
+}
+
+export interface VolumeTemplate {
+  /** Named volume name template, e.g. "nbswarm-{username}-home" (or host path when type is bind). */
+  name: string;
+  /** Mount point inside the container, e.g. "/home/jovyan/work". */
+  target: string;
+  type?: 'volume' | 'bind';
+  readOnly?: boolean;
+  /** Delete the volume with the server (default false: users' files are never lost). */
+  deleteWithServer?: boolean;
+}
+
+export interface Policy {
+  /** Docker object name prefix ({prefix} in nameTemplate). */
+  prefix: string;
+  /** Default "{prefix}-{username}-{servername}"; an empty servername drops its separator. */
+  nameTemplate: string;
+  /** Glob allowlist of image references (picomatch). Empty list = only defaultImage. */
+  allowedImages: string[];
+  defaultImage: string;
+  pullPolicy: PullPolicy;
+  /** 'auto' reads docker info (Swarm active → services). */
+  backend: 'auto' | BackendKind;
+  /** Port the server listens on inside the container (bridge networking). */
+  port: number;
+  /** 'bridge' publishes the port on publishHostIp; 'host' shares the host network with ports from hostPortRange. */
+  networkMode: 'bridge' | 'host';
+  hostPortRange: [number, number];
+  publishHostIp: string;
+  /** Optional overlay (Swarm) or bridge network to attach servers to; endpoint.url uses the object name on it. */
+  network?: string;
+  /** Swarm placement constraints. */
+  constraints: string[];
+  /** Mode → launcher. Merged over the built-in table (cdsdashboards' launchers). */
+  launchers: Record<Mode | string, LauncherEntry>;
+  defaultMode: Mode;
+  /** Allow spec.command outside mode custom. */
+  allowCommandOverride: boolean;
+  volumes: VolumeTemplate[];
+  /** Home directory inside the image (templated into launchers as {home}). */
+  homeDir: string;
+  /** Extra environment for every server. */
+  env: Record<string, string>;
+  resources: {
+    defaults: { cpu?: string; memory?: string };
+    limits: { cpu?: string; memory?: string };
+  };
+  hardening: { runAsUser?: string; noNewPrivileges: boolean; capDrop: string[]; pidsLimit?: number };
+  systemUsers: {
+    enabled: boolean;
+    /** Host home template, like DockerSpawner's host_homedir_format_string. */
+    homeTemplate: string;
+    /** Where the host home is mounted in the container. */
+    mountTarget: string;
+    uidFloor: number;
+    /** Explicit user → {uid,gid}; otherwise `getent passwd`. */
+    users: Record<string, { uid: number; gid: number }>;
+  };
+  culling: { enabled: boolean; idleTimeoutSeconds: number; probeIntervalSeconds: number };
+  sourceImages: { repository: string; registry?: string };
+  /** Seconds between full resyncs. */
+  resyncSeconds: number;
+  /** Max reconciles running at once (across keys). */
+  concurrency: number;
+}
