@@ -118,7 +118,7 @@ export class BackendError extends Error {
     readonly reason: 'ImageNotFound' | 'ImagePullFailed' | 'DockerUnavailable' | 'Conflict' | 'DockerError' | 'CommitFailed',
     readonly dockerCall: string,
     readonly hint?: string,
-    readonly cause?: unknown,
+    override readonly cause?: unknown,
   ) {
     super(message);
     this.name = 'BackendError';

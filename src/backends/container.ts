@@ -1,0 +1,217 @@
+/**
+ * Plain-container backend (kind 'container'), for a Docker host without Swarm: `-p HOSTIP::PORT`,
+ * port read back from inspect; a spec change recreates the container (volumes survive).
+ */
+import type Docker from 'dockerode';
+import { LABELS } from '../api/types.js';
+import { BackendError, type ApplyResult, type BackendEvent, type DesiredServer, type ObservedServer, type ResolvedImage } from './types.js';
+import { BaseBackend, envList, labelFilter, MANAGED_FILTER, objectLabels } from './common.js';
+import { statusOf, wrapDockerError } from './docker.js';
+
+export class ContainerBackend extends BaseBackend {
+  readonly kind = 'container' as const;
+
+  constructor(docker: Docker, opts = {}) {
+    super(docker, opts);
+  }
+
+  /** The createContainer body for `d`. Pure, so it can be unit-tested. */
+  static containerSpec(d: DesiredServer, image: ResolvedImage): any {
+    const portKey = `${d.port}/tcp`;
+    const host = d.networkMode === 'host';
+    const hostConfig: any = {
+      RestartPolicy: { Name: 'unless-stopped' },
+      // A server as PID 1 gets no default signal handlers, so SIGTERM would be ignored and every
+      // stop would wait out the grace period; Docker's init forwards signals and reaps zombies.
+      Init: true,
+      Mounts: d.volumes.map((v) => ({ Type: v.type, Source: v.source, Target: v.target, ReadOnly: !!v.readOnly })),
+      CapDrop: d.hardening.capDrop.length ? d.hardening.capDrop : undefined,
+      CapAdd: d.hardening.capAdd?.length ? d.hardening.capAdd : undefined,
+      SecurityOpt: d.hardening.noNewPrivileges ? ['no-new-privileges:true'] : undefined,
+      PidsLimit: d.hardening.pidsLimit || undefined,
+      ReadonlyRootfs: d.hardening.readOnlyRootfs || undefined,
+      NanoCpus: d.resources.nanoCpus || undefined,
+      Memory: d.resources.memoryBytes || undefined,
+      NetworkMode: host ? 'host' : d.network ?? 'bridge',
+      // HostPort "" = Docker picks a free port on HostIp, the `-p HOSTIP::PORT` form.
+      PortBindings: host ? undefined : { [portKey]: [{ HostIp: d.publishHostIp, HostPort: '' }] },
+      GroupAdd: d.groups?.length ? d.groups : undefined,
+    };
+    const body: any = {
+      name: d.dockerName,
+      Image: image.pinned,
+      Labels: objectLabels(d),
+      Env: envList(d.env),
+      ExposedPorts: host ? undefined : { [portKey]: {} },
+      Hostname: host ? undefined : d.dockerName,
+      HostConfig: hostConfig,
+    };
+    if (d.entrypoint) body.Entrypoint = d.entrypoint;
+    if (d.command.length) body.Cmd = d.command;
+    if (d.workdir) body.WorkingDir = d.workdir;
+    if (d.user) body.User = d.user;
+    if (!host && d.network) body.NetworkingConfig = { EndpointsConfig: { [d.network]: { Aliases: [d.dockerName] } } };
+    return body;
+  }
+
+  async find(uid: string): Promise<ObservedServer[]> {
+    return this.list(labelFilter(`${LABELS.uid}=${uid}`));
+  }
+
+  async listManaged(): Promise<ObservedServer[]> {
+    return this.list(labelFilter(MANAGED_FILTER));
+  }
+
+  private async list(filters: string): Promise<ObservedServer[]> {
+    let list: Docker.ContainerInfo[];
+    try {
+      list = await this.docker.listContainers({ all: true, filters });
+    } catch (err) {
+      throw wrapDockerError('docker ps', err);
+    }
+    const out = await Promise.all(list.map((c) => this.observeById(c.Id).catch((err) => (statusOf((err as BackendError).cause) === 404 ? undefined : Promise.reject(err)))));
+    return out.filter((o): o is ObservedServer => !!o);
+  }
+
+  private async inspect(id: string): Promise<any | undefined> {
+    try {
+      return await this.docker.getContainer(id).inspect();
+    } catch (err) {
+      if (statusOf(err) === 404) return undefined;
+      throw wrapDockerError(`docker inspect ${id}`, err);
+    }
+  }
+
+  private async observeById(id: string): Promise<ObservedServer> {
+    const c = await this.inspect(id);
+    if (!c) throw new BackendError(`container ${id} is gone`, 'Conflict', `docker inspect ${id}`, undefined, { statusCode: 404 });
+    return this.observeContainer(c);
+  }
+
+  async observeContainer(c: any): Promise<ObservedServer> {
+    const labels: Record<string, string> = c.Config?.Labels ?? {};
+    const port = Number(labels[LABELS.port] ?? 0);
+    const st = c.State ?? {};
+    const obs: ObservedServer = {
+      kind: 'container',
+      id: c.Id,
+      name: String(c.Name ?? '').replace(/^\//, ''),
+      labels,
+      specHash: labels[LABELS.specHash],
+      state: 'pending',
+      node: await this.dockerHostName(),
+      containerId: c.Id,
+      image: c.Image,
+      createdAt: c.Created,
+    };
+    const status: string = st.Status ?? '';
+    if (st.Running && !st.Restarting) obs.state = 'running';
+    else if (st.Restarting) obs.state = 'failed';
+    else if (status === 'created') obs.state = st.Error ? 'failed' : 'pending';
+    else if (status === 'removing') obs.state = 'stopped';
+    else if (status === 'exited' || status === 'dead') {
+      // We stop containers with SIGTERM/SIGKILL; any other non-zero exit, or a Docker error, is a crash.
+      const clean = [0, 137, 143].includes(st.ExitCode) && !st.Error && !st.OOMKilled;
+      obs.state = clean ? 'stopped' : 'failed';
+    } else if (status === 'paused') obs.state = 'stopped';
+    obs.message = [status, st.Error, st.OOMKilled ? 'out of memory' : '', status === 'exited' || st.ExitCode ? `exit code ${st.ExitCode}` : '', st.Restarting ? `restart count ${c.RestartCount}` : '']
+      .filter(Boolean)
+      .join('; ');
+    if (c.HostConfig?.NetworkMode === 'host') {
+      obs.hostPort = port || undefined;
+    } else {
+      const b = c.NetworkSettings?.Ports?.[`${port}/tcp`]?.[0];
+      if (b?.HostPort) {
+        obs.hostPort = Number(b.HostPort);
+        obs.hostIp = b.HostIp === '' ? '0.0.0.0' : b.HostIp;
+      }
+    }
+    return obs;
+  }
+
+  private async create(d: DesiredServer, image: ResolvedImage): Promise<string> {
+    await this.ensureVolumes(d);
+    const spec = ContainerBackend.containerSpec(d, image);
+    let id: string;
+    try {
+      const c = await this.docker.createContainer(spec);
+      id = c.id;
+    } catch (err) {
+      const s = statusOf(err);
+      throw wrapDockerError(
+        `docker create ${d.dockerName}`,
+        err,
+        s === 409
+          ? `a container named ${d.dockerName} exists but is not labelled for this resource: rename or remove it`
+          : undefined,
+        s === 404 && /image/i.test(String((err as Error).message)) ? 'ImageNotFound' : undefined,
+      );
+    }
+    if (!d.stopped) await this.start(id, d.dockerName);
+    return id;
+  }
+
+  private async start(id: string, name: string): Promise<void> {
+    try {
+      await this.docker.getContainer(id).start();
+    } catch (err) {
+      if (statusOf(err) === 304) return;
+      throw wrapDockerError(`docker start ${name}`, err);
+    }
+  }
+
+  async apply(d: DesiredServer, image: ResolvedImage, current?: ObservedServer): Promise<ApplyResult> {
+    if (!current) current = (await this.find(d.uid))[0];
+    if (!current) {
+      const id = await this.create(d, image);
+      return { action: 'created', observed: await this.observeById(id) };
+    }
+    if (current.specHash !== d.specHash) {
+      // Docker cannot change a container's image, command or mounts in place: replace it.
+      // Named volumes are not removed (v: false), so the user's files carry over.
+      await this.remove(current);
+      const id = await this.create(d, image);
+      return { action: 'recreated', observed: await this.observeById(id) };
+    }
+    const live = current.state === 'running' || current.state === 'starting' || (current.state === 'failed' && current.message?.includes('restart count'));
+    if (d.stopped && live) {
+      await this.stop(current);
+      return { action: 'stopped', observed: await this.observeById(current.id) };
+    }
+    if (!d.stopped && !live) {
+      await this.start(current.id, current.name);
+      return { action: 'started', observed: await this.observeById(current.id) };
+    }
+    return { action: 'unchanged', observed: current };
+  }
+
+  private async stop(observed: ObservedServer): Promise<void> {
+    try {
+      await this.docker.getContainer(observed.id).stop({ t: 10 });
+    } catch (err) {
+      const s = statusOf(err);
+      if (s !== 304 && s !== 404) throw wrapDockerError(`docker stop ${observed.name}`, err);
+    }
+  }
+
+  async remove(observed: ObservedServer): Promise<void> {
+    // Stop first so the server gets SIGTERM and its grace period, not an immediate SIGKILL.
+    if (observed.state !== 'stopped') await this.stop(observed);
+    try {
+      await this.docker.getContainer(observed.id).remove({ force: true, v: false });
+    } catch (err) {
+      const s = statusOf(err);
+      if (s === 404) return;
+      if (s === 409 && /already in progress/i.test(String((err as Error).message))) return;
+      throw wrapDockerError(`docker rm -f ${observed.name}`, err);
+    }
+  }
+
+  protected eventFilters(): Record<string, string[]> {
+    return { type: ['container'], label: [MANAGED_FILTER] };
+  }
+
+  protected mapEvent(raw: any): BackendEvent | undefined {
+    return raw?.Type === 'container' ? this.containerEvent(raw) : undefined;
+  }
+}

@@ -1,0 +1,361 @@
+/**
+ * Swarm backend (kind 'service'): one replicated service per server, 1 replica (0 when stopped),
+ * a mode=host published port read back from the task's PortStatus (DESIGN.md §3).
+ */
+import type Docker from 'dockerode';
+import { LABELS } from '../api/types.js';
+import { BackendError, type ApplyResult, type BackendEvent, type DesiredServer, type ObservedServer, type ObservedState, type ResolvedImage } from './types.js';
+import { BaseBackend, envList, HOST_IP_LABEL, labelFilter, MANAGED_FILTER, objectLabels } from './common.js';
+import { hintFromDaemon, statusOf, wrapDockerError } from './docker.js';
+
+const TASK_STATE: Record<string, ObservedState> = {
+  new: 'pending',
+  allocated: 'pending',
+  pending: 'pending',
+  assigned: 'pending',
+  accepted: 'pending',
+  preparing: 'preparing',
+  ready: 'starting',
+  starting: 'starting',
+  running: 'running',
+  failed: 'failed',
+  rejected: 'rejected',
+};
+
+export class SwarmBackend extends BaseBackend {
+  readonly kind = 'service' as const;
+  private readonly nodeNames = new Map<string, string>();
+  /** Service ID → nbswarm uid: Swarm 20.10 service events carry only the service name. */
+  private readonly serviceUids = new Map<string, string>();
+  private selfNodeId?: string;
+
+  constructor(docker: Docker, opts = {}) {
+    super(docker, opts);
+  }
+
+  /** The service spec for `d`, pinned to `image.pinned`. Pure, so it can be unit-tested. */
+  static serviceSpec(d: DesiredServer, image: ResolvedImage): any {
+    if (!image.pinned || (!image.pinned.startsWith('sha256:') && !image.pinned.includes('@sha256:'))) {
+      // A bare tag would make every task start pull from a registry (moby's executor).
+      throw new BackendError(`refusing to hand Swarm the unpinned image "${image.pinned}"`, 'DockerError', 'docker service create', 'resolve the image first (resolveImage)');
+    }
+    const labels = objectLabels(d);
+    const containerSpec: any = {
+      Image: image.pinned,
+      Labels: labels,
+      Env: envList(d.env),
+      Mounts: d.volumes.map((v) =>
+        v.type === 'volume'
+          ? { Type: 'volume', Source: v.source, Target: v.target, ReadOnly: !!v.readOnly, VolumeOptions: { Labels: { [LABELS.volume]: 'true', ...(v.labels ?? {}) } } }
+          : { Type: 'bind', Source: v.source, Target: v.target, ReadOnly: !!v.readOnly },
+      ),
+      CapabilityDrop: d.hardening.capDrop.length ? d.hardening.capDrop : undefined,
+      CapabilityAdd: d.hardening.capAdd?.length ? d.hardening.capAdd : undefined,
+      // Honoured from API 1.46 (Docker 27) on; Docker 20.10 (API 1.41) drops the field silently.
+      Privileges: { NoNewPrivileges: d.hardening.noNewPrivileges },
+      ReadOnly: d.hardening.readOnlyRootfs || undefined,
+      Hostname: d.networkMode === 'host' ? undefined : d.dockerName,
+      // Signals reach the server (PID 1 ignores SIGTERM by default) and zombies are reaped.
+      Init: true,
+    };
+    if (d.entrypoint) containerSpec.Command = d.entrypoint;
+    if (d.command.length) containerSpec.Args = d.command;
+    if (d.workdir) containerSpec.Dir = d.workdir;
+    if (d.user) containerSpec.User = d.user;
+    if (d.groups?.length) containerSpec.Groups = d.groups;
+
+    const limits: any = {};
+    if (d.resources.nanoCpus) limits.NanoCPUs = d.resources.nanoCpus;
+    if (d.resources.memoryBytes) limits.MemoryBytes = d.resources.memoryBytes;
+    if (d.hardening.pidsLimit) limits.Pids = d.hardening.pidsLimit;
+
+    const networks =
+      d.networkMode === 'host' ? [{ Target: 'host' }] : d.network ? [{ Target: d.network, Aliases: [d.dockerName] }] : undefined;
+    return {
+      Name: d.dockerName,
+      Labels: labels,
+      TaskTemplate: {
+        ContainerSpec: containerSpec,
+        Resources: { Limits: limits },
+        // A crash-looping server stops being restarted after a few attempts, so its failed task
+        // (with Docker's error) stays the newest one and observe can report it.
+        RestartPolicy: { Condition: 'on-failure', Delay: 2e9, MaxAttempts: 5, Window: 120e9 },
+        Placement: d.constraints?.length ? { Constraints: d.constraints } : {},
+        Networks: networks,
+      },
+      Mode: { Replicated: { Replicas: d.stopped ? 0 : 1 } },
+      // No PublishedPort: Docker picks a free one on the node; the mode=host port binds on the
+      // daemon's default address (dockerd --ip), since Swarm's PortConfig has no host IP field.
+      // dnsrr: the service name resolves straight to the task on the overlay network. A VIP needs
+      // IPVS in the kernel, which hosts like this one (and the ingress mesh) may lack.
+      EndpointSpec:
+        d.networkMode === 'host'
+          ? { Mode: 'dnsrr' }
+          : { Mode: 'dnsrr', Ports: [{ Protocol: 'tcp', TargetPort: d.port, PublishMode: 'host' }] },
+    };
+  }
+
+  async find(uid: string): Promise<ObservedServer[]> {
+    const services = await this.listServices(labelFilter(`${LABELS.uid}=${uid}`));
+    return Promise.all(services.map((s) => this.observeService(s)));
+  }
+
+  async listManaged(): Promise<ObservedServer[]> {
+    const services = await this.listServices(labelFilter(MANAGED_FILTER));
+    return Promise.all(services.map((s) => this.observeService(s)));
+  }
+
+  private async listServices(filters: string): Promise<any[]> {
+    try {
+      const list = (await this.docker.listServices({ filters } as unknown as Docker.ServiceListOptions)) as any[];
+      for (const s of list) if (s.Spec?.Labels?.[LABELS.uid]) this.serviceUids.set(s.ID, s.Spec.Labels[LABELS.uid]);
+      return list;
+    } catch (err) {
+      throw wrapDockerError('docker service ls', err, swarmHint(err));
+    }
+  }
+
+  private async nodeName(id: string | undefined): Promise<string | undefined> {
+    if (!id) return undefined;
+    if (!this.nodeNames.has(id)) {
+      try {
+        const n: any = await this.docker.getNode(id).inspect();
+        this.nodeNames.set(id, n?.Description?.Hostname ?? id);
+      } catch {
+        return id;
+      }
+    }
+    return this.nodeNames.get(id);
+  }
+
+  private async localNodeId(): Promise<string | undefined> {
+    if (this.selfNodeId === undefined) {
+      try {
+        const info: any = await this.docker.info();
+        this.selfNodeId = String(info?.Swarm?.NodeID ?? '');
+      } catch {
+        this.selfNodeId = '';
+      }
+    }
+    return this.selfNodeId || undefined;
+  }
+
+  async observeService(s: any): Promise<ObservedServer> {
+    const spec = s.Spec ?? {};
+    const labels: Record<string, string> = spec.Labels ?? {};
+    const replicas: number = spec.Mode?.Replicated?.Replicas ?? 1;
+    const port = Number(labels[LABELS.port] ?? 0);
+    // Swarm stores network IDs, not names, so host networking is recognised by "nothing published".
+    const hostNetwork = !(spec.EndpointSpec?.Ports?.length > 0);
+    const obs: ObservedServer = {
+      kind: 'service',
+      id: s.ID,
+      name: spec.Name,
+      labels,
+      specHash: labels[LABELS.specHash],
+      state: 'pending',
+      image: spec.TaskTemplate?.ContainerSpec?.Image,
+      replicas,
+      createdAt: s.CreatedAt,
+    };
+    let tasks: any[];
+    try {
+      tasks = (await this.docker.listTasks({ filters: JSON.stringify({ service: [s.ID] }) } as object)) as any[];
+    } catch (err) {
+      throw wrapDockerError(`docker service ps ${spec.Name}`, err);
+    }
+    // Newest task first; Swarm keeps old ones (task history) next to the current one.
+    tasks.sort((a, b) => Date.parse(b.CreatedAt) - Date.parse(a.CreatedAt) || (b.Version?.Index ?? 0) - (a.Version?.Index ?? 0));
+    const wanted = tasks.filter((t) => t.DesiredState === 'running' || t.DesiredState === 'ready' || t.DesiredState === 'accepted');
+    const task = (replicas === 0 ? undefined : wanted[0]) ?? tasks[0];
+    if (replicas === 0) {
+      obs.state = 'stopped';
+      const live = tasks.find((t) => t.Status?.State === 'running');
+      obs.message = live ? 'scaled to 0; task shutting down' : 'scaled to 0';
+      return obs;
+    }
+    if (!task) {
+      obs.message = 'no task scheduled yet';
+      return obs;
+    }
+    const st = task.Status ?? {};
+    const state: string = st.State ?? 'pending';
+    obs.state = TASK_STATE[state] ?? (task.DesiredState === 'running' ? 'pending' : 'failed');
+    if (['complete', 'shutdown', 'orphaned', 'remove'].includes(state) && wanted.length === 0) {
+      obs.state = 'failed';
+    }
+    obs.message = [state, st.Err || st.Message].filter(Boolean).join(': ');
+    // While Swarm waits to retry a crashed task, the newest task is just "new"/"pending"; the
+    // failure that caused it is the useful news (like a crash-loop back-off), so report that.
+    if (['pending', 'preparing', 'starting'].includes(obs.state)) {
+      // Only failures of the same task spec count: after an update that fixed the cause, an old
+      // failure says nothing about the new task.
+      const sameSpec = JSON.stringify(task.Spec ?? {});
+      const prev = tasks.find(
+        (t) => t !== task && t.Slot === task.Slot && (t.Status?.State === 'failed' || t.Status?.State === 'rejected') && JSON.stringify(t.Spec ?? {}) === sameSpec,
+      );
+      if (prev) {
+        obs.state = prev.Status.State === 'rejected' ? 'rejected' : 'failed';
+        const attempts = tasks.filter((t) => t.Slot === task.Slot).length;
+        obs.message = `${prev.Status.State}: ${prev.Status.Err || prev.Status.Message}; Swarm retries (task ${attempts}, now ${state})`;
+      }
+    }
+    obs.node = await this.nodeName(task.NodeID);
+    obs.containerId = st.ContainerStatus?.ContainerID || undefined;
+    if (hostNetwork) {
+      obs.hostPort = port || undefined;
+      obs.hostIp = undefined;
+    } else {
+      const p = (st.PortStatus?.Ports ?? []).find((x: any) => x.TargetPort === port) ?? st.PortStatus?.Ports?.[0];
+      if (p?.PublishedPort) obs.hostPort = p.PublishedPort;
+      if (obs.hostPort && obs.containerId && task.NodeID && task.NodeID === (await this.localNodeId())) {
+        obs.hostIp = await this.boundHostIp(obs.containerId, port);
+      }
+      obs.hostIp ??= labels[HOST_IP_LABEL] || undefined;
+    }
+    return obs;
+  }
+
+  /** Where the published port really listens: Swarm cannot choose it, dockerd's --ip does. */
+  private async boundHostIp(containerId: string, port: number): Promise<string | undefined> {
+    try {
+      const c: any = await this.docker.getContainer(containerId).inspect();
+      const b = c?.NetworkSettings?.Ports?.[`${port}/tcp`]?.[0];
+      if (!b) return undefined;
+      return b.HostIp === '' ? '0.0.0.0' : b.HostIp;
+    } catch {
+      return undefined;
+    }
+  }
+
+  private async inspectService(id: string): Promise<any | undefined> {
+    try {
+      return await this.docker.getService(id).inspect();
+    } catch (err) {
+      if (statusOf(err) === 404) return undefined;
+      throw wrapDockerError(`docker service inspect ${id}`, err);
+    }
+  }
+
+  /**
+   * service update needs the current Version index; when someone else wrote in between Swarm
+   * answers "update out of sequence", so re-read once and retry.
+   */
+  private async updateService(id: string, mutate: (spec: any) => any, call: string): Promise<void> {
+    for (let attempt = 0; ; attempt++) {
+      const cur = await this.inspectService(id);
+      if (!cur) throw new BackendError(`${call}: service ${id} disappeared`, 'Conflict', call, 'it was removed meanwhile; the next reconcile recreates it');
+      const spec = mutate(cur.Spec);
+      try {
+        await this.docker.getService(id).update({ ...spec, version: cur.Version.Index } as any);
+        return;
+      } catch (err) {
+        if (attempt === 0 && /out of sequence/i.test(String((err as any)?.json?.message ?? (err as Error).message))) continue;
+        throw wrapDockerError(call, err, swarmHint(err));
+      }
+    }
+  }
+
+  async apply(d: DesiredServer, image: ResolvedImage, current?: ObservedServer): Promise<ApplyResult> {
+    if (!current) {
+      const found = await this.find(d.uid);
+      current = found[0];
+    }
+    if (!current) {
+      await this.ensureVolumes(d);
+      const spec = SwarmBackend.serviceSpec(d, image);
+      let id: string;
+      try {
+        const res: any = await this.docker.createService(spec);
+        id = res.id ?? res.ID;
+      } catch (err) {
+        const s = statusOf(err);
+        throw wrapDockerError(
+          `docker service create ${d.dockerName}`,
+          err,
+          s === 409 ? `a service named ${d.dockerName} exists but is not labelled for this resource: rename or remove it` : swarmHint(err),
+          s === 409 ? 'Conflict' : undefined,
+        );
+      }
+      this.serviceUids.set(id, d.uid);
+      return { action: 'created', observed: await this.observeById(id) };
+    }
+    const wantReplicas = d.stopped ? 0 : 1;
+    if (current.specHash !== d.specHash) {
+      await this.ensureVolumes(d);
+      const spec = SwarmBackend.serviceSpec(d, image);
+      // Keep the service's name: Swarm cannot rename a service in place.
+      await this.updateService(current.id, () => ({ ...spec, Name: current!.name }), `docker service update ${current.name}`);
+      return { action: 'updated', observed: await this.observeById(current.id) };
+    }
+    const haveReplicas = current.replicas ?? 1;
+    if (haveReplicas !== wantReplicas) {
+      await this.updateService(
+        current.id,
+        (spec) => ({ ...spec, Mode: { Replicated: { Replicas: wantReplicas } } }),
+        `docker service scale ${current.name}=${wantReplicas}`,
+      );
+      return { action: wantReplicas ? 'started' : 'stopped', observed: await this.observeById(current.id) };
+    }
+    return { action: 'unchanged', observed: current };
+  }
+
+  private async observeById(id: string): Promise<ObservedServer> {
+    const s = await this.inspectService(id);
+    if (!s) throw new BackendError(`service ${id} disappeared right after it was written`, 'Conflict', `docker service inspect ${id}`);
+    return this.observeService(s);
+  }
+
+  async remove(observed: ObservedServer): Promise<void> {
+    try {
+      await this.docker.getService(observed.id).remove();
+    } catch (err) {
+      if (statusOf(err) === 404) return;
+      throw wrapDockerError(`docker service rm ${observed.name}`, err);
+    }
+  }
+
+  protected override async imageInUseByServices(id: string): Promise<boolean> {
+    const services = await this.listServices(labelFilter(MANAGED_FILTER));
+    return services.some((s) => {
+      const img: string = s.Spec?.TaskTemplate?.ContainerSpec?.Image ?? '';
+      return img === id || img.endsWith(`@${id}`);
+    });
+  }
+
+  protected eventFilters(): Record<string, string[]> {
+    // No label filter: Swarm 20.10's service events carry only the service name, so a label
+    // filter would drop them all. Task containers carry the ContainerSpec labels and are
+    // filtered client-side.
+    return { type: ['service', 'container'] };
+  }
+
+  protected async mapEvent(raw: any): Promise<BackendEvent | undefined> {
+    if (raw?.Type === 'container') {
+      const ev = this.containerEvent(raw);
+      return ev ? { ...ev, type: raw.Actor?.Attributes?.['com.docker.swarm.task.id'] ? 'task' : 'container' } : undefined;
+    }
+    if (raw?.Type !== 'service') return undefined;
+    const id: string = raw.Actor?.ID;
+    let uid = this.serviceUids.get(id);
+    if (!uid && raw.Action !== 'remove') {
+      const s = await this.inspectService(id);
+      uid = s?.Spec?.Labels?.[LABELS.uid];
+      if (s?.Spec?.Labels?.[LABELS.managedBy] === undefined) return undefined;
+      if (uid) this.serviceUids.set(id, uid);
+    }
+    if (!uid) return undefined;
+    if (raw.Action === 'remove') this.serviceUids.delete(id);
+    return { uid, type: 'service', action: String(raw.Action), time: raw.timeNano ? Math.floor(raw.timeNano / 1e6) : raw.time * 1000 };
+  }
+
+  override events() {
+    // Prime the ID → uid map so a remove event of a service created before we started still maps.
+    void this.listServices(labelFilter(MANAGED_FILTER)).catch(() => undefined);
+    return super.events();
+  }
+}
+
+function swarmHint(err: unknown): string | undefined {
+  return hintFromDaemon(err);
+}
