@@ -127,8 +127,12 @@ export class BackendError extends Error {
 
 export interface Backend {
   readonly kind: BackendKind;
-  /** Resolve (and pull per policy) an image to the form that is safe to hand Docker. */
-  resolveImage(reference: string, pullPolicy: PullPolicy): Promise<ResolvedImage>;
+  /** Resolve (and pull per policy) an image to the form that is safe to hand Docker; onProgress sees pull progress. */
+  resolveImage(
+    reference: string,
+    pullPolicy: PullPolicy,
+    onProgress?: (p: { reference: string; status: string; id?: string; current?: number; total?: number }) => void,
+  ): Promise<ResolvedImage>;
   /** All objects labelled with this resource UID (normally 0 or 1). */
   find(uid: string): Promise<ObservedServer[]>;
   /** Every object this operator manages (label nbswarm.io/managed-by), for orphan GC and port allocation. */

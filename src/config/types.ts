@@ -15,6 +15,17 @@ export interface LauncherEntry {
   requiresPath?: boolean;
   /** Disabled modes are refused with a message naming the field. */
   enabled?: boolean;
+  /**
+   * true: `args` is the whole argv and the operator fills every placeholder ({port} is the
+   * container port). false/unset: `args` go to jhsingle-native-proxy (cdsdashboards' contract),
+   * which fills {port} {base_url} {origin_host} {presentation_*} {-} {--} itself at run time.
+   * (Added by the resource/policy helper; see src/config/launchers.ts.)
+   */
+  direct?: boolean;
+  /** argv used instead of `args` when JupyterHub spawned the server (spec.env has JUPYTERHUB_API_TOKEN). */
+  hubArgs?: string[];
+  /** Proxied launchers only: the proxy command (default Policy.proxyCommand), like cdsdashboards' launcher 'cmd'. */
+  cmd?: string[];
 }
 
 export interface VolumeTemplate {
@@ -49,6 +60,8 @@ export interface Policy {
   network?: string;
   /** Swarm placement constraints. */
   constraints: string[];
+  /** Command that runs proxied launchers (cdsdashboards' default_presentation_cmd); default start.sh python3 -m jhsingle_native_proxy.main. */
+  proxyCommand?: string[];
   /** Mode → launcher. Merged over the built-in table (cdsdashboards' launchers). */
   launchers: Record<Mode | string, LauncherEntry>;
   defaultMode: Mode;
