@@ -45,7 +45,8 @@ export interface NotebookServerSpec {
   command?: string[];
   source?: { server?: string; generation?: number };
   env?: EnvVar[];
-  resources?: { cpu?: string; memory?: string };
+  /** Kubernetes quantities; like Kubernetes, a bare number is accepted (cpu: 1). */
+  resources?: { cpu?: string | number; memory?: string | number };
   stopped?: boolean;
   systemUser?: boolean;
 }

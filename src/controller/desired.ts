@@ -1,0 +1,314 @@
+/**
+ * NotebookServer + policy → DesiredServer, the one description of the Docker object a backend
+ * converges to. Pure: everything that needs I/O (Secrets, a host port, the system user's
+ * passwd entry, a built source image) is resolved by the caller and passed in `ctx`.
+ *
+ * A spec the policy refuses gives {ok: false, field, reason, message}: `field` is the spec path
+ * to fix (it goes into the Failed condition), `message` says what the policy allows.
+ */
+import { createHash } from 'node:crypto';
+import { posix } from 'node:path';
+import picomatch from 'picomatch';
+import { LABELS, type NotebookServer } from '../api/types.js';
+import type { DesiredServer, ObservedServer, VolumeMount } from '../backends/types.js';
+import type { Policy } from '../config/types.js';
+import { buildLaunch, fill } from '../config/launchers.js';
+import { parseQuantity } from '../config/quantity.js';
+import { dockerName, renderTemplate, volumeName } from '../config/templates.js';
+
+export const MANAGED_BY = 'nbswarm';
+/** Label on volumes the policy marks deleteWithServer (the controller may remove them with the server). */
+export const DELETE_WITH_SERVER_LABEL = 'nbswarm.io/delete-with-server';
+export const MODE_LABEL = 'nbswarm.io/mode';
+
+export interface RenderContext {
+  /** Secret value lookup, resolved by the caller (same namespace as the resource). */
+  secrets: (name: string, key: string) => string | undefined;
+  /** Host port allocated by the controller when policy.networkMode is host. */
+  hostPort?: number;
+  /** From lookupSystemUser when spec.systemUser is true. */
+  systemUser?: { uid: number; gid: number; home: string };
+  /** Image built from spec.source.server (replaces spec.image; operator-built, so not allowlisted). */
+  sourceImage?: string;
+}
+
+export type RenderResult =
+  | { ok: true; desired: DesiredServer }
+  | { ok: false; field: string; reason: string; message: string };
+
+const fail = (field: string, reason: string, message: string): RenderResult => ({ ok: false, field, reason, message });
+
+/** docker.io/library/x ≡ x and docker.io/u/x ≡ u/x, so a glob matches either spelling. */
+function imageForms(ref: string): string[] {
+  const forms = new Set([ref]);
+  let r = ref;
+  if (r.startsWith('docker.io/')) r = r.slice('docker.io/'.length);
+  if (r.startsWith('index.docker.io/')) r = r.slice('index.docker.io/'.length);
+  forms.add(r);
+  if (r.startsWith('library/')) forms.add(r.slice('library/'.length));
+  return [...forms];
+}
+
+/** Whether the policy lets servers run `image`: defaultImage always, else a glob of allowedImages. */
+export function imageAllowed(image: string, policy: Pick<Policy, 'allowedImages' | 'defaultImage'>): boolean {
+  if (image === policy.defaultImage) return true;
+  const forms = imageForms(image);
+  return policy.allowedImages.some((glob) => {
+    const m = picomatch(glob, { dot: true });
+    return forms.some((f) => m(f));
+  });
+}
+
+/** spec.app.path must stay inside the home: relative, no "..". */
+export function appPathProblem(path: string): string | undefined {
+  if (path === '') return undefined;
+  if (path.startsWith('/')) return 'must be relative to the home directory (no leading "/")';
+  if (path.split('/').some((seg) => seg === '..')) return 'must not contain ".." segments';
+  if (path.includes('\0')) return 'must not contain NUL';
+  return undefined;
+}
+
+/** Canonical JSON: object keys sorted at every level, undefined dropped. */
+export function canonicalJson(v: unknown): string {
+  if (Array.isArray(v)) return '[' + v.map((x) => (x === undefined ? 'null' : canonicalJson(x))).join(',') + ']';
+  if (v && typeof v === 'object') {
+    const o = v as Record<string, unknown>;
+    return '{' + Object.keys(o).filter((k) => o[k] !== undefined).sort().map((k) => JSON.stringify(k) + ':' + canonicalJson(o[k])).join(',') + '}';
+  }
+  return JSON.stringify(v);
+}
+
+/**
+ * sha256 of everything that shapes the Docker object. Left out: the identity fields the object is
+ * found by, generation (a spec change that renders the same object must not cause a write),
+ * the generation/spec-hash labels, stopped (scaling/starting is not a re-create) and pullPolicy
+ * (it governs how the image is fetched, not what runs).
+ */
+export function computeSpecHash(d: Omit<DesiredServer, 'specHash'>): string {
+  const { generation: _g, stopped: _s, pullPolicy: _p, labels, ...rest } = d;
+  const { [LABELS.generation]: _lg, [LABELS.specHash]: _lh, ...hashedLabels } = labels;
+  return createHash('sha256').update(canonicalJson({ ...rest, labels: hashedLabels })).digest('hex');
+}
+
+function hubBaseUrl(env: Record<string, string>): string {
+  return (env.JUPYTERHUB_SERVICE_PREFIX ?? '').replace(/\/+$/, '');
+}
+
+export function renderDesired(nbs: NotebookServer, policy: Policy, ctx: RenderContext): RenderResult {
+  const meta = nbs.metadata ?? {};
+  const spec = nbs.spec ?? ({} as NotebookServer['spec']);
+  const namespace = meta.namespace ?? 'default';
+  const name = meta.name ?? '';
+  const uid = meta.uid ?? '';
+  if (!name || !uid) return fail('metadata', 'InvalidObject', 'the object has no metadata.name or metadata.uid');
+  const user = spec.user;
+  if (!user) return fail('spec.user', 'UserRequired', 'spec.user is required: the JupyterHub user this server belongs to');
+  const servername = spec.servername ?? '';
+
+  // Image: a built source image replaces spec.image; anything else must be allowed by the policy.
+  const requested = spec.image || policy.defaultImage;
+  if (!ctx.sourceImage && !imageAllowed(requested, policy)) {
+    const allowed = policy.allowedImages.length ? policy.allowedImages.map((g) => `"${g}"`).join(', ') : `only defaultImage "${policy.defaultImage}"`;
+    return fail('spec.image', 'ImageNotAllowed',
+      `image "${requested}" is not allowed by the operator policy (allowedImages: ${allowed}); use an allowed image or ask an admin to add a matching glob to allowedImages`);
+  }
+  const image = ctx.sourceImage ?? requested;
+
+  // Mode and launcher.
+  const mode = spec.mode ?? policy.defaultMode;
+  const launcher = Object.prototype.hasOwnProperty.call(policy.launchers, mode) ? policy.launchers[mode] : undefined;
+  if (!launcher) {
+    return fail('spec.mode', 'UnknownMode', `mode "${mode}" has no launcher in the operator policy; modes: ${Object.keys(policy.launchers).filter((m) => policy.launchers[m]?.enabled !== false).join(', ')}`);
+  }
+  if (launcher.enabled === false) {
+    return fail('spec.mode', 'ModeDisabled', `mode "${mode}" is disabled by the operator policy (launchers.${mode}.enabled: false)`);
+  }
+  const appPath = spec.app?.path ?? '';
+  const pathProblem = appPathProblem(appPath);
+  if (pathProblem) return fail('spec.app.path', 'InvalidAppPath', `spec.app.path "${appPath}" ${pathProblem}`);
+  if (launcher.requiresPath && !appPath) {
+    return fail('spec.app.path', 'AppPathRequired', `mode "${mode}" needs spec.app.path: the notebook, script or folder to present, relative to the home directory`);
+  }
+  const command = spec.command ?? [];
+  if (mode === 'custom' && command.length === 0) {
+    return fail('spec.command', 'CommandRequired', 'mode "custom" needs spec.command: the argv to run (placeholders {port} {ip} {home} {username} {servername} are filled)');
+  }
+  if (mode !== 'custom' && command.length > 0 && !policy.allowCommandOverride) {
+    return fail('spec.command', 'CommandNotAllowed', `spec.command is only used with mode "custom"; the operator policy does not allow overriding the "${mode}" launcher (allowCommandOverride: false)`);
+  }
+
+  // System user.
+  let runAs = policy.hardening.runAsUser;
+  let home = policy.homeDir;
+  const systemMounts: VolumeMount[] = [];
+  if (spec.systemUser) {
+    if (!policy.systemUsers.enabled) {
+      return fail('spec.systemUser', 'SystemUsersDisabled', 'spec.systemUser is true but system users are disabled by the operator policy (systemUsers.enabled: false)');
+    }
+    const su = ctx.systemUser;
+    if (!su) return fail('spec.systemUser', 'SystemUserNotFound', `system user "${user}" could not be resolved`);
+    if (su.uid < policy.systemUsers.uidFloor) {
+      return fail('spec.systemUser', 'SystemUserBelowFloor', `system user "${user}" has uid ${su.uid}, below the policy's systemUsers.uidFloor (${policy.systemUsers.uidFloor})`);
+    }
+    runAs = `${su.uid}:${su.gid}`;
+    home = renderTemplate(policy.systemUsers.mountTarget, { username: user }, { escape: false });
+    systemMounts.push({ source: su.home, target: home, type: 'bind' });
+  }
+
+  // Environment: launcher < policy < spec (the hub's JUPYTERHUB_* come through spec.env).
+  const specEnv: Record<string, string> = {};
+  const envList = spec.env ?? [];
+  for (let i = 0; i < envList.length; i++) {
+    const e = envList[i]!;
+    if (e.value !== undefined && e.valueFrom) return fail(`spec.env[${i}]`, 'InvalidEnv', `spec.env[${i}] (${e.name}) sets both value and valueFrom; use one`);
+    if (e.valueFrom) {
+      const ref = e.valueFrom.secretKeyRef;
+      const v = ref ? ctx.secrets(ref.name, ref.key) : undefined;
+      if (v === undefined) {
+        if (ref?.optional) continue;
+        return fail(`spec.env[${i}].valueFrom`, 'SecretNotFound',
+          `spec.env[${i}] (${e.name}): key "${ref?.key}" of Secret "${ref?.name}" not found in namespace "${namespace}"`);
+      }
+      specEnv[e.name] = v;
+    } else specEnv[e.name] = e.value ?? '';
+  }
+
+  // Networking and port.
+  let port = policy.port;
+  let ip = '0.0.0.0';
+  if (policy.networkMode === 'host') {
+    if (!ctx.hostPort) return fail('spec', 'HostPortUnavailable', `no free host port in the policy's hostPortRange ${policy.hostPortRange.join('-')}`);
+    port = ctx.hostPort;
+    ip = policy.publishHostIp;
+  }
+
+  const launchInput = {
+    port, ip, home, username: user, servername, appPath, appArgs: spec.app?.args ?? [], command,
+    hub: specEnv.JUPYTERHUB_API_TOKEN !== undefined, baseUrl: hubBaseUrl(specEnv),
+  };
+  const launch = buildLaunch(launcher, launchInput, policy.proxyCommand);
+  let argv = launch.command;
+  if (mode !== 'custom' && command.length > 0) {
+    const vars = { port: String(port), ip, home, username: user, servername, '-': '-', '--': '--' };
+    argv = command.map((c) => fill(c, vars));
+  }
+  const env: Record<string, string> = { ...launch.env, ...policy.env, ...specEnv };
+  if (spec.systemUser) {
+    env.HOME ??= home;
+    env.USER ??= user;
+  }
+
+  // Resources, capped by the policy.
+  const resources: DesiredServer['resources'] = {};
+  for (const kind of ['cpu', 'memory'] as const) {
+    const given = spec.resources?.[kind] as string | number | undefined;
+    const raw = given ?? policy.resources.defaults[kind];
+    if (raw === undefined) continue;
+    const q = parseQuantity(raw);
+    const field = `spec.resources.${kind}`;
+    if (q === undefined || q <= 0) return fail(field, 'InvalidQuantity', `${field} "${raw}" is not a positive quantity like ${kind === 'cpu' ? '"500m" or "2"' : '"512Mi" or "2Gi"'}`);
+    const cap = policy.resources.limits[kind];
+    const capQ = cap === undefined ? undefined : parseQuantity(cap);
+    if (capQ !== undefined && q > capQ) {
+      return fail(field, 'ResourceOverLimit', `${field} ${raw} is above the operator policy's cap resources.limits.${kind} ${cap}`);
+    }
+    if (kind === 'cpu') resources.nanoCpus = Math.round(q * 1e9);
+    else resources.memoryBytes = Math.round(q);
+  }
+
+  // Volumes from templates; the host home replaces volumes inside the image home for system users.
+  const tplVars = { prefix: policy.prefix, username: user, servername };
+  const volumes: VolumeMount[] = [...systemMounts];
+  for (const v of policy.volumes) {
+    const target = renderTemplate(v.target, tplVars);
+    if (spec.systemUser && (target === policy.homeDir || target.startsWith(policy.homeDir.replace(/\/+$/, '') + '/'))) continue;
+    if ((v.type ?? 'volume') === 'bind') {
+      volumes.push({ source: posix.normalize(renderTemplate(v.name, tplVars)), target, type: 'bind', readOnly: v.readOnly });
+      continue;
+    }
+    const perServer = v.name.includes('{servername}');
+    const labels: Record<string, string> = {
+      [LABELS.managedBy]: MANAGED_BY,
+      [LABELS.volume]: perServer ? 'server' : 'user',
+      [LABELS.namespace]: namespace,
+      [LABELS.user]: user,
+    };
+    if (perServer) labels[LABELS.servername] = servername;
+    if (v.deleteWithServer) {
+      labels[DELETE_WITH_SERVER_LABEL] = 'true';
+      labels[LABELS.uid] = uid;
+    }
+    volumes.push({ source: volumeName(renderTemplate(v.name, tplVars)), target, type: 'volume', readOnly: v.readOnly, labels });
+  }
+
+  const dockerObjName = dockerName(renderTemplate(policy.nameTemplate, tplVars), { uniqueBy: uid });
+  const labels: Record<string, string> = {
+    [LABELS.managedBy]: MANAGED_BY,
+    [LABELS.uid]: uid,
+    [LABELS.namespace]: namespace,
+    [LABELS.name]: name,
+    [LABELS.user]: user,
+    [LABELS.servername]: servername,
+    [LABELS.generation]: String(meta.generation ?? 0),
+    [LABELS.image]: spec.image || policy.defaultImage,
+    [LABELS.port]: String(port),
+    [MODE_LABEL]: mode,
+  };
+
+  const base: Omit<DesiredServer, 'specHash'> = {
+    namespace, name, uid, generation: meta.generation ?? 0,
+    dockerName: dockerObjName,
+    labels,
+    image,
+    pullPolicy: policy.pullPolicy,
+    command: argv,
+    env,
+    workdir: mode === 'custom' ? undefined : home,
+    user: runAs,
+    port,
+    networkMode: policy.networkMode,
+    publishHostIp: policy.publishHostIp,
+    network: policy.network,
+    volumes,
+    resources,
+    hardening: {
+      noNewPrivileges: policy.hardening.noNewPrivileges,
+      capDrop: [...policy.hardening.capDrop],
+      pidsLimit: policy.hardening.pidsLimit,
+    },
+    constraints: policy.constraints.length ? [...policy.constraints] : undefined,
+    stopped: spec.stopped === true,
+  };
+  const specHash = computeSpecHash(base);
+  labels[LABELS.specHash] = specHash;
+  return { ok: true, desired: { ...base, specHash } };
+}
+
+export interface Endpoint {
+  url?: string;
+  hostUrl?: string;
+  host?: string;
+  port?: number;
+}
+
+const hostPart = (h: string): string => (h.includes(':') ? `[${h}]` : h);
+
+/**
+ * status.endpoint for an observed server. hostUrl is where the host reaches it (published port on
+ * publishHostIp, or the port itself with host networking); url is what other containers on the
+ * policy's network use (the Docker name resolves there), else the hostUrl.
+ */
+export function endpointFor(desired: DesiredServer, observed: ObservedServer | undefined, policy: Pick<Policy, 'publishHostIp'>): Endpoint {
+  const hostPort = desired.networkMode === 'host' ? desired.port : observed?.hostPort;
+  let host = observed?.hostIp && observed.hostIp !== '0.0.0.0' && observed.hostIp !== '::' ? observed.hostIp : policy.publishHostIp;
+  if (host === '0.0.0.0') host = '127.0.0.1';
+  const out: Endpoint = {};
+  if (hostPort) {
+    out.hostUrl = `http://${hostPart(host)}:${hostPort}`;
+    out.host = host;
+    out.port = hostPort;
+  }
+  if (desired.network) out.url = `http://${desired.dockerName}:${desired.port}`;
+  else if (out.hostUrl) out.url = out.hostUrl;
+  return out;
+}

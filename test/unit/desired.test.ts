@@ -1,0 +1,283 @@
+import { expect } from 'chai';
+import { readdirSync, readFileSync } from 'node:fs';
+import YAML from 'yaml';
+import { LABELS, type NotebookServer, type NotebookServerSpec } from '../../src/api/types.js';
+import type { DesiredServer, ObservedServer } from '../../src/backends/types.js';
+import { defaultPolicy, loadPolicy } from '../../src/config/policy.js';
+import { repoPath } from '../../src/paths.js';
+import type { Policy } from '../../src/config/types.js';
+import { canonicalJson, endpointFor, imageAllowed, renderDesired, type RenderContext, type RenderResult } from '../../src/controller/desired.js';
+
+function nbs(spec: Partial<NotebookServerSpec>, meta: Partial<NotebookServer['metadata']> = {}): NotebookServer {
+  return {
+    apiVersion: 'nbswarm.io/v1alpha1',
+    kind: 'NotebookServer',
+    metadata: { name: 'alice', namespace: 'default', uid: '0b7c3a52-1111-2222-3333-444455556666', generation: 1, ...meta },
+    spec: { user: 'alice', ...spec },
+  };
+}
+const noSecrets: RenderContext = { secrets: () => undefined };
+
+function ok(r: RenderResult): DesiredServer {
+  if (!r.ok) throw new Error(`expected ok, got ${r.field}: ${r.message}`);
+  return r.desired;
+}
+function failed(r: RenderResult): { field: string; reason: string; message: string } {
+  if (r.ok) throw new Error('expected a refusal');
+  return r;
+}
+
+describe('renderDesired', () => {
+  const policy = defaultPolicy();
+
+  it('renders alice\'s default server from the default policy', () => {
+    const d = ok(renderDesired(nbs({}), policy, noSecrets));
+    expect(d.dockerName).to.equal('nbs-alice');
+    expect(d.image).to.equal('local/notebook:latest');
+    expect(d.pullPolicy).to.equal('ifNotPresent');
+    expect(d.command).to.deep.equal(['start.sh', 'jupyter', 'notebook', '--ip=0.0.0.0', '--port=8888', '--no-browser']);
+    expect(d.env).to.deep.equal({});
+    expect(d.port).to.equal(8888);
+    expect(d.networkMode).to.equal('bridge');
+    expect(d.publishHostIp).to.equal('127.0.0.1');
+    expect(d.workdir).to.equal('/home/jovyan');
+    expect(d.user).to.equal(undefined);
+    expect(d.resources).to.deep.equal({ nanoCpus: 1e9, memoryBytes: 2 * 2 ** 30 });
+    expect(d.hardening).to.deep.equal({ noNewPrivileges: true, capDrop: ['ALL'], pidsLimit: 1024 });
+    expect(d.stopped).to.equal(false);
+    expect(d.volumes).to.deep.equal([{
+      source: 'nbs-alice-home', target: '/home/jovyan/work', type: 'volume', readOnly: undefined,
+      labels: { [LABELS.managedBy]: 'nbswarm', [LABELS.volume]: 'user', [LABELS.namespace]: 'default', [LABELS.user]: 'alice' },
+    }]);
+    expect(d.labels).to.deep.equal({
+      [LABELS.managedBy]: 'nbswarm',
+      [LABELS.uid]: '0b7c3a52-1111-2222-3333-444455556666',
+      [LABELS.namespace]: 'default',
+      [LABELS.name]: 'alice',
+      [LABELS.user]: 'alice',
+      [LABELS.servername]: '',
+      [LABELS.generation]: '1',
+      [LABELS.image]: 'local/notebook:latest',
+      [LABELS.port]: '8888',
+      'nbswarm.io/mode': 'notebook',
+      [LABELS.specHash]: d.specHash,
+    });
+    expect(d.specHash).to.match(/^[0-9a-f]{64}$/);
+  });
+
+  it('a named server gets its own Docker name and shares the user\'s volume', () => {
+    const d = ok(renderDesired(nbs({ servername: 'Dash1' }, { name: 'alice-dash1' }), policy, noSecrets));
+    expect(d.dockerName).to.equal('nbs-alice--44ash1');
+    expect(d.volumes[0]!.source).to.equal('nbs-alice-home');
+  });
+
+  it('long names are cut to 63 characters with a suffix from the UID', () => {
+    const d = ok(renderDesired(nbs({ user: 'a'.repeat(63), servername: 'b'.repeat(63) }), policy, noSecrets));
+    expect(d.dockerName).to.have.length(63);
+    expect(d.dockerName).to.match(/-[0-9a-f]{8}$/);
+  });
+
+  describe('image allowlist', () => {
+    it('refuses an image outside the allowlist, naming the image and the policy key', () => {
+      const r = failed(renderDesired(nbs({ image: 'evil/miner:latest' }), policy, noSecrets));
+      expect(r.field).to.equal('spec.image');
+      expect(r.reason).to.equal('ImageNotAllowed');
+      expect(r.message).to.contain('"evil/miner:latest"').and.to.contain('allowedImages').and.to.contain('"local/*"');
+    });
+    it('matches globs on the given and the normalised Docker Hub forms', () => {
+      expect(imageAllowed('jupyter/base-notebook:2024', policy)).to.equal(true);
+      expect(imageAllowed('docker.io/jupyter/base-notebook', policy)).to.equal(true);
+      expect(imageAllowed('quay.io/jupyter/scipy-notebook@sha256:abc', policy)).to.equal(true);
+      expect(imageAllowed('quay.io/jupyterx/scipy', policy)).to.equal(false);
+      expect(imageAllowed('local/sub/dir:1', policy)).to.equal(false);
+    });
+    it('an empty allowlist allows only the default image', () => {
+      const p = { ...policy, allowedImages: [] };
+      expect(imageAllowed('local/notebook:latest', p)).to.equal(true);
+      const r = failed(renderDesired(nbs({ image: 'local/other:1' }), p, noSecrets));
+      expect(r.message).to.contain('only defaultImage "local/notebook:latest"');
+    });
+    it('a built source image replaces spec.image and is not allowlisted', () => {
+      const d = ok(renderDesired(nbs({ image: 'local/notebook:latest', source: { server: 'x' } }), { ...policy, allowedImages: [] },
+        { ...noSecrets, sourceImage: 'nbswarm-built:x-1' }));
+      expect(d.image).to.equal('nbswarm-built:x-1');
+      expect(d.labels[LABELS.image]).to.equal('local/notebook:latest');
+    });
+  });
+
+  describe('modes', () => {
+    it('an unknown or disabled mode fails on spec.mode', () => {
+      const p: Policy = { ...policy, launchers: { ...policy.launchers } };
+      delete p.launchers.bokeh;
+      p.launchers.lab = { ...p.launchers.lab!, enabled: false };
+      const unknown = failed(renderDesired(nbs({ mode: 'bokeh' }), p, noSecrets));
+      expect([unknown.field, unknown.reason]).to.deep.equal(['spec.mode', 'UnknownMode']);
+      const disabled = failed(renderDesired(nbs({ mode: 'lab' }), p, noSecrets));
+      expect([disabled.field, disabled.reason]).to.deep.equal(['spec.mode', 'ModeDisabled']);
+      expect(disabled.message).to.contain('launchers.lab.enabled: false');
+    });
+    it('a dashboard mode needs spec.app.path, which must stay inside the home', () => {
+      expect(failed(renderDesired(nbs({ mode: 'voila' }), policy, noSecrets))).to.deep.include({ field: 'spec.app.path', reason: 'AppPathRequired' });
+      expect(failed(renderDesired(nbs({ mode: 'voila', app: { path: 'work/../../etc/passwd' } }), policy, noSecrets))).to.deep.include({ field: 'spec.app.path', reason: 'InvalidAppPath' });
+      expect(failed(renderDesired(nbs({ mode: 'voila', app: { path: '/etc/passwd' } }), policy, noSecrets)).field).to.equal('spec.app.path');
+    });
+    it('a voila dashboard runs through jhsingle-native-proxy with the absolute presentation path', () => {
+      const d = ok(renderDesired(nbs({ mode: 'voila', app: { path: 'work/Presentation.ipynb' } }), policy, noSecrets));
+      expect(d.command.slice(0, 4)).to.deep.equal(['start.sh', 'python3', '-m', 'jhsingle_native_proxy.main']);
+      expect(d.command.slice(-4)).to.deep.equal(['--presentation-path=/home/jovyan/work/Presentation.ipynb', '--ip=0.0.0.0', '--port=8888', '--authtype=none']);
+    });
+    it('custom runs spec.command with {port} filled; without a command it fails on spec.command', () => {
+      const d = ok(renderDesired(nbs({ image: 'local/busybox:test', mode: 'custom', command: ['httpd', '-f', '-p', '{port}', '-h', '/www'] }), policy, noSecrets));
+      expect(d.command).to.deep.equal(['httpd', '-f', '-p', '8888', '-h', '/www']);
+      expect(d.workdir).to.equal(undefined);
+      expect(failed(renderDesired(nbs({ mode: 'custom' }), policy, noSecrets))).to.deep.include({ field: 'spec.command', reason: 'CommandRequired' });
+    });
+    it('spec.command outside custom needs allowCommandOverride', () => {
+      const spec = { mode: 'notebook' as const, command: ['jupyter', 'notebook', '--port={port}'] };
+      expect(failed(renderDesired(nbs(spec), policy, noSecrets))).to.deep.include({ field: 'spec.command', reason: 'CommandNotAllowed' });
+      const d = ok(renderDesired(nbs(spec), { ...policy, allowCommandOverride: true }, noSecrets));
+      expect(d.command).to.deep.equal(['jupyter', 'notebook', '--port=8888']);
+    });
+  });
+
+  describe('environment', () => {
+    it('launcher < policy < spec; the hub\'s token switches notebook to jupyterhub-singleuser', () => {
+      const p = { ...policy, env: { TZ: 'UTC', JUPYTERHUB_DEFAULT_URL: '/tree' } };
+      const d = ok(renderDesired(nbs({
+        mode: 'lab',
+        env: [{ name: 'JUPYTERHUB_API_TOKEN', value: 'tok' }, { name: 'JUPYTERHUB_SERVICE_PREFIX', value: '/user/alice/' }, { name: 'TZ', value: 'Europe/Paris' }],
+      }), p, noSecrets));
+      expect(d.env).to.deep.equal({ JUPYTERHUB_DEFAULT_URL: '/tree', TZ: 'Europe/Paris', JUPYTERHUB_API_TOKEN: 'tok', JUPYTERHUB_SERVICE_PREFIX: '/user/alice/' });
+      expect(d.command).to.deep.equal(['start.sh', 'jupyterhub-singleuser', '--ip=0.0.0.0', '--port=8888']);
+    });
+    it('resolves secretKeyRef; a missing one fails on spec.env[i].valueFrom, an optional one is skipped', () => {
+      const secrets = (name: string, key: string) => (name === 'db' && key === 'password' ? 's3cret' : undefined);
+      const env = [{ name: 'A', value: '1' }, { name: 'PW', valueFrom: { secretKeyRef: { name: 'db', key: 'password' } } }];
+      expect(ok(renderDesired(nbs({ env }), policy, { secrets })).env).to.deep.equal({ A: '1', PW: 's3cret' });
+      const missing = failed(renderDesired(nbs({ env: [...env, { name: 'X', valueFrom: { secretKeyRef: { name: 'db', key: 'nope' } } }] }), policy, { secrets }));
+      expect(missing).to.deep.include({ field: 'spec.env[2].valueFrom', reason: 'SecretNotFound' });
+      expect(missing.message).to.contain('"nope"').and.to.contain('Secret "db"').and.to.contain('namespace "default"');
+      const optional = ok(renderDesired(nbs({ env: [...env, { name: 'X', valueFrom: { secretKeyRef: { name: 'gone', key: 'k', optional: true } } }] }), policy, { secrets }));
+      expect(optional.env).to.not.have.property('X');
+    });
+  });
+
+  describe('resources', () => {
+    it('parses Kubernetes quantities', () => {
+      const d = ok(renderDesired(nbs({ resources: { cpu: '500m', memory: '512Mi' } }), policy, noSecrets));
+      expect(d.resources).to.deep.equal({ nanoCpus: 5e8, memoryBytes: 512 * 2 ** 20 });
+      const i = ok(renderDesired(nbs({ resources: { cpu: 2 as unknown as string, memory: '1G' } }), policy, noSecrets));
+      expect(i.resources).to.deep.equal({ nanoCpus: 2e9, memoryBytes: 1e9 });
+    });
+    it('refuses values over the policy cap, naming the field and the cap', () => {
+      const r = failed(renderDesired(nbs({ resources: { memory: '16Gi' } }), policy, noSecrets));
+      expect(r).to.deep.include({ field: 'spec.resources.memory', reason: 'ResourceOverLimit' });
+      expect(r.message).to.contain('16Gi').and.to.contain('resources.limits.memory 8Gi');
+      expect(failed(renderDesired(nbs({ resources: { cpu: '8' } }), policy, noSecrets)).field).to.equal('spec.resources.cpu');
+      expect(failed(renderDesired(nbs({ resources: { cpu: 'lots' } }), policy, noSecrets))).to.deep.include({ field: 'spec.resources.cpu', reason: 'InvalidQuantity' });
+    });
+  });
+
+  describe('system users', () => {
+    it('refused unless the policy enables them', () => {
+      const r = failed(renderDesired(nbs({ systemUser: true }), policy, noSecrets));
+      expect(r).to.deep.include({ field: 'spec.systemUser', reason: 'SystemUsersDisabled' });
+      expect(r.message).to.contain('systemUsers.enabled');
+    });
+    it('runs as uid:gid with the host home bound at the policy\'s mount target', () => {
+      const p = { ...policy, systemUsers: { ...policy.systemUsers, enabled: true } };
+      const d = ok(renderDesired(nbs({ user: 'carol', systemUser: true }, { name: 'carol' }), p,
+        { ...noSecrets, systemUser: { uid: 1500, gid: 1600, home: '/home/carol' } }));
+      expect(d.user).to.equal('1500:1600');
+      expect(d.workdir).to.equal('/home/carol');
+      expect(d.volumes).to.deep.equal([{ source: '/home/carol', target: '/home/carol', type: 'bind' }]);
+      expect(d.env).to.deep.include({ HOME: '/home/carol', USER: 'carol' });
+      const low = failed(renderDesired(nbs({ user: 'root', systemUser: true }), p, { ...noSecrets, systemUser: { uid: 0, gid: 0, home: '/root' } }));
+      expect(low).to.deep.include({ field: 'spec.systemUser', reason: 'SystemUserBelowFloor' });
+    });
+  });
+
+  it('host networking: the allocated host port is the server port and {ip} the published IP', () => {
+    const p: Policy = { ...policy, networkMode: 'host' };
+    const d = ok(renderDesired(nbs({}), p, { ...noSecrets, hostPort: 20007 }));
+    expect(d.port).to.equal(20007);
+    expect(d.networkMode).to.equal('host');
+    expect(d.command).to.deep.equal(['start.sh', 'jupyter', 'notebook', '--ip=127.0.0.1', '--port=20007', '--no-browser']);
+    expect(failed(renderDesired(nbs({}), p, noSecrets)).reason).to.equal('HostPortUnavailable');
+  });
+
+  describe('specHash', () => {
+    const hash = (spec: Partial<NotebookServerSpec>, meta: Partial<NotebookServer['metadata']> = {}, p: Policy = policy) =>
+      ok(renderDesired(nbs(spec, meta), p, noSecrets)).specHash;
+    it('ignores generation and stopped (no write for a spec change that renders the same object)', () => {
+      expect(hash({}, { generation: 7 })).to.equal(hash({}, { generation: 1 }));
+      expect(hash({ stopped: true })).to.equal(hash({}));
+      expect(hash({ servername: '' })).to.equal(hash({}));
+      expect(hash({ image: 'local/notebook:latest' })).to.equal(hash({}));
+    });
+    it('changes with everything that shapes the Docker object', () => {
+      const h = hash({});
+      expect(hash({ image: 'local/other:1' })).not.to.equal(h);
+      expect(hash({ env: [{ name: 'A', value: '1' }] })).not.to.equal(h);
+      expect(hash({ resources: { memory: '1Gi' } })).not.to.equal(h);
+      expect(hash({}, {}, { ...policy, hardening: { ...policy.hardening, pidsLimit: 10 } })).not.to.equal(h);
+      expect(hash({}, {}, { ...policy, publishHostIp: '127.0.0.2' })).not.to.equal(h);
+    });
+    it('canonical JSON sorts keys at every level', () => {
+      expect(canonicalJson({ b: 1, a: { d: [2, { y: 1, x: 2 }], c: undefined } })).to.equal('{"a":{"d":[2,{"x":2,"y":1}]},"b":1}');
+    });
+  });
+});
+
+describe('endpointFor', () => {
+  const policy = defaultPolicy();
+  const d = ok(renderDesired(nbs({}), policy, noSecrets));
+  const observed = (o: Partial<ObservedServer>): ObservedServer => ({ kind: 'service', id: 'x', name: d.dockerName, labels: {}, state: 'running', ...o });
+
+  it('bridge without a network: url is the hostUrl on the publish IP', () => {
+    expect(endpointFor(d, observed({ hostPort: 31001, hostIp: '0.0.0.0' }), policy)).to.deep.equal({
+      url: 'http://127.0.0.1:31001', hostUrl: 'http://127.0.0.1:31001', host: '127.0.0.1', port: 31001,
+    });
+  });
+  it('with a network: url uses the Docker name and the container port', () => {
+    expect(endpointFor({ ...d, network: 'nbs-net' }, observed({ hostPort: 31001, hostIp: '127.0.0.1' }), policy)).to.deep.equal({
+      url: 'http://nbs-alice:8888', hostUrl: 'http://127.0.0.1:31001', host: '127.0.0.1', port: 31001,
+    });
+  });
+  it('host networking: the server port is the host port; IPv6 hosts are bracketed', () => {
+    expect(endpointFor({ ...d, networkMode: 'host', port: 20007 }, observed({}), { publishHostIp: '::1' }))
+      .to.deep.equal({ url: 'http://[::1]:20007', hostUrl: 'http://[::1]:20007', host: '::1', port: 20007 });
+  });
+  it('nothing published yet: no URL', () => {
+    expect(endpointFor(d, observed({}), policy)).to.deep.equal({});
+    expect(endpointFor(d, undefined, policy)).to.deep.equal({});
+  });
+});
+
+describe('manifests/examples under manifests/policy.example.yaml', () => {
+  const docs = readdirSync(repoPath('manifests/examples')).filter((f) => f.endsWith('.yaml')).sort()
+    .flatMap((f) => YAML.parseAllDocuments(readFileSync(repoPath('manifests/examples', f), 'utf8')).map((d) => ({ f, obj: d.toJS() })));
+  const secretData: Record<string, string> = {};
+  for (const { obj } of docs) if (obj.kind === 'Secret') for (const [k, v] of Object.entries(obj.stringData ?? {})) secretData[`${obj.metadata.name}/${k}`] = String(v);
+  const servers = docs.filter((d) => d.obj.kind === 'NotebookServer');
+  const policy = loadPolicy({ file: repoPath('manifests/policy.example.yaml'), overrides: { systemUsers: { ...defaultPolicy().systemUsers, enabled: true } } });
+
+  for (const { f, obj } of servers) {
+    it(`${f} renders`, () => {
+      const o = { ...obj, metadata: { ...obj.metadata, namespace: 'default', uid: `uid-${obj.metadata.name}`, generation: 1 } };
+      const d = ok(renderDesired(o, policy, {
+        secrets: (name, key) => secretData[`${name}/${key}`],
+        systemUser: o.spec.systemUser ? { uid: 1001, gid: 1001, home: '/home/carol' } : undefined,
+        sourceImage: o.spec.source?.server ? 'nbswarm-built:alice-1' : undefined,
+      }));
+      expect(d.dockerName).to.match(/^nbs-[a-z0-9-]+$/);
+      expect(d.command.length).to.be.greaterThan(0);
+    });
+  }
+
+  it('system-user.yaml is refused by the default policy, naming spec.systemUser', () => {
+    const { obj } = servers.find((s) => s.f === 'system-user.yaml')!;
+    const r = failed(renderDesired({ ...obj, metadata: { ...obj.metadata, uid: 'u' } }, defaultPolicy(), noSecrets));
+    expect(r.field).to.equal('spec.systemUser');
+  });
+});
