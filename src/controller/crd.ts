@@ -1,0 +1,35 @@
+/** Install crds/notebookserver.yaml through the API (any API server) and wait until it is Established. */
+import { ApiextensionsV1Api, KubeConfig, type V1CustomResourceDefinition } from '@kubernetes/client-node';
+import { readFileSync } from 'node:fs';
+import YAML from 'yaml';
+import { repoPath } from '../paths.js';
+
+export function loadCrd(path = repoPath('crds', 'notebookserver.yaml')): V1CustomResourceDefinition {
+  return YAML.parse(readFileSync(path, 'utf8')) as V1CustomResourceDefinition;
+}
+
+export async function installCrd(kc: KubeConfig, opts: { path?: string; timeoutMs?: number } = {}): Promise<'created' | 'updated' | 'unchanged'> {
+  const api = kc.makeApiClient(ApiextensionsV1Api);
+  const crd = loadCrd(opts.path);
+  const name = crd.metadata?.name ?? '';
+  let result: 'created' | 'updated' | 'unchanged';
+  try {
+    const cur = await api.readCustomResourceDefinition({ name });
+    if (JSON.stringify(cur.spec) === JSON.stringify({ ...cur.spec, ...crd.spec })) result = 'unchanged';
+    else {
+      await api.replaceCustomResourceDefinition({ name, body: { ...crd, metadata: { ...crd.metadata, resourceVersion: cur.metadata?.resourceVersion } } });
+      result = 'updated';
+    }
+  } catch (err) {
+    if ((err as { code?: number }).code !== 404) throw err;
+    await api.createCustomResourceDefinition({ body: crd });
+    result = 'created';
+  }
+  const deadline = Date.now() + (opts.timeoutMs ?? 30_000);
+  for (;;) {
+    const cur = await api.readCustomResourceDefinition({ name });
+    if (cur.status?.conditions?.some((c) => c.type === 'Established' && c.status === 'True')) return result;
+    if (Date.now() > deadline) throw new Error(`CRD ${name} was not Established within ${opts.timeoutMs ?? 30_000} ms`);
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}

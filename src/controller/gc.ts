@@ -1,0 +1,137 @@
+/**
+ * Orphan GC: labelled Docker objects whose NotebookServer no longer exists (deleted while the
+ * operator was down, finalizer removed by hand, or a half-done create) are removed — never their
+ * volumes. This closes kubespawner #95/#697 and dockerspawner #384/#512-style leftovers.
+ *
+ * Scope: only objects this operator could have made — Docker name starting with the policy prefix
+ * (and, for a namespace-scoped operator, in its namespace) — so two operators (or test runs) with
+ * different prefixes on one daemon never collect each other's servers. It runs only after the
+ * informer's first full list: an empty cache before that would make everything look orphaned.
+ */
+import { LABELS } from '../api/types.js';
+import type { Backend, ObservedServer } from '../backends/types.js';
+import type { NotebookServerInformer } from './informer.js';
+import type { Logger } from './log.js';
+import { errorFields } from './log.js';
+
+export interface GcStats {
+  runs: number;
+  removed: number;
+  errors: number;
+  imagesRemoved: number;
+  volumesRemoved: number;
+  pending: number;
+}
+
+/** Docker access for what the Backend interface does not cover (volumes a policy marks deleteWithServer). */
+type VolumeApi = { getVolume(name: string): { remove(): Promise<unknown> } };
+
+export class OrphanCollector {
+  readonly s: GcStats = { runs: 0, removed: 0, errors: 0, imagesRemoved: 0, volumesRemoved: 0, pending: 0 };
+  private running?: Promise<number>;
+  /**
+   * Built images and deleteWithServer volumes whose removal Docker refused for now (a Swarm task
+   * container or a stopped container still uses them); retried on every pass until they are gone.
+   */
+  private readonly pendingImages = new Set<string>();
+  private readonly pendingVolumes = new Set<string>();
+
+  constructor(
+    private readonly backend: Backend,
+    private readonly informer: NotebookServerInformer,
+    private readonly log: Logger,
+    private readonly scope: { prefix: string; namespace?: string },
+  ) {}
+
+  /** Remove a source-server image now if Docker lets us, else on a later pass. Returns true when gone. */
+  async removeImageSoon(ref: string): Promise<boolean> {
+    try {
+      await this.backend.removeImage(ref);
+    } catch (err) {
+      this.log.debug('image removal deferred', errorFields(err, ref));
+    }
+    const gone = await this.backend.resolveImage(ref, 'never').then(
+      () => false,
+      () => true,
+    );
+    if (gone) {
+      this.s.imagesRemoved++;
+      this.pendingImages.delete(ref);
+    } else this.pendingImages.add(ref);
+    this.s.pending = this.pendingImages.size + this.pendingVolumes.size;
+    return gone;
+  }
+
+  /** Remove a named volume (only ever one the policy marked deleteWithServer). */
+  async removeVolumeSoon(name: string): Promise<boolean> {
+    const docker = (this.backend as unknown as { docker?: VolumeApi }).docker;
+    if (!docker) return false;
+    try {
+      await docker.getVolume(name).remove();
+      this.s.volumesRemoved++;
+      this.pendingVolumes.delete(name);
+      return true;
+    } catch (err) {
+      const code = (err as { statusCode?: number }).statusCode;
+      if (code === 404) {
+        this.pendingVolumes.delete(name);
+        return true;
+      }
+      this.pendingVolumes.add(name);
+      return false;
+    } finally {
+      this.s.pending = this.pendingImages.size + this.pendingVolumes.size;
+    }
+  }
+
+  inScope(o: ObservedServer): boolean {
+    if (!o.name.startsWith(`${this.scope.prefix}-`)) return false;
+    if (this.scope.namespace && o.labels[LABELS.namespace] !== this.scope.namespace) return false;
+    return true;
+  }
+
+  /** One pass; concurrent callers share the pass in progress. Returns how many objects were removed. */
+  runOnce(): Promise<number> {
+    if (!this.running) {
+      this.running = this.pass().finally(() => {
+        this.running = undefined;
+      });
+    }
+    return this.running;
+  }
+
+  private async pass(): Promise<number> {
+    if (!this.informer.hasSynced()) return 0;
+    this.s.runs++;
+    let removed = 0;
+    let managed: ObservedServer[];
+    try {
+      managed = await this.backend.listManaged();
+    } catch (err) {
+      this.s.errors++;
+      this.log.warn('orphan GC: could not list managed objects', errorFields(err));
+      return 0;
+    }
+    for (const ref of [...this.pendingImages]) await this.removeImageSoon(ref);
+    for (const name of [...this.pendingVolumes]) await this.removeVolumeSoon(name);
+    for (const o of managed) {
+      if (!this.inScope(o)) continue;
+      const uid = o.labels[LABELS.uid];
+      if (uid && this.informer.keyForUid(uid)) continue;
+      try {
+        await this.backend.remove(o);
+        removed++;
+        this.s.removed++;
+        this.log.info('removed orphaned Docker object (its NotebookServer is gone); volumes kept', {
+          resource: `${o.labels[LABELS.namespace] ?? '?'}/${o.labels[LABELS.name] ?? '?'}`,
+          dockerCall: `remove ${o.kind} ${o.name}`,
+          uid,
+        });
+      } catch (err) {
+        this.s.errors++;
+        this.log.warn('orphan GC: remove failed', errorFields(err, o.name));
+      }
+    }
+    return removed;
+  }
+}

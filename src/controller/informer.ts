@@ -1,0 +1,293 @@
+/**
+ * List + watch of NotebookServers with a local cache, in the manner of client-go's reflector:
+ * list once (cache := items, remember resourceVersion), watch from that version, resume from the
+ * last version seen after a dropped connection, relist on 410 Gone, reconnect with back-off on any
+ * other error. It never throws into the process: a watch error is logged and retried, because an
+ * operator that exits on a watch hiccup (a common complaint about TS Kubernetes clients) stops
+ * converging exactly when it is needed.
+ *
+ * client-node's makeInformer was not used: its ListWatch stops on errors and leaves restarting to
+ * the caller, and its cache is keyed differently; this file is the small reflector we need.
+ */
+import { CustomObjectsApi, KubeConfig, Watch } from '@kubernetes/client-node';
+import { Subject, map, type Observable } from 'rxjs';
+import { GROUP, PLURAL, VERSION, type NotebookServer } from '../api/types.js';
+import type { Logger } from './log.js';
+import { errorFields } from './log.js';
+
+export type InformerEventType = 'added' | 'modified' | 'deleted';
+
+export interface InformerEvent {
+  type: InformerEventType;
+  key: string;
+  obj: NotebookServer;
+  old?: NotebookServer;
+  /** true when the event comes from a (re)list rather than a watch event. */
+  fromList?: boolean;
+}
+
+export function keyOf(obj: { metadata: { namespace?: string; name?: string } }): string {
+  return `${obj.metadata.namespace ?? ''}/${obj.metadata.name ?? ''}`;
+}
+
+export function splitKey(key: string): { namespace: string; name: string } {
+  const i = key.indexOf('/');
+  return { namespace: key.slice(0, i), name: key.slice(i + 1) };
+}
+
+export interface InformerStats {
+  lists: number;
+  watchesStarted: number;
+  watchErrors: number;
+  relistsOn410: number;
+  events: number;
+  resourceVersion?: string;
+  cached: number;
+}
+
+export class NotebookServerInformer {
+  private readonly cache = new Map<string, NotebookServer>();
+  private readonly uidIndex = new Map<string, string>();
+  private readonly subject = new Subject<InformerEvent>();
+  private readonly api: CustomObjectsApi;
+  private readonly watcher: Watch;
+  private abort?: AbortController;
+  private stopped = false;
+  private synced = false;
+  private syncWaiters: Array<() => void> = [];
+  private resourceVersion?: string;
+  private backoffMs = 0;
+  private retryTimer?: NodeJS.Timeout;
+  private readonly s: InformerStats = { lists: 0, watchesStarted: 0, watchErrors: 0, relistsOn410: 0, events: 0, cached: 0 };
+
+  constructor(
+    kc: KubeConfig,
+    private readonly log: Logger,
+    private readonly opts: { namespace?: string; watchTimeoutSeconds?: number } = {},
+  ) {
+    this.api = kc.makeApiClient(CustomObjectsApi);
+    this.watcher = new Watch(kc);
+  }
+
+  /** Every change (list diffs and watch events). */
+  get events$(): Observable<InformerEvent> {
+    return this.subject.asObservable();
+  }
+
+  /** Keys of changed objects (what a controller queues). */
+  get keys$(): Observable<string> {
+    return this.subject.pipe(map((e) => e.key));
+  }
+
+  get(key: string): NotebookServer | undefined {
+    return this.cache.get(key);
+  }
+
+  keyForUid(uid: string): string | undefined {
+    return this.uidIndex.get(uid);
+  }
+
+  list(): NotebookServer[] {
+    return [...this.cache.values()];
+  }
+
+  keys(): string[] {
+    return [...this.cache.keys()];
+  }
+
+  hasSynced(): boolean {
+    return this.synced;
+  }
+
+  whenSynced(): Promise<void> {
+    if (this.synced) return Promise.resolve();
+    return new Promise((r) => this.syncWaiters.push(r));
+  }
+
+  stats(): InformerStats {
+    return { ...this.s, resourceVersion: this.resourceVersion, cached: this.cache.size };
+  }
+
+  /** Begin list+watch in the background; resolves once the first list is in the cache (or on stop). */
+  start(): Promise<void> {
+    void this.listAndWatch();
+    return this.whenSynced();
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    if (this.retryTimer) clearTimeout(this.retryTimer);
+    this.abort?.abort();
+    for (const w of this.syncWaiters.splice(0)) w();
+    this.subject.complete();
+  }
+
+  /**
+   * Update the cache from our own writes (the object the API returned), so the next reconcile of
+   * the key does not act on a stale copy before the watch event arrives. Only newer versions win.
+   */
+  observeWrite(obj: NotebookServer): void {
+    const key = keyOf(obj);
+    const cur = this.cache.get(key);
+    if (cur && cur.metadata.uid === obj.metadata.uid && rvNewer(obj.metadata.resourceVersion, cur.metadata.resourceVersion)) {
+      this.cache.set(key, obj);
+    }
+  }
+
+  private path(): string {
+    return this.opts.namespace
+      ? `/apis/${GROUP}/${VERSION}/namespaces/${this.opts.namespace}/${PLURAL}`
+      : `/apis/${GROUP}/${VERSION}/${PLURAL}`;
+  }
+
+  private async listAndWatch(): Promise<void> {
+    if (this.stopped) return;
+    try {
+      await this.relist();
+    } catch (err) {
+      this.s.watchErrors++;
+      this.log.warn('list of NotebookServers failed; retrying', { ...errorFields(err), hint: 'is the API server reachable and the CRD installed?' });
+      return this.retry(() => this.listAndWatch());
+    }
+    this.watch();
+  }
+
+  private async relist(): Promise<void> {
+    const res = (this.opts.namespace
+      ? await this.api.listNamespacedCustomObject({ group: GROUP, version: VERSION, plural: PLURAL, namespace: this.opts.namespace })
+      : await this.api.listClusterCustomObject({ group: GROUP, version: VERSION, plural: PLURAL })) as {
+      items: NotebookServer[];
+      metadata?: { resourceVersion?: string };
+    };
+    if (this.stopped) return;
+    this.s.lists++;
+    const seen = new Set<string>();
+    for (const item of res.items ?? []) {
+      // Lists omit apiVersion/kind on items; the rest of the operator relies on them.
+      const obj = { ...item, apiVersion: `${GROUP}/${VERSION}`, kind: 'NotebookServer' } as NotebookServer;
+      const key = keyOf(obj);
+      seen.add(key);
+      const old = this.cache.get(key);
+      this.put(key, obj);
+      this.subject.next({ type: old ? 'modified' : 'added', key, obj, old, fromList: true });
+    }
+    for (const [key, obj] of [...this.cache]) {
+      if (!seen.has(key)) {
+        this.drop(key);
+        this.subject.next({ type: 'deleted', key, obj, fromList: true });
+      }
+    }
+    this.resourceVersion = res.metadata?.resourceVersion;
+    if (!this.synced) {
+      this.synced = true;
+      for (const w of this.syncWaiters.splice(0)) w();
+    }
+  }
+
+  private put(key: string, obj: NotebookServer): void {
+    const old = this.cache.get(key);
+    if (old?.metadata.uid && old.metadata.uid !== obj.metadata.uid) this.uidIndex.delete(old.metadata.uid);
+    this.cache.set(key, obj);
+    if (obj.metadata.uid) this.uidIndex.set(obj.metadata.uid, key);
+  }
+
+  private drop(key: string): void {
+    const old = this.cache.get(key);
+    if (old?.metadata.uid) this.uidIndex.delete(old.metadata.uid);
+    this.cache.delete(key);
+  }
+
+  private watch(): void {
+    if (this.stopped) return;
+    this.s.watchesStarted++;
+    let gone = false;
+    let errored = false;
+    const timeout = this.opts.watchTimeoutSeconds ?? 240 + Math.floor(Math.random() * 120);
+    // A half-open connection never ends by itself: if the server's own timeout has long passed
+    // without the stream closing, drop it and resume.
+    let ac: AbortController | undefined;
+    const watchdog = setTimeout(() => {
+      this.log.warn('watch exceeded its timeout without closing; reconnecting');
+      ac?.abort();
+    }, (timeout + 30) * 1000);
+    watchdog.unref?.();
+    this.watcher
+      .watch(
+        this.path(),
+        { resourceVersion: this.resourceVersion, allowWatchBookmarks: true, timeoutSeconds: timeout },
+        (phase: string, obj: NotebookServer & { code?: number; kind?: string; message?: string }) => {
+          if (this.stopped) return;
+          if (phase === 'ERROR') {
+            // A Status object in the stream: 410 means our version is too old to resume from.
+            if (obj?.code === 410) gone = true;
+            else {
+              errored = true;
+              this.log.warn('watch returned an error event', { error: obj?.message });
+            }
+            this.abort?.abort();
+            return;
+          }
+          this.backoffMs = 0;
+          const rv = obj?.metadata?.resourceVersion;
+          if (rv) this.resourceVersion = rv;
+          if (phase === 'BOOKMARK') return;
+          this.s.events++;
+          const key = keyOf(obj);
+          const full = { ...obj, apiVersion: obj.apiVersion ?? `${GROUP}/${VERSION}`, kind: 'NotebookServer' } as NotebookServer;
+          if (phase === 'DELETED') {
+            const old = this.cache.get(key);
+            this.drop(key);
+            this.subject.next({ type: 'deleted', key, obj: full, old });
+          } else {
+            const old = this.cache.get(key);
+            this.put(key, full);
+            this.subject.next({ type: old ? 'modified' : 'added', key, obj: full, old });
+          }
+        },
+        (err: (Error & { statusCode?: number }) | null) => {
+          clearTimeout(watchdog);
+          if (this.stopped) return;
+          if (errored || (err && err.name !== 'AbortError' && err.statusCode !== 410)) {
+            this.s.watchErrors++;
+            this.log.warn('watch of NotebookServers failed; reconnecting', errorFields(err));
+            return this.retry(() => this.watch());
+          }
+          if (gone || err?.statusCode === 410) {
+            this.s.relistsOn410++;
+            this.log.info('watch resourceVersion expired (410 Gone); relisting');
+            return void this.listAndWatch();
+          }
+          // Server-side close (timeout): resume from the last version without a relist.
+          this.watch();
+        },
+      )
+      .then((controller) => {
+        ac = controller;
+        this.abort = controller;
+        if (this.stopped) controller.abort();
+      })
+      .catch((err: unknown) => {
+        clearTimeout(watchdog);
+        this.s.watchErrors++;
+        this.log.warn('could not start watch; retrying', errorFields(err));
+        this.retry(() => this.watch());
+      });
+  }
+
+  private retry(fn: () => void | Promise<void>): void {
+    if (this.stopped) return;
+    this.backoffMs = Math.min(30_000, this.backoffMs ? this.backoffMs * 2 : 200);
+    this.retryTimer = setTimeout(() => {
+      this.retryTimer = undefined;
+      void fn();
+    }, this.backoffMs);
+  }
+}
+
+function rvNewer(a?: string, b?: string): boolean {
+  if (!a) return false;
+  if (!b) return true;
+  // resourceVersions are opaque in general; compare numerically when both are numbers (etcd and ours).
+  if (/^\d+$/.test(a) && /^\d+$/.test(b)) return BigInt(a) > BigInt(b);
+  return a !== b;
+}

@@ -1,0 +1,62 @@
+/** Loopback-only network helpers: readiness probes and host-port allocation (DESIGN: connect only to 127.0.0.0/8). */
+import http from 'node:http';
+import net from 'node:net';
+
+/** Rewrite a host URL to 127.0.0.1 when it names an unspecified or loopback address; undefined otherwise. */
+export function loopbackUrl(hostUrl: string | undefined): string | undefined {
+  if (!hostUrl) return undefined;
+  let u: URL;
+  try {
+    u = new URL(hostUrl);
+  } catch {
+    return undefined;
+  }
+  const h = u.hostname.replace(/^\[|\]$/g, '');
+  if (h === '0.0.0.0' || h === '::' || h === 'localhost' || h === '::1') u.hostname = '127.0.0.1';
+  else if (!/^127\./.test(h)) return undefined;
+  return u.toString();
+}
+
+export interface HttpAnswer {
+  status: number;
+  body: string;
+}
+
+/** One GET with a short timeout; rejects on connection errors. */
+export function httpGet(url: string, timeoutMs = 1500, maxBody = 64 * 1024): Promise<HttpAnswer> {
+  return new Promise((resolve, reject) => {
+    const req = http.get(url, { timeout: timeoutMs, agent: false }, (res) => {
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (c: string) => {
+        if (body.length < maxBody) body += c;
+      });
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+      res.on('error', reject);
+    });
+    req.on('timeout', () => req.destroy(new Error(`timeout after ${timeoutMs} ms`)));
+    req.on('error', reject);
+  });
+}
+
+/**
+ * Whether an HTTP server answers at `url`. Any status counts (a Jupyter base_url redirect is fine);
+ * a bare TCP connect would not do, because Docker's userland proxy accepts connections on a
+ * published port before the server inside listens.
+ */
+export async function answersHttp(url: string, timeoutMs = 1500): Promise<boolean> {
+  try {
+    await httpGet(url, timeoutMs, 1);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+export function canBind(port: number, host = '127.0.0.1'): Promise<boolean> {
+  return new Promise((resolve) => {
+    const srv = net.createServer();
+    srv.once('error', () => resolve(false));
+    srv.listen({ port, host, exclusive: true }, () => srv.close(() => resolve(true)));
+  });
+}

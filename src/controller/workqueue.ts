@@ -1,0 +1,242 @@
+/**
+ * A keyed work queue with controller-runtime's guarantees (client-go workqueue + rate limiter):
+ *  - coalescing: a key waiting in the queue is not queued twice, however many events name it;
+ *  - per-key serialisation: a key being reconciled is never handed out again; events for it in the
+ *    meantime mark it dirty and it runs once more afterwards (so no event is lost, none duplicated);
+ *  - bounded parallelism across keys;
+ *  - per-key exponential back-off on failure (reset on success) and `requeueAfter`.
+ * The plumbing (ready keys → bounded concurrent handlers) is an rxjs mergeMap; the state that
+ * gives the guarantees lives in the sets below, touched only synchronously so no race exists
+ * between "is it processing?" and "queue it".
+ */
+import { Subject, Subscription, defer, from, mergeMap, catchError, of } from 'rxjs';
+import { Counter, Gauge, Registry } from 'prom-client';
+
+export interface ReconcileOutcome {
+  /** Run this key again after this many ms (level-triggered polling while something converges). */
+  requeueAfterMs?: number;
+}
+
+export type ReconcileHandler = (key: string, reasons: string[]) => Promise<ReconcileOutcome | void>;
+
+export interface WorkQueueOptions {
+  handler: ReconcileHandler;
+  /** Max handlers running at once across keys. */
+  concurrency: number;
+  /** First retry delay after a failure (doubles per consecutive failure). */
+  baseDelayMs?: number;
+  maxDelayMs?: number;
+  /** Registry for prom-client metrics; a private one when omitted. */
+  registry?: Registry;
+  /** Metric name prefix. */
+  metricPrefix?: string;
+  /** Called with every handler error (the queue itself never throws). */
+  onError?: (key: string, err: unknown, retryInMs: number) => void;
+}
+
+export interface WorkQueueStats {
+  /** Keys waiting to run now. */
+  depth: number;
+  /** Keys waiting on a timer (back-off or requeueAfter). */
+  delayed: number;
+  inFlight: number;
+  maxInFlight: number;
+  /** Highest number of handlers ever seen running at once for one key. Must be 1. */
+  maxConcurrentPerKey: number;
+  reconcilesTotal: number;
+  errorsTotal: number;
+  perKey: Record<string, { reconciles: number; errors: number; enqueued: number; failures: number }>;
+}
+
+export class WorkQueue {
+  private readonly ready = new Subject<string>();
+  private readonly queued = new Set<string>();
+  private readonly processing = new Set<string>();
+  private readonly dirty = new Set<string>();
+  private readonly reasons = new Map<string, string[]>();
+  private readonly failures = new Map<string, number>();
+  private readonly timers = new Map<string, { at: number; handle: NodeJS.Timeout }>();
+  private readonly active = new Map<string, number>();
+  private readonly perKey = new Map<string, { reconciles: number; errors: number; enqueued: number }>();
+  private readonly idleWaiters: Array<() => void> = [];
+  private readonly sub: Subscription;
+  private stopped = false;
+  private maxInFlight = 0;
+  private maxPerKey = 0;
+  private total = 0;
+  private errors = 0;
+  private readonly baseDelayMs: number;
+  private readonly maxDelayMs: number;
+  readonly registry: Registry;
+  private readonly mReconciles: Counter<'result'>;
+
+  constructor(private readonly opts: WorkQueueOptions) {
+    this.baseDelayMs = opts.baseDelayMs ?? 200;
+    this.maxDelayMs = opts.maxDelayMs ?? 60_000;
+    this.registry = opts.registry ?? new Registry();
+    const p = opts.metricPrefix ?? 'nbswarm_workqueue_';
+    // eslint-disable-next-line @typescript-eslint/no-this-alias
+    const self = this;
+    this.mReconciles = new Counter({ name: `${p}reconciles_total`, help: 'Reconciles run, by result', labelNames: ['result'], registers: [this.registry] });
+    new Gauge({ name: `${p}depth`, help: 'Keys waiting to be reconciled now', registers: [this.registry], collect() { this.set(self.queued.size); } });
+    new Gauge({ name: `${p}delayed`, help: 'Keys waiting on back-off or requeueAfter', registers: [this.registry], collect() { this.set(self.timers.size); } });
+    new Gauge({ name: `${p}in_flight`, help: 'Reconciles running now', registers: [this.registry], collect() { this.set(self.processing.size); } });
+    new Gauge({
+      name: `${p}max_concurrent_per_key`,
+      help: 'Highest number of reconciles ever running at once for one key (1 by design)',
+      registers: [this.registry],
+      collect() { this.set(self.maxPerKey); },
+    });
+    this.sub = this.ready
+      .pipe(mergeMap((key) => defer(() => from(this.run(key))).pipe(catchError(() => of(undefined))), Math.max(1, opts.concurrency)))
+      .subscribe();
+  }
+
+  /** Queue `key` now (coalesced). Safe from any source, any time. */
+  enqueue(key: string, reason = 'event'): void {
+    if (this.stopped) return;
+    const pk = this.counts(key);
+    pk.enqueued++;
+    const rs = this.reasons.get(key) ?? [];
+    if (rs.length < 20 && !rs.includes(reason)) rs.push(reason);
+    this.reasons.set(key, rs);
+    if (this.processing.has(key)) {
+      this.dirty.add(key);
+      return;
+    }
+    if (this.queued.has(key)) return;
+    this.queued.add(key);
+    this.ready.next(key);
+  }
+
+  /** Queue `key` after `ms`; an earlier pending timer for the key wins. */
+  enqueueAfter(key: string, ms: number, reason = 'requeue'): void {
+    if (this.stopped) return;
+    if (ms <= 0) return this.enqueue(key, reason);
+    const at = Date.now() + ms;
+    const existing = this.timers.get(key);
+    if (existing && existing.at <= at) return;
+    if (existing) clearTimeout(existing.handle);
+    const handle = setTimeout(() => {
+      this.timers.delete(key);
+      this.enqueue(key, reason);
+    }, ms);
+    handle.unref?.();
+    this.timers.set(key, { at, handle });
+  }
+
+  /** Back-off for the next retry of `key` given its consecutive failures so far. */
+  backoffFor(failures: number): number {
+    return Math.min(this.maxDelayMs, this.baseDelayMs * 2 ** Math.max(0, failures - 1));
+  }
+
+  /** Forget the key's failure history (e.g. the object was deleted). */
+  forget(key: string): void {
+    this.failures.delete(key);
+    const t = this.timers.get(key);
+    if (t) {
+      clearTimeout(t.handle);
+      this.timers.delete(key);
+    }
+  }
+
+  private counts(key: string) {
+    let c = this.perKey.get(key);
+    if (!c) {
+      c = { reconciles: 0, errors: 0, enqueued: 0 };
+      this.perKey.set(key, c);
+    }
+    return c;
+  }
+
+  private async run(key: string): Promise<void> {
+    this.queued.delete(key);
+    if (this.stopped) return;
+    this.processing.add(key);
+    const reasons = this.reasons.get(key) ?? [];
+    this.reasons.delete(key);
+    const n = (this.active.get(key) ?? 0) + 1;
+    this.active.set(key, n);
+    this.maxPerKey = Math.max(this.maxPerKey, n);
+    this.maxInFlight = Math.max(this.maxInFlight, this.processing.size);
+    const pk = this.counts(key);
+    pk.reconciles++;
+    this.total++;
+    let retryIn: number | undefined;
+    try {
+      const out = await this.opts.handler(key, reasons);
+      this.failures.delete(key);
+      this.mReconciles.inc({ result: 'success' });
+      if (out?.requeueAfterMs !== undefined && out.requeueAfterMs >= 0) retryIn = out.requeueAfterMs;
+    } catch (err) {
+      const f = (this.failures.get(key) ?? 0) + 1;
+      this.failures.set(key, f);
+      pk.errors++;
+      this.errors++;
+      this.mReconciles.inc({ result: 'error' });
+      retryIn = this.backoffFor(f);
+      try {
+        this.opts.onError?.(key, err, retryIn);
+      } catch {
+        // a logging failure must not break the queue
+      }
+    } finally {
+      const left = (this.active.get(key) ?? 1) - 1;
+      if (left <= 0) this.active.delete(key);
+      else this.active.set(key, left);
+      this.processing.delete(key);
+    }
+    if (this.dirty.delete(key)) this.requeueDirty(key);
+    if (retryIn !== undefined) this.enqueueAfter(key, retryIn, 'retry');
+    if (this.processing.size === 0 && this.queued.size === 0) {
+      for (const w of this.idleWaiters.splice(0)) w();
+    }
+  }
+
+  private requeueDirty(key: string): void {
+    if (this.stopped || this.queued.has(key)) return;
+    this.queued.add(key);
+    this.ready.next(key);
+  }
+
+  /** Resolves when nothing is queued or running (timers may still be pending). */
+  whenIdle(): Promise<void> {
+    if (this.processing.size === 0 && this.queued.size === 0) return Promise.resolve();
+    return new Promise((r) => this.idleWaiters.push(r));
+  }
+
+  isProcessing(key: string): boolean {
+    return this.processing.has(key);
+  }
+
+  stats(): WorkQueueStats {
+    const perKey: WorkQueueStats['perKey'] = {};
+    for (const [k, v] of this.perKey) perKey[k] = { ...v, failures: this.failures.get(k) ?? 0 };
+    return {
+      depth: this.queued.size,
+      delayed: this.timers.size,
+      inFlight: this.processing.size,
+      maxInFlight: this.maxInFlight,
+      maxConcurrentPerKey: this.maxPerKey,
+      reconcilesTotal: this.total,
+      errorsTotal: this.errors,
+      perKey,
+    };
+  }
+
+  /** Stop handing out keys; waits for running handlers to finish. */
+  async shutdown(): Promise<void> {
+    this.stopped = true;
+    for (const t of this.timers.values()) clearTimeout(t.handle);
+    this.timers.clear();
+    this.queued.clear();
+    if (this.processing.size > 0) {
+      await new Promise<void>((r) => {
+        const check = () => (this.processing.size === 0 ? r() : setTimeout(check, 20));
+        check();
+      });
+    }
+    this.sub.unsubscribe();
+    this.ready.complete();
+  }
+}

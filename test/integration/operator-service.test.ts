@@ -1,0 +1,3 @@
+import { operatorSuite } from './operator-suite.js';
+
+operatorSuite('service');

@@ -1,0 +1,163 @@
+import { expect } from 'chai';
+import { WorkQueue } from '../../src/controller/workqueue.js';
+
+function deferred() {
+  let resolve!: () => void;
+  const promise = new Promise<void>((r) => (resolve = r));
+  return { promise, resolve };
+}
+
+const tick = () => new Promise((r) => setImmediate(r));
+
+describe('WorkQueue', () => {
+  let q: WorkQueue | undefined;
+  afterEach(async () => {
+    await q?.shutdown();
+    q = undefined;
+  });
+
+  it('coalesces a key that is already waiting', async () => {
+    const seen: Array<[string, string[]]> = [];
+    const gate = deferred();
+    q = new WorkQueue({
+      concurrency: 1,
+      handler: async (key, reasons) => {
+        seen.push([key, reasons]);
+        if (key === 'blocker') await gate.promise;
+      },
+    });
+    q.enqueue('blocker');
+    await tick();
+    for (let i = 0; i < 10; i++) q.enqueue('a', i % 2 ? 'watch' : 'docker');
+    expect(q.stats().depth).to.equal(1);
+    gate.resolve();
+    await q.whenIdle();
+    expect(seen.map((s) => s[0])).to.deep.equal(['blocker', 'a']);
+    expect(seen[1][1]).to.have.members(['watch', 'docker']);
+  });
+
+  it('never runs one key twice at once, and re-runs a key dirtied while running exactly once', async () => {
+    let running = 0;
+    let maxRunning = 0;
+    let runs = 0;
+    const gate = deferred();
+    q = new WorkQueue({
+      concurrency: 4,
+      handler: async () => {
+        running++;
+        maxRunning = Math.max(maxRunning, running);
+        runs++;
+        if (runs === 1) await gate.promise;
+        running--;
+      },
+    });
+    q.enqueue('k');
+    await tick();
+    expect(q.isProcessing('k')).to.equal(true);
+    for (let i = 0; i < 25; i++) q.enqueue('k');
+    await tick();
+    expect(runs).to.equal(1);
+    gate.resolve();
+    await q.whenIdle();
+    await tick();
+    await q.whenIdle();
+    expect(runs).to.equal(2);
+    expect(maxRunning).to.equal(1);
+    expect(q.stats().maxConcurrentPerKey).to.equal(1);
+  });
+
+  it('serialises per key under load while bounding parallelism across keys', async () => {
+    const activeByKey = new Map<string, number>();
+    let active = 0;
+    let maxActive = 0;
+    let maxPerKey = 0;
+    q = new WorkQueue({
+      concurrency: 3,
+      handler: async (key) => {
+        active++;
+        maxActive = Math.max(maxActive, active);
+        const n = (activeByKey.get(key) ?? 0) + 1;
+        activeByKey.set(key, n);
+        maxPerKey = Math.max(maxPerKey, n);
+        await new Promise((r) => setTimeout(r, 1 + Math.floor(Math.random() * 3)));
+        activeByKey.set(key, (activeByKey.get(key) ?? 1) - 1);
+        active--;
+      },
+    });
+    for (let round = 0; round < 40; round++) {
+      for (let k = 0; k < 8; k++) q.enqueue(`ns/k${k}`);
+      await new Promise((r) => setTimeout(r, 1));
+    }
+    await q.whenIdle();
+    await new Promise((r) => setTimeout(r, 20));
+    await q.whenIdle();
+    expect(maxPerKey).to.equal(1);
+    expect(maxActive).to.be.at.most(3);
+    expect(maxActive).to.be.greaterThan(1);
+    const s = q.stats();
+    expect(s.maxConcurrentPerKey).to.equal(1);
+    expect(s.maxInFlight).to.be.at.most(3);
+    // Coalescing: far fewer runs than the 320 enqueues.
+    expect(s.reconcilesTotal).to.be.lessThan(320);
+    for (let k = 0; k < 8; k++) expect(s.perKey[`ns/k${k}`].enqueued).to.equal(40);
+  });
+
+  it('backs off exponentially on failure and resets on success', async () => {
+    let calls = 0;
+    const retries: number[] = [];
+    const done = deferred();
+    q = new WorkQueue({
+      concurrency: 1,
+      baseDelayMs: 5,
+      maxDelayMs: 20,
+      handler: async () => {
+        calls++;
+        if (calls <= 4) throw new Error('boom');
+        done.resolve();
+      },
+      onError: (_k, _e, retryIn) => retries.push(retryIn),
+    });
+    q.enqueue('x');
+    await done.promise;
+    await q.whenIdle();
+    expect(retries).to.deep.equal([5, 10, 20, 20]);
+    const s = q.stats();
+    expect(s.errorsTotal).to.equal(4);
+    expect(s.perKey.x.failures).to.equal(0);
+    expect(q.backoffFor(1)).to.equal(5);
+    expect(q.backoffFor(10)).to.equal(20);
+  });
+
+  it('requeueAfter runs the key again; an earlier timer wins over a later one', async () => {
+    let calls = 0;
+    const second = deferred();
+    q = new WorkQueue({
+      concurrency: 1,
+      handler: async () => {
+        calls++;
+        if (calls === 1) return { requeueAfterMs: 5 };
+        second.resolve();
+        return undefined;
+      },
+    });
+    q.enqueue('r');
+    await second.promise;
+    expect(calls).to.equal(2);
+    q.enqueueAfter('t', 60_000);
+    q.enqueueAfter('t', 1);
+    expect(q.stats().delayed).to.equal(1);
+    await new Promise((r) => setTimeout(r, 10));
+    await q.whenIdle();
+    expect(q.stats().perKey.t.reconciles).to.equal(1);
+  });
+
+  it('exposes prom-client metrics', async () => {
+    q = new WorkQueue({ concurrency: 2, handler: async () => undefined, metricPrefix: 'test_wq_' });
+    q.enqueue('m');
+    await q.whenIdle();
+    const text = await q.registry.metrics();
+    expect(text).to.match(/test_wq_reconciles_total\{result="success"\} 1/);
+    expect(text).to.match(/test_wq_max_concurrent_per_key 1/);
+    expect(text).to.contain('test_wq_depth 0');
+  });
+});
