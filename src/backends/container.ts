@@ -69,6 +69,9 @@ export class ContainerBackend extends BaseBackend {
     } catch (err) {
       throw wrapDockerError('docker ps', err);
     }
+    // A container Docker is removing (or failed to remove) is already gone for our purposes:
+    // starting it again would only get a 409 "marked for removal".
+    list = list.filter((c) => c.State !== 'removing' && c.State !== 'dead');
     const out = await Promise.all(list.map((c) => this.observeById(c.Id).catch((err) => (statusOf((err as BackendError).cause) === 404 ? undefined : Promise.reject(err)))));
     return out.filter((o): o is ObservedServer => !!o);
   }

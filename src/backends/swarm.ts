@@ -323,6 +323,29 @@ export class SwarmBackend extends BaseBackend {
     });
   }
 
+  /**
+   * Swarm keeps the exited containers of a service's shut-down tasks (task history), and they pin
+   * the image they ran, so a replaced source-server image would never be freed while the service
+   * lives. Once no service spec references the image (checked by ID: specs are pinned to IDs,
+   * while callers pass a tag), those history containers are removed, then the image.
+   */
+  override async removeImage(ref: string): Promise<void> {
+    let id: string;
+    try {
+      id = String(((await this.docker.getImage(ref).inspect()) as { Id: string }).Id);
+    } catch (err) {
+      if (statusOf(err) === 404) return;
+      throw wrapDockerError(`docker image inspect ${ref}`, err);
+    }
+    if (await this.imageInUseByServices(id)) return;
+    const history = await this.docker.listContainers({
+      all: true,
+      filters: JSON.stringify({ ancestor: [id], label: [MANAGED_FILTER, 'com.docker.swarm.task.id'], status: ['created', 'exited', 'dead'] }),
+    });
+    await Promise.all(history.map((c) => this.docker.getContainer(c.Id).remove().catch(() => undefined)));
+    return super.removeImage(ref);
+  }
+
   protected eventFilters(): Record<string, string[]> {
     // No label filter: Swarm 20.10's service events carry only the service name, so a label
     // filter would drop them all. Task containers carry the ContainerSpec labels and are
