@@ -172,6 +172,9 @@ export class SwarmBackend extends BaseBackend {
       obs.state = 'stopped';
       const live = tasks.find((t) => t.Status?.State === 'running');
       obs.message = live ? 'scaled to 0; task shutting down' : 'scaled to 0';
+      // Until its task has really stopped the server still runs: callers (the hub) must not
+      // treat it as stopped and re-attach to the old process. The reconciler shows "Stopping".
+      if (live) obs.state = 'running';
       return obs;
     }
     if (!task) {

@@ -1,0 +1,5 @@
+"""nbswarm's JupyterHub spawner: declares NotebookServer resources, the operator runs them."""
+from .spawner import NotebookServerSpawner, SpawnFailed, escape_dns, resource_name
+
+__all__ = ["NotebookServerSpawner", "SpawnFailed", "escape_dns", "resource_name"]
+__version__ = "0.1.0"

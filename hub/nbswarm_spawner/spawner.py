@@ -1,0 +1,856 @@
+"""A JupyterHub spawner that declares NotebookServer resources and lets the nbswarm operator run them.
+
+The hub only writes the desired state (a ``NotebookServer`` through a Kubernetes-compatible API:
+nbswarm's embedded server or a real cluster) and reads the endpoint back from ``status``; the
+operator does all Docker work. So a hub restart or an operator restart loses nothing: the object
+is the record, and ``get_state`` keeps only its name and uid.
+
+API access: Debian's ``python3-kubernetes`` (22.x, synchronous) gives kubeconfig parsing (server,
+CA, bearer token, client certs, contexts) and typed REST calls for free; its blocking calls run in
+a private thread pool so the hub's event loop never blocks. Watches are read line by line from the
+raw response in the same pool and handed to the loop through an ``asyncio.Queue``; an abandoned
+watch has its socket shut down so no thread waits for the server-side timeout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import datetime
+import hashlib
+import html
+import json
+import math
+import os
+import socket
+import string
+import threading
+from typing import Any, AsyncIterator, Callable, Dict, List, Optional
+
+from jupyterhub.spawner import Spawner
+from tornado import web
+from traitlets import Bool, Dict as DictTrait, Enum, Float, List as ListTrait, Unicode, Union, default
+
+GROUP = "nbswarm.io"
+VERSION = "v1alpha1"
+PLURAL = "notebookservers"
+KIND = "NotebookServer"
+MODES = ["notebook", "lab", "voila", "streamlit", "dash", "panel", "bokeh", "rshiny", "custom"]
+TOKEN_ENV = ("JUPYTERHUB_API_TOKEN", "JPY_API_TOKEN")
+TOKEN_KEY = "token"
+
+# Watches hold a thread each for their lifetime; the default loop executor (cpu+4 threads) would
+# starve under a few dozen concurrent spawns.
+_executor = concurrent.futures.ThreadPoolExecutor(max_workers=64, thread_name_prefix="nbswarm-spawner")
+_clients: Dict[tuple, Any] = {}
+_clients_lock = threading.Lock()
+
+_SAFE = set(string.ascii_lowercase + string.digits)
+
+
+def escape_dns(value: str) -> str:
+    """Lower-case DNS-label-safe escaping (kubespawner style: unsafe bytes become -hh)."""
+    return "".join(ch if ch in _SAFE else "".join("-%02x" % b for b in ch.encode()) for ch in value)
+
+
+def resource_name(template: str, prefix: str, username: str, servername: str) -> str:
+    """Format name_template into a DNS-1123 label.
+
+    An empty servername drops its separator. When escaping changed anything or the name is too
+    long, a hash of (username, servername) is appended: escaped names could otherwise collide
+    (user "a.b" vs user "a" with server "2eb").
+    """
+    user_esc = escape_dns(username)
+    server_esc = escape_dns(servername)
+    name = template.format(prefix=prefix, username=user_esc, servername=server_esc)
+    while "--" in name and not servername:
+        name = name.replace("--", "-")
+    name = name.strip("-")
+    changed = user_esc != username or server_esc != servername
+    if changed or len(name) > 63:
+        digest = hashlib.sha256(f"{username}\0{servername}".encode()).hexdigest()[:8]
+        name = f"{name[:54].rstrip('-')}-{digest}"
+    return name
+
+
+def _status_message(exc: Exception) -> str:
+    """The API's Status message of an ApiException, else the exception text."""
+    body = getattr(exc, "body", None)
+    if body:
+        try:
+            data = json.loads(body)
+            if isinstance(data, dict) and data.get("message"):
+                return str(data["message"])
+        except ValueError:
+            pass
+    reason = getattr(exc, "reason", None)
+    status = getattr(exc, "status", None)
+    return f"{status} {reason}" if status else str(exc)
+
+
+def _condition(obj: dict, ctype: str) -> Optional[dict]:
+    for cond in (obj.get("status") or {}).get("conditions") or []:
+        if cond.get("type") == ctype:
+            return cond
+    return None
+
+
+def _current(obj: dict) -> bool:
+    """True when status describes the current generation (not a stale one from before a patch)."""
+    status = obj.get("status") or {}
+    observed = status.get("observedGeneration")
+    generation = (obj.get("metadata") or {}).get("generation")
+    return observed is None or generation is None or observed >= generation
+
+
+def _parse_time(value: Optional[str]) -> Optional[datetime.datetime]:
+    if not value:
+        return None
+    try:
+        return datetime.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+
+
+class SpawnFailed(web.HTTPError):
+    """A spawn that the operator or the API refused; the message is shown to the user.
+
+    An HTTPError because JupyterHub's REST API reports only `log_message` of a failed spawn
+    (anything else becomes "error"); `jupyterhub_message` is what its progress stream and
+    spawn-pending page show.
+    """
+
+    def __init__(self, message: str) -> None:
+        super().__init__(500, message.replace("%", "%%"))
+        self.message = message
+        self.jupyterhub_message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class NotebookServerSpawner(Spawner):
+    """Spawn single-user servers by declaring ``NotebookServer`` resources (nbswarm.io/v1alpha1)."""
+
+    # ---- API access -------------------------------------------------------------------------
+    kubeconfig = Unicode(
+        "",
+        config=True,
+        help="""Path of a kubeconfig file for the API server (nbswarm's embedded one writes
+        one; any Kubernetes cluster with the CRD works). Its server, CA and token or client
+        certificate are used. Empty: $KUBECONFIG, then ~/.kube/config, then in-cluster config.""",
+    )
+    kube_context = Unicode("", config=True, help="kubeconfig context to use (empty: current-context).")
+    api_url = Unicode(
+        "",
+        config=True,
+        help="API server URL, e.g. https://127.0.0.1:6443. Overrides the kubeconfig's server.",
+    )
+    # Not `api_token`: that name is the hub's token for the single-user server (Spawner.api_token).
+    api_server_token = Unicode(
+        "",
+        config=True,
+        help="Bearer token for the API server. Overrides the kubeconfig's credentials.",
+    )
+    ca_file = Unicode("", config=True, help="CA bundle to verify the API server's certificate.")
+    verify_ssl = Bool(True, config=True, help="Verify the API server's TLS certificate.")
+
+    namespace = Unicode(
+        "default", config=True, help="Namespace the NotebookServer resources and Secrets are created in."
+    )
+
+    # ---- what to run ------------------------------------------------------------------------
+    image = Unicode(
+        "local/notebook:latest",
+        config=True,
+        help="""Default image (spec.image). The operator's policy allowlist is the final word;
+        an image it refuses makes the spawn fail with the resource's message.""",
+    )
+    allowed_images = Union(
+        [ListTrait(Unicode()), DictTrait()],
+        default_value=[],
+        config=True,
+        help="""Images a user may choose in the options form (list of images, or a dict of
+        display name → image, as DockerSpawner's allowed_images). Empty: only `image`.""",
+    )
+    mode = Enum(MODES, "notebook", config=True, help="Default spec.mode (the operator maps it to a command).")
+    allowed_modes = ListTrait(
+        Unicode(),
+        default_value=[],
+        config=True,
+        help="Modes a user may choose in the options form. Empty: only `mode`.",
+    )
+    extra_spec = DictTrait(
+        default_value={},
+        config=True,
+        help="""Extra NotebookServer spec fields merged into every spec (e.g. app, resources,
+        systemUser). user, servername, image, mode, env and stopped are always the spawner's.""",
+    )
+    extra_labels = DictTrait(default_value={}, config=True, help="Extra labels on the NotebookServer.")
+
+    endpoint = Enum(
+        ["hostUrl", "url"],
+        "hostUrl",
+        config=True,
+        help="""Which status.endpoint field the hub's proxy routes to: hostUrl (a published or
+        host-network port, reachable from the hub's host) or url (the service name on the
+        policy's overlay network, when the hub runs on that network).""",
+    )
+    delete_on_stop = Bool(
+        False,
+        config=True,
+        help="""On stop, delete the NotebookServer (and its token Secret) instead of setting
+        spec.stopped. Volumes are kept either way (the operator's policy decides).""",
+    )
+    prefix = Unicode("nbs", config=True, help="{prefix} in name_template.")
+    name_template = Unicode(
+        "{prefix}-{username}-{servername}",
+        config=True,
+        help="""Resource name template; {username} and {servername} are DNS-escaped, an empty
+        servername drops its separator (alice's default server: nbs-alice).""",
+    )
+    env_exclude = ListTrait(
+        Unicode(),
+        default_value=["JUPYTERHUB_SERVICE_URL"],
+        config=True,
+        help="""Hub environment variables not passed to the server. JUPYTERHUB_SERVICE_URL is
+        excluded by default: jupyterhub-singleuser takes its ip/port from it, but the
+        operator, not the hub, allocates the port (its launcher passes --ip/--port).""",
+    )
+    stop_timeout = Float(
+        30,
+        config=True,
+        help="Seconds stop() waits for the operator to report the server stopped or gone (then returns anyway).",
+    )
+    connect_timeout = Float(10, config=True, help="Seconds to connect to the API server.")
+
+    @default("env_keep")
+    def _env_keep_default(self) -> List[str]:
+        # The hub host's PATH/PYTHONPATH/LANG mean nothing inside the image (DockerSpawner does the same).
+        return []
+
+    # ---- state ------------------------------------------------------------------------------
+    object_name = Unicode("", help="Name of this spawner's NotebookServer (kept in the hub's state).")
+    object_uid = Unicode("", help="uid of this spawner's NotebookServer (kept in the hub's state).")
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._progress_since: Optional[datetime.datetime] = None
+
+    # ---- naming and state -------------------------------------------------------------------
+    @property
+    def resource_name(self) -> str:
+        if self.object_name:
+            return self.object_name
+        return resource_name(self.name_template, self.prefix, self.user.name, self.name or "")
+
+    @property
+    def secret_name(self) -> str:
+        return f"{self.resource_name}-hub"
+
+    def load_state(self, state: dict) -> None:
+        super().load_state(state)
+        self.object_name = state.get("object_name", "") or ""
+        self.object_uid = state.get("object_uid", "") or ""
+
+    def get_state(self) -> dict:
+        state = super().get_state()
+        state["object_name"] = self.resource_name
+        if self.object_uid:
+            state["object_uid"] = self.object_uid
+        return state
+
+    def clear_state(self) -> None:
+        super().clear_state()
+        # A stopped (not deleted) resource is still this server's record: keep name and uid so
+        # the next start patches the same object. A deleted one is gone for good.
+        if self.delete_on_stop:
+            self.object_name = ""
+            self.object_uid = ""
+
+    # ---- options form (VariableDockerSpawner's image choice) --------------------------------
+    def _image_choices(self) -> Dict[str, str]:
+        images = self.allowed_images
+        if isinstance(images, dict):
+            return {str(k): str(v) for k, v in images.items()} or {self.image: self.image}
+        return {img: img for img in images} or {self.image: self.image}
+
+    def _mode_choices(self) -> List[str]:
+        return list(self.allowed_modes) or [self.mode]
+
+    @default("options_form")
+    def _options_form_default(self) -> Any:
+        if len(self._image_choices()) <= 1 and len(self._mode_choices()) <= 1:
+            return ""
+        return lambda spawner: spawner._render_options_form()
+
+    def _render_options_form(self) -> str:
+        def select(field: str, choices: Dict[str, str], current: str) -> str:
+            opts = "".join(
+                f'<option value="{html.escape(value)}"{" selected" if value == current else ""}>'
+                f"{html.escape(label)}</option>"
+                for label, value in choices.items()
+            )
+            return (
+                f'<label for="nbswarm-{field}">{field.capitalize()}</label>'
+                f'<select class="form-control" name="{field}" id="nbswarm-{field}">{opts}</select>'
+            )
+
+        parts = []
+        images = self._image_choices()
+        if len(images) > 1:
+            parts.append(select("image", images, self.image))
+        modes = self._mode_choices()
+        if len(modes) > 1:
+            parts.append(select("mode", {m: m for m in modes}, self.mode))
+        return "\n".join(parts)
+
+    def options_from_form(self, formdata: Dict[str, List[str]]) -> dict:
+        options: Dict[str, str] = {}
+        for field in ("image", "mode"):
+            values = formdata.get(field) or []
+            if values and values[0]:
+                options[field] = values[0].strip()
+        self._check_options(options)
+        return options
+
+    def _check_options(self, options: dict) -> tuple:
+        """(image, mode) for user_options, refusing anything the hub config does not allow.
+
+        Called from options_from_form and again in start(): user_options can also arrive as JSON
+        through the REST API, which bypasses the form.
+        """
+        images = self._image_choices()
+        image = options.get("image") or self.image
+        if image in images:
+            image = images[image]
+        elif image not in images.values():
+            raise ValueError(f"image {image!r} is not allowed; choose one of {sorted(images.values())}")
+        mode = options.get("mode") or self.mode
+        if mode not in self._mode_choices():
+            raise ValueError(f"mode {mode!r} is not allowed; choose one of {self._mode_choices()}")
+        return image, mode
+
+    # ---- API plumbing -----------------------------------------------------------------------
+    def _api_client(self) -> Any:
+        key = (self.kubeconfig, self.kube_context, self.api_url, self.api_server_token, self.ca_file, self.verify_ssl)
+        with _clients_lock:
+            cached = _clients.get(key)
+            if cached is not None:
+                return cached
+            from kubernetes import client, config
+
+            cfg = client.Configuration()
+            path = self.kubeconfig or os.environ.get("KUBECONFIG", "").split(os.pathsep)[0]
+            if not path and os.path.exists(os.path.expanduser("~/.kube/config")):
+                path = os.path.expanduser("~/.kube/config")
+            if path:
+                config.load_kube_config(
+                    config_file=path,
+                    context=self.kube_context or None,
+                    client_configuration=cfg,
+                    persist_config=False,
+                )
+            elif not self.api_url:
+                config.load_incluster_config(client_configuration=cfg)
+            if self.api_url:
+                cfg.host = self.api_url.rstrip("/")
+            if self.api_server_token:
+                cfg.api_key = {"authorization": self.api_server_token}
+                cfg.api_key_prefix = {"authorization": "Bearer"}
+            if self.ca_file:
+                cfg.ssl_ca_cert = self.ca_file
+            cfg.verify_ssl = self.verify_ssl
+            # Each open watch holds a pooled connection.
+            cfg.connection_pool_maxsize = 64
+            api = client.ApiClient(cfg)
+            _clients[key] = api
+            return api
+
+    @property
+    def _custom(self) -> Any:
+        from kubernetes import client
+
+        return client.CustomObjectsApi(self._api_client())
+
+    @property
+    def _core(self) -> Any:
+        from kubernetes import client
+
+        return client.CoreV1Api(self._api_client())
+
+    async def _call(self, fn: Callable, *args: Any, **kwargs: Any) -> Any:
+        kwargs.setdefault("_request_timeout", (self.connect_timeout, 60))
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(_executor, lambda: fn(*args, **kwargs))
+
+    async def _get(self) -> Optional[dict]:
+        from kubernetes.client.rest import ApiException
+
+        try:
+            return await self._call(
+                self._custom.get_namespaced_custom_object, GROUP, VERSION, self.namespace, PLURAL, self.resource_name
+            )
+        except ApiException as e:
+            if e.status == 404:
+                return None
+            raise
+
+    async def _watch(self, path: str, timeout: float, **params: Any) -> AsyncIterator[dict]:
+        """Yield watch events ({type, object} dicts) from `path` until `timeout` seconds pass or
+        the stream ends. An ERROR event (e.g. 410 Gone) is yielded for the caller to relist.
+
+        The request is built here rather than with the generated `list_*(watch=True)`: those
+        send `watch=True`, which only Go's ParseBool reads as true; `true` is what every
+        Kubernetes-compatible server accepts.
+        """
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue = asyncio.Queue()
+        stop = threading.Event()
+        holder: Dict[str, Any] = {}
+        done = object()
+        query = [("watch", "true"), ("timeoutSeconds", str(max(1, int(math.ceil(timeout)))))]
+        query += [(k, str(v)) for k, v in params.items() if v not in (None, "")]
+
+        def put(item: Any) -> None:
+            loop.call_soon_threadsafe(queue.put_nowait, item)
+
+        def run() -> None:
+            try:
+                resp = self._api_client().call_api(
+                    path,
+                    "GET",
+                    query_params=query,
+                    header_params={"Accept": "application/json"},
+                    auth_settings=["BearerToken"],
+                    _return_http_data_only=True,
+                    _preload_content=False,
+                    _request_timeout=(self.connect_timeout, timeout + 15),
+                )
+                holder["resp"] = resp
+                if stop.is_set():
+                    return
+                buf = b""
+                for chunk in resp.stream(amt=None, decode_content=False):
+                    if stop.is_set():
+                        break
+                    buf += chunk
+                    while b"\n" in buf:
+                        line, buf = buf.split(b"\n", 1)
+                        if line.strip():
+                            put(json.loads(line))
+                if buf.strip() and not stop.is_set():
+                    put(json.loads(buf))
+            except BaseException as e:  # noqa: BLE001 - handed to the loop, re-raised there
+                if not stop.is_set():
+                    put(e)
+            else:
+                holder["complete"] = not stop.is_set()
+            finally:
+                resp = holder.get("resp")
+                if resp is not None:
+                    if not holder.get("complete"):
+                        # A half-read (or shut down) connection must not go back to the pool.
+                        conn = getattr(resp, "connection", None)
+                        resp.close()
+                        if conn is not None:
+                            conn.close()
+                    resp.release_conn()
+                put(done)
+
+        loop.run_in_executor(_executor, run)
+        started = loop.time()
+        deadline = started + timeout
+        try:
+            while True:
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    return
+                try:
+                    item = await asyncio.wait_for(queue.get(), remaining)
+                except asyncio.TimeoutError:
+                    return
+                if item is done:
+                    if loop.time() - started < 0.5:
+                        # A watch that ends at once (server restarting, proxy) must not make the
+                        # callers' relist loops spin.
+                        await asyncio.sleep(min(0.5, max(0.0, deadline - loop.time())))
+                    return
+                if isinstance(item, BaseException):
+                    raise item
+                if not isinstance(item, dict) or "type" not in item:
+                    # Not a watch stream (a server that ignored watch=true): relist.
+                    yield {"type": "ERROR", "object": {"message": "not a watch event"}}
+                    return
+                yield item
+        finally:
+            stop.set()
+            resp = holder.get("resp")
+            conn = getattr(resp, "connection", None) if resp is not None else None
+            sock = getattr(conn, "sock", None)
+            if sock is not None:
+                # Unblocks the reader thread now instead of at the server-side timeout.
+                try:
+                    sock.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+    async def _watch_object(self, rv: str, timeout: float) -> AsyncIterator[dict]:
+        path = f"/apis/{GROUP}/{VERSION}/namespaces/{self.namespace}/{PLURAL}"
+        async for ev in self._watch(
+            path, timeout, fieldSelector=f"metadata.name={self.resource_name}", resourceVersion=rv
+        ):
+            yield ev
+
+    # ---- spec -------------------------------------------------------------------------------
+    def _build_env(self) -> List[dict]:
+        env = self.get_env()
+        for key in TOKEN_ENV:
+            env.pop(key, None)
+        for key in self.env_exclude:
+            env.pop(key, None)
+        items = [{"name": k, "value": str(v)} for k, v in sorted(env.items()) if v is not None]
+        for key in TOKEN_ENV:
+            items.append({"name": key, "valueFrom": {"secretKeyRef": {"name": self.secret_name, "key": TOKEN_KEY}}})
+        return items
+
+    def _labels(self) -> Dict[str, str]:
+        labels = {
+            "app.kubernetes.io/managed-by": "jupyterhub",
+            "hub.jupyter.org/username": escape_dns(self.user.name)[:63],
+        }
+        labels.update(self.extra_labels)
+        return labels
+
+    def build_spec(self) -> dict:
+        """The NotebookServer spec for this spawn (no secret in it: the token is a secretKeyRef)."""
+        image, mode = self._check_options(self.user_options or {})
+        spec = dict(self.extra_spec)
+        spec.update(
+            {
+                "user": self.user.name,
+                "servername": self.name or "",
+                "image": image,
+                "mode": mode,
+                "env": self._build_env(),
+                "stopped": False,
+            }
+        )
+        return spec
+
+    async def _ensure_secret(self, owner: Optional[dict]) -> None:
+        from kubernetes.client.rest import ApiException
+
+        body: Dict[str, Any] = {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {
+                "name": self.secret_name,
+                "namespace": self.namespace,
+                "labels": {"app.kubernetes.io/managed-by": "jupyterhub", "nbswarm.io/name": self.resource_name},
+            },
+            "type": "Opaque",
+            "stringData": {TOKEN_KEY: self.api_token},
+        }
+        if owner is not None:
+            body["metadata"]["ownerReferences"] = [
+                {
+                    "apiVersion": f"{GROUP}/{VERSION}",
+                    "kind": KIND,
+                    "name": owner["metadata"]["name"],
+                    "uid": owner["metadata"]["uid"],
+                }
+            ]
+        try:
+            await self._call(self._core.create_namespaced_secret, self.namespace, body)
+        except ApiException as e:
+            if e.status != 409:
+                raise
+            await self._call(self._core.replace_namespaced_secret, self.secret_name, self.namespace, body)
+
+    # ---- Spawner API ------------------------------------------------------------------------
+    async def start(self) -> str:
+        from kubernetes.client.rest import ApiException
+
+        loop = asyncio.get_running_loop()
+        # Our own deadline ends just before the hub's, so the user sees the resource's message
+        # rather than the hub's generic timeout.
+        timeout = max(1.0, float(self.start_timeout) - 1.0)
+        deadline = loop.time() + timeout
+        self._progress_since = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(seconds=2)
+        try:
+            spec = self.build_spec()
+        except ValueError as e:
+            raise SpawnFailed(str(e)) from e
+        name = self.resource_name
+        self.object_name = name
+        try:
+            # The Secret exists before the object that references it, so the operator never sees
+            # a dangling secretKeyRef; ownership is added once the object's uid is known.
+            await self._ensure_secret(None)
+            body = {
+                "apiVersion": f"{GROUP}/{VERSION}",
+                "kind": KIND,
+                "metadata": {"name": name, "namespace": self.namespace, "labels": self._labels()},
+                "spec": spec,
+            }
+            obj = None
+            while obj is None:
+                try:
+                    obj = await self._call(
+                        self._custom.create_namespaced_custom_object, GROUP, VERSION, self.namespace, PLURAL, body
+                    )
+                    self.log.info("Created NotebookServer %s/%s", self.namespace, name)
+                except ApiException as e:
+                    if e.status != 409:
+                        raise
+                    existing = await self._get()
+                    if existing is not None and existing["metadata"].get("deletionTimestamp"):
+                        # A delete (delete_on_stop) still finishing: patching it would revive
+                        # nothing; wait until it is gone, then create afresh.
+                        await self._wait_gone(existing, deadline)
+                        continue
+                    # Merge patch: lists (env) are replaced whole, absent spec fields are kept.
+                    patch = {"metadata": {"labels": self._labels()}, "spec": spec}
+                    obj = await self._call(
+                        self._custom.patch_namespaced_custom_object, GROUP, VERSION, self.namespace, PLURAL, name, patch
+                    )
+                    self.log.info("Updated NotebookServer %s/%s", self.namespace, name)
+            self.object_uid = obj["metadata"].get("uid", "")
+            await self._ensure_secret(obj)
+        except ApiException as e:
+            raise SpawnFailed(f"NotebookServer {self.namespace}/{name}: {_status_message(e)}") from e
+
+        url = await self._wait_ready(obj, deadline)
+        self.log.info("NotebookServer %s/%s ready at %s", self.namespace, name, url)
+        return url
+
+    async def _wait_gone(self, obj: dict, deadline: float) -> None:
+        loop = asyncio.get_running_loop()
+        while obj is not None:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                raise SpawnFailed(
+                    f"NotebookServer {self.namespace}/{self.resource_name} is still being deleted; try again shortly"
+                )
+            async for ev in self._watch_object(obj["metadata"].get("resourceVersion", ""), remaining):
+                if ev.get("type") in ("DELETED", "ERROR"):
+                    break
+            obj = await self._get()
+
+    def _ready_url(self, obj: dict) -> Optional[str]:
+        """The endpoint URL when obj is Ready for its current generation; raises when Failed."""
+        if not _current(obj):
+            return None
+        status = obj.get("status") or {}
+        if status.get("phase") == "Failed":
+            message = status.get("message") or (_condition(obj, "Ready") or {}).get("message") or "failed"
+            raise SpawnFailed(f"NotebookServer {self.namespace}/{self.resource_name} failed: {message}")
+        ready = _condition(obj, "Ready")
+        if ready and ready.get("status") == "True":
+            url = (status.get("endpoint") or {}).get(self.endpoint)
+            if url:
+                return url
+        return None
+
+    async def _wait_ready(self, obj: dict, deadline: float) -> str:
+        loop = asyncio.get_running_loop()
+        last = obj
+        while True:
+            url = self._ready_url(last)
+            if url:
+                return url
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                break
+            rv = last["metadata"].get("resourceVersion", "")
+            relist = False
+            async for ev in self._watch_object(rv, remaining):
+                etype, data = ev.get("type"), ev.get("object") or {}
+                if etype == "ERROR":
+                    relist = True  # 410 Gone or similar: read the object again, watch from there
+                    break
+                if etype == "BOOKMARK":
+                    last.setdefault("metadata", {})["resourceVersion"] = data.get("metadata", {}).get(
+                        "resourceVersion", rv
+                    )
+                    continue
+                if etype == "DELETED":
+                    raise SpawnFailed(f"NotebookServer {self.namespace}/{self.resource_name} was deleted while starting")
+                last = data
+                url = self._ready_url(last)
+                if url:
+                    return url
+            if relist or loop.time() < deadline:
+                fresh = await self._get()
+                if fresh is None:
+                    raise SpawnFailed(f"NotebookServer {self.namespace}/{self.resource_name} was deleted while starting")
+                last = fresh
+        message = (last.get("status") or {}).get("message") or "no status from the operator"
+        raise SpawnFailed(
+            f"NotebookServer {self.namespace}/{self.resource_name} not ready after "
+            f"{int(round(self.start_timeout))}s: {message}"
+        )
+
+    async def poll(self) -> Optional[int]:
+        try:
+            obj = await self._get()
+        except Exception as e:  # noqa: BLE001 - an unreachable API must not mark servers dead
+            self.log.warning("poll of NotebookServer %s failed: %s", self.resource_name, e)
+            return None
+        if obj is None:
+            return 0
+        if self.object_uid and obj["metadata"].get("uid") not in (None, self.object_uid):
+            # Same name, different object: not the server this hub started.
+            return 0
+        if obj["metadata"].get("deletionTimestamp") or (obj.get("spec") or {}).get("stopped"):
+            return 0
+        phase = (obj.get("status") or {}).get("phase")
+        if phase == "Failed":
+            return 1
+        if phase in ("Stopped", "Stopping", "Terminating"):
+            return 0
+        return None
+
+    async def stop(self, now: bool = False) -> None:
+        from kubernetes.client.rest import ApiException
+
+        name = self.resource_name
+        try:
+            if self.delete_on_stop:
+                try:
+                    await self._call(
+                        self._custom.delete_namespaced_custom_object, GROUP, VERSION, self.namespace, PLURAL, name
+                    )
+                except ApiException as e:
+                    if e.status != 404:
+                        raise
+                try:
+                    await self._call(self._core.delete_namespaced_secret, self.secret_name, self.namespace)
+                except ApiException as e:
+                    if e.status != 404:
+                        raise
+            else:
+                try:
+                    await self._call(
+                        self._custom.patch_namespaced_custom_object,
+                        GROUP,
+                        VERSION,
+                        self.namespace,
+                        PLURAL,
+                        name,
+                        {"spec": {"stopped": True}},
+                    )
+                except ApiException as e:
+                    if e.status != 404:
+                        raise
+        except ApiException as e:
+            raise RuntimeError(f"stopping NotebookServer {self.namespace}/{name}: {_status_message(e)}") from e
+        if not now and self.stop_timeout > 0:
+            await self._wait_stopped()
+
+    async def _wait_stopped(self) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.stop_timeout
+
+        def stopped(obj: Optional[dict]) -> bool:
+            if obj is None:
+                return True
+            if self.delete_on_stop:
+                return False
+            return _current(obj) and (obj.get("status") or {}).get("phase") in ("Stopped", "Failed")
+
+        obj = await self._get()
+        while not stopped(obj):
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                self.log.warning("NotebookServer %s not reported stopped after %ss", self.resource_name, self.stop_timeout)
+                return
+            async for ev in self._watch_object(obj["metadata"].get("resourceVersion", ""), remaining):
+                if ev.get("type") == "DELETED":
+                    return
+                if ev.get("type") in ("ADDED", "MODIFIED") and stopped(ev.get("object")):
+                    return
+                if ev.get("type") == "ERROR":
+                    break
+            obj = await self._get()
+
+    async def progress(self) -> AsyncIterator[dict]:
+        """Yield the resource's Events as they happen during this spawn."""
+        from kubernetes.client.rest import ApiException
+
+        name = self.resource_name
+        since = self._progress_since or (datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(seconds=60))
+        seen = set()
+        count = 0
+        selector: Optional[str] = f"involvedObject.name={name}"
+
+        def event_time(ev: dict) -> Optional[datetime.datetime]:
+            return _parse_time(
+                ev.get("eventTime")
+                or ev.get("lastTimestamp")
+                or ev.get("firstTimestamp")
+                or (ev.get("metadata") or {}).get("creationTimestamp")
+            )
+
+        def relevant(ev: dict) -> bool:
+            inv = ev.get("involvedObject") or {}
+            if inv.get("name") != name or (inv.get("kind") and inv.get("kind") != KIND):
+                return False
+            t = event_time(ev)
+            return t is None or t >= since
+
+        def render(ev: dict) -> dict:
+            nonlocal count
+            count += 1
+            reason = ev.get("reason") or ""
+            message = ev.get("message") or ""
+            text = f"{reason}: {message}" if reason and message else (message or reason)
+            if ev.get("type") == "Warning":
+                text = f"[Warning] {text}"
+            return {"progress": min(95, 10 + 15 * count), "message": text}
+
+        def list_events(**kw: Any) -> Any:
+            return self._api_client().sanitize_for_serialization(
+                self._core.list_namespaced_event(self.namespace, **kw)
+            )
+
+        try:
+            listing = await self._call(list_events, field_selector=selector)
+        except ApiException as e:
+            if e.status != 400:
+                raise
+            selector = None  # a server without that field selector: filter here instead
+            listing = await self._call(list_events)
+        items = sorted(listing.get("items") or [], key=lambda ev: event_time(ev) or since)
+        for ev in items:
+            if relevant(ev):
+                seen.add(ev["metadata"].get("uid") or ev["metadata"]["name"])
+                yield render(ev)
+        rv = (listing.get("metadata") or {}).get("resourceVersion", "")
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + float(self.start_timeout)
+        kw: Dict[str, Any] = {"resourceVersion": rv}
+        if selector:
+            kw["fieldSelector"] = selector
+        while loop.time() < deadline:
+            restart = False
+            async for wev in self._watch(f"/api/v1/namespaces/{self.namespace}/events", deadline - loop.time(), **kw):
+                if wev.get("type") == "ERROR":
+                    restart = True
+                    break
+                ev = wev.get("object") or {}
+                if wev.get("type") not in ("ADDED", "MODIFIED") or not relevant(ev):
+                    continue
+                if wev.get("type") == "MODIFIED":
+                    # Repeated events (count bump) are news; the same first sighting is not.
+                    key = (ev["metadata"].get("uid") or ev["metadata"]["name"], ev.get("count"))
+                else:
+                    key = ev["metadata"].get("uid") or ev["metadata"]["name"]
+                if key in seen:
+                    continue
+                seen.add(key)
+                kw["resourceVersion"] = ev["metadata"].get("resourceVersion", kw.get("resourceVersion"))
+                yield render(ev)
+            if restart:
+                kw.pop("resourceVersion", None)
