@@ -1,0 +1,111 @@
+import { randomBytes } from 'node:crypto';
+import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+
+export type Role = 'admin' | 'hub' | 'viewer';
+
+export interface User {
+  name: string;
+  role: Role;
+  /** null = every namespace. */
+  namespaces: string[] | null;
+}
+
+/**
+ * Token file format (CSV, one user per line; blank lines and lines starting with `#` are ignored):
+ *
+ *     token,user,role[,namespaces]
+ *
+ * - `role` is `admin` (everything), `hub` (read/write namespaced objects in its namespaces, read
+ *   cluster-scoped objects such as CRDs and namespaces) or `viewer` (read only).
+ * - `namespaces` is a `;`-separated list; empty or `*` means all namespaces. A `hub` user is normally
+ *   limited to one namespace, e.g. `s3cr3t,jupyterhub,hub,jupyter`.
+ *
+ * Tokens are compared exactly; the file is re-read when its mtime changes, so adding a user needs no restart.
+ */
+export function parseTokenFile(text: string): Map<string, User> {
+  const out = new Map<string, User>();
+  for (const [i, raw] of text.split(/\r?\n/).entries()) {
+    const line = raw.trim();
+    if (!line || line.startsWith('#')) continue;
+    const [token, name, role, ns] = line.split(',').map((s) => s.trim());
+    if (!token || !name || !role) throw new Error(`token file line ${i + 1}: expected token,user,role[,namespaces]`);
+    if (role !== 'admin' && role !== 'hub' && role !== 'viewer') {
+      throw new Error(`token file line ${i + 1}: role must be admin, hub or viewer, got "${role}"`);
+    }
+    const namespaces = !ns || ns === '*' ? null : ns.split(';').map((s) => s.trim()).filter(Boolean);
+    out.set(token, { name, role, namespaces });
+  }
+  return out;
+}
+
+export function newToken(): string {
+  return randomBytes(24).toString('base64url');
+}
+
+export class TokenAuth {
+  private users = new Map<string, User>();
+  private mtime = 0;
+  private lastCheck = 0;
+  constructor(private readonly file: string, private readonly extra: Map<string, User>) {
+    this.reload();
+  }
+  private reload(): void {
+    if (!existsSync(this.file)) {
+      this.users = new Map();
+      return;
+    }
+    const st = statSync(this.file);
+    if (st.mtimeMs === this.mtime) return;
+    this.users = parseTokenFile(readFileSync(this.file, 'utf8'));
+    this.mtime = st.mtimeMs;
+  }
+  authenticate(header: string | undefined): User | null {
+    if (!header) return null;
+    const m = /^Bearer\s+(.+)$/i.exec(header.trim());
+    if (!m) return null;
+    const now = Date.now();
+    if (now - this.lastCheck > 2000) {
+      this.lastCheck = now;
+      try {
+        this.reload();
+      } catch {
+        // A half-written token file must not lock everyone out: keep the previous users.
+      }
+    }
+    return this.users.get(m[1]) ?? this.extra.get(m[1]) ?? null;
+  }
+  userToken(name: string): string | undefined {
+    this.reload();
+    for (const [t, u] of this.users) if (u.name === name) return t;
+    for (const [t, u] of this.extra) if (u.name === name) return t;
+    return undefined;
+  }
+}
+
+/** Creates the token file with a fresh admin line on first start; returns the admin token. */
+export function ensureTokenFile(file: string): string | undefined {
+  if (!existsSync(file)) {
+    const token = newToken();
+    writeFileSync(
+      file,
+      '# nbswarm API tokens: token,user,role[,namespaces]  (role: admin|hub|viewer; namespaces ;-separated, * = all)\n' +
+        `${token},admin,admin,*\n`,
+      { mode: 0o600 },
+    );
+    return token;
+  }
+  for (const [t, u] of parseTokenFile(readFileSync(file, 'utf8'))) if (u.role === 'admin') return t;
+  return undefined;
+}
+
+export type Verb = 'get' | 'list' | 'watch' | 'create' | 'update' | 'patch' | 'delete' | 'deletecollection';
+
+/** Simple role check; `namespace` is '' for cluster-scoped objects or all-namespace lists. */
+export function authorize(user: User, verb: Verb, namespaced: boolean, namespace: string): boolean {
+  const read = verb === 'get' || verb === 'list' || verb === 'watch';
+  if (user.role === 'admin' && user.namespaces === null) return true;
+  if (user.role === 'viewer' && !read) return false;
+  if (!namespaced) return read;
+  if (user.namespaces === null) return true;
+  return namespace !== '' && user.namespaces.includes(namespace);
+}

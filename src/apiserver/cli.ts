@@ -1,0 +1,58 @@
+import { readFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import type { Command } from 'commander';
+import { ensureTls } from './tls.js';
+import { buildKubeconfig, startApiServer } from './index.js';
+import { TokenAuth } from './auth.js';
+
+function env(name: string): string | undefined {
+  const v = process.env[name];
+  return v === undefined || v === '' ? undefined : v;
+}
+
+/** Adds `serve` and `kubeconfig` to the nbswarm CLI. */
+export function registerApiServerCommands(program: Command): void {
+  program
+    .command('serve')
+    .description('run the embedded Kubernetes-compatible API server')
+    .option('--address <host>', 'listen address (env NBSWARM_ADDRESS)', env('NBSWARM_ADDRESS') ?? '127.0.0.1')
+    .option('--port <port>', 'listen port, 0 = random (env NBSWARM_PORT)', env('NBSWARM_PORT') ?? '6443')
+    .option('--data-dir <dir>', 'state directory: database, CA, tokens, kubeconfig (env NBSWARM_DATA_DIR)', env('NBSWARM_DATA_DIR') ?? './.nbswarm')
+    .option('--token-file <file>', 'token file: lines of token,user,role[,namespaces] (env NBSWARM_TOKEN_FILE)', env('NBSWARM_TOKEN_FILE'))
+    .option('--watch-window <n>', 'changes kept for watch resumption', '10000')
+    .action(async (o: { address: string; port: string; dataDir: string; tokenFile?: string; watchWindow: string }) => {
+      const log = (msg: string, meta?: object) => process.stderr.write(JSON.stringify({ level: 'info', msg, ...meta, time: new Date().toISOString() }) + '\n');
+      const srv = await startApiServer({ dataDir: o.dataDir, host: o.address, port: Number(o.port), tokenFile: o.tokenFile, watchWindow: Number(o.watchWindow), log });
+      process.stdout.write(JSON.stringify({ url: srv.url, kubeconfig: srv.kubeconfigPath }) + '\n');
+      const stop = () => {
+        void srv.close().then(() => process.exit(0));
+      };
+      process.once('SIGINT', stop);
+      process.once('SIGTERM', stop);
+    });
+  program
+    .command('kubeconfig')
+    .description('print a kubeconfig for a token-file user')
+    .option('--user <name>', 'user name from the token file', 'admin')
+    .option('--server <url>', 'API server URL', `https://${env('NBSWARM_ADDRESS') ?? '127.0.0.1'}:${env('NBSWARM_PORT') ?? '6443'}`)
+    .option('--namespace <ns>', 'default namespace in the context')
+    .option('--data-dir <dir>', 'state directory (env NBSWARM_DATA_DIR)', env('NBSWARM_DATA_DIR') ?? './.nbswarm')
+    .option('--token-file <file>', 'token file (env NBSWARM_TOKEN_FILE)', env('NBSWARM_TOKEN_FILE'))
+    .action((o: { user: string; server: string; namespace?: string; dataDir: string; tokenFile?: string }) => {
+      const dataDir = resolve(o.dataDir);
+      const tokenFile = resolve(o.tokenFile ?? join(dataDir, 'tokens.csv'));
+      const token = new TokenAuth(tokenFile, new Map()).userToken(o.user);
+      if (!token) {
+        process.stderr.write(`nbswarm: no user "${o.user}" in ${tokenFile}\n`);
+        process.exitCode = 1;
+        return;
+      }
+      let caPem: string;
+      try {
+        caPem = readFileSync(join(dataDir, 'pki', 'ca.crt'), 'utf8');
+      } catch {
+        caPem = ensureTls(dataDir, []).caPem;
+      }
+      process.stdout.write(buildKubeconfig({ server: o.server, caPem, user: o.user, token, namespace: o.namespace }));
+    });
+}

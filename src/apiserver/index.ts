@@ -1,0 +1,121 @@
+import { mkdirSync, writeFileSync } from 'node:fs';
+import http2 from 'node:http2';
+import type { AddressInfo } from 'node:net';
+import { hostname } from 'node:os';
+import { join, resolve } from 'node:path';
+import type { TLSSocket } from 'node:tls';
+import YAML from 'yaml';
+import { ensureTokenFile, newToken, TokenAuth, type User } from './auth.js';
+import { ApiHandler, type Req, type Res } from './server.js';
+import { Store } from './store.js';
+import { ensureTls } from './tls.js';
+
+export { parseTokenFile } from './auth.js';
+export type { Role, User } from './auth.js';
+
+export interface ApiServerOptions {
+  dataDir: string;
+  host?: string;
+  /** 0 = a random free port. Default 6443. */
+  port?: number;
+  /** Token file (see auth.ts for the format). Default `<dataDir>/tokens.csv`, created with an admin token. */
+  tokenFile?: string;
+  /** How many changes the watch history keeps; older resourceVersions get 410 Gone. Default 10000. */
+  watchWindow?: number;
+  /** How often watches that asked for bookmarks get one. Default 15 s. */
+  bookmarkIntervalMs?: number;
+  /** Longest a watch stays open before the server ends it (clients re-watch). Default 3600 s. */
+  maxWatchSeconds?: number;
+  /** Events older than this are deleted (kube's --event-ttl). Default 3600 s. */
+  eventTtlSeconds?: number;
+  /** SQLite synchronous mode: NORMAL survives kill -9, FULL also survives power loss. Default NORMAL. */
+  synchronous?: 'NORMAL' | 'FULL';
+  log?: (msg: string, meta?: object) => void;
+}
+
+export interface RunningApiServer {
+  url: string;
+  host: string;
+  port: number;
+  caPem: string;
+  dataDir: string;
+  adminToken: string;
+  /** Admin kubeconfig written in dataDir. */
+  kubeconfigPath: string;
+  close(): Promise<void>;
+}
+
+export function buildKubeconfig(opts: { server: string; caPem: string; user: string; token: string; namespace?: string }): string {
+  const name = 'nbswarm';
+  return YAML.stringify({
+    apiVersion: 'v1',
+    kind: 'Config',
+    clusters: [{ name, cluster: { server: opts.server, 'certificate-authority-data': Buffer.from(opts.caPem).toString('base64') } }],
+    users: [{ name: opts.user, user: { token: opts.token } }],
+    contexts: [{ name, context: { cluster: name, user: opts.user, ...(opts.namespace ? { namespace: opts.namespace } : {}) } }],
+    'current-context': name,
+    preferences: {},
+  });
+}
+
+export async function startApiServer(opts: ApiServerOptions): Promise<RunningApiServer> {
+  const dataDir = resolve(opts.dataDir);
+  mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+  const host = opts.host ?? '127.0.0.1';
+  const log = opts.log ?? (() => {});
+  // Wildcard listeners are reached by this machine's name too, so it goes into the certificate.
+  const wildcard = host === '0.0.0.0' || host === '::';
+  const tls = ensureTls(dataDir, wildcard ? ['127.0.0.1', hostname()] : [host]);
+  const tokenFile = resolve(opts.tokenFile ?? join(dataDir, 'tokens.csv'));
+  let adminToken = ensureTokenFile(tokenFile);
+  const extra = new Map<string, User>();
+  if (!adminToken) {
+    // A user-provided token file without an admin: keep a private admin token in the data dir.
+    adminToken = newToken();
+    extra.set(adminToken, { name: 'admin', role: 'admin', namespaces: null });
+  }
+  const auth = new TokenAuth(tokenFile, extra);
+  const store = new Store(join(dataDir, 'state.db'), opts.watchWindow ?? 10000, opts.synchronous ?? 'NORMAL');
+  const handler = new ApiHandler({ store, auth, bookmarkIntervalMs: opts.bookmarkIntervalMs ?? 15000, maxWatchSeconds: opts.maxWatchSeconds ?? 3600, eventTtlSeconds: opts.eventTtlSeconds ?? 3600, log });
+
+  const server = http2.createSecureServer({ key: tls.keyPem, cert: tls.certPem, allowHTTP1: true, settings: { maxConcurrentStreams: 1000 } });
+  const sockets = new Set<TLSSocket>();
+  server.on('secureConnection', (s: TLSSocket) => {
+    sockets.add(s);
+    s.on('close', () => sockets.delete(s));
+  });
+  server.on('request', (req, res) => {
+    const user = auth.authenticate(req.headers.authorization);
+    handler.handle(req as unknown as Req, res as unknown as Res, user).catch((e) => log('request failed', { error: String(e) }));
+  });
+  server.on('sessionError', () => {});
+  server.on('tlsClientError', () => {});
+  await new Promise<void>((ok, fail) => {
+    server.once('error', fail);
+    server.listen(opts.port ?? 6443, host, () => {
+      server.off('error', fail);
+      ok();
+    });
+  });
+  const port = (server.address() as AddressInfo).port;
+  const urlHost = host.includes(':') ? `[${host}]` : host === '0.0.0.0' ? '127.0.0.1' : host;
+  const url = `https://${urlHost}:${port}`;
+  const kubeconfigPath = join(dataDir, 'admin.kubeconfig');
+  writeFileSync(kubeconfigPath, buildKubeconfig({ server: url, caPem: tls.caPem, user: 'admin', token: adminToken }), { mode: 0o600 });
+  log('api server listening', { url, dataDir });
+  let closed: Promise<void> | null = null;
+  return {
+    url, host, port, caPem: tls.caPem, dataDir, adminToken, kubeconfigPath,
+    close() {
+      closed ??= (async () => {
+        handler.close();
+        await new Promise<void>((ok) => {
+          server.close(() => ok());
+          for (const s of sockets) s.destroy();
+        });
+        store.close();
+      })();
+      return closed;
+    },
+  };
+}

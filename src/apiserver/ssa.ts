@@ -1,0 +1,284 @@
+import type { Obj } from './store.js';
+import { deepEqual, isObj, nowIso } from './util.js';
+
+/**
+ * Server-side apply and managedFields, simplified: maps are granular, lists are atomic (one
+ * field each), which is what CRDs without list-type markers get in kube as well.
+ * A path is a JSON array of keys; a field set is a Set of JSON-encoded paths (leaves only).
+ */
+export type FieldSet = Set<string>;
+
+const IDENTITY = new Set(['apiVersion', 'kind']);
+const META_SKIP = new Set(['name', 'namespace', 'uid', 'resourceVersion', 'generation', 'creationTimestamp', 'managedFields', 'deletionTimestamp', 'deletionGracePeriodSeconds', 'selfLink']);
+
+type Schema = Obj | undefined;
+
+function childSchema(s: Schema, k: string): Schema {
+  if (!s) return undefined;
+  if (s.properties && s.properties[k]) return s.properties[k];
+  return isObj(s.additionalProperties) ? s.additionalProperties : undefined;
+}
+
+function mapKeys(s: Schema): string[] | null {
+  return s && s['x-kubernetes-list-type'] === 'map' && Array.isArray(s['x-kubernetes-list-map-keys']) ? s['x-kubernetes-list-map-keys'] : null;
+}
+
+/** `k:{"name":"x"}` path element for an item of an associative (list-type=map) list. */
+function keyElem(item: Obj, keys: string[]): string {
+  return 'k:' + JSON.stringify(Object.fromEntries(keys.map((k) => [k, item[k]])));
+}
+
+/** Leaf fields of an object. Maps are granular; lists are atomic unless the schema makes them list-type=map. */
+export function leaves(obj: Obj, schema?: Schema): FieldSet {
+  const out: FieldSet = new Set();
+  const walk = (v: unknown, path: string[], sch: Schema) => {
+    const keys = mapKeys(sch);
+    if (isObj(v) && Object.keys(v).length > 0) {
+      for (const [k, c] of Object.entries(v)) {
+        if (path.length === 0 && IDENTITY.has(k)) continue;
+        if (path.length === 1 && path[0] === 'metadata' && META_SKIP.has(k)) continue;
+        walk(c, [...path, k], childSchema(sch, k));
+      }
+    } else if (Array.isArray(v) && keys && v.length > 0 && v.every(isObj)) {
+      for (const item of v as Obj[]) walk(item, [...path, keyElem(item, keys)], sch?.items);
+    } else if (path.length > 0) out.add(JSON.stringify(path));
+  };
+  walk(obj, [], schema);
+  return out;
+}
+
+function findItem(list: unknown, elem: string): Obj | undefined {
+  if (!Array.isArray(list)) return undefined;
+  const want = JSON.parse(elem.slice(2)) as Obj;
+  return list.find((it) => isObj(it) && Object.entries(want).every(([k, v]) => deepEqual(it[k], v)));
+}
+
+export function getAt(obj: unknown, path: string[]): unknown {
+  let cur = obj;
+  for (const p of path) {
+    if (p.startsWith('k:')) cur = findItem(cur, p);
+    else if (!isObj(cur)) return undefined;
+    else cur = cur[p];
+  }
+  return cur;
+}
+
+function deleteAt(obj: Obj, path: string[]): void {
+  const parents: unknown[] = [];
+  let cur: unknown = obj;
+  for (const p of path.slice(0, -1)) {
+    parents.push(cur);
+    cur = p.startsWith('k:') ? findItem(cur, p) : isObj(cur) ? cur[p] : undefined;
+    if (cur === undefined) return;
+  }
+  if (isObj(cur)) delete cur[path[path.length - 1]];
+  // Drop maps emptied by the removal, as apply does.
+  for (let i = path.length - 2; i >= 0; i--) {
+    const parent = parents[i];
+    const child = getAt(parent, [path[i]]);
+    if (!(isObj(child) && Object.keys(child).length === 0) || (i === 0 && path[0] === 'metadata')) break;
+    if (path[i].startsWith('k:') && Array.isArray(parent)) parent.splice(parent.indexOf(child), 1);
+    else if (isObj(parent)) delete parent[path[i]];
+  }
+}
+
+/** Removes a whole list item (path ends in a `k:` element). */
+function deleteItem(obj: Obj, path: string[]): void {
+  const list = getAt(obj, path.slice(0, -1));
+  const item = findItem(list, path[path.length - 1]);
+  if (Array.isArray(list) && item) list.splice(list.indexOf(item), 1);
+}
+
+export function toFieldsV1(set: FieldSet): Obj {
+  const root: Obj = {};
+  for (const enc of set) {
+    let cur = root;
+    for (const p of JSON.parse(enc) as string[]) {
+      const k = p.startsWith('k:') ? p : `f:${p}`;
+      cur[k] ??= {};
+      cur = cur[k];
+    }
+  }
+  return root;
+}
+
+export function fromFieldsV1(f: Obj | undefined): FieldSet {
+  const out: FieldSet = new Set();
+  const walk = (node: Obj, path: string[]) => {
+    const keys = Object.keys(node).filter((k) => k.startsWith('f:') || k.startsWith('k:'));
+    if (keys.length === 0 && path.length) out.add(JSON.stringify(path));
+    for (const k of keys) walk(node[k] ?? {}, [...path, k.startsWith('k:') ? k : k.slice(2)]);
+  };
+  if (f) walk(f, []);
+  return out;
+}
+
+interface Entry {
+  manager: string;
+  operation: 'Apply' | 'Update';
+  apiVersion: string;
+  time: string;
+  subresource?: string;
+  fields: FieldSet;
+}
+
+function readEntries(obj: Obj | undefined): Entry[] {
+  return ((obj?.metadata?.managedFields ?? []) as Obj[]).map((m) => ({
+    manager: m.manager ?? '', operation: m.operation === 'Apply' ? 'Apply' : 'Update', apiVersion: m.apiVersion ?? '',
+    time: m.time ?? nowIso(), subresource: m.subresource, fields: fromFieldsV1(m.fieldsV1),
+  }));
+}
+
+function writeEntries(entries: Entry[]): Obj[] {
+  return entries.filter((e) => e.fields.size > 0).map((e) => ({
+    manager: e.manager, operation: e.operation, apiVersion: e.apiVersion, time: e.time, fieldsType: 'FieldsV1',
+    fieldsV1: toFieldsV1(e.fields), ...(e.subresource ? { subresource: e.subresource } : {}),
+  }));
+}
+
+const covers = (owner: string, p: string) => owner === p || p.startsWith(owner.slice(0, -1) + ',') || owner.startsWith(p.slice(0, -1) + ',');
+
+/** Records an Update by `manager`: it takes every leaf it changed, others lose them. */
+export function trackUpdate(prev: Obj | undefined, next: Obj, manager: string, apiVersion: string, subresource?: string, schema?: Obj): void {
+  const entries = readEntries(prev);
+  const before = prev ? leaves(prev, schema) : new Set<string>();
+  const after = leaves(next, schema);
+  const changed: string[] = [];
+  for (const p of after) if (!before.has(p) || !deepEqual(getAt(prev, JSON.parse(p)), getAt(next, JSON.parse(p)))) changed.push(p);
+  const removed = [...before].filter((p) => !after.has(p));
+  for (const e of entries) {
+    for (const p of [...e.fields]) {
+      if (!after.has(p) && removed.some((r) => covers(r, p))) e.fields.delete(p);
+      else if (e.manager !== manager && changed.some((c) => covers(c, p))) e.fields.delete(p);
+      else if (!after.has(p) && !hasPrefix(after, p)) e.fields.delete(p);
+    }
+  }
+  if (changed.length) {
+    let mine = entries.find((e) => e.manager === manager && e.operation === 'Update' && e.subresource === subresource);
+    if (!mine) {
+      mine = { manager, operation: 'Update', apiVersion, time: nowIso(), subresource, fields: new Set() };
+      entries.push(mine);
+    }
+    mine.time = nowIso();
+    mine.apiVersion = apiVersion;
+    for (const c of changed) mine.fields.add(c);
+  }
+  next.metadata.managedFields = writeEntries(entries);
+}
+
+function hasPrefix(set: FieldSet, p: string): boolean {
+  const pre = p.slice(0, -1) + ',';
+  for (const s of set) if (s.startsWith(pre)) return true;
+  return false;
+}
+
+/** My applied leaf `m` clashes with their owned leaf `p` when it is the same field or inside it. */
+const clashes = (m: string, p: string) => m === p || m.startsWith(p.slice(0, -1) + ',');
+
+export interface Conflict {
+  manager: string;
+  field: string;
+}
+
+/** `.spec.env[name="A"].value`, the form kube uses in conflict messages. */
+function dotted(enc: string): string {
+  return (JSON.parse(enc) as string[]).map((p) => {
+    if (!p.startsWith('k:')) return `.${p}`;
+    const kv = Object.entries(JSON.parse(p.slice(2)) as Obj).map(([k, v]) => `${k}=${JSON.stringify(v)}`);
+    return `[${kv.join(',')}]`;
+  }).join('');
+}
+
+function deepMergeApply(live: unknown, applied: unknown, sch: Schema): unknown {
+  if (isObj(live) && isObj(applied)) {
+    const out: Obj = { ...live };
+    for (const [k, v] of Object.entries(applied)) out[k] = deepMergeApply(live[k], v, childSchema(sch, k));
+    return out;
+  }
+  const keys = mapKeys(sch);
+  if (keys && Array.isArray(live) && Array.isArray(applied) && applied.every(isObj)) {
+    const out = live.map((x) => (isObj(x) ? { ...x } : x));
+    for (const item of applied as Obj[]) {
+      const cur = findItem(out, keyElem(item, keys));
+      if (cur) out[out.indexOf(cur)] = deepMergeApply(cur, item, sch?.items);
+      else out.push(structuredClone(item));
+    }
+    return out;
+  }
+  return structuredClone(applied);
+}
+
+/**
+ * Server-side apply of `applied` onto `live` (undefined on create) for `manager`.
+ * Returns the merged object or the conflicts (when not forced).
+ */
+export function apply(live: Obj | undefined, applied: Obj, manager: string, apiVersion: string, force: boolean, subresource?: string, schema?: Obj): { object: Obj } | { conflicts: Conflict[] } {
+  const entries = readEntries(live);
+  const mineNew = leaves(applied, schema);
+  const conflicts: Conflict[] = [];
+  for (const e of entries) {
+    if (e.manager === manager && e.operation === 'Apply') continue;
+    if (e.manager === manager) continue;
+    for (const p of e.fields) {
+      for (const m of mineNew) {
+        // Setting an empty map/list (an ancestor of their field) asserts presence only: no conflict.
+        if (!clashes(m, p)) continue;
+        const path = JSON.parse(m) as string[];
+        if (!deepEqual(getAt(live, path), getAt(applied, path))) conflicts.push({ manager: e.manager, field: dotted(p) });
+      }
+    }
+  }
+  if (conflicts.length && !force) return { conflicts };
+  if (force) {
+    for (const e of entries) {
+      if (e.manager === manager) continue;
+      for (const p of [...e.fields]) {
+        for (const m of mineNew) {
+          if (clashes(m, p) && !deepEqual(getAt(live, JSON.parse(m)), getAt(applied, JSON.parse(m)))) e.fields.delete(p);
+        }
+      }
+    }
+  }
+  let mine = entries.find((e) => e.manager === manager && e.operation === 'Apply' && e.subresource === subresource);
+  const base: Obj = live ? structuredClone(live) : {};
+  if (mine) {
+    const owned = (p: string) => entries.some((e) => e !== mine && [...e.fields].some((q) => covers(q, p)));
+    const under = (q: string, prefix: string) => q === prefix || q.startsWith(prefix.slice(0, -1) + ',');
+    const items = new Set<string>();
+    const fields: string[][] = [];
+    for (const p of mine.fields) {
+      if (mineNew.has(p) || owned(p)) continue;
+      const path = JSON.parse(p) as string[];
+      const itemAt = path.map((x, i) => (x.startsWith('k:') ? i : -1)).filter((i) => i >= 0).pop();
+      if (itemAt !== undefined) {
+        const item = JSON.stringify(path.slice(0, itemAt + 1));
+        const keepItem = [...mineNew].some((q) => under(q, item)) || entries.some((e) => e !== mine && [...e.fields].some((q) => under(q, item)));
+        // A list item nobody owns any part of any more goes away whole, key fields included.
+        if (!keepItem) {
+          items.add(item);
+          continue;
+        }
+        // Key fields identify the item: they stay while the item does.
+        const keyObj = JSON.parse(path[itemAt].slice(2)) as Obj;
+        if (path.length === itemAt + 2 && path[itemAt + 1] in keyObj) continue;
+      }
+      fields.push(path);
+    }
+    for (const f of fields) deleteAt(base, f);
+    for (const it of items) deleteItem(base, JSON.parse(it));
+  } else {
+    mine = { manager, operation: 'Apply', apiVersion, time: nowIso(), subresource, fields: new Set() };
+    entries.push(mine);
+  }
+  mine.fields = mineNew;
+  mine.time = nowIso();
+  mine.apiVersion = apiVersion;
+  const merged = deepMergeApply(base, applied, schema) as Obj;
+  merged.metadata = { ...(merged.metadata ?? {}), managedFields: writeEntries(entries) };
+  return { object: merged };
+}
+
+export function conflictMessage(conflicts: Conflict[], apiVersion: string): string {
+  const byMgr = conflicts.map((c) => `conflict with "${c.manager}" using ${apiVersion}: ${c.field}`);
+  return `Apply failed with ${conflicts.length} conflict${conflicts.length === 1 ? '' : 's'}: ${byMgr.join('\n')}`;
+}
