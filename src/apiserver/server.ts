@@ -788,6 +788,9 @@ export class ApiHandler {
     }
     const raw = ctx.res;
     raw.writeHead(200, { 'content-type': 'application/json', 'cache-control': 'no-cache, private' });
+    // Clients (fetch-based ones like client-node) resolve the watch call on the response headers;
+    // HTTP/1.1 would otherwise hold them back until the first event.
+    (raw as { flushHeaders?: () => void }).flushHeaders?.();
     let stop: () => void = () => {};
     // A write to a stream the client already closed must end this watch, never throw out of a timer.
     const res = {

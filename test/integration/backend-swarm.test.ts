@@ -165,8 +165,13 @@ describe('backend: Swarm services (real dockerd)', function () {
     // stop: scale to 0, volume kept
     const stopped = await backend.apply({ ...d, stopped: true }, image, obs);
     expect(stopped.action).to.equal('stopped');
-    expect(stopped.observed.state).to.equal('stopped');
     expect(stopped.observed.replicas).to.equal(0);
+    // The task shuts down asynchronously: until it has, the server still runs and must say so.
+    expect(stopped.observed.state).to.be.oneOf(['running', 'stopped']);
+    await waitFor('task shut down', async () => {
+      const [o] = await backend.find(d.uid);
+      return o && o.state === 'stopped' ? o : undefined;
+    });
     await docker.getVolume(vol).inspect();
     const again = await backend.apply({ ...d, stopped: true }, image);
     expect(again.action).to.equal('unchanged');
