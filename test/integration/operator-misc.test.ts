@@ -16,7 +16,7 @@ import { installCrd } from '../../src/controller/crd.js';
 import { NotebookServerInformer } from '../../src/controller/informer.js';
 import { createLogger } from '../../src/controller/log.js';
 import { startOperator } from '../../src/controller/operator.js';
-import { repoPath } from '../../src/paths.js';
+import { fileURLToPath } from 'node:url';
 import { TEST_IMAGE, TEST_RUN_ID, requireDocker, sleep, waitFor, waitForHttp } from '../helpers/docker.js';
 import { HTTPD, NS, cleanupPrefix, kubectlRaw, nbsYaml, setupEnv, testPolicy, waitReady, type Env } from './operator-harness.js';
 
@@ -165,7 +165,8 @@ describe('operator with host networking (container backend)', function () {
 
 describe('nbswarm up (CLI)', function () {
   this.timeout(120_000);
-  const cli = repoPath(process.env.NBSWARM_DIST ?? 'dist-controller', 'src', 'cli.js');
+  // The compiled CLI beside this compiled test (dist/ or any other out dir).
+  const cli = fileURLToPath(new URL('../../src/cli.js', import.meta.url));
 
   function run(args: string[], envVars: Record<string, string> = {}) {
     const child = spawn(process.execPath, [cli, ...args], { env: { ...process.env, ...envVars }, stdio: ['ignore', 'pipe', 'pipe'] });
