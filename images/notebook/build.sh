@@ -22,19 +22,8 @@ if docker image inspect "$name" >/dev/null 2>&1 && [ "${FORCE:-0}" != 1 ]; then 
 [ "$(id -u)" = 0 ] || { echo "needs root (debootstrap, chroot, mounts)" >&2; exit 1; }
 
 t0=$(date +%s)
-cache=${CACHE_DIR:-/var/cache/nbswarm-images}
-mkdir -p "$cache"
-. /etc/os-release
-suite=${SUITE:-$VERSION_CODENAME}
-# The host's mirror: the first URIs line of deb822 sources, else the first classic deb line.
-mirror=${MIRROR:-}
-if [ -z "$mirror" ] && [ -f /etc/apt/sources.list.d/debian.sources ]; then
-  mirror=$(awk '/^URIs:/{print $2; exit}' /etc/apt/sources.list.d/debian.sources)
-fi
-if [ -z "$mirror" ] && [ -f /etc/apt/sources.list ]; then
-  mirror=$(awk '$1=="deb"{print $2; exit}' /etc/apt/sources.list)
-fi
-mirror=${mirror:-http://deb.debian.org/debian}
+. "$here/../lib/debian-base.sh"
+suite=$(nbswarm_suite)
 
 packages=(jupyter-core jupyter-notebook jupyter-server python3-notebook python3-ipykernel
   python3-jupyter-server python3-nbclassic jupyterhub tini ca-certificates)
@@ -50,17 +39,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# Stage 1: minbase rootfs, cached per suite+arch.
-arch=$(dpkg --print-architecture)
-base=$cache/minbase-$suite-$arch.tar
-if [ ! -s "$base" ] || [ "${FORCE_BASE:-0}" = 1 ]; then
-  echo "stage 1: debootstrap --variant=minbase $suite $mirror" >&2
-  mkdir -p "$work/base"
-  debootstrap --variant=minbase "$suite" "$work/base" "$mirror" >"$work/debootstrap.log" 2>&1 \
-    || { tail -20 "$work/debootstrap.log" >&2; exit 1; }
-  tar -C "$work/base" -cf "$base.tmp" . && mv "$base.tmp" "$base"
-  rm -rf "$work/base"
-fi
+# Stage 1: minbase rootfs, cached per suite+arch (shared with images/operator).
+base=$(nbswarm_base_tarball "$work")
 t1=$(date +%s)
 mkdir -p "$root"
 tar -C "$root" -xf "$base"
