@@ -6,6 +6,9 @@ import Docker from 'dockerode';
 import { randomBytes } from 'node:crypto';
 import http from 'node:http';
 import net from 'node:net';
+import { chmodSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { createHash } from 'node:crypto';
 import type { DesiredServer } from '../../src/backends/types.js';
 import { LABELS } from '../../src/api/types.js';
@@ -223,4 +226,28 @@ export function testDesiredServer(over: Partial<DesiredServer> & { dockerName: s
 export function withHash(d: DesiredServer): DesiredServer {
   const { specHash: _h, stopped: _s, generation: _g, ...shape } = d;
   return { ...d, specHash: createHash('sha256').update(JSON.stringify(shape)).digest('hex').slice(0, 16) };
+}
+
+/**
+ * A host-network server for the backend suites: httpd on 127.0.0.1:<port> serving a read-only
+ * bind (binds only ever come from policy) that replaces the image's /www, with a user, extra
+ * group, workdir and env to check. Returns the server, the page it serves and the bound folder.
+ */
+export function hostNetworkTestServer(namePrefix: string, port: number): { desired: DesiredServer; page: string; www: string } {
+  const www = mkdtempSync(join(tmpdir(), 'nbs-test-www-'));
+  const page = `bound ${TEST_RUN_ID}`;
+  writeFileSync(join(www, 'index.html'), page);
+  chmodSync(www, 0o755);
+  const desired = testDesiredServer({
+    volumes: [{ type: 'bind', source: www, target: '/www', readOnly: true }],
+    dockerName: uniqueName(namePrefix),
+    networkMode: 'host',
+    port,
+    command: ['httpd', '-f', '-p', `127.0.0.1:${port}`, '-h', '/www'],
+    user: '1000:100',
+    groups: ['65534'],
+    workdir: '/tmp',
+    env: { NB_PORT: String(port) },
+  });
+  return { desired, page, www };
 }

@@ -4,9 +4,7 @@
  * container and the volume, remove, host networking, missing image.
  */
 import { expect } from 'chai';
-import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { rmSync } from 'node:fs';
 import type Docker from 'dockerode';
 import { Subscription } from 'rxjs';
 import { LABELS } from '../../src/api/types.js';
@@ -21,6 +19,7 @@ import {
   requireDocker,
   TEST_IMAGE,
   TEST_RUN_ID,
+  hostNetworkTestServer,
   testDesiredServer,
   testLabels,
   uniqueName,
@@ -159,21 +158,7 @@ describe('backend: plain containers (real dockerd)', function () {
 
   it('runs on the host network with the server\'s own port', async () => {
     const port = await freePort();
-    // A read-only bind (binds only ever come from policy) replaces the image's /www.
-    const www = mkdtempSync(join(tmpdir(), 'nbs-test-www-'));
-    writeFileSync(join(www, 'index.html'), `bound ${TEST_RUN_ID}`);
-    chmodSync(www, 0o755);
-    const d = testDesiredServer({
-      volumes: [{ type: 'bind', source: www, target: '/www', readOnly: true }],
-      dockerName: uniqueName('nbs-test-ctrhost'),
-      networkMode: 'host',
-      port,
-      command: ['httpd', '-f', '-p', `127.0.0.1:${port}`, '-h', '/www'],
-      user: '1000:100',
-      groups: ['65534'],
-      workdir: '/tmp',
-      env: { NB_PORT: String(port) },
-    });
+    const { desired: d, page, www } = hostNetworkTestServer('nbs-test-ctrhost', port);
     const res = await backend.apply(d, image);
     expect(res.action).to.equal('created');
     const obs = await running(d.uid);
@@ -183,7 +168,7 @@ describe('backend: plain containers (real dockerd)', function () {
     expect(c.HostConfig.PortBindings ?? {}).to.deep.equal({});
     const id = await execIn(docker, obs.id, ['sh', '-c', 'id -u; id -G; pwd; echo $NB_PORT']);
     expect(id.output.trim().split('\n')).to.deep.equal(['1000', '100 65534', '/tmp', String(port)]);
-    expect(await waitForHttp(`http://127.0.0.1:${port}/`)).to.equal(`bound ${TEST_RUN_ID}`);
+    expect(await waitForHttp(`http://127.0.0.1:${port}/`)).to.equal(page);
     const ro = await execIn(docker, obs.id, ['sh', '-c', 'touch /www/x']);
     expect(ro.exitCode, 'bind is read-only').to.not.equal(0);
     await backend.remove(obs);
