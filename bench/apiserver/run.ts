@@ -2,11 +2,15 @@
  * API server benchmark (not a test): create 10,000 custom objects at concurrency 32, list them,
  * then fan a stream of updates out to 100 watchers. Prints one JSON document.
  *
- *   node dist/bench/apiserver/run.js [--objects N] [--concurrency C] [--watchers W] [--updates U]
+ *   node dist/bench/apiserver/run.js [--quick] [--objects N] [--concurrency C] [--watchers W] [--updates U] [--synchronous NORMAL|FULL]
  *
  * The server runs as its own process (so its RSS is its own) and is talked to over HTTP/2 with
- * TLS, as kubectl and client-go do.
+ * TLS, as client-go does. A second create phase (`createHttp1`) runs the same creates over C
+ * keep-alive HTTP/1.1 TLS connections, as kubectl and client-node connect. `--quick` is 3,000
+ * objects, 20 watchers and 300 updates (bench/run.ts P6 passes it). NBSWARM_BENCH_SERVER_NODE_ARGS
+ * adds node flags to the server process (e.g. `--cpu-prof --cpu-prof-dir=/tmp/prof`).
  */
+import https from 'node:https';
 import { spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import http2 from 'node:http2';
@@ -22,7 +26,9 @@ const arg = (name: string, def: number) => {
   const i = args.indexOf(`--${name}`);
   return i >= 0 ? Number(args[i + 1]) : def;
 };
-const N = arg('objects', 10000), C = arg('concurrency', 32), WATCHERS = arg('watchers', 100), UPDATES = arg('updates', 1000), PACED = arg('paced', 100);
+const QUICK = args.includes('--quick');
+const N = arg('objects', QUICK ? 3000 : 10000), C = arg('concurrency', 32), WATCHERS = arg('watchers', QUICK ? 20 : 100), UPDATES = arg('updates', QUICK ? 300 : 1000), PACED = arg('paced', QUICK ? 20 : 100);
+const SYNC = args.includes('--synchronous') ? args[args.indexOf('--synchronous') + 1]! : 'NORMAL';
 const MAIN = fileURLToPath(new URL('../../src/apiserver/main.js', import.meta.url));
 const W = '/apis/example.nbswarm.io/v1/namespaces/default/widgets';
 
@@ -30,6 +36,12 @@ function rssMiB(pid: number): { rss: number; peak: number } {
   const s = readFileSync(`/proc/${pid}/status`, 'utf8');
   const kb = (k: string) => Number(new RegExp(`${k}:\\s+(\\d+)`).exec(s)?.[1] ?? 0) / 1024;
   return { rss: Math.round(kb('VmRSS')), peak: Math.round(kb('VmHWM')) };
+}
+
+/** CPU time (user + system) the process has used so far, in ms. */
+function cpuMs(pid: number): number {
+  const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+  return ((Number(f[11]) + Number(f[12])) * 1000) / 100; // utime, stime in clock ticks (USER_HZ = 100)
 }
 
 function pct(xs: number[], p: number): number {
@@ -63,6 +75,28 @@ function connect(url: string, ca: string, token: string): Client {
   };
 }
 
+/** HTTP/1.1 over TLS with a keep-alive pool of `sockets` connections, as client-node's default agent. */
+function connect1(url: string, ca: string, token: string, sockets: number): { req: Client['req']; agent: https.Agent } {
+  const agent = new https.Agent({ keepAlive: true, maxSockets: sockets, ca });
+  const u = new URL(url);
+  return {
+    agent,
+    req(method, path, body, type = 'application/json') {
+      return new Promise((resolve, reject) => {
+        const data = body === undefined ? undefined : JSON.stringify(body);
+        const r = https.request({ host: u.hostname, port: u.port, method, path, agent, headers: { authorization: `Bearer ${token}`, accept: 'application/json', ...(data !== undefined ? { 'content-type': type, 'content-length': Buffer.byteLength(data) } : {}) } }, (res) => {
+          const chunks: Buffer[] = [];
+          res.on('data', (c: Buffer) => chunks.push(c));
+          res.on('end', () => resolve({ status: res.statusCode ?? 0, body: JSON.parse(Buffer.concat(chunks).toString() || 'null') }));
+          res.on('error', reject);
+        });
+        r.on('error', reject);
+        r.end(data);
+      });
+    },
+  };
+}
+
 async function pool(n: number, conc: number, fn: (i: number) => Promise<void>): Promise<void> {
   let next = 0;
   await Promise.all(Array.from({ length: conc }, async () => {
@@ -72,7 +106,7 @@ async function pool(n: number, conc: number, fn: (i: number) => Promise<void>): 
 
 async function main(): Promise<void> {
   const dataDir = mkdtempSync(join(tmpdir(), 'nbswarm-bench-'));
-  const child = spawn(process.execPath, [MAIN, 'serve', '--port', '0', '--data-dir', dataDir, '--watch-window', '20000'], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const child = spawn(process.execPath, [...(process.env.NBSWARM_BENCH_SERVER_NODE_ARGS ?? '').split(' ').filter(Boolean), MAIN, 'serve', '--port', '0', '--data-dir', dataDir, '--watch-window', '20000', ...(SYNC !== 'NORMAL' ? ['--synchronous', SYNC] : [])], { stdio: ['ignore', 'pipe', 'inherit'] });
   try {
     const url = await new Promise<string>((resolve, reject) => {
       let out = '';
@@ -93,6 +127,7 @@ async function main(): Promise<void> {
 
     // 1. create
     const createLat: number[] = [];
+    let cpu0 = cpuMs(child.pid!);
     let t0 = performance.now();
     await pool(N, C, async (i) => {
       const t = performance.now();
@@ -101,13 +136,33 @@ async function main(): Promise<void> {
       createLat.push(performance.now() - t);
     });
     const createSecs = (performance.now() - t0) / 1000;
+    const createCpuMs = cpuMs(child.pid!) - cpu0;
     const rssAfterCreate = rssMiB(child.pid!);
+
+    // 1b. the same creates over C HTTP/1.1 connections (warmed first, so TLS handshakes are not timed)
+    const h1 = connect1(url, ca, token, C);
+    await pool(C, C, async (i) => {
+      const r = await h1.req('GET', `${W}/w-${i}`);
+      if (r.status !== 200) throw new Error(`warm-up get: ${r.status}`);
+    });
+    const create1Lat: number[] = [];
+    cpu0 = cpuMs(child.pid!);
+    t0 = performance.now();
+    await pool(N, C, async (i) => {
+      const t = performance.now();
+      const r = await h1.req('POST', W, { apiVersion: 'example.nbswarm.io/v1', kind: 'Widget', metadata: { name: `h-${i}`, labels: { batch: String(i % 10) } }, spec: { user: `user${i % 100}`, size: i, tags: ['bench'] } });
+      if (r.status !== 201) throw new Error(`http/1.1 create ${i}: ${r.status} ${JSON.stringify(r.body)}`);
+      create1Lat.push(performance.now() - t);
+    });
+    const create1Secs = (performance.now() - t0) / 1000;
+    const create1CpuMs = cpuMs(child.pid!) - cpu0;
+    h1.agent.destroy();
 
     // 2. list: one full list, then paged with limit=500, then a Table list as kubectl get does
     t0 = performance.now();
     const full = await clients[0].req('GET', W);
     const listAllMs = performance.now() - t0;
-    if (full.body.items.length !== N) throw new Error(`listed ${full.body.items.length}`);
+    if (full.body.items.length !== 2 * N) throw new Error(`listed ${full.body.items.length}`);
     t0 = performance.now();
     let cont = '', paged = 0, pages = 0;
     do {
@@ -162,8 +217,9 @@ async function main(): Promise<void> {
     const result = {
       benchmark: 'apiserver',
       node: process.version,
-      objects: N, concurrency: C, watchers: WATCHERS, updates: UPDATES,
-      create: { seconds: +createSecs.toFixed(2), opsPerSec: Math.round(N / createSecs), p50Ms: pct(createLat, 50), p99Ms: pct(createLat, 99) },
+      objects: N, concurrency: C, watchers: WATCHERS, updates: UPDATES, synchronous: SYNC,
+      create: { protocol: 'HTTP/2 (4 connections)', seconds: +createSecs.toFixed(2), opsPerSec: Math.round(N / createSecs), p50Ms: pct(createLat, 50), p99Ms: pct(createLat, 99), serverCpuMsPerOp: +(createCpuMs / N).toFixed(3), serverCpuShare: +(createCpuMs / 1000 / createSecs).toFixed(2) },
+      createHttp1: { protocol: `HTTP/1.1 (${C} keep-alive connections)`, seconds: +create1Secs.toFixed(2), opsPerSec: Math.round(N / create1Secs), p50Ms: pct(create1Lat, 50), p99Ms: pct(create1Lat, 99), serverCpuMsPerOp: +(create1CpuMs / N).toFixed(3), serverCpuShare: +(create1CpuMs / 1000 / create1Secs).toFixed(2) },
       list: { allItemsMs: Math.round(listAllMs), pagedLimit500Ms: Math.round(listPagedMs), pages, pagedItems: paged, labelSelectedMs: Math.round(listSelMs), labelSelectedItems: sel.body.items.length },
       update: { seconds: +updSecs.toFixed(2), opsPerSec: Math.round(UPDATES / updSecs), p50Ms: pct(updLat, 50), p99Ms: pct(updLat, 99) },
       fanout: { burstEventsDelivered: deliver.length, burstEventsExpected: want, burstEventsPerSec: Math.round(deliver.length / burstSecs), burstDeliveryP50Ms: pct(deliver, 50), burstDeliveryP99Ms: pct(deliver, 99), pacedUpdates: PACED, pacedEventsDelivered: paced.length, pacedDeliveryP50Ms: pct(paced, 50), pacedDeliveryP99Ms: pct(paced, 99), allDeliveredAfterSec: +fanSecs.toFixed(2), totalDelivered: received },

@@ -20,9 +20,16 @@ export function registerApiServerCommands(program: Command): void {
     .option('--data-dir <dir>', 'state directory: database, CA, tokens, kubeconfig (env NBSWARM_DATA_DIR)', env('NBSWARM_DATA_DIR') ?? './.nbswarm')
     .option('--token-file <file>', 'token file: lines of token,user,role[,namespaces] (env NBSWARM_TOKEN_FILE)', env('NBSWARM_TOKEN_FILE'))
     .option('--watch-window <n>', 'changes kept for watch resumption', '10000')
-    .action(async (o: { address: string; port: string; dataDir: string; tokenFile?: string; watchWindow: string }) => {
+    .option('--synchronous <mode>', 'SQLite synchronous: NORMAL survives a crash of the process, FULL also an OS crash or power loss (fsync per commit) (env NBSWARM_SYNCHRONOUS)', env('NBSWARM_SYNCHRONOUS') ?? 'NORMAL')
+    .action(async (o: { address: string; port: string; dataDir: string; tokenFile?: string; watchWindow: string; synchronous: string }) => {
+      const synchronous = o.synchronous.toUpperCase();
+      if (synchronous !== 'NORMAL' && synchronous !== 'FULL') {
+        process.stderr.write(`nbswarm: --synchronous must be NORMAL or FULL, not ${JSON.stringify(o.synchronous)}\n`);
+        process.exitCode = 2;
+        return;
+      }
       const log = (msg: string, meta?: object) => process.stderr.write(JSON.stringify({ level: 'info', msg, ...meta, time: new Date().toISOString() }) + '\n');
-      const srv = await startApiServer({ dataDir: o.dataDir, host: o.address, port: Number(o.port), tokenFile: o.tokenFile, watchWindow: Number(o.watchWindow), log });
+      const srv = await startApiServer({ dataDir: o.dataDir, host: o.address, port: Number(o.port), tokenFile: o.tokenFile, watchWindow: Number(o.watchWindow), synchronous, log });
       process.stdout.write(JSON.stringify({ url: srv.url, kubeconfig: srv.kubeconfigPath }) + '\n');
       const stop = () => {
         void srv.close().then(() => process.exit(0));

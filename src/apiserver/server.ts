@@ -10,7 +10,7 @@ import { hashOf, openapiV2, openapiV2Protobuf, openapiV3 } from './openapi.js';
 import { apiResource, builtins, crdProblems, defFromCrd, toTable, VERBS_NS, type ResDef, type VersionDef } from './resources.js';
 import { applyDefaults, prune, toCauses, validateMetadata, type Cause } from './schema.js';
 import { apply as ssaApply, conflictMessage, trackUpdate } from './ssa.js';
-import type { Obj, Store, StoreEvent } from './store.js';
+import { AlreadyExistsError, type Obj, type Store, type StoreEvent } from './store.js';
 import {
   deepEqual, fieldMatches, isObj, mergePatch, matches, nowIso, parseFieldSelector, parseLabelSelector,
   SelectorError, strategicMerge, type FieldReq, type Requirement,
@@ -173,12 +173,30 @@ export class ApiHandler {
     }
   }
 
+  /**
+   * Answers once every write made so far is committed: a write is acknowledged only when durable,
+   * and a read never shows a write before it is. A failed commit turns the answer into a 500.
+   */
   private send(res: Res, code: number, body: unknown, warnings: string[] = []): void {
-    const text = JSON.stringify(body);
+    const text = (isObj(body) && this.o.store.textOf(body)) || JSON.stringify(body);
     const headers: Record<string, string | string[]> = { 'content-type': 'application/json', 'cache-control': 'no-cache, private' };
     if (warnings.length) headers.warning = warnings.map((w) => `299 - ${JSON.stringify(w)}`);
-    res.writeHead(code, headers);
-    res.end(text);
+    this.o.store.afterCommit(() => this.reply(res, code, headers, text), (e) => {
+      this.o.log('commit failed', { error: String(e) });
+      const err = new ApiError(500, 'InternalError', `Internal error occurred: commit failed: ${e.message}`);
+      this.reply(res, 500, { 'content-type': 'application/json', 'cache-control': 'no-cache, private' }, JSON.stringify(err.toStatus()));
+    });
+  }
+
+  private reply(res: Res, code: number, headers: Record<string, string | string[]>, text: string): void {
+    try {
+      // One write of headers and body with a known length (HTTP/1.1 needs no chunked framing).
+      headers['content-length'] = String(Buffer.byteLength(text));
+      res.writeHead(code, headers);
+      res.end(text);
+    } catch {
+      // the client went away while the commit ran
+    }
   }
 
   private async route(req: Req, res: Res, authUser: User | null | undefined, warnings: string[]): Promise<void> {
@@ -313,7 +331,12 @@ export class ApiHandler {
     switch (verb) {
       case 'get': return this.doGet(ctx);
       case 'list': return this.doList(ctx);
-      case 'watch': return this.doWatch(ctx);
+      case 'watch':
+        // Replay and go-live must see only committed history: pending events reach watchers after their commit.
+        while (this.o.store.pending) await this.o.store.settled();
+        // Its CRD may have gone in that commit; its watches were closed then.
+        if (this.defs.get(`${def.group}/${def.resource}`) !== def) throw pathNotFound();
+        return this.doWatch(ctx);
       case 'create': return this.doCreate(ctx);
       case 'update': return this.doUpdate(ctx);
       case 'patch': return this.doPatch(ctx);
@@ -657,8 +680,13 @@ export class ApiHandler {
       if (def.resource === 'customresourcedefinitions') this.registerCrd(saved);
       return saved;
     }
-    if (store.get(def.gr, ns, next.metadata.name)) throw alreadyExists(this.gr(ctx), next.metadata.name);
-    const saved = store.write('ADDED', def.gr, ns, next.metadata.name, next);
+    let saved: Obj;
+    try {
+      saved = store.write('ADDED', def.gr, ns, next.metadata.name, next);
+    } catch (e) {
+      if (e instanceof AlreadyExistsError) throw alreadyExists(this.gr(ctx), next.metadata.name);
+      throw e;
+    }
     if (def.resource === 'customresourcedefinitions') this.registerCrd(saved);
     return saved;
   }
@@ -814,7 +842,8 @@ export class ApiHandler {
         const k = `${type}|${ctx.apiVersion}`;
         let line = ev.wire.get(k);
         if (line === undefined) {
-          line = JSON.stringify({ type, object: o }) + '\n';
+          const text = this.o.store.textOf(o);
+          line = (text !== undefined ? `{"type":${JSON.stringify(type)},"object":${text}}` : JSON.stringify({ type, object: o })) + '\n';
           ev.wire.set(k, line);
         }
         return res.write(line);
@@ -832,7 +861,7 @@ export class ApiHandler {
       return !fields.length || fieldMatches(fields, this.out(ctx, o));
     };
     const bookmark = (extra?: Obj) => {
-      const o: Obj = { kind: ctx.def.kind, apiVersion: ctx.apiVersion, metadata: { resourceVersion: String(store.currentRv), ...(extra ? { annotations: extra } : {}) } };
+      const o: Obj = { kind: ctx.def.kind, apiVersion: ctx.apiVersion, metadata: { resourceVersion: String(store.committedRv), ...(extra ? { annotations: extra } : {}) } };
       res.write(JSON.stringify({ type: 'BOOKMARK', object: o }) + '\n');
     };
     // Replay first, then go live: both run in this synchronous block, so no write can slip between.

@@ -89,11 +89,23 @@ function deleteItem(obj: Obj, path: string[]): void {
   if (Array.isArray(list) && item) list.splice(list.indexOf(item), 1);
 }
 
+/** Decoded paths: objects of one kind share their leaf paths, so each is parsed once (bounded). */
+const decoded = new Map<string, string[]>();
+function decodePath(enc: string): string[] {
+  let p = decoded.get(enc);
+  if (!p) {
+    if (decoded.size >= 50_000) decoded.clear();
+    p = JSON.parse(enc) as string[];
+    decoded.set(enc, p);
+  }
+  return p;
+}
+
 export function toFieldsV1(set: FieldSet): Obj {
   const root: Obj = {};
   for (const enc of set) {
     let cur = root;
-    for (const p of JSON.parse(enc) as string[]) {
+    for (const p of decodePath(enc)) {
       const k = p.startsWith('k:') ? p : `f:${p}`;
       cur[k] ??= {};
       cur = cur[k];

@@ -17,6 +17,13 @@ export interface StoreEvent {
   wire?: Map<string, string>;
 }
 
+/** An ADDED write whose key is taken. */
+export class AlreadyExistsError extends Error {
+  constructor() {
+    super('object already exists');
+  }
+}
+
 export interface Watcher {
   gr: string;
   ns: string; // '' = all namespaces
@@ -28,9 +35,14 @@ export interface Watcher {
 /**
  * SQLite-backed object store: one row per object, one global resourceVersion sequence, and a
  * history table holding the last `window` changes so watches can resume from an older RV.
- * Every write is one transaction; WAL + synchronous=NORMAL means a committed write is in the WAL
- * file before the call returns, so it survives kill -9 of the process (FULL adds survival of an
- * OS crash/power loss at an fsync per commit; choose it with `synchronous: 'FULL'`).
+ *
+ * Group commit: the first write of an event-loop turn opens a transaction and every write until
+ * the next `setImmediate` joins it (each in its own savepoint, so a failing write undoes only
+ * itself and later writes see earlier ones). One COMMIT then makes the whole group durable;
+ * watchers get the group's events after it, in resourceVersion order, and callers acknowledge
+ * a write only from `afterCommit` — so every acknowledged write is committed. With WAL +
+ * synchronous=NORMAL a committed write is in the WAL file, which survives kill -9 of the
+ * process; FULL also fsyncs the WAL per commit (per group), surviving an OS crash/power loss.
  */
 export class Store {
   readonly db: DB;
@@ -38,6 +50,13 @@ export class Store {
   private compacted: number;
   private watchers = new Set<Watcher>();
   private st: Record<string, Statement>;
+  /** Last resourceVersion known to be committed. */
+  private committed: number;
+  /** Open group: events to emit and callbacks to run once it commits. */
+  private group: { events: StoreEvent[]; done: (() => void)[]; failed: ((e: Error) => void)[] } | null = null;
+  /** The JSON each written object was stored as, so responses and watch lines need not serialise it again. */
+  private texts = new WeakMap<Obj, { metadata: unknown; data: string }>();
+  private writeOne: (type: EventType, gr: string, ns: string, name: string, rv: number, data: string) => void;
 
   constructor(file: string, private readonly window: number, synchronous: 'NORMAL' | 'FULL' = 'NORMAL') {
     this.db = new Database(file);
@@ -54,6 +73,7 @@ export class Store {
     const prep = (s: string) => this.db.prepare(s);
     this.st = {
       get: prep('SELECT data FROM objects WHERE gr = ? AND ns = ? AND name = ?'),
+      insert: prep('INSERT INTO objects (gr, ns, name, rv, data) VALUES (?, ?, ?, ?, ?) ON CONFLICT (gr, ns, name) DO NOTHING'),
       upsert: prep('INSERT INTO objects (gr, ns, name, rv, data) VALUES (?, ?, ?, ?, ?) ON CONFLICT (gr, ns, name) DO UPDATE SET rv = excluded.rv, data = excluded.data'),
       del: prep('DELETE FROM objects WHERE gr = ? AND ns = ? AND name = ?'),
       hist: prep('INSERT INTO history (rv, gr, ns, name, type, data, ts) VALUES (?, ?, ?, ?, ?, ?, ?)'),
@@ -66,11 +86,24 @@ export class Store {
     };
     const meta = Object.fromEntries((prep('SELECT k, v FROM meta').all() as { k: string; v: number }[]).map((r) => [r.k, r.v]));
     this.rv = meta.rv;
+    this.committed = meta.rv;
     this.compacted = meta.compacted;
+    // Nested in the group's transaction, better-sqlite3 runs this as a savepoint.
+    this.writeOne = this.db.transaction((type: EventType, gr: string, ns: string, name: string, rv: number, data: string) => {
+      if (type === 'DELETED') this.st.del.run(gr, ns, name);
+      else if (type === 'ADDED') {
+        if (this.st.insert.run(gr, ns, name, rv, data).changes === 0) throw new AlreadyExistsError();
+      } else this.st.upsert.run(gr, ns, name, rv, data);
+      this.st.hist.run(rv, gr, ns, name, type, data, Date.now());
+    });
   }
 
   get currentRv(): number {
     return this.rv;
+  }
+  /** The newest resourceVersion whose write is committed (what watchers have been sent). */
+  get committedRv(): number {
+    return this.committed;
   }
   get compactedRv(): number {
     return this.compacted;
@@ -93,23 +126,85 @@ export class Store {
     return this.st.anyNs.get(gr, ns) !== undefined;
   }
 
-  /** Writes (or deletes) one object in its own transaction, stamping the next resourceVersion. */
+  /**
+   * Writes (or deletes) one object in the current group, stamping the next resourceVersion.
+   * ADDED fails with AlreadyExistsError when the key is taken (no separate read needed).
+   * The write is durable — and may be acknowledged — once `afterCommit` calls back.
+   */
   write(type: EventType, gr: string, ns: string, name: string, object: Obj, prev?: Obj): Obj {
     const rv = this.rv + 1;
-    object.metadata = { ...object.metadata, resourceVersion: String(rv) };
-    const data = JSON.stringify(object);
-    const tx = this.db.transaction(() => {
-      if (type === 'DELETED') this.st.del.run(gr, ns, name);
-      else this.st.upsert.run(gr, ns, name, rv, data);
-      this.st.hist.run(rv, gr, ns, name, type, data, Date.now());
-      this.st.setMeta.run(rv, 'rv');
-    });
-    tx();
+    const stamped = { ...object, metadata: { ...object.metadata, resourceVersion: String(rv) } };
+    const data = JSON.stringify(stamped);
+    this.begin();
+    this.writeOne(type, gr, ns, name, rv, data);
     this.rv = rv;
-    this.maybeCompact();
-    const ev: StoreEvent = { type, gr, ns, name, rv, object, prev };
+    Object.assign(object, stamped);
+    this.texts.set(object, { metadata: object.metadata, data });
+    this.group!.events.push({ type, gr, ns, name, rv, object, prev });
+    return object;
+  }
+
+  /** The stored JSON of an object this store wrote, unless its metadata was replaced since. */
+  textOf(object: Obj): string | undefined {
+    const t = this.texts.get(object);
+    return t && t.metadata === object.metadata ? t.data : undefined;
+  }
+
+  /** Whether writes are waiting for their group to commit. */
+  get pending(): boolean {
+    return this.group !== null;
+  }
+
+  /** Runs `ok` once everything written so far is committed (now, if nothing is pending), or `fail` if that commit fails. */
+  afterCommit(ok: () => void, fail: (e: Error) => void): void {
+    if (!this.group) return ok();
+    this.group.done.push(ok);
+    this.group.failed.push(fail);
+  }
+
+  /** Resolves once everything written so far is committed. */
+  settled(): Promise<void> {
+    return new Promise((ok, fail) => this.afterCommit(ok, fail));
+  }
+
+  private begin(): void {
+    if (this.group) return;
+    this.db.exec('BEGIN IMMEDIATE');
+    this.group = { events: [], done: [], failed: [] };
+    // setImmediate runs after every I/O callback of this loop turn: all requests that arrived
+    // together join one commit, and a lone write waits for no timer.
+    setImmediate(() => this.commit());
+  }
+
+  /** Commits the open group (also called by close()). */
+  commit(): void {
+    const g = this.group;
+    if (!g) return;
+    this.group = null;
+    const compacted = this.compacted;
+    try {
+      if (this.rv !== this.committed) this.st.setMeta.run(this.rv, 'rv');
+      this.maybeCompact();
+      this.db.exec('COMMIT');
+    } catch (e) {
+      try {
+        if (this.db.inTransaction) this.db.exec('ROLLBACK');
+      } catch {
+        // the rollback failed too; the connection reports the first error
+      }
+      this.rv = this.committed;
+      this.compacted = compacted;
+      for (const f of g.failed) f(e as Error);
+      return;
+    }
+    this.committed = this.rv;
+    for (const ev of g.events) this.notify(ev);
+    for (const f of g.done) f();
+  }
+
+  private notify(ev: StoreEvent): void {
     for (const w of this.watchers) {
-      if (w.gr === gr && (w.ns === '' || w.ns === ns)) {
+      if (w.gr === ev.gr && (w.ns === '' || w.ns === ev.ns)) {
         try {
           w.send(ev);
         } catch {
@@ -117,17 +212,15 @@ export class Store {
         }
       }
     }
-    return object;
   }
 
   private maybeCompact(): void {
     const slack = Math.max(1, Math.floor(this.window / 10));
     if (this.rv - this.compacted <= this.window + slack) return;
     const upTo = this.rv - this.window;
-    this.db.transaction(() => {
-      this.st.compact.run(upTo);
-      this.st.setMeta.run(upTo, 'compacted');
-    })();
+    // Runs inside the group's transaction, so it commits (or rolls back) with it.
+    this.st.compact.run(upTo);
+    this.st.setMeta.run(upTo, 'compacted');
     this.compacted = upTo;
   }
 
@@ -146,11 +239,16 @@ export class Store {
     };
   }
 
+  /** Ends the watches of `gr` once the events written so far have reached them. */
   closeWatchers(gr: string): void {
-    for (const w of [...this.watchers]) if (w.gr === gr) w.close?.();
+    const close = () => {
+      for (const w of [...this.watchers]) if (w.gr === gr) w.close?.();
+    };
+    this.afterCommit(close, close);
   }
 
   close(): void {
+    this.commit();
     this.watchers.clear();
     this.db.close();
   }

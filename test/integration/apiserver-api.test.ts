@@ -349,6 +349,49 @@ describe('API server: semantics', function () {
     expect((await req('DELETE', '/api/v1/namespaces/default')).status).to.equal(403);
   });
 
+  it('writes sent together keep their own outcome, unique increasing resourceVersions and ordered watch events', async () => {
+    const start = (await req('GET', W)).body.metadata.resourceVersion;
+    const w = await apiWatch(srv, `${W}?watch=1&resourceVersion=${start}`);
+    // One HTTP/2 connection, all streams written at once: the server sees them in the same turn
+    // and commits them together; each still gets the answer its own write deserves.
+    const session = http2.connect(srv.url, { ca: srv.caPem });
+    const send = (method: string, path: string, body: object, type = 'application/json') => new Promise<{ status: number; body: any }>((resolve, reject) => {
+      const s = session.request({ ':method': method, ':path': path, authorization: `Bearer ${srv.adminToken}`, 'content-type': type });
+      let out = '';
+      s.on('response', (h) => s.on('end', () => resolve({ status: Number(h[':status']), body: JSON.parse(out) })));
+      s.on('data', (c: Buffer) => (out += c));
+      s.on('error', reject);
+      s.end(JSON.stringify(body));
+    });
+    try {
+      const names = ['gc-0', 'gc-1', 'gc-2', 'gc-3'];
+      const creates = await Promise.all([...names, ...names].map((n) => send('POST', W, widget(n))));
+      expect(creates.map((r) => r.status).sort()).to.deep.equal([201, 201, 201, 201, 409, 409, 409, 409]);
+      const made = creates.filter((r) => r.status === 201).map((r) => r.body);
+      expect(new Set(made.map((o) => o.metadata.name)).size).to.equal(4);
+      const rvs = made.map((o) => Number(o.metadata.resourceVersion));
+      expect(new Set(rvs).size).to.equal(4);
+      for (const rv of rvs) expect(rv).to.be.greaterThan(Number(start));
+      const stale = made[0].metadata.resourceVersion;
+      const [ok, lost] = await Promise.all([
+        send('PUT', `${W}/${made[0].metadata.name}`, { ...made[0], spec: { user: 'first' } }),
+        send('PUT', `${W}/${made[0].metadata.name}`, { ...made[0], spec: { user: 'second' } }),
+      ]);
+      expect([ok.status, lost.status].sort()).to.deep.equal([200, 409]);
+      expect(Number((ok.status === 200 ? ok : lost).body.metadata.resourceVersion)).to.be.greaterThan(Math.max(...rvs));
+      expect((await req('GET', `${W}/${made[0].metadata.name}`)).body.metadata.resourceVersion).to.not.equal(stale);
+      await until(() => w.events.filter((e) => e.object.metadata?.name?.startsWith('gc-')).length === 5);
+      const seen = w.events.filter((e) => e.object.metadata?.name?.startsWith('gc-'));
+      expect(seen.map((e) => e.type)).to.deep.equal(['ADDED', 'ADDED', 'ADDED', 'ADDED', 'MODIFIED']);
+      const seenRvs = seen.map((e) => Number(e.object.metadata.resourceVersion));
+      expect(seenRvs).to.deep.equal([...seenRvs].sort((a, b) => a - b));
+      expect(seenRvs.slice(0, 4)).to.have.members(rvs);
+    } finally {
+      session.close();
+      w.stop();
+    }
+  });
+
   it('deleting the CRD removes its objects and stops serving it', async () => {
     const w = await apiWatch(srv, `${W}?watch=1`);
     await until(() => w.events.length > 0);
