@@ -54,14 +54,19 @@ export class ContainerBackend extends BaseBackend {
     return body;
   }
 
-  async find(uid: string): Promise<ObservedServer[]> {
+  protected fetchUid(uid: string): Promise<ObservedServer[]> {
     return this.list(labelFilter(`${LABELS.uid}=${uid}`));
   }
 
-  async listManaged(): Promise<ObservedServer[]> {
+  protected listAll(): Promise<ObservedServer[]> {
     return this.list(labelFilter(MANAGED_FILTER));
   }
 
+  /**
+   * Observe from the list answer itself (labels, state, ports are in it); only a container in an
+   * unusual state (restarting, paused, or exited with a code our stop does not produce) is
+   * inspected, for Docker's own error, restart count and paused-but-running.
+   */
   private async list(filters: string): Promise<ObservedServer[]> {
     let list: Docker.ContainerInfo[];
     try {
@@ -72,8 +77,55 @@ export class ContainerBackend extends BaseBackend {
     // A container Docker is removing (or failed to remove) is already gone for our purposes:
     // starting it again would only get a 409 "marked for removal".
     list = list.filter((c) => c.State !== 'removing' && c.State !== 'dead');
-    const out = await Promise.all(list.map((c) => this.observeById(c.Id).catch((err) => (statusOf((err as BackendError).cause) === 404 ? undefined : Promise.reject(err)))));
+    const node = await this.dockerHostName();
+    const out = await Promise.all(
+      list.map((c) => {
+        const o = ContainerBackend.observeSummary(c, node);
+        if (o) return o;
+        return this.observeById(c.Id).catch((err) => (statusOf((err as BackendError).cause) === 404 ? undefined : Promise.reject(err)));
+      }),
+    );
     return out.filter((o): o is ObservedServer => !!o);
+  }
+
+  /** An ObservedServer from one `docker ps` entry, or undefined when only inspect can tell. Pure. */
+  static observeSummary(c: Docker.ContainerInfo, node: string | undefined): ObservedServer | undefined {
+    const labels: Record<string, string> = c.Labels ?? {};
+    const port = Number(labels[LABELS.port] ?? 0);
+    const obs: ObservedServer = {
+      kind: 'container',
+      id: c.Id,
+      name: String(c.Names?.[0] ?? '').replace(/^\//, ''),
+      labels,
+      specHash: labels[LABELS.specHash],
+      state: 'pending',
+      node,
+      containerId: c.Id,
+      image: c.ImageID,
+      createdAt: typeof c.Created === 'number' ? new Date(c.Created * 1000).toISOString() : undefined,
+    };
+    const exit = /^Exited \((-?\d+)\)/.exec(c.Status ?? '');
+    if (c.State === 'running') {
+      obs.state = 'running';
+      obs.message = 'running';
+    } else if (c.State === 'created') {
+      // Never started (a failed start would need inspect's State.Error; a start is retried anyway).
+      obs.state = 'stopped';
+      obs.message = 'created';
+    } else if (c.State === 'exited' && exit && [0, 143].includes(Number(exit[1]))) {
+      obs.state = 'stopped';
+      obs.message = `exited; exit code ${exit[1]}`;
+    } else return undefined;
+    if (c.HostConfig?.NetworkMode === 'host') {
+      obs.hostPort = port || undefined;
+    } else if (obs.state === 'running') {
+      const b = (c.Ports ?? []).find((p) => p.PrivatePort === port && p.Type === 'tcp' && p.PublicPort);
+      if (b) {
+        obs.hostPort = b.PublicPort;
+        obs.hostIp = !b.IP ? '0.0.0.0' : b.IP;
+      }
+    }
+    return obs;
   }
 
   private async inspect(id: string): Promise<any | undefined> {
@@ -110,7 +162,9 @@ export class ContainerBackend extends BaseBackend {
     const status: string = st.Status ?? '';
     if (st.Running && !st.Restarting) obs.state = 'running';
     else if (st.Restarting) obs.state = 'failed';
-    else if (status === 'created') obs.state = st.Error ? 'failed' : 'pending';
+    // "created" without an error was never started: it is as stopped as an exited one. (As
+    // "pending" a stopped resource's container would look forever "Stopping".)
+    else if (status === 'created') obs.state = st.Error ? 'failed' : 'stopped';
     else if (status === 'removing') obs.state = 'stopped';
     else if (status === 'exited' || status === 'dead') {
       // We stop containers with SIGTERM/SIGKILL; any other non-zero exit, or a Docker error, is a crash.
@@ -163,7 +217,7 @@ export class ContainerBackend extends BaseBackend {
     }
   }
 
-  async apply(d: DesiredServer, image: ResolvedImage, current?: ObservedServer): Promise<ApplyResult> {
+  protected async applyNow(d: DesiredServer, image: ResolvedImage, current?: ObservedServer): Promise<ApplyResult> {
     if (!current) current = (await this.find(d.uid))[0];
     if (!current) {
       const id = await this.create(d, image);
@@ -197,7 +251,7 @@ export class ContainerBackend extends BaseBackend {
     }
   }
 
-  async remove(observed: ObservedServer): Promise<void> {
+  protected async removeNow(observed: ObservedServer): Promise<void> {
     // Stop first so the server gets SIGTERM and its grace period, not an immediate SIGKILL.
     if (observed.state !== 'stopped') await this.stop(observed);
     try {

@@ -127,7 +127,25 @@ export interface BackendOptions {
   pullPolicy?: PullPolicy;
   /** Reconnect back-off for events(), ms (first, max). */
   eventsBackoffMs?: [number, number];
+  /**
+   * Observation caches (find/listManaged snapshot, image resolutions), so an idle resync costs no
+   * per-server Docker calls. `false` turns them off (every call goes to Docker).
+   */
+  cache?: false | Partial<CacheOptions>;
 }
+
+export interface CacheOptions {
+  /** A full list older than this is taken again even when the event stream reported nothing. */
+  maxAgeMs: number;
+  /** Entries whose changes Docker may not announce by event (a Swarm task being scheduled, a task on another node) are re-read after this. */
+  unsettledTtlMs: number;
+  /** A list that says "missing" within this long after our own create is not believed (the write-through entry wins). */
+  writeGraceMs: number;
+  /** Image resolutions are re-checked after this, besides on image events. */
+  imageTtlMs: number;
+}
+
+export const DEFAULT_CACHE: CacheOptions = { maxAgeMs: 30_000, unsettledTtlMs: 1000, writeGraceMs: 5000, imageTtlMs: 5000 };
 
 /** Build the backend for `kind`, auto-detecting from `docker info` when asked. */
 export async function createBackend(kind: 'auto' | BackendKind, opts: BackendOptions = {}): Promise<Backend> {

@@ -24,10 +24,16 @@ const TASK_STATE: Record<string, ObservedState> = {
 
 export class SwarmBackend extends BaseBackend {
   readonly kind = 'service' as const;
-  private readonly nodeNames = new Map<string, string>();
+  private readonly nodeNames = new Map<string, Promise<string>>();
   /** Service ID → nbswarm uid: Swarm 20.10 service events carry only the service name. */
   private readonly serviceUids = new Map<string, string>();
-  private selfNodeId?: string;
+  private selfNodeId?: Promise<string | undefined>;
+  /** Services seen in events that are not ours (no managed-by label), so each is inspected once. */
+  private readonly foreign = new Set<string>();
+  /** container ID → host IP its published port is bound to (fixed for the container's life). */
+  private readonly boundIps = new Map<string, string>();
+  /** Observations whose every later change Docker announces on our event stream. */
+  private readonly settledObs = new WeakSet<ObservedServer>();
 
   constructor(docker: Docker, opts = {}) {
     super(docker, opts);
@@ -95,14 +101,75 @@ export class SwarmBackend extends BaseBackend {
     };
   }
 
-  async find(uid: string): Promise<ObservedServer[]> {
+  protected async fetchUid(uid: string): Promise<ObservedServer[]> {
     const services = await this.listServices(labelFilter(`${LABELS.uid}=${uid}`));
-    return Promise.all(services.map((s) => this.observeService(s)));
+    if (!services.length) return [];
+    const tasks = await this.listTasks({ service: services.map((s) => s.ID) });
+    return Promise.all(services.map((s) => this.observeService(s, tasks.get(s.ID) ?? [])));
   }
 
-  async listManaged(): Promise<ObservedServer[]> {
-    const services = await this.listServices(labelFilter(MANAGED_FILTER));
-    return Promise.all(services.map((s) => this.observeService(s)));
+  /** All managed services from two calls: the services, and ONE task list joined by service ID. */
+  protected async listAll(): Promise<ObservedServer[]> {
+    const [services, tasks] = await Promise.all([this.listServices(labelFilter(MANAGED_FILTER)), this.listTasks({ label: [MANAGED_FILTER] })]);
+    const seen = new Set<string>();
+    for (const ts of tasks.values()) for (const t of ts) if (t.Status?.ContainerStatus?.ContainerID) seen.add(t.Status.ContainerStatus.ContainerID);
+    for (const key of this.boundIps.keys()) if (!seen.has(key.split('/')[0])) this.boundIps.delete(key);
+    await this.learnBoundIps(services, tasks);
+    return Promise.all(services.map((s) => this.observeService(s, tasks.get(s.ID) ?? [])));
+  }
+
+  /**
+   * Where the running task containers on this node publish their ports, from ONE container list
+   * (instead of an inspect per container), for those not known yet.
+   */
+  private async learnBoundIps(services: any[], tasks: Map<string, any[]>): Promise<void> {
+    const self = await this.localNodeId();
+    if (!self) return;
+    let unknown = false;
+    for (const s of services) {
+      const port = Number(s.Spec?.Labels?.[LABELS.port] ?? 0);
+      for (const t of tasks.get(s.ID) ?? []) {
+        const cid = t.Status?.ContainerStatus?.ContainerID;
+        if (cid && t.NodeID === self && t.Status?.State === 'running' && !this.boundIps.has(`${cid}/${port}`)) unknown = true;
+      }
+    }
+    if (!unknown) return;
+    let list: Docker.ContainerInfo[];
+    try {
+      list = await this.docker.listContainers({ filters: JSON.stringify({ label: [MANAGED_FILTER, 'com.docker.swarm.task.id'], status: ['running'] }) });
+    } catch {
+      return; // observeService falls back to inspecting the container
+    }
+    for (const c of list) {
+      for (const p of c.Ports ?? []) {
+        if (p.Type !== 'tcp' || !p.PublicPort) continue;
+        const key = `${c.Id}/${p.PrivatePort}`;
+        // IPv4 first, like inspect's first binding.
+        if (this.boundIps.has(key) && p.IP?.includes(':')) continue;
+        this.boundIps.set(key, p.IP ? p.IP : '0.0.0.0');
+      }
+    }
+  }
+
+  /** Tasks by service ID (a task list filter on label matches the service's labels). */
+  private async listTasks(filters: Record<string, string[]>): Promise<Map<string, any[]>> {
+    let list: any[];
+    try {
+      list = (await this.docker.listTasks({ filters: JSON.stringify(filters) } as object)) as any[];
+    } catch (err) {
+      throw wrapDockerError('docker service ps', err, swarmHint(err));
+    }
+    const by = new Map<string, any[]>();
+    for (const t of list) {
+      const l = by.get(t.ServiceID);
+      if (l) l.push(t);
+      else by.set(t.ServiceID, [t]);
+    }
+    return by;
+  }
+
+  protected override settled(o: ObservedServer): boolean {
+    return this.settledObs.has(o);
   }
 
   private async listServices(filters: string): Promise<any[]> {
@@ -115,32 +182,36 @@ export class SwarmBackend extends BaseBackend {
     }
   }
 
-  private async nodeName(id: string | undefined): Promise<string | undefined> {
-    if (!id) return undefined;
-    if (!this.nodeNames.has(id)) {
-      try {
-        const n: any = await this.docker.getNode(id).inspect();
-        this.nodeNames.set(id, n?.Description?.Hostname ?? id);
-      } catch {
-        return id;
-      }
+  private nodeName(id: string | undefined): Promise<string | undefined> {
+    if (!id) return Promise.resolve(undefined);
+    let p = this.nodeNames.get(id);
+    if (!p) {
+      // The promise is kept, so observing many tasks at once asks Docker once per node.
+      p = this.docker.getNode(id).inspect().then(
+        (n: any) => String(n?.Description?.Hostname ?? id),
+        () => {
+          this.nodeNames.delete(id);
+          return id;
+        },
+      );
+      this.nodeNames.set(id, p);
     }
-    return this.nodeNames.get(id);
+    return p;
   }
 
-  private async localNodeId(): Promise<string | undefined> {
-    if (this.selfNodeId === undefined) {
-      try {
-        const info: any = await this.docker.info();
-        this.selfNodeId = String(info?.Swarm?.NodeID ?? '');
-      } catch {
-        this.selfNodeId = '';
-      }
-    }
-    return this.selfNodeId || undefined;
+  private localNodeId(): Promise<string | undefined> {
+    this.selfNodeId ??= this.docker.info().then(
+      (info: any) => String(info?.Swarm?.NodeID ?? '') || undefined,
+      () => {
+        this.selfNodeId = undefined;
+        return undefined;
+      },
+    );
+    return this.selfNodeId;
   }
 
-  async observeService(s: any): Promise<ObservedServer> {
+  /** Observe service `s` from its tasks (read here when not given). */
+  async observeService(s: any, given?: any[]): Promise<ObservedServer> {
     const spec = s.Spec ?? {};
     const labels: Record<string, string> = spec.Labels ?? {};
     const replicas: number = spec.Mode?.Replicated?.Replicas ?? 1;
@@ -158,12 +229,7 @@ export class SwarmBackend extends BaseBackend {
       replicas,
       createdAt: s.CreatedAt,
     };
-    let tasks: any[];
-    try {
-      tasks = (await this.docker.listTasks({ filters: JSON.stringify({ service: [s.ID] }) } as object)) as any[];
-    } catch (err) {
-      throw wrapDockerError(`docker service ps ${spec.Name}`, err);
-    }
+    const tasks: any[] = given ? [...given] : ((await this.listTasks({ service: [s.ID] })).get(s.ID) ?? []);
     // Newest task first; Swarm keeps old ones (task history) next to the current one.
     tasks.sort((a, b) => Date.parse(b.CreatedAt) - Date.parse(a.CreatedAt) || (b.Version?.Index ?? 0) - (a.Version?.Index ?? 0));
     const wanted = tasks.filter((t) => t.DesiredState === 'running' || t.DesiredState === 'ready' || t.DesiredState === 'accepted');
@@ -175,6 +241,9 @@ export class SwarmBackend extends BaseBackend {
       // Until its task has really stopped the server still runs: callers (the hub) must not
       // treat it as stopped and re-attach to the old process. The reconciler shows "Stopping".
       if (live) obs.state = 'running';
+      // A scaled-down service changes only by a service update (an event); a task still shutting
+      // down announces its container's death only when it ran on this node.
+      if (!live || (live.NodeID && live.NodeID === (await this.localNodeId()))) this.settledObs.add(obs);
       return obs;
     }
     if (!task) {
@@ -216,16 +285,24 @@ export class SwarmBackend extends BaseBackend {
       }
       obs.hostIp ??= labels[HOST_IP_LABEL] || undefined;
     }
+    // A running task on this node changes only with a container event we see; anything else
+    // (scheduling, retries, tasks on other nodes) moves without one.
+    if (obs.state === 'running' && task.NodeID && task.NodeID === (await this.localNodeId())) this.settledObs.add(obs);
     return obs;
   }
 
   /** Where the published port really listens: Swarm cannot choose it, dockerd's --ip does. */
   private async boundHostIp(containerId: string, port: number): Promise<string | undefined> {
+    const key = `${containerId}/${port}`;
+    const known = this.boundIps.get(key);
+    if (known !== undefined) return known;
     try {
       const c: any = await this.docker.getContainer(containerId).inspect();
       const b = c?.NetworkSettings?.Ports?.[`${port}/tcp`]?.[0];
       if (!b) return undefined;
-      return b.HostIp === '' ? '0.0.0.0' : b.HostIp;
+      const ip = b.HostIp === '' ? '0.0.0.0' : String(b.HostIp);
+      this.boundIps.set(key, ip);
+      return ip;
     } catch {
       return undefined;
     }
@@ -259,7 +336,7 @@ export class SwarmBackend extends BaseBackend {
     }
   }
 
-  async apply(d: DesiredServer, image: ResolvedImage, current?: ObservedServer): Promise<ApplyResult> {
+  protected async applyNow(d: DesiredServer, image: ResolvedImage, current?: ObservedServer): Promise<ApplyResult> {
     if (!current) {
       const found = await this.find(d.uid);
       current = found[0];
@@ -309,7 +386,7 @@ export class SwarmBackend extends BaseBackend {
     return this.observeService(s);
   }
 
-  async remove(observed: ObservedServer): Promise<void> {
+  protected async removeNow(observed: ObservedServer): Promise<void> {
     try {
       await this.docker.getService(observed.id).remove();
     } catch (err) {
@@ -363,21 +440,35 @@ export class SwarmBackend extends BaseBackend {
     }
     if (raw?.Type !== 'service') return undefined;
     const id: string = raw.Actor?.ID;
+    if (this.foreign.has(id)) return undefined;
     let uid = this.serviceUids.get(id);
     if (!uid && raw.Action !== 'remove') {
       const s = await this.inspectService(id);
       uid = s?.Spec?.Labels?.[LABELS.uid];
+      if (s && s.Spec?.Labels?.[LABELS.managedBy] === undefined) {
+        // Someone else's service (a shared daemon): remember, so its next events cost no inspect.
+        if (this.foreign.size > 10_000) this.foreign.clear();
+        this.foreign.add(id);
+      }
       if (s?.Spec?.Labels?.[LABELS.managedBy] === undefined) return undefined;
       if (uid) this.serviceUids.set(id, uid);
     }
     if (!uid) return undefined;
     if (raw.Action === 'remove') this.serviceUids.delete(id);
-    return { uid, type: 'service', action: String(raw.Action), time: raw.timeNano ? Math.floor(raw.timeNano / 1e6) : raw.time * 1000 };
+    const name = raw.Actor?.Attributes?.name;
+    return { uid, name, type: 'service', action: String(raw.Action), time: raw.timeNano ? Math.floor(raw.timeNano / 1e6) : raw.time * 1000 };
   }
+
+  private primed = false;
 
   override events() {
     // Prime the ID → uid map so a remove event of a service created before we started still maps.
-    void this.listServices(labelFilter(MANAGED_FILTER)).catch(() => undefined);
+    if (!this.primed) {
+      this.primed = true;
+      void this.listServices(labelFilter(MANAGED_FILTER)).catch(() => {
+        this.primed = false;
+      });
+    }
     return super.events();
   }
 }

@@ -106,6 +106,8 @@ export interface ApplyResult {
 export interface BackendEvent {
   /** nbswarm.io/uid label of the object the event concerns, when it has one. */
   uid?: string;
+  /** Docker name of the object (service name; container name, for Swarm tasks "service.slot.task"), when known. */
+  name?: string;
   type: 'service' | 'container' | 'task' | 'volume' | 'image' | string;
   action: string;
   time: number;
@@ -133,10 +135,18 @@ export interface Backend {
     pullPolicy: PullPolicy,
     onProgress?: (p: { reference: string; status: string; id?: string; current?: number; total?: number }) => void,
   ): Promise<ResolvedImage>;
-  /** All objects labelled with this resource UID (normally 0 or 1). */
+  /**
+   * All objects labelled with this resource UID (normally 0 or 1). May be answered from the
+   * backend's snapshot, which Docker events and the backend's own apply/remove keep current.
+   */
   find(uid: string): Promise<ObservedServer[]>;
-  /** Every object this operator manages (label nbswarm.io/managed-by), for orphan GC and port allocation. */
-  listManaged(): Promise<ObservedServer[]>;
+  /**
+   * Every object this operator manages (label nbswarm.io/managed-by), for orphan GC and port
+   * allocation; with `scope.prefix`, only those whose Docker name starts with it. Read from Docker
+   * now, unless `scope.fromCache`: then the backend's event-maintained snapshot may answer, which
+   * lags Docker by an event's delivery (another writer's object appears once its event arrives).
+   */
+  listManaged(scope?: { prefix?: string; fromCache?: boolean }): Promise<ObservedServer[]>;
   /**
    * Converge Docker to `desired` (create, update in place, recreate, scale 0/1, start/stop),
    * creating named volumes first. Writes nothing when `current` already matches (same spec hash

@@ -16,6 +16,7 @@ import { startApiServer, type RunningApiServer } from '../apiserver/index.js';
 import { installCrd } from './crd.js';
 import { createLogger, type Logger } from './log.js';
 import { startOperator, type OperatorHandle } from './operator.js';
+import { makeApiClient } from './kube.js';
 
 export class StartupError extends Error {
   constructor(
@@ -65,7 +66,7 @@ async function checkBackend(backend: Backend): Promise<void> {
 
 /** One list call, so a wrong kubeconfig or a missing CRD is a clear start-up error rather than retries forever. */
 async function preflightApi(kc: KubeConfig, namespace?: string): Promise<void> {
-  const api = kc.makeApiClient(CustomObjectsApi);
+  const api = makeApiClient(kc, CustomObjectsApi);
   const server = kc.getCurrentCluster()?.server ?? '(no server in kubeconfig)';
   try {
     if (namespace) await api.listNamespacedCustomObject({ group: GROUP, version: VERSION, plural: PLURAL, namespace, limit: 1 });

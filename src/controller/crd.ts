@@ -3,13 +3,14 @@ import { ApiextensionsV1Api, KubeConfig, type V1CustomResourceDefinition } from 
 import { readFileSync } from 'node:fs';
 import YAML from 'yaml';
 import { repoPath } from '../paths.js';
+import { makeApiClient } from './kube.js';
 
 export function loadCrd(path = repoPath('crds', 'notebookserver.yaml')): V1CustomResourceDefinition {
   return YAML.parse(readFileSync(path, 'utf8')) as V1CustomResourceDefinition;
 }
 
 export async function installCrd(kc: KubeConfig, opts: { path?: string; timeoutMs?: number } = {}): Promise<'created' | 'updated' | 'unchanged'> {
-  const api = kc.makeApiClient(ApiextensionsV1Api);
+  const api = makeApiClient(kc, ApiextensionsV1Api);
   const crd = loadCrd(opts.path);
   const name = crd.metadata?.name ?? '';
   let result: 'created' | 'updated' | 'unchanged';

@@ -29,6 +29,7 @@ import { errorFields } from './log.js';
 import { httpGet, loopbackUrl } from './netutil.js';
 import { STOPPED_ANNOTATION, STOPPED_GENERATION_ANNOTATION, STOPPED_REASON_ANNOTATION, isStopped } from './reconciler.js';
 import { getCondition, nowIso } from './status.js';
+import { makeApiClient } from './kube.js';
 
 export interface CullerStats {
   probes: number;
@@ -84,7 +85,7 @@ export class Culler {
       enqueue: (key: string, reason: string) => void;
     },
   ) {
-    this.api = d.kubeconfig.makeApiClient(CustomObjectsApi);
+    this.api = makeApiClient(d.kubeconfig, CustomObjectsApi);
   }
 
   start(): void {

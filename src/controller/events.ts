@@ -8,6 +8,7 @@ import { createHash } from 'node:crypto';
 import type { NotebookServer } from '../api/types.js';
 import type { Logger } from './log.js';
 import { errorFields } from './log.js';
+import { makeApiClient } from './kube.js';
 
 export type EventType = 'Normal' | 'Warning';
 
@@ -29,7 +30,7 @@ export class ApiEventRecorder implements EventRecorder {
     private readonly log: Logger,
     private readonly host = 'nbswarm',
   ) {
-    this.api = kc.makeApiClient(CoreV1Api);
+    this.api = makeApiClient(kc, CoreV1Api);
   }
 
   count(): number {

@@ -9,7 +9,7 @@
  * informer's first full list: an empty cache before that would make everything look orphaned.
  */
 import { LABELS } from '../api/types.js';
-import type { Backend, ObservedServer } from '../backends/types.js';
+import type { Backend, BackendEvent, ObservedServer } from '../backends/types.js';
 import type { NotebookServerInformer } from './informer.js';
 import type { Logger } from './log.js';
 import { errorFields } from './log.js';
@@ -84,6 +84,15 @@ export class OrphanCollector {
     }
   }
 
+  /**
+   * Whether a Docker event about a uid we do not know is worth a GC pass: only objects named with
+   * our prefix can be ours to collect. On a shared daemon every other operator's object is such a
+   * uid, and a pass per event would be a storm. Events without a name cannot be judged: they count.
+   */
+  isOrphanHint(ev: BackendEvent): boolean {
+    return ev.name === undefined || ev.name.startsWith(`${this.scope.prefix}-`);
+  }
+
   inScope(o: ObservedServer): boolean {
     if (!o.name.startsWith(`${this.scope.prefix}-`)) return false;
     if (this.scope.namespace && o.labels[LABELS.namespace] !== this.scope.namespace) return false;
@@ -106,7 +115,9 @@ export class OrphanCollector {
     let removed = 0;
     let managed: ObservedServer[];
     try {
-      managed = await this.backend.listManaged();
+      // The backend's snapshot is kept current by Docker events, and a pass is itself started by
+      // one (or by the resync), so it costs no Docker call unless something in scope changed.
+      managed = await this.backend.listManaged({ prefix: `${this.scope.prefix}-`, fromCache: true });
     } catch (err) {
       this.s.errors++;
       this.log.warn('orphan GC: could not list managed objects', errorFields(err));

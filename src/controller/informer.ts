@@ -14,6 +14,7 @@ import { Subject, map, type Observable } from 'rxjs';
 import { GROUP, PLURAL, VERSION, type NotebookServer } from '../api/types.js';
 import type { Logger } from './log.js';
 import { errorFields } from './log.js';
+import { makeApiClient } from './kube.js';
 
 export type InformerEventType = 'added' | 'modified' | 'deleted';
 
@@ -65,7 +66,7 @@ export class NotebookServerInformer {
     private readonly log: Logger,
     private readonly opts: { namespace?: string; watchTimeoutSeconds?: number } = {},
   ) {
-    this.api = kc.makeApiClient(CustomObjectsApi);
+    this.api = makeApiClient(kc, CustomObjectsApi);
     this.watcher = new Watch(kc);
   }
 

@@ -10,6 +10,7 @@ import { CoordinationV1Api, KubeConfig, type V1Lease } from '@kubernetes/client-
 import { BehaviorSubject, type Observable, distinctUntilChanged } from 'rxjs';
 import type { Logger } from './log.js';
 import { errorFields } from './log.js';
+import { makeApiClient } from './kube.js';
 
 export interface LeaderElectionOptions {
   namespace: string;
@@ -40,7 +41,7 @@ export class LeaderElector {
     private readonly opts: LeaderElectionOptions,
     private readonly log: Logger,
   ) {
-    this.api = kc.makeApiClient(CoordinationV1Api);
+    this.api = makeApiClient(kc, CoordinationV1Api);
     this.duration = opts.leaseDurationSeconds ?? 15;
     this.renew = opts.renewSeconds ?? 5;
   }

@@ -17,9 +17,9 @@ import { OrphanCollector, type GcStats } from './gc.js';
 import { NotebookServerInformer, keyOf, type InformerEvent, type InformerStats } from './informer.js';
 import { LeaderElector } from './leader.js';
 import { createLogger, errorFields, type Logger } from './log.js';
-import { Reconciler, RetryLater, type ReconcilerStats } from './reconciler.js';
+import { Reconciler, RetryLater, isStopped, type ReconcilerStats } from './reconciler.js';
 import { jsonEqual } from './status.js';
-import { WorkQueue, type WorkQueueStats } from './workqueue.js';
+import { WorkQueue, type Lane, type WorkQueueStats } from './workqueue.js';
 
 export interface OperatorOptions {
   kubeconfig: KubeConfig;
@@ -50,6 +50,8 @@ export interface OperatorStats {
   gc: GcStats;
   culler?: CullerStats;
   backendEvents: number;
+  /** Watch events skipped as echoes of the operator's own writes. */
+  echoesSkipped: number;
 }
 
 export interface OperatorHandle {
@@ -104,10 +106,14 @@ export async function startOperator(opts: OperatorOptions): Promise<OperatorHand
     maxDelayMs: opts.backoff?.maxMs ?? 60_000,
     registry,
     metricPrefix: 'nbswarm_workqueue_',
-    handler: async (key) => {
-      // A replica that lost the lease must not write; the new leader resyncs everything.
-      if (!leading) return;
-      return reconciler.reconcile(key);
+    handler: async (key, reasons) => {
+      try {
+        // A replica that lost the lease must not write; the new leader resyncs everything.
+        if (!leading) return;
+        return await reconciler.reconcile(key, reasons);
+      } finally {
+        settleDeferred(key);
+      }
     },
     onError: (key, err, retryIn) => {
       const fields = errorFields(err, key);
@@ -118,9 +124,24 @@ export async function startOperator(opts: OperatorOptions): Promise<OperatorHand
   const gc = new OrphanCollector(backend, informer, log, { prefix: policy.prefix, namespace: opts.namespace });
   const reconciler = new Reconciler({ kubeconfig, policy, backend, informer, events, log, gc });
   const culler = policy.culling.enabled
-    ? new Culler({ kubeconfig, policy, informer, events, log, isLeader: () => leading, enqueue: (k, r) => queue.enqueue(k, r) })
+    ? new Culler({ kubeconfig, policy, informer, events, log, isLeader: () => leading, enqueue: (k, r) => queue.enqueue(k, r, 'high') })
     : undefined;
   let backendEvents = 0;
+  let echoesSkipped = 0;
+  // Watch events that arrive while their key is being reconciled may be echoes of that very
+  // reconcile's writes (the API server can deliver the event before the PATCH response); they are
+  // held until the reconcile ends, when the resourceVersions it wrote are known.
+  const deferred = new Map<string, Array<{ rv?: string; reason: string; needed: boolean }>>();
+  const settleDeferred = (key: string) => {
+    const held = deferred.get(key);
+    if (!held) return;
+    deferred.delete(key);
+    for (const h of held) {
+      if (reconciler.isOwnWrite(key, h.rv)) echoesSkipped++;
+      // Still processing here, so this marks the key dirty: it runs once more afterwards.
+      else if (h.needed) queue.enqueue(key, h.reason, 'high');
+    }
+  };
 
   const collect = (name: string, help: string, fn: () => number) =>
     new Gauge({ name, help, registers: [registry], collect() { this.set(fn()); } });
@@ -137,12 +158,30 @@ export async function startOperator(opts: OperatorOptions): Promise<OperatorHand
       .list()
       .filter((o) => o.metadata.namespace === obj.metadata.namespace && o.spec?.source?.server === obj.metadata.name)
       .map((o) => keyOf(o));
+  // Lanes: lists and first sight of an object are 'low'; changes to known objects are 'high'.
+  const apiLane = (ev: InformerEvent): Lane => (ev.fromList || ev.type === 'added' ? 'low' : 'high');
   const apiKeys$ = informer.events$.pipe(
     mergeMap((ev) => {
-      const keys = needsReconcile(ev) ? [ev.key] : [];
+      const reason = `api:${ev.type}`;
+      const keys: string[] = [];
+      const needed = needsReconcile(ev);
+      const rv = ev.obj.metadata.resourceVersion;
+      // Every write of ours (finalizer, cleared stop annotation, status) comes back as a MODIFIED
+      // event; matching all of them (not only those needsReconcile passes) also empties the table.
+      if (ev.type !== 'modified' || ev.fromList) {
+        if (needed) keys.push(ev.key);
+      } else if (reconciler.isOwnWrite(ev.key, rv)) echoesSkipped++;
+      else if (queue.isProcessing(ev.key)) {
+        const held = deferred.get(ev.key) ?? [];
+        held.push({ rv, reason, needed });
+        deferred.set(ev.key, held);
+      } else if (needed) keys.push(ev.key);
       keys.push(...dependents(ev.obj));
-      if (ev.type === 'deleted') queue.forget(ev.key);
-      return of(...keys.map((k) => ({ key: k, reason: `api:${ev.type}` })));
+      if (ev.type === 'deleted') {
+        queue.forget(ev.key);
+        reconciler.forgetKey(ev.key);
+      }
+      return of(...keys.map((k) => ({ key: k, reason, lane: apiLane(ev) })));
     }),
   );
   const dockerEvents$ = backend.events().pipe(
@@ -152,11 +191,17 @@ export async function startOperator(opts: OperatorOptions): Promise<OperatorHand
   const dockerKeys$ = dockerEvents$.pipe(
     map((ev) => (ev.uid ? informer.keyForUid(ev.uid) : undefined)),
     filter((k): k is string => !!k),
-    map((key) => ({ key, reason: 'docker' })),
+    // A Docker event of a running server (container started or died) is urgent; for a stopped
+    // one it is mostly the echo of our own scale-down/create and may wait behind first-time keys.
+    map((key) => {
+      const obj = informer.get(key);
+      return { key, reason: 'docker', lane: (obj && isStopped(obj) ? 'low' : 'high') as Lane };
+    }),
   );
   // Docker objects whose uid we do not know are orphans (or someone else's): let GC look, debounced.
   const orphanHints$ = dockerEvents$.pipe(
-    filter((ev) => !!ev.uid && informer.hasSynced() && !informer.keyForUid(ev.uid)),
+    // Only objects in this operator's name scope can be its orphans; other operators' events are ignored.
+    filter((ev) => !!ev.uid && gc.isOrphanHint(ev) && informer.hasSynced() && !informer.keyForUid(ev.uid)),
     auditTime(1000),
   );
   // Deferred image/volume removals become possible when a container goes away; poll slowly too.
@@ -176,15 +221,15 @@ export async function startOperator(opts: OperatorOptions): Promise<OperatorHand
   const startLeading = () => {
     leading = true;
     leaderSubs = new Subscription();
-    leaderSubs.add(merge(apiKeys$, dockerKeys$).subscribe(({ key, reason }) => queue.enqueue(key, reason)));
+    leaderSubs.add(merge(apiKeys$, dockerKeys$).subscribe(({ key, reason, lane }) => queue.enqueue(key, reason, lane)));
     leaderSubs.add(
       resync$.subscribe(() => {
-        for (const k of informer.keys()) queue.enqueue(k, 'resync');
+        for (const k of informer.keys()) queue.enqueue(k, 'resync', 'low');
         void gc.runOnce();
       }),
     );
     leaderSubs.add(merge(orphanHints$, pendingRetry$).subscribe(() => void gc.runOnce()));
-    for (const k of informer.keys()) queue.enqueue(k, 'leader');
+    for (const k of informer.keys()) queue.enqueue(k, 'leader', 'low');
     void gc.runOnce().catch((err: unknown) => log.warn('orphan GC failed', errorFields(err)));
     culler?.start();
     for (const w of leaderWaiters.splice(0)) w();
@@ -220,6 +265,7 @@ export async function startOperator(opts: OperatorOptions): Promise<OperatorHand
       gc: { ...gc.s },
       culler: culler ? { ...culler.s } : undefined,
       backendEvents,
+      echoesSkipped,
     }),
     stop: () => {
       stopping ??= (async () => {

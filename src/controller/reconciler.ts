@@ -19,6 +19,7 @@ import type { Logger } from './log.js';
 import { answersHttp, canBind, loopbackUrl } from './netutil.js';
 import { clean, getCondition, jsonEqual, mergePatch, nowIso, setCondition } from './status.js';
 import type { ReconcileOutcome } from './workqueue.js';
+import { makeApiClient } from './kube.js';
 
 /** Set by the culler (or a person) to stop a server without touching spec (Kubeflow's kubeflow-resource-stopped). */
 export const STOPPED_ANNOTATION = 'nbswarm.io/stopped';
@@ -33,7 +34,18 @@ export const BUILT_FOR_UID_LABEL = 'nbswarm.io/built-for-uid';
 
 /** Requeue while a server is converging (Docker events usually arrive first). */
 const CONVERGING_REQUEUE_MS = 1000;
-const READY_PROBE_REQUEUE_MS = 400;
+/**
+ * Ready probe while the task/container runs but the server does not answer yet: the process inside
+ * usually listens within a few hundred ms, so start short and double (per key) up to the cap; a
+ * fixed 400 ms step cost up to that much on every spawn. Requeues rather than an inline loop keep
+ * the queue slot free for other keys between probes.
+ */
+const READY_PROBE_FIRST_MS = 25;
+const READY_PROBE_MAX_MS = 1000;
+/** The same growing poll while the task/container is being prepared or started (Swarm task states raise no Docker event). */
+const PROGRESS_FIRST_MS = 100;
+/** Own resourceVersions remembered per key (a reconcile writes at most a few). */
+const OWN_RVS_PER_KEY = 8;
 
 export interface ReconcilerStats {
   reconciles: number;
@@ -75,15 +87,62 @@ export class Reconciler {
   private readonly custom: CustomObjectsApi;
   private readonly core: CoreV1Api;
   private readonly reservedPorts = new Map<number, string>();
+  /** Next ready-probe delay per key while running but not answering. */
+  private readonly probeDelay = new Map<string, { first: number; next: number }>();
+  /** resourceVersions returned by our own writes, per key: their watch events are echoes. */
+  private readonly ownRvs = new Map<string, string[]>();
   readonly s: ReconcilerStats = { reconciles: 0, statusPatches: 0, metadataPatches: 0, dockerWrites: 0, actions: {}, eventsEmitted: 0 };
 
   constructor(private readonly d: ReconcilerDeps) {
-    this.custom = d.kubeconfig.makeApiClient(CustomObjectsApi);
-    this.core = d.kubeconfig.makeApiClient(CoreV1Api);
+    this.custom = makeApiClient(d.kubeconfig, CustomObjectsApi);
+    this.core = makeApiClient(d.kubeconfig, CoreV1Api);
   }
 
   stats(): ReconcilerStats {
     return { ...this.s, actions: { ...this.s.actions } };
+  }
+
+  /**
+   * Whether the watch event of `key` at `rv` is the echo of a write this reconciler made (so it
+   * needs no reconcile: the writing reconcile already acted on that state). Consumes the entry.
+   */
+  isOwnWrite(key: string, rv: string | undefined): boolean {
+    if (!rv) return false;
+    const rvs = this.ownRvs.get(key);
+    const i = rvs?.indexOf(rv) ?? -1;
+    if (!rvs || i < 0) return false;
+    rvs.splice(i, 1);
+    if (rvs.length === 0) this.ownRvs.delete(key);
+    return true;
+  }
+
+  /** Drop per-key memory (the object is gone). */
+  forgetKey(key: string): void {
+    this.ownRvs.delete(key);
+    this.probeDelay.delete(key);
+  }
+
+  private rememberOwnWrite(obj: NotebookServer): void {
+    const rv = obj.metadata.resourceVersion;
+    if (!rv) return;
+    const key = `${obj.metadata.namespace ?? 'default'}/${obj.metadata.name ?? ''}`;
+    const rvs = this.ownRvs.get(key) ?? [];
+    rvs.push(rv);
+    if (rvs.length > OWN_RVS_PER_KEY) rvs.shift();
+    this.ownRvs.set(key, rvs);
+  }
+
+  private nextProbeDelay(obj: NotebookServer, first = READY_PROBE_FIRST_MS): number {
+    const key = `${obj.metadata.namespace ?? 'default'}/${obj.metadata.name ?? ''}`;
+    // A new stage (preparing → running) starts its own sequence from its first delay.
+    const cur = this.probeDelay.get(key);
+    const d = cur && cur.first === first ? cur.next : first;
+    this.probeDelay.set(key, { first, next: Math.min(READY_PROBE_MAX_MS, d * 2) });
+    return d;
+  }
+
+  private resetProbeDelay(obj: NotebookServer): void {
+    this.probeDelay.delete(`${obj.metadata.namespace ?? 'default'}/${obj.metadata.name ?? ''}`);
   }
 
   private countWrite(what: string): void {
@@ -91,8 +150,12 @@ export class Reconciler {
     this.s.actions[what] = (this.s.actions[what] ?? 0) + 1;
   }
 
-  async reconcile(key: string): Promise<ReconcileOutcome | void> {
+  /** `reasons`: why the key was queued (work-queue reasons); a Docker event restarts the short polling. */
+  async reconcile(key: string, reasons: readonly string[] = []): Promise<ReconcileOutcome | void> {
     this.s.reconciles++;
+    // The object just changed state in Docker (e.g. the task container started): the next step
+    // (task running, server listening) usually follows within milliseconds, so poll from short again.
+    if (reasons.includes('docker')) this.probeDelay.delete(key);
     let obj = this.d.informer.get(key);
     // Gone from the API: the finalizer already cleaned up, or orphan GC will.
     if (!obj) return;
@@ -241,6 +304,7 @@ export class Reconciler {
     // Observe → status.
     status.backend = clean({ kind: backend.kind, id: observed.id, name: observed.name, node: observed.node, image: desired.image, imageId: image.id });
     const outcome = await this.observe(obj, status, desired, observed, stopped);
+    if (!outcome.probing) this.resetProbeDelay(obj);
     status = outcome.status;
     await this.writeStatus(obj, old, status, outcome.event);
     return outcome.requeueAfterMs !== undefined ? { requeueAfterMs: outcome.requeueAfterMs } : undefined;
@@ -252,7 +316,7 @@ export class Reconciler {
     desired: Parameters<typeof endpointFor>[0],
     observed: ObservedServer,
     stopped: boolean,
-  ): Promise<{ status: NotebookServerStatus; event?: { type: EventType; reason: string; message: string }; requeueAfterMs?: number }> {
+  ): Promise<{ status: NotebookServerStatus; event?: { type: EventType; reason: string; message: string }; requeueAfterMs?: number; probing?: boolean }> {
     let status = base;
     const name = observed.name;
     const dockerMsg = observed.message ? `: ${observed.message}` : '';
@@ -280,7 +344,7 @@ export class Reconciler {
         if (probeUrl && !(await answersHttp(probeUrl))) {
           cond('Ready', 'False', 'Starting', `container is running; waiting for the server to answer on ${ep?.hostUrl}`);
           status = this.withPhase(status, 'Creating', `${name} is starting; waiting for it to answer on ${ep?.hostUrl}`);
-          return { status, requeueAfterMs: READY_PROBE_REQUEUE_MS };
+          return { status, requeueAfterMs: this.nextProbeDelay(obj), probing: true };
         }
         cond('Ready', 'True', 'Running', `answering on ${ep?.hostUrl ?? ep?.url ?? name}`);
         status = this.withPhase(status, 'Running', `${name} is running${ep?.hostUrl ? ` at ${ep.hostUrl}` : ''}`);
@@ -322,7 +386,7 @@ export class Reconciler {
     status = this.withPhase(status, 'Creating', message);
     const prev = getCondition(obj.status?.conditions, 'Ready');
     const event = prev?.reason !== reason ? { type: 'Normal' as const, reason: eventReason, message } : undefined;
-    return { status, event, requeueAfterMs: CONVERGING_REQUEUE_MS };
+    return { status, event, requeueAfterMs: this.nextProbeDelay(obj, PROGRESS_FIRST_MS), probing: true };
   }
 
   private withPhase(status: NotebookServerStatus, phase: Phase, message: string, conds: Record<string, Omit<Condition, 'type'>> = {}): NotebookServerStatus {
@@ -348,6 +412,7 @@ export class Reconciler {
         setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
       )) as NotebookServer;
       this.s.statusPatches++;
+      this.rememberOwnWrite(res);
       this.d.informer.observeWrite({ ...res, apiVersion: obj.apiVersion, kind: obj.kind });
     } catch (err) {
       if ((err as { code?: number }).code === 404) return;
@@ -370,6 +435,7 @@ export class Reconciler {
       setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
     )) as NotebookServer;
     this.s.metadataPatches++;
+    this.rememberOwnWrite(res);
     const full = { ...res, apiVersion: obj.apiVersion, kind: obj.kind } as NotebookServer;
     this.d.informer.observeWrite(full);
     return full;

@@ -4,10 +4,16 @@
  *  - per-key serialisation: a key being reconciled is never handed out again; events for it in the
  *    meantime mark it dirty and it runs once more afterwards (so no event is lost, none duplicated);
  *  - bounded parallelism across keys;
- *  - per-key exponential back-off on failure (reset on success) and `requeueAfter`.
- * The plumbing (ready keys → bounded concurrent handlers) is an rxjs mergeMap; the state that
- * gives the guarantees lives in the sets below, touched only synchronously so no race exists
- * between "is it processing?" and "queue it".
+ *  - per-key exponential back-off on failure (reset on success) and `requeueAfter`;
+ *  - two lanes: `high` (requeue-after and retry timers, Docker events, changes to existing
+ *    objects) is served before `low` (lists, resyncs, first sight of new objects), so servers
+ *    that are converging are not stuck behind thousands of first-time keys. A key waiting in
+ *    `low` moves to `high` when it is enqueued there; each lane is FIFO.
+ * The plumbing (ready signals → bounded concurrent handlers) is an rxjs mergeMap: one signal per
+ * queued key, and each handler slot takes the next key from the lanes when it starts, so the
+ * lane order (not the signal order) decides what runs. The state that gives the guarantees lives
+ * in the sets below, touched only synchronously so no race exists between "is it processing?" and
+ * "queue it".
  */
 import { Subject, Subscription, defer, from, mergeMap, catchError, of } from 'rxjs';
 import { Counter, Gauge, Registry } from 'prom-client';
@@ -16,6 +22,8 @@ export interface ReconcileOutcome {
   /** Run this key again after this many ms (level-triggered polling while something converges). */
   requeueAfterMs?: number;
 }
+
+export type Lane = 'high' | 'low';
 
 export type ReconcileHandler = (key: string, reasons: string[]) => Promise<ReconcileOutcome | void>;
 
@@ -37,6 +45,8 @@ export interface WorkQueueOptions {
 export interface WorkQueueStats {
   /** Keys waiting to run now. */
   depth: number;
+  /** depth split by lane. */
+  depthByLane: Record<Lane, number>;
   /** Keys waiting on a timer (back-off or requeueAfter). */
   delayed: number;
   inFlight: number;
@@ -49,10 +59,12 @@ export interface WorkQueueStats {
 }
 
 export class WorkQueue {
-  private readonly ready = new Subject<string>();
-  private readonly queued = new Set<string>();
+  private readonly ready = new Subject<void>();
+  /** Insertion-ordered sets: FIFO per lane with O(1) membership, removal and promotion. */
+  private readonly lanes: Record<Lane, Set<string>> = { high: new Set(), low: new Set() };
   private readonly processing = new Set<string>();
-  private readonly dirty = new Set<string>();
+  /** Keys dirtied while running, with the lane they go back to. */
+  private readonly dirty = new Map<string, Lane>();
   private readonly reasons = new Map<string, string[]>();
   private readonly failures = new Map<string, number>();
   private readonly timers = new Map<string, { at: number; handle: NodeJS.Timeout }>();
@@ -78,7 +90,7 @@ export class WorkQueue {
     // eslint-disable-next-line @typescript-eslint/no-this-alias
     const self = this;
     this.mReconciles = new Counter({ name: `${p}reconciles_total`, help: 'Reconciles run, by result', labelNames: ['result'], registers: [this.registry] });
-    new Gauge({ name: `${p}depth`, help: 'Keys waiting to be reconciled now', registers: [this.registry], collect() { this.set(self.queued.size); } });
+    new Gauge({ name: `${p}depth`, help: 'Keys waiting to be reconciled now', registers: [this.registry], collect() { this.set(self.queuedSize()); } });
     new Gauge({ name: `${p}delayed`, help: 'Keys waiting on back-off or requeueAfter', registers: [this.registry], collect() { this.set(self.timers.size); } });
     new Gauge({ name: `${p}in_flight`, help: 'Reconciles running now', registers: [this.registry], collect() { this.set(self.processing.size); } });
     new Gauge({
@@ -88,12 +100,12 @@ export class WorkQueue {
       collect() { this.set(self.maxPerKey); },
     });
     this.sub = this.ready
-      .pipe(mergeMap((key) => defer(() => from(this.run(key))).pipe(catchError(() => of(undefined))), Math.max(1, opts.concurrency)))
+      .pipe(mergeMap(() => defer(() => from(this.runNext())).pipe(catchError(() => of(undefined))), Math.max(1, opts.concurrency)))
       .subscribe();
   }
 
-  /** Queue `key` now (coalesced). Safe from any source, any time. */
-  enqueue(key: string, reason = 'event'): void {
+  /** Queue `key` now (coalesced) in `lane`. Safe from any source, any time. */
+  enqueue(key: string, reason = 'event', lane: Lane = 'low'): void {
     if (this.stopped) return;
     const pk = this.counts(key);
     pk.enqueued++;
@@ -101,25 +113,41 @@ export class WorkQueue {
     if (rs.length < 20 && !rs.includes(reason)) rs.push(reason);
     this.reasons.set(key, rs);
     if (this.processing.has(key)) {
-      this.dirty.add(key);
+      if (this.dirty.get(key) !== 'high') this.dirty.set(key, lane);
       return;
     }
-    if (this.queued.has(key)) return;
-    this.queued.add(key);
-    this.ready.next(key);
+    if (this.lanes.high.has(key)) return;
+    if (this.lanes.low.has(key)) {
+      // Promotion keeps the number of outstanding signals equal to the number of queued keys.
+      if (lane === 'high') {
+        this.lanes.low.delete(key);
+        this.lanes.high.add(key);
+      }
+      return;
+    }
+    this.lanes[lane].add(key);
+    this.ready.next();
   }
 
-  /** Queue `key` after `ms`; an earlier pending timer for the key wins. */
+  private queuedSize(): number {
+    return this.lanes.high.size + this.lanes.low.size;
+  }
+
+  private isQueued(key: string): boolean {
+    return this.lanes.high.has(key) || this.lanes.low.has(key);
+  }
+
+  /** Queue `key` after `ms` in the high lane (it is converging or retrying); an earlier pending timer for the key wins. */
   enqueueAfter(key: string, ms: number, reason = 'requeue'): void {
     if (this.stopped) return;
-    if (ms <= 0) return this.enqueue(key, reason);
+    if (ms <= 0) return this.enqueue(key, reason, 'high');
     const at = Date.now() + ms;
     const existing = this.timers.get(key);
     if (existing && existing.at <= at) return;
     if (existing) clearTimeout(existing.handle);
     const handle = setTimeout(() => {
       this.timers.delete(key);
-      this.enqueue(key, reason);
+      this.enqueue(key, reason, 'high');
     }, ms);
     handle.unref?.();
     this.timers.set(key, { at, handle });
@@ -149,8 +177,15 @@ export class WorkQueue {
     return c;
   }
 
+  private async runNext(): Promise<void> {
+    const lane = this.lanes.high.size > 0 ? this.lanes.high : this.lanes.low;
+    const next = lane.values().next();
+    if (next.done) return;
+    lane.delete(next.value);
+    return this.run(next.value);
+  }
+
   private async run(key: string): Promise<void> {
-    this.queued.delete(key);
     if (this.stopped) return;
     this.processing.add(key);
     const reasons = this.reasons.get(key) ?? [];
@@ -186,22 +221,26 @@ export class WorkQueue {
       else this.active.set(key, left);
       this.processing.delete(key);
     }
-    if (this.dirty.delete(key)) this.requeueDirty(key);
+    const dirtyLane = this.dirty.get(key);
+    if (dirtyLane) {
+      this.dirty.delete(key);
+      this.requeueDirty(key, dirtyLane);
+    }
     if (retryIn !== undefined) this.enqueueAfter(key, retryIn, 'retry');
-    if (this.processing.size === 0 && this.queued.size === 0) {
+    if (this.processing.size === 0 && this.queuedSize() === 0) {
       for (const w of this.idleWaiters.splice(0)) w();
     }
   }
 
-  private requeueDirty(key: string): void {
-    if (this.stopped || this.queued.has(key)) return;
-    this.queued.add(key);
-    this.ready.next(key);
+  private requeueDirty(key: string, lane: Lane): void {
+    if (this.stopped || this.isQueued(key)) return;
+    this.lanes[lane].add(key);
+    this.ready.next();
   }
 
   /** Resolves when nothing is queued or running (timers may still be pending). */
   whenIdle(): Promise<void> {
-    if (this.processing.size === 0 && this.queued.size === 0) return Promise.resolve();
+    if (this.processing.size === 0 && this.queuedSize() === 0) return Promise.resolve();
     return new Promise((r) => this.idleWaiters.push(r));
   }
 
@@ -213,7 +252,8 @@ export class WorkQueue {
     const perKey: WorkQueueStats['perKey'] = {};
     for (const [k, v] of this.perKey) perKey[k] = { ...v, failures: this.failures.get(k) ?? 0 };
     return {
-      depth: this.queued.size,
+      depth: this.queuedSize(),
+      depthByLane: { high: this.lanes.high.size, low: this.lanes.low.size },
       delayed: this.timers.size,
       inFlight: this.processing.size,
       maxInFlight: this.maxInFlight,
@@ -229,7 +269,8 @@ export class WorkQueue {
     this.stopped = true;
     for (const t of this.timers.values()) clearTimeout(t.handle);
     this.timers.clear();
-    this.queued.clear();
+    this.lanes.high.clear();
+    this.lanes.low.clear();
     if (this.processing.size > 0) {
       await new Promise<void>((r) => {
         const check = () => (this.processing.size === 0 ? r() : setTimeout(check, 20));

@@ -216,7 +216,8 @@ describe('backend: plain containers (real dockerd)', function () {
     const seen: BackendEvent[] = [];
     const b = (await createBackend('container', { docker, eventsBackoffMs: [50, 500] })) as ContainerBackend;
     const sub = b.events().subscribe((e) => seen.push(e));
-    await waitFor('event stream open', async () => ((b as any).streams as Set<unknown>).size === 1);
+    // Two daemon streams: managed objects, and images (for the image-resolution cache).
+    await waitFor('event streams open', async () => ((b as any).streams as Set<unknown>).size === 2);
     // Cut the HTTP stream under the backend, as a dockerd restart would.
     for (const s of (b as any).streams as Set<any>) s.destroy();
     const d = testDesiredServer({ dockerName: uniqueName('nbs-test-ctrev') });
@@ -228,5 +229,44 @@ describe('backend: plain containers (real dockerd)', function () {
     expect(completed, 'close() completes event streams').to.equal(true);
     sub.unsubscribe();
     for (const o of await backend.find(d.uid)) await backend.remove(o);
+  });
+
+  it('two applies in a row create one container, even right after a list that did not have it', async () => {
+    const d = testDesiredServer({ dockerName: uniqueName('nbs-test-ctr2x') });
+    // A snapshot taken before the create must not make the second apply create again.
+    expect((await backend.listManaged()).filter((o) => o.labels[LABELS.uid] === d.uid)).to.deep.equal([]);
+    expect((await backend.apply(d, image)).action).to.equal('created');
+    expect((await backend.apply(d, image)).action).to.equal('unchanged');
+    const onDocker = await docker.listContainers({ all: true, filters: JSON.stringify({ label: [`${LABELS.uid}=${d.uid}`] }) });
+    expect(onDocker.length).to.equal(1);
+    for (const o of await backend.find(d.uid)) await backend.remove(o);
+    expect(await backend.find(d.uid)).to.deep.equal([]);
+  });
+
+  it('observes a never-started container of a stopped server as stopped, and sees changes made behind its back', async () => {
+    const d = testDesiredServer({ dockerName: uniqueName('nbs-test-ctrcr'), stopped: true });
+    const created = await backend.apply(d, image);
+    expect(created.action).to.equal('created');
+    expect(created.observed.state).to.equal('stopped');
+    const [o] = await backend.find(d.uid);
+    expect(o.state).to.equal('stopped');
+    expect((await backend.apply(d, image)).action).to.equal('unchanged');
+    // Started by someone else: the cached "stopped" must give way (Docker's event), well before the cache's max age.
+    await docker.getContainer(o.id).start();
+    await waitFor('find to see the container started outside the backend', async () => (await backend.find(d.uid))[0]?.state === 'running', 15_000);
+    for (const x of await backend.find(d.uid)) await backend.remove(x);
+  });
+
+  it('does not answer image resolution from a stale cache after the tag is removed', async () => {
+    const repo = `local/nbs-test-tag-${TEST_RUN_ID}`;
+    await docker.getImage(TEST_IMAGE).tag({ repo, tag: 'x' });
+    const r = await backend.resolveImage(`${repo}:x`, 'never');
+    expect(r.id).to.equal(image.id);
+    await docker.getImage(`${repo}:x`).remove();
+    await waitFor(
+      'resolveImage to notice the removed tag',
+      async () => (await backend.resolveImage(`${repo}:x`, 'never').then(() => false, (e: unknown) => e instanceof BackendError && e.reason === 'ImageNotFound')),
+      4000,
+    );
   });
 });

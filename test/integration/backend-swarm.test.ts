@@ -263,4 +263,18 @@ describe('backend: Swarm services (real dockerd)', function () {
     expect(await waitForHttp(`http://127.0.0.1:${obs.hostPort}/`)).to.contain('nbswarm test image');
     await backend.remove(obs);
   });
+
+  it('two applies in a row create one service, even right after a list that did not have it', async () => {
+    const d = testDesiredServer({ dockerName: uniqueName('nbs-test-svc2x') });
+    expect((await backend.listManaged()).filter((o) => o.labels[LABELS.uid] === d.uid)).to.deep.equal([]);
+    expect((await backend.apply(d, image)).action).to.equal('created');
+    expect((await backend.apply(d, image)).action).to.equal('unchanged');
+    const onDocker = await docker.listServices({ filters: JSON.stringify({ label: [`${LABELS.uid}=${d.uid}`] }) } as object);
+    expect(onDocker.length).to.equal(1);
+    // listManaged with a scope sees only names with that prefix.
+    expect((await backend.listManaged({ prefix: d.dockerName })).map((o) => o.labels[LABELS.uid])).to.deep.equal([d.uid]);
+    expect(await backend.listManaged({ prefix: `${d.dockerName}-nothing` })).to.deep.equal([]);
+    for (const o of await backend.find(d.uid)) await backend.remove(o);
+    expect(await backend.find(d.uid)).to.deep.equal([]);
+  });
 });

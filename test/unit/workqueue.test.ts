@@ -151,6 +151,78 @@ describe('WorkQueue', () => {
     expect(q.stats().perKey.t.reconciles).to.equal(1);
   });
 
+  it('serves the high lane before the low lane, FIFO within each, and promotes a waiting key', async () => {
+    const order: string[] = [];
+    const gate = deferred();
+    q = new WorkQueue({
+      concurrency: 1,
+      handler: async (key) => {
+        order.push(key);
+        if (key === 'blocker') await gate.promise;
+      },
+    });
+    q.enqueue('blocker', 'list', 'low');
+    await tick();
+    for (let i = 0; i < 5; i++) q.enqueue(`new${i}`, 'list', 'low');
+    q.enqueue('conv1', 'docker', 'high');
+    q.enqueue('conv2', 'docker', 'high');
+    // A key already waiting in the low lane moves ahead when a high-priority reason names it.
+    q.enqueue('new3', 'docker', 'high');
+    q.enqueue('conv1', 'list', 'low');
+    expect(q.stats().depthByLane).to.deep.equal({ high: 3, low: 4 });
+    expect(q.stats().depth).to.equal(7);
+    gate.resolve();
+    await q.whenIdle();
+    expect(order).to.deep.equal(['blocker', 'conv1', 'conv2', 'new3', 'new0', 'new1', 'new2', 'new4']);
+    expect(q.stats().perKey.new3.reconciles).to.equal(1);
+    expect(q.stats().maxConcurrentPerKey).to.equal(1);
+  });
+
+  it('runs a requeueAfter key ahead of a backlog of first-time keys', async () => {
+    const order: string[] = [];
+    const gate = deferred();
+    q = new WorkQueue({
+      concurrency: 1,
+      handler: async (key) => {
+        order.push(key);
+        if (key === 'blocker') await gate.promise;
+      },
+    });
+    q.enqueue('blocker', 'list', 'low');
+    await tick();
+    for (let i = 0; i < 50; i++) q.enqueue(`new${i}`, 'list', 'low');
+    q.enqueueAfter('conv', 1);
+    while (q.stats().delayed > 0) await new Promise((r) => setTimeout(r, 2));
+    expect(q.stats().depthByLane).to.deep.equal({ high: 1, low: 50 });
+    gate.resolve();
+    await q.whenIdle();
+    expect(order.slice(0, 3)).to.deep.equal(['blocker', 'conv', 'new0']);
+    expect(order).to.have.length(52);
+    expect(q.stats().maxConcurrentPerKey).to.equal(1);
+  });
+
+  it('a key dirtied while running goes back in the highest lane it was named in', async () => {
+    const order: string[] = [];
+    const gate = deferred();
+    let kRuns = 0;
+    q = new WorkQueue({
+      concurrency: 1,
+      handler: async (key) => {
+        order.push(key);
+        if (key === 'k' && ++kRuns === 1) await gate.promise;
+      },
+    });
+    q.enqueue('k', 'list', 'low');
+    await tick();
+    q.enqueue('a', 'list', 'low');
+    q.enqueue('k', 'resync', 'low');
+    q.enqueue('k', 'docker', 'high');
+    q.enqueue('k', 'resync', 'low');
+    gate.resolve();
+    await q.whenIdle();
+    expect(order).to.deep.equal(['k', 'k', 'a']);
+  });
+
   it('exposes prom-client metrics', async () => {
     q = new WorkQueue({ concurrency: 2, handler: async () => undefined, metricPrefix: 'test_wq_' });
     q.enqueue('m');
