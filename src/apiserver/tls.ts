@@ -1,3 +1,4 @@
+import { generateKeyPairSync, randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import forge from 'node-forge';
@@ -9,8 +10,23 @@ export interface TlsMaterial {
 }
 
 function serial(): string {
-  // Positive serial: a leading 0 nibble keeps the DER integer from being read as negative.
-  return '0' + forge.util.bytesToHex(forge.random.getBytesSync(15));
+  // 16 bytes, first byte 0x01–0x7f: a positive DER INTEGER with no padding byte. (A leading "0"
+  // nibble made forge emit 0x00 before a byte < 0x80, which OpenSSL may reject as illegal padding.)
+  const b = randomBytes(16);
+  b[0] = (b[0] & 0x7f) | 0x01;
+  return b.toString('hex');
+}
+
+/**
+ * RSA keys from Node's crypto, not forge: forge's PEM export of a key pads odd-length CRT
+ * components illegally now and then ("asn1 encoding routines::illegal padding" when Node loads
+ * it), which broke a server start in roughly one of a hundred. forge only assembles and signs.
+ */
+function rsaKeyPair(): { privateKey: forge.pki.rsa.PrivateKey; publicKey: forge.pki.rsa.PublicKey; privatePem: string } {
+  const { privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
+  const privatePem = privateKey.export({ type: 'pkcs1', format: 'pem' }).toString();
+  const key = forge.pki.privateKeyFromPem(privatePem) as forge.pki.rsa.PrivateKey;
+  return { privateKey: key, publicKey: forge.pki.setRsaPublicKey(key.n, key.e), privatePem };
 }
 
 /**
@@ -38,7 +54,7 @@ export function ensureTls(dataDir: string, hosts: string[]): TlsMaterial {
     return { caPem: readFileSync(caCrt, 'utf8'), ...out };
   }
   mkdirSync(dir, { recursive: true, mode: 0o700 });
-  const caKeys = forge.pki.rsa.generateKeyPair(2048);
+  const caKeys = rsaKeyPair();
   const ca = forge.pki.createCertificate();
   ca.publicKey = caKeys.publicKey;
   ca.serialNumber = serial();
@@ -55,7 +71,7 @@ export function ensureTls(dataDir: string, hosts: string[]): TlsMaterial {
   ca.sign(caKeys.privateKey, forge.md.sha256.create());
   const caPem = forge.pki.certificateToPem(ca);
   const out = issue(ca, caKeys.privateKey, hosts);
-  writeFileSync(join(dir, 'ca.key'), forge.pki.privateKeyToPem(caKeys.privateKey), { mode: 0o600 });
+  writeFileSync(join(dir, 'ca.key'), caKeys.privatePem, { mode: 0o600 });
   writeFileSync(caCrt, caPem, { mode: 0o644 });
   writeFileSync(crt, out.certPem, { mode: 0o644 });
   writeFileSync(key, out.keyPem, { mode: 0o600 });
@@ -63,7 +79,7 @@ export function ensureTls(dataDir: string, hosts: string[]): TlsMaterial {
 }
 
 function issue(ca: forge.pki.Certificate, caKey: forge.pki.PrivateKey, hosts: string[]): { certPem: string; keyPem: string } {
-  const keys = forge.pki.rsa.generateKeyPair(2048);
+  const keys = rsaKeyPair();
   const cert = forge.pki.createCertificate();
   cert.publicKey = keys.publicKey;
   cert.serialNumber = serial();
@@ -82,5 +98,5 @@ function issue(ca: forge.pki.Certificate, caKey: forge.pki.PrivateKey, hosts: st
     { name: 'subjectAltName', altNames },
   ]);
   cert.sign(caKey as forge.pki.rsa.PrivateKey, forge.md.sha256.create());
-  return { certPem: forge.pki.certificateToPem(cert), keyPem: forge.pki.privateKeyToPem(keys.privateKey) };
+  return { certPem: forge.pki.certificateToPem(cert), keyPem: keys.privatePem };
 }
