@@ -4,7 +4,7 @@
  *   fork('operator-child.js', [kubeconfigPath, kind, dockerSocket, policyJson])
  * IPC: {op:'stats'} → operator stats (perKey dropped), {op:'mem'} → memory after a full GC, {op:'stop'}.
  */
-import { fork, type ChildProcess } from 'node:child_process';
+import { forkRpcChild } from './child-rpc.js';
 import { fileURLToPath } from 'node:url';
 import v8 from 'node:v8';
 import vm from 'node:vm';
@@ -19,38 +19,17 @@ export interface RemoteOperator {
 }
 
 export async function startOperatorChild(opts: { kubeconfigPath: string; policy: Policy; kind: BackendKind; dockerSocket: string }): Promise<RemoteOperator> {
-  const child: ChildProcess = fork(fileURLToPath(import.meta.url), [opts.kubeconfigPath, opts.kind, opts.dockerSocket, JSON.stringify(opts.policy)], {
-    stdio: ['ignore', 'ignore', 'inherit', 'ipc'],
-  });
-  let next = 1;
-  const pending = new Map<number, (v: any) => void>();
-  child.on('message', (m: any) => {
-    if (m?.id && pending.has(m.id)) {
-      pending.get(m.id)!(m.result);
-      pending.delete(m.id);
-    }
-  });
-  await new Promise<void>((resolve, reject) => {
-    child.once('exit', (code) => reject(new Error(`operator child exited (${code}) before it led`)));
-    child.once('message', (m: any) => (m?.ready ? resolve() : reject(new Error(String(m?.error)))));
-  });
-  const call = (op: string) =>
-    new Promise<any>((resolve) => {
-      const id = next++;
-      pending.set(id, resolve);
-      child.send({ id, op });
-    });
+  const { child, call, stop } = await forkRpcChild(
+    fileURLToPath(import.meta.url),
+    [opts.kubeconfigPath, opts.kind, opts.dockerSocket, JSON.stringify(opts.policy)],
+    ['ignore', 'ignore', 'inherit', 'ipc'],
+    'operator child',
+  );
   return {
     pid: child.pid!,
     stats: () => call('stats'),
     mem: () => call('mem'),
-    stop: async () => {
-      if (child.exitCode !== null) return;
-      const exited = new Promise((r) => child.once('exit', r));
-      child.send({ id: 0, op: 'stop' });
-      await Promise.race([exited, new Promise((r) => setTimeout(r, 10_000))]);
-      if (child.exitCode === null) child.kill('SIGKILL');
-    },
+    stop: () => stop('stop', 10_000),
   };
 }
 

@@ -2,7 +2,7 @@
  * The counting proxy in its own process, so the operator's CPU and RSS measured in the bench
  * process are not inflated by the proxy's own work. The parent talks to it over the fork IPC channel.
  */
-import { fork, type ChildProcess } from 'node:child_process';
+import { forkRpcChild } from './child-rpc.js';
 import { fileURLToPath } from 'node:url';
 import { startCountingProxy, type CallCounts } from './docker-proxy.js';
 
@@ -19,26 +19,7 @@ export interface RemoteProxy {
 }
 
 export async function startProxyProcess(socketPath: string, upstream = '/var/run/docker.sock'): Promise<RemoteProxy> {
-  const child: ChildProcess = fork(fileURLToPath(import.meta.url), [socketPath, upstream], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
-  let next = 1;
-  const pending = new Map<number, (v: any) => void>();
-  child.on('message', (m: any) => {
-    if (m?.id && pending.has(m.id)) {
-      pending.get(m.id)!(m.result);
-      pending.delete(m.id);
-    }
-  });
-  await new Promise<void>((resolve, reject) => {
-    child.once('error', reject);
-    child.once('exit', (code) => reject(new Error(`proxy process exited (${code}) before it listened`)));
-    child.once('message', (m: any) => (m?.ready ? resolve() : reject(new Error(String(m?.error)))));
-  });
-  const call = (op: Req['op']) =>
-    new Promise<any>((resolve) => {
-      const id = next++;
-      pending.set(id, resolve);
-      child.send({ id, op });
-    });
+  const { child, call, stop } = await forkRpcChild(fileURLToPath(import.meta.url), [socketPath, upstream], ['ignore', 'inherit', 'inherit', 'ipc'], 'proxy process');
   return {
     socketPath,
     pid: child.pid!,
@@ -46,13 +27,7 @@ export async function startProxyProcess(socketPath: string, upstream = '/var/run
     reset: () => call('reset'),
     startTrace: () => call('trace-start'),
     stopTrace: () => call('trace-stop'),
-    close: async () => {
-      if (child.exitCode !== null) return;
-      const exited = new Promise((r) => child.once('exit', r));
-      await call('close').catch(() => undefined);
-      await Promise.race([exited, new Promise((r) => setTimeout(r, 3000))]);
-      if (child.exitCode === null) child.kill('SIGKILL');
-    },
+    close: () => stop('close', 3000),
   };
 }
 
