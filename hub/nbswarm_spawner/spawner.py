@@ -236,6 +236,10 @@ class NotebookServerSpawner(Spawner):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._progress_since: Optional[datetime.datetime] = None
+        # Set when start() gave up: JupyterHub then calls stop() inside the failed spawn and reports
+        # the failure only after stop() returns, within slow_spawn_timeout (10 s). A server that
+        # never got Ready has nothing to wait for, so that stop() does not wait for Stopped.
+        self._start_failed = False
 
     # ---- naming and state -------------------------------------------------------------------
     @property
@@ -570,6 +574,14 @@ class NotebookServerSpawner(Spawner):
 
     # ---- Spawner API ------------------------------------------------------------------------
     async def start(self) -> str:
+        self._start_failed = False
+        try:
+            return await self._start()
+        except BaseException:
+            self._start_failed = True
+            raise
+
+    async def _start(self) -> str:
         from kubernetes.client.rest import ApiException
 
         loop = asyncio.get_running_loop()
@@ -746,7 +758,10 @@ class NotebookServerSpawner(Spawner):
                         raise
         except ApiException as e:
             raise RuntimeError(f"stopping NotebookServer {self.namespace}/{name}: {_status_message(e)}") from e
-        if not now and self.stop_timeout > 0:
+        after_failed_start, self._start_failed = self._start_failed, False
+        if after_failed_start:
+            self.log.info("Stop of NotebookServer %s after a failed start: not waiting for Stopped", name)
+        elif not now and self.stop_timeout > 0:
             await self._wait_stopped()
 
     async def _wait_stopped(self) -> None:

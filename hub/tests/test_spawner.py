@@ -213,6 +213,36 @@ def test_stop_waits_for_operator_to_report_stopped(api, namespace, make_spawner)
     assert run(spawner.poll()) == 0
 
 
+def test_stop_after_a_failed_start_does_not_wait(api, namespace, make_spawner):
+    # JupyterHub stops the server inside a failed spawn and reports the failure only after
+    # stop() returns (within slow_spawn_timeout); no operator answers here, so a waiting stop()
+    # would take the whole stop_timeout.
+    spawner = make_spawner(start_timeout=2, stop_timeout=GUARD * 2)
+    with pytest.raises(SpawnFailed, match="not ready after 2s"):
+        run(spawner.start())
+    run(spawner.stop())
+    stopped = get_obj(api, namespace, "nbs-alice")
+    assert stopped["spec"]["stopped"] is True
+    gen_stopped = stopped["metadata"]["generation"]
+
+    # The next stop (of a server that did start) waits again.
+    async def scenario():
+        start = asyncio.ensure_future(spawner.start())
+        await until(
+            lambda: (o := get_obj(api, namespace, "nbs-alice")) and o["metadata"]["generation"] > gen_stopped,
+            "the restart patch",
+        )
+        await asyncio.get_running_loop().run_in_executor(None, set_status, api, namespace, "nbs-alice", ready_status())
+        await start
+        task = asyncio.ensure_future(spawner.stop())
+        await until(lambda: get_obj(api, namespace, "nbs-alice")["spec"].get("stopped"), "spec.stopped")
+        await asyncio.sleep(0.2)
+        assert not task.done(), "stop() after a successful start waits for Stopped"
+        task.cancel()
+
+    run(scenario())
+
+
 def test_delete_on_stop_removes_object_and_secret(api, namespace, make_spawner):
     spawner = make_spawner(delete_on_stop=True)
     run(start_and_make_ready(api, spawner))
