@@ -51,6 +51,9 @@ export const MANAGED_FILTER = `${LABELS.managedBy}=${MANAGED_BY}`;
 /** Container event actions that say nothing about a server's lifecycle (probes use exec). */
 const NOISE = /^(exec_|top$|attach$|resize$|archive-path$|extract-to-dir$|copy$|export$)/;
 
+/** States a server leaves by itself within moments, often without a Docker event. */
+const IN_PROGRESS = new Set<string>(['pending', 'preparing', 'starting']);
+
 /** What the backend last knew about one resource UID's Docker objects. */
 interface CacheEntry {
   servers: ObservedServer[];
@@ -166,7 +169,11 @@ export abstract class BaseBackend implements Backend {
     const ttl = this.cacheOpts!.unsettledTtlMs;
     // Observed before our event stream could tell us about changes: only a short-lived answer.
     if (!this.eventsLive || this.watchSince === undefined || at < this.watchSince) return age > ttl;
-    if (e && e.servers.some((o) => !this.settled(o))) return age > ttl;
+    if (e && e.servers.some((o) => !this.settled(o))) {
+      // Measured (issue 7): a "starting" answer kept for 1 s made the reconciler's 100/200/400 ms
+      // polls see it again after the task ran, so a spawn took up to 1.9 s instead of ~0.45 s.
+      return age > (e.servers.some((o) => IN_PROGRESS.has(o.state)) ? this.cacheOpts!.progressTtlMs : ttl);
+    }
     return false;
   }
 

@@ -139,13 +139,18 @@ export interface CacheOptions {
   maxAgeMs: number;
   /** Entries whose changes Docker may not announce by event (a Swarm task being scheduled, a task on another node) are re-read after this. */
   unsettledTtlMs: number;
+  /**
+   * The same for an object in progress (task pending/preparing/starting): it moves on within
+   * moments and callers poll for that, so a cached answer must not hide it. Coalesces reads only.
+   */
+  progressTtlMs: number;
   /** A list that says "missing" within this long after our own create is not believed (the write-through entry wins). */
   writeGraceMs: number;
   /** Image resolutions are re-checked after this, besides on image events. */
   imageTtlMs: number;
 }
 
-export const DEFAULT_CACHE: CacheOptions = { maxAgeMs: 30_000, unsettledTtlMs: 1000, writeGraceMs: 5000, imageTtlMs: 5000 };
+export const DEFAULT_CACHE: CacheOptions = { maxAgeMs: 30_000, unsettledTtlMs: 1000, progressTtlMs: 20, writeGraceMs: 5000, imageTtlMs: 5000 };
 
 /** Build the backend for `kind`, auto-detecting from `docker info` when asked. */
 export async function createBackend(kind: 'auto' | BackendKind, opts: BackendOptions = {}): Promise<Backend> {

@@ -22,6 +22,9 @@ const TASK_STATE: Record<string, ObservedState> = {
   rejected: 'rejected',
 };
 
+/** Shortest gap between two batched per-uid reads (see fetchUid). */
+const FETCH_SPACING_MS = 40;
+
 export class SwarmBackend extends BaseBackend {
   readonly kind = 'service' as const;
   private readonly nodeNames = new Map<string, Promise<string>>();
@@ -101,11 +104,77 @@ export class SwarmBackend extends BaseBackend {
     };
   }
 
-  protected async fetchUid(uid: string): Promise<ObservedServer[]> {
-    const services = await this.listServices(labelFilter(`${LABELS.uid}=${uid}`));
-    if (!services.length) return [];
+  /**
+   * Per-uid reads are batched (issue 7, P2): while Swarm tasks are pending nothing announces their
+   * progress, so every server being spawned is re-read, and a burst of 20 made ~100 service lists
+   * plus ~120 task lists, each a store walk in the manager that also slows its scheduling. Callers
+   * that arrive while a read is in flight (or within FETCH_SPACING_MS of the last one) share ONE
+   * next read (one service list + one task list for all of them), which halved those lists; that
+   * read begins after each of them asked, so its answer is as fresh as a read of their own.
+   */
+  private fetchQueue = new Map<string, { resolve: (v: ObservedServer[]) => void; reject: (e: unknown) => void }[]>();
+  private fetching = false;
+  private lastFetchAt = 0;
+
+  protected fetchUid(uid: string): Promise<ObservedServer[]> {
+    return new Promise((resolve, reject) => {
+      const waiting = this.fetchQueue.get(uid);
+      if (waiting) waiting.push({ resolve, reject });
+      else this.fetchQueue.set(uid, [{ resolve, reject }]);
+      if (!this.fetching) {
+        this.fetching = true;
+        // Callers of the same tick join this read.
+        queueMicrotask(() => void this.drainFetches());
+      }
+    });
+  }
+
+  private async drainFetches(): Promise<void> {
+    try {
+      while (this.fetchQueue.size) {
+        // Reads start at most every FETCH_SPACING_MS, so a burst of polls shares one.
+        const wait = this.lastFetchAt + FETCH_SPACING_MS - Date.now();
+        if (wait > 0) await new Promise((r) => setTimeout(r, wait));
+        this.lastFetchAt = Date.now();
+        const batch = this.fetchQueue;
+        this.fetchQueue = new Map();
+        const settle = (uid: string, f: (w: { resolve: (v: ObservedServer[]) => void; reject: (e: unknown) => void }) => void) => {
+          for (const w of batch.get(uid) ?? []) f(w);
+        };
+        try {
+          const got = await this.fetchUids([...batch.keys()]);
+          for (const uid of batch.keys()) {
+            const servers = got.get(uid) ?? [];
+            // Each caller gets its own array: the cache keeps and copies what it is handed.
+            settle(uid, (w) => w.resolve([...servers]));
+          }
+        } catch (err) {
+          for (const uid of batch.keys()) settle(uid, (w) => w.reject(err));
+        }
+      }
+    } finally {
+      this.fetching = false;
+    }
+  }
+
+  /** The services of `uids` and their tasks: two calls whatever their number. */
+  private async fetchUids(uids: string[]): Promise<Map<string, ObservedServer[]>> {
+    // One uid: a label filter reads only its service. Several: Docker ANDs label filters, so list
+    // the managed services once and pick them out.
+    const wanted = new Set(uids);
+    const all = await this.listServices(labelFilter(uids.length === 1 ? `${LABELS.uid}=${uids[0]}` : MANAGED_FILTER));
+    const services = all.filter((s) => wanted.has(s.Spec?.Labels?.[LABELS.uid]));
+    const out = new Map<string, ObservedServer[]>();
+    if (!services.length) return out;
     const tasks = await this.listTasks({ service: services.map((s) => s.ID) });
-    return Promise.all(services.map((s) => this.observeService(s, tasks.get(s.ID) ?? [])));
+    const observed = await Promise.all(services.map((s) => this.observeService(s, tasks.get(s.ID) ?? [])));
+    for (const o of observed) {
+      const uid = o.labels[LABELS.uid]!;
+      const l = out.get(uid);
+      if (l) l.push(o);
+      else out.set(uid, [o]);
+    }
+    return out;
   }
 
   /** All managed services from two calls: the services, and ONE task list joined by service ID. */

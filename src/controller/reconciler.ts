@@ -355,7 +355,9 @@ export class Reconciler {
       case 'preparing':
         return this.progress(obj, status, 'Preparing', 'ImagePulling', `Swarm is preparing the task (pulling/checking image ${desired.image})${dockerMsg}`, 'True');
       case 'starting':
-        return this.progress(obj, status, 'Starting', 'Starting', `${name} is starting${dockerMsg}`, 'True');
+        // The container exists and is being started: running follows within tens of ms, and Swarm
+        // reports it with no event of its own, so poll as short as the ready probe.
+        return this.progress(obj, status, 'Starting', 'Starting', `${name} is starting${dockerMsg}`, 'True', READY_PROBE_FIRST_MS);
       case 'pending':
         return this.progress(obj, status, 'Pending', 'Pending', `${name} is waiting to be scheduled${dockerMsg}`, 'False');
       case 'missing':
@@ -379,14 +381,14 @@ export class Reconciler {
     }
   }
 
-  private progress(obj: NotebookServer, status: NotebookServerStatus, reason: string, eventReason: string, message: string, scheduled: Condition['status']) {
+  private progress(obj: NotebookServer, status: NotebookServerStatus, reason: string, eventReason: string, message: string, scheduled: Condition['status'], firstPollMs = PROGRESS_FIRST_MS) {
     status.conditions = setCondition(status.conditions, { type: 'Ready', status: 'False', reason, message });
     status.conditions = setCondition(status.conditions, { type: 'Scheduled', status: scheduled, reason: scheduled === 'True' ? 'Scheduled' : 'Pending', message });
     status.conditions = setCondition(status.conditions, { type: 'Degraded', status: 'False', reason: 'AsExpected', message: '' });
     status = this.withPhase(status, 'Creating', message);
     const prev = getCondition(obj.status?.conditions, 'Ready');
     const event = prev?.reason !== reason ? { type: 'Normal' as const, reason: eventReason, message } : undefined;
-    return { status, event, requeueAfterMs: this.nextProbeDelay(obj, PROGRESS_FIRST_MS), probing: true };
+    return { status, event, requeueAfterMs: this.nextProbeDelay(obj, firstPollMs), probing: true };
   }
 
   private withPhase(status: NotebookServerStatus, phase: Phase, message: string, conds: Record<string, Omit<Condition, 'type'>> = {}): NotebookServerStatus {
