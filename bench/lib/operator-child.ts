@@ -14,7 +14,7 @@ import type { BackendKind } from '../../src/backends/types.js';
 export interface RemoteOperator {
   pid: number;
   stats(): Promise<any>;
-  mem(): Promise<{ rss: number; heapUsed: number; external: number; arrayBuffers: number }>;
+  mem(): Promise<{ rss: number; heapTotal: number; heapUsed: number; external: number; arrayBuffers: number; spaces: Record<string, number> }>;
   stop(): Promise<void>;
 }
 
@@ -47,7 +47,9 @@ if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1] && pro
         process.send!({ id: m.id, result: s });
       } else if (m.op === 'mem') {
         gc();
-        process.send!({ id: m.id, result: process.memoryUsage() });
+        // Committed size of each V8 heap space: which part of the heap the RSS is.
+        const spaces = Object.fromEntries(v8.getHeapSpaceStatistics().map((x) => [x.space_name, x.space_size]));
+        process.send!({ id: m.id, result: { ...process.memoryUsage(), spaces } });
       } else if (m.op === 'stop') {
         await running.close().catch(() => undefined);
         process.exit(0);

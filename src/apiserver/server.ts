@@ -178,7 +178,11 @@ export class ApiHandler {
    * and a read never shows a write before it is. A failed commit turns the answer into a 500.
    */
   private send(res: Res, code: number, body: unknown, warnings: string[] = []): void {
-    const text = (isObj(body) && this.o.store.textOf(body)) || JSON.stringify(body);
+    this.sendText(res, code, (isObj(body) && this.o.store.textOf(body)) || JSON.stringify(body), warnings);
+  }
+
+  /** Replies with JSON text once every write so far is committed. */
+  private sendText(res: Res, code: number, text: string, warnings: string[] = []): void {
     const headers: Record<string, string | string[]> = { 'content-type': 'application/json', 'cache-control': 'no-cache, private' };
     if (warnings.length) headers.warning = warnings.map((w) => `299 - ${JSON.stringify(w)}`);
     this.o.store.afterCommit(() => this.reply(res, code, headers, text), (e) => {
@@ -774,27 +778,45 @@ export class ApiHandler {
       }
       if (match !== 'NotOlderThan' && n < store.compactedRv && match === 'Exact') throw gone(`too old resource version: ${n} (${store.compactedRv})`);
     }
+    const table = this.wantsTable(ctx);
+    const meta = this.wantsMeta(ctx);
+    // A plain list whose rows are stored in the requested version is their stored text spliced
+    // together: parsing and re-serialising 10,000 objects was most of a full list's server time.
+    const spliced = !labels.length && !fields.length && !ctx.def.fromStorage && !table && !meta;
+    const rowHead = `{"apiVersion":${JSON.stringify(ctx.apiVersion)},`;
     const items: Obj[] = [];
+    const texts: string[] = [];
+    let count = 0;
     let next: string | undefined;
     const nsFilter = ctx.def.namespaced ? (ctx.ns || null) : '';
     let lastKey: [string, string] | null = null;
-    for (const o of store.iterate(ctx.def.gr, nsFilter, after)) {
-      if (!matches(labels, o.metadata.labels)) continue;
-      const view = this.out(ctx, o);
-      if (fields.length && !fieldMatches(fields, view)) continue;
-      if (limit && items.length >= limit) {
+    for (const row of store.iterateRows(ctx.def.gr, nsFilter, after)) {
+      let text: string | undefined;
+      let view: Obj | undefined;
+      if (spliced && row.data.startsWith(rowHead)) text = row.data;
+      else {
+        const o = JSON.parse(row.data) as Obj;
+        if (!matches(labels, o.metadata.labels)) continue;
+        view = this.out(ctx, o);
+        if (fields.length && !fieldMatches(fields, view)) continue;
+      }
+      if (limit && count >= limit) {
         if (lastKey) next = Buffer.from(JSON.stringify({ rv: listRv, ns: lastKey[0], name: lastKey[1] })).toString('base64url');
         break;
       }
-      items.push(view);
-      lastKey = [o.metadata.namespace ?? '', o.metadata.name];
+      count++;
+      if (spliced) texts.push(text ?? JSON.stringify(view));
+      else items.push(view!);
+      lastKey = [row.ns, row.name];
     }
     const metadata: Obj = { resourceVersion: String(listRv), ...(next ? { continue: next } : {}) };
-    if (this.wantsTable(ctx)) return this.send(ctx.res, 200, toTable(ctx.def, ctx.version.name, items, ctx.q.get('includeObject') ?? 'Metadata', metadata), ctx.warnings);
-    if (this.wantsMeta(ctx)) {
+    if (table) return this.send(ctx.res, 200, toTable(ctx.def, ctx.version.name, items, ctx.q.get('includeObject') ?? 'Metadata', metadata), ctx.warnings);
+    if (meta) {
       return this.send(ctx.res, 200, { kind: 'PartialObjectMetadataList', apiVersion: 'meta.k8s.io/v1', metadata, items: items.map((i) => ({ kind: 'PartialObjectMetadata', apiVersion: 'meta.k8s.io/v1', metadata: i.metadata })) });
     }
-    this.send(ctx.res, 200, { apiVersion: ctx.apiVersion, kind: ctx.def.listKind, metadata, items }, ctx.warnings);
+    if (!spliced) return this.send(ctx.res, 200, { apiVersion: ctx.apiVersion, kind: ctx.def.listKind, metadata, items }, ctx.warnings);
+    const head = JSON.stringify({ apiVersion: ctx.apiVersion, kind: ctx.def.listKind, metadata });
+    this.sendText(ctx.res, 200, `${head.slice(0, -1)},"items":[${texts.join(',')}]}`, ctx.warnings);
   }
 
   private doWatch(ctx: Ctx): void {

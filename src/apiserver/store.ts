@@ -4,6 +4,13 @@ import type { Database as DB, Statement } from 'better-sqlite3';
 export type Obj = Record<string, any>;  
 export type EventType = 'ADDED' | 'MODIFIED' | 'DELETED';
 
+/** One object as stored: its key and its JSON text. */
+export interface StoredRow {
+  ns: string;
+  name: string;
+  data: string;
+}
+
 export interface StoreEvent {
   type: EventType;
   gr: string;
@@ -116,10 +123,14 @@ export class Store {
 
   /** Rows after (ns, name) in key order; ns === null lists every namespace. */
   *iterate(gr: string, ns: string | null, after: [string, string] = ['', '']): Generator<Obj> {
-    const it = ns === null
+    for (const row of this.iterateRows(gr, ns, after)) yield JSON.parse(row.data);
+  }
+
+  /** Like iterate, as the stored JSON text: a list that needs no object can splice it unparsed. */
+  iterateRows(gr: string, ns: string | null, after: [string, string] = ['', '']): IterableIterator<StoredRow> {
+    return (ns === null
       ? this.st.listAll.iterate(gr, after[0], after[0], after[1])
-      : this.st.listNs.iterate(gr, ns, after[1]);
-    for (const row of it as Iterable<{ data: string }>) yield JSON.parse(row.data);
+      : this.st.listNs.iterate(gr, ns, after[1])) as IterableIterator<StoredRow>;
   }
 
   hasAny(gr: string, ns: string): boolean {
@@ -133,7 +144,10 @@ export class Store {
    */
   write(type: EventType, gr: string, ns: string, name: string, object: Obj, prev?: Obj): Obj {
     const rv = this.rv + 1;
-    const stamped = { ...object, metadata: { ...object.metadata, resourceVersion: String(rv) } };
+    // apiVersion and kind lead the stored text (as clients send them), so a list can check the
+    // version of a row from its first bytes without parsing it (Server.doList).
+    const head = object.apiVersion === undefined ? {} : { apiVersion: object.apiVersion, kind: object.kind };
+    const stamped = { ...head, ...object, metadata: { ...object.metadata, resourceVersion: String(rv) } };
     const data = JSON.stringify(stamped);
     this.begin();
     this.writeOne(type, gr, ns, name, rv, data);

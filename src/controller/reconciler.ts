@@ -194,6 +194,15 @@ export class Reconciler {
     found = await this.dropDuplicates(obj, found);
     let current = found[0];
 
+    // A server that is stopped and has no Docker object (created stopped, or never started) needs
+    // none: nothing to keep, so no image, port, secret or source build until it starts.
+    if (stopped && !current) {
+      delete status.backend;
+      status = this.stoppedStatus(obj, status, true);
+      await this.writeStatus(obj, old, status);
+      return;
+    }
+
     // Source-server image (dashboards built from another server's container).
     let sourceImage: string | undefined;
     let oldBuiltImage: string | undefined;
@@ -310,6 +319,22 @@ export class Reconciler {
     return outcome.requeueAfterMs !== undefined ? { requeueAfterMs: outcome.requeueAfterMs } : undefined;
   }
 
+  /** Status of a stopped (done) or stopping server; `name` is its Docker object, if it has one. */
+  private stoppedStatus(obj: NotebookServer, base: NotebookServerStatus, done: boolean, name?: string): NotebookServerStatus {
+    const status = base;
+    delete status.endpoint;
+    const cond = (type: string, s: Condition['status'], reason: string, message: string) => {
+      status.conditions = setCondition(status.conditions, { type, status: s, reason, message });
+    };
+    cond('Ready', 'False', done ? 'Stopped' : 'Stopping', done ? 'server is stopped; volumes kept' : 'stopping');
+    cond('Scheduled', 'False', 'Stopped', 'server is stopped');
+    cond('Degraded', 'False', 'AsExpected', '');
+    const annotated = obj.spec.stopped !== true;
+    const why = annotated ? ` by annotation ${STOPPED_ANNOTATION} (${obj.metadata.annotations?.[STOPPED_REASON_ANNOTATION] ?? 'manual'}); remove it or change spec to start again` : '';
+    if (!name) return this.withPhase(status, 'Stopped', `stopped${why}; no ${this.d.backend.kind} exists until it starts`);
+    return this.withPhase(status, done ? 'Stopped' : 'Stopping', done ? `${name} is stopped${why}` : `stopping ${name}`);
+  }
+
   private async observe(
     obj: NotebookServer,
     base: NotebookServerStatus,
@@ -325,14 +350,7 @@ export class Reconciler {
     };
     if (stopped) {
       const done = observed.state === 'stopped' || observed.state === 'missing' || observed.replicas === 0 && observed.state !== 'running';
-      delete status.endpoint;
-      cond('Ready', 'False', done ? 'Stopped' : 'Stopping', done ? 'server is stopped; volumes kept' : 'stopping');
-      cond('Scheduled', 'False', 'Stopped', 'server is stopped');
-      cond('Degraded', 'False', 'AsExpected', '');
-      const annotated = obj.spec.stopped !== true;
-      const why = annotated ? ` by annotation ${STOPPED_ANNOTATION} (${obj.metadata.annotations?.[STOPPED_REASON_ANNOTATION] ?? 'manual'}); remove it or change spec to start again` : '';
-      status = this.withPhase(status, done ? 'Stopped' : 'Stopping', done ? `${name} is stopped${why}` : `stopping ${name}`);
-      return { status, requeueAfterMs: done ? undefined : CONVERGING_REQUEUE_MS };
+      return { status: this.stoppedStatus(obj, status, done, name), requeueAfterMs: done ? undefined : CONVERGING_REQUEUE_MS };
     }
     switch (observed.state) {
       case 'running': {

@@ -117,6 +117,19 @@ export function operatorSuite(kind: BackendKind): void {
       expect(await dockerExec(env.docker, obs2.containerId!, ['cat', '/home/jovyan/keep.txt'])).to.equal('persisted-42\n');
     });
 
+    it('created with stopped: true → Stopped with no Docker object (nor a missing image resolved); starting it creates one', async () => {
+      // The image does not exist: a stopped server must not need it until it starts.
+      await apply('nb-cold', { user: 'cora', mode: 'custom', command: HTTPD, image: `local/${env.prefix}-absent:v1`, stopped: true });
+      const stopped = await waitPhase(env, 'nb-cold', 'Stopped');
+      expect(stopped.status?.message).to.match(/no (service|container) exists until it starts/);
+      expect(stopped.status?.backend).to.equal(undefined);
+      expect(await env.backend.find(stopped.metadata.uid!)).to.have.length(0);
+      await patchSpec(env, 'nb-cold', { image: TEST_IMAGE, stopped: false });
+      const running = await waitReady(env, 'nb-cold');
+      expect(await env.backend.find(running.metadata.uid!)).to.have.length(1);
+      await env.kubectl(['delete', 'nbs', 'nb-cold', '-n', NS, '--wait=true', '--timeout=60s']);
+    });
+
     it('delete removes the object but keeps the volume; a re-created server sees the file', async () => {
       const o = await getNbs(env, 'nb-named');
       await env.kubectl(['delete', 'nbs', 'nb-named', '-n', NS, '--wait=true', '--timeout=60s']);
