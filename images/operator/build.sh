@@ -21,7 +21,7 @@ repo=$(cd "$here/../.." && pwd)
 name=${1:-local/nbswarm:latest}
 case "$name" in -h|--help) sed -n '2,18p' "$0"; exit 0 ;; esac
 # What the image is made of, so a checkout with newer code never silently reuses an old image.
-source_hash=$(cd "$repo" && find src crds package.json package-lock.json tsconfig.json images/operator images/lib \
+source_hash=$(cd "$repo" && find src crds package.json package-lock.json tsconfig.json scripts/bundle.mjs images/operator images/lib \
   -type f ! -name '*.md' -print0 | sort -z | xargs -0 sha256sum | sha256sum | cut -c1-16)
 if [ "${FORCE:-0}" != 1 ] && docker image inspect "$name" >/dev/null 2>&1; then
   have=$(docker image inspect --format '{{index .Config.Labels "nbswarm.io/source-hash"}}' "$name" 2>/dev/null || true)
@@ -62,7 +62,7 @@ missing=$(ldd "$node" | awk '$2=="=>"{print $1} $1 ~ /^\//{print $1}' | while re
 done)
 [ -z "$missing" ] || { echo "the rootfs lacks libraries node needs: $missing" >&2; exit 1; }
 
-# 3. The project: compiled JS (src only), package files, CRDs, production node_modules.
+# 3. The project: the bundled CLI, package files, CRDs, production node_modules (native modules).
 mkdir -p "$app"
 if [ -n "${DIST:-}" ]; then
   dist=$(cd "$DIST" && pwd)
@@ -80,9 +80,10 @@ JSON
     || { tail -30 "$work/tsc.log" >&2; echo "tsc failed" >&2; exit 1; }
 fi
 [ -f "$dist/src/cli.js" ] || { echo "$dist/src/cli.js missing" >&2; exit 1; }
+# The one file the image runs: the CLI bundled as `npm run build` bundles it (scripts/bundle.mjs).
 mkdir -p "$app/dist"
-cp -a "$dist/src" "$app/dist/src"
-find "$app/dist" -name '*.map' -delete
+(cd "$repo" && NBSWARM_BUNDLE_SOURCEMAP=0 node scripts/bundle.mjs "$dist" "$app/dist/nbswarm.mjs") >"$work/bundle.log" 2>&1 \
+  || { tail -30 "$work/bundle.log" >&2; echo "bundle failed" >&2; exit 1; }
 cp "$repo/package.json" "$repo/package-lock.json" "$app/"
 cp -a "$repo/crds" "$app/crds"
 # A staging copy, never the checkout: `npm ci` there would replace node_modules under the other
@@ -106,7 +107,7 @@ tar --numeric-owner -C "$root" -c . | docker import \
   --change 'ENV NODE_ENV=production' --change 'ENV LANG=C.UTF-8' \
   --change 'USER 0' --change 'WORKDIR /var/lib/nbswarm' --change 'EXPOSE 6443' \
   --change "LABEL org.opencontainers.image.title=nbswarm org.opencontainers.image.version=$version nbswarm.io/source-hash=$source_hash" \
-  --change 'ENTRYPOINT ["node","/opt/nbswarm/dist/src/cli.js"]' \
+  --change 'ENTRYPOINT ["node","/opt/nbswarm/dist/nbswarm.mjs"]' \
   --change 'CMD ["up","--address","0.0.0.0","--data-dir","/var/lib/nbswarm"]' \
   --message "nbswarm $version (debootstrap $(nbswarm_suite) minbase + node $nodever)" - "$name" >/dev/null
 t3=$(date +%s)

@@ -95,9 +95,12 @@ function serveMetrics(op: OperatorHandle, port: number, log: Logger): http.Serve
     } else if (req.url === '/healthz' || req.url === '/readyz') {
       res.writeHead(200, { 'content-type': 'text/plain' });
       res.end('ok');
-    } else if (req.url === '/stats') {
+    } else if (req.url === '/stats' || req.url?.startsWith('/stats?')) {
       res.writeHead(200, { 'content-type': 'application/json' });
-      res.end(JSON.stringify(op.stats()));
+      // The per-key table (one entry per resource) only when asked: a scrape must stay cheap at 10,000 resources.
+      const stats = op.stats();
+      const perKey = new URL(req.url, 'http://x').searchParams.has('perKey');
+      res.end(JSON.stringify({ ...stats, queue: perKey ? { ...stats.queue, perKey: stats.queue.perKey } : stats.queue, memory: process.memoryUsage() }));
     } else {
       res.writeHead(404);
       res.end();

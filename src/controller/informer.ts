@@ -38,6 +38,8 @@ export function splitKey(key: string): { namespace: string; name: string } {
 
 export interface InformerStats {
   lists: number;
+  /** List requests (a list of more than one page is several). */
+  listPages: number;
   watchesStarted: number;
   watchErrors: number;
   relistsOn410: number;
@@ -59,12 +61,12 @@ export class NotebookServerInformer {
   private resourceVersion?: string;
   private backoffMs = 0;
   private retryTimer?: NodeJS.Timeout;
-  private readonly s: InformerStats = { lists: 0, watchesStarted: 0, watchErrors: 0, relistsOn410: 0, events: 0, cached: 0 };
+  private readonly s: InformerStats = { lists: 0, listPages: 0, watchesStarted: 0, watchErrors: 0, relistsOn410: 0, events: 0, cached: 0 };
 
   constructor(
     kc: KubeConfig,
     private readonly log: Logger,
-    private readonly opts: { namespace?: string; watchTimeoutSeconds?: number } = {},
+    private readonly opts: { namespace?: string; watchTimeoutSeconds?: number; pageSize?: number } = {},
   ) {
     this.api = makeApiClient(kc, CustomObjectsApi);
     this.watcher = new Watch(kc);
@@ -131,7 +133,7 @@ export class NotebookServerInformer {
     const key = keyOf(obj);
     const cur = this.cache.get(key);
     if (cur && cur.metadata.uid === obj.metadata.uid && rvNewer(obj.metadata.resourceVersion, cur.metadata.resourceVersion)) {
-      this.cache.set(key, obj);
+      this.cache.set(key, slim(obj));
     }
   }
 
@@ -154,31 +156,40 @@ export class NotebookServerInformer {
   }
 
   private async relist(): Promise<void> {
-    const res = (this.opts.namespace
-      ? await this.api.listNamespacedCustomObject({ group: GROUP, version: VERSION, plural: PLURAL, namespace: this.opts.namespace })
-      : await this.api.listClusterCustomObject({ group: GROUP, version: VERSION, plural: PLURAL })) as {
-      items: NotebookServer[];
-      metadata?: { resourceVersion?: string };
-    };
-    if (this.stopped) return;
-    this.s.lists++;
+    type Page = { items: NotebookServer[]; metadata?: { resourceVersion?: string; continue?: string } };
+    // In pages (as client-go's reflector does): one response of 10,000 objects is a 16 MB string
+    // plus its parse held at once, which stays in the operator's RSS long after the list.
+    const limit = this.opts.pageSize ?? LIST_PAGE_SIZE;
     const seen = new Set<string>();
-    for (const item of res.items ?? []) {
-      // Lists omit apiVersion/kind on items; the rest of the operator relies on them.
-      const obj = { ...item, apiVersion: `${GROUP}/${VERSION}`, kind: 'NotebookServer' } as NotebookServer;
-      const key = keyOf(obj);
-      seen.add(key);
-      const old = this.cache.get(key);
-      this.put(key, obj);
-      this.subject.next({ type: old ? 'modified' : 'added', key, obj, old, fromList: true });
-    }
+    let resourceVersion: string | undefined;
+    let cont: string | undefined;
+    do {
+      const res = (this.opts.namespace
+        ? await this.api.listNamespacedCustomObject({ group: GROUP, version: VERSION, plural: PLURAL, namespace: this.opts.namespace, limit, _continue: cont })
+        : await this.api.listClusterCustomObject({ group: GROUP, version: VERSION, plural: PLURAL, limit, _continue: cont })) as Page;
+      if (this.stopped) return;
+      this.s.listPages++;
+      // Watching from the first page's version replays whatever changed while later pages were read.
+      resourceVersion ??= res.metadata?.resourceVersion;
+      cont = res.metadata?.continue || undefined;
+      for (const item of res.items ?? []) {
+        // Lists omit apiVersion/kind on items; the rest of the operator relies on them.
+        const obj = slim({ ...item, apiVersion: `${GROUP}/${VERSION}`, kind: 'NotebookServer' } as NotebookServer);
+        const key = keyOf(obj);
+        seen.add(key);
+        const old = this.cache.get(key);
+        this.put(key, obj);
+        this.subject.next({ type: old ? 'modified' : 'added', key, obj, old, fromList: true });
+      }
+    } while (cont);
+    this.s.lists++;
     for (const [key, obj] of [...this.cache]) {
       if (!seen.has(key)) {
         this.drop(key);
         this.subject.next({ type: 'deleted', key, obj, fromList: true });
       }
     }
-    this.resourceVersion = res.metadata?.resourceVersion;
+    this.resourceVersion = resourceVersion;
     if (!this.synced) {
       this.synced = true;
       for (const w of this.syncWaiters.splice(0)) w();
@@ -234,7 +245,7 @@ export class NotebookServerInformer {
           if (phase === 'BOOKMARK') return;
           this.s.events++;
           const key = keyOf(obj);
-          const full = { ...obj, apiVersion: obj.apiVersion ?? `${GROUP}/${VERSION}`, kind: 'NotebookServer' } as NotebookServer;
+          const full = slim({ ...obj, apiVersion: obj.apiVersion ?? `${GROUP}/${VERSION}`, kind: 'NotebookServer' } as NotebookServer);
           if (phase === 'DELETED') {
             const old = this.cache.get(key);
             this.drop(key);
@@ -283,6 +294,26 @@ export class NotebookServerInformer {
       void fn();
     }, this.backoffMs);
   }
+}
+
+/** Objects per list request (kubectl and client-go's reflector use 500). */
+export const LIST_PAGE_SIZE = 500;
+
+const LAST_APPLIED = 'kubectl.kubernetes.io/last-applied-configuration';
+
+/**
+ * What the cache keeps of an object: managedFields and kubectl's last-applied copy are for the
+ * API server and kubectl, never read by the operator, and are a third or more of an object's size
+ * (controller-runtime's cache.TransformStripManagedFields does the same).
+ */
+export function slim(obj: NotebookServer): NotebookServer {
+  const { managedFields: _managed, ...metadata } = obj.metadata as NotebookServer['metadata'] & { managedFields?: unknown };
+  const ann = metadata.annotations;
+  if (ann && LAST_APPLIED in ann) {
+    const { [LAST_APPLIED]: _last, ...rest } = ann;
+    metadata.annotations = rest;
+  }
+  return { ...obj, metadata };
 }
 
 function rvNewer(a?: string, b?: string): boolean {

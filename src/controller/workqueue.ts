@@ -249,9 +249,7 @@ export class WorkQueue {
   }
 
   stats(): WorkQueueStats {
-    const perKey: WorkQueueStats['perKey'] = {};
-    for (const [k, v] of this.perKey) perKey[k] = { ...v, failures: this.failures.get(k) ?? 0 };
-    return {
+    const stats = {
       depth: this.queuedSize(),
       depthByLane: { high: this.lanes.high.size, low: this.lanes.low.size },
       delayed: this.timers.size,
@@ -260,8 +258,18 @@ export class WorkQueue {
       maxConcurrentPerKey: this.maxPerKey,
       reconcilesTotal: this.total,
       errorsTotal: this.errors,
-      perKey,
-    };
+    } as WorkQueueStats;
+    // One entry per key: built only when read, and not enumerable, so a /stats scrape or a
+    // progress poll at 10,000 resources does not build and serialise it.
+    Object.defineProperty(stats, 'perKey', {
+      enumerable: false,
+      get: () => {
+        const perKey: WorkQueueStats['perKey'] = {};
+        for (const [k, v] of this.perKey) perKey[k] = { ...v, failures: this.failures.get(k) ?? 0 };
+        return perKey;
+      },
+    });
+    return stats;
   }
 
   /** Stop handing out keys; waits for running handlers to finish. */

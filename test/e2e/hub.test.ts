@@ -23,7 +23,7 @@ import { repoPath } from '../../src/paths.js';
 const PYTHON = '/usr/bin/python3';
 const NOTEBOOK_IMAGE = process.env.NBSWARM_NOTEBOOK_IMAGE ?? 'local/notebook:latest';
 const BROKEN_IMAGE = 'local/busybox:test'; // has no start.sh / jupyterhub-singleuser: never gets Ready
-const CLI = fileURLToPath(new URL('../../src/cli.js', import.meta.url));
+const CLI = fileURLToPath(new URL('../../nbswarm.mjs', import.meta.url));
 
 interface Proc {
   child: ChildProcess;

@@ -69,6 +69,49 @@ describe('operator informer (real embedded API server)', function () {
   });
 });
 
+describe('operator informer cache (real embedded API server)', function () {
+  this.timeout(60_000);
+
+  it('lists in pages (every page, not the first) and keeps neither managedFields nor the last-applied copy', async () => {
+    const dataDir = mkdtempSync(join(tmpdir(), 'nbswarm-inf-'));
+    const api = await startApiServer({ dataDir, port: 0 });
+    const kc = new KubeConfig();
+    kc.loadFromFile(api.kubeconfigPath);
+    await installCrd(kc);
+    const ns = NS;
+    const informer = new NotebookServerInformer(kc, log, { namespace: ns, pageSize: 5 });
+    const { CustomObjectsApi } = await import('@kubernetes/client-node');
+    const custom = kc.makeApiClient(CustomObjectsApi);
+    const annotations = { 'kubectl.kubernetes.io/last-applied-configuration': '{"big":"copy"}', keep: 'me' };
+    try {
+      for (let i = 0; i < 12; i++) {
+        await custom.createNamespacedCustomObject({ group: GROUP, version: VERSION, plural: PLURAL, namespace: ns, body: { apiVersion: `${GROUP}/${VERSION}`, kind: 'NotebookServer', metadata: { name: `pg-${i}`, annotations }, spec: { user: `u${i}` } } });
+      }
+      const stored = (await custom.getNamespacedCustomObject({ group: GROUP, version: VERSION, plural: PLURAL, namespace: ns, name: 'pg-0' })) as NotebookServer & { metadata: { managedFields?: unknown[] } };
+      expect(stored.metadata.managedFields, 'the API server keeps them').to.have.length.greaterThan(0);
+      await informer.start();
+      expect(informer.list().map((o) => o.metadata.name).sort()).to.deep.equal(Array.from({ length: 12 }, (_, i) => `pg-${i}`).sort());
+      expect(informer.stats()).to.include({ lists: 1, listPages: 3 });
+      const check = (o: NotebookServer) => {
+        expect(o.metadata).to.not.have.property('managedFields');
+        expect(o.metadata.annotations).to.deep.equal({ keep: 'me' });
+      };
+      informer.list().forEach(check);
+      // Watch events are slimmed too.
+      await custom.patchNamespacedCustomObject(
+        { group: GROUP, version: VERSION, plural: PLURAL, namespace: ns, name: 'pg-3', body: { metadata: { labels: { touched: 'yes' } } } },
+        (await import('@kubernetes/client-node')).setHeaderOptions('Content-Type', (await import('@kubernetes/client-node')).PatchStrategy.MergePatch),
+      );
+      const touched = await waitFor('the watch event', async () => informer.get(`${ns}/pg-3`)?.metadata.labels?.touched === 'yes' && informer.get(`${ns}/pg-3`));
+      check(touched as NotebookServer);
+    } finally {
+      await informer.stop();
+      await api.close();
+      rmSync(dataDir, { recursive: true, force: true });
+    }
+  });
+});
+
 describe('operator Events (real embedded API server)', function () {
   this.timeout(30_000);
   it('records core/v1 Events on the object and aggregates repeats into count', async () => {
@@ -165,8 +208,8 @@ describe('operator with host networking (container backend)', function () {
 
 describe('nbswarm up (CLI)', function () {
   this.timeout(120_000);
-  // The compiled CLI beside this compiled test (dist/ or any other out dir).
-  const cli = fileURLToPath(new URL('../../src/cli.js', import.meta.url));
+  // The bundled CLI users run (npm run build makes dist/nbswarm.mjs beside dist/test/).
+  const cli = fileURLToPath(new URL('../../nbswarm.mjs', import.meta.url));
 
   function run(args: string[], envVars: Record<string, string> = {}) {
     const child = spawn(process.execPath, [cli, ...args], { env: { ...process.env, ...envVars }, stdio: ['ignore', 'pipe', 'pipe'] });
