@@ -6,6 +6,7 @@
  *
  * Standalone: node dist/bench/etcd.js [--n 5000] [--concurrency 32]
  */
+import { terminate } from './lib/child-rpc.js';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -90,12 +91,7 @@ export async function startEtcd(): Promise<EtcdHandle> {
     url,
     proc,
     stop: async () => {
-      if (proc.exitCode === null) {
-        const exited = new Promise((r) => proc.once('exit', r));
-        proc.kill('SIGTERM');
-        await Promise.race([exited, sleep(5000)]);
-        if (proc.exitCode === null) proc.kill('SIGKILL');
-      }
+      await terminate(proc, 5000);
       rmSync(dir, { recursive: true, force: true });
     },
   };

@@ -42,3 +42,12 @@ export async function forkRpcChild(modulePath: string, args: string[], stdio: St
   };
   return { child, call, stop };
 }
+
+/** SIGTERM a child process, give it graceMs to exit, then SIGKILL; resolves once it is told to go. */
+export async function terminate(child: ChildProcess, graceMs: number): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const exited = new Promise((r) => child.once('exit', r));
+  child.kill('SIGTERM');
+  await Promise.race([exited, new Promise((r) => setTimeout(r, graceMs))]);
+  if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+}

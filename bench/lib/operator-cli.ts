@@ -13,6 +13,7 @@ import type { Policy } from '../../src/config/types.js';
 import type { BackendKind } from '../../src/backends/types.js';
 import { repoPath } from '../../src/paths.js';
 import { procRss } from './stack.js';
+import { terminate } from './child-rpc.js';
 import { sleep } from './stats.js';
 
 export interface CliOperator {
@@ -71,12 +72,7 @@ export async function startOperatorCli(opts: { kubeconfigPath: string; policy: P
     stats,
     rssBytes: () => procRss(child.pid!),
     stop: async () => {
-      if (child.exitCode === null) {
-        const exited = new Promise((r) => child.once('exit', r));
-        child.kill('SIGTERM');
-        await Promise.race([exited, sleep(15_000)]);
-        if (child.exitCode === null) child.kill('SIGKILL');
-      }
+      await terminate(child, 15_000);
       rmSync(dir, { recursive: true, force: true });
     },
   };

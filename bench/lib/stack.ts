@@ -12,9 +12,9 @@ import { fileURLToPath } from 'node:url';
 import YAML from 'yaml';
 import { KubeConfig } from '@kubernetes/client-node';
 import { repoPath } from '../../src/paths.js';
+import { terminate } from './child-rpc.js';
 import type { Policy } from '../../src/config/types.js';
 import type { BackendKind } from '../../src/backends/types.js';
-import { sleep } from './stats.js';
 
 export interface ApiHandle {
   /** Path of an admin kubeconfig for the server. */
@@ -75,12 +75,7 @@ export async function startApiChild(opts: { dataDir?: string } = {}): Promise<Ap
     rssBytes: () => procRss(child.pid!),
     cpuMs: () => procCpuMs(child.pid!),
     stop: async () => {
-      if (child.exitCode === null) {
-        const exited = new Promise((r) => child.once('exit', r));
-        child.kill('SIGTERM');
-        await Promise.race([exited, sleep(5000)]);
-        if (child.exitCode === null) child.kill('SIGKILL');
-      }
+      await terminate(child, 5000);
       if (own) rmSync(dataDir, { recursive: true, force: true });
     },
   };

@@ -159,10 +159,15 @@ export class SwarmBackend extends BaseBackend {
 
   /** The services of `uids` and their tasks: two calls whatever their number. */
   private async fetchUids(uids: string[]): Promise<Map<string, ObservedServer[]>> {
-    // One uid: a label filter reads only its service. Several: Docker ANDs label filters, so list
-    // the managed services once and pick them out.
+    // One uid: a label filter reads only its service. Several: Docker ANDs label filters but ORs
+    // IDs, so when every uid's service is known, ask for those IDs; a list of every managed service
+    // per poll grew with the fleet (a burst of 200 listed 200 services ~360 times). A uid with no
+    // known service (not created yet, or made elsewhere) falls back to the managed-label list;
+    // a stray duplicate made by someone else shows up in the next full list (resync, events).
     const wanted = new Set(uids);
-    const all = await this.listServices(labelFilter(uids.length === 1 ? `${LABELS.uid}=${uids[0]}` : MANAGED_FILTER));
+    const ids = this.knownServiceIds(wanted);
+    const filter = uids.length === 1 ? labelFilter(`${LABELS.uid}=${uids[0]}`) : ids ? JSON.stringify({ id: ids }) : labelFilter(MANAGED_FILTER);
+    const all = await this.listServices(filter);
     const services = all.filter((s) => wanted.has(s.Spec?.Labels?.[LABELS.uid]));
     const out = new Map<string, ObservedServer[]>();
     if (!services.length) return out;
@@ -175,6 +180,19 @@ export class SwarmBackend extends BaseBackend {
       else out.set(uid, [o]);
     }
     return out;
+  }
+
+  /** IDs of the services of `uids` when each uid has one we know of, else undefined. */
+  private knownServiceIds(uids: Set<string>): string[] | undefined {
+    const ids: string[] = [];
+    const covered = new Set<string>();
+    for (const [id, uid] of this.serviceUids) {
+      if (uids.has(uid)) {
+        ids.push(id);
+        covered.add(uid);
+      }
+    }
+    return covered.size === uids.size ? ids : undefined;
   }
 
   /** All managed services from two calls: the services, and ONE task list joined by service ID. */
