@@ -1,9 +1,9 @@
 import { readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { Command } from 'commander';
-import { ensureTls } from './tls.js';
-import { buildKubeconfig, startApiServer } from './index.js';
-import { TokenAuth } from './auth.js';
+// The server's modules (SQLite, ajv, forge…) load when a command needs them: `nbswarm operator`
+// never does.
+const server = () => import('./index.js');
 
 function env(name: string): string | undefined {
   const v = process.env[name];
@@ -29,6 +29,7 @@ export function registerApiServerCommands(program: Command): void {
         return;
       }
       const log = (msg: string, meta?: object) => process.stderr.write(JSON.stringify({ level: 'info', msg, ...meta, time: new Date().toISOString() }) + '\n');
+      const { startApiServer } = await server();
       const srv = await startApiServer({ dataDir: o.dataDir, host: o.address, port: Number(o.port), tokenFile: o.tokenFile, watchWindow: Number(o.watchWindow), synchronous, log });
       process.stdout.write(JSON.stringify({ url: srv.url, kubeconfig: srv.kubeconfigPath }) + '\n');
       const stop = () => {
@@ -45,7 +46,10 @@ export function registerApiServerCommands(program: Command): void {
     .option('--namespace <ns>', 'default namespace in the context')
     .option('--data-dir <dir>', 'state directory (env NBSWARM_DATA_DIR)', env('NBSWARM_DATA_DIR') ?? './.nbswarm')
     .option('--token-file <file>', 'token file (env NBSWARM_TOKEN_FILE)', env('NBSWARM_TOKEN_FILE'))
-    .action((o: { user: string; server: string; namespace?: string; dataDir: string; tokenFile?: string }) => {
+    .action(async (o: { user: string; server: string; namespace?: string; dataDir: string; tokenFile?: string }) => {
+      const { TokenAuth } = await import('./auth.js');
+      const { ensureTls } = await import('./tls.js');
+      const { buildKubeconfig } = await server();
       const dataDir = resolve(o.dataDir);
       const tokenFile = resolve(o.tokenFile ?? join(dataDir, 'tokens.csv'));
       const token = new TokenAuth(tokenFile, new Map()).userToken(o.user);

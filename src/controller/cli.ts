@@ -12,7 +12,7 @@ import { BackendError, type Backend } from '../backends/types.js';
 import { createBackend } from '../backends/docker.js';
 import { PolicyError, loadPolicy } from '../config/policy.js';
 import type { Policy } from '../config/types.js';
-import { startApiServer, type RunningApiServer } from '../apiserver/index.js';
+import type { RunningApiServer } from '../apiserver/index.js';
 import { installCrd } from './crd.js';
 import { createLogger, type Logger } from './log.js';
 import { startOperator, type OperatorHandle } from './operator.js';
@@ -134,6 +134,8 @@ type EmbeddedServer = RunningApiServer;
 
 async function startEmbedded(dataDir: string, port: number, address: string): Promise<EmbeddedServer> {
   try {
+    // Loaded here, not at start-up: `nbswarm operator` never needs the server's modules.
+    const { startApiServer } = await import('../apiserver/index.js');
     return await startApiServer({ dataDir, port, host: address });
   } catch (err) {
     const code = (err as { code?: string }).code;
