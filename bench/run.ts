@@ -652,13 +652,20 @@ async function p4(ctx: Ctx, kind: BackendKind): Promise<ScenarioResult> {
   const mem = { ...(opStats.memory as NodeJS.MemoryUsage), rss: median(restRss.slice(-10)) };
   const apiRss = ctx.api.rssBytes();
 
-  // List latency for all n (one page, as `kubectl get` without --chunk-size would not do but informers do).
+  // List latency for all n in one response: request sent → last byte received (the server's work
+  // and the wire; Kubernetes' API call latency SLO is measured at the server), and beside it the
+  // same plus this Node client's JSON.parse of the ~18 MB body.
   const listMs: number[] = [];
+  const listParsedMs: number[] = [];
   const listChunkedMs: number[] = [];
+  let listBytes = 0;
   for (let i = 0; i < 5; i++) {
-    const s = performance.now();
-    const l = await ctx.kube.list(ns);
-    listMs.push(performance.now() - s);
+    const got = await ctx.kube.listRaw(ns);
+    listMs.push(got.lastByteMs);
+    listBytes = got.bytes;
+    const p0 = performance.now();
+    const l = JSON.parse(got.text) as { items?: unknown[] };
+    listParsedMs.push(got.lastByteMs + performance.now() - p0);
     if ((l.items ?? []).length !== n) r.notes.push(`list returned ${(l.items ?? []).length} items, expected ${n}`);
     // kubectl's default: pages of 500.
     const s2 = performance.now();
@@ -674,7 +681,7 @@ async function p4(ctx: Ctx, kind: BackendKind): Promise<ScenarioResult> {
     listChunkedMs.push(performance.now() - s2);
   }
 
-  log(`P4: list ${n}: median ${Math.round(median(listMs))} ms; watch fan-out to ${ctx.args.fanoutWatchers} watchers`);
+  log(`P4: list ${n}: median ${Math.round(median(listMs))} ms to the last byte, ${Math.round(median(listParsedMs))} ms parsed; watch fan-out to ${ctx.args.fanoutWatchers} watchers`);
   const fan = await fanout(ctx, ns, names[running] ?? names[0]!, ctx.args.fanoutWatchers, ctx.args.fanoutUpdates);
 
   r.nbswarm = {
@@ -694,6 +701,8 @@ async function p4(ctx: Ctx, kind: BackendKind): Promise<ScenarioResult> {
     operatorHeapIdleMB: round(memIdle.heapUsed / 2 ** 20, 1),
     apiServerRssMB: round(apiRss / 2 ** 20, 1),
     listAllMs: roundSummary(summarize(listMs), 1),
+    listAllWithClientParseMs: roundSummary(summarize(listParsedMs), 1),
+    listBytes,
     listPaged500Ms: roundSummary(summarize(listChunkedMs), 1),
     watchFanout: fan,
   };
@@ -702,7 +711,7 @@ async function p4(ctx: Ctx, kind: BackendKind): Promise<ScenarioResult> {
   await op.stop();
   const opRssMB = mem.rss / 2 ** 20;
   r.targets.push({ metric: `operator RSS at rest (MB, ${n} resources)`, want: '< 150', actual: round(opRssMB, 1), met: opRssMB < 150 });
-  r.targets.push({ metric: `list latency for ${n} (median ms)`, want: '< 300', actual: round(median(listMs), 1), met: median(listMs) < 300 });
+  r.targets.push({ metric: `list latency for ${n} (median ms, request → last byte)`, want: '< 300', actual: round(median(listMs), 1), met: median(listMs) < 300 });
   r.targets.push({ metric: `watch fan-out p99 to ${ctx.args.fanoutWatchers} watchers (ms, from write sent)`, want: '< 20', actual: fan.fromSentMs.p99, met: fan.fromSentMs.p99 < 20 });
   return r;
 }

@@ -148,6 +148,33 @@ export class Kube {
     return this.request('GET', p + (query ? `?${query}` : ''));
   }
 
+  /**
+   * GET a list and time it without parsing: first byte and last byte after the request was sent
+   * (what the API server and the wire take; Kubernetes' API latency SLO is the server's side).
+   */
+  listRaw(namespace: string): Promise<{ firstByteMs: number; lastByteMs: number; bytes: number; text: string }> {
+    return new Promise((resolve, reject) => {
+      const t0 = performance.now();
+      let first = 0;
+      const req = this.mod().request(this.opts('GET', this.nsPath(namespace)), (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => {
+          if (!first) first = performance.now() - t0;
+          chunks.push(c);
+        });
+        res.on('end', () => {
+          const lastByteMs = performance.now() - t0;
+          const text = Buffer.concat(chunks).toString('utf8');
+          if ((res.statusCode ?? 0) !== 200) return reject(new ApiError(res.statusCode ?? 0, text, `GET ${this.nsPath(namespace)}`));
+          resolve({ firstByteMs: first, lastByteMs, bytes: text.length, text });
+        });
+        res.on('error', reject);
+      });
+      req.on('error', reject);
+      req.end();
+    });
+  }
+
   mergePatch(namespace: string, name: string, patch: Obj): Promise<Obj> {
     return this.request('PATCH', this.nsPath(namespace, name), patch, 'application/merge-patch+json');
   }
