@@ -23,7 +23,7 @@ const TASK_STATE: Record<string, ObservedState> = {
 };
 
 /** Shortest gap between two batched per-uid reads (see fetchUid). */
-const FETCH_SPACING_MS = 40;
+const FETCH_SPACING_MS = 20;
 
 export class SwarmBackend extends BaseBackend {
   readonly kind = 'service' as const;

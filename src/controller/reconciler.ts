@@ -42,8 +42,13 @@ const CONVERGING_REQUEUE_MS = 1000;
  */
 const READY_PROBE_FIRST_MS = 25;
 const READY_PROBE_MAX_MS = 1000;
-/** The same growing poll while the task/container is being prepared or started (Swarm task states raise no Docker event). */
-const PROGRESS_FIRST_MS = 100;
+/**
+ * The same growing poll while the task is pending or being prepared (Swarm task states raise no
+ * Docker event). Each stage lasts ~50–150 ms here, so a first poll at 100 ms lost up to that much
+ * per stage; polls are cheap because the Swarm backend shares one read among all servers polling
+ * within 40 ms of each other.
+ */
+const PROGRESS_FIRST_MS = 25;
 /** Own resourceVersions remembered per key (a reconcile writes at most a few). */
 const OWN_RVS_PER_KEY = 8;
 
@@ -88,7 +93,7 @@ export class Reconciler {
   private readonly core: CoreV1Api;
   private readonly reservedPorts = new Map<number, string>();
   /** Next ready-probe delay per key while running but not answering. */
-  private readonly probeDelay = new Map<string, { first: number; next: number }>();
+  private readonly probeDelay = new Map<string, { stage: string; next: number }>();
   /** resourceVersions returned by our own writes, per key: their watch events are echoes. */
   private readonly ownRvs = new Map<string, string[]>();
   readonly s: ReconcilerStats = { reconciles: 0, statusPatches: 0, metadataPatches: 0, dockerWrites: 0, actions: {}, eventsEmitted: 0 };
@@ -132,12 +137,13 @@ export class Reconciler {
     this.ownRvs.set(key, rvs);
   }
 
-  private nextProbeDelay(obj: NotebookServer, first = READY_PROBE_FIRST_MS): number {
+  private nextProbeDelay(obj: NotebookServer, stage: string, first = READY_PROBE_FIRST_MS): number {
     const key = `${obj.metadata.namespace ?? 'default'}/${obj.metadata.name ?? ''}`;
-    // A new stage (preparing → running) starts its own sequence from its first delay.
+    // A new stage (pending → preparing → starting → answering) starts its own sequence from its
+    // first delay: the next stage usually follows within tens of ms.
     const cur = this.probeDelay.get(key);
-    const d = cur && cur.first === first ? cur.next : first;
-    this.probeDelay.set(key, { first, next: Math.min(READY_PROBE_MAX_MS, d * 2) });
+    const d = cur && cur.stage === stage ? cur.next : first;
+    this.probeDelay.set(key, { stage, next: Math.min(READY_PROBE_MAX_MS, d * 2) });
     return d;
   }
 
@@ -362,7 +368,7 @@ export class Reconciler {
         if (probeUrl && !(await answersHttp(probeUrl))) {
           cond('Ready', 'False', 'Starting', `container is running; waiting for the server to answer on ${ep?.hostUrl}`);
           status = this.withPhase(status, 'Creating', `${name} is starting; waiting for it to answer on ${ep?.hostUrl}`);
-          return { status, requeueAfterMs: this.nextProbeDelay(obj), probing: true };
+          return { status, requeueAfterMs: this.nextProbeDelay(obj, 'answering'), probing: true };
         }
         cond('Ready', 'True', 'Running', `answering on ${ep?.hostUrl ?? ep?.url ?? name}`);
         status = this.withPhase(status, 'Running', `${name} is running${ep?.hostUrl ? ` at ${ep.hostUrl}` : ''}`);
@@ -406,7 +412,7 @@ export class Reconciler {
     status = this.withPhase(status, 'Creating', message);
     const prev = getCondition(obj.status?.conditions, 'Ready');
     const event = prev?.reason !== reason ? { type: 'Normal' as const, reason: eventReason, message } : undefined;
-    return { status, event, requeueAfterMs: this.nextProbeDelay(obj, firstPollMs), probing: true };
+    return { status, event, requeueAfterMs: this.nextProbeDelay(obj, `${reason}: ${message}`, firstPollMs), probing: true };
   }
 
   private withPhase(status: NotebookServerStatus, phase: Phase, message: string, conds: Record<string, Omit<Condition, 'type'>> = {}): NotebookServerStatus {
