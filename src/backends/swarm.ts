@@ -22,8 +22,14 @@ const TASK_STATE: Record<string, ObservedState> = {
   rejected: 'rejected',
 };
 
-/** Shortest gap between two batched per-uid reads (see fetchUid). */
+/**
+ * Shortest gap between two batched per-uid reads (see fetchUid): short while few servers are
+ * being read (one spawn sees its task's next state sooner), longer in a burst, where each read
+ * serves many servers and the reads themselves load the Swarm manager.
+ */
 const FETCH_SPACING_MS = 20;
+const FETCH_SPACING_BURST_MS = 40;
+const FETCH_BURST = 4;
 
 export class SwarmBackend extends BaseBackend {
   readonly kind = 'service' as const;
@@ -133,7 +139,8 @@ export class SwarmBackend extends BaseBackend {
     try {
       while (this.fetchQueue.size) {
         // Reads start at most every FETCH_SPACING_MS, so a burst of polls shares one.
-        const wait = this.lastFetchAt + FETCH_SPACING_MS - Date.now();
+        const spacing = this.fetchQueue.size > FETCH_BURST ? FETCH_SPACING_BURST_MS : FETCH_SPACING_MS;
+        const wait = this.lastFetchAt + spacing - Date.now();
         if (wait > 0) await new Promise((r) => setTimeout(r, wait));
         this.lastFetchAt = Date.now();
         const batch = this.fetchQueue;
