@@ -151,18 +151,25 @@ describe('WorkQueue', () => {
     expect(q.stats().perKey.t.reconciles).to.equal(1);
   });
 
-  it('serves the high lane before the low lane, FIFO within each, and promotes a waiting key', async () => {
+  /** A one-slot queue whose first key ('blocker') holds the slot until gate.resolve(); keys run are recorded in order. */
+  async function blockedQueue(): Promise<{ order: string[]; gate: ReturnType<typeof deferred>; queue: WorkQueue }> {
     const order: string[] = [];
     const gate = deferred();
-    q = new WorkQueue({
+    const queue = new WorkQueue({
       concurrency: 1,
       handler: async (key) => {
         order.push(key);
         if (key === 'blocker') await gate.promise;
       },
     });
-    q.enqueue('blocker', 'list', 'low');
+    queue.enqueue('blocker', 'list', 'low');
     await tick();
+    return { order, gate, queue };
+  }
+
+  it('serves the high lane before the low lane, FIFO within each, and promotes a waiting key', async () => {
+    const { order, gate, queue } = await blockedQueue();
+    q = queue;
     for (let i = 0; i < 5; i++) q.enqueue(`new${i}`, 'list', 'low');
     q.enqueue('conv1', 'docker', 'high');
     q.enqueue('conv2', 'docker', 'high');
@@ -179,17 +186,8 @@ describe('WorkQueue', () => {
   });
 
   it('runs a requeueAfter key ahead of a backlog of first-time keys', async () => {
-    const order: string[] = [];
-    const gate = deferred();
-    q = new WorkQueue({
-      concurrency: 1,
-      handler: async (key) => {
-        order.push(key);
-        if (key === 'blocker') await gate.promise;
-      },
-    });
-    q.enqueue('blocker', 'list', 'low');
-    await tick();
+    const { order, gate, queue } = await blockedQueue();
+    q = queue;
     for (let i = 0; i < 50; i++) q.enqueue(`new${i}`, 'list', 'low');
     q.enqueueAfter('conv', 1);
     while (q.stats().delayed > 0) await new Promise((r) => setTimeout(r, 2));
