@@ -12,7 +12,7 @@ import { mkdtempSync, rmSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import http from 'node:http';
-import net from 'node:net';
+import { freeLoopbackPort } from '../src/controller/netutil.js';
 import { fileURLToPath } from 'node:url';
 import { mapLimit, round, roundSummary, sleep, summarize, type Summary } from './lib/stats.js';
 
@@ -32,16 +32,6 @@ export function sampleObject(i: number, namespace = 'bench', bytes = 1024): Reco
   return obj;
 }
 
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const p = (s.address() as net.AddressInfo).port;
-      s.close(() => resolve(p));
-    });
-  });
-}
 
 export interface EtcdHandle {
   url: string;
@@ -52,8 +42,8 @@ export interface EtcdHandle {
 export async function startEtcd(): Promise<EtcdHandle> {
   if (!existsSync(ETCD_BIN)) throw new Error(`${ETCD_BIN} not found: apt-get install etcd-server`);
   const dir = mkdtempSync(join(tmpdir(), 'nbswarm-bench-etcd-'));
-  const client = await freePort();
-  const peer = await freePort();
+  const client = await freeLoopbackPort();
+  const peer = await freeLoopbackPort();
   const url = `http://127.0.0.1:${client}`;
   const proc = spawn(
     ETCD_BIN,

@@ -6,12 +6,12 @@
  */
 import { spawn } from 'node:child_process';
 import { mkdtempSync, openSync, readFileSync, rmSync, writeFileSync, closeSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Policy } from '../../src/config/types.js';
 import type { BackendKind } from '../../src/backends/types.js';
 import { repoPath } from '../../src/paths.js';
+import { freeLoopbackPort } from '../../src/controller/netutil.js';
 import { procRss } from './stack.js';
 import { terminate } from './child-rpc.js';
 import { sleep } from './stats.js';
@@ -25,16 +25,6 @@ export interface CliOperator {
   stop(): Promise<void>;
 }
 
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 export async function startOperatorCli(opts: { kubeconfigPath: string; policy: Policy; kind: BackendKind; dockerSocket: string }): Promise<CliOperator> {
   const entry = repoPath('dist', 'nbswarm.mjs');
@@ -43,7 +33,7 @@ export async function startOperatorCli(opts: { kubeconfigPath: string; policy: P
   writeFileSync(policyFile, JSON.stringify(opts.policy)); // JSON is YAML
   const logFile = join(dir, 'operator.log');
   const out = openSync(logFile, 'a');
-  const port = await freePort();
+  const port = await freeLoopbackPort();
   const child = spawn(process.execPath, [entry, 'operator', '--kubeconfig', opts.kubeconfigPath, '--policy', policyFile, '--backend', opts.kind, '--metrics-port', String(port)], {
     env: { ...process.env, DOCKER_HOST: `unix://${opts.dockerSocket}`, NBSWARM_LOG_LEVEL: process.env.NBSWARM_BENCH_LOG_LEVEL ?? 'warn' },
     stdio: ['ignore', out, out],

@@ -95,16 +95,21 @@ export async function rawServiceSpawn(docker: Docker, imageId: string, name: str
   return { id, name, hostPort: port, ms: performance.now() - t0 };
 }
 
-/** One raw container spawn: create + start with -p 127.0.0.1::8888 → HTTP answers. */
-export async function rawContainerSpawn(docker: Docker, image: string, name: string, labels: Record<string, string>, pollMs = 25): Promise<SpawnResult> {
-  const t0 = performance.now();
-  const c = await docker.createContainer({
+/** `docker create -p 127.0.0.1::8888 --label …` of the baseline: the server port published on loopback. */
+function rawContainerOptions(name: string, image: string, labels: Record<string, string>): Docker.ContainerCreateOptions {
+  return {
     name,
     Image: image,
     Labels: labels,
     ExposedPorts: { [`${SERVER_PORT}/tcp`]: {} },
     HostConfig: { PortBindings: { [`${SERVER_PORT}/tcp`]: [{ HostIp: '127.0.0.1', HostPort: '' }] } },
-  });
+  };
+}
+
+/** One raw container spawn: create + start with -p 127.0.0.1::8888 → HTTP answers. */
+export async function rawContainerSpawn(docker: Docker, image: string, name: string, labels: Record<string, string>, pollMs = 25): Promise<SpawnResult> {
+  const t0 = performance.now();
+  const c = await docker.createContainer(rawContainerOptions(name, image, labels));
   await c.start();
   const info = await c.inspect();
   const port = Number(info.NetworkSettings.Ports?.[`${SERVER_PORT}/tcp`]?.[0]?.HostPort);
@@ -177,13 +182,7 @@ export async function rawBurst(
           }),
         );
       } else {
-        const c = await docker.createContainer({
-          name,
-          Image: imageRef,
-          Labels: labels,
-          ExposedPorts: { [`${SERVER_PORT}/tcp`]: {} },
-          HostConfig: { PortBindings: { [`${SERVER_PORT}/tcp`]: [{ HostIp: '127.0.0.1', HostPort: '' }] } },
-        });
+        const c = await docker.createContainer(rawContainerOptions(name, imageRef, labels));
         ids.push(c.id);
         await c.start();
         const info = await c.inspect();

@@ -60,3 +60,15 @@ export function canBind(port: number, host = '127.0.0.1'): Promise<boolean> {
     srv.listen({ port, host, exclusive: true }, () => srv.close(() => resolve(true)));
   });
 }
+
+/** A TCP port free on 127.0.0.1 right now (the kernel picks it; another process may take it after). */
+export function freeLoopbackPort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer();
+    srv.once('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const port = (srv.address() as net.AddressInfo).port;
+      srv.close(() => resolve(port));
+    });
+  });
+}

@@ -5,7 +5,7 @@
 import Docker from 'dockerode';
 import { randomBytes } from 'node:crypto';
 import http from 'node:http';
-import net from 'node:net';
+import { freeLoopbackPort } from '../../src/controller/netutil.js';
 import { chmodSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -103,16 +103,7 @@ export function sleep(ms: number): Promise<void> {
 }
 
 /** A TCP port free on 127.0.0.1 right now (for host-networking servers). */
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const port = (srv.address() as net.AddressInfo).port;
-      srv.close(() => resolve(port));
-    });
-  });
-}
+export const freePort = freeLoopbackPort;
 
 export function httpGet(url: string, timeoutMs = 2000): Promise<{ status: number; body: string }> {
   return new Promise((resolve, reject) => {
