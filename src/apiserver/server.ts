@@ -527,7 +527,7 @@ export class ApiHandler {
 
   private ensureNamespace(ctx: Ctx, creating: boolean): void {
     if (!ctx.def.namespaced) return;
-    const ns = this.o.store.get('/namespaces', '', ctx.ns);
+    const ns = this.o.store.namespace(ctx.ns);
     if (!ns) throw notFound({ group: '', resource: 'namespaces' }, ctx.ns);
     if (creating && ns.metadata.deletionTimestamp) {
       throw new ApiError(403, 'Forbidden', `${ctx.def.resource} "${ctx.name}" is forbidden: unable to create new content in namespace ${ctx.ns} because it is being terminated`, { name: ctx.name, kind: ctx.def.resource, causes: [{ reason: 'NamespaceTerminating', message: `namespace ${ctx.ns} is being terminated`, field: 'metadata.namespace' }] });

@@ -25,7 +25,14 @@ function mapKeys(s: Schema): string[] | null {
 
 /** `k:{"name":"x"}` path element for an item of an associative (list-type=map) list. */
 function keyElem(item: Obj, keys: string[]): string {
-  return 'k:' + JSON.stringify(Object.fromEntries(keys.map((k) => [k, item[k]])));
+  // JSON.stringify of {key: value, …} written out, as it skips undefined values (every create has one per list item).
+  let s = 'k:{';
+  for (const k of keys) {
+    const v = item[k];
+    if (v === undefined) continue;
+    s += `${s.length > 3 ? ',' : ''}${JSON.stringify(k)}:${JSON.stringify(v)}`;
+  }
+  return s + '}';
 }
 
 /** Leaf fields of an object. Maps are granular; lists are atomic unless the schema makes them list-type=map. */
@@ -45,6 +52,40 @@ export function leaves(obj: Obj, schema?: Schema): FieldSet {
   };
   walk(obj, [], schema);
   return out;
+}
+
+/**
+ * The fieldsV1 of every leaf of `obj`: `toFieldsV1(leaves(obj, schema))` built in one walk, without
+ * path arrays or encoded paths. A create owns every field it sets, and this was a third of its CPU.
+ */
+export function fieldsV1Of(obj: Obj, schema?: Schema): Obj {
+  /** Adds `v`'s leaves under `parent[elem]`; whether it added any. */
+  const walk = (v: unknown, parent: Obj, elem: string, sch: Schema, skip?: Set<string>): boolean => {
+    const keys = mapKeys(sch);
+    if (isObj(v) && hasKeys(v)) {
+      const node: Obj = parent[elem] ?? {};
+      let any = false;
+      for (const k of Object.keys(v)) if (!skip?.has(k) && walk(v[k], node, `f:${k}`, childSchema(sch, k), elem === '' && k === 'metadata' ? META_SKIP : undefined)) any = true;
+      if (any) parent[elem] = node;
+      return any;
+    }
+    if (Array.isArray(v) && keys && v.length > 0 && v.every(isObj)) {
+      const node: Obj = parent[elem] ?? {};
+      for (const item of v as Obj[]) walk(item, node, keyElem(item, keys), sch?.items);
+      parent[elem] = node;
+      return true;
+    }
+    parent[elem] ??= {};
+    return true;
+  };
+  const top: Obj = {};
+  if (isObj(obj) && hasKeys(obj)) walk(obj, top, '', schema, IDENTITY);
+  return top[''] ?? {};
+}
+
+function hasKeys(o: Obj): boolean {
+  for (const _ in o) return true;
+  return false;
 }
 
 function findItem(list: unknown, elem: string): Obj | undefined {
@@ -152,6 +193,12 @@ const covers = (owner: string, p: string) => owner === p || p.startsWith(owner.s
 
 /** Records an Update by `manager`: it takes every leaf it changed, others lose them. */
 export function trackUpdate(prev: Obj | undefined, next: Obj, manager: string, apiVersion: string, subresource?: string, schema?: Obj): void {
+  if (!prev) {
+    // A create: nobody else owns anything, and the manager owns every leaf.
+    const fieldsV1 = fieldsV1Of(next, schema);
+    next.metadata.managedFields = hasKeys(fieldsV1) ? [{ manager, operation: 'Update', apiVersion, time: nowIso(), fieldsType: 'FieldsV1', fieldsV1, ...(subresource ? { subresource } : {}) }] : [];
+    return;
+  }
   const entries = readEntries(prev);
   const before = prev ? leaves(prev, schema) : new Set<string>();
   const after = leaves(next, schema);

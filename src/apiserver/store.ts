@@ -64,12 +64,24 @@ export class Store {
   /** The JSON each written object was stored as, so responses and watch lines need not serialise it again. */
   private texts = new WeakMap<Obj, { metadata: unknown; data: string }>();
   private writeOne: (type: EventType, gr: string, ns: string, name: string, rv: number, data: string) => void;
+  /**
+   * Read-through cache of namespaces: every namespaced create and update checks its namespace, and
+   * reading + parsing that row each time was ~5 µs of every create. A write to a namespace drops
+   * its entry (the next read sees the write, committed or not, as store.get does); a failed
+   * commit drops them all.
+   */
+  private namespaces = new Map<string, Readonly<Obj>>();
 
   constructor(file: string, private readonly window: number, synchronous: 'NORMAL' | 'FULL' = 'NORMAL') {
     this.db = new Database(file);
     this.db.pragma('journal_mode = WAL');
     this.db.pragma(`synchronous = ${synchronous}`);
     this.db.pragma('busy_timeout = 5000');
+    // Checkpoint every ~40 MB of WAL rather than SQLite's 4 MB: each checkpoint fsyncs and stalls
+    // the writer (this thread) for milliseconds; fewer, larger ones cost ~5% less per create. The
+    // WAL is cut back to 64 MB after a checkpoint, so a burst does not leave a huge file behind.
+    this.db.pragma('wal_autocheckpoint = 10000');
+    this.db.pragma(`journal_size_limit = ${64 * 2 ** 20}`);
     this.db.exec(`
       CREATE TABLE IF NOT EXISTS objects (gr TEXT NOT NULL, ns TEXT NOT NULL, name TEXT NOT NULL, rv INTEGER NOT NULL, data TEXT NOT NULL, PRIMARY KEY (gr, ns, name)) WITHOUT ROWID;
       CREATE TABLE IF NOT EXISTS history (rv INTEGER PRIMARY KEY, gr TEXT NOT NULL, ns TEXT NOT NULL, name TEXT NOT NULL, type TEXT NOT NULL, data TEXT NOT NULL, ts INTEGER NOT NULL);
@@ -121,6 +133,16 @@ export class Store {
     return row ? JSON.parse(row.data) : undefined;
   }
 
+  /** The namespace object `name`, shared: callers must not modify it. */
+  namespace(name: string): Readonly<Obj> | undefined {
+    let ns = this.namespaces.get(name);
+    if (ns === undefined) {
+      ns = this.get('/namespaces', '', name);
+      if (ns !== undefined) this.namespaces.set(name, ns);
+    }
+    return ns;
+  }
+
   /** Rows after (ns, name) in key order; ns === null lists every namespace. */
   *iterate(gr: string, ns: string | null, after: [string, string] = ['', '']): Generator<Obj> {
     for (const row of this.iterateRows(gr, ns, after)) yield JSON.parse(row.data);
@@ -150,6 +172,7 @@ export class Store {
     const stamped = { ...head, ...object, metadata: { ...object.metadata, resourceVersion: String(rv) } };
     const data = JSON.stringify(stamped);
     this.begin();
+    if (gr === '/namespaces') this.namespaces.delete(name);
     this.writeOne(type, gr, ns, name, rv, data);
     this.rv = rv;
     Object.assign(object, stamped);
@@ -208,6 +231,7 @@ export class Store {
       }
       this.rv = this.committed;
       this.compacted = compacted;
+      this.namespaces.clear();
       for (const f of g.failed) f(e as Error);
       return;
     }

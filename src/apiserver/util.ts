@@ -142,8 +142,16 @@ export function humanDuration(ms: number): string {
   return `${Math.floor(d / 365)}y`;
 }
 
+let isoSecond = -1;
+let isoText = '';
+/** The current time at second precision, as Kubernetes' metav1.Time (formatted once per second). */
 export function nowIso(): string {
-  return new Date().toISOString().replace(/\.\d+Z$/, 'Z');
+  const second = Math.floor(Date.now() / 1000);
+  if (second !== isoSecond) {
+    isoSecond = second;
+    isoText = new Date(second * 1000).toISOString().replace(/\.\d+Z$/, 'Z');
+  }
+  return isoText;
 }
 
 export function deepEqual(a: unknown, b: unknown): boolean {
