@@ -15,6 +15,7 @@ import http from 'node:http';
 import { freeLoopbackPort } from '../src/controller/netutil.js';
 import { fileURLToPath } from 'node:url';
 import { mapLimit, round, roundSummary, sleep, summarize, type Summary } from './lib/stats.js';
+import { procCpuMs, selfCpuMs } from './lib/proc.js';
 
 export const ETCD_BIN = process.env.NBSWARM_ETCD ?? '/usr/bin/etcd';
 
@@ -114,6 +115,10 @@ export interface EtcdResult {
   wallMs: number;
   putsPerSec: number;
   latencyMs: Summary;
+  /** etcd's CPU per put (ms, all its threads), from /proc. */
+  serverCpuMsPerOp: number;
+  /** This client's CPU per put (ms). */
+  clientCpuMsPerOp: number;
 }
 
 /** `n` puts of ~1 KB values at `concurrency` → puts/s and per-put latency. */
@@ -136,6 +141,8 @@ export async function benchEtcd(opts: { n?: number; concurrency?: number; valueB
       request(etcd.url, 'POST', '/v3/kv/put', { key: b64(`/warm/${i}`), value: b64('w') }),
     );
     const lat: number[] = [];
+    const server0 = procCpuMs(etcd.proc.pid!);
+    const client0 = selfCpuMs();
     const t0 = performance.now();
     await mapLimit(bodies, concurrency, async (b) => {
       const s = performance.now();
@@ -144,7 +151,17 @@ export async function benchEtcd(opts: { n?: number; concurrency?: number; valueB
       lat.push(performance.now() - s);
     });
     const wallMs = performance.now() - t0;
-    return { version, n, concurrency, valueBytes, wallMs: round(wallMs, 0), putsPerSec: round((n * 1000) / wallMs, 0), latencyMs: roundSummary(summarize(lat), 2) };
+    const serverCpu = procCpuMs(etcd.proc.pid!) - server0;
+    const clientCpu = selfCpuMs() - client0;
+    // Every put answered 200; check they are all stored too, so the anchor's rate is of real puts.
+    const prefix = '/registry/nbswarm.io/notebookservers/bench/';
+    const count = await request(etcd.url, 'POST', '/v3/kv/range', { key: b64(prefix), range_end: b64(prefix.slice(0, -1) + '0'), count_only: true });
+    const stored = Number((JSON.parse(count.body) as { count?: string }).count ?? 0);
+    if (stored !== n) throw new Error(`etcd holds ${stored} of the ${n} keys put`);
+    return {
+      version, n, concurrency, valueBytes, wallMs: round(wallMs, 0), putsPerSec: round((n * 1000) / wallMs, 0), latencyMs: roundSummary(summarize(lat), 2),
+      serverCpuMsPerOp: round(serverCpu / n, 3), clientCpuMsPerOp: round(clientCpu / n, 3),
+    };
   } finally {
     await etcd.stop();
   }

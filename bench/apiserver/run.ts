@@ -1,25 +1,31 @@
 /**
- * API server benchmark (not a test): create 10,000 custom objects at concurrency 32, list them,
- * then fan a stream of updates out to 100 watchers. Prints one JSON document.
+ * API server benchmark (not a test): create 10,000 NotebookServer objects of ~1 KB (the objects P6
+ * puts into etcd) at concurrency 32, list them, then fan a stream of updates out to 100 watchers.
+ * Prints one JSON document.
  *
- *   node dist/bench/apiserver/run.js [--quick] [--objects N] [--concurrency C] [--watchers W] [--updates U] [--synchronous NORMAL|FULL]
+ *   node dist/bench/apiserver/run.js [--quick] [--objects N] [--concurrency C] [--watchers W] [--updates U] [--synchronous NORMAL|FULL] [--creates-only]
  *
- * The server runs as its own process (so its RSS is its own) and is talked to over HTTP/2 with
- * TLS, as client-go does. A second create phase (`createHttp1`) runs the same creates over C
- * keep-alive HTTP/1.1 TLS connections, as kubectl and client-node connect. `--quick` is 3,000
- * objects, 20 watchers and 300 updates (bench/run.ts P6 passes it). NBSWARM_BENCH_SERVER_NODE_ARGS
- * adds node flags to the server process (e.g. `--cpu-prof --cpu-prof-dir=/tmp/prof`).
+ * The server runs as its own process (so its RSS and CPU are its own) and is talked to over HTTP/2
+ * with TLS, as client-go does. A second create phase (`createHttp1`) runs the same creates over C
+ * keep-alive HTTP/1.1 TLS connections, as kubectl and client-node connect. Each create phase
+ * reports the server's and this client's CPU per create. `nodeCeiling` runs the same HTTP/2
+ * creates against a Node server that only parses and echoes them (null-server.ts): what any Node
+ * HTTPS server can answer on this machine with this client, the roof over the API server's rate.
+ * `--quick` is 3,000 objects, 20 watchers and 300 updates (bench/run.ts P6 passes it);
+ * `--creates-only` stops after the create phases. NBSWARM_BENCH_SERVER_NODE_ARGS adds node flags
+ * to the server process (e.g. `--cpu-prof --cpu-prof-dir=/tmp/prof`).
  */
 import https from 'node:https';
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import http2 from 'node:http2';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads';
 import { fileURLToPath } from 'node:url';
-import YAML from 'yaml';
-import { repoPath } from '../../src/paths.js';
+import { loadCrd } from '../../src/controller/crd.js';
+import { sampleObject } from '../etcd.js';
+import { procCpuMs, procRss, procRssPeak, selfCpuMs } from '../lib/proc.js';
 
 const args = process.argv.slice(2);
 const arg = (name: string, def: number) => {
@@ -27,27 +33,31 @@ const arg = (name: string, def: number) => {
   return i >= 0 ? Number(args[i + 1]) : def;
 };
 const QUICK = args.includes('--quick');
+const CREATES_ONLY = args.includes('--creates-only');
 const N = arg('objects', QUICK ? 3000 : 10000), C = arg('concurrency', 32), WATCHERS = arg('watchers', QUICK ? 20 : 100), UPDATES = arg('updates', QUICK ? 300 : 1000), PACED = arg('paced', QUICK ? 20 : 100);
 const SYNC = args.includes('--synchronous') ? args[args.indexOf('--synchronous') + 1]! : 'NORMAL';
 const MAIN = fileURLToPath(new URL('../../src/apiserver/main.js', import.meta.url));
-const W = '/apis/example.nbswarm.io/v1/namespaces/default/widgets';
+const NULL_SERVER = fileURLToPath(new URL('./null-server.js', import.meta.url));
+const NS = 'default';
+const R = `/apis/nbswarm.io/v1alpha1/namespaces/${NS}/notebookservers`;
+/** The annotation an update carries its sequence number in, for the watchers to time its delivery. */
+const SEQ = 'bench.nbswarm.io/seq';
 
 function rssMiB(pid: number): { rss: number; peak: number } {
-  const s = readFileSync(`/proc/${pid}/status`, 'utf8');
-  const kb = (k: string) => Number(new RegExp(`${k}:\\s+(\\d+)`).exec(s)?.[1] ?? 0) / 1024;
-  return { rss: Math.round(kb('VmRSS')), peak: Math.round(kb('VmHWM')) };
-}
-
-/** CPU time (user + system) the process has used so far, in ms. */
-function cpuMs(pid: number): number {
-  const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
-  return ((Number(f[11]) + Number(f[12])) * 1000) / 100; // utime, stime in clock ticks (USER_HZ = 100)
+  return { rss: Math.round(procRss(pid) / 2 ** 20), peak: Math.round(procRssPeak(pid) / 2 ** 20) };
 }
 
 function pct(xs: number[], p: number): number {
   if (!xs.length) return 0;
   const s = [...xs].sort((a, b) => a - b);
   return Math.round(s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))] * 100) / 100;
+}
+
+/** The JSON of create `i` named `name`, encoded before any clock starts (as the etcd anchor's puts are). */
+function createBody(i: number, name: string): string {
+  const o = sampleObject(i, NS);
+  (o.metadata as { name: string }).name = name;
+  return JSON.stringify(o);
 }
 
 interface Client {
@@ -69,7 +79,7 @@ function connect(url: string, ca: string, token: string): Client {
         s.on('data', (c: Buffer) => chunks.push(c));
         s.on('end', () => resolve({ status, body: JSON.parse(Buffer.concat(chunks).toString() || 'null') }));
         s.on('error', reject);
-        s.end(body === undefined ? undefined : JSON.stringify(body));
+        s.end(body === undefined ? undefined : typeof body === 'string' ? body : JSON.stringify(body));
       });
     },
   };
@@ -83,7 +93,7 @@ function connect1(url: string, ca: string, token: string, sockets: number): { re
     agent,
     req(method, path, body, type = 'application/json') {
       return new Promise((resolve, reject) => {
-        const data = body === undefined ? undefined : JSON.stringify(body);
+        const data = body === undefined ? undefined : typeof body === 'string' ? body : JSON.stringify(body);
         const r = https.request({ host: u.hostname, port: u.port, method, path, agent, headers: { authorization: `Bearer ${token}`, accept: 'application/json', ...(data !== undefined ? { 'content-type': type, 'content-length': Buffer.byteLength(data) } : {}) } }, (res) => {
           const chunks: Buffer[] = [];
           res.on('data', (c: Buffer) => chunks.push(c));
@@ -104,80 +114,148 @@ async function pool(n: number, conc: number, fn: (i: number) => Promise<void>): 
   }));
 }
 
+interface CreatePhase {
+  protocol: string;
+  seconds: number;
+  opsPerSec: number;
+  p50Ms: number;
+  p99Ms: number;
+  /** Server CPU per create (ms), from /proc. */
+  serverCpuMsPerOp: number;
+  /** Share of one core the server used during the phase. */
+  serverCpuShare: number;
+  /** This client's CPU per create (ms): the other half of the machine's budget. */
+  clientCpuMsPerOp: number;
+}
+
+/** `bodies.length` creates at concurrency C through `req`, timed, with both sides' CPU. */
+async function createPhase(protocol: string, serverPid: number, bodies: string[], req: Client['req']): Promise<CreatePhase> {
+  const lat: number[] = [];
+  const server0 = procCpuMs(serverPid);
+  const client0 = selfCpuMs();
+  const t0 = performance.now();
+  await pool(bodies.length, C, async (i) => {
+    const t = performance.now();
+    const r = await req('POST', R, bodies[i]);
+    if (r.status !== 201) throw new Error(`${protocol} create ${i}: ${r.status} ${JSON.stringify(r.body)}`);
+    lat.push(performance.now() - t);
+  });
+  const secs = (performance.now() - t0) / 1000;
+  const serverCpu = procCpuMs(serverPid) - server0;
+  const clientCpu = selfCpuMs() - client0;
+  const n = bodies.length;
+  return {
+    protocol,
+    seconds: +secs.toFixed(2),
+    opsPerSec: Math.round(n / secs),
+    p50Ms: pct(lat, 50),
+    p99Ms: pct(lat, 99),
+    serverCpuMsPerOp: +(serverCpu / n).toFixed(3),
+    serverCpuShare: +(serverCpu / 1000 / secs).toFixed(2),
+    clientCpuMsPerOp: +(clientCpu / n).toFixed(3),
+  };
+}
+
+/** Starts a child that prints `{"url": …}` as its first stdout line, and waits for that line. */
+async function startChild(argv: string[]): Promise<{ child: ChildProcess; url: string }> {
+  const child = spawn(process.execPath, argv, { stdio: ['ignore', 'pipe', 'inherit'] });
+  const url = await new Promise<string>((resolve, reject) => {
+    let out = '';
+    child.stdout!.on('data', (d: Buffer) => {
+      out += d;
+      if (out.includes('\n')) resolve(JSON.parse(out.split('\n')[0]).url);
+    });
+    child.once('exit', (c) => reject(new Error(`${argv.join(' ')} exited ${c}`)));
+  });
+  return { child, url };
+}
+
+async function stopChild(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null) return;
+  const exited = new Promise((r) => child.once('exit', r));
+  child.kill('SIGTERM');
+  await exited;
+}
+
+/** HTTP/2 clients on 4 connections, requests spread over them (several clients would open several). */
+function h2Clients(url: string, ca: string, token: string): { req: Client['req']; close(): void } {
+  const clients = Array.from({ length: 4 }, () => connect(url, ca, token));
+  let k = 0;
+  return {
+    req: (method, path, body, type) => clients[k++ % clients.length].req(method, path, body, type),
+    close: () => clients.forEach((c) => c.session.close()),
+  };
+}
+
 async function main(): Promise<void> {
   const dataDir = mkdtempSync(join(tmpdir(), 'nbswarm-bench-'));
-  const child = spawn(process.execPath, [...(process.env.NBSWARM_BENCH_SERVER_NODE_ARGS ?? '').split(' ').filter(Boolean), MAIN, 'serve', '--port', '0', '--data-dir', dataDir, '--watch-window', '20000', ...(SYNC !== 'NORMAL' ? ['--synchronous', SYNC] : [])], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const { child, url } = await startChild([...(process.env.NBSWARM_BENCH_SERVER_NODE_ARGS ?? '').split(' ').filter(Boolean), MAIN, 'serve', '--port', '0', '--data-dir', dataDir, '--watch-window', '20000', ...(SYNC !== 'NORMAL' ? ['--synchronous', SYNC] : [])]);
+  let ceiling: ChildProcess | undefined;
   try {
-    const url = await new Promise<string>((resolve, reject) => {
-      let out = '';
-      child.stdout!.on('data', (d: Buffer) => {
-        out += d;
-        if (out.includes('\n')) resolve(JSON.parse(out.split('\n')[0]).url);
-      });
-      child.once('exit', (c) => reject(new Error(`server exited ${c}`)));
-    });
-    const ca = readFileSync(join(dataDir, 'pki', 'ca.crt'), 'utf8');
+    const pki = join(dataDir, 'pki');
+    const ca = readFileSync(join(pki, 'ca.crt'), 'utf8');
     const token = readFileSync(join(dataDir, 'tokens.csv'), 'utf8').split('\n').find((l) => l.includes(',admin,admin'))!.split(',')[0];
-    // Several connections, as several clients would open.
     const clients = Array.from({ length: 4 }, () => connect(url, ca, token));
-    const crd = YAML.parse(readFileSync(repoPath('test/fixtures/widget-crd.yaml'), 'utf8'));
-    const c0 = await clients[0].req('POST', '/apis/apiextensions.k8s.io/v1/customresourcedefinitions', crd);
+    const h2 = h2Clients(url, ca, token);
+    const c0 = await clients[0].req('POST', '/apis/apiextensions.k8s.io/v1/customresourcedefinitions', loadCrd());
     if (c0.status !== 201) throw new Error(`CRD create: ${JSON.stringify(c0.body)}`);
+    // The CRD is served from the write on; warm each connection (and the schema) with one create.
+    await pool(4, 4, async (i) => {
+      const r = await clients[i].req('POST', R, createBody(N + i, `warm-${i}`));
+      if (r.status !== 201) throw new Error(`warm-up create: ${r.status} ${JSON.stringify(r.body)}`);
+    });
     const rssStart = rssMiB(child.pid!);
 
-    // 1. create
-    const createLat: number[] = [];
-    let cpu0 = cpuMs(child.pid!);
-    let t0 = performance.now();
-    await pool(N, C, async (i) => {
-      const t = performance.now();
-      const r = await clients[i % clients.length].req('POST', W, { apiVersion: 'example.nbswarm.io/v1', kind: 'Widget', metadata: { name: `w-${i}`, labels: { batch: String(i % 10) } }, spec: { user: `user${i % 100}`, size: i, tags: ['bench'] } });
-      if (r.status !== 201) throw new Error(`create ${i}: ${r.status} ${JSON.stringify(r.body)}`);
-      createLat.push(performance.now() - t);
-    });
-    const createSecs = (performance.now() - t0) / 1000;
-    const createCpuMs = cpuMs(child.pid!) - cpu0;
+    // 1. create over HTTP/2
+    const create = await createPhase('HTTP/2 (4 connections)', child.pid!, Array.from({ length: N }, (_, i) => createBody(i, `obj-${i}`)), h2.req);
     const rssAfterCreate = rssMiB(child.pid!);
 
     // 1b. the same creates over C HTTP/1.1 connections (warmed first, so TLS handshakes are not timed)
     const h1 = connect1(url, ca, token, C);
     await pool(C, C, async (i) => {
-      const r = await h1.req('GET', `${W}/w-${i}`);
+      const r = await h1.req('GET', `${R}/obj-${i}`);
       if (r.status !== 200) throw new Error(`warm-up get: ${r.status}`);
     });
-    const create1Lat: number[] = [];
-    cpu0 = cpuMs(child.pid!);
-    t0 = performance.now();
-    await pool(N, C, async (i) => {
-      const t = performance.now();
-      const r = await h1.req('POST', W, { apiVersion: 'example.nbswarm.io/v1', kind: 'Widget', metadata: { name: `h-${i}`, labels: { batch: String(i % 10) } }, spec: { user: `user${i % 100}`, size: i, tags: ['bench'] } });
-      if (r.status !== 201) throw new Error(`http/1.1 create ${i}: ${r.status} ${JSON.stringify(r.body)}`);
-      create1Lat.push(performance.now() - t);
-    });
-    const create1Secs = (performance.now() - t0) / 1000;
-    const create1CpuMs = cpuMs(child.pid!) - cpu0;
+    const createHttp1 = await createPhase(`HTTP/1.1 (${C} keep-alive connections)`, child.pid!, Array.from({ length: N }, (_, i) => createBody(i, `h-${i}`)), h1.req);
     h1.agent.destroy();
 
-    // 2. list: one full list, then paged with limit=500, then a Table list as kubectl get does
-    t0 = performance.now();
-    const full = await clients[0].req('GET', W);
+    // 1c. the roof: the same HTTP/2 creates against a Node server that only parses and echoes them
+    const nullServer = await startChild([NULL_SERVER, join(pki, 'apiserver.key'), join(pki, 'apiserver.crt')]);
+    ceiling = nullServer.child;
+    const nh2 = h2Clients(nullServer.url, ca, token);
+    await pool(C, C, async (i) => void (await nh2.req('POST', R, createBody(N + i, `warm-${i}`))));
+    const nodeCeiling = await createPhase('HTTP/2 (4 connections) to a Node server that parses and echoes', ceiling.pid!, Array.from({ length: N }, (_, i) => createBody(i, `obj-${i}`)), nh2.req);
+    nh2.close();
+    await stopChild(ceiling);
+
+    const head = { benchmark: 'apiserver', node: process.version, objects: N, concurrency: C, objectBytes: createBody(0, 'obj-0').length, synchronous: SYNC, create, createHttp1, nodeCeiling };
+    if (CREATES_ONLY) {
+      process.stdout.write(JSON.stringify({ ...head, serverRssMiB: { start: rssStart.rss, afterCreate: rssAfterCreate.rss } }, null, 2) + '\n');
+      h2.close();
+      for (const c of clients) c.session.close();
+      return;
+    }
+
+    // 2. list: one full list, then paged with limit=500, then a label-selected list
+    let t0 = performance.now();
+    const full = await clients[0].req('GET', R);
     const listAllMs = performance.now() - t0;
-    if (full.body.items.length !== 2 * N) throw new Error(`listed ${full.body.items.length}`);
+    if (full.body.items.length !== 2 * N + 4) throw new Error(`listed ${full.body.items.length}, want ${2 * N + 4}`);
     t0 = performance.now();
     let cont = '', paged = 0, pages = 0;
     do {
-      const r = await clients[0].req('GET', `${W}?limit=500${cont ? `&continue=${cont}` : ''}`);
+      const r = await clients[0].req('GET', `${R}?limit=500${cont ? `&continue=${cont}` : ''}`);
       paged += r.body.items.length;
       pages++;
       cont = r.body.metadata.continue ?? '';
     } while (cont);
     const listPagedMs = performance.now() - t0;
     t0 = performance.now();
-    const sel = await clients[0].req('GET', `${W}?labelSelector=batch%3D3`);
+    const sel = await clients[0].req('GET', `${R}?labelSelector=${encodeURIComponent('nbswarm.io/user=user3')}`);
     const listSelMs = performance.now() - t0;
 
-    // 3. watchers: 100 streams over 4 connections in a worker thread (so parsing 100k events does
-    //    not share an event loop with the updating client), then UPDATES updates at concurrency C.
+    // 3. watchers: WATCHERS streams over 4 connections in a worker thread (so parsing 100k events
+    //    does not share an event loop with the updating client), then UPDATES updates at concurrency C.
     const rv = full.body.metadata.resourceVersion;
     const sent = new Float64Array(new SharedArrayBuffer(8 * (UPDATES + PACED)));
     const worker = new Worker(fileURLToPath(import.meta.url), { workerData: { url, ca, token, rv, watchers: WATCHERS, sent, updates: UPDATES, paced: PACED } });
@@ -189,12 +267,13 @@ async function main(): Promise<void> {
     });
     await new Promise<void>((resolve) => worker.on('message', (m: { type: string }) => m.type === 'ready' && resolve()));
     const burstDone = new Promise<void>((resolve) => worker.on('message', (m: { type: string }) => m.type === 'burst-done' && resolve()));
+    const update = (i: number) => h2.req('PATCH', `${R}/obj-${i % N}`, { metadata: { annotations: { [SEQ]: String(i) } } }, 'application/merge-patch+json');
     const updLat: number[] = [];
     t0 = performance.now();
     await pool(UPDATES, C, async (i) => {
       const t = performance.now();
       sent[i] = performance.timeOrigin + t;
-      const r = await clients[i % clients.length].req('PATCH', `${W}/w-${i % N}`, { spec: { size: 1_000_000 + i } }, 'application/merge-patch+json');
+      const r = await update(i);
       if (r.status !== 200) throw new Error(`update ${i}: ${r.status}`);
       updLat.push(performance.now() - t);
     });
@@ -205,21 +284,19 @@ async function main(): Promise<void> {
     for (let j = 0; j < PACED; j++) {
       const i = UPDATES + j;
       sent[i] = performance.timeOrigin + performance.now();
-      await clients[0].req('PATCH', `${W}/w-${i % N}`, { spec: { size: 1_000_000 + i } }, 'application/merge-patch+json');
+      await update(i);
       await new Promise((r) => setTimeout(r, 20));
     }
     const { received, deliver, paced, burstSecs } = await workerDone;
     const fanSecs = (performance.now() - t0) / 1000;
     const rssEnd = rssMiB(child.pid!);
     await worker.terminate();
+    h2.close();
     for (const c of clients) c.session.close();
 
     const result = {
-      benchmark: 'apiserver',
-      node: process.version,
-      objects: N, concurrency: C, watchers: WATCHERS, updates: UPDATES, synchronous: SYNC,
-      create: { protocol: 'HTTP/2 (4 connections)', seconds: +createSecs.toFixed(2), opsPerSec: Math.round(N / createSecs), p50Ms: pct(createLat, 50), p99Ms: pct(createLat, 99), serverCpuMsPerOp: +(createCpuMs / N).toFixed(3), serverCpuShare: +(createCpuMs / 1000 / createSecs).toFixed(2) },
-      createHttp1: { protocol: `HTTP/1.1 (${C} keep-alive connections)`, seconds: +create1Secs.toFixed(2), opsPerSec: Math.round(N / create1Secs), p50Ms: pct(create1Lat, 50), p99Ms: pct(create1Lat, 99), serverCpuMsPerOp: +(create1CpuMs / N).toFixed(3), serverCpuShare: +(create1CpuMs / 1000 / create1Secs).toFixed(2) },
+      ...head,
+      watchers: WATCHERS, updates: UPDATES,
       list: { allItemsMs: Math.round(listAllMs), pagedLimit500Ms: Math.round(listPagedMs), pages, pagedItems: paged, labelSelectedMs: Math.round(listSelMs), labelSelectedItems: sel.body.items.length },
       update: { seconds: +updSecs.toFixed(2), opsPerSec: Math.round(UPDATES / updSecs), p50Ms: pct(updLat, 50), p99Ms: pct(updLat, 99) },
       fanout: { burstEventsDelivered: deliver.length, burstEventsExpected: want, burstEventsPerSec: Math.round(deliver.length / burstSecs), burstDeliveryP50Ms: pct(deliver, 50), burstDeliveryP99Ms: pct(deliver, 99), pacedUpdates: PACED, pacedEventsDelivered: paced.length, pacedDeliveryP50Ms: pct(paced, 50), pacedDeliveryP99Ms: pct(paced, 99), allDeliveredAfterSec: +fanSecs.toFixed(2), totalDelivered: received },
@@ -227,8 +304,8 @@ async function main(): Promise<void> {
     };
     process.stdout.write(JSON.stringify(result, null, 2) + '\n');
   } finally {
-    child.kill('SIGTERM');
-    await new Promise((r) => (child.exitCode !== null ? r(null) : child.once('exit', r)));
+    if (ceiling) await stopChild(ceiling);
+    await stopChild(child);
     rmSync(dataDir, { recursive: true, force: true });
   }
 }
@@ -246,7 +323,7 @@ async function watchers(): Promise<void> {
   const want = (d.updates + d.paced) * d.watchers;
   const finish = () => parentPort!.postMessage({ type: 'done', received, deliver, paced, burstSecs });
   await Promise.all(Array.from({ length: d.watchers }, (_, w) => new Promise<void>((ready) => {
-    const s = sessions[w % sessions.length].request({ ':method': 'GET', ':path': `${W}?watch=1&resourceVersion=${d.rv}&allowWatchBookmarks=true`, authorization: `Bearer ${d.token}` });
+    const s = sessions[w % sessions.length].request({ ':method': 'GET', ':path': `${R}?watch=1&resourceVersion=${d.rv}&allowWatchBookmarks=true`, authorization: `Bearer ${d.token}` });
     let buf = '';
     s.on('response', () => ready());
     s.on('data', (c: Buffer) => {
@@ -256,7 +333,7 @@ async function watchers(): Promise<void> {
         const ev = JSON.parse(buf.slice(0, i));
         buf = buf.slice(i + 1);
         if (ev.type !== 'MODIFIED') continue;
-        const seq = ev.object.spec.size - 1_000_000;
+        const seq = Number(ev.object.metadata.annotations?.[SEQ]);
         const now = performance.timeOrigin + performance.now();
         const at = d.sent[seq];
         if (seq < d.updates) {

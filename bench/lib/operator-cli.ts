@@ -12,7 +12,7 @@ import type { Policy } from '../../src/config/types.js';
 import type { BackendKind } from '../../src/backends/types.js';
 import { repoPath } from '../../src/paths.js';
 import { freeLoopbackPort } from '../../src/controller/netutil.js';
-import { procRss } from './stack.js';
+import { procRss } from './proc.js';
 import { terminate } from './child-rpc.js';
 import { sleep } from './stats.js';
 

@@ -13,6 +13,7 @@ import YAML from 'yaml';
 import { KubeConfig } from '@kubernetes/client-node';
 import { repoPath } from '../../src/paths.js';
 import { terminate } from './child-rpc.js';
+import { procCpuMs, procRss } from './proc.js';
 import type { Policy } from '../../src/config/types.js';
 import type { BackendKind } from '../../src/backends/types.js';
 
@@ -24,28 +25,6 @@ export interface ApiHandle {
   rssBytes(): number;
   cpuMs(): number;
   stop(): Promise<void>;
-}
-
-/** RSS of a process from /proc (bytes). */
-export function procRss(pid: number): number {
-  try {
-    const m = /VmRSS:\s+(\d+)\s+kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-    return m ? Number(m[1]) * 1024 : NaN;
-  } catch {
-    return NaN;
-  }
-}
-
-/** User+system CPU of a process from /proc (ms). */
-export function procCpuMs(pid: number): number {
-  try {
-    const f = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const rest = f.slice(f.lastIndexOf(')') + 2).split(' ');
-    // Fields 14 and 15 (utime, stime) are at index 11 and 12 after the command.
-    return ((Number(rest[11]) + Number(rest[12])) * 1000) / 100;
-  } catch {
-    return NaN;
-  }
 }
 
 /** Start the embedded API server in a child process (bench/lib/apiserver-child.js). */

@@ -1,0 +1,39 @@
+/** Figures of another process read from /proc (Linux), without touching the process. */
+import { readFileSync } from 'node:fs';
+
+/** Resident set size of a process (bytes), NaN once it is gone. */
+export function procRss(pid: number): number {
+  return procStatusKb(pid, 'VmRSS') * 1024;
+}
+
+/** Peak resident set size of a process (bytes), NaN once it is gone. */
+export function procRssPeak(pid: number): number {
+  return procStatusKb(pid, 'VmHWM') * 1024;
+}
+
+function procStatusKb(pid: number, field: string): number {
+  try {
+    const m = new RegExp(`${field}:\\s+(\\d+)\\s+kB`).exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+    return m ? Number(m[1]) : NaN;
+  } catch {
+    return NaN;
+  }
+}
+
+/** User + system CPU a process has used so far (ms), NaN once it is gone. */
+export function procCpuMs(pid: number): number {
+  try {
+    const f = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // After the command (which may hold spaces), utime and stime are the 12th and 13th fields, in USER_HZ (100/s).
+    const rest = f.slice(f.lastIndexOf(')') + 2).split(' ');
+    return ((Number(rest[11]) + Number(rest[12])) * 1000) / 100;
+  } catch {
+    return NaN;
+  }
+}
+
+/** CPU this process has used so far (ms), all threads. */
+export function selfCpuMs(): number {
+  const u = process.cpuUsage();
+  return (u.user + u.system) / 1000;
+}
