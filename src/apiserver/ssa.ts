@@ -56,7 +56,8 @@ export function leaves(obj: Obj, schema?: Schema): FieldSet {
 
 /**
  * The fieldsV1 of every leaf of `obj`: `toFieldsV1(leaves(obj, schema))` built in one walk, without
- * path arrays or encoded paths. A create owns every field it sets, and this was a third of its CPU.
+ * path arrays or encoded paths. A create owns every field it sets, and computing that the long way
+ * was ~35 µs of each ~1 KB create.
  */
 export function fieldsV1Of(obj: Obj, schema?: Schema): Obj {
   /** Adds `v`'s leaves under `parent[elem]`; whether it added any. */
@@ -200,7 +201,7 @@ export function trackUpdate(prev: Obj | undefined, next: Obj, manager: string, a
     return;
   }
   const entries = readEntries(prev);
-  const before = prev ? leaves(prev, schema) : new Set<string>();
+  const before = leaves(prev, schema);
   const after = leaves(next, schema);
   const changed: string[] = [];
   for (const p of after) if (!before.has(p) || !deepEqual(getAt(prev, JSON.parse(p)), getAt(next, JSON.parse(p)))) changed.push(p);
