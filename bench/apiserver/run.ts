@@ -195,13 +195,12 @@ async function main(): Promise<void> {
     const pki = join(dataDir, 'pki');
     const ca = readFileSync(join(pki, 'ca.crt'), 'utf8');
     const token = readFileSync(join(dataDir, 'tokens.csv'), 'utf8').split('\n').find((l) => l.includes(',admin,admin'))!.split(',')[0];
-    const clients = Array.from({ length: 4 }, () => connect(url, ca, token));
     const h2 = h2Clients(url, ca, token);
-    const c0 = await clients[0].req('POST', '/apis/apiextensions.k8s.io/v1/customresourcedefinitions', loadCrd());
+    const c0 = await h2.req('POST', '/apis/apiextensions.k8s.io/v1/customresourcedefinitions', loadCrd());
     if (c0.status !== 201) throw new Error(`CRD create: ${JSON.stringify(c0.body)}`);
     // The CRD is served from the write on; warm each connection (and the schema) with one create.
     await pool(4, 4, async (i) => {
-      const r = await clients[i].req('POST', R, createBody(N + i, `warm-${i}`));
+      const r = await h2.req('POST', R, createBody(N + i, `warm-${i}`));
       if (r.status !== 201) throw new Error(`warm-up create: ${r.status} ${JSON.stringify(r.body)}`);
     });
     const rssStart = rssMiB(child.pid!);
@@ -232,26 +231,25 @@ async function main(): Promise<void> {
     if (CREATES_ONLY) {
       process.stdout.write(JSON.stringify({ ...head, serverRssMiB: { start: rssStart.rss, afterCreate: rssAfterCreate.rss } }, null, 2) + '\n');
       h2.close();
-      for (const c of clients) c.session.close();
       return;
     }
 
     // 2. list: one full list, then paged with limit=500, then a label-selected list
     let t0 = performance.now();
-    const full = await clients[0].req('GET', R);
+    const full = await h2.req('GET', R);
     const listAllMs = performance.now() - t0;
     if (full.body.items.length !== 2 * N + 4) throw new Error(`listed ${full.body.items.length}, want ${2 * N + 4}`);
     t0 = performance.now();
     let cont = '', paged = 0, pages = 0;
     do {
-      const r = await clients[0].req('GET', `${R}?limit=500${cont ? `&continue=${cont}` : ''}`);
+      const r = await h2.req('GET', `${R}?limit=500${cont ? `&continue=${cont}` : ''}`);
       paged += r.body.items.length;
       pages++;
       cont = r.body.metadata.continue ?? '';
     } while (cont);
     const listPagedMs = performance.now() - t0;
     t0 = performance.now();
-    const sel = await clients[0].req('GET', `${R}?labelSelector=${encodeURIComponent('nbswarm.io/user=user3')}`);
+    const sel = await h2.req('GET', `${R}?labelSelector=${encodeURIComponent('nbswarm.io/user=user3')}`);
     const listSelMs = performance.now() - t0;
 
     // 3. watchers: WATCHERS streams over 4 connections in a worker thread (so parsing 100k events
@@ -292,7 +290,6 @@ async function main(): Promise<void> {
     const rssEnd = rssMiB(child.pid!);
     await worker.terminate();
     h2.close();
-    for (const c of clients) c.session.close();
 
     const result = {
       ...head,
