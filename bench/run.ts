@@ -26,7 +26,6 @@ import { mapLimit, median, ratio, round, roundSummary, sleep, summarize, type Su
 import {
   benchPolicy,
   informerSynced,
-  loadCrd,
   queueStats,
   reconcilerStats,
   startApiChild,
@@ -35,6 +34,7 @@ import {
   type RunningOperator,
 } from './lib/stack.js';
 import { benchEtcd } from './etcd.js';
+import { loadCrd } from '../src/controller/crd.js';
 import { startOperatorCli } from './lib/operator-cli.js';
 
 type BackendKind = 'service' | 'container';

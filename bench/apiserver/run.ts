@@ -26,6 +26,7 @@ import { fileURLToPath } from 'node:url';
 import { loadCrd } from '../../src/controller/crd.js';
 import { sampleObject } from '../etcd.js';
 import { procCpuMs, procRss, procRssPeak, selfCpuMs } from '../lib/proc.js';
+import { terminate } from '../lib/child-rpc.js';
 
 const args = process.argv.slice(2);
 const arg = (name: string, def: number) => {
@@ -170,13 +171,6 @@ async function startChild(argv: string[]): Promise<{ child: ChildProcess; url: s
   return { child, url };
 }
 
-async function stopChild(child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null) return;
-  const exited = new Promise((r) => child.once('exit', r));
-  child.kill('SIGTERM');
-  await exited;
-}
-
 /** HTTP/2 clients on 4 connections, requests spread over them (several clients would open several). */
 function h2Clients(url: string, ca: string, token: string): { req: Client['req']; close(): void } {
   const clients = Array.from({ length: 4 }, () => connect(url, ca, token));
@@ -225,7 +219,7 @@ async function main(): Promise<void> {
     await pool(C, C, async (i) => void (await nh2.req('POST', R, createBody(N + i, `warm-${i}`))));
     const nodeCeiling = await createPhase('HTTP/2 (4 connections) to a Node server that parses and echoes', ceiling.pid!, Array.from({ length: N }, (_, i) => createBody(i, `obj-${i}`)), nh2.req);
     nh2.close();
-    await stopChild(ceiling);
+    await terminate(ceiling, 5000);
 
     const head = { benchmark: 'apiserver', node: process.version, objects: N, concurrency: C, objectBytes: createBody(0, 'obj-0').length, synchronous: SYNC, create, createHttp1, nodeCeiling };
     if (CREATES_ONLY) {
@@ -301,8 +295,8 @@ async function main(): Promise<void> {
     };
     process.stdout.write(JSON.stringify(result, null, 2) + '\n');
   } finally {
-    if (ceiling) await stopChild(ceiling);
-    await stopChild(child);
+    if (ceiling) await terminate(ceiling, 5000);
+    await terminate(child, 5000);
     rmSync(dataDir, { recursive: true, force: true });
   }
 }

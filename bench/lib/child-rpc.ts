@@ -1,5 +1,5 @@
 /**
- * Parent side of the bench's helper processes (operator, counting proxy): fork a module, wait
+ * Parent side of the bench's helper processes (the counting proxy): fork a module, wait
  * for its `{ready}` (or `{error}`) message, then call it with `{id, op}` → `{id, result}`.
  * Separate processes keep their RSS and CPU out of the bench's own.
  */

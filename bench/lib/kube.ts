@@ -108,7 +108,7 @@ export class Kube {
   }
 
   /** Install (or keep) a CRD and wait until the group/version serves its plural. */
-  async ensureCrd(crd: Obj, timeoutMs = 20_000): Promise<void> {
+  async ensureCrd(crd: object, timeoutMs = 20_000): Promise<void> {
     try {
       await this.request('POST', '/apis/apiextensions.k8s.io/v1/customresourcedefinitions', crd);
     } catch (err) {

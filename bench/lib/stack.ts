@@ -5,13 +5,11 @@
  *  - the CRD from crds/ installed through the API like kubectl would.
  */
 import { fork, type ChildProcess } from 'node:child_process';
-import { readFileSync, existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import YAML from 'yaml';
 import { KubeConfig } from '@kubernetes/client-node';
-import { repoPath } from '../../src/paths.js';
 import { terminate } from './child-rpc.js';
 import { procCpuMs, procRss } from './proc.js';
 import type { Policy } from '../../src/config/types.js';
@@ -58,16 +56,6 @@ export async function startApiChild(opts: { dataDir?: string } = {}): Promise<Ap
       if (own) rmSync(dataDir, { recursive: true, force: true });
     },
   };
-}
-
-/** The NotebookServer CRD as kubectl would apply it (crds/notebookserver.yaml). */
-export function loadCrd(): Record<string, any> {
-  const p = repoPath('crds', 'notebookserver.yaml');
-  if (!existsSync(p)) throw new Error(`${p} is missing (the resource helper generates it)`);
-  const docs = YAML.parseAllDocuments(readFileSync(p, 'utf8')).map((d) => d.toJS());
-  const crd = docs.find((d) => d?.kind === 'CustomResourceDefinition');
-  if (!crd) throw new Error(`${p} holds no CustomResourceDefinition`);
-  return crd;
 }
 
 /** Policy for the bench: the defaults, the test image allowed, no pulls, and no extras the raw baseline lacks. */

@@ -35,20 +35,15 @@ export const BUILT_FOR_UID_LABEL = 'nbswarm.io/built-for-uid';
 /** Requeue while a server is converging (Docker events usually arrive first). */
 const CONVERGING_REQUEUE_MS = 1000;
 /**
- * Ready probe while the task/container runs but the server does not answer yet: the process inside
- * usually listens within a few hundred ms, so start short and double (per key) up to the cap; a
- * fixed 400 ms step cost up to that much on every spawn. Requeues rather than an inline loop keep
- * the queue slot free for other keys between probes.
+ * Polls while a server is on its way (per key, per stage): the task pending, being prepared or
+ * started (Swarm task states raise no Docker event), then running but its server not answering yet.
+ * Each stage usually lasts tens to a few hundred ms, so start short and double up to the cap; a
+ * fixed 400 ms step cost up to that much on every spawn. Polls are cheap: the Swarm backend shares
+ * one read among all servers polling within 40 ms of each other. Requeues rather than an inline
+ * loop keep the queue slot free for other keys between polls.
  */
-const READY_PROBE_FIRST_MS = 25;
-const READY_PROBE_MAX_MS = 1000;
-/**
- * The same growing poll while the task is pending or being prepared (Swarm task states raise no
- * Docker event). Each stage lasts ~50–150 ms here, so a first poll at 100 ms lost up to that much
- * per stage; polls are cheap because the Swarm backend shares one read among all servers polling
- * within 40 ms of each other.
- */
-const PROGRESS_FIRST_MS = 25;
+const PROBE_FIRST_MS = 25;
+const PROBE_MAX_MS = 1000;
 /**
  * A stage is polled at its first delay for this long before the delay doubles: Swarm's stages
  * (pending, assigned, preparing, starting) each last 50–300 ms, and doubling from 25 ms left gaps
@@ -149,17 +144,17 @@ export class Reconciler {
     this.ownRvs.set(key, rvs);
   }
 
-  private nextProbeDelay(obj: NotebookServer, stage: string, first = READY_PROBE_FIRST_MS): number {
+  private nextProbeDelay(obj: NotebookServer, stage: string): number {
     const key = `${obj.metadata.namespace ?? 'default'}/${obj.metadata.name ?? ''}`;
     // A new stage (pending → preparing → starting → answering) starts its own sequence from its
     // first delay: the next stage usually follows within tens of ms.
     const now = Date.now();
     const cur = this.probeDelay.get(key);
     const same = cur !== undefined && cur.stage === stage;
-    const d = same ? cur.next : first;
+    const d = same ? cur.next : PROBE_FIRST_MS;
     const since = same ? cur.since : now;
     const fast = now - since < STAGE_FAST_MS && this.probeDelay.size <= STAGE_FAST_MAX_IN_PROGRESS;
-    this.probeDelay.set(key, { stage, since, next: fast ? first : Math.min(READY_PROBE_MAX_MS, d * 2) });
+    this.probeDelay.set(key, { stage, since, next: fast ? PROBE_FIRST_MS : Math.min(PROBE_MAX_MS, d * 2) });
     return d;
   }
 
@@ -342,8 +337,7 @@ export class Reconciler {
   }
 
   /** Status of a stopped (done) or stopping server; `name` is its Docker object, if it has one. */
-  private stoppedStatus(obj: NotebookServer, base: NotebookServerStatus, done: boolean, name?: string): NotebookServerStatus {
-    const status = base;
+  private stoppedStatus(obj: NotebookServer, status: NotebookServerStatus, done: boolean, name?: string): NotebookServerStatus {
     delete status.endpoint;
     const cond = (type: string, s: Condition['status'], reason: string, message: string) => {
       status.conditions = setCondition(status.conditions, { type, status: s, reason, message });
@@ -395,9 +389,7 @@ export class Reconciler {
       case 'preparing':
         return this.progress(obj, status, 'Preparing', 'ImagePulling', `Swarm is preparing the task (pulling/checking image ${desired.image})${dockerMsg}`, 'True');
       case 'starting':
-        // The container exists and is being started: running follows within tens of ms, and Swarm
-        // reports it with no event of its own, so poll as short as the ready probe.
-        return this.progress(obj, status, 'Starting', 'Starting', `${name} is starting${dockerMsg}`, 'True', READY_PROBE_FIRST_MS);
+        return this.progress(obj, status, 'Starting', 'Starting', `${name} is starting${dockerMsg}`, 'True');
       case 'pending':
         return this.progress(obj, status, 'Pending', 'Pending', `${name} is waiting to be scheduled${dockerMsg}`, 'False');
       case 'missing':
@@ -421,14 +413,14 @@ export class Reconciler {
     }
   }
 
-  private progress(obj: NotebookServer, status: NotebookServerStatus, reason: string, eventReason: string, message: string, scheduled: Condition['status'], firstPollMs = PROGRESS_FIRST_MS) {
+  private progress(obj: NotebookServer, status: NotebookServerStatus, reason: string, eventReason: string, message: string, scheduled: Condition['status']) {
     status.conditions = setCondition(status.conditions, { type: 'Ready', status: 'False', reason, message });
     status.conditions = setCondition(status.conditions, { type: 'Scheduled', status: scheduled, reason: scheduled === 'True' ? 'Scheduled' : 'Pending', message });
     status.conditions = setCondition(status.conditions, { type: 'Degraded', status: 'False', reason: 'AsExpected', message: '' });
     status = this.withPhase(status, 'Creating', message);
     const prev = getCondition(obj.status?.conditions, 'Ready');
     const event = prev?.reason !== reason ? { type: 'Normal' as const, reason: eventReason, message } : undefined;
-    return { status, event, requeueAfterMs: this.nextProbeDelay(obj, `${reason}: ${message}`, firstPollMs), probing: true };
+    return { status, event, requeueAfterMs: this.nextProbeDelay(obj, `${reason}: ${message}`), probing: true };
   }
 
   private withPhase(status: NotebookServerStatus, phase: Phase, message: string, conds: Record<string, Omit<Condition, 'type'>> = {}): NotebookServerStatus {
