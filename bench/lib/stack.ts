@@ -89,7 +89,7 @@ export interface RunningOperator {
 export async function startOperatorInProcess(opts: { kubeconfigPath: string; policy: Policy; kind: BackendKind; dockerSocket: string; logFile?: string }): Promise<RunningOperator> {
   const { createBackend } = await import('../../src/backends/docker.js');
   const { startOperator } = await import('../../src/controller/operator.js');
-  const { createLogger } = await import('../../src/controller/log.js');
+  const { createLogger } = await import('../../src/log.js');
   const backend = await createBackend(opts.kind, { host: opts.dockerSocket, pullPolicy: 'never' });
   const log = createLogger({ level: process.env.NBSWARM_BENCH_LOG_LEVEL ?? 'warn', json: true });
   const kubeconfig = new KubeConfig();

@@ -14,7 +14,7 @@ import { PolicyError, loadPolicy } from '../config/policy.js';
 import type { Policy } from '../config/types.js';
 import type { RunningApiServer } from '../apiserver/index.js';
 import { installCrd } from './crd.js';
-import { createLogger, type Logger } from './log.js';
+import { createLogger, type Logger } from '../log.js';
 import { startOperator, type OperatorHandle } from './operator.js';
 import { makeApiClient } from './kube.js';
 

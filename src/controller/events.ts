@@ -6,8 +6,8 @@
 import { CoreV1Api, KubeConfig, PatchStrategy, setHeaderOptions } from '@kubernetes/client-node';
 import { createHash } from 'node:crypto';
 import type { NotebookServer } from '../api/types.js';
-import type { Logger } from './log.js';
-import { errorFields } from './log.js';
+import type { Logger } from '../log.js';
+import { errorFields } from '../log.js';
 import { makeApiClient } from './kube.js';
 
 export type EventType = 'Normal' | 'Warning';

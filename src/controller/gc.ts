@@ -11,8 +11,8 @@
 import { LABELS } from '../api/types.js';
 import type { Backend, BackendEvent, ObservedServer } from '../backends/types.js';
 import type { NotebookServerInformer } from './informer.js';
-import type { Logger } from './log.js';
-import { errorFields } from './log.js';
+import type { Logger } from '../log.js';
+import { errorFields } from '../log.js';
 
 export interface GcStats {
   runs: number;

@@ -12,8 +12,8 @@
 import { CustomObjectsApi, KubeConfig, Watch } from '@kubernetes/client-node';
 import { Subject, map, type Observable } from 'rxjs';
 import { GROUP, PLURAL, VERSION, type NotebookServer } from '../api/types.js';
-import type { Logger } from './log.js';
-import { errorFields } from './log.js';
+import type { Logger } from '../log.js';
+import { errorFields } from '../log.js';
 import { makeApiClient } from './kube.js';
 
 export type InformerEventType = 'added' | 'modified' | 'deleted';

@@ -8,8 +8,8 @@
  */
 import { CoordinationV1Api, KubeConfig, type V1Lease } from '@kubernetes/client-node';
 import { BehaviorSubject, type Observable, distinctUntilChanged } from 'rxjs';
-import type { Logger } from './log.js';
-import { errorFields } from './log.js';
+import type { Logger } from '../log.js';
+import { errorFields } from '../log.js';
 import { makeApiClient } from './kube.js';
 
 export interface LeaderElectionOptions {

@@ -16,7 +16,7 @@ import { ApiEventRecorder, type EventRecorder } from './events.js';
 import { OrphanCollector, type GcStats } from './gc.js';
 import { NotebookServerInformer, keyOf, type InformerEvent, type InformerStats } from './informer.js';
 import { LeaderElector } from './leader.js';
-import { createLogger, errorFields, type Logger } from './log.js';
+import { createLogger, errorFields, type Logger } from '../log.js';
 import { Reconciler, RetryLater, isStopped, type ReconcilerStats } from './reconciler.js';
 import { jsonEqual } from './status.js';
 import { WorkQueue, type Lane, type WorkQueueStats } from './workqueue.js';

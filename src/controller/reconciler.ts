@@ -15,7 +15,7 @@ import type { EventRecorder, EventType } from './events.js';
 import type { OrphanCollector } from './gc.js';
 import { DELETE_WITH_SERVER_LABEL } from './desired.js';
 import { splitKey, type NotebookServerInformer } from './informer.js';
-import type { Logger } from './log.js';
+import type { Logger } from '../log.js';
 import { answersHttp, canBind, loopbackUrl } from './netutil.js';
 import { clean, getCondition, jsonEqual, mergePatch, nowIso, setCondition } from './status.js';
 import type { ReconcileOutcome } from './workqueue.js';

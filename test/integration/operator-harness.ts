@@ -18,7 +18,7 @@ import type { Backend, BackendKind } from '../../src/backends/types.js';
 import { defaultPolicy } from '../../src/config/policy.js';
 import type { Policy } from '../../src/config/types.js';
 import { installCrd } from '../../src/controller/crd.js';
-import { createLogger } from '../../src/controller/log.js';
+import { createLogger } from '../../src/log.js';
 import { startOperator, type OperatorHandle } from '../../src/controller/operator.js';
 import { TEST_IMAGE, TEST_RUN_ID, requireDocker, sleep, waitFor } from '../helpers/docker.js';
 

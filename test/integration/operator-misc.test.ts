@@ -14,7 +14,7 @@ import { ApiEventRecorder } from '../../src/controller/events.js';
 import { startApiServer } from '../../src/apiserver/index.js';
 import { installCrd } from '../../src/controller/crd.js';
 import { NotebookServerInformer } from '../../src/controller/informer.js';
-import { createLogger } from '../../src/controller/log.js';
+import { createLogger } from '../../src/log.js';
 import { startOperator } from '../../src/controller/operator.js';
 import { fileURLToPath } from 'node:url';
 import { TEST_IMAGE, TEST_RUN_ID, requireDocker, sleep, waitFor, waitForHttp } from '../helpers/docker.js';

@@ -1,6 +1,7 @@
 /**
- * The operator's logger: JSON lines when stdout is not a terminal (log collectors), a short human
- * form otherwise. Errors are logged once, as values with {resource, dockerCall, hint} (DESIGN §5).
+ * nbswarm's one logger (operator, API server, backends, CLI): JSON lines when stdout is not a
+ * terminal (log collectors), a short human form otherwise. Errors are logged once, as values with
+ * {resource, dockerCall, hint}; never a stack trace.
  */
 import winston from 'winston';
 
