@@ -7,7 +7,7 @@ import type Docker from 'dockerode';
 import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { requireDocker, TEST_IMAGE, testLabels, uniqueName, waitFor } from '../helpers/docker.js';
+import { requireDocker, TEST_IMAGE, TEST_RUN_ID, TEST_RUN_LABEL, testLabels, uniqueName, waitFor } from '../helpers/docker.js';
 import { startCluster, type Cluster, type ClusterNode } from './cluster.js';
 import { isRunning, processRef, type ProcessRef } from './procs.js';
 import type { PushedImage } from './push.js';
@@ -106,11 +106,14 @@ describe('multi-node Swarm harness', function () {
   it('pushes a machine-built image to the registry and names it by digest; no worker has it', async () => {
     const t0 = Date.now();
     // busybox httpd runs as PID 1 and ignores SIGTERM: the pushed image stops on SIGKILL instead.
-    image = await cluster.pushImage(TEST_IMAGE, { changes: ['STOPSIGNAL SIGKILL'] });
+    // The run label makes the digest new on every run, also on a cluster kept up between runs.
+    image = await cluster.pushImage(TEST_IMAGE, { changes: ['STOPSIGNAL SIGKILL', `LABEL ${TEST_RUN_LABEL}=${TEST_RUN_ID}`] });
     report(`push of ${TEST_IMAGE} (docker save → load on the manager → push): ${ms(Date.now() - t0)}`);
     expect(image.reference).to.match(new RegExp(`^${cluster.registry.replace(/\./g, '\\.')}/local/busybox@sha256:[0-9a-f]{64}$`));
     const onManager: any = await cluster.manager.docker.getImage(image.reference).inspect();
     expect(onManager.Config.StopSignal).to.equal('SIGKILL');
+    const original: any = await machineDocker.getImage(TEST_IMAGE).inspect();
+    expect(onManager.RootFS.Layers, 'configuration changes add no layer').to.deep.equal(original.RootFS.Layers);
     for (const w of cluster.workers) {
       const err = await w.docker
         .getImage(image.reference)
@@ -147,6 +150,9 @@ describe('multi-node Swarm harness', function () {
     expect(spec.EndpointSpec.Mode).to.equal('dnsrr');
     const pulled: any = await node.docker.getImage(image.reference).inspect();
     expect(pulled.RepoDigests).to.include(image.reference);
+    const [task] = await node.docker.listContainers({ filters: JSON.stringify({ label: [`com.docker.swarm.service.name=${service}`] }) });
+    const inspected: any = await node.docker.getContainer(task.Id).inspect();
+    expect(inspected.Config.StopSignal, "the task stops with the image's stop signal").to.equal('SIGKILL');
 
     const rss = cluster.rss();
     report(

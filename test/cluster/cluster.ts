@@ -162,7 +162,7 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> 
   const subnet = opts.subnet ?? '10.250.0';
   if (!/^(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/.test(subnet) || subnet.split('.').some((o) => Number(o) > 255)) throw new Error(`subnet must be three octets like "10.250.0", got ${subnet}`);
 
-  await removeStaleClusters(root, log);
+  await pruneStaleClusters(root, log);
   const existing = readState(root, name);
   if (existing) {
     if (existing.owner && isRunning(existing.owner)) {
@@ -257,7 +257,9 @@ export async function destroyCluster(name: string, root?: string, log: (l: strin
   return true;
 }
 
-async function removeStaleClusters(root: string, log: (l: string) => void): Promise<void> {
+/** Remove every cluster whose owning process has exited (left behind by killed test runs). */
+export async function pruneStaleClusters(rootDir?: string, log: (l: string) => void = () => undefined): Promise<void> {
+  const root = stateRoot(rootDir);
   for (const n of listClusterNames(root)) {
     let st: ClusterState | undefined;
     try {
@@ -310,6 +312,7 @@ function clusterPids(st: ClusterState): Set<number> {
  * folder. Throws, listing them, when something could not be removed.
  */
 async function destroy(st: ClusterState, log: (l: string) => void): Promise<number> {
+  const t0 = Date.now();
   let killed = 0;
   for (let round = 0; round < 5; round++) {
     const containerPids = nodeCgroupDirs(st).flatMap((d) => pidsInCgroupTree(d));
@@ -320,18 +323,22 @@ async function destroy(st: ClusterState, log: (l: string) => void): Promise<numb
     const left = await killAndWait(pids);
     if (left.length) log(`still running after SIGKILL: ${left.join(' ')}`);
   }
+  log(`${killed} processes killed (${Date.now() - t0} ms)`);
   for (const ns of [st.fabric.netns, st.hub.netns, ...st.nodes.map((n) => n.netns)]) {
     if (existsSync(`/run/netns/${ns}`)) await run('ip', ['netns', 'delete', ns]);
   }
+  log(`namespaces deleted (${Date.now() - t0} ms)`);
   // A cgroup can only be removed once the kernel has finished tearing its last task down.
   let cgroupsLeft = nodeCgroupDirs(st);
   for (let i = 0; i < 50 && cgroupsLeft.length > 0; i++) {
     cgroupsLeft = removeCgroupTrees(cgroupsLeft);
     if (cgroupsLeft.length) await sleep(20);
   }
+  log(`cgroups removed (${Date.now() - t0} ms)`);
   const left = leftoversOf(st);
   if (left.length > 0) throw new Error(`cluster ${st.name} could not be fully removed (state kept in ${st.dir}; run cluster:down again):\n  ${left.join('\n  ')}`);
   rmSync(st.dir, { recursive: true, force: true });
+  log(`folder removed (${Date.now() - t0} ms)`);
   return killed;
 }
 
