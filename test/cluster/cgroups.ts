@@ -74,11 +74,27 @@ export function cgroupMountCommands(mounts: CgroupMount[]): string[] {
 }
 
 /**
+ * The --cgroup-parent of a node. With cgroup v1 a relative one keeps containers below the cgroup of
+ * whoever started the cluster (its memory accounting included). With cgroup v2 a cgroup that holds
+ * processes cannot also have children with controllers enabled, so nodes use a top-level cgroup,
+ * as dockerd's own default (/docker) does.
+ */
+export function cgroupParentFor(name: string, mounts: CgroupMount[]): string {
+  return mounts.some((m) => m.mountPoint === CGROUP_ROOT && m.fsType === 'cgroup2') ? `/${name}` : name;
+}
+
+/**
  * The directories, one per hierarchy, that hold the containers of a daemon started as `pid` with
- * the relative cgroup parent `parent` (runc resolves a relative path against its own cgroup,
- * which it inherits from that daemon).
+ * cgroup parent `parent`. runc resolves a relative parent against its own cgroup, which it
+ * inherits from that daemon.
  */
 export function containerCgroupDirs(pid: number, parent: string, mounts: CgroupMount[]): string[] {
+  if (parent.startsWith('/')) {
+    return mounts.flatMap((m) => {
+      const inside = posix.relative(m.root, parent);
+      return inside.startsWith('..') ? [] : [posix.join(m.mountPoint, inside)];
+    });
+  }
   const lines = readFileSync(`/proc/${pid}/cgroup`, 'utf8')
     .split('\n')
     .filter(Boolean)
@@ -104,7 +120,8 @@ export function containerCgroupDirs(pid: number, parent: string, mounts: CgroupM
  * Directories named `name` anywhere in the first levels of every hierarchy: finds a node's
  * container cgroups even when the state file never got to record them.
  */
-export function findCgroupDirsNamed(name: string, mounts: CgroupMount[], maxDepth = 4): string[] {
+export function findCgroupDirsNamed(parent: string, mounts: CgroupMount[], maxDepth = 4): string[] {
+  const name = posix.basename(parent);
   const found: string[] = [];
   const walk = (dir: string, depth: number) => {
     let entries: import('node:fs').Dirent[];

@@ -5,7 +5,7 @@
 import { expect } from 'chai';
 import type Docker from 'dockerode';
 import { execFileSync, spawnSync } from 'node:child_process';
-import { existsSync, readFileSync, readdirSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { requireDocker, TEST_IMAGE, TEST_RUN_ID, TEST_RUN_LABEL, testLabels, uniqueName, waitFor } from '../helpers/docker.js';
 import { startCluster, type Cluster, type ClusterNode } from './cluster.js';
@@ -100,6 +100,14 @@ describe('multi-node Swarm harness', function () {
       expect(info.Swarm.NodeAddr).to.equal(n.ip);
     }
     expect(new Set(cluster.nodes.map((n) => n.ip)).size).to.equal(3);
+    // The shared folder is the same folder on every node (for shared-storage tests).
+    const marker = join(cluster.sharedDir, `${TEST_RUN_ID}.txt`);
+    writeFileSync(marker, TEST_RUN_ID);
+    try {
+      for (const n of cluster.nodes) expect((await cluster.nodeExec(n, 'cat', [marker])).stdout, n.name).to.equal(TEST_RUN_ID);
+    } finally {
+      rmSync(marker, { force: true });
+    }
     expect(cluster.dockerHost).to.equal(`unix://${cluster.manager.socketPath}`);
   });
 

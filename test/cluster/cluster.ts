@@ -15,28 +15,20 @@
  * and nothing else (so no pull can ever reach Docker Hub).
  */
 import Docker from 'dockerode';
-import type { ChildProcess, SpawnOptions } from 'node:child_process';
-import { spawn } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, readdirSync, readlinkSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, readdirSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { cgroupMountCommands, containerCgroupDirs, findCgroupDirsNamed, hostCgroupMounts, removeCgroupTrees } from './cgroups.js';
+import { cgroupMountCommands, cgroupParentFor, containerCgroupDirs, hostCgroupMounts } from './cgroups.js';
 import { run, runCapture, spawnDetached, type RunResult } from './exec.js';
-import { commandLine, isRunning, killAndWait, pidsInCgroupTree, pidsInNamespace, processRef, rssBytes, type ProcessRef } from './procs.js';
+import { HubNamespace } from './hub.js';
+import { isRunning, killAndWait, pidsInCgroupTree, pidsInNamespace, processRef, rssBytes, type ProcessRef } from './procs.js';
 import { pushImage as pushToRegistry, type PushOptions, type PushedImage } from './push.js';
-import {
-  checkName,
-  clusterDir,
-  isStale,
-  listClusterNames,
-  readState,
-  stateRoot,
-  STATE_VERSION,
-  writeState,
-  type ClusterState,
-  type NodeState,
-} from './state.js';
-import { connectVia, forwardVia, httpRequestVia, type HttpResult, type LoopbackForward } from './tunnel.js';
+import { checkName, clusterDir, listClusterNames, netnsInode, nsName, readState, stateRoot, STATE_VERSION, writeState, type ClusterState, type NodeState } from './state.js';
+import { destroy, leftoversOf, pruneStaleClusters, removeOrphanNamespaces } from './teardown.js';
+import { waitUntil } from './wait.js';
+
+export { destroyCluster, leftoversOf, pruneStaleClusters } from './teardown.js';
+export { HubNamespace } from './hub.js';
 
 export interface ClusterOptions {
   /** Names the namespaces (nbsc-NAME-…), hostnames (NAME-node1 …) and the state folder. Default "dev". */
@@ -98,38 +90,11 @@ const AGENT_SCRIPT = fileURLToPath(new URL('./ns-agent.js', import.meta.url));
  */
 const DROP_NSFS_MOUNTS = `awk '/ - nsfs /{print $5}' /proc/self/mountinfo | sort -r | while read -r m; do umount -l "$m" 2>/dev/null || true; done`;
 
-function nsName(cluster: string, part: string): string {
-  return `nbsc-${cluster}-${part}`;
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms));
-}
-
-function netnsInode(name: string): number {
-  return statSync(`/run/netns/${name}`).ino;
-}
-
 function logTail(file: string, lines = 15): string {
   try {
     return readFileSync(file, 'utf8').trim().split('\n').slice(-lines).join('\n');
   } catch {
     return '(no log)';
-  }
-}
-
-async function waitUntil<T>(what: string, fn: () => Promise<T | undefined | false> | T | undefined | false, timeoutMs: number, everyMs = 50): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  for (;;) {
-    try {
-      const v = await fn();
-      if (v) return v;
-    } catch (err) {
-      last = err;
-    }
-    if (Date.now() >= deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${last ? ` (last error: ${(last as Error).message})` : ''}`);
-    await sleep(everyMs);
   }
 }
 
@@ -179,6 +144,7 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> 
   const dir = clusterDir(root, name);
   if (existsSync(dir)) rmSync(dir, { recursive: true, force: true });
   const sharedDir = opts.sharedDir ?? join(dir, 'shared');
+  const cgroupMounts = hostCgroupMounts();
   const registryIp = `${subnet}.1`;
   const nodes: NodeState[] = Array.from({ length: count }, (_, i) => {
     const nodeName = `node${i + 1}`;
@@ -194,7 +160,7 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> 
       dir: nodeDir,
       socketPath: join(nodeDir, 'docker.sock'),
       configPath: join(nodeDir, 'daemon.json'),
-      cgroupParent: nsName(name, nodeName),
+      cgroupParent: cgroupParentFor(nsName(name, nodeName), cgroupMounts),
       cgroupDirs: [],
     };
   });
@@ -211,7 +177,7 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> 
     registry: { address: `${registryIp}:5000` },
     hub: { netns: nsName(name, 'hub'), ip: `${subnet}.2`, link: 'v-hub', agentSocket: join(dir, 'hub', 'agent.sock') },
     sharedDir,
-    cgroupMounts: hostCgroupMounts(),
+    cgroupMounts,
     nodes,
   };
   // The state file exists before anything it describes, so a crash at any later point is recoverable.
@@ -244,137 +210,6 @@ export function listClusters(root?: string): ClusterState[] {
       return [];
     }
   });
-}
-
-/** Stop and remove a cluster by name (`cluster:down`); a no-op when there is none. */
-export async function destroyCluster(name: string, root?: string, log: (l: string) => void = () => undefined): Promise<boolean> {
-  const st = readState(stateRoot(root), checkName(name));
-  if (!st) {
-    await removeOrphanNamespaces(name, log);
-    return false;
-  }
-  await destroy(st, log);
-  return true;
-}
-
-/** Remove every cluster whose owning process has exited (left behind by killed test runs). */
-export async function pruneStaleClusters(rootDir?: string, log: (l: string) => void = () => undefined): Promise<void> {
-  const root = stateRoot(rootDir);
-  for (const n of listClusterNames(root)) {
-    let st: ClusterState | undefined;
-    try {
-      st = readState(root, n);
-    } catch (err) {
-      log(`skipping ${n}: ${(err as Error).message}`);
-      continue;
-    }
-    if (st && isStale(st)) {
-      log(`removing stale cluster ${n} (its owner, process ${st.owner?.pid}, has exited)`);
-      await destroy(st, log);
-    }
-  }
-}
-
-/** Namespaces named like ours with no state file describing them (state folder removed by hand). */
-async function removeOrphanNamespaces(name: string, log: (l: string) => void): Promise<void> {
-  const prefix = nsName(name, '');
-  const names = existsSync('/run/netns') ? readdirSync('/run/netns').filter((n) => n.startsWith(prefix) && /^(fabric|hub|node\d+)$/.test(n.slice(prefix.length))) : [];
-  if (names.length === 0) return;
-  log(`removing namespaces left without state: ${names.join(' ')}`);
-  const pids = names.flatMap((n) => pidsInNamespace('net', netnsInode(n)));
-  await killAndWait(pids);
-  for (const n of names) await run('ip', ['netns', 'delete', n]);
-}
-
-/** The nodes' container cgroups: those recorded, and any found by their name (a crash may have come before the record). */
-function nodeCgroupDirs(st: ClusterState): string[] {
-  const dirs = new Set(st.nodes.flatMap((n) => n.cgroupDirs));
-  for (const n of st.nodes) for (const d of findCgroupDirsNamed(n.cgroupParent, st.cgroupMounts)) dirs.add(d);
-  return [...dirs].filter((d) => existsSync(d));
-}
-
-/** Every process of the cluster: in its network namespaces, in its anchors' mount namespaces, in its nodes' cgroups. */
-function clusterPids(st: ClusterState): Set<number> {
-  const pids = new Set<number>();
-  for (const d of nodeCgroupDirs(st)) for (const p of pidsInCgroupTree(d)) pids.add(p);
-  const netInodes = [st.fabric.netnsInode, st.hub.netnsInode, ...st.nodes.map((n) => n.netnsInode)].filter((i): i is number => i !== undefined);
-  for (const ino of netInodes) for (const p of pidsInNamespace('net', ino)) pids.add(p);
-  for (const n of st.nodes) if (n.mntnsInode !== undefined) for (const p of pidsInNamespace('mnt', n.mntnsInode)) pids.add(p);
-  const recorded = [st.fabric.anchor, st.registry.process, st.hub.anchor, st.hub.agent, ...st.nodes.flatMap((n) => [n.anchor, n.dockerd])];
-  for (const r of recorded) if (r && isRunning(r)) pids.add(r.pid);
-  pids.delete(process.pid);
-  return pids;
-}
-
-/**
- * Remove everything a cluster made: kill its processes (containers first, so their shims reap
- * them), delete its namespaces (which takes the bridge and veths with them), its cgroups and its
- * folder. Throws, listing them, when something could not be removed.
- */
-async function destroy(st: ClusterState, log: (l: string) => void): Promise<number> {
-  const t0 = Date.now();
-  let killed = 0;
-  for (let round = 0; round < 5; round++) {
-    const containerPids = nodeCgroupDirs(st).flatMap((d) => pidsInCgroupTree(d));
-    if (containerPids.length) await killAndWait(containerPids, 2000);
-    const pids = clusterPids(st);
-    if (pids.size === 0) break;
-    killed += pids.size;
-    const left = await killAndWait(pids);
-    if (left.length) log(`still running after SIGKILL: ${left.join(' ')}`);
-  }
-  log(`${killed} processes killed (${Date.now() - t0} ms)`);
-  for (const ns of [st.fabric.netns, st.hub.netns, ...st.nodes.map((n) => n.netns)]) {
-    if (existsSync(`/run/netns/${ns}`)) await run('ip', ['netns', 'delete', ns]);
-  }
-  log(`namespaces deleted (${Date.now() - t0} ms)`);
-  // A cgroup can only be removed once the kernel has finished tearing its last task down.
-  let cgroupsLeft = nodeCgroupDirs(st);
-  for (let i = 0; i < 50 && cgroupsLeft.length > 0; i++) {
-    cgroupsLeft = removeCgroupTrees(cgroupsLeft);
-    if (cgroupsLeft.length) await sleep(20);
-  }
-  log(`cgroups removed (${Date.now() - t0} ms)`);
-  const left = leftoversOf(st);
-  if (left.length > 0) throw new Error(`cluster ${st.name} could not be fully removed (state kept in ${st.dir}; run cluster:down again):\n  ${left.join('\n  ')}`);
-  rmSync(st.dir, { recursive: true, force: true });
-  log(`folder removed (${Date.now() - t0} ms)`);
-  return killed;
-}
-
-/** What of the cluster still exists on this machine; empty once it is fully removed. */
-export function leftoversOf(st: ClusterState): string[] {
-  const out: string[] = [];
-  for (const pid of clusterPids(st)) out.push(`process ${pid}: ${commandLine(pid)}`);
-  const namespaces = [st.fabric, st.hub, ...st.nodes];
-  for (const ns of namespaces) if (existsSync(`/run/netns/${ns.netns}`)) out.push(`network namespace ${ns.netns}`);
-  const inodes = new Set(
-    [...namespaces.map((n) => n.netnsInode).filter((i) => i !== undefined).map((i) => `net:[${i}]`), ...st.nodes.map((n) => n.mntnsInode).filter((i) => i !== undefined).map((i) => `mnt:[${i}]`)],
-  );
-  // A namespace outlives its processes while a mount or an open descriptor refers to it.
-  for (const line of readFileSync('/proc/self/mountinfo', 'utf8').split('\n')) {
-    const f = line.split(' ');
-    if (f.length < 5) continue;
-    if (inodes.has(f[3]) || f[4] === st.dir || f[4].startsWith(`${st.dir}/`)) out.push(`mount ${f[4]} (${f[3]})`);
-  }
-  for (const pid of readdirSync('/proc').filter((e) => /^\d+$/.test(e))) {
-    let fds: string[] = [];
-    try {
-      fds = readdirSync(`/proc/${pid}/fd`);
-    } catch {
-      continue;
-    }
-    for (const fd of fds) {
-      try {
-        const target = readlinkSync(`/proc/${pid}/fd/${fd}`);
-        if (inodes.has(target)) out.push(`process ${pid} holds ${target} open (fd ${fd}): ${commandLine(Number(pid))}`);
-      } catch {
-        // closed meanwhile
-      }
-    }
-  }
-  for (const d of nodeCgroupDirs(st)) out.push(`cgroup ${d}`);
-  return out;
 }
 
 export class ClusterNode {
@@ -425,65 +260,6 @@ export class ClusterNode {
   }
   get logFile(): string {
     return join(this.state.dir, 'dockerd.log');
-  }
-}
-
-/** The hub's namespace: where JupyterHub, the proxy or the control plane run in multi-node tests. */
-export class HubNamespace {
-  constructor(private readonly cluster: Cluster) {}
-
-  get netns(): string {
-    return this.cluster.state.hub.netns;
-  }
-  get ip(): string {
-    return this.cluster.state.hub.ip;
-  }
-  /** Unix socket of the agent that opens connections from this namespace. */
-  get agentSocket(): string {
-    return this.cluster.state.hub.agentSocket;
-  }
-
-  /** A TCP connection to host:port opened from the hub's namespace (paused until piped or resumed). */
-  connect(host: string, port: number, timeoutMs?: number) {
-    return connectVia(this.agentSocket, host, port, timeoutMs);
-  }
-
-  request(url: string, opts: { method?: string; headers?: Record<string, string>; body?: string; timeoutMs?: number } = {}): Promise<HttpResult> {
-    return httpRequestVia(this.agentSocket, url, opts);
-  }
-
-  httpGet(url: string, timeoutMs = 3000): Promise<HttpResult> {
-    return httpRequestVia(this.agentSocket, url, { timeoutMs });
-  }
-
-  /** Poll until `url` answers 2xx (and `accept(body)` when given) from the hub's namespace. */
-  waitForHttp(url: string, opts: { timeoutMs?: number; everyMs?: number; accept?: (body: string) => boolean } = {}): Promise<HttpResult> {
-    return waitUntil(
-      `${url} to answer from ${this.netns}`,
-      async () => {
-        const r = await this.httpGet(url, 2000);
-        return r.status >= 200 && r.status < 300 && (!opts.accept || opts.accept(r.body)) ? r : undefined;
-      },
-      opts.timeoutMs ?? 30000,
-      opts.everyMs ?? 100,
-    );
-  }
-
-  /** A 127.0.0.1 port in the caller's namespace relayed to host:port from the hub's namespace. */
-  forward(host: string, port: number): Promise<LoopbackForward> {
-    return forwardVia(this.agentSocket, host, port);
-  }
-
-  /** Start a process in the hub's namespaces (network, mount, hostname); stop() kills it if it still runs. */
-  spawn(cmd: string, args: string[], opts: SpawnOptions = {}): ChildProcess {
-    const anchor = this.cluster.requireAnchor('hub');
-    const cwd = typeof opts.cwd === 'string' ? opts.cwd : process.cwd();
-    return spawn('nsenter', ['-t', String(anchor.pid), '-m', '-u', '-n', `--wd=${cwd}`, '--', cmd, ...args], { ...opts, cwd: undefined });
-  }
-
-  exec(cmd: string, args: string[], opts: { timeoutMs?: number; env?: NodeJS.ProcessEnv; input?: string } = {}): Promise<RunResult> {
-    const anchor = this.cluster.requireAnchor('hub');
-    return runCapture('nsenter', ['-t', String(anchor.pid), '-m', '-u', '-n', `--wd=${process.cwd()}`, '--', cmd, ...args], opts);
   }
 }
 
@@ -589,32 +365,28 @@ export class Cluster {
     this.timings = { namespacesMs, daemonsMs, swarmMs, totalMs: Date.now() - t0 };
   }
 
+  /** Three rounds of `ip -batch` (a handful of processes, not one per command). */
   private async createNamespaces(): Promise<void> {
     const st = this.state;
     const f = st.fabric.netns;
-    await run('ip', ['netns', 'add', f]);
+    const members = [{ netns: st.hub.netns, link: st.hub.link, ip: st.hub.ip }, ...st.nodes];
+    await run('ip', ['-batch', '-'], { input: [f, ...members.map((m) => m.netns)].map((ns) => `netns add ${ns}\n`).join('') });
     st.fabric.netnsInode = netnsInode(f);
+    st.hub.netnsInode = netnsInode(st.hub.netns);
+    for (const n of st.nodes) n.netnsInode = netnsInode(n.netns);
     this.save();
-    await run('ip', ['-n', f, 'link', 'set', 'lo', 'up']);
-    await run('ip', ['-n', f, 'link', 'add', st.fabric.bridge, 'type', 'bridge']);
-    await run('ip', ['-n', f, 'addr', 'add', `${st.fabric.ip}/24`, 'dev', st.fabric.bridge]);
-    await run('ip', ['-n', f, 'link', 'set', st.fabric.bridge, 'up']);
-    const attach = async (netns: string, link: string, ip: string) => {
-      await run('ip', ['netns', 'add', netns]);
-      // Both ends are created inside our namespaces: nothing ever appears in the host's.
-      await run('ip', ['-n', f, 'link', 'add', link, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', netns]);
-      await run('ip', ['-n', f, 'link', 'set', link, 'master', st.fabric.bridge, 'up']);
-      await run('ip', ['-n', netns, 'addr', 'add', `${ip}/24`, 'dev', 'eth0']);
-      await run('ip', ['-n', netns, 'link', 'set', 'eth0', 'up']);
-      await run('ip', ['-n', netns, 'link', 'set', 'lo', 'up']);
-      return netnsInode(netns);
-    };
-    st.hub.netnsInode = await attach(st.hub.netns, st.hub.link, st.hub.ip);
-    this.save();
-    for (const n of st.nodes) {
-      n.netnsInode = await attach(n.netns, n.link, n.ip);
-      this.save();
-    }
+    // Both ends of every veth are created inside our namespaces: nothing ever appears in the host's.
+    const fabric = [
+      'link set lo up',
+      `link add ${st.fabric.bridge} type bridge`,
+      `addr add ${st.fabric.ip}/24 dev ${st.fabric.bridge}`,
+      `link set ${st.fabric.bridge} up`,
+      ...members.flatMap((m) => [`link add ${m.link} type veth peer name eth0 netns ${m.netns}`, `link set ${m.link} master ${st.fabric.bridge} up`]),
+    ];
+    await run('ip', ['-n', f, '-batch', '-'], { input: fabric.map((l) => `${l}\n`).join('') });
+    await Promise.all(
+      members.map((m) => run('ip', ['-n', m.netns, '-batch', '-'], { input: [`addr add ${m.ip}/24 dev eth0`, 'link set eth0 up', 'link set lo up', ''].join('\n') })),
+    );
   }
 
   /**

@@ -3,7 +3,7 @@
  * so a run killed at any point leaves enough behind for the next start (or `cluster:down`) to
  * remove exactly what it made and nothing else.
  */
-import { mkdirSync, readFileSync, readdirSync, renameSync, writeFileSync, existsSync } from 'node:fs';
+import { mkdirSync, readFileSync, readdirSync, renameSync, statSync, writeFileSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
 import type { CgroupMount } from './cgroups.js';
 import { isRunning, type ProcessRef } from './procs.js';
@@ -59,6 +59,16 @@ export function stateRoot(root?: string): string {
     throw new Error(`cluster state root ${JSON.stringify(r)} must be an absolute path of at most 60 plain characters (letters, digits, _ . / -)`);
   }
   return r;
+}
+
+/** Names of the cluster's namespaces (and node cgroups): nbsc-NAME-fabric, nbsc-NAME-hub, nbsc-NAME-node1, … */
+export function nsName(cluster: string, part: string): string {
+  return `nbsc-${cluster}-${part}`;
+}
+
+/** Inode of a named network namespace, which identifies it in /proc/PID/ns/net links. */
+export function netnsInode(name: string): number {
+  return statSync(`/run/netns/${name}`).ino;
 }
 
 export const NAME_PATTERN = /^[a-z][a-z0-9-]{0,19}$/;
