@@ -7,7 +7,7 @@ import type Docker from 'dockerode';
 import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { requireDocker, TEST_IMAGE, TEST_RUN_ID, TEST_RUN_LABEL, testLabels, uniqueName, waitFor } from '../helpers/docker.js';
+import { httpGet, requireDocker, TEST_IMAGE, TEST_RUN_ID, TEST_RUN_LABEL, testLabels, uniqueName, waitFor } from '../helpers/docker.js';
 import { startCluster, type Cluster, type ClusterNode } from './cluster.js';
 import { isRunning, processRef, type ProcessRef } from './procs.js';
 import type { PushedImage } from './push.js';
@@ -109,6 +109,9 @@ describe('multi-node Swarm harness', function () {
       rmSync(marker, { force: true });
     }
     expect(cluster.dockerHost).to.equal(`unix://${cluster.manager.socketPath}`);
+    expect((await cluster.hub.exec('hostname', [])).stdout.trim()).to.equal(`${cluster.name}-hub`);
+    await cluster.setNodeLabels(cluster.workers[0], { [TEST_RUN_LABEL]: TEST_RUN_ID });
+    expect((await cluster.swarmNode(cluster.workers[0])).Spec.Labels[TEST_RUN_LABEL]).to.equal(TEST_RUN_ID);
   });
 
   it('pushes a machine-built image to the registry and names it by digest; no worker has it', async () => {
@@ -152,6 +155,13 @@ describe('multi-node Swarm harness', function () {
     const answer = await cluster.hub.waitForHttp(`http://${node.ip}:${SERVICE_PORT}/`);
     report(`service running and answering on ${node.name}: ${ms(Date.now() - t0)}`);
     expect(answer.body.trim()).to.equal(node.hostname);
+    // The same port through a loopback forward, for clients that need a plain TCP address.
+    const fwd = await cluster.hub.forward(node.ip, SERVICE_PORT);
+    try {
+      expect((await httpGet(`http://127.0.0.1:${fwd.port}/`)).body.trim()).to.equal(node.hostname);
+    } finally {
+      await fwd.close();
+    }
 
     const spec: any = (await cluster.manager.docker.getService(service).inspect()).Spec;
     expect(spec.TaskTemplate.ContainerSpec.Image, 'the spec names the image by digest only').to.equal(image.reference);
@@ -221,6 +231,41 @@ describe('multi-node Swarm harness', function () {
       return cs.length === 1 ? cs : undefined;
     });
     expect(left[0].node).to.equal(other.name);
+  });
+
+  it('drains a node: its task moves to the other worker; activate makes the node schedulable again', async () => {
+    const drained = (await runningOn(cluster, service))!;
+    const other = cluster.workers.find((w) => w !== drained)!;
+    const t0 = Date.now();
+    await cluster.drain(drained);
+    try {
+      expect((await cluster.swarmNode(drained)).Spec.Availability).to.equal('drain');
+      await cluster.hub.waitForHttp(`http://${other.ip}:${SERVICE_PORT}/`, { timeoutMs: 60000, accept: (b) => b.trim() === other.hostname });
+      report(`drain of ${drained.name}: task answering on ${other.name} after ${ms(Date.now() - t0)}`);
+      await waitFor(`no task container left on the drained ${drained.name}`, async () => (await containersOf(cluster, service)).every((c) => c.node !== drained.name));
+    } finally {
+      await cluster.activate(drained);
+    }
+    expect((await cluster.swarmNode(drained)).Spec.Availability).to.equal('active');
+  });
+
+  it('powers a worker off (every process of it killed) and back on: the task moves, nothing of the old one survives', async () => {
+    const victim = (await runningOn(cluster, service))!;
+    const other = cluster.workers.find((w) => w !== victim)!;
+    const t0 = Date.now();
+    await cluster.powerOffNode(victim);
+    const unreachable = await cluster.hub.httpGet(`http://${victim.ip}:${SERVICE_PORT}/`, 1000).then(
+      () => false,
+      () => true,
+    );
+    expect(unreachable, 'a powered-off node serves nothing').to.equal(true);
+    await cluster.hub.waitForHttp(`http://${other.ip}:${SERVICE_PORT}/`, { timeoutMs: 60000, accept: (b) => b.trim() === other.hostname });
+    report(`power-off of ${victim.name}: task answering on ${other.name} after ${ms(Date.now() - t0)}`);
+    const t1 = Date.now();
+    await cluster.restartNode(victim);
+    report(`power-on of ${victim.name}: Ready after ${ms(Date.now() - t1)}`);
+    expect((await cluster.nodeExec(victim, 'hostname', [])).stdout.trim()).to.equal(victim.hostname);
+    expect((await containersOf(cluster, service)).map((c) => c.node)).to.deep.equal([other.name]);
   });
 
   it("never touches the machine's dockerd or its Swarm", async () => {
