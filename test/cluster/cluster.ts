@@ -168,7 +168,8 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> 
     version: STATE_VERSION,
     name,
     dir,
-    owner: opts.persistent ? null : (processRef(process.pid) ?? null),
+    // Owned by this process until it is fully up, even when persistent: a start killed half-way is stale.
+    owner: processRef(process.pid) ?? null,
     createdAt: new Date().toISOString(),
     subnet,
     heartbeatSeconds,
@@ -189,6 +190,10 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> 
     log(`start failed, cleaning up: ${(err as Error).message}`);
     await destroy(st, log).catch((e: Error) => log(`cleanup after the failed start: ${e.message}`));
     throw err;
+  }
+  if (opts.persistent) {
+    st.owner = null;
+    writeState(st);
   }
   return cluster;
 }
