@@ -1,5 +1,5 @@
 /**
- * End to end (issue 5 "Must show"): `nbswarm up` (embedded API server + operator on Swarm), a real
+ * End to end: `nbswarm up` (embedded API server + operator on Swarm), a real
  * JupyterHub 3.0 (Debian's, under /usr/bin/python3) with configurable-http-proxy, DummyAuthenticator
  * and the spawner from hub/, driven through the hub's REST API with an admin service token.
  * Networking stays on loopback: the operator's policy runs servers with host networking on ports it
