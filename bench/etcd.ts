@@ -1,12 +1,14 @@
 /**
- * P6 anchor (issue 7): Debian's etcd 3.4 — the store under a real kube-apiserver — on loopback with a
+ * P6 anchor: Debian's etcd 3.4 — the store under a real kube-apiserver — on loopback with a
  * temporary data dir, taking puts of the same ~1 KB objects the API-server bench creates, at the same
  * concurrency, through its JSON gateway (POST /v3/kv/put, base64 key/value). Each put is durable
  * (etcd fsyncs its WAL before answering), as are the embedded API server's creates.
  *
  * Standalone: node dist/bench/etcd.js [--n 5000] [--concurrency 32]
  */
+import { Command, Option } from 'commander';
 import { terminate } from './lib/child-rpc.js';
+import { wholeNumber } from './lib/argv.js';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -168,11 +170,14 @@ export async function benchEtcd(opts: { n?: number; concurrency?: number; valueB
 }
 
 if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
-  const arg = (name: string, d: number) => {
-    const i = process.argv.indexOf(name);
-    return i > 0 ? Number(process.argv[i + 1]) : d;
-  };
-  benchEtcd({ n: arg('--n', 5000), concurrency: arg('--concurrency', 32) })
+  const opts = new Command('node dist/bench/etcd.js')
+    .description("etcd 3.4 puts of ~1 KB objects through its JSON gateway (the P6 baseline alone)")
+    .allowExcessArguments(false)
+    .addOption(new Option('--n <count>', 'objects put').argParser(wholeNumber(1)).default(5000))
+    .addOption(new Option('--concurrency <n>', 'puts in flight').argParser(wholeNumber(1)).default(32))
+    .parse()
+    .opts<{ n: number; concurrency: number }>();
+  benchEtcd({ n: opts.n, concurrency: opts.concurrency })
     .then((r) => {
       process.stdout.write(JSON.stringify(r, null, 2) + '\n');
       agent.destroy();

@@ -1,7 +1,7 @@
 /**
  * A counting proxy on a Unix socket in front of the Docker daemon. The operator under test is pointed
  * at it (dockerode `socketPath`), so every Docker API call it makes is seen and classified without
- * touching its code — the honest way to check "0 writes when idle" (issue 7, P3/P5).
+ * touching its code — the honest way to check "0 writes when idle" (P3, P5).
  *
  * Plain requests are forwarded with node:http (streamed both ways, so /events and logs keep
  * flowing); hijacked ones (Connection: Upgrade, used by attach/exec) are spliced as raw sockets

@@ -1,5 +1,5 @@
 /**
- * Raw-Docker baselines (issue 7): what a spawner would do with dockerode alone, on the same daemon
+ * Raw-Docker baselines: what a spawner would do with dockerode alone, on the same daemon
  * and image as the operator under test, so every nbswarm figure has a ratio next to it.
  *  - Swarm: `service create` (image pinned to the local image ID, mode=host published port) →
  *    task running → the port answers HTTP on 127.0.0.1.
@@ -129,7 +129,7 @@ export async function rawSpawn(kind: BackendKind, docker: Docker, imageRef: stri
  * bound), each spawn then waited for outside that bound — the best a hand-written spawner could
  * do. Swarm tasks are found by one shared poll of /tasks (by label), not one poll per service,
  * so the baseline does not load the daemon more than it must. Returns the wall time until every
- * port answers and each spawn's own latency (issue → answering).
+ * port answers and each spawn's own latency (create sent → answering).
  */
 export async function rawBurst(
   kind: BackendKind,

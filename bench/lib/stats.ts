@@ -1,4 +1,4 @@
-/** Summary statistics for repeated measurements (issue 7: repeat, report min/median/max). */
+/** Summary statistics for repeated measurements: every figure is repeated and reported as min/median/max. */
 
 export interface Summary {
   n: number;

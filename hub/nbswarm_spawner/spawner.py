@@ -7,9 +7,8 @@ is the record, and ``get_state`` keeps only its name and uid.
 
 API access: Debian's ``python3-kubernetes`` (22.x, synchronous) gives kubeconfig parsing (server,
 CA, bearer token, client certs, contexts) and typed REST calls for free; its blocking calls run in
-a private thread pool so the hub's event loop never blocks. Watches are read line by line from the
-raw response in the same pool and handed to the loop through an ``asyncio.Queue``; an abandoned
-watch has its socket shut down so no thread waits for the server-side timeout.
+a private thread pool so the hub's event loop never blocks. Watches run in the same pool, through
+``watch.watch_events``.
 """
 
 from __future__ import annotations
@@ -20,9 +19,7 @@ import datetime
 import hashlib
 import html
 import json
-import math
 import os
-import socket
 import string
 import threading
 from typing import Any, AsyncIterator, Callable, Dict, List, Optional
@@ -30,6 +27,8 @@ from typing import Any, AsyncIterator, Callable, Dict, List, Optional
 from jupyterhub.spawner import Spawner
 from tornado import web
 from traitlets import Bool, Dict as DictTrait, Enum, Float, List as ListTrait, Unicode, Union, default
+
+from .watch import watch_events
 
 GROUP = "nbswarm.io"
 VERSION = "v1alpha1"
@@ -400,104 +399,11 @@ class NotebookServerSpawner(Spawner):
                 return None
             raise
 
-    async def _watch(self, path: str, timeout: float, **params: Any) -> AsyncIterator[dict]:
-        """Yield watch events ({type, object} dicts) from `path` until `timeout` seconds pass or
-        the stream ends. An ERROR event (e.g. 410 Gone) is yielded for the caller to relist.
-
-        The request is built here rather than with the generated `list_*(watch=True)`: those
-        send `watch=True`, which only Go's ParseBool reads as true; `true` is what every
-        Kubernetes-compatible server accepts.
-        """
-        loop = asyncio.get_running_loop()
-        queue: asyncio.Queue = asyncio.Queue()
-        stop = threading.Event()
-        holder: Dict[str, Any] = {}
-        done = object()
-        query = [("watch", "true"), ("timeoutSeconds", str(max(1, int(math.ceil(timeout)))))]
-        query += [(k, str(v)) for k, v in params.items() if v not in (None, "")]
-
-        def put(item: Any) -> None:
-            loop.call_soon_threadsafe(queue.put_nowait, item)
-
-        def run() -> None:
-            try:
-                resp = self._api_client().call_api(
-                    path,
-                    "GET",
-                    query_params=query,
-                    header_params={"Accept": "application/json"},
-                    auth_settings=["BearerToken"],
-                    _return_http_data_only=True,
-                    _preload_content=False,
-                    _request_timeout=(self.connect_timeout, timeout + 15),
-                )
-                holder["resp"] = resp
-                if stop.is_set():
-                    return
-                buf = b""
-                for chunk in resp.stream(amt=None, decode_content=False):
-                    if stop.is_set():
-                        break
-                    buf += chunk
-                    while b"\n" in buf:
-                        line, buf = buf.split(b"\n", 1)
-                        if line.strip():
-                            put(json.loads(line))
-                if buf.strip() and not stop.is_set():
-                    put(json.loads(buf))
-            except BaseException as e:  # noqa: BLE001 - handed to the loop, re-raised there
-                if not stop.is_set():
-                    put(e)
-            else:
-                holder["complete"] = not stop.is_set()
-            finally:
-                resp = holder.get("resp")
-                if resp is not None:
-                    if not holder.get("complete"):
-                        # A half-read (or shut down) connection must not go back to the pool.
-                        conn = getattr(resp, "connection", None)
-                        resp.close()
-                        if conn is not None:
-                            conn.close()
-                    resp.release_conn()
-                put(done)
-
-        loop.run_in_executor(_executor, run)
-        started = loop.time()
-        deadline = started + timeout
-        try:
-            while True:
-                remaining = deadline - loop.time()
-                if remaining <= 0:
-                    return
-                try:
-                    item = await asyncio.wait_for(queue.get(), remaining)
-                except asyncio.TimeoutError:
-                    return
-                if item is done:
-                    if loop.time() - started < 0.5:
-                        # A watch that ends at once (server restarting, proxy) must not make the
-                        # callers' relist loops spin.
-                        await asyncio.sleep(min(0.5, max(0.0, deadline - loop.time())))
-                    return
-                if isinstance(item, BaseException):
-                    raise item
-                if not isinstance(item, dict) or "type" not in item:
-                    # Not a watch stream (a server that ignored watch=true): relist.
-                    yield {"type": "ERROR", "object": {"message": "not a watch event"}}
-                    return
-                yield item
-        finally:
-            stop.set()
-            resp = holder.get("resp")
-            conn = getattr(resp, "connection", None) if resp is not None else None
-            sock = getattr(conn, "sock", None)
-            if sock is not None:
-                # Unblocks the reader thread now instead of at the server-side timeout.
-                try:
-                    sock.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
+    def _watch(self, path: str, timeout: float, **params: Any) -> AsyncIterator[dict]:
+        """Watch events from `path` for at most `timeout` seconds (see watch.watch_events)."""
+        return watch_events(
+            self._api_client(), path, timeout, executor=_executor, connect_timeout=self.connect_timeout, params=params
+        )
 
     async def _watch_object(self, rv: str, timeout: float) -> AsyncIterator[dict]:
         path = f"/apis/{GROUP}/{VERSION}/namespaces/{self.namespace}/{PLURAL}"

@@ -1,6 +1,7 @@
 /**
- * Shared helpers for tests that need a real dockerd (DESIGN.md §5): a loud check that Docker is
- * there, a per-run label so a test removes only what it created, and small HTTP/port utilities.
+ * Shared helpers for tests that need a real dockerd: a loud check that Docker is there (a missing
+ * daemon fails the test, never skips it), a per-run label so a test removes only what it created,
+ * and small HTTP/port utilities.
  */
 import Docker from 'dockerode';
 import { randomBytes } from 'node:crypto';

@@ -9,7 +9,8 @@ import { expect } from 'chai';
 import type { BackendKind } from '../../src/backends/types.js';
 import { defaultPolicy } from '../../src/config/policy.js';
 import { httpGet } from '../helpers/docker.js';
-import { recordStatuses, writeIntoVolume } from './issue6-helpers.js';
+import { recordStatuses } from './status-recorder.js';
+import { writeIntoVolume } from './volume-writer.js';
 import { NS, nbsYaml, setupEnv, waitReady, type Env } from './operator-harness.js';
 
 const SHINY_IMAGE = process.env.NBSWARM_SHINY_IMAGE ?? 'local/shiny:latest';

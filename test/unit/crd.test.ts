@@ -62,7 +62,7 @@ describe('NotebookServer CRD', () => {
     expect(count).to.be.greaterThan(50);
   });
 
-  it('has the names, status subresource and printer columns of DESIGN.md §2', () => {
+  it('is named notebookservers.nbswarm.io (short name nbs) with a status subresource and the USER SERVER MODE PHASE URL AGE columns', () => {
     const crd = notebookServerCRD();
     expect(crd.metadata.name).to.equal('notebookservers.nbswarm.io');
     expect(crd.spec.names.shortNames).to.deep.equal(['nbs']);

@@ -1,39 +1,11 @@
 /**
- * Small helpers shared by the issue-6 suites (dashboards, source images, system users): a one-shot
- * helper container that writes into a named volume before a server mounts it, and a recorder of
- * every status a NotebookServer goes through (a watch sees each write, so a short-lived progress
- * state cannot slip between two polls).
+ * A recorder of every status a NotebookServer goes through: a watch sees each write, so a short-lived
+ * progress state cannot slip between two polls.
  */
 import { Watch } from '@kubernetes/client-node';
-import type Docker from 'dockerode';
 import { GROUP, PLURAL, VERSION, type NotebookServer } from '../../src/api/types.js';
-import { TEST_IMAGE, testLabels, waitFor } from '../helpers/docker.js';
+import { waitFor } from '../helpers/docker.js';
 import { NS, type Env } from './operator-harness.js';
-
-/**
- * Run `script` with sh as root in a throw-away test-image container with `volume` at /v, and wait
- * for it to exit 0. `env` passes file contents without shell quoting.
- */
-export async function writeIntoVolume(docker: Docker, volume: string, script: string, env: Record<string, string> = {}): Promise<void> {
-  const c = await docker.createContainer({
-    Image: TEST_IMAGE,
-    User: '0',
-    Cmd: ['sh', '-euc', script],
-    Env: Object.entries(env).map(([k, v]) => `${k}=${v}`),
-    Labels: testLabels(),
-    HostConfig: { Mounts: [{ Type: 'volume', Source: volume, Target: '/v' }], NetworkMode: 'none' },
-  } as Docker.ContainerCreateOptions);
-  try {
-    await c.start();
-    const res = (await c.wait()) as { StatusCode: number };
-    if (res.StatusCode !== 0) {
-      const logs = (await c.logs({ stdout: true, stderr: true })) as unknown as Buffer;
-      throw new Error(`helper container exited ${res.StatusCode}: ${logs.toString('utf8')}`);
-    }
-  } finally {
-    await c.remove({ force: true }).catch(() => undefined);
-  }
-}
 
 export interface StatusStep {
   phase?: string;

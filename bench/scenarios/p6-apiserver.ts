@@ -1,0 +1,70 @@
+/**
+ * P6 API server writes against etcd 3.4 (the store under a real kube-apiserver): the same ~1 KB objects
+ * at concurrency 32, the API server with SQLite synchronous NORMAL and FULL (bench/apiserver in a child
+ * process), beside a Node server that only parses and echoes the creates: the most any Node server
+ * answers on this machine.
+ */
+import { spawnSync } from 'node:child_process';
+import { cpus } from 'node:os';
+import { fileURLToPath } from 'node:url';
+import { benchEtcd } from '../etcd.js';
+import { BenchContext, log } from '../lib/context.js';
+import type { ScenarioResult } from '../lib/result.js';
+import { ratio, round } from '../lib/stats.js';
+
+export async function apiServerWrites(ctx: BenchContext): Promise<ScenarioResult> {
+  const n = ctx.args.quick ? 3000 : 10_000;
+  const r: ScenarioResult = {
+    id: 'P6',
+    title: 'API server durable creates vs etcd 3.4 puts (same ~1 KB objects, concurrency 32)',
+    params: { n, concurrency: 32, objectBytes: 1024 },
+    targets: [],
+    notes: [],
+  };
+  log(`P6: etcd puts (${n})`);
+  const etcd = await benchEtcd({ n, concurrency: 32 });
+  log(`P6: etcd ${etcd.putsPerSec} puts/s`);
+  const normal = apiserverBench(ctx, []);
+  log(`P6: API server (synchronous NORMAL) ${normal.create.opsPerSec} creates/s over HTTP/2, ${normal.createHttp1.opsPerSec} over HTTP/1.1; a Node server that only echoes: ${normal.nodeCeiling.opsPerSec}/s`);
+  const full = apiserverBench(ctx, ['--synchronous', 'FULL', '--creates-only']);
+  log(`P6: API server (synchronous FULL) ${full.create.opsPerSec} creates/s over HTTP/2, ${full.createHttp1.opsPerSec} over HTTP/1.1`);
+  r.raw = { etcd };
+  r.nbswarm = { synchronousNormal: normal, synchronousFull: full };
+  const vs = (x: number) => round(ratio(x, etcd.putsPerSec), 2);
+  r.ratio = {
+    createsVsEtcdPuts: vs(normal.create.opsPerSec),
+    createsHttp1VsEtcdPuts: vs(normal.createHttp1.opsPerSec),
+    createsFullVsEtcdPuts: vs(full.create.opsPerSec),
+    createsFullHttp1VsEtcdPuts: vs(full.createHttp1.opsPerSec),
+    nodeCeilingVsEtcdPuts: vs(normal.nodeCeiling.opsPerSec),
+  };
+  r.targets.push({ metric: 'API creates/s ÷ etcd puts/s (NORMAL: durable across a crash of the server)', want: '≥ 2', actual: r.ratio.createsVsEtcdPuts, met: r.ratio.createsVsEtcdPuts >= 2 });
+  r.targets.push({ metric: 'API creates/s ÷ etcd puts/s (FULL: fsync per commit, as etcd)', want: '≥ 2', actual: r.ratio.createsFullVsEtcdPuts, met: r.ratio.createsFullVsEtcdPuts >= 2 });
+  // What the target asks of the machine: client and server CPU per create within the cores' time.
+  const cores = cpus().length;
+  const budgetMs = (cores * 1000) / (2 * etcd.putsPerSec);
+  const c = normal.create;
+  const ceil = normal.nodeCeiling;
+  r.notes.push(
+    `2× etcd is ${Math.round(2 * etcd.putsPerSec)} creates/s: on ${cores} cores that is ${round(budgetMs, 3)} ms of CPU per create for client and server together. ` +
+      `Measured per create: API server ${c.serverCpuMsPerOp} ms + client ${c.clientCpuMsPerOp} ms (etcd: ${etcd.serverCpuMsPerOp} + ${etcd.clientCpuMsPerOp}); ` +
+      `a Node HTTPS server that only parses and echoes: ${ceil.serverCpuMsPerOp} + ${ceil.clientCpuMsPerOp} ms, ${ceil.opsPerSec}/s = ${r.ratio.nodeCeilingVsEtcdPuts}× etcd.`,
+  );
+  return r;
+}
+
+interface CreatePhase {
+  opsPerSec: number;
+  serverCpuMsPerOp: number;
+  clientCpuMsPerOp: number;
+}
+
+/** bench/apiserver (a fresh server in a child process, ~1 KB NotebookServer creates at concurrency 32) with `extra` arguments. */
+function apiserverBench(ctx: BenchContext, extra: string[]): { create: CreatePhase; createHttp1: CreatePhase; nodeCeiling: CreatePhase } & Record<string, unknown> {
+  const script = fileURLToPath(new URL('../apiserver/run.js', import.meta.url));
+  const argv = [script, ...(ctx.args.quick ? ['--quick'] : []), ...extra];
+  log(`P6: node ${argv.map((a) => a.replace(/.*\/dist\//, 'dist/')).join(' ')}`);
+  const res = spawnSync(process.execPath, argv, { encoding: 'utf8', maxBuffer: 64 * 2 ** 20, timeout: 600_000 });
+  if (res.status !== 0) throw new Error(`bench/apiserver ${extra.join(' ')} failed (status ${res.status ?? res.signal}): ${res.stderr.slice(-800)}`);
+  return JSON.parse(res.stdout);
+}

@@ -1,0 +1,115 @@
+import { expect } from 'chai';
+import { CommanderError } from 'commander';
+import { readFileSync } from 'node:fs';
+import { repoPath } from '../../src/paths.js';
+import { SCENARIOS, SIZE_OPTIONS, benchProgram, parseBenchArgs, type BenchArgs } from '../../bench/args.js';
+
+/** Parse as `node dist/bench/run.js ...argv` would, but throwing instead of exiting; output captured. */
+function parse(argv: string[]): { args?: BenchArgs; error?: CommanderError; out: string; err: string } {
+  let out = '';
+  let err = '';
+  const program = benchProgram()
+    .exitOverride()
+    .configureOutput({ writeOut: (s) => (out += s), writeErr: (s) => (err += s) });
+  try {
+    return { args: parseBenchArgs(argv, program), out, err };
+  } catch (e) {
+    if (!(e instanceof CommanderError)) throw e;
+    return { error: e, out, err };
+  }
+}
+
+describe('bench command line', () => {
+  it('defaults to every scenario, both backends and the full sizes', () => {
+    const { args, error } = parse([]);
+    expect(error).to.equal(undefined);
+    expect(args).to.deep.equal({
+      scenarios: ['P1', 'P2', 'P3', 'P4', 'P5', 'P6'],
+      quick: false,
+      backends: ['service', 'container'],
+      runs: 20,
+      burst: 200,
+      idleN: 1000,
+      idleSeconds: 300,
+      resyncSeconds: 60,
+      scaleN: 10_000,
+      scaleRunning: 100,
+      restartN: 1000,
+      restSeconds: 45,
+      fanoutWatchers: 100,
+      fanoutUpdates: 200,
+      out: undefined,
+    });
+  });
+
+  it('--quick switches to the small sizes; a size given explicitly wins over them', () => {
+    const { args } = parse(['--quick', '--runs', '3', '--idle-seconds=12']);
+    expect(args).to.include({ quick: true, runs: 3, burst: 20, idleN: 50, idleSeconds: 12, resyncSeconds: 10, scaleN: 2000, scaleRunning: 20, restartN: 50, restSeconds: 45, fanoutWatchers: 100, fanoutUpdates: 50 });
+  });
+
+  it('reads scenarios case-insensitively, one backend, and the output file', () => {
+    const { args } = parse(['--scenarios', 'p1, P3', '--backend', 'container', '--out', '/tmp/x.json', '--scale-running', '0', '--watchers', '7', '--fanout-updates', '9']);
+    expect(args).to.include({ out: '/tmp/x.json', scaleRunning: 0, fanoutWatchers: 7, fanoutUpdates: 9 });
+    expect(args!.scenarios).to.deep.equal(['P1', 'P3']);
+    expect(args!.backends).to.deep.equal(['container']);
+  });
+
+  it('refuses an unknown flag instead of ignoring it', () => {
+    const { error, err } = parse(['--quick', '--rusn', '5']);
+    expect(error?.code).to.equal('commander.unknownOption');
+    expect(err).to.contain("unknown option '--rusn'").and.to.contain('(Did you mean --runs?)').and.to.contain('--help');
+  });
+
+  it('refuses stray arguments', () => {
+    const { error, err } = parse(['P1']);
+    expect(error?.code).to.equal('commander.excessArguments');
+    expect(err).to.contain('too many arguments');
+  });
+
+  for (const bad of ['abc', '', '-1', '0', '1.5', '1e3', 'NaN', '20x']) {
+    it(`refuses --runs ${JSON.stringify(bad)} with the option and the value in the message`, () => {
+      const { error, err } = parse(['--runs', bad]);
+      expect(error?.code).to.equal('commander.invalidArgument');
+      expect(err).to.contain("option '--runs <n>' argument").and.to.contain(`'${bad}' is invalid`).and.to.contain('It must be a whole number ≥ 1');
+    });
+  }
+
+  it('refuses a negative count where 0 is allowed', () => {
+    const { error, err } = parse(['--scale-running', '-3']);
+    expect(error?.code).to.equal('commander.invalidArgument');
+    expect(err).to.contain('It must be a whole number ≥ 0');
+  });
+
+  it('refuses an unknown scenario, an empty list and an unknown backend', () => {
+    expect(parse(['--scenarios', 'P1,P9']).err).to.contain('Unknown scenario P9 (known: P1, P2, P3, P4, P5, P6)');
+    expect(parse(['--scenarios', ' , ']).error?.code).to.equal('commander.invalidArgument');
+    const backend = parse(['--backend', 'swarm']);
+    expect(backend.error?.code).to.equal('commander.invalidArgument');
+    expect(backend.err).to.contain('Allowed choices are service, container, both');
+  });
+
+  it('refuses an option given without its value', () => {
+    const { error } = parse(['--quick', '--burst']);
+    expect(error?.code).to.equal('commander.optionMissingArgument');
+  });
+
+  it('--help lists every option with its defaults', () => {
+    const { error, out } = parse(['--help']);
+    expect(error?.code).to.equal('commander.helpDisplayed');
+    const help = out.replace(/\s+/g, ' ');
+    for (const o of SIZE_OPTIONS) {
+      expect(help).to.contain(o.flags);
+      expect(help).to.contain(o.full === o.quick ? `(default: ${o.full})` : `(default: ${o.full}; --quick: ${o.quick})`);
+    }
+    for (const flag of ['--scenarios <list>', '--quick', '--backend <kind>', '--out <file>']) expect(help).to.contain(flag);
+    expect(help).to.contain(`(default: ${SCENARIOS.join(',')})`).and.to.contain('default: "both"');
+  });
+
+  it("the README's bench section names every option", () => {
+    const readme = readFileSync(repoPath('README.md'), 'utf8');
+    const section = readme.slice(readme.indexOf('## Benchmarks'), readme.indexOf('\n## ', readme.indexOf('## Benchmarks') + 1));
+    const flags = benchProgram().options.map((o) => o.long!).filter((f) => f !== '--help');
+    expect(flags).to.include.members(['--quick', '--runs', '--out']);
+    expect(flags.filter((f) => !section.includes(`\`${f}`))).to.deep.equal([]);
+  });
+});
