@@ -13,8 +13,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 purpose=${1:-start}
 case "$purpose" in
-  start) groups=(start); shiny=${SKIP_SHINY:-1}; swarm_init=${NBSWARM_SWARM_INIT:-0} ;;
-  test) groups=(start test); shiny=${SKIP_SHINY:-0}; swarm_init=${NBSWARM_SWARM_INIT:-1} ;;
+  start) groups=(start); skip_shiny=${SKIP_SHINY:-1}; swarm_init=${NBSWARM_SWARM_INIT:-0} ;;
+  test) groups=(start test); skip_shiny=${SKIP_SHINY:-0}; swarm_init=${NBSWARM_SWARM_INIT:-1} ;;
   -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
   *) echo "setup: unknown purpose '$purpose' (start or test)" >&2; exit 2 ;;
 esac
@@ -26,5 +26,5 @@ bash scripts/install-packages.sh "${groups[@]}"
 step 2 "Docker"
 NBSWARM_SWARM_INIT=$swarm_init bash scripts/docker-up.sh
 step 3 "images"
-SKIP_SHINY=$shiny bash images/build-all.sh
+SKIP_SHINY=$skip_shiny bash images/build-all.sh
 echo "setup ($purpose): ready in $((SECONDS - begin))s" >&2

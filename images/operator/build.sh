@@ -20,6 +20,7 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 repo=$(cd "$here/../.." && pwd)
 name=${1:-local/nbswarm:latest}
 case "$name" in -h|--help) sed -n '2,18p' "$0"; exit 0 ;; esac
+[ -d "$repo/src" ] || { echo "images/operator/build.sh compiles nbswarm's sources: run it in a git checkout (the npm package ships only the bundle)" >&2; exit 1; }
 # What the image is made of, so a checkout with newer code never silently reuses an old image.
 source_hash=$(cd "$repo" && find src crds package.json package-lock.json tsconfig.json scripts/bundle.mjs images/operator images/lib \
   -type f ! -name '*.md' -print0 | sort -z | xargs -0 sha256sum | sha256sum | cut -c1-16)
