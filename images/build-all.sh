@@ -5,19 +5,24 @@
 #   local/shiny:latest     (~2-3 min) R Shiny dashboard test
 #   local/nbswarm:latest   (~25 s with a cached base) the operator image; compiles its own copy of
 #                          the TypeScript, so `npm run build` need not have run (`npm ci` must have)
-# SKIP_SHINY=1 leaves out the Shiny image. Prints one timing line per image.
+# SKIP_SHINY=1 leaves out the Shiny image. Each recipe reports its long steps (elapsed, typical
+# time); this prints one line before and one timing line after each image.
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-step() {
-  local label=$1; shift
-  local t0; t0=$(date +%s)
-  "$@"
-  echo "images: $label done in $(( $(date +%s) - t0 ))s" >&2
-}
-step "local/busybox:test" "$here/test/build.sh"
-step "local/notebook:latest" "$here/notebook/build.sh" local/notebook:latest
-if [ "${SKIP_SHINY:-0}" != 1 ]; then
-  step "local/shiny:latest" "$here/notebook/build.sh" local/shiny:latest --with-shiny
-fi
+images=(local/busybox:test local/notebook:latest)
+[ "${SKIP_SHINY:-0}" = 1 ] || images+=(local/shiny:latest)
 # After the notebook image: both share the cached minbase tarball, so it is debootstrapped once.
-step "local/nbswarm:latest" "$here/operator/build.sh" local/nbswarm:latest
+images+=(local/nbswarm:latest)
+n=0
+for image in "${images[@]}"; do
+  n=$((n + 1))
+  t0=$SECONDS
+  echo "images [$n/${#images[@]}]: $image" >&2
+  case "$image" in
+    local/busybox:test) "$here/test/build.sh" "$image" ;;
+    local/notebook:latest) "$here/notebook/build.sh" "$image" ;;
+    local/shiny:latest) "$here/notebook/build.sh" "$image" --with-shiny ;;
+    local/nbswarm:latest) "$here/operator/build.sh" "$image" ;;
+  esac
+  echo "images [$n/${#images[@]}]: $image done in $((SECONDS - t0))s" >&2
+done

@@ -5,10 +5,8 @@
 # a Swarm manager).
 set -euo pipefail
 log=${NBSWARM_DOCKERD_LOG:-/tmp/nbswarm-dockerd.log}
-if ! command -v dockerd >/dev/null 2>&1; then
-  echo "docker-up: installing docker.io from apt" >&2
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -q docker.io >/dev/null
-fi
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+if ! command -v dockerd >/dev/null 2>&1; then bash "$here/install-packages.sh" start; fi
 started=0
 if ! docker info >/dev/null 2>&1; then
   started=1

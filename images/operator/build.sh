@@ -20,6 +20,7 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 repo=$(cd "$here/../.." && pwd)
 name=${1:-local/nbswarm:latest}
 case "$name" in -h|--help) sed -n '2,18p' "$0"; exit 0 ;; esac
+[ -d "$repo/src" ] || { echo "images/operator/build.sh compiles nbswarm's sources: run it in a git checkout (the npm package ships only the bundle)" >&2; exit 1; }
 # What the image is made of, so a checkout with newer code never silently reuses an old image.
 source_hash=$(cd "$repo" && find src crds package.json package-lock.json tsconfig.json scripts/bundle.mjs images/operator images/lib \
   -type f ! -name '*.md' -print0 | sort -z | xargs -0 sha256sum | sha256sum | cut -c1-16)
@@ -76,7 +77,8 @@ else
  "compilerOptions": {"rootDir": "$repo", "outDir": "$dist", "sourceMap": false,
    "types": ["node"], "typeRoots": ["$repo/node_modules/@types"]}}
 JSON
-  (cd "$repo" && npx --no-install tsc -p "$work/tsconfig.json") >"$work/tsc.log" 2>&1 \
+  nbswarm_progress "$name: compile (tsc)" 20 nbswarm_logged "$work/tsc.log" \
+    bash -c 'cd "$1" && npx --no-install tsc -p "$2"' tsc "$repo" "$work/tsconfig.json" \
     || { tail -30 "$work/tsc.log" >&2; echo "tsc failed" >&2; exit 1; }
 fi
 [ -f "$dist/src/cli.js" ] || { echo "$dist/src/cli.js missing" >&2; exit 1; }
@@ -89,8 +91,9 @@ cp -a "$repo/crds" "$app/crds"
 # A staging copy, never the checkout: `npm ci` there would replace node_modules under the other
 # tools. --ignore-scripts: better-sqlite3's install script would fetch or compile; the checkout
 # already holds a native module built for this very node binary, so it is copied instead.
-(cd "$app" && npm ci --omit=dev --ignore-scripts --no-audit --no-fund --prefer-offline --loglevel=error) \
-  >"$work/npm.log" 2>&1 || { tail -30 "$work/npm.log" >&2; exit 1; }
+nbswarm_progress "$name: production node_modules (npm ci)" 15 nbswarm_logged "$work/npm.log" \
+  bash -c 'cd "$1" && npm ci --omit=dev --ignore-scripts --no-audit --no-fund --prefer-offline --loglevel=error' npm "$app" \
+  || { tail -30 "$work/npm.log" >&2; exit 1; }
 native=$repo/node_modules/better-sqlite3/build/Release/better_sqlite3.node
 [ -f "$native" ] || { echo "$native missing: run npm ci in the checkout first" >&2; exit 1; }
 mkdir -p "$app/node_modules/better-sqlite3/build/Release"
@@ -102,7 +105,8 @@ mkdir -p "$root/var/lib/nbswarm" "$root/etc/nbswarm"
 t2=$(date +%s)
 
 version=$("$node" -p "require('$repo/package.json').version")
-tar --numeric-owner -C "$root" -c . | docker import \
+import_rootfs() {
+  tar --numeric-owner -C "$root" -c . | docker import \
   --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
   --change 'ENV NODE_ENV=production' --change 'ENV LANG=C.UTF-8' \
   --change 'USER 0' --change 'WORKDIR /var/lib/nbswarm' --change 'EXPOSE 6443' \
@@ -110,6 +114,8 @@ tar --numeric-owner -C "$root" -c . | docker import \
   --change 'ENTRYPOINT ["node","/opt/nbswarm/dist/nbswarm.mjs"]' \
   --change 'CMD ["up","--address","0.0.0.0","--data-dir","/var/lib/nbswarm"]' \
   --message "nbswarm $version (debootstrap $(nbswarm_suite) minbase + node $nodever)" - "$name" >/dev/null
+}
+nbswarm_progress "$name: docker import" 6 import_rootfs
 t3=$(date +%s)
 
 # Smoke test without network or socket: the entry point loads, and the native SQLite module

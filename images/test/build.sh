@@ -4,7 +4,9 @@
 set -euo pipefail
 name=${1:-local/busybox:test}
 if docker image inspect "$name" >/dev/null 2>&1 && [ "${FORCE:-0}" != 1 ]; then echo "$name already built" >&2; exit 0; fi
-if ! dpkg -s busybox-static >/dev/null 2>&1; then DEBIAN_FRONTEND=noninteractive apt-get install -y -q busybox-static >/dev/null; fi
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# busybox-static: a dynamically linked busybox would not run in the empty rootfs.
+bash "$here/../../scripts/install-packages.sh" start
 root=$(mktemp -d)
 trap 'rm -rf "$root"' EXIT
 mkdir -p "$root"/{bin,etc,tmp,home/jovyan,www,proc,sys,dev}

@@ -17,6 +17,8 @@ import { installCrd } from './crd.js';
 import { createLogger, type Logger } from '../log.js';
 import { startOperator, type OperatorHandle } from './operator.js';
 import { makeApiClient } from './kube.js';
+import { describePortInUse } from '../port-holder.js';
+import { upBanner } from '../up-banner.js';
 
 export class StartupError extends Error {
   constructor(
@@ -130,6 +132,29 @@ function onSignals(stop: () => Promise<void>, log: Logger): void {
   process.on('SIGTERM', () => handler('SIGTERM'));
 }
 
+/**
+ * --kubeconfig, else $KUBECONFIG, else the pod's service account (what the Deployment in
+ * manifests/kubernetes relies on): never client-node's silent fallback to http://localhost:8080.
+ */
+function loadKubeconfig(file: string | undefined): KubeConfig {
+  const kc = new KubeConfig();
+  const fromEnv = process.env.KUBECONFIG;
+  if (!file && !fromEnv) {
+    if (process.env.KUBERNETES_SERVICE_HOST) {
+      kc.loadFromCluster();
+      return kc;
+    }
+    throw new StartupError('no kubeconfig: --kubeconfig is not given, KUBECONFIG is not set and this is not a Kubernetes pod', 'pass --kubeconfig FILE (the file `nbswarm up` printed, or one for your cluster)');
+  }
+  try {
+    if (file) kc.loadFromFile(file);
+    else kc.loadFromDefault(); // KUBECONFIG may list several files; merged as kubectl merges them
+  } catch (err) {
+    throw new StartupError(`cannot read kubeconfig ${file ?? fromEnv}: ${(err as Error).message}`, 'pass the file `nbswarm up` printed, or one for your cluster');
+  }
+  return kc;
+}
+
 type EmbeddedServer = RunningApiServer;
 
 async function startEmbedded(dataDir: string, port: number, address: string): Promise<EmbeddedServer> {
@@ -139,7 +164,7 @@ async function startEmbedded(dataDir: string, port: number, address: string): Pr
     return await startApiServer({ dataDir, port, host: address });
   } catch (err) {
     const code = (err as { code?: string }).code;
-    if (code === 'EADDRINUSE') throw new StartupError(`port ${address}:${port} is already in use`, 'is another `nbswarm up` running? pick another --port');
+    if (code === 'EADDRINUSE') throw new StartupError(describePortInUse(port, address), 'pass another --port, or stop that process');
     throw new StartupError(`cannot start the embedded API server: ${(err as Error).message}`, `check that ${dataDir} is writable`);
   }
 }
@@ -171,11 +196,7 @@ export function registerOperatorCommands(program: Command): void {
         log.info(`CRD notebookservers.nbswarm.io ${crd}`);
         op = await startOperator({ kubeconfig: kc, policy, backend, log });
         const metrics = Number(o.metricsPort) ? serveMetrics(op, Number(o.metricsPort), log) : undefined;
-        process.stdout.write(
-          `nbswarm is up: API ${srv.url}, Docker backend "${backend.kind}".\n` +
-            `kubeconfig: ${srv.kubeconfigPath}\n` +
-            `try: kubectl --kubeconfig ${srv.kubeconfigPath} get nbs -A\n`,
-        );
+        process.stdout.write(upBanner({ apiUrl: srv.url, backend: backend.kind, kubeconfigPath: srv.kubeconfigPath }));
         const s = srv;
         const b = backend;
         const opRef = op;
@@ -196,23 +217,18 @@ export function registerOperatorCommands(program: Command): void {
   program
     .command('operator')
     .description('run the operator against a Kubernetes API server (embedded or real) given a kubeconfig')
-    .requiredOption('--kubeconfig <file>', 'kubeconfig of the API server to watch')
+    .option('--kubeconfig <file>', 'kubeconfig of the API server to watch (default: $KUBECONFIG; inside a Kubernetes pod, its service account)')
     .option('--policy <file>', 'operator policy (YAML)')
     .option('--namespace <ns>', 'watch only this namespace (default: all)')
     .option('--lease-namespace <ns>', 'namespace of the leader-election Lease (default: --namespace or "default")')
     .option('--backend <kind>', 'auto | service | container (overrides the policy)')
     .option('--metrics-port <port>', 'serve /metrics and /stats on 127.0.0.1:<port> (0 = off)', '0')
-    .action(async (o: { kubeconfig: string; policy?: string; namespace?: string; leaseNamespace?: string; backend?: string; metricsPort: string }) => {
+    .action(async (o: { kubeconfig?: string; policy?: string; namespace?: string; leaseNamespace?: string; backend?: string; metricsPort: string }) => {
       const log = createLogger();
       let backend: Backend | undefined;
       try {
         const policy = readPolicy(o.policy, o.backend);
-        const kc = new KubeConfig();
-        try {
-          kc.loadFromFile(o.kubeconfig);
-        } catch (err) {
-          throw new StartupError(`cannot read kubeconfig ${o.kubeconfig}: ${(err as Error).message}`, 'pass the file `nbswarm up` printed, or one for your cluster');
-        }
+        const kc = loadKubeconfig(o.kubeconfig);
         await preflightApi(kc, o.namespace);
         backend = await connectBackend(policy, log);
         await checkBackend(backend);

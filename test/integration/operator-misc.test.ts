@@ -19,6 +19,7 @@ import { startOperator } from '../../src/controller/operator.js';
 import { fileURLToPath } from 'node:url';
 import { TEST_IMAGE, TEST_RUN_ID, requireDocker, sleep, waitFor, waitForHttp } from '../helpers/docker.js';
 import { HTTPD, NS, cleanupPrefix, kubectlRaw, nbsYaml, setupEnv, testPolicy, waitReady, type Env } from './operator-harness.js';
+import { kubeconfigFromBanner } from '../../src/up-banner.js';
 
 const log = createLogger({ level: process.env.NBSWARM_TEST_LOG ?? 'error' });
 
@@ -230,7 +231,7 @@ describe('nbswarm up (CLI)', function () {
     writeFileSync(policyFile, YAML.stringify({ ...policy, launchers: undefined }));
     const p = run(['up', '--data-dir', join(dir, 'data'), '--port', '0', '--policy', policyFile], { NBSWARM_LOG_LEVEL: 'warn' });
     try {
-      const kubeconfig = await waitFor('kubeconfig printed', async () => /kubeconfig: (\S+)/.exec(p.out())?.[1], 60_000);
+      const kubeconfig = await waitFor('kubeconfig printed', async () => kubeconfigFromBanner(p.out()), 60_000);
       expect(p.out()).to.match(/kubectl --kubeconfig \S+ get nbs/);
       const ap = await kubectlRaw(kubeconfig, ['apply', '-f', '-'], nbsYaml('cli', { user: 'hank', mode: 'custom', command: HTTPD, image: TEST_IMAGE }));
       expect(ap.code, ap.stderr).to.equal(0);
