@@ -20,15 +20,17 @@
  */
 import { CustomObjectsApi, KubeConfig, PatchStrategy, setHeaderOptions } from '@kubernetes/client-node';
 import { readFile } from 'node:fs/promises';
-import { GROUP, PLURAL, VERSION, type NotebookServer } from '../api/types.js';
+import { ANNOTATIONS, GROUP, PLURAL, VERSION } from '../api/names.js';
+import type { NotebookServer } from '../api/types.js';
 import type { Policy } from '../config/types.js';
+import { isoSeconds, nowIso } from '../util/time.js';
+import { getCondition } from './conditions.js';
+import { isStopped } from './desired.js';
 import type { EventRecorder } from './events.js';
 import type { NotebookServerInformer } from './informer.js';
 import type { Logger } from '../log.js';
 import { errorFields } from '../log.js';
 import { httpGet, loopbackUrl } from './netutil.js';
-import { STOPPED_ANNOTATION, STOPPED_GENERATION_ANNOTATION, STOPPED_REASON_ANNOTATION, isStopped } from './reconciler.js';
-import { getCondition, nowIso } from './status.js';
 import { makeApiClient } from './kube.js';
 
 export interface CullerStats {
@@ -141,7 +143,7 @@ export class Culler {
     const readySince = Date.parse(getCondition(obj.status?.conditions, 'Ready')?.lastTransitionTime ?? '');
     const last = Math.max(activity ?? 0, Number.isFinite(stored) ? stored : 0, Number.isFinite(readySince) ? readySince : 0);
     if (activity !== undefined && (!Number.isFinite(stored) || activity > stored)) {
-      await this.patch(obj, 'status', { status: { lastActivity: new Date(activity).toISOString().replace(/\.\d{3}Z$/, 'Z') } });
+      await this.patch(obj, 'status', { status: { lastActivity: isoSeconds(activity) } });
       this.s.activityWrites++;
     }
     const idleMs = now - last;
@@ -150,15 +152,15 @@ export class Culler {
       await this.patch(obj, 'meta', {
         metadata: {
           annotations: {
-            [STOPPED_ANNOTATION]: nowIso(),
-            [STOPPED_GENERATION_ANNOTATION]: String(obj.metadata.generation ?? 0),
-            [STOPPED_REASON_ANNOTATION]: 'Culled',
+            [ANNOTATIONS.stopped]: nowIso(),
+            [ANNOTATIONS.stoppedGeneration]: String(obj.metadata.generation ?? 0),
+            [ANNOTATIONS.stoppedReason]: 'Culled',
           },
         },
       });
       this.s.culled++;
       this.d.enqueue(`${obj.metadata.namespace}/${obj.metadata.name}`, 'culled');
-      const msg = `idle for ${idleFor}s (policy culling.idleTimeoutSeconds=${this.d.policy.culling.idleTimeoutSeconds}); stopping, volumes kept. Remove annotation ${STOPPED_ANNOTATION} to start again`;
+      const msg = `idle for ${idleFor}s (policy culling.idleTimeoutSeconds=${this.d.policy.culling.idleTimeoutSeconds}); stopping, volumes kept. Remove annotation ${ANNOTATIONS.stopped} to start again`;
       this.d.log.info('culling idle server', { resource: `${obj.metadata.namespace}/${obj.metadata.name}`, idleSeconds: idleFor });
       await this.d.events.emit(obj, 'Normal', 'Culled', msg);
     }

@@ -6,7 +6,9 @@
 import { expect } from 'chai';
 import net from 'node:net';
 import type { BackendKind } from '../../src/backends/types.js';
-import { STOPPED_ANNOTATION } from '../../src/controller/reconciler.js';
+import { ANNOTATIONS } from '../../src/api/names.js';
+
+const STOPPED_ANNOTATION = ANNOTATIONS.stopped;
 import { TEST_IMAGE, sleep, waitFor } from '../helpers/docker.js';
 import { HTTPD, NS, getNbs, nbsYaml, setupEnv, waitPhase, waitReady, type Env } from './operator-harness.js';
 
