@@ -9,6 +9,7 @@ import { BaseBackend, labelFilter, MANAGED_FILTER } from './base-backend.js';
 import { eventTime } from './docker-events.js';
 import { hintFromDaemon, statusOf, wrapDockerError, type BackendOptions } from './docker.js';
 import { ReadBatcher } from './read-batcher.js';
+import { BoundIps } from './swarm-bound-ips.js';
 import { interpretTasks, serviceSpec } from './swarm-spec.js';
 import { BackendError, type ApplyResult, type BackendEvent, type DesiredServer, type ObservedServer, type ResolvedImage } from './types.js';
 
@@ -29,8 +30,7 @@ export class SwarmBackend extends BaseBackend {
   private selfNodeId?: Promise<string | undefined>;
   /** Services seen in events that are not ours (no managed-by label), so each is inspected once. */
   private readonly foreign = new Set<string>();
-  /** container ID → host IP its published port is bound to (fixed for the container's life). */
-  private readonly boundIps = new Map<string, string>();
+  private readonly boundIps: BoundIps;
   /** Observations whose every later change Docker announces on our event stream. */
   private readonly settledObs = new WeakSet<ObservedServer>();
 
@@ -40,6 +40,7 @@ export class SwarmBackend extends BaseBackend {
 
   constructor(docker: Docker, opts: BackendOptions = {}) {
     super(docker, opts);
+    this.boundIps = new BoundIps(docker);
   }
 
   /** Per-uid reads share one service list + one task list with every read asked for meanwhile. */
@@ -89,44 +90,8 @@ export class SwarmBackend extends BaseBackend {
   /** All managed services from two calls: the services, and ONE task list joined by service ID. */
   async listAll(): Promise<ObservedServer[]> {
     const [services, tasks] = await Promise.all([this.listServices(labelFilter(MANAGED_FILTER)), this.listTasks({ label: [MANAGED_FILTER] })]);
-    const seen = new Set<string>();
-    for (const ts of tasks.values()) for (const t of ts) if (t.Status?.ContainerStatus?.ContainerID) seen.add(t.Status.ContainerStatus.ContainerID);
-    for (const key of this.boundIps.keys()) if (!seen.has(key.split('/')[0])) this.boundIps.delete(key);
-    await this.learnBoundIps(services, tasks);
+    await this.boundIps.refresh(services, tasks, await this.localNodeId());
     return Promise.all(services.map((s) => this.observeService(s, tasks.get(s.ID) ?? [])));
-  }
-
-  /**
-   * Where the running task containers on this node publish their ports, from ONE container list
-   * (instead of an inspect per container), for those not known yet.
-   */
-  private async learnBoundIps(services: any[], tasks: Map<string, any[]>): Promise<void> {
-    const self = await this.localNodeId();
-    if (!self) return;
-    let unknown = false;
-    for (const s of services) {
-      const port = Number(s.Spec?.Labels?.[LABELS.port] ?? 0);
-      for (const t of tasks.get(s.ID) ?? []) {
-        const cid = t.Status?.ContainerStatus?.ContainerID;
-        if (cid && t.NodeID === self && t.Status?.State === 'running' && !this.boundIps.has(`${cid}/${port}`)) unknown = true;
-      }
-    }
-    if (!unknown) return;
-    let list: Docker.ContainerInfo[];
-    try {
-      list = await this.docker.listContainers({ filters: JSON.stringify({ label: [MANAGED_FILTER, 'com.docker.swarm.task.id'], status: ['running'] }) });
-    } catch {
-      return; // observeService falls back to inspecting the container
-    }
-    for (const c of list) {
-      for (const p of c.Ports ?? []) {
-        if (p.Type !== 'tcp' || !p.PublicPort) continue;
-        const key = `${c.Id}/${p.PrivatePort}`;
-        // IPv4 first, like inspect's first binding.
-        if (this.boundIps.has(key) && p.IP?.includes(':')) continue;
-        this.boundIps.set(key, p.IP ? p.IP : '0.0.0.0');
-      }
-    }
   }
 
   /** Tasks by service ID (a task list filter on label matches the service's labels). */
@@ -229,7 +194,7 @@ export class SwarmBackend extends BaseBackend {
       const p = (st.PortStatus?.Ports ?? []).find((x: any) => x.TargetPort === port) ?? st.PortStatus?.Ports?.[0];
       if (p?.PublishedPort) obs.hostPort = p.PublishedPort;
       if (obs.hostPort && obs.containerId && task.NodeID && task.NodeID === (await this.localNodeId())) {
-        obs.hostIp = await this.boundHostIp(obs.containerId, port);
+        obs.hostIp = await this.boundIps.of(obs.containerId, port);
       }
       obs.hostIp ??= labels[LABELS.hostIp] || undefined;
     }
@@ -237,23 +202,6 @@ export class SwarmBackend extends BaseBackend {
     // (scheduling, retries, tasks on other nodes) moves without one.
     if (obs.state === 'running' && task.NodeID && task.NodeID === (await this.localNodeId())) this.settledObs.add(obs);
     return obs;
-  }
-
-  /** Where the published port really listens: Swarm cannot choose it, dockerd's --ip does. */
-  private async boundHostIp(containerId: string, port: number): Promise<string | undefined> {
-    const key = `${containerId}/${port}`;
-    const known = this.boundIps.get(key);
-    if (known !== undefined) return known;
-    try {
-      const c: any = await this.docker.getContainer(containerId).inspect();
-      const b = c?.NetworkSettings?.Ports?.[`${port}/tcp`]?.[0];
-      if (!b) return undefined;
-      const ip = b.HostIp === '' ? '0.0.0.0' : String(b.HostIp);
-      this.boundIps.set(key, ip);
-      return ip;
-    } catch {
-      return undefined;
-    }
   }
 
   private async inspectService(id: string): Promise<any | undefined> {

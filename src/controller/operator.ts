@@ -142,7 +142,16 @@ export async function startOperator(opts: OperatorOptions): Promise<OperatorHand
     stats,
   });
   const culler = policy.culling.enabled
-    ? new Culler({ kubeconfig, policy, informer, events, log, isLeader: () => leading, enqueue: (k, r) => queue.enqueue(k, r, 'high') })
+    ? new Culler({
+        // Its own counts: the culler's writes are not the reconciler's.
+        writer: new ApiObjectWriter(kubeconfig, informer, echoes, { statusPatches: 0, metadataPatches: 0 }),
+        policy,
+        informer,
+        events,
+        log,
+        isLeader: () => leading,
+        enqueue: (k, r) => queue.enqueue(k, r, 'high'),
+      })
     : undefined;
   let backendEvents = 0;
 

@@ -1,5 +1,5 @@
 /**
- * Idle culling (issue 6 item 4): a short timeout stops an idle server via the nbswarm.io/stopped
+ * Idle culling: a short timeout stops an idle server via the nbswarm.io/stopped
  * annotation (spec untouched), an open connection keeps a server alive, the volume survives, and
  * removing the annotation starts the server again.
  */
