@@ -1,8 +1,9 @@
-/** Conditions and the JSON helpers a converged reconcile relies on to write nothing. */
+/** Conditions, the JSON helpers a converged reconcile relies on to write nothing, and cached Secrets. */
 import { expect } from 'chai';
 import type { NotebookServer } from '../../src/api/types.js';
 import { setCondition } from '../../src/controller/conditions.js';
 import { isStopped } from '../../src/controller/desired.js';
+import { cachedSecret, serversReferencing } from '../../src/controller/secrets.js';
 import { jsonEqual, mergePatchBetween } from '../../src/util/json.js';
 import { isoSeconds } from '../../src/util/time.js';
 
@@ -41,5 +42,26 @@ describe('status helpers', () => {
     expect(isStopped(nbs())).to.equal(false);
     expect(isStopped(nbs({ annotations: { 'nbswarm.io/stopped': '2026-01-01T00:00:00Z' } }))).to.equal(true);
     expect(isStopped({ ...nbs(), spec: { user: 'a', stopped: true } })).to.equal(true);
+  });
+});
+
+describe('Secrets as the cache keeps them', () => {
+  it('decodes data (which wins over stringData) and keeps only names and values', () => {
+    const s = cachedSecret({
+      metadata: { name: 's', namespace: 'ns', uid: 'u', resourceVersion: '3', managedFields: [{}] } as never,
+      data: { a: Buffer.from('from data').toString('base64') },
+      stringData: { a: 'ignored', b: 'plain' },
+    });
+    expect(s).to.deep.equal({ metadata: { name: 's', namespace: 'ns', uid: 'u', resourceVersion: '3' }, values: { a: 'from data', b: 'plain' } });
+    expect(cachedSecret(s)).to.deep.equal(s);
+  });
+
+  it('finds the servers of the Secret\'s namespace whose env references it', () => {
+    const server = (name: string, ns: string, secret?: string): NotebookServer => ({
+      ...nbs({ name, namespace: ns }),
+      spec: { user: 'a', env: [{ name: 'X', value: '1' }, ...(secret ? [{ name: 'K', valueFrom: { secretKeyRef: { name: secret, key: 'k' } } }] : [])] },
+    });
+    const all = [server('a', 'ns', 'creds'), server('b', 'ns'), server('c', 'other', 'creds'), server('d', 'ns', 'other')];
+    expect(serversReferencing(all, { metadata: { namespace: 'ns', name: 'creds' } }).map((o) => o.metadata.name)).to.deep.equal(['a']);
   });
 });
