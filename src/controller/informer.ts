@@ -63,7 +63,6 @@ export function keyOf(obj: { metadata: { namespace?: string; name?: string } }):
   return `${obj.metadata.namespace ?? ''}/${obj.metadata.name ?? ''}`;
 }
 
-
 export interface InformerStats {
   lists: number;
   /** List requests (a list of more than one page is several). */

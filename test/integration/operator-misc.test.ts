@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import YAML from 'yaml';
 import { GROUP, PLURAL, VERSION, type NotebookServer } from '../../src/api/types.js';
 import { ApiEventRecorder } from '../../src/controller/events.js';
-import { startApiServer } from '../../src/apiserver/index.js';
+import { startApiServer, type RunningApiServer } from '../../src/apiserver/index.js';
 import { installCrd } from '../../src/controller/crd.js';
 import { NotebookServerInformer } from '../../src/controller/informer.js';
 import { SecretInformer } from '../../src/controller/secrets.js';
@@ -22,6 +22,20 @@ import { TEST_IMAGE, TEST_RUN_ID, requireDocker, sleep, waitFor, waitForHttp } f
 import { HTTPD, NS, cleanupPrefix, kubectlRaw, nbsYaml, setupEnv, testPolicy, waitReady, type Env } from './operator-harness.js';
 
 const log = createLogger({ level: process.env.NBSWARM_TEST_LOG ?? 'error' });
+
+/** A real embedded API server (own temp data dir, random port) for `fn`; closed and removed afterwards. */
+async function withApiServer(fn: (api: RunningApiServer, kc: KubeConfig) => Promise<void>): Promise<void> {
+  const dataDir = mkdtempSync(join(tmpdir(), 'nbswarm-api-'));
+  const api = await startApiServer({ dataDir, port: 0 });
+  try {
+    const kc = new KubeConfig();
+    kc.loadFromFile(api.kubeconfigPath);
+    await fn(api, kc);
+  } finally {
+    await api.close();
+    rmSync(dataDir, { recursive: true, force: true });
+  }
+}
 
 describe('operator informer (real embedded API server)', function () {
   this.timeout(60_000);
@@ -73,11 +87,7 @@ describe('operator informer (real embedded API server)', function () {
 describe('operator informer cache (real embedded API server)', function () {
   this.timeout(60_000);
 
-  it('lists in pages (every page, not the first) and keeps neither managedFields nor the last-applied copy', async () => {
-    const dataDir = mkdtempSync(join(tmpdir(), 'nbswarm-inf-'));
-    const api = await startApiServer({ dataDir, port: 0 });
-    const kc = new KubeConfig();
-    kc.loadFromFile(api.kubeconfigPath);
+  it('lists in pages (every page, not the first) and keeps neither managedFields nor the last-applied copy', () => withApiServer(async (_api, kc) => {
     await installCrd(kc);
     const ns = NS;
     const informer = new NotebookServerInformer(kc, log, { namespace: ns, pageSize: 5 });
@@ -107,20 +117,14 @@ describe('operator informer cache (real embedded API server)', function () {
       check(touched as NotebookServer);
     } finally {
       await informer.stop();
-      await api.close();
-      rmSync(dataDir, { recursive: true, force: true });
     }
-  });
+  }));
 });
 
 describe('operator Secrets informer (real embedded API server)', function () {
   this.timeout(60_000);
 
-  it('decodes Secrets that existed before it started (list) and those created, changed and deleted later (watch)', async () => {
-    const dataDir = mkdtempSync(join(tmpdir(), 'nbswarm-sec-'));
-    const api = await startApiServer({ dataDir, port: 0 });
-    const kc = new KubeConfig();
-    kc.loadFromFile(api.kubeconfigPath);
+  it('decodes Secrets that existed before it started (list) and those created, changed and deleted later (watch)', () => withApiServer(async (api, kc) => {
     const secrets = new SecretInformer(kc, log, { namespace: NS });
     const kubectl = async (args: string[]) => {
       const r = await kubectlRaw(api.kubeconfigPath, args);
@@ -141,10 +145,8 @@ describe('operator Secrets informer (real embedded API server)', function () {
       expect(secrets.stats()).to.include({ lists: 1 });
     } finally {
       await secrets.stop();
-      await api.close();
-      rmSync(dataDir, { recursive: true, force: true });
     }
-  });
+  }));
 });
 
 describe('operator Events (real embedded API server)', function () {

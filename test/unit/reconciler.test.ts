@@ -5,6 +5,7 @@
 import { expect } from 'chai';
 import { ANNOTATIONS, FINALIZER, LABELS } from '../../src/api/names.js';
 import { BackendError } from '../../src/backends/types.js';
+import type { NotebookServerSpec } from '../../src/api/types.js';
 import type { Policy } from '../../src/config/types.js';
 import { SystemUserError } from '../../src/config/system-users.js';
 import { RetryLater, type ReconcilerDeps } from '../../src/controller/reconciler.js';
@@ -40,6 +41,22 @@ interface Case {
 const running = async (w: World, name = 'nb', spec = {}) => {
   w.put(name, spec);
   await w.settle(name);
+};
+/** Running, then its spec changed. */
+const edited = (spec: Partial<NotebookServerSpec>) => async (w: World) => {
+  await running(w);
+  w.edit('nb', spec);
+};
+const ENV_A = { env: [{ name: 'A', value: '1' }] };
+/** Running, then stopped by the culler's annotation (no spec change). */
+const culled = async (w: World) => {
+  await running(w);
+  w.put('nb', {}, { annotations: { [ANNOTATIONS.stopped]: STAMP, [ANNOTATIONS.stoppedGeneration]: '1', [ANNOTATIONS.stoppedReason]: 'Culled' } });
+};
+/** Running, then deleted (the API sets deletionTimestamp; our finalizer holds it). */
+const deleted = async (w: World) => {
+  await running(w);
+  w.put('nb', {}, { deletionTimestamp: STAMP });
 };
 
 const cases: Case[] = [
@@ -81,28 +98,19 @@ const cases: Case[] = [
   },
   {
     name: 'update: a spec change updates the service in place for the new generation',
-    given: async (w) => {
-      await running(w);
-      w.edit('nb', { env: [{ name: 'A', value: '1' }] });
-    },
+    given: edited(ENV_A),
     expect: { docker: ['update nbs-alice'], phase: 'Running', events: ['Updated'] },
     also: (_w, s) => expect(s.status.observedGeneration).to.equal(2),
   },
   {
     name: 'update: a spec change recreates a plain container',
     kind: 'container',
-    given: async (w) => {
-      await running(w);
-      w.edit('nb', { env: [{ name: 'A', value: '1' }] });
-    },
+    given: edited(ENV_A),
     expect: { docker: ['recreate nbs-alice'], phase: 'Running', events: ['Updated'] },
   },
   {
     name: 'a spec change that renders the same object writes nothing to Docker',
-    given: async (w) => {
-      await running(w);
-      w.edit('nb', { servername: '' });
-    },
+    given: edited({ servername: '' }),
     expect: { docker: [], phase: 'Running', events: [] },
     also: (_w, s) => expect(s.statusPatches).to.deep.equal([{ observedGeneration: 2 }]),
   },
@@ -116,10 +124,7 @@ const cases: Case[] = [
   },
   {
     name: 'stop: spec.stopped scales to 0; Stopped, endpoint gone, volume kept',
-    given: async (w) => {
-      await running(w);
-      w.edit('nb', { stopped: true });
-    },
+    given: edited({ stopped: true }),
     expect: { docker: ['stop nbs-alice'], phase: 'Stopped', ready: ['False', 'Stopped'], events: ['Stopped'], result: undefined },
     also: (w, s) => {
       expect(s.status.endpoint).to.equal(undefined);
@@ -138,20 +143,16 @@ const cases: Case[] = [
   },
   {
     name: 'culled: the stop annotation stops without a spec change, saying why',
-    given: async (w) => {
-      await running(w);
-      w.put('nb', {}, { annotations: { [ANNOTATIONS.stopped]: STAMP, [ANNOTATIONS.stoppedGeneration]: '1', [ANNOTATIONS.stoppedReason]: 'Culled' } });
-    },
+    given: culled,
     expect: { docker: ['stop nbs-alice'], phase: 'Stopped', message: /stopped by annotation nbswarm\.io\/stopped \(Culled\); remove it or change spec/ },
     also: (w) => expect(w.events.at(-1)?.message).to.equal('stopped service nbs-alice (Culled); volumes kept'),
   },
   {
     name: 'a spec change after a cull clears the annotation and starts the server again',
     given: async (w) => {
-      await running(w);
-      w.put('nb', {}, { annotations: { [ANNOTATIONS.stopped]: STAMP, [ANNOTATIONS.stoppedGeneration]: '1', [ANNOTATIONS.stoppedReason]: 'Culled' } });
+      await culled(w);
       await w.settle('nb');
-      w.edit('nb', { env: [{ name: 'A', value: '1' }] });
+      w.edit('nb', ENV_A);
     },
     expect: { docker: ['update nbs-alice'], phase: 'Running', events: ['Resumed', 'Updated', 'Ready'] },
     also: (_w, s) => {
@@ -190,10 +191,7 @@ const cases: Case[] = [
   },
   {
     name: 'delete: Terminating, the object removed, volumes kept, finalizer released',
-    given: async (w) => {
-      await running(w);
-      w.put('nb', {}, { deletionTimestamp: STAMP });
-    },
+    given: deleted,
     expect: { docker: ['remove nbs-alice'], phase: 'Terminating', ready: ['False', 'Terminating'], events: ['Deleted'] },
     also: (w, s) => {
       expect(s.metadataPatches).to.deep.equal([{ finalizers: [] }]);
@@ -203,10 +201,7 @@ const cases: Case[] = [
   {
     name: 'delete removes the volumes the policy marks deleteWithServer, not the others',
     policy: { volumes: [{ name: '{prefix}-{username}-home', target: '/home/jovyan/work', type: 'volume' }, { name: '{prefix}-{username}-scratch', target: '/scratch', type: 'volume', deleteWithServer: true }] },
-    given: async (w) => {
-      await running(w);
-      w.put('nb', {}, { deletionTimestamp: STAMP });
-    },
+    given: deleted,
     expect: { docker: ['remove nbs-alice', 'volume-remove nbs-alice-scratch'], phase: 'Terminating' },
     also: (w) => expect(w.backend.volumeNames()).to.deep.equal(['nbs-alice-home']),
   },
@@ -340,7 +335,7 @@ const cases: Case[] = [
     given: async (w) => {
       await running(w);
       await running(w, 'dash', { user: 'bob', source: { server: 'nb' } });
-      w.edit('dash', { env: [{ name: 'A', value: '1' }] });
+      w.edit('dash', ENV_A);
     },
     expect: { docker: ['update nbs-bob'], phase: 'Running' },
   },
@@ -359,7 +354,7 @@ const cases: Case[] = [
     given: async (w) => {
       await running(w, 'other', { user: 'zed' });
       await running(w);
-      w.edit('nb', { env: [{ name: 'A', value: '1' }] });
+      w.edit('nb', ENV_A);
     },
     expect: { docker: ['update nbs-alice'], phase: 'Running' },
     also: (w, s) => {
