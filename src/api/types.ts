@@ -1,31 +1,11 @@
 /**
- * The NotebookServer resource (DESIGN.md §2) as TypeScript types.
+ * The NotebookServer resource as TypeScript types.
  * The JSON schema in ./schema.ts is the one source of the CRD; these types mirror it.
  */
-export const GROUP = 'nbswarm.io';
-export const VERSION = 'v1alpha1';
-export const API_VERSION = `${GROUP}/${VERSION}`;
-export const KIND = 'NotebookServer';
-export const PLURAL = 'notebookservers';
-export const SINGULAR = 'notebookserver';
-export const SHORT_NAMES = ['nbs'];
-export const FINALIZER = 'nbswarm.io/cleanup';
+import type { API_VERSION, KIND } from './names.js';
 
-/** Labels every Docker object the operator owns carries (DESIGN.md §3). */
-export const LABELS = {
-  uid: 'nbswarm.io/uid',
-  namespace: 'nbswarm.io/namespace',
-  name: 'nbswarm.io/name',
-  user: 'nbswarm.io/user',
-  servername: 'nbswarm.io/servername',
-  generation: 'nbswarm.io/generation',
-  specHash: 'nbswarm.io/spec-hash',
-  image: 'nbswarm.io/image',
-  port: 'nbswarm.io/port',
-  managedBy: 'nbswarm.io/managed-by',
-  /** Set on volumes: they outlive servers. */
-  volume: 'nbswarm.io/volume',
-} as const;
+// The names moved to ./names.ts; re-exported for the importers that know them from here.
+export { API_VERSION, FINALIZER, GROUP, KIND, LABELS, PLURAL, SHORT_NAMES, SINGULAR, VERSION } from './names.js';
 
 export type Mode = 'notebook' | 'lab' | 'voila' | 'streamlit' | 'dash' | 'panel' | 'bokeh' | 'rshiny' | 'custom';
 export const MODES: readonly Mode[] = ['notebook', 'lab', 'voila', 'streamlit', 'dash', 'panel', 'bokeh', 'rshiny', 'custom'];

@@ -3,15 +3,15 @@
  * port read back from inspect; a spec change recreates the container (volumes survive).
  */
 import type Docker from 'dockerode';
-import { LABELS } from '../api/types.js';
+import { LABELS } from '../api/names.js';
+import { BaseBackend, envList, labelFilter, MANAGED_FILTER } from './base-backend.js';
+import { statusOf, wrapDockerError, type BackendOptions } from './docker.js';
 import { BackendError, type ApplyResult, type BackendEvent, type DesiredServer, type ObservedServer, type ResolvedImage } from './types.js';
-import { BaseBackend, envList, labelFilter, MANAGED_FILTER, objectLabels } from './common.js';
-import { statusOf, wrapDockerError } from './docker.js';
 
 export class ContainerBackend extends BaseBackend {
   readonly kind = 'container' as const;
 
-  constructor(docker: Docker, opts = {}) {
+  constructor(docker: Docker, opts: BackendOptions = {}) {
     super(docker, opts);
   }
 
@@ -40,7 +40,7 @@ export class ContainerBackend extends BaseBackend {
     const body: any = {
       name: d.dockerName,
       Image: image.pinned,
-      Labels: objectLabels(d),
+      Labels: d.labels,
       Env: envList(d.env),
       ExposedPorts: host ? undefined : { [portKey]: {} },
       Hostname: host ? undefined : d.dockerName,
@@ -54,11 +54,11 @@ export class ContainerBackend extends BaseBackend {
     return body;
   }
 
-  protected fetchUid(uid: string): Promise<ObservedServer[]> {
+  fetchUid(uid: string): Promise<ObservedServer[]> {
     return this.list(labelFilter(`${LABELS.uid}=${uid}`));
   }
 
-  protected listAll(): Promise<ObservedServer[]> {
+  listAll(): Promise<ObservedServer[]> {
     return this.list(labelFilter(MANAGED_FILTER));
   }
 

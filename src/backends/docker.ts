@@ -1,11 +1,11 @@
 /**
- * Docker connection, error wrapping and backend selection (DESIGN.md §1 "Backends", §5 "Errors").
+ * Docker connection, error wrapping (a failure names the Docker call, the daemon's message and a
+ * hint) and backend selection.
  */
 import Docker from 'dockerode';
+import type { Logger } from '../log.js';
+import { DEFAULT_OBSERVER_OPTIONS, type ObserverOptions } from './docker-observer.js';
 import { BackendError, type Backend, type BackendKind, type PullPolicy } from './types.js';
-
-/** Value of the nbswarm.io/managed-by label on every object this operator owns. */
-export const MANAGED_BY = 'nbswarm';
 
 export interface ConnectOptions {
   /** Overrides DOCKER_HOST; unix socket path, or tcp://host:port / http://host:port. */
@@ -121,36 +121,25 @@ export async function detectBackendKind(docker: Docker): Promise<BackendKind> {
 export interface BackendOptions {
   docker?: Docker;
   host?: string;
-  /** For diagnostics in logs (optional). */
-  log?: (level: 'debug' | 'info' | 'warn', msg: string, meta?: Record<string, unknown>) => void;
+  /** For diagnostics (event stream reconnects, images kept because they are in use). */
+  log?: Logger;
   /** Default pull policy when the caller does not pass one. */
   pullPolicy?: PullPolicy;
   /** Reconnect back-off for events(), ms (first, max). */
   eventsBackoffMs?: [number, number];
   /**
-   * Observation caches (find/listManaged snapshot, image resolutions), so an idle resync costs no
-   * per-server Docker calls. `false` turns them off (every call goes to Docker).
+   * Observation caches (the Docker observer's snapshot, image resolutions), so an idle resync
+   * costs no per-server Docker calls. `false` turns them off (every call goes to Docker).
    */
   cache?: false | Partial<CacheOptions>;
 }
 
-export interface CacheOptions {
-  /** A full list older than this is taken again even when the event stream reported nothing. */
-  maxAgeMs: number;
-  /** Entries whose changes Docker may not announce by event (a Swarm task being scheduled, a task on another node) are re-read after this. */
-  unsettledTtlMs: number;
-  /**
-   * The same for an object in progress (task pending/preparing/starting): it moves on within
-   * moments and callers poll for that, so a cached answer must not hide it. Coalesces reads only.
-   */
-  progressTtlMs: number;
-  /** A list that says "missing" within this long after our own create is not believed (the write-through entry wins). */
-  writeGraceMs: number;
+export interface CacheOptions extends ObserverOptions {
   /** Image resolutions are re-checked after this, besides on image events. */
   imageTtlMs: number;
 }
 
-export const DEFAULT_CACHE: CacheOptions = { maxAgeMs: 30_000, unsettledTtlMs: 1000, progressTtlMs: 20, writeGraceMs: 5000, imageTtlMs: 5000 };
+export const DEFAULT_CACHE: CacheOptions = { ...DEFAULT_OBSERVER_OPTIONS, imageTtlMs: 5000 };
 
 /** Build the backend for `kind`, auto-detecting from `docker info` when asked. */
 export async function createBackend(kind: 'auto' | BackendKind, opts: BackendOptions = {}): Promise<Backend> {

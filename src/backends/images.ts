@@ -1,5 +1,5 @@
 /**
- * Image resolution (issue 4 item 3 "Image references"): moby pulls a tag before every Swarm task
+ * Image resolution: moby pulls a tag before every Swarm task
  * start, so Docker is only ever handed a digest reference or a local image ID.
  */
 import type Docker from 'dockerode';
@@ -78,6 +78,16 @@ async function pull(docker: Docker, reference: string, onProgress?: (p: PullProg
   });
 }
 
+/** The error for an image that is not on the host when pulls are not allowed. */
+export function imageNotPresent(reference: string): BackendError {
+  return new BackendError(
+    `image ${reference} is not present on this Docker host and the pull policy is "never"`,
+    'ImageNotFound',
+    `docker image inspect ${reference}`,
+    'the image is not on this host and pullPolicy is never: build it or `docker load` it on this host, or set pullPolicy to ifNotPresent',
+  );
+}
+
 /**
  * Find `reference` on the daemon (pulling only as the policy allows) and return the form that is
  * safe to hand Docker: name@sha256:… when the image has a repo digest, else its local ID.
@@ -90,14 +100,7 @@ export async function resolveImage(
 ): Promise<ResolvedImage> {
   let local = pullPolicy === 'always' ? undefined : await inspectLocal(docker, reference);
   if (!local) {
-    if (pullPolicy === 'never') {
-      throw new BackendError(
-        `image ${reference} is not present on this Docker host and the pull policy is "never"`,
-        'ImageNotFound',
-        `docker image inspect ${reference}`,
-        'the image is not on this host and pullPolicy is never: build it or `docker load` it on this host, or set pullPolicy to ifNotPresent',
-      );
-    }
+    if (pullPolicy === 'never') throw imageNotPresent(reference);
     await pull(docker, reference, onProgress);
     local = await inspectLocal(docker, reference);
     if (!local) {
@@ -105,4 +108,43 @@ export async function resolveImage(
     }
   }
   return pinnedFrom(reference, local);
+}
+
+/**
+ * Image resolutions remembered for `ttlMs`, so a resync of 1,000 servers on one image inspects it
+ * once. Dropped whenever Docker reports an image event (a tag may now name another image) or the
+ * operator commits one; a resolution that was in flight across such a drop is not kept.
+ */
+export class ImageCache {
+  private readonly entries = new Map<string, { p: Promise<ResolvedImage>; at: number }>();
+  private generation = 0;
+
+  constructor(
+    private readonly ttlMs: number,
+    private readonly now: () => number = Date.now,
+  ) {}
+
+  /** The cached resolution of `reference`, or `resolve()`'s, shared by concurrent callers. */
+  get(reference: string, resolve: () => Promise<ResolvedImage>): Promise<ResolvedImage> {
+    const hit = this.entries.get(reference);
+    if (hit && this.now() - hit.at <= this.ttlMs) return hit.p;
+    const gen = this.generation;
+    const p = resolve();
+    const entry = { p, at: this.now() };
+    this.entries.set(reference, entry);
+    p.then(
+      () => {
+        if (gen !== this.generation && this.entries.get(reference) === entry) this.entries.delete(reference);
+      },
+      () => {
+        if (this.entries.get(reference) === entry) this.entries.delete(reference);
+      },
+    );
+    return p;
+  }
+
+  invalidate(): void {
+    this.generation++;
+    this.entries.clear();
+  }
 }

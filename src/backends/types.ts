@@ -1,7 +1,9 @@
 /**
- * The contract between the controller and a Docker backend (DESIGN.md §1, "Backends").
- * The controller computes a DesiredServer with pure functions (src/controller/desired.ts);
- * a backend makes Docker match it, finding its objects by label only (DESIGN.md §3).
+ * The contract between the controller and a Docker backend. The controller computes a
+ * DesiredServer with pure functions (src/controller/desired.ts); a backend makes Docker match it,
+ * finding its objects by label only (never by name alone, so a restart, a rename or a half-done
+ * create never duplicates a server). Implementations: Swarm services, plain containers, and an
+ * in-memory fake for unit tests.
  */
 import type { Observable } from 'rxjs';
 
@@ -26,7 +28,7 @@ export interface DesiredServer {
   generation: number;
   /** Docker object name (service or container), from the policy's name template, sanitised. */
   dockerName: string;
-  /** All labels for the Docker object, including the nbswarm.io/* identity labels. */
+  /** Every label of the Docker object, as written (built only by the desired-state function). */
   labels: Record<string, string>;
   /** Image reference as the user (or policy default) gave it; the backend resolves and pins it. */
   image: string;
@@ -113,7 +115,7 @@ export interface BackendEvent {
   time: number;
 }
 
-/** A Docker failure with context for status.message, an Event and one log line (DESIGN.md §5). */
+/** A Docker failure with context (the call, a hint) for status.message, an Event and one log line. */
 export class BackendError extends Error {
   constructor(
     message: string,
@@ -159,6 +161,13 @@ export interface Backend {
   commitImage(observed: ObservedServer, repo: string, tag: string, labels: Record<string, string>): Promise<string>;
   /** Remove an image the operator built (source-server images) if no container uses it. */
   removeImage(id: string): Promise<void>;
+  /** Names of the named volumes carrying every one of `labels`. */
+  listVolumes(labels: Record<string, string>): Promise<string[]>;
+  /**
+   * Remove a named volume (only ever one the policy lets the operator delete). 'absent' when it
+   * does not exist; throws a BackendError when Docker refuses (e.g. a container still uses it).
+   */
+  removeVolume(name: string): Promise<'removed' | 'absent'>;
   /** Docker events about managed objects (services, tasks, containers), for the controller's queue. */
   events(): Observable<BackendEvent>;
   close(): Promise<void>;

@@ -1,5 +1,5 @@
 /**
- * The operator's policy: what an admin grants (DESIGN.md §1 "Policy"). A NotebookServer never
+ * The operator's policy: what an admin grants. A NotebookServer never
  * carries host paths, privileged flags or Docker options; only this does.
  * Loaded by ./policy.ts from YAML + env + flags, with defaults.
  */

@@ -48,7 +48,7 @@ async function connectBackend(policy: Policy, log: Logger): Promise<Backend> {
   try {
     return await createBackend(policy.backend, {
       pullPolicy: policy.pullPolicy,
-      log: (level, msg, meta) => log.log(level, msg, meta),
+      log,
     });
   } catch (err) {
     if (err instanceof BackendError) throw err;

@@ -18,18 +18,19 @@
  *     reachability is NOT treated as activity, since it would mean "never idle".
  * The idle clock starts at the later of status.lastActivity and the time the server became Ready.
  */
-import { CustomObjectsApi, KubeConfig, PatchStrategy, setHeaderOptions } from '@kubernetes/client-node';
 import { readFile } from 'node:fs/promises';
-import { GROUP, PLURAL, VERSION, type NotebookServer } from '../api/types.js';
+import { ANNOTATIONS } from '../api/names.js';
+import type { NotebookServer } from '../api/types.js';
 import type { Policy } from '../config/types.js';
+import { isoSeconds, nowIso } from '../util/time.js';
+import { getCondition } from './conditions.js';
+import { isStopped } from './desired.js';
 import type { EventRecorder } from './events.js';
 import type { NotebookServerInformer } from './informer.js';
 import type { Logger } from '../log.js';
 import { errorFields } from '../log.js';
 import { httpGet, loopbackUrl } from './netutil.js';
-import { STOPPED_ANNOTATION, STOPPED_GENERATION_ANNOTATION, STOPPED_REASON_ANNOTATION, isStopped } from './reconciler.js';
-import { getCondition, nowIso } from './status.js';
-import { makeApiClient } from './kube.js';
+import type { ObjectWriter } from './object-writer.js';
 
 export interface CullerStats {
   probes: number;
@@ -71,22 +72,20 @@ export class Culler {
   readonly s: CullerStats = { probes: 0, culled: 0, activityWrites: 0 };
   private timer?: NodeJS.Timeout;
   private stopped = false;
-  private readonly api: CustomObjectsApi;
 
   constructor(
     private readonly d: {
-      kubeconfig: KubeConfig;
+      /** Writes status.lastActivity and the stop annotations. */
+      writer: ObjectWriter;
       policy: Policy;
       informer: NotebookServerInformer;
       events: EventRecorder;
       log: Logger;
       isLeader: () => boolean;
-      /** The cache already holds our write, so the watch event will not look like a change: queue the key ourselves. */
+      /** The writer puts our write into the cache and marks its watch event an echo: queue the key ourselves. */
       enqueue: (key: string, reason: string) => void;
     },
-  ) {
-    this.api = makeApiClient(d.kubeconfig, CustomObjectsApi);
-  }
+  ) {}
 
   start(): void {
     const every = Math.max(1, this.d.policy.culling.probeIntervalSeconds) * 1000;
@@ -141,35 +140,24 @@ export class Culler {
     const readySince = Date.parse(getCondition(obj.status?.conditions, 'Ready')?.lastTransitionTime ?? '');
     const last = Math.max(activity ?? 0, Number.isFinite(stored) ? stored : 0, Number.isFinite(readySince) ? readySince : 0);
     if (activity !== undefined && (!Number.isFinite(stored) || activity > stored)) {
-      await this.patch(obj, 'status', { status: { lastActivity: new Date(activity).toISOString().replace(/\.\d{3}Z$/, 'Z') } });
+      await this.d.writer.patchStatus(obj, { lastActivity: isoSeconds(activity) });
       this.s.activityWrites++;
     }
     const idleMs = now - last;
     if (last > 0 && idleMs > this.d.policy.culling.idleTimeoutSeconds * 1000) {
       const idleFor = Math.round(idleMs / 1000);
-      await this.patch(obj, 'meta', {
-        metadata: {
-          annotations: {
-            [STOPPED_ANNOTATION]: nowIso(),
-            [STOPPED_GENERATION_ANNOTATION]: String(obj.metadata.generation ?? 0),
-            [STOPPED_REASON_ANNOTATION]: 'Culled',
-          },
+      await this.d.writer.patchMetadata(obj, {
+        annotations: {
+          [ANNOTATIONS.stopped]: nowIso(),
+          [ANNOTATIONS.stoppedGeneration]: String(obj.metadata.generation ?? 0),
+          [ANNOTATIONS.stoppedReason]: 'Culled',
         },
       });
       this.s.culled++;
       this.d.enqueue(`${obj.metadata.namespace}/${obj.metadata.name}`, 'culled');
-      const msg = `idle for ${idleFor}s (policy culling.idleTimeoutSeconds=${this.d.policy.culling.idleTimeoutSeconds}); stopping, volumes kept. Remove annotation ${STOPPED_ANNOTATION} to start again`;
+      const msg = `idle for ${idleFor}s (policy culling.idleTimeoutSeconds=${this.d.policy.culling.idleTimeoutSeconds}); stopping, volumes kept. Remove annotation ${ANNOTATIONS.stopped} to start again`;
       this.d.log.info('culling idle server', { resource: `${obj.metadata.namespace}/${obj.metadata.name}`, idleSeconds: idleFor });
       await this.d.events.emit(obj, 'Normal', 'Culled', msg);
     }
-  }
-
-  private async patch(obj: NotebookServer, what: 'status' | 'meta', body: Record<string, unknown>): Promise<void> {
-    const params = { group: GROUP, version: VERSION, plural: PLURAL, namespace: obj.metadata.namespace ?? 'default', name: obj.metadata.name ?? '', body };
-    const opts = setHeaderOptions('Content-Type', PatchStrategy.MergePatch);
-    const res = (what === 'status'
-      ? await this.api.patchNamespacedCustomObjectStatus(params, opts)
-      : await this.api.patchNamespacedCustomObject(params, opts)) as NotebookServer;
-    this.d.informer.observeWrite({ ...res, apiVersion: obj.apiVersion, kind: obj.kind });
   }
 }

@@ -9,21 +9,23 @@
 import { createHash } from 'node:crypto';
 import { posix } from 'node:path';
 import picomatch from 'picomatch';
-import { LABELS, type NotebookServer } from '../api/types.js';
+import { ANNOTATIONS, LABELS, MANAGED_BY } from '../api/names.js';
+import type { EnvVar, NotebookServer } from '../api/types.js';
 import type { DesiredServer, ObservedServer, VolumeMount } from '../backends/types.js';
 import type { Policy } from '../config/types.js';
 import { buildLaunch, fill } from '../config/launchers.js';
 import { parseQuantity } from '../config/quantity.js';
 import { dockerName, renderTemplate, volumeName } from '../config/templates.js';
+import { canonicalJson } from '../util/json.js';
 
-export const MANAGED_BY = 'nbswarm';
-/** Label on volumes the policy marks deleteWithServer (the controller may remove them with the server). */
-export const DELETE_WITH_SERVER_LABEL = 'nbswarm.io/delete-with-server';
-export const MODE_LABEL = 'nbswarm.io/mode';
+/** Whether the server should not run: spec.stopped, or stopped by annotation (the culler) without touching spec. */
+export function isStopped(obj: NotebookServer): boolean {
+  return obj.spec?.stopped === true || obj.metadata.annotations?.[ANNOTATIONS.stopped] !== undefined;
+}
 
 export interface RenderContext {
-  /** Secret value lookup, resolved by the caller (same namespace as the resource). */
-  secrets: (name: string, key: string) => string | undefined;
+  /** The decoded data of Secret `name` in the resource's namespace, undefined when there is no such Secret. */
+  secrets: (name: string) => Record<string, string> | undefined;
   /** Host port allocated by the controller when policy.networkMode is host. */
   hostPort?: number;
   /** From lookupSystemUser when spec.systemUser is true. */
@@ -68,26 +70,46 @@ export function appPathProblem(path: string): string | undefined {
   return undefined;
 }
 
-/** Canonical JSON: object keys sorted at every level, undefined dropped. */
-export function canonicalJson(v: unknown): string {
-  if (Array.isArray(v)) return '[' + v.map((x) => (x === undefined ? 'null' : canonicalJson(x))).join(',') + ']';
-  if (v && typeof v === 'object') {
-    const o = v as Record<string, unknown>;
-    return '{' + Object.keys(o).filter((k) => o[k] !== undefined).sort().map((k) => JSON.stringify(k) + ':' + canonicalJson(o[k])).join(',') + '}';
-  }
-  return JSON.stringify(v);
-}
-
 /**
- * sha256 of everything that shapes the Docker object. Left out: the identity fields the object is
- * found by, generation (a spec change that renders the same object must not cause a write),
- * the generation/spec-hash labels, stopped (scaling/starting is not a re-create) and pullPolicy
- * (it governs how the image is fetched, not what runs).
+ * sha256 of everything that shapes the Docker object. Left out: generation (a spec change that
+ * renders the same object must not cause a write), the generation/spec-hash labels, the host-IP
+ * label (it only restates networkMode and publishHostIp, which are hashed; leaving it out keeps
+ * the hashes of objects written before it was part of the desired labels), stopped
+ * (scaling/starting is not a re-create) and pullPolicy (it governs how the image is fetched, not
+ * what runs).
  */
 export function computeSpecHash(d: Omit<DesiredServer, 'specHash'>): string {
   const { generation: _g, stopped: _s, pullPolicy: _p, labels, ...rest } = d;
-  const { [LABELS.generation]: _lg, [LABELS.specHash]: _lh, ...hashedLabels } = labels;
+  const { [LABELS.generation]: _lg, [LABELS.specHash]: _lh, [LABELS.hostIp]: _ip, ...hashedLabels } = labels;
   return createHash('sha256').update(canonicalJson({ ...rest, labels: hashedLabels })).digest('hex');
+}
+
+type EnvResult = { ok: true; env: Record<string, string> } | { ok: false; field: string; reason: string; message: string };
+
+/** spec.env as name → value, Secret references resolved through `secrets` (optional ones may be absent). */
+export function resolveEnv(env: EnvVar[], namespace: string, secrets: RenderContext['secrets']): EnvResult {
+  const out: Record<string, string> = {};
+  for (let i = 0; i < env.length; i++) {
+    const e = env[i]!;
+    if (e.value !== undefined && e.valueFrom) {
+      return { ok: false, field: `spec.env[${i}]`, reason: 'InvalidEnv', message: `spec.env[${i}] (${e.name}) sets both value and valueFrom; use one` };
+    }
+    const ref = e.valueFrom?.secretKeyRef;
+    if (!e.valueFrom) {
+      out[e.name] = e.value ?? '';
+      continue;
+    }
+    const field = `spec.env[${i}].valueFrom.secretKeyRef`;
+    const data = ref ? secrets(ref.name) : undefined;
+    const value = ref ? data?.[ref.key] : undefined;
+    if (value !== undefined) out[e.name] = value;
+    else if (!ref?.optional) {
+      return data === undefined
+        ? { ok: false, field, reason: 'SecretNotFound', message: `${field}: secret ${namespace}/${ref?.name} not found; create it or mark the reference optional` }
+        : { ok: false, field, reason: 'SecretKeyMissing', message: `${field}: secret ${namespace}/${ref?.name} has no key "${ref?.key}"` };
+    }
+  }
+  return { ok: true, env: out };
 }
 
 function hubBaseUrl(env: Record<string, string>): string {
@@ -156,22 +178,9 @@ export function renderDesired(nbs: NotebookServer, policy: Policy, ctx: RenderCo
   }
 
   // Environment: launcher < policy < spec (the hub's JUPYTERHUB_* come through spec.env).
-  const specEnv: Record<string, string> = {};
-  const envList = spec.env ?? [];
-  for (let i = 0; i < envList.length; i++) {
-    const e = envList[i]!;
-    if (e.value !== undefined && e.valueFrom) return fail(`spec.env[${i}]`, 'InvalidEnv', `spec.env[${i}] (${e.name}) sets both value and valueFrom; use one`);
-    if (e.valueFrom) {
-      const ref = e.valueFrom.secretKeyRef;
-      const v = ref ? ctx.secrets(ref.name, ref.key) : undefined;
-      if (v === undefined) {
-        if (ref?.optional) continue;
-        return fail(`spec.env[${i}].valueFrom`, 'SecretNotFound',
-          `spec.env[${i}] (${e.name}): key "${ref?.key}" of Secret "${ref?.name}" not found in namespace "${namespace}"`);
-      }
-      specEnv[e.name] = v;
-    } else specEnv[e.name] = e.value ?? '';
-  }
+  const resolvedEnv = resolveEnv(spec.env ?? [], namespace, ctx.secrets);
+  if (!resolvedEnv.ok) return resolvedEnv;
+  const specEnv = resolvedEnv.env;
 
   // Networking and port.
   let port = policy.port;
@@ -235,13 +244,15 @@ export function renderDesired(nbs: NotebookServer, policy: Policy, ctx: RenderCo
     };
     if (perServer) labels[LABELS.servername] = servername;
     if (v.deleteWithServer) {
-      labels[DELETE_WITH_SERVER_LABEL] = 'true';
+      labels[LABELS.deleteWithServer] = 'true';
       labels[LABELS.uid] = uid;
     }
     volumes.push({ source: volumeName(renderTemplate(v.name, tplVars)), target, type: 'volume', readOnly: v.readOnly, labels });
   }
 
   const dockerObjName = dockerName(renderTemplate(policy.nameTemplate, tplVars), { uniqueBy: uid });
+  // Every label of the Docker object; backends write them as they are and read back uid, port,
+  // host IP and spec hash when they observe it.
   const labels: Record<string, string> = {
     [LABELS.managedBy]: MANAGED_BY,
     [LABELS.uid]: uid,
@@ -250,9 +261,10 @@ export function renderDesired(nbs: NotebookServer, policy: Policy, ctx: RenderCo
     [LABELS.user]: user,
     [LABELS.servername]: servername,
     [LABELS.generation]: String(meta.generation ?? 0),
-    [LABELS.image]: spec.image || policy.defaultImage,
+    [LABELS.image]: image,
     [LABELS.port]: String(port),
-    [MODE_LABEL]: mode,
+    [LABELS.hostIp]: policy.networkMode === 'host' ? '' : policy.publishHostIp,
+    [LABELS.mode]: mode,
   };
 
   const base: Omit<DesiredServer, 'specHash'> = {

@@ -8,6 +8,7 @@ import { createHash } from 'node:crypto';
 import type { NotebookServer } from '../api/types.js';
 import type { Logger } from '../log.js';
 import { errorFields } from '../log.js';
+import { nowIso } from '../util/time.js';
 import { makeApiClient } from './kube.js';
 
 export type EventType = 'Normal' | 'Warning';
@@ -41,7 +42,7 @@ export class ApiEventRecorder implements EventRecorder {
     const namespace = obj.metadata.namespace ?? 'default';
     const msg = message.slice(0, 1024);
     const aggKey = createHash('sha1').update([obj.metadata.uid, type, reason, msg].join('\0')).digest('hex');
-    const now = new Date().toISOString().replace(/\.\d{3}Z$/, 'Z');
+    const now = nowIso();
     this.n++;
     const prev = this.seen.get(aggKey);
     try {

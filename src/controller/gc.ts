@@ -8,11 +8,16 @@
  * different prefixes on one daemon never collect each other's servers. It runs only after the
  * informer's first full list: an empty cache before that would make everything look orphaned.
  */
-import { LABELS } from '../api/types.js';
+import { LABELS } from '../api/names.js';
 import type { Backend, BackendEvent, ObservedServer } from '../backends/types.js';
-import type { NotebookServerInformer } from './informer.js';
 import type { Logger } from '../log.js';
 import { errorFields } from '../log.js';
+
+/** What GC needs to know of the NotebookServers: whether the cache is complete, and which UIDs exist. */
+export interface KnownServers {
+  hasSynced(): boolean;
+  keyForUid(uid: string): string | undefined;
+}
 
 export interface GcStats {
   runs: number;
@@ -22,9 +27,6 @@ export interface GcStats {
   volumesRemoved: number;
   pending: number;
 }
-
-/** Docker access for what the Backend interface does not cover (volumes a policy marks deleteWithServer). */
-type VolumeApi = { getVolume(name: string): { remove(): Promise<unknown> } };
 
 export class OrphanCollector {
   readonly s: GcStats = { runs: 0, removed: 0, errors: 0, imagesRemoved: 0, volumesRemoved: 0, pending: 0 };
@@ -38,7 +40,7 @@ export class OrphanCollector {
 
   constructor(
     private readonly backend: Backend,
-    private readonly informer: NotebookServerInformer,
+    private readonly informer: KnownServers,
     private readonly log: Logger,
     private readonly scope: { prefix: string; namespace?: string },
   ) {}
@@ -62,21 +64,14 @@ export class OrphanCollector {
     return gone;
   }
 
-  /** Remove a named volume (only ever one the policy marked deleteWithServer). */
+  /** Remove a named volume (only ever one the policy marked deleteWithServer). Returns true when gone. */
   async removeVolumeSoon(name: string): Promise<boolean> {
-    const docker = (this.backend as unknown as { docker?: VolumeApi }).docker;
-    if (!docker) return false;
     try {
-      await docker.getVolume(name).remove();
-      this.s.volumesRemoved++;
+      if ((await this.backend.removeVolume(name)) === 'removed') this.s.volumesRemoved++;
       this.pendingVolumes.delete(name);
       return true;
     } catch (err) {
-      const code = (err as { statusCode?: number }).statusCode;
-      if (code === 404) {
-        this.pendingVolumes.delete(name);
-        return true;
-      }
+      this.log.debug('volume removal deferred', errorFields(err, name));
       this.pendingVolumes.add(name);
       return false;
     } finally {

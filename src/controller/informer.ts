@@ -1,5 +1,5 @@
 /**
- * List + watch of NotebookServers with a local cache, in the manner of client-go's reflector:
+ * List + watch of one kind with a local cache, in the manner of client-go's reflector:
  * list once (cache := items, remember resourceVersion), watch from that version, resume from the
  * last version seen after a dropped connection, relist on 410 Gone, reconnect with back-off on any
  * other error. It never throws into the process: a watch error is logged and retried, because an
@@ -10,30 +10,57 @@
  * the caller, and its cache is keyed differently; this file is the small reflector we need.
  */
 import { CustomObjectsApi, KubeConfig, Watch } from '@kubernetes/client-node';
-import { Subject, map, type Observable } from 'rxjs';
-import { GROUP, PLURAL, VERSION, type NotebookServer } from '../api/types.js';
+import { Subject, type Observable } from 'rxjs';
+import { API_VERSION, GROUP, KIND, PLURAL, VERSION } from '../api/names.js';
+import type { NotebookServer } from '../api/types.js';
 import type { Logger } from '../log.js';
 import { errorFields } from '../log.js';
 import { makeApiClient } from './kube.js';
 
 export type InformerEventType = 'added' | 'modified' | 'deleted';
 
-export interface InformerEvent {
+export interface InformerEvent<T extends KubeObject = NotebookServer> {
   type: InformerEventType;
   key: string;
-  obj: NotebookServer;
-  old?: NotebookServer;
+  obj: T;
+  old?: T;
   /** true when the event comes from a (re)list rather than a watch event. */
   fromList?: boolean;
 }
 
-export function keyOf(obj: { metadata: { namespace?: string; name?: string } }): string {
-  return `${obj.metadata.namespace ?? ''}/${obj.metadata.name ?? ''}`;
+export interface KubeObject {
+  metadata: { name?: string; namespace?: string; uid?: string; resourceVersion?: string };
 }
 
-export function splitKey(key: string): { namespace: string; name: string } {
-  const i = key.indexOf('/');
-  return { namespace: key.slice(0, i), name: key.slice(i + 1) };
+export interface ListPage {
+  items: unknown[];
+  resourceVersion?: string;
+  continue?: string;
+}
+
+/** What one informer lists and watches. */
+export interface InformerSource<T extends KubeObject> {
+  /** Plural for log lines ("NotebookServers"). */
+  what: string;
+  /** The collection URL watched. */
+  watchPath: string;
+  /** One page of the list. */
+  listPage(limit: number, cont: string | undefined): Promise<ListPage>;
+  /** What the cache keeps of a listed or watched object. */
+  transform(raw: any): T;
+  /** Said when the list fails (RBAC, a missing CRD). */
+  hint: string;
+}
+
+export interface InformerOptions {
+  /** Watch only this namespace (default: all). */
+  namespace?: string;
+  watchTimeoutSeconds?: number;
+  pageSize?: number;
+}
+
+export function keyOf(obj: { metadata: { namespace?: string; name?: string } }): string {
+  return `${obj.metadata.namespace ?? ''}/${obj.metadata.name ?? ''}`;
 }
 
 export interface InformerStats {
@@ -48,11 +75,10 @@ export interface InformerStats {
   cached: number;
 }
 
-export class NotebookServerInformer {
-  private readonly cache = new Map<string, NotebookServer>();
+export class Informer<T extends KubeObject> {
+  private readonly cache = new Map<string, T>();
   private readonly uidIndex = new Map<string, string>();
-  private readonly subject = new Subject<InformerEvent>();
-  private readonly api: CustomObjectsApi;
+  private readonly subject = new Subject<InformerEvent<T>>();
   private readonly watcher: Watch;
   private abort?: AbortController;
   private stopped = false;
@@ -65,24 +91,19 @@ export class NotebookServerInformer {
 
   constructor(
     kc: KubeConfig,
-    private readonly log: Logger,
-    private readonly opts: { namespace?: string; watchTimeoutSeconds?: number; pageSize?: number } = {},
+    protected readonly log: Logger,
+    private readonly source: InformerSource<T>,
+    private readonly opts: InformerOptions = {},
   ) {
-    this.api = makeApiClient(kc, CustomObjectsApi);
     this.watcher = new Watch(kc);
   }
 
   /** Every change (list diffs and watch events). */
-  get events$(): Observable<InformerEvent> {
+  get events$(): Observable<InformerEvent<T>> {
     return this.subject.asObservable();
   }
 
-  /** Keys of changed objects (what a controller queues). */
-  get keys$(): Observable<string> {
-    return this.subject.pipe(map((e) => e.key));
-  }
-
-  get(key: string): NotebookServer | undefined {
+  get(key: string): T | undefined {
     return this.cache.get(key);
   }
 
@@ -90,7 +111,7 @@ export class NotebookServerInformer {
     return this.uidIndex.get(uid);
   }
 
-  list(): NotebookServer[] {
+  list(): T[] {
     return [...this.cache.values()];
   }
 
@@ -129,18 +150,12 @@ export class NotebookServerInformer {
    * Update the cache from our own writes (the object the API returned), so the next reconcile of
    * the key does not act on a stale copy before the watch event arrives. Only newer versions win.
    */
-  observeWrite(obj: NotebookServer): void {
+  observeWrite(obj: T): void {
     const key = keyOf(obj);
     const cur = this.cache.get(key);
     if (cur && cur.metadata.uid === obj.metadata.uid && rvNewer(obj.metadata.resourceVersion, cur.metadata.resourceVersion)) {
-      this.cache.set(key, slim(obj));
+      this.cache.set(key, this.source.transform(obj));
     }
-  }
-
-  private path(): string {
-    return this.opts.namespace
-      ? `/apis/${GROUP}/${VERSION}/namespaces/${this.opts.namespace}/${PLURAL}`
-      : `/apis/${GROUP}/${VERSION}/${PLURAL}`;
   }
 
   private async listAndWatch(): Promise<void> {
@@ -149,14 +164,13 @@ export class NotebookServerInformer {
       await this.relist();
     } catch (err) {
       this.s.watchErrors++;
-      this.log.warn('list of NotebookServers failed; retrying', { ...errorFields(err), hint: 'is the API server reachable and the CRD installed?' });
+      this.log.warn(`list of ${this.source.what} failed; retrying`, { ...errorFields(err), hint: this.source.hint });
       return this.retry(() => this.listAndWatch());
     }
     this.watch();
   }
 
   private async relist(): Promise<void> {
-    type Page = { items: NotebookServer[]; metadata?: { resourceVersion?: string; continue?: string } };
     // In pages (as client-go's reflector does): one response of 10,000 objects is a 16 MB string
     // plus its parse held at once, which stays in the operator's RSS long after the list.
     const limit = this.opts.pageSize ?? LIST_PAGE_SIZE;
@@ -164,17 +178,14 @@ export class NotebookServerInformer {
     let resourceVersion: string | undefined;
     let cont: string | undefined;
     do {
-      const res = (this.opts.namespace
-        ? await this.api.listNamespacedCustomObject({ group: GROUP, version: VERSION, plural: PLURAL, namespace: this.opts.namespace, limit, _continue: cont })
-        : await this.api.listClusterCustomObject({ group: GROUP, version: VERSION, plural: PLURAL, limit, _continue: cont })) as Page;
+      const res = await this.source.listPage(limit, cont);
       if (this.stopped) return;
       this.s.listPages++;
       // Watching from the first page's version replays whatever changed while later pages were read.
-      resourceVersion ??= res.metadata?.resourceVersion;
-      cont = res.metadata?.continue || undefined;
+      resourceVersion ??= res.resourceVersion;
+      cont = res.continue || undefined;
       for (const item of res.items ?? []) {
-        // Lists omit apiVersion/kind on items; the rest of the operator relies on them.
-        const obj = slim({ ...item, apiVersion: `${GROUP}/${VERSION}`, kind: 'NotebookServer' } as NotebookServer);
+        const obj = this.source.transform(item);
         const key = keyOf(obj);
         seen.add(key);
         const old = this.cache.get(key);
@@ -196,7 +207,7 @@ export class NotebookServerInformer {
     }
   }
 
-  private put(key: string, obj: NotebookServer): void {
+  private put(key: string, obj: T): void {
     const old = this.cache.get(key);
     if (old?.metadata.uid && old.metadata.uid !== obj.metadata.uid) this.uidIndex.delete(old.metadata.uid);
     this.cache.set(key, obj);
@@ -225,9 +236,9 @@ export class NotebookServerInformer {
     watchdog.unref?.();
     this.watcher
       .watch(
-        this.path(),
+        this.source.watchPath,
         { resourceVersion: this.resourceVersion, allowWatchBookmarks: true, timeoutSeconds: timeout },
-        (phase: string, obj: NotebookServer & { code?: number; kind?: string; message?: string }) => {
+        (phase: string, obj: T & { code?: number; kind?: string; message?: string }) => {
           if (this.stopped) return;
           if (phase === 'ERROR') {
             // A Status object in the stream: 410 means our version is too old to resume from.
@@ -245,7 +256,7 @@ export class NotebookServerInformer {
           if (phase === 'BOOKMARK') return;
           this.s.events++;
           const key = keyOf(obj);
-          const full = slim({ ...obj, apiVersion: obj.apiVersion ?? `${GROUP}/${VERSION}`, kind: 'NotebookServer' } as NotebookServer);
+          const full = this.source.transform(obj);
           if (phase === 'DELETED') {
             const old = this.cache.get(key);
             this.drop(key);
@@ -261,7 +272,7 @@ export class NotebookServerInformer {
           if (this.stopped) return;
           if (errored || (err && err.name !== 'AbortError' && err.statusCode !== 410)) {
             this.s.watchErrors++;
-            this.log.warn('watch of NotebookServers failed; reconnecting', errorFields(err));
+            this.log.warn(`watch of ${this.source.what} failed; reconnecting`, errorFields(err));
             return this.retry(() => this.watch());
           }
           if (gone || err?.statusCode === 410) {
@@ -322,4 +333,31 @@ function rvNewer(a?: string, b?: string): boolean {
   // resourceVersions are opaque in general; compare numerically when both are numbers (etcd and ours).
   if (/^\d+$/.test(a) && /^\d+$/.test(b)) return BigInt(a) > BigInt(b);
   return a !== b;
+}
+
+/** The NotebookServers of one namespace (or all), cached. */
+export class NotebookServerInformer extends Informer<NotebookServer> {
+  constructor(kc: KubeConfig, log: Logger, opts: InformerOptions = {}) {
+    const api = makeApiClient(kc, CustomObjectsApi);
+    const ns = opts.namespace;
+    super(
+      kc,
+      log,
+      {
+        what: 'NotebookServers',
+        watchPath: ns ? `/apis/${GROUP}/${VERSION}/namespaces/${ns}/${PLURAL}` : `/apis/${GROUP}/${VERSION}/${PLURAL}`,
+        listPage: async (limit, cont) => {
+          type Page = { items: NotebookServer[]; metadata?: { resourceVersion?: string; continue?: string } };
+          const res = (ns
+            ? await api.listNamespacedCustomObject({ group: GROUP, version: VERSION, plural: PLURAL, namespace: ns, limit, _continue: cont })
+            : await api.listClusterCustomObject({ group: GROUP, version: VERSION, plural: PLURAL, limit, _continue: cont })) as Page;
+          return { items: res.items, resourceVersion: res.metadata?.resourceVersion, continue: res.metadata?.continue };
+        },
+        // Lists omit apiVersion/kind on items; the rest of the operator relies on them.
+        transform: (o: NotebookServer) => slim({ ...o, apiVersion: o.apiVersion ?? API_VERSION, kind: KIND }),
+        hint: 'is the API server reachable and the CRD installed?',
+      },
+      opts,
+    );
+  }
 }

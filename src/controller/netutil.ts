@@ -1,4 +1,4 @@
-/** Loopback-only network helpers: readiness probes and host-port allocation (DESIGN: connect only to 127.0.0.0/8). */
+/** Loopback-only network helpers: readiness probes and host-port checks (tests and the operator connect only to 127.0.0.0/8). */
 import http from 'node:http';
 import net from 'node:net';
 

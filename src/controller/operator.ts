@@ -1,7 +1,9 @@
 /**
- * The operator: one informer (all replicas keep a warm cache), Lease leader election, and — on the
- * leader only — the rxjs merge of watch events, Docker events and periodic resync into the keyed
- * work queue that drives reconcile(key). Orphan GC and (optionally) idle culling run beside it.
+ * The operator: informers for NotebookServers and Secrets (all replicas keep warm caches), Lease
+ * leader election, and — on the leader only — the rxjs merge of watch events, Docker events and
+ * periodic resync into the keyed work queue that drives reconcile(key). Beside the queue: echo
+ * suppression (watch events of our own writes) and the progress clock (poll delays of servers on
+ * their way). Orphan GC and (optionally) idle culling run beside it.
  */
 import type { KubeConfig } from '@kubernetes/client-node';
 import { randomBytes } from 'node:crypto';
@@ -11,15 +13,25 @@ import { EMPTY, Subscription, auditTime, filter, interval, map, merge, mergeMap,
 import type { NotebookServer } from '../api/types.js';
 import type { Backend } from '../backends/types.js';
 import type { Policy } from '../config/types.js';
+import { createLogger, errorFields, type Logger } from '../log.js';
+import { getCondition } from './conditions.js';
 import { Culler, type CullerStats } from './culling.js';
+import { isStopped } from './desired.js';
+import { EchoSuppressor } from './echoes.js';
 import { ApiEventRecorder, type EventRecorder } from './events.js';
 import { OrphanCollector, type GcStats } from './gc.js';
 import { NotebookServerInformer, keyOf, type InformerEvent, type InformerStats } from './informer.js';
 import { LeaderElector } from './leader.js';
-import { createLogger, errorFields, type Logger } from '../log.js';
-import { Reconciler, RetryLater, isStopped, type ReconcilerStats } from './reconciler.js';
-import { jsonEqual } from './status.js';
+import { answersHttp } from './netutil.js';
+import { ApiObjectWriter } from './object-writer.js';
+import { HostPortAllocator } from './ports.js';
+import { ProgressClock } from './progress.js';
+import { Reconciler, RetryLater, newReconcilerStats, type ReconcilerStats } from './reconciler.js';
+import { SecretInformer, serversReferencing } from './secrets.js';
 import { WorkQueue, type Lane, type WorkQueueStats } from './workqueue.js';
+
+/** Ready reasons of a server that waits for a Secret (or a key of one) to exist. */
+const WAITING_FOR_SECRET = new Set(['SecretNotFound', 'SecretKeyMissing']);
 
 export interface OperatorOptions {
   kubeconfig: KubeConfig;
@@ -47,6 +59,7 @@ export interface OperatorStats {
   queue: WorkQueueStats;
   reconciler: ReconcilerStats;
   informer: InformerStats;
+  secretInformer: InformerStats;
   gc: GcStats;
   culler?: CullerStats;
   backendEvents: number;
@@ -66,26 +79,13 @@ export interface OperatorHandle {
   whenLeader(): Promise<void>;
 }
 
-/** Status-only updates (our own patches) need no reconcile; spec, metadata and deletion do. */
-export function needsReconcile(ev: InformerEvent): boolean {
-  if (ev.type !== 'modified' || ev.fromList || !ev.old) return true;
-  const a = ev.old.metadata;
-  const b = ev.obj.metadata;
-  return (
-    a.generation !== b.generation ||
-    a.deletionTimestamp !== b.deletionTimestamp ||
-    !jsonEqual(a.annotations ?? {}, b.annotations ?? {}) ||
-    !jsonEqual(a.labels ?? {}, b.labels ?? {}) ||
-    !jsonEqual(a.finalizers ?? [], b.finalizers ?? [])
-  );
-}
-
 export async function startOperator(opts: OperatorOptions): Promise<OperatorHandle> {
   const log = opts.log ?? createLogger();
   const { kubeconfig, policy, backend } = opts;
   const identity = opts.identity ?? `${hostname()}-${process.pid}-${randomBytes(3).toString('hex')}`;
   const registry = new Registry();
   const informer = new NotebookServerInformer(kubeconfig, log, { namespace: opts.namespace });
+  const secrets = new SecretInformer(kubeconfig, log, { namespace: opts.namespace });
   const events = opts.events ?? new ApiEventRecorder(kubeconfig, log, identity);
 
   const elector = new LeaderElector(
@@ -110,9 +110,13 @@ export async function startOperator(opts: OperatorOptions): Promise<OperatorHand
       try {
         // A replica that lost the lease must not write; the new leader resyncs everything.
         if (!leading) return;
-        return await reconciler.reconcile(key, reasons);
+        // The object just changed state in Docker (e.g. the task container started): the next step
+        // (task running, server listening) usually follows within milliseconds, so poll from short again.
+        if (reasons.includes('docker')) progress.reset(key);
+        return progress.outcome(key, await reconciler.reconcile(key));
       } finally {
-        settleDeferred(key);
+        // Still processing here, so this marks the key dirty: it runs once more afterwards.
+        for (const reason of echoes.settle(key)) queue.enqueue(key, reason, 'high');
       }
     },
     onError: (key, err, retryIn) => {
@@ -122,36 +126,44 @@ export async function startOperator(opts: OperatorOptions): Promise<OperatorHand
     },
   });
   const gc = new OrphanCollector(backend, informer, log, { prefix: policy.prefix, namespace: opts.namespace });
-  const reconciler = new Reconciler({ kubeconfig, policy, backend, informer, events, log, gc });
+  const echoes = new EchoSuppressor();
+  const progress = new ProgressClock();
+  const stats = newReconcilerStats();
+  const reconciler = new Reconciler({
+    policy,
+    backend,
+    servers: informer,
+    secrets,
+    writer: new ApiObjectWriter(kubeconfig, informer, echoes, stats),
+    events,
+    ports: new HostPortAllocator(policy.hostPortRange),
+    probe: (url) => answersHttp(url),
+    gc,
+    stats,
+  });
   const culler = policy.culling.enabled
-    ? new Culler({ kubeconfig, policy, informer, events, log, isLeader: () => leading, enqueue: (k, r) => queue.enqueue(k, r, 'high') })
+    ? new Culler({
+        // Its own counts: the culler's writes are not the reconciler's.
+        writer: new ApiObjectWriter(kubeconfig, informer, echoes, { statusPatches: 0, metadataPatches: 0 }),
+        policy,
+        informer,
+        events,
+        log,
+        isLeader: () => leading,
+        enqueue: (k, r) => queue.enqueue(k, r, 'high'),
+      })
     : undefined;
   let backendEvents = 0;
-  let echoesSkipped = 0;
-  // Watch events that arrive while their key is being reconciled may be echoes of that very
-  // reconcile's writes (the API server can deliver the event before the PATCH response); they are
-  // held until the reconcile ends, when the resourceVersions it wrote are known.
-  const deferred = new Map<string, Array<{ rv?: string; reason: string; needed: boolean }>>();
-  const settleDeferred = (key: string) => {
-    const held = deferred.get(key);
-    if (!held) return;
-    deferred.delete(key);
-    for (const h of held) {
-      if (reconciler.isOwnWrite(key, h.rv)) echoesSkipped++;
-      // Still processing here, so this marks the key dirty: it runs once more afterwards.
-      else if (h.needed) queue.enqueue(key, h.reason, 'high');
-    }
-  };
 
   const collect = (name: string, help: string, fn: () => number) =>
     new Gauge({ name, help, registers: [registry], collect() { this.set(fn()); } });
-  collect('nbswarm_reconciler_status_patches', 'Status patches written', () => reconciler.s.statusPatches);
-  collect('nbswarm_reconciler_docker_writes', 'Docker write calls made by reconciles', () => reconciler.s.dockerWrites);
+  collect('nbswarm_reconciler_status_patches', 'Status patches written', () => stats.statusPatches);
+  collect('nbswarm_reconciler_docker_writes', 'Docker write calls made by reconciles', () => stats.dockerWrites);
   collect('nbswarm_gc_removed', 'Orphaned Docker objects removed', () => gc.s.removed);
   collect('nbswarm_leader', '1 when this replica holds the lease', () => (leading ? 1 : 0));
   collect('nbswarm_informer_cached', 'NotebookServers in the cache', () => informer.stats().cached);
 
-  // Keys from the API: our own status patches are filtered out; a change to a source server also
+  // Keys from the API: echoes of our own writes are filtered out; a change to a source server also
   // wakes the dashboards built from it (what controller-runtime's Watches+mapper does).
   const dependents = (obj: NotebookServer) =>
     informer
@@ -164,24 +176,25 @@ export async function startOperator(opts: OperatorOptions): Promise<OperatorHand
     mergeMap((ev) => {
       const reason = `api:${ev.type}`;
       const keys: string[] = [];
-      const needed = needsReconcile(ev);
-      const rv = ev.obj.metadata.resourceVersion;
-      // Every write of ours (finalizer, cleared stop annotation, status) comes back as a MODIFIED
-      // event; matching all of them (not only those needsReconcile passes) also empties the table.
-      if (ev.type !== 'modified' || ev.fromList) {
-        if (needed) keys.push(ev.key);
-      } else if (reconciler.isOwnWrite(ev.key, rv)) echoesSkipped++;
-      else if (queue.isProcessing(ev.key)) {
-        const held = deferred.get(ev.key) ?? [];
-        held.push({ rv, reason, needed });
-        deferred.set(ev.key, held);
-      } else if (needed) keys.push(ev.key);
+      if (echoes.admit(ev, reason, queue.isProcessing(ev.key))) keys.push(ev.key);
       keys.push(...dependents(ev.obj));
       if (ev.type === 'deleted') {
         queue.forget(ev.key);
-        reconciler.forgetKey(ev.key);
+        echoes.forget(ev.key);
+        progress.reset(ev.key);
       }
       return of(...keys.map((k) => ({ key: k, reason, lane: apiLane(ev) })));
+    }),
+  );
+  // A Secret that appears (or changes) wakes the servers that wait for it, and those being
+  // reconciled right now (they may have read the cache just before it arrived). Servers already
+  // running pick up a changed value at their next reconcile, as when Secrets were read per reconcile.
+  const secretKeys$ = secrets.events$.pipe(
+    mergeMap((ev) => {
+      const woken = serversReferencing(informer.list(), ev.obj)
+        .map((o) => ({ key: keyOf(o), waiting: WAITING_FOR_SECRET.has(getCondition(o.status?.conditions, 'Ready')?.reason ?? '') }))
+        .filter((o) => o.waiting || queue.isProcessing(o.key));
+      return of(...woken.map((o) => ({ key: o.key, reason: `secret:${ev.type}`, lane: 'high' as Lane })));
     }),
   );
   const dockerEvents$ = backend.events().pipe(
@@ -214,14 +227,14 @@ export async function startOperator(opts: OperatorOptions): Promise<OperatorHand
   );
   const resync$ = policy.resyncSeconds > 0 ? interval(policy.resyncSeconds * 1000) : EMPTY;
 
-  await informer.start();
+  await Promise.all([informer.start(), secrets.start()]);
   const subs = new Subscription();
   let leaderSubs: Subscription | undefined;
   const leaderWaiters: Array<() => void> = [];
   const startLeading = () => {
     leading = true;
     leaderSubs = new Subscription();
-    leaderSubs.add(merge(apiKeys$, dockerKeys$).subscribe(({ key, reason, lane }) => queue.enqueue(key, reason, lane)));
+    leaderSubs.add(merge(apiKeys$, secretKeys$, dockerKeys$).subscribe(({ key, reason, lane }) => queue.enqueue(key, reason, lane)));
     leaderSubs.add(
       resync$.subscribe(() => {
         for (const k of informer.keys()) queue.enqueue(k, 'resync', 'low');
@@ -260,12 +273,13 @@ export async function startOperator(opts: OperatorOptions): Promise<OperatorHand
     stats: () => ({
       leader: leading,
       queue: queue.stats(),
-      reconciler: reconciler.stats(),
+      reconciler: { ...stats, actions: { ...stats.actions } },
       informer: informer.stats(),
+      secretInformer: secrets.stats(),
       gc: { ...gc.s },
       culler: culler ? { ...culler.s } : undefined,
       backendEvents,
-      echoesSkipped,
+      echoesSkipped: echoes.skipped,
     }),
     stop: () => {
       stopping ??= (async () => {
@@ -274,6 +288,7 @@ export async function startOperator(opts: OperatorOptions): Promise<OperatorHand
         await queue.shutdown();
         await elector.stop();
         await informer.stop();
+        await secrets.stop();
         log.info('operator stopped', { identity });
       })();
       return stopping;

@@ -12,7 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createHash } from 'node:crypto';
 import type { DesiredServer } from '../../src/backends/types.js';
-import { LABELS } from '../../src/api/types.js';
+import { LABELS, MANAGED_BY } from '../../src/api/names.js';
 
 /** Label every Docker object a test creates carries; cleanup removes only objects with this run's value. */
 export const TEST_RUN_LABEL = 'nbswarm.test/run';
@@ -210,14 +210,31 @@ export function testDesiredServer(over: Partial<DesiredServer> & { dockerName: s
     specHash: '',
     ...over,
   };
-  base.labels = { ...base.labels, [LABELS.uid]: uid };
   return withHash(base);
 }
 
-/** Recompute specHash from every field that shapes the Docker object (as the controller does). */
+/**
+ * Recompute specHash from every field that shapes the Docker object, and the labels derived from
+ * the fields (renderDesired builds them for real servers; backends write labels as given and read
+ * uid, port, host IP and spec hash back).
+ */
 export function withHash(d: DesiredServer): DesiredServer {
-  const { specHash: _h, stopped: _s, generation: _g, ...shape } = d;
-  return { ...d, specHash: createHash('sha256').update(JSON.stringify(shape)).digest('hex').slice(0, 16) };
+  const { specHash: _h, stopped: _s, generation: _g, labels: given, ...shape } = d;
+  const { [LABELS.generation]: _lg, [LABELS.specHash]: _lh, ...hashed } = given;
+  const specHash = createHash('sha256').update(JSON.stringify({ ...shape, labels: hashed })).digest('hex').slice(0, 16);
+  const labels = {
+    ...given,
+    [LABELS.managedBy]: MANAGED_BY,
+    [LABELS.uid]: d.uid,
+    [LABELS.namespace]: d.namespace,
+    [LABELS.name]: d.name,
+    [LABELS.generation]: String(d.generation),
+    [LABELS.image]: d.image,
+    [LABELS.port]: String(d.port),
+    [LABELS.hostIp]: d.networkMode === 'host' ? '' : d.publishHostIp,
+    [LABELS.specHash]: specHash,
+  };
+  return { ...d, labels, specHash };
 }
 
 /**

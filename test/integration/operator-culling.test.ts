@@ -1,12 +1,14 @@
 /**
- * Idle culling (issue 6 item 4): a short timeout stops an idle server via the nbswarm.io/stopped
+ * Idle culling: a short timeout stops an idle server via the nbswarm.io/stopped
  * annotation (spec untouched), an open connection keeps a server alive, the volume survives, and
  * removing the annotation starts the server again.
  */
 import { expect } from 'chai';
 import net from 'node:net';
 import type { BackendKind } from '../../src/backends/types.js';
-import { STOPPED_ANNOTATION } from '../../src/controller/reconciler.js';
+import { ANNOTATIONS } from '../../src/api/names.js';
+
+const STOPPED_ANNOTATION = ANNOTATIONS.stopped;
 import { TEST_IMAGE, sleep, waitFor } from '../helpers/docker.js';
 import { HTTPD, NS, getNbs, nbsYaml, setupEnv, waitPhase, waitReady, type Env } from './operator-harness.js';
 

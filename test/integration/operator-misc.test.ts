@@ -11,9 +11,10 @@ import { join } from 'node:path';
 import YAML from 'yaml';
 import { GROUP, PLURAL, VERSION, type NotebookServer } from '../../src/api/types.js';
 import { ApiEventRecorder } from '../../src/controller/events.js';
-import { startApiServer } from '../../src/apiserver/index.js';
+import { startApiServer, type RunningApiServer } from '../../src/apiserver/index.js';
 import { installCrd } from '../../src/controller/crd.js';
 import { NotebookServerInformer } from '../../src/controller/informer.js';
+import { SecretInformer } from '../../src/controller/secrets.js';
 import { createLogger } from '../../src/log.js';
 import { startOperator } from '../../src/controller/operator.js';
 import { fileURLToPath } from 'node:url';
@@ -22,6 +23,20 @@ import { HTTPD, NS, cleanupPrefix, kubectlRaw, nbsYaml, setupEnv, testPolicy, wa
 import { kubeconfigFromBanner } from '../../src/up-banner.js';
 
 const log = createLogger({ level: process.env.NBSWARM_TEST_LOG ?? 'error' });
+
+/** A real embedded API server (own temp data dir, random port) for `fn`; closed and removed afterwards. */
+async function withApiServer(fn: (api: RunningApiServer, kc: KubeConfig) => Promise<void>): Promise<void> {
+  const dataDir = mkdtempSync(join(tmpdir(), 'nbswarm-api-'));
+  const api = await startApiServer({ dataDir, port: 0 });
+  try {
+    const kc = new KubeConfig();
+    kc.loadFromFile(api.kubeconfigPath);
+    await fn(api, kc);
+  } finally {
+    await api.close();
+    rmSync(dataDir, { recursive: true, force: true });
+  }
+}
 
 describe('operator informer (real embedded API server)', function () {
   this.timeout(60_000);
@@ -73,11 +88,7 @@ describe('operator informer (real embedded API server)', function () {
 describe('operator informer cache (real embedded API server)', function () {
   this.timeout(60_000);
 
-  it('lists in pages (every page, not the first) and keeps neither managedFields nor the last-applied copy', async () => {
-    const dataDir = mkdtempSync(join(tmpdir(), 'nbswarm-inf-'));
-    const api = await startApiServer({ dataDir, port: 0 });
-    const kc = new KubeConfig();
-    kc.loadFromFile(api.kubeconfigPath);
+  it('lists in pages (every page, not the first) and keeps neither managedFields nor the last-applied copy', () => withApiServer(async (_api, kc) => {
     await installCrd(kc);
     const ns = NS;
     const informer = new NotebookServerInformer(kc, log, { namespace: ns, pageSize: 5 });
@@ -107,10 +118,36 @@ describe('operator informer cache (real embedded API server)', function () {
       check(touched as NotebookServer);
     } finally {
       await informer.stop();
-      await api.close();
-      rmSync(dataDir, { recursive: true, force: true });
     }
-  });
+  }));
+});
+
+describe('operator Secrets informer (real embedded API server)', function () {
+  this.timeout(60_000);
+
+  it('decodes Secrets that existed before it started (list) and those created, changed and deleted later (watch)', () => withApiServer(async (api, kc) => {
+    const secrets = new SecretInformer(kc, log, { namespace: NS });
+    const kubectl = async (args: string[]) => {
+      const r = await kubectlRaw(api.kubeconfigPath, args);
+      expect(r.code, r.stderr).to.equal(0);
+    };
+    try {
+      await kubectl(['create', 'secret', 'generic', 'before', '-n', NS, '--from-literal=token=ab c=é']);
+      await kubectl(['create', 'secret', 'generic', 'elsewhere', '-n', 'kube-system', '--from-literal=k=v']);
+      await secrets.start();
+      expect(secrets.values(NS, 'before')).to.deep.equal({ token: 'ab c=é' });
+      expect(secrets.values('kube-system', 'elsewhere'), 'only its namespace').to.equal(undefined);
+      await kubectl(['create', 'secret', 'generic', 'after', '-n', NS, '--from-literal=a=1', '--from-literal=b=2']);
+      await waitFor('the created Secret', async () => secrets.values(NS, 'after')?.b === '2');
+      await kubectl(['patch', 'secret', 'after', '-n', NS, '--type=merge', '-p', '{"stringData":{"a":"changed"}}']);
+      await waitFor('the changed Secret', async () => secrets.values(NS, 'after')?.a === 'changed');
+      await kubectl(['delete', 'secret', 'before', '-n', NS]);
+      await waitFor('the deleted Secret gone', async () => secrets.values(NS, 'before') === undefined);
+      expect(secrets.stats()).to.include({ lists: 1 });
+    } finally {
+      await secrets.stop();
+    }
+  }));
 });
 
 describe('operator Events (real embedded API server)', function () {

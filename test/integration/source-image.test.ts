@@ -8,7 +8,7 @@
 import { expect } from 'chai';
 import { LABELS } from '../../src/api/types.js';
 import type { BackendKind } from '../../src/backends/types.js';
-import { BUILT_FOR_UID_LABEL, REBUILD_ANNOTATION, SOURCE_UID_LABEL } from '../../src/controller/reconciler.js';
+import { ANNOTATIONS } from '../../src/api/names.js';
 import { httpGet, waitFor } from '../helpers/docker.js';
 import { HTTPD, NS, dockerExec, getNbs, nbsYaml, patchSpec, setupEnv, waitReady, type Env } from './operator-harness.js';
 
@@ -63,8 +63,8 @@ for (const kind of ['service', 'container'] as BackendKind[]) {
       // The image is labelled with both UIDs, and its inherited identity labels are blanked, so B's
       // container is never taken for A's.
       const img: any = await env.docker.getImage(built!).inspect();
-      expect(img.Config.Labels[SOURCE_UID_LABEL]).to.equal(a.metadata.uid);
-      expect(img.Config.Labels[BUILT_FOR_UID_LABEL]).to.equal(b.metadata.uid);
+      expect(img.Config.Labels[LABELS.sourceUid]).to.equal(a.metadata.uid);
+      expect(img.Config.Labels[LABELS.builtForUid]).to.equal(b.metadata.uid);
       expect(img.Config.Labels[LABELS.uid] ?? '').to.equal('');
 
       // A is untouched: same container, still running and answering, still one object.
@@ -85,7 +85,7 @@ for (const kind of ['service', 'container'] as BackendKind[]) {
       expect(b2.status?.build).to.deep.equal(b.status?.build);
 
       // The rebuild annotation commits A again, to a new tag.
-      await env.kubectl(['annotate', 'nbs', 'dash-b', '-n', NS, `${REBUILD_ANNOTATION}=1`]);
+      await env.kubectl(['annotate', 'nbs', 'dash-b', '-n', NS, `${ANNOTATIONS.rebuild}=1`]);
       const b3 = await waitFor('dash-b rebuilt and Running', async () => {
         const o = await getNbs(env, 'dash-b');
         return o.status?.build?.image !== built && o.status?.backend?.image === o.status?.build?.image && o.status?.phase === 'Running' ? o : undefined;

@@ -62,7 +62,7 @@ describe('NotebookServer CRD', () => {
     expect(count).to.be.greaterThan(50);
   });
 
-  it('is named notebookservers.nbswarm.io (short name nbs) with a status subresource and the USER SERVER MODE PHASE URL AGE columns', () => {
+  it('has the names (nbs), the status subresource and the printer columns USER SERVER MODE PHASE URL AGE', () => {
     const crd = notebookServerCRD();
     expect(crd.metadata.name).to.equal('notebookservers.nbswarm.io');
     expect(crd.spec.names.shortNames).to.deep.equal(['nbs']);

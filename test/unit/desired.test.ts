@@ -1,12 +1,14 @@
 import { expect } from 'chai';
 import { readdirSync, readFileSync } from 'node:fs';
 import YAML from 'yaml';
-import { LABELS, type NotebookServer, type NotebookServerSpec } from '../../src/api/types.js';
+import { LABELS } from '../../src/api/names.js';
+import type { NotebookServer, NotebookServerSpec } from '../../src/api/types.js';
 import type { DesiredServer, ObservedServer } from '../../src/backends/types.js';
 import { defaultPolicy, loadPolicy } from '../../src/config/policy.js';
 import { repoPath } from '../../src/paths.js';
 import type { Policy } from '../../src/config/types.js';
-import { canonicalJson, endpointFor, imageAllowed, renderDesired, type RenderContext, type RenderResult } from '../../src/controller/desired.js';
+import { endpointFor, imageAllowed, renderDesired, type RenderContext, type RenderResult } from '../../src/controller/desired.js';
+import { canonicalJson } from '../../src/util/json.js';
 
 function nbs(spec: Partial<NotebookServerSpec>, meta: Partial<NotebookServer['metadata']> = {}): NotebookServer {
   return {
@@ -59,7 +61,8 @@ describe('renderDesired', () => {
       [LABELS.generation]: '1',
       [LABELS.image]: 'local/notebook:latest',
       [LABELS.port]: '8888',
-      'nbswarm.io/mode': 'notebook',
+      [LABELS.hostIp]: '127.0.0.1',
+      [LABELS.mode]: 'notebook',
       [LABELS.specHash]: d.specHash,
     });
     expect(d.specHash).to.match(/^[0-9a-f]{64}$/);
@@ -101,7 +104,8 @@ describe('renderDesired', () => {
       const d = ok(renderDesired(nbs({ image: 'local/notebook:latest', source: { server: 'x' } }), { ...policy, allowedImages: [] },
         { ...noSecrets, sourceImage: 'nbswarm-built:x-1' }));
       expect(d.image).to.equal('nbswarm-built:x-1');
-      expect(d.labels[LABELS.image]).to.equal('local/notebook:latest');
+      // The label names what the object runs (the backends used to overwrite the requested name with it).
+      expect(d.labels[LABELS.image]).to.equal('nbswarm-built:x-1');
     });
   });
 
@@ -150,15 +154,22 @@ describe('renderDesired', () => {
       expect(d.env).to.deep.equal({ JUPYTERHUB_DEFAULT_URL: '/tree', TZ: 'Europe/Paris', JUPYTERHUB_API_TOKEN: 'tok', JUPYTERHUB_SERVICE_PREFIX: '/user/alice/' });
       expect(d.command).to.deep.equal(['start.sh', 'jupyterhub-singleuser', '--ip=0.0.0.0', '--port=8888']);
     });
-    it('resolves secretKeyRef; a missing one fails on spec.env[i].valueFrom, an optional one is skipped', () => {
-      const secrets = (name: string, key: string) => (name === 'db' && key === 'password' ? 's3cret' : undefined);
+    it('resolves secretKeyRef; a missing Secret or key fails naming spec.env[i].valueFrom.secretKeyRef, an optional one is skipped', () => {
+      const secrets = (name: string) => (name === 'db' ? { password: 's3cret' } : undefined);
       const env = [{ name: 'A', value: '1' }, { name: 'PW', valueFrom: { secretKeyRef: { name: 'db', key: 'password' } } }];
       expect(ok(renderDesired(nbs({ env }), policy, { secrets })).env).to.deep.equal({ A: '1', PW: 's3cret' });
-      const missing = failed(renderDesired(nbs({ env: [...env, { name: 'X', valueFrom: { secretKeyRef: { name: 'db', key: 'nope' } } }] }), policy, { secrets }));
-      expect(missing).to.deep.include({ field: 'spec.env[2].valueFrom', reason: 'SecretNotFound' });
-      expect(missing.message).to.contain('"nope"').and.to.contain('Secret "db"').and.to.contain('namespace "default"');
-      const optional = ok(renderDesired(nbs({ env: [...env, { name: 'X', valueFrom: { secretKeyRef: { name: 'gone', key: 'k', optional: true } } }] }), policy, { secrets }));
-      expect(optional.env).to.not.have.property('X');
+      const noKey = failed(renderDesired(nbs({ env: [...env, { name: 'X', valueFrom: { secretKeyRef: { name: 'db', key: 'nope' } } }] }), policy, { secrets }));
+      expect(noKey).to.deep.equal({
+        ok: false,
+        field: 'spec.env[2].valueFrom.secretKeyRef',
+        reason: 'SecretKeyMissing',
+        message: 'spec.env[2].valueFrom.secretKeyRef: secret default/db has no key "nope"',
+      });
+      const noSecret = failed(renderDesired(nbs({ env: [{ name: 'X', valueFrom: { secretKeyRef: { name: 'gone', key: 'k' } } }] }), policy, { secrets }));
+      expect(noSecret).to.deep.include({ field: 'spec.env[0].valueFrom.secretKeyRef', reason: 'SecretNotFound' });
+      expect(noSecret.message).to.equal('spec.env[0].valueFrom.secretKeyRef: secret default/gone not found; create it or mark the reference optional');
+      const optional = ok(renderDesired(nbs({ env: [...env, { name: 'X', valueFrom: { secretKeyRef: { name: 'gone', key: 'k', optional: true } } }, { name: 'Y', valueFrom: { secretKeyRef: { name: 'db', key: 'k', optional: true } } }] }), policy, { secrets }));
+      expect(optional.env).to.deep.equal({ A: '1', PW: 's3cret' });
     });
   });
 
@@ -223,6 +234,18 @@ describe('renderDesired', () => {
       expect(hash({}, {}, { ...policy, hardening: { ...policy.hardening, pidsLimit: 10 } })).not.to.equal(h);
       expect(hash({}, {}, { ...policy, publishHostIp: '127.0.0.2' })).not.to.equal(h);
     });
+    it('is the same as before the labels moved into renderDesired, so an operator upgrade rewrites no Docker object', () => {
+      // Hashes rendered by the code before the change (commit 2e1a97e) for the same objects.
+      const obj = (spec: Partial<NotebookServerSpec>) => nbs(spec, { generation: 3 });
+      const secrets = (name: string) => (name === 'db' ? { password: 's3cret' } : undefined);
+      expect(ok(renderDesired(obj({}), policy, { secrets })).specHash).to.equal('0f43c8a50398eaf4136f0a850635854e3950d0fdd7317890dc49688ec8afbec4');
+      const named = obj({ servername: 'dash1', mode: 'lab', env: [{ name: 'A', value: '1' }, { name: 'PW', valueFrom: { secretKeyRef: { name: 'db', key: 'password' } } }], resources: { cpu: '500m', memory: '1Gi' } });
+      expect(ok(renderDesired(named, policy, { secrets })).specHash).to.equal('c996bd87da6fec005673989cd92d41286b277dadc4dbfd94b27d1ed3b9645d42');
+      const host: Policy = { ...policy, networkMode: 'host', hostPortRange: [30000, 30010] };
+      expect(ok(renderDesired(obj({ mode: 'custom', command: ['httpd', '-p', '{port}'] }), host, { secrets, hostPort: 30003 })).specHash).to.equal('e0db2489a5a92475a89049eadf6dba6059d119a85eb3f1a5515d354c60511ded');
+      const vols: Policy = { ...policy, network: 'nbnet', volumes: [...policy.volumes, { name: '{prefix}-{username}-{servername}-scratch', target: '/scratch', type: 'volume', deleteWithServer: true }] };
+      expect(ok(renderDesired(obj({ servername: 'x' }), vols, { secrets })).specHash).to.equal('a4bc4363b2e601c1740e88964e1edc6ba43022093d8452fb33fbdb061f23ff0d');
+    });
     it('canonical JSON sorts keys at every level', () => {
       expect(canonicalJson({ b: 1, a: { d: [2, { y: 1, x: 2 }], c: undefined } })).to.equal('{"a":{"d":[2,{"x":2,"y":1}]},"b":1}');
     });
@@ -257,8 +280,8 @@ describe('endpointFor', () => {
 describe('manifests/examples under manifests/policy.example.yaml', () => {
   const docs = readdirSync(repoPath('manifests/examples')).filter((f) => f.endsWith('.yaml')).sort()
     .flatMap((f) => YAML.parseAllDocuments(readFileSync(repoPath('manifests/examples', f), 'utf8')).map((d) => ({ f, obj: d.toJS() })));
-  const secretData: Record<string, string> = {};
-  for (const { obj } of docs) if (obj.kind === 'Secret') for (const [k, v] of Object.entries(obj.stringData ?? {})) secretData[`${obj.metadata.name}/${k}`] = String(v);
+  const secretData: Record<string, Record<string, string>> = {};
+  for (const { obj } of docs) if (obj.kind === 'Secret') secretData[obj.metadata.name] = Object.fromEntries(Object.entries(obj.stringData ?? {}).map(([k, v]) => [k, String(v)]));
   const servers = docs.filter((d) => d.obj.kind === 'NotebookServer');
   const policy = loadPolicy({ file: repoPath('manifests/policy.example.yaml'), overrides: { systemUsers: { ...defaultPolicy().systemUsers, enabled: true } } });
 
@@ -266,7 +289,7 @@ describe('manifests/examples under manifests/policy.example.yaml', () => {
     it(`${f} renders`, () => {
       const o = { ...obj, metadata: { ...obj.metadata, namespace: 'default', uid: `uid-${obj.metadata.name}`, generation: 1 } };
       const d = ok(renderDesired(o, policy, {
-        secrets: (name, key) => secretData[`${name}/${key}`],
+        secrets: (name: string) => secretData[name],
         systemUser: o.spec.systemUser ? { uid: 1001, gid: 1001, home: '/home/carol' } : undefined,
         sourceImage: o.spec.source?.server ? 'nbswarm-built:alice-1' : undefined,
       }));

@@ -1,0 +1,64 @@
+/**
+ * Every name nbswarm writes under its `nbswarm.io` prefix: the API group, the finalizer, the labels
+ * on Docker objects, volumes and built images, and the annotations people and the culler set on a
+ * NotebookServer. One module, so a label is spelled once and a reader finds them all here.
+ */
+export const GROUP = 'nbswarm.io';
+export const VERSION = 'v1alpha1';
+export const API_VERSION = `${GROUP}/${VERSION}`;
+export const KIND = 'NotebookServer';
+export const PLURAL = 'notebookservers';
+export const SINGULAR = 'notebookserver';
+export const SHORT_NAMES = ['nbs'];
+
+/** Holds a NotebookServer until its Docker object is removed. */
+export const FINALIZER = 'nbswarm.io/cleanup';
+
+/** Value of LABELS.managedBy on everything this operator creates. */
+export const MANAGED_BY = 'nbswarm';
+
+/**
+ * Labels on Docker objects. Docker objects are found by label, never by name alone, so a restart,
+ * a rename or a half-done create never duplicates a server.
+ */
+export const LABELS = {
+  /** metadata.uid of the owning NotebookServer: how a server's object is found. */
+  uid: 'nbswarm.io/uid',
+  namespace: 'nbswarm.io/namespace',
+  name: 'nbswarm.io/name',
+  user: 'nbswarm.io/user',
+  servername: 'nbswarm.io/servername',
+  /** metadata.generation the object was last written for. */
+  generation: 'nbswarm.io/generation',
+  /** Hash of everything that shapes the object: "unchanged" costs no Docker write. */
+  specHash: 'nbswarm.io/spec-hash',
+  /** The image reference the server runs, as named (the object itself is pinned to an ID or digest). */
+  image: 'nbswarm.io/image',
+  /** Port the server listens on; with host networking also the host port, kept across updates. */
+  port: 'nbswarm.io/port',
+  /** Host IP the published port was asked for ('' with host networking), read back by observe. */
+  hostIp: 'nbswarm.io/host-ip',
+  mode: 'nbswarm.io/mode',
+  managedBy: 'nbswarm.io/managed-by',
+  /** Set on volumes: they outlive servers ('server' or 'user' scoped). */
+  volume: 'nbswarm.io/volume',
+  /** On volumes the policy marks deleteWithServer: the operator may remove them with the server. */
+  deleteWithServer: 'nbswarm.io/delete-with-server',
+  /** On images built from a source server's container. */
+  sourceUid: 'nbswarm.io/source-uid',
+  builtForUid: 'nbswarm.io/built-for-uid',
+  source: 'nbswarm.io/source',
+  sourceGeneration: 'nbswarm.io/source-generation',
+} as const;
+
+/** Annotations on a NotebookServer. */
+export const ANNOTATIONS = {
+  /** Set by the culler (or a person) to stop a server without touching spec (Kubeflow's kubeflow-resource-stopped). */
+  stopped: 'nbswarm.io/stopped',
+  /** metadata.generation when `stopped` was set; a later spec change starts the server again. */
+  stoppedGeneration: 'nbswarm.io/stopped-generation',
+  /** Why it was stopped (e.g. Culled). */
+  stoppedReason: 'nbswarm.io/stopped-reason',
+  /** Change its value to rebuild a source-server image. */
+  rebuild: 'nbswarm.io/rebuild',
+} as const;

@@ -1,0 +1,73 @@
+/**
+ * How often to look again at a server that is on its way (per key, per stage): the task pending,
+ * being prepared or started (Swarm task states raise no Docker event), then running but its server
+ * not answering yet. This is the queue layer's memory of "how long has this key been polled", so
+ * that reconcile itself stays a function of the caches and Docker.
+ *
+ * Each stage usually lasts tens to a few hundred ms, so polls start short and double up to a cap;
+ * a fixed 400 ms step cost up to that much on every spawn. Polls are cheap: the Swarm backend
+ * shares one read among all servers polling within 40 ms of each other. Requeues rather than an
+ * inline loop keep the queue slot free for other keys between polls.
+ */
+import type { ReconcileOutcome } from './workqueue.js';
+
+const PROBE_FIRST_MS = 25;
+const PROBE_MAX_MS = 1000;
+/**
+ * A stage is polled at its first delay for this long before the delay doubles: Swarm's stages
+ * (pending, assigned, preparing, starting) each last 50–300 ms, and doubling from 25 ms left gaps
+ * of 100–200 ms by then, so a spawn saw its task running ~50 ms (median) after it was.
+ */
+const STAGE_FAST_MS = 1000;
+/**
+ * …but only while few servers are in progress: in a burst the Swarm backend reads every 40 ms
+ * whatever the polls ask, and fast polls only added reconciles and Docker reads (a burst of 200
+ * listed services 536 times instead of 458) on the cores dockerd needs.
+ */
+const STAGE_FAST_MAX_IN_PROGRESS = 4;
+
+/** What a reconcile returns: a requeue delay, or the stage of a server in progress (polled). */
+export interface ReconcileResult {
+  requeueAfterMs?: number;
+  progress?: string;
+}
+
+export class ProgressClock {
+  private readonly keys = new Map<string, { stage: string; since: number; next: number }>();
+
+  constructor(private readonly now: () => number = Date.now) {}
+
+  /** The delay before `key`, now in `stage`, is looked at again. */
+  next(key: string, stage: string): number {
+    // A new stage (pending → preparing → starting → answering) starts its own sequence from its
+    // first delay: the next stage usually follows within tens of ms.
+    const now = this.now();
+    const cur = this.keys.get(key);
+    const same = cur !== undefined && cur.stage === stage;
+    const d = same ? cur.next : PROBE_FIRST_MS;
+    const since = same ? cur.since : now;
+    const fast = now - since < STAGE_FAST_MS && this.keys.size <= STAGE_FAST_MAX_IN_PROGRESS;
+    this.keys.set(key, { stage, since, next: fast ? PROBE_FIRST_MS : Math.min(PROBE_MAX_MS, d * 2) });
+    return d;
+  }
+
+  /**
+   * Poll from short again: the key is no longer in progress, or Docker just announced a change
+   * (e.g. the task's container started) and the next step usually follows within milliseconds.
+   */
+  reset(key: string): void {
+    this.keys.delete(key);
+  }
+
+  /** The queue's outcome for a reconcile result: a stage in progress becomes its poll delay. */
+  outcome(key: string, res: ReconcileResult | void): ReconcileOutcome | undefined {
+    if (res?.progress !== undefined) return { requeueAfterMs: this.next(key, res.progress) };
+    this.reset(key);
+    return res?.requeueAfterMs !== undefined ? { requeueAfterMs: res.requeueAfterMs } : undefined;
+  }
+
+  /** Keys in progress now. */
+  get size(): number {
+    return this.keys.size;
+  }
+}

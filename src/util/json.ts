@@ -1,0 +1,62 @@
+/**
+ * Pure helpers for JSON values, shared by the API server and the operator: structural equality,
+ * canonical text (for hashes), and the RFC 7386 merge patch that turns one value into another.
+ */
+
+function isObj(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+/** Structural equality for JSON values (key order ignored; undefined members ignored). */
+export function jsonEqual(a: unknown, b: unknown): boolean {
+  if (a === b) return true;
+  if (a === null || b === null || typeof a !== 'object' || typeof b !== 'object') return false;
+  if (Array.isArray(a) !== Array.isArray(b)) return false;
+  if (Array.isArray(a)) {
+    const bb = b as unknown[];
+    return a.length === bb.length && a.every((v, i) => jsonEqual(v, bb[i]));
+  }
+  const ao = a as Record<string, unknown>;
+  const bo = b as Record<string, unknown>;
+  const ak = Object.keys(ao).filter((k) => ao[k] !== undefined);
+  const bk = Object.keys(bo).filter((k) => bo[k] !== undefined);
+  if (ak.length !== bk.length) return false;
+  return ak.every((k) => jsonEqual(ao[k], bo[k]));
+}
+
+/** Canonical JSON: object keys sorted at every level, undefined dropped. */
+export function canonicalJson(v: unknown): string {
+  if (Array.isArray(v)) return '[' + v.map((x) => (x === undefined ? 'null' : canonicalJson(x))).join(',') + ']';
+  if (v && typeof v === 'object') {
+    const o = v as Record<string, unknown>;
+    return '{' + Object.keys(o).filter((k) => o[k] !== undefined).sort().map((k) => JSON.stringify(k) + ':' + canonicalJson(o[k])).join(',') + '}';
+  }
+  return JSON.stringify(v);
+}
+
+/**
+ * The JSON merge patch (RFC 7386) that turns `from` into `to`: changed members recursively,
+ * dropped members as null (merge patch's only way to delete), arrays whole. undefined when equal.
+ */
+export function mergePatchBetween(from: unknown, to: unknown): Record<string, unknown> | undefined {
+  const f = (isObj(from) ? from : {}) as Record<string, unknown>;
+  const t = (isObj(to) ? to : {}) as Record<string, unknown>;
+  const patch: Record<string, unknown> = {};
+  for (const k of Object.keys(t)) {
+    if (t[k] === undefined) continue;
+    if (jsonEqual(f[k], t[k])) continue;
+    if (isObj(t[k]) && isObj(f[k])) {
+      const sub = mergePatchBetween(f[k], t[k]);
+      if (sub) patch[k] = sub;
+    } else patch[k] = t[k];
+  }
+  for (const k of Object.keys(f)) {
+    if (f[k] !== undefined && f[k] !== null && t[k] === undefined) patch[k] = null;
+  }
+  return Object.keys(patch).length ? patch : undefined;
+}
+
+/** A deep copy without undefined members, so stored and computed values compare equal. */
+export function withoutUndefined<T>(v: T): T {
+  return JSON.parse(JSON.stringify(v)) as T;
+}

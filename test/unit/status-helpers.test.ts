@@ -1,0 +1,67 @@
+/** Conditions, the JSON helpers a converged reconcile relies on to write nothing, and cached Secrets. */
+import { expect } from 'chai';
+import type { NotebookServer } from '../../src/api/types.js';
+import { setCondition } from '../../src/controller/conditions.js';
+import { isStopped } from '../../src/controller/desired.js';
+import { cachedSecret, serversReferencing } from '../../src/controller/secrets.js';
+import { jsonEqual, mergePatchBetween } from '../../src/util/json.js';
+import { isoSeconds } from '../../src/util/time.js';
+
+const nbs = (meta: Partial<NotebookServer['metadata']> = {}): NotebookServer => ({
+  apiVersion: 'nbswarm.io/v1alpha1',
+  kind: 'NotebookServer',
+  metadata: { name: 'a', namespace: 'ns', uid: 'u', generation: 1, ...meta },
+  spec: { user: 'alice' },
+});
+
+describe('status helpers', () => {
+  it('setCondition keeps lastTransitionTime unless the status flips', () => {
+    let c = setCondition(undefined, { type: 'Ready', status: 'False', reason: 'Starting' }, 't1');
+    c = setCondition(c, { type: 'Ready', status: 'False', reason: 'Pending', message: 'm' }, 't2');
+    expect(c[0]).to.include({ lastTransitionTime: 't1', reason: 'Pending', message: 'm' });
+    c = setCondition(c, { type: 'Ready', status: 'True', reason: 'Running' }, 't3');
+    expect(c[0]).to.include({ lastTransitionTime: 't3', status: 'True' });
+    expect(c[0]).to.not.have.property('message');
+    expect(setCondition(c, { type: 'ImageReady', status: 'True' }, 't4')).to.have.length(2);
+  });
+
+  it('mergePatchBetween is undefined when equal, recursive on objects, null for dropped members, whole for arrays', () => {
+    const a = { phase: 'Running', endpoint: { url: 'u', hostUrl: 'h', port: 1 }, conditions: [{ type: 'Ready', status: 'True' }] };
+    expect(mergePatchBetween(a, JSON.parse(JSON.stringify(a)))).to.equal(undefined);
+    expect(mergePatchBetween(a, { ...a, endpoint: { url: 'u', port: 2 } })).to.deep.equal({ endpoint: { hostUrl: null, port: 2 } });
+    expect(mergePatchBetween(a, { phase: 'Stopped', conditions: [] })).to.deep.equal({ phase: 'Stopped', endpoint: null, conditions: [] });
+    expect(jsonEqual({ a: 1, b: undefined }, { a: 1 })).to.equal(true);
+    expect(jsonEqual([1, 2], [2, 1])).to.equal(false);
+  });
+
+  it('timestamps are whole seconds, as Kubernetes writes them', () => {
+    expect(isoSeconds(Date.UTC(2026, 0, 2, 3, 4, 5, 678))).to.equal('2026-01-02T03:04:05Z');
+  });
+
+  it('treats spec.stopped or the stop annotation as stopped', () => {
+    expect(isStopped(nbs())).to.equal(false);
+    expect(isStopped(nbs({ annotations: { 'nbswarm.io/stopped': '2026-01-01T00:00:00Z' } }))).to.equal(true);
+    expect(isStopped({ ...nbs(), spec: { user: 'a', stopped: true } })).to.equal(true);
+  });
+});
+
+describe('Secrets as the cache keeps them', () => {
+  it('decodes data (which wins over stringData) and keeps only names and values', () => {
+    const s = cachedSecret({
+      metadata: { name: 's', namespace: 'ns', uid: 'u', resourceVersion: '3', managedFields: [{}] } as never,
+      data: { a: Buffer.from('from data').toString('base64') },
+      stringData: { a: 'ignored', b: 'plain' },
+    });
+    expect(s).to.deep.equal({ metadata: { name: 's', namespace: 'ns', uid: 'u', resourceVersion: '3' }, values: { a: 'from data', b: 'plain' } });
+    expect(cachedSecret(s)).to.deep.equal(s);
+  });
+
+  it('finds the servers of the Secret\'s namespace whose env references it', () => {
+    const server = (name: string, ns: string, secret?: string): NotebookServer => ({
+      ...nbs({ name, namespace: ns }),
+      spec: { user: 'a', env: [{ name: 'X', value: '1' }, ...(secret ? [{ name: 'K', valueFrom: { secretKeyRef: { name: secret, key: 'k' } } }] : [])] },
+    });
+    const all = [server('a', 'ns', 'creds'), server('b', 'ns'), server('c', 'other', 'creds'), server('d', 'ns', 'other')];
+    expect(serversReferencing(all, { metadata: { namespace: 'ns', name: 'creds' } }).map((o) => o.metadata.name)).to.deep.equal(['a']);
+  });
+});
