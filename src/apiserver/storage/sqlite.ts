@@ -1,7 +1,7 @@
 import Database from 'better-sqlite3';
 import type { Database as DB, Statement } from 'better-sqlite3';
+import type { KubeObject, Namespace, StoredObject } from '../types.js';
 
-export type Obj = Record<string, any>;  
 export type EventType = 'ADDED' | 'MODIFIED' | 'DELETED';
 
 /** One object as stored: its key and its JSON text. */
@@ -17,9 +17,9 @@ export interface StoreEvent {
   ns: string;
   name: string;
   rv: number;
-  object: Obj;
+  object: StoredObject;
   /** The object before this change (live events only; history replay has no previous state). */
-  prev?: Obj;
+  prev?: StoredObject;
   /** Serialised watch lines, shared by every watcher that sends the same bytes. */
   wire?: Map<string, string>;
 }
@@ -62,7 +62,7 @@ export class Store {
   /** Open group: events to emit and callbacks to run once it commits. */
   private group: { events: StoreEvent[]; done: (() => void)[]; failed: ((e: Error) => void)[] } | null = null;
   /** The JSON each written object was stored as, so responses and watch lines need not serialise it again. */
-  private texts = new WeakMap<Obj, { metadata: unknown; data: string }>();
+  private texts = new WeakMap<object, { metadata: unknown; data: string }>();
   private writeOne: (type: EventType, gr: string, ns: string, name: string, rv: number, data: string) => void;
   /**
    * Read-through cache of namespaces: every namespaced create and update checks its namespace, and
@@ -70,7 +70,7 @@ export class Store {
    * its entry (the next read sees the write, committed or not, as store.get does); a failed
    * commit drops them all.
    */
-  private namespaces = new Map<string, Readonly<Obj>>();
+  private namespaces = new Map<string, Readonly<Namespace>>();
 
   constructor(file: string, private readonly window: number, synchronous: 'NORMAL' | 'FULL' = 'NORMAL') {
     this.db = new Database(file);
@@ -128,13 +128,13 @@ export class Store {
     return this.compacted;
   }
 
-  get(gr: string, ns: string, name: string): Obj | undefined {
+  get(gr: string, ns: string, name: string): StoredObject | undefined {
     const row = this.st.get.get(gr, ns, name) as { data: string } | undefined;
     return row ? JSON.parse(row.data) : undefined;
   }
 
   /** The namespace object `name`, shared: callers must not modify it. */
-  namespace(name: string): Readonly<Obj> | undefined {
+  namespace(name: string): Readonly<Namespace> | undefined {
     let ns = this.namespaces.get(name);
     if (ns === undefined) {
       ns = this.get('/namespaces', '', name);
@@ -144,7 +144,7 @@ export class Store {
   }
 
   /** Rows after (ns, name) in key order; ns === null lists every namespace. */
-  *iterate(gr: string, ns: string | null, after: [string, string] = ['', '']): Generator<Obj> {
+  *iterate(gr: string, ns: string | null, after: [string, string] = ['', '']): Generator<StoredObject> {
     for (const row of this.iterateRows(gr, ns, after)) yield JSON.parse(row.data);
   }
 
@@ -164,7 +164,7 @@ export class Store {
    * ADDED fails with AlreadyExistsError when the key is taken (no separate read needed).
    * The write is durable — and may be acknowledged — once `afterCommit` calls back.
    */
-  write(type: EventType, gr: string, ns: string, name: string, object: Obj, prev?: Obj): Obj {
+  write(type: EventType, gr: string, ns: string, name: string, object: KubeObject, prev?: StoredObject): StoredObject {
     const rv = this.rv + 1;
     // apiVersion and kind lead the stored text (as clients send them), so a list can check the
     // version of a row from its first bytes without parsing it (Server.doList).
@@ -175,16 +175,16 @@ export class Store {
     if (gr === '/namespaces') this.namespaces.delete(name);
     this.writeOne(type, gr, ns, name, rv, data);
     this.rv = rv;
-    Object.assign(object, stamped);
-    this.texts.set(object, { metadata: object.metadata, data });
-    this.group!.events.push({ type, gr, ns, name, rv, object, prev });
-    return object;
+    const saved = Object.assign(object, stamped) as StoredObject;
+    this.texts.set(saved, { metadata: saved.metadata, data });
+    this.group!.events.push({ type, gr, ns, name, rv, object: saved, prev });
+    return saved;
   }
 
   /** The stored JSON of an object this store wrote, unless its metadata was replaced since. */
-  textOf(object: Obj): string | undefined {
+  textOf(object: object): string | undefined {
     const t = this.texts.get(object);
-    return t && t.metadata === object.metadata ? t.data : undefined;
+    return t && t.metadata === (object as { metadata?: unknown }).metadata ? t.data : undefined;
   }
 
   /** Whether writes are waiting for their group to commit. */

@@ -1,0 +1,19 @@
+import type { IncomingHttpHeaders } from 'node:http';
+
+/** The request surface shared by node:http and node:http2's compatibility API. */
+export interface Req extends AsyncIterable<Buffer> {
+  method?: string;
+  url?: string;
+  headers: IncomingHttpHeaders;
+  on(ev: 'close', cb: () => void): unknown;
+}
+
+/** The response surface shared by node:http and node:http2's compatibility API. */
+export interface Res {
+  writeHead(code: number, headers?: Record<string, string | string[]>): unknown;
+  write(chunk: string | Buffer): boolean;
+  end(chunk?: string | Buffer): unknown;
+  setHeader(name: string, value: string | string[]): unknown;
+  headersSent: boolean;
+  on(ev: 'close' | 'error', cb: () => void): unknown;
+}
