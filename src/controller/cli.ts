@@ -132,11 +132,11 @@ function onSignals(stop: () => Promise<void>, log: Logger): void {
 
 type EmbeddedServer = RunningApiServer;
 
-async function startEmbedded(dataDir: string, port: number, address: string): Promise<EmbeddedServer> {
+async function startEmbedded(dataDir: string, port: number, address: string, log: Logger): Promise<EmbeddedServer> {
   try {
     // Loaded here, not at start-up: `nbswarm operator` never needs the server's modules.
     const { startApiServer } = await import('../apiserver/index.js');
-    return await startApiServer({ dataDir, port, host: address });
+    return await startApiServer({ dataDir, port, host: address, log });
   } catch (err) {
     const code = (err as { code?: string }).code;
     if (code === 'EADDRINUSE') throw new StartupError(`port ${address}:${port} is already in use`, 'is another `nbswarm up` running? pick another --port');
@@ -164,7 +164,7 @@ export function registerOperatorCommands(program: Command): void {
         backend = await connectBackend(policy, log);
         await checkBackend(backend);
         const dataDir = resolve(o.dataDir);
-        srv = await startEmbedded(dataDir, Number(o.port), o.address);
+        srv = await startEmbedded(dataDir, Number(o.port), o.address, log);
         const kc = new KubeConfig();
         kc.loadFromFile(srv.kubeconfigPath);
         const crd = await installCrd(kc);
