@@ -125,7 +125,7 @@ export async function startApiServer(opts: ApiServerOptions): Promise<RunningApi
           server.close(() => ok());
           for (const s of sockets) s.destroy();
         });
-        store.close();
+        await store.close();
       })();
       return closed;
     },

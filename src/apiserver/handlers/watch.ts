@@ -1,6 +1,6 @@
 /** watch: replay (initial state or history from a resourceVersion), then live events, bookmarks and a time limit. */
 import type { Gauge } from 'prom-client';
-import { badRequest, gone, pathNotFound } from '../errors.js';
+import { badRequest, gone } from '../errors.js';
 import { toTable } from '../registry/table.js';
 import { parseBool } from '../request/info.js';
 import { fieldMatches, matches } from '../request/selectors.js';
@@ -39,16 +39,7 @@ export class Watches {
 
 type EventKind = StoreEvent['type'] | 'ERROR' | 'BOOKMARK';
 
-export async function watch(s: RequestScope): Promise<void> {
-  const { storage, registry } = s.services;
-  // Replay and go-live must see only committed history: pending events reach watchers after their commit.
-  while (storage.pending) await storage.settled();
-  // Its CRD may have gone in that commit; its watches were closed then.
-  if (registry.get(s.kind.group, s.kind.resource) !== s.kind) throw pathNotFound();
-  serve(s);
-}
-
-function serve(s: RequestScope): void {
+export function watch(s: RequestScope): void {
   const { storage, watches } = s.services;
   const { labels, fields: selected } = selectors(s);
   const fields = [...selected];
@@ -71,8 +62,13 @@ function serve(s: RequestScope): void {
   // HTTP/1.1 would otherwise hold them back until the first event.
   (raw as { flushHeaders?: () => void }).flushHeaders?.();
   let stop: () => void = () => {};
+  // Until what the replay shows is committed, lines wait here (a read never shows a write before
+  // it is committed); live events that arrive meanwhile queue behind them.
+  let ready = true;
+  const queued: string[] = [];
   // A write to a stream the client already closed must end this watch, never throw out of a timer.
   const write = (chunk: string): boolean => {
+    if (!ready) return queued.push(chunk) > 0;
     try {
       return raw.write(chunk);
     } catch {
@@ -108,14 +104,20 @@ function serve(s: RequestScope): void {
     if (!matches(labels, o.metadata.labels)) return false;
     return !fields.length || fieldMatches(fields, toWire(s, o));
   };
-  const bookmark = (annotations?: Record<string, string>) => {
-    const o = { kind: s.kind.kind, apiVersion: s.apiVersion, metadata: { resourceVersion: String(storage.committedRv), ...(annotations ? { annotations } : {}) } };
+  const bookmark = (rv: number, annotations?: Record<string, string>) => {
+    const o = { kind: s.kind.kind, apiVersion: s.apiVersion, metadata: { resourceVersion: String(rv), ...(annotations ? { annotations } : {}) } };
     write(JSON.stringify({ type: 'BOOKMARK', object: o }) + '\n');
   };
   // Replay first, then go live: both run in this synchronous block, so no write can slip between.
+  // Live events up to `seen` are in the replay already.
+  let seen: number;
   if (start === null) {
     // No resourceVersion (or "0"): synthetic ADDED events for the current state, as kube sends.
+    // That state may hold writes still being committed: its lines wait for that commit.
+    seen = storage.currentRv;
+    ready = !storage.pending;
     for (const o of storage.iterate(s.kind.storageKey, s.kind.namespaced ? nsFilter || null : '')) if (visible(o)) emit('ADDED', toWire(s, o));
+    if (sendInitial && bookmarks) bookmark(seen, { 'k8s.io/initial-events-end': 'true' });
   } else {
     const hist = start > storage.currentRv ? 'future' : storage.since(s.kind.storageKey, start);
     if (hist === 'future' || hist === 'expired') {
@@ -125,10 +127,13 @@ function serve(s: RequestScope): void {
       raw.end();
       return;
     }
+    // History holds committed changes only; the ones being committed arrive as live events.
     for (const ev of hist) if (visible(ev.object)) emit(ev.type, toWire(s, ev.object));
+    seen = Math.max(start, storage.committedRv);
+    if (sendInitial && bookmarks) bookmark(storage.committedRv, { 'k8s.io/initial-events-end': 'true' });
   }
-  if (sendInitial && bookmarks) bookmark({ 'k8s.io/initial-events-end': 'true' });
   const onEvent = (ev: StoreEvent) => {
+    if (ev.rv <= seen) return;
     if (s.kind.namespaced && nsFilter && ev.ns !== nsFilter) return;
     const now = ev.type !== 'DELETED' && visible(ev.object);
     const before = ev.prev ? visible(ev.prev) : false;
@@ -143,7 +148,8 @@ function serve(s: RequestScope): void {
   };
   const remove = storage.addWatcher({ gr: s.kind.storageKey, ns: s.kind.namespaced ? nsFilter : '', send: onEvent, close: () => stop() });
   const timers: NodeJS.Timeout[] = [];
-  if (bookmarks) timers.push(setInterval(() => bookmark(), watches.bookmarkIntervalMs));
+  // A bookmark says every change up to its resourceVersion has been sent: only once the replay is out.
+  if (bookmarks) timers.push(setInterval(() => ready && bookmark(storage.committedRv), watches.bookmarkIntervalMs));
   const max = watches.maxWatchSeconds;
   const limit = timeout > 0 ? Math.min(timeout, max) * 1000 : (max / 2 + (Math.random() * max) / 2) * 1000;
   let done = false;
@@ -163,4 +169,10 @@ function serve(s: RequestScope): void {
   raw.on('close', stop);
   s.req.on('close', stop);
   watches.add(stop);
+  if (!ready) {
+    storage.afterCommit(() => {
+      ready = true;
+      for (const line of queued.splice(0)) write(line);
+    }, () => stop());
+  }
 }

@@ -1,15 +1,25 @@
+/**
+ * Storage: SQLite, one row per object, one global resourceVersion sequence, and a history of the
+ * last `window` changes so watches can resume from an older resourceVersion.
+ *
+ * The main thread decides every write (resourceVersion, already-exists) and sees it at once
+ * (PendingWrites); the writer thread (writer.ts) commits. Group commit: the writes of one
+ * event-loop turn form a group, sent to the writer at the next setImmediate; the writer commits
+ * every group waiting for it in one transaction. Watchers get a group's events, and callers run
+ * their `afterCommit` callbacks, only once the writer says it is committed: a write is
+ * acknowledged only when durable. With WAL + synchronous=NORMAL a committed write is in the WAL
+ * file and survives kill -9 of the process; FULL also fsyncs the WAL per commit (an OS crash or
+ * power loss), and that fsync waits on the writer thread, not on the event loop.
+ */
 import Database from 'better-sqlite3';
 import type { Database as DB, Statement } from 'better-sqlite3';
 import type { KubeObject, Namespace, StoredObject } from '../types.js';
+import { PendingWrites, type StoredRow } from './pending.js';
+import { READ_SQL, SCHEMA } from './sql.js';
+import { ROW_FIELDS, WriterThread, type FromWriter } from './writer.js';
 
+export type { StoredRow } from './pending.js';
 export type EventType = 'ADDED' | 'MODIFIED' | 'DELETED';
-
-/** One object as stored: its key and its JSON text. */
-export interface StoredRow {
-  ns: string;
-  name: string;
-  data: string;
-}
 
 export interface StoreEvent {
   type: EventType;
@@ -39,81 +49,63 @@ export interface Watcher {
   close?(): void;
 }
 
-/**
- * SQLite-backed object store: one row per object, one global resourceVersion sequence, and a
- * history table holding the last `window` changes so watches can resume from an older RV.
- *
- * Group commit: the first write of an event-loop turn opens a transaction and every write until
- * the next `setImmediate` joins it (each in its own savepoint, so a failing write undoes only
- * itself and later writes see earlier ones). One COMMIT then makes the whole group durable;
- * watchers get the group's events after it, in resourceVersion order, and callers acknowledge
- * a write only from `afterCommit` — so every acknowledged write is committed. With WAL +
- * synchronous=NORMAL a committed write is in the WAL file, which survives kill -9 of the
- * process; FULL also fsyncs the WAL per commit (per group), surviving an OS crash/power loss.
- */
+/** The writes of one event-loop turn, committed together. */
+interface Group {
+  seq: number;
+  epoch: number;
+  /** Flattened rows for the writer (see ROW_FIELDS). */
+  rows: (string | number)[];
+  rv: number;
+  compactUpTo?: number;
+  events: StoreEvent[];
+  done: (() => void)[];
+  failed: ((e: Error) => void)[];
+}
+
 export class Store {
-  readonly db: DB;
+  private readonly db: DB;
+  private readonly st: Record<keyof typeof READ_SQL, Statement>;
+  private readonly writer: WriterThread;
+  private readonly pendingWrites = new PendingWrites();
+  private readonly watchers = new Set<Watcher>();
+  /** The newest resourceVersion handed out. */
   private rv: number;
-  private compacted: number;
-  private watchers = new Set<Watcher>();
-  private st: Record<string, Statement>;
-  /** Last resourceVersion known to be committed. */
+  /** The newest resourceVersion known to be committed (what watchers have been sent). */
   private committed: number;
-  /** Open group: events to emit and callbacks to run once it commits. */
-  private group: { events: StoreEvent[]; done: (() => void)[]; failed: ((e: Error) => void)[] } | null = null;
+  /** History up to here is gone, or going with a commit in flight. */
+  private compacted: number;
+  /** History up to here is gone for good. */
+  private committedCompacted: number;
+  /** The group this turn's writes join. */
+  private open: Group | null = null;
+  /** Groups sent to the writer, oldest first. */
+  private inFlight: Group[] = [];
+  private seq = 0;
+  /** Bumped when a commit fails: the writer drops everything sent under an older epoch. */
+  private epoch = 0;
+  private writerDead: Error | null = null;
   /** The JSON each written object was stored as, so responses and watch lines need not serialise it again. */
-  private texts = new WeakMap<object, { metadata: unknown; data: string }>();
-  private writeOne: (type: EventType, gr: string, ns: string, name: string, rv: number, data: string) => void;
+  private readonly texts = new WeakMap<object, { metadata: unknown; data: string }>();
   /**
-   * Read-through cache of namespaces: every namespaced create and update checks its namespace, and
-   * reading + parsing that row each time was ~5 µs of every create. A write to a namespace drops
-   * its entry (the next read sees the write, committed or not, as store.get does); a failed
-   * commit drops them all.
+   * Read-through cache of namespaces: every namespaced create checks its namespace, and reading +
+   * parsing that row each time was ~5 µs of every create. A write to a namespace drops its entry
+   * (the next read sees the write, committed or not, as get does); a failed commit drops them all.
    */
-  private namespaces = new Map<string, Readonly<Namespace>>();
+  private readonly namespaces = new Map<string, Readonly<Namespace>>();
 
   constructor(file: string, private readonly window: number, synchronous: 'NORMAL' | 'FULL' = 'NORMAL') {
     this.db = new Database(file);
     this.db.pragma('journal_mode = WAL');
-    this.db.pragma(`synchronous = ${synchronous}`);
     this.db.pragma('busy_timeout = 5000');
-    // Checkpoint every ~40 MB of WAL rather than SQLite's 4 MB: each checkpoint fsyncs and stalls
-    // the writer (this thread) for milliseconds; fewer, larger ones cost ~5% less per create. The
-    // WAL is cut back to 64 MB after a checkpoint, so a burst does not leave a huge file behind.
-    this.db.pragma('wal_autocheckpoint = 10000');
-    this.db.pragma(`journal_size_limit = ${64 * 2 ** 20}`);
-    this.db.exec(`
-      CREATE TABLE IF NOT EXISTS objects (gr TEXT NOT NULL, ns TEXT NOT NULL, name TEXT NOT NULL, rv INTEGER NOT NULL, data TEXT NOT NULL, PRIMARY KEY (gr, ns, name)) WITHOUT ROWID;
-      CREATE TABLE IF NOT EXISTS history (rv INTEGER PRIMARY KEY, gr TEXT NOT NULL, ns TEXT NOT NULL, name TEXT NOT NULL, type TEXT NOT NULL, data TEXT NOT NULL, ts INTEGER NOT NULL);
-      CREATE INDEX IF NOT EXISTS history_gr ON history (gr, rv);
-      CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v INTEGER NOT NULL);
-      INSERT OR IGNORE INTO meta (k, v) VALUES ('rv', 1), ('compacted', 0);
-    `);
-    const prep = (s: string) => this.db.prepare(s);
-    this.st = {
-      get: prep('SELECT data FROM objects WHERE gr = ? AND ns = ? AND name = ?'),
-      insert: prep('INSERT INTO objects (gr, ns, name, rv, data) VALUES (?, ?, ?, ?, ?) ON CONFLICT (gr, ns, name) DO NOTHING'),
-      upsert: prep('INSERT INTO objects (gr, ns, name, rv, data) VALUES (?, ?, ?, ?, ?) ON CONFLICT (gr, ns, name) DO UPDATE SET rv = excluded.rv, data = excluded.data'),
-      del: prep('DELETE FROM objects WHERE gr = ? AND ns = ? AND name = ?'),
-      hist: prep('INSERT INTO history (rv, gr, ns, name, type, data, ts) VALUES (?, ?, ?, ?, ?, ?, ?)'),
-      setMeta: prep('UPDATE meta SET v = ? WHERE k = ?'),
-      listAll: prep('SELECT ns, name, data FROM objects WHERE gr = ? AND (ns > ? OR (ns = ? AND name > ?)) ORDER BY ns, name'),
-      listNs: prep('SELECT ns, name, data FROM objects WHERE gr = ? AND ns = ? AND name > ? ORDER BY name'),
-      since: prep('SELECT rv, gr, ns, name, type, data FROM history WHERE gr = ? AND rv > ? ORDER BY rv'),
-      compact: prep('DELETE FROM history WHERE rv <= ?'),
-      anyNs: prep('SELECT 1 FROM objects WHERE gr = ? AND ns = ? LIMIT 1'),
-    };
-    const meta = Object.fromEntries((prep('SELECT k, v FROM meta').all() as { k: string; v: number }[]).map((r) => [r.k, r.v]));
-    this.rv = meta.rv;
-    this.committed = meta.rv;
-    this.compacted = meta.compacted;
-    // Nested in the group's transaction, better-sqlite3 runs this as a savepoint.
-    this.writeOne = this.db.transaction((type: EventType, gr: string, ns: string, name: string, rv: number, data: string) => {
-      if (type === 'DELETED') this.st.del.run(gr, ns, name);
-      else if (type === 'ADDED') {
-        if (this.st.insert.run(gr, ns, name, rv, data).changes === 0) throw new AlreadyExistsError();
-      } else this.st.upsert.run(gr, ns, name, rv, data);
-      this.st.hist.run(rv, gr, ns, name, type, data, Date.now());
+    this.db.exec(SCHEMA);
+    const prepared = Object.entries(READ_SQL).map(([k, sql]) => [k, this.db.prepare(sql)]);
+    this.st = Object.fromEntries(prepared) as Record<keyof typeof READ_SQL, Statement>;
+    const meta = Object.fromEntries((this.st.meta.all() as { k: string; v: number }[]).map((r) => [r.k, r.v]));
+    this.rv = this.committed = meta.rv;
+    this.compacted = this.committedCompacted = meta.compacted;
+    this.writer = new WriterThread(file, synchronous, (m) => this.onWriterReply(m), (e) => {
+      this.writerDead = e;
+      this.fail(e);
     });
   }
 
@@ -129,6 +121,8 @@ export class Store {
   }
 
   get(gr: string, ns: string, name: string): StoredObject | undefined {
+    const p = this.pendingWrites.get(gr, ns, name);
+    if (p) return p.data === null ? undefined : JSON.parse(p.data);
     const row = this.st.get.get(gr, ns, name) as { data: string } | undefined;
     return row ? JSON.parse(row.data) : undefined;
   }
@@ -143,42 +137,51 @@ export class Store {
     return ns;
   }
 
-  /** Rows after (ns, name) in key order; ns === null lists every namespace. */
+  /** Objects after (ns, name) in key order; ns === null lists every namespace. */
   *iterate(gr: string, ns: string | null, after: [string, string] = ['', '']): Generator<StoredObject> {
     for (const row of this.iterateRows(gr, ns, after)) yield JSON.parse(row.data);
   }
 
   /** Like iterate, as the stored JSON text: a list that needs no object can splice it unparsed. */
   iterateRows(gr: string, ns: string | null, after: [string, string] = ['', '']): IterableIterator<StoredRow> {
-    return (ns === null
+    const stored = (ns === null
       ? this.st.listAll.iterate(gr, after[0], after[0], after[1])
       : this.st.listNs.iterate(gr, ns, after[1])) as IterableIterator<StoredRow>;
+    return this.pendingWrites.overlay(gr, ns, after, stored);
   }
 
   hasAny(gr: string, ns: string): boolean {
-    return this.st.anyNs.get(gr, ns) !== undefined;
+    for (const _ of this.iterateRows(gr, ns)) return true;
+    return false;
   }
 
   /**
    * Writes (or deletes) one object in the current group, stamping the next resourceVersion.
-   * ADDED fails with AlreadyExistsError when the key is taken (no separate read needed).
-   * The write is durable — and may be acknowledged — once `afterCommit` calls back.
+   * ADDED fails with AlreadyExistsError when the key is taken. The write is durable — and may be
+   * acknowledged — once `afterCommit` calls back.
    */
   write(type: EventType, gr: string, ns: string, name: string, object: KubeObject, prev?: StoredObject): StoredObject {
+    if (type === 'ADDED' && this.exists(gr, ns, name)) throw new AlreadyExistsError();
     const rv = this.rv + 1;
     // apiVersion and kind lead the stored text (as clients send them), so a list can check the
-    // version of a row from its first bytes without parsing it (Server.doList).
+    // version of a row from its first bytes without parsing it (handlers/get.ts).
     const head = object.apiVersion === undefined ? {} : { apiVersion: object.apiVersion, kind: object.kind };
     const stamped = { ...head, ...object, metadata: { ...object.metadata, resourceVersion: String(rv) } };
     const data = JSON.stringify(stamped);
-    this.begin();
+    const g = this.begin();
     if (gr === '/namespaces') this.namespaces.delete(name);
-    this.writeOne(type, gr, ns, name, rv, data);
-    this.rv = rv;
+    this.pendingWrites.set(gr, { ns, name, rv, data: type === 'DELETED' ? null : data });
+    g.rows.push(type, gr, ns, name, rv, data);
+    g.rv = this.rv = rv;
     const saved = Object.assign(object, stamped) as StoredObject;
     this.texts.set(saved, { metadata: saved.metadata, data });
-    this.group!.events.push({ type, gr, ns, name, rv, object: saved, prev });
+    g.events.push({ type, gr, ns, name, rv, object: saved, prev });
     return saved;
+  }
+
+  private exists(gr: string, ns: string, name: string): boolean {
+    const p = this.pendingWrites.get(gr, ns, name);
+    return p ? p.data !== null : this.st.exists.get(gr, ns, name) !== undefined;
   }
 
   /** The stored JSON of an object this store wrote, unless its metadata was replaced since. */
@@ -187,16 +190,17 @@ export class Store {
     return t && t.metadata === (object as { metadata?: unknown }).metadata ? t.data : undefined;
   }
 
-  /** Whether writes are waiting for their group to commit. */
+  /** Whether writes are waiting for their commit. */
   get pending(): boolean {
-    return this.group !== null;
+    return this.open !== null || this.inFlight.length > 0;
   }
 
   /** Runs `ok` once everything written so far is committed (now, if nothing is pending), or `fail` if that commit fails. */
   afterCommit(ok: () => void, fail: (e: Error) => void): void {
-    if (!this.group) return ok();
-    this.group.done.push(ok);
-    this.group.failed.push(fail);
+    const last = this.open ?? this.inFlight[this.inFlight.length - 1];
+    if (!last) return ok();
+    last.done.push(ok);
+    last.failed.push(fail);
   }
 
   /** Resolves once everything written so far is committed. */
@@ -204,40 +208,62 @@ export class Store {
     return new Promise((ok, fail) => this.afterCommit(ok, fail));
   }
 
-  private begin(): void {
-    if (this.group) return;
-    this.db.exec('BEGIN IMMEDIATE');
-    this.group = { events: [], done: [], failed: [] };
+  private begin(): Group {
+    if (this.open) return this.open;
+    this.open = { seq: ++this.seq, epoch: this.epoch, rows: [], rv: this.rv, events: [], done: [], failed: [] };
     // setImmediate runs after every I/O callback of this loop turn: all requests that arrived
-    // together join one commit, and a lone write waits for no timer.
-    setImmediate(() => this.commit());
+    // together join one group, and a lone write waits for no timer.
+    setImmediate(() => this.flush());
+    return this.open;
   }
 
-  /** Commits the open group (also called by close()). */
-  commit(): void {
-    const g = this.group;
+  /** Sends the open group to the writer. */
+  private flush(): void {
+    const g = this.open;
     if (!g) return;
-    this.group = null;
-    const compacted = this.compacted;
-    try {
-      if (this.rv !== this.committed) this.st.setMeta.run(this.rv, 'rv');
-      this.maybeCompact();
-      this.db.exec('COMMIT');
-    } catch (e) {
-      try {
-        if (this.db.inTransaction) this.db.exec('ROLLBACK');
-      } catch {
-        // the rollback failed too; the connection reports the first error
-      }
-      this.rv = this.committed;
-      this.compacted = compacted;
-      this.namespaces.clear();
-      for (const f of g.failed) f(e as Error);
+    this.open = null;
+    if (this.writerDead) {
+      this.inFlight.push(g);
+      return this.fail(this.writerDead);
+    }
+    const slack = Math.max(1, Math.floor(this.window / 10));
+    if (g.rv - this.compacted > this.window + slack) this.compacted = g.compactUpTo = g.rv - this.window;
+    this.inFlight.push(g);
+    this.writer.send({ op: 'commit', epoch: g.epoch, seq: g.seq, rows: g.rows, rv: g.rv, compactUpTo: g.compactUpTo });
+  }
+
+  private onWriterReply(m: FromWriter): void {
+    if (m.op === 'failed') {
+      // Replies for groups an earlier failure already failed are stale.
+      if (this.inFlight.some((g) => g.seq <= m.seq)) this.fail(new Error(m.error));
       return;
     }
-    this.committed = this.rv;
-    for (const ev of g.events) this.notify(ev);
-    for (const f of g.done) f();
+    if (m.op !== 'committed') return;
+    while (this.inFlight.length && this.inFlight[0].seq <= m.seq) {
+      const g = this.inFlight.shift()!;
+      this.committed = g.rv;
+      if (g.compactUpTo !== undefined) this.committedCompacted = g.compactUpTo;
+      const r = g.rows;
+      for (let i = 0; i < r.length; i += ROW_FIELDS) this.pendingWrites.committed(r[i + 1] as string, r[i + 2] as string, r[i + 3] as string, r[i + 4] as number);
+      for (const ev of g.events) this.notify(ev);
+      for (const f of g.done) f();
+    }
+  }
+
+  /**
+   * A commit failed: every write not yet committed fails with it (later ones were decided on top
+   * of it), and the view goes back to what is committed.
+   */
+  private fail(e: Error): void {
+    const groups = this.open ? [...this.inFlight, this.open] : this.inFlight;
+    this.inFlight = [];
+    this.open = null;
+    this.epoch++;
+    this.rv = this.committed;
+    this.compacted = this.committedCompacted;
+    this.pendingWrites.clear();
+    this.namespaces.clear();
+    for (const g of groups) for (const f of g.failed) f(e);
   }
 
   private notify(ev: StoreEvent): void {
@@ -252,20 +278,11 @@ export class Store {
     }
   }
 
-  private maybeCompact(): void {
-    const slack = Math.max(1, Math.floor(this.window / 10));
-    if (this.rv - this.compacted <= this.window + slack) return;
-    const upTo = this.rv - this.window;
-    // Runs inside the group's transaction, so it commits (or rolls back) with it.
-    this.st.compact.run(upTo);
-    this.st.setMeta.run(upTo, 'compacted');
-    this.compacted = upTo;
-  }
-
-  /** History events for `gr` after `rv`, or 'expired' when that part of history is gone. */
+  /** Committed history events for `gr` after `rv`, or 'expired' when that part of history is gone. */
   since(gr: string, rv: number): StoreEvent[] | 'expired' {
     if (rv < this.compacted) return 'expired';
-    return (this.st.since.all(gr, rv) as { rv: number; gr: string; ns: string; name: string; type: EventType; data: string }[]).map((r) => ({
+    // Only what watchers have been sent: later commits reach them as live events.
+    return (this.st.since.all(gr, rv, this.committed) as { rv: number; gr: string; ns: string; name: string; type: EventType; data: string }[]).map((r) => ({
       type: r.type, gr: r.gr, ns: r.ns, name: r.name, rv: r.rv, object: JSON.parse(r.data),
     }));
   }
@@ -285,8 +302,11 @@ export class Store {
     this.afterCommit(close, close);
   }
 
-  close(): void {
-    this.commit();
+  /** Commits what was written, stops the writer and closes the database. */
+  async close(): Promise<void> {
+    this.flush();
+    await this.settled().catch(() => undefined);
+    await this.writer.close();
     this.watchers.clear();
     this.db.close();
   }
