@@ -77,8 +77,7 @@ export class RestStore {
     const { kind } = req;
     const name = old.metadata.name;
     const ns = this.namespaceOf(req, next);
-    const cur = this.storage.get(kind.storageKey, ns, name);
-    if (!cur || cur.metadata.resourceVersion !== old.metadata.resourceVersion) throw conflict(kind, name);
+    if (String(this.storage.resourceVersion(kind.storageKey, ns, name)) !== old.metadata.resourceVersion) throw conflict(kind, name);
     if (sameExceptManagedFields(old, next)) return old;
     if (next.metadata.deletionTimestamp && !next.metadata.finalizers?.length && !kind.strategy.gracefulDeletion) {
       // The last finalizer is gone: the deletion that was waiting for it completes.

@@ -26,7 +26,6 @@ export type WriteStatement = keyof typeof WRITE_SQL;
 /** Statements of the main thread. */
 export const READ_SQL = {
   get: 'SELECT data FROM objects WHERE gr = ? AND ns = ? AND name = ?',
-  exists: 'SELECT 1 FROM objects WHERE gr = ? AND ns = ? AND name = ?',
   listAll: 'SELECT ns, name, data FROM objects WHERE gr = ? AND (ns > ? OR (ns = ? AND name > ?)) ORDER BY ns, name',
   listNs: 'SELECT ns, name, data FROM objects WHERE gr = ? AND ns = ? AND name > ? ORDER BY name',
   since: 'SELECT rv, gr, ns, name, type, data FROM history WHERE gr = ? AND rv > ? AND rv <= ? ORDER BY rv',

@@ -14,6 +14,7 @@
 import Database from 'better-sqlite3';
 import type { Database as DB, Statement } from 'better-sqlite3';
 import type { KubeObject, Namespace, StoredObject } from '../types.js';
+import { ObjectKeys } from './keys.js';
 import { PendingWrites, type StoredRow } from './pending.js';
 import { READ_SQL, SCHEMA } from './sql.js';
 import { ROW_FIELDS, WriterThread, type FromWriter } from './writer.js';
@@ -67,6 +68,7 @@ export class Store {
   private readonly st: Record<keyof typeof READ_SQL, Statement>;
   private readonly writer: WriterThread;
   private readonly pendingWrites = new PendingWrites();
+  private readonly keys = new ObjectKeys();
   private readonly watchers = new Set<Watcher>();
   /** The newest resourceVersion handed out. */
   private rv: number;
@@ -103,6 +105,7 @@ export class Store {
     const meta = Object.fromEntries((this.st.meta.all() as { k: string; v: number }[]).map((r) => [r.k, r.v]));
     this.rv = this.committed = meta.rv;
     this.compacted = this.committedCompacted = meta.compacted;
+    this.keys.load(this.db);
     this.writer = new WriterThread(file, synchronous, (m) => this.onWriterReply(m), (e) => {
       this.writerDead = e;
       this.fail(e);
@@ -161,7 +164,7 @@ export class Store {
    * acknowledged — once `afterCommit` calls back.
    */
   write(type: EventType, gr: string, ns: string, name: string, object: KubeObject, prev?: StoredObject): StoredObject {
-    if (type === 'ADDED' && this.exists(gr, ns, name)) throw new AlreadyExistsError();
+    if (type === 'ADDED' && this.keys.resourceVersion(gr, ns, name) !== undefined) throw new AlreadyExistsError();
     const rv = this.rv + 1;
     // apiVersion and kind lead the stored text (as clients send them), so a list can check the
     // version of a row from its first bytes without parsing it (handlers/get.ts).
@@ -171,6 +174,8 @@ export class Store {
     const g = this.begin();
     if (gr === '/namespaces') this.namespaces.delete(name);
     this.pendingWrites.set(gr, { ns, name, rv, data: type === 'DELETED' ? null : data });
+    if (type === 'DELETED') this.keys.delete(gr, ns, name);
+    else this.keys.set(gr, ns, name, rv);
     g.rows.push(type, gr, ns, name, rv, data);
     g.rv = this.rv = rv;
     const saved = Object.assign(object, stamped) as StoredObject;
@@ -179,9 +184,9 @@ export class Store {
     return saved;
   }
 
-  private exists(gr: string, ns: string, name: string): boolean {
-    const p = this.pendingWrites.get(gr, ns, name);
-    return p ? p.data !== null : this.st.exists.get(gr, ns, name) !== undefined;
+  /** The resourceVersion of the object's latest write (committed or not); undefined when there is none. */
+  resourceVersion(gr: string, ns: string, name: string): number | undefined {
+    return this.keys.resourceVersion(gr, ns, name);
   }
 
   /** The stored JSON of an object this store wrote, unless its metadata was replaced since. */
@@ -262,6 +267,7 @@ export class Store {
     this.rv = this.committed;
     this.compacted = this.committedCompacted;
     this.pendingWrites.clear();
+    this.keys.load(this.db);
     this.namespaces.clear();
     for (const g of groups) for (const f of g.failed) f(e);
   }
