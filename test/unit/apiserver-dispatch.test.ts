@@ -3,6 +3,7 @@ import { EventEmitter } from 'node:events';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { Readable } from 'node:stream';
 import type { Authenticator, User } from '../../src/apiserver/auth/tokens.js';
 import { VERB_HANDLERS } from '../../src/apiserver/dispatcher.js';
 import { create } from '../../src/apiserver/handlers/create.js';
@@ -33,12 +34,9 @@ interface Reply {
 /** Sends one request through the server's handler, without HTTP; resolves with the reply (watches: once headers are out). */
 function send(api: ApiServer, method: string, url: string, role?: string, body?: unknown): Promise<Reply & { close(): void }> {
   const chunks = body === undefined ? [] : [Buffer.from(JSON.stringify(body))];
-  const req = Object.assign(new EventEmitter(), {
+  const req: Req = Object.assign(Readable.from(chunks), {
     method, url, headers: { ...(role ? { authorization: `Bearer ${role}` } : {}), ...(body !== undefined ? { 'content-type': 'application/json' } : {}) },
-    async *[Symbol.asyncIterator]() {
-      yield* chunks;
-    },
-  }) as unknown as Req;
+  });
   return new Promise((resolve) => {
     const events = new EventEmitter();
     const reply: Reply = { code: 0, headers: {}, body: '' };

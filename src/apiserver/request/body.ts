@@ -18,20 +18,37 @@ export interface Body {
   buf: Buffer;
 }
 
-export async function readBody(req: Req): Promise<Body> {
-  const chunks: Buffer[] = [];
-  let size = 0;
-  const tooLarge = () => new ApiError(413, 'RequestEntityTooLarge', `Request entity too large: limit is ${MAX_BODY}`);
-  for await (const c of req) {
-    size += c.length;
-    // Past the limit keep draining (so the client can read the 413) but stop buffering; give up on absurd sizes.
-    if (size > MAX_BODY * 16) throw tooLarge();
-    if (size <= MAX_BODY) chunks.push(c);
-  }
-  if (size > MAX_BODY) throw tooLarge();
-  const type = String(req.headers['content-type'] ?? '').split(';')[0].trim().toLowerCase();
-  const buf = Buffer.concat(chunks);
-  return { raw: buf.toString('utf8'), type, buf };
+/** Reads the whole body (events, not async iteration: that was ~2% of a create's CPU). */
+export function readBody(req: Req): Promise<Body> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    let settled = false;
+    const fail = (e: Error) => {
+      if (settled) return;
+      settled = true;
+      reject(e);
+    };
+    const tooLarge = () => new ApiError(413, 'RequestEntityTooLarge', `Request entity too large: limit is ${MAX_BODY}`);
+    req.on('data', (c: Buffer) => {
+      size += c.length;
+      // Past the limit keep draining (so the client can read the 413) but stop buffering; give up on absurd sizes.
+      if (size > MAX_BODY * 16) {
+        fail(tooLarge());
+        req.destroy();
+      } else if (size <= MAX_BODY) chunks.push(c);
+    });
+    req.on('error', fail);
+    req.on('close', () => fail(new Error('the client closed the request before sending all of its body')));
+    req.on('end', () => {
+      if (settled) return;
+      settled = true;
+      if (size > MAX_BODY) return reject(tooLarge());
+      const type = String(req.headers['content-type'] ?? '').split(';')[0].trim().toLowerCase();
+      const buf = Buffer.concat(chunks);
+      resolve({ raw: buf.toString('utf8'), type, buf });
+    });
+  });
 }
 
 /** Decodes JSON or (for YAML media types) exactly one YAML document. */

@@ -1,11 +1,14 @@
 import type { IncomingHttpHeaders } from 'node:http';
 
 /** The request surface shared by node:http and node:http2's compatibility API. */
-export interface Req extends AsyncIterable<Buffer> {
+export interface Req {
   method?: string;
   url?: string;
   headers: IncomingHttpHeaders;
-  on(ev: 'close', cb: () => void): unknown;
+  on(ev: 'data', cb: (chunk: Buffer) => void): unknown;
+  on(ev: 'end' | 'close', cb: () => void): unknown;
+  on(ev: 'error', cb: (e: Error) => void): unknown;
+  destroy(): unknown;
 }
 
 /** The response surface shared by node:http and node:http2's compatibility API. */
