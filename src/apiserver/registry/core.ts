@@ -2,7 +2,7 @@
 import { isObject, jsonEqual } from '../../util/json.js';
 import { badRequest } from '../errors.js';
 import type { Cause, KubeObject, Namespace, Secret, StoredObject } from '../types.js';
-import { GenericStrategy, type WriteContext } from './strategy.js';
+import { GenericStrategy } from './strategy.js';
 
 /**
  * `data`, `binaryData` (and a leftover `stringData`) must be maps of strings, base64 where the
@@ -20,18 +20,9 @@ function checkDataMaps(obj: KubeObject, kind: string, base64Data: boolean): void
 }
 
 export class SecretStrategy extends GenericStrategy {
-  override prepareForCreate(obj: KubeObject, ctx: WriteContext): void {
-    super.prepareForCreate(obj, ctx);
-    this.normalise(obj as Secret);
-  }
-
-  override prepareForUpdate(obj: KubeObject, old: StoredObject, ctx: WriteContext): void {
-    super.prepareForUpdate(obj, old, ctx);
-    this.normalise(obj as Secret);
-  }
-
   /** stringData is write-only: merged into data (base64) and dropped; the type defaults to Opaque. */
-  private normalise(secret: Secret): void {
+  protected override normalise(obj: KubeObject): void {
+    const secret = obj as Secret;
     const stringData: unknown = secret.stringData;
     if (isObject(stringData)) {
       const data: Record<string, string> = { ...(secret.data ?? {}) };
@@ -52,13 +43,7 @@ export class SecretStrategy extends GenericStrategy {
 }
 
 export class ConfigMapStrategy extends GenericStrategy {
-  override prepareForCreate(obj: KubeObject, ctx: WriteContext): void {
-    super.prepareForCreate(obj, ctx);
-    checkDataMaps(obj, 'ConfigMap', false);
-  }
-
-  override prepareForUpdate(obj: KubeObject, old: StoredObject, ctx: WriteContext): void {
-    super.prepareForUpdate(obj, old, ctx);
+  protected override normalise(obj: KubeObject): void {
     checkDataMaps(obj, 'ConfigMap', false);
   }
 }
@@ -75,17 +60,8 @@ export class NamespaceStrategy extends GenericStrategy {
     super();
   }
 
-  override prepareForCreate(obj: KubeObject, ctx: WriteContext): void {
-    super.prepareForCreate(obj, ctx);
-    this.normalise(obj as Namespace);
-  }
-
-  override prepareForUpdate(obj: KubeObject, old: StoredObject, ctx: WriteContext): void {
-    super.prepareForUpdate(obj, old, ctx);
-    this.normalise(obj as Namespace);
-  }
-
-  private normalise(ns: Namespace): void {
+  protected override normalise(obj: KubeObject): void {
+    const ns = obj as Namespace;
     ns.status = { ...(ns.status ?? {}), phase: ns.metadata.deletionTimestamp ? 'Terminating' : 'Active' };
     const name = ns.metadata.name;
     if (typeof name === 'string') ns.metadata.labels = { ...(ns.metadata.labels ?? {}), 'kubernetes.io/metadata.name': name };

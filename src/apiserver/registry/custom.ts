@@ -1,6 +1,6 @@
 /** The strategy of every CRD-backed kind: its version's structural schema prunes, defaults and validates. */
 import { badRequest } from '../errors.js';
-import type { Cause, KubeObject, StoredObject } from '../types.js';
+import type { Cause, KubeObject } from '../types.js';
 import { applyDefaults, prune, toCauses } from './schema.js';
 import { GenericStrategy, type WriteContext } from './strategy.js';
 
@@ -8,18 +8,8 @@ export class CustomResourceStrategy extends GenericStrategy {
   override readonly tracksGeneration = true;
   protected override readonly dropsStatusOnCreate = true;
 
-  override prepareForCreate(obj: KubeObject, ctx: WriteContext): void {
-    super.prepareForCreate(obj, ctx);
-    this.pruneAndDefault(obj, ctx);
-  }
-
-  override prepareForUpdate(obj: KubeObject, old: StoredObject, ctx: WriteContext): void {
-    super.prepareForUpdate(obj, old, ctx);
-    this.pruneAndDefault(obj, ctx);
-  }
-
   /** Unknown fields go (400 under fieldValidation=Strict, a warning under Warn), then defaults fill in. */
-  private pruneAndDefault(obj: KubeObject, ctx: WriteContext): void {
+  protected override normalise(obj: KubeObject, ctx: WriteContext): void {
     const { kind, version } = ctx;
     const pruned: string[] = [];
     prune(obj, version.schema, '', pruned, true);

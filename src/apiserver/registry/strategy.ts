@@ -59,13 +59,19 @@ export class GenericStrategy implements Strategy {
 
   prepareForCreate(obj: KubeObject, ctx: WriteContext): void {
     if (ctx.version.statusSubresource && ctx.subresource !== 'status' && this.dropsStatusOnCreate) delete obj.status;
+    this.normalise(obj, ctx);
   }
 
   prepareForUpdate(obj: KubeObject, old: StoredObject, ctx: WriteContext): void {
-    if (!ctx.version.statusSubresource || ctx.subresource === 'status') return;
-    if (old.status !== undefined) obj.status = structuredClone(old.status);
-    else if (this.dropsStatusOnCreate) delete obj.status;
+    if (ctx.version.statusSubresource && ctx.subresource !== 'status') {
+      if (old.status !== undefined) obj.status = structuredClone(old.status);
+      else if (this.dropsStatusOnCreate) delete obj.status;
+    }
+    this.normalise(obj, ctx);
   }
+
+  /** What a kind does to every object written, created or updated (after the status is settled). */
+  protected normalise(_obj: KubeObject, _ctx: WriteContext): void {}
 
   validate(obj: KubeObject, ctx: WriteContext): Cause[] {
     return validateMetadata(obj, ctx.kind.namespaced, this.nameRule);

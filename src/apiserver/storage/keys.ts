@@ -6,7 +6,8 @@
  */
 import type { Database } from 'better-sqlite3';
 
-const keyOf = (ns: string, name: string) => `${ns}\0${name}`;
+/** An object's key within its kind. */
+export const keyOf = (ns: string, name: string) => `${ns}\0${name}`;
 
 export class ObjectKeys {
   private byKind = new Map<string, Map<string, number>>();

@@ -4,6 +4,7 @@
  * a list shows are decided against everything written, committed or not (as one SQLite
  * connection doing both would see them).
  */
+import { keyOf } from './keys.js';
 
 /** One object as stored: its key and its JSON text. */
 export interface StoredRow {
@@ -20,7 +21,6 @@ export interface PendingRow {
   data: string | null;
 }
 
-const keyOf = (ns: string, name: string) => `${ns}\0${name}`;
 
 /** Key order as SQLite sorts the objects table: by namespace, then name. Names and namespaces are DNS names (ASCII), so JS string order is byte order. */
 function compareRows(a: { ns: string; name: string }, b: { ns: string; name: string }): number {
