@@ -4,8 +4,9 @@
  *
  * The main thread decides every write (resourceVersion, already-exists) and sees it at once
  * (PendingWrites); the writer thread (writer.ts) commits. Group commit: the writes of one
- * event-loop turn form a group, sent to the writer at the next setImmediate; the writer commits
- * every group waiting for it in one transaction. Watchers get a group's events, and callers run
+ * event-loop turn form a group, handed over at the next setImmediate; while the writer commits,
+ * the groups handed over meanwhile wait and go to it together, as one transaction (one message
+ * and one wake-up of the thread per commit, not per group). Watchers get a group's events, and callers run
  * their `afterCommit` callbacks, only once the writer says it is committed: a write is
  * acknowledged only when durable. With WAL + synchronous=NORMAL a committed write is in the WAL
  * file and survives kill -9 of the process; FULL also fsyncs the WAL per commit (an OS crash or
@@ -80,9 +81,13 @@ export class Store {
   private committedCompacted: number;
   /** The group this turn's writes join. */
   private open: Group | null = null;
-  /** Groups sent to the writer, oldest first. */
+  /** Groups handed over and not yet committed, oldest first: those sent to the writer, then those waiting for it. */
   private inFlight: Group[] = [];
   private seq = 0;
+  /** The newest group sent to the writer. */
+  private sentSeq = 0;
+  /** The newest group the writer has committed. */
+  private committedSeq = 0;
   /** Bumped when a commit fails: the writer drops everything sent under an older epoch. */
   private epoch = 0;
   private writerDead: Error | null = null;
@@ -222,19 +227,27 @@ export class Store {
     return this.open;
   }
 
-  /** Sends the open group to the writer. */
+  /** Hands the open group over; it goes to the writer now if the writer is idle. */
   private flush(): void {
     const g = this.open;
     if (!g) return;
     this.open = null;
-    if (this.writerDead) {
-      this.inFlight.push(g);
-      return this.fail(this.writerDead);
-    }
+    this.inFlight.push(g);
+    if (this.writerDead) return this.fail(this.writerDead);
     const slack = Math.max(1, Math.floor(this.window / 10));
     if (g.rv - this.compacted > this.window + slack) this.compacted = g.compactUpTo = g.rv - this.window;
-    this.inFlight.push(g);
-    this.writer.send({ op: 'commit', epoch: g.epoch, seq: g.seq, rows: g.rows, rv: g.rv, compactUpTo: g.compactUpTo });
+    if (this.sentSeq === this.committedSeq) this.send();
+  }
+
+  /** Sends every group waiting for the writer, as one commit. */
+  private send(): void {
+    const waiting = this.inFlight.filter((g) => g.seq > this.sentSeq);
+    if (!waiting.length) return;
+    const last = waiting[waiting.length - 1];
+    const compactUpTo = waiting.reduce<number | undefined>((upTo, g) => g.compactUpTo ?? upTo, undefined);
+    const rows = waiting.length === 1 ? last.rows : waiting.flatMap((g) => g.rows);
+    this.sentSeq = last.seq;
+    this.writer.send({ op: 'commit', epoch: last.epoch, seq: last.seq, rows, rv: last.rv, compactUpTo });
   }
 
   private onWriterReply(m: FromWriter): void {
@@ -244,6 +257,7 @@ export class Store {
       return;
     }
     if (m.op !== 'committed') return;
+    this.committedSeq = m.seq;
     while (this.inFlight.length && this.inFlight[0].seq <= m.seq) {
       const g = this.inFlight.shift()!;
       this.committed = g.rv;
@@ -253,6 +267,7 @@ export class Store {
       for (const ev of g.events) this.notify(ev);
       for (const f of g.done) f();
     }
+    this.send();
   }
 
   /**
@@ -263,6 +278,8 @@ export class Store {
     const groups = this.open ? [...this.inFlight, this.open] : this.inFlight;
     this.inFlight = [];
     this.open = null;
+    // Whatever the writer still holds fails there too (older epoch); nothing is waiting for it.
+    this.sentSeq = this.committedSeq = this.seq;
     this.epoch++;
     this.rv = this.committed;
     this.compacted = this.committedCompacted;
