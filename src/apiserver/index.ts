@@ -7,7 +7,7 @@ import type { TLSSocket } from 'node:tls';
 import YAML from 'yaml';
 import { createLogger, errorFields, type Logger } from '../log.js';
 import { ensureTokenFile, newToken, TokenAuth, type User } from './auth/tokens.js';
-import type { Req, Res } from './request/http.js';
+import { StreamRequest, StreamResponse, type Req, type Res } from './request/http.js';
 import { ApiServer } from './server.js';
 import { Store } from './storage/sqlite.js';
 import { ensureTls } from './tls.js';
@@ -97,8 +97,17 @@ export async function startApiServer(opts: ApiServerOptions): Promise<RunningApi
     // Responses are whole (one write each); Nagle would hold one back until the client's delayed ACK.
     s.setNoDelay(true);
   });
+  const failed = (e: unknown) => log.error('request failed', errorFields(e));
   server.on('request', (req, res) => {
-    api.handle(req as unknown as Req, res as unknown as Res).catch((e) => log.error('request failed', errorFields(e)));
+    // HTTP/1.1 only: HTTP/2 streams are answered from 'stream' below.
+    if (req.httpVersionMajor >= 2) return;
+    api.handle(req as unknown as Req, res as unknown as Res).catch(failed);
+  });
+  // The 'request' listener made node:http2 answer every HTTP/2 stream through its compatibility
+  // objects as well; the server serves the streams itself (see StreamRequest).
+  server.removeAllListeners('stream');
+  server.on('stream', (stream, headers) => {
+    api.handle(new StreamRequest(stream, headers), new StreamResponse(stream)).catch(failed);
   });
   server.on('sessionError', () => {});
   server.on('tlsClientError', () => {});

@@ -41,12 +41,15 @@ function send(api: ApiServer, method: string, url: string, role?: string, body?:
     const events = new EventEmitter();
     const reply: Reply = { code: 0, headers: {}, body: '' };
     const close = () => events.emit('close');
+    let headersSent = false;
     const res: Res = {
-      headersSent: false,
+      get headersSent() {
+        return headersSent;
+      },
       writeHead(code, headers) {
         reply.code = code;
         reply.headers = headers ?? {};
-        this.headersSent = true;
+        headersSent = true;
         if (/watch=1/.test(url)) resolve({ ...reply, close });
       },
       write(chunk) {
@@ -58,7 +61,6 @@ function send(api: ApiServer, method: string, url: string, role?: string, body?:
         close();
         resolve({ ...reply, close });
       },
-      setHeader() {},
       on(ev, cb) {
         events.on(ev, cb);
       },

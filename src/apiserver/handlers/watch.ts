@@ -60,7 +60,7 @@ export function watch(s: RequestScope): void {
   raw.writeHead(200, { 'content-type': 'application/json', 'cache-control': 'no-cache, private' });
   // Clients (fetch-based ones like client-node) resolve the watch call on the response headers;
   // HTTP/1.1 would otherwise hold them back until the first event.
-  (raw as { flushHeaders?: () => void }).flushHeaders?.();
+  raw.flushHeaders?.();
   let stop: () => void = () => {};
   // Until what the replay shows is committed, lines wait here (a read never shows a write before
   // it is committed); live events that arrive meanwhile queue behind them.
