@@ -3,7 +3,7 @@
  * puts into etcd) at concurrency 32, list them, then fan a stream of updates out to 100 watchers.
  * Prints one JSON document.
  *
- *   node dist/bench/apiserver/run.js [--quick] [--objects N] [--concurrency C] [--watchers W] [--updates U] [--synchronous NORMAL|FULL] [--creates-only]
+ *   node dist/bench/apiserver/run.js [--quick] [--objects N] [--concurrency C] [--watchers W] [--updates U] [--synchronous NORMAL|FULL] [--creates-only] [--server-main FILE]
  *
  * The server runs as its own process (so its RSS and CPU are its own) and is talked to over HTTP/2
  * with TLS, as client-go does. A second create phase (`createHttp1`) runs the same creates over C
@@ -12,8 +12,11 @@
  * creates against a Node server that only parses and echoes them (null-server.ts): what any Node
  * HTTPS server can answer on this machine with this client, the roof over the API server's rate.
  * `--quick` is 3,000 objects, 20 watchers and 300 updates (bench/run.ts P6 passes it);
- * `--creates-only` stops after the create phases. NBSWARM_BENCH_SERVER_NODE_ARGS adds node flags
- * to the server process (e.g. `--cpu-prof --cpu-prof-dir=/tmp/prof`).
+ * `--creates-only` stops after the create phases. `--server-main` runs another build's
+ * src/apiserver/main.js with this client (before/after comparisons with the same client).
+ * NBSWARM_BENCH_SERVER_NODE_ARGS adds node flags to the server process (e.g. `--cpu-prof
+ * --cpu-prof-dir=/tmp/prof`). A create's response is checked by its status only, not parsed (as
+ * the etcd anchor's client does with a put's): the client's CPU shares the machine with the server.
  */
 import https from 'node:https';
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -37,7 +40,7 @@ const QUICK = args.includes('--quick');
 const CREATES_ONLY = args.includes('--creates-only');
 const N = arg('objects', QUICK ? 3000 : 10000), C = arg('concurrency', 32), WATCHERS = arg('watchers', QUICK ? 20 : 100), UPDATES = arg('updates', QUICK ? 300 : 1000), PACED = arg('paced', QUICK ? 20 : 100);
 const SYNC = args.includes('--synchronous') ? args[args.indexOf('--synchronous') + 1]! : 'NORMAL';
-const MAIN = fileURLToPath(new URL('../../src/apiserver/main.js', import.meta.url));
+const MAIN = args.includes('--server-main') ? args[args.indexOf('--server-main') + 1]! : fileURLToPath(new URL('../../src/apiserver/main.js', import.meta.url));
 const NULL_SERVER = fileURLToPath(new URL('./null-server.js', import.meta.url));
 const NS = 'default';
 const R = `/apis/nbswarm.io/v1alpha1/namespaces/${NS}/notebookservers`;
@@ -62,23 +65,29 @@ function createBody(i: number, name: string): string {
 }
 
 interface Client {
-  req(method: string, path: string, body?: unknown, type?: string): Promise<{ status: number; body: any }>;  
+  /** `parse` false: the body is left as text (only the status is wanted, the text for an error). */
+  req(method: string, path: string, body?: unknown, type?: string, parse?: boolean): Promise<{ status: number; body: any }>;  
   session: http2.ClientHttp2Session;
 }
+
+const decoded = (chunks: Buffer[], parse: boolean) => {
+  const text = Buffer.concat(chunks).toString();
+  return parse ? JSON.parse(text || 'null') : text;
+};
 
 function connect(url: string, ca: string, token: string): Client {
   const session = http2.connect(url, { ca });
   session.on('error', () => {});
   return {
     session,
-    req(method, path, body, type = 'application/json') {
+    req(method, path, body, type = 'application/json', parse = true) {
       return new Promise((resolve, reject) => {
         const s = session.request({ ':method': method, ':path': path, authorization: `Bearer ${token}`, accept: 'application/json', ...(body !== undefined ? { 'content-type': type } : {}) });
         const chunks: Buffer[] = [];
         let status = 0;
         s.on('response', (h) => (status = Number(h[':status'])));
         s.on('data', (c: Buffer) => chunks.push(c));
-        s.on('end', () => resolve({ status, body: JSON.parse(Buffer.concat(chunks).toString() || 'null') }));
+        s.on('end', () => resolve({ status, body: decoded(chunks, parse) }));
         s.on('error', reject);
         s.end(body === undefined ? undefined : typeof body === 'string' ? body : JSON.stringify(body));
       });
@@ -92,13 +101,13 @@ function connect1(url: string, ca: string, token: string, sockets: number): { re
   const u = new URL(url);
   return {
     agent,
-    req(method, path, body, type = 'application/json') {
+    req(method, path, body, type = 'application/json', parse = true) {
       return new Promise((resolve, reject) => {
         const data = body === undefined ? undefined : typeof body === 'string' ? body : JSON.stringify(body);
         const r = https.request({ host: u.hostname, port: u.port, method, path, agent, headers: { authorization: `Bearer ${token}`, accept: 'application/json', ...(data !== undefined ? { 'content-type': type, 'content-length': Buffer.byteLength(data) } : {}) } }, (res) => {
           const chunks: Buffer[] = [];
           res.on('data', (c: Buffer) => chunks.push(c));
-          res.on('end', () => resolve({ status: res.statusCode ?? 0, body: JSON.parse(Buffer.concat(chunks).toString() || 'null') }));
+          res.on('end', () => resolve({ status: res.statusCode ?? 0, body: decoded(chunks, parse) }));
           res.on('error', reject);
         });
         r.on('error', reject);
@@ -137,8 +146,8 @@ async function createPhase(protocol: string, serverPid: number, bodies: string[]
   const t0 = performance.now();
   await pool(bodies.length, C, async (i) => {
     const t = performance.now();
-    const r = await req('POST', R, bodies[i]);
-    if (r.status !== 201) throw new Error(`${protocol} create ${i}: ${r.status} ${JSON.stringify(r.body)}`);
+    const r = await req('POST', R, bodies[i], 'application/json', false);
+    if (r.status !== 201) throw new Error(`${protocol} create ${i}: ${r.status} ${r.body}`);
     lat.push(performance.now() - t);
   });
   const secs = (performance.now() - t0) / 1000;
@@ -176,7 +185,7 @@ function h2Clients(url: string, ca: string, token: string): { req: Client['req']
   const clients = Array.from({ length: 4 }, () => connect(url, ca, token));
   let k = 0;
   return {
-    req: (method, path, body, type) => clients[k++ % clients.length].req(method, path, body, type),
+    req: (method, path, body, type, parse) => clients[k++ % clients.length].req(method, path, body, type, parse),
     close: () => clients.forEach((c) => c.session.close()),
   };
 }
