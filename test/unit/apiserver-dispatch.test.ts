@@ -31,7 +31,7 @@ interface Reply {
   body: string;
 }
 
-/** Sends one request through the server's handler, without HTTP; resolves with the reply (watches: once headers are out). */
+/** Sends one request through the server's handler, without HTTP; resolves with the reply (watches: once headers are out, the body growing after). */
 function send(api: ApiServer, method: string, url: string, role?: string, body?: unknown): Promise<Reply & { close(): void }> {
   const chunks = body === undefined ? [] : [Buffer.from(JSON.stringify(body))];
   const req: Req = Object.assign(Readable.from(chunks), {
@@ -50,7 +50,7 @@ function send(api: ApiServer, method: string, url: string, role?: string, body?:
         reply.code = code;
         reply.headers = headers ?? {};
         headersSent = true;
-        if (/watch=1/.test(url)) resolve({ ...reply, close });
+        if (/watch=1/.test(url)) resolve(Object.assign(reply, { close }));
       },
       write(chunk) {
         reply.body += String(chunk);
@@ -59,7 +59,7 @@ function send(api: ApiServer, method: string, url: string, role?: string, body?:
       end(chunk) {
         if (chunk !== undefined) reply.body += String(chunk);
         close();
-        resolve({ ...reply, close });
+        resolve(Object.assign(reply, { close }));
       },
       on(ev, cb) {
         events.on(ev, cb);
@@ -120,6 +120,22 @@ describe('API server dispatcher', function () {
       if (metric) expect(await api.metrics.registry.metrics()).to.contain(`apiserver_request_total{${metric}}`);
     });
   }
+
+  it('a watch shows an initial state holding uncommitted writes only once they are committed', async () => {
+    storage.write('ADDED', '/configmaps', 'default', 'in-flight', { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'in-flight', namespace: 'default' } });
+    expect(storage.pending).to.equal(true);
+    const w = await send(api, 'GET', '/api/v1/namespaces/default/configmaps?watch=1', 'viewer');
+    const lines = () => w.body.split('\n').filter(Boolean).map((l) => JSON.parse(l) as { type: string; object: { metadata: { name: string } } });
+    const sentBeforeCommit = lines();
+    const committed = storage.settled();
+    storage.write('ADDED', '/configmaps', 'default', 'next', { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'next', namespace: 'default' } });
+    await committed;
+    await storage.settled();
+    w.close();
+    expect(w.code).to.equal(200);
+    expect(sentBeforeCommit).to.deep.equal([]);
+    expect(lines().map((e) => `${e.type} ${e.object.metadata.name}`)).to.deep.equal(['ADDED in-flight', 'ADDED next']);
+  });
 
   it('creates, reads back and deletes through the verb handlers', async () => {
     const body = { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'cm' }, data: { a: 'b' } };
