@@ -47,6 +47,18 @@ const R = `/apis/nbswarm.io/v1alpha1/namespaces/${NS}/notebookservers`;
 /** The annotation an update carries its sequence number in, for the watchers to time its delivery. */
 const SEQ = 'bench.nbswarm.io/seq';
 
+/** User + system CPU (ms) of the main thread of process `pid` (its tid is the pid); bench/lib/proc.ts's procCpuMs counts every thread. */
+function mainThreadCpuMs(pid: number): number {
+  try {
+    const f = readFileSync(`/proc/${pid}/task/${pid}/stat`, 'utf8');
+    // After the command (which may hold spaces), utime and stime are the 12th and 13th fields, in USER_HZ (100/s).
+    const rest = f.slice(f.lastIndexOf(')') + 2).split(' ');
+    return ((Number(rest[11]) + Number(rest[12])) * 1000) / 100;
+  } catch {
+    return NaN;
+  }
+}
+
 function rssMiB(pid: number): { rss: number; peak: number } {
   return { rss: Math.round(procRss(pid) / 2 ** 20), peak: Math.round(procRssPeak(pid) / 2 ** 20) };
 }
@@ -132,6 +144,11 @@ interface CreatePhase {
   p99Ms: number;
   /** Server CPU per create (ms), from /proc. */
   serverCpuMsPerOp: number;
+  /**
+   * The server's event-loop thread's part of that: the thread every request goes through, so
+   * the one that caps the rate when the machine has cores to spare.
+   */
+  serverMainThreadCpuMsPerOp: number;
   /** Share of one core the server used during the phase. */
   serverCpuShare: number;
   /** This client's CPU per create (ms): the other half of the machine's budget. */
@@ -142,6 +159,7 @@ interface CreatePhase {
 async function createPhase(protocol: string, serverPid: number, bodies: string[], req: Client['req']): Promise<CreatePhase> {
   const lat: number[] = [];
   const server0 = procCpuMs(serverPid);
+  const main0 = mainThreadCpuMs(serverPid);
   const client0 = selfCpuMs();
   const t0 = performance.now();
   await pool(bodies.length, C, async (i) => {
@@ -152,6 +170,7 @@ async function createPhase(protocol: string, serverPid: number, bodies: string[]
   });
   const secs = (performance.now() - t0) / 1000;
   const serverCpu = procCpuMs(serverPid) - server0;
+  const mainCpu = mainThreadCpuMs(serverPid) - main0;
   const clientCpu = selfCpuMs() - client0;
   const n = bodies.length;
   return {
@@ -161,6 +180,7 @@ async function createPhase(protocol: string, serverPid: number, bodies: string[]
     p50Ms: pct(lat, 50),
     p99Ms: pct(lat, 99),
     serverCpuMsPerOp: +(serverCpu / n).toFixed(3),
+    serverMainThreadCpuMsPerOp: +(mainCpu / n).toFixed(3),
     serverCpuShare: +(serverCpu / 1000 / secs).toFixed(2),
     clientCpuMsPerOp: +(clientCpu / n).toFixed(3),
   };
