@@ -75,6 +75,31 @@ describe('API server storage (SQLite, writer thread)', function () {
     expect(again.write('ADDED', CM, 'ns', 'b', cm('b')).metadata.resourceVersion).to.equal(String(rv + 1));
   });
 
+  it('moves the objects of a data dir from before the rowid table over, and goes on writing', async () => {
+    const old = new Database(join(dir, 'state.db'));
+    old.pragma('journal_mode = WAL');
+    old.exec(`
+      CREATE TABLE objects (gr TEXT NOT NULL, ns TEXT NOT NULL, name TEXT NOT NULL, rv INTEGER NOT NULL, data TEXT NOT NULL, PRIMARY KEY (gr, ns, name)) WITHOUT ROWID;
+      CREATE TABLE meta (k TEXT PRIMARY KEY, v INTEGER NOT NULL);
+      INSERT INTO meta (k, v) VALUES ('rv', 7), ('compacted', 0);
+    `);
+    const insert = old.prepare('INSERT INTO objects (gr, ns, name, rv, data) VALUES (?, ?, ?, ?, ?)');
+    for (const [n, rv] of [['b', 6], ['a', 7]] as const) insert.run(CM, 'ns', n, rv, JSON.stringify({ ...cm(n, { v: n }), metadata: { name: n, namespace: 'ns', resourceVersion: String(rv) } }));
+    old.close();
+    const s = open();
+    expect([...s.iterate(CM, 'ns')].map((o) => [o.metadata.name, o.data])).to.deep.equal([['a', { v: 'a' }], ['b', { v: 'b' }]]);
+    expect(() => s.write('ADDED', CM, 'ns', 'a', cm('a'))).to.throw(AlreadyExistsError);
+    expect(s.write('ADDED', CM, 'ns', 'c', cm('c')).metadata.resourceVersion).to.equal('8');
+    await s.settled();
+    await s.close();
+    const check = new Database(join(dir, 'state.db'), { readonly: true });
+    const sql = (check.prepare("SELECT sql FROM sqlite_master WHERE name = 'objects'").get() as { sql: string }).sql;
+    const names = (check.prepare('SELECT name FROM objects ORDER BY name').all() as { name: string }[]).map((r) => r.name);
+    check.close();
+    expect(sql).to.not.match(/WITHOUT ROWID/i);
+    expect(names).to.deep.equal(['a', 'b', 'c']);
+  });
+
   it('replays committed history and compacts it past the window', async () => {
     const s = open(10);
     const first = s.currentRv;

@@ -17,7 +17,7 @@ import type { Database as DB, Statement } from 'better-sqlite3';
 import type { KubeObject, Namespace, StoredObject } from '../types.js';
 import { ObjectKeys } from './keys.js';
 import { PendingWrites, type StoredRow } from './pending.js';
-import { READ_SQL, SCHEMA } from './sql.js';
+import { migrate, READ_SQL, SCHEMA } from './sql.js';
 import { ROW_FIELDS, WriterThread, type FromWriter } from './writer.js';
 
 export type { StoredRow } from './pending.js';
@@ -91,6 +91,7 @@ export class Store {
   /** Bumped when a commit fails: the writer drops everything sent under an older epoch. */
   private epoch = 0;
   private writerDead: Error | null = null;
+  private closing: Promise<void> | null = null;
   /** The JSON each written object was stored as, so responses and watch lines need not serialise it again. */
   private readonly texts = new WeakMap<object, { metadata: unknown; data: string }>();
   /**
@@ -104,6 +105,7 @@ export class Store {
     this.db = new Database(file);
     this.db.pragma('journal_mode = WAL');
     this.db.pragma('busy_timeout = 5000');
+    migrate(this.db);
     this.db.exec(SCHEMA);
     const prepared = Object.entries(READ_SQL).map(([k, sql]) => [k, this.db.prepare(sql)]);
     this.st = Object.fromEntries(prepared) as Record<keyof typeof READ_SQL, Statement>;
@@ -326,11 +328,14 @@ export class Store {
   }
 
   /** Commits what was written, stops the writer and closes the database. */
-  async close(): Promise<void> {
-    this.flush();
-    await this.settled().catch(() => undefined);
-    await this.writer.close();
-    this.watchers.clear();
-    this.db.close();
+  close(): Promise<void> {
+    this.closing ??= (async () => {
+      this.flush();
+      await this.settled().catch(() => undefined);
+      await this.writer.close();
+      this.watchers.clear();
+      this.db.close();
+    })();
+    return this.closing;
   }
 }
