@@ -7,8 +7,12 @@ import winston from 'winston';
 
 export type Logger = winston.Logger;
 
-export function createLogger(opts: { level?: string; json?: boolean; silent?: boolean } = {}): Logger {
-  const json = opts.json ?? !process.stdout.isTTY;
+/**
+ * `stderr`: every level goes to stderr (for commands whose stdout is machine-readable, such as
+ * `nbswarm serve`); otherwise only warnings and errors do.
+ */
+export function createLogger(opts: { level?: string; json?: boolean; silent?: boolean; stderr?: boolean } = {}): Logger {
+  const json = opts.json ?? !(opts.stderr ? process.stderr : process.stdout).isTTY;
   const human = winston.format.printf((info) => {
     const { level, message, timestamp, ...rest } = info as Record<string, unknown>;
     const extra = Object.entries(rest)
@@ -23,7 +27,7 @@ export function createLogger(opts: { level?: string; json?: boolean; silent?: bo
     format: json
       ? winston.format.combine(winston.format.timestamp(), winston.format.json())
       : winston.format.combine(winston.format.timestamp(), winston.format.colorize(), human),
-    transports: [new winston.transports.Console({ stderrLevels: ['error', 'warn'] })],
+    transports: [new winston.transports.Console({ stderrLevels: opts.stderr ? Object.keys(winston.config.npm.levels) : ['error', 'warn'] })],
   });
 }
 

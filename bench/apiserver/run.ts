@@ -3,7 +3,7 @@
  * puts into etcd) at concurrency 32, list them, then fan a stream of updates out to 100 watchers.
  * Prints one JSON document.
  *
- *   node dist/bench/apiserver/run.js [--quick] [--objects N] [--concurrency C] [--watchers W] [--updates U] [--synchronous NORMAL|FULL] [--creates-only]
+ *   node dist/bench/apiserver/run.js [--quick] [--objects N] [--concurrency C] [--watchers W] [--updates U] [--synchronous NORMAL|FULL] [--creates-only] [--server-main FILE]
  *
  * The server runs as its own process (so its RSS and CPU are its own) and is talked to over HTTP/2
  * with TLS, as client-go does. A second create phase (`createHttp1`) runs the same creates over C
@@ -12,8 +12,11 @@
  * creates against a Node server that only parses and echoes them (null-server.ts): what any Node
  * HTTPS server can answer on this machine with this client, the roof over the API server's rate.
  * `--quick` is 3,000 objects, 20 watchers and 300 updates (bench/run.ts P6 passes it);
- * `--creates-only` stops after the create phases. NBSWARM_BENCH_SERVER_NODE_ARGS adds node flags
- * to the server process (e.g. `--cpu-prof --cpu-prof-dir=/tmp/prof`).
+ * `--creates-only` stops after the create phases. `--server-main` runs another build's
+ * src/apiserver/main.js with this client (before/after comparisons with the same client).
+ * NBSWARM_BENCH_SERVER_NODE_ARGS adds node flags to the server process (e.g. `--cpu-prof
+ * --cpu-prof-dir=/tmp/prof`). A create's response is checked by its status only, not parsed (as
+ * the etcd anchor's client does with a put's): the client's CPU shares the machine with the server.
  */
 import https from 'node:https';
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -37,12 +40,24 @@ const QUICK = args.includes('--quick');
 const CREATES_ONLY = args.includes('--creates-only');
 const N = arg('objects', QUICK ? 3000 : 10000), C = arg('concurrency', 32), WATCHERS = arg('watchers', QUICK ? 20 : 100), UPDATES = arg('updates', QUICK ? 300 : 1000), PACED = arg('paced', QUICK ? 20 : 100);
 const SYNC = args.includes('--synchronous') ? args[args.indexOf('--synchronous') + 1]! : 'NORMAL';
-const MAIN = fileURLToPath(new URL('../../src/apiserver/main.js', import.meta.url));
+const MAIN = args.includes('--server-main') ? args[args.indexOf('--server-main') + 1]! : fileURLToPath(new URL('../../src/apiserver/main.js', import.meta.url));
 const NULL_SERVER = fileURLToPath(new URL('./null-server.js', import.meta.url));
 const NS = 'default';
 const R = `/apis/nbswarm.io/v1alpha1/namespaces/${NS}/notebookservers`;
 /** The annotation an update carries its sequence number in, for the watchers to time its delivery. */
 const SEQ = 'bench.nbswarm.io/seq';
+
+/** User + system CPU (ms) of the main thread of process `pid` (its tid is the pid); bench/lib/proc.ts's procCpuMs counts every thread. */
+function mainThreadCpuMs(pid: number): number {
+  try {
+    const f = readFileSync(`/proc/${pid}/task/${pid}/stat`, 'utf8');
+    // After the command (which may hold spaces), utime and stime are the 12th and 13th fields, in USER_HZ (100/s).
+    const rest = f.slice(f.lastIndexOf(')') + 2).split(' ');
+    return ((Number(rest[11]) + Number(rest[12])) * 1000) / 100;
+  } catch {
+    return NaN;
+  }
+}
 
 function rssMiB(pid: number): { rss: number; peak: number } {
   return { rss: Math.round(procRss(pid) / 2 ** 20), peak: Math.round(procRssPeak(pid) / 2 ** 20) };
@@ -62,23 +77,29 @@ function createBody(i: number, name: string): string {
 }
 
 interface Client {
-  req(method: string, path: string, body?: unknown, type?: string): Promise<{ status: number; body: any }>;  
+  /** `parse` false: the body is left as text (only the status is wanted, the text for an error). */
+  req(method: string, path: string, body?: unknown, type?: string, parse?: boolean): Promise<{ status: number; body: any }>;  
   session: http2.ClientHttp2Session;
 }
+
+const decoded = (chunks: Buffer[], parse: boolean) => {
+  const text = Buffer.concat(chunks).toString();
+  return parse ? JSON.parse(text || 'null') : text;
+};
 
 function connect(url: string, ca: string, token: string): Client {
   const session = http2.connect(url, { ca });
   session.on('error', () => {});
   return {
     session,
-    req(method, path, body, type = 'application/json') {
+    req(method, path, body, type = 'application/json', parse = true) {
       return new Promise((resolve, reject) => {
         const s = session.request({ ':method': method, ':path': path, authorization: `Bearer ${token}`, accept: 'application/json', ...(body !== undefined ? { 'content-type': type } : {}) });
         const chunks: Buffer[] = [];
         let status = 0;
         s.on('response', (h) => (status = Number(h[':status'])));
         s.on('data', (c: Buffer) => chunks.push(c));
-        s.on('end', () => resolve({ status, body: JSON.parse(Buffer.concat(chunks).toString() || 'null') }));
+        s.on('end', () => resolve({ status, body: decoded(chunks, parse) }));
         s.on('error', reject);
         s.end(body === undefined ? undefined : typeof body === 'string' ? body : JSON.stringify(body));
       });
@@ -92,13 +113,13 @@ function connect1(url: string, ca: string, token: string, sockets: number): { re
   const u = new URL(url);
   return {
     agent,
-    req(method, path, body, type = 'application/json') {
+    req(method, path, body, type = 'application/json', parse = true) {
       return new Promise((resolve, reject) => {
         const data = body === undefined ? undefined : typeof body === 'string' ? body : JSON.stringify(body);
         const r = https.request({ host: u.hostname, port: u.port, method, path, agent, headers: { authorization: `Bearer ${token}`, accept: 'application/json', ...(data !== undefined ? { 'content-type': type, 'content-length': Buffer.byteLength(data) } : {}) } }, (res) => {
           const chunks: Buffer[] = [];
           res.on('data', (c: Buffer) => chunks.push(c));
-          res.on('end', () => resolve({ status: res.statusCode ?? 0, body: JSON.parse(Buffer.concat(chunks).toString() || 'null') }));
+          res.on('end', () => resolve({ status: res.statusCode ?? 0, body: decoded(chunks, parse) }));
           res.on('error', reject);
         });
         r.on('error', reject);
@@ -123,6 +144,11 @@ interface CreatePhase {
   p99Ms: number;
   /** Server CPU per create (ms), from /proc. */
   serverCpuMsPerOp: number;
+  /**
+   * The server's event-loop thread's part of that: the thread every request goes through, so
+   * the one that caps the rate when the machine has cores to spare.
+   */
+  serverMainThreadCpuMsPerOp: number;
   /** Share of one core the server used during the phase. */
   serverCpuShare: number;
   /** This client's CPU per create (ms): the other half of the machine's budget. */
@@ -133,16 +159,18 @@ interface CreatePhase {
 async function createPhase(protocol: string, serverPid: number, bodies: string[], req: Client['req']): Promise<CreatePhase> {
   const lat: number[] = [];
   const server0 = procCpuMs(serverPid);
+  const main0 = mainThreadCpuMs(serverPid);
   const client0 = selfCpuMs();
   const t0 = performance.now();
   await pool(bodies.length, C, async (i) => {
     const t = performance.now();
-    const r = await req('POST', R, bodies[i]);
-    if (r.status !== 201) throw new Error(`${protocol} create ${i}: ${r.status} ${JSON.stringify(r.body)}`);
+    const r = await req('POST', R, bodies[i], 'application/json', false);
+    if (r.status !== 201) throw new Error(`${protocol} create ${i}: ${r.status} ${r.body}`);
     lat.push(performance.now() - t);
   });
   const secs = (performance.now() - t0) / 1000;
   const serverCpu = procCpuMs(serverPid) - server0;
+  const mainCpu = mainThreadCpuMs(serverPid) - main0;
   const clientCpu = selfCpuMs() - client0;
   const n = bodies.length;
   return {
@@ -152,6 +180,7 @@ async function createPhase(protocol: string, serverPid: number, bodies: string[]
     p50Ms: pct(lat, 50),
     p99Ms: pct(lat, 99),
     serverCpuMsPerOp: +(serverCpu / n).toFixed(3),
+    serverMainThreadCpuMsPerOp: +(mainCpu / n).toFixed(3),
     serverCpuShare: +(serverCpu / 1000 / secs).toFixed(2),
     clientCpuMsPerOp: +(clientCpu / n).toFixed(3),
   };
@@ -176,7 +205,7 @@ function h2Clients(url: string, ca: string, token: string): { req: Client['req']
   const clients = Array.from({ length: 4 }, () => connect(url, ca, token));
   let k = 0;
   return {
-    req: (method, path, body, type) => clients[k++ % clients.length].req(method, path, body, type),
+    req: (method, path, body, type, parse) => clients[k++ % clients.length].req(method, path, body, type, parse),
     close: () => clients.forEach((c) => c.session.close()),
   };
 }

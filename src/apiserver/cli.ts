@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { Command } from 'commander';
+import { createLogger } from '../log.js';
 // The server's modules (SQLite, ajv, forge…) load when a command needs them: `nbswarm operator`
 // never does.
 const server = () => import('./index.js');
@@ -28,7 +29,8 @@ export function registerApiServerCommands(program: Command): void {
         process.exitCode = 2;
         return;
       }
-      const log = (msg: string, meta?: object) => process.stderr.write(JSON.stringify({ level: 'info', msg, ...meta, time: new Date().toISOString() }) + '\n');
+      // stdout carries the one line tools read ({"url", "kubeconfig"}); logs go to stderr.
+      const log = createLogger({ stderr: true });
       const { startApiServer } = await server();
       const srv = await startApiServer({ dataDir: o.dataDir, host: o.address, port: Number(o.port), tokenFile: o.tokenFile, watchWindow: Number(o.watchWindow), synchronous, log });
       process.stdout.write(JSON.stringify({ url: srv.url, kubeconfig: srv.kubeconfigPath }) + '\n');
@@ -47,7 +49,7 @@ export function registerApiServerCommands(program: Command): void {
     .option('--data-dir <dir>', 'state directory (env NBSWARM_DATA_DIR)', env('NBSWARM_DATA_DIR') ?? './.nbswarm')
     .option('--token-file <file>', 'token file (env NBSWARM_TOKEN_FILE)', env('NBSWARM_TOKEN_FILE'))
     .action(async (o: { user: string; server: string; namespace?: string; dataDir: string; tokenFile?: string }) => {
-      const { TokenAuth } = await import('./auth.js');
+      const { TokenAuth } = await import('./auth/tokens.js');
       const { ensureTls } = await import('./tls.js');
       const { buildKubeconfig } = await server();
       const dataDir = resolve(o.dataDir);

@@ -5,13 +5,15 @@ import { hostname } from 'node:os';
 import { join, resolve } from 'node:path';
 import type { TLSSocket } from 'node:tls';
 import YAML from 'yaml';
-import { ensureTokenFile, newToken, TokenAuth, type User } from './auth.js';
-import { ApiHandler, type Req, type Res } from './server.js';
-import { Store } from './store.js';
+import { createLogger, errorFields, type Logger } from '../log.js';
+import { ensureTokenFile, newToken, TokenAuth, type User } from './auth/tokens.js';
+import { StreamRequest, StreamResponse, type Req, type Res } from './request/http.js';
+import { ApiServer } from './server.js';
+import { Store } from './storage/sqlite.js';
 import { ensureTls } from './tls.js';
 
-export { parseTokenFile } from './auth.js';
-export type { Role, User } from './auth.js';
+export { parseTokenFile } from './auth/tokens.js';
+export type { Role, User } from './auth/tokens.js';
 
 export interface ApiServerOptions {
   dataDir: string;
@@ -31,11 +33,13 @@ export interface ApiServerOptions {
   /**
    * SQLite synchronous mode. NORMAL (default): an acknowledged write survives kill -9 of the server
    * (WAL written at commit) but not an OS crash or power loss. FULL: also fsyncs the WAL at each
-   * group commit (as etcd fsyncs each batch), costing about a third of create throughput here.
+   * group commit (as etcd fsyncs each batch); the fsync waits on the writer thread, so creates
+   * run within ~10–15% of NORMAL's rate (bench/apiserver).
    * CLI: `--synchronous` / NBSWARM_SYNCHRONOUS.
    */
   synchronous?: 'NORMAL' | 'FULL';
-  log?: (msg: string, meta?: object) => void;
+  /** Where the server logs (`nbswarm up` passes the operator's). Default: warnings and errors to stderr. */
+  log?: Logger;
 }
 
 export interface RunningApiServer {
@@ -67,7 +71,7 @@ export async function startApiServer(opts: ApiServerOptions): Promise<RunningApi
   const dataDir = resolve(opts.dataDir);
   mkdirSync(dataDir, { recursive: true, mode: 0o700 });
   const host = opts.host ?? '127.0.0.1';
-  const log = opts.log ?? (() => {});
+  const log = opts.log ?? createLogger({ level: 'warn', stderr: true });
   // Wildcard listeners are reached by this machine's name too, so it goes into the certificate.
   const wildcard = host === '0.0.0.0' || host === '::';
   const tls = ensureTls(dataDir, wildcard ? ['127.0.0.1', hostname()] : [host]);
@@ -81,7 +85,10 @@ export async function startApiServer(opts: ApiServerOptions): Promise<RunningApi
   }
   const auth = new TokenAuth(tokenFile, extra);
   const store = new Store(join(dataDir, 'state.db'), opts.watchWindow ?? 10000, opts.synchronous ?? 'NORMAL');
-  const handler = new ApiHandler({ store, auth, bookmarkIntervalMs: opts.bookmarkIntervalMs ?? 15000, maxWatchSeconds: opts.maxWatchSeconds ?? 3600, eventTtlSeconds: opts.eventTtlSeconds ?? 3600, log });
+  const api = new ApiServer({
+    storage: store, authenticator: auth, log,
+    bookmarkIntervalMs: opts.bookmarkIntervalMs ?? 15000, maxWatchSeconds: opts.maxWatchSeconds ?? 3600, eventTtlSeconds: opts.eventTtlSeconds ?? 3600,
+  });
 
   const server = http2.createSecureServer({ key: tls.keyPem, cert: tls.certPem, allowHTTP1: true, settings: { maxConcurrentStreams: 1000 } });
   const sockets = new Set<TLSSocket>();
@@ -91,9 +98,17 @@ export async function startApiServer(opts: ApiServerOptions): Promise<RunningApi
     // Responses are whole (one write each); Nagle would hold one back until the client's delayed ACK.
     s.setNoDelay(true);
   });
+  const failed = (e: unknown) => log.error('request failed', errorFields(e));
   server.on('request', (req, res) => {
-    const user = auth.authenticate(req.headers.authorization);
-    handler.handle(req as unknown as Req, res as unknown as Res, user).catch((e) => log('request failed', { error: String(e) }));
+    // HTTP/1.1 only: HTTP/2 streams are answered from 'stream' below.
+    if (req.httpVersionMajor >= 2) return;
+    api.handle(req as unknown as Req, res as unknown as Res).catch(failed);
+  });
+  // The 'request' listener made node:http2 answer every HTTP/2 stream through its compatibility
+  // objects as well; the server serves the streams itself (see StreamRequest).
+  server.removeAllListeners('stream');
+  server.on('stream', (stream, headers) => {
+    api.handle(new StreamRequest(stream, headers), new StreamResponse(stream)).catch(failed);
   });
   server.on('sessionError', () => {});
   server.on('tlsClientError', () => {});
@@ -109,18 +124,18 @@ export async function startApiServer(opts: ApiServerOptions): Promise<RunningApi
   const url = `https://${urlHost}:${port}`;
   const kubeconfigPath = join(dataDir, 'admin.kubeconfig');
   writeFileSync(kubeconfigPath, buildKubeconfig({ server: url, caPem: tls.caPem, user: 'admin', token: adminToken }), { mode: 0o600 });
-  log('api server listening', { url, dataDir });
+  log.info('api server listening', { url, dataDir });
   let closed: Promise<void> | null = null;
   return {
     url, host, port, caPem: tls.caPem, dataDir, adminToken, kubeconfigPath,
     close() {
       closed ??= (async () => {
-        handler.close();
+        api.close();
         await new Promise<void>((ok) => {
           server.close(() => ok());
           for (const s of sockets) s.destroy();
         });
-        store.close();
+        await store.close();
       })();
       return closed;
     },

@@ -157,11 +157,11 @@ function loadKubeconfig(file: string | undefined): KubeConfig {
 
 type EmbeddedServer = RunningApiServer;
 
-async function startEmbedded(dataDir: string, port: number, address: string): Promise<EmbeddedServer> {
+async function startEmbedded(dataDir: string, port: number, address: string, log: Logger): Promise<EmbeddedServer> {
   try {
     // Loaded here, not at start-up: `nbswarm operator` never needs the server's modules.
     const { startApiServer } = await import('../apiserver/index.js');
-    return await startApiServer({ dataDir, port, host: address });
+    return await startApiServer({ dataDir, port, host: address, log });
   } catch (err) {
     const code = (err as { code?: string }).code;
     if (code === 'EADDRINUSE') throw new StartupError(describePortInUse(port, address), 'pass another --port, or stop that process');
@@ -189,7 +189,7 @@ export function registerOperatorCommands(program: Command): void {
         backend = await connectBackend(policy, log);
         await checkBackend(backend);
         const dataDir = resolve(o.dataDir);
-        srv = await startEmbedded(dataDir, Number(o.port), o.address);
+        srv = await startEmbedded(dataDir, Number(o.port), o.address, log);
         const kc = new KubeConfig();
         kc.loadFromFile(srv.kubeconfigPath);
         const crd = await installCrd(kc);

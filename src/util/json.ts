@@ -1,13 +1,21 @@
 /**
- * Pure helpers for JSON values, shared by the API server and the operator: structural equality,
+ * Pure helpers for JSON values that the API server and the operator both need: one definition of
+ * "a JSON object", structural equality (so the two sides agree on when something changed),
  * canonical text (for hashes), and the RFC 7386 merge patch that turns one value into another.
  */
 
-function isObj(v: unknown): v is Record<string, unknown> {
+/** A JSON object as decoded from a body: keys to values that still need checking. */
+export type JsonObject = Record<string, unknown>;
+
+/** Whether `v` is a JSON object (not null, not an array). */
+export function isObject(v: unknown): v is JsonObject {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
 
-/** Structural equality for JSON values (key order ignored; undefined members ignored). */
+/**
+ * Structural equality of JSON values: key order does not matter, and a member set to undefined
+ * counts as absent (JSON.stringify drops it, so stored and computed objects compare equal).
+ */
 export function jsonEqual(a: unknown, b: unknown): boolean {
   if (a === b) return true;
   if (a === null || b === null || typeof a !== 'object' || typeof b !== 'object') return false;
@@ -16,12 +24,11 @@ export function jsonEqual(a: unknown, b: unknown): boolean {
     const bb = b as unknown[];
     return a.length === bb.length && a.every((v, i) => jsonEqual(v, bb[i]));
   }
-  const ao = a as Record<string, unknown>;
-  const bo = b as Record<string, unknown>;
+  const ao = a as JsonObject;
+  const bo = b as JsonObject;
   const ak = Object.keys(ao).filter((k) => ao[k] !== undefined);
   const bk = Object.keys(bo).filter((k) => bo[k] !== undefined);
-  if (ak.length !== bk.length) return false;
-  return ak.every((k) => jsonEqual(ao[k], bo[k]));
+  return ak.length === bk.length && ak.every((k) => jsonEqual(ao[k], bo[k]));
 }
 
 /** Canonical JSON: object keys sorted at every level, undefined dropped. */
@@ -39,13 +46,13 @@ export function canonicalJson(v: unknown): string {
  * dropped members as null (merge patch's only way to delete), arrays whole. undefined when equal.
  */
 export function mergePatchBetween(from: unknown, to: unknown): Record<string, unknown> | undefined {
-  const f = (isObj(from) ? from : {}) as Record<string, unknown>;
-  const t = (isObj(to) ? to : {}) as Record<string, unknown>;
+  const f = (isObject(from) ? from : {}) as Record<string, unknown>;
+  const t = (isObject(to) ? to : {}) as Record<string, unknown>;
   const patch: Record<string, unknown> = {};
   for (const k of Object.keys(t)) {
     if (t[k] === undefined) continue;
     if (jsonEqual(f[k], t[k])) continue;
-    if (isObj(t[k]) && isObj(f[k])) {
+    if (isObject(t[k]) && isObject(f[k])) {
       const sub = mergePatchBetween(f[k], t[k]);
       if (sub) patch[k] = sub;
     } else patch[k] = t[k];

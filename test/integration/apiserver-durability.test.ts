@@ -8,8 +8,8 @@ import { apiRequest, widgetCrd } from '../helpers/apiserver.js';
 
 const MAIN = fileURLToPath(new URL('../../src/apiserver/main.js', import.meta.url));
 
-async function spawnServer(dataDir: string): Promise<{ child: ChildProcess; srv: { url: string; caPem: string; adminToken: string } }> {
-  const child = spawn(process.execPath, [MAIN, 'serve', '--port', '0', '--data-dir', dataDir], { stdio: ['ignore', 'pipe', 'pipe'] });
+async function spawnServer(dataDir: string, synchronous: string): Promise<{ child: ChildProcess; srv: { url: string; caPem: string; adminToken: string } }> {
+  const child = spawn(process.execPath, [MAIN, 'serve', '--port', '0', '--data-dir', dataDir, '--synchronous', synchronous], { stdio: ['ignore', 'pipe', 'pipe'] });
   const url = await new Promise<string>((resolve, reject) => {
     let out = '';
     child.stdout!.on('data', (d: Buffer) => {
@@ -24,7 +24,7 @@ async function spawnServer(dataDir: string): Promise<{ child: ChildProcess; srv:
   return { child, srv: { url, caPem, adminToken } };
 }
 
-describe('API server durability', function () {
+for (const synchronous of ['NORMAL', 'FULL']) describe(`API server durability (synchronous ${synchronous})`, function () {
   let dataDir: string;
   let child: ChildProcess | undefined;
   before(() => {
@@ -36,7 +36,7 @@ describe('API server durability', function () {
   });
 
   it('keeps every acknowledged write across SIGKILL; resourceVersions keep increasing', async () => {
-    const first = await spawnServer(dataDir);
+    const first = await spawnServer(dataDir, synchronous);
     child = first.child;
     expect((await apiRequest(first.srv, 'POST', '/apis/apiextensions.k8s.io/v1/customresourcedefinitions', { body: await widgetCrd() })).status).to.equal(201);
     const W = '/apis/example.nbswarm.io/v1/namespaces/default/widgets';
@@ -65,7 +65,7 @@ describe('API server durability', function () {
     await Promise.all(writers);
     await new Promise((r) => (child!.exitCode !== null || child!.signalCode ? r(null) : child!.once('exit', r)));
 
-    const second = await spawnServer(dataDir);
+    const second = await spawnServer(dataDir, synchronous);
     child = second.child;
     const list = await apiRequest(second.srv, 'GET', W);
     expect(list.status).to.equal(200);

@@ -1,4 +1,4 @@
-import type { Obj } from './store.js';
+import type { KubeObject, ObjectMeta } from '../types.js';
 
 /**
  * Decoder for the Kubernetes protobuf envelope (`k8s\0` + runtime.Unknown), enough for the core
@@ -62,9 +62,9 @@ function time(b: Buffer): string {
   return new Date(Number(s ? (s.v as bigint) : 0n) * 1000).toISOString().replace(/\.\d+Z$/, 'Z');
 }
 
-function objectMeta(b: Buffer): Obj {
+function objectMeta(b: Buffer): ObjectMeta {
   const fs = fields(b);
-  const m: Obj = {};
+  const m: ObjectMeta = {};
   for (const f of fs) {
     switch (f.no) {
       case 1: m.name = str(f); break;
@@ -82,14 +82,14 @@ function objectMeta(b: Buffer): Obj {
   return m;
 }
 
-function objRef(b: Buffer): Obj {
+function objRef(b: Buffer): Record<string, string> {
   const names = ['', 'kind', 'namespace', 'name', 'uid', 'apiVersion', 'resourceVersion', 'fieldPath'];
-  const o: Obj = {};
+  const o: Record<string, string> = {};
   for (const f of fields(b)) if (names[f.no]) o[names[f.no]] = str(f);
   return o;
 }
 
-export function decodeK8sProtobuf(buf: Buffer): Obj {
+export function decodeK8sProtobuf(buf: Buffer): KubeObject {
   if (buf.length < 4 || buf.subarray(0, 4).toString('latin1') !== 'k8s\0') throw new Error('missing k8s protobuf envelope');
   const unknown = fields(buf.subarray(4));
   const tm = unknown.find((f) => f.no === 1);
@@ -103,7 +103,7 @@ export function decodeK8sProtobuf(buf: Buffer): Obj {
   }
   const fs = fields((raw?.v as Buffer) ?? Buffer.alloc(0));
   const metaF = fs.find((f) => f.no === 1);
-  const o: Obj = { apiVersion, kind, metadata: metaF ? objectMeta(metaF.v as Buffer) : {} };
+  const o: KubeObject = { apiVersion, kind, metadata: metaF ? objectMeta(metaF.v as Buffer) : {} };
   switch (kind) {
     case 'Secret': {
       const data = map(fs, 2, true);
@@ -145,13 +145,14 @@ export function decodeK8sProtobuf(buf: Buffer): Obj {
       break;
     case 'SelfSubjectAccessReview': {
       const spec = fs.find((f) => f.no === 2);
-      o.spec = {};
+      const reviewSpec: Record<string, Record<string, string>> = {};
       for (const f of spec ? fields(spec.v as Buffer) : []) {
         const names = f.no === 1 ? ['', 'namespace', 'verb', 'group', 'version', 'resource', 'subresource', 'name'] : ['', 'path', 'verb'];
-        const attrs: Obj = {};
+        const attrs: Record<string, string> = {};
         for (const a of fields(f.v as Buffer)) if (names[a.no] && a.wire === 2) attrs[names[a.no]] = str(a);
-        o.spec[f.no === 1 ? 'resourceAttributes' : 'nonResourceAttributes'] = attrs;
+        reviewSpec[f.no === 1 ? 'resourceAttributes' : 'nonResourceAttributes'] = attrs;
       }
+      o.spec = reviewSpec;
       break;
     }
     default:

@@ -1,7 +1,21 @@
+/**
+ * OpenAPI v2 and v3 documents of the served kinds: CRD versions with their schemas, built-in
+ * kinds with short hand-written ones. kubectl reads them for `explain`, client-side validation
+ * and its fieldValidation probe.
+ */
 import { createHash } from 'node:crypto';
-import YAML from 'yaml';
-import type { ResDef } from './resources.js';
-import type { Obj } from './store.js';
+import type { ResourceKind } from '../registry/kinds.js';
+import type { JsonObject, JsonSchema } from '../types.js';
+
+/** A kind at one of its versions. */
+export type KindAtVersion = [ResourceKind, string];
+
+export interface OpenApiV2 {
+  swagger: '2.0';
+  info: { title: string; version: string };
+  paths: JsonObject;
+  definitions: Record<string, JsonSchema>;
+}
 
 const META = 'io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta';
 const LISTMETA = 'io.k8s.apimachinery.pkg.apis.meta.v1.ListMeta';
@@ -12,15 +26,15 @@ function reverseGroup(group: string): string {
   return group.split('.').reverse().join('.');
 }
 
-export function schemaName(def: ResDef, version: string, list = false): string {
+export function schemaName(def: ResourceKind, version: string, list = false): string {
   return `${reverseGroup(def.group)}.${version}.${def.kind}${list ? 'List' : ''}`;
 }
 
 const apiVersionProp = { type: 'string', description: 'APIVersion defines the versioned schema of this representation of an object. Servers should convert recognized schemas to the latest internal value, and may reject unrecognized values. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#resources' };
 const kindProp = { type: 'string', description: 'Kind is a string value representing the REST resource this object represents. Servers may infer this from the endpoint the client submits requests to. Cannot be updated. In CamelCase. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#types-kinds' };
 
-function objectMeta(): Obj {
-  const s = (description: string, extra: Obj = {}) => ({ type: 'string', description, ...extra });
+function objectMeta(): JsonSchema {
+  const s = (description: string, extra: JsonObject = {}) => ({ type: 'string', description, ...extra });
   const m = (description: string) => ({ type: 'object', additionalProperties: { type: 'string', default: '' }, description });
   return {
     description: 'ObjectMeta is metadata that all persisted resources must have, which includes all objects users must create.',
@@ -43,7 +57,7 @@ function objectMeta(): Obj {
   };
 }
 
-const builtinSchemas: Record<string, Obj> = {
+const builtinSchemas: Record<string, JsonSchema> = {
   Secret: { description: 'Secret holds secret data of a certain type.', properties: { data: { type: 'object', additionalProperties: { type: 'string', format: 'byte' }, description: 'Data contains the secret data, base64 encoded.' }, stringData: { type: 'object', additionalProperties: { type: 'string' }, description: 'stringData allows specifying non-binary secret data in string form. It is merged into data on write.' }, type: { type: 'string', description: 'Used to facilitate programmatic handling of secret data.' }, immutable: { type: 'boolean' } } },
   ConfigMap: { description: 'ConfigMap holds configuration data for pods to consume.', properties: { data: { type: 'object', additionalProperties: { type: 'string' }, description: 'Data contains the configuration data.' }, binaryData: { type: 'object', additionalProperties: { type: 'string', format: 'byte' } }, immutable: { type: 'boolean' } } },
   Namespace: { description: 'Namespace provides a scope for Names.', properties: { spec: { type: 'object', 'x-kubernetes-preserve-unknown-fields': true }, status: { type: 'object', 'x-kubernetes-preserve-unknown-fields': true, description: 'Status describes the current status of a Namespace.' } } },
@@ -52,8 +66,8 @@ const builtinSchemas: Record<string, Obj> = {
   CustomResourceDefinition: { description: 'CustomResourceDefinition represents a resource that should be exposed on the API server.', properties: { spec: { type: 'object', 'x-kubernetes-preserve-unknown-fields': true, description: 'spec describes how the user wants the resources to appear' }, status: { type: 'object', 'x-kubernetes-preserve-unknown-fields': true } } },
 };
 
-function withRefs(s: Obj, prefix: string, root: boolean): Obj {
-  const out: Obj = { ...s };
+function withRefs(s: JsonSchema, prefix: string, root: boolean): JsonSchema {
+  const out: JsonSchema = { ...s };
   if (out.properties) {
     out.properties = { ...out.properties };
     if (root) {
@@ -66,15 +80,15 @@ function withRefs(s: Obj, prefix: string, root: boolean): Obj {
   return out;
 }
 
-function rootSchema(def: ResDef, version: string, prefix: string): Obj {
+function rootSchema(def: ResourceKind, version: string, prefix: string): JsonSchema {
   const v = def.versions.find((x) => x.name === version);
-  const base: Obj = v?.schema ?? { type: 'object', ...(builtinSchemas[def.kind] ?? {}) };
+  const base: JsonSchema = v?.schema ?? { type: 'object', ...(builtinSchemas[def.kind] ?? {}) };
   const s = withRefs({ type: 'object', ...base, properties: { ...(base.properties ?? {}) } }, prefix, true);
   s['x-kubernetes-group-version-kind'] = [{ group: def.group, kind: def.kind, version }];
   return s;
 }
 
-function listSchema(def: ResDef, version: string, prefix: string): Obj {
+function listSchema(def: ResourceKind, version: string, prefix: string): JsonSchema {
   return {
     type: 'object', required: ['items'],
     description: `${def.kind}List is a list of ${def.kind}`,
@@ -87,30 +101,32 @@ function listSchema(def: ResDef, version: string, prefix: string): Obj {
   };
 }
 
-const listMeta = { type: 'object', description: 'ListMeta describes metadata that synthetic resources must have.', properties: { resourceVersion: { type: 'string' }, continue: { type: 'string' }, remainingItemCount: { type: 'integer', format: 'int64' } } };
+const listMeta: JsonSchema = { type: 'object', description: 'ListMeta describes metadata that synthetic resources must have.', properties: { resourceVersion: { type: 'string' }, continue: { type: 'string' }, remainingItemCount: { type: 'integer', format: 'int64' } } };
 
-function paths(defs: [ResDef, string][], v3: boolean, prefix: string): Obj {
-  const out: Obj = {};
+function paths(defs: KindAtVersion[], v3: boolean, prefix: string): JsonObject {
+  const out: JsonObject = {};
   const param = (name: string, where: string, description: string) => (v3 ? { name, in: where, description, schema: { type: 'string', uniqueItems: true } } : { name, in: where, description, type: 'string', uniqueItems: true });
   for (const [def, version] of defs) {
     const base = def.group ? `/apis/${def.group}/${version}` : `/api/${version}`;
     const coll = def.namespaced ? `${base}/namespaces/{namespace}/${def.resource}` : `${base}/${def.resource}`;
     const gvk = { group: def.group, version, kind: def.kind };
     const ref = { $ref: `${prefix}${schemaName(def, version)}` };
-    const body = v3 ? { requestBody: { content: { '*/*': { schema: ref } }, required: true } } : { parameters: [{ name: 'body', in: 'body', required: true, schema: ref }] };
+    // v2 passes the body as a parameter, v3 as a requestBody.
+    const body = v3 ? { requestBody: { content: { '*/*': { schema: ref } }, required: true } } : {};
+    const bodyParams = v3 ? [] : [{ name: 'body', in: 'body', required: true, schema: ref }];
     const resp = (code: string) => (v3 ? { [code]: { description: 'OK', content: { 'application/json': { schema: ref } } } } : { [code]: { description: 'OK', schema: ref } });
     const fv = param('fieldValidation', 'query', 'fieldValidation instructs the server on how to handle objects in the request containing unknown or duplicate fields. Valid values are: Ignore, Warn, Strict.');
     const fm = param('fieldManager', 'query', 'fieldManager is a name associated with the actor or entity that is making these changes.');
     const dr = param('dryRun', 'query', 'When present, indicates that modifications should not be persisted.');
-    const op = (id: string, extra: Obj) => ({ operationId: `${id}${def.kind}`, tags: [def.group || 'core'], 'x-kubernetes-action': id, 'x-kubernetes-group-version-kind': gvk, responses: resp('200'), ...extra });
+    const op = (id: string, extra: JsonObject) => ({ operationId: `${id}${def.kind}`, tags: [def.group || 'core'], 'x-kubernetes-action': id, 'x-kubernetes-group-version-kind': gvk, responses: resp('200'), ...extra });
     out[coll] = {
       get: op('list', { responses: v3 ? { 200: { description: 'OK', content: { 'application/json': { schema: { $ref: `${prefix}${schemaName(def, version, true)}` } } } } } : { 200: { description: 'OK', schema: { $ref: `${prefix}${schemaName(def, version, true)}` } } } }),
-      post: op('create', { ...body, ...(v3 ? { parameters: [dr, fm, fv] } : { parameters: [...(body as Obj).parameters ?? [], dr, fm, fv] }) }),
+      post: op('create', { ...body, parameters: [...bodyParams, dr, fm, fv] }),
       delete: op('deletecollection', {}),
     };
     const item = {
       get: op('get', {}),
-      put: op('put', { ...body, ...(v3 ? { parameters: [dr, fm, fv] } : { parameters: [...(body as Obj).parameters ?? [], dr, fm, fv] }) }),
+      put: op('put', { ...body, parameters: [...bodyParams, dr, fm, fv] }),
       patch: op('patch', { ...(v3 ? { requestBody: { content: { 'application/merge-patch+json': { schema: { type: 'object' } }, 'application/apply-patch+yaml': { schema: { type: 'object' } } } }, parameters: [dr, fm, fv, param('force', 'query', 'Force is going to "force" Apply requests.')] } : { parameters: [{ name: 'body', in: 'body', required: true, schema: { type: 'object' } }, dr, fm, fv, param('force', 'query', 'Force is going to "force" Apply requests.')] }) }),
       delete: op('delete', {}),
       parameters: [param('name', 'path', 'name of the resource'), ...(def.namespaced ? [param('namespace', 'path', 'object name and auth scope')] : [])],
@@ -124,9 +140,9 @@ function paths(defs: [ResDef, string][], v3: boolean, prefix: string): Obj {
 }
 
 /** OpenAPI v3 document for one group/version (kubectl explain and its fieldValidation probe read it). */
-export function openapiV3(defs: [ResDef, string][]): Obj {
+export function openapiV3(defs: KindAtVersion[]): JsonObject {
   const prefix = '#/components/schemas/';
-  const schemas: Obj = { [META]: objectMeta(), [LISTMETA]: listMeta };
+  const schemas: Record<string, JsonSchema> = { [META]: objectMeta(), [LISTMETA]: listMeta };
   for (const [def, version] of defs) {
     schemas[schemaName(def, version)] = rootSchema(def, version, prefix);
     schemas[schemaName(def, version, true)] = listSchema(def, version, prefix);
@@ -134,9 +150,9 @@ export function openapiV3(defs: [ResDef, string][]): Obj {
   return { openapi: '3.0.0', info: { title: 'Kubernetes', version: 'v1.32.0' }, paths: paths(defs, true, prefix), components: { schemas } };
 }
 
-export function openapiV2(defs: [ResDef, string][]): Obj {
+export function openapiV2(defs: KindAtVersion[]): OpenApiV2 {
   const prefix = '#/definitions/';
-  const definitions: Obj = { [META]: objectMeta(), [LISTMETA]: listMeta };
+  const definitions: Record<string, JsonSchema> = { [META]: objectMeta(), [LISTMETA]: listMeta };
   for (const [def, version] of defs) {
     definitions[schemaName(def, version)] = rootSchema(def, version, prefix);
     definitions[schemaName(def, version, true)] = listSchema(def, version, prefix);
@@ -144,71 +160,7 @@ export function openapiV2(defs: [ResDef, string][]): Obj {
   return { swagger: '2.0', info: { title: 'Kubernetes', version: 'v1.32.0' }, paths: paths(defs, false, prefix), definitions };
 }
 
-// ---- gnostic OpenAPI v2 protobuf (kubectl asks for /openapi/v2 only in this form) --------------
-
-function vint(n: number): Buffer {
-  const out: number[] = [];
-  let v = BigInt(Math.trunc(n));
-  if (v < 0n) v += 1n << 64n;
-  do {
-    let b = Number(v & 0x7fn);
-    v >>= 7n;
-    if (v) b |= 0x80;
-    out.push(b);
-  } while (v);
-  return Buffer.from(out);
-}
-const key = (no: number, wire: number) => vint((no << 3) | wire);
-const pbBytes = (no: number, b: Buffer) => Buffer.concat([key(no, 2), vint(b.length), b]);
-const pbStr = (no: number, s: string) => pbBytes(no, Buffer.from(s, 'utf8'));
-const pbVarint = (no: number, n: number) => Buffer.concat([key(no, 0), vint(n)]);
-function pbDouble(no: number, n: number): Buffer {
-  const b = Buffer.alloc(8);
-  b.writeDoubleLE(n);
-  return Buffer.concat([key(no, 1), b]);
-}
-const pbAnyYaml = (v: unknown) => pbStr(2, YAML.stringify(v).trimEnd());
-
-function pbSchema(s: Obj): Buffer {
-  const parts: Buffer[] = [];
-  if (typeof s.$ref === 'string') parts.push(pbStr(1, s.$ref));
-  if (typeof s.format === 'string') parts.push(pbStr(2, s.format));
-  if (typeof s.title === 'string') parts.push(pbStr(3, s.title));
-  if (typeof s.description === 'string') parts.push(pbStr(4, s.description));
-  if (typeof s.maximum === 'number') parts.push(pbDouble(7, s.maximum));
-  if (typeof s.minimum === 'number') parts.push(pbDouble(9, s.minimum));
-  if (typeof s.maxLength === 'number') parts.push(pbVarint(11, s.maxLength));
-  if (typeof s.minLength === 'number') parts.push(pbVarint(12, s.minLength));
-  if (typeof s.pattern === 'string') parts.push(pbStr(13, s.pattern));
-  if (typeof s.maxItems === 'number') parts.push(pbVarint(14, s.maxItems));
-  if (typeof s.minItems === 'number') parts.push(pbVarint(15, s.minItems));
-  for (const r of Array.isArray(s.required) ? s.required : []) parts.push(pbStr(19, String(r)));
-  for (const e of Array.isArray(s.enum) ? s.enum : []) parts.push(pbBytes(20, pbAnyYaml(e)));
-  if (s.additionalProperties !== undefined) {
-    parts.push(pbBytes(21, typeof s.additionalProperties === 'boolean' ? pbVarint(2, s.additionalProperties ? 1 : 0) : pbBytes(1, pbSchema(s.additionalProperties))));
-  }
-  if (s.type !== undefined) parts.push(pbBytes(22, Buffer.concat((Array.isArray(s.type) ? s.type : [s.type]).map((t: string) => pbStr(1, t)))));
-  if (s.items) parts.push(pbBytes(23, pbBytes(1, pbSchema(s.items))));
-  for (const a of Array.isArray(s.allOf) ? s.allOf : []) parts.push(pbBytes(24, pbSchema(a)));
-  if (s.properties) {
-    parts.push(pbBytes(25, Buffer.concat(Object.entries(s.properties as Obj).map(([n, v]) => pbBytes(1, Buffer.concat([pbStr(1, n), pbBytes(2, pbSchema(v as Obj))]))))));
-  }
-  for (const [k, v] of Object.entries(s)) {
-    if (k.startsWith('x-')) parts.push(pbBytes(31, Buffer.concat([pbStr(1, k), pbBytes(2, pbAnyYaml(v))])));
-  }
-  return Buffer.concat(parts);
-}
-
-/**
- * The v2 document as gnostic protobuf: definitions only (kubectl 1.27 `explain` and client-side
- * validation read them; the fieldValidation probe reads /openapi/v3 first).
- */
-export function openapiV2Protobuf(doc: Obj): Buffer {
-  const info = Buffer.concat([pbStr(1, doc.info.title), pbStr(2, doc.info.version)]);
-  const defs = Object.entries(doc.definitions as Obj).map(([n, v]) => pbBytes(1, Buffer.concat([pbStr(1, n), pbBytes(2, pbSchema(v as Obj))])));
-  return Buffer.concat([pbStr(1, '2.0'), pbBytes(2, info), pbBytes(9, Buffer.concat(defs))]);
-}
-
+/** The hash /openapi/v3 publishes a document under (clients cache by it). */
 export function hashOf(o: unknown): string {
   return createHash('sha512').update(JSON.stringify(o)).digest('hex').slice(0, 64).toUpperCase();
 }

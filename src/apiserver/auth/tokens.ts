@@ -1,3 +1,4 @@
+/** Authentication: bearer tokens from a CSV file, each mapped to a user with a role. */
 import { randomBytes } from 'node:crypto';
 import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 
@@ -42,7 +43,13 @@ export function newToken(): string {
   return randomBytes(24).toString('base64url');
 }
 
-export class TokenAuth {
+/** Who sent a request, from its Authorization header (null: not authenticated). */
+export interface Authenticator {
+  authenticate(header: string | undefined): User | null;
+}
+
+/** Bearer tokens from the token file (see parseTokenFile), plus `extra` tokens that live only in memory. */
+export class TokenAuth implements Authenticator {
   private users = new Map<string, User>();
   private mtime = 0;
   private lastCheck = 0;
@@ -96,16 +103,4 @@ export function ensureTokenFile(file: string): string | undefined {
   }
   for (const [t, u] of parseTokenFile(readFileSync(file, 'utf8'))) if (u.role === 'admin') return t;
   return undefined;
-}
-
-export type Verb = 'get' | 'list' | 'watch' | 'create' | 'update' | 'patch' | 'delete' | 'deletecollection';
-
-/** Simple role check; `namespace` is '' for cluster-scoped objects or all-namespace lists. */
-export function authorize(user: User, verb: Verb, namespaced: boolean, namespace: string): boolean {
-  const read = verb === 'get' || verb === 'list' || verb === 'watch';
-  if (user.role === 'admin' && user.namespaces === null) return true;
-  if (user.role === 'viewer' && !read) return false;
-  if (!namespaced) return read;
-  if (user.namespaces === null) return true;
-  return namespace !== '' && user.namespaces.includes(namespace);
 }

@@ -1,0 +1,210 @@
+/**
+ * The generic write path of every stored kind (kube's genericregistry.Store): admission, the
+ * server-owned metadata, the kind's strategy, generation, managedFields, optimistic concurrency,
+ * finalizers, and storage. Handlers decode requests and call it; it never sees HTTP.
+ */
+import { randomUUID } from 'node:crypto';
+import { jsonEqual } from '../../util/json.js';
+import { nowIso } from '../../util/time.js';
+import type { AdmissionAttributes, AdmissionChain, Operation } from '../admission/admission.js';
+import type { User } from '../auth/tokens.js';
+import { alreadyExists, conflict, invalid } from '../errors.js';
+import { trackUpdate } from '../ssa.js';
+import { AlreadyExistsError, type Store } from '../storage/sqlite.js';
+import type { KubeObject, ManagedFieldsEntry, StoredObject } from '../types.js';
+import { storageApiVersion, type KindVersion, type ResourceKind } from './kinds.js';
+import type { WriteContext } from './strategy.js';
+
+/** One write as the handler decoded it. */
+export interface WriteRequest {
+  kind: ResourceKind;
+  version: KindVersion;
+  /** The apiVersion the client spoke (managedFields record it). */
+  apiVersion: string;
+  namespace: string;
+  name: string;
+  /** '' or 'status'. */
+  subresource: string;
+  user: User;
+  dryRun: boolean;
+  /** Strict, Warn or Ignore. */
+  fieldValidation: string;
+  warnings: string[];
+}
+
+/**
+ * Who owns the written fields: an Update by `manager` (managedFields are worked out here), or
+ * the managedFields server-side apply computed.
+ */
+export type FieldOwnership = { manager: string } | { applied: ManagedFieldsEntry[] | undefined };
+
+export interface Preconditions {
+  uid?: unknown;
+  resourceVersion?: unknown;
+}
+
+export class RestStore {
+  constructor(private readonly storage: Store, private readonly admission: AdmissionChain) {}
+
+  /** The stored object, if any. */
+  get(kind: ResourceKind, namespace: string, name: string): StoredObject | undefined {
+    return this.storage.get(kind.storageKey, kind.namespaced ? namespace : '', name);
+  }
+
+  create(req: WriteRequest, obj: KubeObject, fields: FieldOwnership): StoredObject {
+    this.admission.admit(this.attributes(req, 'CREATE', obj));
+    const next = this.prepare(req, undefined, obj, fields);
+    this.admission.validate(this.attributes(req, 'CREATE', next));
+    if (req.dryRun) return this.dryRunResult(next, undefined);
+    const { kind } = req;
+    let saved: StoredObject;
+    try {
+      saved = this.storage.write('ADDED', kind.storageKey, this.namespaceOf(req, next), next.metadata.name!, next);
+    } catch (e) {
+      if (e instanceof AlreadyExistsError) throw alreadyExists(kind, next.metadata.name!);
+      throw e;
+    }
+    kind.strategy.afterWrite(saved);
+    return saved;
+  }
+
+  /** Writes `obj` over `old`; a no-op write keeps `old` (and its resourceVersion), as in kube. */
+  update(req: WriteRequest, old: StoredObject, obj: KubeObject, fields: FieldOwnership): StoredObject {
+    this.admission.admit(this.attributes(req, 'UPDATE', obj, old));
+    const next = this.prepare(req, old, obj, fields);
+    this.admission.validate(this.attributes(req, 'UPDATE', next, old));
+    if (req.dryRun) return this.dryRunResult(next, old);
+    const { kind } = req;
+    const name = old.metadata.name;
+    const ns = this.namespaceOf(req, next);
+    if (String(this.storage.resourceVersion(kind.storageKey, ns, name)) !== old.metadata.resourceVersion) throw conflict(kind, name);
+    if (sameExceptManagedFields(old, next)) return old;
+    if (next.metadata.deletionTimestamp && !next.metadata.finalizers?.length && !kind.strategy.gracefulDeletion) {
+      // The last finalizer is gone: the deletion that was waiting for it completes.
+      const gone = this.storage.write('DELETED', kind.storageKey, ns, name, next, old);
+      kind.strategy.afterDelete(gone);
+      return gone;
+    }
+    const saved = this.storage.write('MODIFIED', kind.storageKey, ns, name, next, old);
+    kind.strategy.afterWrite(saved);
+    return saved;
+  }
+
+  /**
+   * Deletes `old`: at once, or by setting deletionTimestamp when finalizers (or the kind) make the
+   * deletion wait. Returns the object as the client sees it afterwards.
+   */
+  delete(req: WriteRequest, old: StoredObject, pre: Preconditions = {}): StoredObject {
+    const { kind } = req;
+    const name = old.metadata.name;
+    if (pre.uid && pre.uid !== old.metadata.uid) throw conflict(kind, name, `Precondition failed: UID in precondition: ${pre.uid}, UID in object meta: ${old.metadata.uid}`);
+    if (pre.resourceVersion && pre.resourceVersion !== old.metadata.resourceVersion) {
+      throw conflict(kind, name, `Precondition failed: ResourceVersion in precondition: ${pre.resourceVersion}, ResourceVersion in object meta: ${old.metadata.resourceVersion}`);
+    }
+    const attrs = this.attributes({ ...req, name }, 'DELETE', undefined, old);
+    this.admission.admit(attrs);
+    this.admission.validate(attrs);
+    const ns = kind.namespaced ? old.metadata.namespace ?? '' : '';
+    const strategy = kind.strategy;
+    if (old.metadata.finalizers?.length || strategy.gracefulDeletion) {
+      if (old.metadata.deletionTimestamp) return old;
+      const next = structuredClone(old);
+      next.metadata.deletionTimestamp = nowIso();
+      next.metadata.deletionGracePeriodSeconds = 0;
+      strategy.prepareForDeletion(next);
+      if (req.dryRun) return next;
+      const saved = this.storage.write('MODIFIED', kind.storageKey, ns, name, next, old);
+      strategy.afterDeletionStarted(saved);
+      return saved;
+    }
+    if (req.dryRun) return old;
+    const gone = this.storage.write('DELETED', kind.storageKey, ns, name, structuredClone(old), old);
+    strategy.afterDelete(gone);
+    return gone;
+  }
+
+  private attributes(req: WriteRequest, operation: Operation, object?: KubeObject, oldObject?: StoredObject): AdmissionAttributes {
+    return {
+      operation, kind: req.kind, namespace: req.namespace, name: req.name, subresource: req.subresource,
+      object, oldObject, user: req.user, dryRun: req.dryRun,
+    };
+  }
+
+  private namespaceOf(req: WriteRequest, obj: KubeObject): string {
+    return req.kind.namespaced ? obj.metadata.namespace ?? '' : '';
+  }
+
+  private dryRunResult(next: KubeObject, old: StoredObject | undefined): StoredObject {
+    next.metadata.resourceVersion = old?.metadata.resourceVersion ?? '';
+    return next as StoredObject;
+  }
+
+  /** The object as it would be stored: normalised, validated, with server-owned fields filled. */
+  private prepare(req: WriteRequest, old: StoredObject | undefined, obj: KubeObject, fields: FieldOwnership): KubeObject {
+    const { kind, version } = req;
+    let next = kind.toStorage ? kind.toStorage(obj) : obj;
+    next.apiVersion = storageApiVersion(kind);
+    next.kind = kind.kind;
+    // A write to /status changes status and nothing else.
+    if (req.subresource === 'status' && old) {
+      next = { ...structuredClone(old), status: next.status };
+      if (next.status === undefined) delete next.status;
+    }
+    fillMetadata(next, old, kind);
+    const ctx: WriteContext = { kind, version, subresource: req.subresource, fieldValidation: req.fieldValidation, warnings: req.warnings };
+    const strategy = kind.strategy;
+    if (old) strategy.prepareForUpdate(next, old, ctx);
+    else strategy.prepareForCreate(next, ctx);
+    const causes = strategy.validate(next, ctx);
+    if (old) causes.push(...strategy.validateUpdate(next, old, ctx));
+    if (causes.length) throw invalid(kind.kind, kind.group, next.metadata.name ?? '', causes);
+    strategy.complete(next, old);
+    const m = next.metadata;
+    if (old && m.generation !== undefined && !jsonEqual(specOf(old, version), specOf(next, version))) m.generation = (old.metadata.generation ?? 0) + 1;
+    if ('manager' in fields) {
+      trackUpdate(old, next, fields.manager, req.apiVersion, req.subresource || undefined, version.schema);
+      if (next.metadata.managedFields?.length === 0) delete next.metadata.managedFields;
+    } else next.metadata.managedFields = fields.applied;
+    return next;
+  }
+}
+
+/** Fills the metadata the server owns: kept from `old` on update, new on create. */
+function fillMetadata(obj: KubeObject, old: StoredObject | undefined, kind: ResourceKind): void {
+  const m = obj.metadata;
+  if (old) {
+    m.uid = old.metadata.uid;
+    m.creationTimestamp = old.metadata.creationTimestamp;
+    if (old.metadata.deletionTimestamp) {
+      m.deletionTimestamp = old.metadata.deletionTimestamp;
+      m.deletionGracePeriodSeconds = old.metadata.deletionGracePeriodSeconds ?? 0;
+    } else {
+      delete m.deletionTimestamp;
+      delete m.deletionGracePeriodSeconds;
+    }
+    if (old.metadata.generation !== undefined) m.generation = old.metadata.generation;
+    m.name = old.metadata.name;
+    if (kind.namespaced) m.namespace = old.metadata.namespace;
+  } else {
+    m.uid = randomUUID();
+    m.creationTimestamp = nowIso();
+    delete m.deletionTimestamp;
+    delete m.deletionGracePeriodSeconds;
+    if (kind.strategy.tracksGeneration) m.generation = 1;
+    else delete m.generation;
+  }
+  delete m.selfLink;
+  if (m.labels === null) delete m.labels;
+  if (m.annotations === null) delete m.annotations;
+}
+
+/** What generation counts: everything but metadata, and but status when status is a subresource. */
+function specOf(o: KubeObject, version: KindVersion): Record<string, unknown> {
+  const { metadata: _m, status, ...rest } = o;
+  return version.statusSubresource ? rest : { ...rest, status };
+}
+
+function sameExceptManagedFields(a: KubeObject, b: KubeObject): boolean {
+  const strip = (o: KubeObject) => ({ ...o, metadata: { ...o.metadata, managedFields: undefined, resourceVersion: undefined } });
+  return jsonEqual(strip(a), strip(b));
+}

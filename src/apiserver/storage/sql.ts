@@ -1,0 +1,53 @@
+import type { Database } from 'better-sqlite3';
+
+/**
+ * The SQLite schema and statements, shared by the main thread (reads) and the writer thread
+ * (writes). Objects: one row per object. History: the last changes, for watches that resume from
+ * an older resourceVersion. Meta: the newest resourceVersion and how far history was compacted.
+ *
+ * Objects is a rowid table with a unique key, not a WITHOUT ROWID table: SQLite keeps WITHOUT
+ * ROWID rows inside the key's B-tree, which suits rows under ~1/20 of a page; objects of ~1 KB
+ * made each insert cost ~35 µs of CPU against ~17 µs now (measured, 32 inserts per commit).
+ */
+const OBJECTS = 'CREATE TABLE IF NOT EXISTS objects (gr TEXT NOT NULL, ns TEXT NOT NULL, name TEXT NOT NULL, rv INTEGER NOT NULL, data TEXT NOT NULL, UNIQUE (gr, ns, name))';
+
+export const SCHEMA = `
+  ${OBJECTS};
+  CREATE TABLE IF NOT EXISTS history (rv INTEGER PRIMARY KEY, gr TEXT NOT NULL, ns TEXT NOT NULL, name TEXT NOT NULL, type TEXT NOT NULL, data TEXT NOT NULL, ts INTEGER NOT NULL);
+  CREATE INDEX IF NOT EXISTS history_gr ON history (gr, rv);
+  CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v INTEGER NOT NULL);
+  INSERT OR IGNORE INTO meta (k, v) VALUES ('rv', 1), ('compacted', 0);
+`;
+
+/** Statements of the writer thread. */
+export const WRITE_SQL = {
+  insert: 'INSERT INTO objects (gr, ns, name, rv, data) VALUES (?, ?, ?, ?, ?) ON CONFLICT (gr, ns, name) DO NOTHING',
+  upsert: 'INSERT INTO objects (gr, ns, name, rv, data) VALUES (?, ?, ?, ?, ?) ON CONFLICT (gr, ns, name) DO UPDATE SET rv = excluded.rv, data = excluded.data',
+  del: 'DELETE FROM objects WHERE gr = ? AND ns = ? AND name = ?',
+  hist: 'INSERT INTO history (rv, gr, ns, name, type, data, ts) VALUES (?, ?, ?, ?, ?, ?, ?)',
+  setMeta: 'UPDATE meta SET v = ? WHERE k = ?',
+  compact: 'DELETE FROM history WHERE rv <= ?',
+} as const;
+
+export type WriteStatement = keyof typeof WRITE_SQL;
+
+/** Statements of the main thread. */
+export const READ_SQL = {
+  get: 'SELECT data FROM objects WHERE gr = ? AND ns = ? AND name = ?',
+  listAll: 'SELECT ns, name, data FROM objects WHERE gr = ? AND (ns > ? OR (ns = ? AND name > ?)) ORDER BY ns, name',
+  listNs: 'SELECT ns, name, data FROM objects WHERE gr = ? AND ns = ? AND name > ? ORDER BY name',
+  since: 'SELECT rv, gr, ns, name, type, data FROM history WHERE gr = ? AND rv > ? AND rv <= ? ORDER BY rv',
+  meta: 'SELECT k, v FROM meta',
+} as const;
+
+/** Data dirs from before the objects table was a rowid table: move its rows over, in one transaction. */
+export function migrate(db: Database): void {
+  const table = db.prepare("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'objects'").get() as { sql: string } | undefined;
+  if (!table || !/WITHOUT\s+ROWID/i.test(table.sql)) return;
+  db.transaction(() => {
+    db.exec('ALTER TABLE objects RENAME TO objects_without_rowid');
+    db.exec(OBJECTS);
+    db.exec('INSERT INTO objects (gr, ns, name, rv, data) SELECT gr, ns, name, rv, data FROM objects_without_rowid ORDER BY gr, ns, name');
+    db.exec('DROP TABLE objects_without_rowid');
+  })();
+}

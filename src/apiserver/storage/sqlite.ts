@@ -1,0 +1,341 @@
+/**
+ * Storage: SQLite, one row per object, one global resourceVersion sequence, and a history of the
+ * last `window` changes so watches can resume from an older resourceVersion.
+ *
+ * The main thread decides every write (resourceVersion, already-exists) and sees it at once
+ * (PendingWrites); the writer thread (writer.ts) commits. Group commit: the writes of one
+ * event-loop turn form a group, handed over at the next setImmediate; while the writer commits,
+ * the groups handed over meanwhile wait and go to it together, as one transaction (one message
+ * and one wake-up of the thread per commit, not per group). Watchers get a group's events, and callers run
+ * their `afterCommit` callbacks, only once the writer says it is committed: a write is
+ * acknowledged only when durable. With WAL + synchronous=NORMAL a committed write is in the WAL
+ * file and survives kill -9 of the process; FULL also fsyncs the WAL per commit (an OS crash or
+ * power loss), and that fsync waits on the writer thread, not on the event loop.
+ */
+import Database from 'better-sqlite3';
+import type { Database as DB, Statement } from 'better-sqlite3';
+import type { KubeObject, Namespace, StoredObject } from '../types.js';
+import { ObjectKeys } from './keys.js';
+import { PendingWrites, type StoredRow } from './pending.js';
+import { migrate, READ_SQL, SCHEMA } from './sql.js';
+import { ROW_FIELDS, WriterThread, type FromWriter } from './writer.js';
+
+export type { StoredRow } from './pending.js';
+export type EventType = 'ADDED' | 'MODIFIED' | 'DELETED';
+
+export interface StoreEvent {
+  type: EventType;
+  gr: string;
+  ns: string;
+  name: string;
+  rv: number;
+  object: StoredObject;
+  /** The object before this change (live events only; history replay has no previous state). */
+  prev?: StoredObject;
+  /** Serialised watch lines, shared by every watcher that sends the same bytes. */
+  wire?: Map<string, string>;
+}
+
+/** An ADDED write whose key is taken. */
+export class AlreadyExistsError extends Error {
+  constructor() {
+    super('object already exists');
+  }
+}
+
+export interface Watcher {
+  gr: string;
+  ns: string; // '' = all namespaces
+  send(ev: StoreEvent): void;
+  /** Ends the watch (its resource stopped being served). */
+  close?(): void;
+}
+
+/** The writes of one event-loop turn, committed together. */
+interface Group {
+  seq: number;
+  epoch: number;
+  /** Flattened rows for the writer (see ROW_FIELDS). */
+  rows: (string | number)[];
+  rv: number;
+  compactUpTo?: number;
+  events: StoreEvent[];
+  done: (() => void)[];
+  failed: ((e: Error) => void)[];
+}
+
+export class Store {
+  private readonly db: DB;
+  private readonly st: Record<keyof typeof READ_SQL, Statement>;
+  private readonly writer: WriterThread;
+  private readonly pendingWrites = new PendingWrites();
+  private readonly keys = new ObjectKeys();
+  private readonly watchers = new Set<Watcher>();
+  /** The newest resourceVersion handed out. */
+  private rv: number;
+  /** The newest resourceVersion known to be committed (what watchers have been sent). */
+  private committed: number;
+  /** History up to here is gone, or going with a commit in flight. */
+  private compacted: number;
+  /** History up to here is gone for good. */
+  private committedCompacted: number;
+  /** The group this turn's writes join. */
+  private open: Group | null = null;
+  /** Groups handed over and not yet committed, oldest first: those sent to the writer, then those waiting for it. */
+  private inFlight: Group[] = [];
+  private seq = 0;
+  /** The newest group sent to the writer. */
+  private sentSeq = 0;
+  /** The newest group the writer has committed. */
+  private committedSeq = 0;
+  /** Bumped when a commit fails: the writer drops everything sent under an older epoch. */
+  private epoch = 0;
+  private writerDead: Error | null = null;
+  private closing: Promise<void> | null = null;
+  /** The JSON each written object was stored as, so responses and watch lines need not serialise it again. */
+  private readonly texts = new WeakMap<object, { metadata: unknown; data: string }>();
+  /**
+   * Read-through cache of namespaces: every namespaced create checks its namespace, and reading +
+   * parsing that row each time was ~5 µs of every create. A write to a namespace drops its entry
+   * (the next read sees the write, committed or not, as get does); a failed commit drops them all.
+   */
+  private readonly namespaces = new Map<string, Readonly<Namespace>>();
+
+  constructor(file: string, private readonly window: number, synchronous: 'NORMAL' | 'FULL' = 'NORMAL') {
+    this.db = new Database(file);
+    this.db.pragma('journal_mode = WAL');
+    this.db.pragma('busy_timeout = 5000');
+    migrate(this.db);
+    this.db.exec(SCHEMA);
+    const prepared = Object.entries(READ_SQL).map(([k, sql]) => [k, this.db.prepare(sql)]);
+    this.st = Object.fromEntries(prepared) as Record<keyof typeof READ_SQL, Statement>;
+    const meta = Object.fromEntries((this.st.meta.all() as { k: string; v: number }[]).map((r) => [r.k, r.v]));
+    this.rv = this.committed = meta.rv;
+    this.compacted = this.committedCompacted = meta.compacted;
+    this.keys.load(this.db);
+    this.writer = new WriterThread(file, synchronous, (m) => this.onWriterReply(m), (e) => {
+      this.writerDead = e;
+      this.fail(e);
+    });
+  }
+
+  get currentRv(): number {
+    return this.rv;
+  }
+  /** The newest resourceVersion whose write is committed (what watchers have been sent). */
+  get committedRv(): number {
+    return this.committed;
+  }
+  get compactedRv(): number {
+    return this.compacted;
+  }
+
+  get(gr: string, ns: string, name: string): StoredObject | undefined {
+    const p = this.pendingWrites.get(gr, ns, name);
+    if (p) return p.data === null ? undefined : JSON.parse(p.data);
+    const row = this.st.get.get(gr, ns, name) as { data: string } | undefined;
+    return row ? JSON.parse(row.data) : undefined;
+  }
+
+  /** The namespace object `name`, shared: callers must not modify it. */
+  namespace(name: string): Readonly<Namespace> | undefined {
+    let ns = this.namespaces.get(name);
+    if (ns === undefined) {
+      ns = this.get('/namespaces', '', name);
+      if (ns !== undefined) this.namespaces.set(name, ns);
+    }
+    return ns;
+  }
+
+  /** Objects after (ns, name) in key order; ns === null lists every namespace. */
+  *iterate(gr: string, ns: string | null, after: [string, string] = ['', '']): Generator<StoredObject> {
+    for (const row of this.iterateRows(gr, ns, after)) yield JSON.parse(row.data);
+  }
+
+  /** Like iterate, as the stored JSON text: a list that needs no object can splice it unparsed. */
+  iterateRows(gr: string, ns: string | null, after: [string, string] = ['', '']): IterableIterator<StoredRow> {
+    const stored = (ns === null
+      ? this.st.listAll.iterate(gr, after[0], after[0], after[1])
+      : this.st.listNs.iterate(gr, ns, after[1])) as IterableIterator<StoredRow>;
+    return this.pendingWrites.overlay(gr, ns, after, stored);
+  }
+
+  hasAny(gr: string, ns: string): boolean {
+    for (const _ of this.iterateRows(gr, ns)) return true;
+    return false;
+  }
+
+  /**
+   * Writes (or deletes) one object in the current group, stamping the next resourceVersion.
+   * ADDED fails with AlreadyExistsError when the key is taken. The write is durable — and may be
+   * acknowledged — once `afterCommit` calls back.
+   */
+  write(type: EventType, gr: string, ns: string, name: string, object: KubeObject, prev?: StoredObject): StoredObject {
+    if (type === 'ADDED' && this.keys.resourceVersion(gr, ns, name) !== undefined) throw new AlreadyExistsError();
+    const rv = this.rv + 1;
+    // apiVersion and kind lead the stored text (as clients send them), so a list can check the
+    // version of a row from its first bytes without parsing it (handlers/get.ts).
+    const head = object.apiVersion === undefined ? {} : { apiVersion: object.apiVersion, kind: object.kind };
+    const stamped = { ...head, ...object, metadata: { ...object.metadata, resourceVersion: String(rv) } };
+    const data = JSON.stringify(stamped);
+    const g = this.begin();
+    if (gr === '/namespaces') this.namespaces.delete(name);
+    this.pendingWrites.set(gr, { ns, name, rv, data: type === 'DELETED' ? null : data });
+    if (type === 'DELETED') this.keys.delete(gr, ns, name);
+    else this.keys.set(gr, ns, name, rv);
+    g.rows.push(type, gr, ns, name, rv, data);
+    g.rv = this.rv = rv;
+    const saved = Object.assign(object, stamped) as StoredObject;
+    this.texts.set(saved, { metadata: saved.metadata, data });
+    g.events.push({ type, gr, ns, name, rv, object: saved, prev });
+    return saved;
+  }
+
+  /** The resourceVersion of the object's latest write (committed or not); undefined when there is none. */
+  resourceVersion(gr: string, ns: string, name: string): number | undefined {
+    return this.keys.resourceVersion(gr, ns, name);
+  }
+
+  /** The stored JSON of an object this store wrote, unless its metadata was replaced since. */
+  textOf(object: object): string | undefined {
+    const t = this.texts.get(object);
+    return t && t.metadata === (object as { metadata?: unknown }).metadata ? t.data : undefined;
+  }
+
+  /** Whether writes are waiting for their commit. */
+  get pending(): boolean {
+    return this.open !== null || this.inFlight.length > 0;
+  }
+
+  /** Runs `ok` once everything written so far is committed (now, if nothing is pending), or `fail` if that commit fails. */
+  afterCommit(ok: () => void, fail: (e: Error) => void): void {
+    const last = this.open ?? this.inFlight[this.inFlight.length - 1];
+    if (!last) return ok();
+    last.done.push(ok);
+    last.failed.push(fail);
+  }
+
+  /** Resolves once everything written so far is committed. */
+  settled(): Promise<void> {
+    return new Promise((ok, fail) => this.afterCommit(ok, fail));
+  }
+
+  private begin(): Group {
+    if (this.open) return this.open;
+    this.open = { seq: ++this.seq, epoch: this.epoch, rows: [], rv: this.rv, events: [], done: [], failed: [] };
+    // setImmediate runs after every I/O callback of this loop turn: all requests that arrived
+    // together join one group, and a lone write waits for no timer.
+    setImmediate(() => this.flush());
+    return this.open;
+  }
+
+  /** Hands the open group over; it goes to the writer now if the writer is idle. */
+  private flush(): void {
+    const g = this.open;
+    if (!g) return;
+    this.open = null;
+    this.inFlight.push(g);
+    if (this.writerDead) return this.fail(this.writerDead);
+    const slack = Math.max(1, Math.floor(this.window / 10));
+    if (g.rv - this.compacted > this.window + slack) this.compacted = g.compactUpTo = g.rv - this.window;
+    if (this.sentSeq === this.committedSeq) this.send();
+  }
+
+  /** Sends every group waiting for the writer, as one commit. */
+  private send(): void {
+    const waiting = this.inFlight.filter((g) => g.seq > this.sentSeq);
+    if (!waiting.length) return;
+    const last = waiting[waiting.length - 1];
+    const compactUpTo = waiting.reduce<number | undefined>((upTo, g) => g.compactUpTo ?? upTo, undefined);
+    const rows = waiting.length === 1 ? last.rows : waiting.flatMap((g) => g.rows);
+    this.sentSeq = last.seq;
+    this.writer.send({ op: 'commit', epoch: last.epoch, seq: last.seq, rows, rv: last.rv, compactUpTo });
+  }
+
+  private onWriterReply(m: FromWriter): void {
+    if (m.op === 'failed') {
+      // Replies for groups an earlier failure already failed are stale.
+      if (this.inFlight.some((g) => g.seq <= m.seq)) this.fail(new Error(m.error));
+      return;
+    }
+    if (m.op !== 'committed') return;
+    this.committedSeq = m.seq;
+    while (this.inFlight.length && this.inFlight[0].seq <= m.seq) {
+      const g = this.inFlight.shift()!;
+      this.committed = g.rv;
+      if (g.compactUpTo !== undefined) this.committedCompacted = g.compactUpTo;
+      const r = g.rows;
+      for (let i = 0; i < r.length; i += ROW_FIELDS) this.pendingWrites.committed(r[i + 1] as string, r[i + 2] as string, r[i + 3] as string, r[i + 4] as number);
+      for (const ev of g.events) this.notify(ev);
+      for (const f of g.done) f();
+    }
+    this.send();
+  }
+
+  /**
+   * A commit failed: every write not yet committed fails with it (later ones were decided on top
+   * of it), and the view goes back to what is committed.
+   */
+  private fail(e: Error): void {
+    const groups = this.open ? [...this.inFlight, this.open] : this.inFlight;
+    this.inFlight = [];
+    this.open = null;
+    // Whatever the writer still holds fails there too (older epoch); nothing is waiting for it.
+    this.sentSeq = this.committedSeq = this.seq;
+    this.epoch++;
+    this.rv = this.committed;
+    this.compacted = this.committedCompacted;
+    this.pendingWrites.clear();
+    this.keys.load(this.db);
+    this.namespaces.clear();
+    for (const g of groups) for (const f of g.failed) f(e);
+  }
+
+  private notify(ev: StoreEvent): void {
+    for (const w of this.watchers) {
+      if (w.gr === ev.gr && (w.ns === '' || w.ns === ev.ns)) {
+        try {
+          w.send(ev);
+        } catch {
+          this.watchers.delete(w);
+        }
+      }
+    }
+  }
+
+  /** Committed history events for `gr` after `rv`, or 'expired' when that part of history is gone. */
+  since(gr: string, rv: number): StoreEvent[] | 'expired' {
+    if (rv < this.compacted) return 'expired';
+    // Only what watchers have been sent: later commits reach them as live events.
+    return (this.st.since.all(gr, rv, this.committed) as { rv: number; gr: string; ns: string; name: string; type: EventType; data: string }[]).map((r) => ({
+      type: r.type, gr: r.gr, ns: r.ns, name: r.name, rv: r.rv, object: JSON.parse(r.data),
+    }));
+  }
+
+  addWatcher(w: Watcher): () => void {
+    this.watchers.add(w);
+    return () => {
+      this.watchers.delete(w);
+    };
+  }
+
+  /** Ends the watches of `gr` once the events written so far have reached them. */
+  closeWatchers(gr: string): void {
+    const close = () => {
+      for (const w of [...this.watchers]) if (w.gr === gr) w.close?.();
+    };
+    this.afterCommit(close, close);
+  }
+
+  /** Commits what was written, stops the writer and closes the database. */
+  close(): Promise<void> {
+    this.closing ??= (async () => {
+      this.flush();
+      await this.settled().catch(() => undefined);
+      await this.writer.close();
+      this.watchers.clear();
+      this.db.close();
+    })();
+    return this.closing;
+  }
+}

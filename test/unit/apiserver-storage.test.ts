@@ -1,0 +1,144 @@
+import { expect } from 'chai';
+import Database from 'better-sqlite3';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { AlreadyExistsError, Store, type StoreEvent } from '../../src/apiserver/storage/sqlite.js';
+import type { KubeObject } from '../../src/apiserver/types.js';
+
+const CM = '/configmaps';
+const cm = (name: string, data: Record<string, string> = {}): KubeObject => ({ apiVersion: 'v1', kind: 'ConfigMap', metadata: { name, namespace: 'ns' }, data });
+
+describe('API server storage (SQLite, writer thread)', function () {
+  let dir: string;
+  let store: Store | undefined;
+  const open = (window = 1000, synchronous: 'NORMAL' | 'FULL' = 'NORMAL') => (store = new Store(join(dir, 'state.db'), window, synchronous));
+  beforeEach(() => {
+    dir = mkdtempSync(join(tmpdir(), 'nbswarm-store-'));
+  });
+  afterEach(async () => {
+    await store?.close();
+    store = undefined;
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('shows its own writes at once and tells watchers and waiters only after the commit', async () => {
+    const s = open();
+    const seen: string[] = [];
+    s.addWatcher({ gr: CM, ns: '', send: (ev: StoreEvent) => seen.push(`${ev.type} ${ev.name} ${ev.rv}`) });
+    const a = s.write('ADDED', CM, 'ns', 'a', cm('a'));
+    s.write('ADDED', CM, 'ns', 'c', cm('c'));
+    s.write('MODIFIED', CM, 'ns', 'a', cm('a', { k: 'v' }), a);
+    expect(s.get(CM, 'ns', 'a')?.data).to.deep.equal({ k: 'v' });
+    expect(() => s.write('ADDED', CM, 'ns', 'c', cm('c'))).to.throw(AlreadyExistsError);
+    expect(s.pending).to.equal(true);
+    expect(seen).to.deep.equal([]);
+    const rv = s.currentRv;
+    await s.settled();
+    expect(s.committedRv).to.equal(rv);
+    expect(seen).to.deep.equal([`ADDED a ${rv - 2}`, `ADDED c ${rv - 1}`, `MODIFIED a ${rv}`]);
+    expect(s.pending).to.equal(false);
+  });
+
+  it('lists committed and pending objects in key order, without the pending deletes', async () => {
+    const s = open();
+    for (const n of ['b', 'd', 'f']) s.write('ADDED', CM, 'ns', n, cm(n));
+    s.write('ADDED', CM, 'other', 'a', { ...cm('a'), metadata: { name: 'a', namespace: 'other' } });
+    await s.settled();
+    // Pending on top of what is committed: a new name between, one deleted, one changed.
+    s.write('ADDED', CM, 'ns', 'c', cm('c'));
+    s.write('DELETED', CM, 'ns', 'd', s.get(CM, 'ns', 'd')!);
+    s.write('MODIFIED', CM, 'ns', 'f', cm('f', { x: '1' }));
+    s.write('ADDED', CM, 'ns', 'a', cm('a'));
+    const names = (ns: string | null, after?: [string, string]) => [...s.iterate(CM, ns, after)].map((o) => `${o.metadata.namespace}/${o.metadata.name}`);
+    expect(names('ns')).to.deep.equal(['ns/a', 'ns/b', 'ns/c', 'ns/f']);
+    expect(names(null)).to.deep.equal(['ns/a', 'ns/b', 'ns/c', 'ns/f', 'other/a']);
+    expect(names(null, ['ns', 'b'])).to.deep.equal(['ns/c', 'ns/f', 'other/a']);
+    expect(s.get(CM, 'ns', 'f')?.data).to.deep.equal({ x: '1' });
+    expect(s.get(CM, 'ns', 'd')).to.equal(undefined);
+    // Stopping early (a full page) leaves the connection free for the next read.
+    for (const _ of s.iterateRows(CM, 'ns')) break;
+    expect(s.hasAny(CM, 'ns')).to.equal(true);
+    await s.settled();
+    expect(names('ns')).to.deep.equal(['ns/a', 'ns/b', 'ns/c', 'ns/f']);
+  });
+
+  it('keeps what it acknowledged across a reopen, with resourceVersions going on from there', async () => {
+    const s = open(1000, 'FULL');
+    s.write('ADDED', CM, 'ns', 'a', cm('a', { k: 'v' }));
+    await s.settled();
+    const rv = s.committedRv;
+    await s.close();
+    const again = open();
+    expect(again.get(CM, 'ns', 'a')?.data).to.deep.equal({ k: 'v' });
+    expect(again.currentRv).to.equal(rv);
+    expect(again.write('ADDED', CM, 'ns', 'b', cm('b')).metadata.resourceVersion).to.equal(String(rv + 1));
+  });
+
+  it('moves the objects of a data dir from before the rowid table over, and goes on writing', async () => {
+    const old = new Database(join(dir, 'state.db'));
+    old.pragma('journal_mode = WAL');
+    old.exec(`
+      CREATE TABLE objects (gr TEXT NOT NULL, ns TEXT NOT NULL, name TEXT NOT NULL, rv INTEGER NOT NULL, data TEXT NOT NULL, PRIMARY KEY (gr, ns, name)) WITHOUT ROWID;
+      CREATE TABLE meta (k TEXT PRIMARY KEY, v INTEGER NOT NULL);
+      INSERT INTO meta (k, v) VALUES ('rv', 7), ('compacted', 0);
+    `);
+    const insert = old.prepare('INSERT INTO objects (gr, ns, name, rv, data) VALUES (?, ?, ?, ?, ?)');
+    for (const [n, rv] of [['b', 6], ['a', 7]] as const) insert.run(CM, 'ns', n, rv, JSON.stringify({ ...cm(n, { v: n }), metadata: { name: n, namespace: 'ns', resourceVersion: String(rv) } }));
+    old.close();
+    const s = open();
+    expect([...s.iterate(CM, 'ns')].map((o) => [o.metadata.name, o.data])).to.deep.equal([['a', { v: 'a' }], ['b', { v: 'b' }]]);
+    expect(() => s.write('ADDED', CM, 'ns', 'a', cm('a'))).to.throw(AlreadyExistsError);
+    expect(s.write('ADDED', CM, 'ns', 'c', cm('c')).metadata.resourceVersion).to.equal('8');
+    await s.settled();
+    await s.close();
+    const check = new Database(join(dir, 'state.db'), { readonly: true });
+    const sql = (check.prepare("SELECT sql FROM sqlite_master WHERE name = 'objects'").get() as { sql: string }).sql;
+    const names = (check.prepare('SELECT name FROM objects ORDER BY name').all() as { name: string }[]).map((r) => r.name);
+    check.close();
+    expect(sql).to.not.match(/WITHOUT ROWID/i);
+    expect(names).to.deep.equal(['a', 'b', 'c']);
+  });
+
+  it('replays committed history and compacts it past the window', async () => {
+    const s = open(10);
+    const first = s.currentRv;
+    for (let i = 0; i < 30; i++) s.write('ADDED', CM, 'ns', `o${i}`, cm(`o${i}`));
+    await s.settled();
+    expect(s.since(CM, first)).to.equal('expired');
+    expect(s.compactedRv).to.be.greaterThan(first);
+    const tail = s.since(CM, s.currentRv - 5);
+    expect(tail).to.not.equal('expired');
+    expect((tail as StoreEvent[]).map((e) => e.rv)).to.deep.equal([1, 2, 3, 4, 5].map((d) => s.currentRv - 5 + d));
+  });
+
+  it('a failed commit fails every write made on top of it and the view goes back to what is committed', async () => {
+    const s = open();
+    s.write('ADDED', CM, 'ns', 'kept', cm('kept'));
+    await s.settled();
+    const committed = s.committedRv;
+    // Another connection takes the key between the server's check and the writer's insert.
+    s.write('ADDED', CM, 'ns', 'clash', cm('clash'));
+    const other = new Database(join(dir, 'state.db'));
+    other.prepare('INSERT INTO objects (gr, ns, name, rv, data) VALUES (?, ?, ?, ?, ?)').run(CM, 'ns', 'clash', 999, '{}');
+    other.close();
+    const failures: string[] = [];
+    s.afterCommit(() => failures.push('acknowledged'), (e) => failures.push(e.message));
+    const later = new Promise<void>((resolve) => setImmediate(() => {
+      s.write('ADDED', CM, 'ns', 'later', cm('later'));
+      s.afterCommit(() => failures.push('later acknowledged'), () => failures.push('later failed'));
+      resolve();
+    }));
+    await later;
+    await s.settled().catch(() => undefined);
+    expect(failures[0]).to.match(/exists in storage but not in the server's view/);
+    expect(failures).to.include('later failed');
+    expect(s.currentRv).to.equal(committed);
+    expect(s.get(CM, 'ns', 'later')).to.equal(undefined);
+    // The next write goes through.
+    s.write('ADDED', CM, 'ns', 'after', cm('after'));
+    await s.settled();
+    expect(s.committedRv).to.equal(committed + 1);
+    expect(s.get(CM, 'ns', 'after')).to.not.equal(undefined);
+  });
+});
