@@ -54,8 +54,25 @@ export class ContainerBackend extends BaseBackend {
     return body;
   }
 
-  fetchUid(uid: string): Promise<ObservedServer[]> {
-    return this.list(labelFilter(`${LABELS.uid}=${uid}`));
+  /**
+   * One resource's containers, each inspected. A refetch follows an event about them, and
+   * `docker ps` answers from a view Docker updates after it sends the event: right after "die"
+   * it still says "running" (measured: a crash-looping container then read as running for
+   * 5–30 s). Inspect reads the container itself.
+   */
+  async fetchUid(uid: string): Promise<ObservedServer[]> {
+    let list: Docker.ContainerInfo[];
+    try {
+      list = await this.docker.listContainers({ all: true, filters: labelFilter(`${LABELS.uid}=${uid}`) });
+    } catch (err) {
+      throw wrapDockerError('docker ps', err);
+    }
+    const out = await Promise.all(
+      list
+        .filter((c) => c.State !== 'removing' && c.State !== 'dead')
+        .map((c) => this.observeById(c.Id).catch((err) => (statusOf((err as BackendError).cause) === 404 ? undefined : Promise.reject(err)))),
+    );
+    return out.filter((o): o is ObservedServer => !!o);
   }
 
   listAll(): Promise<ObservedServer[]> {
