@@ -1,5 +1,5 @@
 /**
- * The issue-4 "Must show" list, run against one backend kind (Swarm services or plain containers):
+ * What an operator must do for every server, run against one backend kind (Swarm services or plain containers):
  * real dockerd, real embedded API server, real kubectl, the operator in-process.
  */
 import { expect } from 'chai';
