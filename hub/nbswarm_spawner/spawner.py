@@ -26,7 +26,7 @@ from typing import Any, AsyncIterator, Callable, Dict, List, Optional
 
 from jupyterhub.spawner import Spawner
 from tornado import web
-from traitlets import Bool, Dict as DictTrait, Enum, Float, List as ListTrait, Unicode, Union, default
+from traitlets import Bool, Dict as DictTrait, Enum, Float, Integer, List as ListTrait, Unicode, Union, default
 
 from .retry import describe, is_transient, retry_until
 from .watch import watch_events
@@ -235,6 +235,13 @@ class NotebookServerSpawner(Spawner):
         help="Seconds stop() waits for the operator to report the server stopped or gone (then returns anyway).",
     )
     connect_timeout = Float(10, config=True, help="Seconds to connect to the API server.")
+    start_restart_limit = Integer(
+        2,
+        config=True,
+        help="""A start fails once the server crashed this many times before it was first Ready
+        (status.restartCount: its container cannot run the server), instead of waiting out
+        start_timeout while Docker keeps restarting it. 0: wait for Failed or start_timeout.""",
+    )
 
     @default("env_keep")
     def _env_keep_default(self) -> List[str]:
@@ -578,6 +585,10 @@ class NotebookServerSpawner(Spawner):
             url = (status.get("endpoint") or {}).get(self.endpoint)
             if url:
                 return url
+        restarts = int(status.get("restartCount") or 0)
+        if self.start_restart_limit and restarts >= self.start_restart_limit:
+            message = status.get("message") or "restarting"
+            raise SpawnFailed(f"NotebookServer {self.namespace}/{self.resource_name} crashed {restarts} times while starting: {message}")
         return None
 
     async def _wait_ready(self, obj: dict, deadline: float) -> str:

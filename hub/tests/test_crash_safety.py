@@ -248,3 +248,25 @@ def test_transient_errors_are_told_from_refusals():
     assert not is_transient(FileNotFoundError("kubeconfig"))
     assert not is_transient(SpawnFailed("no"))
     assert not is_transient(ValueError(str(uuid.uuid4())))
+
+
+def test_a_start_fails_once_the_server_crashed_twice_before_it_was_ready(api, namespace, make_spawner):
+    spawner = make_spawner(start_timeout=30)
+    restarting = lambda n: {  # noqa: E731
+        "phase": "Creating",
+        "restartCount": n,
+        "message": f"nbs-alice is restarting after a failure (restart {n}): failed: task: non-zero exit (127)",
+        "conditions": [{"type": "Ready", "status": "False", "reason": "Restarting"}],
+    }
+
+    async def scenario():
+        task = asyncio.ensure_future(spawner.start())
+        await until(lambda: get_obj(api, namespace, "nbs-alice"), "the NotebookServer")
+        await in_thread(set_status, api, namespace, "nbs-alice", restarting(1))
+        await asyncio.sleep(0.5)
+        assert not task.done(), "one crash while starting is waited out"
+        await in_thread(set_status, api, namespace, "nbs-alice", restarting(2))
+        return await task
+
+    with pytest.raises(SpawnFailed, match=r"crashed 2 times while starting: .*non-zero exit \(127\)"):
+        run(scenario())

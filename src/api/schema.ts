@@ -107,7 +107,7 @@ const specSchema: JSONSchemaProps = obj(
 );
 
 const conditionSchema: JSONSchemaProps = obj('One aspect of the server\'s state, as in Kubernetes conditions.', {
-  type: s('Condition type: Ready, ImageReady, Scheduled or Degraded.', { minLength: 1, maxLength: 316 }),
+  type: s('Condition type: Ready, ImageReady, Scheduled, Degraded or Restarted.', { minLength: 1, maxLength: 316 }),
   status: s('True, False or Unknown.', { enum: ['True', 'False', 'Unknown'] }),
   reason: s('One CamelCase word saying why the condition is in this status.', { maxLength: 1024 }),
   message: s('Human-readable detail, e.g. the spec field to fix.', { maxLength: 32768 }),
@@ -132,10 +132,11 @@ const statusSchema: JSONSchemaProps = obj('Observed state, written by the operat
     image: s('Image reference as requested.'),
     imageId: s('Image the object is pinned to (image ID or repo digest).'),
   }),
-  conditions: arr('Ready, ImageReady, Scheduled and Degraded conditions; `kubectl wait --for=condition=Ready` works on them.', conditionSchema, {
+  conditions: arr('Ready, ImageReady, Scheduled, Degraded and (after a crash) Restarted conditions; `kubectl wait --for=condition=Ready` works on them.', conditionSchema, {
     'x-kubernetes-list-type': 'map', 'x-kubernetes-list-map-keys': ['type'],
   }),
   lastActivity: s('Last time the server was seen active (RFC 3339), for idle culling.', { format: 'date-time' }),
+  restartCount: int('Times the server was restarted after a failure since its object was last written: by Docker (Swarm\'s restart policy) and by the operator after Docker stopped restarting it. Absent when none.', { minimum: 0 }),
   build: obj('Image built from spec.source.server.', {
     image: s('The built image (repository:tag).'),
     builtAt: s('When it was built (RFC 3339).', { format: 'date-time' }),

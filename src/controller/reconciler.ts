@@ -213,6 +213,10 @@ export class Reconciler {
     }
     // The stop annotation (culling) stops without a spec change; stopped is outside the spec hash.
     const desired = { ...rendered.desired, stopped };
+    // A stopped server keeps the object it has, as written: a spec change (or a token Secret the
+    // hub deleted on stop) is applied when it starts again, so stopping is a scale-down only,
+    // never a rewrite of a service whose task is still shutting down.
+    if (stopped && current?.specHash) desired.specHash = current.specHash;
 
     let image: ResolvedImage;
     try {

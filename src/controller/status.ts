@@ -164,12 +164,17 @@ export interface Observation {
 function restartedCondition(status: NotebookServerStatus, observed: ObservedServer, now: string): NotebookServerStatus {
   const docker = observed.restarts ?? 0;
   const forced = observed.forcedRestarts ?? 0;
-  if (!docker && !forced) return { ...status, conditions: dropCondition(status.conditions, 'Restarted') };
+  if (!docker && !forced) {
+    const out = { ...status, conditions: dropCondition(status.conditions, 'Restarted') };
+    delete out.restartCount;
+    return out;
+  }
   const parts = [];
   if (docker) parts.push(`Docker restarted it ${docker} time${docker === 1 ? '' : 's'} after a failure`);
   if (forced) parts.push(`the operator started it again ${forced} time${forced === 1 ? '' : 's'} after Docker stopped restarting it`);
   const message = `${parts.join('; ')}${observed.lastFailure ? `; last failure: ${observed.lastFailure}` : ''}`;
-  return { ...status, conditions: setCondition(status.conditions, { type: 'Restarted', status: 'True', reason: forced ? 'CrashLoopBackOff' : 'Restarted', message }, now) };
+  const conditions = setCondition(status.conditions, { type: 'Restarted', status: 'True', reason: forced ? 'CrashLoopBackOff' : 'Restarted', message }, now);
+  return { ...status, conditions, restartCount: docker + forced };
 }
 
 /** Status of a server whose Docker object was just converged and observed. */

@@ -265,6 +265,7 @@ const cases: Case[] = [
       expect(condition(s.status, 'Restarted')).to.include({ status: 'True', reason: 'Restarted' });
       expect(condition(s.status, 'Restarted')?.message).to.match(/restarted it 1 time after a failure; last failure: failed: task: non-zero exit \(137\)/);
       expect(s.status.endpoint).to.equal(undefined);
+      expect(s.status.restartCount).to.equal(1);
     },
   },
   {
@@ -347,8 +348,18 @@ const cases: Case[] = [
       w.edit('nb', { stopped: true });
       w.secrets.delete('default/nb-hub');
     },
-    expect: { docker: ['update nbs-alice'], phase: 'Stopped', ready: ['False', 'Stopped'] },
-    also: (w) => expect(w.backend.written('uid-nb')?.env).to.not.have.property('JUPYTERHUB_API_TOKEN'),
+    expect: { docker: ['stop nbs-alice'], phase: 'Stopped', ready: ['False', 'Stopped'] },
+  },
+  {
+    name: 'a spec change together with a stop is a scale-down only; the new spec is written when it starts again',
+    given: async (w) => {
+      await running(w);
+      w.edit('nb', { ...ENV_A, stopped: true });
+      await w.step('nb');
+      w.edit('nb', { stopped: false });
+    },
+    expect: { docker: ['update nbs-alice'], phase: 'Running' },
+    also: (w) => expect(w.backend.written('uid-nb')?.env).to.include({ A: '1' }),
   },
   {
     name: 'start deadline passed, never Ready for this generation → stopped by annotation (StartDeadlineExceeded), saying why',
