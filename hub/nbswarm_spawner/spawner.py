@@ -103,6 +103,14 @@ def _condition(obj: dict, ctype: str) -> Optional[dict]:
     return None
 
 
+def _crash_looping(obj: dict) -> bool:
+    """Not Ready, and Docker gave up restarting it before (the operator's back-off started it again):
+    down as much as Failed, whether or not a poll came during the Failed moment."""
+    restarted = _condition(obj, "Restarted") or {}
+    ready = _condition(obj, "Ready") or {}
+    return restarted.get("reason") == "CrashLoopBackOff" and ready.get("status") != "True"
+
+
 def _current(obj: dict) -> bool:
     """True when status describes the current generation (not a stale one from before a patch)."""
     status = obj.get("status") or {}
@@ -662,7 +670,7 @@ class NotebookServerSpawner(Spawner):
             return 0
         status = obj.get("status") or {}
         phase = status.get("phase")
-        if phase == "Failed" and _current(obj):
+        if _current(obj) and (phase == "Failed" or _crash_looping(obj)):
             # JupyterHub calls no stop() for a server poll() reports dead: stop it here, or the
             # operator's crash-loop back-off would run it again with nobody to route to it.
             await self._retire(f"failed: {status.get('message') or 'no message'}")

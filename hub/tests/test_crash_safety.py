@@ -97,6 +97,24 @@ def test_poll_of_a_failed_server_stops_it_and_deletes_its_token(api, namespace, 
     assert token_secrets(api, namespace, "nbs-alice") == []
 
 
+def test_poll_of_a_server_in_crash_loop_back_off_stops_it(api, namespace, make_spawner):
+    spawner = make_spawner()
+    run(start_and_make_ready(api, spawner))
+    # Swarm gave up, the operator's back-off started it again, and it is down again: the hub may
+    # have polled at neither Failed moment, and still drops (and stops) it now.
+    looping = {
+        "phase": "Creating",
+        "message": "nbs-alice is restarting after a failure (restart 1)",
+        "conditions": [
+            {"type": "Ready", "status": "False", "reason": "Restarting"},
+            {"type": "Restarted", "status": "True", "reason": "CrashLoopBackOff", "message": "the operator started it again 1 time"},
+        ],
+    }
+    set_status(api, namespace, "nbs-alice", looping)
+    assert run(spawner.poll()) == 1
+    assert get_obj(api, namespace, "nbs-alice")["spec"]["stopped"] is True
+
+
 def test_poll_reports_a_restarting_server_as_running(api, namespace, make_spawner):
     spawner = make_spawner()
     run(start_and_make_ready(api, spawner))
