@@ -26,8 +26,9 @@ from typing import Any, AsyncIterator, Callable, Dict, List, Optional
 
 from jupyterhub.spawner import Spawner
 from tornado import web
-from traitlets import Bool, Dict as DictTrait, Enum, Float, List as ListTrait, Unicode, Union, default
+from traitlets import Bool, Dict as DictTrait, Enum, Float, Integer, List as ListTrait, Unicode, Union, default
 
+from .retry import describe, is_transient, retry_until
 from .watch import watch_events
 
 GROUP = "nbswarm.io"
@@ -37,6 +38,14 @@ KIND = "NotebookServer"
 MODES = ["notebook", "lab", "voila", "streamlit", "dash", "panel", "bokeh", "rshiny", "custom"]
 TOKEN_ENV = ("JUPYTERHUB_API_TOKEN", "JPY_API_TOKEN")
 TOKEN_KEY = "token"
+# The operator stops a server that is not Ready by this time (RFC 3339): a start the hub gave up on
+# never runs unattended, whatever crashed. It removes the annotation once the server is Ready.
+START_DEADLINE = "nbswarm.io/start-deadline"
+# Set by the operator (culler, missed start deadline) to stop a server without touching its spec.
+STOP_ANNOTATIONS = ("nbswarm.io/stopped", "nbswarm.io/stopped-generation", "nbswarm.io/stopped-reason")
+# Labels of the token Secrets, so those of one server are found (and deleted) together.
+SECRET_MANAGED_BY = ("app.kubernetes.io/managed-by", "jupyterhub")
+SECRET_SERVER_LABEL = "nbswarm.io/name"
 
 # Watches hold a thread each for their lifetime; the default loop executor (cpu+4 threads) would
 # starve under a few dozen concurrent spawns.
@@ -94,12 +103,24 @@ def _condition(obj: dict, ctype: str) -> Optional[dict]:
     return None
 
 
+def _crash_looping(obj: dict) -> bool:
+    """Not Ready, and Docker gave up restarting it before (the operator's back-off started it again):
+    down as much as Failed, whether or not a poll came during the Failed moment."""
+    restarted = _condition(obj, "Restarted") or {}
+    ready = _condition(obj, "Ready") or {}
+    return restarted.get("reason") == "CrashLoopBackOff" and ready.get("status") != "True"
+
+
 def _current(obj: dict) -> bool:
     """True when status describes the current generation (not a stale one from before a patch)."""
     status = obj.get("status") or {}
     observed = status.get("observedGeneration")
     generation = (obj.get("metadata") or {}).get("generation")
     return observed is None or generation is None or observed >= generation
+
+
+def _rfc3339(t: datetime.datetime) -> str:
+    return t.astimezone(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def _parse_time(value: Optional[str]) -> Optional[datetime.datetime]:
@@ -222,6 +243,13 @@ class NotebookServerSpawner(Spawner):
         help="Seconds stop() waits for the operator to report the server stopped or gone (then returns anyway).",
     )
     connect_timeout = Float(10, config=True, help="Seconds to connect to the API server.")
+    start_restart_limit = Integer(
+        2,
+        config=True,
+        help="""A start fails once the server crashed this many times before it was first Ready
+        (status.restartCount: its container cannot run the server), instead of waiting out
+        start_timeout while Docker keeps restarting it. 0: wait for Failed or start_timeout.""",
+    )
 
     @default("env_keep")
     def _env_keep_default(self) -> List[str]:
@@ -239,6 +267,8 @@ class NotebookServerSpawner(Spawner):
         # the failure only after stop() returns, within slow_spawn_timeout (10 s). A server that
         # never got Ready has nothing to wait for, so that stop() does not wait for Stopped.
         self._start_failed = False
+        # The endpoint of a spawn that finished while the hub was down (see _adopt).
+        self._adopted_url = ""
 
     # ---- naming and state -------------------------------------------------------------------
     @property
@@ -249,7 +279,12 @@ class NotebookServerSpawner(Spawner):
 
     @property
     def secret_name(self) -> str:
-        return f"{self.resource_name}-hub"
+        """This start's token Secret. Named after the token, so each start (JupyterHub makes a new
+        token per start) changes the spec (a new generation: no earlier status answers it), and a
+        Secret's content never changes under its name (the operator's cache can lag a write, but
+        never shows an older token under the new name)."""
+        digest = hashlib.sha256((self.api_token or "").encode()).hexdigest()[:10]
+        return f"{self.resource_name}-hub-{digest}"
 
     def load_state(self, state: dict) -> None:
         super().load_state(state)
@@ -427,8 +462,11 @@ class NotebookServerSpawner(Spawner):
     def _labels(self) -> Dict[str, str]:
         labels = {
             "app.kubernetes.io/managed-by": "jupyterhub",
-            "hub.jupyter.org/username": escape_dns(self.user.name)[:63],
         }
+        # A label value starts and ends with an alphanumeric ("_x" escapes to "-5fx").
+        username = escape_dns(self.user.name)[:63].strip("-")
+        if username:
+            labels["hub.jupyter.org/username"] = username
         labels.update(self.extra_labels)
         return labels
 
@@ -457,7 +495,7 @@ class NotebookServerSpawner(Spawner):
             "metadata": {
                 "name": self.secret_name,
                 "namespace": self.namespace,
-                "labels": {"app.kubernetes.io/managed-by": "jupyterhub", "nbswarm.io/name": self.resource_name},
+                "labels": {SECRET_MANAGED_BY[0]: SECRET_MANAGED_BY[1], SECRET_SERVER_LABEL: self.resource_name},
             },
             "type": "Opaque",
             "stringData": {TOKEN_KEY: self.api_token},
@@ -485,6 +523,7 @@ class NotebookServerSpawner(Spawner):
             return await self._start()
         except BaseException:
             self._start_failed = True
+            await self._forget_secrets_of_refused_start()
             raise
 
     async def _start(self) -> str:
@@ -496,48 +535,33 @@ class NotebookServerSpawner(Spawner):
         timeout = max(1.0, float(self.start_timeout) - 1.0)
         deadline = loop.time() + timeout
         self._progress_since = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(seconds=2)
+        self._adopted_url = ""
         try:
             spec = self.build_spec()
         except ValueError as e:
             raise SpawnFailed(str(e)) from e
         name = self.resource_name
         self.object_name = name
+        # The operator stops the server if it is not Ready when this spawn stops waiting for it.
+        start_deadline = _rfc3339(datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(seconds=timeout))
         try:
-            # The Secret exists before the object that references it, so the operator never sees
-            # a dangling secretKeyRef; ownership is added once the object's uid is known.
-            await self._ensure_secret(None)
-            body = {
-                "apiVersion": f"{GROUP}/{VERSION}",
-                "kind": KIND,
-                "metadata": {"name": name, "namespace": self.namespace, "labels": self._labels()},
-                "spec": spec,
-            }
-            obj = None
-            while obj is None:
-                try:
-                    obj = await self._call(
-                        self._custom.create_namespaced_custom_object, GROUP, VERSION, self.namespace, PLURAL, body
-                    )
-                    self.log.info("Created NotebookServer %s/%s", self.namespace, name)
-                except ApiException as e:
-                    if e.status != 409:
-                        raise
-                    existing = await self._get()
-                    if existing is not None and existing["metadata"].get("deletionTimestamp"):
-                        # A delete (delete_on_stop) still finishing: patching it would revive
-                        # nothing; wait until it is gone, then create afresh.
-                        await self._wait_gone(existing, deadline)
-                        continue
-                    # Merge patch: lists (env) are replaced whole, absent spec fields are kept.
-                    patch = {"metadata": {"labels": self._labels()}, "spec": spec}
-                    obj = await self._call(
-                        self._custom.patch_namespaced_custom_object, GROUP, VERSION, self.namespace, PLURAL, name, patch
-                    )
-                    self.log.info("Updated NotebookServer %s/%s", self.namespace, name)
-            self.object_uid = obj["metadata"].get("uid", "")
-            await self._ensure_secret(obj)
+            obj = await retry_until(
+                deadline,
+                lambda: self._declare(spec, start_deadline, deadline),
+                what=f"starting NotebookServer {self.namespace}/{name}",
+                log=self.log,
+            )
         except ApiException as e:
+            if is_transient(e):
+                raise SpawnFailed(self._unreachable_message(e)) from e
             raise SpawnFailed(f"NotebookServer {self.namespace}/{name}: {_status_message(e)}") from e
+        except Exception as e:
+            if is_transient(e):
+                raise SpawnFailed(self._unreachable_message(e)) from e
+            raise
+        self._persist_state()
+        # Tokens of earlier starts are revoked by the hub; their Secrets go.
+        await self._forget_secrets(keep=self.secret_name)
 
         url = await self._wait_ready(obj, deadline)
         self.log.info("NotebookServer %s/%s ready at %s", self.namespace, name, url)
@@ -569,6 +593,10 @@ class NotebookServerSpawner(Spawner):
             url = (status.get("endpoint") or {}).get(self.endpoint)
             if url:
                 return url
+        restarts = int(status.get("restartCount") or 0)
+        if self.start_restart_limit and restarts >= self.start_restart_limit:
+            message = status.get("message") or "restarting"
+            raise SpawnFailed(f"NotebookServer {self.namespace}/{self.resource_name} crashed {restarts} times while starting: {message}")
         return None
 
     async def _wait_ready(self, obj: dict, deadline: float) -> str:
@@ -583,27 +611,37 @@ class NotebookServerSpawner(Spawner):
                 break
             rv = last["metadata"].get("resourceVersion", "")
             relist = False
-            async for ev in self._watch_object(rv, remaining):
-                etype, data = ev.get("type"), ev.get("object") or {}
-                if etype == "ERROR":
-                    relist = True  # 410 Gone or similar: read the object again, watch from there
-                    break
-                if etype == "BOOKMARK":
-                    last.setdefault("metadata", {})["resourceVersion"] = data.get("metadata", {}).get(
-                        "resourceVersion", rv
-                    )
-                    continue
-                if etype == "DELETED":
-                    raise SpawnFailed(f"NotebookServer {self.namespace}/{self.resource_name} was deleted while starting")
-                last = data
-                url = self._ready_url(last)
-                if url:
-                    return url
-            if relist or loop.time() < deadline:
-                fresh = await self._get()
-                if fresh is None:
-                    raise SpawnFailed(f"NotebookServer {self.namespace}/{self.resource_name} was deleted while starting")
-                last = fresh
+            try:
+                async for ev in self._watch_object(rv, remaining):
+                    etype, data = ev.get("type"), ev.get("object") or {}
+                    if etype == "ERROR":
+                        relist = True  # 410 Gone or similar: read the object again, watch from there
+                        break
+                    if etype == "BOOKMARK":
+                        last.setdefault("metadata", {})["resourceVersion"] = data.get("metadata", {}).get(
+                            "resourceVersion", rv
+                        )
+                        continue
+                    if etype == "DELETED":
+                        raise SpawnFailed(f"NotebookServer {self.namespace}/{self.resource_name} was deleted while starting")
+                    last = data
+                    url = self._ready_url(last)
+                    if url:
+                        return url
+                if relist or loop.time() < deadline:
+                    fresh = await self._get()
+                    if fresh is None:
+                        raise SpawnFailed(f"NotebookServer {self.namespace}/{self.resource_name} was deleted while starting")
+                    last = fresh
+            except Exception as e:  # noqa: BLE001 - an API outage is waited out, anything else raised
+                if not is_transient(e):
+                    raise
+                # The API server went away (a watch cut mid-stream, a refused connection): it
+                # comes back within seconds; the object is read again then.
+                self.log.warning(
+                    "NotebookServer %s/%s: watching it failed (%s); trying again", self.namespace, self.resource_name, describe(e)
+                )
+                await asyncio.sleep(min(1.0, max(0.0, deadline - loop.time())))
         message = (last.get("status") or {}).get("message") or "no status from the operator"
         raise SpawnFailed(
             f"NotebookServer {self.namespace}/{self.resource_name} not ready after "
@@ -617,53 +655,51 @@ class NotebookServerSpawner(Spawner):
             self.log.warning("poll of NotebookServer %s failed: %s", self.resource_name, e)
             return None
         if obj is None:
+            await self._forget_secrets()
             return 0
         if self.object_uid and obj["metadata"].get("uid") not in (None, self.object_uid):
             # Same name, different object: not the server this hub started.
             return 0
-        if obj["metadata"].get("deletionTimestamp") or (obj.get("spec") or {}).get("stopped"):
+        meta = obj["metadata"]
+        if (
+            meta.get("deletionTimestamp")
+            or (obj.get("spec") or {}).get("stopped")
+            or (meta.get("annotations") or {}).get(STOP_ANNOTATIONS[0]) is not None
+        ):
+            await self._forget_secrets()
             return 0
-        phase = (obj.get("status") or {}).get("phase")
-        if phase == "Failed":
+        status = obj.get("status") or {}
+        phase = status.get("phase")
+        if _current(obj) and (phase == "Failed" or _crash_looping(obj)):
+            # JupyterHub calls no stop() for a server poll() reports dead: stop it here, or the
+            # operator's crash-loop back-off would run it again with nobody to route to it.
+            await self._retire(f"failed: {status.get('message') or 'no message'}")
             return 1
         if phase in ("Stopped", "Stopping", "Terminating"):
+            await self._forget_secrets()
             return 0
+        if self._check_pending and not self._endpoint_if_ready(obj):
+            return await self._adopt(obj)
         return None
 
     async def stop(self, now: bool = False) -> None:
         from kubernetes.client.rest import ApiException
 
         name = self.resource_name
+        loop = asyncio.get_running_loop()
         try:
-            if self.delete_on_stop:
-                try:
-                    await self._call(
-                        self._custom.delete_namespaced_custom_object, GROUP, VERSION, self.namespace, PLURAL, name
-                    )
-                except ApiException as e:
-                    if e.status != 404:
-                        raise
-                try:
-                    await self._call(self._core.delete_namespaced_secret, self.secret_name, self.namespace)
-                except ApiException as e:
-                    if e.status != 404:
-                        raise
-            else:
-                try:
-                    await self._call(
-                        self._custom.patch_namespaced_custom_object,
-                        GROUP,
-                        VERSION,
-                        self.namespace,
-                        PLURAL,
-                        name,
-                        {"spec": {"stopped": True}},
-                    )
-                except ApiException as e:
-                    if e.status != 404:
-                        raise
+            await retry_until(
+                loop.time() + self._write_budget(), self._stop_object, what=f"stopping NotebookServer {self.namespace}/{name}", log=self.log
+            )
         except ApiException as e:
             raise RuntimeError(f"stopping NotebookServer {self.namespace}/{name}: {_status_message(e)}") from e
+        except Exception as e:
+            if is_transient(e):
+                raise RuntimeError(f"stopping NotebookServer {self.namespace}/{name}: {self._unreachable_message(e)}") from e
+            raise
+        # The hub revokes the token on stop: its Secret goes too (the operator needs none for a
+        # stopped server).
+        await self._forget_secrets()
         after_failed_start, self._start_failed = self._start_failed, False
         if after_failed_start:
             self.log.info("Stop of NotebookServer %s after a failed start: not waiting for Stopped", name)
@@ -775,3 +811,182 @@ class NotebookServerSpawner(Spawner):
                 yield render(ev)
             if restart:
                 kw.pop("resourceVersion", None)
+
+    # ---- crash safety: hub restarts, API outages, token Secrets ------------------------------
+    async def _declare(self, spec: dict, start_deadline: str, deadline: float) -> dict:
+        """One attempt at writing this start (idempotent, so an API outage can be retried): the
+        token Secret, then the object created, or patched to run again with the new token."""
+        from kubernetes.client.rest import ApiException
+
+        name = self.resource_name
+        existing = await self._get()
+        if existing is not None and existing["metadata"].get("deletionTimestamp"):
+            # A delete (delete_on_stop) still finishing: patching it would revive nothing; wait
+            # until it is gone, then create afresh.
+            await self._wait_gone(existing, deadline)
+            existing = None
+        # The Secret exists before the object that references it; its owner is known at once when
+        # the object exists, else set once it does.
+        await self._ensure_secret(existing)
+        if existing is None:
+            body = {
+                "apiVersion": f"{GROUP}/{VERSION}",
+                "kind": KIND,
+                "metadata": {
+                    "name": name,
+                    "namespace": self.namespace,
+                    "labels": self._labels(),
+                    "annotations": {START_DEADLINE: start_deadline},
+                },
+                "spec": spec,
+            }
+            try:
+                obj = await self._call(self._custom.create_namespaced_custom_object, GROUP, VERSION, self.namespace, PLURAL, body)
+            except ApiException as e:
+                if e.status != 409:
+                    raise
+                return await self._declare(spec, start_deadline, deadline)
+            self.log.info("Created NotebookServer %s/%s", self.namespace, name)
+            self.object_uid = obj["metadata"].get("uid", "")
+            await self._ensure_secret(obj)
+            return obj
+        # Merge patch: lists (env) are replaced whole, absent spec fields are kept. A stop by
+        # annotation (culler, a missed start deadline) ends with this start.
+        annotations: Dict[str, Optional[str]] = {key: None for key in STOP_ANNOTATIONS}
+        annotations[START_DEADLINE] = start_deadline
+        patch = {"metadata": {"labels": self._labels(), "annotations": annotations}, "spec": spec}
+        obj = await self._call(self._custom.patch_namespaced_custom_object, GROUP, VERSION, self.namespace, PLURAL, name, patch)
+        self.log.info("Updated NotebookServer %s/%s", self.namespace, name)
+        self.object_uid = obj["metadata"].get("uid", "")
+        return obj
+
+    async def _stop_object(self) -> None:
+        """Delete the object (delete_on_stop) or set spec.stopped; gone already is fine."""
+        from kubernetes.client.rest import ApiException
+
+        name = self.resource_name
+        try:
+            if self.delete_on_stop:
+                await self._call(self._custom.delete_namespaced_custom_object, GROUP, VERSION, self.namespace, PLURAL, name)
+            else:
+                patch = {"metadata": {"annotations": {START_DEADLINE: None}}, "spec": {"stopped": True}}
+                await self._call(self._custom.patch_namespaced_custom_object, GROUP, VERSION, self.namespace, PLURAL, name, patch)
+        except ApiException as e:
+            if e.status != 404:
+                raise
+
+    def _write_budget(self) -> float:
+        """Seconds a stop keeps trying to reach the API server."""
+        return max(10.0, float(self.stop_timeout))
+
+    def _unreachable_message(self, exc: BaseException) -> str:
+        return f"NotebookServer {self.namespace}/{self.resource_name}: the API server did not answer in time ({describe(exc)})"
+
+    def _persist_state(self) -> None:
+        """Save the object's name and uid in the hub's database as soon as the object is written.
+        JupyterHub saves a spawner's state only when start() returns; a hub killed in between
+        must still know, when it restarts, which object is this server."""
+        from sqlalchemy.orm import object_session
+        from sqlalchemy.orm.exc import UnmappedInstanceError
+
+        orm_spawner = getattr(self, "orm_spawner", None)
+        try:
+            # The ORM row's own session (Spawner.db is deprecated in JupyterHub 3).
+            session = object_session(orm_spawner)
+        except UnmappedInstanceError:
+            session = None
+        if session is None:
+            return
+        try:
+            orm_spawner.state = self.get_state()
+            session.commit()
+        except Exception as e:  # noqa: BLE001 - the object is the record; this only speeds adoption
+            self.log.warning("Could not save the state of %s early: %s", self._log_name, e)
+
+    async def _forget_secrets(self, keep: Optional[str] = None) -> None:
+        """Delete this server's token Secrets (all, or all but `keep`): a token the hub revoked (a
+        stopped server's, an earlier start's) never outlives its use. The ownerReference to the
+        object covers the rest where the API server collects garbage."""
+        from kubernetes.client.rest import ApiException
+
+        selector = f"{SECRET_MANAGED_BY[0]}={SECRET_MANAGED_BY[1]},{SECRET_SERVER_LABEL}={self.resource_name}"
+
+        async def forget() -> None:
+            listing = await self._call(self._core.list_namespaced_secret, self.namespace, label_selector=selector)
+            for item in listing.items or []:
+                if item.metadata.name == keep:
+                    continue
+                try:
+                    await self._call(self._core.delete_namespaced_secret, item.metadata.name, self.namespace)
+                except ApiException as e:
+                    if e.status != 404:
+                        raise
+
+        loop = asyncio.get_running_loop()
+        try:
+            await retry_until(loop.time() + self._write_budget(), forget, what=f"deleting the token Secrets of {self.resource_name}", log=self.log)
+        except Exception as e:  # noqa: BLE001 - reported; the next start or stop tries again
+            self.log.warning("Could not delete the token Secrets of NotebookServer %s/%s: %s", self.namespace, self.resource_name, describe(e))
+
+    async def _forget_secrets_of_refused_start(self) -> None:
+        """A start the API refused (the object was never written) leaves no token Secret behind."""
+        try:
+            if await self._get() is not None:
+                return  # stop() or poll() takes care of an object that exists
+        except Exception as e:  # noqa: BLE001 - the object may exist; stop() and poll() handle it then
+            self.log.warning("Could not check NotebookServer %s after a failed start: %s", self.resource_name, describe(e))
+            return
+        await self._forget_secrets()
+
+    async def _retire(self, why: str) -> None:
+        """Stop the object and delete its token Secrets: poll() is about to report the server
+        gone, after which JupyterHub calls no stop(), and a server the hub forgot must not run."""
+        self.log.warning("NotebookServer %s/%s %s: stopping it", self.namespace, self.resource_name, why)
+        loop = asyncio.get_running_loop()
+        try:
+            await retry_until(loop.time() + self._write_budget(), self._stop_object, what=f"stopping NotebookServer {self.resource_name}", log=self.log)
+        except Exception as e:  # noqa: BLE001 - its start deadline (if any) stops it in the operator
+            self.log.error("Could not stop NotebookServer %s/%s: %s", self.namespace, self.resource_name, describe(e))
+        await self._forget_secrets()
+
+    def _endpoint_if_ready(self, obj: Optional[dict]) -> Optional[str]:
+        if obj is None:
+            return None
+        try:
+            return self._ready_url(obj)
+        except SpawnFailed:
+            return None
+
+    async def _adopt(self, obj: dict) -> Optional[int]:
+        """The hub restarted and found this server started but not Ready (it was killed mid-spawn):
+        wait for it as that spawn would have, until the start deadline the spawn wrote, and adopt
+        it once Ready; else stop it, so it never runs without the hub."""
+        deadline_at = _parse_time(((obj["metadata"].get("annotations") or {}).get(START_DEADLINE)))
+        if deadline_at is None:
+            # No start pending (the operator removes the deadline once Ready): a running server
+            # restarting after a crash, reported as running like any other.
+            return None
+        loop = asyncio.get_running_loop()
+        remaining = (deadline_at - datetime.datetime.now(datetime.timezone.utc)).total_seconds()
+        try:
+            url = await self._wait_ready(obj, loop.time() + max(0.0, remaining))
+        except SpawnFailed as e:
+            await self._retire(f"was still starting when the hub restarted and did not get Ready ({e})")
+            return 1
+        self._adopted_url = url
+        self.log.info("NotebookServer %s/%s got Ready while the hub was down: adopted at %s", self.namespace, self.resource_name, url)
+        return None
+
+    async def get_url(self) -> str:
+        """The server's URL for a restarted hub (JupyterHub asks before it checks the server):
+        the resource's endpoint, not the placeholder address the hub recorded before the spawn
+        finished."""
+        url: Optional[str] = self._adopted_url or None
+        if not url:
+            try:
+                url = self._endpoint_if_ready(await self._get())
+            except Exception as e:  # noqa: BLE001 - fall back to what the hub recorded
+                self.log.warning("Could not read NotebookServer %s for its URL: %s", self.resource_name, describe(e))
+        if not url or self.server is None:
+            return await super().get_url()
+        return url.rstrip("/") + self.server.base_url

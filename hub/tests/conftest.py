@@ -67,6 +67,98 @@ def _find_kubeconfig(data_dir: str, out_file: str):
     return None
 
 
+def _wait_serving(proc, data_dir: str, out: str, log_name: str, timeout: float = 30) -> str:
+    """The kubeconfig of a `serve` process once it answers."""
+    from kubernetes import client, config
+
+    deadline = time.time() + timeout
+    path = None
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"API server exited ({proc.returncode}): {open(log_name).read()[-2000:]}")
+        path = path or _find_kubeconfig(data_dir, out)
+        if path:
+            try:
+                api = config.new_client_from_config(config_file=path)
+                client.VersionApi(api).get_code()
+                return path
+            except Exception:  # noqa: BLE001 - not up yet
+                pass
+        time.sleep(0.1)
+    raise RuntimeError(f"API server not ready in {timeout}s: {open(log_name).read()[-2000:]}")
+
+
+def _apply_crd(kubeconfig: str):
+    from kubernetes import client, config
+    from kubernetes.client.rest import ApiException
+
+    api_client = config.new_client_from_config(config_file=kubeconfig)
+    with open(os.path.join(ROOT, "crds", "notebookserver.yaml")) as f:
+        crd = yaml.safe_load(f)
+    try:
+        client.ApiextensionsV1Api(api_client).create_custom_resource_definition(crd)
+    except ApiException as e:
+        if e.status != 409:
+            raise
+    custom = client.CustomObjectsApi(api_client)
+    deadline = time.time() + 20
+    while True:
+        try:
+            custom.list_namespaced_custom_object("nbswarm.io", "v1alpha1", "default", "notebookservers")
+            return SimpleNamespace(custom=custom, core=client.CoreV1Api(api_client), client=api_client)
+        except ApiException:
+            if time.time() > deadline:
+                raise
+            time.sleep(0.1)
+
+
+class RestartableApiServer:
+    """An API server of a test's own, on a fixed port and data dir, that the test kills (SIGKILL,
+    its own process, by PID) and starts again, as `nbswarm up` restarts after a crash."""
+
+    def __init__(self, data_dir: str):
+        self.data_dir = data_dir
+        self.port = _free_port()
+        self.proc = None
+        self.kubeconfig = ""
+        self.starts = 0
+
+    def start(self) -> None:
+        self.starts += 1
+        out = os.path.join(self.data_dir, f"server.{self.starts}.out")
+        log_name = os.path.join(self.data_dir, f"server.{self.starts}.log")
+        with open(out, "wb") as out_f, open(log_name, "wb") as log:
+            self.proc = subprocess.Popen(_serve_command(self.data_dir, self.port), stdout=out_f, stderr=log, cwd=ROOT)
+        self.kubeconfig = _wait_serving(self.proc, self.data_dir, out, log_name)
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+
+
+@pytest.fixture
+def restartable_api(tmp_path):
+    """A private API server (CRD applied) the test may kill -9 and start again."""
+    srv = RestartableApiServer(str(tmp_path / "apiserver"))
+    os.makedirs(srv.data_dir)
+    srv.start()
+    srv.api = _apply_crd(srv.kubeconfig)
+    try:
+        yield srv
+    finally:
+        srv.stop()
+
+
 @pytest.fixture(scope="session")
 def kubeconfig(tmp_path_factory):
     given = os.environ.get("NBSWARM_KUBECONFIG")
@@ -151,7 +243,7 @@ def make_spawner(kubeconfig, namespace):
 
     from nbswarm_spawner import NotebookServerSpawner
 
-    def make(username="alice", servername="", **config):
+    def make(username="alice", servername="", orm_spawner=None, **config):
         user = SimpleNamespace(
             name=username,
             escaped_name=username,
@@ -164,13 +256,14 @@ def make_spawner(kubeconfig, namespace):
         config.setdefault("stop_timeout", 0)
         # The hub's own ORM records, unsaved: the spawner reads its name and base_url from them.
         base_url = f"/user/{username}/{servername + '/' if servername else ''}"
-        orm_spawner = SimpleNamespace(name=servername, server=orm.Server(base_url=base_url, proto="http", ip="", port=0, cookie_name="jupyterhub-user"))
+        if orm_spawner is None:
+            orm_spawner = SimpleNamespace(name=servername, server=orm.Server(base_url=base_url, proto="http", ip="", port=0, cookie_name="jupyterhub-user"))
+        config.setdefault("kubeconfig", kubeconfig)
+        config.setdefault("namespace", namespace)
         spawner = NotebookServerSpawner(
             user=user,
             hub=Hub(),
             orm_spawner=orm_spawner,
-            kubeconfig=kubeconfig,
-            namespace=namespace,
             api_token="hub-token-" + uuid.uuid4().hex,
             oauth_client_id=f"jupyterhub-user-{username}",
             **config,

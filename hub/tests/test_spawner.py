@@ -47,6 +47,12 @@ def get_obj(api, ns, name):
         raise
 
 
+def token_secrets(api, ns, name):
+    """Names of the hub's token Secrets of NotebookServer `name`."""
+    items = api.core.list_namespaced_secret(ns, label_selector=f"nbswarm.io/name={name}").items
+    return sorted(s.metadata.name for s in items)
+
+
 def set_status(api, ns, name, status, current=True):
     obj = api.custom.get_namespaced_custom_object(G, V, ns, P, name)
     if current:
@@ -86,14 +92,16 @@ def test_start_creates_object_with_secret_ref_and_returns_endpoint(api, namespac
     env = {e["name"]: e for e in spec["env"]}
     assert env["JUPYTERHUB_API_TOKEN"] == {
         "name": "JUPYTERHUB_API_TOKEN",
-        "valueFrom": {"secretKeyRef": {"name": "nbs-alice-hub", "key": "token"}},
+        "valueFrom": {"secretKeyRef": {"name": spawner.secret_name, "key": "token"}},
     }
+    # One Secret per start, named after its token: each start is a new spec (generation).
+    assert spawner.secret_name.startswith("nbs-alice-hub-") and spawner.secret_name != make_spawner().secret_name
     assert env["JUPYTERHUB_SERVICE_PREFIX"]["value"] == "/user/alice/"
     # The operator allocates the port: the hub's bind URL would pin the server to the hub's guess.
     assert "JUPYTERHUB_SERVICE_URL" not in env and "PATH" not in env
     assert spawner.api_token not in json.dumps(obj)
 
-    secret = api.core.read_namespaced_secret("nbs-alice-hub", namespace)
+    secret = api.core.read_namespaced_secret(spawner.secret_name, namespace)
     assert base64.b64decode(secret.data["token"]).decode() == spawner.api_token
     assert [(o.kind, o.name, o.uid) for o in secret.metadata.owner_references] == [
         ("NotebookServer", "nbs-alice", obj["metadata"]["uid"])
@@ -191,8 +199,10 @@ def test_restart_patches_same_object_and_ignores_stale_ready(api, namespace, mak
         return await task
 
     assert run(scenario()) == "http://127.0.0.1:2"
-    secret = api.core.read_namespaced_secret("nbs-alice-hub", namespace)
+    secret = api.core.read_namespaced_secret(second.secret_name, namespace)
     assert base64.b64decode(secret.data["token"]).decode() == second.api_token
+    # Only the current start's token is kept.
+    assert token_secrets(api, namespace, "nbs-alice") == [second.secret_name]
 
 
 def test_stop_waits_for_operator_to_report_stopped(api, namespace, make_spawner):
@@ -253,8 +263,9 @@ def test_delete_on_stop_removes_object_and_secret(api, namespace, make_spawner):
     obj = get_obj(api, namespace, "nbs-alice")
     assert obj is None or obj["metadata"].get("deletionTimestamp")
     with pytest.raises(ApiException) as e:
-        api.core.read_namespaced_secret("nbs-alice-hub", namespace)
+        api.core.read_namespaced_secret(spawner.secret_name, namespace)
     assert e.value.status == 404
+    assert token_secrets(api, namespace, "nbs-alice") == []
     assert run(spawner.poll()) == 0
     spawner.clear_state()
     assert "object_uid" not in spawner.get_state()

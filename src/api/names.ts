@@ -49,6 +49,11 @@ export const LABELS = {
   builtForUid: 'nbswarm.io/built-for-uid',
   source: 'nbswarm.io/source',
   sourceGeneration: 'nbswarm.io/source-generation',
+  /**
+   * On a Swarm service (not its tasks): when the operator last wrote it (create, update, scale,
+   * forced restart). Task failures from before it are history, not the server's state now.
+   */
+  writtenAt: 'nbswarm.io/written-at',
 } as const;
 
 /** Annotations on a NotebookServer. */
@@ -61,4 +66,14 @@ export const ANNOTATIONS = {
   stoppedReason: 'nbswarm.io/stopped-reason',
   /** Change its value to rebuild a source-server image. */
   rebuild: 'nbswarm.io/rebuild',
+  /**
+   * RFC 3339 time by which a client that asked for a start (the hub's spawner) stops waiting. Not
+   * Ready for its generation by then → the operator stops the server (annotation `stopped`, reason
+   * StartDeadlineExceeded), so a start nobody waits for any more never runs unattended, whatever
+   * crashed meanwhile. Removed by the operator once the server is Ready.
+   */
+  startDeadline: 'nbswarm.io/start-deadline',
 } as const;
+
+/** stoppedReason of a server stopped because it missed its start deadline. */
+export const START_DEADLINE_EXCEEDED = 'StartDeadlineExceeded';

@@ -5,11 +5,11 @@
  * description on every field, defaults only where the policy has no say.
  *
  * Patterns are RE2-compatible (a real API server evaluates them with Go's regexp): no look-ahead.
- * - user / servername: `[A-Za-z0-9]` first and last, `[A-Za-z0-9._@+-]` between, at most 63 chars.
- *   JupyterHub names (including e-mail style ones) fit; after DockerSpawner-style escaping
- *   (src/config/templates.ts: everything but [a-z0-9] → "-" + hex) the result contains only
- *   DNS-label characters and starts and ends with one of [a-z0-9-]. Docker names built from them are
- *   length-limited and made unique by the name template code, not by this pattern.
+ * - user / servername: what JupyterHub accepts (its database holds up to 255 characters; "ann lee",
+ *   "zoë", "My Dash!" are all valid names), minus what no name can hold: "/" (a URL path segment
+ *   in the hub) and control characters. After DockerSpawner-style escaping (src/config/templates.ts:
+ *   everything but [a-z0-9] → "-" + hex of its UTF-8 bytes) only DNS-label characters remain;
+ *   Docker names built from them are length-limited and made unique by the name template code.
  * - env names: `[A-Za-z_][A-Za-z0-9_.-]*` (Kubernetes' relaxed C identifier, never "=").
  * - app.path: relative segments, none of them "." or "..": it cannot leave the home directory.
  */
@@ -40,8 +40,11 @@ export type JSONSchemaProps = {
   'x-kubernetes-preserve-unknown-fields'?: boolean;
 };
 
-export const NAME_PATTERN = '^[A-Za-z0-9]([A-Za-z0-9._@+-]{0,61}[A-Za-z0-9])?$';
-export const SERVERNAME_PATTERN = '^([A-Za-z0-9]([A-Za-z0-9._@+-]{0,61}[A-Za-z0-9])?)?$';
+/** No "/", no C0/C1 control character, no DEL. */
+export const NAME_PATTERN = '^[^/\\x00-\\x1f\\x7f-\\x9f]+$';
+export const SERVERNAME_PATTERN = '^[^/\\x00-\\x1f\\x7f-\\x9f]*$';
+/** JupyterHub's own limit (its user and spawner name columns). */
+export const HUB_NAME_MAX_LENGTH = 255;
 export const ENV_NAME_PATTERN = '^[A-Za-z_][A-Za-z0-9_.-]*$';
 /** Each segment is not "." or "..": starts with a non-dot, or "." + non-dot, or ".." + something. */
 const SEG = '([^/.][^/]*|\\.[^/.][^/]*|\\.\\.[^/]+)';
@@ -65,8 +68,8 @@ const quantity = (description: string): JSONSchemaProps => ({
 const specSchema: JSONSchemaProps = obj(
   'Desired state of the notebook server. The operator policy decides what is allowed (images, modes, resources, system users); a NotebookServer never carries host paths or Docker options.',
   {
-    user: s('JupyterHub user the server belongs to ({username} in the policy templates). Letters, digits and "._@+-", starting and ending with a letter or digit, at most 63 characters; escaped for Docker names like DockerSpawner does.', { pattern: NAME_PATTERN, minLength: 1, maxLength: 63 }),
-    servername: s('Named-server name ({servername}); "" is the user\'s default server. Same characters as user, at most 63.', { pattern: SERVERNAME_PATTERN, maxLength: 63, default: '' }),
+    user: s('JupyterHub user the server belongs to ({username} in the policy templates), as JupyterHub spells it: any characters but "/" and control characters, at most 255; escaped for Docker names like DockerSpawner does.', { pattern: NAME_PATTERN, minLength: 1, maxLength: HUB_NAME_MAX_LENGTH }),
+    servername: s('Named-server name ({servername}); "" is the user\'s default server. Same characters as user, at most 255.', { pattern: SERVERNAME_PATTERN, maxLength: HUB_NAME_MAX_LENGTH, default: '' }),
     image: s('Container image to run. Must match the policy\'s allowedImages globs; unset means the policy\'s defaultImage. The operator pins it to the local image ID or repo digest when it starts the server.', { pattern: IMAGE_PATTERN, maxLength: 512 }),
     mode: s('What the server runs: notebook (Jupyter Notebook / jupyterhub-singleuser), lab (JupyterLab), voila, streamlit, dash, panel, bokeh, rshiny (dashboards of spec.app.path, launched as cdsdashboards does), or custom (spec.command). The command for each mode comes from the operator policy\'s launcher table.', { enum: [...MODES], default: 'notebook' }),
     app: obj('The presentation a dashboard mode serves.', {
@@ -104,7 +107,7 @@ const specSchema: JSONSchemaProps = obj(
 );
 
 const conditionSchema: JSONSchemaProps = obj('One aspect of the server\'s state, as in Kubernetes conditions.', {
-  type: s('Condition type: Ready, ImageReady, Scheduled or Degraded.', { minLength: 1, maxLength: 316 }),
+  type: s('Condition type: Ready, ImageReady, Scheduled, Degraded or Restarted.', { minLength: 1, maxLength: 316 }),
   status: s('True, False or Unknown.', { enum: ['True', 'False', 'Unknown'] }),
   reason: s('One CamelCase word saying why the condition is in this status.', { maxLength: 1024 }),
   message: s('Human-readable detail, e.g. the spec field to fix.', { maxLength: 32768 }),
@@ -129,10 +132,11 @@ const statusSchema: JSONSchemaProps = obj('Observed state, written by the operat
     image: s('Image reference as requested.'),
     imageId: s('Image the object is pinned to (image ID or repo digest).'),
   }),
-  conditions: arr('Ready, ImageReady, Scheduled and Degraded conditions; `kubectl wait --for=condition=Ready` works on them.', conditionSchema, {
+  conditions: arr('Ready, ImageReady, Scheduled, Degraded and (after a crash) Restarted conditions; `kubectl wait --for=condition=Ready` works on them.', conditionSchema, {
     'x-kubernetes-list-type': 'map', 'x-kubernetes-list-map-keys': ['type'],
   }),
   lastActivity: s('Last time the server was seen active (RFC 3339), for idle culling.', { format: 'date-time' }),
+  restartCount: int('Times the server was restarted after a failure since its object was last written: by Docker (Swarm\'s restart policy) and by the operator after Docker stopped restarting it. Absent when none.', { minimum: 0 }),
   build: obj('Image built from spec.source.server.', {
     image: s('The built image (repository:tag).'),
     builtAt: s('When it was built (RFC 3339).', { format: 'date-time' }),

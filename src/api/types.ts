@@ -32,7 +32,7 @@ export interface NotebookServerSpec {
 }
 
 export type Phase = 'Pending' | 'Creating' | 'Running' | 'Stopping' | 'Stopped' | 'Failed' | 'Terminating';
-export type ConditionType = 'Ready' | 'ImageReady' | 'Scheduled' | 'Degraded';
+export type ConditionType = 'Ready' | 'ImageReady' | 'Scheduled' | 'Degraded' | 'Restarted';
 
 export interface Condition {
   type: ConditionType | string;
@@ -50,6 +50,7 @@ export interface NotebookServerStatus {
   backend?: { kind?: 'service' | 'container'; id?: string; name?: string; node?: string; image?: string; imageId?: string };
   conditions?: Condition[];
   lastActivity?: string;
+  restartCount?: number;
   build?: { image?: string; builtAt?: string; sourceGeneration?: number };
   message?: string;
 }

@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { Command } from 'commander';
+import YAML from 'yaml';
 import { createLogger } from '../log.js';
 // The server's modules (SQLite, ajv, forge…) load when a command needs them: `nbswarm operator`
 // never does.
@@ -9,6 +10,32 @@ const server = () => import('./index.js');
 function env(name: string): string | undefined {
   const v = process.env[name];
   return v === undefined || v === '' ? undefined : v;
+}
+
+/** The URL from NBSWARM_ADDRESS / NBSWARM_PORT, when either is set. */
+function kubeconfigServerFromEnv(): string | undefined {
+  if (env('NBSWARM_ADDRESS') === undefined && env('NBSWARM_PORT') === undefined) return undefined;
+  return `https://${env('NBSWARM_ADDRESS') ?? '127.0.0.1'}:${env('NBSWARM_PORT') ?? '6443'}`;
+}
+
+/**
+ * The server URL of the API server last started on `dataDir` (`up --port N` or `serve` write it
+ * into admin.kubeconfig at every start), so `kubeconfig` points where that server listens.
+ */
+export function serverInDataDir(dataDir: string): string | undefined {
+  let text: string;
+  try {
+    text = readFileSync(join(dataDir, 'admin.kubeconfig'), 'utf8');
+  } catch {
+    return undefined;
+  }
+  try {
+    const doc = YAML.parse(text) as { clusters?: Array<{ cluster?: { server?: unknown } }> };
+    const server = doc?.clusters?.[0]?.cluster?.server;
+    return typeof server === 'string' && /^https?:\/\//.test(server) ? server : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 /** Adds `serve` and `kubeconfig` to the nbswarm CLI. */
@@ -44,11 +71,11 @@ export function registerApiServerCommands(program: Command): void {
     .command('kubeconfig')
     .description('print a kubeconfig for a token-file user')
     .option('--user <name>', 'user name from the token file', 'admin')
-    .option('--server <url>', 'API server URL', `https://${env('NBSWARM_ADDRESS') ?? '127.0.0.1'}:${env('NBSWARM_PORT') ?? '6443'}`)
+    .option('--server <url>', 'API server URL (default: the server last started on --data-dir, as its admin.kubeconfig says; else NBSWARM_ADDRESS:NBSWARM_PORT, 127.0.0.1:6443)')
     .option('--namespace <ns>', 'default namespace in the context')
     .option('--data-dir <dir>', 'state directory (env NBSWARM_DATA_DIR)', env('NBSWARM_DATA_DIR') ?? './.nbswarm')
     .option('--token-file <file>', 'token file (env NBSWARM_TOKEN_FILE)', env('NBSWARM_TOKEN_FILE'))
-    .action(async (o: { user: string; server: string; namespace?: string; dataDir: string; tokenFile?: string }) => {
+    .action(async (o: { user: string; server?: string; namespace?: string; dataDir: string; tokenFile?: string }) => {
       const { TokenAuth } = await import('./auth/tokens.js');
       const { ensureTls } = await import('./tls.js');
       const { buildKubeconfig } = await server();
@@ -66,6 +93,7 @@ export function registerApiServerCommands(program: Command): void {
       } catch {
         caPem = ensureTls(dataDir, []).caPem;
       }
-      process.stdout.write(buildKubeconfig({ server: o.server, caPem, user: o.user, token, namespace: o.namespace }));
+      const serverUrl = o.server ?? kubeconfigServerFromEnv() ?? serverInDataDir(dataDir) ?? 'https://127.0.0.1:6443';
+      process.stdout.write(buildKubeconfig({ server: serverUrl, caPem, user: o.user, token, namespace: o.namespace }));
     });
 }

@@ -69,6 +69,7 @@ export abstract class BaseBackend implements Backend, ObservationSource {
   abstract fetchUid(uid: string): Promise<ObservedServer[]>;
   protected abstract applyNow(desired: DesiredServer, image: ResolvedImage, current?: ObservedServer): Promise<ApplyResult>;
   protected abstract removeNow(observed: ObservedServer): Promise<void>;
+  protected abstract restartNow(observed: ObservedServer): Promise<ObservedServer>;
   /** Map one raw Docker event to a BackendEvent, or drop it. */
   protected abstract mapEvent(raw: any): Promise<BackendEvent | undefined> | BackendEvent | undefined;
   /** Docker event filter for this backend. */
@@ -106,6 +107,14 @@ export abstract class BaseBackend implements Backend, ObservationSource {
     await this.removeNow(observed);
     const uid = observed.labels[LABELS.uid];
     if (uid) this.observer?.removed(uid, observed.id, t0);
+  }
+
+  async restart(observed: ObservedServer): Promise<ObservedServer> {
+    const t0 = Date.now();
+    const after = await this.restartNow(observed);
+    const uid = observed.labels[LABELS.uid];
+    if (uid) this.observer?.wrote(uid, [after], t0);
+    return after;
   }
 
   private ensureWatch(): void {

@@ -178,7 +178,8 @@ export class ContainerBackend extends BaseBackend {
     };
     const status: string = st.Status ?? '';
     if (st.Running && !st.Restarting) obs.state = 'running';
-    else if (st.Restarting) obs.state = 'failed';
+    // Docker restarts it (restart policy unless-stopped, with its own back-off): not failed.
+    else if (st.Restarting) obs.state = 'starting';
     // "created" without an error was never started: it is as stopped as an exited one. (As
     // "pending" a stopped resource's container would look forever "Stopping".)
     else if (status === 'created') obs.state = st.Error ? 'failed' : 'stopped';
@@ -187,7 +188,13 @@ export class ContainerBackend extends BaseBackend {
       // We stop containers with SIGTERM/SIGKILL; any other non-zero exit, or a Docker error, is a crash.
       const clean = [0, 137, 143].includes(st.ExitCode) && !st.Error && !st.OOMKilled;
       obs.state = clean ? 'stopped' : 'failed';
+      if (!clean) obs.failedAt = st.FinishedAt;
     } else if (status === 'paused') obs.state = 'stopped';
+    if (c.RestartCount) {
+      obs.restarts = c.RestartCount;
+      obs.lastFailure = [st.Error, st.OOMKilled ? 'out of memory' : '', `exit code ${st.ExitCode}`].filter(Boolean).join('; ');
+    }
+    if (st.StartedAt && !st.StartedAt.startsWith('0001-')) obs.updatedAt = st.StartedAt;
     obs.message = [status, st.Error, st.OOMKilled ? 'out of memory' : '', status === 'exited' || st.ExitCode ? `exit code ${st.ExitCode}` : '', st.Restarting ? `restart count ${c.RestartCount}` : '']
       .filter(Boolean)
       .join('; ');
@@ -247,7 +254,7 @@ export class ContainerBackend extends BaseBackend {
       const id = await this.create(d, image);
       return { action: 'recreated', observed: await this.observeById(id) };
     }
-    const live = current.state === 'running' || current.state === 'starting' || (current.state === 'failed' && current.message?.includes('restart count'));
+    const live = current.state === 'running' || current.state === 'starting';
     if (d.stopped && live) {
       await this.stop(current);
       return { action: 'stopped', observed: await this.observeById(current.id) };
@@ -257,6 +264,11 @@ export class ContainerBackend extends BaseBackend {
       return { action: 'started', observed: await this.observeById(current.id) };
     }
     return { action: 'unchanged', observed: current };
+  }
+
+  protected async restartNow(observed: ObservedServer): Promise<ObservedServer> {
+    await this.start(observed.id, observed.name);
+    return this.observeById(observed.id);
   }
 
   private async stop(observed: ObservedServer): Promise<void> {

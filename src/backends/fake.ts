@@ -22,7 +22,7 @@ import {
 } from './types.js';
 
 /** The operations a test can make fail (once each, in order). */
-export type FakeOp = 'resolveImage' | 'find' | 'listManaged' | 'apply' | 'remove' | 'commitImage' | 'removeImage' | 'listVolumes' | 'removeVolume';
+export type FakeOp = 'resolveImage' | 'find' | 'listManaged' | 'apply' | 'remove' | 'restart' | 'commitImage' | 'removeImage' | 'listVolumes' | 'removeVolume';
 
 export class FakeBackend implements Backend {
   /** Docker writes, in order, as "verb target" (e.g. "create nbs-alice", "volume-create nbs-alice-home"). */
@@ -69,12 +69,18 @@ export class FakeBackend implements Backend {
     this.failures.set(op, [...(this.failures.get(op) ?? []), err]);
   }
 
-  /** Docker moved a server's object on by itself (a task started, a container crashed). */
-  setState(uid: string, state: ObservedState, message?: string): void {
+  /**
+   * Docker moved a server's object on by itself (a task started, a container crashed, Swarm
+   * restarted it: `more` sets restarts/lastFailure/failedAt).
+   */
+  setState(uid: string, state: ObservedState, message?: string, more: Pick<ObservedServer, 'restarts' | 'lastFailure' | 'failedAt'> = {}): void {
     for (const o of this.objects.values()) {
       if (o.labels[LABELS.uid] !== uid) continue;
       o.state = state;
       o.message = message;
+      o.restarts = more.restarts;
+      o.lastFailure = more.lastFailure;
+      o.failedAt = more.failedAt;
       this.emit(o, 'container', state === 'running' ? 'start' : 'die');
     }
   }
@@ -148,7 +154,7 @@ export class FakeBackend implements Backend {
         this.write('recreate', o);
         return { action: 'recreated', observed: { ...o } };
       }
-      Object.assign(cur, this.shape(desired, image), { state: desired.stopped ? this.stoppedState : this.startState });
+      Object.assign(cur, this.shape(desired, image), { state: desired.stopped ? this.stoppedState : this.startState, forcedRestarts: 0, restarts: undefined, lastFailure: undefined, failedAt: undefined });
       this.write('update', cur);
       return { action: 'updated', observed: { ...cur } };
     }
@@ -173,6 +179,15 @@ export class FakeBackend implements Backend {
     if (!o) return;
     this.objects.delete(observed.id);
     this.write('remove', o);
+  }
+
+  async restart(observed: ObservedServer): Promise<ObservedServer> {
+    this.fail('restart');
+    const o = this.objects.get(observed.id);
+    if (!o) throw new BackendError(`${observed.name} disappeared`, 'Conflict', `restart ${observed.name}`);
+    Object.assign(o, { state: this.startState, message: undefined, restarts: undefined, lastFailure: undefined, failedAt: undefined, forcedRestarts: (o.forcedRestarts ?? 0) + 1 });
+    this.write('restart', o);
+    return { ...o };
   }
 
   async commitImage(observed: ObservedServer, repo: string, tag: string, labels: Record<string, string>): Promise<string> {

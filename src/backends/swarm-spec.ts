@@ -89,41 +89,87 @@ export interface TaskView {
   task?: any;
   /** A scaled-down service's task that is still running (shutting down), if any. */
   shuttingDown?: any;
+  /** Failures of the current version that Swarm restarted (or is about to). */
+  restarts?: number;
+  /** Docker's words for the newest of them. */
+  lastFailure?: string;
+  /** state 'failed': when the task failed and Swarm's restart policy gave up. */
+  failedAt?: string;
 }
 
-/** What the tasks of a service with `replicas` desired replicas say about its server. */
-export function interpretTasks(given: any[], replicas: number): TaskView {
+/** What the service is now: tasks written for anything else are history. */
+export interface ServiceVersion {
+  /** The service's spec-hash label (task specs carry it in their container labels). */
+  specHash?: string;
+  /** TaskTemplate.ForceUpdate: bumped by a forced restart. */
+  forceUpdate?: number;
+  /** The service's UpdatedAt: tasks that ended before it (a scale-up, an update) say nothing about now. */
+  updatedAt?: string;
+}
+
+const WANTED = new Set(['running', 'ready', 'accepted']);
+const FAILED = new Set(['failed', 'rejected']);
+/** A task that ended in one of these states with nothing to replace it means the server is down. */
+const ENDED = new Set(['failed', 'rejected', 'complete']);
+
+function describe(t: any): string {
+  const st = t.Status ?? {};
+  return [st.State, st.Err || st.Message].filter(Boolean).join(': ');
+}
+
+/**
+ * What the tasks of a service with `replicas` desired replicas say about its server. Swarm keeps
+ * old tasks (task history) next to the current one, and retries a crashed task under a new task
+ * while its restart policy allows: while it does, the server is restarting (state 'pending' or
+ * 'starting', with the count and the last failure), not failed. It is 'failed' only when the
+ * newest task of the current version ended and none replaces it (the restart policy gave up).
+ */
+export function interpretTasks(given: any[], replicas: number, version: ServiceVersion = {}): TaskView {
   const tasks = [...given];
-  // Newest task first; Swarm keeps old ones (task history) next to the current one.
+  // Newest task first.
   tasks.sort((a, b) => Date.parse(b.CreatedAt) - Date.parse(a.CreatedAt) || (b.Version?.Index ?? 0) - (a.Version?.Index ?? 0));
-  const wanted = tasks.filter((t) => t.DesiredState === 'running' || t.DesiredState === 'ready' || t.DesiredState === 'accepted');
   if (replicas === 0) {
     const live = tasks.find((t) => t.Status?.State === 'running');
     // Until its task has really stopped the server still runs: callers (the hub) must not
     // treat it as stopped and re-attach to the old process. The reconciler shows "Stopping".
     return live ? { state: 'running', message: 'scaled to 0; task shutting down', shuttingDown: live } : { state: 'stopped', message: 'scaled to 0' };
   }
-  const task = wanted[0] ?? tasks[0];
-  if (!task) return { state: 'pending', message: 'no task scheduled yet' };
-  const st = task.Status ?? {};
-  const state: string = st.State ?? 'pending';
-  let observed: ObservedState = TASK_STATE[state] ?? (task.DesiredState === 'running' ? 'pending' : 'failed');
-  if (['complete', 'shutdown', 'orphaned', 'remove'].includes(state) && wanted.length === 0) observed = 'failed';
-  let message = [state, st.Err || st.Message].filter(Boolean).join(': ');
-  // While Swarm waits to retry a crashed task, the newest task is just "new"/"pending"; the
-  // failure that caused it is the useful news (like a crash-loop back-off), so report that.
-  if (['pending', 'preparing', 'starting'].includes(observed)) {
-    // Only failures of the same task spec count: after an update that fixed the cause, an old
-    // failure says nothing about the new task.
-    const sameSpec = JSON.stringify(task.Spec ?? {});
-    const prev = tasks.find(
-      (t) => t !== task && t.Slot === task.Slot && (t.Status?.State === 'failed' || t.Status?.State === 'rejected') && JSON.stringify(t.Spec ?? {}) === sameSpec,
-    );
-    if (prev) {
-      observed = prev.Status.State === 'rejected' ? 'rejected' : 'failed';
-      const attempts = tasks.filter((t) => t.Slot === task.Slot).length;
-      message = `${prev.Status.State}: ${prev.Status.Err || prev.Status.Message}; Swarm retries (task ${attempts}, now ${state})`;
-    }
+  const since = Date.parse(version.updatedAt ?? '') || 0;
+  const endedAt = (t: any): number => Date.parse(t.Status?.Timestamp ?? '') || 0;
+  // A task of another spec (before an update or a forced restart) is history, even while it still
+  // runs: the server answering there is the previous version.
+  const current = (t: any): boolean =>
+    (version.specHash === undefined || t.Spec?.ContainerSpec?.Labels?.[LABELS.specHash] === version.specHash) &&
+    Number(t.Spec?.ForceUpdate ?? 0) === Number(version.forceUpdate ?? 0);
+  const mine = tasks.filter((t) => current(t) && !(endedAt(t) < since && !WANTED.has(t.DesiredState)));
+  const failures = mine.filter((t) => FAILED.has(t.Status?.State));
+  const restarting = (view: TaskView): TaskView => (failures.length ? { ...view, restarts: failures.length, lastFailure: describe(failures[0]) } : view);
+
+  const task = mine.find((t) => WANTED.has(t.DesiredState) && !FAILED.has(t.Status?.State));
+  if (task) {
+    const state: string = task.Status?.State ?? 'pending';
+    let observed: ObservedState = TASK_STATE[state] ?? 'pending';
+    // A wanted task that has ended: Swarm replaces it or gives up in a moment.
+    if (ENDED.has(state) || state === 'shutdown') observed = 'starting';
+    return restarting({ state: observed, message: describe(task) || 'pending', task });
   }
-  return { state: observed, message, task };
+  // A failed task Swarm has not yet acted on (its desired state is still running): it restarts it
+  // or gives up within moments; until then it counts as restarting.
+  const crashed = mine.find((t) => WANTED.has(t.DesiredState) && FAILED.has(t.Status?.State));
+  if (crashed) return restarting({ state: 'starting', message: `${describe(crashed)}; Swarm restarts it`, task: crashed });
+  const ended = mine.find((t) => ENDED.has(t.Status?.State));
+  if (ended) {
+    const failed = failures.length ? failures : [ended];
+    return {
+      state: ended.Status?.State === 'rejected' ? 'rejected' : 'failed',
+      message: describe(ended),
+      task: ended,
+      failedAt: ended.Status?.Timestamp,
+      restarts: Math.max(0, failed.length - 1),
+      lastFailure: describe(ended),
+    };
+  }
+  const previous = tasks.find((t) => !current(t) && t.Status?.State === 'running');
+  if (previous) return { state: 'starting', message: 'replacing the task of the previous spec' };
+  return { state: 'pending', message: tasks.length ? 'waiting for Swarm to schedule a task of the current spec' : 'no task scheduled yet' };
 }

@@ -162,7 +162,10 @@ export class SwarmBackend extends BaseBackend {
     // Swarm stores network IDs, not names, so host networking is recognised by "nothing published".
     const hostNetwork = !(spec.EndpointSpec?.Ports?.length > 0);
     const tasks: any[] = given ?? ((await this.listTasks({ service: [s.ID] })).get(s.ID) ?? []);
-    const view = interpretTasks(tasks, replicas);
+    const forcedRestarts = Number(spec.TaskTemplate?.ForceUpdate ?? 0);
+    // Not the service's UpdatedAt: Swarm's updater moves it too (e.g. when it pauses after a failure).
+    const writtenAt: string | undefined = labels[LABELS.writtenAt] || s.CreatedAt;
+    const view = interpretTasks(tasks, replicas, { specHash: labels[LABELS.specHash], forceUpdate: forcedRestarts, updatedAt: writtenAt });
     const obs: ObservedServer = {
       kind: 'service',
       id: s.ID,
@@ -174,7 +177,14 @@ export class SwarmBackend extends BaseBackend {
       image: spec.TaskTemplate?.ContainerSpec?.Image,
       replicas,
       createdAt: s.CreatedAt,
+      updatedAt: writtenAt,
+      forcedRestarts,
     };
+    if (view.restarts) {
+      obs.restarts = view.restarts;
+      obs.lastFailure = view.lastFailure;
+    }
+    if (view.failedAt) obs.failedAt = view.failedAt;
     if (replicas === 0) {
       // A scaled-down service changes only by a service update (an event); a task still shutting
       // down announces its container's death only when it ran on this node.
@@ -239,7 +249,7 @@ export class SwarmBackend extends BaseBackend {
     }
     if (!current) {
       await this.ensureVolumes(d);
-      const spec = serviceSpec(d, image);
+      const spec = stamped(serviceSpec(d, image));
       let id: string;
       try {
         const res: any = await this.docker.createService(spec);
@@ -259,7 +269,7 @@ export class SwarmBackend extends BaseBackend {
     const wantReplicas = d.stopped ? 0 : 1;
     if (current.specHash !== d.specHash) {
       await this.ensureVolumes(d);
-      const spec = serviceSpec(d, image);
+      const spec = stamped(serviceSpec(d, image));
       // Keep the service's name: Swarm cannot rename a service in place.
       await this.updateService(current.id, () => ({ ...spec, Name: current!.name }), `docker service update ${current.name}`);
       return { action: 'updated', observed: await this.observeById(current.id) };
@@ -268,12 +278,22 @@ export class SwarmBackend extends BaseBackend {
     if (haveReplicas !== wantReplicas) {
       await this.updateService(
         current.id,
-        (spec) => ({ ...spec, Mode: { Replicated: { Replicas: wantReplicas } } }),
+        (spec) => stamped({ ...spec, Mode: { Replicated: { Replicas: wantReplicas } } }),
         `docker service scale ${current.name}=${wantReplicas}`,
       );
       return { action: wantReplicas ? 'started' : 'stopped', observed: await this.observeById(current.id) };
     }
     return { action: 'unchanged', observed: current };
+  }
+
+  /** docker service update --force: Swarm makes a new task even after its restart policy gave up. */
+  protected async restartNow(observed: ObservedServer): Promise<ObservedServer> {
+    await this.updateService(
+      observed.id,
+      (spec) => stamped({ ...spec, TaskTemplate: { ...spec.TaskTemplate, ForceUpdate: (spec.TaskTemplate?.ForceUpdate ?? 0) + 1 } }),
+      `docker service update --force ${observed.name}`,
+    );
+    return this.observeById(observed.id);
   }
 
   private async observeById(id: string): Promise<ObservedServer> {
@@ -367,4 +387,12 @@ export class SwarmBackend extends BaseBackend {
     }
     return super.events();
   }
+}
+
+/**
+ * The service spec with the time of this write in its labels (not its tasks'): task failures from
+ * before it say nothing about the server now (e.g. a crash loop before a stop, once scaled up).
+ */
+function stamped(spec: any): any {
+  return { ...spec, Labels: { ...(spec.Labels ?? {}), [LABELS.writtenAt]: new Date().toISOString() } };
 }

@@ -96,6 +96,20 @@ export interface ObservedServer {
   /** Swarm only: desired replicas (0 when stopped). */
   replicas?: number;
   createdAt?: string;
+  /** When the object was last written (Swarm: the service's UpdatedAt; container: its last start). */
+  updatedAt?: string;
+  /**
+   * Times Docker restarted the server after a failure since the object was last written (Swarm:
+   * failed tasks of the current spec; container: Docker's restart count). While Docker is about to
+   * restart it, state is 'pending'/'starting', not 'failed'.
+   */
+  restarts?: number;
+  /** Docker's words for the most recent of those failures. */
+  lastFailure?: string;
+  /** state 'failed': when it failed. 'failed' means nothing restarts it by itself (Swarm's restart policy gave up). */
+  failedAt?: string;
+  /** Restarts the operator forced after Docker gave up (Swarm: TaskTemplate.ForceUpdate); reset by a spec change. */
+  forcedRestarts?: number;
 }
 
 export type ApplyAction = 'created' | 'updated' | 'recreated' | 'started' | 'stopped' | 'unchanged';
@@ -157,6 +171,11 @@ export interface Backend {
   apply(desired: DesiredServer, image: ResolvedImage, current?: ObservedServer): Promise<ApplyResult>;
   /** Remove the service/container (not its volumes). Idempotent. */
   remove(observed: ObservedServer): Promise<void>;
+  /**
+   * Start a server again that failed and that Docker no longer restarts (Swarm: a forced update,
+   * which makes a new task; container: docker start), keeping its spec. Returns it as observed after.
+   */
+  restart(observed: ObservedServer): Promise<ObservedServer>;
   /** docker commit of the running container of `observed` into repo:tag, with labels; returns the image ID. */
   commitImage(observed: ObservedServer, repo: string, tag: string, labels: Record<string, string>): Promise<string>;
   /** Remove an image the operator built (source-server images) if no container uses it. */

@@ -55,6 +55,7 @@ export function defaultPolicy(): Policy {
     hardening: { noNewPrivileges: true, capDrop: ['ALL'], pidsLimit: 1024 },
     systemUsers: { enabled: false, homeTemplate: '/home/{username}', mountTarget: '/home/{username}', uidFloor: 1000, users: {} },
     culling: { enabled: false, idleTimeoutSeconds: 3600, probeIntervalSeconds: 60 },
+    crashLoopBackOff: { initialSeconds: 10, maxSeconds: 300, resetAfterSeconds: 600 },
     sourceImages: { repository: 'nbswarm-built' },
     resyncSeconds: 300,
     concurrency: 8,
@@ -129,6 +130,10 @@ export const POLICY_SCHEMA = {
     culling: {
       type: 'object', additionalProperties: false,
       properties: { enabled: { type: 'boolean' }, idleTimeoutSeconds: { type: 'integer', minimum: 1 }, probeIntervalSeconds: { type: 'integer', minimum: 1 } },
+    },
+    crashLoopBackOff: {
+      type: 'object', additionalProperties: false,
+      properties: { initialSeconds: { type: 'number', minimum: 0 }, maxSeconds: { type: 'number', minimum: 0 }, resetAfterSeconds: { type: 'number', minimum: 0 } },
     },
     sourceImages: { type: 'object', additionalProperties: false, properties: { repository: { type: 'string', minLength: 1 }, registry: str } },
     resyncSeconds: { type: 'integer', minimum: 1 },

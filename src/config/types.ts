@@ -88,6 +88,12 @@ export interface Policy {
     users: Record<string, { uid: number; gid: number }>;
   };
   culling: { enabled: boolean; idleTimeoutSeconds: number; probeIntervalSeconds: number };
+  /**
+   * A server whose spec says running but that Docker stopped restarting (Swarm's restart policy gave
+   * up) is started again after initialSeconds, doubling per attempt up to maxSeconds (Kubernetes'
+   * CrashLoopBackOff); a spec change, or a failure after resetAfterSeconds of running, starts over.
+   */
+  crashLoopBackOff: { initialSeconds: number; maxSeconds: number; resetAfterSeconds: number };
   sourceImages: { repository: string; registry?: string };
   /** Seconds between full resyncs. */
   resyncSeconds: number;

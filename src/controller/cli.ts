@@ -6,7 +6,9 @@
 import { CustomObjectsApi, KubeConfig } from '@kubernetes/client-node';
 import { GROUP, PLURAL, VERSION } from '../api/types.js';
 import type { Command } from 'commander';
+import { createHash } from 'node:crypto';
 import http from 'node:http';
+import { hostname } from 'node:os';
 import { resolve } from 'node:path';
 import { BackendError, type Backend } from '../backends/types.js';
 import { createBackend } from '../backends/docker.js';
@@ -169,6 +171,15 @@ async function startEmbedded(dataDir: string, port: number, address: string, log
   }
 }
 
+/**
+ * The lease identity of `up`'s operator: the same for every start on one data directory, so `up`
+ * restarted after a crash (kill -9 leaves the lease held) leads at once instead of waiting out the
+ * lease of its dead predecessor. Only one `up` serves a data directory (its SQLite database).
+ */
+export function upIdentity(dataDir: string): string {
+  return `${hostname()}-up-${createHash('sha256').update(resolve(dataDir)).digest('hex').slice(0, 12)}`;
+}
+
 export function registerOperatorCommands(program: Command): void {
   program
     .command('up')
@@ -194,7 +205,7 @@ export function registerOperatorCommands(program: Command): void {
         kc.loadFromFile(srv.kubeconfigPath);
         const crd = await installCrd(kc);
         log.info(`CRD notebookservers.nbswarm.io ${crd}`);
-        op = await startOperator({ kubeconfig: kc, policy, backend, log });
+        op = await startOperator({ kubeconfig: kc, policy, backend, log, identity: upIdentity(dataDir) });
         const metrics = Number(o.metricsPort) ? serveMetrics(op, Number(o.metricsPort), log) : undefined;
         process.stdout.write(upBanner({ apiUrl: srv.url, backend: backend.kind, kubeconfigPath: srv.kubeconfigPath }));
         const s = srv;

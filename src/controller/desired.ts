@@ -32,6 +32,11 @@ export interface RenderContext {
   systemUser?: { uid: number; gid: number; home: string };
   /** Image built from spec.source.server (replaces spec.image; operator-built, so not allowlisted). */
   sourceImage?: string;
+  /**
+   * Leave out references to Secrets (or keys) that do not exist instead of refusing the spec: a
+   * stopped server runs nothing, so it needs none (a hub deletes its token Secret on stop).
+   */
+  secretsOptional?: boolean;
 }
 
 export type RenderResult =
@@ -87,7 +92,7 @@ export function computeSpecHash(d: Omit<DesiredServer, 'specHash'>): string {
 type EnvResult = { ok: true; env: Record<string, string> } | { ok: false; field: string; reason: string; message: string };
 
 /** spec.env as name → value, Secret references resolved through `secrets` (optional ones may be absent). */
-export function resolveEnv(env: EnvVar[], namespace: string, secrets: RenderContext['secrets']): EnvResult {
+export function resolveEnv(env: EnvVar[], namespace: string, secrets: RenderContext['secrets'], secretsOptional = false): EnvResult {
   const out: Record<string, string> = {};
   for (let i = 0; i < env.length; i++) {
     const e = env[i]!;
@@ -103,7 +108,7 @@ export function resolveEnv(env: EnvVar[], namespace: string, secrets: RenderCont
     const data = ref ? secrets(ref.name) : undefined;
     const value = ref ? data?.[ref.key] : undefined;
     if (value !== undefined) out[e.name] = value;
-    else if (!ref?.optional) {
+    else if (!ref?.optional && !secretsOptional) {
       return data === undefined
         ? { ok: false, field, reason: 'SecretNotFound', message: `${field}: secret ${namespace}/${ref?.name} not found; create it or mark the reference optional` }
         : { ok: false, field, reason: 'SecretKeyMissing', message: `${field}: secret ${namespace}/${ref?.name} has no key "${ref?.key}"` };
@@ -178,7 +183,7 @@ export function renderDesired(nbs: NotebookServer, policy: Policy, ctx: RenderCo
   }
 
   // Environment: launcher < policy < spec (the hub's JUPYTERHUB_* come through spec.env).
-  const resolvedEnv = resolveEnv(spec.env ?? [], namespace, ctx.secrets);
+  const resolvedEnv = resolveEnv(spec.env ?? [], namespace, ctx.secrets, ctx.secretsOptional);
   if (!resolvedEnv.ok) return resolvedEnv;
   const specEnv = resolvedEnv.env;
 

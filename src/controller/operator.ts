@@ -14,7 +14,6 @@ import type { NotebookServer } from '../api/types.js';
 import type { Backend } from '../backends/types.js';
 import type { Policy } from '../config/types.js';
 import { createLogger, errorFields, type Logger } from '../log.js';
-import { getCondition } from './conditions.js';
 import { Culler, type CullerStats } from './culling.js';
 import { isStopped } from './desired.js';
 import { EchoSuppressor } from './echoes.js';
@@ -29,9 +28,6 @@ import { ProgressClock } from './progress.js';
 import { Reconciler, RetryLater, newReconcilerStats, type ReconcilerStats } from './reconciler.js';
 import { SecretInformer, serversReferencing } from './secrets.js';
 import { WorkQueue, type Lane, type WorkQueueStats } from './workqueue.js';
-
-/** Ready reasons of a server that waits for a Secret (or a key of one) to exist. */
-const WAITING_FOR_SECRET = new Set(['SecretNotFound', 'SecretKeyMissing']);
 
 export interface OperatorOptions {
   kubeconfig: KubeConfig;
@@ -186,16 +182,11 @@ export async function startOperator(opts: OperatorOptions): Promise<OperatorHand
       return of(...keys.map((k) => ({ key: k, reason, lane: apiLane(ev) })));
     }),
   );
-  // A Secret that appears (or changes) wakes the servers that wait for it, and those being
-  // reconciled right now (they may have read the cache just before it arrived). Servers already
-  // running pick up a changed value at their next reconcile, as when Secrets were read per reconcile.
+  // A Secret that appears, changes or goes wakes every server that references it: those waiting
+  // for it start, and running ones are updated (restarted) with the new value at once, so a
+  // replaced credential never lingers in a running server until the next resync.
   const secretKeys$ = secrets.events$.pipe(
-    mergeMap((ev) => {
-      const woken = serversReferencing(informer.list(), ev.obj)
-        .map((o) => ({ key: keyOf(o), waiting: WAITING_FOR_SECRET.has(getCondition(o.status?.conditions, 'Ready')?.reason ?? '') }))
-        .filter((o) => o.waiting || queue.isProcessing(o.key));
-      return of(...woken.map((o) => ({ key: o.key, reason: `secret:${ev.type}`, lane: 'high' as Lane })));
-    }),
+    mergeMap((ev) => of(...serversReferencing(informer.list(), ev.obj).map((o) => ({ key: keyOf(o), reason: `secret:${ev.type}`, lane: 'high' as Lane })))),
   );
   const dockerEvents$ = backend.events().pipe(
     tap(() => backendEvents++),

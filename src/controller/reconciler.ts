@@ -7,7 +7,7 @@
  * backend writes only the difference (spec-hash label), and status (a pure function, status.ts) is
  * patched only when it changed, so a converged reconcile writes nothing: not to Docker, not to the API.
  */
-import { ANNOTATIONS, FINALIZER, LABELS } from '../api/names.js';
+import { ANNOTATIONS, FINALIZER, LABELS, START_DEADLINE_EXCEEDED } from '../api/names.js';
 import type { NotebookServer, NotebookServerStatus } from '../api/types.js';
 import { BackendError, type ApplyAction, type Backend, type ObservedServer, type ResolvedImage } from '../backends/types.js';
 import { lookupSystemUser, SystemUserError } from '../config/system-users.js';
@@ -21,6 +21,7 @@ import type { HostPortAllocator } from './ports.js';
 import type { ReconcileResult } from './progress.js';
 import { ensureSourceImage } from './source-image.js';
 import {
+  crashLoopBackOff,
   dockerFailedStatus,
   failedStatus,
   imageFailedStatus,
@@ -32,8 +33,12 @@ import {
   stoppedStatus,
   terminatingStatus,
   waitingStatus,
+  type BackOff,
   type EventSpec,
 } from './status.js';
+
+/** Ready reasons of a spec that waits for a Secret (or a key of one) to exist, as a Pod does. */
+export const WAITING_FOR_SECRET = new Set(['SecretNotFound', 'SecretKeyMissing']);
 
 export interface ReconcilerStats extends WriteCounts {
   reconciles: number;
@@ -101,7 +106,30 @@ export class Reconciler {
       obj = await this.d.writer.patchMetadata(obj, { finalizers: [...(obj.metadata.finalizers ?? []), FINALIZER] });
     }
     obj = await this.clearStaleStop(obj);
-    return this.converge(obj);
+    obj = await this.enforceStartDeadline(obj);
+    return withDeadline(obj, await this.converge(obj), Date.parse(this.now()));
+  }
+
+  /**
+   * A start the client stopped waiting for (annotation start-deadline passed, not Ready for this
+   * generation) must not run unattended: stop it by annotation, as the culler does, saying why.
+   */
+  private async enforceStartDeadline(obj: NotebookServer): Promise<NotebookServer> {
+    const deadline = startDeadline(obj);
+    if (deadline === undefined || isStopped(obj) || readyForGeneration(obj) || Date.parse(this.now()) < deadline) return obj;
+    const at = obj.metadata.annotations?.[ANNOTATIONS.startDeadline];
+    // With the resourceVersion read, so a start written meanwhile (a new deadline) is never stopped.
+    const patched = await this.d.writer.patchMetadata(obj, {
+      resourceVersion: obj.metadata.resourceVersion,
+      annotations: {
+        [ANNOTATIONS.stopped]: this.now(),
+        [ANNOTATIONS.stoppedGeneration]: String(obj.metadata.generation ?? 0),
+        [ANNOTATIONS.stoppedReason]: START_DEADLINE_EXCEEDED,
+        [ANNOTATIONS.startDeadline]: null,
+      },
+    });
+    await this.event(patched, 'Warning', START_DEADLINE_EXCEEDED, `not Ready by its start deadline ${at}, when the client that started it stopped waiting; stopped (volumes kept)`);
+    return patched;
   }
 
   /** A person or GitOps tool changing spec after a cull means "run again" (Kubeflow clears its annotation on start). */
@@ -122,7 +150,7 @@ export class Reconciler {
     const uid = obj.metadata.uid ?? '';
     const resource = `${obj.metadata.namespace}/${obj.metadata.name}`;
     const old = obj.status ?? {};
-    let status = startingStatus(obj);
+    let status = startingStatus(obj, this.now());
     const stopped = isStopped(obj);
 
     // Actual state first: the port label of an existing object keeps a host-network port stable.
@@ -170,12 +198,25 @@ export class Reconciler {
     }
 
     const ns = obj.metadata.namespace ?? 'default';
-    const rendered = renderDesired(obj, policy, { secrets: (name) => this.d.secrets.values(ns, name), hostPort, sourceImage, systemUser });
-    // A refused spec waits for a change of the object (or of a Secret it references, which the
-    // operator's Secrets informer turns into a reconcile); resync re-checks after policy changes.
-    if (!rendered.ok) return this.fail(obj, old, status, rendered.reason, rendered.message.startsWith(rendered.field) ? rendered.message : `${rendered.field}: ${rendered.message}`);
+    const rendered = renderDesired(obj, policy, { secrets: (name) => this.d.secrets.values(ns, name), hostPort, sourceImage, systemUser, secretsOptional: stopped });
+    if (!rendered.ok) {
+      const message = rendered.message.startsWith(rendered.field) ? rendered.message : `${rendered.field}: ${rendered.message}`;
+      // A missing Secret is waited for, as a Pod waits (the Secrets informer wakes this server when
+      // it appears): a hub writes the Secret just before the object, and the two informers may
+      // deliver them in either order. A server already running keeps running meanwhile.
+      if (WAITING_FOR_SECRET.has(rendered.reason)) {
+        await this.writeStatus(obj, old, waitingStatus(status, !!current, rendered.reason, message, this.now()), { type: 'Warning', reason: rendered.reason, message });
+        return;
+      }
+      // A refused spec waits for a change of the object; resync re-checks after policy changes.
+      return this.fail(obj, old, status, rendered.reason, message);
+    }
     // The stop annotation (culling) stops without a spec change; stopped is outside the spec hash.
     const desired = { ...rendered.desired, stopped };
+    // A stopped server keeps the object it has, as written: a spec change (or a token Secret the
+    // hub deleted on stop) is applied when it starts again, so stopping is a scale-down only,
+    // never a rewrite of a service whose task is still shutting down.
+    if (stopped && current?.specHash) desired.specHash = current.specHash;
 
     let image: ResolvedImage;
     try {
@@ -203,12 +244,42 @@ export class Reconciler {
     await this.announce(obj, action, observed);
     if (oldBuiltImage && oldBuiltImage !== sourceImage) await this.d.gc.removeImageSoon(oldBuiltImage);
 
+    let backOff: BackOff | undefined;
+    if (!stopped && (observed.state === 'failed' || observed.state === 'rejected')) {
+      // Docker stopped restarting it (Swarm's restart policy gave up): start it again after a back-off.
+      const b = crashLoopBackOff(observed, policy, this.now());
+      if (Date.parse(this.now()) < Date.parse(b.at)) backOff = b;
+      else observed = await this.restartCrashed(obj, old, status, observed, b);
+    }
+
     const url = probeUrlFor(desired, observed, policy, stopped);
     const answering = url ? await this.d.probe(url) : true;
-    const outcome = observedStatus({ obj, base: status, desired, observed, image, kind: backend.kind, policy, stopped, answering, now: this.now() });
-    await this.writeStatus(obj, old, outcome.status, outcome.event);
+    const outcome = observedStatus({ obj, base: status, desired, observed, image, kind: backend.kind, policy, stopped, answering, now: this.now(), backOff });
+    const written = await this.writeStatus(obj, old, outcome.status, outcome.event);
+    if (obj.metadata.annotations?.[ANNOTATIONS.startDeadline] !== undefined && outcome.status.phase === 'Running') {
+      // The start it was waited for is done: a later crash is not a missed start. Conditional on
+      // the version read, so the deadline of a newer start is never the one removed.
+      const rv = (written ?? obj).metadata.resourceVersion;
+      await this.d.writer.patchMetadata(obj, { resourceVersion: rv, annotations: { [ANNOTATIONS.startDeadline]: null } });
+    }
     if (outcome.progress !== undefined) return { progress: outcome.progress };
     return outcome.requeueAfterMs !== undefined ? { requeueAfterMs: outcome.requeueAfterMs } : undefined;
+  }
+
+  private async restartCrashed(obj: NotebookServer, old: NotebookServerStatus, status: NotebookServerStatus, observed: ObservedServer, b: BackOff): Promise<ObservedServer> {
+    let after: ObservedServer;
+    try {
+      after = await this.d.backend.restart(observed);
+    } catch (err) {
+      const e = err as BackendError;
+      const msg = `${e.dockerCall ? e.dockerCall + ': ' : ''}${e.message}${e.hint ? ` (hint: ${e.hint})` : ''}`;
+      await this.writeStatus(obj, old, dockerFailedStatus(status, e.reason ?? 'DockerError', msg, this.now()), { type: 'Warning', reason: 'Failed', message: msg });
+      throw err;
+    }
+    this.countWrite('restart');
+    const why = observed.lastFailure ?? observed.message;
+    await this.event(obj, 'Normal', 'Restarted', `started ${this.d.backend.kind} ${observed.name} again after Docker stopped restarting it (back-off ${Math.round(b.delayMs / 1000)} s, attempt ${b.attempt})${why ? `; it had failed: ${why}` : ''}`);
+    return after;
   }
 
   /** A refused spec or unusable system user: Failed, one Warning; nothing to retry until something changes. */
@@ -239,11 +310,12 @@ export class Reconciler {
   }
 
   /** Patch status only when it differs; record the Event only together with a visible change. */
-  private async writeStatus(obj: NotebookServer, old: NotebookServerStatus, next: NotebookServerStatus, event?: EventSpec): Promise<void> {
+  private async writeStatus(obj: NotebookServer, old: NotebookServerStatus, next: NotebookServerStatus, event?: EventSpec): Promise<NotebookServer | undefined> {
     const plan = planStatusWrite(old, next, event);
-    if (!plan.patch) return;
+    if (!plan.patch) return undefined;
     const written = await this.d.writer.patchStatus(obj, plan.patch);
     if (written && plan.event) await this.event(obj, plan.event.type, plan.event.reason, plan.event.message);
+    return written;
   }
 
   private async event(obj: NotebookServer, type: EventType, reason: string, message: string): Promise<void> {
@@ -292,4 +364,27 @@ export class Reconciler {
     }
     await this.d.writer.patchMetadata(obj, { finalizers: (obj.metadata.finalizers ?? []).filter((f) => f !== FINALIZER) });
   }
+}
+
+/** The start deadline (ms since the epoch) a client set on the object, if any. */
+function startDeadline(obj: NotebookServer): number | undefined {
+  const raw = obj.metadata.annotations?.[ANNOTATIONS.startDeadline];
+  if (raw === undefined) return undefined;
+  const t = Date.parse(raw);
+  return Number.isFinite(t) ? t : undefined;
+}
+
+/** Whether the stored status says Ready for the object's current generation. */
+function readyForGeneration(obj: NotebookServer): boolean {
+  const st = obj.status;
+  return st?.observedGeneration === obj.metadata.generation && st?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True') === true;
+}
+
+/** Look again by the start deadline at the latest, so a start nobody waits for is stopped on time. */
+function withDeadline(obj: NotebookServer, res: ReconcileResult | void, now: number): ReconcileResult | void {
+  const deadline = startDeadline(obj);
+  if (deadline === undefined || isStopped(obj) || res?.progress !== undefined) return res;
+  const untilDeadline = Math.max(0, deadline - now) + 50;
+  if (res?.requeueAfterMs !== undefined && res.requeueAfterMs <= untilDeadline) return res;
+  return { ...res, requeueAfterMs: untilDeadline };
 }

@@ -40,9 +40,17 @@ export const FAILED_REQUEUE_MS = 5000;
 
 type Conds = Record<string, Omit<Condition, 'type'>>;
 
-/** The status a reconcile starts from: the stored one, for the generation it now converges. */
-export function startingStatus(obj: NotebookServer): NotebookServerStatus {
-  return { ...withoutUndefined(obj.status ?? {}), observedGeneration: obj.metadata.generation };
+/**
+ * The status a reconcile starts from: the stored one, for the generation it now converges. A
+ * Failed verdict on an earlier generation says nothing about this one (a new start must never be
+ * answered with the failure of the last), so it becomes Pending until this generation is judged.
+ */
+export function startingStatus(obj: NotebookServer, now = new Date().toISOString()): NotebookServerStatus {
+  const status: NotebookServerStatus = { ...withoutUndefined(obj.status ?? {}), observedGeneration: obj.metadata.generation };
+  if (status.phase !== 'Failed' || obj.status?.observedGeneration === obj.metadata.generation) return status;
+  const message = `converging generation ${obj.metadata.generation}`;
+  delete status.endpoint;
+  return withPhase(status, 'Pending', message, { Ready: { status: 'False', reason: 'Progressing', message } }, now);
 }
 
 export function withPhase(status: NotebookServerStatus, phase: Phase, message: string, conds: Conds, now: string): NotebookServerStatus {
@@ -75,6 +83,36 @@ export function imageResolved(status: NotebookServerStatus, image: string, resol
 export function imageFailedStatus(status: NotebookServerStatus, reason: string, message: string, now: string): NotebookServerStatus {
   const s = { ...status, conditions: setCondition(status.conditions, { type: 'ImageReady', status: 'False', reason, message }, now) };
   return failedStatus(s, reason, message, now);
+}
+
+/** Remove condition `type`, if present. */
+function dropCondition(conds: Condition[] | undefined, type: string): Condition[] | undefined {
+  if (!conds?.some((c) => c.type === type)) return conds;
+  const out = conds.filter((c) => c.type !== type);
+  return out.length ? out : undefined;
+}
+
+/** When the operator starts again a server that Docker stopped restarting. */
+export interface BackOff {
+  /** 1 for the first restart after a crash loop, 2 for the next… */
+  attempt: number;
+  delayMs: number;
+  /** RFC 3339 time of the restart. */
+  at: string;
+}
+
+/**
+ * Back-off of a server Docker gave up on (observed 'failed'): its failure time plus initialSeconds
+ * doubled per restart the operator already forced (capped at maxSeconds), or the initial delay
+ * again when it had run resetAfterSeconds since it was last written.
+ */
+export function crashLoopBackOff(observed: Pick<ObservedServer, 'failedAt' | 'updatedAt' | 'forcedRestarts'>, policy: Pick<Policy, 'crashLoopBackOff'>, now: string): BackOff {
+  const p = policy.crashLoopBackOff;
+  const failedAt = Date.parse(observed.failedAt ?? '') || Date.parse(now);
+  const since = Date.parse(observed.updatedAt ?? '') || failedAt;
+  const forced = failedAt - since >= p.resetAfterSeconds * 1000 ? 0 : observed.forcedRestarts ?? 0;
+  const delayMs = Math.round(Math.min(p.initialSeconds * 1000 * 2 ** Math.min(forced, 30), p.maxSeconds * 1000));
+  return { attempt: forced + 1, delayMs, at: new Date(failedAt + delayMs).toISOString() };
 }
 
 /** A Docker call failed while converging. */
@@ -118,6 +156,25 @@ export interface Observation {
   /** Whether the server answered on its probe URL (true when there was nothing to probe). */
   answering: boolean;
   now: string;
+  /** Observed 'failed': when the operator starts it again. */
+  backOff?: BackOff;
+}
+
+/** The Restarted condition: how often Docker (and the operator, after Docker gave up) restarted the server. */
+function restartedCondition(status: NotebookServerStatus, observed: ObservedServer, now: string): NotebookServerStatus {
+  const docker = observed.restarts ?? 0;
+  const forced = observed.forcedRestarts ?? 0;
+  if (!docker && !forced) {
+    const out = { ...status, conditions: dropCondition(status.conditions, 'Restarted') };
+    delete out.restartCount;
+    return out;
+  }
+  const parts = [];
+  if (docker) parts.push(`Docker restarted it ${docker} time${docker === 1 ? '' : 's'} after a failure`);
+  if (forced) parts.push(`the operator started it again ${forced} time${forced === 1 ? '' : 's'} after Docker stopped restarting it`);
+  const message = `${parts.join('; ')}${observed.lastFailure ? `; last failure: ${observed.lastFailure}` : ''}`;
+  const conditions = setCondition(status.conditions, { type: 'Restarted', status: 'True', reason: forced ? 'CrashLoopBackOff' : 'Restarted', message }, now);
+  return { ...status, conditions, restartCount: docker + forced };
 }
 
 /** Status of a server whose Docker object was just converged and observed. */
@@ -132,6 +189,7 @@ export function observedStatus(o: Observation): StatusOutcome {
   }
   const dockerMsg = observed.message ? `: ${observed.message}` : '';
   const prevReady = getCondition(obj.status?.conditions, 'Ready');
+  status = restartedCondition(status, observed, now);
   const progress = (reason: string, eventReason: string, message: string, scheduled: Condition['status']): StatusOutcome => {
     const s = withPhase(status, 'Creating', message, {
       Ready: { status: 'False', reason, message },
@@ -141,6 +199,15 @@ export function observedStatus(o: Observation): StatusOutcome {
     const event = prevReady?.reason !== reason ? { type: 'Normal' as const, reason: eventReason, message } : undefined;
     return { status: s, event, progress: `${reason}: ${message}` };
   };
+  // Docker is restarting it after a crash (Swarm's restart policy, or a container's): on its way
+  // back, not Failed, so a client polling now does not drop a server that comes back by itself.
+  if (observed.restarts && ['pending', 'preparing', 'starting', 'stopped', 'missing'].includes(observed.state)) {
+    const message = `${name} is restarting after a failure (restart ${observed.restarts})${observed.lastFailure ? `: ${observed.lastFailure}` : ''}`;
+    delete status.endpoint;
+    const out = progress('Restarting', 'Restarting', message, 'True');
+    // Each crash is news: one Warning per restart (the message carries the count).
+    return { ...out, event: prevReady?.message !== message ? { type: 'Warning', reason: 'Restarting', message } : undefined, progress: 'Restarting' };
+  }
   switch (observed.state) {
     case 'running': {
       const ep = endpointFor(desired, observed, o.policy);
@@ -173,12 +240,16 @@ export function observedStatus(o: Observation): StatusOutcome {
     case 'failed':
     default: {
       const reason = observed.state === 'rejected' ? 'TaskRejected' : 'TaskFailed';
-      const msg = `${name} ${observed.state}${dockerMsg}`;
+      const b = o.backOff;
+      const gaveUp = o.kind === 'service' ? 'Swarm stopped restarting it' : 'Docker does not restart it';
+      const retry = b ? `; ${gaveUp}, the operator starts it again at ${b.at} (back-off ${Math.round(b.delayMs / 1000)} s, attempt ${b.attempt})` : '';
+      const msg = `${name} ${observed.state}${dockerMsg}${retry}`;
       // A failed task's published port is gone (a retry gets a new one): no stale URL in status.
       delete status.endpoint;
       status = withPhase(status, 'Failed', msg, { Ready: { status: 'False', reason, message: msg }, Degraded: { status: 'True', reason, message: msg } }, now);
       const event = prevReady?.reason !== reason || prevReady?.message !== msg ? { type: 'Warning' as const, reason, message: msg } : undefined;
-      return { status, event, requeueAfterMs: FAILED_REQUEUE_MS };
+      const due = b ? Math.max(0, Date.parse(b.at) - Date.parse(now)) : FAILED_REQUEUE_MS;
+      return { status, event, requeueAfterMs: due };
     }
   }
 }

@@ -1,327 +1,129 @@
 /**
- * End to end: `nbswarm up` (embedded API server + operator on Swarm), a real
- * JupyterHub 3.0 (Debian's, under /usr/bin/python3) with configurable-http-proxy, DummyAuthenticator
- * and the spawner from hub/, driven through the hub's REST API with an admin service token.
- * Networking stays on loopback: the operator's policy runs servers with host networking on ports it
- * allocates; hub, proxy and API server listen on 127.0.0.1.
+ * End to end: `nbswarm up` (embedded API server + operator on Swarm), a real JupyterHub 3.0
+ * (Debian's, under /usr/bin/python3) with configurable-http-proxy, DummyAuthenticator and the
+ * spawner from hub/, driven through the hub's REST API with an admin service token and, for logins,
+ * through the browser's flow (login form, OAuth redirects, cookies). Networking stays on loopback
+ * (see hub-stack.ts).
  *
  * Needs: dockerd in Swarm mode, images local/notebook:latest and local/busybox:test
  * (images/build-all.sh), Debian's jupyterhub + node-configurable-http-proxy + python3-kubernetes.
  */
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
-import { createWriteStream, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import type Docker from 'dockerode';
-import { kubectl } from '../helpers/apiserver.js';
-import { freePort, requireDocker, sleep, waitFor } from '../helpers/docker.js';
-import { repoPath } from '../../src/paths.js';
-
-const PYTHON = '/usr/bin/python3';
-const NOTEBOOK_IMAGE = process.env.NBSWARM_NOTEBOOK_IMAGE ?? 'local/notebook:latest';
-const BROKEN_IMAGE = 'local/busybox:test'; // has no start.sh / jupyterhub-singleuser: never gets Ready
-const CLI = fileURLToPath(new URL('../../nbswarm.mjs', import.meta.url));
-
-interface Proc {
-  child: ChildProcess;
-  log: string;
-  exited: Promise<number | null>;
-}
-
-function startProc(cmd: string, args: string[], logFile: string, env: NodeJS.ProcessEnv = {}): Proc {
-  const out = createWriteStream(logFile, { flags: 'a' });
-  const child = spawn(cmd, args, { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
-  child.stdout!.pipe(out);
-  child.stderr!.pipe(out);
-  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
-  return { child, log: logFile, exited };
-}
-
-async function stopProc(p: Proc | undefined): Promise<void> {
-  if (!p || p.child.exitCode !== null || p.child.signalCode !== null) return;
-  p.child.kill('SIGTERM');
-  const done = await Promise.race([p.exited.then(() => true), sleep(15000).then(() => false)]);
-  if (!done) {
-    p.child.kill('SIGKILL');
-    await p.exited;
-  }
-}
-
-function tail(file: string, lines = 30): string {
-  try {
-    return readFileSync(file, 'utf8').trimEnd().split('\n').slice(-lines).join('\n');
-  } catch {
-    return '(no log)';
-  }
-}
+import http from 'node:http';
+import { describeWalk, loginAndOpen } from './browser.js';
+import { BROKEN_IMAGE, HubStack, serverPath, urlName } from './hub-stack.js';
+import { freePort, sleep, waitFor } from '../helpers/docker.js';
 
 function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b);
   const m = Math.floor(s.length / 2);
-  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
+  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
 }
-
-const HUB_CONFIG = `
-import os
-from traitlets import default
-from nbswarm_spawner import NotebookServerSpawner
-
-class E2ESpawner(NotebookServerSpawner):
-    # Servers named slow* run a container that never answers HTTP, with a short start timeout,
-    # so the timeout path is tested in seconds.
-    @default('start_timeout')
-    def _start_timeout_default(self):
-        return 6 if self.name.startswith('slow') else 60
-
-    # Servers named gone* are deleted on stop (the other way of stopping).
-    @default('delete_on_stop')
-    def _delete_on_stop_default(self):
-        return self.name.startswith('gone')
-
-    def build_spec(self):
-        spec = super().build_spec()
-        if self.name.startswith('slow'):
-            spec.update(image='${BROKEN_IMAGE}', mode='custom', command=['sleep', '600'])
-        return spec
-
-c = get_config()  # noqa
-e = os.environ
-c.JupyterHub.ip = '127.0.0.1'
-c.JupyterHub.port = int(e['E2E_HUB_PORT'])
-c.JupyterHub.hub_ip = '127.0.0.1'
-c.JupyterHub.hub_port = int(e['E2E_HUB_API_PORT'])
-# The proxy runs on its own (as in production) so it keeps routing while the hub restarts.
-c.ConfigurableHTTPProxy.should_start = False
-c.ConfigurableHTTPProxy.api_url = 'http://127.0.0.1:' + e['E2E_PROXY_API_PORT']
-c.JupyterHub.cleanup_servers = False
-c.JupyterHub.db_url = 'sqlite:///' + os.path.join(e['E2E_DIR'], 'jupyterhub.sqlite')
-c.JupyterHub.cookie_secret_file = os.path.join(e['E2E_DIR'], 'cookie_secret')
-c.JupyterHub.pid_file = os.path.join(e['E2E_DIR'], 'jupyterhub.pid')
-c.JupyterHub.authenticator_class = 'dummy'
-c.Authenticator.allowed_users = {'alice'}
-c.JupyterHub.allow_named_servers = True
-c.JupyterHub.services = [{'name': 'e2e', 'api_token': e['E2E_ADMIN_TOKEN']}]
-c.JupyterHub.load_roles = [{'name': 'admin', 'services': ['e2e']}]
-c.JupyterHub.spawner_class = E2ESpawner
-c.NotebookServerSpawner.kubeconfig = e['E2E_KUBECONFIG']
-c.NotebookServerSpawner.namespace = e['E2E_NAMESPACE']
-c.NotebookServerSpawner.image = e['E2E_IMAGE']
-# evil/miner:1 is allowed here but not by the operator's policy: the policy is the final word.
-c.NotebookServerSpawner.allowed_images = [e['E2E_IMAGE'], 'evil/miner:1', '${BROKEN_IMAGE}']
-c.Spawner.http_timeout = 30
-`;
 
 describe('e2e: JupyterHub + NotebookServerSpawner + nbswarm up (Swarm)', function () {
   this.timeout(180_000);
 
-  const run = `e2e${randomBytes(3).toString('hex')}`;
-  const ns = run;
-  const adminToken = randomBytes(16).toString('hex');
-  let dir = '';
-  let kubeconfig = '';
-  let docker: Docker;
-  let up: Proc | undefined;
-  let chp: Proc | undefined;
-  let hub: Proc | undefined;
-  let hubPort = 0;
-  let hubApiPort = 0;
-  let proxyApiPort = 0;
+  const stack = new HubStack();
+  const { run } = stack;
   const spawnTimes: number[] = [];
+  const viaProxy = (path: string, init?: RequestInit) => stack.viaProxy(path, init);
+  const getNbs = (name: string) => stack.getNbs(name);
 
-  const hubEnv = (): NodeJS.ProcessEnv => ({
-    PYTHONPATH: repoPath('hub'),
-    E2E_DIR: dir,
-    E2E_HUB_PORT: String(hubPort),
-    E2E_HUB_API_PORT: String(hubApiPort),
-    E2E_PROXY_API_PORT: String(proxyApiPort),
-    E2E_ADMIN_TOKEN: adminToken,
-    E2E_KUBECONFIG: kubeconfig,
-    E2E_NAMESPACE: ns,
-    E2E_IMAGE: NOTEBOOK_IMAGE,
-    CONFIGPROXY_AUTH_TOKEN: adminToken + '-proxy',
-  });
-
-  async function hubApi(method: string, path: string, body?: unknown): Promise<{ status: number; json: any }> {
-    const res = await fetch(`http://127.0.0.1:${hubPort}/hub/api${path}`, {
-      method,
-      headers: { Authorization: `token ${adminToken}`, 'Content-Type': 'application/json' },
-      body: body === undefined ? undefined : JSON.stringify(body),
-    });
-    const text = await res.text();
-    let json: any;
-    try {
-      json = text ? JSON.parse(text) : undefined;
-    } catch {
-      json = text;
-    }
-    return { status: res.status, json };
+  /**
+   * Log `user` in through the browser's flow and open their server: the page must come from the
+   * server (200 under its path) after the OAuth callback, where a server holding a stale token fails.
+   */
+  async function assertBrowserLogin(user: string, server = ''): Promise<void> {
+    const path = serverPath(user, server);
+    const page = await loginAndOpen(stack.hubBase, user, path);
+    const walk = describeWalk(page);
+    assert.equal(page.status, 200, `${user}: ${walk}`);
+    assert.ok(page.url.startsWith(path), `${user} ends on their server: ${walk}`);
+    assert.ok(page.hops.some((h) => h.url.startsWith(`${path}oauth_callback`) && h.status === 302), `${user} went through the OAuth callback: ${walk}`);
+    assert.ok(!page.hops.some((h) => h.status >= 500), `${user}: ${walk}`);
   }
 
-  /** A request through the hub's proxy to a user's server (admin token has access:servers). */
-  function viaProxy(path: string, init: RequestInit = {}): Promise<Response> {
-    return fetch(`http://127.0.0.1:${hubPort}${path}`, {
-      ...init,
-      redirect: 'manual',
-      headers: { Authorization: `token ${adminToken}`, 'Content-Type': 'application/json', ...(init.headers ?? {}) },
-    });
-  }
-
-  async function startHub(): Promise<void> {
-    hub = startProc(PYTHON, ['-m', 'jupyterhub', '-f', join(dir, 'jupyterhub_config.py')], join(dir, 'hub.log'), hubEnv());
-    try {
-      await waitFor('the hub API', async () => (await fetch(`http://127.0.0.1:${hubPort}/hub/api/`).catch(() => undefined))?.ok, 30_000, 100);
-    } catch (err) {
-      throw new Error(`${(err as Error).message}\n--- hub.log (tail):\n${tail(hub.log)}\n--- chp.log (tail):\n${chp ? tail(chp.log) : ''}`);
-    }
-  }
-
-  async function serverModel(name: string): Promise<any> {
-    const { json } = await hubApi('GET', '/users/alice');
-    return json?.servers?.[name];
-  }
-
-  /** Spawn through the hub and return seconds from the request until the proxy answers /api. */
-  async function spawnAndReach(name: string, options?: object): Promise<number> {
-    const t0 = performance.now();
-    const path = name ? `/users/alice/servers/${name}` : '/users/alice/server';
-    const res = await hubApi('POST', path, options ?? {});
-    assert.ok([201, 202].includes(res.status), `spawn ${name || '(default)'}: HTTP ${res.status} ${JSON.stringify(res.json)}`);
-    const prefix = name ? `/user/alice/${name}` : '/user/alice';
-    await waitFor(`${prefix}/api through the proxy`, async () => (await viaProxy(`${prefix}/api`)).status === 200, 60_000, 25);
-    return (performance.now() - t0) / 1000;
-  }
-
-  async function stopServer(name: string): Promise<void> {
-    const path = name ? `/users/alice/servers/${name}` : '/users/alice/server';
-    const res = await hubApi('DELETE', path);
-    assert.ok([202, 204].includes(res.status), `stop ${name}: HTTP ${res.status} ${JSON.stringify(res.json)}`);
-    await waitFor(`hub to report ${name || 'default'} stopped`, async () => !(await serverModel(name)), 60_000, 100);
-  }
-
-  async function getNbs(name: string): Promise<any> {
-    const r = await kubectl(['get', 'nbs', name, '-n', ns, '-o', 'json'], { kubeconfig });
-    return r.code === 0 ? JSON.parse(r.stdout) : undefined;
+  /** The token the server's container runs with: the one in its Secret, and one the hub accepts for `user`. */
+  async function assertServerHoldsCurrentToken(user: string, resource: string): Promise<void> {
+    const obj = await getNbs(resource);
+    const container = await stack.runningContainer(obj.metadata.uid);
+    assert.ok(container, `${resource} has a running container`);
+    const env: string[] = (await stack.docker.getContainer(container.Id).inspect()).Config.Env;
+    const token = env.find((e) => e.startsWith('JUPYTERHUB_API_TOKEN='))?.slice('JUPYTERHUB_API_TOKEN='.length);
+    assert.ok(token, 'the container has a hub token');
+    const secrets = await stack.tokenSecrets(resource);
+    assert.equal(secrets.length, 1, `one token Secret: ${secrets.join(', ')}`);
+    const r = await stack.kubectl(['get', 'secret', secrets[0]!, '-n', stack.ns, '-o', 'jsonpath={.data.token}']);
+    assert.equal(Buffer.from(r.stdout, 'base64').toString(), token, 'the container runs with the token of its Secret');
+    const me = await stack.hubApi('GET', '/user', undefined, token);
+    assert.equal(me.status, 200, `the hub accepts the server's token: ${JSON.stringify(me.json)}`);
+    assert.equal(me.json.name, user);
   }
 
   before(async function () {
-    ({ docker } = await requireDocker({ swarm: true, image: BROKEN_IMAGE }));
-    try {
-      await docker.getImage(NOTEBOOK_IMAGE).inspect();
-    } catch {
-      throw new Error(`${NOTEBOOK_IMAGE} is missing: build it with images/notebook/build.sh (or images/build-all.sh)`);
-    }
-    for (const bin of ['/usr/bin/jupyterhub', '/usr/bin/configurable-http-proxy']) {
-      if (!existsSync(bin)) throw new Error(`${bin} is missing: apt-get install jupyterhub node-configurable-http-proxy`);
-    }
-    dir = mkdtempSync(join(tmpdir(), 'nbswarm-e2e-'));
-    [hubPort, hubApiPort, proxyApiPort] = [await freePort(), await freePort(), await freePort()];
-    // A port range of its own so concurrent operator tests never hand out the same host ports.
-    const lo = 22000 + Math.floor(Math.random() * 70) * 100;
-    writeFileSync(
-      join(dir, 'policy.yaml'),
-      `prefix: ${run}\nnetworkMode: host\nhostPortRange: [${lo}, ${lo + 99}]\nallowedImages: ["local/*"]\ndefaultImage: ${NOTEBOOK_IMAGE}\n`,
-    );
-    writeFileSync(join(dir, 'jupyterhub_config.py'), HUB_CONFIG);
-
-    up = startProc('node', [CLI, 'up', '--data-dir', join(dir, 'nbswarm'), '--port', '0', '--policy', join(dir, 'policy.yaml')], join(dir, 'up.log'), {
-      DOCKER_SERVICE_PREFER_OFFLINE_IMAGE: '1',
-    });
-    kubeconfig = join(dir, 'nbswarm', 'admin.kubeconfig');
-    try {
-      await waitFor('nbswarm up', async () => {
-        if (up!.child.exitCode !== null) throw new Error(`nbswarm up exited ${up!.child.exitCode}`);
-        return existsSync(kubeconfig) && (await kubectl(['get', 'nbs', '-A'], { kubeconfig })).code === 0;
-      }, 60_000, 200);
-    } catch (err) {
-      throw new Error(`${(err as Error).message}\n--- ${up.log} (tail):\n${tail(up.log)}`);
-    }
-    const created = await kubectl(['create', 'namespace', ns], { kubeconfig });
-    assert.equal(created.code, 0, created.stderr);
-
-    chp = startProc(
-      'configurable-http-proxy',
-      ['--ip', '127.0.0.1', '--port', String(hubPort), '--api-ip', '127.0.0.1', '--api-port', String(proxyApiPort),
-        '--default-target', `http://127.0.0.1:${hubApiPort}`, '--error-target', `http://127.0.0.1:${hubApiPort}/hub/error`],
-      join(dir, 'chp.log'),
-      // Debian's CHP needs its modules from the Debian node paths under the machine's Node 20.
-      { NODE_PATH: '/usr/share/nodejs:/usr/lib/nodejs', CONFIGPROXY_AUTH_TOKEN: adminToken + '-proxy' },
-    );
-    await startHub();
+    this.timeout(240_000);
+    await stack.start();
+    const created = await stack.hubApi('POST', '/users', { usernames: ['alice'] });
+    assert.equal(created.status, 201, JSON.stringify(created.json));
   });
 
   after(async function () {
-    this.timeout(120_000);
-    await stopProc(hub);
-    if (kubeconfig && existsSync(kubeconfig)) {
-      // The operator removes the services; wait for it so no container outlives the test.
-      await kubectl(['delete', 'nbs', '--all', '-n', ns, '--wait=true', '--timeout=60s'], { kubeconfig, timeoutMs: 70_000 });
-      await kubectl(['delete', 'namespace', ns, '--wait=false'], { kubeconfig });
-    }
-    await stopProc(chp);
-    await stopProc(up);
-    if (docker) {
-      // Volumes outlive servers by design; these are this run's (named from its policy prefix).
-      for (let i = 0; i < 50; i++) {
-        const vols = ((await docker.listVolumes({ filters: JSON.stringify({ name: [run] }) } as object)) as any).Volumes ?? [];
-        const mine = vols.filter((v: any) => String(v.Name).startsWith(`${run}-`));
-        if (mine.length === 0) break;
-        await Promise.all(mine.map((v: any) => docker.getVolume(v.Name).remove().catch(() => undefined)));
-        await sleep(200);
-      }
-    }
+    this.timeout(180_000);
+    await stack.close();
     if (spawnTimes.length) {
       console.log(`      hub spawn → proxy answering: ${spawnTimes.map((t) => t.toFixed(2)).join(', ')} s; median ${median(spawnTimes).toFixed(2)} s`);
     }
-    if (dir && !process.env.NBSWARM_KEEP_E2E) rmSync(dir, { recursive: true, force: true });
   });
 
   it("starts alice's default server; the proxy serves its /api", async () => {
-    spawnTimes.push(await spawnAndReach(''));
+    spawnTimes.push(await stack.spawnAndReach('alice'));
     const res = await viaProxy('/user/alice/api');
     assert.equal(res.status, 200);
     const body = (await res.json()) as { version?: string };
     assert.match(String(body.version), /^\d+\.\d+/);
-    const model = await serverModel('');
-    assert.equal(model.ready, true);
-    assert.equal(model.state.object_name, 'nbs-alice');
+    const model = await stack.serverModel('alice');
+    assert.equal(model?.ready, true);
+    assert.equal(model?.state?.object_name, 'nbs-alice');
   });
 
   it("runs alice's named server dash1 beside it: two NotebookServers, two Swarm services, both in kubectl get nbs", async () => {
-    await spawnAndReach('dash1');
-    const list = JSON.parse((await kubectl(['get', 'nbs', '-n', ns, '-o', 'json'], { kubeconfig })).stdout);
-    const byServer = new Map<string, any>(list.items.map((o: any) => [o.spec.servername, o]));
+    await stack.spawnAndReach('alice', 'dash1');
+    const byServer = new Map<string, any>((await stack.listNbs()).map((o: any) => [o.spec.servername, o]));
     assert.deepEqual([...byServer.keys()].sort(), ['', 'dash1']);
     for (const o of byServer.values()) {
       assert.equal(o.spec.user, 'alice');
       assert.equal(o.status.phase, 'Running');
       assert.match(o.status.endpoint.hostUrl, /^http:\/\/127\.0\.0\.1:\d+$/);
     }
-    const services = (await docker.listServices({ filters: JSON.stringify({ label: [`nbswarm.io/namespace=${ns}`] }) } as any)) as unknown as any[];
+    const services = (await stack.docker.listServices({ filters: JSON.stringify({ label: [`nbswarm.io/namespace=${stack.ns}`] }) } as any)) as unknown as any[];
     assert.equal(services.length, 2);
-    const table = await kubectl(['get', 'nbs', '-n', ns], { kubeconfig });
+    const table = await stack.kubectl(['get', 'nbs', '-n', stack.ns]);
     for (const o of byServer.values()) assert.ok(table.stdout.includes(o.status.endpoint.hostUrl), table.stdout);
     assert.match(table.stdout, /dash1/);
   });
 
-  it("does not put the hub's API token in the NotebookServer (kubectl get nbs -o yaml)", async () => {
-    const secret = await kubectl(['get', 'secret', 'nbs-alice-hub', '-n', ns, '-o', 'jsonpath={.data.token}'], { kubeconfig });
-    assert.equal(secret.code, 0, secret.stderr);
-    const token = Buffer.from(secret.stdout, 'base64').toString();
+  it("does not put the hub's API token in the NotebookServer (kubectl get nbs -o yaml); the server holds the token of its one Secret", async () => {
+    const [secret, ...more] = await stack.tokenSecrets('nbs-alice');
+    assert.ok(secret && more.length === 0, 'one token Secret per server');
+    const data = await stack.kubectl(['get', 'secret', secret, '-n', stack.ns, '-o', 'jsonpath={.data.token}']);
+    const token = Buffer.from(data.stdout, 'base64').toString();
     assert.ok(token.length >= 16, 'the Secret holds the token');
-    const yaml = await kubectl(['get', 'nbs', '-n', ns, '-o', 'yaml'], { kubeconfig });
+    const yaml = await stack.kubectl(['get', 'nbs', '-n', stack.ns, '-o', 'yaml']);
     assert.equal(yaml.code, 0);
     assert.ok(!yaml.stdout.includes(token), 'token must not appear in the NotebookServer');
     assert.match(yaml.stdout, /secretKeyRef/);
+    await assertServerHoldsCurrentToken('alice', 'nbs-alice');
+  });
+
+  it('logs alice in through the browser flow (login form, OAuth callback, cookies)', async () => {
+    await assertBrowserLogin('alice');
   });
 
   it('keeps routing to the running server across a hub restart, without respawning', async () => {
     const before = await getNbs('nbs-alice');
-    await stopProc(hub);
-    await startHub();
-    const model = await waitFor('the restarted hub to load alice', async () => serverModel(''), 30_000, 100);
+    await stack.stopHub();
+    await stack.startHub();
+    const model = await waitFor('the restarted hub to load alice', async () => stack.serverModel('alice'), 30_000, 100);
     assert.equal(model.ready, true);
     assert.equal((await viaProxy('/user/alice/api')).status, 200);
     const after = await getNbs('nbs-alice');
@@ -330,7 +132,7 @@ describe('e2e: JupyterHub + NotebookServerSpawner + nbswarm up (Swarm)', functio
     assert.equal(after.status.backend.id, before.status.backend.id);
   });
 
-  it('stops (resource kept, stopped) and starts again with the files of the first session', async () => {
+  it('stops (resource kept, stopped, token Secret gone) and starts again with the files of the first session', async () => {
     const content = `written by the e2e run ${run}`;
     const put = await viaProxy('/user/alice/api/contents/work/e2e.txt', {
       method: 'PUT',
@@ -339,30 +141,43 @@ describe('e2e: JupyterHub + NotebookServerSpawner + nbswarm up (Swarm)', functio
     assert.ok([200, 201].includes(put.status), `PUT contents: HTTP ${put.status} ${await put.text()}`);
 
     const uid = (await getNbs('nbs-alice')).metadata.uid;
-    await stopServer('');
+    await stack.stopServer('alice');
     const stopped = await getNbs('nbs-alice');
     assert.equal(stopped.spec.stopped, true);
     assert.equal(stopped.status.phase, 'Stopped');
-    const running = await docker.listContainers({ filters: JSON.stringify({ label: [`nbswarm.io/uid=${uid}`], status: ['running'] }) });
+    const running = await stack.docker.listContainers({ filters: JSON.stringify({ label: [`nbswarm.io/uid=${uid}`], status: ['running'] }) });
     assert.deepEqual(running.map((c) => c.Names), [], 'phase Stopped means no container runs');
+    assert.deepEqual(await stack.tokenSecrets('nbs-alice'), [], 'a stopped server keeps no token');
 
-    spawnTimes.push(await spawnAndReach(''));
+    spawnTimes.push(await stack.spawnAndReach('alice'));
     const got = await viaProxy('/user/alice/api/contents/work/e2e.txt');
     assert.equal(got.status, 200);
     assert.equal(((await got.json()) as { content: string }).content, content);
   });
 
-  it("fails a spawn the operator's policy refuses with the resource's message, not a hang", async () => {
-    const res = await hubApi('POST', '/users/alice/servers/bad', { image: 'evil/miner:1' });
+  it("fails a spawn the operator's policy refuses with the resource's message, not a hang; nothing is left running or holding a token", async () => {
+    const res = await stack.spawn('alice', 'bad', { image: 'evil/miner:1' });
     assert.equal(res.status, 500);
     assert.match(res.json.message, /not allowed by the operator policy/);
-    assert.equal((await serverModel('bad'))?.ready ?? false, false);
-    const obj = await getNbs('nbs-alice-bad');
-    assert.equal(obj.status.phase, 'Failed');
+    assert.equal((await stack.serverModel('alice', 'bad'))?.ready ?? false, false);
+    const obj = await waitFor('the refused server stopped', async () => {
+      const o = await getNbs('nbs-alice-bad');
+      return o?.spec.stopped ? o : undefined;
+    }, 30_000);
+    assert.match(obj.status.message, /stopped|not allowed/);
+    assert.deepEqual(await stack.tokenSecrets('nbs-alice-bad'), []);
+  });
+
+  it('a spawn the API refuses (422) leaves no token Secret behind', async () => {
+    const res = await stack.spawn('alice', 'refused');
+    assert.equal(res.status, 500);
+    assert.match(res.json.message, /spec\.resources\.memory/);
+    assert.equal(await getNbs('nbs-alice-refused'), undefined);
+    await waitFor('no token Secret of the refused spawn', async () => (await stack.tokenSecrets('nbs-alice-refused')).length === 0, 20_000);
   });
 
   it('with delete_on_stop: stop removes the resource and its service, a new start still has the files', async () => {
-    await spawnAndReach('gone1');
+    await stack.spawnAndReach('alice', 'gone1');
     const content = `kept across a delete ${run}`;
     const put = await viaProxy('/user/alice/gone1/api/contents/work/gone.txt', {
       method: 'PUT',
@@ -371,25 +186,26 @@ describe('e2e: JupyterHub + NotebookServerSpawner + nbswarm up (Swarm)', functio
     assert.ok([200, 201].includes(put.status), `PUT contents: HTTP ${put.status}`);
     const uid = (await getNbs('nbs-alice-gone1')).metadata.uid;
 
-    await stopServer('gone1');
+    await stack.stopServer('alice', 'gone1');
     assert.equal(await getNbs('nbs-alice-gone1'), undefined, 'the NotebookServer is gone');
-    const services = (await docker.listServices({ filters: JSON.stringify({ label: [`nbswarm.io/uid=${uid}`] }) } as any)) as unknown as any[];
+    assert.deepEqual(await stack.tokenSecrets('nbs-alice-gone1'), []);
+    const services = (await stack.docker.listServices({ filters: JSON.stringify({ label: [`nbswarm.io/uid=${uid}`] }) } as any)) as unknown as any[];
     assert.equal(services.length, 0);
 
-    await spawnAndReach('gone1');
+    await stack.spawnAndReach('alice', 'gone1');
     assert.notEqual((await getNbs('nbs-alice-gone1')).metadata.uid, uid, 'a new resource');
     const got = await viaProxy('/user/alice/gone1/api/contents/work/gone.txt');
     assert.equal(((await got.json()) as { content: string }).content, content);
-    await stopServer('gone1');
+    await stack.stopServer('alice', 'gone1');
   });
 
   /** The failure message of a spawn: from the POST's error, or from the progress stream when pending. */
   async function spawnFailure(name: string, options: object): Promise<string> {
-    const res = await hubApi('POST', `/users/alice/servers/${name}`, options);
+    const res = await stack.spawn('alice', name, options);
     if (res.status === 500) return String(res.json.message);
     assert.equal(res.status, 202, JSON.stringify(res.json));
-    const progress = await fetch(`http://127.0.0.1:${hubPort}/hub/api/users/alice/servers/${name}/progress`, {
-      headers: { Authorization: `token ${adminToken}` },
+    const progress = await fetch(`${stack.hubBase}/hub/api/users/alice/servers/${name}/progress`, {
+      headers: { Authorization: `token ${stack.adminToken}` },
     });
     const text = await progress.text();
     const events = text.split('\n').filter((l) => l.startsWith('data:')).map((l) => JSON.parse(l.slice(5)));
@@ -398,40 +214,268 @@ describe('e2e: JupyterHub + NotebookServerSpawner + nbswarm up (Swarm)', functio
     return String(failed.message);
   }
 
-  it("fails a spawn whose container cannot run the server with the resource's message", async () => {
+  it("fails a spawn whose container cannot run the server (it crashes twice before it is Ready) with the resource's message", async () => {
     // The test image has neither start.sh nor jupyterhub-singleuser.
     const message = await spawnFailure('broken', { image: BROKEN_IMAGE });
-    assert.match(message, /NotebookServer \S*nbs-alice-broken/);
-    assert.equal((await serverModel('broken'))?.ready ?? false, false);
-    const obj = await getNbs('nbs-alice-broken');
-    assert.ok(obj.status.message, 'the resource says what is wrong');
-    // Swarm keeps retrying the task, so the status may have moved on since the spawn failed; the
-    // Warning Event the operator recorded with each failure stays.
-    const events = JSON.parse((await kubectl(['get', 'events', '-n', ns, '-o', 'json'], { kubeconfig })).stdout) as { items: any[] };
-    const warnings: string[] = events.items.filter((e) => e.involvedObject?.name === 'nbs-alice-broken' && e.type === 'Warning').map((e) => String(e.message));
-    assert.ok(
-      message.includes(obj.status.message) || warnings.some((w) => message.includes(w)) || obj.status.phase === 'Failed',
-      `${message} / status: ${obj.status.message} / warnings: ${warnings.join(' | ')}`,
-    );
+    assert.match(message, /NotebookServer \S*nbs-alice-broken crashed 2 times while starting: .*non-zero exit/);
+    assert.equal((await stack.serverModel('alice', 'broken'))?.ready ?? false, false);
+    // The hub stopped it after the failed spawn: nothing keeps running, no token is left.
+    await waitFor('the broken server stopped', async () => (await getNbs('nbs-alice-broken'))?.spec.stopped === true, 30_000);
+    assert.deepEqual(await stack.tokenSecrets('nbs-alice-broken'), []);
   });
 
   it("fails a spawn that never gets Ready at start_timeout with the resource's message, not a hang", async () => {
     const message = await spawnFailure('slow', {});
     assert.match(message, /nbs-alice-slow not ready after 6s: .+/);
-    assert.equal((await serverModel('slow'))?.ready ?? false, false);
+    assert.equal((await stack.serverModel('alice', 'slow'))?.ready ?? false, false);
     // The hub stopped it after the failed spawn: nothing keeps running.
     const obj = await getNbs('nbs-alice-slow');
     assert.equal(obj.spec.stopped, true);
+    assert.deepEqual(await stack.tokenSecrets('nbs-alice-slow'), []);
+  });
+
+  it('runs servers for names JupyterHub accepts: user "zoë", server "My Dash!" (escaped for Docker, raw in the spec)', async () => {
+    await stack.hubApi('POST', '/users', { usernames: ['zoë'] });
+    await Promise.all([stack.spawnAndReach('zoë'), stack.spawnAndReach('alice', 'My Dash!')]);
+    const items = await stack.listNbs();
+    const zoe = items.find((o) => o.spec.user === 'zoë');
+    const dash = items.find((o) => o.spec.servername === 'My Dash!');
+    assert.ok(zoe && dash, items.map((o) => `${o.spec.user}/${o.spec.servername}`).join(', '));
+    assert.match(zoe.metadata.name, /^nbs-zo-c3-ab-[0-9a-f]{8}$/);
+    // DockerSpawner's escaping: everything but [a-z0-9] becomes "-" + the hex of its UTF-8 bytes.
+    assert.equal(dash.status.backend.name, `${run}-alice--4dy-20-44ash-21`);
+    await assertBrowserLogin('zoë');
+    await assertBrowserLogin('alice', 'My Dash!');
+    await Promise.all([stack.stopServer('zoë'), stack.stopServer('alice', 'My Dash!')]);
   });
 
   it('measures hub spawn → proxy answering (median of 5 fresh named servers)', async () => {
     const times: number[] = [];
     for (let i = 1; i <= 5; i++) {
-      times.push(await spawnAndReach(`p${i}`));
-      await stopServer(`p${i}`);
+      times.push(await stack.spawnAndReach('alice', `p${i}`));
+      await stack.stopServer('alice', `p${i}`);
     }
     spawnTimes.push(...times);
     console.log(`      fresh named servers: ${times.map((t) => t.toFixed(2)).join(', ')} s; median ${median(times).toFixed(2)} s`);
     assert.equal(times.length, 5);
+  });
+
+  describe('crashes', function () {
+    /** What became of one user's spawn after a crash. */
+    interface Outcome {
+      user: string;
+      ready: boolean;
+      problems: string[];
+    }
+
+    /**
+     * One user's server as the hub, the proxy, the API and Docker see it. Consistent means: ready
+     * and answering through the proxy (no phantom), or not running with no Swarm task running for
+     * it and its object stopped or gone (no orphan), and a token Secret exactly while it runs.
+     */
+    async function outcomeOf(user: string): Promise<Outcome | 'pending'> {
+      const model = await stack.serverModel(user);
+      if (model?.pending) return 'pending';
+      const problems: string[] = [];
+      const resource = model?.state?.object_name as string | undefined;
+      const objects = (await stack.listNbs()).filter((o) => o.spec.user === user && o.spec.servername === '');
+      const tasks = await stack.runningTasks(user);
+      const secrets = (await Promise.all(objects.map((o) => stack.tokenSecrets(o.metadata.name)))).flat();
+      if (model?.ready) {
+        const res = await viaProxy(`${serverPath(user)}api`);
+        if (res.status !== 200) problems.push(`phantom: the hub says ready, the proxy answers ${res.status}`);
+        if (tasks.length !== 1) problems.push(`ready with ${tasks.length} running tasks`);
+        if (secrets.length !== 1) problems.push(`ready with token Secrets [${secrets.join(', ')}]`);
+        if (resource && !objects.some((o) => o.metadata.name === resource)) problems.push(`the hub's object ${resource} does not exist`);
+        return { user, ready: true, problems };
+      }
+      if (model) return 'pending'; // a server entry, neither ready nor pending: the hub is still deciding
+      if (tasks.length) problems.push(`orphan: no hub server, ${tasks.length} running task(s)`);
+      for (const o of objects) {
+        const stopped = o.spec.stopped === true || o.metadata.annotations?.['nbswarm.io/stopped'] !== undefined;
+        if (!stopped && !o.metadata.deletionTimestamp) problems.push(`orphan: no hub server, ${o.metadata.name} is not stopped (${o.status?.phase})`);
+      }
+      if (secrets.length) problems.push(`token Secrets without a server: ${secrets.join(', ')}`);
+      return { user, ready: false, problems };
+    }
+
+    async function settle(users: string[]): Promise<Outcome[]> {
+      let last: Array<Outcome | 'pending'> = [];
+      try {
+        return await waitFor(
+          'every spawn settled consistently',
+          async () => {
+            last = await Promise.all(users.map(outcomeOf));
+            return last.every((o) => o !== 'pending' && o.problems.length === 0) ? (last as Outcome[]) : undefined;
+          },
+          90_000,
+          500,
+        );
+      } catch (err) {
+        throw new Error(`${(err as Error).message}: ${JSON.stringify(last)}\n--- hub.log:\n${stack.hubLogTail(60)}\n--- up.log:\n${stack.upLogTail(20)}`);
+      }
+    }
+
+    const timings: string[] = [];
+    after(() => {
+      if (timings.length) console.log(`      crash matrix: ${timings.join('; ')}`);
+    });
+
+    /**
+     * A burst of 5 spawns, then kill -9 of the hub or of `nbswarm up` `afterMs` into it, then a
+     * restart (the hub at once, `nbswarm up` 4 s later). Then every user's server must be
+     * consistent (see outcomeOf), and each user must be able to start it and log in through the
+     * browser flow.
+     */
+    async function crashCase(tag: string, victim: 'hub' | 'up', afterMs: number): Promise<void> {
+      const t0 = performance.now();
+      const users = [`${tag}-1`, `${tag}-2`, `${tag}-3`, `zoë ${tag}`, `ann lee ${tag}`];
+      const created = await stack.hubApi('POST', '/users', { usernames: users });
+      assert.equal(created.status, 201, JSON.stringify(created.json));
+      const posts = users.map((u) => stack.spawn(u).catch((err: Error) => ({ status: -1, json: err.message })));
+      await sleep(afterMs);
+      if (victim === 'hub') {
+        await stack.killHub();
+        await stack.startHub();
+      } else {
+        await stack.killUp();
+        await sleep(4000);
+        await stack.startUp();
+      }
+      const answers = await Promise.all(posts);
+      const outcomes = await settle(users);
+      const ready = outcomes.filter((o) => o.ready).length;
+      if (victim === 'up') {
+        // A short outage of the API server is ridden out: every spawn succeeds.
+        assert.equal(ready, users.length, `every spawn rides out the outage: ${JSON.stringify(answers)}`);
+      }
+      const settled = (performance.now() - t0) / 1000;
+      // Each user starts (those the crash left stopped) and logs in through the browser.
+      await Promise.all(outcomes.filter((o) => !o.ready).map((o) => stack.spawnAndReach(o.user)));
+      for (const u of users) await assertBrowserLogin(u);
+      for (const u of users) await assertServerHoldsCurrentToken(u, String((await stack.serverModel(u))?.state?.object_name));
+      await Promise.all(users.map((u) => stack.stopServer(u)));
+      timings.push(`${tag}: ${ready}/5 adopted, consistent after ${settled.toFixed(1)} s, case ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+    }
+
+    it('kill -9 of the hub 0.3 s into a burst of 5 spawns, restart: each server ready and adopted, or stopped; no phantom, no orphan; all log in', async () => {
+      await crashCase('h03', 'hub', 300);
+    });
+
+    it('kill -9 of the hub 1 s into a burst of 5 spawns, restart: each server ready and adopted, or stopped; no phantom, no orphan; all log in', async () => {
+      await crashCase('h10', 'hub', 1000);
+    });
+
+    it('kill -9 of nbswarm up 0.3 s into a burst of 5 spawns, back 4 s later: every spawn rides it out; all log in', async () => {
+      await crashCase('u03', 'up', 300);
+    });
+
+    it('kill -9 of nbswarm up 1 s into a burst of 5 spawns, back 4 s later: every spawn rides it out; all log in', async () => {
+      await crashCase('u10', 'up', 1000);
+    });
+
+    it('a crash Swarm restarts is not a failure (the hub keeps the server); a crash loop is dropped and stopped; every new start runs the current token', async () => {
+      const user = 'looper';
+      await stack.hubApi('POST', '/users', { usernames: [user] });
+      await stack.spawnAndReach(user);
+      const resource = String((await stack.serverModel(user))?.state?.object_name);
+      const uid = (await getNbs(resource)).metadata.uid;
+
+      // One crash: Swarm restarts the container; the resource is never Failed meanwhile, and the
+      // hub (checking every 2 s) keeps the server, which answers again.
+      const first = await stack.runningContainer(uid);
+      assert.ok(first);
+      await stack.docker.getContainer(first.Id).kill();
+      const phases = new Set<string>();
+      await waitFor('the server answering again after one crash', async () => {
+        phases.add(String((await getNbs(resource))?.status?.phase));
+        const c = await stack.runningContainer(uid);
+        return c && c.Id !== first.Id && (await viaProxy(`${serverPath(user)}api`)).status === 200;
+      }, 60_000, 200);
+      assert.ok(!phases.has('Failed'), `phases while Swarm restarted it: ${[...phases].join(', ')}`);
+      assert.equal((await stack.serverModel(user))?.ready, true, 'the hub kept the server');
+      assert.equal((await getNbs(resource)).status.restartCount, 1);
+
+      // A crash loop: killed as soon as each new container runs, until Swarm stops restarting it.
+      let kills = 1;
+      await waitFor('Swarm to give up and the hub to drop the server', async () => {
+        if (!(await stack.serverModel(user))) return true;
+        const c = await stack.runningContainer(uid);
+        if (c) {
+          await stack.docker.getContainer(c.Id).kill().catch(() => undefined);
+          kills++;
+        }
+        return false;
+      }, 120_000, 100);
+      // Dropped by the hub means stopped: the operator's crash-loop back-off must not run it for nobody.
+      const dropped = await getNbs(resource);
+      assert.equal(dropped.spec.stopped, true, `stopped after ${kills} kills`);
+      await waitFor('no task running for the dropped server', async () => (await stack.runningTasks(user)).length === 0, 30_000);
+      assert.deepEqual(await stack.tokenSecrets(resource), []);
+
+      // Started again, twice: each start is answered by this start (not the old Failed), and the
+      // server runs the hub's current token (OAuth login, activity with its token).
+      for (let round = 1; round <= 2; round++) {
+        await stack.spawnAndReach(user);
+        await assertBrowserLogin(user);
+        await assertServerHoldsCurrentToken(user, resource);
+        await stack.stopServer(user);
+      }
+    });
+
+    it('a server whose spec says running is brought back by the operator after Swarm gives up (back-off, reason shown)', async () => {
+      // The container exits until the test opens a gate on loopback, so Swarm's restart policy
+      // runs out; then only the operator's back-off can start it again.
+      const gatePort = await freePort();
+      const name = 'backoff-demo';
+      const manifest = {
+        apiVersion: 'nbswarm.io/v1alpha1',
+        kind: 'NotebookServer',
+        metadata: { name, namespace: stack.ns },
+        spec: {
+          user: 'operator-only',
+          image: BROKEN_IMAGE,
+          mode: 'custom',
+          command: ['sh', '-c', `wget -q -O /dev/null http://127.0.0.1:${gatePort}/ || exit 3; exec httpd -f -p {port} -h /`],
+        },
+      };
+      const r = await stack.kubectl(['apply', '-f', '-'], JSON.stringify(manifest));
+      assert.equal(r.code, 0, r.stderr);
+      const seen: Array<{ phase: string; reason?: string; restarts?: number; message?: string }> = [];
+      const failed = await waitFor('Swarm to stop restarting it (Failed with the back-off)', async () => {
+        const o = await getNbs(name);
+        const ready = o?.status?.conditions?.find((c: any) => c.type === 'Ready');
+        seen.push({ phase: o?.status?.phase, reason: ready?.reason, restarts: o?.status?.restartCount, message: o?.status?.message });
+        return o?.status?.phase === 'Failed' ? o : undefined;
+      }, 90_000, 250);
+      assert.match(failed.status.message, /Swarm stopped restarting it, the operator starts it again at \S+ \(back-off 2 s, attempt 1\)/);
+      assert.ok(seen.some((s) => s.reason === 'Restarting'), `Restarting while Swarm retried: ${JSON.stringify(seen.slice(-5))}`);
+      assert.ok(seen.filter((s) => s.phase === 'Failed').every((s) => /Swarm stopped restarting it/.test(s.message ?? '')), 'Failed only once Swarm gave up');
+
+      const gate = http.createServer((_req, res) => res.end('open'));
+      await new Promise<void>((ok) => gate.listen(gatePort, '127.0.0.1', ok));
+      try {
+        const back = await waitFor('the operator to start it again', async () => {
+          const o = await getNbs(name);
+          return o?.status?.phase === 'Running' ? o : undefined;
+        }, 90_000, 250);
+        const restarted = back.status.conditions.find((c: any) => c.type === 'Restarted');
+        assert.equal(restarted?.reason, 'CrashLoopBackOff', JSON.stringify(back.status));
+        const res = await fetch(back.status.endpoint.hostUrl).catch(() => undefined);
+        assert.ok(res, `${back.status.endpoint.hostUrl} answers`);
+        const events = JSON.parse((await stack.kubectl(['get', 'events', '-n', stack.ns, '--field-selector', `involvedObject.name=${name}`, '-o', 'json'])).stdout).items;
+        assert.ok(events.some((e: any) => e.reason === 'Restarted' && /after Docker stopped restarting it/.test(e.message)), JSON.stringify(events.map((e: any) => e.reason)));
+      } finally {
+        gate.close();
+        await stack.kubectl(['delete', 'nbs', name, '-n', stack.ns, '--wait=true']);
+      }
+    });
+  });
+
+  it('names in URLs are escaped as JupyterHub escapes them', () => {
+    assert.equal(urlName('My Dash!'), 'My%20Dash%21');
+    assert.equal(urlName('ann lee'), 'ann%20lee');
+    assert.equal(urlName('zoë'), 'zo%C3%AB');
+    assert.equal(urlName('a@b'), 'a@b');
   });
 });

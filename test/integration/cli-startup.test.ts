@@ -4,11 +4,12 @@
  */
 import { expect } from 'chai';
 import { spawn } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { appendFileSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { kubectl, startTestApiServer } from '../helpers/apiserver.js';
 import { requireDocker } from '../helpers/docker.js';
 
 // The file `nbswarm`, `npm start` and the image run (npm run build makes it beside dist/test/).
@@ -47,6 +48,35 @@ describe('CLI start-up messages', function () {
       expect(lines[0]).to.match(new RegExp(`^nbswarm: port ${port} on 127\\.0\\.0\\.1 is in use by PID ${process.pid} \\(\\S*node\\b[^)]*\\) \\(hint: pass another --port, or stop that process\\)$`));
     } finally {
       holder.close();
+    }
+  });
+
+  it('nbswarm kubeconfig points at the port the server on --data-dir listens on (no --server)', async () => {
+    const data = join(dir, 'data');
+    const srv = await startTestApiServer({ dataDir: data });
+    try {
+      expect(srv.port).to.not.equal(6443);
+      appendFileSync(join(data, 'tokens.csv'), 'hubtoken0123456789abcdef,hub,hub,default\n');
+      const env = { ...process.env };
+      delete env.NBSWARM_PORT;
+      delete env.NBSWARM_ADDRESS;
+      const r = await runCli(['kubeconfig', '--data-dir', data, '--user', 'hub', '--namespace', 'default'], env);
+      expect(r.code, r.stderr).to.equal(0);
+      expect(r.stdout).to.contain(`server: https://127.0.0.1:${srv.port}`);
+      const file = join(dir, 'hub.kubeconfig');
+      writeFileSync(file, r.stdout);
+      // The token file is re-read within 2 s of a change.
+      let got = await kubectl(['get', 'configmaps'], { kubeconfig: file });
+      for (let i = 0; i < 30 && got.code !== 0; i++) {
+        await new Promise((ok) => setTimeout(ok, 200));
+        got = await kubectl(['get', 'configmaps'], { kubeconfig: file });
+      }
+      expect(got.code, got.stderr).to.equal(0);
+      // An explicit --server still wins.
+      const explicit = await runCli(['kubeconfig', '--data-dir', data, '--server', 'https://127.0.0.1:7443'], env);
+      expect(explicit.stdout).to.contain('server: https://127.0.0.1:7443');
+    } finally {
+      await srv.close();
     }
   });
 

@@ -87,14 +87,22 @@ export function operatorSuite(kind: BackendKind): void {
       expect(res.status).to.equal(200);
     });
 
-    it('env from a Secret reaches the server; a missing Secret → Failed naming the field, then converges once it exists', async () => {
+    it('env from a Secret reaches the server; a missing Secret → Pending naming the field, then converges once it exists; a changed value restarts it', async () => {
       const secret = `${env.prefix}-creds`;
       await apply('nb-secret', { user: 'sam', mode: 'custom', command: HTTPD, image: TEST_IMAGE, env: [{ name: 'API_KEY', valueFrom: { secretKeyRef: { name: secret, key: 'key' } } }] });
-      const failed = await waitPhase(env, 'nb-secret', 'Failed');
-      expect(failed.status?.message).to.contain('spec.env[0].valueFrom.secretKeyRef').and.to.contain(secret);
+      const waiting = await waitFor('nb-secret waiting for its Secret', async () => {
+        const o = await getNbs(env, 'nb-secret');
+        return o?.status?.conditions?.some((c) => c.type === 'Ready' && c.reason === 'SecretNotFound') ? o : undefined;
+      }, 30_000);
+      expect(waiting.status?.phase).to.equal('Pending');
+      expect(waiting.status?.message).to.contain('spec.env[0].valueFrom.secretKeyRef').and.to.contain(secret);
       await env.kubectl(['create', 'secret', 'generic', secret, '-n', NS, '--from-literal=key=s3cr3t']);
       const o = await waitReady(env, 'nb-secret');
       expect(await containerEnv(env, o.metadata.uid!)).to.include('API_KEY=s3cr3t');
+      // A new value reaches the running server at once (the Secrets informer wakes it), not at the next resync.
+      await env.kubectl(['create', 'secret', 'generic', secret, '-n', NS, '--from-literal=key=rotated', '--dry-run=client', '-o', 'yaml'])
+        .then((yaml) => env.kubectl(['replace', '-f', '-'], yaml));
+      await waitFor('the rotated value in the running container', async () => (await containerEnv(env, o.metadata.uid!).catch(() => '')).includes('API_KEY=rotated'), 30_000);
       await env.kubectl(['delete', 'nbs', 'nb-secret', '-n', NS, '--wait=true']);
     });
 

@@ -104,8 +104,11 @@ describe('NotebookServer CRD', () => {
     ['no spec', { apiVersion: 'nbswarm.io/v1alpha1', kind: 'NotebookServer', metadata: {} }, ''],
     ['unknown mode', nbs({ user: 'a', mode: 'jupyterlab' }), '/spec/mode'],
     ['user with a slash', nbs({ user: 'a/b' }), '/spec/user'],
-    ['user ending in a dot', nbs({ user: 'alice.' }), '/spec/user'],
-    ['user too long', nbs({ user: 'a'.repeat(64) }), '/spec/user'],
+    ['user with a newline', nbs({ user: 'alice\nbob' }), '/spec/user'],
+    ['user with a C1 control character', nbs({ user: 'ali\u0085ce' }), '/spec/user'],
+    ['user longer than JupyterHub allows', nbs({ user: 'a'.repeat(256) }), '/spec/user'],
+    ['servername with a slash', nbs({ user: 'a', servername: 'x/y' }), '/spec/servername'],
+    ['servername with a tab', nbs({ user: 'a', servername: 'x\ty' }), '/spec/servername'],
     ['app.path escaping home', nbs({ user: 'a', mode: 'voila', app: { path: 'work/../../etc' } }), '/spec/app/path'],
     ['absolute app.path', nbs({ user: 'a', mode: 'voila', app: { path: '/etc/passwd' } }), '/spec/app/path'],
     ['env name with =', nbs({ user: 'a', env: [{ name: 'A=B', value: '1' }] }), '/spec/env/0/name'],
@@ -123,12 +126,17 @@ describe('NotebookServer CRD', () => {
     });
   }
 
-  it('accepts the allowed edge cases: int quantities, e-mail users, dotted paths, empty servername', () => {
+  it('accepts the allowed edge cases: int quantities, every name JupyterHub accepts, dotted paths, empty servername', () => {
     const validate = notebookServerValidator();
     for (const spec of [
       { user: 'alice@example.com', servername: 'My.Server_1', resources: { cpu: 2, memory: '1.5Gi' } },
       { user: 'a', mode: 'voila', app: { path: 'work/.hidden/..dots/app.ipynb' } },
       { user: 'a', servername: '', app: { path: 'folder/' } },
+      // Names JupyterHub accepts: spaces, punctuation, non-ASCII, a leading dot, 255 characters.
+      { user: 'zoë', servername: 'My Dash!' },
+      { user: 'ann lee', servername: 'ümlaut – ✓' },
+      { user: '.alice.', servername: '-' },
+      { user: 'é'.repeat(255), servername: 'x'.repeat(255) },
     ]) {
       expect(validate(nbs(spec)), JSON.stringify(validate.errors)).to.equal(true);
     }

@@ -48,6 +48,14 @@ const edited = (spec: Partial<NotebookServerSpec>) => async (w: World) => {
   w.edit('nb', spec);
 };
 const ENV_A = { env: [{ name: 'A', value: '1' }] };
+/** NOW minus `s` seconds. */
+const ago = (s: number) => new Date(Date.parse(NOW) - s * 1000).toISOString();
+const TOKEN_ENV = (secret: string) => ({ env: [{ name: 'JUPYTERHUB_API_TOKEN', valueFrom: { secretKeyRef: { name: secret, key: 'token' } } }] });
+/** Running, then Swarm's restart policy gave up after crashes `s` seconds ago. */
+const crashLooped = (s: number) => async (w: World) => {
+  await running(w);
+  w.backend.setState('uid-nb', 'failed', 'failed: task: non-zero exit (137)', { failedAt: ago(s), restarts: 5, lastFailure: 'failed: task: non-zero exit (137)' });
+};
 /** Running, then stopped by the culler's annotation (no spec change). */
 const culled = async (w: World) => {
   await running(w);
@@ -233,16 +241,156 @@ const cases: Case[] = [
     },
   },
   {
-    name: 'failure: the task failed → Failed, Degraded, no stale endpoint, looked at again in 5 s',
+    name: 'failure: the task failed and nothing restarts it → Failed, Degraded, no stale endpoint, looked at again when its back-off is due',
     given: async (w) => {
       await running(w);
       w.backend.setState('uid-nb', 'failed', 'failed: exit code 1');
     },
-    expect: { docker: [], phase: 'Failed', ready: ['False', 'TaskFailed'], events: ['TaskFailed'], result: { requeueAfterMs: 5000 } },
+    expect: { docker: [], phase: 'Failed', ready: ['False', 'TaskFailed'], events: ['TaskFailed'], result: { requeueAfterMs: 10000 } },
     also: (_w, s) => {
       expect(s.status.endpoint).to.equal(undefined);
-      expect(condition(s.status, 'Degraded')).to.include({ status: 'True', message: 'nbs-alice failed: failed: exit code 1' });
+      expect(condition(s.status, 'Degraded')).to.include({ status: 'True' });
+      expect(condition(s.status, 'Degraded')?.message).to.match(/^nbs-alice failed: failed: exit code 1; Swarm stopped restarting it, the operator starts it again at /);
     },
+  },
+  {
+    name: 'restarting: a crash Swarm restarts by itself is not Failed (Creating, Ready=Restarting, Restarted condition with the count)',
+    given: async (w) => {
+      await running(w);
+      w.backend.setState('uid-nb', 'pending', 'ready', { restarts: 1, lastFailure: 'failed: task: non-zero exit (137)' });
+    },
+    expect: { docker: [], phase: 'Creating', ready: ['False', 'Restarting'], events: ['Restarting'], result: { progress: 'Restarting' } },
+    also: (_w, s) => {
+      expect(s.status.message).to.equal('nbs-alice is restarting after a failure (restart 1): failed: task: non-zero exit (137)');
+      expect(condition(s.status, 'Restarted')).to.include({ status: 'True', reason: 'Restarted' });
+      expect(condition(s.status, 'Restarted')?.message).to.match(/restarted it 1 time after a failure; last failure: failed: task: non-zero exit \(137\)/);
+      expect(s.status.endpoint).to.equal(undefined);
+      expect(s.status.restartCount).to.equal(1);
+    },
+  },
+  {
+    name: 'restarted: back up and answering → Running again, the Restarted condition keeps the count',
+    given: async (w) => {
+      await running(w);
+      w.backend.setState('uid-nb', 'pending', 'ready', { restarts: 1, lastFailure: 'failed: exit 1' });
+      await w.step('nb');
+      w.backend.setState('uid-nb', 'running', 'running', { restarts: 1, lastFailure: 'failed: exit 1' });
+    },
+    expect: { docker: [], phase: 'Running', ready: ['True', 'Running'], events: ['Ready'] },
+    also: (_w, s) => expect(condition(s.status, 'Restarted')?.status).to.equal('True'),
+  },
+  {
+    name: 'crash loop: Swarm gave up → Failed saying when the operator starts it again; looked at again then, no Docker write',
+    given: crashLooped(2),
+    expect: { docker: [], phase: 'Failed', ready: ['False', 'TaskFailed'], events: ['TaskFailed'], result: { requeueAfterMs: 8000 } },
+    also: (_w, s) => expect(s.status.message).to.equal('nbs-alice failed: failed: task: non-zero exit (137); Swarm stopped restarting it, the operator starts it again at 2026-01-02T03:04:13.000Z (back-off 10 s, attempt 1)'),
+  },
+  {
+    name: 'crash loop: the back-off has passed → the operator starts it again (forced restart), Restarted Event, Running',
+    given: crashLooped(11),
+    expect: { docker: ['restart nbs-alice'], phase: 'Running', events: ['Restarted'] },
+    also: (_w, s) => {
+      expect(s.events[0]?.message).to.match(/^started service nbs-alice again after Docker stopped restarting it \(back-off 10 s, attempt 1\); it had failed: failed: task: non-zero exit \(137\)$/);
+      expect(condition(s.status, 'Restarted')).to.include({ status: 'True', reason: 'CrashLoopBackOff' });
+    },
+  },
+  {
+    name: 'crash loop again after a forced restart: the back-off doubles (20 s, attempt 2)',
+    given: async (w) => {
+      await crashLooped(11)(w);
+      await w.step('nb');
+      w.backend.setState('uid-nb', 'failed', 'failed: task: non-zero exit (1)', { failedAt: ago(12) });
+    },
+    expect: { docker: [], phase: 'Failed', result: { requeueAfterMs: 8000 } },
+    also: (_w, s) => expect(s.status.message).to.match(/starts it again at 2026-01-02T03:04:13.000Z \(back-off 20 s, attempt 2\)$/),
+  },
+  {
+    name: 'crash loop with a policy back-off of 1 s: restarted as soon as it is due',
+    policy: { crashLoopBackOff: { initialSeconds: 1, maxSeconds: 5, resetAfterSeconds: 600 } },
+    given: crashLooped(1),
+    expect: { docker: ['restart nbs-alice'], phase: 'Running' },
+  },
+  {
+    name: 'a new start after a crash loop is never answered with the old Failed: the update runs, Running for the new generation',
+    given: async (w) => {
+      await crashLooped(2)(w);
+      await w.step('nb');
+      w.edit('nb', ENV_A);
+    },
+    expect: { docker: ['update nbs-alice'], phase: 'Running', ready: ['True', 'Running'] },
+    also: (_w, s) => expect(s.status.observedGeneration).to.equal(2),
+  },
+  {
+    name: 'a new start after a crash loop whose Secret is not in the cache yet: Pending for the new generation, not the old Failed',
+    given: async (w) => {
+      await crashLooped(2)(w);
+      await w.step('nb');
+      w.edit('nb', TOKEN_ENV('nb-hub-2'));
+    },
+    expect: { docker: [], phase: 'Pending', ready: ['False', 'SecretNotFound'], events: ['SecretNotFound'], result: undefined },
+    also: (_w, s) => expect(s.status.observedGeneration).to.equal(2),
+  },
+  {
+    name: 'a referenced Secret\'s content changes → the server is updated (restarted) with the new value',
+    given: async (w) => {
+      w.secrets.set('default/nb-hub', { token: 'old' });
+      await running(w, 'nb', TOKEN_ENV('nb-hub'));
+      w.secrets.set('default/nb-hub', { token: 'new' });
+    },
+    expect: { docker: ['update nbs-alice'], phase: 'Running', events: ['Updated'] },
+    also: (w) => expect(w.backend.written('uid-nb')?.env).to.include({ JUPYTERHUB_API_TOKEN: 'new' }),
+  },
+  {
+    name: 'a stopped server whose token Secret was deleted still stops (a stopped server needs no Secret)',
+    given: async (w) => {
+      w.secrets.set('default/nb-hub', { token: 't' });
+      await running(w, 'nb', TOKEN_ENV('nb-hub'));
+      w.edit('nb', { stopped: true });
+      w.secrets.delete('default/nb-hub');
+    },
+    expect: { docker: ['stop nbs-alice'], phase: 'Stopped', ready: ['False', 'Stopped'] },
+  },
+  {
+    name: 'a spec change together with a stop is a scale-down only; the new spec is written when it starts again',
+    given: async (w) => {
+      await running(w);
+      w.edit('nb', { ...ENV_A, stopped: true });
+      await w.step('nb');
+      w.edit('nb', { stopped: false });
+    },
+    expect: { docker: ['update nbs-alice'], phase: 'Running' },
+    also: (w) => expect(w.backend.written('uid-nb')?.env).to.include({ A: '1' }),
+  },
+  {
+    name: 'start deadline passed, never Ready for this generation → stopped by annotation (StartDeadlineExceeded), saying why',
+    given: async (w) => {
+      w.backend.startState = 'pending';
+      w.put('nb', {}, { annotations: { [ANNOTATIONS.startDeadline]: ago(-30) } });
+      await w.step('nb');
+      w.put('nb', {}, { annotations: { [ANNOTATIONS.startDeadline]: ago(1) } });
+    },
+    expect: { docker: ['stop nbs-alice'], phase: 'Stopped', events: ['StartDeadlineExceeded', 'Stopped'] },
+    also: (_w, s) => {
+      expect(s.metadataPatches[0]).to.deep.include({
+        annotations: { [ANNOTATIONS.stopped]: NOW, [ANNOTATIONS.stoppedGeneration]: '1', [ANNOTATIONS.stoppedReason]: 'StartDeadlineExceeded', [ANNOTATIONS.startDeadline]: null },
+      });
+      expect(s.metadataPatches[0]).to.have.property('resourceVersion');
+      expect(s.events[0]?.message).to.match(/^not Ready by its start deadline 2026-01-02T03:04:04.000Z, when the client that started it stopped waiting/);
+    },
+  },
+  {
+    name: 'Ready before the start deadline → the operator removes the deadline (a later crash is no missed start)',
+    given: (w) => void w.put('nb', {}, { annotations: { [ANNOTATIONS.startDeadline]: ago(-30) } }),
+    expect: { phase: 'Running' },
+    also: (_w, s) => {
+      expect(s.metadataPatches.at(-1)).to.deep.include({ annotations: { [ANNOTATIONS.startDeadline]: null } });
+      expect(s.obj?.metadata.annotations ?? {}).to.deep.equal({});
+    },
+  },
+  {
+    name: 'a server waiting for its Secret with a start deadline is looked at again at the deadline',
+    given: (w) => void w.put('nb', TOKEN_ENV('nb-hub'), { annotations: { [ANNOTATIONS.startDeadline]: ago(-3) } }),
+    expect: { docker: [], phase: 'Pending', result: { requeueAfterMs: 3050 } },
   },
   {
     name: 'a failed task seen again: no new Event, no status write',
@@ -251,12 +399,12 @@ const cases: Case[] = [
       w.backend.setState('uid-nb', 'failed', 'failed: exit code 1');
       await w.step('nb');
     },
-    expect: { docker: [], statusPatches: 0, events: [], result: { requeueAfterMs: 5000 } },
+    expect: { docker: [], statusPatches: 0, events: [], result: { requeueAfterMs: 10000 } },
   },
   {
-    name: 'missing Secret → Failed naming the field; nothing runs, nothing is polled',
+    name: 'missing Secret → Pending naming the field (waits for it, as a Pod does); nothing runs, nothing is polled',
     given: (w) => void w.put('nb', { env: [{ name: 'KEY', valueFrom: { secretKeyRef: { name: 'creds', key: 'k' } } }] }),
-    expect: { docker: [], phase: 'Failed', ready: ['False', 'SecretNotFound'], events: ['SecretNotFound'], result: undefined },
+    expect: { docker: [], phase: 'Pending', ready: ['False', 'SecretNotFound'], events: ['SecretNotFound'], result: undefined },
     also: (_w, s) => expect(s.status.message).to.equal('spec.env[0].valueFrom.secretKeyRef: secret default/creds not found; create it or mark the reference optional'),
   },
   {
@@ -270,12 +418,12 @@ const cases: Case[] = [
     expect: { docker: ['volume-create nbs-alice-home', 'create nbs-alice'], phase: 'Running', events: ['Created', 'Ready'] },
   },
   {
-    name: 'a Secret without the key → Failed, SecretKeyMissing',
+    name: 'a Secret without the key → Pending, SecretKeyMissing',
     given: (w) => {
       w.secrets.set('default/creds', { other: 'x' });
       w.put('nb', { env: [{ name: 'KEY', valueFrom: { secretKeyRef: { name: 'creds', key: 'k' } } }] });
     },
-    expect: { docker: [], phase: 'Failed', ready: ['False', 'SecretKeyMissing'], message: /has no key "k"/ },
+    expect: { docker: [], phase: 'Pending', ready: ['False', 'SecretKeyMissing'], message: /has no key "k"/ },
   },
   {
     name: 'a disallowed image → Failed naming the image and the policy; no Docker call',

@@ -1,0 +1,401 @@
+/**
+ * The end-to-end stack as an administrator runs it: `nbswarm up` (embedded API server + operator on
+ * Swarm), configurable-http-proxy on its own, and Debian's JupyterHub 3.0 with the spawner from
+ * hub/, talking to the API server with the `hub` role's kubeconfig that `nbswarm kubeconfig` prints.
+ * Networking stays on loopback: the policy runs servers with host networking on ports it allocates.
+ * The test may kill -9 the hub or `nbswarm up` (processes it started, by PID) and start them again
+ * on the same ports and data.
+ */
+import assert from 'node:assert/strict';
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { appendFileSync, createWriteStream, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type Docker from 'dockerode';
+import { kubectl } from '../helpers/apiserver.js';
+import { freePort, requireDocker, sleep, waitFor } from '../helpers/docker.js';
+import { repoPath } from '../../src/paths.js';
+
+export const PYTHON = '/usr/bin/python3';
+export const NOTEBOOK_IMAGE = process.env.NBSWARM_NOTEBOOK_IMAGE ?? 'local/notebook:latest';
+export const BROKEN_IMAGE = 'local/busybox:test'; // has no start.sh / jupyterhub-singleuser: never gets Ready
+const CLI = fileURLToPath(new URL('../../nbswarm.mjs', import.meta.url));
+
+export interface Proc {
+  child: ChildProcess;
+  log: string;
+  exited: Promise<number | null>;
+}
+
+function startProc(cmd: string, args: string[], logFile: string, env: NodeJS.ProcessEnv = {}): Proc {
+  const out = createWriteStream(logFile, { flags: 'a' });
+  const child = spawn(cmd, args, { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  child.stdout!.pipe(out);
+  child.stderr!.pipe(out);
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  return { child, log: logFile, exited };
+}
+
+function running(p: Proc | undefined): p is Proc {
+  return !!p && p.child.exitCode === null && p.child.signalCode === null;
+}
+
+async function stopProc(p: Proc | undefined): Promise<void> {
+  if (!running(p)) return;
+  p.child.kill('SIGTERM');
+  const done = await Promise.race([p.exited.then(() => true), sleep(15000).then(() => false)]);
+  if (!done) {
+    p.child.kill('SIGKILL');
+    await p.exited;
+  }
+}
+
+/** kill -9 of a process this test started (by its PID, through its handle). */
+async function killProc(p: Proc | undefined): Promise<void> {
+  if (!running(p)) return;
+  p.child.kill('SIGKILL');
+  await p.exited;
+}
+
+export function tail(file: string, lines = 30): string {
+  try {
+    return readFileSync(file, 'utf8').trimEnd().split('\n').slice(-lines).join('\n');
+  } catch {
+    return '(no log)';
+  }
+}
+
+/** A path segment escaped as JupyterHub escapes user and server names in URLs (Python's quote, safe "@~"). */
+export function urlName(name: string): string {
+  return encodeURIComponent(name)
+    .replace(/[!'()*]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`)
+    .replace(/%40/g, '@');
+}
+
+/** The proxy path of a user's server ("" = the default server). */
+export function serverPath(user: string, server = ''): string {
+  return `/user/${urlName(user)}/${server ? `${urlName(server)}/` : ''}`;
+}
+
+const HUB_CONFIG = `
+import os
+from traitlets import default
+from nbswarm_spawner import NotebookServerSpawner
+
+class E2ESpawner(NotebookServerSpawner):
+    # Servers named slow* run a container that never answers HTTP, with a short start timeout,
+    # so the timeout path is tested in seconds.
+    @default('start_timeout')
+    def _start_timeout_default(self):
+        return 6 if self.name.startswith('slow') else 60
+
+    # Servers named gone* are deleted on stop (the other way of stopping).
+    @default('delete_on_stop')
+    def _delete_on_stop_default(self):
+        return self.name.startswith('gone')
+
+    def build_spec(self):
+        spec = super().build_spec()
+        if self.name.startswith('slow'):
+            spec.update(image='${BROKEN_IMAGE}', mode='custom', command=['sleep', '600'])
+        if self.name.startswith('refused'):
+            # The API (the CRD's schema) refuses this spec: 422 before any object exists.
+            spec.update(resources={'memory': 'lots'})
+        return spec
+
+c = get_config()  # noqa
+e = os.environ
+c.JupyterHub.ip = '127.0.0.1'
+c.JupyterHub.port = int(e['E2E_HUB_PORT'])
+c.JupyterHub.hub_ip = '127.0.0.1'
+c.JupyterHub.hub_port = int(e['E2E_HUB_API_PORT'])
+# The proxy runs on its own (as in production) so it keeps routing while the hub restarts.
+c.ConfigurableHTTPProxy.should_start = False
+c.ConfigurableHTTPProxy.api_url = 'http://127.0.0.1:' + e['E2E_PROXY_API_PORT']
+c.JupyterHub.cleanup_servers = False
+c.JupyterHub.db_url = 'sqlite:///' + os.path.join(e['E2E_DIR'], 'jupyterhub.sqlite')
+c.JupyterHub.cookie_secret_file = os.path.join(e['E2E_DIR'], 'cookie_secret')
+c.JupyterHub.pid_file = os.path.join(e['E2E_DIR'], 'jupyterhub.pid')
+# DummyAuthenticator, every user allowed: the tests log users in through the login form.
+c.JupyterHub.authenticator_class = 'dummy'
+c.JupyterHub.allow_named_servers = True
+c.JupyterHub.services = [{'name': 'e2e', 'api_token': e['E2E_ADMIN_TOKEN']}]
+c.JupyterHub.load_roles = [{'name': 'admin', 'services': ['e2e']}]
+c.JupyterHub.spawner_class = E2ESpawner
+# A hub check every 2 s: a server reported dead at any moment is dropped within the tests' waits.
+c.Spawner.poll_interval = 2
+c.NotebookServerSpawner.kubeconfig = e['E2E_KUBECONFIG']
+c.NotebookServerSpawner.namespace = e['E2E_NAMESPACE']
+c.NotebookServerSpawner.image = e['E2E_IMAGE']
+# evil/miner:1 is allowed here but not by the operator's policy: the policy is the final word.
+c.NotebookServerSpawner.allowed_images = [e['E2E_IMAGE'], 'evil/miner:1', '${BROKEN_IMAGE}']
+c.Spawner.http_timeout = 30
+`;
+
+export interface HubServerModel {
+  ready?: boolean;
+  pending?: string | null;
+  url?: string;
+  state?: Record<string, unknown>;
+}
+
+export class HubStack {
+  readonly run = `e2e${randomBytes(3).toString('hex')}`;
+  readonly ns = this.run;
+  readonly adminToken = randomBytes(16).toString('hex');
+  dir = '';
+  /** Admin kubeconfig `nbswarm up` writes; the tests' own view. */
+  kubeconfig = '';
+  /** The hub's kubeconfig (role hub, this namespace), from `nbswarm kubeconfig`. */
+  hubKubeconfig = '';
+  docker!: Docker;
+  hubPort = 0;
+  hubApiPort = 0;
+  proxyApiPort = 0;
+  apiPort = 0;
+  private up?: Proc;
+  private chp?: Proc;
+  private hub?: Proc;
+
+  get hubBase(): string {
+    return `http://127.0.0.1:${this.hubPort}`;
+  }
+
+  private hubEnv(): NodeJS.ProcessEnv {
+    return {
+      PYTHONPATH: repoPath('hub'),
+      E2E_DIR: this.dir,
+      E2E_HUB_PORT: String(this.hubPort),
+      E2E_HUB_API_PORT: String(this.hubApiPort),
+      E2E_PROXY_API_PORT: String(this.proxyApiPort),
+      E2E_ADMIN_TOKEN: this.adminToken,
+      E2E_KUBECONFIG: this.hubKubeconfig,
+      E2E_NAMESPACE: this.ns,
+      E2E_IMAGE: NOTEBOOK_IMAGE,
+      CONFIGPROXY_AUTH_TOKEN: this.adminToken + '-proxy',
+    };
+  }
+
+  async start(): Promise<void> {
+    ({ docker: this.docker } = await requireDocker({ swarm: true, image: BROKEN_IMAGE }));
+    try {
+      await this.docker.getImage(NOTEBOOK_IMAGE).inspect();
+    } catch {
+      throw new Error(`${NOTEBOOK_IMAGE} is missing: build it with images/notebook/build.sh (or images/build-all.sh)`);
+    }
+    for (const bin of ['/usr/bin/jupyterhub', '/usr/bin/configurable-http-proxy']) {
+      if (!existsSync(bin)) throw new Error(`${bin} is missing: apt-get install jupyterhub node-configurable-http-proxy`);
+    }
+    this.dir = mkdtempSync(join(tmpdir(), 'nbswarm-e2e-'));
+    [this.hubPort, this.hubApiPort, this.proxyApiPort, this.apiPort] = [await freePort(), await freePort(), await freePort(), await freePort()];
+    // A port range of its own so concurrent operator tests never hand out the same host ports.
+    const lo = 22000 + Math.floor(Math.random() * 70) * 100;
+    writeFileSync(
+      join(this.dir, 'policy.yaml'),
+      [
+        `prefix: ${this.run}`,
+        'networkMode: host',
+        `hostPortRange: [${lo}, ${lo + 99}]`,
+        'allowedImages: ["local/*"]',
+        `defaultImage: ${NOTEBOOK_IMAGE}`,
+        // Seconds, not the default 10 s, so the crash-loop test waits little.
+        'crashLoopBackOff: { initialSeconds: 2, maxSeconds: 10 }',
+        '',
+      ].join('\n'),
+    );
+    writeFileSync(join(this.dir, 'jupyterhub_config.py'), HUB_CONFIG);
+    this.kubeconfig = join(this.dir, 'nbswarm', 'admin.kubeconfig');
+    await this.startUp();
+    const created = await this.kubectl(['create', 'namespace', this.ns]);
+    assert.equal(created.code, 0, created.stderr);
+    await this.writeHubKubeconfig();
+
+    this.chp = startProc(
+      'configurable-http-proxy',
+      ['--ip', '127.0.0.1', '--port', String(this.hubPort), '--api-ip', '127.0.0.1', '--api-port', String(this.proxyApiPort),
+        '--default-target', `http://127.0.0.1:${this.hubApiPort}`, '--error-target', `http://127.0.0.1:${this.hubApiPort}/hub/error`],
+      join(this.dir, 'chp.log'),
+      // Debian's CHP needs its modules from the Debian node paths under the machine's Node 20.
+      { NODE_PATH: '/usr/share/nodejs:/usr/lib/nodejs', CONFIGPROXY_AUTH_TOKEN: this.adminToken + '-proxy' },
+    );
+    await this.startHub();
+  }
+
+  /** The README's way: a `hub` line in the token file, then `nbswarm kubeconfig --user hub` (no --server). */
+  private async writeHubKubeconfig(): Promise<void> {
+    const dataDir = join(this.dir, 'nbswarm');
+    appendFileSync(join(dataDir, 'tokens.csv'), `${randomBytes(24).toString('hex')},hub,hub,${this.ns}\n`);
+    const out = await new Promise<string>((resolve, reject) =>
+      execFile(process.execPath, [CLI, 'kubeconfig', '--data-dir', dataDir, '--user', 'hub', '--namespace', this.ns], (err, stdout, stderr) =>
+        err ? reject(new Error(`nbswarm kubeconfig: ${stderr || err.message}`)) : resolve(stdout),
+      ),
+    );
+    assert.match(out, new RegExp(`server: https://127\\.0\\.0\\.1:${this.apiPort}\\b`), 'kubeconfig points at the running server');
+    this.hubKubeconfig = join(this.dir, 'hub.kubeconfig');
+    writeFileSync(this.hubKubeconfig, out, { mode: 0o600 });
+    // The token file is re-read within 2 s of a change.
+    await waitFor('the hub token accepted', async () => (await kubectl(['get', 'nbs', '-n', this.ns], { kubeconfig: this.hubKubeconfig })).code === 0, 20_000, 200);
+  }
+
+  /** `nbswarm up` on the stack's fixed port and data dir (a restart finds everything there). */
+  async startUp(): Promise<void> {
+    this.up = startProc(
+      'node',
+      [CLI, 'up', '--data-dir', join(this.dir, 'nbswarm'), '--port', String(this.apiPort), '--policy', join(this.dir, 'policy.yaml')],
+      join(this.dir, 'up.log'),
+      { DOCKER_SERVICE_PREFER_OFFLINE_IMAGE: '1' },
+    );
+    const up = this.up;
+    try {
+      await waitFor('nbswarm up', async () => {
+        if (up.child.exitCode !== null) throw new Error(`nbswarm up exited ${up.child.exitCode}`);
+        return existsSync(this.kubeconfig) && (await this.kubectl(['get', 'nbs', '-A'])).code === 0;
+      }, 60_000, 100);
+    } catch (err) {
+      throw new Error(`${(err as Error).message}\n--- up.log (tail):\n${tail(up.log)}`);
+    }
+  }
+
+  killUp(): Promise<void> {
+    return killProc(this.up);
+  }
+
+  async startHub(): Promise<void> {
+    this.hub = startProc(PYTHON, ['-m', 'jupyterhub', '-f', join(this.dir, 'jupyterhub_config.py')], join(this.dir, 'hub.log'), this.hubEnv());
+    try {
+      await waitFor('the hub API', async () => (await fetch(`${this.hubBase}/hub/api/`).catch(() => undefined))?.ok, 60_000, 100);
+    } catch (err) {
+      throw new Error(`${(err as Error).message}\n--- hub.log (tail):\n${tail(this.hub.log)}\n--- chp.log (tail):\n${this.chp ? tail(this.chp.log) : ''}`);
+    }
+  }
+
+  stopHub(): Promise<void> {
+    return stopProc(this.hub);
+  }
+
+  killHub(): Promise<void> {
+    return killProc(this.hub);
+  }
+
+  hubLogTail(lines = 40): string {
+    return this.hub ? tail(this.hub.log, lines) : '';
+  }
+
+  upLogTail(lines = 40): string {
+    return this.up ? tail(this.up.log, lines) : '';
+  }
+
+  async hubApi(method: string, path: string, body?: unknown, token = this.adminToken): Promise<{ status: number; json: any }> {
+    const res = await fetch(`${this.hubBase}/hub/api${path}`, {
+      method,
+      headers: { Authorization: `token ${token}`, 'Content-Type': 'application/json' },
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+    const text = await res.text();
+    let json: any;
+    try {
+      json = text ? JSON.parse(text) : undefined;
+    } catch {
+      json = text;
+    }
+    return { status: res.status, json };
+  }
+
+  /** A request through the hub's proxy to a user's server (the admin token has access:servers). */
+  viaProxy(path: string, init: RequestInit = {}): Promise<Response> {
+    return fetch(`${this.hubBase}${path}`, {
+      ...init,
+      redirect: 'manual',
+      headers: { Authorization: `token ${this.adminToken}`, 'Content-Type': 'application/json', ...(init.headers ?? {}) },
+    });
+  }
+
+  async serverModel(user: string, name = ''): Promise<HubServerModel | undefined> {
+    const { json } = await this.hubApi('GET', `/users/${urlName(user)}`);
+    return json?.servers?.[name];
+  }
+
+  /** Spawn through the hub's API; the POST's answer (201 started, 202 pending). */
+  spawn(user: string, name = '', options: object = {}): Promise<{ status: number; json: any }> {
+    return this.hubApi('POST', name ? `/users/${urlName(user)}/servers/${urlName(name)}` : `/users/${urlName(user)}/server`, options);
+  }
+
+  /** Spawn and wait until the proxy serves its /api; seconds from the request. */
+  async spawnAndReach(user: string, name = '', options?: object): Promise<number> {
+    const t0 = performance.now();
+    const res = await this.spawn(user, name, options ?? {});
+    assert.ok([201, 202].includes(res.status), `spawn ${user}/${name || '(default)'}: HTTP ${res.status} ${JSON.stringify(res.json)}`);
+    await waitFor(`${serverPath(user, name)}api through the proxy`, async () => (await this.viaProxy(`${serverPath(user, name)}api`)).status === 200, 60_000, 25);
+    return (performance.now() - t0) / 1000;
+  }
+
+  async stopServer(user: string, name = ''): Promise<void> {
+    const res = await this.hubApi('DELETE', name ? `/users/${urlName(user)}/servers/${urlName(name)}` : `/users/${urlName(user)}/server`);
+    assert.ok([202, 204].includes(res.status), `stop ${user}/${name}: HTTP ${res.status} ${JSON.stringify(res.json)}`);
+    await waitFor(`hub to report ${user}/${name || 'default'} stopped`, async () => !(await this.serverModel(user, name)), 60_000, 100);
+  }
+
+  kubectl(args: string[], input?: string) {
+    return kubectl(args, { kubeconfig: this.kubeconfig, input });
+  }
+
+  async getNbs(name: string): Promise<any> {
+    const r = await this.kubectl(['get', 'nbs', name, '-n', this.ns, '-o', 'json']);
+    return r.code === 0 ? JSON.parse(r.stdout) : undefined;
+  }
+
+  /** Every NotebookServer of the namespace. */
+  async listNbs(): Promise<any[]> {
+    const r = await this.kubectl(['get', 'nbs', '-n', this.ns, '-o', 'json']);
+    assert.equal(r.code, 0, r.stderr);
+    return JSON.parse(r.stdout).items;
+  }
+
+  /** Names of the hub's token Secrets of NotebookServer `name`. */
+  async tokenSecrets(name: string): Promise<string[]> {
+    const r = await this.kubectl(['get', 'secrets', '-n', this.ns, '-l', `nbswarm.io/name=${name}`, '-o', 'json']);
+    assert.equal(r.code, 0, r.stderr);
+    return JSON.parse(r.stdout).items.map((s: any) => s.metadata.name).sort();
+  }
+
+  /** The Swarm tasks of `user`'s servers that run now. */
+  async runningTasks(user: string): Promise<any[]> {
+    const tasks = (await this.docker.listTasks({
+      filters: JSON.stringify({ label: [`nbswarm.io/namespace=${this.ns}`, `nbswarm.io/user=${user}`] }),
+    } as object)) as any[];
+    return tasks.filter((t) => t.Status?.State === 'running');
+  }
+
+  /** The running container of NotebookServer uid `uid`, if any. */
+  async runningContainer(uid: string): Promise<Docker.ContainerInfo | undefined> {
+    const list = await this.docker.listContainers({ filters: JSON.stringify({ label: [`nbswarm.io/uid=${uid}`], status: ['running'] }) });
+    return list[0];
+  }
+
+  async close(): Promise<void> {
+    await stopProc(this.hub);
+    if (this.kubeconfig && existsSync(this.kubeconfig) && running(this.up)) {
+      // The operator removes the services; wait for it so no container outlives the test.
+      await kubectl(['delete', 'nbs', '--all', '-n', this.ns, '--wait=true', '--timeout=90s'], { kubeconfig: this.kubeconfig, timeoutMs: 100_000 });
+      await this.kubectl(['delete', 'namespace', this.ns, '--wait=false']);
+    }
+    await stopProc(this.chp);
+    await stopProc(this.up);
+    if (this.docker) {
+      // Anything of this run's namespace the operator could not remove (it was killed): ours to remove.
+      const services = (await this.docker.listServices({ filters: JSON.stringify({ label: [`nbswarm.io/namespace=${this.ns}`] }) } as object)) as any[];
+      await Promise.all(services.filter((s) => String(s.Spec?.Name).startsWith(`${this.run}-`)).map((s) => this.docker.getService(s.ID).remove().catch(() => undefined)));
+      // Volumes outlive servers by design; these are this run's (named from its policy prefix).
+      for (let i = 0; i < 50; i++) {
+        const vols = ((await this.docker.listVolumes({ filters: JSON.stringify({ name: [this.run] }) } as object)) as any).Volumes ?? [];
+        const mine = vols.filter((v: any) => String(v.Name).startsWith(`${this.run}-`));
+        if (mine.length === 0) break;
+        await Promise.all(mine.map((v: any) => this.docker.getVolume(v.Name).remove().catch(() => undefined)));
+        await sleep(200);
+      }
+    }
+    if (this.dir && !process.env.NBSWARM_KEEP_E2E) rmSync(this.dir, { recursive: true, force: true });
+  }
+}
