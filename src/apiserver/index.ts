@@ -36,6 +36,17 @@ export interface ApiServerOptions {
    */
   synchronous?: 'NORMAL' | 'FULL';
   log?: (msg: string, meta?: object) => void;
+  /** Called once per finished request (the request log of `nbswarm up`). */
+  onRequest?: (r: ApiRequestRecord) => void;
+}
+
+/** One finished API request. */
+export interface ApiRequestRecord {
+  verb: string;
+  path: string;
+  code: number;
+  durationMs: number;
+  user?: string;
 }
 
 export interface RunningApiServer {
@@ -81,7 +92,7 @@ export async function startApiServer(opts: ApiServerOptions): Promise<RunningApi
   }
   const auth = new TokenAuth(tokenFile, extra);
   const store = new Store(join(dataDir, 'state.db'), opts.watchWindow ?? 10000, opts.synchronous ?? 'NORMAL');
-  const handler = new ApiHandler({ store, auth, bookmarkIntervalMs: opts.bookmarkIntervalMs ?? 15000, maxWatchSeconds: opts.maxWatchSeconds ?? 3600, eventTtlSeconds: opts.eventTtlSeconds ?? 3600, log });
+  const handler = new ApiHandler({ store, auth, bookmarkIntervalMs: opts.bookmarkIntervalMs ?? 15000, maxWatchSeconds: opts.maxWatchSeconds ?? 3600, eventTtlSeconds: opts.eventTtlSeconds ?? 3600, log, onRequest: opts.onRequest });
 
   const server = http2.createSecureServer({ key: tls.keyPem, cert: tls.certPem, allowHTTP1: true, settings: { maxConcurrentStreams: 1000 } });
   const sockets = new Set<TLSSocket>();

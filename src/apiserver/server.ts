@@ -11,6 +11,7 @@ import { apiResource, builtins, crdProblems, defFromCrd, toTable, VERBS_NS, type
 import { applyDefaults, prune, toCauses, validateMetadata, type Cause } from './schema.js';
 import { apply as ssaApply, conflictMessage, trackUpdate } from './ssa.js';
 import { AlreadyExistsError, type Obj, type Store, type StoreEvent } from './store.js';
+import type { ApiRequestRecord } from './index.js';
 import {
   deepEqual, fieldMatches, isObj, mergePatch, matches, nowIso, parseFieldSelector, parseLabelSelector,
   SelectorError, strategicMerge, type FieldReq, type Requirement,
@@ -61,6 +62,7 @@ export interface ServerOptions {
   /** Events older than this are deleted, as kube's --event-ttl (default 1 h) does. */
   eventTtlSeconds: number;
   log: (msg: string, meta?: object) => void;
+  onRequest?: (r: ApiRequestRecord) => void;
 }
 
 const GEN_CHARS = 'bcdfghjklmnpqrstvwxz2456789';
@@ -155,8 +157,10 @@ export class ApiHandler {
       return origWriteHead(code, headers);
     };
     res.on('close', () => {
+      const seconds = Number(process.hrtime.bigint() - started) / 1e9;
       this.metrics.requests.inc({ verb: info.verb, resource: info.resource, code: String(info.code) });
-      if (info.verb !== 'watch') this.metrics.latency.observe({ verb: info.verb }, Number(process.hrtime.bigint() - started) / 1e9);
+      if (info.verb !== 'watch') this.metrics.latency.observe({ verb: info.verb }, seconds);
+      this.o.onRequest?.({ verb: info.verb, path: req.url ?? '', code: info.code, durationMs: seconds * 1000, user: authUser?.name });
     });
     (req as Req & { nbInfo?: typeof info }).nbInfo = info;
     try {
