@@ -7,7 +7,7 @@ import { Command, InvalidArgumentError, Option } from 'commander';
 import type { BackendKind } from '../src/backends/types.js';
 import { wholeNumber } from './lib/argv.js';
 
-export const SCENARIOS = ['P1', 'P2', 'P3', 'P4', 'P5', 'P6'] as const;
+export const SCENARIOS = ['P1', 'P2', 'P3', 'P4', 'P5', 'P6', 'P7'] as const;
 
 /** What one bench run does; written as `args` into the JSON report. */
 export interface BenchArgs {
@@ -25,10 +25,12 @@ export interface BenchArgs {
   restSeconds: number;
   fanoutWatchers: number;
   fanoutUpdates: number;
+  hubBurst: number;
+  hubRounds: number;
   out?: string;
 }
 
-type SizeKey = 'runs' | 'burst' | 'idleN' | 'idleSeconds' | 'resyncSeconds' | 'scaleN' | 'scaleRunning' | 'restartN' | 'restSeconds' | 'fanoutWatchers' | 'fanoutUpdates';
+type SizeKey = 'runs' | 'burst' | 'idleN' | 'idleSeconds' | 'resyncSeconds' | 'scaleN' | 'scaleRunning' | 'restartN' | 'restSeconds' | 'fanoutWatchers' | 'fanoutUpdates' | 'hubBurst' | 'hubRounds';
 
 interface SizeOption {
   flags: string;
@@ -52,6 +54,8 @@ export const SIZE_OPTIONS: readonly SizeOption[] = [
   { flags: '--restart-n <n>', key: 'restartN', description: 'P5: running servers when the operator restarts (P3 and P5 share one fixture of --idle-n when both run)', full: 1000, quick: 50, min: 1 },
   { flags: '--watchers <n>', key: 'fanoutWatchers', description: 'P4: watchers of the watch fan-out', full: 100, quick: 100, min: 1 },
   { flags: '--fanout-updates <n>', key: 'fanoutUpdates', description: 'P4: updates sent to those watchers', full: 200, quick: 50, min: 1 },
+  { flags: '--hub-burst <n>', key: 'hubBurst', description: 'P7: servers started at once through JupyterHub (and raw containers booted at once)', full: 10, quick: 10, min: 1 },
+  { flags: '--hub-rounds <n>', key: 'hubRounds', description: 'P7: rounds of raw burst, hub burst, hub stop, hub start, hub stop', full: 3, quick: 1, min: 1 },
 ];
 
 function scenarioList(value: string): string[] {
@@ -113,6 +117,8 @@ export function parseBenchArgs(argv: readonly string[], program: Command = bench
     restSeconds: size('restSeconds'),
     fanoutWatchers: size('fanoutWatchers'),
     fanoutUpdates: size('fanoutUpdates'),
+    hubBurst: size('hubBurst'),
+    hubRounds: size('hubRounds'),
     out: opts.out as string | undefined,
   };
 }

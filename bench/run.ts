@@ -29,6 +29,7 @@ import { idleCost } from './scenarios/p3-idle.js';
 import { scale } from './scenarios/p4-scale.js';
 import { operatorRestart } from './scenarios/p5-restart.js';
 import { apiServerWrites } from './scenarios/p6-apiserver.js';
+import { hubScenario } from './scenarios/p7-hub.js';
 
 async function main(): Promise<void> {
   const args = parseBenchArgs(process.argv.slice(2));
@@ -42,7 +43,8 @@ async function main(): Promise<void> {
     args.backends = args.backends.filter((b) => b !== 'service');
   }
   ctx.imageId = await raw.resolveImageId(ctx.docker, ctx.imageRef);
-  const needsDocker = args.scenarios.some((s) => s !== 'P6');
+  // P6 needs no Docker; P7 brings its own stack (nbswarm up + JupyterHub).
+  const needsDocker = args.scenarios.some((s) => s !== 'P6' && s !== 'P7');
   log(`run ${ctx.runId}: scenarios ${args.scenarios.join(',')}, backends ${args.backends.join(',')}${args.quick ? ', quick' : ''}`);
 
   const dir = repoPath('bench', 'results');
@@ -131,6 +133,10 @@ async function main(): Promise<void> {
         const kind = args.backends[0]!;
         await run('P4', kind, () => scale(ctx, kind));
       }
+    }
+    if (args.scenarios.includes('P7')) {
+      if (ctx.swarm) await run('P7', 'service', () => hubScenario(ctx));
+      else log('P7 needs Docker Swarm: skipped');
     }
   } finally {
     log('cleanup');

@@ -5,7 +5,7 @@
  * and then the message says how to look.
  */
 import { readFileSync, readdirSync, readlinkSync } from 'node:fs';
-import { isIP } from 'node:net';
+import { isIP, type Server } from 'node:net';
 
 export interface PortHolder {
   pid: number;
@@ -112,4 +112,37 @@ export function describePortInUse(port: number, address: string): string {
   const where = `port ${port} on ${address} is in use`;
   if (holders.length === 0) return `${where} (by a process not visible here; \`ss -ltnp 'sport = :${port}'\` as root names it)`;
   return `${where} by ${holders.map((h) => `PID ${h.pid}${h.command ? ` (${h.command})` : ''}`).join(', ')}`;
+}
+
+/** A port that is taken, said in one line with what to do. */
+export class PortInUseError extends Error {
+  constructor(
+    message: string,
+    readonly hint: string,
+  ) {
+    super(message);
+  }
+}
+
+/**
+ * Listen on `address:port`; a port in use becomes a PortInUseError naming its holder and the flag
+ * to change (`--metrics-port`), any other failure keeps its error.
+ */
+export function listenOrExplain(server: Server, port: number, address: string, flag: string): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const onError = (err: NodeJS.ErrnoException) => {
+      server.off('listening', onListening);
+      if (err.code === 'EADDRINUSE') reject(new PortInUseError(describePortInUse(port, address), `pass another ${flag}, or stop that process`));
+      else if (err.code === 'EADDRNOTAVAIL') reject(new PortInUseError(`cannot listen on ${address}:${port}: no such address on this machine`, `pass an address of this machine to the option that sets it`));
+      else if (err.code === 'EACCES') reject(new PortInUseError(`cannot listen on ${address}:${port}: permission denied`, `ports below 1024 need root; pass another ${flag}`));
+      else reject(err);
+    };
+    const onListening = () => {
+      server.off('error', onError);
+      resolve();
+    };
+    server.once('error', onError);
+    server.once('listening', onListening);
+    server.listen(port, address);
+  });
 }

@@ -71,7 +71,7 @@ const specSchema: JSONSchemaProps = obj(
     user: s('JupyterHub user the server belongs to ({username} in the policy templates), as JupyterHub spells it: any characters but "/" and control characters, at most 255; escaped for Docker names like DockerSpawner does.', { pattern: NAME_PATTERN, minLength: 1, maxLength: HUB_NAME_MAX_LENGTH }),
     servername: s('Named-server name ({servername}); "" is the user\'s default server. Same characters as user, at most 255.', { pattern: SERVERNAME_PATTERN, maxLength: HUB_NAME_MAX_LENGTH, default: '' }),
     image: s('Container image to run. Must match the policy\'s allowedImages globs; unset means the policy\'s defaultImage. The operator pins it to the local image ID or repo digest when it starts the server.', { pattern: IMAGE_PATTERN, maxLength: 512 }),
-    mode: s('What the server runs: notebook (Jupyter Notebook / jupyterhub-singleuser), lab (JupyterLab), voila, streamlit, dash, panel, bokeh, rshiny (dashboards of spec.app.path, launched as cdsdashboards does), or custom (spec.command). The command for each mode comes from the operator policy\'s launcher table.', { enum: [...MODES], default: 'notebook' }),
+    mode: s('What the server runs: notebook (Jupyter Notebook / jupyterhub-singleuser), lab (JupyterLab), voila, streamlit, dash, panel, bokeh, rshiny (dashboards of spec.app.path, launched as cdsdashboards does), or custom (spec.command). The command for each mode comes from the operator policy\'s launcher table. Unset means the policy\'s defaultMode (status.mode shows the mode that runs).', { enum: [...MODES] }),
     app: obj('The presentation a dashboard mode serves.', {
       path: s('Notebook, script or folder to present, relative to the home directory (no leading "/", no ".." segments). Required by dashboard modes.', { pattern: APP_PATH_PATTERN, maxLength: 4096 }),
       args: arr('Extra arguments for the app, appended to the launcher\'s command line (or placed where the launcher says {args}). Passed literally.', s('One argument.')),
@@ -143,6 +143,7 @@ const statusSchema: JSONSchemaProps = obj('Observed state, written by the operat
     sourceGeneration: int('spec.source.generation it was built for.', { minimum: 0 }),
   }),
   message: s('One human sentence on what is happening or what is wrong.'),
+  mode: s('The mode that runs: spec.mode, or the policy\'s defaultMode when spec.mode is unset (the MODE column).'),
 });
 
 /** openAPIV3Schema of the NotebookServer CRD version v1alpha1. */
@@ -174,7 +175,7 @@ export interface PrinterColumn {
 export const printerColumns: PrinterColumn[] = [
   { name: 'User', type: 'string', jsonPath: '.spec.user', description: 'JupyterHub user' },
   { name: 'Server', type: 'string', jsonPath: '.spec.servername', description: 'Named server ("" = default)' },
-  { name: 'Mode', type: 'string', jsonPath: '.spec.mode', description: 'Notebook, lab or dashboard mode' },
+  { name: 'Mode', type: 'string', jsonPath: '.status.mode', description: 'The mode that runs (spec.mode or the policy default)' },
   { name: 'Phase', type: 'string', jsonPath: '.status.phase', description: 'Lifecycle phase' },
   { name: 'URL', type: 'string', jsonPath: '.status.endpoint.hostUrl', description: 'URL on the Docker host' },
   { name: 'Age', type: 'date', jsonPath: '.metadata.creationTimestamp' },

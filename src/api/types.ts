@@ -53,6 +53,8 @@ export interface NotebookServerStatus {
   restartCount?: number;
   build?: { image?: string; builtAt?: string; sourceGeneration?: number };
   message?: string;
+  /** The mode that runs: spec.mode, else the policy's defaultMode. */
+  mode?: string;
 }
 
 export interface ObjectMeta {

@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { Command } from 'commander';
 import YAML from 'yaml';
-import { createLogger } from '../log.js';
+import { addLogOptions, loggerFromOptions, type LogOptions } from '../commands/options.js';
 // The server's modules (SQLite, ajv, forge…) load when a command needs them: `nbswarm operator`
 // never does.
 const server = () => import('./index.js');
@@ -40,7 +40,7 @@ export function serverInDataDir(dataDir: string): string | undefined {
 
 /** Adds `serve` and `kubeconfig` to the nbswarm CLI. */
 export function registerApiServerCommands(program: Command): void {
-  program
+  const serve = program
     .command('serve')
     .description('run the embedded Kubernetes-compatible API server')
     .option('--address <host>', 'listen address (env NBSWARM_ADDRESS)', env('NBSWARM_ADDRESS') ?? '127.0.0.1')
@@ -48,8 +48,9 @@ export function registerApiServerCommands(program: Command): void {
     .option('--data-dir <dir>', 'state directory: database, CA, tokens, kubeconfig (env NBSWARM_DATA_DIR)', env('NBSWARM_DATA_DIR') ?? './.nbswarm')
     .option('--token-file <file>', 'token file: lines of token,user,role[,namespaces] (env NBSWARM_TOKEN_FILE)', env('NBSWARM_TOKEN_FILE'))
     .option('--watch-window <n>', 'changes kept for watch resumption', '10000')
-    .option('--synchronous <mode>', 'SQLite synchronous: NORMAL survives a crash of the process, FULL also an OS crash or power loss (fsync per commit) (env NBSWARM_SYNCHRONOUS)', env('NBSWARM_SYNCHRONOUS') ?? 'NORMAL')
-    .action(async (o: { address: string; port: string; dataDir: string; tokenFile?: string; watchWindow: string; synchronous: string }) => {
+    .option('--synchronous <mode>', 'SQLite synchronous: NORMAL survives a crash of the process, FULL also an OS crash or power loss (fsync per commit) (env NBSWARM_SYNCHRONOUS)', env('NBSWARM_SYNCHRONOUS') ?? 'NORMAL');
+  addLogOptions(serve).action(
+    async (o: { address: string; port: string; dataDir: string; tokenFile?: string; watchWindow: string; synchronous: string } & LogOptions) => {
       const synchronous = o.synchronous.toUpperCase();
       if (synchronous !== 'NORMAL' && synchronous !== 'FULL') {
         process.stderr.write(`nbswarm: --synchronous must be NORMAL or FULL, not ${JSON.stringify(o.synchronous)}\n`);
@@ -57,16 +58,19 @@ export function registerApiServerCommands(program: Command): void {
         return;
       }
       // stdout carries the one line tools read ({"url", "kubeconfig"}); logs go to stderr.
-      const log = createLogger({ stderr: true });
+      const log = loggerFromOptions(o, { stderr: true }).child({ component: 'apiserver' });
       const { startApiServer } = await server();
-      const srv = await startApiServer({ dataDir: o.dataDir, host: o.address, port: Number(o.port), tokenFile: o.tokenFile, watchWindow: Number(o.watchWindow), synchronous, log });
+      const srv = await startApiServer({
+        dataDir: o.dataDir, host: o.address, port: Number(o.port), tokenFile: o.tokenFile, watchWindow: Number(o.watchWindow), synchronous, log,
+      });
       process.stdout.write(JSON.stringify({ url: srv.url, kubeconfig: srv.kubeconfigPath }) + '\n');
       const stop = () => {
         void srv.close().then(() => process.exit(0));
       };
       process.once('SIGINT', stop);
       process.once('SIGTERM', stop);
-    });
+    },
+  );
   program
     .command('kubeconfig')
     .description('print a kubeconfig for a token-file user')

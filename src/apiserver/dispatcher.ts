@@ -31,10 +31,14 @@ const NAMED: ReadonlySet<Verb> = new Set(['get', 'update', 'patch', 'delete']);
 const UNNAMED: ReadonlySet<Verb> = new Set(['create']);
 
 /** What a request was, for the request metrics. */
+/** A request slower than this is logged as a warning (watches excepted). */
+const SLOW_REQUEST_MS = 1000;
+
 interface Outcome {
   verb: string;
   resource: string;
   code: number;
+  user?: string;
 }
 
 interface NonResourceRoute {
@@ -75,8 +79,10 @@ export class Dispatcher {
       return writeHead(code, headers);
     };
     res.on('close', () => {
+      const seconds = Number(process.hrtime.bigint() - started) / 1e9;
       this.metrics.requests.inc({ verb: outcome.verb, resource: outcome.resource, code: String(outcome.code) });
-      if (outcome.verb !== 'watch') this.metrics.latency.observe({ verb: outcome.verb }, Number(process.hrtime.bigint() - started) / 1e9);
+      if (outcome.verb !== 'watch') this.metrics.latency.observe({ verb: outcome.verb }, seconds);
+      this.logRequest(req, outcome, seconds * 1000);
     });
     try {
       await this.route(req, res, outcome, warnings);
@@ -95,6 +101,17 @@ export class Dispatcher {
     }
   }
 
+  /**
+   * The request log: one debug line per request, a warning for a slow one (watches last by
+   * design), an error for a 5xx (the failure itself was logged with its cause in handle()).
+   */
+  private logRequest(req: Req, o: Outcome, ms: number): void {
+    const fields = { verb: o.verb, path: req.url, code: o.code, durationMs: Math.round(ms * 10) / 10, user: o.user };
+    if (o.code >= 500) this.log.error('request answered with a server error', fields);
+    else if (o.verb !== 'watch' && ms > SLOW_REQUEST_MS) this.log.warn('slow request', fields);
+    else this.log.debug('request', fields);
+  }
+
   private async route(req: Req, res: Res, outcome: Outcome, warnings: string[]): Promise<void> {
     const url = new URL(req.url ?? '/', 'https://x');
     const path = cleanPath(url.pathname);
@@ -106,6 +123,7 @@ export class Dispatcher {
     if (path === '/version') return this.json(res, 200, SERVER_VERSION);
     const user = this.authenticator.authenticate(req.headers.authorization);
     if (!user) throw new ApiError(401, 'Unauthorized', 'Unauthorized');
+    outcome.user = user.name;
     if (path === '/metrics') {
       res.writeHead(200, { 'content-type': this.metrics.registry.contentType });
       res.end(await this.metrics.registry.metrics());

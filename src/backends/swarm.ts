@@ -21,6 +21,10 @@ import { BackendError, type ApplyResult, type BackendEvent, type DesiredServer, 
 const FETCH_SPACING_MS = 20;
 const FETCH_SPACING_BURST_MS = 40;
 const FETCH_BURST = 4;
+/** Swarm's default task stop grace period (ContainerSpec.StopGracePeriod unset), used for our own stop too. */
+const STOP_GRACE_SECONDS = 10;
+/** How long a scale-down waits for Swarm to mark the task for shutdown, and later to report it down. */
+const TASK_SHUTDOWN_WAIT_MS = 2000;
 
 export class SwarmBackend extends BaseBackend {
   readonly kind = 'service' as const;
@@ -281,6 +285,7 @@ export class SwarmBackend extends BaseBackend {
         (spec) => stamped({ ...spec, Mode: { Replicated: { Replicas: wantReplicas } } }),
         `docker service scale ${current.name}=${wantReplicas}`,
       );
+      if (!wantReplicas && current.containerId) await this.stopTaskNow(current.id, current.containerId);
       return { action: wantReplicas ? 'started' : 'stopped', observed: await this.observeById(current.id) };
     }
     return { action: 'unchanged', observed: current };
@@ -294,6 +299,40 @@ export class SwarmBackend extends BaseBackend {
       `docker service update --force ${observed.name}`,
     );
     return this.observeById(observed.id);
+  }
+
+  /**
+   * Stop a scaled-down service's task container ourselves when it runs on this node. Swarm stops a
+   * task attached to any network but the default bridge (host networking, an overlay) only after a
+   * fixed 2 s pause for its service-discovery gossip to converge (moby's executor,
+   * defaultGossipConvergeDelay); a notebook server being stopped has no callers to drain, so that
+   * pause was most of a stop. The container is stopped only once Swarm no longer wants the task
+   * running (so its exit is never taken for a crash to restart), with Swarm's own grace period,
+   * and the call returns when Swarm reports the task down. A container on another node (not found
+   * here) is left to Swarm.
+   */
+  private async stopTaskNow(serviceId: string, containerId: string): Promise<void> {
+    const tasksOf = async () => (await this.listTasks({ service: [serviceId] })).get(serviceId) ?? [];
+    const ours = (tasks: any[]) => tasks.find((t) => t.Status?.ContainerStatus?.ContainerID === containerId);
+    if (!(await this.until(async () => ours(await tasksOf())?.DesiredState !== 'running', TASK_SHUTDOWN_WAIT_MS))) return;
+    try {
+      await this.docker.getContainer(containerId).stop({ t: STOP_GRACE_SECONDS });
+    } catch (err) {
+      const s = statusOf(err);
+      if (s === 404) return; // on another node: Swarm stops it
+      if (s !== 304) throw wrapDockerError(`docker stop ${containerId.slice(0, 12)}`, err);
+    }
+    await this.until(async () => ours(await tasksOf())?.Status?.State !== 'running', TASK_SHUTDOWN_WAIT_MS);
+  }
+
+  /** Poll `cond` every 10 ms for up to `ms`; whether it held. */
+  private async until(cond: () => Promise<boolean>, ms: number): Promise<boolean> {
+    const deadline = Date.now() + ms;
+    for (;;) {
+      if (await cond()) return true;
+      if (Date.now() > deadline) return false;
+      await new Promise((r) => setTimeout(r, 10));
+    }
   }
 
   private async observeById(id: string): Promise<ObservedServer> {

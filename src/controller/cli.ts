@@ -7,19 +7,25 @@ import { CustomObjectsApi, KubeConfig } from '@kubernetes/client-node';
 import { GROUP, PLURAL, VERSION } from '../api/types.js';
 import type { Command } from 'commander';
 import { createHash } from 'node:crypto';
+import type Docker from 'dockerode';
+import { readFileSync } from 'node:fs';
 import http from 'node:http';
 import { hostname } from 'node:os';
 import { resolve } from 'node:path';
+import { Registry } from 'prom-client';
 import { BackendError, type Backend } from '../backends/types.js';
-import { createBackend } from '../backends/docker.js';
+import { connectDocker, createBackend } from '../backends/docker.js';
+import { instrumentDocker, type DockerMetrics } from '../backends/docker-metrics.js';
 import { PolicyError, loadPolicy } from '../config/policy.js';
 import type { Policy } from '../config/types.js';
 import type { RunningApiServer } from '../apiserver/index.js';
+import { addLogOptions, explain, loggerFromOptions, type LogOptions } from '../commands/options.js';
 import { installCrd } from './crd.js';
-import { createLogger, type Logger } from '../log.js';
+import type { Logger } from '../log.js';
 import { startOperator, type OperatorHandle } from './operator.js';
 import { makeApiClient } from './kube.js';
-import { describePortInUse } from '../port-holder.js';
+import { describePortInUse, listenOrExplain, PortInUseError } from '../port-holder.js';
+import { feedStatusPage, startStatusPage, type StatusPage } from '../statuspage/index.js';
 import { upBanner } from '../up-banner.js';
 
 export class StartupError extends Error {
@@ -33,9 +39,8 @@ export class StartupError extends Error {
 
 function fail(err: unknown): never {
   let line: string;
-  if (err instanceof StartupError || err instanceof BackendError) line = `nbswarm: ${err.message}${err.hint ? ` (hint: ${err.hint})` : ''}`;
-  else if (err instanceof PolicyError) line = `nbswarm: ${err.message}`;
-  else line = `nbswarm: ${(err as Error)?.message ?? String(err)}`;
+  if (err instanceof PolicyError) line = `nbswarm: ${err.message}`;
+  else line = explain(err).line;
   process.stderr.write(line + '\n');
   process.exit(2);
 }
@@ -46,12 +51,13 @@ function readPolicy(file: string | undefined, backend?: string): Policy {
   return loadPolicy({ file, env: process.env, overrides });
 }
 
-async function connectBackend(policy: Policy, log: Logger): Promise<Backend> {
+/** The Docker connection with every API call counted into `registry`, and the backend on it. */
+async function connectBackend(policy: Policy, log: Logger, registry: Registry): Promise<{ backend: Backend; docker: Docker; docker$: DockerMetrics }> {
+  const docker = connectDocker();
+  const docker$ = instrumentDocker(docker, registry);
   try {
-    return await createBackend(policy.backend, {
-      pullPolicy: policy.pullPolicy,
-      log,
-    });
+    const backend = await createBackend(policy.backend, { docker, pullPolicy: policy.pullPolicy, log });
+    return { backend, docker, docker$ };
   } catch (err) {
     if (err instanceof BackendError) throw err;
     throw new StartupError(`cannot use Docker: ${(err as Error).message}`, 'is dockerd running and is /var/run/docker.sock (or DOCKER_HOST) reachable?');
@@ -83,13 +89,18 @@ async function preflightApi(kc: KubeConfig, namespace?: string): Promise<void> {
   }
 }
 
-function serveMetrics(op: OperatorHandle, port: number, log: Logger): http.Server {
+/**
+ * /metrics (the operator's and Docker's), /stats and /healthz on 127.0.0.1:port. Bound before the
+ * operator starts, so a taken port is a start-up error naming its holder; /stats answers 503 until
+ * the operator runs.
+ */
+async function serveMetrics(registry: Registry, op: () => OperatorHandle | undefined, port: number, log: Logger): Promise<http.Server> {
   const srv = http.createServer((req, res) => {
     if (req.url === '/metrics') {
-      op.metricsRegistry
+      registry
         .metrics()
         .then((text) => {
-          res.writeHead(200, { 'content-type': op.metricsRegistry.contentType });
+          res.writeHead(200, { 'content-type': registry.contentType });
           res.end(text);
         })
         .catch(() => {
@@ -100,9 +111,15 @@ function serveMetrics(op: OperatorHandle, port: number, log: Logger): http.Serve
       res.writeHead(200, { 'content-type': 'text/plain' });
       res.end('ok');
     } else if (req.url === '/stats' || req.url?.startsWith('/stats?')) {
+      const running = op();
+      if (!running) {
+        res.writeHead(503, { 'content-type': 'text/plain' });
+        res.end('the operator is starting');
+        return;
+      }
       res.writeHead(200, { 'content-type': 'application/json' });
       // The per-key table (one entry per resource) only when asked: a scrape must stay cheap at 10,000 resources.
-      const stats = op.stats();
+      const stats = running.stats();
       const perKey = new URL(req.url, 'http://x').searchParams.has('perKey');
       res.end(JSON.stringify({ ...stats, queue: perKey ? { ...stats.queue, perKey: stats.queue.perKey } : stats.queue, memory: process.memoryUsage() }));
     } else {
@@ -110,7 +127,8 @@ function serveMetrics(op: OperatorHandle, port: number, log: Logger): http.Serve
       res.end();
     }
   });
-  srv.listen(port, '127.0.0.1', () => log.info('metrics on http://127.0.0.1:' + port + '/metrics'));
+  await listenOrExplain(srv, port, '127.0.0.1', '--metrics-port');
+  log.info(`metrics on http://127.0.0.1:${port}/metrics`);
   return srv;
 }
 
@@ -180,8 +198,76 @@ export function upIdentity(dataDir: string): string {
   return `${hostname()}-up-${createHash('sha256').update(resolve(dataDir)).digest('hex').slice(0, 12)}`;
 }
 
+interface StatusPageFlags {
+  statusPort: string;
+  statusAddress: string;
+  statusTokenFile?: string;
+  statusTlsCert?: string;
+  statusTlsKey?: string;
+}
+
+function addStatusPageOptions(cmd: Command): Command {
+  return cmd
+    .option('--status-port <port>', `serve the status page on this port (0 = off)`, String(DEFAULT_STATUS_PORT))
+    .option('--status-address <ip>', 'status page listen address; beyond loopback it asks for a token', '127.0.0.1')
+    .option('--status-token-file <file>', 'tokens (one per line) that open the status page besides kubeconfig credentials the API server accepts')
+    .option('--status-tls-cert <file>', 'PEM certificate: serve the status page over HTTPS (with --status-tls-key)')
+    .option('--status-tls-key <file>', 'PEM private key of --status-tls-cert');
+}
+
+/** The default status page port; when another process holds it (and no port was asked for), any free port. */
+const DEFAULT_STATUS_PORT = 6480;
+
+function portNumber(value: string, flag: string): number {
+  const n = Number(value);
+  if (!/^\d+$/.test(value) || n > 65535) throw new StartupError(`${flag} must be a port number (0-65535), not "${value}"`, `e.g. ${flag} 9090`);
+  return n;
+}
+
+async function bindStatusPage(o: StatusPageFlags, explicitPort: boolean, kc: () => KubeConfig | undefined, namespace: string | undefined, log: Logger): Promise<{ page: StatusPage; url: string } | undefined> {
+  const port = portNumber(o.statusPort, '--status-port');
+  if (port === 0) return undefined;
+  if (!!o.statusTlsCert !== !!o.statusTlsKey) throw new StartupError('--status-tls-cert and --status-tls-key go together', 'pass both, or neither');
+  let tls: { cert: string; key: string } | undefined;
+  try {
+    tls = o.statusTlsCert ? { cert: readFileSync(o.statusTlsCert, 'utf8'), key: readFileSync(o.statusTlsKey!, 'utf8') } : undefined;
+  } catch (err) {
+    throw new StartupError(`cannot read the status page's TLS files: ${(err as Error).message}`, 'pass readable PEM files');
+  }
+  let tokenFileOk = true;
+  if (o.statusTokenFile) {
+    try {
+      readFileSync(o.statusTokenFile);
+    } catch {
+      tokenFileOk = false;
+    }
+    if (!tokenFileOk) throw new StartupError(`cannot read --status-token-file ${o.statusTokenFile}`, 'pass a readable file with one token per line');
+  }
+  const config = { address: o.statusAddress, port, tokenFile: o.statusTokenFile, tls, kubeconfig: kc, namespace, log };
+  try {
+    return await startStatusPage(config);
+  } catch (err) {
+    if (explicitPort || !(err instanceof PortInUseError)) throw err;
+    log.warn(`status page: ${err.message}; using another port`);
+    return startStatusPage({ ...config, port: 0 });
+  }
+}
+
+/** What `up` and `operator` run besides the operator: the metrics port and the status page. */
+class Extras {
+  metrics?: http.Server;
+  status?: { page: StatusPage; url: string };
+  stopFeed?: () => Promise<void>;
+
+  async close(): Promise<void> {
+    await this.stopFeed?.().catch(() => undefined);
+    await this.status?.page.close().catch(() => undefined);
+    await new Promise<void>((r) => (this.metrics ? this.metrics.close(() => r()) : r()));
+  }
+}
+
 export function registerOperatorCommands(program: Command): void {
-  program
+  const up = program
     .command('up')
     .description('run everything on this host: embedded API server, the NotebookServer CRD, and the operator on the local Docker')
     .option('--data-dir <dir>', 'where the API server keeps its database, TLS and kubeconfig', './.nbswarm')
@@ -189,43 +275,57 @@ export function registerOperatorCommands(program: Command): void {
     .option('--address <ip>', 'API server listen address', '127.0.0.1')
     .option('--policy <file>', 'operator policy (YAML); default $NBSWARM_POLICY or built-in defaults')
     .option('--backend <kind>', 'auto | service | container (overrides the policy)')
-    .option('--metrics-port <port>', 'serve /metrics and /stats on 127.0.0.1:<port> (0 = off)', '0')
-    .action(async (o: { dataDir: string; port: string; address: string; policy?: string; backend?: string; metricsPort: string }) => {
-      const log = createLogger();
-      let srv: EmbeddedServer | undefined;
-      let op: OperatorHandle | undefined;
-      let backend: Backend | undefined;
-      try {
-        const policy = readPolicy(o.policy, o.backend);
-        backend = await connectBackend(policy, log);
-        await checkBackend(backend);
-        const dataDir = resolve(o.dataDir);
-        srv = await startEmbedded(dataDir, Number(o.port), o.address, log);
-        const kc = new KubeConfig();
-        kc.loadFromFile(srv.kubeconfigPath);
-        const crd = await installCrd(kc);
-        log.info(`CRD notebookservers.nbswarm.io ${crd}`);
-        op = await startOperator({ kubeconfig: kc, policy, backend, log, identity: upIdentity(dataDir) });
-        const metrics = Number(o.metricsPort) ? serveMetrics(op, Number(o.metricsPort), log) : undefined;
-        process.stdout.write(upBanner({ apiUrl: srv.url, backend: backend.kind, kubeconfigPath: srv.kubeconfigPath }));
-        const s = srv;
-        const b = backend;
-        const opRef = op;
-        onSignals(async () => {
-          metrics?.close();
-          await opRef.stop();
-          await b.close();
-          await s.close();
-        }, log);
-      } catch (err) {
-        await op?.stop().catch(() => undefined);
-        await backend?.close().catch(() => undefined);
-        await srv?.close().catch(() => undefined);
-        fail(err);
+    .option('--metrics-port <port>', 'serve /metrics and /stats on 127.0.0.1:<port> (0 = off)', '0');
+  addStatusPageOptions(up);
+  addLogOptions(up);
+  up.action(async (o: { dataDir: string; port: string; address: string; policy?: string; backend?: string; metricsPort: string } & StatusPageFlags & LogOptions) => {
+    const log = loggerFromOptions(o);
+    let srv: EmbeddedServer | undefined;
+    let op: OperatorHandle | undefined;
+    let backend: Backend | undefined;
+    const extras = new Extras();
+    try {
+      const policy = readPolicy(o.policy, o.backend);
+      const registry = new Registry();
+      const metricsPort = portNumber(o.metricsPort, '--metrics-port');
+      if (metricsPort) extras.metrics = await serveMetrics(registry, () => op, metricsPort, log);
+      // The status page binds now; the kubeconfig it checks tokens against exists once the API server runs.
+      const kc = new KubeConfig();
+      const loaded = () => (kc.getCurrentCluster() ? kc : undefined);
+      extras.status = await bindStatusPage(o, up.getOptionValueSource('statusPort') !== 'default', loaded, undefined, log.child({ component: 'statuspage' }));
+      const connected = await connectBackend(policy, log, registry);
+      backend = connected.backend;
+      await checkBackend(backend);
+      const dataDir = resolve(o.dataDir);
+      srv = await startEmbedded(dataDir, Number(o.port), o.address, log.child({ component: 'apiserver' }));
+      kc.loadFromFile(srv.kubeconfigPath);
+      const crd = await installCrd(kc);
+      log.info(`CRD notebookservers.nbswarm.io ${crd}`);
+      const opLog = log.child({ component: 'operator' });
+      op = await startOperator({ kubeconfig: kc, policy, backend, log: opLog, registry, statusUrl: extras.status?.url, identity: upIdentity(dataDir) });
+      if (extras.status) {
+        extras.stopFeed = await feedStatusPage(extras.status.page, { operator: op, backend, docker: connected.docker, kubeconfig: kc, dockerReachable: connected.docker$.reachable, log: log.child({ component: 'statuspage' }) });
       }
-    });
+      process.stdout.write(upBanner({ apiUrl: srv.url, backend: backend.kind, kubeconfigPath: srv.kubeconfigPath, statusPageUrl: extras.status?.url }));
+      const s = srv;
+      const b = backend;
+      const opRef = op;
+      onSignals(async () => {
+        await extras.close();
+        await opRef.stop();
+        await b.close();
+        await s.close();
+      }, log);
+    } catch (err) {
+      await extras.close();
+      await op?.stop().catch(() => undefined);
+      await backend?.close().catch(() => undefined);
+      await srv?.close().catch(() => undefined);
+      fail(err);
+    }
+  });
 
-  program
+  const operator = program
     .command('operator')
     .description('run the operator against a Kubernetes API server (embedded or real) given a kubeconfig')
     .option('--kubeconfig <file>', 'kubeconfig of the API server to watch (default: $KUBECONFIG; inside a Kubernetes pod, its service account)')
@@ -233,27 +333,61 @@ export function registerOperatorCommands(program: Command): void {
     .option('--namespace <ns>', 'watch only this namespace (default: all)')
     .option('--lease-namespace <ns>', 'namespace of the leader-election Lease (default: --namespace or "default")')
     .option('--backend <kind>', 'auto | service | container (overrides the policy)')
-    .option('--metrics-port <port>', 'serve /metrics and /stats on 127.0.0.1:<port> (0 = off)', '0')
-    .action(async (o: { kubeconfig?: string; policy?: string; namespace?: string; leaseNamespace?: string; backend?: string; metricsPort: string }) => {
-      const log = createLogger();
+    .option('--metrics-port <port>', 'serve /metrics and /stats on 127.0.0.1:<port> (0 = off)', '0');
+  addStatusPageOptions(operator);
+  addLogOptions(operator);
+  operator.action(
+    async (o: { kubeconfig?: string; policy?: string; namespace?: string; leaseNamespace?: string; backend?: string; metricsPort: string } & StatusPageFlags & LogOptions) => {
+      const log = loggerFromOptions(o);
       let backend: Backend | undefined;
+      let op: OperatorHandle | undefined;
+      const extras = new Extras();
       try {
         const policy = readPolicy(o.policy, o.backend);
         const kc = loadKubeconfig(o.kubeconfig);
+        const registry = new Registry();
+        const metricsPort = portNumber(o.metricsPort, '--metrics-port');
+        if (metricsPort) extras.metrics = await serveMetrics(registry, () => op, metricsPort, log);
+        extras.status = await bindStatusPage(o, operator.getOptionValueSource('statusPort') !== 'default', () => kc, o.namespace, log.child({ component: 'statuspage' }));
         await preflightApi(kc, o.namespace);
-        backend = await connectBackend(policy, log);
+        const connected = await connectBackend(policy, log, registry);
+        backend = connected.backend;
         await checkBackend(backend);
-        const op = await startOperator({ kubeconfig: kc, policy, backend, log, namespace: o.namespace, leaseNamespace: o.leaseNamespace });
-        const metrics = Number(o.metricsPort) ? serveMetrics(op, Number(o.metricsPort), log) : undefined;
+        op = await startOperator({
+          kubeconfig: kc,
+          policy,
+          backend,
+          log: log.child({ component: 'operator' }),
+          namespace: o.namespace,
+          leaseNamespace: o.leaseNamespace,
+          registry,
+          statusUrl: extras.status?.url,
+        });
+        if (extras.status) {
+          extras.stopFeed = await feedStatusPage(extras.status.page, {
+            operator: op,
+            backend,
+            docker: connected.docker,
+            kubeconfig: kc,
+            namespace: o.namespace,
+            dockerReachable: connected.docker$.reachable,
+            log: log.child({ component: 'statuspage' }),
+          });
+          log.info(`status page on ${extras.status.url}`);
+        }
         const b = backend;
+        const opRef = op;
         onSignals(async () => {
-          metrics?.close();
-          await op.stop();
+          await extras.close();
+          await opRef.stop();
           await b.close();
         }, log);
       } catch (err) {
+        await extras.close();
+        await op?.stop().catch(() => undefined);
         await backend?.close().catch(() => undefined);
         fail(err);
       }
-    });
+    },
+  );
 }

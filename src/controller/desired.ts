@@ -23,6 +23,11 @@ export function isStopped(obj: NotebookServer): boolean {
   return obj.spec?.stopped === true || obj.metadata.annotations?.[ANNOTATIONS.stopped] !== undefined;
 }
 
+/** The mode a server runs: spec.mode, else the policy's defaultMode. */
+export function effectiveMode(nbs: NotebookServer, policy: Pick<Policy, 'defaultMode'>): string {
+  return nbs.spec?.mode ?? policy.defaultMode;
+}
+
 export interface RenderContext {
   /** The decoded data of Secret `name` in the resource's namespace, undefined when there is no such Secret. */
   secrets: (name: string) => Record<string, string> | undefined;
@@ -142,7 +147,7 @@ export function renderDesired(nbs: NotebookServer, policy: Policy, ctx: RenderCo
   const image = ctx.sourceImage ?? requested;
 
   // Mode and launcher.
-  const mode = spec.mode ?? policy.defaultMode;
+  const mode = effectiveMode(nbs, policy);
   const launcher = Object.prototype.hasOwnProperty.call(policy.launchers, mode) ? policy.launchers[mode] : undefined;
   if (!launcher) {
     return fail('spec.mode', 'UnknownMode', `mode "${mode}" has no launcher in the operator policy; modes: ${Object.keys(policy.launchers).filter((m) => policy.launchers[m]?.enabled !== false).join(', ')}`);

@@ -18,6 +18,8 @@ export interface LeaderElectionOptions {
   identity: string;
   leaseDurationSeconds?: number;
   renewSeconds?: number;
+  /** Annotations the leader keeps on the Lease (e.g. where its status page answers). */
+  annotations?: Record<string, string>;
 }
 
 /** MicroTime as Kubernetes parses it: RFC 3339 with exactly six fractional digits. */
@@ -33,6 +35,7 @@ export class LeaderElector {
   private observedRecord = '';
   private observedAt = 0;
   private lastRenew = 0;
+  private observedHolder = '';
   private readonly duration: number;
   private readonly renew: number;
 
@@ -52,6 +55,11 @@ export class LeaderElector {
 
   isLeader(): boolean {
     return this.leader$.value;
+  }
+
+  /** The holder of the lease as last read ('' when none), this replica's identity when it leads. */
+  holder(): string {
+    return this.leader$.value ? this.opts.identity : this.observedHolder;
   }
 
   start(): void {
@@ -92,7 +100,7 @@ export class LeaderElector {
           body: {
             apiVersion: 'coordination.k8s.io/v1',
             kind: 'Lease',
-            metadata: { name, namespace },
+            metadata: { name, namespace, annotations: this.opts.annotations },
             spec: {
               holderIdentity: identity,
               leaseDurationSeconds: this.duration,
@@ -110,6 +118,7 @@ export class LeaderElector {
     }
     const spec = lease.spec ?? {};
     const holder = spec.holderIdentity ?? '';
+    this.observedHolder = holder;
     const record = `${holder}|${String(spec.renewTime ?? '')}|${spec.leaseTransitions ?? 0}`;
     if (record !== this.observedRecord) {
       this.observedRecord = record;
@@ -122,6 +131,7 @@ export class LeaderElector {
     const changed = holder !== identity;
     const body: V1Lease = {
       ...lease,
+      metadata: this.opts.annotations ? { ...lease.metadata, annotations: { ...lease.metadata?.annotations, ...this.opts.annotations } } : lease.metadata,
       spec: {
         ...spec,
         holderIdentity: identity,

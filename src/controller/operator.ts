@@ -8,8 +8,9 @@
 import type { KubeConfig } from '@kubernetes/client-node';
 import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
-import { Gauge, Registry } from 'prom-client';
+import { Registry } from 'prom-client';
 import { EMPTY, Subscription, auditTime, filter, interval, map, merge, mergeMap, of, share, tap } from 'rxjs';
+import { LEASE_STATUS_URL, leaseNameFor } from '../api/names.js';
 import type { NotebookServer } from '../api/types.js';
 import type { Backend } from '../backends/types.js';
 import type { Policy } from '../config/types.js';
@@ -21,12 +22,14 @@ import { ApiEventRecorder, type EventRecorder } from './events.js';
 import { OrphanCollector, type GcStats } from './gc.js';
 import { NotebookServerInformer, keyOf, type InformerEvent, type InformerStats } from './informer.js';
 import { LeaderElector } from './leader.js';
+import { registerOperatorMetrics } from './metrics.js';
 import { answersHttp } from './netutil.js';
 import { ApiObjectWriter } from './object-writer.js';
 import { HostPortAllocator } from './ports.js';
 import { ProgressClock } from './progress.js';
 import { Reconciler, RetryLater, newReconcilerStats, type ReconcilerStats } from './reconciler.js';
 import { SecretInformer, serversReferencing } from './secrets.js';
+import { SpawnTimer } from './spawn-timer.js';
 import { WorkQueue, type Lane, type WorkQueueStats } from './workqueue.js';
 
 export interface OperatorOptions {
@@ -48,10 +51,18 @@ export interface OperatorOptions {
   backoff?: { baseMs?: number; maxMs?: number };
   /** Replace the Event recorder (tests). */
   events?: EventRecorder;
+  /** Registry for the operator's metrics (default: a new one, as `metricsRegistry`). */
+  registry?: Registry;
+  /** Where this replica's status page answers; the leader announces it on the Lease (`nbswarm status` reads it). */
+  statusUrl?: string;
 }
 
 export interface OperatorStats {
   leader: boolean;
+  /** This replica's leader-election identity. */
+  identity: string;
+  /** The lease holder as last seen ('' when nobody holds it). */
+  leaderIdentity: string;
   queue: WorkQueueStats;
   reconciler: ReconcilerStats;
   informer: InformerStats;
@@ -79,7 +90,7 @@ export async function startOperator(opts: OperatorOptions): Promise<OperatorHand
   const log = opts.log ?? createLogger();
   const { kubeconfig, policy, backend } = opts;
   const identity = opts.identity ?? `${hostname()}-${process.pid}-${randomBytes(3).toString('hex')}`;
-  const registry = new Registry();
+  const registry = opts.registry ?? new Registry();
   const informer = new NotebookServerInformer(kubeconfig, log, { namespace: opts.namespace });
   const secrets = new SecretInformer(kubeconfig, log, { namespace: opts.namespace });
   const events = opts.events ?? new ApiEventRecorder(kubeconfig, log, identity);
@@ -88,8 +99,9 @@ export async function startOperator(opts: OperatorOptions): Promise<OperatorHand
     kubeconfig,
     {
       namespace: opts.leaseNamespace ?? opts.namespace ?? 'default',
-      name: opts.leaseName ?? `nbswarm-operator-${policy.prefix}`.toLowerCase().replace(/[^a-z0-9.-]/g, '-').slice(0, 63),
+      name: opts.leaseName ?? leaseNameFor(policy.prefix),
       identity,
+      annotations: { [LEASE_STATUS_URL]: opts.statusUrl ?? '' },
       leaseDurationSeconds: opts.leaseDurationSeconds,
       renewSeconds: opts.renewSeconds,
     },
@@ -109,7 +121,10 @@ export async function startOperator(opts: OperatorOptions): Promise<OperatorHand
         // The object just changed state in Docker (e.g. the task container started): the next step
         // (task running, server listening) usually follows within milliseconds, so poll from short again.
         if (reasons.includes('docker')) progress.reset(key);
-        return progress.outcome(key, await reconciler.reconcile(key));
+        const result = await reconciler.reconcile(key);
+        const spawned = spawns.settle(key, informer.get(key));
+        if (spawned) metrics.spawned(spawned);
+        return progress.outcome(key, result);
       } finally {
         // Still processing here, so this marks the key dirty: it runs once more afterwards.
         for (const reason of echoes.settle(key)) queue.enqueue(key, reason, 'high');
@@ -124,6 +139,7 @@ export async function startOperator(opts: OperatorOptions): Promise<OperatorHand
   const gc = new OrphanCollector(backend, informer, log, { prefix: policy.prefix, namespace: opts.namespace });
   const echoes = new EchoSuppressor();
   const progress = new ProgressClock();
+  const spawns = new SpawnTimer();
   const stats = newReconcilerStats();
   const reconciler = new Reconciler({
     policy,
@@ -151,13 +167,12 @@ export async function startOperator(opts: OperatorOptions): Promise<OperatorHand
     : undefined;
   let backendEvents = 0;
 
-  const collect = (name: string, help: string, fn: () => number) =>
-    new Gauge({ name, help, registers: [registry], collect() { this.set(fn()); } });
-  collect('nbswarm_reconciler_status_patches', 'Status patches written', () => stats.statusPatches);
-  collect('nbswarm_reconciler_docker_writes', 'Docker write calls made by reconciles', () => stats.dockerWrites);
-  collect('nbswarm_gc_removed', 'Orphaned Docker objects removed', () => gc.s.removed);
-  collect('nbswarm_leader', '1 when this replica holds the lease', () => (leading ? 1 : 0));
-  collect('nbswarm_informer_cached', 'NotebookServers in the cache', () => informer.stats().cached);
+  const metrics = registerOperatorMetrics(registry, {
+    servers: informer,
+    leading: () => leading,
+    spawns,
+    counts: () => ({ statusPatches: stats.statusPatches, dockerWrites: stats.dockerWrites, gcRemoved: gc.s.removed, eventsEmitted: stats.eventsEmitted }),
+  });
 
   // Keys from the API: echoes of our own writes are filtered out; a change to a source server also
   // wakes the dashboards built from it (what controller-runtime's Watches+mapper does).
@@ -169,6 +184,7 @@ export async function startOperator(opts: OperatorOptions): Promise<OperatorHand
   // Lanes: lists and first sight of an object are 'low'; changes to known objects are 'high'.
   const apiLane = (ev: InformerEvent): Lane => (ev.fromList || ev.type === 'added' ? 'low' : 'high');
   const apiKeys$ = informer.events$.pipe(
+    tap((ev) => spawns.onEvent(ev)),
     mergeMap((ev) => {
       const reason = `api:${ev.type}`;
       const keys: string[] = [];
@@ -233,7 +249,12 @@ export async function startOperator(opts: OperatorOptions): Promise<OperatorHand
       }),
     );
     leaderSubs.add(merge(orphanHints$, pendingRetry$).subscribe(() => void gc.runOnce()));
-    for (const k of informer.keys()) queue.enqueue(k, 'leader', 'low');
+    for (const obj of informer.list()) {
+      const key = keyOf(obj);
+      // Servers already on their way are timed from their creation.
+      spawns.onEvent({ type: 'added', key, obj, fromList: true });
+      queue.enqueue(key, 'leader', 'low');
+    }
     void gc.runOnce().catch((err: unknown) => log.warn('orphan GC failed', errorFields(err)));
     culler?.start();
     for (const w of leaderWaiters.splice(0)) w();
@@ -263,6 +284,8 @@ export async function startOperator(opts: OperatorOptions): Promise<OperatorHand
     whenLeader: () => (leading ? Promise.resolve() : new Promise((r) => leaderWaiters.push(r))),
     stats: () => ({
       leader: leading,
+      identity,
+      leaderIdentity: elector.holder(),
       queue: queue.stats(),
       reconciler: { ...stats, actions: { ...stats.actions } },
       informer: informer.stats(),

@@ -25,6 +25,14 @@ const STAGE_FAST_MS = 1000;
  * listed services 536 times instead of 458) on the cores dockerd needs.
  */
 const STAGE_FAST_MAX_IN_PROGRESS = 4;
+/**
+ * The last stage (the container runs, its server does not answer yet) is polled with an HTTP probe
+ * of the server on loopback and a read of the backend's event-kept snapshot: no Docker call, so it
+ * stays quick in a burst too. Doubling to 1 s there made a burst of 10 Jupyter servers (3–5 s each
+ * to answer) report Ready ~0.5 s late on average, against a raw poll of 25 ms.
+ */
+export const ANSWERING_STAGE = 'answering';
+const ANSWERING_MAX_MS = 100;
 
 /** What a reconcile returns: a requeue delay, or the stage of a server in progress (polled). */
 export interface ReconcileResult {
@@ -47,8 +55,9 @@ export class ProgressClock {
     const d = same ? cur.next : PROBE_FIRST_MS;
     const since = same ? cur.since : now;
     const fast = now - since < STAGE_FAST_MS && this.keys.size <= STAGE_FAST_MAX_IN_PROGRESS;
-    this.keys.set(key, { stage, since, next: fast ? PROBE_FIRST_MS : Math.min(PROBE_MAX_MS, d * 2) });
-    return d;
+    const max = stage === ANSWERING_STAGE ? ANSWERING_MAX_MS : PROBE_MAX_MS;
+    this.keys.set(key, { stage, since, next: fast ? PROBE_FIRST_MS : Math.min(max, d * 2) });
+    return Math.min(max, d);
   }
 
   /**

@@ -13,7 +13,7 @@ import { BackendError, type ApplyAction, type Backend, type ObservedServer, type
 import { lookupSystemUser, SystemUserError } from '../config/system-users.js';
 import type { Policy } from '../config/types.js';
 import { nowIso } from '../util/time.js';
-import { isStopped, renderDesired } from './desired.js';
+import { effectiveMode, isStopped, renderDesired } from './desired.js';
 import type { EventRecorder, EventType } from './events.js';
 import type { OrphanCollector } from './gc.js';
 import type { ObjectWriter, WriteCounts } from './object-writer.js';
@@ -150,7 +150,7 @@ export class Reconciler {
     const uid = obj.metadata.uid ?? '';
     const resource = `${obj.metadata.namespace}/${obj.metadata.name}`;
     const old = obj.status ?? {};
-    let status = startingStatus(obj, this.now());
+    let status: NotebookServerStatus = { ...startingStatus(obj, this.now()), mode: effectiveMode(obj, policy) };
     const stopped = isStopped(obj);
 
     // Actual state first: the port label of an existing object keeps a host-network port stable.

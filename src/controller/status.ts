@@ -14,6 +14,7 @@ import { getCondition, setCondition } from './conditions.js';
 import { endpointFor } from './desired.js';
 import type { EventType } from './events.js';
 import { loopbackUrl } from './netutil.js';
+import { ANSWERING_STAGE } from './progress.js';
 
 export interface EventSpec {
   type: EventType;
@@ -218,7 +219,7 @@ export function observedStatus(o: Observation): StatusOutcome {
         status = withPhase(status, 'Creating', `${name} is starting; waiting for it to answer on ${ep.hostUrl}`, {
           Ready: { status: 'False', reason: 'Starting', message: `container is running; waiting for the server to answer on ${ep.hostUrl}` },
         }, now);
-        return { status, progress: 'answering' };
+        return { status, progress: ANSWERING_STAGE };
       }
       status = withPhase(status, 'Running', `${name} is running${ep.hostUrl ? ` at ${ep.hostUrl}` : ''}`, {
         Ready: { status: 'True', reason: 'Running', message: `answering on ${ep.hostUrl ?? ep.url ?? name}` },

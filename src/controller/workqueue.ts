@@ -16,7 +16,7 @@
  * "queue it".
  */
 import { Subject, Subscription, defer, from, mergeMap, catchError, of } from 'rxjs';
-import { Counter, Gauge, Registry } from 'prom-client';
+import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 
 export interface ReconcileOutcome {
   /** Run this key again after this many ms (level-triggered polling while something converges). */
@@ -81,6 +81,7 @@ export class WorkQueue {
   private readonly maxDelayMs: number;
   readonly registry: Registry;
   private readonly mReconciles: Counter<'result'>;
+  private readonly mDuration: Histogram<'result'>;
 
   constructor(private readonly opts: WorkQueueOptions) {
     this.baseDelayMs = opts.baseDelayMs ?? 200;
@@ -90,6 +91,13 @@ export class WorkQueue {
     // eslint-disable-next-line @typescript-eslint/no-this-alias
     const self = this;
     this.mReconciles = new Counter({ name: `${p}reconciles_total`, help: 'Reconciles run, by result', labelNames: ['result'], registers: [this.registry] });
+    this.mDuration = new Histogram({
+      name: `${p}work_duration_seconds`,
+      help: 'How long one reconcile took, by result',
+      labelNames: ['result'],
+      buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+      registers: [this.registry],
+    });
     new Gauge({ name: `${p}depth`, help: 'Keys waiting to be reconciled now', registers: [this.registry], collect() { this.set(self.queuedSize()); } });
     new Gauge({ name: `${p}delayed`, help: 'Keys waiting on back-off or requeueAfter', registers: [this.registry], collect() { this.set(self.timers.size); } });
     new Gauge({ name: `${p}in_flight`, help: 'Reconciles running now', registers: [this.registry], collect() { this.set(self.processing.size); } });
@@ -198,10 +206,13 @@ export class WorkQueue {
     pk.reconciles++;
     this.total++;
     let retryIn: number | undefined;
+    const started = process.hrtime.bigint();
+    const seconds = () => Number(process.hrtime.bigint() - started) / 1e9;
     try {
       const out = await this.opts.handler(key, reasons);
       this.failures.delete(key);
       this.mReconciles.inc({ result: 'success' });
+      this.mDuration.observe({ result: 'success' }, seconds());
       if (out?.requeueAfterMs !== undefined && out.requeueAfterMs >= 0) retryIn = out.requeueAfterMs;
     } catch (err) {
       const f = (this.failures.get(key) ?? 0) + 1;
@@ -209,6 +220,7 @@ export class WorkQueue {
       pk.errors++;
       this.errors++;
       this.mReconciles.inc({ result: 'error' });
+      this.mDuration.observe({ result: 'error' }, seconds());
       retryIn = this.backoffFor(f);
       try {
         this.opts.onError?.(key, err, retryIn);

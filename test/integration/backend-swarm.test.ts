@@ -165,12 +165,17 @@ describe('backend: Swarm services (real dockerd)', function () {
     const stopped = await backend.apply({ ...d, stopped: true }, image, obs);
     expect(stopped.action).to.equal('stopped');
     expect(stopped.observed.replicas).to.equal(0);
-    // The task shuts down asynchronously: until it has, the server still runs and must say so.
+    // The backend stops the task's container itself (no wait for Swarm's gossip pause): once the
+    // stop returns, the container has exited and Swarm did not take that for a crash to restart.
+    const exited: any = await docker.getContainer(obs.containerId!).inspect();
+    expect(exited.State.Running).to.equal(false);
     expect(stopped.observed.state).to.be.oneOf(['running', 'stopped']);
     await waitFor('task shut down', async () => {
       const [o] = await backend.find(d.uid);
       return o && o.state === 'stopped' ? o : undefined;
     });
+    const tasks: any[] = await docker.listTasks({ filters: JSON.stringify({ service: [obs.id] }) });
+    expect(tasks.filter((t) => t.DesiredState === 'running')).to.deep.equal([]);
     await docker.getVolume(vol).inspect();
     const again = await backend.apply({ ...d, stopped: true }, image);
     expect(again.action).to.equal('unchanged');

@@ -80,6 +80,30 @@ describe('CLI start-up messages', function () {
     }
   });
 
+  for (const flag of ['--metrics-port', '--status-port']) {
+    it(`nbswarm up with ${flag} on a port in use names the holder in one line, before starting anything`, async () => {
+      const holder = net.createServer();
+      await new Promise<void>((r) => holder.listen(0, '127.0.0.1', r));
+      const port = (holder.address() as net.AddressInfo).port;
+      try {
+        const r = await runCli(['up', '--data-dir', join(dir, 'data'), '--port', '0', flag, String(port)], { ...process.env, NBSWARM_LOG_LEVEL: 'error' });
+        expect(r.code, r.stderr).to.equal(2);
+        expect(r.stdout).to.equal('');
+        expect(r.stderr).to.match(new RegExp(`^nbswarm: port ${port} on 127\\.0\\.0\\.1 is in use by PID ${process.pid} \\([^)]*\\) \\(hint: pass another ${flag}, or stop that process\\)\n$`));
+      } finally {
+        holder.close();
+      }
+    });
+  }
+
+  it('refuses an unknown --log-format or --log-level in one line', async () => {
+    const r = await runCli(['up', '--log-format', 'xml'], process.env);
+    expect(r.code).to.equal(1);
+    expect(r.stderr).to.equal("error: option '--log-format <format>' argument 'xml' is invalid. Allowed choices are json, text.\n");
+    const l = await runCli(['operator', '--log-level', 'chatty'], process.env);
+    expect(l.stderr).to.equal("error: option '--log-level <level>' argument 'chatty' is invalid. Allowed choices are error, warn, info, debug.\n");
+  });
+
   it('nbswarm operator with no kubeconfig outside a pod says what to pass', async () => {
     const env = { ...process.env };
     delete env.KUBECONFIG;

@@ -42,7 +42,8 @@ export function operatorSuite(kind: BackendKind): void {
 
     it('kubectl apply → Ready → HTTP GET on status.endpoint.hostUrl reaches the server; default and named servers get two objects', async () => {
       expect(await apply('nb-default', { user, mode: 'custom', command: HTTPD, image: TEST_IMAGE })).to.match(/created/);
-      await apply('nb-named', { user, servername: 'dash1', mode: 'custom', command: HTTPD, image: TEST_IMAGE });
+      // No spec.mode: the policy's defaultMode (custom here) runs.
+      await apply('nb-named', { user, servername: 'dash1', command: HTTPD, image: TEST_IMAGE });
       const a = await waitReady(env, 'nb-default');
       const b = await waitReady(env, 'nb-named');
       for (const o of [a, b]) {
@@ -64,6 +65,9 @@ export function operatorSuite(kind: BackendKind): void {
       // Printer columns through kubectl.
       const table = await env.kubectl(['get', 'nbs', '-n', NS]);
       expect(table).to.match(/nb-default\s+alice\s+\S*\s*custom\s+Running\s+http:\/\/127\.0\.0\.1/);
+      // The MODE column shows the mode that runs, also when the policy's default chose it.
+      expect((await getNbs(env, 'nb-named')).spec.mode).to.equal(undefined);
+      expect(table).to.match(/nb-named\s+alice\s+dash1\s+custom\s+Running/);
       // Events are visible to kubectl describe.
       const described = await env.kubectl(['describe', 'nbs', 'nb-default', '-n', NS]);
       expect(described).to.match(/Created/);

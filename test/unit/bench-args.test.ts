@@ -24,7 +24,7 @@ describe('bench command line', () => {
     const { args, error } = parse([]);
     expect(error).to.equal(undefined);
     expect(args).to.deep.equal({
-      scenarios: ['P1', 'P2', 'P3', 'P4', 'P5', 'P6'],
+      scenarios: ['P1', 'P2', 'P3', 'P4', 'P5', 'P6', 'P7'],
       quick: false,
       backends: ['service', 'container'],
       runs: 20,
@@ -38,13 +38,15 @@ describe('bench command line', () => {
       restSeconds: 45,
       fanoutWatchers: 100,
       fanoutUpdates: 200,
+      hubBurst: 10,
+      hubRounds: 3,
       out: undefined,
     });
   });
 
   it('--quick switches to the small sizes; a size given explicitly wins over them', () => {
     const { args } = parse(['--quick', '--runs', '3', '--idle-seconds=12']);
-    expect(args).to.include({ quick: true, runs: 3, burst: 20, idleN: 50, idleSeconds: 12, resyncSeconds: 10, scaleN: 2000, scaleRunning: 20, restartN: 50, restSeconds: 45, fanoutWatchers: 100, fanoutUpdates: 50 });
+    expect(args).to.include({ quick: true, runs: 3, burst: 20, idleN: 50, idleSeconds: 12, resyncSeconds: 10, scaleN: 2000, scaleRunning: 20, restartN: 50, restSeconds: 45, fanoutWatchers: 100, fanoutUpdates: 50, hubBurst: 10, hubRounds: 1 });
   });
 
   it('reads scenarios case-insensitively, one backend, and the output file', () => {
@@ -81,7 +83,7 @@ describe('bench command line', () => {
   });
 
   it('refuses an unknown scenario, an empty list and an unknown backend', () => {
-    expect(parse(['--scenarios', 'P1,P9']).err).to.contain('Unknown scenario P9 (known: P1, P2, P3, P4, P5, P6)');
+    expect(parse(['--scenarios', 'P1,P9']).err).to.contain('Unknown scenario P9 (known: P1, P2, P3, P4, P5, P6, P7)');
     expect(parse(['--scenarios', ' , ']).error?.code).to.equal('commander.invalidArgument');
     const backend = parse(['--backend', 'swarm']);
     expect(backend.error?.code).to.equal('commander.invalidArgument');

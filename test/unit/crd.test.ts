@@ -70,7 +70,7 @@ describe('NotebookServer CRD', () => {
     expect(v.subresources).to.deep.equal({ status: {} });
     const cols = v.additionalPrinterColumns.filter((c) => !c.priority).map((c) => [c.name.toUpperCase(), c.jsonPath]);
     expect(cols).to.deep.equal([
-      ['USER', '.spec.user'], ['SERVER', '.spec.servername'], ['MODE', '.spec.mode'], ['PHASE', '.status.phase'],
+      ['USER', '.spec.user'], ['SERVER', '.spec.servername'], ['MODE', '.status.mode'], ['PHASE', '.status.phase'],
       ['URL', '.status.endpoint.hostUrl'], ['AGE', '.metadata.creationTimestamp'],
     ]);
     const spec = v.schema.openAPIV3Schema.properties!.spec!;
@@ -92,11 +92,11 @@ describe('NotebookServer CRD', () => {
     }
   });
 
-  it('fills the defaults: mode notebook, servername "", stopped false, systemUser false', () => {
+  it('fills the defaults: servername "", stopped false, systemUser false; mode stays unset (the policy\'s defaultMode applies)', () => {
     const validate = notebookServerValidator({ useDefaults: true });
     const obj = nbs({ user: 'alice' });
     expect(validate(obj)).to.equal(true);
-    expect(obj.spec).to.deep.equal({ user: 'alice', servername: '', mode: 'notebook', stopped: false, systemUser: false });
+    expect(obj.spec).to.deep.equal({ user: 'alice', servername: '', stopped: false, systemUser: false });
   });
 
   const bad: Array<[string, any, string]> = [
