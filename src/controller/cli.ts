@@ -10,7 +10,7 @@ import http from 'node:http';
 import { resolve } from 'node:path';
 import { BackendError, type Backend } from '../backends/types.js';
 import { createBackend } from '../backends/docker.js';
-import { PolicyError, loadPolicy } from '../config/policy.js';
+import { PolicyError, enabledModes, loadPolicy } from '../config/policy.js';
 import type { Policy } from '../config/types.js';
 import type { RunningApiServer } from '../apiserver/index.js';
 import { installCrd } from './crd.js';
@@ -192,7 +192,7 @@ export function registerOperatorCommands(program: Command): void {
         srv = await startEmbedded(dataDir, Number(o.port), o.address);
         const kc = new KubeConfig();
         kc.loadFromFile(srv.kubeconfigPath);
-        const crd = await installCrd(kc);
+        const crd = await installCrd(kc, { modes: enabledModes(policy) });
         log.info(`CRD notebookservers.nbswarm.io ${crd}`);
         op = await startOperator({ kubeconfig: kc, policy, backend, log });
         const metrics = Number(o.metricsPort) ? serveMetrics(op, Number(o.metricsPort), log) : undefined;
