@@ -26,8 +26,10 @@ from typing import Any, AsyncIterator, Callable, Dict, List, Optional
 
 from jupyterhub.spawner import Spawner
 from tornado import web
-from traitlets import Bool, Dict as DictTrait, Enum, Float, List as ListTrait, Unicode, Union, default
+from traitlets import Bool, Dict as DictTrait, Enum, Float, List as ListTrait, TraitError, Unicode, Union, default, validate
 
+from .access import hub_db, remove_viewer_access, sync_viewer_access
+from .dashboards import MODE_RE, dashboard_spec, mode_option
 from .watch import watch_events
 
 GROUP = "nbswarm.io"
@@ -172,7 +174,25 @@ class NotebookServerSpawner(Spawner):
         help="""Images a user may choose in the options form (list of images, or a dict of
         display name → image, as DockerSpawner's allowed_images). Empty: only `image`.""",
     )
-    mode = Enum(MODES, "notebook", config=True, help="Default spec.mode (the operator maps it to a command).")
+    mode = Unicode(
+        "notebook",
+        config=True,
+        help=f"""Default spec.mode (the operator maps it to a command): one of {MODES} or a mode the
+        operator's policy adds (any DNS label).""",
+    )
+    git_secret_name = Unicode(
+        "",
+        config=True,
+        help="""Secret (in `namespace`) with the git credentials of users' git_repo dashboards;
+        {username} is replaced by the DNS-escaped user name (e.g. "git-{username}"). Empty: git
+        repositories are cloned without credentials. Users never name Secrets themselves.""",
+    )
+
+    @validate("mode")
+    def _validate_mode(self, proposal: Any) -> str:
+        if not MODE_RE.match(proposal["value"]):
+            raise TraitError(f"mode {proposal['value']!r} is not a mode name (lower-case letters, digits and '-')")
+        return proposal["value"]
     allowed_modes = ListTrait(
         Unicode(),
         default_value=[],
@@ -329,7 +349,7 @@ class NotebookServerSpawner(Spawner):
             image = images[image]
         elif image not in images.values():
             raise ValueError(f"image {image!r} is not allowed; choose one of {sorted(images.values())}")
-        mode = options.get("mode") or self.mode
+        mode = mode_option(options) or self.mode
         if mode not in self._mode_choices():
             raise ValueError(f"mode {mode!r} is not allowed; choose one of {self._mode_choices()}")
         return image, mode
@@ -446,7 +466,25 @@ class NotebookServerSpawner(Spawner):
                 "stopped": False,
             }
         )
+        git_secret = self.git_secret_name.format(username=escape_dns(self.user.name)) if self.git_secret_name else ""
+        try:
+            spec.update(dashboard_spec(self.user_options or {}, self.extra_spec, git_secret))
+        except ValueError as e:
+            raise SpawnFailed(str(e)) from e
         return spec
+
+    def _sync_viewers(self, obj: Optional[dict]) -> None:
+        """Grant spec.viewers of `obj` JupyterHub access to this server (see access.py)."""
+        if obj is None or self.orm_spawner is None:
+            return
+        try:
+            sync_viewer_access(hub_db(self), self.user.name, self.name or "", obj.get("spec"), self.log)
+        except Exception as e:  # noqa: BLE001 - access sync must not break spawn or poll
+            self.log.error("Viewer access of %s/%s not applied: %s", self.user.name, self.name or "", e)
+
+    def delete_forever(self) -> None:
+        if self.orm_spawner is not None:
+            remove_viewer_access(hub_db(self), self.user.name, self.name or "", self.log)
 
     async def _ensure_secret(self, owner: Optional[dict]) -> None:
         from kubernetes.client.rest import ApiException
@@ -536,6 +574,7 @@ class NotebookServerSpawner(Spawner):
                     self.log.info("Updated NotebookServer %s/%s", self.namespace, name)
             self.object_uid = obj["metadata"].get("uid", "")
             await self._ensure_secret(obj)
+            self._sync_viewers(obj)
         except ApiException as e:
             raise SpawnFailed(f"NotebookServer {self.namespace}/{name}: {_status_message(e)}") from e
 
@@ -628,6 +667,8 @@ class NotebookServerSpawner(Spawner):
             return 1
         if phase in ("Stopped", "Stopping", "Terminating"):
             return 0
+        # Running: re-apply spec.viewers (the hub drops unconfigured roles on restart; new users, kubectl edits).
+        self._sync_viewers(obj)
         return None
 
     async def stop(self, now: bool = False) -> None:
