@@ -31,8 +31,14 @@ from tornado import ioloop, web, websocket
 
 port = int(sys.argv[1])
 
+first = [True]
+
 class Echo(web.RequestHandler):
-    def get(self, path):
+    async def get(self, path):
+        import asyncio, os
+        if first[0] and os.environ.get("APP_FIRST_ANSWER_DELAY"):
+            first[0] = False
+            await asyncio.sleep(float(os.environ["APP_FIRST_ANSWER_DELAY"]))
         self.set_header("Set-Cookie", "app=1; Path=/")
         self.write({"path": "/" + path, "query": self.request.query, "argv": sys.argv[1:],
                     "headers": dict(self.request.headers)})
@@ -195,6 +201,15 @@ def test_an_app_that_never_answers_gives_a_502_page_with_its_output(proxy):
     assert status == 502
     assert "did not answer" in body and "--ready-timeout" in body
     assert "starting but never listening" in body
+
+
+def test_an_app_slow_over_its_first_answer_is_waited_for(proxy):
+    # Listening at once, but 3 s over the first request (the ready check): within --ready-timeout.
+    p = proxy(echo_args()[:-1] + ["--ready-check-path=/", "--ready-timeout=20"], env={"APP_FIRST_ANSWER_DELAY": "3"})
+    status, _, body = p.get("/page")
+    assert status == 200, body
+    assert json.loads(body)["path"] == "/page"
+    assert len(children(p.proc.pid)) == 1, "one app, not a restart after a slow check"
 
 
 def test_the_proxy_exits_with_the_app_when_it_dies(proxy):
