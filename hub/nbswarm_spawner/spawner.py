@@ -26,8 +26,10 @@ from typing import Any, AsyncIterator, Callable, Dict, List, Optional
 
 from jupyterhub.spawner import Spawner
 from tornado import web
-from traitlets import Bool, Dict as DictTrait, Enum, Float, Integer, List as ListTrait, Unicode, Union, default
+from traitlets import Bool, Dict as DictTrait, Enum, Float, Integer, List as ListTrait, TraitError, Unicode, Union, default, validate
 
+from .access import hub_db, remove_viewer_access, sync_viewer_access
+from .dashboards import MODE_RE, dashboard_spec, mode_option
 from .retry import describe, is_transient, retry_until
 from .watch import watch_events
 
@@ -193,7 +195,25 @@ class NotebookServerSpawner(Spawner):
         help="""Images a user may choose in the options form (list of images, or a dict of
         display name → image, as DockerSpawner's allowed_images). Empty: only `image`.""",
     )
-    mode = Enum(MODES, "notebook", config=True, help="Default spec.mode (the operator maps it to a command).")
+    mode = Unicode(
+        "notebook",
+        config=True,
+        help=f"""Default spec.mode (the operator maps it to a command): one of {MODES} or a mode the
+        operator's policy adds (any DNS label).""",
+    )
+    git_secret_name = Unicode(
+        "",
+        config=True,
+        help="""Secret (in `namespace`) with the git credentials of users' git_repo dashboards;
+        {username} is replaced by the DNS-escaped user name (e.g. "git-{username}"). Empty: git
+        repositories are cloned without credentials. Users never name Secrets themselves.""",
+    )
+
+    @validate("mode")
+    def _validate_mode(self, proposal: Any) -> str:
+        if not MODE_RE.match(proposal["value"]):
+            raise TraitError(f"mode {proposal['value']!r} is not a mode name (lower-case letters, digits and '-')")
+        return proposal["value"]
     allowed_modes = ListTrait(
         Unicode(),
         default_value=[],
@@ -364,7 +384,7 @@ class NotebookServerSpawner(Spawner):
             image = images[image]
         elif image not in images.values():
             raise ValueError(f"image {image!r} is not allowed; choose one of {sorted(images.values())}")
-        mode = options.get("mode") or self.mode
+        mode = mode_option(options) or self.mode
         if mode not in self._mode_choices():
             raise ValueError(f"mode {mode!r} is not allowed; choose one of {self._mode_choices()}")
         return image, mode
@@ -484,7 +504,25 @@ class NotebookServerSpawner(Spawner):
                 "stopped": False,
             }
         )
+        git_secret = self.git_secret_name.format(username=escape_dns(self.user.name)) if self.git_secret_name else ""
+        try:
+            spec.update(dashboard_spec(self.user_options or {}, self.extra_spec, git_secret))
+        except ValueError as e:
+            raise SpawnFailed(str(e)) from e
         return spec
+
+    def _sync_viewers(self, obj: Optional[dict]) -> None:
+        """Grant spec.viewers of `obj` JupyterHub access to this server (see access.py)."""
+        if obj is None or self.orm_spawner is None:
+            return
+        try:
+            sync_viewer_access(hub_db(self), self.user.name, self.name or "", obj.get("spec"), self.log)
+        except Exception as e:  # noqa: BLE001 - access sync must not break spawn or poll
+            self.log.error("Viewer access of %s/%s not applied: %s", self.user.name, self.name or "", e)
+
+    def delete_forever(self) -> None:
+        if self.orm_spawner is not None:
+            remove_viewer_access(hub_db(self), self.user.name, self.name or "", self.log)
 
     async def _ensure_secret(self, owner: Optional[dict]) -> None:
         from kubernetes.client.rest import ApiException
@@ -560,6 +598,7 @@ class NotebookServerSpawner(Spawner):
                 raise SpawnFailed(self._unreachable_message(e)) from e
             raise
         self._persist_state()
+        self._sync_viewers(obj)
         # Tokens of earlier starts are revoked by the hub; their Secrets go.
         await self._forget_secrets(keep=self.secret_name)
 
@@ -678,6 +717,8 @@ class NotebookServerSpawner(Spawner):
         if phase in ("Stopped", "Stopping", "Terminating"):
             await self._forget_secrets()
             return 0
+        # Running: re-apply spec.viewers (the hub drops unconfigured roles on restart; new users, kubectl edits).
+        self._sync_viewers(obj)
         if self._check_pending and not self._endpoint_if_ready(obj):
             return await self._adopt(obj)
         return None

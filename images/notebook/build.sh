@@ -5,8 +5,9 @@
 #
 # Usage: images/notebook/build.sh [NAME] [--with-shiny]
 #   NAME defaults to local/notebook:latest (local/shiny:latest with --with-shiny).
-#   FORCE=1 rebuilds an existing image; CACHE_DIR (default /var/cache/nbswarm-images) keeps the
-#   stage-1 rootfs tarball so a rebuild only repeats the apt stage.
+#   An image built from this same recipe (label nbswarm.recipe) is kept; FORCE=1 rebuilds anyway.
+#   CACHE_DIR (default /var/cache/nbswarm-images) keeps the stage-1 rootfs tarball so a rebuild
+#   only repeats the apt stage.
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 name="" shiny=0
@@ -18,15 +19,21 @@ for a in "$@"; do
   esac
 done
 if [ -z "$name" ]; then if [ $shiny = 1 ]; then name=local/shiny:latest; else name=local/notebook:latest; fi; fi
-if docker image inspect "$name" >/dev/null 2>&1 && [ "${FORCE:-0}" != 1 ]; then echo "$name already built" >&2; exit 0; fi
+# The recipe's files and options: an image built by an older recipe (without git or the dashboard
+# proxy, say) is rebuilt instead of silently kept.
+recipe=$( { cat "$0" "$here/start.sh" "$here/nbswarm-dashboard-proxy"; echo "shiny=$shiny"; } | sha256sum | cut -c1-16)
+built=$(docker image inspect --format '{{ index .Config.Labels "nbswarm.recipe" }}' "$name" 2>/dev/null || true)
+if [ "$built" = "$recipe" ] && [ "${FORCE:-0}" != 1 ]; then echo "$name already built from this recipe" >&2; exit 0; fi
+if [ -n "$built" ] || docker image inspect "$name" >/dev/null 2>&1; then echo "$name was built from another recipe: rebuilding" >&2; fi
 [ "$(id -u)" = 0 ] || { echo "needs root (debootstrap, chroot, mounts)" >&2; exit 1; }
 
 t0=$(date +%s)
 . "$here/../lib/debian-base.sh"
 suite=$(nbswarm_suite)
 
+# git + openssh-client: spec.git sources are cloned inside the server's container.
 packages=(jupyter-core jupyter-notebook jupyter-server python3-notebook python3-ipykernel
-  python3-jupyter-server python3-nbclassic jupyterhub tini ca-certificates)
+  python3-jupyter-server python3-nbclassic jupyterhub tini ca-certificates git openssh-client)
 [ $shiny = 1 ] && packages+=(r-base-core r-cran-shiny)
 
 work=$(mktemp -d /var/tmp/nbswarm-image.XXXXXX)
@@ -71,6 +78,8 @@ chroot "$root" /usr/sbin/useradd --uid 1000 --gid 100 --create-home --home-dir /
 # is initialised from it (owned by 1000:100) instead of being root-owned and read-only to jovyan.
 install -d -o 1000 -g 100 "$root/home/jovyan/work"
 install -m 0755 "$here/start.sh" "$root/usr/local/bin/start.sh"
+# Dashboards behind JupyterHub's OAuth (the jhsingle-native-proxy contract; policy proxyCommand).
+install -m 0755 "$here/nbswarm-dashboard-proxy" "$root/usr/local/bin/nbswarm-dashboard-proxy"
 mkdir -p "$root/usr/local/bin/start-notebook.d" "$root/usr/local/bin/before-notebook.d"
 rm -f "$root/usr/sbin/policy-rc.d"
 chroot "$root" apt-get clean
@@ -89,6 +98,7 @@ import_rootfs() {
   --change 'USER 1000' --change 'WORKDIR /home/jovyan' --change 'EXPOSE 8888' \
   --change 'ENTRYPOINT ["tini","-g","--"]' \
   --change 'CMD ["start.sh","jupyterhub-singleuser"]' \
+  --change "LABEL nbswarm.recipe=$recipe" \
   --message "$msg" - "$name" >/dev/null
 }
 nbswarm_progress "$name, stage 3/3: docker import" 8 import_rootfs

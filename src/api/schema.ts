@@ -13,7 +13,6 @@
  * - env names: `[A-Za-z_][A-Za-z0-9_.-]*` (Kubernetes' relaxed C identifier, never "=").
  * - app.path: relative segments, none of them "." or "..": it cannot leave the home directory.
  */
-import { MODES } from './types.js';
 import { QUANTITY_PATTERN } from '../config/quantity.js';
 
 export type JSONSchemaProps = {
@@ -50,6 +49,14 @@ export const ENV_NAME_PATTERN = '^[A-Za-z_][A-Za-z0-9_.-]*$';
 const SEG = '([^/.][^/]*|\\.[^/.][^/]*|\\.\\.[^/]+)';
 export const APP_PATH_PATTERN = `^(${SEG}(/${SEG})*/?)?$`;
 export const IMAGE_PATTERN = '^[A-Za-z0-9][A-Za-z0-9._/:@+-]*$';
+/** A mode: a DNS label (built-in modes and the ones the operator policy adds). */
+export const MODE_PATTERN = '^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$';
+/** A name handed to a program as one option value (template, conda env): no leading "-", no "/", no spaces. */
+export const TOKEN_PATTERN = '^[A-Za-z0-9_][A-Za-z0-9._+-]*$';
+/** A git branch or tag: no leading "-" (it would read as an option), none of git's forbidden characters. */
+export const GIT_REF_PATTERN = '^[A-Za-z0-9_][A-Za-z0-9._/+-]*$';
+/** A JupyterHub group name. */
+export const GROUP_PATTERN = '^[A-Za-z0-9]([A-Za-z0-9._@+-]{0,253}[A-Za-z0-9])?$';
 /** DNS-1123 subdomain: the name of another NotebookServer. */
 export const OBJECT_NAME_PATTERN = '^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$';
 
@@ -71,10 +78,23 @@ const specSchema: JSONSchemaProps = obj(
     user: s('JupyterHub user the server belongs to ({username} in the policy templates), as JupyterHub spells it: any characters but "/" and control characters, at most 255; escaped for Docker names like DockerSpawner does.', { pattern: NAME_PATTERN, minLength: 1, maxLength: HUB_NAME_MAX_LENGTH }),
     servername: s('Named-server name ({servername}); "" is the user\'s default server. Same characters as user, at most 255.', { pattern: SERVERNAME_PATTERN, maxLength: HUB_NAME_MAX_LENGTH, default: '' }),
     image: s('Container image to run. Must match the policy\'s allowedImages globs; unset means the policy\'s defaultImage. The operator pins it to the local image ID or repo digest when it starts the server.', { pattern: IMAGE_PATTERN, maxLength: 512 }),
-    mode: s('What the server runs: notebook (Jupyter Notebook / jupyterhub-singleuser), lab (JupyterLab), voila, streamlit, dash, panel, bokeh, rshiny (dashboards of spec.app.path, launched as cdsdashboards does), or custom (spec.command). The command for each mode comes from the operator policy\'s launcher table. Unset means the policy\'s defaultMode (status.mode shows the mode that runs).', { enum: [...MODES] }),
+    mode: s('What the server runs. Built in: notebook (Jupyter Notebook / jupyterhub-singleuser), lab (JupyterLab), voila, streamlit, dash, panel, bokeh, rshiny (dashboards of spec.app.path, launched as cdsdashboards does), custom (spec.command). The operator policy\'s launcher table says the command of each mode, may disable modes and may add modes of its own (any DNS label, like cdsdashboards\' extra_presentation_types): a mode the policy has no launcher for fails with a message listing the policy\'s modes. Unset means the policy\'s defaultMode (status.mode shows the mode that runs).', { pattern: MODE_PATTERN, maxLength: 63 }),
     app: obj('The presentation a dashboard mode serves.', {
-      path: s('Notebook, script or folder to present, relative to the home directory (no leading "/", no ".." segments). Required by dashboard modes.', { pattern: APP_PATH_PATTERN, maxLength: 4096 }),
+      path: s('Notebook, script or folder to present, relative to the home directory (no leading "/", no ".." segments), or to spec.git.folder when spec.git is set. Required by the dashboard modes whose launcher says so; voila serves the whole folder when it is empty (cdsdashboards\' "leave blank").', { pattern: APP_PATH_PATTERN, maxLength: 4096 }),
       args: arr('Extra arguments for the app, appended to the launcher\'s command line (or placed where the launcher says {args}). Passed literally.', s('One argument.')),
+      template: s('Template of the app, for modes whose launcher has templateArgs (voila: --template=NAME, cdsdashboards\' voila_template). Unset: the launcher\'s default template, if any.', { pattern: TOKEN_PATTERN, maxLength: 100 }),
+      condaEnv: s('Conda environment the app runs in (cdsdashboards\' conda_env; jhsingle-native-proxy --conda-env). Must be one of the operator policy\'s dashboards.conda.envs unless dashboards.conda.allowCustom is true; the image must have conda.', { pattern: TOKEN_PATTERN, maxLength: 100 }),
+    }),
+    git: obj('Take the presentation from a git repository (cdsdashboards\' "Git Repo" source): the server\'s container clones it into the home before the app starts, as the server\'s user, and pulls it on each later start (a folder with local changes is served as it is). The image needs git.', {
+      url: s('Repository URL: https://HOST/PATH, ssh://[USER@]HOST/PATH or USER@HOST:PATH. Credentials never go in the URL: use secretName. The operator policy (dashboards.git) may restrict the URLs.', { pattern: '^\\S+$', minLength: 1, maxLength: 2048 }),
+      branch: s('Branch (or tag) to check out; unset: the repository\'s default branch.', { pattern: GIT_REF_PATTERN, maxLength: 255 }),
+      folder: s('Where the clone goes, relative to the home directory; unset: the policy\'s dashboards.git.directory joined with a name made from the URL (as cdsdashboards names its repo folders).', { pattern: APP_PATH_PATTERN, minLength: 1, maxLength: 4096 }),
+      secretName: s('Secret in the same namespace with the credentials: username and password (https; a token as password), or identity (an ssh private key) and known_hosts (ssh); ca.crt for a private certificate authority. They reach the container as files (Docker secrets on Swarm), never as environment variables.', { pattern: OBJECT_NAME_PATTERN, maxLength: 253 }),
+    }, { required: ['url'] }),
+    viewers: obj('Who may open the server besides its owner (cdsdashboards\' "All Users" / "Selected Users"). The JupyterHub spawner grants them JupyterHub\'s access:servers scope for this server, and the server\'s OAuth check (jupyterhub-singleuser, or the dashboard proxy) enforces it. Needs a launcher that checks OAuth: a direct launcher without hubArgs is refused.', {
+      allUsers: bool('Every JupyterHub user may open it.'),
+      users: arr('JupyterHub user names.', s('A user name.', { pattern: NAME_PATTERN, maxLength: 63 }), { maxItems: 1000, 'x-kubernetes-list-type': 'set' }),
+      groups: arr('JupyterHub group names: their members may open it.', s('A group name.', { pattern: GROUP_PATTERN, maxLength: 255 }), { maxItems: 1000, 'x-kubernetes-list-type': 'set' }),
     }),
     command: arr('The argv to run in mode custom (or instead of the launcher when the policy sets allowCommandOverride). Placeholders {port} {ip} {home} {username} {servername} are filled by the operator.', s('One argument.')),
     source: obj('Build this server\'s image from another NotebookServer\'s container (docker commit), so packages installed there are here too.', {

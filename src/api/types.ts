@@ -7,6 +7,7 @@ import type { API_VERSION, KIND } from './names.js';
 // The names moved to ./names.ts; re-exported for the importers that know them from here.
 export { API_VERSION, FINALIZER, GROUP, KIND, LABELS, PLURAL, SHORT_NAMES, SINGULAR, VERSION } from './names.js';
 
+/** The built-in modes; the operator policy may add more (any DNS label with a launcher). */
 export type Mode = 'notebook' | 'lab' | 'voila' | 'streamlit' | 'dash' | 'panel' | 'bokeh' | 'rshiny' | 'custom';
 export const MODES: readonly Mode[] = ['notebook', 'lab', 'voila', 'streamlit', 'dash', 'panel', 'bokeh', 'rshiny', 'custom'];
 
@@ -20,8 +21,13 @@ export interface NotebookServerSpec {
   user: string;
   servername?: string;
   image?: string;
-  mode?: Mode;
-  app?: { path?: string; args?: string[] };
+  /** A built-in Mode or a mode the operator policy adds. */
+  mode?: string;
+  app?: { path?: string; args?: string[]; template?: string; condaEnv?: string };
+  /** Clone (start) or pull (restart) a git repository into the home before the app starts. */
+  git?: { url: string; branch?: string; folder?: string; secretName?: string };
+  /** JupyterHub users and groups that may open the server (the hub spawner grants them access). */
+  viewers?: { allUsers?: boolean; users?: string[]; groups?: string[] };
   command?: string[];
   source?: { server?: string; generation?: number };
   env?: EnvVar[];

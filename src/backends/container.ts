@@ -6,6 +6,7 @@ import type Docker from 'dockerode';
 import { LABELS } from '../api/names.js';
 import { BaseBackend, envList, labelFilter, MANAGED_FILTER } from './base-backend.js';
 import { statusOf, wrapDockerError, type BackendOptions } from './docker.js';
+import { secretFilesTar } from './secret-files.js';
 import { BackendError, type ApplyResult, type BackendEvent, type DesiredServer, type ObservedServer, type ResolvedImage } from './types.js';
 
 export class ContainerBackend extends BaseBackend {
@@ -227,6 +228,15 @@ export class ContainerBackend extends BaseBackend {
           : undefined,
         s === 404 && /image/i.test(String((err as Error).message)) ? 'ImageNotFound' : undefined,
       );
+    }
+    if (d.secretFiles?.length) {
+      // Before the first start, so the server never runs without them.
+      try {
+        await this.docker.getContainer(id).putArchive(secretFilesTar(d.secretFiles), { path: '/' });
+      } catch (err) {
+        await this.docker.getContainer(id).remove({ force: true }).catch(() => undefined);
+        throw wrapDockerError(`docker cp (secret files) ${d.dockerName}:/run/secrets`, err, d.hardening.readOnlyRootfs ? 'a read-only root filesystem takes no files; secret files need a writable one on the container backend' : undefined);
+      }
     }
     if (!d.stopped) await this.start(id, d.dockerName);
     return id;

@@ -21,8 +21,12 @@ const TASK_STATE: Record<string, ObservedState> = {
   rejected: 'rejected',
 };
 
-/** The service spec for `d`, pinned to `image.pinned`. Pure, so it can be unit-tested. */
-export function serviceSpec(d: DesiredServer, image: ResolvedImage): any {
+/**
+ * The service spec for `d`, pinned to `image.pinned`. Pure, so it can be unit-tested. `secrets`
+ * are the ContainerSpec.Secrets entries of d.secretFiles (./secret-files.ts), made by the caller
+ * once the Docker secrets exist.
+ */
+export function serviceSpec(d: DesiredServer, image: ResolvedImage, secrets: object[] = []): any {
   if (!image.pinned || (!image.pinned.startsWith('sha256:') && !image.pinned.includes('@sha256:'))) {
     // A bare tag would make every task start pull from a registry (moby's executor).
     throw new BackendError(`refusing to hand Swarm the unpinned image "${image.pinned}"`, 'DockerError', 'docker service create', 'resolve the image first (resolveImage)');
@@ -50,6 +54,7 @@ export function serviceSpec(d: DesiredServer, image: ResolvedImage): any {
   if (d.workdir) containerSpec.Dir = d.workdir;
   if (d.user) containerSpec.User = d.user;
   if (d.groups?.length) containerSpec.Groups = d.groups;
+  if (secrets.length) containerSpec.Secrets = secrets;
 
   const limits: any = {};
   if (d.resources.nanoCpus) limits.NanoCPUs = d.resources.nanoCpus;

@@ -11,6 +11,7 @@ import { hintFromDaemon, statusOf, wrapDockerError, type BackendOptions } from '
 import { ReadBatcher } from './read-batcher.js';
 import { BoundIps } from './swarm-bound-ips.js';
 import { interpretTasks, serviceSpec } from './swarm-spec.js';
+import { swarmSecretLabels, swarmSecretName, swarmSecretRefs } from './secret-files.js';
 import { BackendError, type ApplyResult, type BackendEvent, type DesiredServer, type ObservedServer, type ResolvedImage } from './types.js';
 
 /**
@@ -253,7 +254,7 @@ export class SwarmBackend extends BaseBackend {
     }
     if (!current) {
       await this.ensureVolumes(d);
-      const spec = stamped(serviceSpec(d, image));
+      const spec = stamped(serviceSpec(d, image, await this.ensureSecrets(d)));
       let id: string;
       try {
         const res: any = await this.docker.createService(spec);
@@ -268,14 +269,16 @@ export class SwarmBackend extends BaseBackend {
         );
       }
       this.serviceUids.set(id, d.uid);
+      await this.pruneSecrets(d);
       return { action: 'created', observed: await this.observeById(id) };
     }
     const wantReplicas = d.stopped ? 0 : 1;
     if (current.specHash !== d.specHash) {
       await this.ensureVolumes(d);
-      const spec = stamped(serviceSpec(d, image));
+      const spec = stamped(serviceSpec(d, image, await this.ensureSecrets(d)));
       // Keep the service's name: Swarm cannot rename a service in place.
       await this.updateService(current.id, () => ({ ...spec, Name: current!.name }), `docker service update ${current.name}`);
+      await this.pruneSecrets(d);
       return { action: 'updated', observed: await this.observeById(current.id) };
     }
     const haveReplicas = current.replicas ?? 1;
@@ -345,8 +348,54 @@ export class SwarmBackend extends BaseBackend {
     try {
       await this.docker.getService(observed.id).remove();
     } catch (err) {
-      if (statusOf(err) === 404) return;
-      throw wrapDockerError(`docker service rm ${observed.name}`, err);
+      if (statusOf(err) !== 404) throw wrapDockerError(`docker service rm ${observed.name}`, err);
+    }
+    const uid = observed.labels[LABELS.uid];
+    if (uid) await this.removeSecrets(uid, new Set());
+  }
+
+  /** The Docker secrets of d.secretFiles, created when missing; their ContainerSpec.Secrets entries. */
+  private async ensureSecrets(d: DesiredServer): Promise<object[]> {
+    const files = d.secretFiles ?? [];
+    if (!files.length) return [];
+    const existing = await this.listSecrets(d.uid);
+    const ids = new Map<string, string>(existing.map((s) => [s.Spec?.Name, s.ID]));
+    for (const f of files) {
+      const name = swarmSecretName(d, f);
+      if (ids.has(name)) continue;
+      try {
+        const res: any = await this.docker.createSecret({ Name: name, Labels: swarmSecretLabels(d), Data: Buffer.from(f.data, 'utf8').toString('base64') });
+        ids.set(name, res.id ?? res.ID);
+      } catch (err) {
+        if (statusOf(err) !== 409) throw wrapDockerError(`docker secret create ${name}`, err, hintFromDaemon(err));
+        const again = (await this.listSecrets(d.uid)).find((s) => s.Spec?.Name === name);
+        if (!again) throw wrapDockerError(`docker secret create ${name}`, err, 'a secret of that name exists but is not labelled for this resource: remove it');
+        ids.set(name, again.ID);
+      }
+    }
+    return swarmSecretRefs(d, ids);
+  }
+
+  /** Remove the server's Docker secrets that its spec no longer references (a changed Secret's old content). */
+  private async pruneSecrets(d: DesiredServer): Promise<void> {
+    const keep = new Set((d.secretFiles ?? []).map((f) => swarmSecretName(d, f)));
+    await this.removeSecrets(d.uid, keep);
+  }
+
+  private async removeSecrets(uid: string, keep: ReadonlySet<string>): Promise<void> {
+    const stale = (await this.listSecrets(uid)).filter((s) => !keep.has(s.Spec?.Name));
+    // Best effort: a secret still referenced by a service (a racing update) is refused and tried
+    // again with the next write or the removal of the service.
+    await Promise.all(stale.map((s) => this.docker.getSecret(s.ID).remove().catch((err: unknown) => {
+      if (statusOf(err) !== 404) this.log?.debug('docker secret rm deferred', { secret: s.Spec?.Name, error: (err as Error).message });
+    })));
+  }
+
+  private async listSecrets(uid: string): Promise<any[]> {
+    try {
+      return (await this.docker.listSecrets({ filters: labelFilter(`${LABELS.uid}=${uid}`) } as object)) as any[];
+    } catch (err) {
+      throw wrapDockerError('docker secret ls', err, hintFromDaemon(err));
     }
   }
 

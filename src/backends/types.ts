@@ -20,6 +20,16 @@ export interface VolumeMount {
   labels?: Record<string, string>;
 }
 
+/**
+ * A file with secret content for the container, at /run/secrets/<name>, readable by the server's
+ * user: a Docker secret on Swarm, a file copied into the container before it starts otherwise.
+ * Never an environment variable, so `docker inspect` does not show it.
+ */
+export interface SecretFile {
+  name: string;
+  data: string;
+}
+
 export interface DesiredServer {
   /** Identity of the owning resource. */
   namespace: string;
@@ -56,6 +66,8 @@ export interface DesiredServer {
   hardening: { noNewPrivileges: boolean; capDrop: string[]; capAdd?: string[]; pidsLimit?: number; readOnlyRootfs?: boolean };
   /** Swarm placement constraints from policy. */
   constraints?: string[];
+  /** Files under /run/secrets (e.g. git credentials). */
+  secretFiles?: SecretFile[];
   stopped: boolean;
   /** Hash of every field above that shapes the Docker object; stored as a label so "unchanged" costs no write. */
   specHash: string;

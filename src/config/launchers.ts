@@ -26,11 +26,19 @@
  *
  * Element placeholders (the whole element): "{args}" splices spec.app.args (else they are appended
  * after the launcher's args), "{command}" splices spec.command (mode custom; direct only).
- * {presentation_path} is absolute: the server's home joined with spec.app.path.
+ * {presentation_path} is absolute: the server's home (or its git clone) joined with spec.app.path.
+ *
+ * After the launcher's args a proxied command line gets what VariableMixin.get_args adds, in its
+ * order: --presentation-path, --conda-env, --ip, --port, the debug args and --debug, the proxy
+ * settings (--request-timeout, --ready-timeout, --no-force-alive, --last-activity-interval,
+ * --websocket-max-message-size, each only when not the proxy's default), and last what its
+ * extra_args_fn adds (voila's {--}template=…; streamlit's {--}log_level=debug goes right after
+ * `streamlit`). Git sources are not handed to the proxy (--repo): nbswarm clones before the
+ * launcher starts, for direct and proxied launchers alike (see ./start-prelude.ts).
  */
 import { posix } from 'node:path';
 import type { Mode } from '../api/types.js';
-import type { LauncherEntry } from './types.js';
+import type { DashboardSettings, LauncherEntry } from './types.js';
 
 export const DEFAULT_PROXY_COMMAND: readonly string[] = ['start.sh', 'python3', '-m', 'jhsingle_native_proxy.main'];
 
@@ -49,13 +57,16 @@ export const BUILTIN_LAUNCHERS: Readonly<Record<Mode, LauncherEntry>> = {
     // jupyterhub-singleuser reads it (JupyterHub's Spawner.default_url); the hub's own value wins.
     env: { JUPYTERHUB_DEFAULT_URL: '/lab' },
   },
+  // cdsdashboards 0.6.3 ("Arguments to work with Voila 3"). No requiresPath: an empty path serves
+  // the whole folder, as cdsdashboards' docs say to do.
   voila: {
-    requiresPath: true,
     args: [
       '--destport=0', 'python3', '{-}m', 'voila', '{presentation_path}',
       '{--}port={port}', '{--}no-browser', '{--}Voila.base_url={base_url}/', '{--}Voila.server_url=/',
+      '{--}Voila.ip=0.0.0.0', '{--}Voila.tornado_settings', 'allow_origin={origin_host}',
       '--progressive', '--ready-check-path=/voila/static/',
     ],
+    templateArgs: ['{--}template={template}'],
   },
   streamlit: {
     requiresPath: true,
@@ -64,6 +75,9 @@ export const BUILTIN_LAUNCHERS: Readonly<Record<Mode, LauncherEntry>> = {
       '{--}server.port={port}', '{--}server.headless=True',
       '{--}browser.serverAddress={origin_host}', '{--}browser.gatherUsageStats=false',
     ],
+    // cdsdashboards: no {--}debug (streamlit has none); its log level goes before `run`.
+    debugArgs: ['{--}log_level=debug'],
+    debugArgsAfter: 'streamlit',
   },
   // cdsdashboards calls it 'plotlydash'.
   dash: {
@@ -109,6 +123,19 @@ const ENV_VARS_DIRECT = [...ENV_VARS_PROXIED, 'port', 'ip'];
 const ELEMENT_VARS = ['{args}', '{command}'];
 
 const PH = /\{(--|-|[a-z_]+)\}/g;
+/** Same as the resource's TOKEN_PATTERN (spec.app.template). */
+const TEMPLATE_NAME = /^[A-Za-z0-9_][A-Za-z0-9._+-]*$/;
+
+export type ProxySettings = DashboardSettings['proxy'];
+
+/** jhsingle-native-proxy's own defaults: a setting equal to one of them adds no flag (as in cdsdashboards). */
+export const PROXY_DEFAULTS: Readonly<ProxySettings> = {
+  requestTimeout: 0,
+  readyTimeout: 0,
+  forceAlive: true,
+  lastActivityInterval: 300,
+  websocketMaxMessageSize: 0,
+};
 
 export interface LaunchInput {
   /** Container port the server must answer on. */
@@ -119,7 +146,7 @@ export interface LaunchInput {
   home: string;
   username: string;
   servername: string;
-  /** spec.app.path, relative to home, already validated ("" when unset). */
+  /** spec.app.path, relative to `presentationRoot` (else home), already validated ("" when unset). */
   appPath: string;
   appArgs: string[];
   /** spec.command (mode custom, or an allowed override). */
@@ -128,6 +155,16 @@ export interface LaunchInput {
   hub: boolean;
   /** JUPYTERHUB_SERVICE_PREFIX without its trailing "/" ("" without a hub). */
   baseUrl: string;
+  /** Absolute folder the presentation path is relative to (the git clone); default home. */
+  presentationRoot?: string;
+  /** Template name (spec.app.template, else the launcher's `template`): templateArgs are added. */
+  template?: string;
+  /** Conda env: proxied launchers hand it to the proxy (--conda-env); direct ones get it from the start prelude. */
+  condaEnv?: string;
+  /** dashboards.debug. */
+  debug?: boolean;
+  /** dashboards.proxy (proxied launchers only). */
+  proxy?: ProxySettings;
 }
 
 export interface Launch {
@@ -136,7 +173,8 @@ export interface Launch {
 }
 
 function presentationVars(input: LaunchInput): Record<string, string> {
-  const path = input.appPath ? posix.join(input.home, input.appPath) : input.home;
+  const root = input.presentationRoot ?? input.home;
+  const path = input.appPath ? posix.join(root, input.appPath) : root;
   return {
     presentation_path: path,
     presentation_dirname: posix.dirname(path),
@@ -178,36 +216,62 @@ function splice(args: string[], element: string, items: string[]): { out: string
   return { out, found };
 }
 
+/** The proxy flags cdsdashboards adds for settings that differ from jhsingle-native-proxy's defaults, in its order. */
+export function proxySettingFlags(p: ProxySettings): string[] {
+  const flags: string[] = [];
+  if (p.requestTimeout) flags.push(`--request-timeout=${p.requestTimeout}`);
+  if (p.readyTimeout) flags.push(`--ready-timeout=${p.readyTimeout}`);
+  if (!p.forceAlive) flags.push('--no-force-alive');
+  if (p.lastActivityInterval !== PROXY_DEFAULTS.lastActivityInterval) flags.push(`--last-activity-interval=${p.lastActivityInterval}`);
+  if (p.websocketMaxMessageSize) flags.push(`--websocket-max-message-size=${p.websocketMaxMessageSize}`);
+  return flags;
+}
+
+/** `args` with `extra` inserted after the first element equal to `after`, else appended. */
+function insertAfter(args: string[], after: string | undefined, extra: string[]): string[] {
+  const at = after === undefined ? -1 : args.indexOf(after);
+  if (at < 0) return [...args, ...extra];
+  return [...args.slice(0, at + 1), ...extra, ...args.slice(at + 1)];
+}
+
 /** Build the argv and launcher env of a server. Pure; the entry is assumed valid (see validateLauncher). */
 export function buildLaunch(entry: LauncherEntry, input: LaunchInput, proxyCommand?: readonly string[]): Launch {
   const dv = directVars(input);
-  const envVars: Record<string, string> = entry.direct ? dv : { ...dv };
   const env: Record<string, string> = {};
-  for (const [k, v] of Object.entries(entry.env ?? {})) env[k] = fill(v, envVars);
+  for (const [k, v] of Object.entries(entry.env ?? {})) env[k] = fill(v, dv);
+  const template = input.template ?? entry.template;
+  const withTemplate = template && entry.templateArgs?.length ? entry.templateArgs : [];
 
   if (entry.direct) {
-    const template = input.hub && entry.hubArgs ? entry.hubArgs : entry.args;
-    const cmd = splice(template, '{command}', input.command.map((c) => fill(c, dv))).out;
+    const argv = input.hub && entry.hubArgs ? entry.hubArgs : entry.args;
+    const cmd = splice(argv, '{command}', input.command.map((c) => fill(c, dv))).out;
     const filled: string[] = [];
     for (const a of cmd) filled.push(a === '{args}' ? a : fill(a, dv));
     const withArgs = splice(filled, '{args}', input.appArgs);
-    return { command: withArgs.found ? withArgs.out : [...withArgs.out, ...input.appArgs], env };
+    let command = withArgs.found ? withArgs.out : [...withArgs.out, ...input.appArgs];
+    if (input.debug && entry.debugArgs?.length) command = insertAfter(command, entry.debugArgsAfter, entry.debugArgs.map((a) => fill(a, dv)));
+    command.push(...withTemplate.map((a) => fill(a, { ...dv, template: template! })));
+    return { command, env };
   }
 
   const opVars: Record<string, string> = {};
   for (const k of PROXY_OPERATOR_VARS) opVars[k] = braceEscape(dv[k]!);
   const args = entry.args.map((a) => (a === '{args}' ? a : fill(a, opVars)));
   const withArgs = splice(args, '{args}', input.appArgs.map(proxyEscapeArg));
-  const appPart = withArgs.found ? withArgs.out : [...withArgs.out, ...input.appArgs.map(proxyEscapeArg)];
-  const command = [
-    ...(entry.cmd ?? proxyCommand ?? DEFAULT_PROXY_COMMAND),
-    ...appPart,
-    `--presentation-path=${presentationVars(input).presentation_path}`,
-    `--ip=${input.ip}`,
-    `--port=${input.port}`,
-  ];
-  if (!input.hub) command.push('--authtype=none');
-  return { command, env };
+  let tail = withArgs.found ? withArgs.out : [...withArgs.out, ...input.appArgs.map(proxyEscapeArg)];
+  tail.push(`--presentation-path=${presentationVars(input).presentation_path}`);
+  if (input.condaEnv) tail.push(`--conda-env=${input.condaEnv}`);
+  tail.push(`--ip=${input.ip}`, `--port=${input.port}`);
+  if (!input.hub) tail.push('--authtype=none');
+  if (input.debug) {
+    const debugArgs = (entry.debugArgs ?? ['{--}debug']).map((a) => fill(a, opVars));
+    if (entry.debugArgsAfter === undefined) tail.push(...debugArgs);
+    tail.push('--debug');
+    if (entry.debugArgsAfter !== undefined) tail = insertAfter(tail, entry.debugArgsAfter, debugArgs);
+  }
+  tail.push(...proxySettingFlags(input.proxy ?? PROXY_DEFAULTS));
+  tail.push(...withTemplate.map((a) => fill(a, { ...opVars, template: braceEscape(template!) })));
+  return { command: [...(entry.cmd ?? proxyCommand ?? DEFAULT_PROXY_COMMAND), ...tail], env };
 }
 
 /** Problems with one launcher entry, each prefixed with its policy key (launchers.<mode>…). */
@@ -216,16 +280,17 @@ export function validateLauncher(mode: string, entry: LauncherEntry): string[] {
   const key = `launchers.${mode}`;
   const argVars = entry.direct ? DIRECT_VARS : [...PROXY_RUNTIME_VARS, ...PROXY_OPERATOR_VARS];
   const envVars = entry.direct ? ENV_VARS_DIRECT : ENV_VARS_PROXIED;
-  const checkArgs = (list: string[] | undefined, sub: string): void => {
+  const checkArgs = (list: string[] | undefined, sub: string, extraVars: string[] = []): void => {
     if (list === undefined) return;
     list.forEach((a, i) => {
-      if (ELEMENT_VARS.includes(a)) {
+      if (ELEMENT_VARS.includes(a) && (sub === 'args' || sub === 'hubArgs')) {
         if (a === '{command}' && !entry.direct) errs.push(`${key}.${sub}[${i}]: {command} needs a direct launcher (direct: true)`);
         return;
       }
       for (const m of a.matchAll(PH)) {
-        if (!argVars.includes(m[1]!)) {
-          errs.push(`${key}.${sub}[${i}]: unknown placeholder ${m[0]} in "${a}" (${entry.direct ? 'direct' : 'proxied'} launchers know ${argVars.map((v) => `{${v}}`).join(' ')})`);
+        if (!argVars.includes(m[1]!) && !extraVars.includes(m[1]!)) {
+          const known = [...argVars, ...extraVars].map((v) => `{${v}}`).join(' ');
+          errs.push(`${key}.${sub}[${i}]: unknown placeholder ${m[0]} in "${a}" (${entry.direct ? 'direct' : 'proxied'} launchers know ${known} here)`);
         }
       }
     });
@@ -233,6 +298,15 @@ export function validateLauncher(mode: string, entry: LauncherEntry): string[] {
   if (!entry.args || entry.args.length === 0) errs.push(`${key}.args: must be a non-empty list`);
   checkArgs(entry.args, 'args');
   checkArgs(entry.hubArgs, 'hubArgs');
+  checkArgs(entry.debugArgs, 'debugArgs');
+  checkArgs(entry.templateArgs, 'templateArgs', ['template']);
+  if (entry.templateArgs?.length && !entry.templateArgs.some((a) => a.includes('{template}'))) {
+    errs.push(`${key}.templateArgs: must use {template} (the template's name)`);
+  }
+  if (entry.template !== undefined && !TEMPLATE_NAME.test(entry.template)) {
+    errs.push(`${key}.template: "${entry.template}" is not a template name (letters, digits, "._+-", not starting with "-")`);
+  }
+  if (entry.template !== undefined && !entry.templateArgs?.length) errs.push(`${key}.template: set templateArgs too, or the template is never passed`);
   if (entry.hubArgs && !entry.direct) errs.push(`${key}.hubArgs: only direct launchers have hubArgs (proxied ones use the proxy's OAuth)`);
   for (const [k, v] of Object.entries(entry.env ?? {})) {
     for (const m of v.matchAll(PH)) {

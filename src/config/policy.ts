@@ -7,8 +7,9 @@ import { isIP } from 'node:net';
 import { Ajv, type ErrorObject } from 'ajv';
 import YAML from 'yaml';
 import { MODES, type Mode } from '../api/types.js';
+import { APP_PATH_PATTERN, MODE_PATTERN, TOKEN_PATTERN } from '../api/schema.js';
 import type { LauncherEntry, Policy } from './types.js';
-import { BUILTIN_LAUNCHERS, validateLauncher } from './launchers.js';
+import { BUILTIN_LAUNCHERS, PROXY_DEFAULTS, validateLauncher } from './launchers.js';
 import { NAME_PLACEHOLDERS, unknownPlaceholders } from './templates.js';
 import { parseQuantity } from './quantity.js';
 
@@ -47,6 +48,12 @@ export function defaultPolicy(): Policy {
     constraints: [],
     launchers: structuredClone(BUILTIN_LAUNCHERS) as Record<string, LauncherEntry>,
     defaultMode: 'notebook',
+    dashboards: {
+      git: { enabled: true, allowedUrls: [], directory: 'work' },
+      conda: { envs: [], allowCustom: false },
+      proxy: { ...PROXY_DEFAULTS },
+      debug: false,
+    },
     allowCommandOverride: false,
     volumes: [{ name: '{prefix}-{username}-home', target: '/home/jovyan/work', type: 'volume' }],
     homeDir: '/home/jovyan',
@@ -71,8 +78,12 @@ const quantity = { type: ['string', 'number'] };
 const launcherSchema = {
   type: 'object',
   additionalProperties: false,
-  properties: { args: strList, env: strMap, requiresPath: { type: 'boolean' }, enabled: { type: 'boolean' }, direct: { type: 'boolean' }, hubArgs: strList, cmd: strList },
+  properties: {
+    args: strList, env: strMap, requiresPath: { type: 'boolean' }, enabled: { type: 'boolean' }, direct: { type: 'boolean' }, hubArgs: strList, cmd: strList,
+    debugArgs: strList, debugArgsAfter: str, templateArgs: strList, template: str,
+  },
 };
+const seconds = { type: 'integer', minimum: 0 };
 export const POLICY_SCHEMA = {
   type: 'object',
   additionalProperties: false,
@@ -91,7 +102,22 @@ export const POLICY_SCHEMA = {
     constraints: strList,
     proxyCommand: { type: 'array', items: str, minItems: 1 },
     launchers: { type: 'object', additionalProperties: launcherSchema },
-    defaultMode: { enum: [...MODES] },
+    defaultMode: { type: 'string', minLength: 1 },
+    dashboards: {
+      type: 'object', additionalProperties: false,
+      properties: {
+        git: { type: 'object', additionalProperties: false, properties: { enabled: { type: 'boolean' }, allowedUrls: strList, directory: str } },
+        conda: { type: 'object', additionalProperties: false, properties: { envs: strList, allowCustom: { type: 'boolean' } } },
+        proxy: {
+          type: 'object', additionalProperties: false,
+          properties: {
+            requestTimeout: seconds, readyTimeout: seconds, forceAlive: { type: 'boolean' }, lastActivityInterval: seconds,
+            websocketMaxMessageSize: { type: 'integer', minimum: 0 },
+          },
+        },
+        debug: { type: 'boolean' },
+      },
+    },
     allowCommandOverride: { type: 'boolean' },
     volumes: {
       type: 'array',
@@ -292,15 +318,32 @@ function semanticProblems(p: Policy): string[] {
   const [lo, hi] = p.hostPortRange;
   if (lo > hi) errs.push(`hostPortRange: [${lo}, ${hi}] is empty (first must be <= second)`);
   if (isIP(p.publishHostIp) === 0) errs.push(`publishHostIp: "${p.publishHostIp}" is not an IP address`);
+  const modeRe = new RegExp(MODE_PATTERN);
   for (const [mode, entry] of Object.entries(p.launchers)) {
-    if (!(MODES as readonly string[]).includes(mode)) {
+    if (!modeRe.test(mode)) {
       const hint = didYouMean(mode, MODES);
-      errs.push(`launchers.${mode}: not a mode of the NotebookServer resource${hint ? ` (did you mean "${hint}"?)` : ''}; modes: ${MODES.join(', ')}`);
+      errs.push(`launchers.${mode}: a mode name must be a DNS label (lower-case letters, digits and "-")${hint ? `; did you mean "${hint}"?` : ''}`);
+      continue;
+    }
+    if (!(MODES as readonly string[]).includes(mode) && !entry.args?.length) {
+      // A new mode has nothing to merge over: without args it is most likely a misspelt built-in.
+      const hint = didYouMean(mode, MODES);
+      errs.push(`launchers.${mode}: "${mode}" is not a built-in mode, so it needs its own args${hint ? ` (did you mean "${hint}"?)` : ''}; built-in modes: ${MODES.join(', ')}`);
       continue;
     }
     errs.push(...validateLauncher(mode, entry));
   }
-  if (p.launchers[p.defaultMode]?.enabled === false) errs.push(`defaultMode: "${p.defaultMode}" is disabled in launchers.${p.defaultMode}.enabled`);
+  const dm = p.launchers[p.defaultMode];
+  if (!dm) errs.push(`defaultMode: "${p.defaultMode}" has no launcher; modes: ${Object.keys(p.launchers).join(', ')}`);
+  else if (dm.enabled === false) errs.push(`defaultMode: "${p.defaultMode}" is disabled in launchers.${p.defaultMode}.enabled`);
+  const dir = p.dashboards.git.directory;
+  if (!new RegExp(APP_PATH_PATTERN).test(dir) || dir.startsWith('/')) {
+    errs.push(`dashboards.git.directory: "${dir}" must be relative to the home directory, without ".." segments`);
+  }
+  const tokenRe = new RegExp(TOKEN_PATTERN);
+  p.dashboards.conda.envs.forEach((e, i) => {
+    if (!tokenRe.test(e)) errs.push(`dashboards.conda.envs[${i}]: "${e}" is not a conda env name (letters, digits, "._+-", not starting with "-")`);
+  });
   for (const kind of ['cpu', 'memory'] as const) {
     const d = p.resources.defaults[kind];
     const l = p.resources.limits[kind];
@@ -364,4 +407,9 @@ export function loadPolicy(opts: LoadPolicyOptions = {}): Policy {
 /** The launcher of `mode`, or undefined when the policy has none. */
 export function launcherFor(policy: Policy, mode: Mode | string): LauncherEntry | undefined {
   return Object.prototype.hasOwnProperty.call(policy.launchers, mode) ? policy.launchers[mode] : undefined;
+}
+
+/** The modes servers may use under this policy (built-in and added, minus disabled ones), sorted. */
+export function enabledModes(policy: Pick<Policy, 'launchers'>): string[] {
+  return Object.keys(policy.launchers).filter((m) => policy.launchers[m]?.enabled !== false).sort();
 }

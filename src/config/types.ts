@@ -26,6 +26,42 @@ export interface LauncherEntry {
   hubArgs?: string[];
   /** Proxied launchers only: the proxy command (default Policy.proxyCommand), like cdsdashboards' launcher 'cmd'. */
   cmd?: string[];
+  /**
+   * Added when dashboards.debug is on (cdsdashboards' 'debug_args'): appended after the launcher's
+   * command line; default for proxied launchers ["{--}debug"]. With debugArgsAfter they are
+   * inserted right after the first argument equal to it instead (how cdsdashboards puts
+   * streamlit's {--}log_level=debug before `run`).
+   */
+  debugArgs?: string[];
+  debugArgsAfter?: string;
+  /** Appended last when the server has a template (spec.app.template, else `template`); {template} is the name. */
+  templateArgs?: string[];
+  /** Default template (cdsdashboards' voila_template); unset: none. */
+  template?: string;
+}
+
+/** cdsdashboards' dashboard settings that are not per launcher. */
+export interface DashboardSettings {
+  /** Git sources (spec.git), cdsdashboards' show_source_git. */
+  git: {
+    enabled: boolean;
+    /** Globs (picomatch) a spec.git.url must match; empty: any https or ssh URL. */
+    allowedUrls: string[];
+    /** Where clones go by default, relative to the home ({folder} of the URL appended). */
+    directory: string;
+  };
+  /** cdsdashboards' conda_envs and allow_custom_conda_env. */
+  conda: { envs: string[]; allowCustom: boolean };
+  /** jhsingle-native-proxy settings cdsdashboards exposes; 0 / defaults add no flag (the proxy's own default). */
+  proxy: {
+    requestTimeout: number;
+    readyTimeout: number;
+    forceAlive: boolean;
+    lastActivityInterval: number;
+    websocketMaxMessageSize: number;
+  };
+  /** cdsdashboards' Spawner.debug for dashboards: launcher debugArgs plus the proxy's --debug. */
+  debug: boolean;
 }
 
 export interface VolumeTemplate {
@@ -64,7 +100,9 @@ export interface Policy {
   proxyCommand?: string[];
   /** Mode → launcher. Merged over the built-in table (cdsdashboards' launchers). */
   launchers: Record<Mode | string, LauncherEntry>;
-  defaultMode: Mode;
+  /** A mode of `launchers` (built-in or added by the policy). */
+  defaultMode: string;
+  dashboards: DashboardSettings;
   /** Allow spec.command outside mode custom. */
   allowCommandOverride: boolean;
   volumes: VolumeTemplate[];

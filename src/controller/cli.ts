@@ -16,7 +16,7 @@ import { Registry } from 'prom-client';
 import { BackendError, type Backend } from '../backends/types.js';
 import { connectDocker, createBackend } from '../backends/docker.js';
 import { instrumentDocker, type DockerMetrics } from '../backends/docker-metrics.js';
-import { PolicyError, loadPolicy } from '../config/policy.js';
+import { PolicyError, enabledModes, loadPolicy } from '../config/policy.js';
 import type { Policy } from '../config/types.js';
 import type { RunningApiServer } from '../apiserver/index.js';
 import { addLogOptions, explain, loggerFromOptions, type LogOptions } from '../commands/options.js';
@@ -299,7 +299,7 @@ export function registerOperatorCommands(program: Command): void {
       const dataDir = resolve(o.dataDir);
       srv = await startEmbedded(dataDir, Number(o.port), o.address, log.child({ component: 'apiserver' }));
       kc.loadFromFile(srv.kubeconfigPath);
-      const crd = await installCrd(kc);
+      const crd = await installCrd(kc, { modes: enabledModes(policy) });
       log.info(`CRD notebookservers.nbswarm.io ${crd}`);
       const opLog = log.child({ component: 'operator' });
       op = await startOperator({ kubeconfig: kc, policy, backend, log: opLog, registry, statusUrl: extras.status?.url, identity: upIdentity(dataDir) });

@@ -2,6 +2,7 @@
 import { ApiextensionsV1Api, KubeConfig, type V1CustomResourceDefinition } from '@kubernetes/client-node';
 import { readFileSync } from 'node:fs';
 import YAML from 'yaml';
+import { MODES } from '../api/types.js';
 import { repoPath } from '../paths.js';
 import { makeApiClient } from './kube.js';
 
@@ -9,9 +10,28 @@ export function loadCrd(path = repoPath('crds', 'notebookserver.yaml')): V1Custo
   return YAML.parse(readFileSync(path, 'utf8')) as V1CustomResourceDefinition;
 }
 
-export async function installCrd(kc: KubeConfig, opts: { path?: string; timeoutMs?: number } = {}): Promise<'created' | 'updated' | 'unchanged'> {
+/**
+ * The CRD with spec.mode's description naming the modes this operator's policy serves, when they
+ * differ from the built-in ones (`kubectl explain nbs.spec.mode` then lists a policy's own modes).
+ */
+export function crdForModes(crd: V1CustomResourceDefinition, modes: readonly string[] | undefined): V1CustomResourceDefinition {
+  if (!modes) return crd;
+  const builtIn = [...MODES].sort().join(',');
+  if ([...modes].sort().join(',') === builtIn) return crd;
+  const out = structuredClone(crd);
+  for (const v of out.spec.versions) {
+    const mode = v.schema?.openAPIV3Schema?.properties?.spec?.properties?.mode;
+    if (mode) mode.description = `${mode.description ?? ''} This operator's policy serves the modes: ${[...modes].sort().join(', ')}.`;
+  }
+  return out;
+}
+
+export async function installCrd(
+  kc: KubeConfig,
+  opts: { path?: string; timeoutMs?: number; modes?: readonly string[] } = {},
+): Promise<'created' | 'updated' | 'unchanged'> {
   const api = makeApiClient(kc, ApiextensionsV1Api);
-  const crd = loadCrd(opts.path);
+  const crd = crdForModes(loadCrd(opts.path), opts.modes);
   const name = crd.metadata?.name ?? '';
   let result: 'created' | 'updated' | 'unchanged';
   try {

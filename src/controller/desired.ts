@@ -11,9 +11,12 @@ import { posix } from 'node:path';
 import picomatch from 'picomatch';
 import { ANNOTATIONS, LABELS, MANAGED_BY } from '../api/names.js';
 import type { EnvVar, NotebookServer } from '../api/types.js';
-import type { DesiredServer, ObservedServer, VolumeMount } from '../backends/types.js';
+import type { DesiredServer, ObservedServer, SecretFile, VolumeMount } from '../backends/types.js';
 import type { Policy } from '../config/types.js';
 import { buildLaunch, fill } from '../config/launchers.js';
+import { enabledModes } from '../config/policy.js';
+import { cloneFolder, gitCredentialFiles, gitUrlAllowed, parseGitUrl } from '../config/git-source.js';
+import { withPrelude } from '../config/start-prelude.js';
 import { parseQuantity } from '../config/quantity.js';
 import { dockerName, renderTemplate, volumeName } from '../config/templates.js';
 import { canonicalJson } from '../util/json.js';
@@ -126,6 +129,46 @@ function hubBaseUrl(env: Record<string, string>): string {
   return (env.JUPYTERHUB_SERVICE_PREFIX ?? '').replace(/\/+$/, '');
 }
 
+type GitResult =
+  | { ok: true; root?: string; env: Record<string, string>; files: SecretFile[] }
+  | { ok: false; field: string; reason: string; message: string };
+
+/**
+ * spec.git → where the presentation lives (the clone), the prelude's environment and the
+ * credential files. Refused: git sources off in the policy, a URL that is not https/ssh or that
+ * the policy's allowedUrls do not match, a missing or unusable credentials Secret.
+ */
+export function renderGit(git: NonNullable<NotebookServer['spec']>['git'], namespace: string, home: string, policy: Policy, ctx: RenderContext): GitResult {
+  if (!git) return { ok: true, env: {}, files: [] };
+  const settings = policy.dashboards.git;
+  if (!settings.enabled) return { ok: false, field: 'spec.git', reason: 'GitSourcesDisabled', message: 'spec.git is set but git sources are disabled by the operator policy (dashboards.git.enabled: false)' };
+  const parsed = parseGitUrl(git.url ?? '');
+  if ('problem' in parsed) return { ok: false, field: 'spec.git.url', reason: 'InvalidGitUrl', message: `spec.git.url "${git.url}" ${parsed.problem}` };
+  if (!gitUrlAllowed(git.url, settings.allowedUrls)) {
+    return {
+      ok: false, field: 'spec.git.url', reason: 'GitUrlNotAllowed',
+      message: `spec.git.url "${git.url}" is not allowed by the operator policy (dashboards.git.allowedUrls: ${settings.allowedUrls.map((g) => `"${g}"`).join(', ')}); ask an admin to add a matching glob`,
+    };
+  }
+  const folder = cloneFolder(git.url, git.folder, settings.directory);
+  const folderProblem = appPathProblem(folder);
+  if (folderProblem || !folder) return { ok: false, field: 'spec.git.folder', reason: 'InvalidGitFolder', message: `spec.git.folder "${folder}" ${folderProblem ?? 'must not be empty'}` };
+  let files: SecretFile[] = [];
+  if (git.secretName) {
+    const field = 'spec.git.secretName';
+    const values = ctx.secrets(git.secretName);
+    if (!values) return { ok: false, field, reason: 'SecretNotFound', message: `${field}: secret ${namespace}/${git.secretName} not found; create it (keys username and password, or identity)` };
+    const made = gitCredentialFiles(values, `${namespace}/${git.secretName}`);
+    if ('problem' in made) return { ok: false, field, reason: 'InvalidGitSecret', message: `${field}: ${made.problem}` };
+    files = made;
+  }
+  const root = posix.join(home, folder);
+  const env: Record<string, string> = { NBSWARM_GIT_URL: git.url, NBSWARM_GIT_DIR: root, NBSWARM_GIT_FOLDER: folder };
+  if (git.branch) env.NBSWARM_GIT_BRANCH = git.branch;
+  if (parsed.credentialScope && files.length) env.NBSWARM_GIT_CREDENTIAL_SCOPE = parsed.credentialScope;
+  return { ok: true, root, env, files };
+}
+
 export function renderDesired(nbs: NotebookServer, policy: Policy, ctx: RenderContext): RenderResult {
   const meta = nbs.metadata ?? {};
   const spec = nbs.spec ?? ({} as NotebookServer['spec']);
@@ -150,7 +193,7 @@ export function renderDesired(nbs: NotebookServer, policy: Policy, ctx: RenderCo
   const mode = effectiveMode(nbs, policy);
   const launcher = Object.prototype.hasOwnProperty.call(policy.launchers, mode) ? policy.launchers[mode] : undefined;
   if (!launcher) {
-    return fail('spec.mode', 'UnknownMode', `mode "${mode}" has no launcher in the operator policy; modes: ${Object.keys(policy.launchers).filter((m) => policy.launchers[m]?.enabled !== false).join(', ')}`);
+    return fail('spec.mode', 'UnknownMode', `mode "${mode}" has no launcher in the operator policy; its modes: ${enabledModes(policy).join(', ')}`);
   }
   if (launcher.enabled === false) {
     return fail('spec.mode', 'ModeDisabled', `mode "${mode}" is disabled by the operator policy (launchers.${mode}.enabled: false)`);
@@ -167,6 +210,22 @@ export function renderDesired(nbs: NotebookServer, policy: Policy, ctx: RenderCo
   }
   if (mode !== 'custom' && command.length > 0 && !policy.allowCommandOverride) {
     return fail('spec.command', 'CommandNotAllowed', `spec.command is only used with mode "custom"; the operator policy does not allow overriding the "${mode}" launcher (allowCommandOverride: false)`);
+  }
+
+  const template = spec.app?.template;
+  if (template !== undefined && !launcher.templateArgs?.length) {
+    return fail('spec.app.template', 'TemplateNotSupported', `mode "${mode}" takes no template (its launcher has no templateArgs; voila does)`);
+  }
+  const condaEnv = spec.app?.condaEnv || undefined;
+  if (condaEnv && !policy.dashboards.conda.allowCustom && !policy.dashboards.conda.envs.includes(condaEnv)) {
+    const envs = policy.dashboards.conda.envs;
+    return fail('spec.app.condaEnv', 'CondaEnvNotAllowed',
+      `conda env "${condaEnv}" is not offered by the operator policy (dashboards.conda.envs: ${envs.length ? envs.join(', ') : 'none'}; dashboards.conda.allowCustom: false)`);
+  }
+  const viewers = spec.viewers;
+  if ((viewers?.allUsers || viewers?.users?.length || viewers?.groups?.length) && launcher.direct && !launcher.hubArgs) {
+    return fail('spec.viewers', 'ViewersNotEnforced',
+      `mode "${mode}" runs its app directly, with no JupyterHub OAuth check in front of it, so spec.viewers could not be enforced; use a proxied launcher (or one with hubArgs) for dashboards with viewers`);
   }
 
   // System user.
@@ -192,6 +251,9 @@ export function renderDesired(nbs: NotebookServer, policy: Policy, ctx: RenderCo
   if (!resolvedEnv.ok) return resolvedEnv;
   const specEnv = resolvedEnv.env;
 
+  const git = renderGit(spec.git, namespace, home, policy, ctx);
+  if (!git.ok) return git;
+
   // Networking and port.
   let port = policy.port;
   let ip = '0.0.0.0';
@@ -204,6 +266,8 @@ export function renderDesired(nbs: NotebookServer, policy: Policy, ctx: RenderCo
   const launchInput = {
     port, ip, home, username: user, servername, appPath, appArgs: spec.app?.args ?? [], command,
     hub: specEnv.JUPYTERHUB_API_TOKEN !== undefined, baseUrl: hubBaseUrl(specEnv),
+    presentationRoot: git.root, template, condaEnv: launcher.direct ? undefined : condaEnv,
+    debug: policy.dashboards.debug, proxy: policy.dashboards.proxy,
   };
   const launch = buildLaunch(launcher, launchInput, policy.proxyCommand);
   let argv = launch.command;
@@ -211,7 +275,11 @@ export function renderDesired(nbs: NotebookServer, policy: Policy, ctx: RenderCo
     const vars = { port: String(port), ip, home, username: user, servername, '-': '-', '--': '--' };
     argv = command.map((c) => fill(c, vars));
   }
-  const env: Record<string, string> = { ...launch.env, ...policy.env, ...specEnv };
+  // The prelude clones/pulls the git source and activates a direct launcher's conda env, in the container.
+  const preludeEnv: Record<string, string> = { ...git.env };
+  if (condaEnv && launcher.direct) preludeEnv.NBSWARM_CONDA_ENV = condaEnv;
+  if (Object.keys(preludeEnv).length) argv = withPrelude(argv);
+  const env: Record<string, string> = { ...launch.env, ...policy.env, ...specEnv, ...preludeEnv };
   if (spec.systemUser) {
     env.HOME ??= home;
     env.USER ??= user;
@@ -301,6 +369,7 @@ export function renderDesired(nbs: NotebookServer, policy: Policy, ctx: RenderCo
     constraints: policy.constraints.length ? [...policy.constraints] : undefined,
     stopped: spec.stopped === true,
   };
+  if (git.files.length) base.secretFiles = git.files;
   const specHash = computeSpecHash(base);
   labels[LABELS.specHash] = specHash;
   return { ok: true, desired: { ...base, specHash } };

@@ -61,12 +61,13 @@ export class SecretInformer extends Informer<CachedSecret> {
   }
 }
 
-/** The servers in the Secret's namespace whose spec.env references it. */
+/** The servers in the Secret's namespace whose spec.env or spec.git (credentials) references it. */
 export function serversReferencing(servers: Iterable<NotebookServer>, secret: { metadata: { namespace?: string; name?: string } }): NotebookServer[] {
   const out: NotebookServer[] = [];
   for (const o of servers) {
     if (o.metadata.namespace !== secret.metadata.namespace) continue;
-    if ((o.spec?.env ?? []).some((e) => e.valueFrom?.secretKeyRef?.name === secret.metadata.name)) out.push(o);
+    const name = secret.metadata.name;
+    if ((o.spec?.env ?? []).some((e) => e.valueFrom?.secretKeyRef?.name === name) || o.spec?.git?.secretName === name) out.push(o);
   }
   return out;
 }

@@ -1,17 +1,27 @@
 /**
- * Issue 6 "Must show": presentation modes on a real dockerd. A real R Shiny app (the images/
- * recipe's local/shiny image, Debian's r-cran-shiny) launched by a direct launcher entry from the
- * policy answers with the app's HTML; mode custom runs what spec.command says; on Swarm the start
- * is visible as task-state conditions and Events (`kubectl describe`), and a task that cannot start
- * is reported with Docker's own reason.
+ * Presentation modes on a real dockerd. A real R Shiny app (the images/ recipe's local/shiny
+ * image, Debian's r-cran-shiny) launched by a direct launcher entry from the policy answers with
+ * the app's HTML; mode custom runs what spec.command says; on Swarm the start is visible as
+ * task-state conditions and Events (`kubectl describe`), and a task that cannot start is reported
+ * with Docker's own reason.
+ *
+ * Git sources: a real git server (git http-backend over HTTPS with Basic credentials, on
+ * 127.0.0.1; test/helpers/git-server.ts) holds a Shiny app; a NotebookServer of a mode the policy
+ * adds runs it through nbswarm-dashboard-proxy after the container cloned it with credentials from
+ * a Secret (files, not env), and pulls the next commit on restart. The servers use host networking,
+ * the one way a container reaches the loopback server.
  */
 import { expect } from 'chai';
 import type { BackendKind } from '../../src/backends/types.js';
 import { defaultPolicy } from '../../src/config/policy.js';
-import { httpGet } from '../helpers/docker.js';
+import { httpGet, waitFor } from '../helpers/docker.js';
+import { startGitServer, type GitServer } from '../helpers/git-server.js';
+import { enabledModes } from '../../src/config/policy.js';
+import { repoFolderName } from '../../src/config/git-source.js';
+import { installCrd } from '../../src/controller/crd.js';
 import { recordStatuses } from './status-recorder.js';
 import { writeIntoVolume } from './volume-writer.js';
-import { NS, nbsYaml, setupEnv, waitReady, type Env } from './operator-harness.js';
+import { NS, dockerExec, getNbs, nbsYaml, patchSpec, setupEnv, waitPhase, waitReady, type Env } from './operator-harness.js';
 
 const SHINY_IMAGE = process.env.NBSWARM_SHINY_IMAGE ?? 'local/shiny:latest';
 const APP_TITLE = 'nbswarm shiny dashboard';
@@ -127,6 +137,136 @@ for (const kind of ['service', 'container'] as BackendKind[]) {
         } finally {
           rec.stop();
         }
+      });
+    }
+  });
+}
+
+/**
+ * A presentation type the admin adds (cdsdashboards' extra_presentation_launchers): R Shiny run
+ * through the dashboard proxy, not through the rshiny_server_cmd package upstream's rshiny uses.
+ */
+const SHINY_PROXIED = {
+  requiresPath: true,
+  args: ['--destport=0', 'R', '{--}no-echo', '{-}e', "shiny::runApp('{presentation_path}', port={port}, host='127.0.0.1', launch.browser=FALSE)"],
+};
+const appR = (title: string) => `library(shiny)\nui <- fluidPage(titlePanel("${title}"))\nserver <- function(input, output) {}\nshinyApp(ui, server)\n`;
+
+for (const kind of ['service', 'container'] as BackendKind[]) {
+  describe(`dashboards from a git source with the ${kind} backend`, function () {
+    this.timeout(180_000);
+    let env: Env;
+    let git: GitServer;
+    before(async function () {
+      git = await startGitServer();
+      const lo = 23000 + Math.floor(Math.random() * 60) * 100 + (kind === 'service' ? 0 : 50);
+      env = await setupEnv(kind, {
+        allowedImages: ['local/*'],
+        networkMode: 'host',
+        hostPortRange: [lo, lo + 49],
+        proxyCommand: ['start.sh', 'nbswarm-dashboard-proxy'],
+        launchers: { ...defaultPolicy().launchers, shinyapp: SHINY_PROXIED },
+        dashboards: { ...defaultPolicy().dashboards, proxy: { ...defaultPolicy().dashboards.proxy, readyTimeout: 60 } },
+        resources: { defaults: { cpu: '1', memory: '512Mi' }, limits: { cpu: '1', memory: '1Gi' } },
+      });
+      const img: any = await env.docker.getImage(SHINY_IMAGE).inspect().catch(() => undefined);
+      const recipe = img?.Config?.Labels?.['nbswarm.recipe'];
+      if (!recipe) throw new Error(`${SHINY_IMAGE} is missing or older than git sources: rebuild it with \`bash images/notebook/build.sh local/shiny:latest --with-shiny\``);
+      await env.kubectl(['create', 'secret', 'generic', 'git-creds', '-n', NS, `--from-literal=username=${git.username}`, `--from-literal=password=${git.password}`, `--from-literal=ca.crt=${git.caPem}`]);
+    });
+    after(async () => {
+      await env?.close();
+      await git?.close();
+    });
+
+    /** waitReady, with the container's log in the error when the server does not get there. */
+    async function readyOrLog(name: string) {
+      try {
+        return await waitReady(env, name, '120s');
+      } catch (err) {
+        const o = await getNbs(env, name);
+        const [obj] = await env.backend.find(o.metadata.uid!);
+        const log = obj?.containerId ? await env.docker.getContainer(obj.containerId).logs({ stdout: true, stderr: true, tail: 40 }).then(String).catch(() => '') : '';
+        throw new Error(`${(err as Error).message}\n--- container log (tail):\n${log}`);
+      }
+    }
+
+    it('clones the repository in the container with the Secret\'s credentials, serves the app from it and pulls the next commit on restart', async () => {
+      git.commit('dash', { 'apps/hello/app.R': appR('from git v1'), 'README.md': 'a dashboard' }, 'v1');
+      await env.kubectl(['apply', '-f', '-'], nbsYaml('gitdash', {
+        user: 'gina', servername: 'gitdash', image: SHINY_IMAGE, mode: 'shinyapp', app: { path: 'apps/hello' },
+        git: { url: git.url('dash'), branch: 'main', secretName: 'git-creds' },
+      }));
+      const o = await readyOrLog('gitdash');
+      const url = o.status!.endpoint!.hostUrl!;
+      const first = await waitFor('the app through the proxy', async () => {
+        const r = await httpGet(`${url}/`, 60_000);
+        return r.status === 200 ? r : undefined;
+      }, 90_000, 500);
+      expect(first.body).to.contain('<title>from git v1</title>');
+      expect(git.stats.authenticated, 'the clone used the credentials').to.be.greaterThan(0);
+
+      // The clone is in the user's volume, made by the server's user.
+      const [obj] = await env.backend.find(o.metadata.uid!);
+      const owner = await dockerExec(env.docker, obj!.containerId!, ['stat', '-c', '%u', `/home/jovyan/work/${repoFolderName(git.url('dash'))}/.git`]);
+      expect(owner.trim()).to.equal('1000');
+
+      // The password reached the container as a file, never through its config or env.
+      const c: any = await env.docker.getContainer(obj!.containerId!).inspect();
+      expect(JSON.stringify(c.Config)).not.to.contain(git.password);
+      expect(c.Config.Env).to.include(`NBSWARM_GIT_URL=${git.url('dash')}`);
+      if (kind === 'service') {
+        const svc: any = await env.docker.getService(obj!.id).inspect();
+        expect(JSON.stringify(svc.Spec)).not.to.contain(git.password);
+        expect(svc.Spec.TaskTemplate.ContainerSpec.Secrets.map((x: any) => x.File.Name).sort()).to.deep.equal(['nbswarm-git-ca.crt', 'nbswarm-git-credentials']);
+      }
+      const creds = await dockerExec(env.docker, obj!.containerId!, ['cat', '/run/secrets/nbswarm-git-credentials']);
+      expect(creds).to.equal(`username=${git.username}\npassword=${git.password}\n`);
+
+      // A new commit, then a restart (stop + start): the container pulls it.
+      git.commit('dash', { 'apps/hello/app.R': appR('from git v2') }, 'v2');
+      await patchSpec(env, 'gitdash', { stopped: true });
+      await waitPhase(env, 'gitdash', 'Stopped', 90_000);
+      await patchSpec(env, 'gitdash', { stopped: false });
+      const again = await readyOrLog('gitdash');
+      const second = await waitFor('v2 through the proxy', async () => {
+        const r = await httpGet(`${again.status!.endpoint!.hostUrl!}/`, 60_000).catch(() => undefined);
+        return r?.status === 200 && r.body.includes('from git v2') ? r : undefined;
+      }, 90_000, 500);
+      expect(second.body).to.contain('<title>from git v2</title>');
+    });
+
+    it('a URL that is not https/ssh, or a missing Secret, fails the server with a message naming the field', async () => {
+      await env.kubectl(['apply', '-f', '-'], nbsYaml('gitbad', { user: 'gina', servername: 'bad', image: SHINY_IMAGE, mode: 'shinyapp', app: { path: 'a' }, git: { url: 'git://127.0.0.1/dash.git' } }));
+      const bad = await waitPhase(env, 'gitbad', 'Failed');
+      expect(bad.status!.message).to.match(/spec\.git\.url "git:\/\/127\.0\.0\.1\/dash\.git" uses git:\/\/, which nbswarm does not clone from: use https/);
+      await env.kubectl(['apply', '-f', '-'], nbsYaml('gitnosecret', { user: 'gina', servername: 'nosecret', image: SHINY_IMAGE, mode: 'shinyapp', app: { path: 'a' }, git: { url: git.url('dash'), secretName: 'absent' } }));
+      const missing = await waitPhase(env, 'gitnosecret', 'Failed');
+      expect(missing.status!.message).to.contain('spec.git.secretName: secret default/absent not found');
+      const cond = missing.status!.conditions!.find((x) => x.type === 'Ready')!;
+      expect(cond.reason).to.equal('SecretNotFound');
+    });
+
+    if (kind === 'service') {
+      it('without credentials the server refuses the clone: the task exits 66 and the server goes Failed', async () => {
+        const refusedBefore = git.stats.refused;
+        // The server's CA only: TLS succeeds, and the server answers 401 to the anonymous clone.
+        await env.kubectl(['create', 'secret', 'generic', 'git-ca-only', '-n', NS, `--from-literal=ca.crt=${git.caPem}`]);
+        await env.kubectl(['apply', '-f', '-'], nbsYaml('gitanon', { user: 'gina', servername: 'anon', image: SHINY_IMAGE, mode: 'shinyapp', app: { path: 'apps/hello' }, git: { url: git.url('dash'), secretName: 'git-ca-only' } }));
+        const failed = await waitPhase(env, 'gitanon', 'Failed', 120_000);
+        expect(failed.status!.message).to.match(/\(66\)|exit code 66/);
+        expect(git.stats.refused).to.be.greaterThan(refusedBefore);
+      });
+
+      it('kubectl explain lists the modes the policy adds once the CRD is installed with them', async () => {
+        await installCrd(env.kc, { modes: enabledModes(env.policy) });
+        const explain = await waitFor('kubectl explain with the policy modes', async () => {
+          const out = await env.kubectl(['explain', 'nbs.spec.mode']);
+          return out.includes('shinyapp') ? out : undefined;
+        }, 30_000, 500);
+        expect(explain).to.match(/serves the modes: .*shinyapp/s);
+        const o = await getNbs(env, 'gitdash').catch(() => undefined);
+        expect(o?.spec.mode).to.equal('shinyapp');
       });
     }
   });

@@ -162,7 +162,14 @@ export async function patchSpec(env: Env, name: string, spec: Record<string, unk
 
 /** Ready (via kubectl wait) and converged on the current generation. */
 export async function waitReady(env: Env, name: string, timeout = '90s'): Promise<NotebookServer> {
-  await env.kubectl(['wait', '-n', NS, `nbs/${name}`, '--for=condition=Ready', `--timeout=${timeout}`]);
+  // kubectl gets its own --timeout plus a margin, so that is the limit and not the helper's default.
+  const seconds = Number(/^(\d+)s$/.exec(timeout)?.[1] ?? 90);
+  const args = ['wait', '-n', NS, `nbs/${name}`, '--for=condition=Ready', `--timeout=${seconds}s`];
+  const r = await kubectlRaw(env.kubeconfig, args, undefined, (seconds + 15) * 1000);
+  if (r.code !== 0) {
+    const o = await getNbs(env, name).catch(() => undefined);
+    throw new Error(`kubectl ${args.join(' ')} failed (${r.code}): ${(r.stderr || r.stdout).trim()}; last status: ${o?.status?.phase ?? '(none)'}: ${o?.status?.message ?? ''}`);
+  }
   return waitFor(`${name} observedGeneration`, async () => {
     const o = await getNbs(env, name);
     return o.status?.observedGeneration === o.metadata.generation && o.status?.phase === 'Running' ? o : undefined;
@@ -170,10 +177,15 @@ export async function waitReady(env: Env, name: string, timeout = '90s'): Promis
 }
 
 export async function waitPhase(env: Env, name: string, phase: string, timeoutMs = 60_000): Promise<NotebookServer> {
-  return waitFor(`${name} phase ${phase}`, async () => {
-    const o = await getNbs(env, name);
-    return o.status?.phase === phase && o.status?.observedGeneration === o.metadata.generation ? o : undefined;
-  }, timeoutMs);
+  let last: NotebookServer | undefined;
+  try {
+    return await waitFor(`${name} phase ${phase}`, async () => {
+      const o = (last = await getNbs(env, name));
+      return o.status?.phase === phase && o.status?.observedGeneration === o.metadata.generation ? o : undefined;
+    }, timeoutMs);
+  } catch (err) {
+    throw new Error(`${(err as Error).message}; last status: ${last?.status?.phase ?? '(none)'}: ${last?.status?.message ?? ''}`);
+  }
 }
 
 /** The env of the running container of a server (Swarm: its task's container). */

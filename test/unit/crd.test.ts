@@ -9,6 +9,8 @@ import { notebookServerCRD } from '../../src/api/crd.js';
 import { CRD_FILE, renderCrdYaml } from '../../src/api/gen-crd.js';
 import { notebookServerSchema, walkSchema, type JSONSchemaProps } from '../../src/api/schema.js';
 import { notebookServerValidator } from '../../src/api/validate.js';
+import { MODES } from '../../src/api/types.js';
+import { crdForModes, loadCrd } from '../../src/controller/crd.js';
 import { repoPath } from '../../src/paths.js';
 
 const genCrdJs = fileURLToPath(new URL('../../src/api/gen-crd.js', import.meta.url));
@@ -75,10 +77,22 @@ describe('NotebookServer CRD', () => {
     ]);
     const spec = v.schema.openAPIV3Schema.properties!.spec!;
     expect(spec.required).to.deep.equal(['user']);
-    expect(spec.properties!.mode!.enum).to.deep.equal(['notebook', 'lab', 'voila', 'streamlit', 'dash', 'panel', 'bokeh', 'rshiny', 'custom']);
+    // Any DNS label: the policy may add modes; its description names the built-in ones.
+    expect(spec.properties!.mode!.enum).to.equal(undefined);
+    expect(spec.properties!.mode!.pattern).to.equal('^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$');
+    for (const m of ['notebook', 'lab', 'voila', 'streamlit', 'dash', 'panel', 'bokeh', 'rshiny', 'custom']) expect(spec.properties!.mode!.description).to.contain(m);
     const cond = v.schema.openAPIV3Schema.properties!.status!.properties!.conditions!;
     expect(Object.keys(cond.items!.properties!)).to.include.members(['type', 'status', 'reason', 'message', 'lastTransitionTime']);
     expect(cond['x-kubernetes-list-map-keys']).to.deep.equal(['type']);
+  });
+
+  it('the installed CRD names the policy\'s modes in spec.mode\'s description when the policy adds some', () => {
+    const file = loadCrd();
+    expect(crdForModes(file, [...MODES])).to.equal(file);
+    const withShiny = crdForModes(file, [...MODES, 'shinyr']);
+    const desc = withShiny.spec.versions[0]!.schema!.openAPIV3Schema!.properties!.spec!.properties!.mode!.description!;
+    expect(desc).to.match(/This operator's policy serves the modes: bokeh, custom, dash, lab, notebook, panel, rshiny, shinyr, streamlit, voila\.$/);
+    expect(file.spec.versions[0]!.schema!.openAPIV3Schema!.properties!.spec!.properties!.mode!.description).not.to.contain('shinyr');
   });
 
   it('ajv compiles the schema and accepts every example in manifests/examples', () => {
@@ -102,7 +116,12 @@ describe('NotebookServer CRD', () => {
   const bad: Array<[string, any, string]> = [
     ['no user', nbs({ mode: 'notebook' }), '/spec'],
     ['no spec', { apiVersion: 'nbswarm.io/v1alpha1', kind: 'NotebookServer', metadata: {} }, ''],
-    ['unknown mode', nbs({ user: 'a', mode: 'jupyterlab' }), '/spec/mode'],
+    ['mode that is not a DNS label', nbs({ user: 'a', mode: 'Jupyter_Lab' }), '/spec/mode'],
+    ['git without url', nbs({ user: 'a', git: { branch: 'main' } }), '/spec/git'],
+    ['git branch read as an option', nbs({ user: 'a', git: { url: 'https://h/r.git', branch: '--upload-pack=x' } }), '/spec/git/branch'],
+    ['git folder escaping home', nbs({ user: 'a', git: { url: 'https://h/r.git', folder: '../x' } }), '/spec/git/folder'],
+    ['conda env read as an option', nbs({ user: 'a', app: { condaEnv: '-n' } }), '/spec/app/condaEnv'],
+    ['viewer with a slash', nbs({ user: 'a', viewers: { users: ['a/b'] } }), '/spec/viewers/users/0'],
     ['user with a slash', nbs({ user: 'a/b' }), '/spec/user'],
     ['user with a newline', nbs({ user: 'alice\nbob' }), '/spec/user'],
     ['user with a C1 control character', nbs({ user: 'ali\u0085ce' }), '/spec/user'],

@@ -120,8 +120,9 @@ describe('renderDesired', () => {
       expect([disabled.field, disabled.reason]).to.deep.equal(['spec.mode', 'ModeDisabled']);
       expect(disabled.message).to.contain('launchers.lab.enabled: false');
     });
-    it('a dashboard mode needs spec.app.path, which must stay inside the home', () => {
-      expect(failed(renderDesired(nbs({ mode: 'voila' }), policy, noSecrets))).to.deep.include({ field: 'spec.app.path', reason: 'AppPathRequired' });
+    it('a dashboard mode needs spec.app.path (voila excepted: it serves the folder), which must stay inside the home', () => {
+      expect(failed(renderDesired(nbs({ mode: 'streamlit' }), policy, noSecrets))).to.deep.include({ field: 'spec.app.path', reason: 'AppPathRequired' });
+      expect(ok(renderDesired(nbs({ mode: 'voila' }), policy, noSecrets)).command).to.include('--presentation-path=/home/jovyan');
       expect(failed(renderDesired(nbs({ mode: 'voila', app: { path: 'work/../../etc/passwd' } }), policy, noSecrets))).to.deep.include({ field: 'spec.app.path', reason: 'InvalidAppPath' });
       expect(failed(renderDesired(nbs({ mode: 'voila', app: { path: '/etc/passwd' } }), policy, noSecrets)).field).to.equal('spec.app.path');
     });
@@ -141,6 +142,109 @@ describe('renderDesired', () => {
       expect(failed(renderDesired(nbs(spec), policy, noSecrets))).to.deep.include({ field: 'spec.command', reason: 'CommandNotAllowed' });
       const d = ok(renderDesired(nbs(spec), { ...policy, allowCommandOverride: true }, noSecrets));
       expect(d.command).to.deep.equal(['jupyter', 'notebook', '--port=8888']);
+    });
+  });
+
+  describe('dashboards: policy modes, templates, conda, viewers, debug and proxy settings', () => {
+    const shinyr = { requiresPath: true, args: ['--destport=0', 'R', '{-}e', "shiny::runApp('{presentation_path}', port={port})"] };
+    it('a mode the policy adds runs its launcher; an unknown one fails listing the policy\'s modes', () => {
+      const p: Policy = { ...policy, launchers: { ...policy.launchers, shinyr }, proxyCommand: ['start.sh', 'nbswarm-dashboard-proxy'] };
+      const d = ok(renderDesired(nbs({ mode: 'shinyr', app: { path: 'work/app' } }), p, noSecrets));
+      expect(d.command).to.deep.equal(['start.sh', 'nbswarm-dashboard-proxy', ...shinyr.args, '--presentation-path=/home/jovyan/work/app', '--ip=0.0.0.0', '--port=8888', '--authtype=none']);
+      expect(d.labels[LABELS.mode]).to.equal('shinyr');
+      const unknown = failed(renderDesired(nbs({ mode: 'gradio' }), p, noSecrets));
+      expect(unknown).to.deep.include({ field: 'spec.mode', reason: 'UnknownMode' });
+      expect(unknown.message).to.equal('mode "gradio" has no launcher in the operator policy; its modes: bokeh, custom, dash, lab, notebook, panel, rshiny, shinyr, streamlit, voila');
+    });
+    it('spec.app.template: voila gets {--}template=NAME last; the launcher\'s default otherwise; other modes refuse it', () => {
+      const d = ok(renderDesired(nbs({ mode: 'voila', app: { path: 'work/a.ipynb', template: 'gridstack' } }), policy, noSecrets));
+      expect(d.command.at(-1)).to.equal('{--}template=gridstack');
+      const p: Policy = { ...policy, launchers: { ...policy.launchers, voila: { ...policy.launchers.voila!, template: 'material' } } };
+      expect(ok(renderDesired(nbs({ mode: 'voila' }), p, noSecrets)).command.at(-1)).to.equal('{--}template=material');
+      expect(ok(renderDesired(nbs({ mode: 'voila' }), policy, noSecrets)).command.some((a) => a.includes('template'))).to.equal(false);
+      expect(failed(renderDesired(nbs({ mode: 'streamlit', app: { path: 'a.py', template: 'x' } }), policy, noSecrets))).to.deep.include({ field: 'spec.app.template', reason: 'TemplateNotSupported' });
+    });
+    it('spec.app.condaEnv: offered envs (or allowCustom) only; proxied → --conda-env, direct → the start prelude', () => {
+      const refused = failed(renderDesired(nbs({ mode: 'streamlit', app: { path: 'a.py', condaEnv: 'py39' } }), policy, noSecrets));
+      expect(refused).to.deep.include({ field: 'spec.app.condaEnv', reason: 'CondaEnvNotAllowed' });
+      expect(refused.message).to.contain('dashboards.conda.envs: none');
+      const p: Policy = { ...policy, dashboards: { ...policy.dashboards, conda: { envs: ['py39'], allowCustom: false } } };
+      const proxied = ok(renderDesired(nbs({ mode: 'streamlit', app: { path: 'a.py', condaEnv: 'py39' } }), p, noSecrets));
+      expect(proxied.command).to.include('--conda-env=py39');
+      expect(proxied.command[0]).to.equal('start.sh');
+      const direct = ok(renderDesired(nbs({ mode: 'custom', command: ['app', '{port}'], app: { condaEnv: 'mine' } }), { ...p, dashboards: { ...p.dashboards, conda: { envs: [], allowCustom: true } } }, noSecrets));
+      expect(direct.command.slice(0, 2)).to.deep.equal(['sh', '-c']);
+      expect(direct.command.slice(3)).to.deep.equal(['nbswarm-start', 'app', '8888']);
+      expect(direct.env.NBSWARM_CONDA_ENV).to.equal('mine');
+    });
+    it('dashboards.debug and dashboards.proxy reach proxied command lines', () => {
+      const p: Policy = { ...policy, dashboards: { ...policy.dashboards, debug: true, proxy: { ...policy.dashboards.proxy, readyTimeout: 90, forceAlive: false } } };
+      const d = ok(renderDesired(nbs({ mode: 'dash', app: { path: 'app.py' } }), p, noSecrets));
+      expect(d.command.slice(-5)).to.deep.equal(['--authtype=none', '{--}debug', '--debug', '--ready-timeout=90', '--no-force-alive']);
+    });
+    it('spec.viewers needs a launcher with an OAuth check in front of the app', () => {
+      const viewers = { users: ['bob'] };
+      expect(ok(renderDesired(nbs({ mode: 'voila', viewers }), policy, noSecrets)).command[0]).to.equal('start.sh');
+      expect(ok(renderDesired(nbs({ mode: 'notebook', viewers }), policy, noSecrets)).command[0]).to.equal('start.sh');
+      const direct = failed(renderDesired(nbs({ mode: 'custom', command: ['httpd'], viewers: { allUsers: true } }), policy, noSecrets));
+      expect(direct).to.deep.include({ field: 'spec.viewers', reason: 'ViewersNotEnforced' });
+      expect(ok(renderDesired(nbs({ mode: 'custom', command: ['httpd'], viewers: { users: [], groups: [] } }), policy, noSecrets)).command).to.deep.equal(['httpd']);
+    });
+  });
+
+  describe('git sources (spec.git)', () => {
+    const url = 'https://git.example.org/team/dash.git';
+    const creds = (name: string) => (name === 'git-creds' ? { username: 'alice', password: 'tok3n', 'ca.crt': 'PEM' } : undefined);
+    it('clones into work/<folder named like cdsdashboards> before the launcher; the presentation path is relative to the clone', () => {
+      const d = ok(renderDesired(nbs({ mode: 'voila', app: { path: 'notebooks/Intro.ipynb' }, git: { url, branch: 'main' } }), policy, noSecrets));
+      expect(d.command.slice(0, 2)).to.deep.equal(['sh', '-c']);
+      expect(d.command[3]).to.equal('nbswarm-start');
+      expect(d.command.slice(4, 8)).to.deep.equal(['start.sh', 'python3', '-m', 'jhsingle_native_proxy.main']);
+      expect(d.command).to.include('--presentation-path=/home/jovyan/work/git-example-org-team-dash-git/notebooks/Intro.ipynb');
+      expect(d.env).to.deep.equal({
+        NBSWARM_GIT_URL: url, NBSWARM_GIT_DIR: '/home/jovyan/work/git-example-org-team-dash-git', NBSWARM_GIT_FOLDER: 'work/git-example-org-team-dash-git', NBSWARM_GIT_BRANCH: 'main',
+      });
+      expect(d.secretFiles).to.equal(undefined);
+      const folder = ok(renderDesired(nbs({ mode: 'voila', git: { url, folder: 'work/dash' } }), policy, noSecrets));
+      expect(folder.env.NBSWARM_GIT_DIR).to.equal('/home/jovyan/work/dash');
+      expect(folder.command).to.include('--presentation-path=/home/jovyan/work/dash');
+    });
+    it('credentials become files, never env; the https helper is scoped to the repository\'s origin', () => {
+      const d = ok(renderDesired(nbs({ mode: 'voila', git: { url, secretName: 'git-creds' } }), policy, { secrets: creds }));
+      expect(d.secretFiles).to.deep.equal([
+        { name: 'nbswarm-git-credentials', data: 'username=alice\npassword=tok3n\n' },
+        { name: 'nbswarm-git-ca.crt', data: 'PEM' },
+      ]);
+      expect(d.env.NBSWARM_GIT_CREDENTIAL_SCOPE).to.equal('https://git.example.org');
+      expect(JSON.stringify(d.env) + JSON.stringify(d.command) + JSON.stringify(d.labels)).not.to.contain('tok3n');
+      // A changed Secret changes the object (the Docker secret is replaced).
+      const other = ok(renderDesired(nbs({ mode: 'voila', git: { url, secretName: 'git-creds' } }), policy, { secrets: () => ({ password: 'new' }) }));
+      expect(other.specHash).not.to.equal(d.specHash);
+    });
+    it('refuses: not https/ssh, credentials in the URL, a URL the policy does not allow, git off, a missing or useless Secret', () => {
+      const f = (git: object, p: Policy = policy, secrets: RenderContext['secrets'] = creds) => failed(renderDesired(nbs({ mode: 'voila', git: git as never }), p, { secrets }));
+      expect(f({ url: 'git://git.example.org/x.git' })).to.deep.include({ field: 'spec.git.url', reason: 'InvalidGitUrl' });
+      expect(f({ url: 'git://git.example.org/x.git' }).message).to.match(/uses git:\/\/, which nbswarm does not clone from: use https/);
+      expect(f({ url: 'http://git.example.org/x.git' }).message).to.contain('uses http://');
+      expect(f({ url: 'file:///etc' }).message).to.contain('uses file://');
+      expect(f({ url: '/srv/repo' }).message).to.contain('is not an https or ssh URL');
+      expect(f({ url: 'https://alice:pw@git.example.org/x.git' }).message).to.contain('must not carry credentials');
+      const strict: Policy = { ...policy, dashboards: { ...policy.dashboards, git: { ...policy.dashboards.git, allowedUrls: ['https://github.com/ourorg/**'] } } };
+      expect(f({ url }, strict)).to.deep.include({ field: 'spec.git.url', reason: 'GitUrlNotAllowed' });
+      expect(ok(renderDesired(nbs({ mode: 'voila', git: { url: 'https://github.com/ourorg/dash.git' } }), strict, noSecrets)).env.NBSWARM_GIT_URL).to.equal('https://github.com/ourorg/dash.git');
+      const off: Policy = { ...policy, dashboards: { ...policy.dashboards, git: { ...policy.dashboards.git, enabled: false } } };
+      expect(f({ url }, off)).to.deep.include({ field: 'spec.git', reason: 'GitSourcesDisabled' });
+      expect(f({ url, secretName: 'nope' })).to.deep.include({ field: 'spec.git.secretName', reason: 'SecretNotFound' });
+      expect(f({ url, secretName: 'git-creds' }, policy, () => ({ token: 'x' })).message).to.contain('has none of the keys nbswarm reads for git');
+      expect(f({ url, secretName: 'git-creds' }, policy, () => ({ password: 'a\nhost=evil' })).message).to.contain('one line each');
+    });
+    it('ssh: scp-like and ssh:// URLs; the key and known_hosts are files, no https helper', () => {
+      const secrets = () => ({ identity: 'KEY', known_hosts: 'git.example.org ssh-ed25519 AAAA' });
+      const d = ok(renderDesired(nbs({ mode: 'voila', git: { url: 'git@git.example.org:team/dash.git', secretName: 's' } }), policy, { secrets }));
+      expect(d.secretFiles!.map((x) => x.name)).to.deep.equal(['nbswarm-git-identity', 'nbswarm-git-known_hosts']);
+      expect(d.env.NBSWARM_GIT_CREDENTIAL_SCOPE).to.equal(undefined);
+      expect(d.env.NBSWARM_GIT_DIR).to.equal('/home/jovyan/work/git-git-example-org-team-dash-git');
+      expect(ok(renderDesired(nbs({ mode: 'voila', git: { url: 'ssh://git@git.example.org:2222/team/dash.git' } }), policy, noSecrets)).env.NBSWARM_GIT_URL).to.contain('ssh://');
     });
   });
 

@@ -1,5 +1,5 @@
 import { expect } from 'chai';
-import { BUILTIN_LAUNCHERS, buildLaunch, proxyEscapeArg, validateLauncher, type LaunchInput } from '../../src/config/launchers.js';
+import { BUILTIN_LAUNCHERS, PROXY_DEFAULTS, buildLaunch, proxyEscapeArg, proxySettingFlags, validateLauncher, type LaunchInput } from '../../src/config/launchers.js';
 import { MODES, type Mode } from '../../src/api/types.js';
 
 const base: LaunchInput = {
@@ -9,13 +9,60 @@ const base: LaunchInput = {
 const PROXY = ['start.sh', 'python3', '-m', 'jhsingle_native_proxy.main'];
 const TAIL = ['--presentation-path=/home/jovyan/work/app.py', '--ip=0.0.0.0', '--port=8888'];
 
+/**
+ * cdsdashboards' builtin_presentation_launchers as they stand upstream (ideonate/cdsdashboards
+ * HEAD 2fe9186, release 0.6.3, cdsdashboards/hubextension/spawners/variablemixin.py), transcribed
+ * by hand: the built-in table must stay equal to it, argument by argument.
+ */
+const UPSTREAM: Record<string, { args: string[]; env?: Record<string, string>; debug_args?: string[] }> = {
+  voila: {
+    args: ['--destport=0', 'python3', '{-}m', 'voila', '{presentation_path}', '{--}port={port}', '{--}no-browser',
+      '{--}Voila.base_url={base_url}/', '{--}Voila.server_url=/', '{--}Voila.ip=0.0.0.0', '{--}Voila.tornado_settings',
+      'allow_origin={origin_host}', '--progressive', '--ready-check-path=/voila/static/'],
+  },
+  streamlit: {
+    args: ['--destport=0', 'streamlit', 'run', '{presentation_path}', '{--}server.port={port}', '{--}server.headless=True',
+      '{--}browser.serverAddress={origin_host}', '{--}browser.gatherUsageStats=false'],
+    debug_args: [],
+  },
+  plotlydash: {
+    args: ['--destport=0', 'python3', '{-}m', 'plotlydash_tornado_cmd.main', '{presentation_path}', '{--}port={port}'],
+    env: { DASH_REQUESTS_PATHNAME_PREFIX: '{base_url}/' },
+  },
+  bokeh: {
+    args: ['--destport=0', 'python3', '{-}m', 'bokeh_root_cmd.main', '{presentation_path}', '{--}port={port}',
+      '{--}allow-websocket-origin={origin_host}', '{--}prefix={base_url}', '--ready-check-path=/ready-check'],
+  },
+  panel: {
+    args: ['--destport=0', 'python3', '{-}m', 'bokeh_root_cmd.main', '{presentation_path}', '{--}port={port}',
+      '{--}allow-websocket-origin={origin_host}', '{--}server=panel', '{--}prefix={base_url}', '--ready-check-path=/ready-check'],
+  },
+  rshiny: {
+    args: ['--destport=0', 'python3', '{-}m', 'rshiny_server_cmd.main', '{presentation_path}', '{--}port={port}'],
+  },
+};
+/** nbswarm's mode name for cdsdashboards' presentation type. */
+const NBSWARM_MODE: Record<string, Mode> = { voila: 'voila', streamlit: 'streamlit', plotlydash: 'dash', bokeh: 'bokeh', panel: 'panel', rshiny: 'rshiny' };
+
 describe('launchers', () => {
+  describe('the built-in dashboard table is cdsdashboards 0.6.3\'s', () => {
+    for (const [type, up] of Object.entries(UPSTREAM)) {
+      it(`${type}: the same args and env`, () => {
+        const entry = BUILTIN_LAUNCHERS[NBSWARM_MODE[type]!];
+        expect(entry.args).to.deep.equal(up.args);
+        expect(entry.env).to.deep.equal(up.env);
+        expect(entry.direct).to.equal(undefined);
+      });
+    }
+  });
+
   // Every built-in command line, pinned (standalone: no JupyterHub in the env).
   const pinned: Record<Mode, string[]> = {
     notebook: ['start.sh', 'jupyter', 'notebook', '--ip=0.0.0.0', '--port=8888', '--no-browser'],
     lab: ['start.sh', 'jupyter', 'lab', '--ip=0.0.0.0', '--port=8888', '--no-browser'],
     voila: [...PROXY, '--destport=0', 'python3', '{-}m', 'voila', '{presentation_path}', '{--}port={port}', '{--}no-browser',
-      '{--}Voila.base_url={base_url}/', '{--}Voila.server_url=/', '--progressive', '--ready-check-path=/voila/static/', ...TAIL, '--authtype=none'],
+      '{--}Voila.base_url={base_url}/', '{--}Voila.server_url=/', '{--}Voila.ip=0.0.0.0', '{--}Voila.tornado_settings', 'allow_origin={origin_host}',
+      '--progressive', '--ready-check-path=/voila/static/', ...TAIL, '--authtype=none'],
     streamlit: [...PROXY, '--destport=0', 'streamlit', 'run', '{presentation_path}', '{--}server.port={port}', '{--}server.headless=True',
       '{--}browser.serverAddress={origin_host}', '{--}browser.gatherUsageStats=false', ...TAIL, '--authtype=none'],
     dash: [...PROXY, '--destport=0', 'python3', '{-}m', 'plotlydash_tornado_cmd.main', '{presentation_path}', '{--}port={port}', ...TAIL, '--authtype=none'],
@@ -32,6 +79,54 @@ describe('launchers', () => {
       expect(buildLaunch(BUILTIN_LAUNCHERS[mode], input).command).to.deep.equal(pinned[mode]);
     });
   }
+
+  /**
+   * Spawned by JupyterHub with every option cdsdashboards has: the upstream get_args order is
+   * launcher args, --presentation-path, --conda-env, --ip, --port, debug args + --debug, the proxy
+   * settings, then extra_args_fn (voila's template last; streamlit's log level after `streamlit`).
+   */
+  describe('with every cdsdashboards option (hub, conda env, debug, proxy settings, template)', () => {
+    const all: LaunchInput = {
+      ...base, hub: true, baseUrl: '/user/alice/dash', condaEnv: 'py39', debug: true, template: 'gridstack',
+      proxy: { requestTimeout: 600, readyTimeout: 60, forceAlive: false, lastActivityInterval: 60, websocketMaxMessageSize: 104857600 },
+    };
+    const HUB_TAIL = ['--presentation-path=/home/jovyan/work/app.py', '--conda-env=py39', '--ip=0.0.0.0', '--port=8888'];
+    const SETTINGS = ['--request-timeout=600', '--ready-timeout=60', '--no-force-alive', '--last-activity-interval=60', '--websocket-max-message-size=104857600'];
+    const full: Partial<Record<Mode, string[]>> = {
+      voila: [...PROXY, '--destport=0', 'python3', '{-}m', 'voila', '{presentation_path}', '{--}port={port}', '{--}no-browser',
+        '{--}Voila.base_url={base_url}/', '{--}Voila.server_url=/', '{--}Voila.ip=0.0.0.0', '{--}Voila.tornado_settings', 'allow_origin={origin_host}',
+        '--progressive', '--ready-check-path=/voila/static/', ...HUB_TAIL, '{--}debug', '--debug', ...SETTINGS, '{--}template=gridstack'],
+      streamlit: [...PROXY, '--destport=0', 'streamlit', '{--}log_level=debug', 'run', '{presentation_path}', '{--}server.port={port}', '{--}server.headless=True',
+        '{--}browser.serverAddress={origin_host}', '{--}browser.gatherUsageStats=false', ...HUB_TAIL, '--debug', ...SETTINGS],
+      dash: [...PROXY, '--destport=0', 'python3', '{-}m', 'plotlydash_tornado_cmd.main', '{presentation_path}', '{--}port={port}', ...HUB_TAIL, '{--}debug', '--debug', ...SETTINGS],
+      bokeh: [...PROXY, '--destport=0', 'python3', '{-}m', 'bokeh_root_cmd.main', '{presentation_path}', '{--}port={port}',
+        '{--}allow-websocket-origin={origin_host}', '{--}prefix={base_url}', '--ready-check-path=/ready-check', ...HUB_TAIL, '{--}debug', '--debug', ...SETTINGS],
+      panel: [...PROXY, '--destport=0', 'python3', '{-}m', 'bokeh_root_cmd.main', '{presentation_path}', '{--}port={port}',
+        '{--}allow-websocket-origin={origin_host}', '{--}server=panel', '{--}prefix={base_url}', '--ready-check-path=/ready-check', ...HUB_TAIL, '{--}debug', '--debug', ...SETTINGS],
+      rshiny: [...PROXY, '--destport=0', 'python3', '{-}m', 'rshiny_server_cmd.main', '{presentation_path}', '{--}port={port}', ...HUB_TAIL, '{--}debug', '--debug', ...SETTINGS],
+    };
+    for (const mode of Object.keys(full) as Mode[]) {
+      it(`${mode}: ${full[mode]!.join(' ')}`, () => {
+        // The template only means something to voila; the others have no templateArgs.
+        expect(buildLaunch(BUILTIN_LAUNCHERS[mode], all).command).to.deep.equal(full[mode]);
+      });
+    }
+    it('settings equal to the proxy\'s defaults add no flag (as cdsdashboards leaves them out)', () => {
+      expect(proxySettingFlags(PROXY_DEFAULTS)).to.deep.equal([]);
+      expect(proxySettingFlags({ ...PROXY_DEFAULTS, lastActivityInterval: 0 })).to.deep.equal(['--last-activity-interval=0']);
+    });
+    it('voila without a path serves the home (or the clone): the presentation path is the folder', () => {
+      expect(BUILTIN_LAUNCHERS.voila.requiresPath).to.equal(undefined);
+      const l = buildLaunch(BUILTIN_LAUNCHERS.voila, { ...base, appPath: '' });
+      expect(l.command).to.include('--presentation-path=/home/jovyan');
+      const clone = buildLaunch(BUILTIN_LAUNCHERS.voila, { ...base, appPath: 'notebooks', presentationRoot: '/home/jovyan/work/github-com-org-repo-git' });
+      expect(clone.command).to.include('--presentation-path=/home/jovyan/work/github-com-org-repo-git/notebooks');
+    });
+    it('a direct launcher gets its debugArgs and templateArgs filled; no proxy flags', () => {
+      const entry = { direct: true, args: ['app', '--port={port}'], debugArgs: ['-v'], templateArgs: ['--theme={template}'] };
+      expect(buildLaunch(entry, { ...all, hub: false }).command).to.deep.equal(['app', '--port=8888', '-v', '--theme=gridstack']);
+    });
+  });
 
   it('every built-in mode of the resource has a valid launcher', () => {
     expect(Object.keys(BUILTIN_LAUNCHERS).sort()).to.deep.equal([...MODES].sort());
@@ -109,6 +204,9 @@ describe('launchers', () => {
       expect(validateLauncher('dash', { args: ['x'], env: { P: '{port}' } })[0]).to.match(/^launchers\.dash\.env\.P: unknown placeholder \{port\}/);
       expect(validateLauncher('voila', { args: ['{command}'] })[0]).to.match(/needs a direct launcher/);
       expect(validateLauncher('voila', { args: [] })[0]).to.equal('launchers.voila.args: must be a non-empty list');
+      expect(validateLauncher('voila', { args: ['x'], templateArgs: ['--template'] })[0]).to.equal('launchers.voila.templateArgs: must use {template} (the template\'s name)');
+      expect(validateLauncher('voila', { args: ['x'], template: '-rf', templateArgs: ['{--}template={template}'] })[0]).to.match(/^launchers\.voila\.template: "-rf" is not a template name/);
+      expect(validateLauncher('x', { args: ['x'], debugArgs: ['{args}'] })[0]).to.match(/^launchers\.x\.debugArgs\[0\]: unknown placeholder \{args\}/);
     });
   });
 });

@@ -3,7 +3,7 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { BUILTIN_LAUNCHERS } from '../../src/config/launchers.js';
-import { deepMerge, defaultPolicy, didYouMean, loadPolicy, PolicyError } from '../../src/config/policy.js';
+import { deepMerge, defaultPolicy, didYouMean, enabledModes, loadPolicy, PolicyError } from '../../src/config/policy.js';
 import { repoPath } from '../../src/paths.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'nbs-policy-'));
@@ -146,7 +146,12 @@ resources:
   limits: { cpu: lots }
 launchers:
   rshiny: { direct: true, args: ["R", "{origin_host}"] }
-  jupyterlab: { args: ["x"] }
+  Jupyter_Lab: { args: ["x"] }
+  voilla: { env: { A: "1" } }
+defaultMode: bokehh
+dashboards:
+  git: { directory: "../elsewhere" }
+  conda: { envs: ["base", "-rf"] }
 systemUsers:
   users:
     root: { uid: 0, gid: 0 }
@@ -160,7 +165,11 @@ systemUsers:
         'resources.limits.cpu: "lots" is not a quantity',
         'resources.defaults.memory: 16Gi is above resources.limits.memory 8Gi',
         'launchers.rshiny.args[1]: unknown placeholder {origin_host}',
-        'launchers.jupyterlab: not a mode of the NotebookServer resource',
+        'launchers.Jupyter_Lab: a mode name must be a DNS label',
+        'launchers.voilla: "voilla" is not a built-in mode, so it needs its own args (did you mean "voila"?)',
+        'defaultMode: "bokehh" has no launcher',
+        'dashboards.git.directory: "../elsewhere" must be relative to the home directory',
+        'dashboards.conda.envs[1]: "-rf" is not a conda env name',
         'systemUsers.users.root.uid: 0 is below systemUsers.uidFloor 1000',
       ];
       for (const w of want) expect(e.problems.some((p) => p.startsWith(w)), `${w}\n${e.message}`).to.equal(true);
@@ -169,6 +178,54 @@ systemUsers:
       expect(loadError({ file: join(dir, 'missing.yaml') }).message).to.match(/missing\.yaml: cannot read it/);
       expect(loadError({ file: file('a: [1,\n') }).message).to.contain('not valid YAML');
       expect(loadError({ file: file('- a\n- b\n') }).message).to.contain('the top level must be a mapping');
+    });
+  });
+
+  describe('presentation types the policy adds (cdsdashboards\' extra_presentation_launchers)', () => {
+    it('a new mode is merged next to the built-ins, may be the default mode and is validated like them', () => {
+      const p = loadPolicy({
+        file: file(`
+defaultMode: shinyr
+launchers:
+  shinyr:
+    requiresPath: true
+    args: ["--destport=0", "R", "{-}e", "shiny::runApp('{presentation_path}', port={port})"]
+  streamlit:
+    env: { STREAMLIT_ENV_VAR: TEST }
+`),
+      });
+      expect(p.defaultMode).to.equal('shinyr');
+      expect(p.launchers.shinyr!.args[1]).to.equal('R');
+      // Merged key by key: only streamlit's env changed (cdsdashboards' own example).
+      expect(p.launchers.streamlit!.env).to.deep.equal({ STREAMLIT_ENV_VAR: 'TEST' });
+      expect(p.launchers.streamlit!.args).to.deep.equal(BUILTIN_LAUNCHERS.streamlit.args);
+      expect(enabledModes(p)).to.include.members(['shinyr', 'voila', 'custom']);
+      const bad = loadError({ file: file('launchers:\n  mine: { args: ["--destport=0", "app", "{bogus}"] }\n') });
+      expect(bad.problems[0]).to.match(/^launchers\.mine\.args\[2\]: unknown placeholder \{bogus\}/);
+    });
+    it('enabledModes leaves out disabled modes', () => {
+      const p = loadPolicy({ file: file('launchers:\n  lab: { enabled: false }\n') });
+      expect(enabledModes(p)).not.to.include('lab');
+      expect(enabledModes(p)).to.include('notebook');
+    });
+  });
+
+  describe('dashboards (cdsdashboards\' settings)', () => {
+    it('defaults: git on for any https/ssh URL into work/, no conda envs, the proxy\'s own defaults, no debug', () => {
+      expect(defaultPolicy().dashboards).to.deep.equal({
+        git: { enabled: true, allowedUrls: [], directory: 'work' },
+        conda: { envs: [], allowCustom: false },
+        proxy: { requestTimeout: 0, readyTimeout: 0, forceAlive: true, lastActivityInterval: 300, websocketMaxMessageSize: 0 },
+        debug: false,
+      });
+    });
+    it('merges key by key and refuses unknown keys and negative timeouts', () => {
+      const p = loadPolicy({ file: file('dashboards:\n  proxy: { readyTimeout: 60 }\n  conda: { envs: [py39] }\n') });
+      expect(p.dashboards.proxy.readyTimeout).to.equal(60);
+      expect(p.dashboards.proxy.lastActivityInterval).to.equal(300);
+      expect(p.dashboards.conda).to.deep.equal({ envs: ['py39'], allowCustom: false });
+      expect(loadError({ file: file('dashboards:\n  proxy: { readyTimout: 60 }\n') }).message).to.contain('dashboards.proxy.readyTimout: unknown key (did you mean "readyTimeout"?)');
+      expect(loadError({ file: file('dashboards:\n  proxy: { requestTimeout: -1 }\n') }).message).to.contain('dashboards.proxy.requestTimeout: must be >= 0');
     });
   });
 
