@@ -30,6 +30,9 @@ import { Reconciler, RetryLater, newReconcilerStats, type ReconcilerStats } from
 import { SecretInformer, serversReferencing } from './secrets.js';
 import { WorkQueue, type Lane, type WorkQueueStats } from './workqueue.js';
 
+/** Where the leader-election Lease lives unless told otherwise (the embedded API server creates it at start). */
+export const DEFAULT_LEASE_NAMESPACE = 'nbswarm';
+
 /** Ready reasons of a server that waits for a Secret (or a key of one) to exist. */
 const WAITING_FOR_SECRET = new Set(['SecretNotFound', 'SecretKeyMissing']);
 
@@ -42,7 +45,10 @@ export interface OperatorOptions {
   /** Leader-election identity (default host-pid-random). */
   identity?: string;
   log?: Logger;
-  /** Namespace of the Lease (default: `namespace`, else "default"). */
+  /**
+   * Namespace of the Lease (default "nbswarm"): a namespace only the operator's identity may write,
+   * never a tenant's, where a hub could hold the Lease and stop every operator.
+   */
   leaseNamespace?: string;
   /** Lease name (default nbswarm-operator-<prefix>: operators with different prefixes are independent). */
   leaseName?: string;
@@ -91,7 +97,7 @@ export async function startOperator(opts: OperatorOptions): Promise<OperatorHand
   const elector = new LeaderElector(
     kubeconfig,
     {
-      namespace: opts.leaseNamespace ?? opts.namespace ?? 'default',
+      namespace: opts.leaseNamespace ?? DEFAULT_LEASE_NAMESPACE,
       name: opts.leaseName ?? `nbswarm-operator-${policy.prefix}`.toLowerCase().replace(/[^a-z0-9.-]/g, '-').slice(0, 63),
       identity,
       leaseDurationSeconds: opts.leaseDurationSeconds,
