@@ -52,18 +52,24 @@ export function userGroups(user: User): string[] {
 export class RBACAuthorizer implements Authorizer {
   private index: Index | null = null;
   private crdGroups: string[] | null = null;
+  /** Each indexed role's rules, parsed once per index (every request evaluates them). */
+  private parsed = new WeakMap<KubeObject, PolicyRule[]>();
 
   constructor(private readonly storage: Store, private readonly registry: KindRegistry) {
     // Deletions that bypass the write path (a namespace's sweep) reach the index through the store's events.
     for (const resource of RBAC_RESOURCES) {
       storage.addWatcher({ gr: kindKey(RBAC_GROUP, resource), ns: '', send: () => this.invalidate() });
     }
-    registry.onChange(() => (this.crdGroups = null));
+    registry.onChange(() => {
+      this.crdGroups = null;
+      this.parsed = new WeakMap();
+    });
   }
 
   /** Forget the index: roles or bindings changed. */
   invalidate(): void {
     this.index = null;
+    this.parsed = new WeakMap();
   }
 
   authorize(a: Attributes): Decision {
@@ -97,7 +103,7 @@ export class RBACAuthorizer implements Authorizer {
 
   /** What a Role or ClusterRole object would grant if stored as it is (the escalation check). */
   rulesOfObject(role: KubeObject): PolicyRule[] {
-    return this.rulesOf(role);
+    return this.parseRules(role);
   }
 
   private *grants(user: User, groups: string[], namespace: string, namespacedRequest: boolean): Generator<Grant> {
@@ -154,6 +160,12 @@ export class RBACAuthorizer implements Authorizer {
 
   /** A role's rules, plus the custom resources a built-in role covers (see CUSTOM_RESOURCES_ANNOTATION). */
   private rulesOf(role: KubeObject): PolicyRule[] {
+    let rules = this.parsed.get(role);
+    if (!rules) this.parsed.set(role, (rules = this.parseRules(role)));
+    return rules;
+  }
+
+  private parseRules(role: KubeObject): PolicyRule[] {
     const rules = Array.isArray(role.rules) ? role.rules.map(readRule).filter((r): r is PolicyRule => r !== undefined) : [];
     const cr = role.metadata.annotations?.[CUSTOM_RESOURCES_ANNOTATION];
     if ((cr === 'read' || cr === 'write') && role.kind === 'ClusterRole' && COVERS_CUSTOM_RESOURCES.has(role.metadata.name ?? '')) {
