@@ -125,6 +125,7 @@ export class Dispatcher {
     if (!user) throw new ApiError(401, 'Unauthorized', 'Unauthorized');
     outcome.user = user.name;
     if (path === '/metrics') {
+      this.authorizePath(user, path, req.method);
       res.writeHead(200, { 'content-type': this.metrics.registry.contentType });
       res.end(await this.metrics.registry.metrics());
       return;
@@ -134,6 +135,7 @@ export class Dispatcher {
       const decoded = `/${info.segments.join('/')}`;
       const route = Dispatcher.routes.find((r) => r.path.test(decoded));
       if (!route) throw pathNotFound();
+      this.authorizePath(user, decoded, req.method);
       return route.serve.call(this, req, res, info, url);
     }
     return this.serveResource(req, res, user, info, url.searchParams, outcome, warnings);
@@ -144,7 +146,8 @@ export class Dispatcher {
     if (!resolved) throw pathNotFound();
     const { kind, version } = resolved;
     if (info.namespace && !kind.namespaced) throw pathNotFound();
-    if (info.subresource && !(info.subresource === 'status' && version.statusSubresource)) throw pathNotFound();
+    const own = info.subresource ? kind.subresources?.[info.subresource] : undefined;
+    if (info.subresource && !own && !(info.subresource === 'status' && version.statusSubresource)) throw pathNotFound();
     outcome.resource = kind.group ? `${kind.resource}.${kind.group}` : kind.resource;
     const { verb } = info;
     if (!verb) throw methodNotAllowed();
@@ -161,11 +164,23 @@ export class Dispatcher {
       name: info.name, namespace: info.namespace, namespaced: kind.namespaced,
     };
     if (!this.services.authorizer.authorize(attrs).allowed) throw forbidden(attrs);
+    if (own) {
+      if (!info.name || !own.verbs.includes(verb)) throw methodNotAllowed();
+      if (kind.namespaced && !info.namespace) throw pathNotFound();
+      outcome.verb = verb;
+      return own.handler(scope);
+    }
     if ((UNNAMED.has(verb) && info.name) || ((verb === 'update' || verb === 'patch') && !info.name)) throw methodNotAllowed();
     // Named verbs on a namespaced kind need the namespace in the path.
     if (kind.namespaced && !info.namespace && (NAMED.has(verb) || verb === 'create')) throw pathNotFound();
     outcome.verb = verb;
     return VERB_HANDLERS[verb](scope);
+  }
+
+  /** Non-resource paths (discovery, OpenAPI, /metrics) are authorized by path, the verb being the method. */
+  private authorizePath(user: User, path: string, method = 'GET'): void {
+    const attrs = { user, verb: method.toLowerCase(), resourceRequest: false, path, group: '', resource: '', subresource: '', name: '', namespace: '', namespaced: false };
+    if (!this.services.authorizer.authorize(attrs).allowed) throw forbidden(attrs);
   }
 
   /** A JSON reply, or 404 when there is nothing to send. */

@@ -6,6 +6,7 @@ import { join, resolve } from 'node:path';
 import type { TLSSocket } from 'node:tls';
 import YAML from 'yaml';
 import { createLogger, errorFields, type Logger } from '../log.js';
+import { loadSigningKey } from './auth/serviceaccounts.js';
 import { ensureTokenFile, newToken, TokenAuth, type User } from './auth/tokens.js';
 import { StreamRequest, StreamResponse, type Req, type Res } from './request/http.js';
 import { ApiServer } from './server.js';
@@ -86,7 +87,7 @@ export async function startApiServer(opts: ApiServerOptions): Promise<RunningApi
   const auth = new TokenAuth(tokenFile, extra);
   const store = new Store(join(dataDir, 'state.db'), opts.watchWindow ?? 10000, opts.synchronous ?? 'NORMAL');
   const api = new ApiServer({
-    storage: store, authenticator: auth, log,
+    storage: store, authenticator: auth, log, caPem: tls.caPem, serviceAccountKey: loadSigningKey(join(dataDir, 'service-account.key')),
     bookmarkIntervalMs: opts.bookmarkIntervalMs ?? 15000, maxWatchSeconds: opts.maxWatchSeconds ?? 3600, eventTtlSeconds: opts.eventTtlSeconds ?? 3600,
   });
 

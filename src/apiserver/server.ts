@@ -8,8 +8,13 @@ import type { Logger } from '../log.js';
 import { nowIso } from '../util/time.js';
 import { AdmissionChain } from './admission/admission.js';
 import { NamespaceLifecycle } from './admission/namespace-lifecycle.js';
-import { RoleAuthorizer, type Authorizer } from './auth/authorizer.js';
-import type { Authenticator } from './auth/tokens.js';
+import type { KeyObject } from 'node:crypto';
+import { RbacEscalation } from './admission/rbac-escalation.js';
+import { RBACAuthorizer } from './auth/rbac/authorizer.js';
+import { reconcileBootstrapPolicy } from './auth/rbac/bootstrap.js';
+import { newSigningKey, ServiceAccountTokens } from './auth/serviceaccounts.js';
+import { UnionAuthenticator, type Authenticator } from './auth/tokens.js';
+import { tokenRequest } from './handlers/token.js';
 import { Dispatcher } from './dispatcher.js';
 import { deleteCustomResources } from './gc/crds.js';
 import { EventExpiry } from './gc/events.js';
@@ -28,9 +33,12 @@ import type { CustomResourceDefinition } from './types.js';
 
 export interface ServerOptions {
   storage: Store;
+  /** Who a bearer token is (the token file); ServiceAccount tokens are checked after it. */
   authenticator: Authenticator;
-  /** Default: the token file's roles (RoleAuthorizer). */
-  authorizer?: Authorizer;
+  /** Signs ServiceAccount tokens (Ed25519). Default: a new key, so tokens die with the process. */
+  serviceAccountKey?: KeyObject;
+  /** The CA certificate service-account-token Secrets carry as ca.crt. */
+  caPem?: string;
   bookmarkIntervalMs: number;
   /** Upper bound for a watch without timeoutSeconds (kube's min-request-timeout). */
   maxWatchSeconds: number;
@@ -39,7 +47,7 @@ export interface ServerOptions {
   log: Logger;
 }
 
-/** Namespaces every cluster has. */
+/** Namespaces every cluster has (`nbswarm` holds the operator's leader Lease: only its identity writes there). */
 const SYSTEM_NAMESPACES = ['default', 'kube-system', 'kube-public', 'kube-node-lease', 'nbswarm'];
 
 export class ApiServer {
@@ -52,8 +60,14 @@ export class ApiServer {
   constructor(o: ServerOptions) {
     const { storage, log } = o;
     const registry = new KindRegistry(log);
+    const authorizer = new RBACAuthorizer(storage, registry);
+    const saTokens = new ServiceAccountTokens(o.serviceAccountKey ?? newSigningKey(), storage);
+    const caPem = o.caPem ?? '';
     this.sweeper = new NamespaceSweeper(storage, () => registry.all(), log);
     const kinds = builtinKinds({
+      rbacChanged: () => authorizer.invalidate(),
+      tokenRequest: tokenRequest(saTokens),
+      fillServiceAccountToken: (secret) => saTokens.fillSecret(secret, caPem),
       namespaceTerminating: (name) => this.sweeper.sweep(name),
       crd: {
         served: (group, resource) => registry.get(group, resource),
@@ -67,13 +81,14 @@ export class ApiServer {
     for (const k of kinds) registry.add(k);
     for (const crd of storage.iterate(kindKey('apiextensions.k8s.io', 'customresourcedefinitions'), '')) registry.registerCrd(crd as unknown as CustomResourceDefinition);
     ensureSystemNamespaces(storage);
-    const admission = new AdmissionChain([new NamespaceLifecycle((name) => storage.namespace(name))]);
+    reconcileBootstrapPolicy(storage);
+    const admission = new AdmissionChain([new NamespaceLifecycle((name) => storage.namespace(name)), new RbacEscalation(authorizer)]);
     this.watches = new Watches(o.bookmarkIntervalMs, o.maxWatchSeconds, this.metrics.watches);
     const services: Services = {
-      storage, registry, rest: new RestStore(storage, admission), authorizer: o.authorizer ?? new RoleAuthorizer(),
+      storage, registry, rest: new RestStore(storage, admission), authorizer,
       respond: new Responder(storage, log), watches: this.watches,
     };
-    this.dispatcher = new Dispatcher(services, o.authenticator, this.metrics, log);
+    this.dispatcher = new Dispatcher(services, new UnionAuthenticator([o.authenticator, saTokens]), this.metrics, log);
     this.eventExpiry = new EventExpiry(storage, o.eventTtlSeconds, log);
     this.sweeper.resume();
   }

@@ -331,7 +331,7 @@ export function registerOperatorCommands(program: Command): void {
     .option('--kubeconfig <file>', 'kubeconfig of the API server to watch (default: $KUBECONFIG; inside a Kubernetes pod, its service account)')
     .option('--policy <file>', 'operator policy (YAML)')
     .option('--namespace <ns>', 'watch only this namespace (default: all)')
-    .option('--lease-namespace <ns>', 'namespace of the leader-election Lease (default: --namespace or "default")')
+    .option('--lease-namespace <ns>', 'namespace of the leader-election Lease (default "nbswarm": keep it where tenants cannot write)')
     .option('--backend <kind>', 'auto | service | container (overrides the policy)')
     .option('--metrics-port <port>', 'serve /metrics and /stats on 127.0.0.1:<port> (0 = off)', '0');
   addStatusPageOptions(operator);

@@ -32,6 +32,9 @@ import { SecretInformer, serversReferencing } from './secrets.js';
 import { SpawnTimer } from './spawn-timer.js';
 import { WorkQueue, type Lane, type WorkQueueStats } from './workqueue.js';
 
+/** Where the leader-election Lease lives unless told otherwise (the embedded API server creates it at start). */
+export const DEFAULT_LEASE_NAMESPACE = 'nbswarm';
+
 export interface OperatorOptions {
   kubeconfig: KubeConfig;
   policy: Policy;
@@ -41,7 +44,10 @@ export interface OperatorOptions {
   /** Leader-election identity (default host-pid-random). */
   identity?: string;
   log?: Logger;
-  /** Namespace of the Lease (default: `namespace`, else "default"). */
+  /**
+   * Namespace of the Lease (default "nbswarm"): a namespace only the operator's identity may write,
+   * never a tenant's, where a hub could hold the Lease and stop every operator.
+   */
   leaseNamespace?: string;
   /** Lease name (default nbswarm-operator-<prefix>: operators with different prefixes are independent). */
   leaseName?: string;
@@ -98,7 +104,7 @@ export async function startOperator(opts: OperatorOptions): Promise<OperatorHand
   const elector = new LeaderElector(
     kubeconfig,
     {
-      namespace: opts.leaseNamespace ?? opts.namespace ?? 'default',
+      namespace: opts.leaseNamespace ?? DEFAULT_LEASE_NAMESPACE,
       name: opts.leaseName ?? leaseNameFor(policy.prefix),
       identity,
       annotations: { [LEASE_STATUS_URL]: opts.statusUrl ?? '' },

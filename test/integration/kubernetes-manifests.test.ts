@@ -4,7 +4,7 @@
  * that can: the real kubectl renders the kustomization; every object round-trips through
  * @kubernetes/client-node's models (generated from Kubernetes' own OpenAPI), so a misspelled or
  * misplaced field is caught; the embedded API server dry-runs the kinds it serves (Namespace, CRD,
- * ConfigMap) and names the ones it does not serve (ServiceAccount, RBAC, Deployment) — no
+ * ConfigMap, ServiceAccount, RBAC) and names the one it does not serve (Deployment) — no
  * Deployment API is faked; and the Deployment's pod is run the way a kubelet on a Docker node would
  * run it (image, args, env, mounts, security context, host network, the service-account files and
  * KUBERNETES_SERVICE_* pointing at the API) and must pass its probes and serve a NotebookServer.
@@ -41,8 +41,8 @@ function run(cmd: string, args: string[], timeoutMs = 60_000): Promise<{ code: n
 
 const KUSTOMIZATION = repoPath('manifests/kubernetes');
 /** The kinds the embedded API server serves; the others exist only on a real cluster. */
-const SERVED = ['Namespace', 'CustomResourceDefinition', 'ConfigMap'];
-const NOT_SERVED = ['ServiceAccount', 'Role', 'ClusterRole', 'RoleBinding', 'ClusterRoleBinding', 'Deployment'];
+const SERVED = ['Namespace', 'CustomResourceDefinition', 'ConfigMap', 'ServiceAccount', 'Role', 'ClusterRole', 'RoleBinding', 'ClusterRoleBinding'];
+const NOT_SERVED = ['Deployment'];
 
 /** The object as client-node's model of `type` keeps it: fields the model does not know are dropped. */
 function typedRoundTrip(o: unknown, type: string): unknown {

@@ -201,7 +201,7 @@ describe('operator leader election (two replicas, one Lease)', function () {
       expect(env.op.stats().leader).to.equal(true);
       expect(standby.stats().leader).to.equal(false);
       expect(standby.stats().queue.reconcilesTotal).to.equal(0);
-      const lease = await env.kubectl(['get', 'lease', '-n', 'default', `nbswarm-operator-${env.prefix}`, '-o', 'json']);
+      const lease = await env.kubectl(['get', 'lease', '-n', 'nbswarm', `nbswarm-operator-${env.prefix}`, '-o', 'json']);
       expect(JSON.parse(lease).spec.holderIdentity).to.not.equal('standby');
       await env.op.stop();
       await standby.whenLeader();

@@ -15,6 +15,12 @@ function kinds(served: (group: string, resource: string) => ResourceKind | undef
   const all = builtinKinds({
     namespaceTerminating: (name) => calls.push(`terminating ${name}`),
     crd: { served, register: (crd) => calls.push(`register ${crd.metadata.name}`), deleted: (crd) => calls.push(`deleted ${crd.metadata.name}`) },
+    rbacChanged: () => calls.push('rbac changed'),
+    tokenRequest: () => undefined,
+    fillServiceAccountToken: (secret) => {
+      calls.push(`fill ${secret.metadata.name}`);
+      return [];
+    },
   });
   const kind = (resource: string, group = '') => all.find((k) => k.resource === resource && k.group === group)!;
   return { calls, kind };

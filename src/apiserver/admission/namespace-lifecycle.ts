@@ -6,7 +6,7 @@ import { ApiError, notFound } from '../errors.js';
 import type { Namespace } from '../types.js';
 import type { AdmissionAttributes, AdmissionPlugin } from './admission.js';
 
-const PROTECTED = new Set(['default', 'kube-system', 'kube-public']);
+const PROTECTED = new Set(['default', 'kube-system', 'kube-public', 'nbswarm']);
 
 export class NamespaceLifecycle implements AdmissionPlugin {
   readonly name = 'NamespaceLifecycle';

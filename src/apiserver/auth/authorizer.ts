@@ -1,10 +1,10 @@
 /**
  * Authorization: whether a user may do what a request asks (kube's authorizer.Attributes →
- * Decision). The role authorizer here knows three roles; an RBAC authorizer reading Roles and
- * Bindings implements the same interface.
+ * Decision). rbac/authorizer.ts implements it from Roles, ClusterRoles and their bindings.
  */
 import { ApiError, qualifiedResource } from '../errors.js';
 import type { Verb } from '../request/info.js';
+import type { PolicyRule } from './rbac/rules.js';
 import type { User } from './tokens.js';
 
 export interface Attributes {
@@ -32,40 +32,16 @@ export interface Decision {
 
 export interface Authorizer {
   authorize(a: Attributes): Decision;
-}
-
-const READ: ReadonlySet<string> = new Set<Verb>(['get', 'list', 'watch']);
-
-/**
- * The token file's roles: admin may do everything in its namespaces (all of them: everything),
- * hub reads and writes namespaced objects in its namespaces and reads cluster-scoped ones,
- * viewer only reads. Every authenticated user may read non-resource paths.
- */
-export class RoleAuthorizer implements Authorizer {
-  authorize(a: Attributes): Decision {
-    if (!a.resourceRequest) return { allowed: true, reason: '' };
-    const allowed = this.allows(a.user, a.verb, a.namespaced, a.namespace);
-    return { allowed, reason: allowed ? `nbswarm role ${a.user.role} allows it` : '' };
-  }
-
-  private allows(user: User, verb: string, namespaced: boolean, namespace: string): boolean {
-    const read = READ.has(verb);
-    if (user.role === 'admin' && user.namespaces === null) return true;
-    if (user.role === 'viewer' && !read) return false;
-    if (!namespaced) return read;
-    if (user.namespaces === null) return true;
-    return namespace !== '' && user.namespaces.includes(namespace);
-  }
-}
-
-/** The groups a user is reported in (SelfSubjectReview, and the subjects RBAC will bind). */
-export function userGroups(user: User): string[] {
-  return [`nbswarm:${user.role}`, 'system:authenticated'];
+  /** Every rule that applies to the user in `namespace` ('' = cluster-wide only), for SelfSubjectRulesReview and the escalation check. */
+  rulesFor(user: User, namespace: string): PolicyRule[];
+  /** The rules of the Role or ClusterRole a binding refers to ([] when it does not exist). */
+  roleRules(kind: string, name: string, namespace: string): PolicyRule[];
 }
 
 /** The 403 kube answers a denied request with. */
 export function forbidden(a: Attributes): ApiError {
   const what = `${a.resource}${a.subresource ? `/${a.subresource}` : ''}`;
+  if (!a.resourceRequest) return new ApiError(403, 'Forbidden', `forbidden: User "${a.user.name}" cannot ${a.verb} path "${a.path ?? ''}"`, {});
   const where = a.namespaced && a.namespace ? ` in the namespace "${a.namespace}"` : ' at the cluster scope';
   const gr = { group: a.group, resource: a.resource };
   return new ApiError(403, 'Forbidden', `${qualifiedResource(gr)}${a.name ? ` "${a.name}"` : ''} is forbidden: User "${a.user.name}" cannot ${a.verb} resource "${what}" in API group "${a.group}"${where}`, {

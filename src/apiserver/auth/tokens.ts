@@ -6,9 +6,13 @@ export type Role = 'admin' | 'hub' | 'viewer';
 
 export interface User {
   name: string;
-  role: Role;
-  /** null = every namespace. */
+  /** The token file's role; RBAC binds it implicitly (auth/rbac/authorizer.ts). Other users have none. */
+  role?: Role;
+  /** null = every namespace (the token file's role applies there). */
   namespaces: string[] | null;
+  /** Groups the authenticator put the user in; token-file users get theirs from the role. */
+  groups?: string[];
+  uid?: string;
 }
 
 /**
@@ -48,6 +52,24 @@ export interface Authenticator {
   authenticate(header: string | undefined): User | null;
 }
 
+/** Asks each authenticator in turn; the first that knows the token wins (kube's union authenticator). */
+export class UnionAuthenticator implements Authenticator {
+  constructor(private readonly authenticators: readonly Authenticator[]) {}
+  authenticate(header: string | undefined): User | null {
+    for (const a of this.authenticators) {
+      const u = a.authenticate(header);
+      if (u) return u;
+    }
+    return null;
+  }
+}
+
+/** The bearer token of an Authorization header, if it has one. */
+export function bearerToken(header: string | undefined): string | undefined {
+  if (!header) return undefined;
+  return /^Bearer\s+(.+)$/i.exec(header.trim())?.[1];
+}
+
 /** Bearer tokens from the token file (see parseTokenFile), plus `extra` tokens that live only in memory. */
 export class TokenAuth implements Authenticator {
   private users = new Map<string, User>();
@@ -67,9 +89,8 @@ export class TokenAuth implements Authenticator {
     this.mtime = st.mtimeMs;
   }
   authenticate(header: string | undefined): User | null {
-    if (!header) return null;
-    const m = /^Bearer\s+(.+)$/i.exec(header.trim());
-    if (!m) return null;
+    const token = bearerToken(header);
+    if (!token) return null;
     const now = Date.now();
     if (now - this.lastCheck > 2000) {
       this.lastCheck = now;
@@ -79,7 +100,7 @@ export class TokenAuth implements Authenticator {
         // A half-written token file must not lock everyone out: keep the previous users.
       }
     }
-    return this.users.get(m[1]) ?? this.extra.get(m[1]) ?? null;
+    return this.users.get(token) ?? this.extra.get(token) ?? null;
   }
   userToken(name: string): string | undefined {
     this.reload();

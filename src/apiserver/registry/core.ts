@@ -2,7 +2,7 @@
 import { isObject, jsonEqual } from '../../util/json.js';
 import { badRequest } from '../errors.js';
 import type { Cause, KubeObject, Namespace, Secret, StoredObject } from '../types.js';
-import { GenericStrategy } from './strategy.js';
+import { GenericStrategy, type WriteContext } from './strategy.js';
 
 /**
  * `data`, `binaryData` (and a leftover `stringData`) must be maps of strings, base64 where the
@@ -19,7 +19,14 @@ function checkDataMaps(obj: KubeObject, kind: string, base64Data: boolean): void
   }
 }
 
+/** Fills a `kubernetes.io/service-account-token` Secret (its token, ca.crt, namespace); returns what is wrong with it. */
+export type ServiceAccountTokenFiller = (secret: Secret) => Cause[];
+
 export class SecretStrategy extends GenericStrategy {
+  constructor(private readonly fillServiceAccountToken?: ServiceAccountTokenFiller) {
+    super();
+  }
+
   /** stringData is write-only: merged into data (base64) and dropped; the type defaults to Opaque. */
   protected override normalise(obj: KubeObject): void {
     const secret = obj as Secret;
@@ -32,6 +39,14 @@ export class SecretStrategy extends GenericStrategy {
     delete secret.stringData;
     if (!secret.type) secret.type = 'Opaque';
     checkDataMaps(secret, 'Secret', true);
+  }
+
+  override validate(obj: KubeObject, ctx: WriteContext): Cause[] {
+    const causes = super.validate(obj, ctx);
+    const secret = obj as Secret;
+    // After validation of the name, so the token names a valid Secret.
+    if (!causes.length && secret.type === 'kubernetes.io/service-account-token' && this.fillServiceAccountToken) causes.push(...this.fillServiceAccountToken(secret));
+    return causes;
   }
 
   override validateUpdate(obj: KubeObject, old: StoredObject): Cause[] {

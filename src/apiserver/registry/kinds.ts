@@ -1,5 +1,7 @@
 /** What the server knows about one served resource: names, versions, scope, and its strategy. */
 import type { ValidateFunction } from 'ajv';
+import type { Handler } from '../handlers/scope.js';
+import type { Verb } from '../request/info.js';
 import type { KubeObject, PrinterColumn, JsonSchema } from '../types.js';
 import type { Strategy } from './strategy.js';
 
@@ -38,7 +40,14 @@ export interface ResourceKind {
   crdName?: string;
   /** Create-only reviews answered from the request alone (nothing is stored). */
   review?: boolean;
+  /** Subresources served by their own handler (serviceaccounts/token), beside status. */
+  subresources?: Record<string, SubresourceRoute>;
   strategy: Strategy;
+}
+
+export interface SubresourceRoute {
+  verbs: readonly Verb[];
+  handler: Handler;
 }
 
 /** The registry key of a kind. */

@@ -18,6 +18,8 @@ export function columnsFor(kind: ResourceKind, version: string): PrinterColumn[]
 function cell(obj: KubeObject, c: PrinterColumn, now: number): unknown {
   // Secrets and ConfigMaps show how many keys they hold, not the data.
   if (c.jsonPath === '.data' && c.name === 'Data') return keyCount(obj.data) + keyCount(obj.binaryData);
+  // A binding shows the role it grants as Kind/name.
+  if (c.jsonPath === '.roleRef' && isObject(obj.roleRef)) return `${String(obj.roleRef.kind)}/${String(obj.roleRef.name)}`;
   const vals = jsonPath(obj, c.jsonPath);
   if (vals.length === 0) return c.type === 'date' ? '<unknown>' : null;
   const v = vals.length === 1 ? vals[0] : vals.map(String).join(',');

@@ -1,8 +1,9 @@
 import type { KubeObject, ObjectMeta } from '../types.js';
 
 /**
- * Decoder for the Kubernetes protobuf envelope (`k8s\0` + runtime.Unknown), enough for the core
- * types kubectl sends as protobuf (Secret, ConfigMap, Namespace, Event): kubectl's typed clients
+ * Decoder for the Kubernetes protobuf envelope (`k8s\0` + runtime.Unknown), enough for the
+ * built-in types kubectl sends as protobuf (Secret, ConfigMap, Namespace, Event, ServiceAccount,
+ * TokenRequest, Role, ClusterRole and their bindings, self-reviews): kubectl's typed clients
  * use protobuf for built-in kinds and do not fall back to JSON on 415.
  */
 type Field = { no: number; wire: number; v: bigint | Buffer };
@@ -89,6 +90,71 @@ function objRef(b: Buffer): Record<string, string> {
   return o;
 }
 
+const strings = (fs: Field[], no: number) => fs.filter((f) => f.no === no && f.wire === 2).map(str);
+
+/** Named string fields of a small message (`names[fieldNumber]`). */
+function strFields(b: Buffer, names: string[]): Record<string, string> {
+  const o: Record<string, string> = {};
+  for (const f of fields(b)) if (names[f.no] && f.wire === 2) o[names[f.no]] = str(f);
+  return o;
+}
+
+/** rbac/v1 PolicyRule: verbs 1, apiGroups 2, resources 3, resourceNames 4, nonResourceURLs 5 (all repeated). */
+function policyRule(b: Buffer): Record<string, string[]> {
+  const fs = fields(b);
+  const out: Record<string, string[]> = { verbs: strings(fs, 1) };
+  for (const [no, name] of [[2, 'apiGroups'], [3, 'resources'], [4, 'resourceNames'], [5, 'nonResourceURLs']] as const) {
+    const v = strings(fs, no);
+    if (v.length) out[name] = v;
+  }
+  return out;
+}
+
+/** What the RBAC and ServiceAccount kinds carry beyond metadata (kubectl create role/rolebinding/serviceaccount/token send protobuf). */
+function decodeIdentityKinds(kind: string, fs: Field[], o: KubeObject): boolean {
+  switch (kind) {
+    case 'ServiceAccount': {
+      const secrets = fs.filter((f) => f.no === 2).map((f) => objRef(f.v as Buffer));
+      if (secrets.length) o.secrets = secrets;
+      const pull = fs.filter((f) => f.no === 4).map((f) => strFields(f.v as Buffer, ['', 'name']));
+      if (pull.length) o.imagePullSecrets = pull;
+      const automount = fs.find((f) => f.no === 3);
+      if (automount) o.automountServiceAccountToken = (automount.v as bigint) !== 0n;
+      return true;
+    }
+    case 'Role':
+    case 'ClusterRole':
+      o.rules = fs.filter((f) => f.no === 2).map((f) => policyRule(f.v as Buffer));
+      return true;
+    case 'RoleBinding':
+    case 'ClusterRoleBinding': {
+      const subjects = fs.filter((f) => f.no === 2).map((f) => strFields(f.v as Buffer, ['', 'kind', 'apiGroup', 'name', 'namespace']));
+      if (subjects.length) o.subjects = subjects;
+      const ref = fs.find((f) => f.no === 3);
+      if (ref) o.roleRef = strFields(ref.v as Buffer, ['', 'apiGroup', 'kind', 'name']);
+      return true;
+    }
+    case 'TokenRequest': {
+      const specF = fs.find((f) => f.no === 2);
+      const spec: Record<string, unknown> = {};
+      for (const f of specF ? fields(specF.v as Buffer) : []) {
+        if (f.no === 1 && f.wire === 2) ((spec.audiences ??= []) as string[]).push(str(f));
+        else if (f.no === 4 && f.wire === 0) spec.expirationSeconds = Number(f.v as bigint);
+        else if (f.no === 3 && f.wire === 2) spec.boundObjectRef = strFields(f.v as Buffer, ['', 'kind', 'apiVersion', 'name', 'uid']);
+      }
+      o.spec = spec;
+      return true;
+    }
+    case 'SelfSubjectRulesReview': {
+      const specF = fs.find((f) => f.no === 2);
+      o.spec = specF ? strFields(specF.v as Buffer, ['', 'namespace']) : {};
+      return true;
+    }
+    default:
+      return false;
+  }
+}
+
 export function decodeK8sProtobuf(buf: Buffer): KubeObject {
   if (buf.length < 4 || buf.subarray(0, 4).toString('latin1') !== 'k8s\0') throw new Error('missing k8s protobuf envelope');
   const unknown = fields(buf.subarray(4));
@@ -156,7 +222,9 @@ export function decodeK8sProtobuf(buf: Buffer): KubeObject {
       break;
     }
     default:
-      throw new Error(`protobuf bodies are supported only for Secret, ConfigMap, Namespace, Event and self-reviews, not ${kind || 'unknown'}`);
+      if (!decodeIdentityKinds(kind, fs, o)) {
+        throw new Error(`protobuf bodies are supported only for Secret, ConfigMap, Namespace, Event, ServiceAccount, TokenRequest, RBAC kinds and self-reviews, not ${kind || 'unknown'}`);
+      }
   }
   return o;
 }
