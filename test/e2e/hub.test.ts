@@ -334,8 +334,11 @@ describe('e2e: JupyterHub + NotebookServerSpawner + nbswarm up (Swarm)', functio
       assert.equal(created.status, 201, JSON.stringify(created.json));
       const posts = users.map((u) => stack.spawn(u).catch((err: Error) => ({ status: -1, json: err.message })));
       await sleep(afterMs);
+      let written: number | undefined;
       if (victim === 'hub') {
         await stack.killHub();
+        // How far the spawns had got when it died (for the log: which recovery path this run took).
+        written = (await stack.listNbs()).filter((o) => users.includes(o.spec.user)).length;
         await stack.startHub();
       } else {
         await stack.killUp();
@@ -355,7 +358,8 @@ describe('e2e: JupyterHub + NotebookServerSpawner + nbswarm up (Swarm)', functio
       for (const u of users) await assertBrowserLogin(u);
       for (const u of users) await assertServerHoldsCurrentToken(u, String((await stack.serverModel(u))?.state?.object_name));
       await Promise.all(users.map((u) => stack.stopServer(u)));
-      timings.push(`${tag}: ${ready}/5 adopted, consistent after ${settled.toFixed(1)} s, case ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+      const at = written === undefined ? '' : `${written}/5 objects written at the kill, `;
+      timings.push(`${tag}: ${at}${ready}/5 ready after the restart, consistent after ${settled.toFixed(1)} s, case ${((performance.now() - t0) / 1000).toFixed(1)} s`);
     }
 
     it('kill -9 of the hub 0.3 s into a burst of 5 spawns, restart: each server ready and adopted, or stopped; no phantom, no orphan; all log in', async () => {
