@@ -29,6 +29,7 @@ from tornado import web
 from traitlets import Bool, Dict as DictTrait, Enum, Float, List as ListTrait, Unicode, Union, default
 
 from .watch import watch_events
+from .moves import follow_move
 
 GROUP = "nbswarm.io"
 VERSION = "v1alpha1"
@@ -222,6 +223,13 @@ class NotebookServerSpawner(Spawner):
         help="Seconds stop() waits for the operator to report the server stopped or gone (then returns anyway).",
     )
     connect_timeout = Float(10, config=True, help="Seconds to connect to the API server.")
+    follow_moves = Bool(
+        True,
+        config=True,
+        help="""When Swarm moves a server to another node (node loss, drain), poll() sees the new
+        status.endpoint and points the hub's route there. Set Spawner.poll_interval to how soon that
+        should happen (JupyterHub's default is 30 s). Not needed with endpoint = 'url' on an overlay.""",
+    )
 
     @default("env_keep")
     def _env_keep_default(self) -> List[str]:
@@ -628,6 +636,10 @@ class NotebookServerSpawner(Spawner):
             return 1
         if phase in ("Stopped", "Stopping", "Terminating"):
             return 0
+        if self.follow_moves and not self.pending and self.server is not None:
+            ready = _condition(obj, "Ready")
+            if _current(obj) and ready and ready.get("status") == "True":
+                await follow_move(self, ((obj.get("status") or {}).get("endpoint") or {}).get(self.endpoint))
         return None
 
     async def stop(self, now: bool = False) -> None:

@@ -26,13 +26,13 @@ export interface NotebookServerSpec {
   source?: { server?: string; generation?: number };
   env?: EnvVar[];
   /** Kubernetes quantities; like Kubernetes, a bare number is accepted (cpu: 1). */
-  resources?: { cpu?: string | number; memory?: string | number };
+  resources?: { cpu?: string | number; memory?: string | number; requests?: { cpu?: string | number; memory?: string | number } };
   stopped?: boolean;
   systemUser?: boolean;
 }
 
 export type Phase = 'Pending' | 'Creating' | 'Running' | 'Stopping' | 'Stopped' | 'Failed' | 'Terminating';
-export type ConditionType = 'Ready' | 'ImageReady' | 'Scheduled' | 'Degraded';
+export type ConditionType = 'Ready' | 'ImageReady' | 'Scheduled' | 'Degraded' | 'VolumeUnavailable';
 
 export interface Condition {
   type: ConditionType | string;
@@ -48,6 +48,8 @@ export interface NotebookServerStatus {
   observedGeneration?: number;
   endpoint?: { url?: string; hostUrl?: string; host?: string; port?: number };
   backend?: { kind?: 'service' | 'container'; id?: string; name?: string; node?: string; image?: string; imageId?: string };
+  /** The node the server runs on; on a multi-node Swarm, the node its node-local volumes live on (it is pinned there). */
+  node?: string;
   conditions?: Condition[];
   lastActivity?: string;
   build?: { image?: string; builtAt?: string; sourceGeneration?: number };

@@ -49,6 +49,8 @@ async function connectBackend(policy: Policy, log: Logger): Promise<Backend> {
     return await createBackend(policy.backend, {
       pullPolicy: policy.pullPolicy,
       log,
+      registry: policy.registry,
+      builderImage: policy.sourceImages.builderImage,
     });
   } catch (err) {
     if (err instanceof BackendError) throw err;
