@@ -9,16 +9,16 @@
  *   (SwarmSpawner's set-up), and route to the service name (status.endpoint.url): Swarm's DNS
  *   follows the task, nothing in the hub changes.
  *
- * The overlay hub runs from local/notebook:latest (it has jupyterhub and the proxy); the image has
- * no Kubernetes client, so Debian's python3-kubernetes and its dependencies are bind-mounted from
- * this machine (a real deployment builds a hub image with `pip install ./hub kubernetes`).
+ * The overlay hub's container is the servers' busybox image with this machine's /usr bound in
+ * read-only (Debian's jupyterhub, python3-kubernetes, configurable-http-proxy and Node): nothing
+ * hundreds of megabytes large travels into the cluster for it. (A real deployment builds a hub
+ * image with `pip install ./hub kubernetes`.)
  * Servers are busybox httpd (mode custom) serving the name of their node under the hub's prefix,
  * so a request through the proxy says which task answered.
  */
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type Docker from 'dockerode';
 import { repoPath } from '../../src/paths.js';
 import type { Cluster } from '../cluster/cluster.js';
 import type { HttpResult } from '../cluster/tunnel.js';
@@ -26,9 +26,6 @@ import { waitFor } from '../helpers/docker.js';
 import { HubProcess, type Stack } from './multinode-stack.js';
 
 const PYTHON = '/usr/bin/python3';
-const DIST_PACKAGES = '/usr/lib/python3/dist-packages';
-/** What python3-kubernetes needs that local/notebook:latest lacks. */
-const PY_DEPS = ['kubernetes', 'yaml', '_yaml', 'google', 'requests_oauthlib', 'rsa', 'pyasn1', 'pyasn1_modules', 'cachetools'];
 
 export interface HubOptions {
   /** NotebookServer namespace the spawner writes to. */
@@ -64,6 +61,8 @@ c.JupyterHub.cookie_secret_file = '${o.dataDir}/cookie_secret'
 c.JupyterHub.pid_file = '${o.dataDir}/jupyterhub.pid'
 c.ConfigurableHTTPProxy.pid_file = '${o.dataDir}/proxy.pid'
 ${o.proxyApiUrl ? `c.ConfigurableHTTPProxy.should_start = False\nc.ConfigurableHTTPProxy.api_url = ${JSON.stringify(o.proxyApiUrl)}` : ''}
+# POST /users/NAME/server answers 202 at once; the test waits for the route itself.
+c.JupyterHub.tornado_settings = {'slow_spawn_timeout': 0}
 c.JupyterHub.authenticator_class = 'dummy'
 c.Authenticator.allowed_users = set(${JSON.stringify(o.users)})
 c.JupyterHub.allow_named_servers = True
@@ -102,7 +101,7 @@ export abstract class Hub {
       method,
       headers: { Authorization: `token ${this.token}`, 'Content-Type': 'application/json' },
       body: body === undefined ? undefined : JSON.stringify(body),
-      timeoutMs: 10_000,
+      timeoutMs: 30_000,
     });
     let json: any;
     try {
@@ -131,6 +130,16 @@ export abstract class Hub {
     return waitFor(`${user}/${name} through the proxy at ${this.base}`, () => this.answeringNode(user, name), 60_000, 100).catch(async (err: Error) => {
       throw new Error(`${err.message}\n${await this.logs()}`);
     });
+  }
+
+  /** Stop a user's server through the hub's REST API and wait until the hub has it stopped. */
+  async stopServer(user: string): Promise<void> {
+    const res = await this.api('DELETE', `/users/${user}/server`);
+    if (![202, 204].includes(res.status)) throw new Error(`stop ${user}: HTTP ${res.status} ${JSON.stringify(res.json)}\n${await this.logs()}`);
+    await waitFor(`${user}'s server stopped in the hub at ${this.base}`, async () => {
+      const r = await this.api('GET', `/users/${user}`);
+      return r.status === 200 && !r.json?.servers?.[''];
+    }, 60_000, 200);
   }
 
   protected async waitApi(): Promise<void> {
@@ -204,8 +213,8 @@ export class OverlayHub extends Hub {
     opts: HubOptions & {
       /** Overlay network the servers are on (the operator policy's `network`). */
       network: string;
-      /** Image with jupyterhub and configurable-http-proxy, present on the manager node (by ID). */
-      hubImage: string;
+      /** A busybox image on the manager (by digest): its shell and this machine's /usr run the hub. */
+      baseImage: string;
     },
   ) {
     super(cluster, stack, opts);
@@ -214,20 +223,22 @@ export class OverlayHub extends Hub {
   }
 
   async start(): Promise<void> {
-    const o = this.opts as HubOptions & { network: string; hubImage: string };
+    const o = this.opts as HubOptions & { network: string; baseImage: string };
     mkdirSync(this.dir, { recursive: true, mode: 0o755 });
     writeFileSync(join(this.dir, 'jupyterhub_config.py'), hubConfig({ ...o, endpoint: 'url', kubeconfig: '/srv/hub-etc/kubeconfig', token: this.token, ip: '0.0.0.0', port: 18000, apiPort: 18081, dataDir: '/tmp' }));
-    writeFileSync(join(this.dir, 'kubeconfig'), (await import('node:fs')).readFileSync(this.stack.hubKubeconfig, 'utf8'), { mode: 0o644 });
+    writeFileSync(join(this.dir, 'kubeconfig'), readFileSync(this.stack.hubKubeconfig, 'utf8'), { mode: 0o644 });
     const bind = (source: string, target: string) => ({ Type: 'bind', Source: source, Target: target, ReadOnly: true });
     const spec = {
       Name: this.serviceName,
       TaskTemplate: {
         ContainerSpec: {
-          Image: o.hubImage,
-          Command: ['jupyterhub', '-f', '/srv/hub-etc/jupyterhub_config.py'],
+          Image: o.baseImage,
+          User: '0',
+          Command: [PYTHON, '-m', 'jupyterhub', '-f', '/srv/hub-etc/jupyterhub_config.py'],
           Dir: '/tmp',
-          Env: ['PYTHONPATH=/srv/hub-spawner:/srv/hub-py', `CONFIGPROXY_AUTH_TOKEN=${randomBytes(16).toString('hex')}`],
-          Mounts: [bind(repoPath('hub'), '/srv/hub-spawner'), bind(this.dir, '/srv/hub-etc'), ...PY_DEPS.map((d) => bind(join(DIST_PACKAGES, d), `/srv/hub-py/${d}`))],
+          Env: ['PATH=/usr/bin:/bin', 'HOME=/tmp', 'PYTHONPATH=/srv/hub-spawner', 'NODE_PATH=/usr/share/nodejs:/usr/lib/nodejs', `CONFIGPROXY_AUTH_TOKEN=${randomBytes(16).toString('hex')}`],
+          // Debian merges /lib into /usr/lib: the loader and libraries are found under both names.
+          Mounts: [bind('/usr', '/usr'), bind('/usr/lib', '/lib'), bind('/usr/lib64', '/lib64'), bind(repoPath('hub'), '/srv/hub-spawner'), bind(this.dir, '/srv/hub-etc')],
         },
         RestartPolicy: { Condition: 'none' },
         // The hub sits beside the Swarm manager, on the node the failure tests never break.
@@ -267,19 +278,4 @@ function demux(buf: Buffer): string {
     i += 8 + len;
   }
   return i === 0 ? buf.toString('utf8') : out;
-}
-
-/** `docker save` from `from` straight into `docker load` on `to`; the image ID on `to`. */
-export async function copyImage(from: Docker, to: Docker, image: string): Promise<string> {
-  const id = ((await from.getImage(image).inspect()) as { Id: string }).Id;
-  try {
-    await to.getImage(id).inspect();
-    return id;
-  } catch {
-    // not there yet
-  }
-  const saved = (await from.getImage(id).get()) as unknown as NodeJS.ReadableStream;
-  const loading = (await to.loadImage(saved, { quiet: true })) as unknown as NodeJS.ReadableStream;
-  await new Promise<void>((resolve, reject) => to.modem.followProgress(loading, (err: Error | null) => (err ? reject(err) : resolve())));
-  return id;
 }

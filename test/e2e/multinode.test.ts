@@ -6,7 +6,6 @@
  * servers of the first are the ones the node failures later move or hold.
  */
 import { expect } from 'chai';
-import type Docker from 'dockerode';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync, copyFileSync, chmodSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -18,10 +17,9 @@ import type { PushedImage } from '../cluster/push.js';
 import { sharedCluster } from '../cluster/shared.js';
 import { requireDocker, TEST_IMAGE, TEST_RUN_ID, TEST_RUN_LABEL, waitFor } from '../helpers/docker.js';
 import { dockerExec } from '../integration/operator-harness.js';
-import { copyImage, type Hub, NamespaceHub, OverlayHub } from './multinode-hubs.js';
+import { type Hub, NamespaceHub, OverlayHub } from './multinode-hubs.js';
 import { Stack, type OperatorProcess } from './multinode-stack.js';
 
-const NOTEBOOK_IMAGE = process.env.NBSWARM_NOTEBOOK_IMAGE ?? 'local/notebook:latest';
 const RUN = TEST_RUN_ID.replace(/[^a-z0-9]/g, '').slice(-6);
 const NS_PINNED = 'mn-local';
 const NS_SHARED = 'mn-shared';
@@ -39,7 +37,6 @@ const isReady = (o: NotebookServer) => readyCond(o)?.status === 'True' && o.stat
 
 describe('multi-node: nbswarm on a 3-node Swarm', function () {
   this.timeout(240_000);
-  let machine: Docker;
   let cluster: Cluster;
   let stack: Stack;
   let pinned: OperatorProcess;
@@ -49,7 +46,6 @@ describe('multi-node: nbswarm on a 3-node Swarm', function () {
   let sharedHome = '';
   let nsHub: NamespaceHub | undefined;
   let overlayHub: OverlayHub | undefined;
-  let hubImage: Promise<string>;
   const work = mkdtempSync(join(tmpdir(), 'nbswarm-mn-test-'));
   const tag = (what: string) => `${cluster.registry}/local/busybox:${what}-${RUN}`;
   const node = (i: number): ClusterNode => cluster.nodes[i]!;
@@ -116,15 +112,12 @@ describe('multi-node: nbswarm on a 3-node Swarm', function () {
 
   before(async function () {
     this.timeout(180_000);
-    ({ docker: machine } = await requireDocker({ image: TEST_IMAGE }));
+    await requireDocker({ image: TEST_IMAGE });
     cluster = await sharedCluster();
     const reg = cluster.registry;
     const subnet = `${cluster.state.subnet}.0/24`;
     network = `nbs-mn-${RUN}`;
     sharedHome = join(cluster.sharedDir, `home-${RUN}`);
-    // The hub image travels to the manager in the background: only the last tests need it.
-    hubImage = copyImage(machine, cluster.manager.docker, NOTEBOOK_IMAGE);
-    hubImage.catch(() => undefined);
     stack = new Stack(cluster);
     const [bb] = await Promise.all([
       // busybox httpd ignores SIGTERM: every stop would wait 10 s without the image's stop signal.
@@ -133,10 +126,11 @@ describe('multi-node: nbswarm on a 3-node Swarm', function () {
       cluster.manager.docker.createNetwork({ Name: network, Driver: 'overlay', Attachable: true, Labels: { [TEST_RUN_LABEL]: TEST_RUN_ID } }),
     ]);
     busybox = bb;
-    // The tag the hub placement rule below matches; the same image, so this push sends no layer.
-    await cluster.pushImage(TEST_IMAGE, { changes: ['STOPSIGNAL SIGKILL', `LABEL ${TEST_RUN_LABEL}=${TEST_RUN_ID}`], tag: `hub-${RUN}` });
+    // Tags the placement rules below match; the same image, so these pushes send no layer.
+    await Promise.all(['hub', 'on3'].map((t) => cluster.pushImage(TEST_IMAGE, { changes: ['STOPSIGNAL SIGKILL', `LABEL ${TEST_RUN_LABEL}=${TEST_RUN_ID}`], tag: `${t}-${RUN}` })));
     const builder = await buildBuilderImage(cluster, busybox, work);
-    await cluster.setNodeLabels(node(2), { 'nbswarm-test-hub': 'true' });
+    // Labels of a cluster kept between runs (NBSWARM_CLUSTER) are reset: only node 3 takes the hub's image at first.
+    for (const [i, v] of [[0, 'false'], [1, 'false'], [2, 'true']] as const) await cluster.setNodeLabels(node(i), { 'nbswarm-test-hub': v, 'nbswarm-test-gpu': 'false' });
     const common: Partial<Policy> = {
       allowedImages: [`${reg}/**`, 'local/*'],
       defaultImage: busybox.tagged,
@@ -147,8 +141,8 @@ describe('multi-node: nbswarm on a 3-node Swarm', function () {
       placementRules: [
         { images: [`${reg}/local/busybox:hub-*`], constraints: ['node.labels.nbswarm-test-hub==true'] },
         { images: [`${reg}/local/busybox:gpu-*`], constraints: ['node.labels.nbswarm-test-gpu==true'] },
-        // Dashboards built from a source server (the operator names them by the registry digest).
-        { images: [`${reg}/mn-built-${RUN}/**`], constraints: [`node.hostname==${node(2).hostname}`] },
+        // Rules match the image a server asks for (for a dashboard built from a source server, spec.image).
+        { images: [`${reg}/local/busybox:on3-*`], constraints: [`node.hostname==${node(2).hostname}`] },
       ],
       sourceImages: { repository: `mn-built-${RUN}`, builderImage: builder },
       resyncSeconds: 600,
@@ -235,15 +229,18 @@ describe('multi-node: nbswarm on a 3-node Swarm', function () {
       const err = await w.docker.getImage(gpu.reference).inspect().then(() => undefined, (e: any) => e);
       expect(err?.statusCode, `${w.name} must not have the image yet`).to.equal(404);
     }
-    // A manager-only image: tagged locally on the manager, in no registry.
+    // Manager-only images: tagged locally on the manager, in no registry. Two names, because the
+    // operator that pushes one makes it a registry image for the other operator too.
     const local = `local/mn-only-${RUN}:1`;
+    const toPush = `local/mn-push-${RUN}:1`;
     await cluster.manager.docker.getImage(busybox.id).tag({ repo: `local/mn-only-${RUN}`, tag: '1' });
+    await cluster.manager.docker.getImage(busybox.id).tag({ repo: `local/mn-push-${RUN}`, tag: '1' });
     // Only node3 may run GPU images (policy placementRules → node.labels.nbswarm-test-gpu==true).
     await cluster.setNodeLabels(node(2), { 'nbswarm-test-hub': 'true', 'nbswarm-test-gpu': 'true' });
     await Promise.all([
       stack.create(NS_SHARED, 'gpu', { user: 'gpu', mode: 'custom', image: gpu.tagged, command: SERVE_NODE, env: NODE_ENV }),
       stack.create(NS_SHARED, 'localonly', { user: 'lo', mode: 'custom', image: local, command: SERVE_NODE, env: NODE_ENV }),
-      stack.create(NS_PINNED, 'localpush', { user: 'lp', mode: 'custom', image: local, command: SERVE_NODE, env: NODE_ENV }),
+      stack.create(NS_PINNED, 'localpush', { user: 'lp', mode: 'custom', image: toPush, command: SERVE_NODE, env: NODE_ENV }),
     ]);
     mkdirSync(join(sharedHome, 'gpu'), { recursive: true });
     mkdirSync(join(sharedHome, 'lo'), { recursive: true });
@@ -264,7 +261,7 @@ describe('multi-node: nbswarm on a 3-node Swarm', function () {
 
     const pushedOne = (await until(NS_PINNED, ['localpush'], 'Ready', isReady)).get('localpush')!;
     const [psvc] = await servicesOf(pushedOne);
-    expect(psvc.Spec.TaskTemplate.ContainerSpec.Image).to.match(new RegExp(`^${cluster.registry.replace(/\./g, '\\.')}/local/mn-only-${RUN}@sha256:`));
+    expect(psvc.Spec.TaskTemplate.ContainerSpec.Image).to.match(new RegExp(`^${cluster.registry.replace(/\./g, '\\.')}/local/mn-push-${RUN}@sha256:`));
     await stack.custom.deleteNamespacedCustomObject({ group: 'nbswarm.io', version: 'v1alpha1', plural: 'notebookservers', namespace: NS_SHARED, name: 'localonly' });
   });
 
@@ -309,7 +306,8 @@ describe('multi-node: nbswarm on a 3-node Swarm', function () {
     // The user writes into the home on node 2 (a node-local named volume).
     const c0 = await containerOf(v0);
     expect(c0.node.hostname).to.equal(n2.hostname);
-    await dockerExec(c0.node.docker, c0.id, ['sh', '-c', `echo kept-${RUN} > /home/jovyan/work/keep.txt`]);
+    // As root: busybox has no start script that hands the fresh volume to the server's user.
+    await dockerExec(c0.node.docker, c0.id, ['sh', '-c', `echo kept-${RUN} > /home/jovyan/work/keep.txt`], '0');
     const [svc0] = await servicesOf(v0);
 
     await stack.patch(NS_PINNED, victim!, { spec: { stopped: true } });
@@ -330,7 +328,7 @@ describe('multi-node: nbswarm on a 3-node Swarm', function () {
     // The shared-storage user writes on node 2 too (a bind of a folder every node sees).
     const m0 = sharedAll.find((o) => o.metadata.name === movers[0])!;
     const mc = await containerOf(m0);
-    await dockerExec(mc.node.docker, mc.id, ['sh', '-c', `echo moved-${RUN} > /home/jovyan/moved.txt`]);
+    await dockerExec(mc.node.docker, mc.id, ['sh', '-c', `echo moved-${RUN} > /home/jovyan/moved.txt`], '0');
 
     const t0 = Date.now();
     await cluster.drain(n2);
@@ -363,7 +361,7 @@ describe('multi-node: nbswarm on a 3-node Swarm', function () {
     const s = all.find((o) => o.metadata.name === src)!;
     const c = await containerOf(s);
     await dockerExec(c.node.docker, c.id, ['sh', '-c', `echo built-from-${c.node.hostname} > /tmp/w/origin`]);
-    await stack.create(NS_PINNED, 'dash', { user: 'dashu', mode: 'custom', source: { server: src }, command: SERVE_NODE, env: NODE_ENV });
+    await stack.create(NS_PINNED, 'dash', { user: 'dashu', mode: 'custom', image: tag('on3'), source: { server: src }, command: SERVE_NODE, env: NODE_ENV });
     const d = (await until(NS_PINNED, ['dash'], 'Ready', isReady, 120_000)).get('dash')!;
     expect(d.status!.node).to.equal(node(2).hostname);
     expect(await answeringNode(d)).to.equal(node(2).hostname);
@@ -379,7 +377,7 @@ describe('multi-node: nbswarm on a 3-node Swarm', function () {
     for (const u of HUB_USERS) mkdirSync(join(sharedHome, u), { recursive: true });
     const image = tag('hub');
     nsHub = new NamespaceHub(cluster, stack, { namespace: NS_SHARED, image, users: HUB_USERS });
-    overlayHub = new OverlayHub(cluster, stack, { namespace: NS_SHARED, image, users: HUB_USERS, network, hubImage: await hubImage });
+    overlayHub = new OverlayHub(cluster, stack, { namespace: NS_SHARED, image, users: HUB_USERS, network, baseImage: busybox.reference });
     await Promise.all([nsHub.start(), overlayHub.start()]);
     // Both hubs' servers start on node 3 (the node labelled for the hub's image), which the next tests break.
     expect(await nsHub.spawn('alice')).to.equal(node(2).hostname);
@@ -450,33 +448,35 @@ describe('multi-node: nbswarm on a 3-node Swarm', function () {
 
   it('a cut link to node 3 (a node that keeps running unseen): the same', async () => {
     const n3 = node(2);
-    // Node 2 loses the hub label: Swarm's constraint enforcer moves the hubs' servers back to node 3,
-    // and the hubs follow that move too. A fresh batch of unpinned servers lands there beside them.
+    // The hubs' users restart their servers while only node 3 takes the hub's image, and a fresh
+    // batch of unpinned servers lands there beside them.
+    await Promise.all([nsHub!.stopServer('alice'), overlayHub!.stopServer('bob')]);
     await cluster.setNodeLabels(node(1), { 'nbswarm-test-hub': 'false' });
     const batch = ['c0', 'c1', 'c2'];
     for (const u of batch) mkdirSync(join(sharedHome, u), { recursive: true });
     await Promise.all(batch.map((u) => stack.create(NS_SHARED, u, { user: u, mode: 'custom', image: tag('hub'), command: SERVE_NODE, env: NODE_ENV })));
-    const on3 = (hub: Hub, user: string) => async () => (await hub.answeringNode(user)) === n3.hostname;
-    await Promise.all([
+    const [, alice, bob] = await Promise.all([
       until(NS_SHARED, batch, `Ready on ${n3.hostname}`, (o) => isReady(o) && o.status?.node === n3.hostname),
-      waitFor(`alice through the namespace hub, on ${n3.hostname} again`, on3(nsHub!, 'alice'), 60_000, 200),
-      waitFor(`bob through the overlay hub, on ${n3.hostname} again`, on3(overlayHub!, 'bob'), 60_000, 200),
+      nsHub!.spawn('alice'),
+      overlayHub!.spawn('bob'),
     ]);
+    expect([alice, bob]).to.deep.equal([n3.hostname, n3.hostname]);
     await cluster.setNodeLabels(node(1), { 'nbswarm-test-hub': 'true' });
     await loseNode3('cut', batch);
   });
 });
 
 /**
- * An image with the docker CLI for builder jobs (what docker:cli is on a real site): the pushed
- * busybox plus this machine's static docker binary, built on the manager and pushed.
+ * An image with the docker CLI for builder jobs (what docker:cli is on a real site: root, to use the
+ * node's Docker socket): the pushed busybox plus this machine's static docker binary, built on the
+ * manager and pushed.
  */
 async function buildBuilderImage(cluster: Cluster, base: PushedImage, work: string): Promise<string> {
   const ctx = join(work, 'builder');
   mkdirSync(ctx, { recursive: true });
   copyFileSync('/usr/local/bin/docker', join(ctx, 'docker'));
   chmodSync(join(ctx, 'docker'), 0o755);
-  writeFileSync(join(ctx, 'Dockerfile'), `FROM ${base.reference}\nCOPY docker /usr/local/bin/docker\nLABEL ${TEST_RUN_LABEL}=${TEST_RUN_ID}\n`);
+  writeFileSync(join(ctx, 'Dockerfile'), `FROM ${base.reference}\nCOPY docker /bin/docker\nUSER 0\nLABEL ${TEST_RUN_LABEL}=${TEST_RUN_ID}\n`);
   const target = `${cluster.registry}/local/docker-cli:${TEST_RUN_ID.replace(/[^a-z0-9]/g, '')}`;
   const mgr = cluster.manager.docker;
   const follow = (s: NodeJS.ReadableStream) =>
