@@ -45,7 +45,7 @@ export async function pruneStaleClusters(rootDir?: string, log: (l: string) => v
  * namespaces stayed mounted. A namespace some process still uses is never touched (it may belong
  * to a cluster under another state root).
  */
-async function removeDeadNamespaces(root: string, log: (l: string) => void): Promise<void> {
+export async function removeDeadNamespaces(root: string, log: (l: string) => void): Promise<void> {
   if (!existsSync('/run/netns')) return;
   const known = new Set(listClusterNames(root));
   for (const ns of readdirSync('/run/netns')) {
