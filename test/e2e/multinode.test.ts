@@ -6,9 +6,10 @@
  * servers of the first are the ones the node failures later move or hold.
  */
 import { expect } from 'chai';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync, copyFileSync, chmodSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { chmodSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, realpathSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { LABELS } from '../../src/api/names.js';
 import type { NotebookServer } from '../../src/api/types.js';
 import type { Policy } from '../../src/config/types.js';
@@ -46,6 +47,7 @@ describe('multi-node: nbswarm on a 3-node Swarm', function () {
   let sharedHome = '';
   let nsHub: NamespaceHub | undefined;
   let overlayHub: OverlayHub | undefined;
+  let builderReady: Promise<void>;
   const work = mkdtempSync(join(tmpdir(), 'nbswarm-mn-test-'));
   const tag = (what: string) => `${cluster.registry}/local/busybox:${what}-${RUN}`;
   const node = (i: number): ClusterNode => cluster.nodes[i]!;
@@ -128,7 +130,10 @@ describe('multi-node: nbswarm on a 3-node Swarm', function () {
     busybox = bb;
     // Tags the placement rules below match; the same image, so these pushes send no layer.
     await Promise.all(['hub', 'on3'].map((t) => cluster.pushImage(TEST_IMAGE, { changes: ['STOPSIGNAL SIGKILL', `LABEL ${TEST_RUN_LABEL}=${TEST_RUN_ID}`], tag: `${t}-${RUN}` })));
-    const builder = await buildBuilderImage(cluster, busybox, work);
+    // Only the dashboard test runs the builder: its image is built and pushed meanwhile.
+    const builder = builderImageName(cluster);
+    builderReady = buildBuilderImage(cluster, busybox, work, builder);
+    builderReady.catch(() => undefined);
     // Labels of a cluster kept between runs (NBSWARM_CLUSTER) are reset: only node 3 takes the hub's image at first.
     for (const [i, v] of [[0, 'false'], [1, 'false'], [2, 'true']] as const) await cluster.setNodeLabels(node(i), { 'nbswarm-test-hub': v, 'nbswarm-test-gpu': 'false' });
     const common: Partial<Policy> = {
@@ -356,6 +361,7 @@ describe('multi-node: nbswarm on a 3-node Swarm', function () {
   });
 
   it('builds a dashboard from a server on node 2 (committed and pushed there) and runs it on node 3', async () => {
+    await builderReady;
     const all = await stack.list(NS_PINNED);
     const [src] = onNode(all, node(1), burstA);
     const s = all.find((o) => o.metadata.name === src)!;
@@ -466,18 +472,31 @@ describe('multi-node: nbswarm on a 3-node Swarm', function () {
   });
 });
 
+/** Where the builder image (below) is pushed. */
+function builderImageName(cluster: Cluster): string {
+  return `${cluster.registry}/local/docker-cli:${TEST_RUN_ID.replace(/[^a-z0-9]/g, '')}`;
+}
+
 /**
  * An image with the docker CLI for builder jobs (what docker:cli is on a real site: root, to use the
- * node's Docker socket): the pushed busybox plus this machine's static docker binary, built on the
- * manager and pushed.
+ * node's Docker socket): the pushed busybox plus this machine's docker CLI, built on the manager and
+ * pushed.
  */
-async function buildBuilderImage(cluster: Cluster, base: PushedImage, work: string): Promise<string> {
+async function buildBuilderImage(cluster: Cluster, base: PushedImage, work: string, target: string): Promise<void> {
   const ctx = join(work, 'builder');
   mkdirSync(ctx, { recursive: true });
-  copyFileSync('/usr/local/bin/docker', join(ctx, 'docker'));
-  chmodSync(join(ctx, 'docker'), 0o755);
-  writeFileSync(join(ctx, 'Dockerfile'), `FROM ${base.reference}\nCOPY docker /bin/docker\nUSER 0\nLABEL ${TEST_RUN_LABEL}=${TEST_RUN_ID}\n`);
-  const target = `${cluster.registry}/local/docker-cli:${TEST_RUN_ID.replace(/[^a-z0-9]/g, '')}`;
+  // busybox has no libc: a dynamically linked CLI (Debian's docker.io) travels with the libraries it loads.
+  const cli = ['/usr/local/bin/docker', '/usr/bin/docker'].find((p) => existsSync(p));
+  if (!cli) throw new Error('no docker CLI on this machine (/usr/local/bin/docker or /usr/bin/docker): the builder image for source-server builds is made from it');
+  const rootfs = join(ctx, 'rootfs');
+  const ldd = spawnSync('ldd', [cli], { encoding: 'utf8' });
+  const libs = ldd.status === 0 ? [...ldd.stdout.matchAll(/(\/\S+\.so[^\s]*)/g)].map((m) => m[1]!) : [];
+  for (const f of [...libs.map((l) => [l, l]), [cli, '/bin/docker']]) {
+    mkdirSync(join(rootfs, dirname(f[1]!)), { recursive: true });
+    copyFileSync(realpathSync(f[0]!), join(rootfs, f[1]!));
+    chmodSync(join(rootfs, f[1]!), 0o755);
+  }
+  writeFileSync(join(ctx, 'Dockerfile'), `FROM ${base.reference}\nCOPY rootfs/ /\nUSER 0\nLABEL ${TEST_RUN_LABEL}=${TEST_RUN_ID}\n`);
   const mgr = cluster.manager.docker;
   const follow = (s: NodeJS.ReadableStream) =>
     new Promise<any[]>((resolve, reject) =>
@@ -487,7 +506,6 @@ async function buildBuilderImage(cluster: Cluster, base: PushedImage, work: stri
         else resolve(out);
       }),
     );
-  await follow((await mgr.buildImage({ context: ctx, src: ['Dockerfile', 'docker'] }, { t: target, rm: true, forcerm: true })) as unknown as NodeJS.ReadableStream);
+  await follow((await mgr.buildImage({ context: ctx, src: ['Dockerfile', 'rootfs'] }, { t: target, rm: true, forcerm: true })) as unknown as NodeJS.ReadableStream);
   await follow((await mgr.getImage(target).push({ authconfig: {} } as object)) as unknown as NodeJS.ReadableStream);
-  return target;
 }
