@@ -32,6 +32,7 @@ from .access import hub_db, remove_viewer_access, sync_viewer_access
 from .dashboards import MODE_RE, dashboard_spec, mode_option
 from .retry import describe, is_transient, retry_until
 from .watch import watch_events
+from .moves import follow_move
 
 GROUP = "nbswarm.io"
 VERSION = "v1alpha1"
@@ -269,6 +270,14 @@ class NotebookServerSpawner(Spawner):
         help="""A start fails once the server crashed this many times before it was first Ready
         (status.restartCount: its container cannot run the server), instead of waiting out
         start_timeout while Docker keeps restarting it. 0: wait for Failed or start_timeout.""",
+    )
+
+    follow_moves = Bool(
+        True,
+        config=True,
+        help="""When Swarm moves a server to another node (node loss, drain), poll() sees the new
+        status.endpoint and points the hub's route there. Set Spawner.poll_interval to how soon that
+        should happen (JupyterHub's default is 30 s). Not needed with endpoint = 'url' on an overlay.""",
     )
 
     @default("env_keep")
@@ -721,6 +730,10 @@ class NotebookServerSpawner(Spawner):
         self._sync_viewers(obj)
         if self._check_pending and not self._endpoint_if_ready(obj):
             return await self._adopt(obj)
+        if self.follow_moves and not self.pending and self.server is not None:
+            ready = _condition(obj, "Ready")
+            if _current(obj) and ready and ready.get("status") == "True":
+                await follow_move(self, ((obj.get("status") or {}).get("endpoint") or {}).get(self.endpoint))
         return None
 
     async def stop(self, now: bool = False) -> None:

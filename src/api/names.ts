@@ -39,6 +39,11 @@ export const LABELS = {
   /** Host IP the published port was asked for ('' with host networking), read back by observe. */
   hostIp: 'nbswarm.io/host-ip',
   mode: 'nbswarm.io/mode',
+  /**
+   * On a Swarm service pinned to the node that holds its node-local volumes: that node's hostname
+   * (the placement constraint says the same; the label is how the pin is read back).
+   */
+  node: 'nbswarm.io/node',
   managedBy: 'nbswarm.io/managed-by',
   /** Set on volumes: they outlive servers ('server' or 'user' scoped). */
   volume: 'nbswarm.io/volume',
@@ -54,6 +59,12 @@ export const LABELS = {
    * forced restart). Task failures from before it are history, not the server's state now.
    */
   writtenAt: 'nbswarm.io/written-at',
+  /**
+   * On the one-off Swarm job that commits a source server's container on its node and pushes the
+   * image (multi-node Swarm): the image it builds (repository:tag). Builder jobs carry no
+   * managed-by label, so they are never mistaken for servers.
+   */
+  buildTarget: 'nbswarm.io/build-target',
 } as const;
 
 /** Annotations on a NotebookServer. */
@@ -73,6 +84,11 @@ export const ANNOTATIONS = {
    * crashed meanwhile. Removed by the operator once the server is Ready.
    */
   startDeadline: 'nbswarm.io/start-deadline',
+  /**
+   * Set by an admin: the node (hostname) that holds the server's node-local volumes, e.g. after
+   * moving them to another node by hand. Overrides where the operator last saw them.
+   */
+  node: 'nbswarm.io/node',
 } as const;
 
 /** stoppedReason of a server stopped because it missed its start deadline. */

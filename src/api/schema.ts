@@ -119,6 +119,10 @@ const specSchema: JSONSchemaProps = obj(
     resources: obj('CPU and memory limits; unset values take the policy\'s defaults, and values above the policy\'s limits are refused.', {
       cpu: quantity('CPU limit as a Kubernetes quantity, e.g. "500m" or 2.'),
       memory: quantity('Memory limit as a Kubernetes quantity, e.g. "512Mi" or "2Gi".'),
+      requests: obj('CPU and memory reserved for the server on its node (Docker Swarm reservations: a node without that much unreserved is not chosen); unset values take the policy\'s resources.requests, and requests above the limits are refused.', {
+        cpu: quantity('CPU to reserve, e.g. "250m".'),
+        memory: quantity('Memory to reserve, e.g. "512Mi".'),
+      }),
     }),
     stopped: bool('Stop the server without deleting it (Swarm: scale to 0; container: stop). Volumes are kept.', { default: false }),
     systemUser: bool('Run as the host account named by spec.user (its uid/gid) with its host home mounted, like DockerSpawner\'s SystemUserSpawner. Only when the operator policy enables system users.', { default: false }),
@@ -127,7 +131,7 @@ const specSchema: JSONSchemaProps = obj(
 );
 
 const conditionSchema: JSONSchemaProps = obj('One aspect of the server\'s state, as in Kubernetes conditions.', {
-  type: s('Condition type: Ready, ImageReady, Scheduled, Degraded or Restarted.', { minLength: 1, maxLength: 316 }),
+  type: s('Condition type: Ready, ImageReady, Scheduled, Degraded, Restarted (after a crash), or VolumeUnavailable (multi-node Swarm: the node holding the server\'s volumes is drained, down or gone).', { minLength: 1, maxLength: 316 }),
   status: s('True, False or Unknown.', { enum: ['True', 'False', 'Unknown'] }),
   reason: s('One CamelCase word saying why the condition is in this status.', { maxLength: 1024 }),
   message: s('Human-readable detail, e.g. the spec field to fix.', { maxLength: 32768 }),
@@ -152,7 +156,8 @@ const statusSchema: JSONSchemaProps = obj('Observed state, written by the operat
     image: s('Image reference as requested.'),
     imageId: s('Image the object is pinned to (image ID or repo digest).'),
   }),
-  conditions: arr('Ready, ImageReady, Scheduled, Degraded and (after a crash) Restarted conditions; `kubectl wait --for=condition=Ready` works on them.', conditionSchema, {
+  node: s('Node (host name) the server runs on. On a multi-node Swarm, a server with node-local volumes is pinned to the node that holds them, and this names that node even while the server is stopped or the node is down.'),
+  conditions: arr('Ready, ImageReady, Scheduled, Degraded, (after a crash) Restarted and (multi-node Swarm) VolumeUnavailable conditions; `kubectl wait --for=condition=Ready` works on them.', conditionSchema, {
     'x-kubernetes-list-type': 'map', 'x-kubernetes-list-map-keys': ['type'],
   }),
   lastActivity: s('Last time the server was seen active (RFC 3339), for idle culling.', { format: 'date-time' }),
@@ -200,6 +205,7 @@ export const printerColumns: PrinterColumn[] = [
   { name: 'URL', type: 'string', jsonPath: '.status.endpoint.hostUrl', description: 'URL on the Docker host' },
   { name: 'Age', type: 'date', jsonPath: '.metadata.creationTimestamp' },
   { name: 'Internal-URL', type: 'string', jsonPath: '.status.endpoint.url', description: 'URL on the policy network', priority: 1 },
+  { name: 'Node', type: 'string', jsonPath: '.status.node', description: 'Node the server runs on (or is pinned to)', priority: 1 },
   { name: 'Image', type: 'string', jsonPath: '.status.backend.image', description: 'Image', priority: 1 },
   { name: 'Message', type: 'string', jsonPath: '.status.message', description: 'What is happening', priority: 1 },
 ];

@@ -32,13 +32,13 @@ export interface NotebookServerSpec {
   source?: { server?: string; generation?: number };
   env?: EnvVar[];
   /** Kubernetes quantities; like Kubernetes, a bare number is accepted (cpu: 1). */
-  resources?: { cpu?: string | number; memory?: string | number };
+  resources?: { cpu?: string | number; memory?: string | number; requests?: { cpu?: string | number; memory?: string | number } };
   stopped?: boolean;
   systemUser?: boolean;
 }
 
 export type Phase = 'Pending' | 'Creating' | 'Running' | 'Stopping' | 'Stopped' | 'Failed' | 'Terminating';
-export type ConditionType = 'Ready' | 'ImageReady' | 'Scheduled' | 'Degraded' | 'Restarted';
+export type ConditionType = 'Ready' | 'ImageReady' | 'Scheduled' | 'Degraded' | 'Restarted' | 'VolumeUnavailable';
 
 export interface Condition {
   type: ConditionType | string;
@@ -54,6 +54,8 @@ export interface NotebookServerStatus {
   observedGeneration?: number;
   endpoint?: { url?: string; hostUrl?: string; host?: string; port?: number };
   backend?: { kind?: 'service' | 'container'; id?: string; name?: string; node?: string; image?: string; imageId?: string };
+  /** The node the server runs on; on a multi-node Swarm, the node its node-local volumes live on (it is pinned there). */
+  node?: string;
   conditions?: Condition[];
   lastActivity?: string;
   restartCount?: number;

@@ -17,9 +17,11 @@ import {
   type Backend,
   type BackendEvent,
   type BackendKind,
+  type ClusterView,
   type DesiredServer,
   type ObservedServer,
   type PullPolicy,
+  type RegistryAuth,
   type ResolvedImage,
 } from './types.js';
 
@@ -44,7 +46,7 @@ export abstract class BaseBackend implements Backend, ObservationSource {
   protected readonly log?: Logger;
   /** Undefined when caching is off: every read goes to Docker. */
   private readonly observer?: DockerObserver;
-  private readonly images?: ImageCache;
+  protected readonly images?: ImageCache;
   private hostName?: Promise<string | undefined>;
   private closing = false;
   private shared$?: Observable<BackendEvent>;
@@ -67,7 +69,7 @@ export abstract class BaseBackend implements Backend, ObservationSource {
   abstract listAll(): Promise<ObservedServer[]>;
   /** The objects labelled with `uid`, read from Docker now. */
   abstract fetchUid(uid: string): Promise<ObservedServer[]>;
-  protected abstract applyNow(desired: DesiredServer, image: ResolvedImage, current?: ObservedServer): Promise<ApplyResult>;
+  protected abstract applyNow(desired: DesiredServer, image: ResolvedImage, current?: ObservedServer, opts?: { auth?: RegistryAuth }): Promise<ApplyResult>;
   protected abstract removeNow(observed: ObservedServer): Promise<void>;
   protected abstract restartNow(observed: ObservedServer): Promise<ObservedServer>;
   /** Map one raw Docker event to a BackendEvent, or drop it. */
@@ -95,9 +97,9 @@ export abstract class BaseBackend implements Backend, ObservationSource {
     return this.observer.listManaged(scope);
   }
 
-  async apply(desired: DesiredServer, image: ResolvedImage, current?: ObservedServer): Promise<ApplyResult> {
+  async apply(desired: DesiredServer, image: ResolvedImage, current?: ObservedServer, opts?: { auth?: RegistryAuth }): Promise<ApplyResult> {
     const t0 = Date.now();
-    const res = await this.applyNow(desired, image, current);
+    const res = await this.applyNow(desired, image, current, opts);
     if (res.action !== 'unchanged') this.observer?.wrote(desired.uid, [res.observed], t0);
     return res;
   }
@@ -123,12 +125,22 @@ export abstract class BaseBackend implements Backend, ObservationSource {
     this.watch = this.events().subscribe({ error: () => undefined });
   }
 
-  resolveImage(reference: string, pullPolicy: PullPolicy, onProgress?: (p: PullProgress) => void): Promise<ResolvedImage> {
+  resolveImage(reference: string, pullPolicy: PullPolicy, onProgress?: (p: PullProgress) => void, opts?: { auth?: RegistryAuth }): Promise<ResolvedImage> {
     const policy = pullPolicy ?? this.opts.pullPolicy ?? 'ifNotPresent';
     // "always" means a pull each time it is asked; never answered from the cache.
-    if (!this.images || policy === 'always') return resolveImage(this.docker, reference, policy, onProgress);
+    if (!this.images || policy === 'always') return this.resolveFresh(reference, policy, onProgress, opts);
     this.ensureWatch();
-    return this.images.get(reference, () => resolveImage(this.docker, reference, policy, onProgress));
+    return this.images.get(reference, () => this.resolveFresh(reference, policy, onProgress, opts));
+  }
+
+  /** Resolve `reference` from Docker now (the cache in front of it is resolveImage's). */
+  protected resolveFresh(reference: string, pullPolicy: PullPolicy, onProgress?: (p: PullProgress) => void, _opts?: { auth?: RegistryAuth }): Promise<ResolvedImage> {
+    return resolveImage(this.docker, reference, pullPolicy, onProgress);
+  }
+
+  /** One Docker host: servers run where the daemon is. The Swarm backend reads its nodes. */
+  async cluster(): Promise<ClusterView> {
+    return { multiNode: false, nodes: [] };
   }
 
   /** The daemon's host name; one `docker info` however many observations ask at once. */
@@ -157,7 +169,7 @@ export abstract class BaseBackend implements Backend, ObservationSource {
         if (statusOf(err) !== 404) throw wrapDockerError(`docker volume inspect ${v.source}`, err);
       }
       try {
-        await this.docker.createVolume({ Name: v.source, Labels: { [LABELS.volume]: 'true', ...(v.labels ?? {}) } } as any);
+        await this.docker.createVolume({ Name: v.source, Labels: { [LABELS.volume]: 'true', ...(v.labels ?? {}) }, Driver: v.driver, DriverOpts: v.driverOptions } as any);
       } catch (err) {
         throw wrapDockerError(`docker volume create ${v.source}`, err, 'check the volume template in the policy');
       }
@@ -184,7 +196,7 @@ export abstract class BaseBackend implements Backend, ObservationSource {
     }
   }
 
-  async commitImage(observed: ObservedServer, repo: string, tag: string, labels: Record<string, string>): Promise<string> {
+  async commitImage(observed: ObservedServer, repo: string, tag: string, labels: Record<string, string>, _opts?: { auth?: RegistryAuth }): Promise<string> {
     const call = `docker commit ${observed.containerId ?? '(no container)'} ${repo}:${tag}`;
     // The tag may now name another image.
     this.images?.invalidate();

@@ -79,10 +79,22 @@ export class DockerObserver {
   }
 
   noteEvent(ev: BackendEvent): void {
+    if (ev.type === 'node') return this.noteNode(ev.name);
     if (!ev.uid) return;
     const now = this.now();
     this.dirty.set(ev.uid, { at: now, name: ev.name });
     if ((ev.type === 'service' && ev.action === 'remove') || (ev.type === 'container' && ev.action === 'destroy')) this.goneAt.set(ev.uid, now);
+  }
+
+  /**
+   * A Swarm node changed (down, drained, back): its tasks move or stop without an event of their
+   * own, so everything observed on it (or pinned to it) is read again. Without a name, everything.
+   */
+  private noteNode(hostname: string | undefined): void {
+    const now = this.now();
+    for (const [uid, e] of this.entries) {
+      if (hostname === undefined || e.servers.some((o) => o.node === hostname || o.pinNode === hostname || o.node === undefined)) this.dirty.set(uid, { at: now, name: e.servers[0]?.name });
+    }
   }
 
   async find(uid: string): Promise<ObservedServer[]> {

@@ -132,6 +132,15 @@ export interface BackendOptions {
    * costs no per-server Docker calls. `false` turns them off (every call goes to Docker).
    */
   cache?: false | Partial<CacheOptions>;
+  /**
+   * Swarm: the registry every node pulls from (policy `registry`). On several nodes images resolve
+   * to its digests; with one node and no registry, images stay local (no registry round trips).
+   */
+  registry?: { address?: string; pushLocalImages?: boolean };
+  /** Swarm, several nodes: the image with the docker CLI that commits source servers on their node (policy sourceImages.builderImage). */
+  builderImage?: string;
+  /** How long such a build may take (default 10 minutes). */
+  buildTimeoutMs?: number;
 }
 
 export interface CacheOptions extends ObserverOptions {

@@ -14,6 +14,7 @@ import {
   type Backend,
   type BackendEvent,
   type BackendKind,
+  type ClusterView,
   type DesiredServer,
   type ObservedServer,
   type ObservedState,
@@ -33,6 +34,10 @@ export class FakeBackend implements Backend {
   startState: ObservedState = 'running';
   /** State a stopped object is observed in right after the write ('running' = still shutting down). */
   stoppedState: ObservedState = 'stopped';
+  /** The nodes (a multi-node Swarm when it has several). */
+  clusterView: ClusterView = { multiNode: false, nodes: [] };
+  /** Node a new, unpinned task lands on (Swarm's choice). */
+  scheduleOn = 'fake-node';
   private readonly objects = new Map<string, ObservedServer>();
   private readonly images = new Map<string, { id: string; labels: Record<string, string> }>();
   private readonly volumes = new Map<string, Record<string, string>>();
@@ -85,6 +90,14 @@ export class FakeBackend implements Backend {
     }
   }
 
+  /** Swarm moved a server's task to another node (node loss, drain), with a new published port. */
+  move(uid: string, node: string, state: ObservedState = 'running'): void {
+    for (const o of this.objects.values()) {
+      if (o.labels[LABELS.uid] !== uid) continue;
+      Object.assign(o, { node, state, hostPort: this.nextPort++, containerId: `container-${o.id}-${node}` });
+    }
+  }
+
   /** Someone removed a server's object behind the operator's back (drift). */
   removeBehindBack(uid: string): void {
     for (const [id, o] of this.objects) {
@@ -124,6 +137,10 @@ export class FakeBackend implements Backend {
     if (img && pullPolicy !== 'always') return { reference, id: img.id, pinned: img.id };
     if (pullPolicy === 'never') throw imageNotPresent(reference);
     throw new BackendError(`docker pull ${reference} failed: no registry on a fake host`, 'ImagePullFailed', `docker pull ${reference}`, 'check the image name');
+  }
+
+  async cluster(): Promise<ClusterView> {
+    return structuredClone(this.clusterView);
   }
 
   async find(uid: string): Promise<ObservedServer[]> {
@@ -166,9 +183,15 @@ export class FakeBackend implements Backend {
       return { action: 'stopped', observed: { ...cur } };
     }
     if (!desired.stopped && !running) {
-      Object.assign(cur, { state: this.startState, replicas: this.kind === 'service' ? 1 : undefined });
+      Object.assign(cur, { state: this.startState, replicas: this.kind === 'service' ? 1 : undefined }, this.placed(desired, cur.node));
       this.write('start', cur);
       return { action: 'started', observed: { ...cur } };
+    }
+    if ((cur.pinNode ?? undefined) !== (desired.pinNode ?? undefined)) {
+      // Placement alone: Swarm keeps the task where it runs when that node satisfies the pin.
+      Object.assign(cur, { pinNode: desired.pinNode, labels: { ...desired.labels } });
+      this.write('pin', cur);
+      return { action: 'pinned', observed: { ...cur } };
     }
     return { action: 'unchanged', observed: { ...cur } };
   }
@@ -227,6 +250,8 @@ export class FakeBackend implements Backend {
   }
 
   private ensureVolumes(d: DesiredServer): void {
+    // Several nodes: each node's daemon creates its own copy when a task mounts it (as Swarm does).
+    if (this.clusterView.multiNode) return;
     for (const v of d.volumes) {
       if (v.type !== 'volume' || this.volumes.has(v.source)) continue;
       this.volumes.set(v.source, { [LABELS.volume]: 'true', ...(v.labels ?? {}) });
@@ -236,7 +261,12 @@ export class FakeBackend implements Backend {
 
   /** The fields of an object that follow from what was written. */
   private shape(d: DesiredServer, image: ResolvedImage): Partial<ObservedServer> {
-    return { name: d.dockerName, labels: { ...d.labels }, specHash: d.specHash, image: image.pinned, replicas: this.kind === 'service' ? (d.stopped ? 0 : 1) : undefined };
+    return { name: d.dockerName, labels: { ...d.labels }, specHash: d.specHash, image: image.pinned, replicas: this.kind === 'service' ? (d.stopped ? 0 : 1) : undefined, pinNode: d.pinNode };
+  }
+
+  /** Where a task of `d` runs: on its pinned node, else where it ran, else where Swarm puts new tasks. */
+  private placed(d: DesiredServer, was?: string): Partial<ObservedServer> {
+    return { node: d.pinNode ?? was ?? this.scheduleOn };
   }
 
   private newObject(d: DesiredServer, image: ResolvedImage, state: ObservedState): ObservedServer {
@@ -248,7 +278,7 @@ export class FakeBackend implements Backend {
       name: d.dockerName,
       labels: {},
       state,
-      node: 'fake-node',
+      node: d.pinNode ?? this.scheduleOn,
       containerId: `container-${id}`,
       hostPort: host ? d.port : this.nextPort++,
       hostIp: host ? undefined : d.publishHostIp,

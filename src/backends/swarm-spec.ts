@@ -21,6 +21,28 @@ const TASK_STATE: Record<string, ObservedState> = {
   rejected: 'rejected',
 };
 
+/** The placement constraint that keeps a server on the node holding its volumes. */
+export function pinConstraint(hostname: string): string {
+  return `node.hostname==${hostname}`;
+}
+
+/**
+ * `spec` (a service spec as Docker returns it) pinned to `hostname` (or unpinned when undefined):
+ * only Placement and the service-level node label change, so Swarm keeps the running task when
+ * its node satisfies the new placement (swarmkit compares placement apart from the rest).
+ */
+export function withPin(spec: any, hostname: string | undefined): any {
+  const placement = spec.TaskTemplate?.Placement ?? {};
+  const previous: string | undefined = spec.Labels?.[LABELS.node];
+  // Only the old pin goes; a node.hostname constraint of the policy stays.
+  const constraints: string[] = (placement.Constraints ?? []).filter((c: string) => !previous || c.replace(/\s+/g, '') !== pinConstraint(previous));
+  if (hostname) constraints.push(pinConstraint(hostname));
+  const labels = { ...(spec.Labels ?? {}) };
+  if (hostname) labels[LABELS.node] = hostname;
+  else delete labels[LABELS.node];
+  return { ...spec, Labels: labels, TaskTemplate: { ...spec.TaskTemplate, Placement: { ...placement, Constraints: constraints } } };
+}
+
 /**
  * The service spec for `d`, pinned to `image.pinned`. Pure, so it can be unit-tested. `secrets`
  * are the ContainerSpec.Secrets entries of d.secretFiles (./secret-files.ts), made by the caller
@@ -31,13 +53,23 @@ export function serviceSpec(d: DesiredServer, image: ResolvedImage, secrets: obj
     // A bare tag would make every task start pull from a registry (moby's executor).
     throw new BackendError(`refusing to hand Swarm the unpinned image "${image.pinned}"`, 'DockerError', 'docker service create', 'resolve the image first (resolveImage)');
   }
-    const containerSpec: any = {
+  const containerSpec: any = {
     Image: image.pinned,
     Labels: d.labels,
     Env: envList(d.env),
     Mounts: d.volumes.map((v) =>
       v.type === 'volume'
-        ? { Type: 'volume', Source: v.source, Target: v.target, ReadOnly: !!v.readOnly, VolumeOptions: { Labels: { [LABELS.volume]: 'true', ...(v.labels ?? {}) } } }
+        ? {
+            Type: 'volume',
+            Source: v.source,
+            Target: v.target,
+            ReadOnly: !!v.readOnly,
+            VolumeOptions: {
+              Labels: { [LABELS.volume]: 'true', ...(v.labels ?? {}) },
+              // Each node's daemon creates the volume with this driver when a task first mounts it there.
+              DriverConfig: v.driver || v.driverOptions ? { Name: v.driver ?? 'local', Options: v.driverOptions } : undefined,
+            },
+          }
         : { Type: 'bind', Source: v.source, Target: v.target, ReadOnly: !!v.readOnly },
     ),
     CapabilityDrop: d.hardening.capDrop.length ? d.hardening.capDrop : undefined,
@@ -60,19 +92,25 @@ export function serviceSpec(d: DesiredServer, image: ResolvedImage, secrets: obj
   if (d.resources.nanoCpus) limits.NanoCPUs = d.resources.nanoCpus;
   if (d.resources.memoryBytes) limits.MemoryBytes = d.resources.memoryBytes;
   if (d.hardening.pidsLimit) limits.Pids = d.hardening.pidsLimit;
+  const reservations: any = {};
+  if (d.resources.reserveNanoCpus) reservations.NanoCPUs = d.resources.reserveNanoCpus;
+  if (d.resources.reserveMemoryBytes) reservations.MemoryBytes = d.resources.reserveMemoryBytes;
+  const constraints = [...(d.constraints ?? []), ...(d.pinNode ? [pinConstraint(d.pinNode)] : [])];
 
   const networks =
     d.networkMode === 'host' ? [{ Target: 'host' }] : d.network ? [{ Target: d.network, Aliases: [d.dockerName] }] : undefined;
   return {
     Name: d.dockerName,
-    Labels: d.labels,
+    // The pin is a service label only: the container's labels are part of the task spec, and a
+    // change there would restart the task.
+    Labels: d.pinNode ? { ...d.labels, [LABELS.node]: d.pinNode } : d.labels,
     TaskTemplate: {
       ContainerSpec: containerSpec,
-      Resources: { Limits: limits },
+      Resources: Object.keys(reservations).length ? { Limits: limits, Reservations: reservations } : { Limits: limits },
       // A crash-looping server stops being restarted after a few attempts, so its failed task
       // (with Docker's error) stays the newest one and observe can report it.
       RestartPolicy: { Condition: 'on-failure', Delay: 2e9, MaxAttempts: 5, Window: 120e9 },
-      Placement: d.constraints?.length ? { Constraints: d.constraints } : {},
+      Placement: constraints.length ? { Constraints: constraints } : {},
       Networks: networks,
     },
     Mode: { Replicated: { Replicas: d.stopped ? 0 : 1 } },

@@ -8,11 +8,25 @@ import { LABELS } from '../api/names.js';
 import { BaseBackend, labelFilter, MANAGED_FILTER } from './base-backend.js';
 import { eventTime } from './docker-events.js';
 import { hintFromDaemon, statusOf, wrapDockerError, type BackendOptions } from './docker.js';
+import type { PullProgress } from './images.js';
 import { ReadBatcher } from './read-batcher.js';
+import { parseImageRef, resolveShared } from './registry.js';
 import { BoundIps } from './swarm-bound-ips.js';
-import { interpretTasks, serviceSpec } from './swarm-spec.js';
+import { runBuildJob } from './swarm-build.js';
+import { SwarmNodes, type NodesSnapshot } from './swarm-nodes.js';
+import { interpretTasks, serviceSpec, withPin } from './swarm-spec.js';
 import { swarmSecretLabels, swarmSecretName, swarmSecretRefs } from './secret-files.js';
-import { BackendError, type ApplyResult, type BackendEvent, type DesiredServer, type ObservedServer, type ResolvedImage } from './types.js';
+import {
+  BackendError,
+  type ApplyResult,
+  type BackendEvent,
+  type ClusterView,
+  type DesiredServer,
+  type ObservedServer,
+  type PullPolicy,
+  type RegistryAuth,
+  type ResolvedImage,
+} from './types.js';
 
 /**
  * Shortest gap between two batched per-uid reads (see ReadBatcher): short while few servers are
@@ -32,7 +46,10 @@ export class SwarmBackend extends BaseBackend {
   private readonly nodeNames = new Map<string, Promise<string>>();
   /** Service ID → nbswarm uid: Swarm 20.10 service events carry only the service name. */
   private readonly serviceUids = new Map<string, string>();
-  private selfNodeId?: Promise<string | undefined>;
+  /** The Swarm's nodes (one `docker info` while there is only one). */
+  private readonly nodes: SwarmNodes;
+  /** The last node view read, to name the node of a node event that carries only its ID. */
+  private lastNodes?: NodesSnapshot;
   /** Services seen in events that are not ours (no managed-by label), so each is inspected once. */
   private readonly foreign = new Set<string>();
   private readonly boundIps: BoundIps;
@@ -46,6 +63,18 @@ export class SwarmBackend extends BaseBackend {
   constructor(docker: Docker, opts: BackendOptions = {}) {
     super(docker, opts);
     this.boundIps = new BoundIps(docker);
+    this.nodes = new SwarmNodes(docker);
+  }
+
+  override async cluster(): Promise<ClusterView> {
+    const s = await this.nodeSnapshot();
+    return { multiNode: s.multiNode, nodes: s.nodes };
+  }
+
+  private async nodeSnapshot(): Promise<NodesSnapshot> {
+    const s = await this.nodes.get();
+    this.lastNodes = s;
+    return s;
   }
 
   /** Per-uid reads share one service list + one task list with every read asked for meanwhile. */
@@ -147,15 +176,12 @@ export class SwarmBackend extends BaseBackend {
     return p;
   }
 
-  private localNodeId(): Promise<string | undefined> {
-    this.selfNodeId ??= this.docker.info().then(
-      (info: any) => String(info?.Swarm?.NodeID ?? '') || undefined,
-      () => {
-        this.selfNodeId = undefined;
-        return undefined;
-      },
-    );
-    return this.selfNodeId;
+  private async localNodeId(): Promise<string | undefined> {
+    try {
+      return (await this.nodeSnapshot()).self;
+    } catch {
+      return undefined;
+    }
   }
 
   /** Observe service `s` from its tasks (read here when not given). */
@@ -181,6 +207,7 @@ export class SwarmBackend extends BaseBackend {
       message: view.message,
       image: spec.TaskTemplate?.ContainerSpec?.Image,
       replicas,
+      pinNode: labels[LABELS.node] || undefined,
       createdAt: s.CreatedAt,
       updatedAt: writtenAt,
       forcedRestarts,
@@ -200,17 +227,21 @@ export class SwarmBackend extends BaseBackend {
     const task = view.task;
     if (!task) return obs;
     const st = task.Status ?? {};
-    obs.node = await this.nodeName(task.NodeID);
+    const nodes = await this.nodeSnapshot().catch(() => undefined);
+    // Several nodes: a published port is reached at the address of the node that runs the task.
+    const taskNode = nodes?.multiNode ? nodes.byId.get(task.NodeID) : undefined;
+    obs.node = taskNode?.hostname ?? (await this.nodeName(task.NodeID));
     obs.containerId = st.ContainerStatus?.ContainerID || undefined;
     if (hostNetwork) {
       obs.hostPort = port || undefined;
-      obs.hostIp = undefined;
+      obs.hostIp = taskNode?.addr;
     } else {
       const p = (st.PortStatus?.Ports ?? []).find((x: any) => x.TargetPort === port) ?? st.PortStatus?.Ports?.[0];
       if (p?.PublishedPort) obs.hostPort = p.PublishedPort;
       if (obs.hostPort && obs.containerId && task.NodeID && task.NodeID === (await this.localNodeId())) {
         obs.hostIp = await this.boundIps.of(obs.containerId, port);
       }
+      if (taskNode?.addr && (obs.hostIp === undefined || obs.hostIp === '0.0.0.0' || obs.hostIp === '::')) obs.hostIp = taskNode.addr;
       obs.hostIp ??= labels[LABELS.hostIp] || undefined;
     }
     // A running task on this node changes only with a container event we see; anything else
@@ -232,13 +263,15 @@ export class SwarmBackend extends BaseBackend {
    * service update needs the current Version index; when someone else wrote in between Swarm
    * answers "update out of sequence", so re-read once and retry.
    */
-  private async updateService(id: string, mutate: (spec: any) => any, call: string): Promise<void> {
+  private async updateService(id: string, mutate: (spec: any) => any, call: string, auth?: RegistryAuth): Promise<void> {
     for (let attempt = 0; ; attempt++) {
       const cur = await this.inspectService(id);
       if (!cur) throw new BackendError(`${call}: service ${id} disappeared`, 'Conflict', call, 'it was removed meanwhile; the next reconcile recreates it');
       const spec = mutate(cur.Spec);
       try {
-        await this.docker.getService(id).update({ ...spec, version: cur.Version.Index } as any);
+        const body = { ...spec, version: cur.Version.Index } as any;
+        // Without credentials Swarm keeps the ones it stored with the spec.
+        await (auth ? this.docker.getService(id).update(auth as any, body) : this.docker.getService(id).update(body));
         return;
       } catch (err) {
         if (attempt === 0 && /out of sequence/i.test(String((err as any)?.json?.message ?? (err as Error).message))) continue;
@@ -247,17 +280,18 @@ export class SwarmBackend extends BaseBackend {
     }
   }
 
-  protected async applyNow(d: DesiredServer, image: ResolvedImage, current?: ObservedServer): Promise<ApplyResult> {
+  protected async applyNow(d: DesiredServer, image: ResolvedImage, current?: ObservedServer, opts?: { auth?: RegistryAuth }): Promise<ApplyResult> {
+    const auth = opts?.auth;
     if (!current) {
       const found = await this.find(d.uid);
       current = found[0];
     }
     if (!current) {
-      await this.ensureVolumes(d);
+      await this.ensureVolumesHere(d);
       const spec = stamped(serviceSpec(d, image, await this.ensureSecrets(d)));
       let id: string;
       try {
-        const res: any = await this.docker.createService(spec);
+        const res: any = await this.docker.createService(auth as any, spec);
         id = res.id ?? res.ID;
       } catch (err) {
         const s = statusOf(err);
@@ -274,22 +308,29 @@ export class SwarmBackend extends BaseBackend {
     }
     const wantReplicas = d.stopped ? 0 : 1;
     if (current.specHash !== d.specHash) {
-      await this.ensureVolumes(d);
+      await this.ensureVolumesHere(d);
       const spec = stamped(serviceSpec(d, image, await this.ensureSecrets(d)));
       // Keep the service's name: Swarm cannot rename a service in place.
-      await this.updateService(current.id, () => ({ ...spec, Name: current!.name }), `docker service update ${current.name}`);
+      await this.updateService(current.id, () => ({ ...spec, Name: current!.name }), `docker service update ${current.name}`, auth);
       await this.pruneSecrets(d);
       return { action: 'updated', observed: await this.observeById(current.id) };
     }
     const haveReplicas = current.replicas ?? 1;
-    if (haveReplicas !== wantReplicas) {
+    const scale = haveReplicas !== wantReplicas;
+    const pin = (current.pinNode ?? undefined) !== (d.pinNode ?? undefined);
+    if (scale || pin) {
+      const what = [scale ? `scale ${current.name}=${wantReplicas}` : '', pin ? `pin ${current.name} to ${d.pinNode ?? '(no node)'}` : ''].filter(Boolean).join(', ');
       await this.updateService(
         current.id,
-        (spec) => stamped({ ...spec, Mode: { Replicated: { Replicas: wantReplicas } } }),
-        `docker service scale ${current.name}=${wantReplicas}`,
+        (spec) => {
+          const s = pin ? withPin(spec, d.pinNode) : spec;
+          return stamped(scale ? { ...s, Mode: { Replicated: { Replicas: wantReplicas } } } : s);
+        },
+        `docker service update (${what})`,
+        auth,
       );
-      if (!wantReplicas && current.containerId) await this.stopTaskNow(current.id, current.containerId);
-      return { action: wantReplicas ? 'started' : 'stopped', observed: await this.observeById(current.id) };
+      if (scale && !wantReplicas && current.containerId) await this.stopTaskNow(current.id, current.containerId);
+      return { action: scale ? (wantReplicas ? 'started' : 'stopped') : 'pinned', observed: await this.observeById(current.id) };
     }
     return { action: 'unchanged', observed: current };
   }
@@ -336,6 +377,61 @@ export class SwarmBackend extends BaseBackend {
       if (Date.now() > deadline) return false;
       await new Promise((r) => setTimeout(r, 10));
     }
+  }
+
+  /**
+   * Named volumes are created by the daemon that mounts them. With one node that is this one (so
+   * they are created first, labelled); with several, each node's daemon creates its own when a task
+   * first mounts it there (the mount carries the labels and driver), and creating them on the
+   * manager would only leave empty copies behind.
+   */
+  private async ensureVolumesHere(d: DesiredServer): Promise<void> {
+    if ((await this.nodeSnapshot()).multiNode) return;
+    await this.ensureVolumes(d);
+  }
+
+  protected override async resolveFresh(reference: string, pullPolicy: PullPolicy, onProgress?: (p: PullProgress) => void, opts?: { auth?: RegistryAuth }): Promise<ResolvedImage> {
+    const registry = this.opts.registry;
+    const nodes = await this.nodeSnapshot();
+    // One node and no registry in the policy: the local image will do, no registry round trip.
+    if (!nodes.multiNode && !registry?.address) return super.resolveFresh(reference, pullPolicy, onProgress, opts);
+    return resolveShared(this.docker, reference, {
+      registry: registry?.address,
+      pushLocalImages: !!registry?.pushLocalImages,
+      multiNode: nodes.multiNode,
+      auth: opts?.auth,
+      onProgress,
+    });
+  }
+
+  /**
+   * Several nodes: the source container may run on any of them, and only its own daemon can commit
+   * it; a one-off Swarm job there commits and pushes it to the registry (./swarm-build.ts).
+   */
+  override async commitImage(observed: ObservedServer, repo: string, tag: string, labels: Record<string, string>, opts?: { auth?: RegistryAuth }): Promise<string> {
+    if (!(await this.nodeSnapshot()).multiNode) return super.commitImage(observed, repo, tag, labels, opts);
+    const call = `docker commit ${observed.containerId ?? '(no container)'} ${repo}:${tag}`;
+    this.images?.invalidate();
+    if (!observed.containerId || !observed.node) {
+      throw new BackendError(`cannot commit ${observed.name}: it has no running container right now (state ${observed.state})`, 'CommitFailed', call, 'start the source server first; a commit needs its container');
+    }
+    if (!parseImageRef(repo).registry) {
+      throw new BackendError(
+        `cannot build ${repo}:${tag} on a multi-node Swarm without a registry: the other nodes could not pull it`,
+        'CommitFailed',
+        call,
+        'set registry.address (or sourceImages.registry) in the policy',
+      );
+    }
+    const builder = await this.resolveImage(this.opts.builderImage ?? 'docker:cli', 'ifNotPresent', undefined, opts);
+    const ref = await runBuildJob(
+      this.docker,
+      { node: observed.node, containerId: observed.containerId, target: `${repo}:${tag}`, builderImage: builder.pinned, labels, comment: `nbswarm: snapshot of ${observed.name}` },
+      opts?.auth,
+      { timeoutMs: this.opts.buildTimeoutMs ?? 600_000, pollMs: 250 },
+    );
+    this.images?.invalidate();
+    return ref;
   }
 
   private async observeById(id: string): Promise<ObservedServer> {
@@ -434,10 +530,17 @@ export class SwarmBackend extends BaseBackend {
     // No label filter: Swarm 20.10's service events carry only the service name, so a label
     // filter would drop them all. Task containers carry the ContainerSpec labels and are
     // filtered client-side.
-    return { type: ['service', 'container'] };
+    return { type: ['service', 'container', 'node'] };
   }
 
   protected async mapEvent(raw: any): Promise<BackendEvent | undefined> {
+    if (raw?.Type === 'node') {
+      // A node went down, came back, was drained or joined: tasks moved without events of their own.
+      this.nodes.invalidate();
+      const id = String(raw.Actor?.ID ?? '');
+      const name = raw.Actor?.Attributes?.name ?? this.lastNodes?.byId.get(id)?.hostname;
+      return { type: 'node', name, action: String(raw.Action ?? ''), time: eventTime(raw) };
+    }
     if (raw?.Type === 'container') {
       const ev = this.containerEvent(raw);
       return ev ? { ...ev, type: raw.Actor?.Attributes?.['com.docker.swarm.task.id'] ? 'task' : 'container' } : undefined;

@@ -18,6 +18,9 @@ export interface VolumeMount {
   readOnly?: boolean;
   /** Labels put on a named volume when the operator creates it. */
   labels?: Record<string, string>;
+  /** Volume driver and its options for a named volume (unset: Docker's local driver). */
+  driver?: string;
+  driverOptions?: Record<string, string>;
 }
 
 /**
@@ -62,12 +65,19 @@ export interface DesiredServer {
   /** Optional extra (overlay/bridge) network to attach to; gives the internal URL by name. */
   network?: string;
   volumes: VolumeMount[];
-  resources: { nanoCpus?: number; memoryBytes?: number };
+  /** Limits, and (Swarm) reservations the scheduler places by. */
+  resources: { nanoCpus?: number; memoryBytes?: number; reserveNanoCpus?: number; reserveMemoryBytes?: number };
   hardening: { noNewPrivileges: boolean; capDrop: string[]; capAdd?: string[]; pidsLimit?: number; readOnlyRootfs?: boolean };
   /** Swarm placement constraints from policy. */
   constraints?: string[];
   /** Files under /run/secrets (e.g. git credentials). */
   secretFiles?: SecretFile[];
+  /**
+   * Multi-node Swarm: the node (hostname) holding the server's node-local volumes; the service is
+   * constrained to it. Not part of specHash: Swarm keeps a running task when only its placement
+   * changes and its node still satisfies it, so pinning a server where it already runs restarts nothing.
+   */
+  pinNode?: string;
   stopped: boolean;
   /** Hash of every field above that shapes the Docker object; stored as a label so "unchanged" costs no write. */
   specHash: string;
@@ -107,6 +117,8 @@ export interface ObservedServer {
   image?: string;
   /** Swarm only: desired replicas (0 when stopped). */
   replicas?: number;
+  /** Swarm only: the node the service is pinned to (label nbswarm.io/node), if any. */
+  pinNode?: string;
   createdAt?: string;
   /** When the object was last written (Swarm: the service's UpdatedAt; container: its last start). */
   updatedAt?: string;
@@ -124,7 +136,37 @@ export interface ObservedServer {
   forcedRestarts?: number;
 }
 
-export type ApplyAction = 'created' | 'updated' | 'recreated' | 'started' | 'stopped' | 'unchanged';
+/** A node as the Swarm manager sees it. */
+export interface NodeView {
+  id: string;
+  hostname: string;
+  /** The address the node advertises to the Swarm (where its published ports are reached). */
+  addr?: string;
+  role: 'manager' | 'worker';
+  /** ready, down, unknown, disconnected. */
+  state: string;
+  /** active, pause, drain. */
+  availability: string;
+  labels: Record<string, string>;
+}
+
+/** The Docker hosts servers can run on. */
+export interface ClusterView {
+  /** More than one Swarm node: images must come from a registry, node-local volumes pin servers. */
+  multiNode: boolean;
+  /** Every Swarm node (empty for a plain Docker host and a single-node Swarm). */
+  nodes: NodeView[];
+}
+
+/** Registry credentials, sent to Docker as the X-Registry-Auth header. */
+export interface RegistryAuth {
+  username?: string;
+  password?: string;
+  identitytoken?: string;
+  serveraddress: string;
+}
+
+export type ApplyAction = 'created' | 'updated' | 'recreated' | 'started' | 'stopped' | 'pinned' | 'unchanged';
 
 export interface ApplyResult {
   action: ApplyAction;
@@ -136,7 +178,8 @@ export interface BackendEvent {
   uid?: string;
   /** Docker name of the object (service name; container name, for Swarm tasks "service.slot.task"), when known. */
   name?: string;
-  type: 'service' | 'container' | 'task' | 'volume' | 'image' | string;
+  /** For 'node' events: `name` is the node's hostname. */
+  type: 'service' | 'container' | 'task' | 'volume' | 'image' | 'node' | string;
   action: string;
   time: number;
 }
@@ -145,7 +188,7 @@ export interface BackendEvent {
 export class BackendError extends Error {
   constructor(
     message: string,
-    readonly reason: 'ImageNotFound' | 'ImagePullFailed' | 'DockerUnavailable' | 'Conflict' | 'DockerError' | 'CommitFailed',
+    readonly reason: 'ImageNotFound' | 'ImagePullFailed' | 'ImageNotShared' | 'DockerUnavailable' | 'Conflict' | 'DockerError' | 'CommitFailed',
     readonly dockerCall: string,
     readonly hint?: string,
     override readonly cause?: unknown,
@@ -162,7 +205,10 @@ export interface Backend {
     reference: string,
     pullPolicy: PullPolicy,
     onProgress?: (p: { reference: string; status: string; id?: string; current?: number; total?: number }) => void,
+    opts?: { auth?: RegistryAuth },
   ): Promise<ResolvedImage>;
+  /** The nodes servers can run on (cached; Docker's node events keep it current). */
+  cluster(): Promise<ClusterView>;
   /**
    * All objects labelled with this resource UID (normally 0 or 1). May be answered from the
    * backend's snapshot, which Docker events and the backend's own apply/remove keep current.
@@ -180,7 +226,7 @@ export interface Backend {
    * creating named volumes first. Writes nothing when `current` already matches (same spec hash
    * and stopped/running state). Never removes volumes.
    */
-  apply(desired: DesiredServer, image: ResolvedImage, current?: ObservedServer): Promise<ApplyResult>;
+  apply(desired: DesiredServer, image: ResolvedImage, current?: ObservedServer, opts?: { auth?: RegistryAuth }): Promise<ApplyResult>;
   /** Remove the service/container (not its volumes). Idempotent. */
   remove(observed: ObservedServer): Promise<void>;
   /**
@@ -188,8 +234,12 @@ export interface Backend {
    * which makes a new task; container: docker start), keeping its spec. Returns it as observed after.
    */
   restart(observed: ObservedServer): Promise<ObservedServer>;
-  /** docker commit of the running container of `observed` into repo:tag, with labels; returns the image ID. */
-  commitImage(observed: ObservedServer, repo: string, tag: string, labels: Record<string, string>): Promise<string>;
+  /**
+   * docker commit of the running container of `observed` into repo:tag, with labels; returns the
+   * image ID (multi-node Swarm: committed on the container's node and pushed to the registry
+   * named by `repo`; returns the registry digest reference).
+   */
+  commitImage(observed: ObservedServer, repo: string, tag: string, labels: Record<string, string>, opts?: { auth?: RegistryAuth }): Promise<string>;
   /** Remove an image the operator built (source-server images) if no container uses it. */
   removeImage(id: string): Promise<void>;
   /** Names of the named volumes carrying every one of `labels`. */

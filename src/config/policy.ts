@@ -12,6 +12,7 @@ import type { LauncherEntry, Policy } from './types.js';
 import { BUILTIN_LAUNCHERS, PROXY_DEFAULTS, validateLauncher } from './launchers.js';
 import { NAME_PLACEHOLDERS, unknownPlaceholders } from './templates.js';
 import { parseQuantity } from './quantity.js';
+import { parseCidr } from '../util/cidr.js';
 
 export class PolicyError extends Error {
   constructor(message: string, readonly problems: string[]) {
@@ -46,6 +47,9 @@ export function defaultPolicy(): Policy {
     hostPortRange: [20000, 20999],
     publishHostIp: '127.0.0.1',
     constraints: [],
+    placementRules: [],
+    registry: { pushLocalImages: false },
+    probeNetworks: ['127.0.0.0/8', '::1/128'],
     launchers: structuredClone(BUILTIN_LAUNCHERS) as Record<string, LauncherEntry>,
     defaultMode: 'notebook',
     dashboards: {
@@ -63,7 +67,7 @@ export function defaultPolicy(): Policy {
     systemUsers: { enabled: false, homeTemplate: '/home/{username}', mountTarget: '/home/{username}', uidFloor: 1000, users: {} },
     culling: { enabled: false, idleTimeoutSeconds: 3600, probeIntervalSeconds: 60 },
     crashLoopBackOff: { initialSeconds: 10, maxSeconds: 300, resetAfterSeconds: 600 },
-    sourceImages: { repository: 'nbswarm-built' },
+    sourceImages: { repository: 'nbswarm-built', builderImage: 'docker:cli' },
     resyncSeconds: 300,
     concurrency: 8,
   };
@@ -100,6 +104,25 @@ export const POLICY_SCHEMA = {
     publishHostIp: str,
     network: str,
     constraints: strList,
+    placementRules: {
+      type: 'array',
+      items: {
+        type: 'object', additionalProperties: false, required: ['constraints'],
+        properties: { images: strList, modes: { type: 'array', items: { enum: [...MODES] } }, constraints: { type: 'array', items: str, minItems: 1 } },
+      },
+    },
+    registry: {
+      type: 'object', additionalProperties: false,
+      properties: {
+        address: { type: 'string', pattern: '^[A-Za-z0-9.-]+(:[0-9]{1,5})?$' },
+        credentialsSecret: {
+          type: 'object', additionalProperties: false, required: ['name', 'namespace'],
+          properties: { name: { type: 'string', minLength: 1 }, namespace: { type: 'string', minLength: 1 } },
+        },
+        pushLocalImages: { type: 'boolean' },
+      },
+    },
+    probeNetworks: strList,
     proxyCommand: { type: 'array', items: str, minItems: 1 },
     launchers: { type: 'object', additionalProperties: launcherSchema },
     defaultMode: { type: 'string', minLength: 1 },
@@ -123,7 +146,10 @@ export const POLICY_SCHEMA = {
       type: 'array',
       items: {
         type: 'object', additionalProperties: false, required: ['name', 'target'],
-        properties: { name: { type: 'string', minLength: 1 }, target: { type: 'string', pattern: '^/' }, type: { enum: ['volume', 'bind'] }, readOnly: { type: 'boolean' }, deleteWithServer: { type: 'boolean' } },
+        properties: {
+          name: { type: 'string', minLength: 1 }, target: { type: 'string', pattern: '^/' }, type: { enum: ['volume', 'bind'] }, readOnly: { type: 'boolean' },
+          deleteWithServer: { type: 'boolean' }, shared: { type: 'boolean' }, driver: { type: 'string', minLength: 1 }, driverOptions: strMap,
+        },
       },
     },
     homeDir: { type: 'string', pattern: '^/' },
@@ -133,6 +159,7 @@ export const POLICY_SCHEMA = {
       properties: {
         defaults: { type: 'object', additionalProperties: false, properties: { cpu: quantity, memory: quantity } },
         limits: { type: 'object', additionalProperties: false, properties: { cpu: quantity, memory: quantity } },
+        requests: { type: 'object', additionalProperties: false, properties: { cpu: quantity, memory: quantity } },
       },
     },
     hardening: {
@@ -161,7 +188,10 @@ export const POLICY_SCHEMA = {
       type: 'object', additionalProperties: false,
       properties: { initialSeconds: { type: 'number', minimum: 0 }, maxSeconds: { type: 'number', minimum: 0 }, resetAfterSeconds: { type: 'number', minimum: 0 } },
     },
-    sourceImages: { type: 'object', additionalProperties: false, properties: { repository: { type: 'string', minLength: 1 }, registry: str } },
+    sourceImages: {
+      type: 'object', additionalProperties: false,
+      properties: { repository: { type: 'string', minLength: 1 }, registry: str, builderImage: { type: 'string', minLength: 1 } },
+    },
     resyncSeconds: { type: 'integer', minimum: 1 },
     concurrency: { type: 'integer', minimum: 1 },
   },
@@ -274,6 +304,8 @@ export const POLICY_ENV: Record<string, { key: string; read: EnvReader }> = {
   },
   NBSWARM_PUBLISH_HOST_IP: { key: 'publishHostIp', read: asString },
   NBSWARM_CONSTRAINTS: { key: 'constraints', read: asList },
+  NBSWARM_REGISTRY: { key: 'registry.address', read: asString },
+  NBSWARM_PROBE_NETWORKS: { key: 'probeNetworks', read: asList },
   NBSWARM_DEFAULT_MODE: { key: 'defaultMode', read: asString },
   NBSWARM_HOME_DIR: { key: 'homeDir', read: asString },
   NBSWARM_SYSTEM_USERS: { key: 'systemUsers.enabled', read: asBool },
@@ -312,6 +344,19 @@ function semanticProblems(p: Policy): string[] {
   p.volumes.forEach((v, i) => {
     unknown(v.name, `volumes[${i}].name`, NAME_PLACEHOLDERS);
     if (v.type === 'bind' && !v.name.startsWith('/')) errs.push(`volumes[${i}].name: a bind volume needs an absolute host path`);
+    if (v.type === 'bind' && (v.driver !== undefined || v.driverOptions !== undefined)) errs.push(`volumes[${i}]: driver and driverOptions apply to named volumes (type volume), not binds`);
+    for (const [k, o] of Object.entries(v.driverOptions ?? {})) unknown(o, `volumes[${i}].driverOptions.${k}`, NAME_PLACEHOLDERS);
+  });
+  p.constraints.forEach((c, i) => {
+    if (!isConstraint(c)) errs.push(`constraints[${i}]: "${c}" is not a Swarm constraint like node.labels.gpu==true (node.id, node.hostname, node.role, node.platform.os, node.platform.arch, node.labels.KEY, engine.labels.KEY with == or !=)`);
+  });
+  p.placementRules.forEach((r, i) => {
+    r.constraints.forEach((c, j) => {
+      if (!isConstraint(c)) errs.push(`placementRules[${i}].constraints[${j}]: "${c}" is not a Swarm constraint like node.labels.gpu==true`);
+    });
+  });
+  p.probeNetworks.forEach((n, i) => {
+    if (!parseCidr(n)) errs.push(`probeNetworks[${i}]: "${n}" is not an address or network like 10.0.0.0/24`);
   });
   unknown(p.systemUsers.homeTemplate, 'systemUsers.homeTemplate', ['username']);
   unknown(p.systemUsers.mountTarget, 'systemUsers.mountTarget', ['username']);
@@ -352,11 +397,22 @@ function semanticProblems(p: Policy): string[] {
     if (d !== undefined && dq === undefined) errs.push(`resources.defaults.${kind}: "${d}" is not a quantity like "500m" or "2Gi"`);
     if (l !== undefined && lq === undefined) errs.push(`resources.limits.${kind}: "${l}" is not a quantity like "500m" or "2Gi"`);
     if (dq !== undefined && lq !== undefined && dq > lq) errs.push(`resources.defaults.${kind}: ${d} is above resources.limits.${kind} ${l}`);
+    const r = p.resources.requests?.[kind];
+    const rq = r === undefined ? undefined : parseQuantity(r);
+    if (r !== undefined && (rq === undefined || rq <= 0)) errs.push(`resources.requests.${kind}: "${r}" is not a positive quantity like "500m" or "2Gi"`);
+    if (rq !== undefined && lq !== undefined && rq > lq) errs.push(`resources.requests.${kind}: ${r} is above resources.limits.${kind} ${l}`);
   }
   for (const [name, u] of Object.entries(p.systemUsers.users)) {
     if (u.uid < p.systemUsers.uidFloor) errs.push(`systemUsers.users.${name}.uid: ${u.uid} is below systemUsers.uidFloor ${p.systemUsers.uidFloor}`);
   }
   return errs;
+}
+
+/** A Swarm placement constraint: a node or engine attribute, == or !=, a value. */
+const CONSTRAINT = /^\s*(node\.(id|hostname|role|platform\.os|platform\.arch|labels\.[^\s=!]+)|engine\.labels\.[^\s=!]+)\s*(==|!=)\s*[^\s=!][^=!]*$/;
+
+export function isConstraint(text: string): boolean {
+  return CONSTRAINT.test(text);
 }
 
 export interface LoadPolicyOptions {

@@ -73,6 +73,37 @@ export interface VolumeTemplate {
   readOnly?: boolean;
   /** Delete the volume with the server (default false: users' files are never lost). */
   deleteWithServer?: boolean;
+  /**
+   * On a multi-node Swarm: whether every node sees the same data under this volume (NFS, a cluster
+   * volume plugin, a bind of a path mounted on every node). Default: false for named volumes
+   * (Docker's local driver keeps them on one node, so the server is pinned to that node), true for
+   * binds (the path must exist on every node).
+   */
+  shared?: boolean;
+  /** Volume driver for named volumes (Docker's default: local). */
+  driver?: string;
+  /** Driver options, templated like name (e.g. local driver: {type: nfs, o: "addr=…", device: ":/export/{username}"}). */
+  driverOptions?: Record<string, string>;
+}
+
+/** Extra Swarm placement constraints for servers of matching images and/or modes. */
+export interface PlacementRule {
+  /** Image globs (as allowedImages); unset matches every image. */
+  images?: string[];
+  /** Modes; unset matches every mode. */
+  modes?: string[];
+  /** Swarm constraint expressions, e.g. "node.labels.gpu==true". */
+  constraints: string[];
+}
+
+/** The registry every Swarm node pulls from. */
+export interface RegistryPolicy {
+  /** host[:port] of the registry. Images named by tag without a registry are looked up here. */
+  address?: string;
+  /** A Secret of type kubernetes.io/dockerconfigjson (or with username/password keys) holding the credentials. */
+  credentialsSecret?: { name: string; namespace: string };
+  /** Push an image that exists only on the manager to the registry instead of refusing it (multi-node Swarm). */
+  pushLocalImages: boolean;
 }
 
 export interface Policy {
@@ -96,6 +127,16 @@ export interface Policy {
   network?: string;
   /** Swarm placement constraints. */
   constraints: string[];
+  /** More constraints for some images or modes (e.g. node.labels.gpu==true for GPU images). */
+  placementRules: PlacementRule[];
+  /** Images by tag resolve to this registry's digests; source-server images are pushed there. */
+  registry: RegistryPolicy;
+  /**
+   * Networks (CIDR) whose addresses the operator may probe for "the server answers". Default
+   * loopback only; on a multi-node Swarm add the nodes' network (never Docker's bridge networks).
+   * A server whose endpoint is outside these is reported Ready as soon as its task runs.
+   */
+  probeNetworks: string[];
   /** Command that runs proxied launchers (cdsdashboards' default_presentation_cmd); default start.sh python3 -m jhsingle_native_proxy.main. */
   proxyCommand?: string[];
   /** Mode → launcher. Merged over the built-in table (cdsdashboards' launchers). */
@@ -113,6 +154,8 @@ export interface Policy {
   resources: {
     defaults: { cpu?: string; memory?: string };
     limits: { cpu?: string; memory?: string };
+    /** Reserved per server (Swarm reservations: a node without that much free is not chosen). */
+    requests?: { cpu?: string; memory?: string };
   };
   hardening: { runAsUser?: string; noNewPrivileges: boolean; capDrop: string[]; pidsLimit?: number };
   systemUsers: {
@@ -132,7 +175,15 @@ export interface Policy {
    * CrashLoopBackOff); a spec change, or a failure after resetAfterSeconds of running, starts over.
    */
   crashLoopBackOff: { initialSeconds: number; maxSeconds: number; resetAfterSeconds: number };
-  sourceImages: { repository: string; registry?: string };
+  sourceImages: {
+    repository: string;
+    registry?: string;
+    /**
+     * Multi-node Swarm: an image with the docker CLI (e.g. docker:cli) run as a one-off job on the
+     * source server's node to commit its container and push the result to the registry.
+     */
+    builderImage?: string;
+  };
   /** Seconds between full resyncs. */
   resyncSeconds: number;
   /** Max reconciles running at once (across keys). */

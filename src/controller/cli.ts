@@ -56,7 +56,13 @@ async function connectBackend(policy: Policy, log: Logger, registry: Registry): 
   const docker = connectDocker();
   const docker$ = instrumentDocker(docker, registry);
   try {
-    const backend = await createBackend(policy.backend, { docker, pullPolicy: policy.pullPolicy, log });
+    const backend = await createBackend(policy.backend, {
+      docker,
+      pullPolicy: policy.pullPolicy,
+      log,
+      registry: policy.registry,
+      builderImage: policy.sourceImages.builderImage,
+    });
     return { backend, docker, docker$ };
   } catch (err) {
     if (err instanceof BackendError) throw err;

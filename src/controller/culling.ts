@@ -29,7 +29,7 @@ import type { EventRecorder } from './events.js';
 import type { NotebookServerInformer } from './informer.js';
 import type { Logger } from '../log.js';
 import { errorFields } from '../log.js';
-import { httpGet, loopbackUrl } from './netutil.js';
+import { httpGet, probeUrl } from './netutil.js';
 import type { ObjectWriter } from './object-writer.js';
 
 export interface CullerStats {
@@ -120,11 +120,13 @@ export class Culler {
   private async probe(obj: NotebookServer, conns: Map<number, number>): Promise<void> {
     this.s.probes++;
     const ep = obj.status?.endpoint;
-    const base = loopbackUrl(ep?.hostUrl);
+    // Connection counts are local (/proc), so they mean something only for a loopback endpoint.
+    const base = probeUrl(ep?.hostUrl, this.d.policy.probeNetworks ?? ['127.0.0.0/8', '::1/128']);
+    const local = base !== undefined && /^http:\/\/127\./.test(base);
     const now = Date.now();
     let activity: number | undefined;
     const port = base ? Number(new URL(base).port) : undefined;
-    if (port && (conns.get(port) ?? 0) > 0) activity = now;
+    if (local && port && (conns.get(port) ?? 0) > 0) activity = now;
     if (base) {
       try {
         const res = await httpGet(new URL('api/status', base.endsWith('/') ? base : base + '/').toString(), 1500);

@@ -45,6 +45,8 @@ export interface RenderContext {
    * stopped server runs nothing, so it needs none (a hub deletes its token Secret on stop).
    */
   secretsOptional?: boolean;
+  /** Multi-node Swarm: the node holding the server's node-local volumes (see pinFor). */
+  pinNode?: string;
 }
 
 export type RenderResult =
@@ -64,14 +66,79 @@ function imageForms(ref: string): string[] {
   return [...forms];
 }
 
-/** Whether the policy lets servers run `image`: defaultImage always, else a glob of allowedImages. */
-export function imageAllowed(image: string, policy: Pick<Policy, 'allowedImages' | 'defaultImage'>): boolean {
-  if (image === policy.defaultImage) return true;
+/** Whether one of `globs` matches `image` (in any of its docker.io spellings). */
+function imageMatches(image: string, globs: readonly string[]): boolean {
   const forms = imageForms(image);
-  return policy.allowedImages.some((glob) => {
+  return globs.some((glob) => {
     const m = picomatch(glob, { dot: true });
     return forms.some((f) => m(f));
   });
+}
+
+/** Whether the policy lets servers run `image`: defaultImage always, else a glob of allowedImages. */
+export function imageAllowed(image: string, policy: Pick<Policy, 'allowedImages' | 'defaultImage'>): boolean {
+  if (image === policy.defaultImage) return true;
+  return imageMatches(image, policy.allowedImages);
+}
+
+/** The policy's constraints, then those of every placement rule matching the image and mode (each once). */
+export function placementConstraints(image: string, mode: string, policy: Pick<Policy, 'constraints' | 'placementRules'>): string[] {
+  const out = [...policy.constraints];
+  for (const r of policy.placementRules ?? []) {
+    if (r.images && !imageMatches(image, r.images)) continue;
+    if (r.modes && !r.modes.includes(mode)) continue;
+    for (const c of r.constraints) if (!out.includes(c)) out.push(c);
+  }
+  return out;
+}
+
+/** Whether a volume template keeps its data on one node (see VolumeTemplate.shared). */
+export function volumeIsNodeLocal(v: Pick<Policy['volumes'][number], 'type' | 'shared'>): boolean {
+  return v.shared !== undefined ? !v.shared : (v.type ?? 'volume') === 'volume';
+}
+
+/**
+ * The node-local named volumes `spec` gets from the policy (what pins a server on a multi-node
+ * Swarm), without rendering the rest: used to find other servers that share them.
+ */
+export function nodeLocalVolumeNames(spec: Pick<NotebookServer['spec'], 'user' | 'servername' | 'systemUser'>, policy: Pick<Policy, 'prefix' | 'volumes' | 'homeDir'>): string[] {
+  const vars = { prefix: policy.prefix, username: spec.user, servername: spec.servername ?? '' };
+  const out: string[] = [];
+  for (const v of policy.volumes) {
+    if (!volumeIsNodeLocal(v)) continue;
+    const target = renderTemplate(v.target, vars);
+    if (spec.systemUser && (target === policy.homeDir || target.startsWith(policy.homeDir.replace(/\/+$/, '') + '/'))) continue;
+    const name = renderTemplate(v.name, vars);
+    out.push((v.type ?? 'volume') === 'bind' ? posix.normalize(name) : volumeName(name));
+  }
+  return out;
+}
+
+export interface PinInput {
+  /** More than one Swarm node (pinning means nothing on one). */
+  multiNode: boolean;
+  /** The server's node-local volumes; none → no pin. */
+  volumes: string[];
+  /** ANNOTATIONS.node: an admin says where the volumes are. */
+  annotation?: string;
+  /** The pin its service carries now. */
+  current?: string;
+  /** status.node: where it ran or was pinned last. */
+  recorded?: string;
+  /** Where other servers that mount one of the same volumes are pinned (e.g. the user's other named servers). */
+  siblings?: string[];
+  /** Where Swarm placed its task, when it has no pin yet (a first start). */
+  running?: string;
+}
+
+/**
+ * Which node a server with node-local volumes is pinned to: where its volumes were last seen, or,
+ * for volumes that exist nowhere yet, where Swarm placed its first task (a placement-only update:
+ * the task keeps running). Undefined: no pin (one node, shared storage, or not placed yet).
+ */
+export function pinFor(i: PinInput): string | undefined {
+  if (!i.multiNode || i.volumes.length === 0) return undefined;
+  return i.annotation || i.current || i.recorded || i.siblings?.find(Boolean) || i.running || undefined;
 }
 
 /** spec.app.path must stay inside the home: relative, no "..". */
@@ -92,7 +159,7 @@ export function appPathProblem(path: string): string | undefined {
  * what runs).
  */
 export function computeSpecHash(d: Omit<DesiredServer, 'specHash'>): string {
-  const { generation: _g, stopped: _s, pullPolicy: _p, labels, ...rest } = d;
+  const { generation: _g, stopped: _s, pullPolicy: _p, pinNode: _pin, labels, ...rest } = d;
   const { [LABELS.generation]: _lg, [LABELS.specHash]: _lh, [LABELS.hostIp]: _ip, ...hashedLabels } = labels;
   return createHash('sha256').update(canonicalJson({ ...rest, labels: hashedLabels })).digest('hex');
 }
@@ -285,22 +352,33 @@ export function renderDesired(nbs: NotebookServer, policy: Policy, ctx: RenderCo
     env.USER ??= user;
   }
 
-  // Resources, capped by the policy.
+  // Resources, capped by the policy; reservations (requests) at most the limit.
   const resources: DesiredServer['resources'] = {};
   for (const kind of ['cpu', 'memory'] as const) {
     const given = spec.resources?.[kind] as string | number | undefined;
     const raw = given ?? policy.resources.defaults[kind];
-    if (raw === undefined) continue;
-    const q = parseQuantity(raw);
-    const field = `spec.resources.${kind}`;
-    if (q === undefined || q <= 0) return fail(field, 'InvalidQuantity', `${field} "${raw}" is not a positive quantity like ${kind === 'cpu' ? '"500m" or "2"' : '"512Mi" or "2Gi"'}`);
-    const cap = policy.resources.limits[kind];
-    const capQ = cap === undefined ? undefined : parseQuantity(cap);
-    if (capQ !== undefined && q > capQ) {
-      return fail(field, 'ResourceOverLimit', `${field} ${raw} is above the operator policy's cap resources.limits.${kind} ${cap}`);
+    const hint = kind === 'cpu' ? '"500m" or "2"' : '"512Mi" or "2Gi"';
+    let q: number | undefined;
+    if (raw !== undefined) {
+      q = parseQuantity(raw);
+      const field = `spec.resources.${kind}`;
+      if (q === undefined || q <= 0) return fail(field, 'InvalidQuantity', `${field} "${raw}" is not a positive quantity like ${hint}`);
+      const cap = policy.resources.limits[kind];
+      const capQ = cap === undefined ? undefined : parseQuantity(cap);
+      if (capQ !== undefined && q > capQ) {
+        return fail(field, 'ResourceOverLimit', `${field} ${raw} is above the operator policy's cap resources.limits.${kind} ${cap}`);
+      }
+      if (kind === 'cpu') resources.nanoCpus = Math.round(q * 1e9);
+      else resources.memoryBytes = Math.round(q);
     }
-    if (kind === 'cpu') resources.nanoCpus = Math.round(q * 1e9);
-    else resources.memoryBytes = Math.round(q);
+    const reqRaw = (spec.resources?.requests?.[kind] as string | number | undefined) ?? policy.resources.requests?.[kind];
+    if (reqRaw === undefined) continue;
+    const rq = parseQuantity(reqRaw);
+    const field = `spec.resources.requests.${kind}`;
+    if (rq === undefined || rq <= 0) return fail(field, 'InvalidQuantity', `${field} "${reqRaw}" is not a positive quantity like ${hint}`);
+    if (q !== undefined && rq > q) return fail(field, 'ResourceOverLimit', `${field} ${reqRaw} is above the server's ${kind} limit ${raw}`);
+    if (kind === 'cpu') resources.reserveNanoCpus = Math.round(rq * 1e9);
+    else resources.reserveMemoryBytes = Math.round(rq);
   }
 
   // Volumes from templates; the host home replaces volumes inside the image home for system users.
@@ -313,6 +391,7 @@ export function renderDesired(nbs: NotebookServer, policy: Policy, ctx: RenderCo
       volumes.push({ source: posix.normalize(renderTemplate(v.name, tplVars)), target, type: 'bind', readOnly: v.readOnly });
       continue;
     }
+    const driverOptions = v.driverOptions ? Object.fromEntries(Object.entries(v.driverOptions).map(([k, o]) => [k, renderTemplate(o, tplVars, { escape: false })])) : undefined;
     const perServer = v.name.includes('{servername}');
     const labels: Record<string, string> = {
       [LABELS.managedBy]: MANAGED_BY,
@@ -325,10 +404,14 @@ export function renderDesired(nbs: NotebookServer, policy: Policy, ctx: RenderCo
       labels[LABELS.deleteWithServer] = 'true';
       labels[LABELS.uid] = uid;
     }
-    volumes.push({ source: volumeName(renderTemplate(v.name, tplVars)), target, type: 'volume', readOnly: v.readOnly, labels });
+    const mount: VolumeMount = { source: volumeName(renderTemplate(v.name, tplVars)), target, type: 'volume', readOnly: v.readOnly, labels };
+    if (v.driver) mount.driver = v.driver;
+    if (driverOptions) mount.driverOptions = driverOptions;
+    volumes.push(mount);
   }
 
   const dockerObjName = dockerName(renderTemplate(policy.nameTemplate, tplVars), { uniqueBy: uid });
+  const constraints = placementConstraints(requested, mode, policy);
   // Every label of the Docker object; backends write them as they are and read back uid, port,
   // host IP and spec hash when they observe it.
   const labels: Record<string, string> = {
@@ -366,13 +449,14 @@ export function renderDesired(nbs: NotebookServer, policy: Policy, ctx: RenderCo
       capDrop: [...policy.hardening.capDrop],
       pidsLimit: policy.hardening.pidsLimit,
     },
-    constraints: policy.constraints.length ? [...policy.constraints] : undefined,
+    constraints: constraints.length ? constraints : undefined,
     stopped: spec.stopped === true,
   };
   if (git.files.length) base.secretFiles = git.files;
   const specHash = computeSpecHash(base);
   labels[LABELS.specHash] = specHash;
-  return { ok: true, desired: { ...base, specHash } };
+  // Outside the hash: pinning a server where it runs must not count as a change of its spec.
+  return { ok: true, desired: { ...base, specHash, pinNode: ctx.pinNode } };
 }
 
 export interface Endpoint {

@@ -1,9 +1,16 @@
-/** Loopback-only network helpers: readiness probes and host-port checks (tests and the operator connect only to 127.0.0.0/8). */
+/**
+ * Network helpers: readiness probes and host-port checks. The operator probes only addresses the
+ * policy lists (probeNetworks: loopback by default; on several nodes, the nodes' network).
+ */
 import http from 'node:http';
 import net from 'node:net';
+import { addressMatcher } from '../util/cidr.js';
 
-/** Rewrite a host URL to 127.0.0.1 when it names an unspecified or loopback address; undefined otherwise. */
-export function loopbackUrl(hostUrl: string | undefined): string | undefined {
+/**
+ * The URL to probe for `hostUrl`: an unspecified or loopback name becomes 127.0.0.1; an address
+ * outside `networks` gives undefined (not probed).
+ */
+export function probeUrl(hostUrl: string | undefined, networks: readonly string[]): string | undefined {
   if (!hostUrl) return undefined;
   let u: URL;
   try {
@@ -12,9 +19,21 @@ export function loopbackUrl(hostUrl: string | undefined): string | undefined {
     return undefined;
   }
   const h = u.hostname.replace(/^\[|\]$/g, '');
-  if (h === '0.0.0.0' || h === '::' || h === 'localhost' || h === '::1') u.hostname = '127.0.0.1';
-  else if (!/^127\./.test(h)) return undefined;
-  return u.toString();
+  if (h === '0.0.0.0' || h === '::' || h === 'localhost') u.hostname = '127.0.0.1';
+  const addr = u.hostname.replace(/^\[|\]$/g, '');
+  return matcherFor(networks)(addr) ? u.toString() : undefined;
+}
+
+const matchers = new Map<string, (a: string) => boolean>();
+function matcherFor(networks: readonly string[]): (a: string) => boolean {
+  const key = networks.join(',');
+  let m = matchers.get(key);
+  if (!m) {
+    m = addressMatcher(networks);
+    if (matchers.size > 16) matchers.clear();
+    matchers.set(key, m);
+  }
+  return m;
 }
 
 export interface HttpAnswer {

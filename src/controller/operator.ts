@@ -215,7 +215,9 @@ export async function startOperator(opts: OperatorOptions): Promise<OperatorHand
     share(),
   );
   const dockerKeys$ = dockerEvents$.pipe(
-    map((ev) => (ev.uid ? informer.keyForUid(ev.uid) : undefined)),
+    // A Swarm node went down, came back or was drained: its servers' tasks move (or stop) without
+    // events of their own, so every server on it (or pinned to it) is looked at now.
+    mergeMap((ev) => (ev.type === 'node' ? of(...serversOnNode(ev.name)) : of(ev.uid ? informer.keyForUid(ev.uid) : undefined))),
     filter((k): k is string => !!k),
     // A Docker event of a running server (container started or died) is urgent; for a stopped
     // one it is mostly the echo of our own scale-down/create and may wait behind first-time keys.
@@ -224,6 +226,12 @@ export async function startOperator(opts: OperatorOptions): Promise<OperatorHand
       return { key, reason: 'docker', lane: (obj && isStopped(obj) ? 'low' : 'high') as Lane };
     }),
   );
+  function serversOnNode(hostname: string | undefined): string[] {
+    return informer
+      .list()
+      .filter((o) => hostname === undefined || o.status?.node === hostname || o.status?.backend?.node === hostname)
+      .map((o) => keyOf(o));
+  }
   // Docker objects whose uid we do not know are orphans (or someone else's): let GC look, debounced.
   const orphanHints$ = dockerEvents$.pipe(
     // Only objects in this operator's name scope can be its orphans; other operators' events are ignored.

@@ -9,11 +9,12 @@
  */
 import { ANNOTATIONS, FINALIZER, LABELS, START_DEADLINE_EXCEEDED } from '../api/names.js';
 import type { NotebookServer, NotebookServerStatus } from '../api/types.js';
-import { BackendError, type ApplyAction, type Backend, type ObservedServer, type ResolvedImage } from '../backends/types.js';
+import { registryAuthFromSecret } from '../backends/registry.js';
+import { BackendError, type ApplyAction, type Backend, type ClusterView, type ObservedServer, type RegistryAuth, type ResolvedImage } from '../backends/types.js';
 import { lookupSystemUser, SystemUserError } from '../config/system-users.js';
 import type { Policy } from '../config/types.js';
 import { nowIso } from '../util/time.js';
-import { effectiveMode, isStopped, renderDesired } from './desired.js';
+import { effectiveMode, isStopped, nodeLocalVolumeNames, pinFor, renderDesired } from './desired.js';
 import type { EventRecorder, EventType } from './events.js';
 import type { OrphanCollector } from './gc.js';
 import type { ObjectWriter, WriteCounts } from './object-writer.js';
@@ -54,8 +55,8 @@ export function newReconcilerStats(): ReconcilerStats {
 export interface ReconcilerDeps {
   policy: Policy;
   backend: Backend;
-  /** NotebookServers by "namespace/name" (the informer's cache). */
-  servers: { get(key: string): NotebookServer | undefined };
+  /** NotebookServers by "namespace/name" (the informer's cache); list() finds servers sharing volumes. */
+  servers: { get(key: string): NotebookServer | undefined; list?(): NotebookServer[] };
   /** Decoded values of a Secret (the Secrets informer's cache). */
   secrets: { values(namespace: string, name: string): Record<string, string> | undefined };
   writer: ObjectWriter;
@@ -163,11 +164,18 @@ export class Reconciler {
       return;
     }
 
+    const registry = this.registryAuth();
+    if ('problem' in registry) {
+      await this.writeStatus(obj, old, imageFailedStatus(status, 'RegistryCredentialsMissing', registry.problem, this.now()), { type: 'Warning', reason: 'RegistryCredentialsMissing', message: registry.problem });
+      throw new RetryLater(registry.problem, resource, undefined, 'create the Secret named by registry.credentialsSecret in the policy');
+    }
+    const auth = registry.auth;
+
     // Source-server image (dashboards built from another server's container).
     let sourceImage: string | undefined;
     let oldBuiltImage: string | undefined;
     if (obj.spec.source?.server) {
-      const r = await ensureSourceImage({ backend, policy, server: (k) => this.d.servers.get(k), now: this.now }, obj, status);
+      const r = await ensureSourceImage({ backend, policy, server: (k) => this.d.servers.get(k), now: this.now, auth }, obj, status);
       if ('wait' in r) {
         await this.writeStatus(obj, old, waitingStatus(status, !!current, r.wait.reason, r.wait.message, this.now()), r.wait.event);
         return { requeueAfterMs: r.wait.requeueMs };
@@ -198,7 +206,9 @@ export class Reconciler {
     }
 
     const ns = obj.metadata.namespace ?? 'default';
-    const rendered = renderDesired(obj, policy, { secrets: (name) => this.d.secrets.values(ns, name), hostPort, sourceImage, systemUser, secretsOptional: stopped });
+    const cluster = await backend.cluster();
+    const pinNode = this.pinNode(obj, old, current, cluster);
+    const rendered = renderDesired(obj, policy, { secrets: (name) => this.d.secrets.values(ns, name), hostPort, sourceImage, systemUser, secretsOptional: stopped, pinNode });
     if (!rendered.ok) {
       const message = rendered.message.startsWith(rendered.field) ? rendered.message : `${rendered.field}: ${rendered.message}`;
       // A missing Secret is waited for, as a Pod waits (the Secrets informer wakes this server when
@@ -220,10 +230,10 @@ export class Reconciler {
 
     let image: ResolvedImage;
     try {
-      image = await backend.resolveImage(desired.image, sourceImage ? 'never' : desired.pullPolicy);
+      image = await backend.resolveImage(desired.image, sourceImage ? 'never' : desired.pullPolicy, undefined, { auth });
       status = imageResolved(status, desired.image, image, this.now());
     } catch (err) {
-      if (!(err instanceof BackendError) || (err.reason !== 'ImageNotFound' && err.reason !== 'ImagePullFailed')) throw err;
+      if (!(err instanceof BackendError) || (err.reason !== 'ImageNotFound' && err.reason !== 'ImagePullFailed' && err.reason !== 'ImageNotShared')) throw err;
       const msg = `${err.message.includes(desired.image) ? '' : `image ${desired.image}: `}${err.message}${err.hint && !err.message.includes(err.hint) ? `; ${err.hint}` : ''}`;
       await this.writeStatus(obj, old, imageFailedStatus(status, err.reason, msg, this.now()), { type: 'Warning', reason: err.reason, message: msg });
       throw new RetryLater(msg, resource, err.dockerCall, err.hint);
@@ -233,7 +243,7 @@ export class Reconciler {
     let action: ApplyAction;
     let observed: ObservedServer;
     try {
-      ({ action, observed } = await backend.apply(desired, image, current));
+      ({ action, observed } = await backend.apply(desired, image, current, { auth }));
     } catch (err) {
       const e = err as BackendError;
       const msg = `${e.dockerCall ? e.dockerCall + ': ' : ''}${e.message}${e.hint ? ` (hint: ${e.hint})` : ''}`;
@@ -254,7 +264,7 @@ export class Reconciler {
 
     const url = probeUrlFor(desired, observed, policy, stopped);
     const answering = url ? await this.d.probe(url) : true;
-    const outcome = observedStatus({ obj, base: status, desired, observed, image, kind: backend.kind, policy, stopped, answering, now: this.now(), backOff });
+    const outcome = observedStatus({ obj, base: status, desired, observed, image, kind: backend.kind, policy, stopped, answering, cluster, now: this.now(), backOff });
     const written = await this.writeStatus(obj, old, outcome.status, outcome.event);
     if (obj.metadata.annotations?.[ANNOTATIONS.startDeadline] !== undefined && outcome.status.phase === 'Running') {
       // The start it was waited for is done: a later crash is not a missed start. Conditional on
@@ -282,6 +292,41 @@ export class Reconciler {
     return after;
   }
 
+  /**
+   * Multi-node Swarm: the node holding the server's node-local volumes (see pinFor). Other servers
+   * are searched only for a server that has no pin or record yet, e.g. a user's new named server
+   * sharing the user's home volume.
+   */
+  private pinNode(obj: NotebookServer, old: NotebookServerStatus, current: ObservedServer | undefined, cluster: ClusterView): string | undefined {
+    if (!cluster.multiNode) return undefined;
+    const volumes = nodeLocalVolumeNames(obj.spec, this.d.policy);
+    if (!volumes.length) return undefined;
+    const annotation = obj.metadata.annotations?.[ANNOTATIONS.node];
+    const known = annotation || current?.pinNode || old.node;
+    let siblings: string[] | undefined;
+    if (!known && this.d.servers.list) {
+      const mine = new Set(volumes);
+      siblings = this.d.servers
+        .list()
+        .filter((o) => o.metadata.uid !== obj.metadata.uid && (o.metadata.annotations?.[ANNOTATIONS.node] || o.status?.node))
+        .filter((o) => o.spec?.user && nodeLocalVolumeNames(o.spec, this.d.policy).some((v) => mine.has(v)))
+        .map((o) => (o.metadata.annotations?.[ANNOTATIONS.node] || o.status?.node)!);
+    }
+    return pinFor({ multiNode: true, volumes, annotation, current: current?.pinNode, recorded: old.node, siblings, running: current?.node });
+  }
+
+  /** Registry credentials from the Secret the policy names, if it names one. */
+  private registryAuth(): { auth?: RegistryAuth } | { problem: string } {
+    const ref = this.d.policy.registry?.credentialsSecret;
+    if (!ref) return {};
+    const address = this.d.policy.registry.address ?? '';
+    const data = this.d.secrets.values(ref.namespace, ref.name);
+    if (!data) return { problem: `registry credentials: Secret ${ref.namespace}/${ref.name} (policy registry.credentialsSecret) not found` };
+    const auth = registryAuthFromSecret(data, address);
+    if (!auth) return { problem: `registry credentials: Secret ${ref.namespace}/${ref.name} has no credentials for ${address} (expected .dockerconfigjson or username/password)` };
+    return { auth };
+  }
+
   /** A refused spec or unusable system user: Failed, one Warning; nothing to retry until something changes. */
   private async fail(obj: NotebookServer, old: NotebookServerStatus, status: NotebookServerStatus, reason: string, message: string): Promise<void> {
     await this.writeStatus(obj, old, failedStatus(status, reason, message, this.now()), { type: 'Warning', reason, message });
@@ -297,6 +342,7 @@ export class Reconciler {
       recreated: ['Updated', `recreated ${kind} ${observed.name} for generation ${obj.metadata.generation}`],
       started: ['Started', `started ${kind} ${observed.name}`],
       stopped: ['Stopped', `stopped ${kind} ${observed.name}${why ? ` (${why})` : ''}; volumes kept`],
+      pinned: ['Pinned', observed.pinNode ? `pinned ${kind} ${observed.name} to node ${observed.pinNode}, which holds its volumes` : `unpinned ${kind} ${observed.name}: its volumes are shared`],
     };
     const verb = verbs[action];
     if (!verb) return;

@@ -6,7 +6,7 @@
 import { createHash } from 'node:crypto';
 import { ANNOTATIONS, LABELS } from '../api/names.js';
 import type { NotebookServer, NotebookServerStatus } from '../api/types.js';
-import { BackendError, type Backend } from '../backends/types.js';
+import { BackendError, type Backend, type RegistryAuth } from '../backends/types.js';
 import type { Policy } from '../config/types.js';
 import type { EventSpec } from './status.js';
 
@@ -23,7 +23,7 @@ export type SourceImageResult =
   | { image: string; status: NotebookServerStatus; built: boolean; previous?: string };
 
 /** The image reference a build of `obj` from `src` gets: one tag per (source generation, rebuild token). */
-export function sourceImageRef(obj: NotebookServer, src: NotebookServer, status: NotebookServerStatus, policy: Pick<Policy, 'sourceImages'>): { repo: string; tag: string; generation: number } {
+export function sourceImageRef(obj: NotebookServer, src: NotebookServer, status: NotebookServerStatus, policy: Pick<Policy, 'sourceImages' | 'registry'>): { repo: string; tag: string; generation: number } {
   const ns = obj.metadata.namespace ?? 'default';
   // The source's generation is snapshotted at the first build: later edits of the source server
   // do not rebuild (that would silently change a published dashboard); an explicit bump of
@@ -31,14 +31,16 @@ export function sourceImageRef(obj: NotebookServer, src: NotebookServer, status:
   const generation = obj.spec.source?.generation ?? status.build?.sourceGeneration ?? src.metadata.generation ?? 1;
   const token = obj.metadata.annotations?.[ANNOTATIONS.rebuild];
   const tag = `g${generation}${token ? `-r${createHash('sha1').update(token).digest('hex').slice(0, 8)}` : ''}`;
-  const { repository, registry } = policy.sourceImages;
+  const { repository } = policy.sourceImages;
+  // Pushed to the policy's registry unless sourceImages names another (several nodes must pull it).
+  const registry = policy.sourceImages.registry ?? policy.registry?.address;
   const repo = `${registry ? registry.replace(/\/+$/, '') + '/' : ''}${repository}/${ns}-${src.metadata.name}`.toLowerCase().replace(/[^a-z0-9._/:-]/g, '-');
   return { repo, tag, generation };
 }
 
 /** Commit the source server's container when this server has no image of the current build yet. */
 export async function ensureSourceImage(
-  d: { backend: Backend; policy: Pick<Policy, 'sourceImages'>; server: (key: string) => NotebookServer | undefined; now: () => string },
+  d: { backend: Backend; policy: Pick<Policy, 'sourceImages' | 'registry'>; server: (key: string) => NotebookServer | undefined; now: () => string; auth?: RegistryAuth },
   obj: NotebookServer,
   status: NotebookServerStatus,
 ): Promise<SourceImageResult> {
@@ -58,7 +60,7 @@ export async function ensureSourceImage(
   const previous = status.build?.image && status.build.image !== ref ? status.build.image : undefined;
   if (status.build?.image === ref) {
     try {
-      await d.backend.resolveImage(ref, 'never');
+      await d.backend.resolveImage(ref, 'never', undefined, { auth: d.auth });
       return { image: ref, status, built: false };
     } catch (err) {
       if (!(err instanceof BackendError) || err.reason !== 'ImageNotFound') throw err;
@@ -78,6 +80,6 @@ export async function ensureSourceImage(
     [LABELS.builtForUid]: obj.metadata.uid ?? '',
     [LABELS.source]: `${ns}/${srcName}`,
     [LABELS.sourceGeneration]: String(generation),
-  });
+  }, { auth: d.auth });
   return { image: ref, status: { ...status, build: { image: ref, builtAt: d.now(), sourceGeneration: generation } }, built: true, previous };
 }

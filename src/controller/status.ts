@@ -7,13 +7,13 @@
  */
 import { ANNOTATIONS } from '../api/names.js';
 import type { Condition, NotebookServer, NotebookServerStatus, Phase } from '../api/types.js';
-import type { BackendKind, DesiredServer, ObservedServer, ResolvedImage } from '../backends/types.js';
+import type { BackendKind, ClusterView, DesiredServer, NodeView, ObservedServer, ResolvedImage } from '../backends/types.js';
 import type { Policy } from '../config/types.js';
 import { jsonEqual, mergePatchBetween, withoutUndefined } from '../util/json.js';
 import { getCondition, setCondition } from './conditions.js';
 import { endpointFor } from './desired.js';
 import type { EventType } from './events.js';
-import { loopbackUrl } from './netutil.js';
+import { probeUrl } from './netutil.js';
 import { ANSWERING_STAGE } from './progress.js';
 
 export interface EventSpec {
@@ -38,6 +38,8 @@ export interface StatusOutcome {
 export const CONVERGING_REQUEUE_MS = 1000;
 /** Look again at a failed task (Swarm may retry it; a container may be restarted). */
 export const FAILED_REQUEUE_MS = 5000;
+/** Look again at a server whose volumes' node is unavailable (node events usually come first). */
+export const VOLUME_UNAVAILABLE_REQUEUE_MS = 15_000;
 
 type Conds = Record<string, Omit<Condition, 'type'>>;
 
@@ -138,10 +140,20 @@ export function stoppedStatus(obj: NotebookServer, base: NotebookServerStatus, d
   return withPhase(status, done ? 'Stopped' : 'Stopping', done ? `${name} is stopped${why}` : `stopping ${name}`, conds, now);
 }
 
-/** The URL to probe for "the server answers", when its object runs and it is reachable on loopback. */
-export function probeUrlFor(desired: DesiredServer, observed: ObservedServer, policy: Pick<Policy, 'publishHostIp'>, stopped: boolean): string | undefined {
+/** The URL to probe for "the server answers", when its object runs and its address is one the policy lets the operator probe. */
+export function probeUrlFor(desired: DesiredServer, observed: ObservedServer, policy: Pick<Policy, 'publishHostIp' | 'probeNetworks'>, stopped: boolean): string | undefined {
   if (stopped || observed.state !== 'running') return undefined;
-  return loopbackUrl(endpointFor(desired, observed, policy).hostUrl);
+  return probeUrl(endpointFor(desired, observed, policy).hostUrl, policy.probeNetworks ?? ['127.0.0.0/8', '::1/128']);
+}
+
+/** Why a server pinned to node `hostname` cannot run there now, or undefined when it can. */
+export function volumeNodeProblem(hostname: string, nodes: readonly NodeView[]): { reason: string; message: string } | undefined {
+  const n = nodes.find((x) => x.hostname === hostname);
+  if (!n) return { reason: 'NodeGone', message: `node ${hostname} is not part of the Swarm any more` };
+  if (n.state !== 'ready') return { reason: 'NodeDown', message: `node ${hostname} is ${n.state}` };
+  if (n.availability === 'drain') return { reason: 'NodeDrained', message: `node ${hostname} is drained` };
+  if (n.availability !== 'active') return { reason: 'NodePaused', message: `node ${hostname} is ${n.availability} (it takes no new tasks)` };
+  return undefined;
 }
 
 export interface Observation {
@@ -152,10 +164,12 @@ export interface Observation {
   observed: ObservedServer;
   image: ResolvedImage;
   kind: BackendKind;
-  policy: Pick<Policy, 'publishHostIp'>;
+  policy: Pick<Policy, 'publishHostIp' | 'probeNetworks'>;
   stopped: boolean;
   /** Whether the server answered on its probe URL (true when there was nothing to probe). */
   answering: boolean;
+  /** The Swarm's nodes, for a server pinned to one (desired.pinNode). */
+  cluster?: ClusterView;
   now: string;
   /** Observed 'failed': when the operator starts it again. */
   backOff?: BackOff;
@@ -184,6 +198,31 @@ export function observedStatus(o: Observation): StatusOutcome {
   const name = observed.name;
   let status: NotebookServerStatus = { ...o.base };
   status.backend = withoutUndefined({ kind: o.kind, id: observed.id, name, node: observed.node, image: desired.image, imageId: o.image.id });
+  // A pinned server is recorded on its volumes' node even while it cannot run there.
+  const node = desired.pinNode ?? observed.node ?? status.node;
+  if (node) status.node = node;
+  const pinProblem = desired.pinNode && !o.stopped ? volumeNodeProblem(desired.pinNode, o.cluster?.nodes ?? []) : undefined;
+  if (desired.pinNode) {
+    status.conditions = setCondition(
+      status.conditions,
+      pinProblem
+        ? { type: 'VolumeUnavailable', status: 'True', reason: pinProblem.reason, message: `${pinProblem.message}; it holds this server's volumes` }
+        : { type: 'VolumeUnavailable', status: 'False', reason: 'NodeAvailable', message: `volumes on node ${desired.pinNode}` },
+      now,
+    );
+  }
+  if (pinProblem && observed.state !== 'running') {
+    // Starting elsewhere would start with an empty home: wait for the node instead.
+    const msg = `${name} waits for node ${desired.pinNode}, which holds its volumes: ${pinProblem.message}. It starts again when the node is back (an admin who moved the volumes sets annotation ${ANNOTATIONS.node})`;
+    delete status.endpoint;
+    status = withPhase(status, 'Pending', msg, {
+      Ready: { status: 'False', reason: 'VolumeUnavailable', message: msg },
+      Scheduled: { status: 'False', reason: pinProblem.reason, message: pinProblem.message },
+      Degraded: { status: 'True', reason: 'VolumeUnavailable', message: pinProblem.message },
+    }, now);
+    const event = prevReadyReason(obj) !== 'VolumeUnavailable' ? { type: 'Warning' as const, reason: 'VolumeUnavailable', message: msg } : undefined;
+    return { status, event, requeueAfterMs: VOLUME_UNAVAILABLE_REQUEUE_MS };
+  }
   if (o.stopped) {
     const done = observed.state === 'stopped' || observed.state === 'missing' || (observed.replicas === 0 && observed.state !== 'running');
     return { status: stoppedStatus(obj, status, done, o.kind, now, name), requeueAfterMs: done ? undefined : CONVERGING_REQUEUE_MS };
@@ -253,6 +292,10 @@ export function observedStatus(o: Observation): StatusOutcome {
       return { status, event, requeueAfterMs: due };
     }
   }
+}
+
+function prevReadyReason(obj: NotebookServer): string | undefined {
+  return getCondition(obj.status?.conditions, 'Ready')?.reason;
 }
 
 export interface StatusWrite {

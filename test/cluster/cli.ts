@@ -6,7 +6,7 @@
 import { Command } from 'commander';
 import { attachCluster, destroyCluster, listClusters, pruneStaleClusters, startCluster, type Cluster } from './cluster.js';
 import { isRunning } from './procs.js';
-import { readState, stateRoot } from './state.js';
+import { isStale, readState, stateRoot } from './state.js';
 
 function summary(c: Cluster): object {
   return {
@@ -131,7 +131,9 @@ program
         const c = attachCluster(name, root);
         const links = new Map<string, boolean>();
         for (const n of c.nodes) links.set(n.name, await c.linkUp(n).catch(() => false));
-        const owner = st.owner ? `owned by process ${st.owner.pid}${isRunning(st.owner) ? '' : ' (exited: stale, removed by the next start)'}` : 'kept until cluster:down';
+        const owner = st.owner
+          ? `owned by process ${st.owner.pid}${isRunning(st.owner) ? '' : ' (exited: stale, removed by the next start)'}`
+          : `kept until cluster:down${isStale(st) ? ', but none of its processes runs (stale, removed by the next start)' : ''}`;
         if (o.json) out.push({ ...summary(c), owner: st.owner, createdAt: st.createdAt, links: Object.fromEntries(links) });
         else {
           console.log(`cluster ${name} (since ${st.createdAt}, ${owner})`);

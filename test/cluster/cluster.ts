@@ -464,7 +464,9 @@ export class Cluster {
       'data-root': join(n.dir, 'data'),
       'exec-root': join(n.dir, 'run'),
       pidfile: join(n.dir, 'docker.pid'),
-      hosts: [`unix://${n.socketPath}`],
+      // Also the standard path inside the node's own /run (a tmpfs of its mount namespace): what a
+      // container on the node mounts to reach its daemon, as on a real host (builder jobs do).
+      hosts: [`unix://${n.socketPath}`, 'unix:///var/run/docker.sock'],
       'cgroup-parent': n.cgroupParent,
       bip: `10.${100 + i}.0.1/24`,
       'default-address-pools': [{ base: `10.${100 + i}.128.0/17`, size: 24 }],

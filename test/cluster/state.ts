@@ -118,7 +118,17 @@ export function listClusterNames(root: string): string[] {
     .map((e) => e.name);
 }
 
-/** A cluster whose owning process has exited: left behind by a killed test run. */
+/**
+ * A cluster whose owning process has exited (left behind by a killed test run), or a kept one
+ * (`cluster:up`) none of whose processes runs any more (killed by hand, or the machine restarted).
+ */
 export function isStale(st: ClusterState): boolean {
-  return st.owner !== null && !isRunning(st.owner);
+  if (st.owner !== null) return !isRunning(st.owner);
+  const recorded = [st.fabric.anchor, st.registry.process, st.hub.anchor, st.hub.agent, ...st.nodes.flatMap((n) => [n.anchor, n.dockerd])].filter((r): r is ProcessRef => r !== undefined);
+  return recorded.length > 0 && !recorded.some((r) => isRunning(r));
+}
+
+/** Why `isStale(st)` holds, for the log. */
+export function staleReason(st: ClusterState): string {
+  return st.owner !== null ? `its owner, process ${st.owner.pid}, has exited` : 'none of its processes runs any more';
 }

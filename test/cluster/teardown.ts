@@ -6,7 +6,7 @@ import { existsSync, readFileSync, readdirSync, readlinkSync, rmSync } from 'nod
 import { findCgroupDirsNamed, removeCgroupTrees } from './cgroups.js';
 import { run } from './exec.js';
 import { commandLine, isRunning, killAndWait, pidsInCgroupTree, pidsInNamespace } from './procs.js';
-import { checkName, isStale, listClusterNames, netnsInode, nsName, readState, stateRoot, type ClusterState } from './state.js';
+import { checkName, isStale, listClusterNames, netnsInode, nsName, readState, staleReason, stateRoot, type ClusterState } from './state.js';
 import { sleep } from './wait.js';
 
 /** Stop and remove a cluster by name (`cluster:down`); a no-op when there is none. */
@@ -32,9 +32,34 @@ export async function pruneStaleClusters(rootDir?: string, log: (l: string) => v
       continue;
     }
     if (st && isStale(st)) {
-      log(`removing stale cluster ${n} (its owner, process ${st.owner?.pid}, has exited)`);
+      log(`removing stale cluster ${n} (${staleReason(st)})`);
       await destroy(st, log);
     }
+  }
+  await removeDeadNamespaces(root, log);
+}
+
+/**
+ * Namespaces named like a cluster's (nbsc-NAME-fabric|hub|nodeN) that no state file under `root`
+ * describes and that no process uses: what is left when a cluster's folder was removed while its
+ * namespaces stayed mounted. A namespace some process still uses is never touched (it may belong
+ * to a cluster under another state root).
+ */
+export async function removeDeadNamespaces(root: string, log: (l: string) => void): Promise<void> {
+  if (!existsSync('/run/netns')) return;
+  const known = new Set(listClusterNames(root));
+  for (const ns of readdirSync('/run/netns')) {
+    const m = /^nbsc-([a-z][a-z0-9-]{0,19})-(fabric|hub|node\d+)$/.exec(ns);
+    if (!m || known.has(m[1]!)) continue;
+    let inode: number;
+    try {
+      inode = netnsInode(ns);
+    } catch {
+      continue;
+    }
+    if (pidsInNamespace('net', inode).length > 0) continue;
+    log(`removing namespace ${ns}: no cluster state describes it and no process uses it`);
+    await run('ip', ['netns', 'delete', ns]);
   }
 }
 

@@ -84,7 +84,7 @@ export class World {
     this.reconciler = new Reconciler({
       policy: this.policy,
       backend: this.backend,
-      servers: this.servers,
+      servers: { get: (k: string) => this.servers.get(k), list: () => [...this.servers.values()] },
       secrets: { values: (ns, name) => this.secrets.get(`${ns}/${name}`) },
       writer,
       events,

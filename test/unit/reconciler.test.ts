@@ -67,6 +67,22 @@ const deleted = async (w: World) => {
   w.put('nb', {}, { deletionTimestamp: STAMP });
 };
 
+/** A three-node Swarm; new unpinned tasks land on node2. */
+const NODES = ['node1', 'node2', 'node3'];
+const multiNode = (w: World, availability: Record<string, string> = {}, down: string[] = []) => {
+  w.backend.clusterView = {
+    multiNode: true,
+    nodes: NODES.map((h, i) => ({ id: `id-${h}`, hostname: h, addr: `10.0.0.${11 + i}`, role: i === 0 ? 'manager' : 'worker', state: down.includes(h) ? 'down' : 'ready', availability: availability[h] ?? 'active', labels: {} })),
+  };
+  w.backend.scheduleOn = 'node2';
+};
+/** Running on node2 and pinned there (first start, then the pin). */
+const pinnedOnNode2 = async (w: World) => {
+  multiNode(w);
+  await running(w);
+};
+const SHARED_HOME: Partial<Policy> = { volumes: [{ name: '/srv/shared/{username}', target: '/home/jovyan/work', type: 'bind', shared: true }] };
+
 const cases: Case[] = [
   {
     name: 'create: finalizer, volume and service, Running once the server answers',
@@ -509,6 +525,151 @@ const cases: Case[] = [
       expect(w.get('other').status?.endpoint?.port).to.equal(31000);
       expect(s.status.endpoint?.port).to.equal(31001);
     },
+  },
+  {
+    name: 'multi-node: a first start is created where Swarm places it, then pinned there by a placement-only update',
+    given: async (w) => {
+      multiNode(w);
+      w.put('nb');
+      await w.step('nb');
+    },
+    expect: { docker: ['pin nbs-alice'], phase: 'Running', events: ['Pinned'] },
+    also: (w, s) => {
+      expect(w.backend.writes, 'no volume is created on the manager: each node makes its own').to.deep.equal(['create nbs-alice', 'pin nbs-alice']);
+      expect(w.backend.written('uid-nb')?.pinNode).to.equal('node2');
+      expect(s.status.node).to.equal('node2');
+      expect(condition(s.status, 'VolumeUnavailable')).to.include({ status: 'False', reason: 'NodeAvailable' });
+    },
+  },
+  {
+    name: "multi-node: the user's second server is created on the node that holds the user's volume",
+    key: 'two',
+    given: async (w) => {
+      await pinnedOnNode2(w);
+      w.backend.scheduleOn = 'node3';
+      w.put('two', { servername: 'two' });
+    },
+    expect: { docker: ['create nbs-alice-two'], phase: 'Running', events: ['Created', 'Ready'] },
+    also: (w, s) => {
+      expect(w.backend.written('uid-two')?.pinNode).to.equal('node2');
+      expect(s.status.node).to.equal('node2');
+    },
+  },
+  {
+    name: 'multi-node: another user is not pinned to alice\'s node',
+    key: 'bob',
+    given: async (w) => {
+      await pinnedOnNode2(w);
+      w.backend.scheduleOn = 'node3';
+      w.put('bob', { user: 'bob' });
+    },
+    expect: { docker: ['create nbs-bob'], phase: 'Running' },
+    also: (w, s) => {
+      expect(w.backend.written('uid-bob')?.pinNode).to.equal(undefined);
+      expect(s.status.node).to.equal('node3');
+    },
+  },
+  {
+    name: 'multi-node: the node holding the volumes is drained → Pending with VolumeUnavailable naming it, no endpoint, one Warning',
+    given: async (w) => {
+      await pinnedOnNode2(w);
+      multiNode(w, { node2: 'drain' });
+      w.backend.setState('uid-nb', 'pending', 'no suitable node (scheduling constraints not satisfied on 3 nodes)');
+    },
+    expect: { docker: [], phase: 'Pending', ready: ['False', 'VolumeUnavailable'], events: ['VolumeUnavailable'], message: /waits for node node2.*drained/, result: { requeueAfterMs: 15000 } },
+    also: (w, s) => {
+      expect(s.status.endpoint).to.equal(undefined);
+      expect(s.status.node).to.equal('node2');
+      expect(condition(s.status, 'VolumeUnavailable')).to.include({ status: 'True', reason: 'NodeDrained' });
+      expect(w.backend.written('uid-nb')?.pinNode, 'still pinned: it never starts elsewhere with an empty home').to.equal('node2');
+    },
+  },
+  {
+    name: 'multi-node: the same report while the node is down; a second reconcile writes nothing',
+    given: async (w) => {
+      await pinnedOnNode2(w);
+      multiNode(w, {}, ['node2']);
+      w.backend.setState('uid-nb', 'pending', 'no suitable node');
+      await w.step('nb');
+    },
+    expect: { docker: [], statusPatches: 0, events: [], phase: 'Pending', ready: ['False', 'VolumeUnavailable'] },
+    also: (_w, s) => expect(condition(s.status, 'VolumeUnavailable')).to.include({ status: 'True', reason: 'NodeDown' }),
+  },
+  {
+    name: 'multi-node: the node is back → Running on it again',
+    given: async (w) => {
+      await pinnedOnNode2(w);
+      multiNode(w, { node2: 'drain' });
+      w.backend.setState('uid-nb', 'pending', 'no suitable node');
+      await w.step('nb');
+      multiNode(w);
+      w.backend.setState('uid-nb', 'running');
+    },
+    expect: { docker: [], phase: 'Running', ready: ['True', 'Running'], events: ['Ready'] },
+    also: (_w, s) => expect(condition(s.status, 'VolumeUnavailable')).to.include({ status: 'False' }),
+  },
+  {
+    name: 'multi-node: a stopped server whose node is drained is just Stopped',
+    given: async (w) => {
+      await pinnedOnNode2(w);
+      w.edit('nb', { stopped: true });
+      await w.step('nb');
+      multiNode(w, { node2: 'drain' });
+    },
+    expect: { docker: [], phase: 'Stopped', events: [] },
+  },
+  {
+    name: 'multi-node: annotation nbswarm.io/node moves the pin (an admin moved the volumes)',
+    given: async (w) => {
+      await pinnedOnNode2(w);
+      w.put('nb', {}, { annotations: { [ANNOTATIONS.node]: 'node3' } });
+    },
+    expect: { docker: ['pin nbs-alice'], events: ['Pinned'] },
+    also: (w, s) => {
+      expect(w.backend.written('uid-nb')?.pinNode).to.equal('node3');
+      expect(s.status.node).to.equal('node3');
+    },
+  },
+  {
+    name: 'multi-node, shared storage: never pinned; a task Swarm moved gets its new endpoint',
+    policy: SHARED_HOME,
+    given: async (w) => {
+      multiNode(w);
+      await running(w);
+      w.backend.move('uid-nb', 'node1');
+    },
+    expect: { docker: [], phase: 'Running', events: [] },
+    also: (w, s) => {
+      expect(w.backend.written('uid-nb')?.pinNode).to.equal(undefined);
+      expect(s.status.node).to.equal('node1');
+      expect(s.status.endpoint?.port).to.equal(32769);
+      expect(w.probes.at(-1)).to.equal('http://127.0.0.1:32769/');
+      expect(condition(s.status, 'VolumeUnavailable')).to.equal(undefined);
+    },
+  },
+  {
+    name: 'multi-node: a converged server writes nothing while another node is down (an operator restart)',
+    given: async (w) => {
+      await pinnedOnNode2(w);
+      multiNode(w, {}, ['node3']);
+    },
+    expect: { docker: [], statusPatches: 0, events: [], phase: 'Running' },
+  },
+  {
+    name: 'one node: never pinned; status.node names the host',
+    given: (w) => void w.put('nb'),
+    expect: { docker: ['volume-create nbs-alice-home', 'create nbs-alice'], phase: 'Running' },
+    also: (w, s) => {
+      expect(w.backend.written('uid-nb')?.pinNode).to.equal(undefined);
+      expect(s.status.node).to.equal('fake-node');
+      expect(condition(s.status, 'VolumeUnavailable')).to.equal(undefined);
+    },
+  },
+  {
+    name: 'registry credentials Secret missing → Failed naming the Secret and the policy key, retried',
+    policy: { registry: { address: 'reg.example:5000', pushLocalImages: false, credentialsSecret: { name: 'regcred', namespace: 'nbswarm' } } },
+    given: (w) => void w.put('nb'),
+    expect: { docker: [], phase: 'Failed', ready: ['False', 'RegistryCredentialsMissing'], message: /nbswarm\/regcred.*registry\.credentialsSecret/, error: RetryLater },
   },
 ];
 
