@@ -71,9 +71,9 @@ const specSchema: JSONSchemaProps = obj(
     mode: s('What the server runs: notebook (Jupyter Notebook / jupyterhub-singleuser), lab (JupyterLab), voila, streamlit, dash, panel, bokeh, rshiny (dashboards of spec.app.path, launched as cdsdashboards does), or custom (spec.command). The command for each mode comes from the operator policy\'s launcher table.', { enum: [...MODES], default: 'notebook' }),
     app: obj('The presentation a dashboard mode serves.', {
       path: s('Notebook, script or folder to present, relative to the home directory (no leading "/", no ".." segments). Required by dashboard modes.', { pattern: APP_PATH_PATTERN, maxLength: 4096 }),
-      args: arr('Extra arguments for the app, appended to the launcher\'s command line (or placed where the launcher says {args}). Passed literally.', s('One argument.')),
+      args: arr('Extra arguments for the app, appended to the launcher\'s command line (or placed where the launcher says {args}). Passed literally.', s('One argument.'), { 'x-kubernetes-list-type': 'atomic' }),
     }),
-    command: arr('The argv to run in mode custom (or instead of the launcher when the policy sets allowCommandOverride). Placeholders {port} {ip} {home} {username} {servername} are filled by the operator.', s('One argument.')),
+    command: arr('The argv to run in mode custom (or instead of the launcher when the policy sets allowCommandOverride). Placeholders {port} {ip} {home} {username} {servername} are filled by the operator.', s('One argument.'), { 'x-kubernetes-list-type': 'atomic' }),
     source: obj('Build this server\'s image from another NotebookServer\'s container (docker commit), so packages installed there are here too.', {
       server: s('Name of the source NotebookServer in the same namespace.', { pattern: OBJECT_NAME_PATTERN, maxLength: 253 }),
       generation: int('Bump to rebuild the image from the source\'s current container; the image is otherwise built once.', { minimum: 0 }),
@@ -104,7 +104,7 @@ const specSchema: JSONSchemaProps = obj(
 );
 
 const conditionSchema: JSONSchemaProps = obj('One aspect of the server\'s state, as in Kubernetes conditions.', {
-  type: s('Condition type: Ready, ImageReady, Scheduled or Degraded.', { minLength: 1, maxLength: 316 }),
+  type: s('Condition type: Ready, Reconciling, Stalled, ImageReady, Scheduled or Degraded.', { minLength: 1, maxLength: 316 }),
   status: s('True, False or Unknown.', { enum: ['True', 'False', 'Unknown'] }),
   reason: s('One CamelCase word saying why the condition is in this status.', { maxLength: 1024 }),
   message: s('Human-readable detail, e.g. the spec field to fix.', { maxLength: 32768 }),
@@ -129,7 +129,7 @@ const statusSchema: JSONSchemaProps = obj('Observed state, written by the operat
     image: s('Image reference as requested.'),
     imageId: s('Image the object is pinned to (image ID or repo digest).'),
   }),
-  conditions: arr('Ready, ImageReady, Scheduled and Degraded conditions; `kubectl wait --for=condition=Ready` works on them.', conditionSchema, {
+  conditions: arr('Ready, Reconciling (converging to metadata.generation), Stalled (cannot converge without a spec or policy change), ImageReady, Scheduled and Degraded, each with the observedGeneration it was computed for; `kubectl wait --for=condition=Ready` works on them.', conditionSchema, {
     'x-kubernetes-list-type': 'map', 'x-kubernetes-list-map-keys': ['type'],
   }),
   lastActivity: s('Last time the server was seen active (RFC 3339), for idle culling.', { format: 'date-time' }),

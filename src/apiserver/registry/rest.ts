@@ -9,7 +9,8 @@ import { nowIso } from '../../util/time.js';
 import type { AdmissionAttributes, AdmissionChain, Operation } from '../admission/admission.js';
 import type { User } from '../auth/tokens.js';
 import { alreadyExists, conflict, invalid } from '../errors.js';
-import { trackUpdate } from '../ssa.js';
+import { managersBefore, sameOwnership } from '../fieldmanager/managed.js';
+import { onlyExisting, recordUpdate } from '../fieldmanager/manager.js';
 import { AlreadyExistsError, type Store } from '../storage/sqlite.js';
 import type { KubeObject, ManagedFieldsEntry, StoredObject } from '../types.js';
 import { storageApiVersion, type KindVersion, type ResourceKind } from './kinds.js';
@@ -33,10 +34,11 @@ export interface WriteRequest {
 }
 
 /**
- * Who owns the written fields: an Update by `manager` (managedFields are worked out here), or
- * the managedFields server-side apply computed.
+ * Who owns the written fields: an Update by `manager` (managedFields are worked out here, from
+ * those the request sets, if any, else the stored ones), or the managedFields server-side apply
+ * computed.
  */
-export type FieldOwnership = { manager: string } | { applied: ManagedFieldsEntry[] | undefined };
+export type FieldOwnership = { manager: string } | { applied: ManagedFieldsEntry[] };
 
 export interface Preconditions {
   uid?: unknown;
@@ -78,7 +80,8 @@ export class RestStore {
     const name = old.metadata.name;
     const ns = this.namespaceOf(req, next);
     if (String(this.storage.resourceVersion(kind.storageKey, ns, name)) !== old.metadata.resourceVersion) throw conflict(kind, name);
-    if (sameExceptManagedFields(old, next)) return old;
+    // Nothing changed but when managers last wrote: kube keeps the stored object (and its resourceVersion).
+    if (unchanged(old, next)) return old;
     if (next.metadata.deletionTimestamp && !next.metadata.finalizers?.length && !kind.strategy.gracefulDeletion) {
       // The last finalizer is gone: the deletion that was waiting for it completes.
       const gone = this.storage.write('DELETED', kind.storageKey, ns, name, next, old);
@@ -142,6 +145,8 @@ export class RestStore {
   /** The object as it would be stored: normalised, validated, with server-owned fields filled. */
   private prepare(req: WriteRequest, old: StoredObject | undefined, obj: KubeObject, fields: FieldOwnership): KubeObject {
     const { kind, version } = req;
+    // The managedFields the request sets, before anything below may replace the object's metadata.
+    const requested = obj.metadata.managedFields;
     let next = kind.toStorage ? kind.toStorage(obj) : obj;
     next.apiVersion = storageApiVersion(kind);
     next.kind = kind.kind;
@@ -161,10 +166,11 @@ export class RestStore {
     strategy.complete(next, old);
     const m = next.metadata;
     if (old && m.generation !== undefined && !jsonEqual(specOf(old, version), specOf(next, version))) m.generation = (old.metadata.generation ?? 0) + 1;
-    if ('manager' in fields) {
-      trackUpdate(old, next, fields.manager, req.apiVersion, req.subresource || undefined, version.schema);
-      if (next.metadata.managedFields?.length === 0) delete next.metadata.managedFields;
-    } else next.metadata.managedFields = fields.applied;
+    const managedFields = 'manager' in fields
+      ? recordUpdate(old, next, managersBefore(requested, old?.metadata.managedFields, req.subresource), { manager: fields.manager, apiVersion: req.apiVersion, subresource: req.subresource }, version.schema, nowIso())
+      : onlyExisting(fields.applied, next, version.schema);
+    if (managedFields.length) next.metadata.managedFields = managedFields;
+    else delete next.metadata.managedFields;
     return next;
   }
 }
@@ -204,7 +210,8 @@ function specOf(o: KubeObject, version: KindVersion): Record<string, unknown> {
   return version.statusSubresource ? rest : { ...rest, status };
 }
 
-function sameExceptManagedFields(a: KubeObject, b: KubeObject): boolean {
+/** Whether a write changes nothing: same content, same owners (kube ignores a change of managedFields timestamps alone). */
+function unchanged(old: KubeObject, next: KubeObject): boolean {
   const strip = (o: KubeObject) => ({ ...o, metadata: { ...o.metadata, managedFields: undefined, resourceVersion: undefined } });
-  return jsonEqual(strip(a), strip(b));
+  return jsonEqual(strip(old), strip(next)) && sameOwnership(old.metadata.managedFields, next.metadata.managedFields);
 }
