@@ -32,7 +32,7 @@ export interface NotebookServerSpec {
 }
 
 export type Phase = 'Pending' | 'Creating' | 'Running' | 'Stopping' | 'Stopped' | 'Failed' | 'Terminating';
-export type ConditionType = 'Ready' | 'ImageReady' | 'Scheduled' | 'Degraded';
+export type ConditionType = 'Ready' | 'Reconciling' | 'Stalled' | 'ImageReady' | 'Scheduled' | 'Degraded';
 
 export interface Condition {
   type: ConditionType | string;
