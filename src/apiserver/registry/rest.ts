@@ -12,7 +12,7 @@ import { alreadyExists, conflict, invalid } from '../errors.js';
 import { managersBefore, sameOwnership } from '../fieldmanager/managed.js';
 import { onlyExisting, recordUpdate } from '../fieldmanager/manager.js';
 import { AlreadyExistsError, type Store } from '../storage/sqlite.js';
-import type { KubeObject, ManagedFieldsEntry, StoredObject } from '../types.js';
+import type { Cause, KubeObject, ManagedFieldsEntry, StoredObject } from '../types.js';
 import { storageApiVersion, type KindVersion, type ResourceKind } from './kinds.js';
 import type { WriteContext } from './strategy.js';
 
@@ -114,6 +114,8 @@ export class RestStore {
       const next = structuredClone(old);
       next.metadata.deletionTimestamp = nowIso();
       next.metadata.deletionGracePeriodSeconds = 0;
+      // The deletion is a change of the desired state: controllers watching generation see it.
+      if ((next.metadata.generation ?? 0) > 0) next.metadata.generation = next.metadata.generation! + 1;
       strategy.prepareForDeletion(next);
       if (req.dryRun) return next;
       const saved = this.storage.write('MODIFIED', kind.storageKey, ns, name, next, old);
@@ -147,6 +149,7 @@ export class RestStore {
     const { kind, version } = req;
     // The managedFields the request sets, before anything below may replace the object's metadata.
     const requested = obj.metadata.managedFields;
+    const metaCauses = old && req.subresource !== 'status' ? metadataUpdateCauses(obj, old) : [];
     let next = kind.toStorage ? kind.toStorage(obj) : obj;
     next.apiVersion = storageApiVersion(kind);
     next.kind = kind.kind;
@@ -161,7 +164,7 @@ export class RestStore {
     if (old) strategy.prepareForUpdate(next, old, ctx);
     else strategy.prepareForCreate(next, ctx);
     const causes = strategy.validate(next, ctx);
-    if (old) causes.push(...strategy.validateUpdate(next, old, ctx));
+    if (old) causes.push(...metaCauses, ...strategy.validateUpdate(next, old, ctx));
     if (causes.length) throw invalid(kind.kind, kind.group, next.metadata.name ?? '', causes);
     strategy.complete(next, old);
     const m = next.metadata;
@@ -173,6 +176,32 @@ export class RestStore {
     else delete next.metadata.managedFields;
     return next;
   }
+}
+
+/**
+ * kube-apiserver's rules for the metadata of an update (ValidateObjectMetaUpdate and BeforeUpdate):
+ * uid is immutable (an update may leave it out), deletionGracePeriodSeconds changes only through a
+ * deletion, and no finalizer may be added once the object is being deleted. creationTimestamp,
+ * deletionTimestamp and generation are silently kept (fillMetadata).
+ */
+function metadataUpdateCauses(obj: KubeObject, old: StoredObject): Cause[] {
+  const m = obj.metadata;
+  const out: Cause[] = [];
+  if (m.uid !== undefined && m.uid !== '' && m.uid !== old.metadata.uid) {
+    out.push({ reason: 'FieldValueInvalid', message: `Invalid value: ${JSON.stringify(m.uid)}: field is immutable`, field: 'metadata.uid' });
+  }
+  const grace = old.metadata.deletionGracePeriodSeconds;
+  if (grace !== undefined && m.deletionGracePeriodSeconds !== undefined && m.deletionGracePeriodSeconds !== grace) {
+    out.push({ reason: 'FieldValueInvalid', message: `Invalid value: ${JSON.stringify(m.deletionGracePeriodSeconds)}: field is immutable; may only be changed via deletion`, field: 'metadata.deletionGracePeriodSeconds' });
+  }
+  if (old.metadata.deletionTimestamp) {
+    const had = new Set(old.metadata.finalizers ?? []);
+    const added = (Array.isArray(m.finalizers) ? m.finalizers : []).filter((f) => !had.has(f));
+    if (added.length) {
+      out.push({ reason: 'FieldValueForbidden', message: `Forbidden: no new finalizers can be added if the object is being deleted, found new finalizers []string{${added.map((f) => JSON.stringify(f)).join(', ')}}`, field: 'metadata.finalizers' });
+    }
+  }
+  return out;
 }
 
 /** Fills the metadata the server owns: kept from `old` on update, new on create. */
