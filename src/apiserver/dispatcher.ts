@@ -14,6 +14,7 @@ import { deleteCollection, deleteOne } from './handlers/delete.js';
 import { get, list } from './handlers/get.js';
 import { patch } from './handlers/patch.js';
 import { review } from './handlers/review.js';
+import { notRun } from './registry/unserved.js';
 import type { Handler, RequestScope, Services } from './handlers/scope.js';
 import { update } from './handlers/update.js';
 import { watch } from './handlers/watch.js';
@@ -143,6 +144,7 @@ export class Dispatcher {
       name: info.name, namespace: info.namespace, namespaced: kind.namespaced,
     };
     if (!this.services.authorizer.authorize(attrs).allowed) throw forbidden(attrs);
+    if (kind.unserved && (verb === 'create' || verb === 'update' || verb === 'patch')) throw notRun(kind);
     if ((UNNAMED.has(verb) && info.name) || ((verb === 'update' || verb === 'patch') && !info.name)) throw methodNotAllowed();
     // Named verbs on a namespaced kind need the namespace in the path.
     if (kind.namespaced && !info.namespace && (NAMED.has(verb) || verb === 'create')) throw pathNotFound();

@@ -38,6 +38,8 @@ export interface ResourceKind {
   crdName?: string;
   /** Create-only reviews answered from the request alone (nothing is stored). */
   review?: boolean;
+  /** A kind nbswarm does not run, served empty and read-only (see unserved.ts). */
+  unserved?: boolean;
   strategy: Strategy;
 }
 
