@@ -14,6 +14,7 @@ import { Dispatcher } from './dispatcher.js';
 import { deleteCustomResources } from './gc/crds.js';
 import { EventExpiry } from './gc/events.js';
 import { NamespaceSweeper } from './gc/namespaces.js';
+import { GarbageCollector } from './gc/owners.js';
 import type { Services } from './handlers/scope.js';
 import { Watches } from './handlers/watch.js';
 import { Metrics } from './metrics.js';
@@ -47,12 +48,14 @@ export class ApiServer {
   private readonly dispatcher: Dispatcher;
   private readonly watches: Watches;
   private readonly sweeper: NamespaceSweeper;
+  private readonly gc: GarbageCollector;
   private readonly eventExpiry: EventExpiry;
 
   constructor(o: ServerOptions) {
     const { storage, log } = o;
     const registry = new KindRegistry(log);
     this.sweeper = new NamespaceSweeper(storage, () => registry.all(), log);
+    this.gc = new GarbageCollector(storage, () => registry.all(), log);
     const kinds = builtinKinds({
       namespaceTerminating: (name) => this.sweeper.sweep(name),
       crd: {
@@ -61,6 +64,7 @@ export class ApiServer {
         deleted: (crd) => {
           deleteCustomResources(storage, crd);
           registry.unregisterCrd(crd);
+          this.gc.kick();
         },
       },
     });
@@ -70,12 +74,13 @@ export class ApiServer {
     const admission = new AdmissionChain([new NamespaceLifecycle((name) => storage.namespace(name))]);
     this.watches = new Watches(o.bookmarkIntervalMs, o.maxWatchSeconds, this.metrics.watches);
     const services: Services = {
-      storage, registry, rest: new RestStore(storage, admission), authorizer: o.authorizer ?? new RoleAuthorizer(),
+      storage, registry, rest: new RestStore(storage, admission, () => this.gc.kick()), authorizer: o.authorizer ?? new RoleAuthorizer(),
       respond: new Responder(storage, log), watches: this.watches,
     };
     this.dispatcher = new Dispatcher(services, o.authenticator, this.metrics, log);
     this.eventExpiry = new EventExpiry(storage, o.eventTtlSeconds, log);
     this.sweeper.resume();
+    this.gc.kick();
   }
 
   handle(req: Req, res: Res): Promise<void> {
@@ -87,6 +92,7 @@ export class ApiServer {
     this.watches.close();
     this.eventExpiry.close();
     this.sweeper.close();
+    this.gc.close();
   }
 }
 

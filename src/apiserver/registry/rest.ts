@@ -10,6 +10,7 @@ import type { AdmissionAttributes, AdmissionChain, Operation } from '../admissio
 import type { User } from '../auth/tokens.js';
 import { alreadyExists, conflict, invalid } from '../errors.js';
 import { managersBefore, sameOwnership } from '../fieldmanager/managed.js';
+import { FOREGROUND, ORPHAN } from '../gc/owners.js';
 import { onlyExisting, recordUpdate } from '../fieldmanager/manager.js';
 import { AlreadyExistsError, type Store } from '../storage/sqlite.js';
 import type { Cause, KubeObject, ManagedFieldsEntry, StoredObject } from '../types.js';
@@ -40,13 +41,17 @@ export interface WriteRequest {
  */
 export type FieldOwnership = { manager: string } | { applied: ManagedFieldsEntry[] };
 
+/** DeleteOptions.propagationPolicy: what happens to the objects the deleted one owns. */
+export type Propagation = 'Foreground' | 'Background' | 'Orphan';
+
 export interface Preconditions {
   uid?: unknown;
   resourceVersion?: unknown;
 }
 
 export class RestStore {
-  constructor(private readonly storage: Store, private readonly admission: AdmissionChain) {}
+  /** `deleted`: told when an object is deleted or starts being deleted (the garbage collector). */
+  constructor(private readonly storage: Store, private readonly admission: AdmissionChain, private readonly deleted: () => void = () => undefined) {}
 
   /** The stored object, if any. */
   get(kind: ResourceKind, namespace: string, name: string): StoredObject | undefined {
@@ -86,6 +91,7 @@ export class RestStore {
       // The last finalizer is gone: the deletion that was waiting for it completes.
       const gone = this.storage.write('DELETED', kind.storageKey, ns, name, next, old);
       kind.strategy.afterDelete(gone);
+      this.deleted();
       return gone;
     }
     const saved = this.storage.write('MODIFIED', kind.storageKey, ns, name, next, old);
@@ -97,7 +103,7 @@ export class RestStore {
    * Deletes `old`: at once, or by setting deletionTimestamp when finalizers (or the kind) make the
    * deletion wait. Returns the object as the client sees it afterwards.
    */
-  delete(req: WriteRequest, old: StoredObject, pre: Preconditions = {}): StoredObject {
+  delete(req: WriteRequest, old: StoredObject, pre: Preconditions = {}, propagation: Propagation = 'Background'): StoredObject {
     const { kind } = req;
     const name = old.metadata.name;
     if (pre.uid && pre.uid !== old.metadata.uid) throw conflict(kind, name, `Precondition failed: UID in precondition: ${pre.uid}, UID in object meta: ${old.metadata.uid}`);
@@ -109,22 +115,31 @@ export class RestStore {
     this.admission.validate(attrs);
     const ns = kind.namespaced ? old.metadata.namespace ?? '' : '';
     const strategy = kind.strategy;
-    if (old.metadata.finalizers?.length || strategy.gracefulDeletion) {
-      if (old.metadata.deletionTimestamp) return old;
+    // Foreground and orphan deletions wait for the garbage collector, through its finalizers.
+    const finalizers = [...(old.metadata.finalizers ?? [])];
+    const gcFinalizer = propagation === 'Foreground' ? FOREGROUND : propagation === 'Orphan' ? ORPHAN : undefined;
+    if (gcFinalizer && !finalizers.includes(gcFinalizer)) finalizers.push(gcFinalizer);
+    if (finalizers.length || strategy.gracefulDeletion) {
+      if (old.metadata.deletionTimestamp && finalizers.length === (old.metadata.finalizers?.length ?? 0)) return old;
       const next = structuredClone(old);
-      next.metadata.deletionTimestamp = nowIso();
-      next.metadata.deletionGracePeriodSeconds = 0;
-      // The deletion is a change of the desired state: controllers watching generation see it.
-      if ((next.metadata.generation ?? 0) > 0) next.metadata.generation = next.metadata.generation! + 1;
-      strategy.prepareForDeletion(next);
+      if (finalizers.length) next.metadata.finalizers = finalizers;
+      if (!old.metadata.deletionTimestamp) {
+        next.metadata.deletionTimestamp = nowIso();
+        next.metadata.deletionGracePeriodSeconds = 0;
+        // The deletion is a change of the desired state: controllers watching generation see it.
+        if ((next.metadata.generation ?? 0) > 0) next.metadata.generation = next.metadata.generation! + 1;
+        strategy.prepareForDeletion(next);
+      }
       if (req.dryRun) return next;
       const saved = this.storage.write('MODIFIED', kind.storageKey, ns, name, next, old);
       strategy.afterDeletionStarted(saved);
+      this.deleted();
       return saved;
     }
     if (req.dryRun) return old;
     const gone = this.storage.write('DELETED', kind.storageKey, ns, name, structuredClone(old), old);
     strategy.afterDelete(gone);
+    this.deleted();
     return gone;
   }
 
