@@ -81,7 +81,7 @@ const specSchema: JSONSchemaProps = obj(
     mode: s('What the server runs. Built in: notebook (Jupyter Notebook / jupyterhub-singleuser), lab (JupyterLab), voila, streamlit, dash, panel, bokeh, rshiny (dashboards of spec.app.path, launched as cdsdashboards does), custom (spec.command). The operator policy\'s launcher table says the command of each mode, may disable modes and may add modes of its own (any DNS label, like cdsdashboards\' extra_presentation_types): a mode the policy has no launcher for fails with a message listing the policy\'s modes. Unset means the policy\'s defaultMode (status.mode shows the mode that runs).', { pattern: MODE_PATTERN, maxLength: 63 }),
     app: obj('The presentation a dashboard mode serves.', {
       path: s('Notebook, script or folder to present, relative to the home directory (no leading "/", no ".." segments), or to spec.git.folder when spec.git is set. Required by the dashboard modes whose launcher says so; voila serves the whole folder when it is empty (cdsdashboards\' "leave blank").', { pattern: APP_PATH_PATTERN, maxLength: 4096 }),
-      args: arr('Extra arguments for the app, appended to the launcher\'s command line (or placed where the launcher says {args}). Passed literally.', s('One argument.')),
+      args: arr('Extra arguments for the app, appended to the launcher\'s command line (or placed where the launcher says {args}). Passed literally.', s('One argument.'), { 'x-kubernetes-list-type': 'atomic' }),
       template: s('Template of the app, for modes whose launcher has templateArgs (voila: --template=NAME, cdsdashboards\' voila_template). Unset: the launcher\'s default template, if any.', { pattern: TOKEN_PATTERN, maxLength: 100 }),
       condaEnv: s('Conda environment the app runs in (cdsdashboards\' conda_env; jhsingle-native-proxy --conda-env). Must be one of the operator policy\'s dashboards.conda.envs unless dashboards.conda.allowCustom is true; the image must have conda.', { pattern: TOKEN_PATTERN, maxLength: 100 }),
     }),
@@ -96,7 +96,7 @@ const specSchema: JSONSchemaProps = obj(
       users: arr('JupyterHub user names.', s('A user name.', { pattern: NAME_PATTERN, maxLength: 63 }), { maxItems: 1000, 'x-kubernetes-list-type': 'set' }),
       groups: arr('JupyterHub group names: their members may open it.', s('A group name.', { pattern: GROUP_PATTERN, maxLength: 255 }), { maxItems: 1000, 'x-kubernetes-list-type': 'set' }),
     }),
-    command: arr('The argv to run in mode custom (or instead of the launcher when the policy sets allowCommandOverride). Placeholders {port} {ip} {home} {username} {servername} are filled by the operator.', s('One argument.')),
+    command: arr('The argv to run in mode custom (or instead of the launcher when the policy sets allowCommandOverride). Placeholders {port} {ip} {home} {username} {servername} are filled by the operator.', s('One argument.'), { 'x-kubernetes-list-type': 'atomic' }),
     source: obj('Build this server\'s image from another NotebookServer\'s container (docker commit), so packages installed there are here too.', {
       server: s('Name of the source NotebookServer in the same namespace.', { pattern: OBJECT_NAME_PATTERN, maxLength: 253 }),
       generation: int('Bump to rebuild the image from the source\'s current container; the image is otherwise built once.', { minimum: 0 }),
@@ -131,7 +131,7 @@ const specSchema: JSONSchemaProps = obj(
 );
 
 const conditionSchema: JSONSchemaProps = obj('One aspect of the server\'s state, as in Kubernetes conditions.', {
-  type: s('Condition type: Ready, ImageReady, Scheduled, Degraded, Restarted (after a crash), or VolumeUnavailable (multi-node Swarm: the node holding the server\'s volumes is drained, down or gone).', { minLength: 1, maxLength: 316 }),
+  type: s('Condition type: Ready, Reconciling, Stalled, ImageReady, Scheduled, Degraded, Restarted (after a crash), or VolumeUnavailable (multi-node Swarm: the node holding the server\'s volumes is drained, down or gone).', { minLength: 1, maxLength: 316 }),
   status: s('True, False or Unknown.', { enum: ['True', 'False', 'Unknown'] }),
   reason: s('One CamelCase word saying why the condition is in this status.', { maxLength: 1024 }),
   message: s('Human-readable detail, e.g. the spec field to fix.', { maxLength: 32768 }),
@@ -157,7 +157,7 @@ const statusSchema: JSONSchemaProps = obj('Observed state, written by the operat
     imageId: s('Image the object is pinned to (image ID or repo digest).'),
   }),
   node: s('Node (host name) the server runs on. On a multi-node Swarm, a server with node-local volumes is pinned to the node that holds them, and this names that node even while the server is stopped or the node is down.'),
-  conditions: arr('Ready, ImageReady, Scheduled, Degraded, (after a crash) Restarted and (multi-node Swarm) VolumeUnavailable conditions; `kubectl wait --for=condition=Ready` works on them.', conditionSchema, {
+  conditions: arr('Ready, Reconciling (converging to metadata.generation), Stalled (cannot converge without a spec or policy change), ImageReady, Scheduled, Degraded, (after a crash) Restarted and (multi-node Swarm) VolumeUnavailable, each with the observedGeneration it was computed for; `kubectl wait --for=condition=Ready` works on them.', conditionSchema, {
     'x-kubernetes-list-type': 'map', 'x-kubernetes-list-map-keys': ['type'],
   }),
   lastActivity: s('Last time the server was seen active (RFC 3339), for idle culling.', { format: 'date-time' }),

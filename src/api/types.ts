@@ -38,7 +38,7 @@ export interface NotebookServerSpec {
 }
 
 export type Phase = 'Pending' | 'Creating' | 'Running' | 'Stopping' | 'Stopped' | 'Failed' | 'Terminating';
-export type ConditionType = 'Ready' | 'ImageReady' | 'Scheduled' | 'Degraded' | 'Restarted' | 'VolumeUnavailable';
+export type ConditionType = 'Ready' | 'Reconciling' | 'Stalled' | 'ImageReady' | 'Scheduled' | 'Degraded' | 'Restarted' | 'VolumeUnavailable';
 
 export interface Condition {
   type: ConditionType | string;

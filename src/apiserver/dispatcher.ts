@@ -14,6 +14,7 @@ import { deleteCollection, deleteOne } from './handlers/delete.js';
 import { get, list } from './handlers/get.js';
 import { patch } from './handlers/patch.js';
 import { review } from './handlers/review.js';
+import { notRun } from './registry/unserved.js';
 import type { Handler, RequestScope, Services } from './handlers/scope.js';
 import { update } from './handlers/update.js';
 import { watch } from './handlers/watch.js';
@@ -164,6 +165,7 @@ export class Dispatcher {
       name: info.name, namespace: info.namespace, namespaced: kind.namespaced,
     };
     if (!this.services.authorizer.authorize(attrs).allowed) throw forbidden(attrs);
+    if (kind.unserved && (verb === 'create' || verb === 'update' || verb === 'patch')) throw notRun(kind);
     if (own) {
       if (!info.name || !own.verbs.includes(verb)) throw methodNotAllowed();
       if (kind.namespaced && !info.namespace) throw pathNotFound();

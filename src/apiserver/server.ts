@@ -19,6 +19,7 @@ import { Dispatcher } from './dispatcher.js';
 import { deleteCustomResources } from './gc/crds.js';
 import { EventExpiry } from './gc/events.js';
 import { NamespaceSweeper } from './gc/namespaces.js';
+import { GarbageCollector } from './gc/owners.js';
 import type { Services } from './handlers/scope.js';
 import { Watches } from './handlers/watch.js';
 import { Metrics } from './metrics.js';
@@ -55,6 +56,7 @@ export class ApiServer {
   private readonly dispatcher: Dispatcher;
   private readonly watches: Watches;
   private readonly sweeper: NamespaceSweeper;
+  private readonly gc: GarbageCollector;
   private readonly eventExpiry: EventExpiry;
 
   constructor(o: ServerOptions) {
@@ -64,6 +66,7 @@ export class ApiServer {
     const saTokens = new ServiceAccountTokens(o.serviceAccountKey ?? newSigningKey(), storage);
     const caPem = o.caPem ?? '';
     this.sweeper = new NamespaceSweeper(storage, () => registry.all(), log);
+    this.gc = new GarbageCollector(storage, () => registry.all(), log);
     const kinds = builtinKinds({
       rbacChanged: () => authorizer.invalidate(),
       tokenRequest: tokenRequest(saTokens),
@@ -75,6 +78,7 @@ export class ApiServer {
         deleted: (crd) => {
           deleteCustomResources(storage, crd);
           registry.unregisterCrd(crd);
+          this.gc.kick();
         },
       },
     });
@@ -85,12 +89,13 @@ export class ApiServer {
     const admission = new AdmissionChain([new NamespaceLifecycle((name) => storage.namespace(name)), new RbacEscalation(authorizer)]);
     this.watches = new Watches(o.bookmarkIntervalMs, o.maxWatchSeconds, this.metrics.watches);
     const services: Services = {
-      storage, registry, rest: new RestStore(storage, admission), authorizer,
+      storage, registry, rest: new RestStore(storage, admission, () => this.gc.kick()), authorizer,
       respond: new Responder(storage, log), watches: this.watches,
     };
     this.dispatcher = new Dispatcher(services, new UnionAuthenticator([o.authenticator, saTokens]), this.metrics, log);
     this.eventExpiry = new EventExpiry(storage, o.eventTtlSeconds, log);
     this.sweeper.resume();
+    this.gc.kick();
   }
 
   handle(req: Req, res: Res): Promise<void> {
@@ -102,6 +107,7 @@ export class ApiServer {
     this.watches.close();
     this.eventExpiry.close();
     this.sweeper.close();
+    this.gc.close();
   }
 }
 

@@ -25,6 +25,7 @@ import {
   crashLoopBackOff,
   dockerFailedStatus,
   failedStatus,
+  forGeneration,
   imageFailedStatus,
   imageResolved,
   observedStatus,
@@ -357,7 +358,7 @@ export class Reconciler {
 
   /** Patch status only when it differs; record the Event only together with a visible change. */
   private async writeStatus(obj: NotebookServer, old: NotebookServerStatus, next: NotebookServerStatus, event?: EventSpec): Promise<NotebookServer | undefined> {
-    const plan = planStatusWrite(old, next, event);
+    const plan = planStatusWrite(old, forGeneration(next, obj.metadata.generation), event);
     if (!plan.patch) return undefined;
     const written = await this.d.writer.patchStatus(obj, plan.patch);
     if (written && plan.event) await this.event(obj, plan.event.type, plan.event.reason, plan.event.message);

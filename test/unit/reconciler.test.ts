@@ -22,6 +22,8 @@ interface Expect {
   result?: unknown;
   error?: new (...args: any[]) => Error;
   statusPatches?: number;
+  /** Reconciling and Stalled statuses, as kstatus reads them. */
+  health?: [string, string];
 }
 
 interface Case {
@@ -87,7 +89,7 @@ const cases: Case[] = [
   {
     name: 'create: finalizer, volume and service, Running once the server answers',
     given: (w) => void w.put('nb'),
-    expect: { docker: ['volume-create nbs-alice-home', 'create nbs-alice'], phase: 'Running', ready: ['True', 'Running'], events: ['Created', 'Ready'], result: undefined },
+    expect: { health: ['False', 'False'], docker: ['volume-create nbs-alice-home', 'create nbs-alice'], phase: 'Running', ready: ['True', 'Running'], events: ['Created', 'Ready'], result: undefined },
     also: (w, s) => {
       expect(s.metadataPatches).to.deep.equal([{ finalizers: [FINALIZER] }]);
       expect(s.statusPatches).to.have.length(1);
@@ -104,7 +106,7 @@ const cases: Case[] = [
       w.backend.startState = 'pending';
       w.put('nb');
     },
-    expect: { docker: ['volume-create nbs-alice-home', 'create nbs-alice'], phase: 'Creating', ready: ['False', 'Pending'], events: ['Created', 'Pending'], result: { progress: 'Pending: nbs-alice is waiting to be scheduled' } },
+    expect: { health: ['True', 'False'], docker: ['volume-create nbs-alice-home', 'create nbs-alice'], phase: 'Creating', ready: ['False', 'Pending'], events: ['Created', 'Pending'], result: { progress: 'Pending: nbs-alice is waiting to be scheduled' } },
   },
   {
     name: 'running but not answering yet: Creating, polled at stage "answering"',
@@ -136,7 +138,12 @@ const cases: Case[] = [
     name: 'a spec change that renders the same object writes nothing to Docker',
     given: edited({ servername: '' }),
     expect: { docker: [], phase: 'Running', events: [] },
-    also: (_w, s) => expect(s.statusPatches).to.deep.equal([{ observedGeneration: 2 }]),
+    also: (_w, s) => {
+      // Only the generation the operator acted on moves, in status and in every condition.
+      expect(s.statusPatches).to.have.length(1);
+      expect(s.statusPatches[0].observedGeneration).to.equal(2);
+      expect((s.statusPatches[0].conditions as { observedGeneration: number }[]).map((c) => c.observedGeneration)).to.deep.equal([2, 2, 2, 2, 2, 2]);
+    },
   },
   {
     name: 'drift: an object removed behind the operator\'s back is created again',
@@ -163,7 +170,7 @@ const cases: Case[] = [
       w.backend.stoppedState = 'running';
       w.edit('nb', { stopped: true });
     },
-    expect: { docker: ['stop nbs-alice'], phase: 'Stopping', ready: ['False', 'Stopping'], result: { requeueAfterMs: 1000 } },
+    expect: { health: ['True', 'False'], docker: ['stop nbs-alice'], phase: 'Stopping', ready: ['False', 'Stopping'], result: { requeueAfterMs: 1000 } },
   },
   {
     name: 'culled: the stop annotation stops without a spec change, saying why',
@@ -216,7 +223,7 @@ const cases: Case[] = [
   {
     name: 'delete: Terminating, the object removed, volumes kept, finalizer released',
     given: deleted,
-    expect: { docker: ['remove nbs-alice'], phase: 'Terminating', ready: ['False', 'Terminating'], events: ['Deleted'] },
+    expect: { health: ['True', 'False'], docker: ['remove nbs-alice'], phase: 'Terminating', ready: ['False', 'Terminating'], events: ['Deleted'] },
     also: (w, s) => {
       expect(s.metadataPatches).to.deep.equal([{ finalizers: [] }]);
       expect(w.backend.volumeNames()).to.deep.equal(['nbs-alice-home']);
@@ -238,7 +245,7 @@ const cases: Case[] = [
     name: 'failure: a missing image (pull policy never) → ImageReady False, Failed, retried with back-off',
     policy: { pullPolicy: 'never' },
     given: (w) => void w.put('nb', { image: 'local/absent:1' }),
-    expect: { docker: [], phase: 'Failed', ready: ['False', 'ImageNotFound'], events: ['ImageNotFound'], error: RetryLater },
+    expect: { health: ['False', 'True'], docker: [], phase: 'Failed', ready: ['False', 'ImageNotFound'], events: ['ImageNotFound'], error: RetryLater },
     also: (_w, s) => {
       expect(condition(s.status, 'ImageReady')).to.include({ status: 'False', reason: 'ImageNotFound' });
       expect(s.status.message).to.contain('local/absent:1').and.to.contain('pullPolicy');
@@ -250,7 +257,7 @@ const cases: Case[] = [
       w.backend.failNext('apply', new BackendError('docker service create nbs-alice failed (HTTP 500): boom', 'DockerError', 'docker service create nbs-alice', 'look at dockerd'));
       w.put('nb');
     },
-    expect: { docker: [], phase: 'Failed', ready: ['False', 'DockerError'], events: ['Failed'], error: BackendError },
+    expect: { health: ['True', 'False'], docker: [], phase: 'Failed', ready: ['False', 'DockerError'], events: ['Failed'], error: BackendError },
     also: (_w, s) => {
       expect(condition(s.status, 'Degraded')).to.include({ status: 'True', reason: 'DockerError' });
       expect(s.status.message).to.equal('docker service create nbs-alice: docker service create nbs-alice failed (HTTP 500): boom (hint: look at dockerd)');
@@ -262,7 +269,7 @@ const cases: Case[] = [
       await running(w);
       w.backend.setState('uid-nb', 'failed', 'failed: exit code 1');
     },
-    expect: { docker: [], phase: 'Failed', ready: ['False', 'TaskFailed'], events: ['TaskFailed'], result: { requeueAfterMs: 10000 } },
+    expect: { health: ['False', 'True'], docker: [], phase: 'Failed', ready: ['False', 'TaskFailed'], events: ['TaskFailed'], result: { requeueAfterMs: 10000 } },
     also: (_w, s) => {
       expect(s.status.endpoint).to.equal(undefined);
       expect(condition(s.status, 'Degraded')).to.include({ status: 'True' });
@@ -420,7 +427,7 @@ const cases: Case[] = [
   {
     name: 'missing Secret → Pending naming the field (waits for it, as a Pod does); nothing runs, nothing is polled',
     given: (w) => void w.put('nb', { env: [{ name: 'KEY', valueFrom: { secretKeyRef: { name: 'creds', key: 'k' } } }] }),
-    expect: { docker: [], phase: 'Pending', ready: ['False', 'SecretNotFound'], events: ['SecretNotFound'], result: undefined },
+    expect: { health: ['True', 'False'], docker: [], phase: 'Pending', ready: ['False', 'SecretNotFound'], events: ['SecretNotFound'], result: undefined },
     also: (_w, s) => expect(s.status.message).to.equal('spec.env[0].valueFrom.secretKeyRef: secret default/creds not found; create it or mark the reference optional'),
   },
   {
@@ -469,7 +476,7 @@ const cases: Case[] = [
     name: 'source server missing → Pending, SourceNotFound, looked at again in 5 s',
     key: 'dash',
     given: (w) => void w.put('dash', { user: 'bob', source: { server: 'nb' } }),
-    expect: { docker: [], phase: 'Pending', ready: ['False', 'SourceNotFound'], events: ['SourceNotFound'], result: { requeueAfterMs: 5000 } },
+    expect: { health: ['True', 'False'], docker: [], phase: 'Pending', ready: ['False', 'SourceNotFound'], events: ['SourceNotFound'], result: { requeueAfterMs: 5000 } },
   },
   {
     name: 'source server not running → WaitingForSource, looked at again in 3 s',
@@ -689,6 +696,12 @@ describe('reconcile transitions (FakeBackend)', () => {
       if (e.events) expect(s.events.map((x) => x.reason)).to.deep.equal(e.events);
       if ('result' in e) expect(s.result).to.deep.equal(e.result);
       if (e.statusPatches !== undefined) expect(s.statusPatches).to.have.length(e.statusPatches);
+      if (e.health) expect([condition(s.status, 'Reconciling')?.status, condition(s.status, 'Stalled')?.status]).to.deep.equal(e.health);
+      if (s.statusPatches.length) {
+        const generation = w.get(c.key ?? 'nb').metadata.generation;
+        expect(s.status.observedGeneration, 'status.observedGeneration').to.equal(generation);
+        for (const cond of s.status.conditions ?? []) expect(cond.observedGeneration, `${cond.type}.observedGeneration`).to.equal(generation);
+      }
       c.also?.(w, s);
     });
   }

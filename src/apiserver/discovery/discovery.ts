@@ -5,6 +5,7 @@
 import type { KindRegistry } from '../registry/registry.js';
 import type { ResourceKind } from '../registry/kinds.js';
 import { VERBS } from '../request/info.js';
+import { UNSERVED_VERBS } from '../registry/unserved.js';
 import type { JsonObject } from '../types.js';
 import { hashOf, openapiV2, openapiV3, type KindAtVersion } from './openapi.js';
 
@@ -41,7 +42,7 @@ export function apiResources(kind: ResourceKind): JsonObject[] {
   const v = kind.versions[0];
   const out: JsonObject[] = [{
     name: kind.resource, singularName: kind.singular, namespaced: kind.namespaced, kind: kind.kind,
-    verbs: kind.review ? ['create'] : VERBS, ...(kind.shortNames.length ? { shortNames: kind.shortNames } : {}),
+    verbs: kind.review ? ['create'] : kind.unserved ? UNSERVED_VERBS : VERBS, ...(kind.shortNames.length ? { shortNames: kind.shortNames } : {}),
     ...(kind.categories.length ? { categories: kind.categories } : {}),
     storageVersionHash: Buffer.from(kind.storageKey).toString('base64').slice(0, 11),
   }];
@@ -106,7 +107,7 @@ export class Discovery {
           const responseKind = { group: k.group, version: gv.version, kind: k.kind };
           return {
             resource: k.resource, responseKind, scope: k.namespaced ? 'Namespaced' : 'Cluster', singularResource: k.singular,
-            verbs: k.review ? ['create'] : VERBS,
+            verbs: k.review ? ['create'] : k.unserved ? UNSERVED_VERBS : VERBS,
             ...(k.shortNames.length ? { shortNames: k.shortNames } : {}),
             ...(k.categories.length ? { categories: k.categories } : {}),
             ...(k.versions[0].statusSubresource ? { subresources: [{ subresource: 'status', responseKind, verbs: ['get', 'patch', 'update'] }] } : {}),

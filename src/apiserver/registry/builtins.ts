@@ -8,6 +8,7 @@ import { kindKey, type ResourceKind } from './kinds.js';
 import { GenericStrategy, type Strategy } from './strategy.js';
 import { BindingStrategy, RoleStrategy } from './rbac.js';
 import { ageColumn } from './table.js';
+import { unservedKinds } from './unserved.js';
 
 function builtin(group: string, version: string, resource: string, kind: string, namespaced: boolean, shortNames: string[], columns: PrinterColumn[], strategy: Strategy, extra: Partial<ResourceKind> = {}): ResourceKind {
   return {
@@ -70,5 +71,6 @@ export function builtinKinds(hooks: BuiltinHooks): ResourceKind[] {
       categories: ['api-extensions'],
       versions: [{ name: 'v1', served: true, storage: true, statusSubresource: true, columns: [{ name: 'Created At', type: 'string', jsonPath: '.metadata.creationTimestamp' }] }],
     }),
+    ...unservedKinds(),
   ];
 }

@@ -42,6 +42,8 @@ export interface ResourceKind {
   review?: boolean;
   /** Subresources served by their own handler (serviceaccounts/token), beside status. */
   subresources?: Record<string, SubresourceRoute>;
+  /** A kind nbswarm does not run, served empty and read-only (see unserved.ts). */
+  unserved?: boolean;
   strategy: Strategy;
 }
 

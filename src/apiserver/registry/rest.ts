@@ -9,9 +9,11 @@ import { nowIso } from '../../util/time.js';
 import type { AdmissionAttributes, AdmissionChain, Operation } from '../admission/admission.js';
 import type { User } from '../auth/tokens.js';
 import { alreadyExists, conflict, invalid } from '../errors.js';
-import { trackUpdate } from '../ssa.js';
+import { managersBefore, sameOwnership } from '../fieldmanager/managed.js';
+import { FOREGROUND, ORPHAN } from '../gc/owners.js';
+import { onlyExisting, recordUpdate } from '../fieldmanager/manager.js';
 import { AlreadyExistsError, type Store } from '../storage/sqlite.js';
-import type { KubeObject, ManagedFieldsEntry, StoredObject } from '../types.js';
+import type { Cause, KubeObject, ManagedFieldsEntry, StoredObject } from '../types.js';
 import { storageApiVersion, type KindVersion, type ResourceKind } from './kinds.js';
 import type { WriteContext } from './strategy.js';
 
@@ -33,10 +35,14 @@ export interface WriteRequest {
 }
 
 /**
- * Who owns the written fields: an Update by `manager` (managedFields are worked out here), or
- * the managedFields server-side apply computed.
+ * Who owns the written fields: an Update by `manager` (managedFields are worked out here, from
+ * those the request sets, if any, else the stored ones), or the managedFields server-side apply
+ * computed.
  */
-export type FieldOwnership = { manager: string } | { applied: ManagedFieldsEntry[] | undefined };
+export type FieldOwnership = { manager: string } | { applied: ManagedFieldsEntry[] };
+
+/** DeleteOptions.propagationPolicy: what happens to the objects the deleted one owns. */
+export type Propagation = 'Foreground' | 'Background' | 'Orphan';
 
 export interface Preconditions {
   uid?: unknown;
@@ -44,7 +50,8 @@ export interface Preconditions {
 }
 
 export class RestStore {
-  constructor(private readonly storage: Store, private readonly admission: AdmissionChain) {}
+  /** `deleted`: told when an object is deleted or starts being deleted (the garbage collector). */
+  constructor(private readonly storage: Store, private readonly admission: AdmissionChain, private readonly deleted: () => void = () => undefined) {}
 
   /** The stored object, if any. */
   get(kind: ResourceKind, namespace: string, name: string): StoredObject | undefined {
@@ -78,11 +85,13 @@ export class RestStore {
     const name = old.metadata.name;
     const ns = this.namespaceOf(req, next);
     if (String(this.storage.resourceVersion(kind.storageKey, ns, name)) !== old.metadata.resourceVersion) throw conflict(kind, name);
-    if (sameExceptManagedFields(old, next)) return old;
+    // Nothing changed but when managers last wrote: kube keeps the stored object (and its resourceVersion).
+    if (unchanged(old, next)) return old;
     if (next.metadata.deletionTimestamp && !next.metadata.finalizers?.length && !kind.strategy.gracefulDeletion) {
       // The last finalizer is gone: the deletion that was waiting for it completes.
       const gone = this.storage.write('DELETED', kind.storageKey, ns, name, next, old);
       kind.strategy.afterDelete(gone);
+      this.deleted();
       return gone;
     }
     const saved = this.storage.write('MODIFIED', kind.storageKey, ns, name, next, old);
@@ -94,7 +103,7 @@ export class RestStore {
    * Deletes `old`: at once, or by setting deletionTimestamp when finalizers (or the kind) make the
    * deletion wait. Returns the object as the client sees it afterwards.
    */
-  delete(req: WriteRequest, old: StoredObject, pre: Preconditions = {}): StoredObject {
+  delete(req: WriteRequest, old: StoredObject, pre: Preconditions = {}, propagation: Propagation = 'Background'): StoredObject {
     const { kind } = req;
     const name = old.metadata.name;
     if (pre.uid && pre.uid !== old.metadata.uid) throw conflict(kind, name, `Precondition failed: UID in precondition: ${pre.uid}, UID in object meta: ${old.metadata.uid}`);
@@ -106,20 +115,31 @@ export class RestStore {
     this.admission.validate(attrs);
     const ns = kind.namespaced ? old.metadata.namespace ?? '' : '';
     const strategy = kind.strategy;
-    if (old.metadata.finalizers?.length || strategy.gracefulDeletion) {
-      if (old.metadata.deletionTimestamp) return old;
+    // Foreground and orphan deletions wait for the garbage collector, through its finalizers.
+    const finalizers = [...(old.metadata.finalizers ?? [])];
+    const gcFinalizer = propagation === 'Foreground' ? FOREGROUND : propagation === 'Orphan' ? ORPHAN : undefined;
+    if (gcFinalizer && !finalizers.includes(gcFinalizer)) finalizers.push(gcFinalizer);
+    if (finalizers.length || strategy.gracefulDeletion) {
+      if (old.metadata.deletionTimestamp && finalizers.length === (old.metadata.finalizers?.length ?? 0)) return old;
       const next = structuredClone(old);
-      next.metadata.deletionTimestamp = nowIso();
-      next.metadata.deletionGracePeriodSeconds = 0;
-      strategy.prepareForDeletion(next);
+      if (finalizers.length) next.metadata.finalizers = finalizers;
+      if (!old.metadata.deletionTimestamp) {
+        next.metadata.deletionTimestamp = nowIso();
+        next.metadata.deletionGracePeriodSeconds = 0;
+        // The deletion is a change of the desired state: controllers watching generation see it.
+        if ((next.metadata.generation ?? 0) > 0) next.metadata.generation = next.metadata.generation! + 1;
+        strategy.prepareForDeletion(next);
+      }
       if (req.dryRun) return next;
       const saved = this.storage.write('MODIFIED', kind.storageKey, ns, name, next, old);
       strategy.afterDeletionStarted(saved);
+      this.deleted();
       return saved;
     }
     if (req.dryRun) return old;
     const gone = this.storage.write('DELETED', kind.storageKey, ns, name, structuredClone(old), old);
     strategy.afterDelete(gone);
+    this.deleted();
     return gone;
   }
 
@@ -142,6 +162,9 @@ export class RestStore {
   /** The object as it would be stored: normalised, validated, with server-owned fields filled. */
   private prepare(req: WriteRequest, old: StoredObject | undefined, obj: KubeObject, fields: FieldOwnership): KubeObject {
     const { kind, version } = req;
+    // The managedFields the request sets, before anything below may replace the object's metadata.
+    const requested = obj.metadata.managedFields;
+    const metaCauses = old && req.subresource !== 'status' ? metadataUpdateCauses(obj, old) : [];
     let next = kind.toStorage ? kind.toStorage(obj) : obj;
     next.apiVersion = storageApiVersion(kind);
     next.kind = kind.kind;
@@ -156,17 +179,44 @@ export class RestStore {
     if (old) strategy.prepareForUpdate(next, old, ctx);
     else strategy.prepareForCreate(next, ctx);
     const causes = strategy.validate(next, ctx);
-    if (old) causes.push(...strategy.validateUpdate(next, old, ctx));
+    if (old) causes.push(...metaCauses, ...strategy.validateUpdate(next, old, ctx));
     if (causes.length) throw invalid(kind.kind, kind.group, next.metadata.name ?? '', causes);
     strategy.complete(next, old);
     const m = next.metadata;
     if (old && m.generation !== undefined && !jsonEqual(specOf(old, version), specOf(next, version))) m.generation = (old.metadata.generation ?? 0) + 1;
-    if ('manager' in fields) {
-      trackUpdate(old, next, fields.manager, req.apiVersion, req.subresource || undefined, version.schema);
-      if (next.metadata.managedFields?.length === 0) delete next.metadata.managedFields;
-    } else next.metadata.managedFields = fields.applied;
+    const managedFields = 'manager' in fields
+      ? recordUpdate(old, next, managersBefore(requested, old?.metadata.managedFields, req.subresource), { manager: fields.manager, apiVersion: req.apiVersion, subresource: req.subresource }, version.schema, nowIso())
+      : onlyExisting(fields.applied, next, version.schema);
+    if (managedFields.length) next.metadata.managedFields = managedFields;
+    else delete next.metadata.managedFields;
     return next;
   }
+}
+
+/**
+ * kube-apiserver's rules for the metadata of an update (ValidateObjectMetaUpdate and BeforeUpdate):
+ * uid is immutable (an update may leave it out), deletionGracePeriodSeconds changes only through a
+ * deletion, and no finalizer may be added once the object is being deleted. creationTimestamp,
+ * deletionTimestamp and generation are silently kept (fillMetadata).
+ */
+function metadataUpdateCauses(obj: KubeObject, old: StoredObject): Cause[] {
+  const m = obj.metadata;
+  const out: Cause[] = [];
+  if (m.uid !== undefined && m.uid !== '' && m.uid !== old.metadata.uid) {
+    out.push({ reason: 'FieldValueInvalid', message: `Invalid value: ${JSON.stringify(m.uid)}: field is immutable`, field: 'metadata.uid' });
+  }
+  const grace = old.metadata.deletionGracePeriodSeconds;
+  if (grace !== undefined && m.deletionGracePeriodSeconds !== undefined && m.deletionGracePeriodSeconds !== grace) {
+    out.push({ reason: 'FieldValueInvalid', message: `Invalid value: ${JSON.stringify(m.deletionGracePeriodSeconds)}: field is immutable; may only be changed via deletion`, field: 'metadata.deletionGracePeriodSeconds' });
+  }
+  if (old.metadata.deletionTimestamp) {
+    const had = new Set(old.metadata.finalizers ?? []);
+    const added = (Array.isArray(m.finalizers) ? m.finalizers : []).filter((f) => !had.has(f));
+    if (added.length) {
+      out.push({ reason: 'FieldValueForbidden', message: `Forbidden: no new finalizers can be added if the object is being deleted, found new finalizers []string{${added.map((f) => JSON.stringify(f)).join(', ')}}`, field: 'metadata.finalizers' });
+    }
+  }
+  return out;
 }
 
 /** Fills the metadata the server owns: kept from `old` on update, new on create. */
@@ -204,7 +254,8 @@ function specOf(o: KubeObject, version: KindVersion): Record<string, unknown> {
   return version.statusSubresource ? rest : { ...rest, status };
 }
 
-function sameExceptManagedFields(a: KubeObject, b: KubeObject): boolean {
+/** Whether a write changes nothing: same content, same owners (kube ignores a change of managedFields timestamps alone). */
+function unchanged(old: KubeObject, next: KubeObject): boolean {
   const strip = (o: KubeObject) => ({ ...o, metadata: { ...o.metadata, managedFields: undefined, resourceVersion: undefined } });
-  return jsonEqual(strip(a), strip(b));
+  return jsonEqual(strip(old), strip(next)) && sameOwnership(old.metadata.managedFields, next.metadata.managedFields);
 }

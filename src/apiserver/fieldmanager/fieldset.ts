@@ -1,0 +1,231 @@
+/**
+ * Field sets, as structured-merge-diff defines them: the paths of an object's members that can be
+ * owned. A path is a list of elements — `f:<field>`, `k:<key fields as JSON>` (an item of a
+ * list-type=map list), `v:<value as JSON>` (an item of a list-type=set list). Leaves are members
+ * (scalars, atomic lists and maps, empty maps and lists); so is each item of a set or map list,
+ * beside its own fields. A path is encoded as the JSON array of its elements, so one path is an
+ * ancestor of another exactly when its encoding without the closing bracket, plus a comma, is a
+ * prefix of the other's.
+ */
+import { isObject, jsonEqual, type JsonObject } from '../../util/json.js';
+import type { FieldsV1 } from '../types.js';
+import { atomicMap, childSchema, IDENTITY, listType, SERVER_METADATA, type Schema } from './typed.js';
+
+export type FieldSet = Set<string>;
+
+/** The element naming an item of a list-type=map list: its key fields, sorted by name, as a JSON object. */
+export function keyElement(item: JsonObject, keys: readonly string[]): string {
+  let s = 'k:{';
+  let first = true;
+  for (const k of [...keys].sort()) {
+    if (item[k] === undefined) continue;
+    s += `${first ? '' : ','}${JSON.stringify(k)}:${JSON.stringify(item[k])}`;
+    first = false;
+  }
+  return s + '}';
+}
+
+const isScalar = (v: unknown) => v === null || (typeof v !== 'object' && v !== undefined);
+
+/**
+ * The elements of a list's items, or null when the list is owned whole: atomic by schema, or items
+ * that cannot be told apart (a set of non-scalars or with duplicates, a map list with non-objects,
+ * items missing every key, or duplicate keys) — as Kubernetes would refuse to merge those.
+ */
+export function itemElements(list: unknown[], s: Schema): string[] | null {
+  const lt = listType(s);
+  if (lt.type === 'atomic' || list.length === 0) return null;
+  const out: string[] = [];
+  const seen = new Set<string>();
+  for (const item of list) {
+    let e: string;
+    if (lt.type === 'set') {
+      if (!isScalar(item)) return null;
+      e = `v:${JSON.stringify(item)}`;
+    } else {
+      if (!isObject(item) || lt.keys.every((k) => item[k] === undefined)) return null;
+      e = keyElement(item, lt.keys);
+    }
+    if (seen.has(e)) return null;
+    seen.add(e);
+    out.push(e);
+  }
+  return out;
+}
+
+/** A member of a field set as a walk finds it: its path (a live stack: copy it to keep it), its value, whether it is a list item. */
+type Visit = (path: string[], value: unknown, item: boolean) => void;
+
+/** Visits every member of `obj` (typed by `schema`), leaves and list items, parents before children. */
+export function visitMembers(obj: unknown, schema: Schema, visit: Visit): void {
+  const path: string[] = [];
+  const walk = (v: unknown, s: Schema, skip: ReadonlySet<string> | undefined, root: boolean): void => {
+    if (isObject(v) && !atomicMap(s)) {
+      let empty = true;
+      for (const k in v) {
+        const c = v[k];
+        if (c === undefined) continue;
+        empty = false;
+        if (skip?.has(k)) continue;
+        path.push(`f:${k}`);
+        walk(c, childSchema(s, k, root), root && k === 'metadata' ? SERVER_METADATA : undefined, false);
+        path.pop();
+      }
+      // An empty map is a leaf; one whose members are all server-owned is nothing.
+      if (empty && !root) visit(path, v, false);
+      return;
+    }
+    if (Array.isArray(v)) {
+      const elems = itemElements(v, s);
+      if (elems) {
+        const items = s?.items;
+        for (let i = 0; i < v.length; i++) {
+          path.push(elems[i]);
+          visit(path, v[i], true);
+          // A map list's item is also a map of its own fields.
+          if (isObject(v[i])) {
+            for (const k in v[i] as JsonObject) {
+              const c = (v[i] as JsonObject)[k];
+              if (c === undefined) continue;
+              path.push(`f:${k}`);
+              walk(c, childSchema(items, k), undefined, false);
+              path.pop();
+            }
+          }
+          path.pop();
+        }
+        return;
+      }
+    }
+    if (!root) visit(path, v, false);
+  };
+  walk(obj, schema, IDENTITY, true);
+}
+
+/** The field set of `obj`. */
+export function fieldSet(obj: unknown, schema: Schema): FieldSet {
+  const out: FieldSet = new Set();
+  visitMembers(obj, schema, (p) => out.add(JSON.stringify(p)));
+  return out;
+}
+
+const ITEM = Symbol('item');
+
+/** Every member of `obj` with its value (list items map to a marker: an item's own value is its fields). */
+function memberValues(obj: unknown, schema: Schema): Map<string, unknown> {
+  const out = new Map<string, unknown>();
+  visitMembers(obj, schema, (p, v, item) => out.set(JSON.stringify(p), item ? ITEM : v));
+  return out;
+}
+
+/** What changed from `before` to `after`, member by member (structured-merge-diff's Comparison). */
+export interface Comparison {
+  added: FieldSet;
+  removed: FieldSet;
+  modified: FieldSet;
+}
+
+export function compare(before: unknown, after: unknown, schema: Schema): Comparison {
+  const a = memberValues(before, schema);
+  const b = memberValues(after, schema);
+  const added: FieldSet = new Set();
+  const removed: FieldSet = new Set();
+  const modified: FieldSet = new Set();
+  for (const [p, v] of b) {
+    if (!a.has(p)) added.add(p);
+    else if (v !== ITEM && !jsonEqual(a.get(p), v)) modified.add(p);
+  }
+  for (const p of a.keys()) if (!b.has(p)) removed.add(p);
+  return { added, removed, modified };
+}
+
+/** Whether encoded path `anc` is a proper ancestor of encoded path `p`. */
+export function isAncestor(anc: string, p: string): boolean {
+  return p.length > anc.length && p.startsWith(anc.slice(0, -1) + ',');
+}
+
+/** The encodings of every proper ancestor of the paths in `set`. */
+export function ancestorsOf(set: Iterable<string>): Set<string> {
+  const out = new Set<string>();
+  for (const enc of set) {
+    const p = JSON.parse(enc) as string[];
+    for (let i = 1; i < p.length; i++) out.add(JSON.stringify(p.slice(0, i)));
+  }
+  return out;
+}
+
+/** Trie node used to encode a set as fieldsV1. */
+interface Node {
+  member: boolean;
+  children: Map<string, Node>;
+}
+
+function toJson(n: Node): FieldsV1 {
+  const out: FieldsV1 = {};
+  if (n.member && n.children.size > 0) out['.'] = {};
+  for (const [k, c] of n.children) out[k] = toJson(c);
+  return out;
+}
+
+/** fieldsV1 (the managedFields encoding) of a field set: an item that has fields of its own is marked with `.`. */
+export function toFieldsV1(set: Iterable<string>): FieldsV1 {
+  const root: Node = { member: false, children: new Map() };
+  for (const enc of set) {
+    let n = root;
+    for (const e of JSON.parse(enc) as string[]) {
+      let c = n.children.get(e);
+      if (!c) n.children.set(e, (c = { member: false, children: new Map() }));
+      n = c;
+    }
+    n.member = true;
+  }
+  return toJson(root);
+}
+
+/** fieldsV1 of every member of `obj` in one walk (a create owns all it sets: the common case, kept cheap). */
+export function fieldsV1Of(obj: unknown, schema: Schema): FieldsV1 {
+  const root: Node = { member: false, children: new Map() };
+  visitMembers(obj, schema, (path) => {
+    let n = root;
+    for (const e of path) {
+      let c = n.children.get(e);
+      if (!c) n.children.set(e, (c = { member: false, children: new Map() }));
+      n = c;
+    }
+    n.member = true;
+  });
+  return toJson(root);
+}
+
+/** The field set a fieldsV1 encodes (members: nodes without children, and nodes marked `.`). */
+export function fromFieldsV1(f: FieldsV1 | undefined): FieldSet {
+  const out: FieldSet = new Set();
+  const path: string[] = [];
+  const walk = (node: FieldsV1) => {
+    let children = 0;
+    for (const k of Object.keys(node)) {
+      if (k === '.') continue;
+      if (!/^[fkvi]:/.test(k)) continue;
+      children++;
+      path.push(k);
+      walk(isObject(node[k]) ? node[k] : {});
+      path.pop();
+    }
+    if (path.length && (children === 0 || '.' in node)) out.add(JSON.stringify(path));
+  };
+  if (isObject(f)) walk(f);
+  return out;
+}
+
+/** `.spec.env[name="A"].value`, the form kube's conflict messages name a field in. */
+export function dottedPath(enc: string): string {
+  return (JSON.parse(enc) as string[]).map((e) => {
+    if (e.startsWith('f:')) return `.${e.slice(2)}`;
+    if (e.startsWith('v:')) return `[${e.slice(2)}]`;
+    if (e.startsWith('k:')) {
+      const kv = Object.entries(JSON.parse(e.slice(2)) as JsonObject).map(([k, v]) => `${k}=${JSON.stringify(v)}`);
+      return `[${kv.join(',')}]`;
+    }
+    return `[${e.slice(2)}]`;
+  }).join('');
+}
