@@ -4,7 +4,7 @@ import { ApiError, badRequest, conflict } from '../errors.js';
 import { parseBool } from '../request/info.js';
 import { apply as serverSideApply, conflictMessage } from '../ssa.js';
 import type { StoredObject } from '../types.js';
-import { checkMetadata, checkName, checkNamespace, toWire, writeRequest, type RequestScope } from './scope.js';
+import { checkName, checkNamespace, decodeMetadata, toWire, writeRequest, type RequestScope } from './scope.js';
 
 export function apply(s: RequestScope, old: StoredObject | undefined, body: unknown, dry: boolean): void {
   if (!isObject(body)) throw badRequest('the apply patch must be an object');
@@ -13,7 +13,7 @@ export function apply(s: RequestScope, old: StoredObject | undefined, body: unkn
   if (body.apiVersion !== s.apiVersion || body.kind !== s.kind.kind) {
     throw badRequest(`invalid object type: ${String(body.apiVersion ?? '')}, Kind=${String(body.kind ?? '')}; expected ${s.apiVersion}, Kind=${s.kind.kind}`);
   }
-  checkMetadata(body);
+  decodeMetadata(s, body);
   checkName(s, body);
   if (s.kind.namespaced) checkNamespace(s, body);
   delete body.metadata.managedFields;

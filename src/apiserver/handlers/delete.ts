@@ -1,7 +1,7 @@
 /** delete and deletecollection. */
 import { isObject, type JsonObject } from '../../util/json.js';
 import type { Preconditions } from '../registry/rest.js';
-import { decode, readBody } from '../request/body.js';
+import { decode } from '../request/body.js';
 import { fieldMatches, matches } from '../request/selectors.js';
 import type { StoredObject } from '../types.js';
 import { listOf } from './get.js';
@@ -9,10 +9,10 @@ import { dryRun, getStored, namespaceFilter, selectors, toWire, writeRequest, ty
 
 /** The DeleteOptions body, {} when there is none. */
 async function deleteOptions(s: RequestScope): Promise<JsonObject> {
-  const { raw, type } = await readBody(s.req);
+  const { raw, type } = await s.services.bodies.read(s.req);
   if (!raw.trim()) return {};
-  const o = decode(raw, type || 'application/json');
-  return isObject(o) ? o : {};
+  const { value } = decode(raw, type || 'application/json');
+  return isObject(value) ? value : {};
 }
 
 /** dryRun comes as a query parameter or in DeleteOptions. */

@@ -1,12 +1,11 @@
 /** SelfSubjectReview (`kubectl auth whoami`) and SelfSubjectAccessReview (`kubectl auth can-i`): answered for the caller, nothing stored. */
 import { isObject } from '../../util/json.js';
 import { userGroups } from '../auth/authorizer.js';
-import { readObject } from '../request/body.js';
 import { VERBS } from '../request/info.js';
 import type { RequestScope } from './scope.js';
 
 export async function review(s: RequestScope): Promise<void> {
-  const body = await readObject(s.req);
+  const { value: body } = await s.services.bodies.readObject(s.req);
   const { user } = s;
   const { registry, authorizer, respond } = s.services;
   const meta = { creationTimestamp: null };
