@@ -75,7 +75,7 @@ const scenarios: Scenario[] = [
       const socks = [];
       for (let i = 0; i < 300; i++) socks.push(await stalledRequest(srv, `${WIDGETS}?watch=1`));
       await sleep(8000);
-      const closed = socks.filter(closedByServer).length;
+      const closed = await closedByServer(socks);
       for (const s of socks) s.destroy();
       return { watches: socks.length, closedByServer: closed };
     },
@@ -92,7 +92,7 @@ const scenarios: Scenario[] = [
       const socks = [];
       for (let i = 0; i < 5; i++) socks.push(await stalledRequest(srv, WIDGETS));
       await sleep(8000);
-      const closed = socks.filter(closedByServer).length;
+      const closed = await closedByServer(socks);
       for (const s of socks) s.destroy();
       return { lists: socks.length, closedByServer: closed };
     },

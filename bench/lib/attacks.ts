@@ -202,9 +202,21 @@ export function stalledRequest(srv: Target, path: string, headers: Record<string
   });
 }
 
-/** Whether a stalled connection was closed by the server. */
-export function closedByServer(sock: tls.TLSSocket): boolean {
-  return sock.destroyed || sock.readableEnded || (sock as unknown as { _closedByPeer?: boolean })._closedByPeer === true;
+/**
+ * How many stalled connections the server has closed: a paused socket learns of the close only by
+ * reading up to it, so every socket is read (and what arrives thrown away) for `waitMs` first.
+ */
+export async function closedByServer(socks: tls.TLSSocket[], waitMs = 3000): Promise<number> {
+  const closed = new Set<tls.TLSSocket>();
+  for (const s of socks) {
+    if (s.destroyed || s.readableEnded) closed.add(s);
+    s.on('end', () => closed.add(s));
+    s.on('close', () => closed.add(s));
+    s.on('data', () => {});
+    s.resume();
+  }
+  await sleep(waitMs);
+  return closed.size;
 }
 
 /**
