@@ -3,9 +3,16 @@ import { join, resolve } from 'node:path';
 import type { Command } from 'commander';
 import YAML from 'yaml';
 import { addLogOptions, loggerFromOptions, type LogOptions } from '../commands/options.js';
+import { DEFAULT_LIMITS, type ServerLimits } from './limits.js';
 // The server's modules (SQLite, ajv, forge…) load when a command needs them: `nbswarm operator`
 // never does.
 const server = () => import('./index.js');
+
+/** `serve` flags (commander's camel-case names) that set a ServerLimits field. */
+const LIMIT_FLAGS = [
+  ['requestTimeout', 'requestTimeoutSeconds'], ['headersTimeout', 'headersTimeoutSeconds'], ['idleTimeout', 'idleTimeoutSeconds'],
+  ['maxInflightPerUser', 'maxInflightPerUser'], ['maxWatchesPerUser', 'maxWatchesPerUser'],
+] as const satisfies readonly (readonly [string, keyof ServerLimits])[];
 
 function env(name: string): string | undefined {
   const v = process.env[name];
@@ -48,20 +55,37 @@ export function registerApiServerCommands(program: Command): void {
     .option('--data-dir <dir>', 'state directory: database, CA, tokens, kubeconfig (env NBSWARM_DATA_DIR)', env('NBSWARM_DATA_DIR') ?? './.nbswarm')
     .option('--token-file <file>', 'token file: lines of token,user,role[,namespaces] (env NBSWARM_TOKEN_FILE)', env('NBSWARM_TOKEN_FILE'))
     .option('--watch-window <n>', 'changes kept for watch resumption', '10000')
-    .option('--synchronous <mode>', 'SQLite synchronous: NORMAL survives a crash of the process, FULL also an OS crash or power loss (fsync per commit) (env NBSWARM_SYNCHRONOUS)', env('NBSWARM_SYNCHRONOUS') ?? 'NORMAL');
+    .option('--synchronous <mode>', 'SQLite synchronous: NORMAL survives a crash of the process, FULL also an OS crash or power loss (fsync per commit) (env NBSWARM_SYNCHRONOUS)', env('NBSWARM_SYNCHRONOUS') ?? 'NORMAL')
+    .option('--request-timeout <seconds>', `a request that is not a watch must be received and answered within this (default ${DEFAULT_LIMITS.requestTimeoutSeconds})`)
+    .option('--headers-timeout <seconds>', `a request's headers must arrive within this (default ${DEFAULT_LIMITS.headersTimeoutSeconds})`)
+    .option('--idle-timeout <seconds>', `idle connections (HTTP/1.1 between requests, HTTP/2 without streams) are closed after this (default ${DEFAULT_LIMITS.idleTimeoutSeconds})`)
+    .option('--max-inflight-per-user <n>', `requests one user may have in progress, watches aside (default ${DEFAULT_LIMITS.maxInflightPerUser})`)
+    .option('--max-watches-per-user <n>', `watches one user may have open (default ${DEFAULT_LIMITS.maxWatchesPerUser})`);
   addLogOptions(serve).action(
-    async (o: { address: string; port: string; dataDir: string; tokenFile?: string; watchWindow: string; synchronous: string } & LogOptions) => {
+    async (o: { address: string; port: string; dataDir: string; tokenFile?: string; watchWindow: string; synchronous: string } & LogOptions & Record<(typeof LIMIT_FLAGS)[number][0], string | undefined>) => {
       const synchronous = o.synchronous.toUpperCase();
       if (synchronous !== 'NORMAL' && synchronous !== 'FULL') {
         process.stderr.write(`nbswarm: --synchronous must be NORMAL or FULL, not ${JSON.stringify(o.synchronous)}\n`);
         process.exitCode = 2;
         return;
       }
+      const limits: Partial<ServerLimits> = {};
+      for (const [flag, key] of LIMIT_FLAGS) {
+        const v = o[flag];
+        if (v === undefined) continue;
+        const n = /^[1-9][0-9]*$/.test(v) ? Number(v) : NaN;
+        if (!Number.isSafeInteger(n)) {
+          process.stderr.write(`nbswarm: --${flag.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)} must be a whole number above 0, not ${JSON.stringify(v)}\n`);
+          process.exitCode = 2;
+          return;
+        }
+        limits[key] = n;
+      }
       // stdout carries the one line tools read ({"url", "kubeconfig"}); logs go to stderr.
       const log = loggerFromOptions(o, { stderr: true }).child({ component: 'apiserver' });
       const { startApiServer } = await server();
       const srv = await startApiServer({
-        dataDir: o.dataDir, host: o.address, port: Number(o.port), tokenFile: o.tokenFile, watchWindow: Number(o.watchWindow), synchronous, log,
+        dataDir: o.dataDir, host: o.address, port: Number(o.port), tokenFile: o.tokenFile, watchWindow: Number(o.watchWindow), synchronous, log, limits,
       });
       process.stdout.write(JSON.stringify({ url: srv.url, kubeconfig: srv.kubeconfigPath }) + '\n');
       const stop = () => {

@@ -18,8 +18,10 @@ import { notRun } from './registry/unserved.js';
 import type { Handler, RequestScope, Services } from './handlers/scope.js';
 import { update } from './handlers/update.js';
 import { watch } from './handlers/watch.js';
+import type { ServerLimits } from './limits.js';
 import type { Metrics } from './metrics.js';
 import type { Req, Res } from './request/http.js';
+import { InflightLimiter } from './request/inflight.js';
 import { cleanPath, parseRequestInfo, type NonResourceRequestInfo, type ResourceRequestInfo, type Verb } from './request/info.js';
 
 /** One handler per verb (kube's endpoints/handlers). */
@@ -49,6 +51,7 @@ interface NonResourceRoute {
 
 export class Dispatcher {
   private readonly discovery: Discovery;
+  private readonly inflight: InflightLimiter;
 
   /** Paths that are not resources (decoded; matched in order). */
   private static readonly routes: NonResourceRoute[] = [
@@ -66,8 +69,10 @@ export class Dispatcher {
     private readonly authenticator: Authenticator,
     private readonly metrics: Metrics,
     private readonly log: Logger,
+    private readonly limits: Pick<ServerLimits, 'requestTimeoutSeconds' | 'maxInflightPerUser' | 'maxWatchesPerUser'>,
   ) {
     this.discovery = new Discovery(services.registry);
+    this.inflight = new InflightLimiter(limits.maxInflightPerUser, limits.maxWatchesPerUser);
   }
 
   async handle(req: Req, res: Res): Promise<void> {
@@ -94,7 +99,7 @@ export class Dispatcher {
         if (!(e instanceof ApiError)) this.log.debug('request failed: stack', { path: req.url, stack: String((e as Error)?.stack ?? e) });
       }
       try {
-        if (!res.headersSent) this.services.respond.send(res, err.code, err.toStatus(), warnings);
+        if (!res.headersSent) this.services.respond.sendError(res, err, warnings);
         else res.end();
       } catch {
         // the client went away; nothing left to tell it
@@ -132,6 +137,7 @@ export class Dispatcher {
       return;
     }
     const info = parseRequestInfo(req.method ?? 'GET', path, url.searchParams);
+    this.admit(req, res, user, info.isResourceRequest && info.verb === 'watch');
     if (!info.isResourceRequest) {
       const decoded = `/${info.segments.join('/')}`;
       const route = Dispatcher.routes.find((r) => r.path.test(decoded));
@@ -183,6 +189,27 @@ export class Dispatcher {
   private authorizePath(user: User, path: string, method = 'GET'): void {
     const attrs = { user, verb: method.toLowerCase(), resourceRequest: false, path, group: '', resource: '', subresource: '', name: '', namespace: '', namespaced: false };
     if (!this.services.authorizer.authorize(attrs).allowed) throw forbidden(attrs);
+  }
+
+  /**
+   * Counts the request against its user's allowance (429 past it) until its reply is done, and
+   * holds every request but a watch to the request timeout: a reply not started by then is a 504,
+   * one a client is too slow to take is cut off.
+   */
+  private admit(req: Req, res: Res, user: User, watch: boolean): void {
+    const leave = this.inflight.enter(user.name, watch);
+    res.on('close', leave);
+    if (watch) return;
+    // A body still arriving at the timeout gets its own 408 (BodyReader); this comes just after.
+    const deadline = setTimeout(() => {
+      if (!res.headersSent) {
+        const err = new ApiError(504, 'Timeout', `Timeout: request did not complete within the allotted timeout of ${this.limits.requestTimeoutSeconds}s`);
+        err.closeConnection = true;
+        this.services.respond.sendError(res, err, [], true);
+      } else req.destroy();
+    }, this.limits.requestTimeoutSeconds * 1000 + 1000);
+    deadline.unref();
+    res.on('close', () => clearTimeout(deadline));
   }
 
   /** A JSON reply, or 404 when there is nothing to send. */

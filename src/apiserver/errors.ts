@@ -2,6 +2,9 @@ import type { Cause, Status, StatusDetails } from './types.js';
 
 /** An error the client gets as a Status object with this HTTP code and reason. */
 export class ApiError extends Error {
+  /** The reply ends the connection (HTTP/1.1) or the client's upload (HTTP/2): a refused body must not keep arriving. */
+  closeConnection = false;
+
   constructor(
     readonly code: number,
     readonly reason: string,
@@ -43,6 +46,9 @@ export const methodNotAllowed = () => new ApiError(405, 'MethodNotAllowed', 'the
 export const unsupportedMediaType = (accepted: string, why = '') =>
   new ApiError(415, 'UnsupportedMediaType', `the body of the request was in an unknown format - accepted media types include: ${accepted}${why}`);
 export const internalError = (why: string) => new ApiError(500, 'InternalError', `Internal error occurred: ${why}`);
+export const tooManyRequests = (why: string) =>
+  new ApiError(429, 'TooManyRequests', `Too many requests, please try again later: ${why}`, { retryAfterSeconds: 1 });
+export const requestEntityTooLarge = (why: string) => new ApiError(413, 'RequestEntityTooLarge', `Request entity too large: ${why}`);
 
 export const invalid = (kind: string, group: string, name: string, causes: Cause[]) => {
   const k = group ? `${kind}.${group}` : kind;

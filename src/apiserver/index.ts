@@ -1,5 +1,5 @@
-import { mkdirSync, writeFileSync } from 'node:fs';
-import http2 from 'node:http2';
+import { mkdirSync, statSync } from 'node:fs';
+import http2, { type ServerHttp2Session } from 'node:http2';
 import type { AddressInfo } from 'node:net';
 import { hostname } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -8,6 +8,8 @@ import YAML from 'yaml';
 import { createLogger, errorFields, type Logger } from '../log.js';
 import { loadSigningKey } from './auth/serviceaccounts.js';
 import { ensureTokenFile, newToken, TokenAuth, type User } from './auth/tokens.js';
+import { makeDirPrivate, writePrivateFile } from './files.js';
+import { DEFAULT_LIMITS, type ServerLimits } from './limits.js';
 import { StreamRequest, StreamResponse, type Req, type Res } from './request/http.js';
 import { ApiServer } from './server.js';
 import { Store } from './storage/sqlite.js';
@@ -15,6 +17,7 @@ import { ensureTls } from './tls.js';
 
 export { parseTokenFile } from './auth/tokens.js';
 export type { Role, User } from './auth/tokens.js';
+export { DEFAULT_LIMITS, type ServerLimits } from './limits.js';
 
 export interface ApiServerOptions {
   dataDir: string;
@@ -41,6 +44,8 @@ export interface ApiServerOptions {
   synchronous?: 'NORMAL' | 'FULL';
   /** Where the server logs (`nbswarm up` passes the operator's). Default: warnings and errors to stderr. */
   log?: Logger;
+  /** What one request, user, watch or connection may take; unset ones are DEFAULT_LIMITS (limits.ts, README "Limits"). */
+  limits?: Partial<ServerLimits>;
 }
 
 export interface RunningApiServer {
@@ -73,6 +78,8 @@ export async function startApiServer(opts: ApiServerOptions): Promise<RunningApi
   mkdirSync(dataDir, { recursive: true, mode: 0o700 });
   const host = opts.host ?? '127.0.0.1';
   const log = opts.log ?? createLogger({ level: 'warn', stderr: true });
+  const limits: ServerLimits = { ...DEFAULT_LIMITS, ...opts.limits };
+  makeDirPrivate(dataDir, log);
   // Wildcard listeners are reached by this machine's name too, so it goes into the certificate.
   const wildcard = host === '0.0.0.0' || host === '::';
   const tls = ensureTls(dataDir, wildcard ? ['127.0.0.1', hostname()] : [host]);
@@ -84,14 +91,32 @@ export async function startApiServer(opts: ApiServerOptions): Promise<RunningApi
     adminToken = newToken();
     extra.set(adminToken, { name: 'admin', role: 'admin', namespaces: null });
   }
-  const auth = new TokenAuth(tokenFile, extra);
+  const auth = new TokenAuth(tokenFile, extra, log);
+  if ((statSync(tokenFile).mode & 0o077) !== 0) log.warn('the token file can be read by other users', { file: tokenFile, hint: `chmod 600 ${tokenFile}` });
   const store = new Store(join(dataDir, 'state.db'), opts.watchWindow ?? 10000, opts.synchronous ?? 'NORMAL');
   const api = new ApiServer({
-    storage: store, authenticator: auth, log, caPem: tls.caPem, serviceAccountKey: loadSigningKey(join(dataDir, 'service-account.key')),
+    storage: store, authenticator: auth, log, limits, caPem: tls.caPem, serviceAccountKey: loadSigningKey(join(dataDir, 'service-account.key')),
     bookmarkIntervalMs: opts.bookmarkIntervalMs ?? 15000, maxWatchSeconds: opts.maxWatchSeconds ?? 3600, eventTtlSeconds: opts.eventTtlSeconds ?? 3600,
   });
 
-  const server = http2.createSecureServer({ key: tls.keyPem, cert: tls.certPem, allowHTTP1: true, settings: { maxConcurrentStreams: 1000 } });
+  const headersMs = limits.headersTimeoutSeconds * 1000;
+  const server = http2.createSecureServer({
+    key: tls.keyPem, cert: tls.certPem, allowHTTP1: true, settings: { maxConcurrentStreams: 1000 },
+    // A connection must finish its TLS handshake as soon as its headers would be due.
+    handshakeTimeout: headersMs,
+  });
+  // HTTP/1.1 (node:http's timeouts): headers within headersTimeout, the whole request within the
+  // request timeout, and a connection idle between requests is closed. They are enforced every
+  // connectionsCheckingInterval, so that is kept well under the shortest of them.
+  Object.assign(server, {
+    headersTimeout: headersMs,
+    requestTimeout: Math.max(headersMs, limits.requestTimeoutSeconds * 1000),
+    keepAliveTimeout: limits.idleTimeoutSeconds * 1000,
+    connectionsCheckingInterval: Math.max(250, Math.min(30_000, headersMs / 4)),
+  });
+  // HTTP/2: a session without streams for the idle timeout is closed (GOAWAY). node:http2's own
+  // session timeout counts frames, so it would also end a quiet watch.
+  server.on('session', (session: ServerHttp2Session) => closeWhenIdle(session, limits.idleTimeoutSeconds * 1000));
   const sockets = new Set<TLSSocket>();
   server.on('secureConnection', (s: TLSSocket) => {
     sockets.add(s);
@@ -124,7 +149,7 @@ export async function startApiServer(opts: ApiServerOptions): Promise<RunningApi
   const urlHost = host.includes(':') ? `[${host}]` : host === '0.0.0.0' ? '127.0.0.1' : host;
   const url = `https://${urlHost}:${port}`;
   const kubeconfigPath = join(dataDir, 'admin.kubeconfig');
-  writeFileSync(kubeconfigPath, buildKubeconfig({ server: url, caPem: tls.caPem, user: 'admin', token: adminToken }), { mode: 0o600 });
+  writePrivateFile(kubeconfigPath, buildKubeconfig({ server: url, caPem: tls.caPem, user: 'admin', token: adminToken }));
   log.info('api server listening', { url, dataDir });
   let closed: Promise<void> | null = null;
   return {
@@ -141,4 +166,25 @@ export async function startApiServer(opts: ApiServerOptions): Promise<RunningApi
       return closed;
     },
   };
+}
+
+/** Closes an HTTP/2 session once it has had no stream for `idleMs`. */
+function closeWhenIdle(session: ServerHttp2Session, idleMs: number): void {
+  let streams = 0;
+  let timer: NodeJS.Timeout | undefined;
+  const arm = () => {
+    timer = setTimeout(() => {
+      if (streams === 0 && !session.closed && !session.destroyed) session.close();
+    }, idleMs);
+    timer.unref();
+  };
+  session.on('stream', (stream) => {
+    streams++;
+    clearTimeout(timer);
+    stream.once('close', () => {
+      if (--streams === 0) arm();
+    });
+  });
+  session.once('close', () => clearTimeout(timer));
+  arm();
 }

@@ -7,6 +7,7 @@ import { randomUUID } from 'node:crypto';
 import type { Logger } from '../log.js';
 import { nowIso } from '../util/time.js';
 import { AdmissionChain } from './admission/admission.js';
+import { MetadataValidation } from './admission/metadata-validation.js';
 import { NamespaceLifecycle } from './admission/namespace-lifecycle.js';
 import type { KeyObject } from 'node:crypto';
 import { RbacEscalation } from './admission/rbac-escalation.js';
@@ -25,8 +26,10 @@ import { Watches } from './handlers/watch.js';
 import { Metrics } from './metrics.js';
 import { builtinKinds } from './registry/builtins.js';
 import { kindKey } from './registry/kinds.js';
+import { ByteBudget, DEFAULT_LIMITS, type ServerLimits } from './limits.js';
 import { KindRegistry } from './registry/registry.js';
 import { RestStore } from './registry/rest.js';
+import { BodyReader } from './request/body.js';
 import type { Req, Res } from './request/http.js';
 import { Responder } from './request/respond.js';
 import type { Store } from './storage/sqlite.js';
@@ -45,6 +48,8 @@ export interface ServerOptions {
   maxWatchSeconds: number;
   /** Events older than this are deleted, as kube's --event-ttl (default 1 h) does. */
   eventTtlSeconds: number;
+  /** What one request, user or watch may take (limits.ts); unset ones are DEFAULT_LIMITS. */
+  limits?: Partial<ServerLimits>;
   log: Logger;
 }
 
@@ -86,13 +91,16 @@ export class ApiServer {
     for (const crd of storage.iterate(kindKey('apiextensions.k8s.io', 'customresourcedefinitions'), '')) registry.registerCrd(crd as unknown as CustomResourceDefinition);
     ensureSystemNamespaces(storage);
     reconcileBootstrapPolicy(storage);
-    const admission = new AdmissionChain([new NamespaceLifecycle((name) => storage.namespace(name)), new RbacEscalation(authorizer)]);
-    this.watches = new Watches(o.bookmarkIntervalMs, o.maxWatchSeconds, this.metrics.watches);
+    const admission = new AdmissionChain([new NamespaceLifecycle((name) => storage.namespace(name)), new MetadataValidation(), new RbacEscalation(authorizer)]);
+    const limits: ServerLimits = { ...DEFAULT_LIMITS, ...o.limits };
+    this.watches = new Watches(o.bookmarkIntervalMs, o.maxWatchSeconds, this.metrics.watches, limits);
     const services: Services = {
       storage, registry, rest: new RestStore(storage, admission, () => this.gc.kick()), authorizer,
       respond: new Responder(storage, log), watches: this.watches,
+      bodies: new BodyReader(new ByteBudget(limits.bodyBytesInFlight), limits.requestTimeoutSeconds * 1000),
+      lists: new ByteBudget(limits.listBytesInFlight),
     };
-    this.dispatcher = new Dispatcher(services, new UnionAuthenticator([o.authenticator, saTokens]), this.metrics, log);
+    this.dispatcher = new Dispatcher(services, new UnionAuthenticator([o.authenticator, saTokens]), this.metrics, log, limits);
     this.eventExpiry = new EventExpiry(storage, o.eventTtlSeconds, log);
     this.sweeper.resume();
     this.gc.kick();

@@ -2,6 +2,7 @@ import { generateKeyPairSync, randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import forge from 'node-forge';
+import { writePrivateFile } from './files.js';
 
 export interface TlsMaterial {
   caPem: string;
@@ -50,7 +51,7 @@ export function ensureTls(dataDir: string, hosts: string[]): TlsMaterial {
     const caKeyPem = readFileSync(join(dir, 'ca.key'), 'utf8');
     const out = issue(forge.pki.certificateFromPem(readFileSync(caCrt, 'utf8')), forge.pki.privateKeyFromPem(caKeyPem), hosts);
     writeFileSync(crt, out.certPem, { mode: 0o644 });
-    writeFileSync(key, out.keyPem, { mode: 0o600 });
+    writePrivateFile(key, out.keyPem);
     return { caPem: readFileSync(caCrt, 'utf8'), ...out };
   }
   mkdirSync(dir, { recursive: true, mode: 0o700 });
@@ -71,10 +72,10 @@ export function ensureTls(dataDir: string, hosts: string[]): TlsMaterial {
   ca.sign(caKeys.privateKey, forge.md.sha256.create());
   const caPem = forge.pki.certificateToPem(ca);
   const out = issue(ca, caKeys.privateKey, hosts);
-  writeFileSync(join(dir, 'ca.key'), caKeys.privatePem, { mode: 0o600 });
+  writePrivateFile(join(dir, 'ca.key'), caKeys.privatePem);
   writeFileSync(caCrt, caPem, { mode: 0o644 });
   writeFileSync(crt, out.certPem, { mode: 0o644 });
-  writeFileSync(key, out.keyPem, { mode: 0o600 });
+  writePrivateFile(key, out.keyPem);
   return { caPem, ...out };
 }
 

@@ -179,6 +179,8 @@ export interface StatusDetails {
   group?: string;
   kind?: string;
   causes?: Cause[];
+  /** How long a client should wait before it tries again (429, 503). */
+  retryAfterSeconds?: number;
 }
 
 export interface ListMeta {

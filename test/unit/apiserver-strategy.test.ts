@@ -57,12 +57,12 @@ describe('API server strategies', () => {
     it('refuses data that is not base64 with a 400', () => {
       const err = thrown(() => secrets.strategy.prepareForCreate({ metadata: { name: 's' }, data: { a: 'not base64!' } }, ctx(secrets)));
       expect(err.code).to.equal(400);
-      expect(err.message).to.contain('data must be a map of base64-encoded strings');
+      expect(err.message).to.contain('data["a"] is not valid base64');
     });
 
     it('an immutable secret keeps its data', () => {
-      const old = stored({ metadata: { name: 's' }, immutable: true, data: { a: 'eA==' } });
-      expect(secrets.strategy.validateUpdate({ metadata: { name: 's' }, immutable: true, data: { a: 'eQ==' } }, old, ctx(secrets))).to.deep.equal([
+      const old = stored({ metadata: { name: 's' }, immutable: true, data: { a: 'eA==' }, type: 'Opaque' });
+      expect(secrets.strategy.validateUpdate({ metadata: { name: 's' }, immutable: true, data: { a: 'eQ==' }, type: 'Opaque' }, old, ctx(secrets))).to.deep.equal([
         { reason: 'FieldValueForbidden', message: 'Forbidden: field is immutable when `immutable` is set', field: 'data' },
       ]);
       expect(secrets.strategy.validateUpdate({ metadata: { name: 's' }, immutable: true, data: { a: 'eA==' }, type: 'Opaque' }, old, ctx(secrets))).to.deep.equal([]);

@@ -1,6 +1,7 @@
 /** Authentication: bearer tokens from a CSV file, each mapped to a user with a role. */
 import { randomBytes } from 'node:crypto';
-import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, statSync, writeFileSync, type Stats } from 'node:fs';
+import type { Logger } from '../../log.js';
 
 export type Role = 'admin' | 'hub' | 'viewer';
 
@@ -25,22 +26,35 @@ export interface User {
  * - `namespaces` is a `;`-separated list; empty or `*` means all namespaces. A `hub` user is normally
  *   limited to one namespace, e.g. `s3cr3t,jupyterhub,hub,jupyter`.
  *
- * Tokens are compared exactly; the file is re-read when its mtime changes, so adding a user needs no restart.
+ * Tokens are compared exactly; the file is re-read when it changes, so adding a user needs no restart.
  */
 export function parseTokenFile(text: string): Map<string, User> {
-  const out = new Map<string, User>();
+  const { users, problems } = parseTokenLines(text);
+  if (problems.length) throw new Error(problems[0]);
+  return users;
+}
+
+/** The token file's users, with the lines that could not be read (each skipped, never fatal to the others). */
+export function parseTokenLines(text: string): { users: Map<string, User>; problems: string[] } {
+  const users = new Map<string, User>();
+  const problems: string[] = [];
   for (const [i, raw] of text.split(/\r?\n/).entries()) {
     const line = raw.trim();
     if (!line || line.startsWith('#')) continue;
     const [token, name, role, ns] = line.split(',').map((s) => s.trim());
-    if (!token || !name || !role) throw new Error(`token file line ${i + 1}: expected token,user,role[,namespaces]`);
-    if (role !== 'admin' && role !== 'hub' && role !== 'viewer') {
-      throw new Error(`token file line ${i + 1}: role must be admin, hub or viewer, got "${role}"`);
+    if (!token || !name || !role) {
+      problems.push(`token file line ${i + 1}: expected token,user,role[,namespaces]`);
+      continue;
     }
+    if (role !== 'admin' && role !== 'hub' && role !== 'viewer') {
+      problems.push(`token file line ${i + 1}: role must be admin, hub or viewer, got "${role.slice(0, 40)}"`);
+      continue;
+    }
+    if (users.has(token)) problems.push(`token file line ${i + 1}: the token of an earlier line again (this line wins)`);
     const namespaces = !ns || ns === '*' ? null : ns.split(';').map((s) => s.trim()).filter(Boolean);
-    out.set(token, { name, role, namespaces });
+    users.set(token, { name, role, namespaces });
   }
-  return out;
+  return { users, problems };
 }
 
 export function newToken(): string {
@@ -70,24 +84,41 @@ export function bearerToken(header: string | undefined): string | undefined {
   return /^Bearer\s+(.+)$/i.exec(header.trim())?.[1];
 }
 
-/** Bearer tokens from the token file (see parseTokenFile), plus `extra` tokens that live only in memory. */
+/**
+ * Bearer tokens from the token file (see parseTokenFile), plus `extra` tokens that live only in
+ * memory. The file is looked at every 2 s at most and re-read when it changed (its inode, size,
+ * mtime or ctime: a file moved away and back counts). A line that cannot be read is skipped and
+ * logged, so revoking a token never waits for the rest of the file to be right; a missing file
+ * leaves only the `extra` tokens.
+ */
 export class TokenAuth implements Authenticator {
   private users = new Map<string, User>();
-  private mtime = 0;
+  private seen = '';
   private lastCheck = 0;
-  constructor(private readonly file: string, private readonly extra: Map<string, User>) {
+
+  constructor(private readonly file: string, private readonly extra: Map<string, User>, private readonly log?: Logger) {
     this.reload();
   }
+
   private reload(): void {
-    if (!existsSync(this.file)) {
+    let st: Stats;
+    try {
+      st = statSync(this.file);
+    } catch {
+      if (this.seen !== 'missing') this.log?.warn('the token file is gone: only the server\'s own admin token works until it is back', { file: this.file });
       this.users = new Map();
+      this.seen = 'missing';
       return;
     }
-    const st = statSync(this.file);
-    if (st.mtimeMs === this.mtime) return;
-    this.users = parseTokenFile(readFileSync(this.file, 'utf8'));
-    this.mtime = st.mtimeMs;
+    const signature = `${st.ino}:${st.size}:${st.mtimeMs}:${st.ctimeMs}`;
+    if (signature === this.seen) return;
+    const { users, problems } = parseTokenLines(readFileSync(this.file, 'utf8'));
+    for (const p of problems) this.log?.warn('token file line skipped', { file: this.file, problem: p, hint: 'lines are token,user,role[,namespaces]; role admin, hub or viewer' });
+    if (this.seen) this.log?.info('token file re-read', { file: this.file, users: users.size, skipped: problems.length });
+    this.users = users;
+    this.seen = signature;
   }
+
   authenticate(header: string | undefined): User | null {
     const token = bearerToken(header);
     if (!token) return null;
@@ -96,12 +127,14 @@ export class TokenAuth implements Authenticator {
       this.lastCheck = now;
       try {
         this.reload();
-      } catch {
-        // A half-written token file must not lock everyone out: keep the previous users.
+      } catch (e) {
+        // Unreadable now (permissions, a race with an editor): keep the users read last, try again in 2 s.
+        this.log?.warn('cannot read the token file; keeping the users read before', { file: this.file, error: (e as Error).message });
       }
     }
     return this.users.get(token) ?? this.extra.get(token) ?? null;
   }
+
   userToken(name: string): string | undefined {
     this.reload();
     for (const [t, u] of this.users) if (u.name === name) return t;
@@ -122,6 +155,7 @@ export function ensureTokenFile(file: string): string | undefined {
     );
     return token;
   }
-  for (const [t, u] of parseTokenFile(readFileSync(file, 'utf8'))) if (u.role === 'admin') return t;
+  // Lines that cannot be read are skipped here too (TokenAuth logs them).
+  for (const [t, u] of parseTokenLines(readFileSync(file, 'utf8')).users) if (u.role === 'admin' && u.namespaces === null) return t;
   return undefined;
 }

@@ -6,7 +6,7 @@ import { managersBefore } from '../fieldmanager/managed.js';
 import { applyConfig, conflictMessage } from '../fieldmanager/manager.js';
 import { parseBool } from '../request/info.js';
 import type { KubeObject, StoredObject } from '../types.js';
-import { checkMetadata, checkName, checkNamespace, toWire, writeRequest, type RequestScope } from './scope.js';
+import { checkName, checkNamespace, decodeMetadata, toWire, writeRequest, type RequestScope } from './scope.js';
 
 /**
  * What an apply to this endpoint may set: the fields the write can change. Kube resets the rest
@@ -31,7 +31,7 @@ export function apply(s: RequestScope, old: StoredObject | undefined, body: unkn
   if (body.apiVersion !== s.apiVersion || body.kind !== s.kind.kind) {
     throw badRequest(`invalid object type: ${String(body.apiVersion ?? '')}, Kind=${String(body.kind ?? '')}; expected ${s.apiVersion}, Kind=${s.kind.kind}`);
   }
-  checkMetadata(body);
+  decodeMetadata(s, body);
   checkName(s, body);
   if (s.kind.namespaced) checkNamespace(s, body);
   if (Array.isArray(body.metadata.managedFields) && body.metadata.managedFields.length) throw badRequest('metadata.managedFields must be nil');

@@ -1,13 +1,12 @@
 /** create (POST to a collection). */
 import { randomInt } from 'node:crypto';
-import { readObject } from '../request/body.js';
-import { checkTypeMeta, dryRun, fieldManager, toWire, writeRequest, type RequestScope } from './scope.js';
+import { checkTypeMeta, dryRun, fieldManager, readObjectBody, toWire, writeRequest, type RequestScope } from './scope.js';
 
 /** The characters kube's generateName suffixes use (no vowels, no look-alikes). */
 const GENERATED_NAME_CHARS = 'bcdfghjklmnpqrstvwxz2456789';
 
 export async function create(s: RequestScope): Promise<void> {
-  const body = checkTypeMeta(s, await readObject(s.req));
+  const body = checkTypeMeta(s, await readObjectBody(s));
   const dry = dryRun(s);
   const md = body.metadata;
   if (!md.name && md.generateName) {

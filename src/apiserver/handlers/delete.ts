@@ -2,7 +2,7 @@
 import { isObject, type JsonObject } from '../../util/json.js';
 import { invalid } from '../errors.js';
 import type { Preconditions, Propagation } from '../registry/rest.js';
-import { decode, readBody } from '../request/body.js';
+import { decode } from '../request/body.js';
 import { fieldMatches, matches } from '../request/selectors.js';
 import type { StoredObject } from '../types.js';
 import { listOf } from './get.js';
@@ -10,10 +10,10 @@ import { dryRun, getStored, namespaceFilter, selectors, toWire, writeRequest, ty
 
 /** The DeleteOptions body, {} when there is none. */
 async function deleteOptions(s: RequestScope): Promise<JsonObject> {
-  const { raw, type } = await readBody(s.req);
+  const { raw, type } = await s.services.bodies.read(s.req);
   if (!raw.trim()) return {};
-  const o = decode(raw, type || 'application/json');
-  return isObject(o) ? o : {};
+  const { value } = decode(raw, type || 'application/json');
+  return isObject(value) ? value : {};
 }
 
 /** dryRun comes as a query parameter or in DeleteOptions. */

@@ -1,6 +1,7 @@
 /** get and list. */
-import { ApiError, badRequest, gone } from '../errors.js';
+import { ApiError, badRequest, gone, tooManyRequests } from '../errors.js';
 import { toTable } from '../registry/table.js';
+import { resourceVersionMatchParam, resourceVersionParam, wholeNumberParam } from '../request/params.js';
 import { fieldMatches, matches } from '../request/selectors.js';
 import type { JsonObject, KubeObject, ListMeta, StoredObject } from '../types.js';
 import { getStored, namespaceFilter, selectors, toWire, wantsMetadataOnly, wantsTable, type RequestScope } from './scope.js';
@@ -8,6 +9,7 @@ import { getStored, namespaceFilter, selectors, toWire, wantsMetadataOnly, wants
 const partialMetadata = (o: KubeObject) => ({ kind: 'PartialObjectMetadata', apiVersion: 'meta.k8s.io/v1', metadata: o.metadata });
 
 export function get(s: RequestScope): void {
+  resourceVersionParam(s.query);
   const o = toWire(s, getStored(s));
   const { respond } = s.services;
   if (wantsTable(s)) return respond.send(s.res, 200, toTable(s.kind, s.version.name, [o], s.query.get('includeObject') ?? 'Metadata', { resourceVersion: o.metadata.resourceVersion }), s.warnings);
@@ -39,20 +41,22 @@ function parseContinue(s: RequestScope, token: string): Continue {
 /** resourceVersion/resourceVersionMatch: only the current state can be listed. */
 function checkListResourceVersion(s: RequestScope): void {
   const { storage } = s.services;
-  const rvParam = s.query.get('resourceVersion');
-  if (!rvParam || rvParam === '0') return;
-  const n = Number(rvParam);
-  if (!Number.isInteger(n)) throw badRequest(`resourceVersion: Invalid value: ${JSON.stringify(rvParam)}: must be an integer`);
-  if (s.query.get('resourceVersionMatch') === 'Exact' && n !== storage.currentRv) {
+  const n = resourceVersionParam(s.query);
+  const match = resourceVersionMatchParam(s.query);
+  if (n === undefined) return;
+  if (match === 'Exact' && n !== storage.currentRv) {
     if (n < storage.compactedRv) throw gone(`too old resource version: ${n} (${storage.compactedRv})`);
     throw new ApiError(400, 'BadRequest', `resourceVersionMatch=Exact for an older resourceVersion (${n}) is not supported here`);
   }
 }
 
+/** Bytes a list takes from the server's list budget at a time. */
+const LIST_BUDGET_STEP = 1024 * 1024;
+
 export function list(s: RequestScope): void {
   const { labels, fields } = selectors(s);
-  const { storage, respond } = s.services;
-  const limit = Math.max(0, Number(s.query.get('limit') ?? 0) || 0);
+  const { storage, respond, lists } = s.services;
+  const limit = wholeNumberParam(s.query, 'limit') ?? 0;
   const token = s.query.get('continue');
   const page = token ? parseContinue(s, token) : undefined;
   if (!page) checkListResourceVersion(s);
@@ -68,31 +72,51 @@ export function list(s: RequestScope): void {
   let count = 0;
   let next: string | undefined;
   let lastKey: [string, string] | null = null;
-  for (const row of storage.iterateRows(s.kind.storageKey, namespaceFilter(s), page?.after)) {
-    let text: string | undefined;
-    let view: StoredObject | undefined;
-    if (spliced && row.data.startsWith(rowHead)) text = row.data;
-    else {
-      const o = JSON.parse(row.data) as StoredObject;
-      if (!matches(labels, o.metadata.labels)) continue;
-      view = toWire(s, o);
-      if (fields.length && !fieldMatches(fields, view)) continue;
+  // What the reply holds counts against the server's budget for lists in flight (429 past it).
+  let bytes = 0;
+  let held = 0;
+  const release = () => {
+    lists.give(held);
+    held = 0;
+  };
+  try {
+    for (const row of storage.iterateRows(s.kind.storageKey, namespaceFilter(s), page?.after)) {
+      let text: string | undefined;
+      let view: StoredObject | undefined;
+      if (spliced && row.data.startsWith(rowHead)) text = row.data;
+      else {
+        const o = JSON.parse(row.data) as StoredObject;
+        if (!matches(labels, o.metadata.labels)) continue;
+        view = toWire(s, o);
+        if (fields.length && !fieldMatches(fields, view)) continue;
+      }
+      if (limit && count >= limit) {
+        if (lastKey) next = Buffer.from(JSON.stringify({ rv: listRv, ns: lastKey[0], name: lastKey[1] })).toString('base64url');
+        break;
+      }
+      count++;
+      if (spliced) texts.push(text ?? JSON.stringify(view));
+      else items.push(view!);
+      lastKey = [row.ns, row.name];
+      bytes += row.data.length;
+      while (bytes > held) {
+        if (!lists.take(LIST_BUDGET_STEP, held)) {
+          throw tooManyRequests(`the server is sending too many large lists at once (more than ${lists.total} bytes); ask for pages with limit and continue`);
+        }
+        held += LIST_BUDGET_STEP;
+      }
     }
-    if (limit && count >= limit) {
-      if (lastKey) next = Buffer.from(JSON.stringify({ rv: listRv, ns: lastKey[0], name: lastKey[1] })).toString('base64url');
-      break;
-    }
-    count++;
-    if (spliced) texts.push(text ?? JSON.stringify(view));
-    else items.push(view!);
-    lastKey = [row.ns, row.name];
+  } catch (e) {
+    release();
+    throw e;
   }
+  s.res.on('close', release);
   const metadata: ListMeta = { resourceVersion: String(listRv), ...(next ? { continue: next } : {}) };
   if (table) return respond.send(s.res, 200, toTable(s.kind, s.version.name, items, s.query.get('includeObject') ?? 'Metadata', metadata), s.warnings);
   if (metaOnly) return respond.send(s.res, 200, { kind: 'PartialObjectMetadataList', apiVersion: 'meta.k8s.io/v1', metadata, items: items.map(partialMetadata) });
   if (!spliced) return respond.send(s.res, 200, listOf(s, metadata, items), s.warnings);
   const head = JSON.stringify(listOf(s, metadata));
-  respond.sendText(s.res, 200, `${head.slice(0, -1)},"items":[${texts.join(',')}]}`, s.warnings);
+  respond.sendParts(s.res, 200, `${head.slice(0, -1)},"items":[`, texts, ']}', s.warnings);
 }
 
 /** A <Kind>List; without `items` its JSON ends where the spliced items go. */

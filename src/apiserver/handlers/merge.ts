@@ -1,5 +1,11 @@
-/** The merge patches of PATCH: RFC 7386 JSON merge patch and strategic merge patch for core kinds. */
+/**
+ * The merge patches of PATCH: RFC 7386 JSON merge patch and strategic merge patch for core kinds.
+ * Member names are own properties only (`constructor` is an ordinary name; bodies never carry
+ * `__proto__`, request/json.ts refuses it).
+ */
 import { isObject, type JsonObject } from '../../util/json.js';
+
+const own = (o: JsonObject, k: string): unknown => (Object.hasOwn(o, k) ? o[k] : undefined);
 
 /** RFC 7386 JSON merge patch. */
 export function mergePatch(target: unknown, patch: unknown): unknown {
@@ -7,7 +13,7 @@ export function mergePatch(target: unknown, patch: unknown): unknown {
   const out: JsonObject = isObject(target) ? { ...target } : {};
   for (const [k, v] of Object.entries(patch)) {
     if (v === null) delete out[k];
-    else out[k] = mergePatch(out[k], v);
+    else out[k] = mergePatch(own(out, k), v);
   }
   return out;
 }
@@ -32,7 +38,7 @@ export function strategicMerge(target: unknown, patch: unknown): unknown {
     if (k.startsWith('$setElementOrder/') || k === '$retainKeys' || k === '$patch') continue;
     if (k.startsWith('$deleteFromPrimitiveList/')) {
       const f = k.slice('$deleteFromPrimitiveList/'.length);
-      const list = out[f];
+      const list = own(out, f);
       if (Array.isArray(list)) out[f] = list.filter((x: unknown) => !(v as unknown[]).includes(x));
       continue;
     }
@@ -40,7 +46,7 @@ export function strategicMerge(target: unknown, patch: unknown): unknown {
       delete out[k];
       continue;
     }
-    const cur = out[k];
+    const cur = own(out, k);
     if (Array.isArray(v) && Array.isArray(cur) && v.every(isObject) && cur.every(isObject)) {
       const key = ['name', 'uid', 'type', 'key'].find((kk) => v.every((x) => x[kk] !== undefined || x.$patch) && cur.every((x) => x[kk] !== undefined));
       if (key) {
@@ -56,7 +62,7 @@ export function strategicMerge(target: unknown, patch: unknown): unknown {
         continue;
       }
     }
-    const r = strategicMerge(out[k], v);
+    const r = strategicMerge(cur, v);
     if (r === undefined) delete out[k];
     else out[k] = r;
   }

@@ -5,11 +5,10 @@
  */
 import { isObject } from '../../util/json.js';
 import { userGroups } from '../auth/rbac/authorizer.js';
-import { readObject } from '../request/body.js';
 import type { RequestScope } from './scope.js';
 
 export async function review(s: RequestScope): Promise<void> {
-  const body = await readObject(s.req);
+  const { value: body } = await s.services.bodies.readObject(s.req);
   const { user } = s;
   const { registry, authorizer, respond } = s.services;
   const meta = { creationTimestamp: null };

@@ -6,8 +6,11 @@ import type { Authorizer } from '../auth/authorizer.js';
 import type { User } from '../auth/tokens.js';
 import { badRequest, notFound } from '../errors.js';
 import type { KindVersion, ResourceKind } from '../registry/kinds.js';
+import { decodeObjectMeta } from '../registry/object-meta.js';
 import type { KindRegistry } from '../registry/registry.js';
 import type { RestStore, WriteRequest } from '../registry/rest.js';
+import type { ByteBudget } from '../limits.js';
+import type { BodyReader } from '../request/body.js';
 import type { Req, Res } from '../request/http.js';
 import type { ResourceRequestInfo } from '../request/info.js';
 import type { Responder } from '../request/respond.js';
@@ -20,6 +23,9 @@ import type { Watches } from './watch.js';
 /** The server's parts the handlers use. */
 export interface Services {
   storage: Store;
+  bodies: BodyReader;
+  /** Bytes of list replies in flight, all requests together (429 past it). */
+  lists: ByteBudget;
   rest: RestStore;
   registry: KindRegistry;
   authorizer: Authorizer;
@@ -71,10 +77,23 @@ export function checkTypeMeta(s: RequestScope, o: JsonObject): KubeObject {
   if (o.apiVersion !== undefined && o.apiVersion !== s.apiVersion) {
     throw badRequest(`the API version in the data (${String(o.apiVersion)}) does not match the expected API version (${s.apiVersion})`);
   }
-  checkMetadata(o);
+  decodeMetadata(s, o);
   const obj = o as KubeObject;
   if (s.kind.namespaced) checkNamespace(s, obj);
   return obj;
+}
+
+/**
+ * checkMetadata, then ObjectMeta's field types (400 naming the field) and its unknown fields,
+ * dropped as fieldValidation says (kube's decoder does both before anything reads the object).
+ */
+export function decodeMetadata(s: RequestScope, o: JsonObject): asserts o is KubeObject {
+  checkMetadata(o);
+  const unknown = decodeObjectMeta(o.metadata as JsonObject);
+  if (!unknown.length) return;
+  const mode = fieldValidation(s);
+  if (mode === 'Strict') throw badRequest(`strict decoding error: ${unknown.map((f) => `unknown field "${f}"`).join(', ')}`);
+  if (mode === 'Warn') for (const f of unknown) s.warnings.push(`unknown field "${f}"`);
 }
 
 /** `metadata` must be an object; a missing one becomes {}. */
@@ -114,12 +133,34 @@ export function dryRun(s: RequestScope): boolean {
   return d.length > 0;
 }
 
+/** The fieldValidation query parameter: Strict, Warn (the default) or Ignore. */
+export function fieldValidation(s: RequestScope): 'Strict' | 'Warn' | 'Ignore' {
+  const v = s.query.get('fieldValidation') ?? 'Warn';
+  if (v === 'Strict' || v === 'Warn' || v === 'Ignore') return v;
+  throw badRequest(`fieldValidation: Unsupported value: ${JSON.stringify(v)}: supported values: "Ignore", "Strict", "Warn"`);
+}
+
+/** Members a body named twice: a 400 under fieldValidation=Strict, warnings under Warn (kube's strict decoding). */
+export function checkDuplicates(s: RequestScope, duplicates: string[]): void {
+  if (!duplicates.length) return;
+  const mode = fieldValidation(s);
+  if (mode === 'Strict') throw badRequest(`strict decoding error: ${duplicates.map((d) => `duplicate field "${d}"`).join(', ')}`);
+  if (mode === 'Warn') for (const d of duplicates) s.warnings.push(`duplicate field "${d}"`);
+}
+
 /** The write the request makes, for the registry's write path. */
 export function writeRequest(s: RequestScope, dry: boolean): WriteRequest {
   return {
     kind: s.kind, version: s.version, apiVersion: s.apiVersion, namespace: s.namespace, name: s.name, subresource: s.subresource,
-    user: s.user, dryRun: dry, fieldValidation: s.query.get('fieldValidation') ?? 'Warn', warnings: s.warnings,
+    user: s.user, dryRun: dry, fieldValidation: fieldValidation(s), warnings: s.warnings,
   };
+}
+
+/** A body that must be one object (create, update), its duplicated members reported as fieldValidation says. */
+export async function readObjectBody(s: RequestScope): Promise<JsonObject> {
+  const { value, duplicates } = await s.services.bodies.readObject(s.req);
+  checkDuplicates(s, duplicates);
+  return value;
 }
 
 /** The request's label and field selectors; a field the kind cannot select by is a 400. */

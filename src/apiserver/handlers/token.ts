@@ -7,9 +7,8 @@ import { isObject } from '../../util/json.js';
 import { API_AUDIENCES, type ServiceAccountTokens } from '../auth/serviceaccounts.js';
 import { badRequest, invalid, notFound } from '../errors.js';
 import { kindKey } from '../registry/kinds.js';
-import { readObject } from '../request/body.js';
 import type { Cause } from '../types.js';
-import { dryRun, getStored, type Handler } from './scope.js';
+import { dryRun, getStored, readObjectBody, type Handler } from './scope.js';
 
 const DEFAULT_SECONDS = 3600;
 const MIN_SECONDS = 600;
@@ -17,7 +16,7 @@ const MAX_SECONDS = 2 ** 32;
 
 export function tokenRequest(tokens: ServiceAccountTokens): Handler {
   return async (s) => {
-    const body = await readObject(s.req);
+    const body = await readObjectBody(s);
     if (body.kind !== undefined && body.kind !== 'TokenRequest') throw badRequest(`the kind in the data (${String(body.kind)}) does not match the expected kind (TokenRequest)`);
     if (body.apiVersion !== undefined && body.apiVersion !== 'authentication.k8s.io/v1') throw badRequest(`the API version in the data (${String(body.apiVersion)}) does not match the expected API version (authentication.k8s.io/v1)`);
     const spec = isObject(body.spec) ? body.spec : {};

@@ -8,12 +8,13 @@ import { jsonEqual } from '../../util/json.js';
 import { nowIso } from '../../util/time.js';
 import type { AdmissionAttributes, AdmissionChain, Operation } from '../admission/admission.js';
 import type { User } from '../auth/tokens.js';
-import { alreadyExists, conflict, invalid } from '../errors.js';
+import { alreadyExists, conflict, invalid, requestEntityTooLarge, type GroupResource } from '../errors.js';
 import { managersBefore, sameOwnership } from '../fieldmanager/managed.js';
 import { FOREGROUND, ORPHAN } from '../gc/owners.js';
 import { onlyExisting, recordUpdate } from '../fieldmanager/manager.js';
-import { AlreadyExistsError, type Store } from '../storage/sqlite.js';
-import type { Cause, KubeObject, ManagedFieldsEntry, StoredObject } from '../types.js';
+import { MAX_OBJECT_BYTES } from '../limits.js';
+import { AlreadyExistsError, ObjectTooLargeError, type Store } from '../storage/sqlite.js';
+import type { Cause, KubeObject, ManagedFieldsEntry, ObjectMeta, StoredObject } from '../types.js';
 import { storageApiVersion, type KindVersion, type ResourceKind } from './kinds.js';
 import type { WriteContext } from './strategy.js';
 
@@ -62,14 +63,14 @@ export class RestStore {
     this.admission.admit(this.attributes(req, 'CREATE', obj));
     const next = this.prepare(req, undefined, obj, fields);
     this.admission.validate(this.attributes(req, 'CREATE', next));
-    if (req.dryRun) return this.dryRunResult(next, undefined);
+    if (req.dryRun) return this.dryRunResult(req.kind, next, undefined);
     const { kind } = req;
     let saved: StoredObject;
     try {
       saved = this.storage.write('ADDED', kind.storageKey, this.namespaceOf(req, next), next.metadata.name!, next);
     } catch (e) {
       if (e instanceof AlreadyExistsError) throw alreadyExists(kind, next.metadata.name!);
-      throw e;
+      throw storageError(kind, next.metadata.name!, e);
     }
     kind.strategy.afterWrite(saved);
     return saved;
@@ -77,10 +78,11 @@ export class RestStore {
 
   /** Writes `obj` over `old`; a no-op write keeps `old` (and its resourceVersion), as in kube. */
   update(req: WriteRequest, old: StoredObject, obj: KubeObject, fields: FieldOwnership): StoredObject {
+    checkPreconditions(req.kind, old, obj.metadata);
     this.admission.admit(this.attributes(req, 'UPDATE', obj, old));
     const next = this.prepare(req, old, obj, fields);
     this.admission.validate(this.attributes(req, 'UPDATE', next, old));
-    if (req.dryRun) return this.dryRunResult(next, old);
+    if (req.dryRun) return this.dryRunResult(req.kind, next, old);
     const { kind } = req;
     const name = old.metadata.name;
     const ns = this.namespaceOf(req, next);
@@ -94,7 +96,12 @@ export class RestStore {
       this.deleted();
       return gone;
     }
-    const saved = this.storage.write('MODIFIED', kind.storageKey, ns, name, next, old);
+    let saved: StoredObject;
+    try {
+      saved = this.storage.write('MODIFIED', kind.storageKey, ns, name, next, old);
+    } catch (e) {
+      throw storageError(kind, name, e);
+    }
     kind.strategy.afterWrite(saved);
     return saved;
   }
@@ -154,8 +161,11 @@ export class RestStore {
     return req.kind.namespaced ? obj.metadata.namespace ?? '' : '';
   }
 
-  private dryRunResult(next: KubeObject, old: StoredObject | undefined): StoredObject {
+  private dryRunResult(kind: ResourceKind, next: KubeObject, old: StoredObject | undefined): StoredObject {
     next.metadata.resourceVersion = old?.metadata.resourceVersion ?? '';
+    // A real write is measured by storage as it serialises; a dry run must refuse what that would.
+    const bytes = Buffer.byteLength(JSON.stringify(next));
+    if (bytes > MAX_OBJECT_BYTES) throw storageError(kind, next.metadata.name ?? '', new ObjectTooLargeError(bytes, MAX_OBJECT_BYTES));
     return next as StoredObject;
   }
 
@@ -217,6 +227,26 @@ function metadataUpdateCauses(obj: KubeObject, old: StoredObject): Cause[] {
     }
   }
   return out;
+}
+
+/**
+ * A uid or resourceVersion the written object carries must be the stored object's: kube treats
+ * both as preconditions, so a client writing over a newer or a recreated object gets 409.
+ */
+function checkPreconditions(kind: GroupResource, old: StoredObject, m: ObjectMeta): void {
+  const name = old.metadata.name;
+  if (m.uid !== undefined && m.uid !== '' && m.uid !== old.metadata.uid) {
+    throw conflict(kind, name, `Precondition failed: UID in precondition: ${String(m.uid)}, UID in object meta: ${old.metadata.uid}`);
+  }
+  if (m.resourceVersion !== undefined && m.resourceVersion !== '' && m.resourceVersion !== old.metadata.resourceVersion) throw conflict(kind, name);
+}
+
+/** Storage's refusals as the client sees them. */
+function storageError(kind: GroupResource, name: string, e: unknown): unknown {
+  if (e instanceof ObjectTooLargeError) {
+    return requestEntityTooLarge(`${kind.group ? `${kind.resource}.${kind.group}` : kind.resource} "${name}" would be ${e.bytes} bytes as stored; the limit for one object is ${e.limit} bytes`);
+  }
+  return e;
 }
 
 /** Fills the metadata the server owns: kept from `old` on update, new on create. */

@@ -40,7 +40,7 @@ export function prune(value: unknown, schema: Schema | undefined, path: string, 
     for (const k of Object.keys(value)) {
       const sub = path ? `${path}.${k}` : k;
       if ((root || embedded) && (k === 'apiVersion' || k === 'kind' || k === 'metadata')) continue;
-      if (props && k in props) prune(value[k], props[k], sub, out);
+      if (props && Object.hasOwn(props, k)) prune(value[k], props[k], sub, out);
       else if (isObject(schema.additionalProperties)) prune(value[k], schema.additionalProperties, sub, out);
       else if (schema.additionalProperties === true || preserve) continue;
       else {
@@ -103,7 +103,7 @@ export function showValue(v: unknown): string {
 function valueAt(obj: unknown, field: string): unknown {
   let cur: unknown = obj;
   for (const part of field.split(/\.|\[(\d+)\]/).filter((p) => p !== undefined && p !== '')) {
-    if (cur === null || typeof cur !== 'object') return undefined;
+    if (cur === null || typeof cur !== 'object' || !Object.hasOwn(cur, part)) return undefined;
     cur = (cur as JsonObject)[part];
   }
   return cur;

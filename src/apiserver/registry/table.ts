@@ -70,7 +70,7 @@ export function jsonPath(obj: unknown, expr: string): unknown[] {
       if (c === null || c === undefined) continue;
       if (m[1] !== undefined || m[2] !== undefined) {
         const k = m[1] ?? m[2];
-        if (isObject(c) && c[k] !== undefined) next.push(c[k]);
+        if (isObject(c) && Object.hasOwn(c, k) && c[k] !== undefined) next.push(c[k]);
       } else if (m[3] !== undefined) {
         if (!Array.isArray(c)) continue;
         if (m[3] === '*') next.push(...c);

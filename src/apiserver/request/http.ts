@@ -3,7 +3,7 @@
  * by the adapters below over a bare HTTP/2 stream.
  */
 import type { IncomingHttpHeaders } from 'node:http';
-import type { IncomingHttpHeaders as Http2Headers, ServerHttp2Stream } from 'node:http2';
+import { constants as h2, type IncomingHttpHeaders as Http2Headers, type ServerHttp2Stream } from 'node:http2';
 
 export interface Req {
   method?: string;
@@ -22,7 +22,8 @@ export interface Res {
   readonly headersSent: boolean;
   /** Sends the headers now (HTTP/1.1 would hold them back until the first write). */
   flushHeaders?(): void;
-  on(ev: 'close' | 'error', cb: () => void): unknown;
+  /** 'drain': what was written has gone out; write more. */
+  on(ev: 'close' | 'error' | 'drain', cb: () => void): unknown;
 }
 
 /**
@@ -49,6 +50,9 @@ export class StreamRequest implements Req {
 }
 
 export class StreamResponse implements Res {
+  /** The reply asked for `connection: close`: HTTP/2 has no such header; the stream is reset once the reply is out. */
+  private closeAfterEnd = false;
+
   constructor(private readonly stream: ServerHttp2Stream) {
     // A write to a stream the client reset fails asynchronously; that must not take the process down.
     stream.on('error', () => {});
@@ -59,6 +63,11 @@ export class StreamResponse implements Res {
   }
 
   writeHead(code: number, headers: Record<string, string | string[]> = {}): void {
+    if (headers.connection !== undefined) {
+      this.closeAfterEnd = headers.connection === 'close';
+      headers = { ...headers };
+      delete headers.connection;
+    }
     this.stream.respond({ ...headers, ':status': code });
   }
 
@@ -68,9 +77,11 @@ export class StreamResponse implements Res {
 
   end(chunk?: string | Buffer): void {
     this.stream.end(chunk);
+    // RST_STREAM(NO_ERROR) after the reply tells the client to stop sending its body (RFC 9113 8.1).
+    if (this.closeAfterEnd) this.stream.close(h2.NGHTTP2_NO_ERROR);
   }
 
-  on(ev: 'close' | 'error', cb: () => void): void {
+  on(ev: 'close' | 'error' | 'drain', cb: () => void): void {
     this.stream.on(ev, cb);
   }
 }

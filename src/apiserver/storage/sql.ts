@@ -37,6 +37,7 @@ export const READ_SQL = {
   listAll: 'SELECT ns, name, data FROM objects WHERE gr = ? AND (ns > ? OR (ns = ? AND name > ?)) ORDER BY ns, name',
   listNs: 'SELECT ns, name, data FROM objects WHERE gr = ? AND ns = ? AND name > ? ORDER BY name',
   since: 'SELECT rv, gr, ns, name, type, data FROM history WHERE gr = ? AND rv > ? AND rv <= ? ORDER BY rv',
+  historyPage: 'SELECT rv, ns, name, type, data FROM history WHERE gr = ? AND rv > ? AND rv <= ? ORDER BY rv LIMIT ?',
   meta: 'SELECT k, v FROM meta',
 } as const;
 

@@ -1,0 +1,157 @@
+/**
+ * Resource attacks on the API server (not a test): each scenario runs against a fresh server
+ * process and reports the server's RSS (start, peak, end; MiB) and the latency of /healthz while
+ * the attack runs, plus what the server answered. Prints one JSON document.
+ *
+ *   node dist/bench/apiserver/attacks.js [--scenarios a,b] [--server-main FILE] [--serve-args "..."]
+ *
+ * `--server-main` runs another build's src/apiserver/main.js (before/after comparisons with the same
+ * attacks); `--serve-args` passes extra flags to its `serve` command. A scenario whose server stops
+ * answering /healthz for longer than its time limit is ended there and reported as unresponsive.
+ */
+import { readFileSync } from 'node:fs';
+import YAML from 'yaml';
+import { repoPath } from '../../src/paths.js';
+import {
+  closedByServer, deepWidget, DEFAULT_SERVER_MAIN, HealthProbe, installWidgets, request, RssSampler, sleep, spawnApiServer, stalledRequest,
+  unfinishedUploads, wideMap, widget, WIDGETS, type ServerProcess,
+} from '../lib/attacks.js';
+
+const args = process.argv.slice(2);
+const opt = (name: string): string | undefined => {
+  const i = args.indexOf(`--${name}`);
+  return i >= 0 ? args[i + 1] : undefined;
+};
+const MAIN = opt('server-main') ?? DEFAULT_SERVER_MAIN;
+const SERVE_ARGS = (opt('serve-args') ?? '').split(' ').filter(Boolean);
+const crd = YAML.parse(readFileSync(repoPath('test/fixtures/widget-crd.yaml'), 'utf8'));
+
+type Result = Record<string, unknown>;
+
+interface Scenario {
+  name: string;
+  describe: string;
+  /** Longest the attack may keep the server unresponsive before it is reported so and ended. */
+  limitMs: number;
+  run(srv: ServerProcess, limitMs: number): Promise<Result>;
+}
+
+const MiB = 2 ** 20;
+
+const scenarios: Scenario[] = [
+  {
+    name: 'patch-copy',
+    describe: 'JSON patch of 200 copy ops, each copying a 20,000-key map (~0.5 MB) into the same object',
+    limitMs: 60_000,
+    async run(srv, limitMs) {
+      const r0 = await request(srv, 'POST', WIDGETS, { body: widget('victim', { m: wideMap(20_000, 16) }) });
+      if (r0.status !== 201) throw new Error(`setup: ${r0.status} ${r0.text.slice(0, 200)}`);
+      const ops = Array.from({ length: 200 }, (_, i) => ({ op: 'copy', from: '/spec/extra/m', path: `/spec/extra/c${i}` }));
+      const body = JSON.stringify(ops);
+      const r = await request(srv, 'PATCH', `${WIDGETS}/victim`, { body, contentType: 'application/json-patch+json', timeoutMs: limitMs });
+      return { patchBytes: body.length, status: r.status, ms: Math.round(r.ms), reply: r.text.slice(0, 300), storedBytes: await storedSize(srv, 'victim') };
+    },
+  },
+  {
+    name: 'patch-double',
+    describe: 'JSON patch of 15 copy ops, each copying spec.extra into itself (the object doubles each time)',
+    limitMs: 60_000,
+    async run(srv, limitMs) {
+      const r0 = await request(srv, 'POST', WIDGETS, { body: widget('victim', { a: 'x'.repeat(1000) }) });
+      if (r0.status !== 201) throw new Error(`setup: ${r0.status} ${r0.text.slice(0, 200)}`);
+      const ops = Array.from({ length: 15 }, (_, i) => ({ op: 'copy', from: '/spec/extra', path: `/spec/extra/d${i}` }));
+      const body = JSON.stringify(ops);
+      const r = await request(srv, 'PATCH', `${WIDGETS}/victim`, { body, contentType: 'application/json-patch+json', timeoutMs: limitMs });
+      return { patchBytes: body.length, status: r.status, ms: Math.round(r.ms), reply: r.text.slice(0, 300), storedBytes: await storedSize(srv, 'victim') };
+    },
+  },
+  {
+    name: 'watch-flood',
+    describe: '300 HTTP/1.1 watches that never read, on a namespace holding one 1.4 MiB object',
+    limitMs: 60_000,
+    async run(srv) {
+      const r0 = await request(srv, 'POST', WIDGETS, { body: widget('big', { blob: 'x'.repeat(1.4 * MiB) }) });
+      if (r0.status !== 201) throw new Error(`setup: ${r0.status} ${r0.text.slice(0, 200)}`);
+      const socks = [];
+      for (let i = 0; i < 300; i++) socks.push(await stalledRequest(srv, `${WIDGETS}?watch=1`));
+      await sleep(8000);
+      const closed = await closedByServer(socks);
+      for (const s of socks) s.destroy();
+      return { watches: socks.length, closedByServer: closed };
+    },
+  },
+  {
+    name: 'list-flood',
+    describe: '5 HTTP/1.1 lists that never read, of a namespace holding 40 objects of 1.4 MiB',
+    limitMs: 60_000,
+    async run(srv) {
+      for (let i = 0; i < 40; i++) {
+        const r = await request(srv, 'POST', WIDGETS, { body: widget(`big-${i}`, { blob: 'x'.repeat(1.4 * MiB) }) });
+        if (r.status !== 201) throw new Error(`setup: ${r.status} ${r.text.slice(0, 200)}`);
+      }
+      const socks = [];
+      for (let i = 0; i < 5; i++) socks.push(await stalledRequest(srv, WIDGETS));
+      await sleep(8000);
+      const closed = await closedByServer(socks);
+      for (const s of socks) s.destroy();
+      return { lists: socks.length, closedByServer: closed };
+    },
+  },
+  {
+    name: 'upload-flood',
+    describe: '100 HTTP/2 uploads of 3 MiB that are never finished, on one connection',
+    limitMs: 60_000,
+    async run(srv) {
+      const up = unfinishedUploads(srv, 100, 3 * MiB - 64 * 1024);
+      await sleep(10_000);
+      const answered = up.answered();
+      up.session.destroy();
+      return { streams: 100, answeredOrReset: answered, statuses: Object.fromEntries(up.statuses) };
+    },
+  },
+  {
+    name: 'deep-json',
+    describe: 'bodies nested 9,000 and 100,000 levels deep',
+    limitMs: 60_000,
+    async run(srv, limitMs) {
+      const out: Result = {};
+      for (const depth of [9000, 100_000]) {
+        const r = await request(srv, 'POST', WIDGETS, { body: deepWidget(`deep-${depth}`, depth), timeoutMs: limitMs });
+        out[`depth${depth}`] = { status: r.status, ms: Math.round(r.ms), reply: r.text.slice(0, 160) };
+      }
+      return out;
+    },
+  },
+];
+
+async function storedSize(srv: ServerProcess, name: string): Promise<number | null> {
+  const r = await request(srv, 'GET', `${WIDGETS}/${name}`, { timeoutMs: 60_000 });
+  return r.status === 200 ? r.text.length : null;
+}
+
+const wanted = opt('scenarios')?.split(',');
+const results: Result[] = [];
+for (const sc of scenarios.filter((s) => !wanted || wanted.includes(s.name))) {
+  const srv = await spawnApiServer({ main: MAIN, args: SERVE_ARGS });
+  try {
+    await installWidgets(srv, crd);
+    const rss = new RssSampler(srv.pid);
+    const health = new HealthProbe(srv, 100, sc.limitMs);
+    const started = performance.now();
+    let outcome: Result;
+    try {
+      outcome = await sc.run(srv, sc.limitMs);
+    } catch (e) {
+      outcome = { error: (e as Error).message };
+    }
+    const seconds = Math.round((performance.now() - started) / 100) / 10;
+    const h = await health.stop();
+    const mem = rss.stop();
+    const result = { scenario: sc.name, describe: sc.describe, seconds, rssMiB: mem, healthz: h, ...outcome };
+    results.push(result);
+    process.stderr.write(`${sc.name}: ${JSON.stringify(result)}\n`);
+  } finally {
+    await srv.stop();
+  }
+}
+process.stdout.write(JSON.stringify({ benchmark: 'apiserver-attacks', serverMain: MAIN, node: process.version, results }, null, 2) + '\n');

@@ -1,0 +1,177 @@
+import { chmodSync, mkdtempSync, openSync, readFileSync, rmSync, statSync, writeFileSync, writeSync, closeSync } from 'node:fs';
+import https from 'node:https';
+import http2 from 'node:http2';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import tls from 'node:tls';
+import { expect } from 'chai';
+import { startApiServer } from '../../src/apiserver/index.js';
+import { apiRequest, startTestApiServer, until, type TestApiServer } from '../helpers/apiserver.js';
+
+const CM = '/api/v1/namespaces/default/configmaps';
+const configMap = (name: string, data: Record<string, string> = {}) => ({ apiVersion: 'v1', kind: 'ConfigMap', metadata: { name }, data });
+const mode = (f: string) => (statSync(f).mode & 0o777).toString(8);
+
+/** Starts an upload of `total` bytes and sends only `sent` of them; resolves with the reply, if one comes. */
+function partialUpload(srv: TestApiServer, total: number, sent: number): { reply: Promise<{ status: number; headers: Record<string, unknown>; body: string }>; abort(): void } {
+  const r = https.request(new URL(CM, srv.url), {
+    method: 'POST', ca: srv.caPem,
+    headers: { authorization: `Bearer ${srv.adminToken}`, 'content-type': 'application/json', 'content-length': String(total) },
+  });
+  const reply = new Promise<{ status: number; headers: Record<string, unknown>; body: string }>((resolve, reject) => {
+    r.on('response', (res) => {
+      let body = '';
+      res.on('data', (c: Buffer) => (body += c));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body }));
+    });
+    r.on('error', reject);
+  });
+  reply.catch(() => {});
+  r.write(Buffer.alloc(sent, 0x20));
+  return { reply, abort: () => r.destroy() };
+}
+
+describe('API server limits', function () {
+  this.timeout(120_000);
+
+  it('makes an existing 0755 data dir private and creates state.db, -wal and -shm 0600', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'nbswarm-perm-'));
+    try {
+      chmodSync(dir, 0o755);
+      // A store left by an older server, readable by all.
+      const store = join(dir, 'state.db');
+      const srv0 = await startTestApiServer({ dataDir: dir });
+      await srv0.close();
+      chmodSync(store, 0o644);
+      const srv = await startTestApiServer({ dataDir: dir });
+      try {
+        expect((await apiRequest(srv, 'POST', '/api/v1/namespaces/default/secrets', { body: { apiVersion: 'v1', kind: 'Secret', metadata: { name: 's' }, stringData: { p: 'x' } } })).status).to.equal(201);
+        expect(mode(dir)).to.equal('700');
+        for (const f of ['state.db', 'state.db-wal', 'state.db-shm', 'tokens.csv', 'admin.kubeconfig']) expect(mode(join(dir, f)), f).to.equal('600');
+      } finally {
+        await srv.close();
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('refuses to start on a damaged state.db, naming the file, and leaves it as it was', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'nbswarm-corrupt-'));
+    try {
+      const srv = await startTestApiServer({ dataDir: dir });
+      const big = 'x'.repeat(2000);
+      for (let i = 0; i < 200; i++) expect((await apiRequest(srv, 'POST', CM, { body: configMap(`cm-${i}`, { big }) })).status).to.equal(201);
+      await srv.close();
+      const store = join(dir, 'state.db');
+      rmSync(`${store}-wal`, { force: true });
+      rmSync(`${store}-shm`, { force: true });
+      // Garbage over pages in the middle of the file (not the header).
+      const fd = openSync(store, 'r+');
+      writeSync(fd, Buffer.alloc(8192, 0xa5), 0, 8192, 16 * 4096);
+      closeSync(fd);
+      const damaged = readFileSync(store);
+      const refusal = () => startApiServer({ dataDir: dir, port: 0 }).then(async (s) => {
+        await s.close();
+        return 'started';
+      }, (e: Error) => e.message);
+      const first = await refusal();
+      expect(first).to.contain(`cannot use the database ${store}`);
+      expect(first).to.contain('does not start on a damaged store');
+      expect(readFileSync(store).equals(damaged)).to.equal(true);
+      writeFileSync(store, 'not a database at all, just text that is long enough to be a header'.repeat(10));
+      expect(await refusal()).to.match(/cannot use the database .*state\.db: file is not a database/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  describe('per user, per request and per connection', () => {
+    let srv: TestApiServer;
+    before(async () => {
+      srv = await startTestApiServer({ limits: { maxInflightPerUser: 2, maxWatchesPerUser: 2, requestTimeoutSeconds: 2, idleTimeoutSeconds: 1, watchBufferBytes: 1024 * 1024 } });
+    });
+    after(async () => srv?.cleanup());
+
+    it('a user past its requests in flight gets 429 with Retry-After; other users are not held up', async () => {
+      const a = partialUpload(srv, 1000, 10);
+      const b = partialUpload(srv, 1000, 10);
+      try {
+        await until(async () => (await apiRequest(srv, 'GET', CM)).status === 429, 5000, 'the third request is refused');
+        const r = await apiRequest(srv, 'GET', CM);
+        expect(r.status).to.equal(429);
+        expect(r.headers['retry-after']).to.equal('1');
+        expect(r.body.message).to.match(/user "admin" has 2 requests in progress/);
+        expect((await apiRequest(srv, 'GET', '/healthz', { token: null })).status).to.equal(200);
+      } finally {
+        a.abort();
+        b.abort();
+      }
+      await until(async () => (await apiRequest(srv, 'GET', CM)).status === 200, 5000, 'requests are admitted again');
+    });
+
+    it('a body that does not arrive within the request timeout gets 408 and its connection is closed', async () => {
+      const t0 = Date.now();
+      const r = await partialUpload(srv, 100_000, 100).reply;
+      expect(r.status).to.equal(408);
+      expect(JSON.parse(r.body).message).to.contain('did not arrive within 2s');
+      expect(r.headers.connection).to.equal('close');
+      expect(Date.now() - t0).to.be.within(1500, 30_000);
+    });
+
+    it('closes an HTTP/2 session that has had no stream for the idle timeout', async () => {
+      const session = http2.connect(srv.url, { ca: srv.caPem });
+      const closed = new Promise<void>((r) => session.on('close', () => r()));
+      session.on('error', () => {});
+      await new Promise<void>((resolve, reject) => {
+        const s = session.request({ ':path': '/healthz' });
+        s.on('data', () => {});
+        s.on('end', () => resolve());
+        s.on('error', reject);
+        s.end();
+      });
+      const t0 = Date.now();
+      await closed;
+      expect(Date.now() - t0).to.be.below(10_000);
+    });
+
+    it('a watch whose client does not read is ended once 1 MiB waits for it; the server stays responsive', async () => {
+      const socket = tls.connect({ host: '127.0.0.1', port: srv.port, ca: srv.caPem, servername: '127.0.0.1', ALPNProtocols: ['http/1.1'] });
+      await new Promise<void>((r) => socket.once('secureConnect', () => r()));
+      socket.write(`GET ${CM}?watch=1 HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${srv.adminToken}\r\n\r\n`);
+      await new Promise((r) => setTimeout(r, 300));
+      socket.pause();
+      let ended = false;
+      socket.on('close', () => (ended = true));
+      socket.on('error', () => {});
+      const value = 'y'.repeat(700 * 1024);
+      for (let i = 0; i < 24 && !ended; i++) {
+        expect((await apiRequest(srv, 'POST', CM, { body: configMap(`w-${i}`, { value }) })).status).to.equal(201);
+        expect((await apiRequest(srv, 'GET', '/healthz', { token: null })).status).to.equal(200);
+      }
+      let received = 0;
+      socket.on('data', (c: Buffer) => (received += c.length));
+      socket.resume();
+      await until(() => ended, 30_000, 'the watch is ended');
+      expect(received).to.be.below(24 * value.length);
+      const metrics = await apiRequest(srv, 'GET', '/metrics');
+      expect(metrics.status).to.equal(200);
+    });
+
+    it('a user past its open watches gets 429', async () => {
+      const open = [https.request(new URL(`${CM}?watch=1`, srv.url), { ca: srv.caPem, headers: { authorization: `Bearer ${srv.adminToken}` } }), https.request(new URL(`${CM}?watch=1`, srv.url), { ca: srv.caPem, headers: { authorization: `Bearer ${srv.adminToken}` } })];
+      try {
+        await Promise.all(open.map((r) => new Promise((resolve) => {
+          r.on('response', resolve);
+          r.on('error', () => {});
+          r.end();
+        })));
+        const third = await apiRequest(srv, 'GET', `${CM}?watch=1&timeoutSeconds=1`);
+        expect(third.status).to.equal(429);
+        expect(third.body.message).to.contain('watches open');
+      } finally {
+        for (const r of open) r.destroy();
+      }
+    });
+  });
+});
