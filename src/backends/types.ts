@@ -57,6 +57,11 @@ export interface DesiredServer {
   /** Swarm placement constraints from policy. */
   constraints?: string[];
   stopped: boolean;
+  /**
+   * When a running server moves to a newer image of its tag (the tag was re-pushed or pulled):
+   * at its next start (default: a running server is never restarted for it) or at once.
+   */
+  imageUpdates?: 'onStart' | 'immediate';
   /** Hash of every field above that shapes the Docker object; stored as a label so "unchanged" costs no write. */
   specHash: string;
 }
@@ -96,13 +101,26 @@ export interface ObservedServer {
   /** Swarm only: desired replicas (0 when stopped). */
   replicas?: number;
   createdAt?: string;
+  /** Named volumes the object mounts, by mount target (what it was created with; kept across updates). */
+  volumes?: Record<string, string>;
+  /**
+   * The part of the object's Docker configuration nbswarm writes, as observed, in the backend's
+   * canonical form (see drift.ts); undefined when the observation did not include it.
+   */
+  observedSpec?: unknown;
+  /** The pinned image nbswarm last wrote for the object (Swarm: a service label; containers: the image it runs). */
+  writtenImage?: string;
 }
 
-export type ApplyAction = 'created' | 'updated' | 'recreated' | 'started' | 'stopped' | 'unchanged';
+export type ApplyAction = 'created' | 'updated' | 'recreated' | 'started' | 'stopped' | 'reverted' | 'unchanged';
 
 export interface ApplyResult {
   action: ApplyAction;
   observed: ObservedServer;
+  /** What someone else had changed on the object (dotted paths of its Docker spec), now written back. */
+  drift?: string[];
+  /** The running server kept this pinned image although its tag now names `image` (see imageUpdates). */
+  keptImage?: string;
 }
 
 export interface BackendEvent {

@@ -9,6 +9,7 @@ import YAML from 'yaml';
 import { MODES, type Mode } from '../api/types.js';
 import type { LauncherEntry, Policy } from './types.js';
 import { BUILTIN_LAUNCHERS, validateLauncher } from './launchers.js';
+import { normaliseReference } from './image-refs.js';
 import { NAME_PLACEHOLDERS, unknownPlaceholders } from './templates.js';
 import { parseQuantity } from './quantity.js';
 
@@ -25,19 +26,26 @@ export class PolicyError extends Error {
  *   images/ recipes, and the Jupyter Docker Stacks (which follow the start.sh / jhsingle contract
  *   the launchers assume). Anything else is an explicit admin grant. defaultImage
  *   "local/notebook:latest" is what images/notebook/build.sh builds, so the default works offline.
- * - one named volume per user, "{prefix}-{username}-home" at /home/jovyan/work (DockerSpawner's
+ *   localImages ["local/*"]: Docker reads "local/x" as Docker Hub's "docker.io/local/x", so those
+ *   images are never pulled; a missing one is reported, not fetched from someone else's account.
+ * - Docker names and volumes carry the namespace ({namespace}, empty for "default", so the default
+ *   namespace keeps the names of earlier versions): tenants in two namespaces never share a name or
+ *   a volume.
+ * - one named volume per user, "{prefix}-{namespace}-{username}-home" at /home/jovyan/work (DockerSpawner's
  *   per-user default): a user's named servers and dashboards see the same files, which is what a
  *   dashboard made from a notebook needs; per-(user, server) volumes would start each named server
  *   empty. Volumes are never deleted with a server.
- * - ports on 127.0.0.1 only, hardening on (no-new-privileges, cap-drop ALL, pids limit), the
- *   image's own non-root USER; system users and culling off.
+ * - ports on 127.0.0.1 only, hardening on (no-new-privileges, cap-drop ALL, pids limit), and
+ *   uid:gid 1000:100 (the recipes' jovyan) whatever the image's USER says, so an image built to run
+ *   as root does not; runAsUser "image" keeps the image's USER. System users and culling off.
  */
 export function defaultPolicy(): Policy {
   return {
     prefix: 'nbs',
-    nameTemplate: '{prefix}-{username}-{servername}',
+    nameTemplate: '{prefix}-{namespace}-{username}-{servername}',
     allowedImages: ['local/*', 'jupyter/*', 'quay.io/jupyter/*'],
     defaultImage: 'local/notebook:latest',
+    localImages: ['local/*'],
     pullPolicy: 'ifNotPresent',
     backend: 'auto',
     port: 8888,
@@ -48,14 +56,14 @@ export function defaultPolicy(): Policy {
     launchers: structuredClone(BUILTIN_LAUNCHERS) as Record<string, LauncherEntry>,
     defaultMode: 'notebook',
     allowCommandOverride: false,
-    volumes: [{ name: '{prefix}-{username}-home', target: '/home/jovyan/work', type: 'volume' }],
+    volumes: [{ name: '{prefix}-{namespace}-{username}-home', target: '/home/jovyan/work', type: 'volume' }],
     homeDir: '/home/jovyan',
     env: {},
     resources: { defaults: { cpu: '1', memory: '2Gi' }, limits: { cpu: '4', memory: '8Gi' } },
-    hardening: { noNewPrivileges: true, capDrop: ['ALL'], pidsLimit: 1024 },
-    systemUsers: { enabled: false, homeTemplate: '/home/{username}', mountTarget: '/home/{username}', uidFloor: 1000, users: {} },
+    hardening: { runAsUser: '1000:100', noNewPrivileges: true, capDrop: ['ALL'], pidsLimit: 1024 },
+    systemUsers: { enabled: false, homeTemplate: '/home/{username}', mountTarget: '/home/{username}', uidFloor: 1000, uidCeiling: 60000, users: {}, allowedUsers: [], allowedGroups: [] },
     culling: { enabled: false, idleTimeoutSeconds: 3600, probeIntervalSeconds: 60 },
-    sourceImages: { repository: 'nbswarm-built' },
+    sourceImages: { repository: 'nbswarm-built', allowOtherUsers: false },
     resyncSeconds: 300,
     concurrency: 8,
   };
@@ -80,6 +88,7 @@ export const POLICY_SCHEMA = {
     nameTemplate: { type: 'string', minLength: 1 },
     allowedImages: strList,
     defaultImage: { type: 'string', minLength: 1 },
+    localImages: strList,
     pullPolicy: { enum: ['ifNotPresent', 'always', 'never'] },
     backend: { enum: ['auto', 'service', 'container'] },
     port: { type: 'integer', minimum: 1, maximum: 65535 },
@@ -110,13 +119,16 @@ export const POLICY_SCHEMA = {
     },
     hardening: {
       type: 'object', additionalProperties: false,
-      properties: { runAsUser: str, noNewPrivileges: { type: 'boolean' }, capDrop: strList, pidsLimit: { type: 'integer', minimum: 1 } },
+      properties: { runAsUser: { type: 'string', pattern: '^(image|[A-Za-z0-9_][A-Za-z0-9_.-]*(:[A-Za-z0-9_][A-Za-z0-9_.-]*)?)$' }, noNewPrivileges: { type: 'boolean' }, capDrop: strList, pidsLimit: { type: 'integer', minimum: 1 } },
     },
     systemUsers: {
       type: 'object', additionalProperties: false,
       properties: {
         enabled: { type: 'boolean' }, homeTemplate: { type: 'string', pattern: '^/' }, mountTarget: { type: 'string', pattern: '^/' },
         uidFloor: { type: 'integer', minimum: 0 },
+        uidCeiling: { type: 'integer', minimum: 0 },
+        allowedUsers: strList,
+        allowedGroups: strList,
         users: {
           type: 'object',
           additionalProperties: {
@@ -130,7 +142,7 @@ export const POLICY_SCHEMA = {
       type: 'object', additionalProperties: false,
       properties: { enabled: { type: 'boolean' }, idleTimeoutSeconds: { type: 'integer', minimum: 1 }, probeIntervalSeconds: { type: 'integer', minimum: 1 } },
     },
-    sourceImages: { type: 'object', additionalProperties: false, properties: { repository: { type: 'string', minLength: 1 }, registry: str } },
+    sourceImages: { type: 'object', additionalProperties: false, properties: { repository: { type: 'string', minLength: 1 }, registry: str, allowOtherUsers: { type: 'boolean' } } },
     resyncSeconds: { type: 'integer', minimum: 1 },
     concurrency: { type: 'integer', minimum: 1 },
   },
@@ -227,6 +239,7 @@ export const POLICY_ENV: Record<string, { key: string; read: EnvReader }> = {
   NBSWARM_NAME_TEMPLATE: { key: 'nameTemplate', read: asString },
   NBSWARM_DEFAULT_IMAGE: { key: 'defaultImage', read: asString },
   NBSWARM_ALLOWED_IMAGES: { key: 'allowedImages', read: asList },
+  NBSWARM_LOCAL_IMAGES: { key: 'localImages', read: asList },
   NBSWARM_PULL_POLICY: { key: 'pullPolicy', read: asString },
   NBSWARM_BACKEND: { key: 'backend', read: asString },
   // Not NBSWARM_PORT: that is the embedded API server's listen port.
@@ -246,6 +259,7 @@ export const POLICY_ENV: Record<string, { key: string; read: EnvReader }> = {
   NBSWARM_DEFAULT_MODE: { key: 'defaultMode', read: asString },
   NBSWARM_HOME_DIR: { key: 'homeDir', read: asString },
   NBSWARM_SYSTEM_USERS: { key: 'systemUsers.enabled', read: asBool },
+  NBSWARM_SYSTEM_USER_GROUPS: { key: 'systemUsers.allowedGroups', read: asList },
   NBSWARM_CULLING: { key: 'culling.enabled', read: asBool },
   NBSWARM_IDLE_TIMEOUT_SECONDS: { key: 'culling.idleTimeoutSeconds', read: asInt },
   NBSWARM_RESYNC_SECONDS: { key: 'resyncSeconds', read: asInt },
@@ -274,6 +288,11 @@ function semanticProblems(p: Policy): string[] {
   const unknown = (tpl: string, key: string, allowed: readonly string[]): void => {
     for (const u of unknownPlaceholders(tpl, allowed)) errs.push(`${key}: unknown placeholder ${u} (known: ${allowed.map((a) => `{${a}}`).join(' ')})`);
   };
+  try {
+    normaliseReference(p.defaultImage);
+  } catch (err) {
+    errs.push(`defaultImage: ${(err as Error).message}`);
+  }
   unknown(p.nameTemplate, 'nameTemplate', NAME_PLACEHOLDERS);
   for (const must of ['{username}', '{servername}']) {
     if (!p.nameTemplate.includes(must)) errs.push(`nameTemplate: must contain ${must}, or two servers would get the same Docker name`);
@@ -305,8 +324,15 @@ function semanticProblems(p: Policy): string[] {
     if (l !== undefined && lq === undefined) errs.push(`resources.limits.${kind}: "${l}" is not a quantity like "500m" or "2Gi"`);
     if (dq !== undefined && lq !== undefined && dq > lq) errs.push(`resources.defaults.${kind}: ${d} is above resources.limits.${kind} ${l}`);
   }
-  for (const [name, u] of Object.entries(p.systemUsers.users)) {
-    if (u.uid < p.systemUsers.uidFloor) errs.push(`systemUsers.users.${name}.uid: ${u.uid} is below systemUsers.uidFloor ${p.systemUsers.uidFloor}`);
+  const su = p.systemUsers;
+  for (const [name, u] of Object.entries(su.users)) {
+    if (u.uid < su.uidFloor) errs.push(`systemUsers.users.${name}.uid: ${u.uid} is below systemUsers.uidFloor ${su.uidFloor}`);
+    if (u.uid > su.uidCeiling) errs.push(`systemUsers.users.${name}.uid: ${u.uid} is above systemUsers.uidCeiling ${su.uidCeiling}`);
+  }
+  if (su.uidFloor > su.uidCeiling) errs.push(`systemUsers.uidFloor: ${su.uidFloor} is above systemUsers.uidCeiling ${su.uidCeiling}`);
+  // The hub picks spec.user: without a list, it could pick any login account of the host.
+  if (su.enabled && !Object.keys(su.users).length && !su.allowedUsers?.length && !su.allowedGroups?.length) {
+    errs.push('systemUsers.enabled: name the host accounts servers may run as in systemUsers.allowedGroups (e.g. [jupyterhub-users]), systemUsers.allowedUsers (globs) or systemUsers.users');
   }
   return errs;
 }

@@ -47,6 +47,11 @@ export interface Policy {
   /** Glob allowlist of image references (picomatch). Empty list = only defaultImage. */
   allowedImages: string[];
   defaultImage: string;
+  /**
+   * Globs of images built on this host (no registry serves them): never pulled, whatever
+   * pullPolicy says. Matched like allowedImages, on normalised references.
+   */
+  localImages: string[];
   pullPolicy: PullPolicy;
   /** 'auto' reads docker info (Swarm active → services). */
   backend: 'auto' | BackendKind;
@@ -76,6 +81,10 @@ export interface Policy {
     defaults: { cpu?: string; memory?: string };
     limits: { cpu?: string; memory?: string };
   };
+  /**
+   * runAsUser: "uid[:gid]" (or a name the image knows) every server runs as; "image" keeps the
+   * image's USER, which may be root. Default 1000:100.
+   */
   hardening: { runAsUser?: string; noNewPrivileges: boolean; capDrop: string[]; pidsLimit?: number };
   systemUsers: {
     enabled: boolean;
@@ -84,11 +93,22 @@ export interface Policy {
     /** Where the host home is mounted in the container. */
     mountTarget: string;
     uidFloor: number;
-    /** Explicit user → {uid,gid}; otherwise `getent passwd`. */
+    /** Accounts above this uid are system accounts too (nobody is 65534); login.defs' UID_MAX. */
+    uidCeiling: number;
+    /** Explicit user → {uid,gid}; otherwise `getent passwd`. Listed users are allowed. */
     users: Record<string, { uid: number; gid: number }>;
+    /** Globs of host account names servers may run as. */
+    allowedUsers?: string[];
+    /** Host groups whose members (primary or supplementary) servers may run as. */
+    allowedGroups?: string[];
   };
   culling: { enabled: boolean; idleTimeoutSeconds: number; probeIntervalSeconds: number };
-  sourceImages: { repository: string; registry?: string };
+  sourceImages: {
+    repository: string;
+    registry?: string;
+    /** Let spec.source.server name another user's server in the namespace (default: the same user's only). */
+    allowOtherUsers?: boolean;
+  };
   /** Seconds between full resyncs. */
   resyncSeconds: number;
   /** Max reconciles running at once (across keys). */

@@ -140,6 +140,7 @@ export class Reconciler {
     let oldBuiltImage: string | undefined;
     if (obj.spec.source?.server) {
       const r = await ensureSourceImage({ backend, policy, server: (k) => this.d.servers.get(k), now: this.now }, obj, status);
+      if ('refused' in r) return this.fail(obj, old, status, r.refused.reason, r.refused.message);
       if ('wait' in r) {
         await this.writeStatus(obj, old, waitingStatus(status, !!current, r.wait.reason, r.wait.message, this.now()), r.wait.event);
         return { requeueAfterMs: r.wait.requeueMs };
