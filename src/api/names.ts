@@ -34,6 +34,11 @@ export const LABELS = {
   specHash: 'nbswarm.io/spec-hash',
   /** The image reference the server runs, as named (the object itself is pinned to an ID or digest). */
   image: 'nbswarm.io/image',
+  /**
+   * On a Swarm service (not its tasks): the pinned image nbswarm last wrote. A running server keeps
+   * it when its tag moves, until it restarts; an image set by someone else differs from it.
+   */
+  writtenImage: 'nbswarm.io/written-image',
   /** Port the server listens on; with host networking also the host port, kept across updates. */
   port: 'nbswarm.io/port',
   /** Host IP the published port was asked for ('' with host networking), read back by observe. */
@@ -61,4 +66,9 @@ export const ANNOTATIONS = {
   stoppedReason: 'nbswarm.io/stopped-reason',
   /** Change its value to rebuild a source-server image. */
   rebuild: 'nbswarm.io/rebuild',
+  /**
+   * "immediate": a running server moves to a newer image of its tag at once (a restart); default
+   * (or "onStart", or the policy's imageUpdates) at its next start only.
+   */
+  imageUpdates: 'nbswarm.io/image-updates',
 } as const;

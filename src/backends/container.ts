@@ -4,7 +4,7 @@
  */
 import type Docker from 'dockerode';
 import { LABELS } from '../api/names.js';
-import { BaseBackend, envList, labelFilter, MANAGED_FILTER } from './base-backend.js';
+import { BaseBackend, envList, labelFilter, MANAGED_FILTER, namedVolumes } from './base-backend.js';
 import { statusOf, wrapDockerError, type BackendOptions } from './docker.js';
 import { BackendError, type ApplyResult, type BackendEvent, type DesiredServer, type ObservedServer, type ResolvedImage } from './types.js';
 
@@ -103,6 +103,7 @@ export class ContainerBackend extends BaseBackend {
       containerId: c.Id,
       image: c.ImageID,
       createdAt: typeof c.Created === 'number' ? new Date(c.Created * 1000).toISOString() : undefined,
+      volumes: namedVolumes(c.Mounts, 'Name', 'Destination'),
     };
     const exit = /^Exited \((-?\d+)\)/.exec(c.Status ?? '');
     if (c.State === 'running') {
@@ -158,6 +159,7 @@ export class ContainerBackend extends BaseBackend {
       containerId: c.Id,
       image: c.Image,
       createdAt: c.Created,
+      volumes: namedVolumes(c.Mounts, 'Name', 'Destination'),
     };
     const status: string = st.Status ?? '';
     if (st.Running && !st.Restarting) obs.state = 'running';
