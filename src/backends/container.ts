@@ -6,6 +6,7 @@ import type Docker from 'dockerode';
 import { LABELS } from '../api/names.js';
 import { BaseBackend, envList, labelFilter, MANAGED_FILTER, namedVolumes } from './base-backend.js';
 import { statusOf, wrapDockerError, type BackendOptions } from './docker.js';
+import { nameTaken } from './name-taken.js';
 import { BackendError, type ApplyResult, type BackendEvent, type DesiredServer, type ObservedServer, type ResolvedImage } from './types.js';
 
 export class ContainerBackend extends BaseBackend {
@@ -197,12 +198,17 @@ export class ContainerBackend extends BaseBackend {
       id = c.id;
     } catch (err) {
       const s = statusOf(err);
+      if (s === 409) {
+        // The name is taken: by this server's own container (a create whose answer was lost),
+        // which is used, or by anyone else's, which is never touched (the reconciler renames).
+        const holder: any = await this.docker.getContainer(d.dockerName).inspect().catch(() => undefined);
+        if (holder?.Config?.Labels?.[LABELS.uid] === d.uid) return String(holder.Id);
+        throw nameTaken('container', d.dockerName, holder?.Config?.Labels, err);
+      }
       throw wrapDockerError(
         `docker create ${d.dockerName}`,
         err,
-        s === 409
-          ? `a container named ${d.dockerName} exists but is not labelled for this resource: rename or remove it`
-          : undefined,
+        undefined,
         s === 404 && /image/i.test(String((err as Error).message)) ? 'ImageNotFound' : undefined,
       );
     }
@@ -233,6 +239,15 @@ export class ContainerBackend extends BaseBackend {
       return { action: 'recreated', observed: await this.observeById(id) };
     }
     const live = current.state === 'running' || current.state === 'starting' || (current.state === 'failed' && current.message?.includes('restart count'));
+    // The tag now names another image (re-pushed or pulled): taken when the server starts, or at
+    // once when asked; a running server is never restarted for it otherwise.
+    const newerImage = !!current.image && current.image.startsWith('sha256:') && current.image !== image.id;
+    if (newerImage && !d.stopped && (!live || d.imageUpdates === 'immediate')) {
+      await this.remove(current);
+      const id = await this.create(d, image);
+      return { action: live ? 'recreated' : 'started', observed: await this.observeById(id) };
+    }
+    const kept = newerImage && live ? { keptImage: current.image } : {};
     if (d.stopped && live) {
       await this.stop(current);
       return { action: 'stopped', observed: await this.observeById(current.id) };
@@ -241,7 +256,7 @@ export class ContainerBackend extends BaseBackend {
       await this.start(current.id, current.name);
       return { action: 'started', observed: await this.observeById(current.id) };
     }
-    return { action: 'unchanged', observed: current };
+    return { action: 'unchanged', observed: current, ...kept };
   }
 
   private async stop(observed: ObservedServer): Promise<void> {

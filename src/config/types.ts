@@ -53,6 +53,12 @@ export interface Policy {
    */
   localImages: string[];
   pullPolicy: PullPolicy;
+  /**
+   * When a running server moves to a newer image of its tag (re-pushed, or pulled by
+   * pullPolicy always): "onStart" (its next start; a running server is never restarted for it) or
+   * "immediate". The annotation nbswarm.io/image-updates overrides it per server.
+   */
+  imageUpdates: 'onStart' | 'immediate';
   /** 'auto' reads docker info (Swarm active → services). */
   backend: 'auto' | BackendKind;
   /** Port the server listens on inside the container (bridge networking). */

@@ -83,6 +83,12 @@ export function fallbackDockerName(name: string, uid: string): string {
   return dockerName(`${name}-${createHash('sha256').update(uid).digest('hex').slice(0, 8)}`, { uniqueBy: uid });
 }
 
+/** When a running server takes a newer image of its tag: the annotation, else the policy. */
+function imageUpdatesFor(nbs: NotebookServer, policy: Pick<Policy, 'imageUpdates'>): 'onStart' | 'immediate' {
+  const a = nbs.metadata.annotations?.[ANNOTATIONS.imageUpdates];
+  return a === 'immediate' || a === 'onStart' ? a : policy.imageUpdates ?? 'onStart';
+}
+
 /** spec.app.path must stay inside the home: relative, no "..". */
 export function appPathProblem(path: string): string | undefined {
   if (path === '') return undefined;
@@ -305,6 +311,7 @@ export function renderDesired(nbs: NotebookServer, policy: Policy, ctx: RenderCo
     labels,
     image,
     pullPolicy,
+    imageUpdates: imageUpdatesFor(nbs, policy),
     command: argv,
     env,
     workdir: mode === 'custom' ? undefined : home,

@@ -13,7 +13,8 @@ import { BackendError, type ApplyAction, type Backend, type ObservedServer, type
 import { lookupSystemUser, SystemUserError } from '../config/system-users.js';
 import type { Policy } from '../config/types.js';
 import { nowIso } from '../util/time.js';
-import { isStopped, renderDesired } from './desired.js';
+import { NameTaken } from '../backends/name-taken.js';
+import { fallbackDockerName, isStopped, renderDesired, type RenderContext } from './desired.js';
 import type { EventRecorder, EventType } from './events.js';
 import type { OrphanCollector } from './gc.js';
 import type { ObjectWriter, WriteCounts } from './object-writer.js';
@@ -171,20 +172,22 @@ export class Reconciler {
     }
 
     const ns = obj.metadata.namespace ?? 'default';
-    const rendered = renderDesired(obj, policy, { secrets: (name) => this.d.secrets.values(ns, name), hostPort, sourceImage, systemUser });
+    // An existing object keeps the name and volumes it was created with (upgrades rename nothing).
+    const ctx: RenderContext = { secrets: (name) => this.d.secrets.values(ns, name), hostPort, sourceImage, systemUser, keep: current ? { name: current.name, volumes: current.volumes } : undefined };
+    const rendered = renderDesired(obj, policy, ctx);
     // A refused spec waits for a change of the object (or of a Secret it references, which the
     // operator's Secrets informer turns into a reconcile); resync re-checks after policy changes.
     if (!rendered.ok) return this.fail(obj, old, status, rendered.reason, rendered.message.startsWith(rendered.field) ? rendered.message : `${rendered.field}: ${rendered.message}`);
     // The stop annotation (culling) stops without a spec change; stopped is outside the spec hash.
-    const desired = { ...rendered.desired, stopped };
+    const firstDesired = { ...rendered.desired, stopped };
 
     let image: ResolvedImage;
     try {
-      image = await backend.resolveImage(desired.image, sourceImage ? 'never' : desired.pullPolicy);
-      status = imageResolved(status, desired.image, image, this.now());
+      image = await backend.resolveImage(firstDesired.image, sourceImage ? 'never' : firstDesired.pullPolicy);
+      status = imageResolved(status, firstDesired.image, image, this.now());
     } catch (err) {
       if (!(err instanceof BackendError) || (err.reason !== 'ImageNotFound' && err.reason !== 'ImagePullFailed')) throw err;
-      const msg = `${err.message.includes(desired.image) ? '' : `image ${desired.image}: `}${err.message}${err.hint && !err.message.includes(err.hint) ? `; ${err.hint}` : ''}`;
+      const msg = `${err.message.includes(firstDesired.image) ? '' : `image ${firstDesired.image}: `}${err.message}${err.hint && !err.message.includes(err.hint) ? `; ${err.hint}` : ''}`;
       await this.writeStatus(obj, old, imageFailedStatus(status, err.reason, msg, this.now()), { type: 'Warning', reason: err.reason, message: msg });
       throw new RetryLater(msg, resource, err.dockerCall, err.hint);
     }
@@ -192,8 +195,23 @@ export class Reconciler {
     // Apply: the backend writes nothing when the spec hash and run state already match.
     let action: ApplyAction;
     let observed: ObservedServer;
+    let drift: string[] | undefined;
+    let desired = firstDesired;
     try {
-      ({ action, observed } = await backend.apply(desired, image, current));
+      try {
+        ({ action, observed, drift } = await backend.apply(desired, image, current));
+      } catch (err) {
+        if (!(err instanceof NameTaken) || current) throw err;
+        // The template's name is held by an object that is not this server's (another tenant's
+        // server whose name renders the same, or one made by hand): never touch it; take the
+        // name with a hash of the UID, which this server keeps from now on.
+        const name = fallbackDockerName(err.dockerName, uid);
+        const again = renderDesired(obj, policy, { ...ctx, keep: { name } });
+        if (!again.ok) throw err;
+        desired = { ...again.desired, stopped };
+        await this.event(obj, 'Warning', 'NameTaken', `${err.message}; using ${name} instead`);
+        ({ action, observed, drift } = await backend.apply(desired, image, current));
+      }
     } catch (err) {
       const e = err as BackendError;
       const msg = `${e.dockerCall ? e.dockerCall + ': ' : ''}${e.message}${e.hint ? ` (hint: ${e.hint})` : ''}`;
@@ -201,7 +219,7 @@ export class Reconciler {
       throw err;
     }
     if (hostPort !== undefined) this.d.ports.release(hostPort);
-    await this.announce(obj, action, observed);
+    await this.announce(obj, action, observed, drift);
     if (oldBuiltImage && oldBuiltImage !== sourceImage) await this.d.gc.removeImageSoon(oldBuiltImage);
 
     const url = probeUrlFor(desired, observed, policy, stopped);
@@ -218,7 +236,11 @@ export class Reconciler {
   }
 
   /** One Event (and a counted Docker write) for whatever apply did. */
-  private async announce(obj: NotebookServer, action: ApplyAction, observed: ObservedServer): Promise<void> {
+  private async announce(obj: NotebookServer, action: ApplyAction, observed: ObservedServer, drift?: string[]): Promise<void> {
+    if (drift?.length) {
+      // Someone changed the Docker object by hand: written back, and said so where people look.
+      await this.event(obj, 'Warning', 'DriftReverted', `${this.d.backend.kind} ${observed.name} had been changed outside nbswarm (${drift.join(', ')}); reverted to the spec`);
+    }
     const kind = this.d.backend.kind;
     const why = obj.metadata.annotations?.[ANNOTATIONS.stoppedReason];
     const verbs: Partial<Record<ApplyAction, [string, string]>> = {
@@ -227,6 +249,7 @@ export class Reconciler {
       recreated: ['Updated', `recreated ${kind} ${observed.name} for generation ${obj.metadata.generation}`],
       started: ['Started', `started ${kind} ${observed.name}`],
       stopped: ['Stopped', `stopped ${kind} ${observed.name}${why ? ` (${why})` : ''}; volumes kept`],
+      reverted: ['Reverted', `wrote ${kind} ${observed.name} back to the spec of generation ${obj.metadata.generation}`],
     };
     const verb = verbs[action];
     if (!verb) return;
