@@ -264,8 +264,8 @@ export class SwarmBackend extends BaseBackend {
     const wantReplicas = d.stopped ? 0 : 1;
     const haveReplicas = current.replicas ?? 1;
     // A running server keeps the image it runs when its tag now names another one, until it
-    // (re)starts, unless asked to move at once.
-    const running = haveReplicas > 0 && wantReplicas > 0;
+    // (re)starts, unless asked to move at once. A spec change restarts it anyway: then it moves.
+    const running = haveReplicas > 0 && wantReplicas > 0 && current.specHash === d.specHash;
     const written = current.writtenImage ?? current.image;
     const keep = running && d.imageUpdates !== 'immediate' && !!written && written !== image.pinned && isPinned(written);
     const use: ResolvedImage = keep ? { ...image, pinned: written!, digestReference: undefined } : image;
