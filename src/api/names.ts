@@ -34,6 +34,11 @@ export const LABELS = {
   specHash: 'nbswarm.io/spec-hash',
   /** The image reference the server runs, as named (the object itself is pinned to an ID or digest). */
   image: 'nbswarm.io/image',
+  /**
+   * On a Swarm service (not its tasks): the pinned image nbswarm last wrote. A running server keeps
+   * it when its tag moves, until it restarts; an image set by someone else differs from it.
+   */
+  writtenImage: 'nbswarm.io/written-image',
   /** Port the server listens on; with host networking also the host port, kept across updates. */
   port: 'nbswarm.io/port',
   /** Host IP the published port was asked for ('' with host networking), read back by observe. */
@@ -89,6 +94,11 @@ export const ANNOTATIONS = {
    * moving them to another node by hand. Overrides where the operator last saw them.
    */
   node: 'nbswarm.io/node',
+  /**
+   * "immediate": a running server moves to a newer image of its tag at once (a restart); default
+   * (or "onStart", or the policy's imageUpdates) at its next start only.
+   */
+  imageUpdates: 'nbswarm.io/image-updates',
 } as const;
 
 /** stoppedReason of a server stopped because it missed its start deadline. */

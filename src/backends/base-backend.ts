@@ -11,6 +11,7 @@ import { dockerEventStream, eventTime } from './docker-events.js';
 import { DockerObserver, type ObservationSource } from './docker-observer.js';
 import { DEFAULT_CACHE, statusOf, wrapDockerError, type BackendOptions } from './docker.js';
 import { ImageCache, resolveImage, type PullProgress } from './images.js';
+import { volumeOwnerConflict, volumeOwnerError } from './volume-owner.js';
 import {
   BackendError,
   type ApplyResult,
@@ -34,6 +35,18 @@ export function labelFilter(...labels: string[]): string {
 }
 
 export const MANAGED_FILTER = `${LABELS.managedBy}=${MANAGED_BY}`;
+
+/** target → volume name of the named-volume mounts in a Docker answer (the key names differ per call). */
+export function namedVolumes(mounts: unknown, nameKey: string, targetKey: string): Record<string, string> | undefined {
+  if (!Array.isArray(mounts)) return undefined;
+  const out: Record<string, string> = {};
+  for (const m of mounts) {
+    const name = m?.[nameKey];
+    const target = m?.[targetKey];
+    if (m?.Type === 'volume' && typeof name === 'string' && name && typeof target === 'string') out[target] = name;
+  }
+  return out;
+}
 
 /** Container event actions that say nothing about a server's lifecycle (probes use exec). */
 const NOISE = /^(exec_|top$|attach$|resize$|archive-path$|extract-to-dir$|copy$|export$)/;
@@ -163,9 +176,12 @@ export abstract class BaseBackend implements Backend, ObservationSource {
     for (const v of d.volumes) {
       if (v.type !== 'volume') continue;
       try {
-        await this.docker.getVolume(v.source).inspect();
+        const existing = (await this.docker.getVolume(v.source).inspect()) as { Labels?: Record<string, string> };
+        const problem = volumeOwnerConflict(existing.Labels ?? undefined, v.labels);
+        if (problem) throw volumeOwnerError(v.source, problem);
         continue;
       } catch (err) {
+        if (err instanceof BackendError) throw err;
         if (statusOf(err) !== 404) throw wrapDockerError(`docker volume inspect ${v.source}`, err);
       }
       try {

@@ -4,9 +4,10 @@
  */
 import type Docker from 'dockerode';
 import { LABELS } from '../api/names.js';
-import { BaseBackend, envList, labelFilter, MANAGED_FILTER } from './base-backend.js';
+import { BaseBackend, envList, labelFilter, MANAGED_FILTER, namedVolumes } from './base-backend.js';
 import { statusOf, wrapDockerError, type BackendOptions } from './docker.js';
 import { secretFilesTar } from './secret-files.js';
+import { nameTaken } from './name-taken.js';
 import { BackendError, type ApplyResult, type BackendEvent, type DesiredServer, type ObservedServer, type ResolvedImage } from './types.js';
 
 export class ContainerBackend extends BaseBackend {
@@ -121,6 +122,7 @@ export class ContainerBackend extends BaseBackend {
       containerId: c.Id,
       image: c.ImageID,
       createdAt: typeof c.Created === 'number' ? new Date(c.Created * 1000).toISOString() : undefined,
+      volumes: namedVolumes(c.Mounts, 'Name', 'Destination'),
     };
     const exit = /^Exited \((-?\d+)\)/.exec(c.Status ?? '');
     if (c.State === 'running') {
@@ -176,6 +178,7 @@ export class ContainerBackend extends BaseBackend {
       containerId: c.Id,
       image: c.Image,
       createdAt: c.Created,
+      volumes: namedVolumes(c.Mounts, 'Name', 'Destination'),
     };
     const status: string = st.Status ?? '';
     if (st.Running && !st.Restarting) obs.state = 'running';
@@ -220,12 +223,17 @@ export class ContainerBackend extends BaseBackend {
       id = c.id;
     } catch (err) {
       const s = statusOf(err);
+      if (s === 409) {
+        // The name is taken: by this server's own container (a create whose answer was lost),
+        // which is used, or by anyone else's, which is never touched (the reconciler renames).
+        const holder: any = await this.docker.getContainer(d.dockerName).inspect().catch(() => undefined);
+        if (holder?.Config?.Labels?.[LABELS.uid] === d.uid) return String(holder.Id);
+        throw nameTaken('container', d.dockerName, holder?.Config?.Labels, err);
+      }
       throw wrapDockerError(
         `docker create ${d.dockerName}`,
         err,
-        s === 409
-          ? `a container named ${d.dockerName} exists but is not labelled for this resource: rename or remove it`
-          : undefined,
+        undefined,
         s === 404 && /image/i.test(String((err as Error).message)) ? 'ImageNotFound' : undefined,
       );
     }
@@ -265,6 +273,15 @@ export class ContainerBackend extends BaseBackend {
       return { action: 'recreated', observed: await this.observeById(id) };
     }
     const live = current.state === 'running' || current.state === 'starting';
+    // The tag now names another image (re-pushed or pulled): taken when the server starts, or at
+    // once when asked; a running server is never restarted for it otherwise.
+    const newerImage = !!current.image && current.image.startsWith('sha256:') && current.image !== image.id;
+    if (newerImage && !d.stopped && (!live || d.imageUpdates === 'immediate')) {
+      await this.remove(current);
+      const id = await this.create(d, image);
+      return { action: live ? 'recreated' : 'started', observed: await this.observeById(id) };
+    }
+    const kept = newerImage && live ? { keptImage: current.image } : {};
     if (d.stopped && live) {
       await this.stop(current);
       return { action: 'stopped', observed: await this.observeById(current.id) };
@@ -273,7 +290,7 @@ export class ContainerBackend extends BaseBackend {
       await this.start(current.id, current.name);
       return { action: 'started', observed: await this.observeById(current.id) };
     }
-    return { action: 'unchanged', observed: current };
+    return { action: 'unchanged', observed: current, ...kept };
   }
 
   protected async restartNow(observed: ObservedServer): Promise<ObservedServer> {

@@ -8,6 +8,7 @@
 import { Subject, type Observable } from 'rxjs';
 import { LABELS } from '../api/names.js';
 import { imageNotPresent } from './images.js';
+import { volumeOwnerConflict, volumeOwnerError } from './volume-owner.js';
 import {
   BackendError,
   type ApplyResult,
@@ -253,7 +254,12 @@ export class FakeBackend implements Backend {
     // Several nodes: each node's daemon creates its own copy when a task mounts it (as Swarm does).
     if (this.clusterView.multiNode) return;
     for (const v of d.volumes) {
-      if (v.type !== 'volume' || this.volumes.has(v.source)) continue;
+      if (v.type !== 'volume') continue;
+      if (this.volumes.has(v.source)) {
+        const problem = volumeOwnerConflict(this.volumes.get(v.source), v.labels);
+        if (problem) throw volumeOwnerError(v.source, problem);
+        continue;
+      }
       this.volumes.set(v.source, { [LABELS.volume]: 'true', ...(v.labels ?? {}) });
       this.writes.push(`volume-create ${v.source}`);
     }
@@ -261,7 +267,8 @@ export class FakeBackend implements Backend {
 
   /** The fields of an object that follow from what was written. */
   private shape(d: DesiredServer, image: ResolvedImage): Partial<ObservedServer> {
-    return { name: d.dockerName, labels: { ...d.labels }, specHash: d.specHash, image: image.pinned, replicas: this.kind === 'service' ? (d.stopped ? 0 : 1) : undefined, pinNode: d.pinNode };
+    const volumes = Object.fromEntries(d.volumes.filter((v) => v.type === 'volume').map((v) => [v.target, v.source]));
+    return { name: d.dockerName, labels: { ...d.labels }, specHash: d.specHash, image: image.pinned, replicas: this.kind === 'service' ? (d.stopped ? 0 : 1) : undefined, pinNode: d.pinNode, volumes };
   }
 
   /** Where a task of `d` runs: on its pinned node, else where it ran, else where Swarm puts new tasks. */

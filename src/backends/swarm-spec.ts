@@ -5,6 +5,7 @@
  */
 import { LABELS } from '../api/names.js';
 import { envList } from './base-backend.js';
+import { diffPaths, dropDefault, pruneEmpty } from './drift.js';
 import { BackendError, type DesiredServer, type ObservedState, type ResolvedImage } from './types.js';
 
 const TASK_STATE: Record<string, ObservedState> = {
@@ -20,6 +21,11 @@ const TASK_STATE: Record<string, ObservedState> = {
   failed: 'failed',
   rejected: 'rejected',
 };
+
+/** Whether Docker can run `ref` without resolving a tag (an image ID or a digest reference). */
+export function isPinned(ref: string | undefined): boolean {
+  return !!ref && (ref.startsWith('sha256:') || ref.includes('@sha256:'));
+}
 
 /** The placement constraint that keeps a server on the node holding its volumes. */
 export function pinConstraint(hostname: string): string {
@@ -49,7 +55,7 @@ export function withPin(spec: any, hostname: string | undefined): any {
  * once the Docker secrets exist.
  */
 export function serviceSpec(d: DesiredServer, image: ResolvedImage, secrets: object[] = []): any {
-  if (!image.pinned || (!image.pinned.startsWith('sha256:') && !image.pinned.includes('@sha256:'))) {
+  if (!isPinned(image.pinned)) {
     // A bare tag would make every task start pull from a registry (moby's executor).
     throw new BackendError(`refusing to hand Swarm the unpinned image "${image.pinned}"`, 'DockerError', 'docker service create', 'resolve the image first (resolveImage)');
   }
@@ -101,9 +107,10 @@ export function serviceSpec(d: DesiredServer, image: ResolvedImage, secrets: obj
     d.networkMode === 'host' ? [{ Target: 'host' }] : d.network ? [{ Target: d.network, Aliases: [d.dockerName] }] : undefined;
   return {
     Name: d.dockerName,
-    // The pin is a service label only: the container's labels are part of the task spec, and a
-    // change there would restart the task.
-    Labels: d.pinNode ? { ...d.labels, [LABELS.node]: d.pinNode } : d.labels,
+    // Service labels only: the container's labels are part of the task spec, and a change there
+    // would restart the task. The image written is recorded (a running server keeps it until it
+    // restarts, and a human's --image is told apart from it); so is the node it is pinned to.
+    Labels: { ...d.labels, [LABELS.writtenImage]: image.pinned, ...(d.pinNode ? { [LABELS.node]: d.pinNode } : {}) },
     TaskTemplate: {
       ContainerSpec: containerSpec,
       Resources: Object.keys(reservations).length ? { Limits: limits, Reservations: reservations } : { Limits: limits },
@@ -215,4 +222,50 @@ export function interpretTasks(given: any[], replicas: number, version: ServiceV
   const previous = tasks.find((t) => !current(t) && t.Status?.State === 'running');
   if (previous) return { state: 'starting', message: 'replacing the task of the previous spec' };
   return { state: 'pending', message: tasks.length ? 'waiting for Swarm to schedule a task of the current spec' : 'no task scheduled yet' };
+}
+
+/** Service labels that are bookkeeping, not configuration: never drift. */
+const BOOKKEEPING_LABELS = new Set<string>([LABELS.writtenImage, LABELS.writtenAt]);
+
+/**
+ * The part of a service spec nbswarm writes, in the canonical form drift is judged on (see
+ * drift.ts): service labels, the task template and the endpoint. Left out: the name (kept for the
+ * service's life), replicas (started/stopped on their own), Swarm's update and rollback
+ * settings, ForceUpdate (a restart counter), network targets (Swarm stores IDs where nbswarm
+ * writes names; aliases and count still count) and Privileges (Docker 20.10 drops
+ * NoNewPrivileges and stores false, so it cannot be compared there).
+ */
+export function ownedServiceSpec(spec: any): any {
+  const labels: Record<string, string> = {};
+  for (const [k, v] of Object.entries<string>(spec?.Labels ?? {})) if (k.startsWith('nbswarm.io/') && !BOOKKEEPING_LABELS.has(k)) labels[k] = v;
+  const { ForceUpdate: _f, Runtime: runtime, Networks: networks, ...task } = spec?.TaskTemplate ?? {};
+  const { Privileges: _p, ...container } = task.ContainerSpec ?? {};
+  return pruneEmpty({
+    Labels: labels,
+    TaskTemplate: {
+      ...task,
+      ContainerSpec: container,
+      Runtime: runtime === 'container' ? undefined : runtime,
+      Networks: (networks ?? []).map((n: any) => ({ aliases: (n?.Aliases ?? []).join(',') || '-' })),
+    },
+    EndpointSpec: spec?.EndpointSpec,
+  });
+}
+
+/**
+ * Where an observed service (its ownedServiceSpec) differs from the spec nbswarm would write now:
+ * dotted paths, empty when it has not drifted. Service labels someone added are ignored (they
+ * reach no container); changed or removed ones of ours are not.
+ */
+export function serviceDrift(observedOwned: any, desiredSpec: any): string[] {
+  const want: any = ownedServiceSpec(desiredSpec) ?? {};
+  const have: any = structuredClone(observedOwned ?? {});
+  if (have.Labels) {
+    for (const k of Object.keys(have.Labels)) if (!(k in (want.Labels ?? {}))) delete have.Labels[k];
+    if (!Object.keys(have.Labels).length) delete have.Labels;
+  }
+  // Daemon defaults for fields nbswarm leaves unset.
+  dropDefault(have, want, ['TaskTemplate', 'ContainerSpec', 'StopGracePeriod'], 10e9);
+  dropDefault(have, want, ['TaskTemplate', 'ContainerSpec', 'Isolation'], 'default');
+  return diffPaths(pruneEmpty(have), want);
 }

@@ -5,16 +5,18 @@
  */
 import type Docker from 'dockerode';
 import { LABELS } from '../api/names.js';
-import { BaseBackend, labelFilter, MANAGED_FILTER } from './base-backend.js';
+import { BaseBackend, labelFilter, MANAGED_FILTER, namedVolumes } from './base-backend.js';
 import { eventTime } from './docker-events.js';
 import { hintFromDaemon, statusOf, wrapDockerError, type BackendOptions } from './docker.js';
 import type { PullProgress } from './images.js';
 import { ReadBatcher } from './read-batcher.js';
 import { parseImageRef, resolveShared } from './registry.js';
 import { BoundIps } from './swarm-bound-ips.js';
+import { digestOf, WrittenShapes } from './drift.js';
+import { nameTaken } from './name-taken.js';
 import { runBuildJob } from './swarm-build.js';
 import { SwarmNodes, type NodesSnapshot } from './swarm-nodes.js';
-import { interpretTasks, serviceSpec, withPin } from './swarm-spec.js';
+import { interpretTasks, isPinned, ownedServiceSpec, serviceDrift, serviceSpec, withPin } from './swarm-spec.js';
 import { swarmSecretLabels, swarmSecretName, swarmSecretRefs } from './secret-files.js';
 import {
   BackendError,
@@ -55,6 +57,11 @@ export class SwarmBackend extends BaseBackend {
   private readonly boundIps: BoundIps;
   /** Observations whose every later change Docker announces on our event stream. */
   private readonly settledObs = new WeakSet<ObservedServer>();
+  /** ownedServiceSpec per service, for its Swarm version. */
+  private readonly ownedSpecs = new Map<string, { key: string; owned: unknown }>();
+  /** Specs just written, checked against what Docker stored at the next inspect of the service. */
+  private readonly pendingShapes = new Map<string, { spec: any; specHash: string }>();
+  private readonly shapes = new WrittenShapes();
 
   private readonly reads = new ReadBatcher<string, ObservedServer[]>((uids) => this.fetchUids(uids), [], {
     spacingMs: (waiting) => (waiting > FETCH_BURST ? FETCH_SPACING_BURST_MS : FETCH_SPACING_MS),
@@ -211,6 +218,9 @@ export class SwarmBackend extends BaseBackend {
       createdAt: s.CreatedAt,
       updatedAt: writtenAt,
       forcedRestarts,
+      volumes: namedVolumes(spec.TaskTemplate?.ContainerSpec?.Mounts, 'Source', 'Target'),
+      observedSpec: this.ownedSpecOf(s),
+      writtenImage: labels[LABELS.writtenImage] || spec.TaskTemplate?.ContainerSpec?.Image,
     };
     if (view.restarts) {
       obs.restarts = view.restarts;
@@ -280,59 +290,124 @@ export class SwarmBackend extends BaseBackend {
     }
   }
 
+  /** ownedServiceSpec of service `s`, computed once per Swarm version of it (an idle resync re-lists unchanged services). */
+  private ownedSpecOf(s: any): unknown {
+    const key = `${s.ID}@${s.Version?.Index ?? ''}`;
+    const hit = this.ownedSpecs.get(s.ID);
+    if (hit && hit.key === key) return hit.owned;
+    const owned = ownedServiceSpec(s.Spec);
+    if (this.ownedSpecs.size > 20_000) this.ownedSpecs.clear();
+    this.ownedSpecs.set(s.ID, { key, owned });
+    return owned;
+  }
+
   protected async applyNow(d: DesiredServer, image: ResolvedImage, current?: ObservedServer, opts?: { auth?: RegistryAuth }): Promise<ApplyResult> {
     const auth = opts?.auth;
     if (!current) {
       const found = await this.find(d.uid);
       current = found[0];
     }
-    if (!current) {
-      await this.ensureVolumesHere(d);
-      const spec = stamped(serviceSpec(d, image, await this.ensureSecrets(d)));
-      let id: string;
-      try {
-        const res: any = await this.docker.createService(auth as any, spec);
-        id = res.id ?? res.ID;
-      } catch (err) {
-        const s = statusOf(err);
-        throw wrapDockerError(
-          `docker service create ${d.dockerName}`,
-          err,
-          s === 409 ? `a service named ${d.dockerName} exists but is not labelled for this resource: rename or remove it` : hintFromDaemon(err),
-          s === 409 ? 'Conflict' : undefined,
-        );
-      }
-      this.serviceUids.set(id, d.uid);
-      await this.pruneSecrets(d);
-      return { action: 'created', observed: await this.observeById(id) };
-    }
+    if (!current) return this.create(d, image, auth);
+    // The service keeps its name (Swarm cannot rename one; the name is its address on the network).
+    d = d.dockerName === current.name ? d : { ...d, dockerName: current.name };
     const wantReplicas = d.stopped ? 0 : 1;
+    const haveReplicas = current.replicas ?? 1;
+    // A running server keeps the image it runs when its tag now names another one, until it
+    // (re)starts, unless asked to move at once. A spec change restarts it anyway: then it moves.
+    const running = haveReplicas > 0 && wantReplicas > 0 && current.specHash === d.specHash;
+    const written = current.writtenImage ?? current.image;
+    const keep = running && d.imageUpdates !== 'immediate' && !!written && written !== image.pinned && isPinned(written);
+    const use: ResolvedImage = keep ? { ...image, pinned: written!, digestReference: undefined } : image;
+    const kept = keep ? { keptImage: written } : {};
     if (current.specHash !== d.specHash) {
       await this.ensureVolumesHere(d);
-      const spec = stamped(serviceSpec(d, image, await this.ensureSecrets(d)));
-      // Keep the service's name: Swarm cannot rename a service in place.
-      await this.updateService(current.id, () => ({ ...spec, Name: current!.name }), `docker service update ${current.name}`, auth);
+      const spec = serviceSpec(d, use, await this.ensureSecrets(d));
+      await this.write(current, spec, d.specHash, `docker service update ${current.name}`, auth, false);
       await this.pruneSecrets(d);
-      return { action: 'updated', observed: await this.observeById(current.id) };
+      return { action: 'updated', observed: await this.observeById(current.id), ...kept };
     }
-    const haveReplicas = current.replicas ?? 1;
     const scale = haveReplicas !== wantReplicas;
     const pin = (current.pinNode ?? undefined) !== (d.pinNode ?? undefined);
     if (scale || pin) {
+      // Scale and pin touch only Mode and Placement, so Swarm keeps a running task where it is;
+      // anything else that drifted is seen (and written back) by the next reconcile.
       const what = [scale ? `scale ${current.name}=${wantReplicas}` : '', pin ? `pin ${current.name} to ${d.pinNode ?? '(no node)'}` : ''].filter(Boolean).join(', ');
       await this.updateService(
         current.id,
-        (spec) => {
-          const s = pin ? withPin(spec, d.pinNode) : spec;
+        (cur) => {
+          const s = pin ? withPin(cur, d.pinNode) : cur;
           return stamped(scale ? { ...s, Mode: { Replicated: { Replicas: wantReplicas } } } : s);
         },
         `docker service update (${what})`,
         auth,
       );
       if (scale && !wantReplicas && current.containerId) await this.stopTaskNow(current.id, current.containerId);
-      return { action: scale ? (wantReplicas ? 'started' : 'stopped') : 'pinned', observed: await this.observeById(current.id) };
+      return { action: scale ? (wantReplicas ? 'started' : 'stopped') : 'pinned', observed: await this.observeById(current.id), ...kept };
     }
-    return { action: 'unchanged', observed: current };
+    const spec = serviceSpec(d, use, await this.ensureSecrets(d));
+    const drift = this.driftOf(current, spec, d.specHash);
+    if (drift.length) {
+      // Written back whole: someone else's change, or a newer image on (re)start.
+      await this.ensureVolumesHere(d);
+      await this.write(current, spec, d.specHash, `docker service update ${current.name}`, auth, true);
+      await this.pruneSecrets(d);
+      const observed = await this.observeById(current.id);
+      const humanDrift = drift.filter((p) => p !== 'TaskTemplate.ContainerSpec.Image' || current!.image !== written);
+      return { action: humanDrift.length ? 'reverted' : 'updated', observed, ...(humanDrift.length ? { drift: humanDrift } : {}), ...kept };
+    }
+    return { action: 'unchanged', observed: current, ...kept };
+  }
+
+  /**
+   * Where service `current` differs from `spec` (what nbswarm writes now), ignoring how it looked
+   * right after the operator's own last write for this spec hash.
+   */
+  private driftOf(current: ObservedServer, spec: any, specHash: string): string[] {
+    if (current.observedSpec === undefined) return [];
+    const drift = serviceDrift(current.observedSpec, spec);
+    if (drift.length && this.shapes.isOwnWrite(current.id, specHash, digestOf(current.observedSpec))) return [];
+    return drift;
+  }
+
+  /** Write the whole spec (keeping the name) and remember how Docker stored it. */
+  private async write(current: ObservedServer, spec: any, specHash: string, call: string, auth: RegistryAuth | undefined, keepForceUpdate: boolean): Promise<void> {
+    // A changed ForceUpdate restarts the task: a write-back keeps the count of forced restarts;
+    // a spec change restarts the server anyway and starts the count over.
+    const force = (cur: any) => (keepForceUpdate && cur.TaskTemplate?.ForceUpdate ? { ForceUpdate: cur.TaskTemplate.ForceUpdate } : {});
+    await this.updateService(current.id, (cur) => stamped({ ...spec, Name: current.name, TaskTemplate: { ...spec.TaskTemplate, ...force(cur) } }), call, auth);
+    this.rememberShape(current.id, spec, specHash);
+  }
+
+  /**
+   * After a write, the stored spec should compare equal to what was written; when the daemon
+   * normalised something drift.ts does not know, remember that shape so it is not "reverted"
+   * again and again (one log line says what it was).
+   */
+  private rememberShape(id: string, spec: any, specHash: string): void {
+    this.pendingShapes.set(id, { spec, specHash });
+  }
+
+  private async create(d: DesiredServer, image: ResolvedImage, auth: RegistryAuth | undefined): Promise<ApplyResult> {
+    await this.ensureVolumesHere(d);
+    const spec = stamped(serviceSpec(d, image, await this.ensureSecrets(d)));
+    let id: string;
+    try {
+      const res: any = await this.docker.createService(auth as any, spec);
+      id = res.id ?? res.ID;
+    } catch (err) {
+      if (statusOf(err) === 409) {
+        // The name is taken. Ours (a create whose answer was lost, e.g. by an operator killed
+        // meanwhile): converge that one. Anyone else's: the reconciler picks another name.
+        const holder = await this.inspectService(d.dockerName);
+        if (holder?.Spec?.Labels?.[LABELS.uid] === d.uid) return this.applyNow(d, image, await this.observeService(holder), { auth });
+        throw nameTaken('service', d.dockerName, holder?.Spec?.Labels, err);
+      }
+      throw wrapDockerError(`docker service create ${d.dockerName}`, err, hintFromDaemon(err));
+    }
+    this.serviceUids.set(id, d.uid);
+    this.rememberShape(id, spec, d.specHash);
+    await this.pruneSecrets(d);
+    return { action: 'created', observed: await this.observeById(id) };
   }
 
   /** docker service update --force: Swarm makes a new task even after its restart policy gave up. */
@@ -437,7 +512,17 @@ export class SwarmBackend extends BaseBackend {
   private async observeById(id: string): Promise<ObservedServer> {
     const s = await this.inspectService(id);
     if (!s) throw new BackendError(`service ${id} disappeared right after it was written`, 'Conflict', `docker service inspect ${id}`);
-    return this.observeService(s);
+    const obs = await this.observeService(s);
+    const written = this.pendingShapes.get(id);
+    if (written) {
+      this.pendingShapes.delete(id);
+      const left = serviceDrift(obs.observedSpec, written.spec);
+      if (left.length) {
+        this.shapes.remember(id, written.specHash, digestOf(obs.observedSpec));
+        this.log?.warn('Docker stored a service spec that differs from the one written; not treated as drift', { service: obs.name, paths: left });
+      }
+    }
+    return obs;
   }
 
   protected async removeNow(observed: ObservedServer): Promise<void> {

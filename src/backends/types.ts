@@ -79,6 +79,11 @@ export interface DesiredServer {
    */
   pinNode?: string;
   stopped: boolean;
+  /**
+   * When a running server moves to a newer image of its tag (the tag was re-pushed or pulled):
+   * at its next start (default: a running server is never restarted for it) or at once.
+   */
+  imageUpdates?: 'onStart' | 'immediate';
   /** Hash of every field above that shapes the Docker object; stored as a label so "unchanged" costs no write. */
   specHash: string;
 }
@@ -134,6 +139,15 @@ export interface ObservedServer {
   failedAt?: string;
   /** Restarts the operator forced after Docker gave up (Swarm: TaskTemplate.ForceUpdate); reset by a spec change. */
   forcedRestarts?: number;
+  /** Named volumes the object mounts, by mount target (what it was created with; kept across updates). */
+  volumes?: Record<string, string>;
+  /**
+   * The part of the object's Docker configuration nbswarm writes, as observed, in the backend's
+   * canonical form (see drift.ts); undefined when the observation did not include it.
+   */
+  observedSpec?: unknown;
+  /** The pinned image nbswarm last wrote for the object (Swarm: a service label; containers: the image it runs). */
+  writtenImage?: string;
 }
 
 /** A node as the Swarm manager sees it. */
@@ -166,11 +180,15 @@ export interface RegistryAuth {
   serveraddress: string;
 }
 
-export type ApplyAction = 'created' | 'updated' | 'recreated' | 'started' | 'stopped' | 'pinned' | 'unchanged';
+export type ApplyAction = 'created' | 'updated' | 'recreated' | 'started' | 'stopped' | 'pinned' | 'reverted' | 'unchanged';
 
 export interface ApplyResult {
   action: ApplyAction;
   observed: ObservedServer;
+  /** What someone else had changed on the object (dotted paths of its Docker spec), now written back. */
+  drift?: string[];
+  /** The running server kept this pinned image although its tag now names `image` (see imageUpdates). */
+  keptImage?: string;
 }
 
 export interface BackendEvent {

@@ -10,6 +10,7 @@ import { MODES, type Mode } from '../api/types.js';
 import { APP_PATH_PATTERN, MODE_PATTERN, TOKEN_PATTERN } from '../api/schema.js';
 import type { LauncherEntry, Policy } from './types.js';
 import { BUILTIN_LAUNCHERS, PROXY_DEFAULTS, validateLauncher } from './launchers.js';
+import { normaliseReference } from './image-refs.js';
 import { NAME_PLACEHOLDERS, unknownPlaceholders } from './templates.js';
 import { parseQuantity } from './quantity.js';
 import { parseCidr } from '../util/cidr.js';
@@ -27,20 +28,28 @@ export class PolicyError extends Error {
  *   images/ recipes, and the Jupyter Docker Stacks (which follow the start.sh / jhsingle contract
  *   the launchers assume). Anything else is an explicit admin grant. defaultImage
  *   "local/notebook:latest" is what images/notebook/build.sh builds, so the default works offline.
- * - one named volume per user, "{prefix}-{username}-home" at /home/jovyan/work (DockerSpawner's
+ *   localImages ["local/*"]: Docker reads "local/x" as Docker Hub's "docker.io/local/x", so those
+ *   images are never pulled; a missing one is reported, not fetched from someone else's account.
+ * - Docker names and volumes carry the namespace ({namespace}, empty for "default", so the default
+ *   namespace keeps the names of earlier versions): tenants in two namespaces never share a name or
+ *   a volume.
+ * - one named volume per user, "{prefix}-{namespace}-{username}-home" at /home/jovyan/work (DockerSpawner's
  *   per-user default): a user's named servers and dashboards see the same files, which is what a
  *   dashboard made from a notebook needs; per-(user, server) volumes would start each named server
  *   empty. Volumes are never deleted with a server.
- * - ports on 127.0.0.1 only, hardening on (no-new-privileges, cap-drop ALL, pids limit), the
- *   image's own non-root USER; system users and culling off.
+ * - ports on 127.0.0.1 only, hardening on (no-new-privileges, cap-drop ALL, pids limit), and
+ *   uid:gid 1000:100 (the recipes' jovyan) whatever the image's USER says, so an image built to run
+ *   as root does not; runAsUser "image" keeps the image's USER. System users and culling off.
  */
 export function defaultPolicy(): Policy {
   return {
     prefix: 'nbs',
-    nameTemplate: '{prefix}-{username}-{servername}',
+    nameTemplate: '{prefix}-{namespace}-{username}-{servername}',
     allowedImages: ['local/*', 'jupyter/*', 'quay.io/jupyter/*'],
     defaultImage: 'local/notebook:latest',
+    localImages: ['local/*'],
     pullPolicy: 'ifNotPresent',
+    imageUpdates: 'onStart',
     backend: 'auto',
     port: 8888,
     networkMode: 'bridge',
@@ -59,15 +68,15 @@ export function defaultPolicy(): Policy {
       debug: false,
     },
     allowCommandOverride: false,
-    volumes: [{ name: '{prefix}-{username}-home', target: '/home/jovyan/work', type: 'volume' }],
+    volumes: [{ name: '{prefix}-{namespace}-{username}-home', target: '/home/jovyan/work', type: 'volume' }],
     homeDir: '/home/jovyan',
     env: {},
     resources: { defaults: { cpu: '1', memory: '2Gi' }, limits: { cpu: '4', memory: '8Gi' } },
-    hardening: { noNewPrivileges: true, capDrop: ['ALL'], pidsLimit: 1024 },
-    systemUsers: { enabled: false, homeTemplate: '/home/{username}', mountTarget: '/home/{username}', uidFloor: 1000, users: {} },
+    hardening: { runAsUser: '1000:100', noNewPrivileges: true, capDrop: ['ALL'], pidsLimit: 1024 },
+    systemUsers: { enabled: false, homeTemplate: '/home/{username}', mountTarget: '/home/{username}', uidFloor: 1000, uidCeiling: 60000, users: {}, allowedUsers: [], allowedGroups: [] },
     culling: { enabled: false, idleTimeoutSeconds: 3600, probeIntervalSeconds: 60 },
     crashLoopBackOff: { initialSeconds: 10, maxSeconds: 300, resetAfterSeconds: 600 },
-    sourceImages: { repository: 'nbswarm-built', builderImage: 'docker:cli' },
+    sourceImages: { repository: 'nbswarm-built', builderImage: 'docker:cli', allowOtherUsers: false },
     resyncSeconds: 300,
     concurrency: 8,
   };
@@ -96,7 +105,9 @@ export const POLICY_SCHEMA = {
     nameTemplate: { type: 'string', minLength: 1 },
     allowedImages: strList,
     defaultImage: { type: 'string', minLength: 1 },
+    localImages: strList,
     pullPolicy: { enum: ['ifNotPresent', 'always', 'never'] },
+    imageUpdates: { enum: ['onStart', 'immediate'] },
     backend: { enum: ['auto', 'service', 'container'] },
     port: { type: 'integer', minimum: 1, maximum: 65535 },
     networkMode: { enum: ['bridge', 'host'] },
@@ -164,13 +175,16 @@ export const POLICY_SCHEMA = {
     },
     hardening: {
       type: 'object', additionalProperties: false,
-      properties: { runAsUser: str, noNewPrivileges: { type: 'boolean' }, capDrop: strList, pidsLimit: { type: 'integer', minimum: 1 } },
+      properties: { runAsUser: { type: 'string', pattern: '^(image|[A-Za-z0-9_][A-Za-z0-9_.-]*(:[A-Za-z0-9_][A-Za-z0-9_.-]*)?)$' }, noNewPrivileges: { type: 'boolean' }, capDrop: strList, pidsLimit: { type: 'integer', minimum: 1 } },
     },
     systemUsers: {
       type: 'object', additionalProperties: false,
       properties: {
         enabled: { type: 'boolean' }, homeTemplate: { type: 'string', pattern: '^/' }, mountTarget: { type: 'string', pattern: '^/' },
         uidFloor: { type: 'integer', minimum: 0 },
+        uidCeiling: { type: 'integer', minimum: 0 },
+        allowedUsers: strList,
+        allowedGroups: strList,
         users: {
           type: 'object',
           additionalProperties: {
@@ -190,7 +204,7 @@ export const POLICY_SCHEMA = {
     },
     sourceImages: {
       type: 'object', additionalProperties: false,
-      properties: { repository: { type: 'string', minLength: 1 }, registry: str, builderImage: { type: 'string', minLength: 1 } },
+      properties: { repository: { type: 'string', minLength: 1 }, registry: str, builderImage: { type: 'string', minLength: 1 }, allowOtherUsers: { type: 'boolean' } },
     },
     resyncSeconds: { type: 'integer', minimum: 1 },
     concurrency: { type: 'integer', minimum: 1 },
@@ -288,6 +302,7 @@ export const POLICY_ENV: Record<string, { key: string; read: EnvReader }> = {
   NBSWARM_NAME_TEMPLATE: { key: 'nameTemplate', read: asString },
   NBSWARM_DEFAULT_IMAGE: { key: 'defaultImage', read: asString },
   NBSWARM_ALLOWED_IMAGES: { key: 'allowedImages', read: asList },
+  NBSWARM_LOCAL_IMAGES: { key: 'localImages', read: asList },
   NBSWARM_PULL_POLICY: { key: 'pullPolicy', read: asString },
   NBSWARM_BACKEND: { key: 'backend', read: asString },
   // Not NBSWARM_PORT: that is the embedded API server's listen port.
@@ -309,6 +324,7 @@ export const POLICY_ENV: Record<string, { key: string; read: EnvReader }> = {
   NBSWARM_DEFAULT_MODE: { key: 'defaultMode', read: asString },
   NBSWARM_HOME_DIR: { key: 'homeDir', read: asString },
   NBSWARM_SYSTEM_USERS: { key: 'systemUsers.enabled', read: asBool },
+  NBSWARM_SYSTEM_USER_GROUPS: { key: 'systemUsers.allowedGroups', read: asList },
   NBSWARM_CULLING: { key: 'culling.enabled', read: asBool },
   NBSWARM_IDLE_TIMEOUT_SECONDS: { key: 'culling.idleTimeoutSeconds', read: asInt },
   NBSWARM_RESYNC_SECONDS: { key: 'resyncSeconds', read: asInt },
@@ -337,6 +353,11 @@ function semanticProblems(p: Policy): string[] {
   const unknown = (tpl: string, key: string, allowed: readonly string[]): void => {
     for (const u of unknownPlaceholders(tpl, allowed)) errs.push(`${key}: unknown placeholder ${u} (known: ${allowed.map((a) => `{${a}}`).join(' ')})`);
   };
+  try {
+    normaliseReference(p.defaultImage);
+  } catch (err) {
+    errs.push(`defaultImage: ${(err as Error).message}`);
+  }
   unknown(p.nameTemplate, 'nameTemplate', NAME_PLACEHOLDERS);
   for (const must of ['{username}', '{servername}']) {
     if (!p.nameTemplate.includes(must)) errs.push(`nameTemplate: must contain ${must}, or two servers would get the same Docker name`);
@@ -402,8 +423,15 @@ function semanticProblems(p: Policy): string[] {
     if (r !== undefined && (rq === undefined || rq <= 0)) errs.push(`resources.requests.${kind}: "${r}" is not a positive quantity like "500m" or "2Gi"`);
     if (rq !== undefined && lq !== undefined && rq > lq) errs.push(`resources.requests.${kind}: ${r} is above resources.limits.${kind} ${l}`);
   }
-  for (const [name, u] of Object.entries(p.systemUsers.users)) {
-    if (u.uid < p.systemUsers.uidFloor) errs.push(`systemUsers.users.${name}.uid: ${u.uid} is below systemUsers.uidFloor ${p.systemUsers.uidFloor}`);
+  const su = p.systemUsers;
+  for (const [name, u] of Object.entries(su.users)) {
+    if (u.uid < su.uidFloor) errs.push(`systemUsers.users.${name}.uid: ${u.uid} is below systemUsers.uidFloor ${su.uidFloor}`);
+    if (u.uid > su.uidCeiling) errs.push(`systemUsers.users.${name}.uid: ${u.uid} is above systemUsers.uidCeiling ${su.uidCeiling}`);
+  }
+  if (su.uidFloor > su.uidCeiling) errs.push(`systemUsers.uidFloor: ${su.uidFloor} is above systemUsers.uidCeiling ${su.uidCeiling}`);
+  // The hub picks spec.user: without a list, it could pick any login account of the host.
+  if (su.enabled && !Object.keys(su.users).length && !su.allowedUsers?.length && !su.allowedGroups?.length) {
+    errs.push('systemUsers.enabled: name the host accounts servers may run as in systemUsers.allowedGroups (e.g. [jupyterhub-users]), systemUsers.allowedUsers (globs) or systemUsers.users');
   }
   return errs;
 }

@@ -4,6 +4,7 @@
  * the host's passwd database through `getent passwd` (run without a shell).
  */
 import { execFile } from 'node:child_process';
+import picomatch from 'picomatch';
 import type { Policy } from './types.js';
 import { renderTemplate } from './templates.js';
 
@@ -15,7 +16,7 @@ export interface SystemUser {
 }
 
 export class SystemUserError extends Error {
-  constructor(message: string, readonly reason: 'SystemUsersDisabled' | 'SystemUserNotFound' | 'SystemUserBelowFloor' | 'SystemUserInvalid') {
+  constructor(message: string, readonly reason: 'SystemUsersDisabled' | 'SystemUserNotFound' | 'SystemUserBelowFloor' | 'SystemUserInvalid' | 'SystemUserNotAllowed' | 'SystemUserOutOfRange') {
     super(message);
     this.name = 'SystemUserError';
   }
@@ -41,7 +42,40 @@ export const getentPasswd: PasswdLookup = (username) =>
     });
   });
 
-export async function lookupSystemUser(username: string, policy: Policy, lookup: PasswdLookup = getentPasswd): Promise<SystemUser> {
+export type GroupLookup = (group: string) => Promise<{ gid: number; members: string[] } | undefined>;
+
+/** `getent group NAME`: undefined when the group does not exist (exit status 2). */
+export const getentGroup: GroupLookup = (group) =>
+  new Promise((resolve, reject) => {
+    execFile('getent', ['group', group], { timeout: 10_000 }, (err, stdout) => {
+      if (err) {
+        if ((err as { code?: unknown }).code === 2) return resolve(undefined);
+        return reject(new Error(`getent group ${group} failed: ${err.message}`));
+      }
+      const line = stdout.split('\n').find((l) => l.startsWith(group + ':'));
+      if (!line) return resolve(undefined);
+      const f = line.split(':');
+      resolve({ gid: Number(f[2]), members: (f[3] ?? '').split(',').filter(Boolean) });
+    });
+  });
+
+/**
+ * Whether the policy lets servers run as `username`: listed in systemUsers.users, matching a glob
+ * of systemUsers.allowedUsers, or a member (primary or supplementary) of a group in
+ * systemUsers.allowedGroups. The hub chooses spec.user; this is what keeps it to the accounts an
+ * admin meant.
+ */
+async function allowedAccount(username: string, gid: number, su: Policy['systemUsers'], groups: GroupLookup): Promise<boolean> {
+  if (Object.prototype.hasOwnProperty.call(su.users, username)) return true;
+  if ((su.allowedUsers ?? []).some((g) => picomatch(g, { dot: true })(username))) return true;
+  for (const name of su.allowedGroups ?? []) {
+    const g = await groups(name);
+    if (g && (g.gid === gid || g.members.includes(username))) return true;
+  }
+  return false;
+}
+
+export async function lookupSystemUser(username: string, policy: Policy, lookup: PasswdLookup = getentPasswd, groups: GroupLookup = getentGroup): Promise<SystemUser> {
   const su = policy.systemUsers;
   if (!su.enabled) {
     throw new SystemUserError('system users are disabled by the operator policy (systemUsers.enabled: false)', 'SystemUsersDisabled');
@@ -60,6 +94,16 @@ export async function lookupSystemUser(username: string, policy: Policy, lookup:
   }
   if (ids.uid < su.uidFloor) {
     throw new SystemUserError(`system user "${username}" has uid ${ids.uid}, below the policy's systemUsers.uidFloor (${su.uidFloor}); servers never run as system accounts`, 'SystemUserBelowFloor');
+  }
+  // Above the range of login accounts sit system accounts again (nobody is 65534).
+  if (ids.uid > su.uidCeiling) {
+    throw new SystemUserError(`system user "${username}" has uid ${ids.uid}, above the policy's systemUsers.uidCeiling (${su.uidCeiling}); servers never run as system accounts such as nobody`, 'SystemUserOutOfRange');
+  }
+  if (!(await allowedAccount(username, ids.gid, su, groups))) {
+    throw new SystemUserError(
+      `system user "${username}" is not one the policy lets servers run as: not in systemUsers.users, not matched by systemUsers.allowedUsers, not a member of systemUsers.allowedGroups (${(su.allowedGroups ?? []).join(', ') || 'none'})`,
+      'SystemUserNotAllowed',
+    );
   }
   return { uid: ids.uid, gid: ids.gid, home };
 }

@@ -33,8 +33,8 @@ export interface TemplateVars {
 
 const PLACEHOLDER = /\{([a-z_]+)\}/g;
 
-/** Placeholders a name/volume template may use. */
-export const NAME_PLACEHOLDERS = ['prefix', 'username', 'servername'] as const;
+/** Placeholders a name/volume template may use ({namespace} is empty for the namespace "default"). */
+export const NAME_PLACEHOLDERS = ['prefix', 'namespace', 'username', 'servername'] as const;
 
 /** Placeholders in `template` that are not in `allowed` (for policy validation). */
 export function unknownPlaceholders(template: string, allowed: readonly string[]): string[] {

@@ -114,7 +114,18 @@ export interface Policy {
   /** Glob allowlist of image references (picomatch). Empty list = only defaultImage. */
   allowedImages: string[];
   defaultImage: string;
+  /**
+   * Globs of images built on this host (no registry serves them): never pulled, whatever
+   * pullPolicy says. Matched like allowedImages, on normalised references.
+   */
+  localImages: string[];
   pullPolicy: PullPolicy;
+  /**
+   * When a running server moves to a newer image of its tag (re-pushed, or pulled by
+   * pullPolicy always): "onStart" (its next start; a running server is never restarted for it) or
+   * "immediate". The annotation nbswarm.io/image-updates overrides it per server.
+   */
+  imageUpdates: 'onStart' | 'immediate';
   /** 'auto' reads docker info (Swarm active → services). */
   backend: 'auto' | BackendKind;
   /** Port the server listens on inside the container (bridge networking). */
@@ -157,6 +168,10 @@ export interface Policy {
     /** Reserved per server (Swarm reservations: a node without that much free is not chosen). */
     requests?: { cpu?: string; memory?: string };
   };
+  /**
+   * runAsUser: "uid[:gid]" (or a name the image knows) every server runs as; "image" keeps the
+   * image's USER, which may be root. Default 1000:100.
+   */
   hardening: { runAsUser?: string; noNewPrivileges: boolean; capDrop: string[]; pidsLimit?: number };
   systemUsers: {
     enabled: boolean;
@@ -165,8 +180,14 @@ export interface Policy {
     /** Where the host home is mounted in the container. */
     mountTarget: string;
     uidFloor: number;
-    /** Explicit user → {uid,gid}; otherwise `getent passwd`. */
+    /** Accounts above this uid are system accounts too (nobody is 65534); login.defs' UID_MAX. */
+    uidCeiling: number;
+    /** Explicit user → {uid,gid}; otherwise `getent passwd`. Listed users are allowed. */
     users: Record<string, { uid: number; gid: number }>;
+    /** Globs of host account names servers may run as. */
+    allowedUsers?: string[];
+    /** Host groups whose members (primary or supplementary) servers may run as. */
+    allowedGroups?: string[];
   };
   culling: { enabled: boolean; idleTimeoutSeconds: number; probeIntervalSeconds: number };
   /**
@@ -183,6 +204,8 @@ export interface Policy {
      * source server's node to commit its container and push the result to the registry.
      */
     builderImage?: string;
+    /** Let spec.source.server name another user's server in the namespace (default: the same user's only). */
+    allowOtherUsers?: boolean;
   };
   /** Seconds between full resyncs. */
   resyncSeconds: number;

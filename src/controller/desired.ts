@@ -8,11 +8,11 @@
  */
 import { createHash } from 'node:crypto';
 import { posix } from 'node:path';
-import picomatch from 'picomatch';
 import { ANNOTATIONS, LABELS, MANAGED_BY } from '../api/names.js';
 import type { EnvVar, NotebookServer } from '../api/types.js';
 import type { DesiredServer, ObservedServer, SecretFile, VolumeMount } from '../backends/types.js';
 import type { Policy } from '../config/types.js';
+import { imageMatchesGlobs, InvalidImageReference, sameReference } from '../config/image-refs.js';
 import { buildLaunch, fill } from '../config/launchers.js';
 import { enabledModes } from '../config/policy.js';
 import { cloneFolder, gitCredentialFiles, gitUrlAllowed, parseGitUrl } from '../config/git-source.js';
@@ -47,6 +47,13 @@ export interface RenderContext {
   secretsOptional?: boolean;
   /** Multi-node Swarm: the node holding the server's node-local volumes (see pinFor). */
   pinNode?: string;
+  /**
+   * What the server's existing Docker object was created with: its name and its named volumes by
+   * mount target. Both stay for the object's life (Swarm cannot rename a service, and a user's
+   * files stay where they are), so an upgrade or a template change renames nothing and moves no
+   * home; a new object gets the names the templates give now.
+   */
+  keep?: { name?: string; volumes?: Record<string, string> };
 }
 
 export type RenderResult =
@@ -55,30 +62,51 @@ export type RenderResult =
 
 const fail = (field: string, reason: string, message: string): RenderResult => ({ ok: false, field, reason, message });
 
-/** docker.io/library/x ≡ x and docker.io/u/x ≡ u/x, so a glob matches either spelling. */
-function imageForms(ref: string): string[] {
-  const forms = new Set([ref]);
-  let r = ref;
-  if (r.startsWith('docker.io/')) r = r.slice('docker.io/'.length);
-  if (r.startsWith('index.docker.io/')) r = r.slice('index.docker.io/'.length);
-  forms.add(r);
-  if (r.startsWith('library/')) forms.add(r.slice('library/'.length));
-  return [...forms];
-}
-
-/** Whether one of `globs` matches `image` (in any of its docker.io spellings). */
-function imageMatches(image: string, globs: readonly string[]): boolean {
-  const forms = imageForms(image);
-  return globs.some((glob) => {
-    const m = picomatch(glob, { dot: true });
-    return forms.some((f) => m(f));
-  });
-}
-
-/** Whether the policy lets servers run `image`: defaultImage always, else a glob of allowedImages. */
+/**
+ * Whether the policy lets servers run `image`: defaultImage always, else a glob of allowedImages,
+ * both sides normalised the way Docker reads them (see image-refs.ts). Throws InvalidImageReference.
+ */
 export function imageAllowed(image: string, policy: Pick<Policy, 'allowedImages' | 'defaultImage'>): boolean {
-  if (image === policy.defaultImage) return true;
-  return imageMatches(image, policy.allowedImages);
+  if (sameReference(image, policy.defaultImage)) return true;
+  return imageMatchesGlobs(image, policy.allowedImages);
+}
+
+/** Whether one of `globs` matches `image`, both normalised the way Docker reads them. */
+function imageMatches(image: string, globs: readonly string[]): boolean {
+  return imageMatchesGlobs(image, globs);
+}
+
+/**
+ * The pull policy for `image`: never for images the policy says are built on this host
+ * (localImages), whatever pullPolicy says, so a missing `local/…` image is reported instead of
+ * being pulled from Docker Hub, where that name resolves.
+ */
+export function pullPolicyFor(image: string, policy: Pick<Policy, 'pullPolicy' | 'localImages'>): Policy['pullPolicy'] {
+  return imageMatchesGlobs(image, policy.localImages ?? []) ? 'never' : policy.pullPolicy;
+}
+
+/**
+ * {namespace} in name and volume templates: the namespace, except "" for "default" (the empty
+ * value drops its separator), so servers of the default namespace keep the names every earlier
+ * version gave them and servers of other namespaces never meet them.
+ */
+export function namespacePart(namespace: string): string {
+  return namespace === 'default' ? '' : namespace;
+}
+
+/**
+ * The name a new object gets when the template's name is held by an object that is not this
+ * server's (another tenant's server whose names happen to render the same, or something made by
+ * hand): the template's name with a hash of the resource UID.
+ */
+export function fallbackDockerName(name: string, uid: string): string {
+  return dockerName(`${name}-${createHash('sha256').update(uid).digest('hex').slice(0, 8)}`, { uniqueBy: uid });
+}
+
+/** When a running server takes a newer image of its tag: the annotation, else the policy. */
+function imageUpdatesFor(nbs: NotebookServer, policy: Pick<Policy, 'imageUpdates'>): 'onStart' | 'immediate' {
+  const a = nbs.metadata.annotations?.[ANNOTATIONS.imageUpdates];
+  return a === 'immediate' || a === 'onStart' ? a : policy.imageUpdates ?? 'onStart';
 }
 
 /** The policy's constraints, then those of every placement rule matching the image and mode (each once). */
@@ -155,11 +183,11 @@ export function appPathProblem(path: string): string | undefined {
  * renders the same object must not cause a write), the generation/spec-hash labels, the host-IP
  * label (it only restates networkMode and publishHostIp, which are hashed; leaving it out keeps
  * the hashes of objects written before it was part of the desired labels), stopped
- * (scaling/starting is not a re-create) and pullPolicy (it governs how the image is fetched, not
- * what runs).
+ * (scaling/starting is not a re-create), pullPolicy (it governs how the image is fetched, not
+ * what runs) and imageUpdates (when a newer image of the tag is taken, not which tag).
  */
 export function computeSpecHash(d: Omit<DesiredServer, 'specHash'>): string {
-  const { generation: _g, stopped: _s, pullPolicy: _p, pinNode: _pin, labels, ...rest } = d;
+  const { generation: _g, stopped: _s, pullPolicy: _p, pinNode: _pin, imageUpdates: _iu, labels, ...rest } = d;
   const { [LABELS.generation]: _lg, [LABELS.specHash]: _lh, [LABELS.hostIp]: _ip, ...hashedLabels } = labels;
   return createHash('sha256').update(canonicalJson({ ...rest, labels: hashedLabels })).digest('hex');
 }
@@ -249,7 +277,16 @@ export function renderDesired(nbs: NotebookServer, policy: Policy, ctx: RenderCo
 
   // Image: a built source image replaces spec.image; anything else must be allowed by the policy.
   const requested = spec.image || policy.defaultImage;
-  if (!ctx.sourceImage && !imageAllowed(requested, policy)) {
+  let allowed: boolean;
+  let pullPolicy: Policy['pullPolicy'];
+  try {
+    allowed = !!ctx.sourceImage || imageAllowed(requested, policy);
+    pullPolicy = ctx.sourceImage ? 'never' : pullPolicyFor(requested, policy);
+  } catch (err) {
+    if (!(err instanceof InvalidImageReference)) throw err;
+    return fail('spec.image', 'InvalidImage', `spec.image ${err.message}`);
+  }
+  if (!allowed) {
     const allowed = policy.allowedImages.length ? policy.allowedImages.map((g) => `"${g}"`).join(', ') : `only defaultImage "${policy.defaultImage}"`;
     return fail('spec.image', 'ImageNotAllowed',
       `image "${requested}" is not allowed by the operator policy (allowedImages: ${allowed}); use an allowed image or ask an admin to add a matching glob to allowedImages`);
@@ -296,7 +333,7 @@ export function renderDesired(nbs: NotebookServer, policy: Policy, ctx: RenderCo
   }
 
   // System user.
-  let runAs = policy.hardening.runAsUser;
+  let runAs = policy.hardening.runAsUser === 'image' ? undefined : policy.hardening.runAsUser;
   let home = policy.homeDir;
   const systemMounts: VolumeMount[] = [];
   if (spec.systemUser) {
@@ -305,8 +342,8 @@ export function renderDesired(nbs: NotebookServer, policy: Policy, ctx: RenderCo
     }
     const su = ctx.systemUser;
     if (!su) return fail('spec.systemUser', 'SystemUserNotFound', `system user "${user}" could not be resolved`);
-    if (su.uid < policy.systemUsers.uidFloor) {
-      return fail('spec.systemUser', 'SystemUserBelowFloor', `system user "${user}" has uid ${su.uid}, below the policy's systemUsers.uidFloor (${policy.systemUsers.uidFloor})`);
+    if (su.uid < policy.systemUsers.uidFloor || su.uid > policy.systemUsers.uidCeiling) {
+      return fail('spec.systemUser', su.uid < policy.systemUsers.uidFloor ? 'SystemUserBelowFloor' : 'SystemUserOutOfRange', `system user "${user}" has uid ${su.uid}, outside the policy's systemUsers.uidFloor..uidCeiling (${policy.systemUsers.uidFloor}..${policy.systemUsers.uidCeiling})`);
     }
     runAs = `${su.uid}:${su.gid}`;
     home = renderTemplate(policy.systemUsers.mountTarget, { username: user }, { escape: false });
@@ -382,7 +419,7 @@ export function renderDesired(nbs: NotebookServer, policy: Policy, ctx: RenderCo
   }
 
   // Volumes from templates; the host home replaces volumes inside the image home for system users.
-  const tplVars = { prefix: policy.prefix, username: user, servername };
+  const tplVars = { prefix: policy.prefix, namespace: namespacePart(namespace), username: user, servername };
   const volumes: VolumeMount[] = [...systemMounts];
   for (const v of policy.volumes) {
     const target = renderTemplate(v.target, tplVars);
@@ -404,13 +441,14 @@ export function renderDesired(nbs: NotebookServer, policy: Policy, ctx: RenderCo
       labels[LABELS.deleteWithServer] = 'true';
       labels[LABELS.uid] = uid;
     }
-    const mount: VolumeMount = { source: volumeName(renderTemplate(v.name, tplVars)), target, type: 'volume', readOnly: v.readOnly, labels };
+    const source = ctx.keep?.volumes?.[target] ?? volumeName(renderTemplate(v.name, tplVars));
+    const mount: VolumeMount = { source, target, type: 'volume', readOnly: v.readOnly, labels };
     if (v.driver) mount.driver = v.driver;
     if (driverOptions) mount.driverOptions = driverOptions;
     volumes.push(mount);
   }
 
-  const dockerObjName = dockerName(renderTemplate(policy.nameTemplate, tplVars), { uniqueBy: uid });
+  const dockerObjName = ctx.keep?.name ?? dockerName(renderTemplate(policy.nameTemplate, tplVars), { uniqueBy: uid });
   const constraints = placementConstraints(requested, mode, policy);
   // Every label of the Docker object; backends write them as they are and read back uid, port,
   // host IP and spec hash when they observe it.
@@ -433,7 +471,8 @@ export function renderDesired(nbs: NotebookServer, policy: Policy, ctx: RenderCo
     dockerName: dockerObjName,
     labels,
     image,
-    pullPolicy: policy.pullPolicy,
+    pullPolicy,
+    imageUpdates: imageUpdatesFor(nbs, policy),
     command: argv,
     env,
     workdir: mode === 'custom' ? undefined : home,

@@ -61,6 +61,8 @@ export interface OperatorOptions {
   registry?: Registry;
   /** Where this replica's status page answers; the leader announces it on the Lease (`nbswarm status` reads it). */
   statusUrl?: string;
+  /** Replace the HTTP readiness probe (tests whose servers live in another network namespace). */
+  probe?: (url: string) => Promise<boolean>;
 }
 
 export interface OperatorStats {
@@ -155,7 +157,7 @@ export async function startOperator(opts: OperatorOptions): Promise<OperatorHand
     writer: new ApiObjectWriter(kubeconfig, informer, echoes, stats),
     events,
     ports: new HostPortAllocator(policy.hostPortRange),
-    probe: (url) => answersHttp(url),
+    probe: opts.probe ?? ((url) => answersHttp(url)),
     gc,
     stats,
   });

@@ -14,7 +14,8 @@ import { BackendError, type ApplyAction, type Backend, type ClusterView, type Ob
 import { lookupSystemUser, SystemUserError } from '../config/system-users.js';
 import type { Policy } from '../config/types.js';
 import { nowIso } from '../util/time.js';
-import { effectiveMode, isStopped, nodeLocalVolumeNames, pinFor, renderDesired } from './desired.js';
+import { NameTaken } from '../backends/name-taken.js';
+import { effectiveMode, fallbackDockerName, isStopped, nodeLocalVolumeNames, pinFor, renderDesired, type RenderContext } from './desired.js';
 import type { EventRecorder, EventType } from './events.js';
 import type { OrphanCollector } from './gc.js';
 import type { ObjectWriter, WriteCounts } from './object-writer.js';
@@ -177,6 +178,7 @@ export class Reconciler {
     let oldBuiltImage: string | undefined;
     if (obj.spec.source?.server) {
       const r = await ensureSourceImage({ backend, policy, server: (k) => this.d.servers.get(k), now: this.now, auth }, obj, status);
+      if ('refused' in r) return this.fail(obj, old, status, r.refused.reason, r.refused.message);
       if ('wait' in r) {
         await this.writeStatus(obj, old, waitingStatus(status, !!current, r.wait.reason, r.wait.message, this.now()), r.wait.event);
         return { requeueAfterMs: r.wait.requeueMs };
@@ -209,7 +211,12 @@ export class Reconciler {
     const ns = obj.metadata.namespace ?? 'default';
     const cluster = await backend.cluster();
     const pinNode = this.pinNode(obj, old, current, cluster);
-    const rendered = renderDesired(obj, policy, { secrets: (name) => this.d.secrets.values(ns, name), hostPort, sourceImage, systemUser, secretsOptional: stopped, pinNode });
+    // An existing object keeps the name and volumes it was created with (upgrades rename nothing).
+    const ctx: RenderContext = {
+      secrets: (name) => this.d.secrets.values(ns, name), hostPort, sourceImage, systemUser, secretsOptional: stopped, pinNode,
+      keep: current ? { name: current.name, volumes: current.volumes } : undefined,
+    };
+    const rendered = renderDesired(obj, policy, ctx);
     if (!rendered.ok) {
       const message = rendered.message.startsWith(rendered.field) ? rendered.message : `${rendered.field}: ${rendered.message}`;
       // A missing Secret is waited for, as a Pod waits (the Secrets informer wakes this server when
@@ -223,19 +230,19 @@ export class Reconciler {
       return this.fail(obj, old, status, rendered.reason, message);
     }
     // The stop annotation (culling) stops without a spec change; stopped is outside the spec hash.
-    const desired = { ...rendered.desired, stopped };
+    const firstDesired = { ...rendered.desired, stopped };
     // A stopped server keeps the object it has, as written: a spec change (or a token Secret the
     // hub deleted on stop) is applied when it starts again, so stopping is a scale-down only,
     // never a rewrite of a service whose task is still shutting down.
-    if (stopped && current?.specHash) desired.specHash = current.specHash;
+    if (stopped && current?.specHash) firstDesired.specHash = current.specHash;
 
     let image: ResolvedImage;
     try {
-      image = await backend.resolveImage(desired.image, sourceImage ? 'never' : desired.pullPolicy, undefined, { auth });
-      status = imageResolved(status, desired.image, image, this.now());
+      image = await backend.resolveImage(firstDesired.image, sourceImage ? 'never' : firstDesired.pullPolicy, undefined, { auth });
+      status = imageResolved(status, firstDesired.image, image, this.now());
     } catch (err) {
       if (!(err instanceof BackendError) || (err.reason !== 'ImageNotFound' && err.reason !== 'ImagePullFailed' && err.reason !== 'ImageNotShared')) throw err;
-      const msg = `${err.message.includes(desired.image) ? '' : `image ${desired.image}: `}${err.message}${err.hint && !err.message.includes(err.hint) ? `; ${err.hint}` : ''}`;
+      const msg = `${err.message.includes(firstDesired.image) ? '' : `image ${firstDesired.image}: `}${err.message}${err.hint && !err.message.includes(err.hint) ? `; ${err.hint}` : ''}`;
       await this.writeStatus(obj, old, imageFailedStatus(status, err.reason, msg, this.now()), { type: 'Warning', reason: err.reason, message: msg });
       throw new RetryLater(msg, resource, err.dockerCall, err.hint);
     }
@@ -243,8 +250,23 @@ export class Reconciler {
     // Apply: the backend writes nothing when the spec hash and run state already match.
     let action: ApplyAction;
     let observed: ObservedServer;
+    let drift: string[] | undefined;
+    let desired = firstDesired;
     try {
-      ({ action, observed } = await backend.apply(desired, image, current, { auth }));
+      try {
+        ({ action, observed, drift } = await backend.apply(desired, image, current, { auth }));
+      } catch (err) {
+        if (!(err instanceof NameTaken) || current) throw err;
+        // The template's name is held by an object that is not this server's (another tenant's
+        // server whose name renders the same, or one made by hand): never touch it; take the
+        // name with a hash of the UID, which this server keeps from now on.
+        const name = fallbackDockerName(err.dockerName, uid);
+        const again = renderDesired(obj, policy, { ...ctx, keep: { name } });
+        if (!again.ok) throw err;
+        desired = { ...again.desired, stopped };
+        await this.event(obj, 'Warning', 'NameTaken', `${err.message}; using ${name} instead`);
+        ({ action, observed, drift } = await backend.apply(desired, image, current, { auth }));
+      }
     } catch (err) {
       const e = err as BackendError;
       const msg = `${e.dockerCall ? e.dockerCall + ': ' : ''}${e.message}${e.hint ? ` (hint: ${e.hint})` : ''}`;
@@ -252,7 +274,7 @@ export class Reconciler {
       throw err;
     }
     if (hostPort !== undefined) this.d.ports.release(hostPort);
-    await this.announce(obj, action, observed);
+    await this.announce(obj, action, observed, drift);
     if (oldBuiltImage && oldBuiltImage !== sourceImage) await this.d.gc.removeImageSoon(oldBuiltImage);
 
     let backOff: BackOff | undefined;
@@ -334,7 +356,11 @@ export class Reconciler {
   }
 
   /** One Event (and a counted Docker write) for whatever apply did. */
-  private async announce(obj: NotebookServer, action: ApplyAction, observed: ObservedServer): Promise<void> {
+  private async announce(obj: NotebookServer, action: ApplyAction, observed: ObservedServer, drift?: string[]): Promise<void> {
+    if (drift?.length) {
+      // Someone changed the Docker object by hand: written back, and said so where people look.
+      await this.event(obj, 'Warning', 'DriftReverted', `${this.d.backend.kind} ${observed.name} had been changed outside nbswarm (${drift.join(', ')}); reverted to the spec`);
+    }
     const kind = this.d.backend.kind;
     const why = obj.metadata.annotations?.[ANNOTATIONS.stoppedReason];
     const verbs: Partial<Record<ApplyAction, [string, string]>> = {
@@ -344,6 +370,7 @@ export class Reconciler {
       started: ['Started', `started ${kind} ${observed.name}`],
       stopped: ['Stopped', `stopped ${kind} ${observed.name}${why ? ` (${why})` : ''}; volumes kept`],
       pinned: ['Pinned', observed.pinNode ? `pinned ${kind} ${observed.name} to node ${observed.pinNode}, which holds its volumes` : `unpinned ${kind} ${observed.name}: its volumes are shared`],
+      reverted: ['Reverted', `wrote ${kind} ${observed.name} back to the spec of generation ${obj.metadata.generation}`],
     };
     const verb = verbs[action];
     if (!verb) return;

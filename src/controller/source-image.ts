@@ -19,6 +19,8 @@ export interface SourceWait {
 
 export type SourceImageResult =
   | { wait: SourceWait }
+  /** The policy does not let this server be built from that source: Failed until spec or policy change. */
+  | { refused: { reason: string; message: string } }
   /** `built`: committed by this call; `previous`: the image built before, now replaced. */
   | { image: string; status: NotebookServerStatus; built: boolean; previous?: string };
 
@@ -34,8 +36,29 @@ export function sourceImageRef(obj: NotebookServer, src: NotebookServer, status:
   const { repository } = policy.sourceImages;
   // Pushed to the policy's registry unless sourceImages names another (several nodes must pull it).
   const registry = policy.sourceImages.registry ?? policy.registry?.address;
-  const repo = `${registry ? registry.replace(/\/+$/, '') + '/' : ''}${repository}/${ns}-${src.metadata.name}`.toLowerCase().replace(/[^a-z0-9._/:-]/g, '-');
+  // Namespace and name are path components of their own: "a-b" + "c" and "a" + "b-c" never meet.
+  const repo = `${registry ? registry.replace(/\/+$/, '') + '/' : ''}${repository}/${ns}/${src.metadata.name}`.toLowerCase().replace(/[^a-z0-9._/:-]/g, '-');
   return { repo, tag, generation };
+}
+
+/**
+ * The name builds got before namespace and name were separate path components: a server whose
+ * status records such a build keeps it (no rebuild, no restart on upgrade).
+ */
+function legacySourceImageRef(obj: NotebookServer, src: NotebookServer, repo: string, tag: string): string {
+  const ns = obj.metadata.namespace ?? 'default';
+  const cut = repo.length - `/${ns}/${src.metadata.name}`.length;
+  return `${repo.slice(0, cut)}/${ns}-${src.metadata.name}`.toLowerCase().replace(/[^a-z0-9._/:-]/g, '-') + `:${tag}`;
+}
+
+/**
+ * Whether `obj` may be built from `src`: the same user's servers only, unless the policy lets
+ * every server in the namespace be a source (sourceImages.allowOtherUsers). A dashboard made from
+ * another user's container would carry that user's installed files and secrets.
+ */
+export function sourceRefusal(obj: NotebookServer, src: NotebookServer, policy: Pick<Policy, 'sourceImages'>): string | undefined {
+  if (policy.sourceImages.allowOtherUsers || src.spec?.user === obj.spec.user) return undefined;
+  return `spec.source.server: source server ${src.metadata.name} belongs to user "${src.spec?.user}", not "${obj.spec.user}"; a server can only be built from its own user's servers (policy sourceImages.allowOtherUsers: false)`;
 }
 
 /** Commit the source server's container when this server has no image of the current build yet. */
@@ -55,13 +78,17 @@ export async function ensureSourceImage(
     const message = `${field}: source server ${ns}/${srcName} not found`;
     return { wait: { reason: 'SourceNotFound', message, requeueMs: 5000, event: { type: 'Warning', reason: 'SourceNotFound', message } } };
   }
+  const refusal = sourceRefusal(obj, src, d.policy);
+  if (refusal) return { refused: { reason: 'SourceNotAllowed', message: refusal } };
   const { repo, tag, generation } = sourceImageRef(obj, src, status, d.policy);
   const ref = `${repo}:${tag}`;
+  // A build under the name of an earlier version counts as this build.
+  const current = status.build?.image === ref || status.build?.image === legacySourceImageRef(obj, src, repo, tag) ? status.build!.image! : undefined;
   const previous = status.build?.image && status.build.image !== ref ? status.build.image : undefined;
-  if (status.build?.image === ref) {
+  if (current) {
     try {
-      await d.backend.resolveImage(ref, 'never', undefined, { auth: d.auth });
-      return { image: ref, status, built: false };
+      await d.backend.resolveImage(current, 'never', undefined, { auth: d.auth });
+      return { image: current, status, built: false };
     } catch (err) {
       if (!(err instanceof BackendError) || err.reason !== 'ImageNotFound') throw err;
       // The image vanished (pruned by hand): build it again.

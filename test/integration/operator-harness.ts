@@ -76,8 +76,14 @@ export function testPolicy(kind: BackendKind, prefix: string, over: Partial<Poli
   };
 }
 
-export async function setupEnv(kind: BackendKind, policyOver: Partial<Policy> = {}): Promise<Env> {
-  const { docker } = await requireDocker({ swarm: kind === 'service' });
+export interface EnvOptions {
+  /** A private dockerd (e.g. a test/cluster node) instead of the machine's. */
+  docker?: Docker;
+  probe?: (url: string) => Promise<boolean>;
+}
+
+export async function setupEnv(kind: BackendKind, policyOver: Partial<Policy> = {}, envOpts: EnvOptions = {}): Promise<Env> {
+  const docker = envOpts.docker ?? (await requireDocker({ swarm: kind === 'service' })).docker;
   const dataDir = mkdtempSync(join(tmpdir(), 'nbswarm-op-'));
   const api = await startApiServer({ dataDir, port: 0, bookmarkIntervalMs: 2000 });
   const kc = new KubeConfig();
@@ -87,7 +93,7 @@ export async function setupEnv(kind: BackendKind, policyOver: Partial<Policy> = 
   const policy = testPolicy(kind, prefix, policyOver);
   const backend = await createBackend(kind, { docker, pullPolicy: 'never' });
   const log = createLogger({ level: process.env.NBSWARM_TEST_LOG ?? 'error' });
-  const start = () => startOperator({ kubeconfig: kc, policy, backend, log, backoff: { baseMs: 200, maxMs: 4000 }, renewSeconds: 1, leaseDurationSeconds: 3 });
+  const start = () => startOperator({ kubeconfig: kc, policy, backend, log, backoff: { baseMs: 200, maxMs: 4000 }, renewSeconds: 1, leaseDurationSeconds: 3, probe: envOpts.probe });
   const env: Env = {
     kind,
     api,

@@ -46,7 +46,7 @@ for (const kind of ['service', 'container'] as BackendKind[]) {
       await env.kubectl(['apply', '-f', '-'], nbsYaml('dash-b', { user: 'gina', servername: 'b', mode: 'custom', command: HTTPD, source: { server: 'src-a' } }));
       const b = await waitReady(env, 'dash-b');
       const built = b.status?.build?.image;
-      expect(built).to.equal(`local/${env.prefix}-built/${NS}-src-a:g${a.metadata.generation}`);
+      expect(built).to.equal(`local/${env.prefix}-built/${NS}/src-a:g${a.metadata.generation}`);
       expect(Date.parse(b.status!.build!.builtAt!)).to.be.at.least(t0);
       expect(b.status?.build?.sourceGeneration).to.equal(a.metadata.generation);
       expect(b.status?.backend?.image).to.equal(built);
@@ -91,7 +91,7 @@ for (const kind of ['service', 'container'] as BackendKind[]) {
         return o.status?.build?.image !== built && o.status?.backend?.image === o.status?.build?.image && o.status?.phase === 'Running' ? o : undefined;
       }, 60_000);
       const rebuilt = b3.status!.build!.image!;
-      expect(rebuilt).to.match(new RegExp(`^local/${env.prefix}-built/${NS}-src-a:g1-r[0-9a-f]{8}$`));
+      expect(rebuilt).to.match(new RegExp(`^local/${env.prefix}-built/${NS}/src-a:g1-r[0-9a-f]{8}$`));
       expect(await imageExists(env, rebuilt)).to.equal(true);
       expect((await httpGet(`${b3.status!.endpoint!.hostUrl}/installed.txt`)).body).to.equal('installed in A\n');
       // Nothing references the previous build any more (on Swarm, the old task's exited container

@@ -23,29 +23,37 @@ function hostAccount(name: string): { uid: number; gid: number } {
 describe('system users enabled by policy (service backend)', function () {
   this.timeout(120_000);
   const kind: BackendKind = 'service';
-  const account = `nbsu${randomBytes(3).toString('hex')}`;
+  const tag = randomBytes(3).toString('hex');
+  const account = `nbsu${tag}`;
+  /** A login account (uid ≥ the floor) outside the policy's allowed group. */
+  const outsider = `nbso${tag}`;
+  const group = `nbsg${tag}`;
   let ids: { uid: number; gid: number };
   let homes: string;
   let env: Env;
 
   before(async () => {
-    execFileSync('useradd', ['--no-create-home', '--user-group', '--shell', '/usr/sbin/nologin', '--comment', 'nbswarm system-user test', account]);
+    execFileSync('groupadd', [group]);
+    execFileSync('useradd', ['--no-create-home', '--user-group', '--groups', group, '--shell', '/usr/sbin/nologin', '--comment', 'nbswarm system-user test', account]);
+    execFileSync('useradd', ['--no-create-home', '--user-group', '--shell', '/usr/sbin/nologin', '--comment', 'nbswarm system-user test', outsider]);
     ids = hostAccount(account);
     homes = mkdtempSync(join(tmpdir(), 'nbswarm-homes-'));
     // The host home exists and belongs to the account, as on a real multi-user host.
     mkdirSync(join(homes, account), { mode: 0o700 });
     chownSync(join(homes, account), ids.uid, ids.gid);
     env = await setupEnv(kind, {
-      systemUsers: { enabled: true, homeTemplate: `${homes}/{username}`, mountTarget: '/home/{username}', uidFloor: 1000, users: {} },
+      systemUsers: { enabled: true, homeTemplate: `${homes}/{username}`, mountTarget: '/home/{username}', uidFloor: 1000, uidCeiling: 60000, users: {}, allowedGroups: [group] },
     });
   });
   after(async () => {
     await env?.close();
     if (homes) rmSync(homes, { recursive: true, force: true });
-    try {
-      execFileSync('userdel', [account]);
-    } catch {
-      // never created
+    for (const [cmd, name] of [['userdel', account], ['userdel', outsider], ['groupdel', group]]) {
+      try {
+        execFileSync(cmd!, [name!]);
+      } catch {
+        // never created
+      }
     }
   });
 
@@ -80,6 +88,19 @@ describe('system users enabled by policy (service backend)', function () {
     expect(ghost.status?.conditions?.find((c) => c.type === 'Ready')?.reason).to.equal('SystemUserNotFound');
     for (const o of [low, ghost]) expect(await env.backend.find(o.metadata.uid!)).to.deep.equal([]);
     expect(await env.kubectl(['describe', 'nbs', 'sys-daemon', '-n', NS])).to.match(/Warning\s+SystemUserBelowFloor\s/);
+  });
+
+  it('the hub cannot pick any account: nobody is above the uid ceiling, a login account outside the allowed group is refused', async () => {
+    expect(hostAccount(outsider).uid).to.be.within(1000, 60000);
+    await env.kubectl(['apply', '-f', '-'], nbsYaml('sys-nobody', { user: 'nobody', mode: 'custom', command: HTTPD, systemUser: true }));
+    await env.kubectl(['apply', '-f', '-'], nbsYaml('sys-outsider', { user: outsider, mode: 'custom', command: HTTPD, systemUser: true }));
+    const nobody = await waitPhase(env, 'sys-nobody', 'Failed');
+    expect(nobody.status?.message).to.match(/uid 65534, above the policy's systemUsers\.uidCeiling \(60000\)/);
+    expect(nobody.status?.conditions?.find((c) => c.type === 'Ready')?.reason).to.equal('SystemUserOutOfRange');
+    const out = await waitPhase(env, 'sys-outsider', 'Failed');
+    expect(out.status?.message).to.contain(`not a member of systemUsers.allowedGroups (${group})`);
+    expect(out.status?.conditions?.find((c) => c.type === 'Ready')?.reason).to.equal('SystemUserNotAllowed');
+    for (const o of [nobody, out]) expect(await env.backend.find(o.metadata.uid!)).to.deep.equal([]);
   });
 });
 

@@ -7,7 +7,7 @@ import type { DesiredServer, ObservedServer } from '../../src/backends/types.js'
 import { defaultPolicy, loadPolicy } from '../../src/config/policy.js';
 import { repoPath } from '../../src/paths.js';
 import type { Policy } from '../../src/config/types.js';
-import { endpointFor, imageAllowed, renderDesired, type RenderContext, type RenderResult } from '../../src/controller/desired.js';
+import { endpointFor, fallbackDockerName, imageAllowed, renderDesired, type RenderContext, type RenderResult } from '../../src/controller/desired.js';
 import { canonicalJson } from '../../src/util/json.js';
 
 function nbs(spec: Partial<NotebookServerSpec>, meta: Partial<NotebookServer['metadata']> = {}): NotebookServer {
@@ -36,14 +36,15 @@ describe('renderDesired', () => {
     const d = ok(renderDesired(nbs({}), policy, noSecrets));
     expect(d.dockerName).to.equal('nbs-alice');
     expect(d.image).to.equal('local/notebook:latest');
-    expect(d.pullPolicy).to.equal('ifNotPresent');
+    // local/* images are built on this host: never pulled (Docker Hub would serve "local/notebook").
+    expect(d.pullPolicy).to.equal('never');
     expect(d.command).to.deep.equal(['start.sh', 'jupyter', 'notebook', '--ip=0.0.0.0', '--port=8888', '--no-browser']);
     expect(d.env).to.deep.equal({});
     expect(d.port).to.equal(8888);
     expect(d.networkMode).to.equal('bridge');
     expect(d.publishHostIp).to.equal('127.0.0.1');
     expect(d.workdir).to.equal('/home/jovyan');
-    expect(d.user).to.equal(undefined);
+    expect(d.user).to.equal('1000:100');
     expect(d.resources).to.deep.equal({ nanoCpus: 1e9, memoryBytes: 2 * 2 ** 30 });
     expect(d.hardening).to.deep.equal({ noNewPrivileges: true, capDrop: ['ALL'], pidsLimit: 1024 });
     expect(d.stopped).to.equal(false);
@@ -74,6 +75,29 @@ describe('renderDesired', () => {
     expect(d.volumes[0]!.source).to.equal('nbs-alice-home');
   });
 
+  it('tenants: names and volumes carry the namespace (not for "default"), so alice in two namespaces shares nothing', () => {
+    const a = ok(renderDesired(nbs({}, { namespace: 'tenant-a', uid: 'uid-a' }), policy, noSecrets));
+    const b = ok(renderDesired(nbs({}, { namespace: 'tenant-b', uid: 'uid-b' }), policy, noSecrets));
+    expect([a.dockerName, b.dockerName]).to.deep.equal(['nbs-tenant-a-alice', 'nbs-tenant-b-alice']);
+    expect([a.volumes[0]!.source, b.volumes[0]!.source]).to.deep.equal(['nbs-tenant-a-alice-home', 'nbs-tenant-b-alice-home']);
+    expect(a.volumes[0]!.labels).to.include({ [LABELS.namespace]: 'tenant-a', [LABELS.user]: 'alice' });
+  });
+
+  it('an existing object keeps the name and volumes it was created with (upgrade: no rename, no new home)', () => {
+    const d = ok(renderDesired(nbs({}, { namespace: 'tenant-a' }), policy, { ...noSecrets, keep: { name: 'nbs-alice', volumes: { '/home/jovyan/work': 'nbs-alice-home' } } }));
+    expect(d.dockerName).to.equal('nbs-alice');
+    expect(d.volumes[0]!.source).to.equal('nbs-alice-home');
+    const fresh = ok(renderDesired(nbs({}, { namespace: 'tenant-a' }), policy, noSecrets));
+    expect(fresh.specHash).not.to.equal(d.specHash);
+  });
+
+  it('a name held by someone else: the fallback adds a hash of the UID, stable and within 63 characters', () => {
+    expect(fallbackDockerName('nbs-alice', 'uid-1')).to.match(/^nbs-alice-[0-9a-f]{8}$/);
+    expect(fallbackDockerName('nbs-alice', 'uid-1')).to.equal(fallbackDockerName('nbs-alice', 'uid-1'));
+    expect(fallbackDockerName('nbs-alice', 'uid-2')).not.to.equal(fallbackDockerName('nbs-alice', 'uid-1'));
+    expect(fallbackDockerName('n'.repeat(63), 'uid-1')).to.have.length.at.most(63);
+  });
+
   it('long names are cut to 63 characters with a suffix from the UID', () => {
     const d = ok(renderDesired(nbs({ user: 'a'.repeat(63), servername: 'b'.repeat(63) }), policy, noSecrets));
     expect(d.dockerName).to.have.length(63);
@@ -90,7 +114,7 @@ describe('renderDesired', () => {
     it('matches globs on the given and the normalised Docker Hub forms', () => {
       expect(imageAllowed('jupyter/base-notebook:2024', policy)).to.equal(true);
       expect(imageAllowed('docker.io/jupyter/base-notebook', policy)).to.equal(true);
-      expect(imageAllowed('quay.io/jupyter/scipy-notebook@sha256:abc', policy)).to.equal(true);
+      expect(imageAllowed(`quay.io/jupyter/scipy-notebook@sha256:${'c'.repeat(64)}`, policy)).to.equal(true);
       expect(imageAllowed('quay.io/jupyterx/scipy', policy)).to.equal(false);
       expect(imageAllowed('local/sub/dir:1', policy)).to.equal(false);
     });
@@ -338,8 +362,12 @@ describe('renderDesired', () => {
       expect(hash({}, {}, { ...policy, hardening: { ...policy.hardening, pidsLimit: 10 } })).not.to.equal(h);
       expect(hash({}, {}, { ...policy, publishHostIp: '127.0.0.2' })).not.to.equal(h);
     });
-    it('is the same as before the labels moved into renderDesired, so an operator upgrade rewrites no Docker object', () => {
-      // Hashes rendered by the code before the change (commit 2e1a97e) for the same objects.
+    it('is the same as before the labels moved into renderDesired and names took the namespace, so an upgrade rewrites no Docker object (runAsUser: image)', () => {
+      // Hashes rendered by the code before the change (commit 2e1a97e) for the same objects. The
+      // non-root default uid is a deliberate change (running servers are updated once to it);
+      // "runAsUser: image" is the earlier behaviour, which must still hash the same.
+      const policy: Policy = { ...defaultPolicy(), hardening: { ...defaultPolicy().hardening, runAsUser: 'image' } };
+      expect(ok(renderDesired(nbs({}, { generation: 3 }), defaultPolicy(), { secrets: () => undefined })).specHash).not.to.equal('0f43c8a50398eaf4136f0a850635854e3950d0fdd7317890dc49688ec8afbec4');
       const obj = (spec: Partial<NotebookServerSpec>) => nbs(spec, { generation: 3 });
       const secrets = (name: string) => (name === 'db' ? { password: 's3cret' } : undefined);
       expect(ok(renderDesired(obj({}), policy, { secrets })).specHash).to.equal('0f43c8a50398eaf4136f0a850635854e3950d0fdd7317890dc49688ec8afbec4');
@@ -387,7 +415,7 @@ describe('manifests/examples under manifests/policy.example.yaml', () => {
   const secretData: Record<string, Record<string, string>> = {};
   for (const { obj } of docs) if (obj.kind === 'Secret') secretData[obj.metadata.name] = Object.fromEntries(Object.entries(obj.stringData ?? {}).map(([k, v]) => [k, String(v)]));
   const servers = docs.filter((d) => d.obj.kind === 'NotebookServer');
-  const policy = loadPolicy({ file: repoPath('manifests/policy.example.yaml'), overrides: { systemUsers: { ...defaultPolicy().systemUsers, enabled: true } } });
+  const policy = loadPolicy({ file: repoPath('manifests/policy.example.yaml'), overrides: { systemUsers: { ...defaultPolicy().systemUsers, enabled: true, allowedGroups: ['jupyterhub-users'] } } });
 
   for (const { f, obj } of servers) {
     it(`${f} renders`, () => {

@@ -27,11 +27,12 @@ describe('policy', () => {
   it('defaults are valid and as documented', () => {
     const p = loadPolicy();
     expect(p).to.deep.equal(defaultPolicy());
-    expect(p.nameTemplate).to.equal('{prefix}-{username}-{servername}');
+    expect(p.nameTemplate).to.equal('{prefix}-{namespace}-{username}-{servername}');
     expect(p.allowedImages).to.deep.equal(['local/*', 'jupyter/*', 'quay.io/jupyter/*']);
     expect(p.defaultImage).to.equal('local/notebook:latest');
-    expect(p.volumes).to.deep.equal([{ name: '{prefix}-{username}-home', target: '/home/jovyan/work', type: 'volume' }]);
-    expect(p.hardening).to.deep.equal({ noNewPrivileges: true, capDrop: ['ALL'], pidsLimit: 1024 });
+    expect(p.volumes).to.deep.equal([{ name: '{prefix}-{namespace}-{username}-home', target: '/home/jovyan/work', type: 'volume' }]);
+    expect(p.hardening).to.deep.equal({ runAsUser: '1000:100', noNewPrivileges: true, capDrop: ['ALL'], pidsLimit: 1024 });
+    expect(p.localImages).to.deep.equal(['local/*']);
     expect(p.publishHostIp).to.equal('127.0.0.1');
     expect(p.launchers).to.deep.equal(BUILTIN_LAUNCHERS);
   });
@@ -71,7 +72,7 @@ systemUsers:
     });
     expect(p.allowedImages).to.deep.equal(['registry.example/*']);
     expect(p.resources).to.deep.equal({ defaults: { cpu: '1', memory: '2Gi' }, limits: { cpu: '4', memory: '16Gi' } });
-    expect(p.hardening).to.deep.equal({ noNewPrivileges: true, capDrop: ['ALL'], pidsLimit: 256 });
+    expect(p.hardening).to.deep.equal({ runAsUser: '1000:100', noNewPrivileges: true, capDrop: ['ALL'], pidsLimit: 256 });
     expect(p.launchers.dash!.env).to.deep.equal({ DASH_REQUESTS_PATHNAME_PREFIX: '{base_url}/', EXTRA: '1' });
     expect(p.launchers.dash!.args).to.deep.equal(BUILTIN_LAUNCHERS.dash.args);
     expect(p.systemUsers.users).to.deep.equal({ carol: { uid: 1500, gid: 1500 } });
@@ -91,6 +92,7 @@ systemUsers:
       NBSWARM_PREFIX: 'lab',
       NBSWARM_HOST_PORT_RANGE: '30000-30100',
       NBSWARM_SYSTEM_USERS: 'true',
+      NBSWARM_SYSTEM_USER_GROUPS: 'jupyterhub-users',
       NBSWARM_CONCURRENCY: '3',
       NBSWARM_PORT: '6443', // the API server's listen port: must not touch the policy
     };

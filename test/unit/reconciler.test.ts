@@ -456,14 +456,14 @@ const cases: Case[] = [
   },
   {
     name: 'a system user that cannot be used → Failed naming spec.systemUser',
-    policy: { systemUsers: { enabled: true, homeTemplate: '/home/{username}', mountTarget: '/home/{username}', uidFloor: 1000, users: {} } },
+    policy: { systemUsers: { enabled: true, homeTemplate: '/home/{username}', mountTarget: '/home/{username}', uidFloor: 1000, uidCeiling: 60000, users: {} } },
     deps: { systemUser: async () => Promise.reject(new SystemUserError('system user "alice" does not exist on this host', 'SystemUserNotFound')) },
     given: (w) => void w.put('nb', { systemUser: true }),
     expect: { docker: [], phase: 'Failed', ready: ['False', 'SystemUserNotFound'], events: ['SystemUserNotFound'], message: /^spec\.systemUser: system user "alice" does not exist/ },
   },
   {
     name: 'a system user listed in the policy runs as its uid:gid with the host home bound in',
-    policy: { systemUsers: { enabled: true, homeTemplate: '/srv/homes/{username}', mountTarget: '/home/{username}', uidFloor: 1000, users: { alice: { uid: 1500, gid: 1600 } } } },
+    policy: { systemUsers: { enabled: true, homeTemplate: '/srv/homes/{username}', mountTarget: '/home/{username}', uidFloor: 1000, uidCeiling: 60000, users: { alice: { uid: 1500, gid: 1600 } } } },
     given: (w) => void w.put('nb', { systemUser: true }),
     expect: { docker: ['create nbs-alice'], phase: 'Running' },
     also: (w) => {
@@ -481,6 +481,7 @@ const cases: Case[] = [
   {
     name: 'source server not running → WaitingForSource, looked at again in 3 s',
     key: 'dash',
+    policy: { sourceImages: { repository: 'nbswarm-built', allowOtherUsers: true } },
     given: async (w) => {
       await running(w, 'nb', { stopped: true });
       w.put('dash', { user: 'bob', source: { server: 'nb' } });
@@ -490,25 +491,45 @@ const cases: Case[] = [
   {
     name: 'source server running → its container is committed once and this server runs the image',
     key: 'dash',
+    policy: { sourceImages: { repository: 'nbswarm-built', allowOtherUsers: true } },
     given: async (w) => {
       await running(w);
       w.put('dash', { user: 'bob', source: { server: 'nb' } });
     },
-    expect: { docker: ['commit nbswarm-built/default-nb:g1', 'volume-create nbs-bob-home', 'create nbs-bob'], phase: 'Running', events: ['Built', 'Created', 'Ready'] },
+    expect: { docker: ['commit nbswarm-built/default/nb:g1', 'volume-create nbs-bob-home', 'create nbs-bob'], phase: 'Running', events: ['Built', 'Created', 'Ready'] },
     also: (w, s) => {
-      expect(s.status.build).to.deep.equal({ image: 'nbswarm-built/default-nb:g1', builtAt: NOW, sourceGeneration: 1 });
-      expect(w.backend.imageLabels('nbswarm-built/default-nb:g1')).to.include({ [LABELS.uid]: '', [LABELS.sourceUid]: 'uid-nb', [LABELS.builtForUid]: 'uid-dash' });
+      expect(s.status.build).to.deep.equal({ image: 'nbswarm-built/default/nb:g1', builtAt: NOW, sourceGeneration: 1 });
+      expect(w.backend.imageLabels('nbswarm-built/default/nb:g1')).to.include({ [LABELS.uid]: '', [LABELS.sourceUid]: 'uid-nb', [LABELS.builtForUid]: 'uid-dash' });
     },
   },
   {
     name: 'source image already built → no second commit',
     key: 'dash',
+    policy: { sourceImages: { repository: 'nbswarm-built', allowOtherUsers: true } },
     given: async (w) => {
       await running(w);
       await running(w, 'dash', { user: 'bob', source: { server: 'nb' } });
       w.edit('dash', ENV_A);
     },
     expect: { docker: ['update nbs-bob'], phase: 'Running' },
+  },
+  {
+    name: 'source server of another user → Failed, nothing built (unless the policy allows other users)',
+    key: 'dash',
+    given: async (w) => {
+      await running(w);
+      w.put('dash', { user: 'bob', source: { server: 'nb' } });
+    },
+    expect: { docker: [], phase: 'Failed', ready: ['False', 'SourceNotAllowed'], events: ['SourceNotAllowed'], message: /^spec\.source\.server: source server nb belongs to user "alice", not "bob"/ },
+  },
+  {
+    name: 'source server of the same user → built without any policy grant',
+    key: 'dash',
+    given: async (w) => {
+      await running(w);
+      w.put('dash', { servername: 'dash', source: { server: 'nb' } });
+    },
+    expect: { docker: ['commit nbswarm-built/default/nb:g1', 'create nbs-alice-dash'], phase: 'Running', events: ['Built', 'Created', 'Ready'] },
   },
   {
     name: 'two objects for one server → the extra one is removed',

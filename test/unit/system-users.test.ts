@@ -1,5 +1,5 @@
 import { expect } from 'chai';
-import { defaultPolicy } from '../../src/config/policy.js';
+import { defaultPolicy, loadPolicy, PolicyError } from '../../src/config/policy.js';
 import { getentPasswd, lookupSystemUser, SystemUserError } from '../../src/config/system-users.js';
 import type { Policy } from '../../src/config/types.js';
 
@@ -41,7 +41,7 @@ describe('system users', () => {
   });
 
   it('with a floor of 0, root resolves through getent with the home from homeTemplate', async () => {
-    expect(await lookupSystemUser('root', policy({ uidFloor: 0, homeTemplate: '/srv/homes/{username}' })))
+    expect(await lookupSystemUser('root', policy({ uidFloor: 0, homeTemplate: '/srv/homes/{username}', allowedUsers: ['root'] })))
       .to.deep.equal({ uid: 0, gid: 0, home: '/srv/homes/root' });
   });
 
@@ -61,6 +61,31 @@ describe('system users', () => {
     const e = await rejection(lookupSystemUser('carol', p));
     expect(e.reason).to.equal('SystemUsersDisabled');
     expect(e.message).to.contain('systemUsers.enabled');
+  });
+
+  it('nobody (uid 65534) is above the uid ceiling, even when a glob allows every name (real getent)', async () => {
+    const e = await rejection(lookupSystemUser('nobody', policy({ allowedUsers: ['*'] })));
+    expect(e.reason).to.equal('SystemUserOutOfRange');
+    expect(e.message).to.contain('uid 65534').and.to.contain('systemUsers.uidCeiling (60000)');
+  });
+
+  it('only accounts the policy names: users map, allowedUsers globs, or members of allowedGroups', async () => {
+    const passwd = async (name: string) => ({ alice: { uid: 1001, gid: 1001, home: '' }, bob: { uid: 1002, gid: 2000, home: '' }, eve: { uid: 1003, gid: 1003, home: '' } })[name];
+    const groups = async (name: string) => (name === 'jupyter' ? { gid: 2000, members: ['alice'] } : undefined);
+    const p = policy({ allowedGroups: ['jupyter', 'no-such-group'], allowedUsers: ['lab-*'] });
+    // alice is a supplementary member, bob's primary group is it.
+    expect((await lookupSystemUser('alice', p, passwd, groups)).uid).to.equal(1001);
+    expect((await lookupSystemUser('bob', p, passwd, groups)).uid).to.equal(1002);
+    const e = await rejection(lookupSystemUser('eve', p, passwd, groups));
+    expect(e.reason).to.equal('SystemUserNotAllowed');
+    expect(e.message).to.contain('systemUsers.allowedGroups (jupyter, no-such-group)');
+    expect((await lookupSystemUser('lab-1', policy({ allowedUsers: ['lab-*'] }), async () => ({ uid: 1500, gid: 1500, home: '' }), groups)).uid).to.equal(1500);
+  });
+
+  it('the policy refuses system users without a list of the accounts they may be', () => {
+    expect(() => loadPolicy({ env: { NBSWARM_SYSTEM_USERS: 'true' } })).to.throw(PolicyError, /systemUsers\.enabled: name the host accounts/);
+    expect(loadPolicy({ env: { NBSWARM_SYSTEM_USERS: 'true', NBSWARM_SYSTEM_USER_GROUPS: 'jupyter' } }).systemUsers.allowedGroups).to.deep.equal(['jupyter']);
+    expect(() => loadPolicy({ overrides: { systemUsers: { ...defaultPolicy().systemUsers, users: { x: { uid: 65534, gid: 65534 } } } } })).to.throw(PolicyError, /above systemUsers\.uidCeiling 60000/);
   });
 
   it('names that cannot be accounts are refused before running getent', async () => {
