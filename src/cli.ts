@@ -8,6 +8,8 @@ import { readFileSync } from 'node:fs';
 import { repoPath } from './paths.js';
 import { registerApiServerCommands } from './apiserver/cli.js';
 import { registerOperatorCommands } from './controller/cli.js';
+import { registerLogsCommand } from './commands/logs.js';
+import { registerStatusCommand } from './commands/status.js';
 
 function packageVersion(): string {
   const pkg = JSON.parse(readFileSync(repoPath('package.json'), 'utf8')) as { version: string };
@@ -29,6 +31,8 @@ program
 
 registerApiServerCommands(program);
 registerOperatorCommands(program);
+registerStatusCommand(program);
+registerLogsCommand(program);
 
 program.parseAsync(process.argv).catch((err: unknown) => {
   // Commands print their own context-rich errors; this is the last line of defence: no stack traces.
