@@ -7,6 +7,7 @@
 import { expect } from 'chai';
 import { spawn } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
+import { createServer, type AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import type Docker from 'dockerode';
 import { GROUP, VERSION } from '../../src/api/names.js';
@@ -127,5 +128,45 @@ describe('CLI: nbswarm status and nbswarm logs against nbswarm up', function () 
     writeFileSync(down, readFileSync(up!.kubeconfig, 'utf8').replace(/server: https:\/\/127\.0\.0\.1:\d+/, `server: https://127.0.0.1:${await freePort()}`));
     expectOneLineError(await nbswarm(['status', '--kubeconfig', down]), 2, /cannot reach the API server at https:\/\/127\.0\.0\.1:\d+/);
     expectOneLineError(await nbswarm(['logs', 'cl-a', '--kubeconfig', down]), 2, /cannot reach the API server/);
+  });
+
+  it('doctor: every check ok against the running nbswarm up; a taken port, a bad policy and a missing image fail with their fix', async () => {
+    const apiPort = new URL(up!.apiUrl).port;
+    const statusPort = new URL(up!.output().match(/^status page:\n(\S+)$/m)![1]!).port;
+    const good = await nbswarm(['doctor', ...kc, '--port', apiPort, '--status-port', statusPort, '--policy', join(up!.dir, 'policy.yaml')]);
+    expect(good.code, good.stdout + good.stderr).to.equal(0);
+    expect(good.stdout).to.match(/^ok\s+policy\s+\S+policy\.yaml: valid/m);
+    expect(good.stdout).to.match(/^ok\s+Docker\s+Docker \S+/m);
+    expect(good.stdout).to.match(/^ok\s+Swarm\s+active, this node is a manager/m);
+    expect(good.stdout).to.match(/^ok\s+Swarm nodes\s+\d+ ready and active/m);
+    expect(good.stdout).to.match(new RegExp(`^ok\\s+port ${apiPort} \\(--port\\)\\s+in use by a running nbswarm`, 'm'));
+    expect(good.stdout).to.match(new RegExp(`^ok\\s+port ${statusPort} \\(--status-port\\)\\s+in use by a running nbswarm`, 'm'));
+    expect(good.stdout).to.match(/^ok\s+API server\s+https:\/\/127\.0\.0\.1:\d+ answers/m);
+    expect(good.stdout).to.match(/^ok\s+clock \(API server\)/m);
+    expect(good.stdout).to.match(/all checks passed\n$/);
+
+    // A port held by something else (this test process), a policy with an unknown key, then one whose image is missing.
+    const holder = createServer();
+    await new Promise<void>((r) => holder.listen(0, '127.0.0.1', () => r()));
+    const held = String((holder.address() as AddressInfo).port);
+    try {
+      const badPolicy = join(up!.dir, 'bad-policy.yaml');
+      writeFileSync(badPolicy, 'defaultImag: local/notebook:latest\n');
+      const bad = await nbswarm(['doctor', ...kc, '--port', held, '--status-port', '0', '--policy', badPolicy]);
+      expect(bad.code, bad.stdout + bad.stderr).to.equal(1);
+      expect(bad.stdout).to.match(/^FAIL\s+policy\s+.*defaultImag/m);
+      expect(bad.stdout).to.match(new RegExp(`^FAIL\\s+port ${held} \\(--port\\)\\s+port ${held} on 127\\.0\\.0\\.1 is in use by PID ${process.pid}`, 'm'));
+      expect(bad.stdout).to.match(/fix: stop that process, or start nbswarm up with --port OTHER_PORT/);
+      expect(bad.stdout).to.match(/2 checks failed\n$/);
+      expect(bad.stderr).to.equal('');
+
+      const noImage = join(up!.dir, 'no-image.yaml');
+      writeFileSync(noImage, 'defaultImage: local/nbswarm-absent:1\npullPolicy: never\nallowedImages: ["local/*"]\n');
+      const missing = await nbswarm(['doctor', ...kc, '--port', '0', '--status-port', '0', '--policy', noImage]);
+      expect(missing.code).to.equal(1);
+      expect(missing.stdout).to.match(/^FAIL\s+image local\/nbswarm-absent:1\s+not on this Docker, and the policy never pulls\n\s+fix: build or load it/m);
+    } finally {
+      holder.close();
+    }
   });
 });
