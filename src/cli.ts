@@ -11,6 +11,7 @@ import { registerOperatorCommands } from './controller/cli.js';
 import { registerLogsCommand } from './commands/logs.js';
 import { registerStatusCommand } from './commands/status.js';
 import { registerDoctorCommand } from './commands/doctor.js';
+import { registerCompletionCommand } from './commands/completion.js';
 
 function packageVersion(): string {
   const pkg = JSON.parse(readFileSync(repoPath('package.json'), 'utf8')) as { version: string };
@@ -41,6 +42,7 @@ registerOperatorCommands(program);
 registerStatusCommand(program);
 registerLogsCommand(program);
 registerDoctorCommand(program);
+registerCompletionCommand(program);
 
 program.parseAsync(process.argv).catch((err: unknown) => {
   // Commands print their own context-rich errors; this is the last line of defence: no stack traces.
