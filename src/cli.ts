@@ -8,6 +8,10 @@ import { readFileSync } from 'node:fs';
 import { repoPath } from './paths.js';
 import { registerApiServerCommands } from './apiserver/cli.js';
 import { registerOperatorCommands } from './controller/cli.js';
+import { registerLogsCommand } from './commands/logs.js';
+import { registerStatusCommand } from './commands/status.js';
+import { registerDoctorCommand } from './commands/doctor.js';
+import { registerCompletionCommand } from './commands/completion.js';
 
 function packageVersion(): string {
   const pkg = JSON.parse(readFileSync(repoPath('package.json'), 'utf8')) as { version: string };
@@ -27,8 +31,18 @@ program
     process.stdout.write(`nbswarm ${packageVersion()} (node ${process.version})\n`);
   });
 
+// `nbswarm logs NAME | head`: a closed pipe ends the command quietly.
+process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+  if (err.code === 'EPIPE') process.exit(0);
+  throw err;
+});
+
 registerApiServerCommands(program);
 registerOperatorCommands(program);
+registerStatusCommand(program);
+registerLogsCommand(program);
+registerDoctorCommand(program);
+registerCompletionCommand(program);
 
 program.parseAsync(process.argv).catch((err: unknown) => {
   // Commands print their own context-rich errors; this is the last line of defence: no stack traces.
