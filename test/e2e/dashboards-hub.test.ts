@@ -43,7 +43,8 @@ proxyCommand: ["start.sh", "nbswarm-dashboard-proxy"]
 launchers:
   shinyapp:
     requiresPath: true
-    args: ["--destport=0", "R", "{--}no-echo", "{-}e", "shiny::runApp('{presentation_path}', port={port}, host='127.0.0.1', launch.browser=FALSE)"]
+    # --hub-auth-cache=2: a viewer change is in force within seconds (the default caches 30 s).
+    args: ["--destport=0", "--hub-auth-cache=2", "R", "{--}no-echo", "{-}e", "shiny::runApp('{presentation_path}', port={port}, host='127.0.0.1', launch.browser=FALSE)"]
 dashboards:
   git:
     allowedUrls: ["https://127.0.0.1:*/**"]
@@ -147,7 +148,7 @@ c.Spawner.poll_interval = 2
     const patch = (viewers: object) =>
       stack.kubectl(['patch', 'nbs', 'nbs-alice-sales', '-n', stack.ns, '--type', 'merge', '-p', JSON.stringify({ spec: { viewers } })]);
     // The hub applies a change at its next poll (2 s here); the dashboard proxy caches a user's
-    // access for 30 s (--hub-auth-cache), so a change is in force within about half a minute.
+    // access for 2 s here (--hub-auth-cache; 30 s by default), so a change is in force within seconds.
     const until = (what: string, check: () => Promise<boolean>) => waitFor(what, async () => ((await check()) ? true : undefined), 60_000, 1000);
 
     await patch({ users: ['carol'] });

@@ -250,9 +250,10 @@ for (const kind of ['service', 'container'] as BackendKind[]) {
     if (kind === 'service') {
       it('without credentials the server refuses the clone: the task exits 66 and the server goes Failed', async () => {
         const refusedBefore = git.stats.refused;
-        // The server's CA only: TLS succeeds, and the server answers 401 to the anonymous clone.
+        // Another user, so a fresh home volume: gina's holds the clone above, which a failed pull
+        // would serve as it is. The server's CA only: TLS succeeds, and the server answers 401.
         await env.kubectl(['create', 'secret', 'generic', 'git-ca-only', '-n', NS, `--from-literal=ca.crt=${git.caPem}`]);
-        await env.kubectl(['apply', '-f', '-'], nbsYaml('gitanon', { user: 'gina', servername: 'anon', image: SHINY_IMAGE, mode: 'shinyapp', app: { path: 'apps/hello' }, git: { url: git.url('dash'), secretName: 'git-ca-only' } }));
+        await env.kubectl(['apply', '-f', '-'], nbsYaml('gitanon', { user: 'gus', servername: 'anon', image: SHINY_IMAGE, mode: 'shinyapp', app: { path: 'apps/hello' }, git: { url: git.url('dash'), secretName: 'git-ca-only' } }));
         const failed = await waitPhase(env, 'gitanon', 'Failed', 120_000);
         expect(failed.status!.message).to.match(/\(66\)|exit code 66/);
         expect(git.stats.refused).to.be.greaterThan(refusedBefore);
