@@ -7,9 +7,9 @@
  * on the same ports and data.
  */
 import assert from 'node:assert/strict';
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { appendFileSync, createWriteStream, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { appendFileSync, existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -17,39 +17,16 @@ import type Docker from 'dockerode';
 import { kubectl } from '../helpers/apiserver.js';
 import { freePort, requireDocker, sleep, waitFor } from '../helpers/docker.js';
 import { repoPath } from '../../src/paths.js';
+import { PYTHON, startProc, stopProc, tail, type Proc } from './hub-harness.js';
 
-export const PYTHON = '/usr/bin/python3';
+export { PYTHON, tail, type Proc };
+
 export const NOTEBOOK_IMAGE = process.env.NBSWARM_NOTEBOOK_IMAGE ?? 'local/notebook:latest';
 export const BROKEN_IMAGE = 'local/busybox:test'; // has no start.sh / jupyterhub-singleuser: never gets Ready
 const CLI = fileURLToPath(new URL('../../nbswarm.mjs', import.meta.url));
 
-export interface Proc {
-  child: ChildProcess;
-  log: string;
-  exited: Promise<number | null>;
-}
-
-function startProc(cmd: string, args: string[], logFile: string, env: NodeJS.ProcessEnv = {}): Proc {
-  const out = createWriteStream(logFile, { flags: 'a' });
-  const child = spawn(cmd, args, { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
-  child.stdout!.pipe(out);
-  child.stderr!.pipe(out);
-  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
-  return { child, log: logFile, exited };
-}
-
 function running(p: Proc | undefined): p is Proc {
   return !!p && p.child.exitCode === null && p.child.signalCode === null;
-}
-
-async function stopProc(p: Proc | undefined): Promise<void> {
-  if (!running(p)) return;
-  p.child.kill('SIGTERM');
-  const done = await Promise.race([p.exited.then(() => true), sleep(15000).then(() => false)]);
-  if (!done) {
-    p.child.kill('SIGKILL');
-    await p.exited;
-  }
 }
 
 /** kill -9 of a process this test started (by its PID, through its handle). */
@@ -57,14 +34,6 @@ async function killProc(p: Proc | undefined): Promise<void> {
   if (!running(p)) return;
   p.child.kill('SIGKILL');
   await p.exited;
-}
-
-export function tail(file: string, lines = 30): string {
-  try {
-    return readFileSync(file, 'utf8').trimEnd().split('\n').slice(-lines).join('\n');
-  } catch {
-    return '(no log)';
-  }
 }
 
 /** A path segment escaped as JupyterHub escapes user and server names in URLs (Python's quote, safe "@~"). */
