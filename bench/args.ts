@@ -30,7 +30,20 @@ export interface BenchArgs {
   out?: string;
 }
 
-type SizeKey = 'runs' | 'burst' | 'idleN' | 'idleSeconds' | 'resyncSeconds' | 'scaleN' | 'scaleRunning' | 'restartN' | 'restSeconds' | 'fanoutWatchers' | 'fanoutUpdates' | 'hubBurst' | 'hubRounds';
+type SizeKey =
+  | 'runs'
+  | 'burst'
+  | 'idleN'
+  | 'idleSeconds'
+  | 'resyncSeconds'
+  | 'scaleN'
+  | 'scaleRunning'
+  | 'restartN'
+  | 'restSeconds'
+  | 'fanoutWatchers'
+  | 'fanoutUpdates'
+  | 'hubBurst'
+  | 'hubRounds';
 
 interface SizeOption {
   flags: string;
@@ -46,15 +59,29 @@ export const SIZE_OPTIONS: readonly SizeOption[] = [
   { flags: '--runs <n>', key: 'runs', description: 'P1: spawns per backend, on each side (nbswarm and raw)', full: 20, quick: 6, min: 1 },
   { flags: '--burst <n>', key: 'burst', description: 'P2: servers created at once', full: 200, quick: 20, min: 1 },
   { flags: '--idle-n <n>', key: 'idleN', description: 'P3: converged servers left idle', full: 1000, quick: 50, min: 1 },
-  { flags: '--idle-seconds <s>', key: 'idleSeconds', description: "P3: length of the idle window, in seconds", full: 300, quick: 30, min: 1 },
+  { flags: '--idle-seconds <s>', key: 'idleSeconds', description: 'P3: length of the idle window, in seconds', full: 300, quick: 30, min: 1 },
   { flags: '--resync <s>', key: 'resyncSeconds', description: "the operator's resync period (policy resyncSeconds), in seconds", full: 60, quick: 10, min: 1 },
   { flags: '--scale-n <n>', key: 'scaleN', description: 'P4: resources in the API server', full: 10_000, quick: 2000, min: 1 },
   { flags: '--scale-running <n>', key: 'scaleRunning', description: 'P4: how many of them run (the rest are stopped)', full: 100, quick: 20, min: 0 },
   { flags: '--rest-seconds <s>', key: 'restSeconds', description: "P4: idle time before the operator's RSS is read, in seconds", full: 45, quick: 45, min: 1 },
-  { flags: '--restart-n <n>', key: 'restartN', description: 'P5: running servers when the operator restarts (P3 and P5 share one fixture of --idle-n when both run)', full: 1000, quick: 50, min: 1 },
+  {
+    flags: '--restart-n <n>',
+    key: 'restartN',
+    description: 'P5: running servers when the operator restarts (P3 and P5 share one fixture of --idle-n when both run)',
+    full: 1000,
+    quick: 50,
+    min: 1,
+  },
   { flags: '--watchers <n>', key: 'fanoutWatchers', description: 'P4: watchers of the watch fan-out', full: 100, quick: 100, min: 1 },
   { flags: '--fanout-updates <n>', key: 'fanoutUpdates', description: 'P4: updates sent to those watchers', full: 200, quick: 50, min: 1 },
-  { flags: '--hub-burst <n>', key: 'hubBurst', description: 'P7: servers started at once through JupyterHub (and raw containers booted at once)', full: 10, quick: 10, min: 1 },
+  {
+    flags: '--hub-burst <n>',
+    key: 'hubBurst',
+    description: 'P7: servers started at once through JupyterHub (and raw containers booted at once)',
+    full: 10,
+    quick: 10,
+    min: 1,
+  },
   { flags: '--hub-rounds <n>', key: 'hubRounds', description: 'P7: rounds of raw burst, hub burst, hub stop, hub start, hub stop', full: 3, quick: 1, min: 1 },
 ];
 
@@ -64,7 +91,8 @@ function scenarioList(value: string): string[] {
     .map((s) => s.trim().toUpperCase())
     .filter(Boolean);
   if (list.length === 0) throw new InvalidArgumentError(`It must be a comma-separated list of ${SCENARIOS.join(', ')}.`);
-  for (const s of list) if (!(SCENARIOS as readonly string[]).includes(s)) throw new InvalidArgumentError(`Unknown scenario ${s} (known: ${SCENARIOS.join(', ')}).`);
+  for (const s of list)
+    if (!(SCENARIOS as readonly string[]).includes(s)) throw new InvalidArgumentError(`Unknown scenario ${s} (known: ${SCENARIOS.join(', ')}).`);
   return list;
 }
 

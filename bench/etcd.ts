@@ -27,14 +27,21 @@ export function sampleObject(i: number, namespace = 'bench', bytes = 1024): Reco
     apiVersion: 'nbswarm.io/v1alpha1',
     kind: 'NotebookServer',
     metadata: { name: `obj-${i}`, namespace, labels: { 'bench.nbswarm.io/set': 'p6', 'nbswarm.io/user': `user${i % 100}` } },
-    spec: { user: `user${i % 100}`, servername: `s${i}`, image: 'local/busybox:test', mode: 'custom', command: ['httpd', '-f', '-p', '8888'], stopped: true, env: [] as unknown[] },
+    spec: {
+      user: `user${i % 100}`,
+      servername: `s${i}`,
+      image: 'local/busybox:test',
+      mode: 'custom',
+      command: ['httpd', '-f', '-p', '8888'],
+      stopped: true,
+      env: [] as unknown[],
+    },
   };
   // Pad with env entries to reach the target size, as real objects grow by env, not by junk fields.
   let k = 0;
   while (JSON.stringify(obj).length < bytes - 40) obj.spec.env.push({ name: `PAD_${k++}`, value: 'x'.repeat(24) });
   return obj;
 }
-
 
 export interface EtcdHandle {
   url: string;
@@ -51,15 +58,24 @@ export async function startEtcd(): Promise<EtcdHandle> {
   const proc = spawn(
     ETCD_BIN,
     [
-      '--name', 'bench',
-      '--data-dir', dir,
-      '--listen-client-urls', url,
-      '--advertise-client-urls', url,
-      '--listen-peer-urls', `http://127.0.0.1:${peer}`,
-      '--initial-advertise-peer-urls', `http://127.0.0.1:${peer}`,
-      '--initial-cluster', `bench=http://127.0.0.1:${peer}`,
-      '--log-level', 'error',
-      '--logger', 'zap',
+      '--name',
+      'bench',
+      '--data-dir',
+      dir,
+      '--listen-client-urls',
+      url,
+      '--advertise-client-urls',
+      url,
+      '--listen-peer-urls',
+      `http://127.0.0.1:${peer}`,
+      '--initial-advertise-peer-urls',
+      `http://127.0.0.1:${peer}`,
+      '--initial-cluster',
+      `bench=http://127.0.0.1:${peer}`,
+      '--log-level',
+      'error',
+      '--logger',
+      'zap',
     ],
     { stdio: ['ignore', 'ignore', 'pipe'] },
   );
@@ -139,8 +155,10 @@ export async function benchEtcd(opts: { n?: number; concurrency?: number; valueB
       value: b64(JSON.stringify(sampleObject(i, 'bench', valueBytes))),
     }));
     // Warm the connection pool and the gateway.
-    await mapLimit(Array.from({ length: concurrency }, (_, i) => i), concurrency, (i) =>
-      request(etcd.url, 'POST', '/v3/kv/put', { key: b64(`/warm/${i}`), value: b64('w') }),
+    await mapLimit(
+      Array.from({ length: concurrency }, (_, i) => i),
+      concurrency,
+      (i) => request(etcd.url, 'POST', '/v3/kv/put', { key: b64(`/warm/${i}`), value: b64('w') }),
     );
     const lat: number[] = [];
     const server0 = procCpuMs(etcd.proc.pid!);
@@ -161,8 +179,15 @@ export async function benchEtcd(opts: { n?: number; concurrency?: number; valueB
     const stored = Number((JSON.parse(count.body) as { count?: string }).count ?? 0);
     if (stored !== n) throw new Error(`etcd holds ${stored} of the ${n} keys put`);
     return {
-      version, n, concurrency, valueBytes, wallMs: round(wallMs, 0), putsPerSec: round((n * 1000) / wallMs, 0), latencyMs: roundSummary(summarize(lat), 2),
-      serverCpuMsPerOp: round(serverCpu / n, 3), clientCpuMsPerOp: round(clientCpu / n, 3),
+      version,
+      n,
+      concurrency,
+      valueBytes,
+      wallMs: round(wallMs, 0),
+      putsPerSec: round((n * 1000) / wallMs, 0),
+      latencyMs: roundSummary(summarize(lat), 2),
+      serverCpuMsPerOp: round(serverCpu / n, 3),
+      clientCpuMsPerOp: round(clientCpu / n, 3),
     };
   } finally {
     await etcd.stop();
@@ -171,7 +196,7 @@ export async function benchEtcd(opts: { n?: number; concurrency?: number; valueB
 
 if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
   const opts = new Command('node dist/bench/etcd.js')
-    .description("etcd 3.4 puts of ~1 KB objects through its JSON gateway (the P6 baseline alone)")
+    .description('etcd 3.4 puts of ~1 KB objects through its JSON gateway (the P6 baseline alone)')
     .allowExcessArguments(false)
     .addOption(new Option('--n <count>', 'objects put').argParser(wholeNumber(1)).default(5000))
     .addOption(new Option('--concurrency <n>', 'puts in flight').argParser(wholeNumber(1)).default(32))

@@ -74,7 +74,16 @@ async function main(): Promise<void> {
       for (const tg of res.targets) log(`${id}${backend ? ` (${backend})` : ''}: ${tg.metric} = ${tg.actual} (target ${tg.want}) ${tg.met ? 'met' : 'MISSED'}`);
     } catch (err) {
       log(`${id} failed: ${(err as Error).stack ?? err}`);
-      results.push({ id, title: '', backend, params: {}, targets: [], notes: [], error: String((err as Error).message ?? err), seconds: round((performance.now() - t) / 1000, 1) });
+      results.push({
+        id,
+        title: '',
+        backend,
+        params: {},
+        targets: [],
+        notes: [],
+        error: String((err as Error).message ?? err),
+        seconds: round((performance.now() - t) / 1000, 1),
+      });
     }
     save();
   };

@@ -133,8 +133,15 @@ export function listenOrExplain(server: Server, port: number, address: string, f
     const onError = (err: NodeJS.ErrnoException) => {
       server.off('listening', onListening);
       if (err.code === 'EADDRINUSE') reject(new PortInUseError(describePortInUse(port, address), `pass another ${flag}, or stop that process`));
-      else if (err.code === 'EADDRNOTAVAIL') reject(new PortInUseError(`cannot listen on ${address}:${port}: no such address on this machine`, `pass an address of this machine to the option that sets it`));
-      else if (err.code === 'EACCES') reject(new PortInUseError(`cannot listen on ${address}:${port}: permission denied`, `ports below 1024 need root; pass another ${flag}`));
+      else if (err.code === 'EADDRNOTAVAIL')
+        reject(
+          new PortInUseError(
+            `cannot listen on ${address}:${port}: no such address on this machine`,
+            `pass an address of this machine to the option that sets it`,
+          ),
+        );
+      else if (err.code === 'EACCES')
+        reject(new PortInUseError(`cannot listen on ${address}:${port}: permission denied`, `ports below 1024 need root; pass another ${flag}`));
       else reject(err);
     };
     const onListening = () => {

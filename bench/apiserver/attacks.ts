@@ -13,8 +13,21 @@ import { readFileSync } from 'node:fs';
 import YAML from 'yaml';
 import { repoPath } from '../../src/paths.js';
 import {
-  closedByServer, deepWidget, DEFAULT_SERVER_MAIN, HealthProbe, installWidgets, request, RssSampler, sleep, spawnApiServer, stalledRequest,
-  unfinishedUploads, wideMap, widget, WIDGETS, type ServerProcess,
+  closedByServer,
+  deepWidget,
+  DEFAULT_SERVER_MAIN,
+  HealthProbe,
+  installWidgets,
+  request,
+  RssSampler,
+  sleep,
+  spawnApiServer,
+  stalledRequest,
+  unfinishedUploads,
+  wideMap,
+  widget,
+  WIDGETS,
+  type ServerProcess,
 } from '../lib/attacks.js';
 
 const args = process.argv.slice(2);

@@ -38,7 +38,11 @@ const arg = (name: string, def: number) => {
 };
 const QUICK = args.includes('--quick');
 const CREATES_ONLY = args.includes('--creates-only');
-const N = arg('objects', QUICK ? 3000 : 10000), C = arg('concurrency', 32), WATCHERS = arg('watchers', QUICK ? 20 : 100), UPDATES = arg('updates', QUICK ? 300 : 1000), PACED = arg('paced', QUICK ? 20 : 100);
+const N = arg('objects', QUICK ? 3000 : 10000),
+  C = arg('concurrency', 32),
+  WATCHERS = arg('watchers', QUICK ? 20 : 100),
+  UPDATES = arg('updates', QUICK ? 300 : 1000),
+  PACED = arg('paced', QUICK ? 20 : 100);
 const SYNC = args.includes('--synchronous') ? args[args.indexOf('--synchronous') + 1]! : 'NORMAL';
 const MAIN = args.includes('--server-main') ? args[args.indexOf('--server-main') + 1]! : fileURLToPath(new URL('../../src/apiserver/main.js', import.meta.url));
 const NULL_SERVER = fileURLToPath(new URL('./null-server.js', import.meta.url));
@@ -78,7 +82,7 @@ function createBody(i: number, name: string): string {
 
 interface Client {
   /** `parse` false: the body is left as text (only the status is wanted, the text for an error). */
-  req(method: string, path: string, body?: unknown, type?: string, parse?: boolean): Promise<{ status: number; body: any }>;  
+  req(method: string, path: string, body?: unknown, type?: string, parse?: boolean): Promise<{ status: number; body: any }>;
   session: http2.ClientHttp2Session;
 }
 
@@ -94,7 +98,13 @@ function connect(url: string, ca: string, token: string): Client {
     session,
     req(method, path, body, type = 'application/json', parse = true) {
       return new Promise((resolve, reject) => {
-        const s = session.request({ ':method': method, ':path': path, authorization: `Bearer ${token}`, accept: 'application/json', ...(body !== undefined ? { 'content-type': type } : {}) });
+        const s = session.request({
+          ':method': method,
+          ':path': path,
+          authorization: `Bearer ${token}`,
+          accept: 'application/json',
+          ...(body !== undefined ? { 'content-type': type } : {}),
+        });
         const chunks: Buffer[] = [];
         let status = 0;
         s.on('response', (h) => (status = Number(h[':status'])));
@@ -116,12 +126,26 @@ function connect1(url: string, ca: string, token: string, sockets: number): { re
     req(method, path, body, type = 'application/json', parse = true) {
       return new Promise((resolve, reject) => {
         const data = body === undefined ? undefined : typeof body === 'string' ? body : JSON.stringify(body);
-        const r = https.request({ host: u.hostname, port: u.port, method, path, agent, headers: { authorization: `Bearer ${token}`, accept: 'application/json', ...(data !== undefined ? { 'content-type': type, 'content-length': Buffer.byteLength(data) } : {}) } }, (res) => {
-          const chunks: Buffer[] = [];
-          res.on('data', (c: Buffer) => chunks.push(c));
-          res.on('end', () => resolve({ status: res.statusCode ?? 0, body: decoded(chunks, parse) }));
-          res.on('error', reject);
-        });
+        const r = https.request(
+          {
+            host: u.hostname,
+            port: u.port,
+            method,
+            path,
+            agent,
+            headers: {
+              authorization: `Bearer ${token}`,
+              accept: 'application/json',
+              ...(data !== undefined ? { 'content-type': type, 'content-length': Buffer.byteLength(data) } : {}),
+            },
+          },
+          (res) => {
+            const chunks: Buffer[] = [];
+            res.on('data', (c: Buffer) => chunks.push(c));
+            res.on('end', () => resolve({ status: res.statusCode ?? 0, body: decoded(chunks, parse) }));
+            res.on('error', reject);
+          },
+        );
         r.on('error', reject);
         r.end(data);
       });
@@ -131,9 +155,11 @@ function connect1(url: string, ca: string, token: string, sockets: number): { re
 
 async function pool(n: number, conc: number, fn: (i: number) => Promise<void>): Promise<void> {
   let next = 0;
-  await Promise.all(Array.from({ length: conc }, async () => {
-    while (next < n) await fn(next++);
-  }));
+  await Promise.all(
+    Array.from({ length: conc }, async () => {
+      while (next < n) await fn(next++);
+    }),
+  );
 }
 
 interface CreatePhase {
@@ -212,12 +238,26 @@ function h2Clients(url: string, ca: string, token: string): { req: Client['req']
 
 async function main(): Promise<void> {
   const dataDir = mkdtempSync(join(tmpdir(), 'nbswarm-bench-'));
-  const { child, url } = await startChild([...(process.env.NBSWARM_BENCH_SERVER_NODE_ARGS ?? '').split(' ').filter(Boolean), MAIN, 'serve', '--port', '0', '--data-dir', dataDir, '--watch-window', '20000', ...(SYNC !== 'NORMAL' ? ['--synchronous', SYNC] : [])]);
+  const { child, url } = await startChild([
+    ...(process.env.NBSWARM_BENCH_SERVER_NODE_ARGS ?? '').split(' ').filter(Boolean),
+    MAIN,
+    'serve',
+    '--port',
+    '0',
+    '--data-dir',
+    dataDir,
+    '--watch-window',
+    '20000',
+    ...(SYNC !== 'NORMAL' ? ['--synchronous', SYNC] : []),
+  ]);
   let ceiling: ChildProcess | undefined;
   try {
     const pki = join(dataDir, 'pki');
     const ca = readFileSync(join(pki, 'ca.crt'), 'utf8');
-    const token = readFileSync(join(dataDir, 'tokens.csv'), 'utf8').split('\n').find((l) => l.includes(',admin,admin'))!.split(',')[0];
+    const token = readFileSync(join(dataDir, 'tokens.csv'), 'utf8')
+      .split('\n')
+      .find((l) => l.includes(',admin,admin'))!
+      .split(',')[0];
     const h2 = h2Clients(url, ca, token);
     const c0 = await h2.req('POST', '/apis/apiextensions.k8s.io/v1/customresourcedefinitions', loadCrd());
     if (c0.status !== 201) throw new Error(`CRD create: ${JSON.stringify(c0.body)}`);
@@ -229,7 +269,12 @@ async function main(): Promise<void> {
     const rssStart = rssMiB(child.pid!);
 
     // 1. create over HTTP/2
-    const create = await createPhase('HTTP/2 (4 connections)', child.pid!, Array.from({ length: N }, (_, i) => createBody(i, `obj-${i}`)), h2.req);
+    const create = await createPhase(
+      'HTTP/2 (4 connections)',
+      child.pid!,
+      Array.from({ length: N }, (_, i) => createBody(i, `obj-${i}`)),
+      h2.req,
+    );
     const rssAfterCreate = rssMiB(child.pid!);
 
     // 1b. the same creates over C HTTP/1.1 connections (warmed first, so TLS handshakes are not timed)
@@ -238,7 +283,12 @@ async function main(): Promise<void> {
       const r = await h1.req('GET', `${R}/obj-${i}`);
       if (r.status !== 200) throw new Error(`warm-up get: ${r.status}`);
     });
-    const createHttp1 = await createPhase(`HTTP/1.1 (${C} keep-alive connections)`, child.pid!, Array.from({ length: N }, (_, i) => createBody(i, `h-${i}`)), h1.req);
+    const createHttp1 = await createPhase(
+      `HTTP/1.1 (${C} keep-alive connections)`,
+      child.pid!,
+      Array.from({ length: N }, (_, i) => createBody(i, `h-${i}`)),
+      h1.req,
+    );
     h1.agent.destroy();
 
     // 1c. the roof: the same HTTP/2 creates against a Node server that only parses and echoes them
@@ -246,11 +296,26 @@ async function main(): Promise<void> {
     ceiling = nullServer.child;
     const nh2 = h2Clients(nullServer.url, ca, token);
     await pool(C, C, async (i) => void (await nh2.req('POST', R, createBody(N + i, `warm-${i}`))));
-    const nodeCeiling = await createPhase('HTTP/2 (4 connections) to a Node server that parses and echoes', ceiling.pid!, Array.from({ length: N }, (_, i) => createBody(i, `obj-${i}`)), nh2.req);
+    const nodeCeiling = await createPhase(
+      'HTTP/2 (4 connections) to a Node server that parses and echoes',
+      ceiling.pid!,
+      Array.from({ length: N }, (_, i) => createBody(i, `obj-${i}`)),
+      nh2.req,
+    );
     nh2.close();
     await terminate(ceiling, 5000);
 
-    const head = { benchmark: 'apiserver', node: process.version, objects: N, concurrency: C, objectBytes: createBody(0, 'obj-0').length, synchronous: SYNC, create, createHttp1, nodeCeiling };
+    const head = {
+      benchmark: 'apiserver',
+      node: process.version,
+      objects: N,
+      concurrency: C,
+      objectBytes: createBody(0, 'obj-0').length,
+      synchronous: SYNC,
+      create,
+      createHttp1,
+      nodeCeiling,
+    };
     if (CREATES_ONLY) {
       process.stdout.write(JSON.stringify({ ...head, serverRssMiB: { start: rssStart.rss, afterCreate: rssAfterCreate.rss } }, null, 2) + '\n');
       h2.close();
@@ -263,7 +328,9 @@ async function main(): Promise<void> {
     const listAllMs = performance.now() - t0;
     if (full.body.items.length !== 2 * N + 4) throw new Error(`listed ${full.body.items.length}, want ${2 * N + 4}`);
     t0 = performance.now();
-    let cont = '', paged = 0, pages = 0;
+    let cont = '',
+      paged = 0,
+      pages = 0;
     do {
       const r = await h2.req('GET', `${R}?limit=500${cont ? `&continue=${cont}` : ''}`);
       paged += r.body.items.length;
@@ -316,10 +383,30 @@ async function main(): Promise<void> {
 
     const result = {
       ...head,
-      watchers: WATCHERS, updates: UPDATES,
-      list: { allItemsMs: Math.round(listAllMs), pagedLimit500Ms: Math.round(listPagedMs), pages, pagedItems: paged, labelSelectedMs: Math.round(listSelMs), labelSelectedItems: sel.body.items.length },
+      watchers: WATCHERS,
+      updates: UPDATES,
+      list: {
+        allItemsMs: Math.round(listAllMs),
+        pagedLimit500Ms: Math.round(listPagedMs),
+        pages,
+        pagedItems: paged,
+        labelSelectedMs: Math.round(listSelMs),
+        labelSelectedItems: sel.body.items.length,
+      },
       update: { seconds: +updSecs.toFixed(2), opsPerSec: Math.round(UPDATES / updSecs), p50Ms: pct(updLat, 50), p99Ms: pct(updLat, 99) },
-      fanout: { burstEventsDelivered: deliver.length, burstEventsExpected: want, burstEventsPerSec: Math.round(deliver.length / burstSecs), burstDeliveryP50Ms: pct(deliver, 50), burstDeliveryP99Ms: pct(deliver, 99), pacedUpdates: PACED, pacedEventsDelivered: paced.length, pacedDeliveryP50Ms: pct(paced, 50), pacedDeliveryP99Ms: pct(paced, 99), allDeliveredAfterSec: +fanSecs.toFixed(2), totalDelivered: received },
+      fanout: {
+        burstEventsDelivered: deliver.length,
+        burstEventsExpected: want,
+        burstEventsPerSec: Math.round(deliver.length / burstSecs),
+        burstDeliveryP50Ms: pct(deliver, 50),
+        burstDeliveryP99Ms: pct(deliver, 99),
+        pacedUpdates: PACED,
+        pacedEventsDelivered: paced.length,
+        pacedDeliveryP50Ms: pct(paced, 50),
+        pacedDeliveryP99Ms: pct(paced, 99),
+        allDeliveredAfterSec: +fanSecs.toFixed(2),
+        totalDelivered: received,
+      },
       serverRssMiB: { start: rssStart.rss, afterCreate: rssAfterCreate.rss, end: rssEnd.rss, peak: rssEnd.peak },
     };
     process.stdout.write(JSON.stringify(result, null, 2) + '\n');
@@ -342,36 +429,46 @@ async function watchers(): Promise<void> {
   let first = 0;
   const want = (d.updates + d.paced) * d.watchers;
   const finish = () => parentPort!.postMessage({ type: 'done', received, deliver, paced, burstSecs });
-  await Promise.all(Array.from({ length: d.watchers }, (_, w) => new Promise<void>((ready) => {
-    const s = sessions[w % sessions.length].request({ ':method': 'GET', ':path': `${R}?watch=1&resourceVersion=${d.rv}&allowWatchBookmarks=true`, authorization: `Bearer ${d.token}` });
-    let buf = '';
-    s.on('response', () => ready());
-    s.on('data', (c: Buffer) => {
-      buf += c;
-      let i;
-      while ((i = buf.indexOf('\n')) >= 0) {
-        const ev = JSON.parse(buf.slice(0, i));
-        buf = buf.slice(i + 1);
-        if (ev.type !== 'MODIFIED') continue;
-        const seq = Number(ev.object.metadata.annotations?.[SEQ]);
-        const now = performance.timeOrigin + performance.now();
-        const at = d.sent[seq];
-        if (seq < d.updates) {
-          first ||= d.sent[0];
-          deliver.push(now - at);
-          if (++burstSeen === d.updates * d.watchers) {
-            burstSecs = (now - first) / 1000;
-            parentPort!.postMessage({ type: 'burst-done' });
-          }
-        } else paced.push(now - at);
-        if (++received === want) {
-          finish();
-          for (const x of sessions) x.destroy();
-        }
-      }
-    });
-    s.on('error', () => {});
-  })));
+  await Promise.all(
+    Array.from(
+      { length: d.watchers },
+      (_, w) =>
+        new Promise<void>((ready) => {
+          const s = sessions[w % sessions.length].request({
+            ':method': 'GET',
+            ':path': `${R}?watch=1&resourceVersion=${d.rv}&allowWatchBookmarks=true`,
+            authorization: `Bearer ${d.token}`,
+          });
+          let buf = '';
+          s.on('response', () => ready());
+          s.on('data', (c: Buffer) => {
+            buf += c;
+            let i;
+            while ((i = buf.indexOf('\n')) >= 0) {
+              const ev = JSON.parse(buf.slice(0, i));
+              buf = buf.slice(i + 1);
+              if (ev.type !== 'MODIFIED') continue;
+              const seq = Number(ev.object.metadata.annotations?.[SEQ]);
+              const now = performance.timeOrigin + performance.now();
+              const at = d.sent[seq];
+              if (seq < d.updates) {
+                first ||= d.sent[0];
+                deliver.push(now - at);
+                if (++burstSeen === d.updates * d.watchers) {
+                  burstSecs = (now - first) / 1000;
+                  parentPort!.postMessage({ type: 'burst-done' });
+                }
+              } else paced.push(now - at);
+              if (++received === want) {
+                finish();
+                for (const x of sessions) x.destroy();
+              }
+            }
+          });
+          s.on('error', () => {});
+        }),
+    ),
+  );
   parentPort!.postMessage({ type: 'ready' });
   setTimeout(finish, 120_000).unref();
 }

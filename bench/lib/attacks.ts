@@ -34,7 +34,8 @@ export interface ServerProcess {
 export async function spawnApiServer(opts: { main?: string; dataDir?: string; args?: string[]; env?: Record<string, string> } = {}): Promise<ServerProcess> {
   const dataDir = opts.dataDir ?? mkdtempSync(join(tmpdir(), 'nbswarm-attack-'));
   const child = spawn(process.execPath, [opts.main ?? DEFAULT_SERVER_MAIN, 'serve', '--port', '0', '--data-dir', dataDir, ...(opts.args ?? [])], {
-    stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...opts.env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: { ...process.env, ...opts.env },
   });
   let err = '';
   child.stderr!.on('data', (d: Buffer) => {
@@ -51,9 +52,18 @@ export async function spawnApiServer(opts: { main?: string; dataDir?: string; ar
     child.once('exit', (code) => reject(new Error(`the API server exited early with ${code}: ${err.slice(-2000)}`)));
   });
   const caPem = readFileSync(join(dataDir, 'pki', 'ca.crt'), 'utf8');
-  const adminToken = readFileSync(join(dataDir, 'tokens.csv'), 'utf8').split('\n').find((l) => l.includes(',admin,admin'))!.split(',')[0];
+  const adminToken = readFileSync(join(dataDir, 'tokens.csv'), 'utf8')
+    .split('\n')
+    .find((l) => l.includes(',admin,admin'))!
+    .split(',')[0];
   return {
-    pid: child.pid!, url, port: Number(new URL(url).port), caPem, adminToken, dataDir, child,
+    pid: child.pid!,
+    url,
+    port: Number(new URL(url).port),
+    caPem,
+    adminToken,
+    dataDir,
+    child,
     stderr: () => err,
     async stop() {
       if (child.exitCode === null && child.signalCode === null) {
@@ -77,22 +87,34 @@ export interface Reply {
 }
 
 /** One HTTP/1.1 request on its own connection; a reply that takes longer than `timeoutMs` is status 0. */
-export function request(srv: Target, method: string, path: string, opts: { body?: string; contentType?: string; token?: string; timeoutMs?: number } = {}): Promise<Reply> {
+export function request(
+  srv: Target,
+  method: string,
+  path: string,
+  opts: { body?: string; contentType?: string; token?: string; timeoutMs?: number } = {},
+): Promise<Reply> {
   const started = performance.now();
   return new Promise((resolve) => {
     const u = new URL(path, srv.url);
-    const r = https.request(u, {
-      method, ca: srv.caPem, agent: false,
-      headers: {
-        authorization: `Bearer ${opts.token ?? srv.adminToken}`, accept: 'application/json',
-        ...(opts.body !== undefined ? { 'content-type': opts.contentType ?? 'application/json', 'content-length': Buffer.byteLength(opts.body) } : {}),
+    const r = https.request(
+      u,
+      {
+        method,
+        ca: srv.caPem,
+        agent: false,
+        headers: {
+          authorization: `Bearer ${opts.token ?? srv.adminToken}`,
+          accept: 'application/json',
+          ...(opts.body !== undefined ? { 'content-type': opts.contentType ?? 'application/json', 'content-length': Buffer.byteLength(opts.body) } : {}),
+        },
       },
-    }, (res) => {
-      const chunks: Buffer[] = [];
-      res.on('data', (c: Buffer) => chunks.push(c));
-      res.on('end', () => done(res.statusCode ?? 0, Buffer.concat(chunks).toString()));
-      res.on('error', () => done(0, 'response error'));
-    });
+      (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('end', () => done(res.statusCode ?? 0, Buffer.concat(chunks).toString()));
+        res.on('error', () => done(0, 'response error'));
+      },
+    );
     let settled = false;
     const done = (status: number, text: string) => {
       if (settled) return;
@@ -114,7 +136,11 @@ export class HealthProbe {
   private running = true;
   private readonly loop: Promise<void>;
 
-  constructor(private readonly srv: Target, everyMs = 100, private readonly timeoutMs = 120_000) {
+  constructor(
+    private readonly srv: Target,
+    everyMs = 100,
+    private readonly timeoutMs = 120_000,
+  ) {
     this.loop = (async () => {
       while (this.running) {
         const r = await request(this.srv, 'GET', '/healthz', { timeoutMs: this.timeoutMs });
@@ -144,7 +170,10 @@ export class RssSampler {
   private peak: number;
   private readonly timer: NodeJS.Timeout;
 
-  constructor(private readonly pid: number, everyMs = 50) {
+  constructor(
+    private readonly pid: number,
+    everyMs = 50,
+  ) {
     this.startMiB = this.peak = procRss(pid) / 2 ** 20;
     this.timer = setInterval(() => this.sample(), everyMs);
   }
@@ -192,8 +221,13 @@ export function stalledRequest(srv: Target, path: string, headers: Record<string
   const u = new URL(srv.url);
   return new Promise((resolve, reject) => {
     const sock = tls.connect({ host: u.hostname, port: Number(u.port), ca: srv.caPem, ALPNProtocols: ['http/1.1'] }, () => {
-      const lines = [`GET ${path} HTTP/1.1`, `Host: ${u.host}`, `Authorization: Bearer ${srv.adminToken}`, 'Accept: application/json',
-        ...Object.entries(headers).map(([k, v]) => `${k}: ${v}`)];
+      const lines = [
+        `GET ${path} HTTP/1.1`,
+        `Host: ${u.host}`,
+        `Authorization: Bearer ${srv.adminToken}`,
+        'Accept: application/json',
+        ...Object.entries(headers).map(([k, v]) => `${k}: ${v}`),
+      ];
       sock.write(lines.join('\r\n') + '\r\n\r\n');
       sock.pause();
       resolve(sock);
@@ -223,7 +257,11 @@ export async function closedByServer(socks: tls.TLSSocket[], waitMs = 3000): Pro
  * HTTP/2 POST streams that send `bytes` of an unfinished JSON body and never end it. Returns the
  * session and how many streams the server answered or reset so far.
  */
-export function unfinishedUploads(srv: Target, streams: number, bytes: number): { session: http2.ClientHttp2Session; answered: () => number; statuses: Map<number, number> } {
+export function unfinishedUploads(
+  srv: Target,
+  streams: number,
+  bytes: number,
+): { session: http2.ClientHttp2Session; answered: () => number; statuses: Map<number, number> } {
   const session = http2.connect(srv.url, { ca: srv.caPem });
   session.on('error', () => {});
   let answered = 0;
@@ -257,12 +295,18 @@ export function unfinishedUploads(srv: Target, streams: number, bytes: number): 
 
 /** Opens HTTP/2 sessions that do nothing after the handshake; `open()` counts those the server has not closed. */
 export async function idleSessions(srv: Target, n: number): Promise<{ open: () => number; close: () => void }> {
-  const sessions = await Promise.all(Array.from({ length: n }, () => new Promise<http2.ClientHttp2Session>((resolve, reject) => {
-    const s = http2.connect(srv.url, { ca: srv.caPem });
-    s.on('error', () => {});
-    s.once('connect', () => resolve(s));
-    s.once('error', reject);
-  })));
+  const sessions = await Promise.all(
+    Array.from(
+      { length: n },
+      () =>
+        new Promise<http2.ClientHttp2Session>((resolve, reject) => {
+          const s = http2.connect(srv.url, { ca: srv.caPem });
+          s.on('error', () => {});
+          s.once('connect', () => resolve(s));
+          s.once('error', reject);
+        }),
+    ),
+  );
   return {
     open: () => sessions.filter((s) => !s.closed && !s.destroyed).length,
     close: () => {

@@ -74,7 +74,12 @@ export class BenchContext {
     while (Date.now() < deadline) {
       const cs = await this.docker.listContainers({ all: true, filters });
       if (cs.length === 0) return;
-      await mapLimit(cs, 8, (c) => this.docker.getContainer(c.Id).remove({ force: true }).catch(() => undefined));
+      await mapLimit(cs, 8, (c) =>
+        this.docker
+          .getContainer(c.Id)
+          .remove({ force: true })
+          .catch(() => undefined),
+      );
       await sleep(100);
     }
     throw new Error(`containers labelled ${key}=${value} still there after ${timeoutMs} ms`);

@@ -138,16 +138,13 @@ export async function startCountingProxy(socketPath: string, upstream = '/var/ru
 
   const server = http.createServer((req, res) => {
     count(req.method ?? 'GET', req.url ?? '/');
-    const up = http.request(
-      { socketPath: upstream, method: req.method, path: req.url, headers: req.headers, agent },
-      (upRes) => {
-        res.writeHead(upRes.statusCode ?? 502, upRes.statusMessage, upRes.rawHeaders as unknown as http.OutgoingHttpHeaders);
-        // Streaming responses (/events, logs) must reach the client chunk by chunk.
-        res.flushHeaders();
-        upRes.pipe(res);
-        res.on('close', () => upRes.destroy());
-      },
-    );
+    const up = http.request({ socketPath: upstream, method: req.method, path: req.url, headers: req.headers, agent }, (upRes) => {
+      res.writeHead(upRes.statusCode ?? 502, upRes.statusMessage, upRes.rawHeaders as unknown as http.OutgoingHttpHeaders);
+      // Streaming responses (/events, logs) must reach the client chunk by chunk.
+      res.flushHeaders();
+      upRes.pipe(res);
+      res.on('close', () => upRes.destroy());
+    });
     up.on('error', (err) => {
       if (!res.headersSent) {
         res.writeHead(502, { 'content-type': 'application/json' });

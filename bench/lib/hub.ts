@@ -148,20 +148,37 @@ export async function startHubStack(opts: { image: string; portRange: [number, n
     },
   };
   try {
-    const up = startProc(process.execPath, [CLI, 'up', '--data-dir', join(dir, 'nbswarm'), '--port', '0', '--status-port', '0', '--policy', join(dir, 'policy.yaml')], join(dir, 'up.log'), {
-      DOCKER_SERVICE_PREFER_OFFLINE_IMAGE: '1',
-      NBSWARM_LOG_LEVEL: process.env.NBSWARM_BENCH_LOG_LEVEL ?? 'info',
-    });
+    const up = startProc(
+      process.execPath,
+      [CLI, 'up', '--data-dir', join(dir, 'nbswarm'), '--port', '0', '--status-port', '0', '--policy', join(dir, 'policy.yaml')],
+      join(dir, 'up.log'),
+      {
+        DOCKER_SERVICE_PREFER_OFFLINE_IMAGE: '1',
+        NBSWARM_LOG_LEVEL: process.env.NBSWARM_BENCH_LOG_LEVEL ?? 'info',
+      },
+    );
     procs.push(up);
     await waitUntil('nbswarm up', 60_000, async () => {
       if (up.child.exitCode !== null) throw new Error(`nbswarm up exited ${up.child.exitCode}\n${tail(up.log)}`);
       return /^kubeconfig:$/m.test(existsSync(up.log) ? readFileSync(up.log, 'utf8') : '');
     });
-    if ((await runQuiet('kubectl', ['--kubeconfig', kubeconfig, 'create', 'namespace', namespace])) !== 0) throw new Error(`cannot create namespace ${namespace}`);
+    if ((await runQuiet('kubectl', ['--kubeconfig', kubeconfig, 'create', 'namespace', namespace])) !== 0)
+      throw new Error(`cannot create namespace ${namespace}`);
     procs.push(
       startProc(
         'configurable-http-proxy',
-        ['--ip', '127.0.0.1', '--port', String(hubPort), '--api-ip', '127.0.0.1', '--api-port', String(proxyApiPort), '--default-target', `http://127.0.0.1:${hubApiPort}`],
+        [
+          '--ip',
+          '127.0.0.1',
+          '--port',
+          String(hubPort),
+          '--api-ip',
+          '127.0.0.1',
+          '--api-port',
+          String(proxyApiPort),
+          '--default-target',
+          `http://127.0.0.1:${hubApiPort}`,
+        ],
         join(dir, 'chp.log'),
         { NODE_PATH: '/usr/share/nodejs:/usr/lib/nodejs', CONFIGPROXY_AUTH_TOKEN: `${token}-proxy` },
       ),
@@ -211,13 +228,36 @@ function runQuiet(cmd: string, args: string[]): Promise<number> {
 async function removeByPrefix(docker: Docker, prefix: string): Promise<void> {
   const mine = (name: string) => name.replace(/^\//, '').startsWith(`${prefix}-`);
   const services = ((await docker.listServices().catch(() => [])) as any[]).filter((s) => mine(s.Spec?.Name ?? ''));
-  await Promise.all(services.map((s) => docker.getService(s.ID).remove().catch(() => undefined)));
+  await Promise.all(
+    services.map((s) =>
+      docker
+        .getService(s.ID)
+        .remove()
+        .catch(() => undefined),
+    ),
+  );
   for (let i = 0; i < 100; i++) {
     const cs = (await docker.listContainers({ all: true })).filter((c) => c.Names.some(mine) || mine(c.Labels?.['com.docker.swarm.service.name'] ?? ''));
     if (cs.length === 0) break;
-    await Promise.all(cs.map((c) => docker.getContainer(c.Id).remove({ force: true }).catch(() => undefined)));
+    await Promise.all(
+      cs.map((c) =>
+        docker
+          .getContainer(c.Id)
+          .remove({ force: true })
+          .catch(() => undefined),
+      ),
+    );
     await sleep(200);
   }
   const vols = ((await docker.listVolumes()) as any).Volumes ?? [];
-  await Promise.all(vols.filter((v: any) => mine(v.Name)).map((v: any) => docker.getVolume(v.Name).remove().catch(() => undefined)));
+  await Promise.all(
+    vols
+      .filter((v: any) => mine(v.Name))
+      .map((v: any) =>
+        docker
+          .getVolume(v.Name)
+          .remove()
+          .catch(() => undefined),
+      ),
+  );
 }

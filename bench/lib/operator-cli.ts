@@ -25,7 +25,6 @@ export interface CliOperator {
   stop(): Promise<void>;
 }
 
-
 export async function startOperatorCli(opts: { kubeconfigPath: string; policy: Policy; kind: BackendKind; dockerSocket: string }): Promise<CliOperator> {
   const entry = repoPath('dist', 'nbswarm.mjs');
   const dir = mkdtempSync(join(tmpdir(), 'nbswarm-bench-op-'));
@@ -34,10 +33,14 @@ export async function startOperatorCli(opts: { kubeconfigPath: string; policy: P
   const logFile = join(dir, 'operator.log');
   const out = openSync(logFile, 'a');
   const port = await freeLoopbackPort();
-  const child = spawn(process.execPath, [entry, 'operator', '--kubeconfig', opts.kubeconfigPath, '--policy', policyFile, '--backend', opts.kind, '--metrics-port', String(port)], {
-    env: { ...process.env, DOCKER_HOST: `unix://${opts.dockerSocket}`, NBSWARM_LOG_LEVEL: process.env.NBSWARM_BENCH_LOG_LEVEL ?? 'warn' },
-    stdio: ['ignore', out, out],
-  });
+  const child = spawn(
+    process.execPath,
+    [entry, 'operator', '--kubeconfig', opts.kubeconfigPath, '--policy', policyFile, '--backend', opts.kind, '--metrics-port', String(port)],
+    {
+      env: { ...process.env, DOCKER_HOST: `unix://${opts.dockerSocket}`, NBSWARM_LOG_LEVEL: process.env.NBSWARM_BENCH_LOG_LEVEL ?? 'warn' },
+      stdio: ['ignore', out, out],
+    },
+  );
   closeSync(out);
   const logTail = () => readFileSync(logFile, 'utf8').trimEnd().split('\n').slice(-15).join('\n');
   const url = `http://127.0.0.1:${port}`;

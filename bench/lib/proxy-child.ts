@@ -19,7 +19,12 @@ export interface RemoteProxy {
 }
 
 export async function startProxyProcess(socketPath: string, upstream = '/var/run/docker.sock'): Promise<RemoteProxy> {
-  const { child, call, stop } = await forkRpcChild(fileURLToPath(import.meta.url), [socketPath, upstream], ['ignore', 'inherit', 'inherit', 'ipc'], 'proxy process');
+  const { child, call, stop } = await forkRpcChild(
+    fileURLToPath(import.meta.url),
+    [socketPath, upstream],
+    ['ignore', 'inherit', 'inherit', 'ipc'],
+    'proxy process',
+  );
   return {
     socketPath,
     pid: child.pid!,

@@ -120,7 +120,14 @@ export async function rawContainerSpawn(docker: Docker, image: string, name: str
 
 export type BackendKind = 'service' | 'container';
 
-export async function rawSpawn(kind: BackendKind, docker: Docker, imageRef: string, imageId: string, name: string, labels: Record<string, string>): Promise<SpawnResult> {
+export async function rawSpawn(
+  kind: BackendKind,
+  docker: Docker,
+  imageRef: string,
+  imageId: string,
+  name: string,
+  labels: Record<string, string>,
+): Promise<SpawnResult> {
   return kind === 'service' ? rawServiceSpawn(docker, imageId, name, labels) : rawContainerSpawn(docker, imageRef, name, labels);
 }
 
@@ -168,32 +175,36 @@ export async function rawBurst(
         })()
       : Promise.resolve();
   try {
-    await mapLimit(Array.from({ length: n }, (_, i) => i), concurrency, async (i) => {
-      const s = performance.now();
-      const name = `${prefix}-${i}`;
-      if (kind === 'service') {
-        const svc: any = await docker.createService(serviceSpec(name, imageId, labels));
-        const id: string = svc.id ?? svc.ID;
-        ids.push(id);
-        waits.push(
-          new Promise<number>((resolve) => waitingTask.set(id, resolve)).then(async (port) => {
-            await waitHttp(`http://127.0.0.1:${port}/`, 120_000, 100);
-            perMs.push(performance.now() - s);
-          }),
-        );
-      } else {
-        const c = await docker.createContainer(rawContainerOptions(name, imageRef, labels));
-        ids.push(c.id);
-        await c.start();
-        const info = await c.inspect();
-        const port = Number(info.NetworkSettings.Ports?.[`${SERVER_PORT}/tcp`]?.[0]?.HostPort);
-        waits.push(
-          waitHttp(`http://127.0.0.1:${port}/`, 120_000, 100).then(() => {
-            perMs.push(performance.now() - s);
-          }),
-        );
-      }
-    });
+    await mapLimit(
+      Array.from({ length: n }, (_, i) => i),
+      concurrency,
+      async (i) => {
+        const s = performance.now();
+        const name = `${prefix}-${i}`;
+        if (kind === 'service') {
+          const svc: any = await docker.createService(serviceSpec(name, imageId, labels));
+          const id: string = svc.id ?? svc.ID;
+          ids.push(id);
+          waits.push(
+            new Promise<number>((resolve) => waitingTask.set(id, resolve)).then(async (port) => {
+              await waitHttp(`http://127.0.0.1:${port}/`, 120_000, 100);
+              perMs.push(performance.now() - s);
+            }),
+          );
+        } else {
+          const c = await docker.createContainer(rawContainerOptions(name, imageRef, labels));
+          ids.push(c.id);
+          await c.start();
+          const info = await c.inspect();
+          const port = Number(info.NetworkSettings.Ports?.[`${SERVER_PORT}/tcp`]?.[0]?.HostPort);
+          waits.push(
+            waitHttp(`http://127.0.0.1:${port}/`, 120_000, 100).then(() => {
+              perMs.push(performance.now() - s);
+            }),
+          );
+        }
+      },
+    );
     await Promise.race([
       Promise.all(waits),
       sleep(300_000).then(() => {
@@ -228,7 +239,12 @@ export async function cleanupByLabel(docker: Docker, key: string, value: string,
   try {
     const services: any[] = (await docker.listServices({ filters } as any)) as any;
     removed += services.length;
-    await mapLimit(services, 8, (s: any) => docker.getService(s.ID).remove().catch(() => undefined));
+    await mapLimit(services, 8, (s: any) =>
+      docker
+        .getService(s.ID)
+        .remove()
+        .catch(() => undefined),
+    );
   } catch {
     /* not a Swarm manager */
   }
@@ -237,7 +253,12 @@ export async function cleanupByLabel(docker: Docker, key: string, value: string,
     const cs = await docker.listContainers({ all: true, filters });
     if (cs.length === 0 || Date.now() > deadline) break;
     removed += cs.length;
-    await mapLimit(cs, 8, (c) => docker.getContainer(c.Id).remove({ force: true, v: false }).catch(() => undefined));
+    await mapLimit(cs, 8, (c) =>
+      docker
+        .getContainer(c.Id)
+        .remove({ force: true, v: false })
+        .catch(() => undefined),
+    );
     await sleep(300);
   }
   return removed;

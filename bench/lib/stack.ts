@@ -86,7 +86,13 @@ export interface RunningOperator {
 }
 
 /** startOperator in this process, its backend talking to Docker through `dockerSocket` (the counting proxy). */
-export async function startOperatorInProcess(opts: { kubeconfigPath: string; policy: Policy; kind: BackendKind; dockerSocket: string; logFile?: string }): Promise<RunningOperator> {
+export async function startOperatorInProcess(opts: {
+  kubeconfigPath: string;
+  policy: Policy;
+  kind: BackendKind;
+  dockerSocket: string;
+  logFile?: string;
+}): Promise<RunningOperator> {
   const { createBackend } = await import('../../src/backends/docker.js');
   const { startOperator } = await import('../../src/controller/operator.js');
   const { createLogger } = await import('../../src/log.js');
@@ -121,7 +127,12 @@ export function queueStats(s: any): { depth: number; delayed: number; inFlight: 
 
 export function reconcilerStats(s: any): { reconciles: number; statusPatches: number; dockerWrites: number; actions: Record<string, number> } {
   const r = s?.reconciler ?? {};
-  return { reconciles: Number(r.reconciles ?? 0), statusPatches: Number(r.statusPatches ?? 0), dockerWrites: Number(r.dockerWrites ?? 0), actions: r.actions ?? {} };
+  return {
+    reconciles: Number(r.reconciles ?? 0),
+    statusPatches: Number(r.statusPatches ?? 0),
+    dockerWrites: Number(r.dockerWrites ?? 0),
+    actions: r.actions ?? {},
+  };
 }
 
 export function informerSynced(s: any): boolean {

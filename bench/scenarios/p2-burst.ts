@@ -35,7 +35,10 @@ export async function burst(ctx: BenchContext, kind: BackendKind): Promise<Scena
   // Raw first, then nbswarm: both start from a daemon with none of this scenario's objects.
   log(`P2 ${kind}: raw burst of ${n}`);
   const rawBefore = await ctx.rawProxy.counts();
-  const rb = await raw.rawBurst(kind, ctx.rawDocker, ctx.imageRef, ctx.imageId, n, conc, `${ctx.prefix}-raw-p2-${kind[0]}`, { ...ctx.runLabels, 'nbswarm.bench/item': `p2${kind}` });
+  const rb = await raw.rawBurst(kind, ctx.rawDocker, ctx.imageRef, ctx.imageId, n, conc, `${ctx.prefix}-raw-p2-${kind[0]}`, {
+    ...ctx.runLabels,
+    'nbswarm.bench/item': `p2${kind}`,
+  });
   const rawCalls = diffCounts(await ctx.rawProxy.counts(), rawBefore);
   await raw.cleanupByLabel(ctx.docker, 'nbswarm.bench/item', `p2${kind}`);
   await ctx.containersGone('nbswarm.bench/item', `p2${kind}`);
@@ -105,4 +108,3 @@ function sampleQueue(op: RunningOperator, everyMs = 250): { stop(): { depthMax: 
     },
   };
 }
-

@@ -46,7 +46,9 @@ export async function scale(ctx: BenchContext, kind: BackendKind): Promise<Scena
       rssMax = Math.max(rssMax, op.rssBytes());
       const ph: Record<string, number> = {};
       for (const p of tracker.phase.values()) ph[p] = (ph[p] ?? 0) + 1;
-      log(`P4: phases ${JSON.stringify(ph)}, ready ${tracker.readyAt.size}, queue ${JSON.stringify(q)}, operator RSS ${Math.round(op.rssBytes() / 2 ** 20)} MB`);
+      log(
+        `P4: phases ${JSON.stringify(ph)}, ready ${tracker.readyAt.size}, queue ${JSON.stringify(q)}, operator RSS ${Math.round(op.rssBytes() / 2 ** 20)} MB`,
+      );
     });
   }, 5_000);
   try {
@@ -119,7 +121,9 @@ export async function scale(ctx: BenchContext, kind: BackendKind): Promise<Scena
     listChunkedMs.push(performance.now() - s2);
   }
 
-  log(`P4: list ${n}: median ${Math.round(median(listMs))} ms to the last byte, ${Math.round(median(listParsedMs))} ms parsed; watch fan-out to ${ctx.args.fanoutWatchers} watchers`);
+  log(
+    `P4: list ${n}: median ${Math.round(median(listMs))} ms to the last byte, ${Math.round(median(listParsedMs))} ms parsed; watch fan-out to ${ctx.args.fanoutWatchers} watchers`,
+  );
   const fan = await fanout(ctx, ns, names[running] ?? names[0]!, ctx.args.fanoutWatchers, ctx.args.fanoutUpdates);
 
   r.nbswarm = {
@@ -144,13 +148,25 @@ export async function scale(ctx: BenchContext, kind: BackendKind): Promise<Scena
     listPaged500Ms: roundSummary(summarize(listChunkedMs), 1),
     watchFanout: fan,
   };
-  r.notes.push('the operator runs as the bundled CLI (node dist/nbswarm.mjs operator, same policy, Docker through the counting proxy) in its own process; its RSS is read from /proc 5 s after the queue drained (no forced GC), heap figures from its /stats. The API server RSS is read from /proc of its child process.');
+  r.notes.push(
+    'the operator runs as the bundled CLI (node dist/nbswarm.mjs operator, same policy, Docker through the counting proxy) in its own process; its RSS is read from /proc 5 s after the queue drained (no forced GC), heap figures from its /stats. The API server RSS is read from /proc of its child process.',
+  );
   r.notes.push('fan-out watchers live in the bench process; the operator (another process) also receives each update and reconciles it.');
   await op.stop();
   const opRssMB = mem.rss / 2 ** 20;
   r.targets.push({ metric: `operator RSS at rest (MB, ${n} resources)`, want: '< 150', actual: round(opRssMB, 1), met: opRssMB < 150 });
-  r.targets.push({ metric: `list latency for ${n} (median ms, request → last byte)`, want: '< 300', actual: round(median(listMs), 1), met: median(listMs) < 300 });
-  r.targets.push({ metric: `watch fan-out p99 to ${ctx.args.fanoutWatchers} watchers (ms, from write sent)`, want: '< 20', actual: fan.fromSentMs.p99, met: fan.fromSentMs.p99 < 20 });
+  r.targets.push({
+    metric: `list latency for ${n} (median ms, request → last byte)`,
+    want: '< 300',
+    actual: round(median(listMs), 1),
+    met: median(listMs) < 300,
+  });
+  r.targets.push({
+    metric: `watch fan-out p99 to ${ctx.args.fanoutWatchers} watchers (ms, from write sent)`,
+    want: '< 20',
+    actual: fan.fromSentMs.p99,
+    met: fan.fromSentMs.p99 < 20,
+  });
   return r;
 }
 
@@ -159,7 +175,13 @@ export async function scale(ctx: BenchContext, kind: BackendKind): Promise<Scena
  * index in an annotation; each delivery's latency = receive time − time the patch was sent (and −
  * time it was acknowledged). Same process, same clock.
  */
-async function fanout(ctx: BenchContext, ns: string, target: string, watchers: number, updates: number): Promise<{ watchers: number; updates: number; deliveries: number; fromSentMs: Summary; fromAckMs: Summary; writeMs: Summary; apiServerRssMB: number }> {
+async function fanout(
+  ctx: BenchContext,
+  ns: string,
+  target: string,
+  watchers: number,
+  updates: number,
+): Promise<{ watchers: number; updates: number; deliveries: number; fromSentMs: Summary; fromAckMs: Summary; writeMs: Summary; apiServerRssMB: number }> {
   const sent: number[] = [];
   const acked: number[] = [];
   const fromSent: number[] = [];
@@ -173,15 +195,18 @@ async function fanout(ctx: BenchContext, ns: string, target: string, watchers: n
     const c = ctx.kube.clone(1);
     clients.push(c);
     stops.push(
-      await c.watch(`${c.nsPath(ns)}?watch=1&resourceVersion=${rv}&fieldSelector=${encodeURIComponent(`metadata.name=${target}`)}`, (ev: { type: string; object: Obj }, at: number) => {
-        const v = ev.object?.metadata?.annotations?.['bench.nbswarm.io/fanout'];
-        if (ev.type !== 'MODIFIED' || v === undefined) return;
-        const i = Number(v);
-        if (sent[i] === undefined) return;
-        fromSent.push(at - sent[i]!);
-        if (acked[i] !== undefined) fromAck.push(at - acked[i]!);
-        else pendingAck.push({ i, at });
-      }),
+      await c.watch(
+        `${c.nsPath(ns)}?watch=1&resourceVersion=${rv}&fieldSelector=${encodeURIComponent(`metadata.name=${target}`)}`,
+        (ev: { type: string; object: Obj }, at: number) => {
+          const v = ev.object?.metadata?.annotations?.['bench.nbswarm.io/fanout'];
+          if (ev.type !== 'MODIFIED' || v === undefined) return;
+          const i = Number(v);
+          if (sent[i] === undefined) return;
+          fromSent.push(at - sent[i]!);
+          if (acked[i] !== undefined) fromAck.push(at - acked[i]!);
+          else pendingAck.push({ i, at });
+        },
+      ),
     );
   }
   await sleep(500);

@@ -25,7 +25,9 @@ export async function apiServerWrites(ctx: BenchContext): Promise<ScenarioResult
   const etcd = await benchEtcd({ n, concurrency: 32 });
   log(`P6: etcd ${etcd.putsPerSec} puts/s`);
   const normal = apiserverBench(ctx, []);
-  log(`P6: API server (synchronous NORMAL) ${normal.create.opsPerSec} creates/s over HTTP/2, ${normal.createHttp1.opsPerSec} over HTTP/1.1; a Node server that only echoes: ${normal.nodeCeiling.opsPerSec}/s`);
+  log(
+    `P6: API server (synchronous NORMAL) ${normal.create.opsPerSec} creates/s over HTTP/2, ${normal.createHttp1.opsPerSec} over HTTP/1.1; a Node server that only echoes: ${normal.nodeCeiling.opsPerSec}/s`,
+  );
   const full = apiserverBench(ctx, ['--synchronous', 'FULL', '--creates-only']);
   log(`P6: API server (synchronous FULL) ${full.create.opsPerSec} creates/s over HTTP/2, ${full.createHttp1.opsPerSec} over HTTP/1.1`);
   r.raw = { etcd };
@@ -38,8 +40,18 @@ export async function apiServerWrites(ctx: BenchContext): Promise<ScenarioResult
     createsFullHttp1VsEtcdPuts: vs(full.createHttp1.opsPerSec),
     nodeCeilingVsEtcdPuts: vs(normal.nodeCeiling.opsPerSec),
   };
-  r.targets.push({ metric: 'API creates/s ÷ etcd puts/s (NORMAL: durable across a crash of the server)', want: '≥ 2', actual: r.ratio.createsVsEtcdPuts, met: r.ratio.createsVsEtcdPuts >= 2 });
-  r.targets.push({ metric: 'API creates/s ÷ etcd puts/s (FULL: fsync per commit, as etcd)', want: '≥ 1', actual: r.ratio.createsFullVsEtcdPuts, met: r.ratio.createsFullVsEtcdPuts >= 1 });
+  r.targets.push({
+    metric: 'API creates/s ÷ etcd puts/s (NORMAL: durable across a crash of the server)',
+    want: '≥ 2',
+    actual: r.ratio.createsVsEtcdPuts,
+    met: r.ratio.createsVsEtcdPuts >= 2,
+  });
+  r.targets.push({
+    metric: 'API creates/s ÷ etcd puts/s (FULL: fsync per commit, as etcd)',
+    want: '≥ 1',
+    actual: r.ratio.createsFullVsEtcdPuts,
+    met: r.ratio.createsFullVsEtcdPuts >= 1,
+  });
   // What the target asks of the machine: client and server CPU per create within the cores' time.
   const cores = cpus().length;
   const budgetMs = (cores * 1000) / (2 * etcd.putsPerSec);
@@ -60,7 +72,10 @@ interface CreatePhase {
 }
 
 /** bench/apiserver (a fresh server in a child process, ~1 KB NotebookServer creates at concurrency 32) with `extra` arguments. */
-function apiserverBench(ctx: BenchContext, extra: string[]): { create: CreatePhase; createHttp1: CreatePhase; nodeCeiling: CreatePhase } & Record<string, unknown> {
+function apiserverBench(
+  ctx: BenchContext,
+  extra: string[],
+): { create: CreatePhase; createHttp1: CreatePhase; nodeCeiling: CreatePhase } & Record<string, unknown> {
   const script = fileURLToPath(new URL('../apiserver/run.js', import.meta.url));
   const argv = [script, ...(ctx.args.quick ? ['--quick'] : []), ...extra];
   log(`P6: node ${argv.map((a) => a.replace(/.*\/dist\//, 'dist/')).join(' ')}`);

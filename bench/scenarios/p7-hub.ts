@@ -131,7 +131,14 @@ async function rawStop(docker: Docker, ids: string[]): Promise<number[]> {
 }
 
 async function removeContainers(docker: Docker, ids: string[]): Promise<void> {
-  await Promise.all(ids.map((id) => docker.getContainer(id).remove({ force: true }).catch(() => undefined)));
+  await Promise.all(
+    ids.map((id) =>
+      docker
+        .getContainer(id)
+        .remove({ force: true })
+        .catch(() => undefined),
+    ),
+  );
 }
 
 /** POST every named server at once; each until its /api answers through the hub's proxy. */
@@ -173,7 +180,8 @@ async function hubStop(stack: HubStack, docker: Docker, names: string[]): Promis
   const deadline = Date.now() + 120_000;
   while (goneMs.size < names.length || hubMs.size < names.length) {
     if (failed) throw failed;
-    if (Date.now() > deadline) throw new Error(`stop: ${names.length - goneMs.size} containers still running, ${names.length - hubMs.size} servers still listed by the hub after 120 s`);
+    if (Date.now() > deadline)
+      throw new Error(`stop: ${names.length - goneMs.size} containers still running, ${names.length - hubMs.size} servers still listed by the hub after 120 s`);
     const [live, user] = await Promise.all([running(), stack.api('GET', '/users/bench')]);
     const now = performance.now() - t0;
     for (const name of names) {

@@ -106,4 +106,8 @@ export const START_DEADLINE_EXCEEDED = 'StartDeadlineExceeded';
 /** On the operator's leader Lease: where the leader's status page answers ('' when it has none). */
 export const LEASE_STATUS_URL = 'nbswarm.io/status-url';
 /** Name of the operator's leader Lease for a policy prefix (operators with different prefixes are independent). */
-export const leaseNameFor = (prefix: string): string => `nbswarm-operator-${prefix}`.toLowerCase().replace(/[^a-z0-9.-]/g, '-').slice(0, 63);
+export const leaseNameFor = (prefix: string): string =>
+  `nbswarm-operator-${prefix}`
+    .toLowerCase()
+    .replace(/[^a-z0-9.-]/g, '-')
+    .slice(0, 63);

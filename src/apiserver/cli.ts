@@ -10,8 +10,11 @@ const server = () => import('./index.js');
 
 /** `serve` flags (commander's camel-case names) that set a ServerLimits field. */
 const LIMIT_FLAGS = [
-  ['requestTimeout', 'requestTimeoutSeconds'], ['headersTimeout', 'headersTimeoutSeconds'], ['idleTimeout', 'idleTimeoutSeconds'],
-  ['maxInflightPerUser', 'maxInflightPerUser'], ['maxWatchesPerUser', 'maxWatchesPerUser'],
+  ['requestTimeout', 'requestTimeoutSeconds'],
+  ['headersTimeout', 'headersTimeoutSeconds'],
+  ['idleTimeout', 'idleTimeoutSeconds'],
+  ['maxInflightPerUser', 'maxInflightPerUser'],
+  ['maxWatchesPerUser', 'maxWatchesPerUser'],
 ] as const satisfies readonly (readonly [string, keyof ServerLimits])[];
 
 function env(name: string): string | undefined {
@@ -55,14 +58,27 @@ export function registerApiServerCommands(program: Command): void {
     .option('--data-dir <dir>', 'state directory: database, CA, tokens, kubeconfig (env NBSWARM_DATA_DIR)', env('NBSWARM_DATA_DIR') ?? './.nbswarm')
     .option('--token-file <file>', 'token file: lines of token,user,role[,namespaces] (env NBSWARM_TOKEN_FILE)', env('NBSWARM_TOKEN_FILE'))
     .option('--watch-window <n>', 'changes kept for watch resumption', '10000')
-    .option('--synchronous <mode>', 'SQLite synchronous: NORMAL survives a crash of the process, FULL also an OS crash or power loss (fsync per commit) (env NBSWARM_SYNCHRONOUS)', env('NBSWARM_SYNCHRONOUS') ?? 'NORMAL')
-    .option('--request-timeout <seconds>', `a request that is not a watch must be received and answered within this (default ${DEFAULT_LIMITS.requestTimeoutSeconds})`)
+    .option(
+      '--synchronous <mode>',
+      'SQLite synchronous: NORMAL survives a crash of the process, FULL also an OS crash or power loss (fsync per commit) (env NBSWARM_SYNCHRONOUS)',
+      env('NBSWARM_SYNCHRONOUS') ?? 'NORMAL',
+    )
+    .option(
+      '--request-timeout <seconds>',
+      `a request that is not a watch must be received and answered within this (default ${DEFAULT_LIMITS.requestTimeoutSeconds})`,
+    )
     .option('--headers-timeout <seconds>', `a request's headers must arrive within this (default ${DEFAULT_LIMITS.headersTimeoutSeconds})`)
-    .option('--idle-timeout <seconds>', `idle connections (HTTP/1.1 between requests, HTTP/2 without streams) are closed after this (default ${DEFAULT_LIMITS.idleTimeoutSeconds})`)
+    .option(
+      '--idle-timeout <seconds>',
+      `idle connections (HTTP/1.1 between requests, HTTP/2 without streams) are closed after this (default ${DEFAULT_LIMITS.idleTimeoutSeconds})`,
+    )
     .option('--max-inflight-per-user <n>', `requests one user may have in progress, watches aside (default ${DEFAULT_LIMITS.maxInflightPerUser})`)
     .option('--max-watches-per-user <n>', `watches one user may have open (default ${DEFAULT_LIMITS.maxWatchesPerUser})`);
   addLogOptions(serve).action(
-    async (o: { address: string; port: string; dataDir: string; tokenFile?: string; watchWindow: string; synchronous: string } & LogOptions & Record<(typeof LIMIT_FLAGS)[number][0], string | undefined>) => {
+    async (
+      o: { address: string; port: string; dataDir: string; tokenFile?: string; watchWindow: string; synchronous: string } & LogOptions &
+        Record<(typeof LIMIT_FLAGS)[number][0], string | undefined>,
+    ) => {
       const synchronous = o.synchronous.toUpperCase();
       if (synchronous !== 'NORMAL' && synchronous !== 'FULL') {
         process.stderr.write(`nbswarm: --synchronous must be NORMAL or FULL, not ${JSON.stringify(o.synchronous)}\n`);
@@ -85,7 +101,14 @@ export function registerApiServerCommands(program: Command): void {
       const log = loggerFromOptions(o, { stderr: true }).child({ component: 'apiserver' });
       const { startApiServer } = await server();
       const srv = await startApiServer({
-        dataDir: o.dataDir, host: o.address, port: Number(o.port), tokenFile: o.tokenFile, watchWindow: Number(o.watchWindow), synchronous, log, limits,
+        dataDir: o.dataDir,
+        host: o.address,
+        port: Number(o.port),
+        tokenFile: o.tokenFile,
+        watchWindow: Number(o.watchWindow),
+        synchronous,
+        log,
+        limits,
       });
       process.stdout.write(JSON.stringify({ url: srv.url, kubeconfig: srv.kubeconfigPath }) + '\n');
       const stop = () => {
@@ -99,7 +122,10 @@ export function registerApiServerCommands(program: Command): void {
     .command('kubeconfig')
     .description('print a kubeconfig for a token-file user')
     .option('--user <name>', 'user name from the token file', 'admin')
-    .option('--server <url>', 'API server URL (default: the server last started on --data-dir, as its admin.kubeconfig says; else NBSWARM_ADDRESS:NBSWARM_PORT, 127.0.0.1:6443)')
+    .option(
+      '--server <url>',
+      'API server URL (default: the server last started on --data-dir, as its admin.kubeconfig says; else NBSWARM_ADDRESS:NBSWARM_PORT, 127.0.0.1:6443)',
+    )
     .option('--namespace <ns>', 'default namespace in the context')
     .option('--data-dir <dir>', 'state directory (env NBSWARM_DATA_DIR)', env('NBSWARM_DATA_DIR') ?? './.nbswarm')
     .option('--token-file <file>', 'token file (env NBSWARM_TOKEN_FILE)', env('NBSWARM_TOKEN_FILE'))

@@ -26,7 +26,14 @@ import { cleanPath, parseRequestInfo, type NonResourceRequestInfo, type Resource
 
 /** One handler per verb (kube's endpoints/handlers). */
 export const VERB_HANDLERS: Readonly<Record<Verb, Handler>> = {
-  get, list, watch, create, update, patch, delete: deleteOne, deletecollection: deleteCollection,
+  get,
+  list,
+  watch,
+  create,
+  update,
+  patch,
+  delete: deleteOne,
+  deletecollection: deleteCollection,
 };
 
 /** Verbs that act on one named object, and those that never take a name. */
@@ -55,13 +62,48 @@ export class Dispatcher {
 
   /** Paths that are not resources (decoded; matched in order). */
   private static readonly routes: NonResourceRoute[] = [
-    { path: /^\/apis?$/, serve(req, res, info) { this.serveRoot(req, res, info.path === '/api'); } },
-    { path: /^\/openapi\/v2$/, serve(req, res) { this.serveOpenapiV2(req, res); } },
-    { path: /^\/openapi\/v3$/, serve(_req, res) { this.json(res, 200, this.discovery.openapiV3Index()); } },
-    { path: /^\/openapi\/v3\/.+$/, serve(_req, res, info, url) { this.serveOpenapiV3(res, info.segments.slice(2).join('/'), url); } },
-    { path: /^\/api\/[^/]+$/, serve(_req, res, info) { this.json(res, 200, this.discovery.resourceList('', info.segments[1])); } },
-    { path: /^\/apis\/[^/]+$/, serve(_req, res, info) { this.json(res, 200, this.discovery.group(info.segments[1])); } },
-    { path: /^\/apis\/[^/]+\/[^/]+$/, serve(_req, res, info) { this.json(res, 200, this.discovery.resourceList(info.segments[1], info.segments[2])); } },
+    {
+      path: /^\/apis?$/,
+      serve(req, res, info) {
+        this.serveRoot(req, res, info.path === '/api');
+      },
+    },
+    {
+      path: /^\/openapi\/v2$/,
+      serve(req, res) {
+        this.serveOpenapiV2(req, res);
+      },
+    },
+    {
+      path: /^\/openapi\/v3$/,
+      serve(_req, res) {
+        this.json(res, 200, this.discovery.openapiV3Index());
+      },
+    },
+    {
+      path: /^\/openapi\/v3\/.+$/,
+      serve(_req, res, info, url) {
+        this.serveOpenapiV3(res, info.segments.slice(2).join('/'), url);
+      },
+    },
+    {
+      path: /^\/api\/[^/]+$/,
+      serve(_req, res, info) {
+        this.json(res, 200, this.discovery.resourceList('', info.segments[1]));
+      },
+    },
+    {
+      path: /^\/apis\/[^/]+$/,
+      serve(_req, res, info) {
+        this.json(res, 200, this.discovery.group(info.segments[1]));
+      },
+    },
+    {
+      path: /^\/apis\/[^/]+\/[^/]+$/,
+      serve(_req, res, info) {
+        this.json(res, 200, this.discovery.resourceList(info.segments[1], info.segments[2]));
+      },
+    },
   ];
 
   constructor(
@@ -148,7 +190,15 @@ export class Dispatcher {
     return this.serveResource(req, res, user, info, url.searchParams, outcome, warnings);
   }
 
-  private serveResource(req: Req, res: Res, user: User, info: ResourceRequestInfo, query: URLSearchParams, outcome: Outcome, warnings: string[]): void | Promise<void> {
+  private serveResource(
+    req: Req,
+    res: Res,
+    user: User,
+    info: ResourceRequestInfo,
+    query: URLSearchParams,
+    outcome: Outcome,
+    warnings: string[],
+  ): void | Promise<void> {
     const resolved = this.services.registry.resolve(info.group, info.version, info.resource);
     if (!resolved) throw pathNotFound();
     const { kind, version } = resolved;
@@ -159,16 +209,34 @@ export class Dispatcher {
     const { verb } = info;
     if (!verb) throw methodNotAllowed();
     const scope: RequestScope = {
-      req, res, user, info, kind, version, apiVersion: info.group ? `${info.group}/${info.version}` : info.version,
-      namespace: info.namespace, name: info.name, subresource: info.subresource, query, warnings, services: this.services,
+      req,
+      res,
+      user,
+      info,
+      kind,
+      version,
+      apiVersion: info.group ? `${info.group}/${info.version}` : info.version,
+      namespace: info.namespace,
+      name: info.name,
+      subresource: info.subresource,
+      query,
+      warnings,
+      services: this.services,
     };
     if (kind.review) {
       if (verb !== 'create') throw methodNotAllowed();
       return review(scope);
     }
     const attrs = {
-      user, verb, resourceRequest: true, group: kind.group, resource: kind.resource, subresource: info.subresource,
-      name: info.name, namespace: info.namespace, namespaced: kind.namespaced,
+      user,
+      verb,
+      resourceRequest: true,
+      group: kind.group,
+      resource: kind.resource,
+      subresource: info.subresource,
+      name: info.name,
+      namespace: info.namespace,
+      namespaced: kind.namespaced,
     };
     if (!this.services.authorizer.authorize(attrs).allowed) throw forbidden(attrs);
     if (kind.unserved && (verb === 'create' || verb === 'update' || verb === 'patch')) throw notRun(kind);
@@ -187,7 +255,18 @@ export class Dispatcher {
 
   /** Non-resource paths (discovery, OpenAPI, /metrics) are authorized by path, the verb being the method. */
   private authorizePath(user: User, path: string, method = 'GET'): void {
-    const attrs = { user, verb: method.toLowerCase(), resourceRequest: false, path, group: '', resource: '', subresource: '', name: '', namespace: '', namespaced: false };
+    const attrs = {
+      user,
+      verb: method.toLowerCase(),
+      resourceRequest: false,
+      path,
+      group: '',
+      resource: '',
+      subresource: '',
+      name: '',
+      namespace: '',
+      namespaced: false,
+    };
     if (!this.services.authorizer.authorize(attrs).allowed) throw forbidden(attrs);
   }
 
@@ -201,13 +280,16 @@ export class Dispatcher {
     res.on('close', leave);
     if (watch) return;
     // A body still arriving at the timeout gets its own 408 (BodyReader); this comes just after.
-    const deadline = setTimeout(() => {
-      if (!res.headersSent) {
-        const err = new ApiError(504, 'Timeout', `Timeout: request did not complete within the allotted timeout of ${this.limits.requestTimeoutSeconds}s`);
-        err.closeConnection = true;
-        this.services.respond.sendError(res, err, [], true);
-      } else req.destroy();
-    }, this.limits.requestTimeoutSeconds * 1000 + 1000);
+    const deadline = setTimeout(
+      () => {
+        if (!res.headersSent) {
+          const err = new ApiError(504, 'Timeout', `Timeout: request did not complete within the allotted timeout of ${this.limits.requestTimeoutSeconds}s`);
+          err.closeConnection = true;
+          this.services.respond.sendError(res, err, [], true);
+        } else req.destroy();
+      },
+      this.limits.requestTimeoutSeconds * 1000 + 1000,
+    );
     deadline.unref();
     res.on('close', () => clearTimeout(deadline));
   }

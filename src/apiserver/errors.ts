@@ -15,8 +15,14 @@ export class ApiError extends Error {
   }
   toStatus(): Status {
     return {
-      kind: 'Status', apiVersion: 'v1', metadata: {}, status: 'Failure', message: this.message, reason: this.reason,
-      ...(this.details ? { details: this.details } : {}), code: this.code,
+      kind: 'Status',
+      apiVersion: 'v1',
+      metadata: {},
+      status: 'Failure',
+      message: this.message,
+      reason: this.reason,
+      ...(this.details ? { details: this.details } : {}),
+      code: this.code,
     };
   }
 }
@@ -33,12 +39,14 @@ export function qualifiedResource(gr: GroupResource): string {
 
 const details = (gr: GroupResource, name: string): StatusDetails => ({ name, group: gr.group || undefined, kind: gr.resource });
 
-export const notFound = (gr: GroupResource, name: string) =>
-  new ApiError(404, 'NotFound', `${qualifiedResource(gr)} "${name}" not found`, details(gr, name));
+export const notFound = (gr: GroupResource, name: string) => new ApiError(404, 'NotFound', `${qualifiedResource(gr)} "${name}" not found`, details(gr, name));
 export const alreadyExists = (gr: GroupResource, name: string) =>
   new ApiError(409, 'AlreadyExists', `${qualifiedResource(gr)} "${name}" already exists`, details(gr, name));
-export const conflict = (gr: GroupResource, name: string, why = 'the object has been modified; please apply your changes to the latest version and try again') =>
-  new ApiError(409, 'Conflict', `Operation cannot be fulfilled on ${qualifiedResource(gr)} "${name}": ${why}`, details(gr, name));
+export const conflict = (
+  gr: GroupResource,
+  name: string,
+  why = 'the object has been modified; please apply your changes to the latest version and try again',
+) => new ApiError(409, 'Conflict', `Operation cannot be fulfilled on ${qualifiedResource(gr)} "${name}": ${why}`, details(gr, name));
 export const badRequest = (msg: string) => new ApiError(400, 'BadRequest', msg);
 export const gone = (msg: string) => new ApiError(410, 'Expired', msg);
 export const pathNotFound = () => new ApiError(404, 'NotFound', 'the server could not find the requested resource', {});

@@ -95,13 +95,23 @@ export async function startApiServer(opts: ApiServerOptions): Promise<RunningApi
   if ((statSync(tokenFile).mode & 0o077) !== 0) log.warn('the token file can be read by other users', { file: tokenFile, hint: `chmod 600 ${tokenFile}` });
   const store = new Store(join(dataDir, 'state.db'), opts.watchWindow ?? 10000, opts.synchronous ?? 'NORMAL');
   const api = new ApiServer({
-    storage: store, authenticator: auth, log, limits, caPem: tls.caPem, serviceAccountKey: loadSigningKey(join(dataDir, 'service-account.key')),
-    bookmarkIntervalMs: opts.bookmarkIntervalMs ?? 15000, maxWatchSeconds: opts.maxWatchSeconds ?? 3600, eventTtlSeconds: opts.eventTtlSeconds ?? 3600,
+    storage: store,
+    authenticator: auth,
+    log,
+    limits,
+    caPem: tls.caPem,
+    serviceAccountKey: loadSigningKey(join(dataDir, 'service-account.key')),
+    bookmarkIntervalMs: opts.bookmarkIntervalMs ?? 15000,
+    maxWatchSeconds: opts.maxWatchSeconds ?? 3600,
+    eventTtlSeconds: opts.eventTtlSeconds ?? 3600,
   });
 
   const headersMs = limits.headersTimeoutSeconds * 1000;
   const server = http2.createSecureServer({
-    key: tls.keyPem, cert: tls.certPem, allowHTTP1: true, settings: { maxConcurrentStreams: 1000 },
+    key: tls.keyPem,
+    cert: tls.certPem,
+    allowHTTP1: true,
+    settings: { maxConcurrentStreams: 1000 },
     // A connection must finish its TLS handshake as soon as its headers would be due.
     handshakeTimeout: headersMs,
   });
@@ -153,7 +163,13 @@ export async function startApiServer(opts: ApiServerOptions): Promise<RunningApi
   log.info('api server listening', { url, dataDir });
   let closed: Promise<void> | null = null;
   return {
-    url, host, port, caPem: tls.caPem, dataDir, adminToken, kubeconfigPath,
+    url,
+    host,
+    port,
+    caPem: tls.caPem,
+    dataDir,
+    adminToken,
+    kubeconfigPath,
     close() {
       closed ??= (async () => {
         api.close();

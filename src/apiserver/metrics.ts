@@ -3,7 +3,18 @@ import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 /** Request metrics in a private registry, so an operator in the same process keeps its own. */
 export class Metrics {
   readonly registry = new Registry();
-  readonly requests = new Counter({ name: 'apiserver_request_total', help: 'API requests by verb, resource and code', labelNames: ['verb', 'resource', 'code'], registers: [this.registry] });
-  readonly latency = new Histogram({ name: 'apiserver_request_duration_seconds', help: 'API request latency (watches excluded)', labelNames: ['verb'], buckets: [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5], registers: [this.registry] });
+  readonly requests = new Counter({
+    name: 'apiserver_request_total',
+    help: 'API requests by verb, resource and code',
+    labelNames: ['verb', 'resource', 'code'],
+    registers: [this.registry],
+  });
+  readonly latency = new Histogram({
+    name: 'apiserver_request_duration_seconds',
+    help: 'API request latency (watches excluded)',
+    labelNames: ['verb'],
+    buckets: [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5],
+    registers: [this.registry],
+  });
   readonly watches = new Gauge({ name: 'apiserver_registered_watchers', help: 'Open watch streams', registers: [this.registry] });
 }

@@ -88,15 +88,20 @@ export class ApiServer {
       },
     });
     for (const k of kinds) registry.add(k);
-    for (const crd of storage.iterate(kindKey('apiextensions.k8s.io', 'customresourcedefinitions'), '')) registry.registerCrd(crd as unknown as CustomResourceDefinition);
+    for (const crd of storage.iterate(kindKey('apiextensions.k8s.io', 'customresourcedefinitions'), ''))
+      registry.registerCrd(crd as unknown as CustomResourceDefinition);
     ensureSystemNamespaces(storage);
     reconcileBootstrapPolicy(storage);
     const admission = new AdmissionChain([new NamespaceLifecycle((name) => storage.namespace(name)), new MetadataValidation(), new RbacEscalation(authorizer)]);
     const limits: ServerLimits = { ...DEFAULT_LIMITS, ...o.limits };
     this.watches = new Watches(o.bookmarkIntervalMs, o.maxWatchSeconds, this.metrics.watches, limits);
     const services: Services = {
-      storage, registry, rest: new RestStore(storage, admission, () => this.gc.kick()), authorizer,
-      respond: new Responder(storage, log), watches: this.watches,
+      storage,
+      registry,
+      rest: new RestStore(storage, admission, () => this.gc.kick()),
+      authorizer,
+      respond: new Responder(storage, log),
+      watches: this.watches,
       bodies: new BodyReader(new ByteBudget(limits.bodyBytesInFlight), limits.requestTimeoutSeconds * 1000),
       lists: new ByteBudget(limits.listBytesInFlight),
     };
@@ -124,9 +129,11 @@ function ensureSystemNamespaces(storage: Store): void {
   for (const ns of SYSTEM_NAMESPACES) {
     if (storage.get(key, '', ns)) continue;
     storage.write('ADDED', key, '', ns, {
-      apiVersion: 'v1', kind: 'Namespace',
+      apiVersion: 'v1',
+      kind: 'Namespace',
       metadata: { name: ns, uid: randomUUID(), creationTimestamp: nowIso(), labels: { 'kubernetes.io/metadata.name': ns } },
-      spec: { finalizers: ['kubernetes'] }, status: { phase: 'Active' },
+      spec: { finalizers: ['kubernetes'] },
+      status: { phase: 'Active' },
     });
   }
 }

@@ -89,9 +89,7 @@ function issue(ca: forge.pki.Certificate, caKey: forge.pki.PrivateKey, hosts: st
   cert.setSubject([{ name: 'commonName', value: 'nbswarm-apiserver' }]);
   cert.setIssuer(ca.subject.attributes);
   const all = new Set(['127.0.0.1', '::1', 'localhost', ...hosts]);
-  const altNames = [...all].map((h) =>
-    /^[0-9.]+$/.test(h) || h.includes(':') ? { type: 7, ip: h } : { type: 2, value: h },
-  );
+  const altNames = [...all].map((h) => (/^[0-9.]+$/.test(h) || h.includes(':') ? { type: 7, ip: h } : { type: 2, value: h }));
   cert.setExtensions([
     { name: 'basicConstraints', cA: false },
     { name: 'keyUsage', digitalSignature: true, keyEncipherment: true, critical: true },

@@ -147,7 +147,12 @@ export abstract class BaseBackend implements Backend, ObservationSource {
   }
 
   /** Resolve `reference` from Docker now (the cache in front of it is resolveImage's). */
-  protected resolveFresh(reference: string, pullPolicy: PullPolicy, onProgress?: (p: PullProgress) => void, _opts?: { auth?: RegistryAuth }): Promise<ResolvedImage> {
+  protected resolveFresh(
+    reference: string,
+    pullPolicy: PullPolicy,
+    onProgress?: (p: PullProgress) => void,
+    _opts?: { auth?: RegistryAuth },
+  ): Promise<ResolvedImage> {
     return resolveImage(this.docker, reference, pullPolicy, onProgress);
   }
 
@@ -185,7 +190,12 @@ export abstract class BaseBackend implements Backend, ObservationSource {
         if (statusOf(err) !== 404) throw wrapDockerError(`docker volume inspect ${v.source}`, err);
       }
       try {
-        await this.docker.createVolume({ Name: v.source, Labels: { [LABELS.volume]: 'true', ...(v.labels ?? {}) }, Driver: v.driver, DriverOpts: v.driverOptions } as any);
+        await this.docker.createVolume({
+          Name: v.source,
+          Labels: { [LABELS.volume]: 'true', ...(v.labels ?? {}) },
+          Driver: v.driver,
+          DriverOpts: v.driverOptions,
+        } as any);
       } catch (err) {
         throw wrapDockerError(`docker volume create ${v.source}`, err, 'check the volume template in the policy');
       }
@@ -208,7 +218,11 @@ export abstract class BaseBackend implements Backend, ObservationSource {
       return 'removed';
     } catch (err) {
       if (statusOf(err) === 404) return 'absent';
-      throw wrapDockerError(`docker volume rm ${name}`, err, statusOf(err) === 409 ? 'a container still uses the volume; it is removed once that container is gone' : undefined);
+      throw wrapDockerError(
+        `docker volume rm ${name}`,
+        err,
+        statusOf(err) === 409 ? 'a container still uses the volume; it is removed once that container is gone' : undefined,
+      );
     }
   }
 

@@ -34,7 +34,7 @@ export class ContainerBackend extends BaseBackend {
       ReadonlyRootfs: d.hardening.readOnlyRootfs || undefined,
       NanoCpus: d.resources.nanoCpus || undefined,
       Memory: d.resources.memoryBytes || undefined,
-      NetworkMode: host ? 'host' : d.network ?? 'bridge',
+      NetworkMode: host ? 'host' : (d.network ?? 'bridge'),
       // HostPort "" = Docker picks a free port on HostIp, the `-p HOSTIP::PORT` form.
       PortBindings: host ? undefined : { [portKey]: [{ HostIp: d.publishHostIp, HostPort: '' }] },
       GroupAdd: d.groups?.length ? d.groups : undefined,
@@ -199,7 +199,13 @@ export class ContainerBackend extends BaseBackend {
       obs.lastFailure = [st.Error, st.OOMKilled ? 'out of memory' : '', `exit code ${st.ExitCode}`].filter(Boolean).join('; ');
     }
     if (st.StartedAt && !st.StartedAt.startsWith('0001-')) obs.updatedAt = st.StartedAt;
-    obs.message = [status, st.Error, st.OOMKilled ? 'out of memory' : '', status === 'exited' || st.ExitCode ? `exit code ${st.ExitCode}` : '', st.Restarting ? `restart count ${c.RestartCount}` : '']
+    obs.message = [
+      status,
+      st.Error,
+      st.OOMKilled ? 'out of memory' : '',
+      status === 'exited' || st.ExitCode ? `exit code ${st.ExitCode}` : '',
+      st.Restarting ? `restart count ${c.RestartCount}` : '',
+    ]
       .filter(Boolean)
       .join('; ');
     if (c.HostConfig?.NetworkMode === 'host') {
@@ -226,7 +232,10 @@ export class ContainerBackend extends BaseBackend {
       if (s === 409) {
         // The name is taken: by this server's own container (a create whose answer was lost),
         // which is used, or by anyone else's, which is never touched (the reconciler renames).
-        const holder: any = await this.docker.getContainer(d.dockerName).inspect().catch(() => undefined);
+        const holder: any = await this.docker
+          .getContainer(d.dockerName)
+          .inspect()
+          .catch(() => undefined);
         if (holder?.Config?.Labels?.[LABELS.uid] === d.uid) return String(holder.Id);
         throw nameTaken('container', d.dockerName, holder?.Config?.Labels, err);
       }
@@ -242,8 +251,15 @@ export class ContainerBackend extends BaseBackend {
       try {
         await this.docker.getContainer(id).putArchive(secretFilesTar(d.secretFiles), { path: '/' });
       } catch (err) {
-        await this.docker.getContainer(id).remove({ force: true }).catch(() => undefined);
-        throw wrapDockerError(`docker cp (secret files) ${d.dockerName}:/run/secrets`, err, d.hardening.readOnlyRootfs ? 'a read-only root filesystem takes no files; secret files need a writable one on the container backend' : undefined);
+        await this.docker
+          .getContainer(id)
+          .remove({ force: true })
+          .catch(() => undefined);
+        throw wrapDockerError(
+          `docker cp (secret files) ${d.dockerName}:/run/secrets`,
+          err,
+          d.hardening.readOnlyRootfs ? 'a read-only root filesystem takes no files; secret files need a writable one on the container backend' : undefined,
+        );
       }
     }
     if (!d.stopped) await this.start(id, d.dockerName);

@@ -93,7 +93,8 @@ export class DockerObserver {
   private noteNode(hostname: string | undefined): void {
     const now = this.now();
     for (const [uid, e] of this.entries) {
-      if (hostname === undefined || e.servers.some((o) => o.node === hostname || o.pinNode === hostname || o.node === undefined)) this.dirty.set(uid, { at: now, name: e.servers[0]?.name });
+      if (hostname === undefined || e.servers.some((o) => o.node === hostname || o.pinNode === hostname || o.node === undefined))
+        this.dirty.set(uid, { at: now, name: e.servers[0]?.name });
     }
   }
 

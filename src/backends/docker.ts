@@ -36,7 +36,9 @@ export function daemonMessage(err: unknown): string {
   const e = err as { json?: { message?: string } | string | null; message?: string; reason?: string };
   if (e?.json && typeof e.json === 'object' && typeof e.json.message === 'string') return e.json.message.trim();
   if (typeof e?.json === 'string' && e.json.trim()) return e.json.trim();
-  return String(e?.message ?? err).replace(/^\(HTTP code \d+\)\s*/, '').trim();
+  return String(e?.message ?? err)
+    .replace(/^\(HTTP code \d+\)\s*/, '')
+    .trim();
 }
 
 const UNREACHABLE = new Set(['ECONNREFUSED', 'ENOENT', 'EACCES', 'ECONNRESET', 'EHOSTUNREACH', 'ETIMEDOUT', 'EPIPE']);
@@ -73,11 +75,13 @@ export function hintFromDaemon(err: unknown): string | undefined {
   if (/network .*not found|No such network/i.test(m)) {
     return 'the network named in the policy does not exist: create it (Swarm: `docker network create -d overlay --attachable NAME`), or remove it from the policy';
   }
-  if (/port is already allocated|address already in use/i.test(m)) return 'the host port is taken by another process or container: choose another port (range) in the policy';
+  if (/port is already allocated|address already in use/i.test(m))
+    return 'the host port is taken by another process or container: choose another port (range) in the policy';
   if (/No such image|pull access denied|manifest unknown/i.test(m)) {
     return 'the image is not on this host: build it or `docker load` it, or allow pulls in the policy (pullPolicy)';
   }
-  if (/bind source path does not exist|invalid mount config/i.test(m)) return 'a bind-mount source from the policy does not exist on this host: create it or fix the volume template';
+  if (/bind source path does not exist|invalid mount config/i.test(m))
+    return 'a bind-mount source from the policy does not exist on this host: create it or fix the volume template';
   if (/not a swarm manager|This node is not a swarm manager/i.test(m)) {
     return 'this Docker host is not a Swarm manager: `docker swarm init --advertise-addr 127.0.0.1`, or use backend "container"';
   }

@@ -137,7 +137,12 @@ export class FakeBackend implements Backend {
     const img = this.images.get(reference);
     if (img && pullPolicy !== 'always') return { reference, id: img.id, pinned: img.id };
     if (pullPolicy === 'never') throw imageNotPresent(reference);
-    throw new BackendError(`docker pull ${reference} failed: no registry on a fake host`, 'ImagePullFailed', `docker pull ${reference}`, 'check the image name');
+    throw new BackendError(
+      `docker pull ${reference} failed: no registry on a fake host`,
+      'ImagePullFailed',
+      `docker pull ${reference}`,
+      'check the image name',
+    );
   }
 
   async cluster(): Promise<ClusterView> {
@@ -172,7 +177,13 @@ export class FakeBackend implements Backend {
         this.write('recreate', o);
         return { action: 'recreated', observed: { ...o } };
       }
-      Object.assign(cur, this.shape(desired, image), { state: desired.stopped ? this.stoppedState : this.startState, forcedRestarts: 0, restarts: undefined, lastFailure: undefined, failedAt: undefined });
+      Object.assign(cur, this.shape(desired, image), {
+        state: desired.stopped ? this.stoppedState : this.startState,
+        forcedRestarts: 0,
+        restarts: undefined,
+        lastFailure: undefined,
+        failedAt: undefined,
+      });
       this.write('update', cur);
       return { action: 'updated', observed: { ...cur } };
     }
@@ -209,14 +220,22 @@ export class FakeBackend implements Backend {
     this.fail('restart');
     const o = this.objects.get(observed.id);
     if (!o) throw new BackendError(`${observed.name} disappeared`, 'Conflict', `restart ${observed.name}`);
-    Object.assign(o, { state: this.startState, message: undefined, restarts: undefined, lastFailure: undefined, failedAt: undefined, forcedRestarts: (o.forcedRestarts ?? 0) + 1 });
+    Object.assign(o, {
+      state: this.startState,
+      message: undefined,
+      restarts: undefined,
+      lastFailure: undefined,
+      failedAt: undefined,
+      forcedRestarts: (o.forcedRestarts ?? 0) + 1,
+    });
     this.write('restart', o);
     return { ...o };
   }
 
   async commitImage(observed: ObservedServer, repo: string, tag: string, labels: Record<string, string>): Promise<string> {
     this.fail('commitImage');
-    if (!observed.containerId) throw new BackendError(`cannot commit ${observed.name}: it has no container right now`, 'CommitFailed', `docker commit ${repo}:${tag}`);
+    if (!observed.containerId)
+      throw new BackendError(`cannot commit ${observed.name}: it has no container right now`, 'CommitFailed', `docker commit ${repo}:${tag}`);
     const id = this.addImage(`${repo}:${tag}`);
     this.images.get(`${repo}:${tag}`)!.labels = { ...labels };
     this.writes.push(`commit ${repo}:${tag}`);
@@ -236,7 +255,8 @@ export class FakeBackend implements Backend {
   async removeVolume(name: string): Promise<'removed' | 'absent'> {
     this.fail('removeVolume');
     if (!this.volumes.has(name)) return 'absent';
-    if (this.volumesInUse.has(name)) throw new BackendError(`docker volume rm ${name} failed (HTTP 409): volume is in use`, 'Conflict', `docker volume rm ${name}`);
+    if (this.volumesInUse.has(name))
+      throw new BackendError(`docker volume rm ${name} failed (HTTP 409): volume is in use`, 'Conflict', `docker volume rm ${name}`);
     this.volumes.delete(name);
     this.writes.push(`volume-remove ${name}`);
     return 'removed';
@@ -268,7 +288,15 @@ export class FakeBackend implements Backend {
   /** The fields of an object that follow from what was written. */
   private shape(d: DesiredServer, image: ResolvedImage): Partial<ObservedServer> {
     const volumes = Object.fromEntries(d.volumes.filter((v) => v.type === 'volume').map((v) => [v.target, v.source]));
-    return { name: d.dockerName, labels: { ...d.labels }, specHash: d.specHash, image: image.pinned, replicas: this.kind === 'service' ? (d.stopped ? 0 : 1) : undefined, pinNode: d.pinNode, volumes };
+    return {
+      name: d.dockerName,
+      labels: { ...d.labels },
+      specHash: d.specHash,
+      image: image.pinned,
+      replicas: this.kind === 'service' ? (d.stopped ? 0 : 1) : undefined,
+      pinNode: d.pinNode,
+      volumes,
+    };
   }
 
   /** Where a task of `d` runs: on its pinned node, else where it ran, else where Swarm puts new tasks. */

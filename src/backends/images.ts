@@ -92,12 +92,7 @@ export function imageNotPresent(reference: string): BackendError {
  * Find `reference` on the daemon (pulling only as the policy allows) and return the form that is
  * safe to hand Docker: name@sha256:… when the image has a repo digest, else its local ID.
  */
-export async function resolveImage(
-  docker: Docker,
-  reference: string,
-  pullPolicy: PullPolicy,
-  onProgress?: (p: PullProgress) => void,
-): Promise<ResolvedImage> {
+export async function resolveImage(docker: Docker, reference: string, pullPolicy: PullPolicy, onProgress?: (p: PullProgress) => void): Promise<ResolvedImage> {
   let local = pullPolicy === 'always' ? undefined : await inspectLocal(docker, reference);
   if (!local) {
     if (pullPolicy === 'never') throw imageNotPresent(reference);

@@ -22,8 +22,6 @@ export class NameTaken extends BackendError {
 /** The NameTaken error for `name`, saying whose object holds it when its labels tell. */
 export function nameTaken(kind: 'service' | 'container', name: string, holderLabels: Record<string, string> | undefined, cause?: unknown): NameTaken {
   const l = holderLabels ?? {};
-  const whose = l[LABELS.uid]
-    ? `another server's (namespace ${l[LABELS.namespace] ?? '?'}, ${l[LABELS.name] ?? '?'})`
-    : 'an object nbswarm does not manage';
+  const whose = l[LABELS.uid] ? `another server's (namespace ${l[LABELS.namespace] ?? '?'}, ${l[LABELS.name] ?? '?'})` : 'an object nbswarm does not manage';
   return new NameTaken(`the ${kind} name ${name} is held by ${whose}`, `docker ${kind === 'service' ? 'service create' : 'create'} ${name}`, name, cause);
 }

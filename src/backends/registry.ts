@@ -100,11 +100,20 @@ function follow(docker: Docker, stream: NodeJS.ReadableStream, call: string, onP
         const failed = err ?? output?.find((o) => o?.error || o?.errorDetail);
         if (failed) {
           const msg = (failed as any).error ?? (failed as any).errorDetail?.message ?? (failed as Error).message;
-          reject(new BackendError(`${call} failed: ${msg}`, 'ImagePullFailed', call, 'check that the registry is reachable from the manager and the credentials (registry.credentialsSecret)', failed));
+          reject(
+            new BackendError(
+              `${call} failed: ${msg}`,
+              'ImagePullFailed',
+              call,
+              'check that the registry is reachable from the manager and the credentials (registry.credentialsSecret)',
+              failed,
+            ),
+          );
         } else resolve(output ?? []);
       },
       (ev: any) => {
-        if (onProgress && ev?.status) onProgress({ reference, status: ev.status, id: ev.id, current: ev.progressDetail?.current, total: ev.progressDetail?.total });
+        if (onProgress && ev?.status)
+          onProgress({ reference, status: ev.status, id: ev.id, current: ev.progressDetail?.current, total: ev.progressDetail?.total });
       },
     );
   });
@@ -152,7 +161,9 @@ async function inspectLocal(docker: Docker, ref: string): Promise<{ Id: string; 
 }
 
 function notShared(reference: string, id: string, o: SharedResolveOptions): BackendError {
-  const target = o.registry ? registryReference(reference, o.registry) : `REGISTRY/${parseImageRef(reference).path}:${parseImageRef(reference).tag ?? 'latest'}`;
+  const target = o.registry
+    ? registryReference(reference, o.registry)
+    : `REGISTRY/${parseImageRef(reference).path}:${parseImageRef(reference).tag ?? 'latest'}`;
   return new BackendError(
     `image ${reference} exists only on the Swarm manager (${id.slice(0, 19)}); the other nodes cannot pull it`,
     'ImageNotShared',
@@ -168,7 +179,12 @@ export async function resolveShared(docker: Docker, reference: string, o: Shared
     const local = await inspectLocal(docker, reference);
     if (!o.multiNode && local) return pinnedFrom(reference, local);
     if (local) throw notShared(reference, local.Id, o);
-    throw new BackendError(`image ${reference} is not on the manager`, 'ImageNotFound', `docker image inspect ${reference}`, 'name the image by registry reference instead of by ID');
+    throw new BackendError(
+      `image ${reference} is not on the manager`,
+      'ImageNotFound',
+      `docker image inspect ${reference}`,
+      'name the image by registry reference instead of by ID',
+    );
   }
   const parsed = parseImageRef(reference);
   if (parsed.digest) {

@@ -18,7 +18,11 @@ export const SECRET_FILE_MODE = 0o444;
 /** The Docker secret name of `f` for server `d`: at most 64 characters, Docker's alphabet. */
 export function swarmSecretName(d: Pick<DesiredServer, 'dockerName' | 'uid'>, f: SecretFile): string {
   const digest = createHash('sha256').update(`${d.uid}\0${f.name}\0${f.data}`).digest('hex').slice(0, 12);
-  const safe = (s: string, n: number) => s.replace(/[^A-Za-z0-9_.-]/g, '-').slice(0, n).replace(/^[^A-Za-z0-9]+/, '');
+  const safe = (s: string, n: number) =>
+    s
+      .replace(/[^A-Za-z0-9_.-]/g, '-')
+      .slice(0, n)
+      .replace(/^[^A-Za-z0-9]+/, '');
   return `${safe(d.dockerName, 24)}-${safe(f.name, 24)}-${digest}`;
 }
 

@@ -53,7 +53,14 @@ function labelChange(key: string, value: string): string {
 /** The service spec of the builder job. Pure. */
 export function buildJobSpec(j: BuildJob): any {
   if (!/^[0-9a-f]{12,64}$/.test(j.containerId)) throw new BackendError(`not a container ID: ${JSON.stringify(j.containerId)}`, 'CommitFailed', 'docker commit');
-  const args = ['--pause=true', '--message', j.comment, ...Object.entries(j.labels).flatMap(([k, v]) => ['--change', labelChange(k, v)]), j.containerId, j.target];
+  const args = [
+    '--pause=true',
+    '--message',
+    j.comment,
+    ...Object.entries(j.labels).flatMap(([k, v]) => ['--change', labelChange(k, v)]),
+    j.containerId,
+    j.target,
+  ];
   const env = [`NBSWARM_BUILD_TARGET=${j.target}`];
   const spec: any = {
     Name: buildJobName(j.target),
@@ -83,7 +90,9 @@ export function buildJobSpec(j: BuildJob): any {
 
 /** A docker config.json with credentials for `auth.serveraddress`. */
 export function dockerConfigJson(auth: RegistryAuth): string {
-  const entry = auth.identitytoken ? { identitytoken: auth.identitytoken } : { auth: Buffer.from(`${auth.username ?? ''}:${auth.password ?? ''}`).toString('base64') };
+  const entry = auth.identitytoken
+    ? { identitytoken: auth.identitytoken }
+    : { auth: Buffer.from(`${auth.username ?? ''}:${auth.password ?? ''}`).toString('base64') };
   return JSON.stringify({ auths: { [auth.serveraddress]: entry } });
 }
 
@@ -144,17 +153,31 @@ export async function runBuildJob(docker: Docker, j: Omit<BuildJob, 'credentials
         );
       }
       if (Date.now() > deadline) {
-        throw new BackendError(`${call} did not finish within ${Math.round(o.timeoutMs / 1000)} s (${describeTasks(tasks)})`, 'CommitFailed', call, 'is the node up, and can it pull the builder image and reach the registry?');
+        throw new BackendError(
+          `${call} did not finish within ${Math.round(o.timeoutMs / 1000)} s (${describeTasks(tasks)})`,
+          'CommitFailed',
+          call,
+          'is the node up, and can it pull the builder image and reach the registry?',
+        );
       }
       await sleep(o.pollMs);
     }
   } finally {
     // A finished or failed job is removed; one still running is left for the next attempt to join.
-    if (id && (await jobFinished(docker, id))) await docker.getService(id).remove().catch(() => undefined);
-    if (secret) await docker.getSecret(secret.secretId).remove().catch(() => undefined);
+    if (id && (await jobFinished(docker, id)))
+      await docker
+        .getService(id)
+        .remove()
+        .catch(() => undefined);
+    if (secret)
+      await docker
+        .getSecret(secret.secretId)
+        .remove()
+        .catch(() => undefined);
   }
   const digest = await registryDigest(docker, j.target, auth);
-  if (!digest) throw new BackendError(`${call}: the job finished but the registry has no ${j.target}`, 'CommitFailed', call, 'check the registry address in the policy');
+  if (!digest)
+    throw new BackendError(`${call}: the job finished but the registry has no ${j.target}`, 'CommitFailed', call, 'check the registry address in the policy');
   return `${withoutTag(j.target)}@${digest}`;
 }
 
@@ -179,7 +202,11 @@ async function jobFinished(docker: Docker, id: string): Promise<boolean> {
 async function createCredentials(docker: Docker, target: string, auth: RegistryAuth): Promise<{ secretId: string; secretName: string }> {
   const secretName = `${buildJobName(target)}-${Date.now().toString(36)}`;
   try {
-    const s: any = await docker.createSecret({ Name: secretName, Labels: { [LABELS.buildTarget]: target }, Data: Buffer.from(dockerConfigJson(auth)).toString('base64') } as any);
+    const s: any = await docker.createSecret({
+      Name: secretName,
+      Labels: { [LABELS.buildTarget]: target },
+      Data: Buffer.from(dockerConfigJson(auth)).toString('base64'),
+    } as any);
     return { secretId: String(s.id ?? s.ID), secretName };
   } catch (err) {
     throw wrapDockerError(`docker secret create ${secretName}`, err, undefined, 'CommitFailed');

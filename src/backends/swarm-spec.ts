@@ -57,7 +57,12 @@ export function withPin(spec: any, hostname: string | undefined): any {
 export function serviceSpec(d: DesiredServer, image: ResolvedImage, secrets: object[] = []): any {
   if (!isPinned(image.pinned)) {
     // A bare tag would make every task start pull from a registry (moby's executor).
-    throw new BackendError(`refusing to hand Swarm the unpinned image "${image.pinned}"`, 'DockerError', 'docker service create', 'resolve the image first (resolveImage)');
+    throw new BackendError(
+      `refusing to hand Swarm the unpinned image "${image.pinned}"`,
+      'DockerError',
+      'docker service create',
+      'resolve the image first (resolveImage)',
+    );
   }
   const containerSpec: any = {
     Image: image.pinned,
@@ -103,8 +108,7 @@ export function serviceSpec(d: DesiredServer, image: ResolvedImage, secrets: obj
   if (d.resources.reserveMemoryBytes) reservations.MemoryBytes = d.resources.reserveMemoryBytes;
   const constraints = [...(d.constraints ?? []), ...(d.pinNode ? [pinConstraint(d.pinNode)] : [])];
 
-  const networks =
-    d.networkMode === 'host' ? [{ Target: 'host' }] : d.network ? [{ Target: d.network, Aliases: [d.dockerName] }] : undefined;
+  const networks = d.networkMode === 'host' ? [{ Target: 'host' }] : d.network ? [{ Target: d.network, Aliases: [d.dockerName] }] : undefined;
   return {
     Name: d.dockerName,
     // Service labels only: the container's labels are part of the task spec, and a change there
@@ -125,10 +129,7 @@ export function serviceSpec(d: DesiredServer, image: ResolvedImage, secrets: obj
     // daemon's default address (dockerd --ip), since Swarm's PortConfig has no host IP field.
     // dnsrr: the service name resolves straight to the task on the overlay network. A VIP needs
     // IPVS in the kernel, which hosts like this one (and the ingress mesh) may lack.
-    EndpointSpec:
-      d.networkMode === 'host'
-        ? { Mode: 'dnsrr' }
-        : { Mode: 'dnsrr', Ports: [{ Protocol: 'tcp', TargetPort: d.port, PublishMode: 'host' }] },
+    EndpointSpec: d.networkMode === 'host' ? { Mode: 'dnsrr' } : { Mode: 'dnsrr', Ports: [{ Protocol: 'tcp', TargetPort: d.port, PublishMode: 'host' }] },
   };
 }
 

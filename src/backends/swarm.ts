@@ -171,13 +171,16 @@ export class SwarmBackend extends BaseBackend {
     let p = this.nodeNames.get(id);
     if (!p) {
       // The promise is kept, so observing many tasks at once asks Docker once per node.
-      p = this.docker.getNode(id).inspect().then(
-        (n: any) => String(n?.Description?.Hostname ?? id),
-        () => {
-          this.nodeNames.delete(id);
-          return id;
-        },
-      );
+      p = this.docker
+        .getNode(id)
+        .inspect()
+        .then(
+          (n: any) => String(n?.Description?.Hostname ?? id),
+          () => {
+            this.nodeNames.delete(id);
+            return id;
+          },
+        );
       this.nodeNames.set(id, p);
     }
     return p;
@@ -199,7 +202,7 @@ export class SwarmBackend extends BaseBackend {
     const port = Number(labels[LABELS.port] ?? 0);
     // Swarm stores network IDs, not names, so host networking is recognised by "nothing published".
     const hostNetwork = !(spec.EndpointSpec?.Ports?.length > 0);
-    const tasks: any[] = given ?? ((await this.listTasks({ service: [s.ID] })).get(s.ID) ?? []);
+    const tasks: any[] = given ?? (await this.listTasks({ service: [s.ID] })).get(s.ID) ?? [];
     const forcedRestarts = Number(spec.TaskTemplate?.ForceUpdate ?? 0);
     // Not the service's UpdatedAt: Swarm's updater moves it too (e.g. when it pauses after a failure).
     const writtenAt: string | undefined = labels[LABELS.writtenAt] || s.CreatedAt;
@@ -331,7 +334,9 @@ export class SwarmBackend extends BaseBackend {
     if (scale || pin) {
       // Scale and pin touch only Mode and Placement, so Swarm keeps a running task where it is;
       // anything else that drifted is seen (and written back) by the next reconcile.
-      const what = [scale ? `scale ${current.name}=${wantReplicas}` : '', pin ? `pin ${current.name} to ${d.pinNode ?? '(no node)'}` : ''].filter(Boolean).join(', ');
+      const what = [scale ? `scale ${current.name}=${wantReplicas}` : '', pin ? `pin ${current.name} to ${d.pinNode ?? '(no node)'}` : '']
+        .filter(Boolean)
+        .join(', ');
       await this.updateService(
         current.id,
         (cur) => {
@@ -370,7 +375,14 @@ export class SwarmBackend extends BaseBackend {
   }
 
   /** Write the whole spec (keeping the name) and remember how Docker stored it. */
-  private async write(current: ObservedServer, spec: any, specHash: string, call: string, auth: RegistryAuth | undefined, keepForceUpdate: boolean): Promise<void> {
+  private async write(
+    current: ObservedServer,
+    spec: any,
+    specHash: string,
+    call: string,
+    auth: RegistryAuth | undefined,
+    keepForceUpdate: boolean,
+  ): Promise<void> {
     // A changed ForceUpdate restarts the task: a write-back keeps the count of forced restarts;
     // a spec change restarts the server anyway and starts the count over.
     const force = (cur: any) => (keepForceUpdate && cur.TaskTemplate?.ForceUpdate ? { ForceUpdate: cur.TaskTemplate.ForceUpdate } : {});
@@ -465,7 +477,12 @@ export class SwarmBackend extends BaseBackend {
     await this.ensureVolumes(d);
   }
 
-  protected override async resolveFresh(reference: string, pullPolicy: PullPolicy, onProgress?: (p: PullProgress) => void, opts?: { auth?: RegistryAuth }): Promise<ResolvedImage> {
+  protected override async resolveFresh(
+    reference: string,
+    pullPolicy: PullPolicy,
+    onProgress?: (p: PullProgress) => void,
+    opts?: { auth?: RegistryAuth },
+  ): Promise<ResolvedImage> {
     const registry = this.opts.registry;
     const nodes = await this.nodeSnapshot();
     // One node and no registry in the policy: the local image will do, no registry round trip.
@@ -483,12 +500,23 @@ export class SwarmBackend extends BaseBackend {
    * Several nodes: the source container may run on any of them, and only its own daemon can commit
    * it; a one-off Swarm job there commits and pushes it to the registry (./swarm-build.ts).
    */
-  override async commitImage(observed: ObservedServer, repo: string, tag: string, labels: Record<string, string>, opts?: { auth?: RegistryAuth }): Promise<string> {
+  override async commitImage(
+    observed: ObservedServer,
+    repo: string,
+    tag: string,
+    labels: Record<string, string>,
+    opts?: { auth?: RegistryAuth },
+  ): Promise<string> {
     if (!(await this.nodeSnapshot()).multiNode) return super.commitImage(observed, repo, tag, labels, opts);
     const call = `docker commit ${observed.containerId ?? '(no container)'} ${repo}:${tag}`;
     this.images?.invalidate();
     if (!observed.containerId || !observed.node) {
-      throw new BackendError(`cannot commit ${observed.name}: it has no running container right now (state ${observed.state})`, 'CommitFailed', call, 'start the source server first; a commit needs its container');
+      throw new BackendError(
+        `cannot commit ${observed.name}: it has no running container right now (state ${observed.state})`,
+        'CommitFailed',
+        call,
+        'start the source server first; a commit needs its container',
+      );
     }
     if (!parseImageRef(repo).registry) {
       throw new BackendError(
@@ -501,7 +529,14 @@ export class SwarmBackend extends BaseBackend {
     const builder = await this.resolveImage(this.opts.builderImage ?? 'docker:cli', 'ifNotPresent', undefined, opts);
     const ref = await runBuildJob(
       this.docker,
-      { node: observed.node, containerId: observed.containerId, target: `${repo}:${tag}`, builderImage: builder.pinned, labels, comment: `nbswarm: snapshot of ${observed.name}` },
+      {
+        node: observed.node,
+        containerId: observed.containerId,
+        target: `${repo}:${tag}`,
+        builderImage: builder.pinned,
+        labels,
+        comment: `nbswarm: snapshot of ${observed.name}`,
+      },
       opts?.auth,
       { timeoutMs: this.opts.buildTimeoutMs ?? 600_000, pollMs: 250 },
     );
@@ -567,9 +602,16 @@ export class SwarmBackend extends BaseBackend {
     const stale = (await this.listSecrets(uid)).filter((s) => !keep.has(s.Spec?.Name));
     // Best effort: a secret still referenced by a service (a racing update) is refused and tried
     // again with the next write or the removal of the service.
-    await Promise.all(stale.map((s) => this.docker.getSecret(s.ID).remove().catch((err: unknown) => {
-      if (statusOf(err) !== 404) this.log?.debug('docker secret rm deferred', { secret: s.Spec?.Name, error: (err as Error).message });
-    })));
+    await Promise.all(
+      stale.map((s) =>
+        this.docker
+          .getSecret(s.ID)
+          .remove()
+          .catch((err: unknown) => {
+            if (statusOf(err) !== 404) this.log?.debug('docker secret rm deferred', { secret: s.Spec?.Name, error: (err as Error).message });
+          }),
+      ),
+    );
   }
 
   private async listSecrets(uid: string): Promise<any[]> {
@@ -607,7 +649,14 @@ export class SwarmBackend extends BaseBackend {
       all: true,
       filters: JSON.stringify({ ancestor: [id], label: [MANAGED_FILTER, 'com.docker.swarm.task.id'], status: ['created', 'exited', 'dead'] }),
     });
-    await Promise.all(history.map((c) => this.docker.getContainer(c.Id).remove().catch(() => undefined)));
+    await Promise.all(
+      history.map((c) =>
+        this.docker
+          .getContainer(c.Id)
+          .remove()
+          .catch(() => undefined),
+      ),
+    );
     return super.removeImage(ref);
   }
 

@@ -34,6 +34,6 @@ export function volumeOwnerError(volume: string, problem: string): BackendError 
     `volume ${volume} ${problem}; it is not mounted`,
     'Conflict',
     `docker volume inspect ${volume}`,
-    'two owners render the same volume name: add {namespace} (and {username}) to the policy\'s volume template, or rename or remove the volume',
+    "two owners render the same volume name: add {namespace} (and {username}) to the policy's volume template, or rename or remove the volume",
   );
 }

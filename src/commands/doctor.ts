@@ -46,7 +46,10 @@ export function skewCheck(what: string, remote: number, before: number, after: n
 
 function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
-  return Promise.race([p, new Promise<T>((_, reject) => (timer = setTimeout(() => reject(new Error(`${what}: no answer within ${ms / 1000} s`)), ms)))]).finally(() => clearTimeout(timer));
+  return Promise.race([
+    p,
+    new Promise<T>((_, reject) => (timer = setTimeout(() => reject(new Error(`${what}: no answer within ${ms / 1000} s`)), ms))),
+  ]).finally(() => clearTimeout(timer));
 }
 
 async function dockerChecks(docker: Docker, policy: Policy | undefined): Promise<CheckResult[]> {
@@ -56,7 +59,13 @@ async function dockerChecks(docker: Docker, policy: Policy | undefined): Promise
   try {
     info = await withTimeout(docker.info(), DOCKER_TIMEOUT_MS, 'docker info');
   } catch (err) {
-    out.push(fail('Docker', `not reachable: ${firstLine(err)}`, 'start dockerd (systemctl start docker), or set DOCKER_HOST; this user needs access to /var/run/docker.sock (group docker)'));
+    out.push(
+      fail(
+        'Docker',
+        `not reachable: ${firstLine(err)}`,
+        'start dockerd (systemctl start docker), or set DOCKER_HOST; this user needs access to /var/run/docker.sock (group docker)',
+      ),
+    );
     return out;
   }
   const after = Date.now();
@@ -84,7 +93,9 @@ async function dockerChecks(docker: Docker, policy: Policy | undefined): Promise
       out.push(fail('Swarm nodes', `cannot list: ${firstLine(err)}`, 'run doctor against a Swarm manager'));
     }
   } else if (swarm.LocalNodeState === 'active') {
-    out.push((wantsSwarm ? fail : warn)('Swarm', 'this node is a worker: services are created on a manager', 'point DOCKER_HOST at a manager, or run nbswarm on one'));
+    out.push(
+      (wantsSwarm ? fail : warn)('Swarm', 'this node is a worker: services are created on a manager', 'point DOCKER_HOST at a manager, or run nbswarm on one'),
+    );
   } else {
     const detail = `not active (${swarm.LocalNodeState || 'inactive'}): the container backend runs plain containers`;
     if (wantsSwarm) out.push(fail('Swarm', detail, 'docker swarm init --advertise-addr 127.0.0.1, or set backend: container in the policy'));
@@ -92,7 +103,14 @@ async function dockerChecks(docker: Docker, policy: Policy | undefined): Promise
   }
 
   if (policy) {
-    const images = [...new Set([policy.defaultImage, ...Object.values(policy.launchers ?? {}).map((l: any) => l?.image).filter((i): i is string => typeof i === 'string')])];
+    const images = [
+      ...new Set([
+        policy.defaultImage,
+        ...Object.values(policy.launchers ?? {})
+          .map((l: any) => l?.image)
+          .filter((i): i is string => typeof i === 'string'),
+      ]),
+    ];
     for (const ref of images) {
       try {
         const img: any = await docker.getImage(ref).inspect();
@@ -101,7 +119,14 @@ async function dockerChecks(docker: Docker, policy: Policy | undefined): Promise
       } catch (err) {
         const code = (err as { statusCode?: number }).statusCode;
         if (code !== 404) out.push(fail(`image ${ref}`, `cannot inspect: ${firstLine(err)}`, 'check that Docker answers (docker image inspect)'));
-        else if (policy.pullPolicy === 'never') out.push(fail(`image ${ref}`, 'not on this Docker, and the policy never pulls', `build or load it (bash scripts/setup.sh builds the local images; docker load -i FILE), or docker pull ${ref}`));
+        else if (policy.pullPolicy === 'never')
+          out.push(
+            fail(
+              `image ${ref}`,
+              'not on this Docker, and the policy never pulls',
+              `build or load it (bash scripts/setup.sh builds the local images; docker load -i FILE), or docker pull ${ref}`,
+            ),
+          );
         else out.push(warn(`image ${ref}`, 'not on this Docker yet: the first server pulls it (slow start)', `docker pull ${ref}`));
       }
     }
@@ -149,7 +174,9 @@ async function apiChecks(kubeconfig: string | undefined): Promise<CheckResult[]>
     if (date) out.push(skewCheck('API server', Date.parse(date), before - 1000, after));
     return out;
   } catch (err) {
-    return [fail('API server', `${server} does not answer: ${firstLine(err)}`, 'start it (nbswarm up), or pass the kubeconfig of the running one with --kubeconfig')];
+    return [
+      fail('API server', `${server} does not answer: ${firstLine(err)}`, 'start it (nbswarm up), or pass the kubeconfig of the running one with --kubeconfig'),
+    ];
   }
 }
 
@@ -180,12 +207,26 @@ export async function runDoctor(o: DoctorOptions): Promise<CheckResult[]> {
   let policy: Policy | undefined;
   try {
     policy = loadPolicy({ file: o.policy, env: process.env });
-    results.push(ok('policy', `${o.policy ?? 'built-in defaults'}${process.env.NBSWARM_POLICY && !o.policy ? ` (NBSWARM_POLICY=${process.env.NBSWARM_POLICY})` : ''}: valid, backend ${policy.backend}, default image ${policy.defaultImage}`));
+    results.push(
+      ok(
+        'policy',
+        `${o.policy ?? 'built-in defaults'}${process.env.NBSWARM_POLICY && !o.policy ? ` (NBSWARM_POLICY=${process.env.NBSWARM_POLICY})` : ''}: valid, backend ${policy.backend}, default image ${policy.defaultImage}`,
+      ),
+    );
   } catch (err) {
     // A policy error lists each problem on a line of its own: keep them all, on one line.
-    const problems = ((err as Error).message ?? String(err)).split('\n').map((l) => l.trim()).filter(Boolean);
+    const problems = ((err as Error).message ?? String(err))
+      .split('\n')
+      .map((l) => l.trim())
+      .filter(Boolean);
     const [head = '', ...each] = problems.map((l) => l.replace(/^- /, ''));
-    results.push(fail('policy', `${head.replace(/:$/, '')}${each.length ? `: ${each.join('; ')}` : ''}`, 'fix the file as the message says; the README lists every policy key'));
+    results.push(
+      fail(
+        'policy',
+        `${head.replace(/:$/, '')}${each.length ? `: ${each.join('; ')}` : ''}`,
+        'fix the file as the message says; the README lists every policy key',
+      ),
+    );
   }
   results.push(...(await dockerChecks(connectDocker(), policy)));
   const api = Number(o.port);
@@ -213,14 +254,19 @@ export function formatResults(results: CheckResult[]): string {
 export function registerDoctorCommand(program: Command): void {
   program
     .command('doctor')
-    .description('check what nbswarm needs: Docker, Swarm and its nodes, the policy and its images, free ports, the API server, clocks; each failure says how to fix it')
+    .description(
+      'check what nbswarm needs: Docker, Swarm and its nodes, the policy and its images, free ports, the API server, clocks; each failure says how to fix it',
+    )
     .option('--policy <file>', 'the policy to check (default: $NBSWARM_POLICY or built-in defaults)')
     .option('--kubeconfig <file>', 'kubeconfig of the API server (default: $KUBECONFIG, ./.nbswarm/admin.kubeconfig, ~/.kube/config)')
     .option('--port <port>', 'the API server port `nbswarm up` uses (0: skip)', '6443')
     .option('--status-port <port>', 'the status page port (0: skip)', '6480')
     .option('--address <ip>', 'the address nbswarm up listens on', '127.0.0.1')
     .action(async (o: DoctorOptions) => {
-      for (const [flag, v] of [['--port', o.port], ['--status-port', o.statusPort]] as const) {
+      for (const [flag, v] of [
+        ['--port', o.port],
+        ['--status-port', o.statusPort],
+      ] as const) {
         if (!/^\d{1,5}$/.test(v) || Number(v) > 65535) {
           process.stderr.write(`nbswarm: ${flag} "${v.slice(0, 32)}" is not a port number (hint: 0–65535)\n`);
           process.exitCode = 2;

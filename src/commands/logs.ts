@@ -22,7 +22,10 @@ export function sinceSeconds(value: string, now = Date.now()): number {
     const t = Date.parse(value);
     if (!Number.isNaN(t)) return Math.floor(t / 1000);
   }
-  throw new CommandError(`--since "${value.slice(0, 64)}" is neither a duration nor a time`, 'use e.g. --since 10m, --since 2h or --since 2026-01-31T09:00:00Z');
+  throw new CommandError(
+    `--since "${value.slice(0, 64)}" is neither a duration nor a time`,
+    'use e.g. --since 10m, --since 2h or --since 2026-01-31T09:00:00Z',
+  );
 }
 
 /** `--tail`: a whole number of lines, or all. */
@@ -38,8 +41,15 @@ export async function readServer(api: CustomObjectsApi, namespace: string, name:
   } catch (err) {
     const code = (err as { code?: number }).code;
     if (code === 404) throw new CommandError(`NotebookServer ${namespace}/${name} not found`, `\`kubectl get nbs -n ${namespace}\` lists the servers there`, 1);
-    if (code === 401 || code === 403) throw new CommandError(`the API server at ${server} refused to read NotebookServer ${namespace}/${name} (HTTP ${code})`, 'use a kubeconfig whose user may get notebookservers in that namespace');
-    throw new CommandError(`cannot reach the API server at ${server}: ${(err as Error).message.split('\n')[0]}`, 'is `nbswarm up` (or your API server) running, and is this the right kubeconfig?');
+    if (code === 401 || code === 403)
+      throw new CommandError(
+        `the API server at ${server} refused to read NotebookServer ${namespace}/${name} (HTTP ${code})`,
+        'use a kubeconfig whose user may get notebookservers in that namespace',
+      );
+    throw new CommandError(
+      `cannot reach the API server at ${server}: ${(err as Error).message.split('\n')[0]}`,
+      'is `nbswarm up` (or your API server) running, and is this the right kubeconfig?',
+    );
   }
 }
 
@@ -86,7 +96,12 @@ export interface LogsOptions {
   kubeconfig?: string;
 }
 
-export async function runLogs(name: string, o: LogsOptions, out: NodeJS.WritableStream = process.stdout, err: NodeJS.WritableStream = process.stderr): Promise<void> {
+export async function runLogs(
+  name: string,
+  o: LogsOptions,
+  out: NodeJS.WritableStream = process.stdout,
+  err: NodeJS.WritableStream = process.stderr,
+): Promise<void> {
   const since = o.since === undefined ? undefined : sinceSeconds(o.since);
   const tail = tailLines(o.tail);
   const { kc } = clientKubeconfig(o.kubeconfig);
@@ -98,14 +113,20 @@ export async function runLogs(name: string, o: LogsOptions, out: NodeJS.Writable
     source = await findSource(docker, obj);
   } catch (e) {
     if (e instanceof CommandError) throw e;
-    throw new CommandError(`cannot reach Docker to read the logs of ${o.namespace}/${name}: ${(e as Error).message.split('\n')[0]}`, 'is dockerd running, and may this user use /var/run/docker.sock (or DOCKER_HOST)?');
+    throw new CommandError(
+      `cannot reach Docker to read the logs of ${o.namespace}/${name}: ${(e as Error).message.split('\n')[0]}`,
+      'is dockerd running, and may this user use /var/run/docker.sock (or DOCKER_HOST)?',
+    );
   }
   const opts = { stdout: true, stderr: true, follow: !!o.follow, timestamps: !!o.timestamps, tail, ...(since !== undefined ? { since } : {}) };
   let stream: NodeJS.ReadableStream | Buffer;
   try {
     stream = await source.logs(opts);
   } catch (e) {
-    throw new CommandError(`docker logs of ${source.what} (${o.namespace}/${name}): ${(e as Error).message.split('\n')[0]}`, 'the server may have just been removed: `kubectl get nbs` shows it');
+    throw new CommandError(
+      `docker logs of ${source.what} (${o.namespace}/${name}): ${(e as Error).message.split('\n')[0]}`,
+      'the server may have just been removed: `kubectl get nbs` shows it',
+    );
   }
   if (Buffer.isBuffer(stream)) {
     // Without follow Docker answers with the whole (multiplexed) body at once.

@@ -28,8 +28,17 @@ export interface LogOptions {
 
 export function addLogOptions(cmd: Command): Command {
   return cmd
-    .addOption(new Option('--log-format <format>', 'log lines as json or text (default: json unless the output is a terminal)').choices(LOG_FORMATS).env('NBSWARM_LOG_FORMAT'))
-    .addOption(new Option('--log-level <level>', 'least severe level logged; debug adds one line per API request').choices(LOG_LEVELS).default('info').env('NBSWARM_LOG_LEVEL'));
+    .addOption(
+      new Option('--log-format <format>', 'log lines as json or text (default: json unless the output is a terminal)')
+        .choices(LOG_FORMATS)
+        .env('NBSWARM_LOG_FORMAT'),
+    )
+    .addOption(
+      new Option('--log-level <level>', 'least severe level logged; debug adds one line per API request')
+        .choices(LOG_LEVELS)
+        .default('info')
+        .env('NBSWARM_LOG_LEVEL'),
+    );
 }
 
 export function loggerFromOptions(o: LogOptions, extra: { stderr?: boolean } = {}): Logger {

@@ -27,7 +27,16 @@ export function age(fromIso: string, now = Date.now()): string {
 /** Columns padded to their widest cell, as kubectl prints them. */
 export function table(rows: string[][]): string {
   const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length)));
-  return rows.map((r) => r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i]! + 3))).join('').trimEnd()).join('\n') + '\n';
+  return (
+    rows
+      .map((r) =>
+        r
+          .map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i]! + 3)))
+          .join('')
+          .trimEnd(),
+      )
+      .join('\n') + '\n'
+  );
 }
 
 export function phaseSummary(rows: ServerRow[]): string {
@@ -44,7 +53,16 @@ function phaseCell(r: ServerRow): string {
 
 export function serversTable(rows: ServerRow[], withNamespace: boolean, now = Date.now()): string {
   const head = [...(withNamespace ? ['NAMESPACE'] : []), 'NAME', 'USER', 'MODE', 'PHASE', 'NODE', 'ENDPOINT', 'AGE'];
-  const body = rows.map((r) => [...(withNamespace ? [r.namespace] : []), r.name, r.user || '-', r.mode || '-', phaseCell(r), r.node || '-', r.url || '-', age(r.createdAt, now)]);
+  const body = rows.map((r) => [
+    ...(withNamespace ? [r.namespace] : []),
+    r.name,
+    r.user || '-',
+    r.mode || '-',
+    phaseCell(r),
+    r.node || '-',
+    r.url || '-',
+    age(r.createdAt, now),
+  ]);
   return table([head, ...body]);
 }
 
@@ -54,7 +72,9 @@ async function operatorLines(kc: KubeConfig, now: number): Promise<string[]> {
     leases = (await kc.makeApiClient(CoordinationV1Api).listLeaseForAllNamespaces()).items;
   } catch (err) {
     const code = (err as { code?: number }).code;
-    return [`Operator: cannot read Leases (${code ? `HTTP ${code}` : (err as Error).message.split('\n')[0]}); the kubeconfig user needs list on leases to see it`];
+    return [
+      `Operator: cannot read Leases (${code ? `HTTP ${code}` : (err as Error).message.split('\n')[0]}); the kubeconfig user needs list on leases to see it`,
+    ];
   }
   const ours = leases.filter((l) => l.metadata?.annotations?.[LEASE_STATUS_URL] !== undefined || l.metadata?.name?.startsWith('nbswarm-operator'));
   if (!ours.length) return ['Operator: none found (no nbswarm Lease): start one with `nbswarm up` or `nbswarm operator`'];
@@ -65,7 +85,9 @@ async function operatorLines(kc: KubeConfig, now: number): Promise<string[]> {
     const live = holder !== '' && now - renewed < LEASE_STALE_MS;
     const where = `${l.metadata?.namespace}/${l.metadata?.name}`;
     if (!live) {
-      lines.push(`Operator: NO LEADER on Lease ${where}${holder ? ` (last holder ${holder}, renewed ${age(new Date(renewed).toISOString(), now)} ago)` : ''}: is \`nbswarm up\` / \`nbswarm operator\` running?`);
+      lines.push(
+        `Operator: NO LEADER on Lease ${where}${holder ? ` (last holder ${holder}, renewed ${age(new Date(renewed).toISOString(), now)} ago)` : ''}: is \`nbswarm up\` / \`nbswarm operator\` running?`,
+      );
       continue;
     }
     const url = safeHttpUrl(l.metadata?.annotations?.[LEASE_STATUS_URL]);
@@ -78,7 +100,9 @@ async function operatorLines(kc: KubeConfig, now: number): Promise<string[]> {
     if (typeof health === 'string') lines.push(`  health: ${health}`);
     else {
       const docker = health.dockerReachable === null ? 'not checked yet' : health.dockerReachable ? 'reachable' : 'UNREACHABLE';
-      lines.push(`  work queue ${health.queueDepth} waiting, ${health.inFlight} running, ${health.delayed} delayed; ${health.reconcilesPerSecond} reconciles/s, ${health.reconcileErrors} errors`);
+      lines.push(
+        `  work queue ${health.queueDepth} waiting, ${health.inFlight} running, ${health.delayed} delayed; ${health.reconcilesPerSecond} reconciles/s, ${health.reconcileErrors} errors`,
+      );
       lines.push(`  Docker ${docker} (${health.backend} backend); ${health.servers} servers cached${health.synced ? '' : ', caches still syncing'}`);
     }
   }
@@ -88,7 +112,10 @@ async function operatorLines(kc: KubeConfig, now: number): Promise<string[]> {
 async function fetchHealth(kc: KubeConfig, pageUrl: string): Promise<HealthView | string> {
   const token = kc.getCurrentUser()?.token;
   try {
-    const res = await fetch(new URL('api/health', pageUrl), { headers: token ? { authorization: `Bearer ${token}` } : {}, signal: AbortSignal.timeout(HEALTH_TIMEOUT_MS) });
+    const res = await fetch(new URL('api/health', pageUrl), {
+      headers: token ? { authorization: `Bearer ${token}` } : {},
+      signal: AbortSignal.timeout(HEALTH_TIMEOUT_MS),
+    });
     if (res.status === 401) return `the status page ${pageUrl} did not accept this kubeconfig's credentials`;
     if (!res.ok) return `the status page answered HTTP ${res.status}`;
     const h = (await res.json()) as HealthView & { starting?: boolean };
@@ -104,15 +131,24 @@ export async function runStatus(o: { namespace?: string; kubeconfig?: string }, 
   const api = kc.makeApiClient(CustomObjectsApi);
   let items: NotebookServer[];
   try {
-    const list = (o.namespace
-      ? await api.listNamespacedCustomObject({ group: GROUP, version: VERSION, namespace: o.namespace, plural: PLURAL })
-      : await api.listClusterCustomObject({ group: GROUP, version: VERSION, plural: PLURAL })) as { items: NotebookServer[] };
+    const list = (
+      o.namespace
+        ? await api.listNamespacedCustomObject({ group: GROUP, version: VERSION, namespace: o.namespace, plural: PLURAL })
+        : await api.listClusterCustomObject({ group: GROUP, version: VERSION, plural: PLURAL })
+    ) as { items: NotebookServer[] };
     items = list.items ?? [];
   } catch (err) {
     const code = (err as { code?: number }).code;
-    if (code === 401 || code === 403) throw new CommandError(`the API server at ${server} refused to list NotebookServers (HTTP ${code})`, o.namespace ? 'use a kubeconfig whose user may list notebookservers there' : 'pass -n NAMESPACE, or use a kubeconfig allowed to list across namespaces');
+    if (code === 401 || code === 403)
+      throw new CommandError(
+        `the API server at ${server} refused to list NotebookServers (HTTP ${code})`,
+        o.namespace ? 'use a kubeconfig whose user may list notebookservers there' : 'pass -n NAMESPACE, or use a kubeconfig allowed to list across namespaces',
+      );
     if (code === 404) throw new CommandError(`the API server at ${server} does not know NotebookServers`, 'apply the CRD: kubectl apply -f crds/');
-    throw new CommandError(`cannot reach the API server at ${server}: ${(err as Error).message.split('\n')[0]}`, 'is `nbswarm up` (or your API server) running, and is this the right kubeconfig? `nbswarm doctor` checks');
+    throw new CommandError(
+      `cannot reach the API server at ${server}: ${(err as Error).message.split('\n')[0]}`,
+      'is `nbswarm up` (or your API server) running, and is this the right kubeconfig? `nbswarm doctor` checks',
+    );
   }
   const now = Date.now();
   const rows = items.map(serverRow).sort((a, b) => a.key.localeCompare(b.key));

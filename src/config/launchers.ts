@@ -61,19 +61,34 @@ export const BUILTIN_LAUNCHERS: Readonly<Record<Mode, LauncherEntry>> = {
   // the whole folder, as cdsdashboards' docs say to do.
   voila: {
     args: [
-      '--destport=0', 'python3', '{-}m', 'voila', '{presentation_path}',
-      '{--}port={port}', '{--}no-browser', '{--}Voila.base_url={base_url}/', '{--}Voila.server_url=/',
-      '{--}Voila.ip=0.0.0.0', '{--}Voila.tornado_settings', 'allow_origin={origin_host}',
-      '--progressive', '--ready-check-path=/voila/static/',
+      '--destport=0',
+      'python3',
+      '{-}m',
+      'voila',
+      '{presentation_path}',
+      '{--}port={port}',
+      '{--}no-browser',
+      '{--}Voila.base_url={base_url}/',
+      '{--}Voila.server_url=/',
+      '{--}Voila.ip=0.0.0.0',
+      '{--}Voila.tornado_settings',
+      'allow_origin={origin_host}',
+      '--progressive',
+      '--ready-check-path=/voila/static/',
     ],
     templateArgs: ['{--}template={template}'],
   },
   streamlit: {
     requiresPath: true,
     args: [
-      '--destport=0', 'streamlit', 'run', '{presentation_path}',
-      '{--}server.port={port}', '{--}server.headless=True',
-      '{--}browser.serverAddress={origin_host}', '{--}browser.gatherUsageStats=false',
+      '--destport=0',
+      'streamlit',
+      'run',
+      '{presentation_path}',
+      '{--}server.port={port}',
+      '{--}server.headless=True',
+      '{--}browser.serverAddress={origin_host}',
+      '{--}browser.gatherUsageStats=false',
     ],
     // cdsdashboards: no {--}debug (streamlit has none); its log level goes before `run`.
     debugArgs: ['{--}log_level=debug'],
@@ -88,16 +103,29 @@ export const BUILTIN_LAUNCHERS: Readonly<Record<Mode, LauncherEntry>> = {
   bokeh: {
     requiresPath: true,
     args: [
-      '--destport=0', 'python3', '{-}m', 'bokeh_root_cmd.main', '{presentation_path}',
-      '{--}port={port}', '{--}allow-websocket-origin={origin_host}', '{--}prefix={base_url}',
+      '--destport=0',
+      'python3',
+      '{-}m',
+      'bokeh_root_cmd.main',
+      '{presentation_path}',
+      '{--}port={port}',
+      '{--}allow-websocket-origin={origin_host}',
+      '{--}prefix={base_url}',
       '--ready-check-path=/ready-check',
     ],
   },
   panel: {
     requiresPath: true,
     args: [
-      '--destport=0', 'python3', '{-}m', 'bokeh_root_cmd.main', '{presentation_path}',
-      '{--}port={port}', '{--}allow-websocket-origin={origin_host}', '{--}server=panel', '{--}prefix={base_url}',
+      '--destport=0',
+      'python3',
+      '{-}m',
+      'bokeh_root_cmd.main',
+      '{presentation_path}',
+      '{--}port={port}',
+      '{--}allow-websocket-origin={origin_host}',
+      '{--}server=panel',
+      '{--}prefix={base_url}',
       '--ready-check-path=/ready-check',
     ],
   },
@@ -109,16 +137,25 @@ export const BUILTIN_LAUNCHERS: Readonly<Record<Mode, LauncherEntry>> = {
 };
 
 /** Filled by the operator in direct launchers. */
-const DIRECT_VARS = ['port', 'ip', 'home', 'username', 'servername', 'base_url',
-  'presentation_path', 'presentation_dirname', 'presentation_basename', '-', '--'];
+const DIRECT_VARS = [
+  'port',
+  'ip',
+  'home',
+  'username',
+  'servername',
+  'base_url',
+  'presentation_path',
+  'presentation_dirname',
+  'presentation_basename',
+  '-',
+  '--',
+];
 /** Left for jhsingle-native-proxy in proxied launchers. */
-const PROXY_RUNTIME_VARS = ['port', 'base_url', 'origin_host', 'presentation_path', 'presentation_dirname',
-  'presentation_basename', '-', '--'];
+const PROXY_RUNTIME_VARS = ['port', 'base_url', 'origin_host', 'presentation_path', 'presentation_dirname', 'presentation_basename', '-', '--'];
 /** Filled by the operator in proxied launchers. */
 const PROXY_OPERATOR_VARS = ['ip', 'home', 'username', 'servername'];
 /** Filled by the operator in launcher env (the proxy never sees env templates). */
-const ENV_VARS_PROXIED = ['home', 'username', 'servername', 'base_url', 'presentation_path', 'presentation_dirname',
-  'presentation_basename'];
+const ENV_VARS_PROXIED = ['home', 'username', 'servername', 'base_url', 'presentation_path', 'presentation_dirname', 'presentation_basename'];
 const ENV_VARS_DIRECT = [...ENV_VARS_PROXIED, 'port', 'ip'];
 const ELEMENT_VARS = ['{args}', '{command}'];
 
@@ -184,8 +221,15 @@ function presentationVars(input: LaunchInput): Record<string, string> {
 
 function directVars(input: LaunchInput): Record<string, string> {
   return {
-    port: String(input.port), ip: input.ip, home: input.home, username: input.username,
-    servername: input.servername, base_url: input.baseUrl, ...presentationVars(input), '-': '-', '--': '--',
+    port: String(input.port),
+    ip: input.ip,
+    home: input.home,
+    username: input.username,
+    servername: input.servername,
+    base_url: input.baseUrl,
+    ...presentationVars(input),
+    '-': '-',
+    '--': '--',
   };
 }
 
@@ -244,12 +288,21 @@ export function buildLaunch(entry: LauncherEntry, input: LaunchInput, proxyComma
 
   if (entry.direct) {
     const argv = input.hub && entry.hubArgs ? entry.hubArgs : entry.args;
-    const cmd = splice(argv, '{command}', input.command.map((c) => fill(c, dv))).out;
+    const cmd = splice(
+      argv,
+      '{command}',
+      input.command.map((c) => fill(c, dv)),
+    ).out;
     const filled: string[] = [];
     for (const a of cmd) filled.push(a === '{args}' ? a : fill(a, dv));
     const withArgs = splice(filled, '{args}', input.appArgs);
     let command = withArgs.found ? withArgs.out : [...withArgs.out, ...input.appArgs];
-    if (input.debug && entry.debugArgs?.length) command = insertAfter(command, entry.debugArgsAfter, entry.debugArgs.map((a) => fill(a, dv)));
+    if (input.debug && entry.debugArgs?.length)
+      command = insertAfter(
+        command,
+        entry.debugArgsAfter,
+        entry.debugArgs.map((a) => fill(a, dv)),
+      );
     command.push(...withTemplate.map((a) => fill(a, { ...dv, template: template! })));
     return { command, env };
   }

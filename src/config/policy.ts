@@ -16,7 +16,10 @@ import { parseQuantity } from './quantity.js';
 import { parseCidr } from '../util/cidr.js';
 
 export class PolicyError extends Error {
-  constructor(message: string, readonly problems: string[]) {
+  constructor(
+    message: string,
+    readonly problems: string[],
+  ) {
     super(message);
     this.name = 'PolicyError';
   }
@@ -73,7 +76,16 @@ export function defaultPolicy(): Policy {
     env: {},
     resources: { defaults: { cpu: '1', memory: '2Gi' }, limits: { cpu: '4', memory: '8Gi' } },
     hardening: { runAsUser: '1000:100', noNewPrivileges: true, capDrop: ['ALL'], pidsLimit: 1024 },
-    systemUsers: { enabled: false, homeTemplate: '/home/{username}', mountTarget: '/home/{username}', uidFloor: 1000, uidCeiling: 60000, users: {}, allowedUsers: [], allowedGroups: [] },
+    systemUsers: {
+      enabled: false,
+      homeTemplate: '/home/{username}',
+      mountTarget: '/home/{username}',
+      uidFloor: 1000,
+      uidCeiling: 60000,
+      users: {},
+      allowedUsers: [],
+      allowedGroups: [],
+    },
     culling: { enabled: false, idleTimeoutSeconds: 3600, probeIntervalSeconds: 60 },
     crashLoopBackOff: { initialSeconds: 10, maxSeconds: 300, resetAfterSeconds: 600 },
     sourceImages: { repository: 'nbswarm-built', builderImage: 'docker:cli', allowOtherUsers: false },
@@ -92,8 +104,17 @@ const launcherSchema = {
   type: 'object',
   additionalProperties: false,
   properties: {
-    args: strList, env: strMap, requiresPath: { type: 'boolean' }, enabled: { type: 'boolean' }, direct: { type: 'boolean' }, hubArgs: strList, cmd: strList,
-    debugArgs: strList, debugArgsAfter: str, templateArgs: strList, template: str,
+    args: strList,
+    env: strMap,
+    requiresPath: { type: 'boolean' },
+    enabled: { type: 'boolean' },
+    direct: { type: 'boolean' },
+    hubArgs: strList,
+    cmd: strList,
+    debugArgs: strList,
+    debugArgsAfter: str,
+    templateArgs: strList,
+    template: str,
   },
 };
 const seconds = { type: 'integer', minimum: 0 };
@@ -118,16 +139,21 @@ export const POLICY_SCHEMA = {
     placementRules: {
       type: 'array',
       items: {
-        type: 'object', additionalProperties: false, required: ['constraints'],
+        type: 'object',
+        additionalProperties: false,
+        required: ['constraints'],
         properties: { images: strList, modes: { type: 'array', items: { enum: [...MODES] } }, constraints: { type: 'array', items: str, minItems: 1 } },
       },
     },
     registry: {
-      type: 'object', additionalProperties: false,
+      type: 'object',
+      additionalProperties: false,
       properties: {
         address: { type: 'string', pattern: '^[A-Za-z0-9.-]+(:[0-9]{1,5})?$' },
         credentialsSecret: {
-          type: 'object', additionalProperties: false, required: ['name', 'namespace'],
+          type: 'object',
+          additionalProperties: false,
+          required: ['name', 'namespace'],
           properties: { name: { type: 'string', minLength: 1 }, namespace: { type: 'string', minLength: 1 } },
         },
         pushLocalImages: { type: 'boolean' },
@@ -138,14 +164,19 @@ export const POLICY_SCHEMA = {
     launchers: { type: 'object', additionalProperties: launcherSchema },
     defaultMode: { type: 'string', minLength: 1 },
     dashboards: {
-      type: 'object', additionalProperties: false,
+      type: 'object',
+      additionalProperties: false,
       properties: {
         git: { type: 'object', additionalProperties: false, properties: { enabled: { type: 'boolean' }, allowedUrls: strList, directory: str } },
         conda: { type: 'object', additionalProperties: false, properties: { envs: strList, allowCustom: { type: 'boolean' } } },
         proxy: {
-          type: 'object', additionalProperties: false,
+          type: 'object',
+          additionalProperties: false,
           properties: {
-            requestTimeout: seconds, readyTimeout: seconds, forceAlive: { type: 'boolean' }, lastActivityInterval: seconds,
+            requestTimeout: seconds,
+            readyTimeout: seconds,
+            forceAlive: { type: 'boolean' },
+            lastActivityInterval: seconds,
             websocketMaxMessageSize: { type: 'integer', minimum: 0 },
           },
         },
@@ -156,17 +187,26 @@ export const POLICY_SCHEMA = {
     volumes: {
       type: 'array',
       items: {
-        type: 'object', additionalProperties: false, required: ['name', 'target'],
+        type: 'object',
+        additionalProperties: false,
+        required: ['name', 'target'],
         properties: {
-          name: { type: 'string', minLength: 1 }, target: { type: 'string', pattern: '^/' }, type: { enum: ['volume', 'bind'] }, readOnly: { type: 'boolean' },
-          deleteWithServer: { type: 'boolean' }, shared: { type: 'boolean' }, driver: { type: 'string', minLength: 1 }, driverOptions: strMap,
+          name: { type: 'string', minLength: 1 },
+          target: { type: 'string', pattern: '^/' },
+          type: { enum: ['volume', 'bind'] },
+          readOnly: { type: 'boolean' },
+          deleteWithServer: { type: 'boolean' },
+          shared: { type: 'boolean' },
+          driver: { type: 'string', minLength: 1 },
+          driverOptions: strMap,
         },
       },
     },
     homeDir: { type: 'string', pattern: '^/' },
     env: strMap,
     resources: {
-      type: 'object', additionalProperties: false,
+      type: 'object',
+      additionalProperties: false,
       properties: {
         defaults: { type: 'object', additionalProperties: false, properties: { cpu: quantity, memory: quantity } },
         limits: { type: 'object', additionalProperties: false, properties: { cpu: quantity, memory: quantity } },
@@ -174,13 +214,22 @@ export const POLICY_SCHEMA = {
       },
     },
     hardening: {
-      type: 'object', additionalProperties: false,
-      properties: { runAsUser: { type: 'string', pattern: '^(image|[A-Za-z0-9_][A-Za-z0-9_.-]*(:[A-Za-z0-9_][A-Za-z0-9_.-]*)?)$' }, noNewPrivileges: { type: 'boolean' }, capDrop: strList, pidsLimit: { type: 'integer', minimum: 1 } },
+      type: 'object',
+      additionalProperties: false,
+      properties: {
+        runAsUser: { type: 'string', pattern: '^(image|[A-Za-z0-9_][A-Za-z0-9_.-]*(:[A-Za-z0-9_][A-Za-z0-9_.-]*)?)$' },
+        noNewPrivileges: { type: 'boolean' },
+        capDrop: strList,
+        pidsLimit: { type: 'integer', minimum: 1 },
+      },
     },
     systemUsers: {
-      type: 'object', additionalProperties: false,
+      type: 'object',
+      additionalProperties: false,
       properties: {
-        enabled: { type: 'boolean' }, homeTemplate: { type: 'string', pattern: '^/' }, mountTarget: { type: 'string', pattern: '^/' },
+        enabled: { type: 'boolean' },
+        homeTemplate: { type: 'string', pattern: '^/' },
+        mountTarget: { type: 'string', pattern: '^/' },
         uidFloor: { type: 'integer', minimum: 0 },
         uidCeiling: { type: 'integer', minimum: 0 },
         allowedUsers: strList,
@@ -188,23 +237,37 @@ export const POLICY_SCHEMA = {
         users: {
           type: 'object',
           additionalProperties: {
-            type: 'object', additionalProperties: false, required: ['uid', 'gid'],
+            type: 'object',
+            additionalProperties: false,
+            required: ['uid', 'gid'],
             properties: { uid: { type: 'integer', minimum: 0 }, gid: { type: 'integer', minimum: 0 } },
           },
         },
       },
     },
     culling: {
-      type: 'object', additionalProperties: false,
+      type: 'object',
+      additionalProperties: false,
       properties: { enabled: { type: 'boolean' }, idleTimeoutSeconds: { type: 'integer', minimum: 1 }, probeIntervalSeconds: { type: 'integer', minimum: 1 } },
     },
     crashLoopBackOff: {
-      type: 'object', additionalProperties: false,
-      properties: { initialSeconds: { type: 'number', minimum: 0 }, maxSeconds: { type: 'number', minimum: 0 }, resetAfterSeconds: { type: 'number', minimum: 0 } },
+      type: 'object',
+      additionalProperties: false,
+      properties: {
+        initialSeconds: { type: 'number', minimum: 0 },
+        maxSeconds: { type: 'number', minimum: 0 },
+        resetAfterSeconds: { type: 'number', minimum: 0 },
+      },
     },
     sourceImages: {
-      type: 'object', additionalProperties: false,
-      properties: { repository: { type: 'string', minLength: 1 }, registry: str, builderImage: { type: 'string', minLength: 1 }, allowOtherUsers: { type: 'boolean' } },
+      type: 'object',
+      additionalProperties: false,
+      properties: {
+        repository: { type: 'string', minLength: 1 },
+        registry: str,
+        builderImage: { type: 'string', minLength: 1 },
+        allowOtherUsers: { type: 'boolean' },
+      },
     },
     resyncSeconds: { type: 'integer', minimum: 1 },
     concurrency: { type: 'integer', minimum: 1 },
@@ -237,7 +300,10 @@ export function didYouMean(word: string, candidates: readonly string[]): string 
 }
 
 function keyPath(instancePath: string): string {
-  return instancePath.split('/').slice(1).map((p) => p.replace(/~1/g, '/').replace(/~0/g, '~'))
+  return instancePath
+    .split('/')
+    .slice(1)
+    .map((p) => p.replace(/~1/g, '/').replace(/~0/g, '~'))
     .reduce((acc, p) => (/^\d+$/.test(p) ? `${acc}[${p}]` : acc ? `${acc}.${p}` : p), '');
 }
 
@@ -261,7 +327,8 @@ function describeAjvError(e: ErrorObject): string {
     return `${key}: unknown key${known.length ? `; known keys: ${known.join(', ')}` : ''}`;
   }
   const key = keyPath(e.instancePath) || '(top level)';
-  if (e.keyword === 'enum') return `${key}: must be one of ${(e.params as { allowedValues: unknown[] }).allowedValues.map((v) => JSON.stringify(v)).join(', ')}`;
+  if (e.keyword === 'enum')
+    return `${key}: must be one of ${(e.params as { allowedValues: unknown[] }).allowedValues.map((v) => JSON.stringify(v)).join(', ')}`;
   return `${key}: ${e.message}`;
 }
 
@@ -293,7 +360,11 @@ const asBool: EnvReader = (raw, name) => {
   if (['0', 'false', 'no', 'off', ''].includes(v)) return false;
   throw new PolicyError(`environment variable ${name}: "${raw}" is not a boolean (true/false)`, [name]);
 };
-const asList: EnvReader = (raw) => raw.split(',').map((s) => s.trim()).filter(Boolean);
+const asList: EnvReader = (raw) =>
+  raw
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean);
 const asString: EnvReader = (raw) => raw.trim();
 
 /** NBSWARM_* variables and the policy key each one sets. */
@@ -365,11 +436,15 @@ function semanticProblems(p: Policy): string[] {
   p.volumes.forEach((v, i) => {
     unknown(v.name, `volumes[${i}].name`, NAME_PLACEHOLDERS);
     if (v.type === 'bind' && !v.name.startsWith('/')) errs.push(`volumes[${i}].name: a bind volume needs an absolute host path`);
-    if (v.type === 'bind' && (v.driver !== undefined || v.driverOptions !== undefined)) errs.push(`volumes[${i}]: driver and driverOptions apply to named volumes (type volume), not binds`);
+    if (v.type === 'bind' && (v.driver !== undefined || v.driverOptions !== undefined))
+      errs.push(`volumes[${i}]: driver and driverOptions apply to named volumes (type volume), not binds`);
     for (const [k, o] of Object.entries(v.driverOptions ?? {})) unknown(o, `volumes[${i}].driverOptions.${k}`, NAME_PLACEHOLDERS);
   });
   p.constraints.forEach((c, i) => {
-    if (!isConstraint(c)) errs.push(`constraints[${i}]: "${c}" is not a Swarm constraint like node.labels.gpu==true (node.id, node.hostname, node.role, node.platform.os, node.platform.arch, node.labels.KEY, engine.labels.KEY with == or !=)`);
+    if (!isConstraint(c))
+      errs.push(
+        `constraints[${i}]: "${c}" is not a Swarm constraint like node.labels.gpu==true (node.id, node.hostname, node.role, node.platform.os, node.platform.arch, node.labels.KEY, engine.labels.KEY with == or !=)`,
+      );
   });
   p.placementRules.forEach((r, i) => {
     r.constraints.forEach((c, j) => {
@@ -394,7 +469,9 @@ function semanticProblems(p: Policy): string[] {
     if (!(MODES as readonly string[]).includes(mode) && !entry.args?.length) {
       // A new mode has nothing to merge over: without args it is most likely a misspelt built-in.
       const hint = didYouMean(mode, MODES);
-      errs.push(`launchers.${mode}: "${mode}" is not a built-in mode, so it needs its own args${hint ? ` (did you mean "${hint}"?)` : ''}; built-in modes: ${MODES.join(', ')}`);
+      errs.push(
+        `launchers.${mode}: "${mode}" is not a built-in mode, so it needs its own args${hint ? ` (did you mean "${hint}"?)` : ''}; built-in modes: ${MODES.join(', ')}`,
+      );
       continue;
     }
     errs.push(...validateLauncher(mode, entry));
@@ -431,7 +508,9 @@ function semanticProblems(p: Policy): string[] {
   if (su.uidFloor > su.uidCeiling) errs.push(`systemUsers.uidFloor: ${su.uidFloor} is above systemUsers.uidCeiling ${su.uidCeiling}`);
   // The hub picks spec.user: without a list, it could pick any login account of the host.
   if (su.enabled && !Object.keys(su.users).length && !su.allowedUsers?.length && !su.allowedGroups?.length) {
-    errs.push('systemUsers.enabled: name the host accounts servers may run as in systemUsers.allowedGroups (e.g. [jupyterhub-users]), systemUsers.allowedUsers (globs) or systemUsers.users');
+    errs.push(
+      'systemUsers.enabled: name the host accounts servers may run as in systemUsers.allowedGroups (e.g. [jupyterhub-users]), systemUsers.allowedUsers (globs) or systemUsers.users',
+    );
   }
   return errs;
 }
@@ -495,5 +574,7 @@ export function launcherFor(policy: Policy, mode: Mode | string): LauncherEntry 
 
 /** The modes servers may use under this policy (built-in and added, minus disabled ones), sorted. */
 export function enabledModes(policy: Pick<Policy, 'launchers'>): string[] {
-  return Object.keys(policy.launchers).filter((m) => policy.launchers[m]?.enabled !== false).sort();
+  return Object.keys(policy.launchers)
+    .filter((m) => policy.launchers[m]?.enabled !== false)
+    .sort();
 }

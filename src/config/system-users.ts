@@ -16,7 +16,11 @@ export interface SystemUser {
 }
 
 export class SystemUserError extends Error {
-  constructor(message: string, readonly reason: 'SystemUsersDisabled' | 'SystemUserNotFound' | 'SystemUserBelowFloor' | 'SystemUserInvalid' | 'SystemUserNotAllowed' | 'SystemUserOutOfRange') {
+  constructor(
+    message: string,
+    readonly reason:
+      'SystemUsersDisabled' | 'SystemUserNotFound' | 'SystemUserBelowFloor' | 'SystemUserInvalid' | 'SystemUserNotAllowed' | 'SystemUserOutOfRange',
+  ) {
     super(message);
     this.name = 'SystemUserError';
   }
@@ -75,7 +79,12 @@ async function allowedAccount(username: string, gid: number, su: Policy['systemU
   return false;
 }
 
-export async function lookupSystemUser(username: string, policy: Policy, lookup: PasswdLookup = getentPasswd, groups: GroupLookup = getentGroup): Promise<SystemUser> {
+export async function lookupSystemUser(
+  username: string,
+  policy: Policy,
+  lookup: PasswdLookup = getentPasswd,
+  groups: GroupLookup = getentGroup,
+): Promise<SystemUser> {
   const su = policy.systemUsers;
   if (!su.enabled) {
     throw new SystemUserError('system users are disabled by the operator policy (systemUsers.enabled: false)', 'SystemUsersDisabled');
@@ -89,15 +98,24 @@ export async function lookupSystemUser(username: string, policy: Policy, lookup:
     }
     ids = await lookup(username);
     if (!ids) {
-      throw new SystemUserError(`system user "${username}" does not exist on this host (getent passwd found nothing) and is not listed in the policy's systemUsers.users`, 'SystemUserNotFound');
+      throw new SystemUserError(
+        `system user "${username}" does not exist on this host (getent passwd found nothing) and is not listed in the policy's systemUsers.users`,
+        'SystemUserNotFound',
+      );
     }
   }
   if (ids.uid < su.uidFloor) {
-    throw new SystemUserError(`system user "${username}" has uid ${ids.uid}, below the policy's systemUsers.uidFloor (${su.uidFloor}); servers never run as system accounts`, 'SystemUserBelowFloor');
+    throw new SystemUserError(
+      `system user "${username}" has uid ${ids.uid}, below the policy's systemUsers.uidFloor (${su.uidFloor}); servers never run as system accounts`,
+      'SystemUserBelowFloor',
+    );
   }
   // Above the range of login accounts sit system accounts again (nobody is 65534).
   if (ids.uid > su.uidCeiling) {
-    throw new SystemUserError(`system user "${username}" has uid ${ids.uid}, above the policy's systemUsers.uidCeiling (${su.uidCeiling}); servers never run as system accounts such as nobody`, 'SystemUserOutOfRange');
+    throw new SystemUserError(
+      `system user "${username}" has uid ${ids.uid}, above the policy's systemUsers.uidCeiling (${su.uidCeiling}); servers never run as system accounts such as nobody`,
+      'SystemUserOutOfRange',
+    );
   }
   if (!(await allowedAccount(username, ids.gid, su, groups))) {
     throw new SystemUserError(

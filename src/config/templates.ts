@@ -60,7 +60,10 @@ export function renderTemplate(template: string, vars: TemplateVars, opts: { esc
   for (const key of Object.keys(vars)) {
     if (value(key) !== '') continue;
     const ph = `\\{${key}\\}`;
-    t = t.replace(new RegExp(`[-_.]${ph}`, 'g'), '').replace(new RegExp(`^${ph}[-_.]`), '').replace(new RegExp(ph, 'g'), '');
+    t = t
+      .replace(new RegExp(`[-_.]${ph}`, 'g'), '')
+      .replace(new RegExp(`^${ph}[-_.]`), '')
+      .replace(new RegExp(ph, 'g'), '');
   }
   return t.replace(PLACEHOLDER, (whole, key: string) => value(key) ?? whole);
 }
@@ -77,7 +80,11 @@ function shortHash(text: string, n = 8): string {
  */
 export function dockerName(name: string, opts: { maxLength?: number; uniqueBy?: string } = {}): string {
   const max = opts.maxLength ?? 63;
-  let s = name.toLowerCase().replace(/[^a-z0-9-]/g, '-').replace(/^-+/, '').replace(/-+$/, '');
+  let s = name
+    .toLowerCase()
+    .replace(/[^a-z0-9-]/g, '-')
+    .replace(/^-+/, '')
+    .replace(/-+$/, '');
   if (s === '') s = 'nbs-' + shortHash(opts.uniqueBy ?? name);
   if (s.length <= max) return s;
   const suffix = shortHash(opts.uniqueBy ?? name);

@@ -89,9 +89,17 @@ async function preflightApi(kc: KubeConfig, namespace?: string): Promise<void> {
     else await api.listClusterCustomObject({ group: GROUP, version: VERSION, plural: PLURAL, limit: 1 });
   } catch (err) {
     const code = (err as { code?: number }).code;
-    if (code === 404) throw new StartupError(`the API server at ${server} does not serve ${PLURAL}.${GROUP}`, 'install the CRD: kubectl apply -f crds/notebookserver.yaml');
-    if (code === 401 || code === 403) throw new StartupError(`the API server at ${server} refused to list ${PLURAL} (HTTP ${code})`, 'the kubeconfig user needs list/watch on notebookservers and patch on notebookservers/status');
-    throw new StartupError(`cannot reach the API server at ${server}: ${(err as Error).message.split('\n')[0]}`, 'is the API server running, and is this the right kubeconfig?');
+    if (code === 404)
+      throw new StartupError(`the API server at ${server} does not serve ${PLURAL}.${GROUP}`, 'install the CRD: kubectl apply -f crds/notebookserver.yaml');
+    if (code === 401 || code === 403)
+      throw new StartupError(
+        `the API server at ${server} refused to list ${PLURAL} (HTTP ${code})`,
+        'the kubeconfig user needs list/watch on notebookservers and patch on notebookservers/status',
+      );
+    throw new StartupError(
+      `cannot reach the API server at ${server}: ${(err as Error).message.split('\n')[0]}`,
+      'is the API server running, and is this the right kubeconfig?',
+    );
   }
 }
 
@@ -170,13 +178,19 @@ function loadKubeconfig(file: string | undefined): KubeConfig {
       kc.loadFromCluster();
       return kc;
     }
-    throw new StartupError('no kubeconfig: --kubeconfig is not given, KUBECONFIG is not set and this is not a Kubernetes pod', 'pass --kubeconfig FILE (the file `nbswarm up` printed, or one for your cluster)');
+    throw new StartupError(
+      'no kubeconfig: --kubeconfig is not given, KUBECONFIG is not set and this is not a Kubernetes pod',
+      'pass --kubeconfig FILE (the file `nbswarm up` printed, or one for your cluster)',
+    );
   }
   try {
     if (file) kc.loadFromFile(file);
     else kc.loadFromDefault(); // KUBECONFIG may list several files; merged as kubectl merges them
   } catch (err) {
-    throw new StartupError(`cannot read kubeconfig ${file ?? fromEnv}: ${(err as Error).message}`, 'pass the file `nbswarm up` printed, or one for your cluster');
+    throw new StartupError(
+      `cannot read kubeconfig ${file ?? fromEnv}: ${(err as Error).message}`,
+      'pass the file `nbswarm up` printed, or one for your cluster',
+    );
   }
   return kc;
 }
@@ -230,7 +244,13 @@ function portNumber(value: string, flag: string): number {
   return n;
 }
 
-async function bindStatusPage(o: StatusPageFlags, explicitPort: boolean, kc: () => KubeConfig | undefined, namespace: string | undefined, log: Logger): Promise<{ page: StatusPage; url: string } | undefined> {
+async function bindStatusPage(
+  o: StatusPageFlags,
+  explicitPort: boolean,
+  kc: () => KubeConfig | undefined,
+  namespace: string | undefined,
+  log: Logger,
+): Promise<{ page: StatusPage; url: string } | undefined> {
   const port = portNumber(o.statusPort, '--status-port');
   if (port === 0) return undefined;
   if (!!o.statusTlsCert !== !!o.statusTlsKey) throw new StartupError('--status-tls-cert and --status-tls-key go together', 'pass both, or neither');
@@ -284,52 +304,61 @@ export function registerOperatorCommands(program: Command): void {
     .option('--metrics-port <port>', 'serve /metrics and /stats on 127.0.0.1:<port> (0 = off)', '0');
   addStatusPageOptions(up);
   addLogOptions(up);
-  up.action(async (o: { dataDir: string; port: string; address: string; policy?: string; backend?: string; metricsPort: string } & StatusPageFlags & LogOptions) => {
-    const log = loggerFromOptions(o);
-    let srv: EmbeddedServer | undefined;
-    let op: OperatorHandle | undefined;
-    let backend: Backend | undefined;
-    const extras = new Extras();
-    try {
-      const policy = readPolicy(o.policy, o.backend);
-      const registry = new Registry();
-      const metricsPort = portNumber(o.metricsPort, '--metrics-port');
-      if (metricsPort) extras.metrics = await serveMetrics(registry, () => op, metricsPort, log);
-      // The status page binds now; the kubeconfig it checks tokens against exists once the API server runs.
-      const kc = new KubeConfig();
-      const loaded = () => (kc.getCurrentCluster() ? kc : undefined);
-      extras.status = await bindStatusPage(o, up.getOptionValueSource('statusPort') !== 'default', loaded, undefined, log.child({ component: 'statuspage' }));
-      const connected = await connectBackend(policy, log, registry);
-      backend = connected.backend;
-      await checkBackend(backend);
-      const dataDir = resolve(o.dataDir);
-      srv = await startEmbedded(dataDir, Number(o.port), o.address, log.child({ component: 'apiserver' }));
-      kc.loadFromFile(srv.kubeconfigPath);
-      const crd = await installCrd(kc, { modes: enabledModes(policy) });
-      log.info(`CRD notebookservers.nbswarm.io ${crd}`);
-      const opLog = log.child({ component: 'operator' });
-      op = await startOperator({ kubeconfig: kc, policy, backend, log: opLog, registry, statusUrl: extras.status?.url, identity: upIdentity(dataDir) });
-      if (extras.status) {
-        extras.stopFeed = await feedStatusPage(extras.status.page, { operator: op, backend, docker: connected.docker, kubeconfig: kc, dockerReachable: connected.docker$.reachable, log: log.child({ component: 'statuspage' }) });
-      }
-      process.stdout.write(upBanner({ apiUrl: srv.url, backend: backend.kind, kubeconfigPath: srv.kubeconfigPath, statusPageUrl: extras.status?.url }));
-      const s = srv;
-      const b = backend;
-      const opRef = op;
-      onSignals(async () => {
+  up.action(
+    async (o: { dataDir: string; port: string; address: string; policy?: string; backend?: string; metricsPort: string } & StatusPageFlags & LogOptions) => {
+      const log = loggerFromOptions(o);
+      let srv: EmbeddedServer | undefined;
+      let op: OperatorHandle | undefined;
+      let backend: Backend | undefined;
+      const extras = new Extras();
+      try {
+        const policy = readPolicy(o.policy, o.backend);
+        const registry = new Registry();
+        const metricsPort = portNumber(o.metricsPort, '--metrics-port');
+        if (metricsPort) extras.metrics = await serveMetrics(registry, () => op, metricsPort, log);
+        // The status page binds now; the kubeconfig it checks tokens against exists once the API server runs.
+        const kc = new KubeConfig();
+        const loaded = () => (kc.getCurrentCluster() ? kc : undefined);
+        extras.status = await bindStatusPage(o, up.getOptionValueSource('statusPort') !== 'default', loaded, undefined, log.child({ component: 'statuspage' }));
+        const connected = await connectBackend(policy, log, registry);
+        backend = connected.backend;
+        await checkBackend(backend);
+        const dataDir = resolve(o.dataDir);
+        srv = await startEmbedded(dataDir, Number(o.port), o.address, log.child({ component: 'apiserver' }));
+        kc.loadFromFile(srv.kubeconfigPath);
+        const crd = await installCrd(kc, { modes: enabledModes(policy) });
+        log.info(`CRD notebookservers.nbswarm.io ${crd}`);
+        const opLog = log.child({ component: 'operator' });
+        op = await startOperator({ kubeconfig: kc, policy, backend, log: opLog, registry, statusUrl: extras.status?.url, identity: upIdentity(dataDir) });
+        if (extras.status) {
+          extras.stopFeed = await feedStatusPage(extras.status.page, {
+            operator: op,
+            backend,
+            docker: connected.docker,
+            kubeconfig: kc,
+            dockerReachable: connected.docker$.reachable,
+            log: log.child({ component: 'statuspage' }),
+          });
+        }
+        process.stdout.write(upBanner({ apiUrl: srv.url, backend: backend.kind, kubeconfigPath: srv.kubeconfigPath, statusPageUrl: extras.status?.url }));
+        const s = srv;
+        const b = backend;
+        const opRef = op;
+        onSignals(async () => {
+          await extras.close();
+          await opRef.stop();
+          await b.close();
+          await s.close();
+        }, log);
+      } catch (err) {
         await extras.close();
-        await opRef.stop();
-        await b.close();
-        await s.close();
-      }, log);
-    } catch (err) {
-      await extras.close();
-      await op?.stop().catch(() => undefined);
-      await backend?.close().catch(() => undefined);
-      await srv?.close().catch(() => undefined);
-      fail(err);
-    }
-  });
+        await op?.stop().catch(() => undefined);
+        await backend?.close().catch(() => undefined);
+        await srv?.close().catch(() => undefined);
+        fail(err);
+      }
+    },
+  );
 
   const operator = program
     .command('operator')
@@ -343,7 +372,10 @@ export function registerOperatorCommands(program: Command): void {
   addStatusPageOptions(operator);
   addLogOptions(operator);
   operator.action(
-    async (o: { kubeconfig?: string; policy?: string; namespace?: string; leaseNamespace?: string; backend?: string; metricsPort: string } & StatusPageFlags & LogOptions) => {
+    async (
+      o: { kubeconfig?: string; policy?: string; namespace?: string; leaseNamespace?: string; backend?: string; metricsPort: string } & StatusPageFlags &
+        LogOptions,
+    ) => {
       const log = loggerFromOptions(o);
       let backend: Backend | undefined;
       let op: OperatorHandle | undefined;
@@ -354,7 +386,13 @@ export function registerOperatorCommands(program: Command): void {
         const registry = new Registry();
         const metricsPort = portNumber(o.metricsPort, '--metrics-port');
         if (metricsPort) extras.metrics = await serveMetrics(registry, () => op, metricsPort, log);
-        extras.status = await bindStatusPage(o, operator.getOptionValueSource('statusPort') !== 'default', () => kc, o.namespace, log.child({ component: 'statuspage' }));
+        extras.status = await bindStatusPage(
+          o,
+          operator.getOptionValueSource('statusPort') !== 'default',
+          () => kc,
+          o.namespace,
+          log.child({ component: 'statuspage' }),
+        );
         await preflightApi(kc, o.namespace);
         const connected = await connectBackend(policy, log, registry);
         backend = connected.backend;

@@ -56,9 +56,7 @@ export interface RenderContext {
   keep?: { name?: string; volumes?: Record<string, string> };
 }
 
-export type RenderResult =
-  | { ok: true; desired: DesiredServer }
-  | { ok: false; field: string; reason: string; message: string };
+export type RenderResult = { ok: true; desired: DesiredServer } | { ok: false; field: string; reason: string; message: string };
 
 const fail = (field: string, reason: string, message: string): RenderResult => ({ ok: false, field, reason, message });
 
@@ -106,7 +104,7 @@ export function fallbackDockerName(name: string, uid: string): string {
 /** When a running server takes a newer image of its tag: the annotation, else the policy. */
 function imageUpdatesFor(nbs: NotebookServer, policy: Pick<Policy, 'imageUpdates'>): 'onStart' | 'immediate' {
   const a = nbs.metadata.annotations?.[ANNOTATIONS.imageUpdates];
-  return a === 'immediate' || a === 'onStart' ? a : policy.imageUpdates ?? 'onStart';
+  return a === 'immediate' || a === 'onStart' ? a : (policy.imageUpdates ?? 'onStart');
 }
 
 /** The policy's constraints, then those of every placement rule matching the image and mode (each once). */
@@ -129,7 +127,10 @@ export function volumeIsNodeLocal(v: Pick<Policy['volumes'][number], 'type' | 's
  * The node-local named volumes `spec` gets from the policy (what pins a server on a multi-node
  * Swarm), without rendering the rest: used to find other servers that share them.
  */
-export function nodeLocalVolumeNames(spec: Pick<NotebookServer['spec'], 'user' | 'servername' | 'systemUser'>, policy: Pick<Policy, 'prefix' | 'volumes' | 'homeDir'>): string[] {
+export function nodeLocalVolumeNames(
+  spec: Pick<NotebookServer['spec'], 'user' | 'servername' | 'systemUser'>,
+  policy: Pick<Policy, 'prefix' | 'volumes' | 'homeDir'>,
+): string[] {
   const vars = { prefix: policy.prefix, username: spec.user, servername: spec.servername ?? '' };
   const out: string[] = [];
   for (const v of policy.volumes) {
@@ -189,7 +190,9 @@ export function appPathProblem(path: string): string | undefined {
 export function computeSpecHash(d: Omit<DesiredServer, 'specHash'>): string {
   const { generation: _g, stopped: _s, pullPolicy: _p, pinNode: _pin, imageUpdates: _iu, labels, ...rest } = d;
   const { [LABELS.generation]: _lg, [LABELS.specHash]: _lh, [LABELS.hostIp]: _ip, ...hashedLabels } = labels;
-  return createHash('sha256').update(canonicalJson({ ...rest, labels: hashedLabels })).digest('hex');
+  return createHash('sha256')
+    .update(canonicalJson({ ...rest, labels: hashedLabels }))
+    .digest('hex');
 }
 
 type EnvResult = { ok: true; env: Record<string, string> } | { ok: false; field: string; reason: string; message: string };
@@ -213,7 +216,12 @@ export function resolveEnv(env: EnvVar[], namespace: string, secrets: RenderCont
     if (value !== undefined) out[e.name] = value;
     else if (!ref?.optional && !secretsOptional) {
       return data === undefined
-        ? { ok: false, field, reason: 'SecretNotFound', message: `${field}: secret ${namespace}/${ref?.name} not found; create it or mark the reference optional` }
+        ? {
+            ok: false,
+            field,
+            reason: 'SecretNotFound',
+            message: `${field}: secret ${namespace}/${ref?.name} not found; create it or mark the reference optional`,
+          }
         : { ok: false, field, reason: 'SecretKeyMissing', message: `${field}: secret ${namespace}/${ref?.name} has no key "${ref?.key}"` };
     }
   }
@@ -224,9 +232,7 @@ function hubBaseUrl(env: Record<string, string>): string {
   return (env.JUPYTERHUB_SERVICE_PREFIX ?? '').replace(/\/+$/, '');
 }
 
-type GitResult =
-  | { ok: true; root?: string; env: Record<string, string>; files: SecretFile[] }
-  | { ok: false; field: string; reason: string; message: string };
+type GitResult = { ok: true; root?: string; env: Record<string, string>; files: SecretFile[] } | { ok: false; field: string; reason: string; message: string };
 
 /**
  * spec.git → where the presentation lives (the clone), the prelude's environment and the
@@ -236,23 +242,38 @@ type GitResult =
 export function renderGit(git: NonNullable<NotebookServer['spec']>['git'], namespace: string, home: string, policy: Policy, ctx: RenderContext): GitResult {
   if (!git) return { ok: true, env: {}, files: [] };
   const settings = policy.dashboards.git;
-  if (!settings.enabled) return { ok: false, field: 'spec.git', reason: 'GitSourcesDisabled', message: 'spec.git is set but git sources are disabled by the operator policy (dashboards.git.enabled: false)' };
+  if (!settings.enabled)
+    return {
+      ok: false,
+      field: 'spec.git',
+      reason: 'GitSourcesDisabled',
+      message: 'spec.git is set but git sources are disabled by the operator policy (dashboards.git.enabled: false)',
+    };
   const parsed = parseGitUrl(git.url ?? '');
   if ('problem' in parsed) return { ok: false, field: 'spec.git.url', reason: 'InvalidGitUrl', message: `spec.git.url "${git.url}" ${parsed.problem}` };
   if (!gitUrlAllowed(git.url, settings.allowedUrls)) {
     return {
-      ok: false, field: 'spec.git.url', reason: 'GitUrlNotAllowed',
+      ok: false,
+      field: 'spec.git.url',
+      reason: 'GitUrlNotAllowed',
       message: `spec.git.url "${git.url}" is not allowed by the operator policy (dashboards.git.allowedUrls: ${settings.allowedUrls.map((g) => `"${g}"`).join(', ')}); ask an admin to add a matching glob`,
     };
   }
   const folder = cloneFolder(git.url, git.folder, settings.directory);
   const folderProblem = appPathProblem(folder);
-  if (folderProblem || !folder) return { ok: false, field: 'spec.git.folder', reason: 'InvalidGitFolder', message: `spec.git.folder "${folder}" ${folderProblem ?? 'must not be empty'}` };
+  if (folderProblem || !folder)
+    return { ok: false, field: 'spec.git.folder', reason: 'InvalidGitFolder', message: `spec.git.folder "${folder}" ${folderProblem ?? 'must not be empty'}` };
   let files: SecretFile[] = [];
   if (git.secretName) {
     const field = 'spec.git.secretName';
     const values = ctx.secrets(git.secretName);
-    if (!values) return { ok: false, field, reason: 'SecretNotFound', message: `${field}: secret ${namespace}/${git.secretName} not found; create it (keys username and password, or identity)` };
+    if (!values)
+      return {
+        ok: false,
+        field,
+        reason: 'SecretNotFound',
+        message: `${field}: secret ${namespace}/${git.secretName} not found; create it (keys username and password, or identity)`,
+      };
     const made = gitCredentialFiles(values, `${namespace}/${git.secretName}`);
     if ('problem' in made) return { ok: false, field, reason: 'InvalidGitSecret', message: `${field}: ${made.problem}` };
     files = made;
@@ -288,8 +309,11 @@ export function renderDesired(nbs: NotebookServer, policy: Policy, ctx: RenderCo
   }
   if (!allowed) {
     const allowed = policy.allowedImages.length ? policy.allowedImages.map((g) => `"${g}"`).join(', ') : `only defaultImage "${policy.defaultImage}"`;
-    return fail('spec.image', 'ImageNotAllowed',
-      `image "${requested}" is not allowed by the operator policy (allowedImages: ${allowed}); use an allowed image or ask an admin to add a matching glob to allowedImages`);
+    return fail(
+      'spec.image',
+      'ImageNotAllowed',
+      `image "${requested}" is not allowed by the operator policy (allowedImages: ${allowed}); use an allowed image or ask an admin to add a matching glob to allowedImages`,
+    );
   }
   const image = ctx.sourceImage ?? requested;
 
@@ -306,14 +330,26 @@ export function renderDesired(nbs: NotebookServer, policy: Policy, ctx: RenderCo
   const pathProblem = appPathProblem(appPath);
   if (pathProblem) return fail('spec.app.path', 'InvalidAppPath', `spec.app.path "${appPath}" ${pathProblem}`);
   if (launcher.requiresPath && !appPath) {
-    return fail('spec.app.path', 'AppPathRequired', `mode "${mode}" needs spec.app.path: the notebook, script or folder to present, relative to the home directory`);
+    return fail(
+      'spec.app.path',
+      'AppPathRequired',
+      `mode "${mode}" needs spec.app.path: the notebook, script or folder to present, relative to the home directory`,
+    );
   }
   const command = spec.command ?? [];
   if (mode === 'custom' && command.length === 0) {
-    return fail('spec.command', 'CommandRequired', 'mode "custom" needs spec.command: the argv to run (placeholders {port} {ip} {home} {username} {servername} are filled)');
+    return fail(
+      'spec.command',
+      'CommandRequired',
+      'mode "custom" needs spec.command: the argv to run (placeholders {port} {ip} {home} {username} {servername} are filled)',
+    );
   }
   if (mode !== 'custom' && command.length > 0 && !policy.allowCommandOverride) {
-    return fail('spec.command', 'CommandNotAllowed', `spec.command is only used with mode "custom"; the operator policy does not allow overriding the "${mode}" launcher (allowCommandOverride: false)`);
+    return fail(
+      'spec.command',
+      'CommandNotAllowed',
+      `spec.command is only used with mode "custom"; the operator policy does not allow overriding the "${mode}" launcher (allowCommandOverride: false)`,
+    );
   }
 
   const template = spec.app?.template;
@@ -323,13 +359,19 @@ export function renderDesired(nbs: NotebookServer, policy: Policy, ctx: RenderCo
   const condaEnv = spec.app?.condaEnv || undefined;
   if (condaEnv && !policy.dashboards.conda.allowCustom && !policy.dashboards.conda.envs.includes(condaEnv)) {
     const envs = policy.dashboards.conda.envs;
-    return fail('spec.app.condaEnv', 'CondaEnvNotAllowed',
-      `conda env "${condaEnv}" is not offered by the operator policy (dashboards.conda.envs: ${envs.length ? envs.join(', ') : 'none'}; dashboards.conda.allowCustom: false)`);
+    return fail(
+      'spec.app.condaEnv',
+      'CondaEnvNotAllowed',
+      `conda env "${condaEnv}" is not offered by the operator policy (dashboards.conda.envs: ${envs.length ? envs.join(', ') : 'none'}; dashboards.conda.allowCustom: false)`,
+    );
   }
   const viewers = spec.viewers;
   if ((viewers?.allUsers || viewers?.users?.length || viewers?.groups?.length) && launcher.direct && !launcher.hubArgs) {
-    return fail('spec.viewers', 'ViewersNotEnforced',
-      `mode "${mode}" runs its app directly, with no JupyterHub OAuth check in front of it, so spec.viewers could not be enforced; use a proxied launcher (or one with hubArgs) for dashboards with viewers`);
+    return fail(
+      'spec.viewers',
+      'ViewersNotEnforced',
+      `mode "${mode}" runs its app directly, with no JupyterHub OAuth check in front of it, so spec.viewers could not be enforced; use a proxied launcher (or one with hubArgs) for dashboards with viewers`,
+    );
   }
 
   // System user.
@@ -338,12 +380,20 @@ export function renderDesired(nbs: NotebookServer, policy: Policy, ctx: RenderCo
   const systemMounts: VolumeMount[] = [];
   if (spec.systemUser) {
     if (!policy.systemUsers.enabled) {
-      return fail('spec.systemUser', 'SystemUsersDisabled', 'spec.systemUser is true but system users are disabled by the operator policy (systemUsers.enabled: false)');
+      return fail(
+        'spec.systemUser',
+        'SystemUsersDisabled',
+        'spec.systemUser is true but system users are disabled by the operator policy (systemUsers.enabled: false)',
+      );
     }
     const su = ctx.systemUser;
     if (!su) return fail('spec.systemUser', 'SystemUserNotFound', `system user "${user}" could not be resolved`);
     if (su.uid < policy.systemUsers.uidFloor || su.uid > policy.systemUsers.uidCeiling) {
-      return fail('spec.systemUser', su.uid < policy.systemUsers.uidFloor ? 'SystemUserBelowFloor' : 'SystemUserOutOfRange', `system user "${user}" has uid ${su.uid}, outside the policy's systemUsers.uidFloor..uidCeiling (${policy.systemUsers.uidFloor}..${policy.systemUsers.uidCeiling})`);
+      return fail(
+        'spec.systemUser',
+        su.uid < policy.systemUsers.uidFloor ? 'SystemUserBelowFloor' : 'SystemUserOutOfRange',
+        `system user "${user}" has uid ${su.uid}, outside the policy's systemUsers.uidFloor..uidCeiling (${policy.systemUsers.uidFloor}..${policy.systemUsers.uidCeiling})`,
+      );
     }
     runAs = `${su.uid}:${su.gid}`;
     home = renderTemplate(policy.systemUsers.mountTarget, { username: user }, { escape: false });
@@ -368,10 +418,21 @@ export function renderDesired(nbs: NotebookServer, policy: Policy, ctx: RenderCo
   }
 
   const launchInput = {
-    port, ip, home, username: user, servername, appPath, appArgs: spec.app?.args ?? [], command,
-    hub: specEnv.JUPYTERHUB_API_TOKEN !== undefined, baseUrl: hubBaseUrl(specEnv),
-    presentationRoot: git.root, template, condaEnv: launcher.direct ? undefined : condaEnv,
-    debug: policy.dashboards.debug, proxy: policy.dashboards.proxy,
+    port,
+    ip,
+    home,
+    username: user,
+    servername,
+    appPath,
+    appArgs: spec.app?.args ?? [],
+    command,
+    hub: specEnv.JUPYTERHUB_API_TOKEN !== undefined,
+    baseUrl: hubBaseUrl(specEnv),
+    presentationRoot: git.root,
+    template,
+    condaEnv: launcher.direct ? undefined : condaEnv,
+    debug: policy.dashboards.debug,
+    proxy: policy.dashboards.proxy,
   };
   const launch = buildLaunch(launcher, launchInput, policy.proxyCommand);
   let argv = launch.command;
@@ -428,7 +489,9 @@ export function renderDesired(nbs: NotebookServer, policy: Policy, ctx: RenderCo
       volumes.push({ source: posix.normalize(renderTemplate(v.name, tplVars)), target, type: 'bind', readOnly: v.readOnly });
       continue;
     }
-    const driverOptions = v.driverOptions ? Object.fromEntries(Object.entries(v.driverOptions).map(([k, o]) => [k, renderTemplate(o, tplVars, { escape: false })])) : undefined;
+    const driverOptions = v.driverOptions
+      ? Object.fromEntries(Object.entries(v.driverOptions).map(([k, o]) => [k, renderTemplate(o, tplVars, { escape: false })]))
+      : undefined;
     const perServer = v.name.includes('{servername}');
     const labels: Record<string, string> = {
       [LABELS.managedBy]: MANAGED_BY,
@@ -467,7 +530,10 @@ export function renderDesired(nbs: NotebookServer, policy: Policy, ctx: RenderCo
   };
 
   const base: Omit<DesiredServer, 'specHash'> = {
-    namespace, name, uid, generation: meta.generation ?? 0,
+    namespace,
+    name,
+    uid,
+    generation: meta.generation ?? 0,
     dockerName: dockerObjName,
     labels,
     image,

@@ -229,10 +229,13 @@ export class Informer<T extends KubeObject> {
     // A half-open connection never ends by itself: if the server's own timeout has long passed
     // without the stream closing, drop it and resume.
     let ac: AbortController | undefined;
-    const watchdog = setTimeout(() => {
-      this.log.warn('watch exceeded its timeout without closing; reconnecting');
-      ac?.abort();
-    }, (timeout + 30) * 1000);
+    const watchdog = setTimeout(
+      () => {
+        this.log.warn('watch exceeded its timeout without closing; reconnecting');
+        ac?.abort();
+      },
+      (timeout + 30) * 1000,
+    );
     watchdog.unref?.();
     this.watcher
       .watch(
@@ -348,9 +351,11 @@ export class NotebookServerInformer extends Informer<NotebookServer> {
         watchPath: ns ? `/apis/${GROUP}/${VERSION}/namespaces/${ns}/${PLURAL}` : `/apis/${GROUP}/${VERSION}/${PLURAL}`,
         listPage: async (limit, cont) => {
           type Page = { items: NotebookServer[]; metadata?: { resourceVersion?: string; continue?: string } };
-          const res = (ns
-            ? await api.listNamespacedCustomObject({ group: GROUP, version: VERSION, plural: PLURAL, namespace: ns, limit, _continue: cont })
-            : await api.listClusterCustomObject({ group: GROUP, version: VERSION, plural: PLURAL, limit, _continue: cont })) as Page;
+          const res = (
+            ns
+              ? await api.listNamespacedCustomObject({ group: GROUP, version: VERSION, plural: PLURAL, namespace: ns, limit, _continue: cont })
+              : await api.listClusterCustomObject({ group: GROUP, version: VERSION, plural: PLURAL, limit, _continue: cont })
+          ) as Page;
           return { items: res.items, resourceVersion: res.metadata?.resourceVersion, continue: res.metadata?.continue };
         },
         // Lists omit apiVersion/kind on items; the rest of the operator relies on them.

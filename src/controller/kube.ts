@@ -29,7 +29,14 @@ async function buildAgent(kc: KubeConfig): Promise<http.Agent | undefined> {
   if (cluster.proxyUrl) return undefined;
   // An idle pooled socket is dropped after 4 s, before a server's usual 5 s keep-alive timeout
   // (Node's default) can close it under a request being sent on it.
-  const common = { keepAlive: true, keepAliveMsecs: 30_000, maxSockets: MAX_SOCKETS, maxFreeSockets: MAX_SOCKETS, scheduling: 'lifo' as const, timeout: FREE_SOCKET_TIMEOUT_MS };
+  const common = {
+    keepAlive: true,
+    keepAliveMsecs: 30_000,
+    maxSockets: MAX_SOCKETS,
+    maxFreeSockets: MAX_SOCKETS,
+    scheduling: 'lifo' as const,
+    timeout: FREE_SOCKET_TIMEOUT_MS,
+  };
   if (cluster.server.startsWith('http:')) {
     // Same rule as client-node's createAgent: plain HTTP only with skipTLSVerify.
     if (!cluster.skipTLSVerify) return undefined;

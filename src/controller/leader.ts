@@ -137,7 +137,7 @@ export class LeaderElector {
         holderIdentity: identity,
         leaseDurationSeconds: this.duration,
         renewTime: now as unknown as Date,
-        acquireTime: (changed ? now : spec.acquireTime ?? now) as unknown as Date,
+        acquireTime: (changed ? now : (spec.acquireTime ?? now)) as unknown as Date,
         leaseTransitions: (spec.leaseTransitions ?? 0) + (changed && holder !== '' ? 1 : 0),
       },
     };

@@ -36,11 +36,29 @@ export function registerOperatorMetrics(registry: Registry, src: OperatorMetricS
       },
     });
   fromCount('nbswarm_reconciler_status_patches_total', 'Status patches written by reconciles', () => src.counts().statusPatches);
-  fromCount('nbswarm_reconciler_docker_writes_total', 'Docker writes (create, update, scale, remove, commit) made by reconciles', () => src.counts().dockerWrites);
+  fromCount(
+    'nbswarm_reconciler_docker_writes_total',
+    'Docker writes (create, update, scale, remove, commit) made by reconciles',
+    () => src.counts().dockerWrites,
+  );
   fromCount('nbswarm_reconciler_events_total', 'Kubernetes Events recorded by reconciles', () => src.counts().eventsEmitted);
   fromCount('nbswarm_gc_removed_total', 'Orphaned Docker objects removed', () => src.counts().gcRemoved);
-  new Gauge({ name: 'nbswarm_leader', help: '1 when this replica holds the leader lease', registers, collect() { this.set(src.leading() ? 1 : 0); } });
-  new Gauge({ name: 'nbswarm_informer_cached', help: 'NotebookServers in the cache', registers, collect() { this.set(src.servers.list().length); } });
+  new Gauge({
+    name: 'nbswarm_leader',
+    help: '1 when this replica holds the leader lease',
+    registers,
+    collect() {
+      this.set(src.leading() ? 1 : 0);
+    },
+  });
+  new Gauge({
+    name: 'nbswarm_informer_cached',
+    help: 'NotebookServers in the cache',
+    registers,
+    collect() {
+      this.set(src.servers.list().length);
+    },
+  });
 
   new Gauge({
     name: 'nbswarm_notebookservers',

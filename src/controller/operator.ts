@@ -241,10 +241,7 @@ export async function startOperator(opts: OperatorOptions): Promise<OperatorHand
     auditTime(1000),
   );
   // Deferred image/volume removals become possible when a container goes away; poll slowly too.
-  const pendingRetry$ = merge(
-    dockerEvents$.pipe(filter((ev) => ev.action === 'destroy' || ev.action === 'remove')),
-    interval(10_000),
-  ).pipe(
+  const pendingRetry$ = merge(dockerEvents$.pipe(filter((ev) => ev.action === 'destroy' || ev.action === 'remove')), interval(10_000)).pipe(
     filter(() => gc.s.pending > 0),
     auditTime(500),
   );

@@ -10,7 +10,15 @@
 import { ANNOTATIONS, FINALIZER, LABELS, START_DEADLINE_EXCEEDED } from '../api/names.js';
 import type { NotebookServer, NotebookServerStatus } from '../api/types.js';
 import { registryAuthFromSecret } from '../backends/registry.js';
-import { BackendError, type ApplyAction, type Backend, type ClusterView, type ObservedServer, type RegistryAuth, type ResolvedImage } from '../backends/types.js';
+import {
+  BackendError,
+  type ApplyAction,
+  type Backend,
+  type ClusterView,
+  type ObservedServer,
+  type RegistryAuth,
+  type ResolvedImage,
+} from '../backends/types.js';
 import { lookupSystemUser, SystemUserError } from '../config/system-users.js';
 import type { Policy } from '../config/types.js';
 import { nowIso } from '../util/time.js';
@@ -131,7 +139,12 @@ export class Reconciler {
         [ANNOTATIONS.startDeadline]: null,
       },
     });
-    await this.event(patched, 'Warning', START_DEADLINE_EXCEEDED, `not Ready by its start deadline ${at}, when the client that started it stopped waiting; stopped (volumes kept)`);
+    await this.event(
+      patched,
+      'Warning',
+      START_DEADLINE_EXCEEDED,
+      `not Ready by its start deadline ${at}, when the client that started it stopped waiting; stopped (volumes kept)`,
+    );
     return patched;
   }
 
@@ -144,7 +157,12 @@ export class Reconciler {
     const patched = await this.d.writer.patchMetadata(obj, {
       annotations: { [ANNOTATIONS.stopped]: null, [ANNOTATIONS.stoppedGeneration]: null, [ANNOTATIONS.stoppedReason]: null },
     });
-    await this.event(patched, 'Normal', 'Resumed', `spec changed (generation ${obj.metadata.generation}) after the server was stopped by ${a[ANNOTATIONS.stoppedReason] ?? 'annotation'}; starting it again`);
+    await this.event(
+      patched,
+      'Normal',
+      'Resumed',
+      `spec changed (generation ${obj.metadata.generation}) after the server was stopped by ${a[ANNOTATIONS.stoppedReason] ?? 'annotation'}; starting it again`,
+    );
     return patched;
   }
 
@@ -168,7 +186,11 @@ export class Reconciler {
 
     const registry = this.registryAuth();
     if ('problem' in registry) {
-      await this.writeStatus(obj, old, imageFailedStatus(status, 'RegistryCredentialsMissing', registry.problem, this.now()), { type: 'Warning', reason: 'RegistryCredentialsMissing', message: registry.problem });
+      await this.writeStatus(obj, old, imageFailedStatus(status, 'RegistryCredentialsMissing', registry.problem, this.now()), {
+        type: 'Warning',
+        reason: 'RegistryCredentialsMissing',
+        message: registry.problem,
+      });
       throw new RetryLater(registry.problem, resource, undefined, 'create the Secret named by registry.credentialsSecret in the policy');
     }
     const auth = registry.auth;
@@ -213,7 +235,12 @@ export class Reconciler {
     const pinNode = this.pinNode(obj, old, current, cluster);
     // An existing object keeps the name and volumes it was created with (upgrades rename nothing).
     const ctx: RenderContext = {
-      secrets: (name) => this.d.secrets.values(ns, name), hostPort, sourceImage, systemUser, secretsOptional: stopped, pinNode,
+      secrets: (name) => this.d.secrets.values(ns, name),
+      hostPort,
+      sourceImage,
+      systemUser,
+      secretsOptional: stopped,
+      pinNode,
       keep: current ? { name: current.name, volumes: current.volumes } : undefined,
     };
     const rendered = renderDesired(obj, policy, ctx);
@@ -223,7 +250,11 @@ export class Reconciler {
       // it appears): a hub writes the Secret just before the object, and the two informers may
       // deliver them in either order. A server already running keeps running meanwhile.
       if (WAITING_FOR_SECRET.has(rendered.reason)) {
-        await this.writeStatus(obj, old, waitingStatus(status, !!current, rendered.reason, message, this.now()), { type: 'Warning', reason: rendered.reason, message });
+        await this.writeStatus(obj, old, waitingStatus(status, !!current, rendered.reason, message, this.now()), {
+          type: 'Warning',
+          reason: rendered.reason,
+          message,
+        });
         return;
       }
       // A refused spec waits for a change of the object; resync re-checks after policy changes.
@@ -270,7 +301,11 @@ export class Reconciler {
     } catch (err) {
       const e = err as BackendError;
       const msg = `${e.dockerCall ? e.dockerCall + ': ' : ''}${e.message}${e.hint ? ` (hint: ${e.hint})` : ''}`;
-      await this.writeStatus(obj, old, dockerFailedStatus(status, e.reason ?? 'DockerError', msg, this.now()), { type: 'Warning', reason: 'Failed', message: msg });
+      await this.writeStatus(obj, old, dockerFailedStatus(status, e.reason ?? 'DockerError', msg, this.now()), {
+        type: 'Warning',
+        reason: 'Failed',
+        message: msg,
+      });
       throw err;
     }
     if (hostPort !== undefined) this.d.ports.release(hostPort);
@@ -287,7 +322,20 @@ export class Reconciler {
 
     const url = probeUrlFor(desired, observed, policy, stopped);
     const answering = url ? await this.d.probe(url) : true;
-    const outcome = observedStatus({ obj, base: status, desired, observed, image, kind: backend.kind, policy, stopped, answering, cluster, now: this.now(), backOff });
+    const outcome = observedStatus({
+      obj,
+      base: status,
+      desired,
+      observed,
+      image,
+      kind: backend.kind,
+      policy,
+      stopped,
+      answering,
+      cluster,
+      now: this.now(),
+      backOff,
+    });
     const written = await this.writeStatus(obj, old, outcome.status, outcome.event);
     if (obj.metadata.annotations?.[ANNOTATIONS.startDeadline] !== undefined && outcome.status.phase === 'Running') {
       // The start it was waited for is done: a later crash is not a missed start. Conditional on
@@ -299,19 +347,34 @@ export class Reconciler {
     return outcome.requeueAfterMs !== undefined ? { requeueAfterMs: outcome.requeueAfterMs } : undefined;
   }
 
-  private async restartCrashed(obj: NotebookServer, old: NotebookServerStatus, status: NotebookServerStatus, observed: ObservedServer, b: BackOff): Promise<ObservedServer> {
+  private async restartCrashed(
+    obj: NotebookServer,
+    old: NotebookServerStatus,
+    status: NotebookServerStatus,
+    observed: ObservedServer,
+    b: BackOff,
+  ): Promise<ObservedServer> {
     let after: ObservedServer;
     try {
       after = await this.d.backend.restart(observed);
     } catch (err) {
       const e = err as BackendError;
       const msg = `${e.dockerCall ? e.dockerCall + ': ' : ''}${e.message}${e.hint ? ` (hint: ${e.hint})` : ''}`;
-      await this.writeStatus(obj, old, dockerFailedStatus(status, e.reason ?? 'DockerError', msg, this.now()), { type: 'Warning', reason: 'Failed', message: msg });
+      await this.writeStatus(obj, old, dockerFailedStatus(status, e.reason ?? 'DockerError', msg, this.now()), {
+        type: 'Warning',
+        reason: 'Failed',
+        message: msg,
+      });
       throw err;
     }
     this.countWrite('restart');
     const why = observed.lastFailure ?? observed.message;
-    await this.event(obj, 'Normal', 'Restarted', `started ${this.d.backend.kind} ${observed.name} again after Docker stopped restarting it (back-off ${Math.round(b.delayMs / 1000)} s, attempt ${b.attempt})${why ? `; it had failed: ${why}` : ''}`);
+    await this.event(
+      obj,
+      'Normal',
+      'Restarted',
+      `started ${this.d.backend.kind} ${observed.name} again after Docker stopped restarting it (back-off ${Math.round(b.delayMs / 1000)} s, attempt ${b.attempt})${why ? `; it had failed: ${why}` : ''}`,
+    );
     return after;
   }
 
@@ -346,7 +409,10 @@ export class Reconciler {
     const data = this.d.secrets.values(ref.namespace, ref.name);
     if (!data) return { problem: `registry credentials: Secret ${ref.namespace}/${ref.name} (policy registry.credentialsSecret) not found` };
     const auth = registryAuthFromSecret(data, address);
-    if (!auth) return { problem: `registry credentials: Secret ${ref.namespace}/${ref.name} has no credentials for ${address} (expected .dockerconfigjson or username/password)` };
+    if (!auth)
+      return {
+        problem: `registry credentials: Secret ${ref.namespace}/${ref.name} has no credentials for ${address} (expected .dockerconfigjson or username/password)`,
+      };
     return { auth };
   }
 
@@ -359,7 +425,12 @@ export class Reconciler {
   private async announce(obj: NotebookServer, action: ApplyAction, observed: ObservedServer, drift?: string[]): Promise<void> {
     if (drift?.length) {
       // Someone changed the Docker object by hand: written back, and said so where people look.
-      await this.event(obj, 'Warning', 'DriftReverted', `${this.d.backend.kind} ${observed.name} had been changed outside nbswarm (${drift.join(', ')}); reverted to the spec`);
+      await this.event(
+        obj,
+        'Warning',
+        'DriftReverted',
+        `${this.d.backend.kind} ${observed.name} had been changed outside nbswarm (${drift.join(', ')}); reverted to the spec`,
+      );
     }
     const kind = this.d.backend.kind;
     const why = obj.metadata.annotations?.[ANNOTATIONS.stoppedReason];
@@ -369,7 +440,12 @@ export class Reconciler {
       recreated: ['Updated', `recreated ${kind} ${observed.name} for generation ${obj.metadata.generation}`],
       started: ['Started', `started ${kind} ${observed.name}`],
       stopped: ['Stopped', `stopped ${kind} ${observed.name}${why ? ` (${why})` : ''}; volumes kept`],
-      pinned: ['Pinned', observed.pinNode ? `pinned ${kind} ${observed.name} to node ${observed.pinNode}, which holds its volumes` : `unpinned ${kind} ${observed.name}: its volumes are shared`],
+      pinned: [
+        'Pinned',
+        observed.pinNode
+          ? `pinned ${kind} ${observed.name} to node ${observed.pinNode}, which holds its volumes`
+          : `unpinned ${kind} ${observed.name}: its volumes are shared`,
+      ],
       reverted: ['Reverted', `wrote ${kind} ${observed.name} back to the spec of generation ${obj.metadata.generation}`],
     };
     const verb = verbs[action];
@@ -384,7 +460,12 @@ export class Reconciler {
   }
 
   /** Patch status only when it differs; record the Event only together with a visible change. */
-  private async writeStatus(obj: NotebookServer, old: NotebookServerStatus, next: NotebookServerStatus, event?: EventSpec): Promise<NotebookServer | undefined> {
+  private async writeStatus(
+    obj: NotebookServer,
+    old: NotebookServerStatus,
+    next: NotebookServerStatus,
+    event?: EventSpec,
+  ): Promise<NotebookServer | undefined> {
     const plan = planStatusWrite(old, forGeneration(next, obj.metadata.generation), event);
     if (!plan.patch) return undefined;
     const written = await this.d.writer.patchStatus(obj, plan.patch);

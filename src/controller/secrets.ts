@@ -45,7 +45,9 @@ export class SecretInformer extends Informer<CachedSecret> {
         what: 'Secrets',
         watchPath: ns ? `/api/v1/namespaces/${ns}/secrets` : '/api/v1/secrets',
         listPage: async (limit, cont) => {
-          const res = ns ? await api.listNamespacedSecret({ namespace: ns, limit, _continue: cont }) : await api.listSecretForAllNamespaces({ limit, _continue: cont });
+          const res = ns
+            ? await api.listNamespacedSecret({ namespace: ns, limit, _continue: cont })
+            : await api.listSecretForAllNamespaces({ limit, _continue: cont });
           return { items: res.items, resourceVersion: res.metadata?.resourceVersion, continue: res.metadata?._continue };
         },
         transform: cachedSecret,

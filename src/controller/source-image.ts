@@ -25,7 +25,12 @@ export type SourceImageResult =
   | { image: string; status: NotebookServerStatus; built: boolean; previous?: string };
 
 /** The image reference a build of `obj` from `src` gets: one tag per (source generation, rebuild token). */
-export function sourceImageRef(obj: NotebookServer, src: NotebookServer, status: NotebookServerStatus, policy: Pick<Policy, 'sourceImages' | 'registry'>): { repo: string; tag: string; generation: number } {
+export function sourceImageRef(
+  obj: NotebookServer,
+  src: NotebookServer,
+  status: NotebookServerStatus,
+  policy: Pick<Policy, 'sourceImages' | 'registry'>,
+): { repo: string; tag: string; generation: number } {
   const ns = obj.metadata.namespace ?? 'default';
   // The source's generation is snapshotted at the first build: later edits of the source server
   // do not rebuild (that would silently change a published dashboard); an explicit bump of
@@ -63,7 +68,13 @@ export function sourceRefusal(obj: NotebookServer, src: NotebookServer, policy: 
 
 /** Commit the source server's container when this server has no image of the current build yet. */
 export async function ensureSourceImage(
-  d: { backend: Backend; policy: Pick<Policy, 'sourceImages' | 'registry'>; server: (key: string) => NotebookServer | undefined; now: () => string; auth?: RegistryAuth },
+  d: {
+    backend: Backend;
+    policy: Pick<Policy, 'sourceImages' | 'registry'>;
+    server: (key: string) => NotebookServer | undefined;
+    now: () => string;
+    auth?: RegistryAuth;
+  },
   obj: NotebookServer,
   status: NotebookServerStatus,
 ): Promise<SourceImageResult> {
@@ -101,12 +112,18 @@ export async function ensureSourceImage(
   // Every nbswarm.io label inherited from the source container is blanked, so containers made
   // from this image are never mistaken for the source server's (find and GC work by label).
   const blank = Object.fromEntries(Object.values(LABELS).map((l) => [l, '']));
-  await d.backend.commitImage(running, repo, tag, {
-    ...blank,
-    [LABELS.sourceUid]: src.metadata.uid ?? '',
-    [LABELS.builtForUid]: obj.metadata.uid ?? '',
-    [LABELS.source]: `${ns}/${srcName}`,
-    [LABELS.sourceGeneration]: String(generation),
-  }, { auth: d.auth });
+  await d.backend.commitImage(
+    running,
+    repo,
+    tag,
+    {
+      ...blank,
+      [LABELS.sourceUid]: src.metadata.uid ?? '',
+      [LABELS.builtForUid]: obj.metadata.uid ?? '',
+      [LABELS.source]: `${ns}/${srcName}`,
+      [LABELS.sourceGeneration]: String(generation),
+    },
+    { auth: d.auth },
+  );
   return { image: ref, status: { ...status, build: { image: ref, builtAt: d.now(), sourceGeneration: generation } }, built: true, previous };
 }

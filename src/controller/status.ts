@@ -69,7 +69,8 @@ const CONVERGING: ReadonlySet<Phase> = new Set(['Pending', 'Creating', 'Stopping
 function health(phase: Phase, reason: string | undefined, message: string): Conds {
   const notStalled = { status: 'False' as const, reason: 'AsExpected', message: '' };
   if (CONVERGING.has(phase)) return { Reconciling: { status: 'True', reason: reason ?? phase, message }, Stalled: notStalled };
-  if (phase === 'Failed') return { Reconciling: { status: 'False', reason: 'Stalled', message: '' }, Stalled: { status: 'True', reason: reason ?? 'Failed', message } };
+  if (phase === 'Failed')
+    return { Reconciling: { status: 'False', reason: 'Stalled', message: '' }, Stalled: { status: 'True', reason: reason ?? 'Failed', message } };
   return { Reconciling: { status: 'False', reason: 'Converged', message: '' }, Stalled: notStalled };
 }
 
@@ -110,15 +111,24 @@ export function terminatingStatus(old: NotebookServerStatus, now: string): Noteb
 
 /** Pending (or the phase it had, while its object exists) while something it needs is not there yet. */
 export function waitingStatus(status: NotebookServerStatus, hasObject: boolean, reason: string, message: string, now: string): NotebookServerStatus {
-  return withPhase(status, hasObject ? (status.phase ?? 'Pending') : 'Pending', message, {
-    Ready: { status: 'False', reason, message },
-    Reconciling: { status: 'True', reason, message },
-    Stalled: { status: 'False', reason: 'AsExpected', message: '' },
-  }, now);
+  return withPhase(
+    status,
+    hasObject ? (status.phase ?? 'Pending') : 'Pending',
+    message,
+    {
+      Ready: { status: 'False', reason, message },
+      Reconciling: { status: 'True', reason, message },
+      Stalled: { status: 'False', reason: 'AsExpected', message: '' },
+    },
+    now,
+  );
 }
 
 export function imageResolved(status: NotebookServerStatus, image: string, resolved: ResolvedImage, now: string): NotebookServerStatus {
-  return { ...status, conditions: setCondition(status.conditions, { type: 'ImageReady', status: 'True', reason: 'Resolved', message: `${image} → ${resolved.pinned}` }, now) };
+  return {
+    ...status,
+    conditions: setCondition(status.conditions, { type: 'ImageReady', status: 'True', reason: 'Resolved', message: `${image} → ${resolved.pinned}` }, now),
+  };
 }
 
 export function imageFailedStatus(status: NotebookServerStatus, reason: string, message: string, now: string): NotebookServerStatus {
@@ -148,11 +158,15 @@ export interface BackOff {
  * doubled per restart the operator already forced (capped at maxSeconds), or the initial delay
  * again when it had run resetAfterSeconds since it was last written.
  */
-export function crashLoopBackOff(observed: Pick<ObservedServer, 'failedAt' | 'updatedAt' | 'forcedRestarts'>, policy: Pick<Policy, 'crashLoopBackOff'>, now: string): BackOff {
+export function crashLoopBackOff(
+  observed: Pick<ObservedServer, 'failedAt' | 'updatedAt' | 'forcedRestarts'>,
+  policy: Pick<Policy, 'crashLoopBackOff'>,
+  now: string,
+): BackOff {
   const p = policy.crashLoopBackOff;
   const failedAt = Date.parse(observed.failedAt ?? '') || Date.parse(now);
   const since = Date.parse(observed.updatedAt ?? '') || failedAt;
-  const forced = failedAt - since >= p.resetAfterSeconds * 1000 ? 0 : observed.forcedRestarts ?? 0;
+  const forced = failedAt - since >= p.resetAfterSeconds * 1000 ? 0 : (observed.forcedRestarts ?? 0);
   const delayMs = Math.round(Math.min(p.initialSeconds * 1000 * 2 ** Math.min(forced, 30), p.maxSeconds * 1000));
   return { attempt: forced + 1, delayMs, at: new Date(failedAt + delayMs).toISOString() };
 }
@@ -164,12 +178,21 @@ export function dockerFailedStatus(status: NotebookServerStatus, reason: string,
 }
 
 /** Stopped (done) or Stopping; `name` is the server's Docker object, if it has one. */
-export function stoppedStatus(obj: NotebookServer, base: NotebookServerStatus, done: boolean, kind: BackendKind, now: string, name?: string): NotebookServerStatus {
+export function stoppedStatus(
+  obj: NotebookServer,
+  base: NotebookServerStatus,
+  done: boolean,
+  kind: BackendKind,
+  now: string,
+  name?: string,
+): NotebookServerStatus {
   const status = { ...base };
   delete status.endpoint;
   if (!name) delete status.backend;
   const annotated = obj.spec.stopped !== true;
-  const why = annotated ? ` by annotation ${ANNOTATIONS.stopped} (${obj.metadata.annotations?.[ANNOTATIONS.stoppedReason] ?? 'manual'}); remove it or change spec to start again` : '';
+  const why = annotated
+    ? ` by annotation ${ANNOTATIONS.stopped} (${obj.metadata.annotations?.[ANNOTATIONS.stoppedReason] ?? 'manual'}); remove it or change spec to start again`
+    : '';
   const conds: Conds = {
     Ready: { status: 'False', reason: done ? 'Stopped' : 'Stopping', message: done ? 'server is stopped; volumes kept' : 'stopping' },
     Scheduled: { status: 'False', reason: 'Stopped', message: 'server is stopped' },
@@ -180,7 +203,12 @@ export function stoppedStatus(obj: NotebookServer, base: NotebookServerStatus, d
 }
 
 /** The URL to probe for "the server answers", when its object runs and its address is one the policy lets the operator probe. */
-export function probeUrlFor(desired: DesiredServer, observed: ObservedServer, policy: Pick<Policy, 'publishHostIp' | 'probeNetworks'>, stopped: boolean): string | undefined {
+export function probeUrlFor(
+  desired: DesiredServer,
+  observed: ObservedServer,
+  policy: Pick<Policy, 'publishHostIp' | 'probeNetworks'>,
+  stopped: boolean,
+): string | undefined {
   if (stopped || observed.state !== 'running') return undefined;
   return probeUrl(endpointFor(desired, observed, policy).hostUrl, policy.probeNetworks ?? ['127.0.0.0/8', '::1/128']);
 }
@@ -254,11 +282,17 @@ export function observedStatus(o: Observation): StatusOutcome {
     // Starting elsewhere would start with an empty home: wait for the node instead.
     const msg = `${name} waits for node ${desired.pinNode}, which holds its volumes: ${pinProblem.message}. It starts again when the node is back (an admin who moved the volumes sets annotation ${ANNOTATIONS.node})`;
     delete status.endpoint;
-    status = withPhase(status, 'Pending', msg, {
-      Ready: { status: 'False', reason: 'VolumeUnavailable', message: msg },
-      Scheduled: { status: 'False', reason: pinProblem.reason, message: pinProblem.message },
-      Degraded: { status: 'True', reason: 'VolumeUnavailable', message: pinProblem.message },
-    }, now);
+    status = withPhase(
+      status,
+      'Pending',
+      msg,
+      {
+        Ready: { status: 'False', reason: 'VolumeUnavailable', message: msg },
+        Scheduled: { status: 'False', reason: pinProblem.reason, message: pinProblem.message },
+        Degraded: { status: 'True', reason: 'VolumeUnavailable', message: pinProblem.message },
+      },
+      now,
+    );
     const event = prevReadyReason(obj) !== 'VolumeUnavailable' ? { type: 'Warning' as const, reason: 'VolumeUnavailable', message: msg } : undefined;
     return { status, event, requeueAfterMs: VOLUME_UNAVAILABLE_REQUEUE_MS };
   }
@@ -270,11 +304,17 @@ export function observedStatus(o: Observation): StatusOutcome {
   const prevReady = getCondition(obj.status?.conditions, 'Ready');
   status = restartedCondition(status, observed, now);
   const progress = (reason: string, eventReason: string, message: string, scheduled: Condition['status']): StatusOutcome => {
-    const s = withPhase(status, 'Creating', message, {
-      Ready: { status: 'False', reason, message },
-      Scheduled: { status: scheduled, reason: scheduled === 'True' ? 'Scheduled' : 'Pending', message },
-      Degraded: { status: 'False', reason: 'AsExpected', message: '' },
-    }, now);
+    const s = withPhase(
+      status,
+      'Creating',
+      message,
+      {
+        Ready: { status: 'False', reason, message },
+        Scheduled: { status: scheduled, reason: scheduled === 'True' ? 'Scheduled' : 'Pending', message },
+        Degraded: { status: 'False', reason: 'AsExpected', message: '' },
+      },
+      now,
+    );
     const event = prevReady?.reason !== reason ? { type: 'Normal' as const, reason: eventReason, message } : undefined;
     return { status: s, event, progress: `${reason}: ${message}` };
   };
@@ -290,19 +330,36 @@ export function observedStatus(o: Observation): StatusOutcome {
   switch (observed.state) {
     case 'running': {
       const ep = endpointFor(desired, observed, o.policy);
-      status.conditions = setCondition(status.conditions, { type: 'Scheduled', status: 'True', reason: 'Scheduled', message: `running on ${observed.node ?? 'this host'}` }, now);
+      status.conditions = setCondition(
+        status.conditions,
+        { type: 'Scheduled', status: 'True', reason: 'Scheduled', message: `running on ${observed.node ?? 'this host'}` },
+        now,
+      );
       status.conditions = setCondition(status.conditions, { type: 'Degraded', status: 'False', reason: 'AsExpected', message: '' }, now);
       status.endpoint = withoutUndefined(ep);
       if (!o.answering) {
-        status = withPhase(status, 'Creating', `${name} is starting; waiting for it to answer on ${ep.hostUrl}`, {
-          Ready: { status: 'False', reason: 'Starting', message: `container is running; waiting for the server to answer on ${ep.hostUrl}` },
-        }, now);
+        status = withPhase(
+          status,
+          'Creating',
+          `${name} is starting; waiting for it to answer on ${ep.hostUrl}`,
+          {
+            Ready: { status: 'False', reason: 'Starting', message: `container is running; waiting for the server to answer on ${ep.hostUrl}` },
+          },
+          now,
+        );
         return { status, progress: ANSWERING_STAGE };
       }
-      status = withPhase(status, 'Running', `${name} is running${ep.hostUrl ? ` at ${ep.hostUrl}` : ''}`, {
-        Ready: { status: 'True', reason: 'Running', message: `answering on ${ep.hostUrl ?? ep.url ?? name}` },
-      }, now);
-      const event = prevReady?.status !== 'True' ? { type: 'Normal' as const, reason: 'Ready', message: `server answers at ${ep.hostUrl ?? ep.url}` } : undefined;
+      status = withPhase(
+        status,
+        'Running',
+        `${name} is running${ep.hostUrl ? ` at ${ep.hostUrl}` : ''}`,
+        {
+          Ready: { status: 'True', reason: 'Running', message: `answering on ${ep.hostUrl ?? ep.url ?? name}` },
+        },
+        now,
+      );
+      const event =
+        prevReady?.status !== 'True' ? { type: 'Normal' as const, reason: 'Ready', message: `server answers at ${ep.hostUrl ?? ep.url}` } : undefined;
       return { status, event };
     }
     case 'preparing':

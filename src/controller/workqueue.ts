@@ -98,14 +98,37 @@ export class WorkQueue {
       buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
       registers: [this.registry],
     });
-    new Gauge({ name: `${p}depth`, help: 'Keys waiting to be reconciled now', registers: [this.registry], collect() { this.set(self.queuedSize()); } });
-    new Gauge({ name: `${p}delayed`, help: 'Keys waiting on back-off or requeueAfter', registers: [this.registry], collect() { this.set(self.timers.size); } });
-    new Gauge({ name: `${p}in_flight`, help: 'Reconciles running now', registers: [this.registry], collect() { this.set(self.processing.size); } });
+    new Gauge({
+      name: `${p}depth`,
+      help: 'Keys waiting to be reconciled now',
+      registers: [this.registry],
+      collect() {
+        this.set(self.queuedSize());
+      },
+    });
+    new Gauge({
+      name: `${p}delayed`,
+      help: 'Keys waiting on back-off or requeueAfter',
+      registers: [this.registry],
+      collect() {
+        this.set(self.timers.size);
+      },
+    });
+    new Gauge({
+      name: `${p}in_flight`,
+      help: 'Reconciles running now',
+      registers: [this.registry],
+      collect() {
+        this.set(self.processing.size);
+      },
+    });
     new Gauge({
       name: `${p}max_concurrent_per_key`,
       help: 'Highest number of reconciles ever running at once for one key (1 by design)',
       registers: [this.registry],
-      collect() { this.set(self.maxPerKey); },
+      collect() {
+        this.set(self.maxPerKey);
+      },
     });
     this.sub = this.ready
       .pipe(mergeMap(() => defer(() => from(this.runNext())).pipe(catchError(() => of(undefined))), Math.max(1, opts.concurrency)))

@@ -101,7 +101,10 @@ export class StatusFeed {
     const s = this.sources;
     if (!s) return { now: Date.now(), servers: [], events: [], stats: {}, ready: false };
     await this.refreshHealth();
-    const servers = s.servers.list().map(serverRow).sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
+    const servers = s.servers
+      .list()
+      .map(serverRow)
+      .sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
     return { now: Date.now(), servers, events: s.events.recent(RECENT_EVENTS), health: this.health, stats: this.stats, ready: this.health?.synced ?? false };
   }
 

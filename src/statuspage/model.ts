@@ -144,7 +144,12 @@ export interface HealthView {
  * Reconciles per second over a sliding window of (time, total) samples; keeps the window at
  * `windowMs` and returns the new samples with the rate.
  */
-export function reconcileRate(samples: Array<[number, number]>, now: number, total: number, windowMs = 10_000): { samples: Array<[number, number]>; perSecond: number } {
+export function reconcileRate(
+  samples: Array<[number, number]>,
+  now: number,
+  total: number,
+  windowMs = 10_000,
+): { samples: Array<[number, number]>; perSecond: number } {
   const kept = samples.filter(([t]) => now - t <= windowMs);
   kept.push([now, total]);
   const [t0, n0] = kept[0]!;

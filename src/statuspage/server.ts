@@ -30,7 +30,8 @@ export interface StatusPageOptions {
 }
 
 const SECURITY_HEADERS = {
-  'content-security-policy': "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self' data:; base-uri 'none'; form-action 'self'; frame-ancestors 'none'",
+  'content-security-policy':
+    "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self' data:; base-uri 'none'; form-action 'self'; frame-ancestors 'none'",
   'x-content-type-options': 'nosniff',
   'referrer-policy': 'no-referrer',
   'x-frame-options': 'DENY',
@@ -126,7 +127,9 @@ export class StatusPage {
     const token = body === undefined ? '' : (new URLSearchParams(body).get('token') ?? '').trim();
     if (!token || !(await this.o.auth.accepts(token))) {
       res.writeHead(401, { 'content-type': 'text/html; charset=utf-8', 'cache-control': 'no-store', ...SECURITY_HEADERS });
-      res.end(loginHtml('That token was not accepted: use a token the Kubernetes API server accepts for `kubectl get nbs`, or one from the --status-token-file.'));
+      res.end(
+        loginHtml('That token was not accepted: use a token the Kubernetes API server accepts for `kubectl get nbs`, or one from the --status-token-file.'),
+      );
       return;
     }
     const secure = this.o.tls ? '; Secure' : '';

@@ -82,7 +82,11 @@ describe('multi-node Swarm harness', function () {
   });
 
   after(async function () {
-    if (cluster && !cluster.isStopped) await cluster.manager.docker.getService(service).remove().catch(() => undefined);
+    if (cluster && !cluster.isStopped)
+      await cluster.manager.docker
+        .getService(service)
+        .remove()
+        .catch(() => undefined);
   });
 
   it('has one manager and the other nodes as workers, all Ready, each with its own hostname and address', async () => {
@@ -242,7 +246,9 @@ describe('multi-node Swarm harness', function () {
       expect((await cluster.swarmNode(drained)).Spec.Availability).to.equal('drain');
       await cluster.hub.waitForHttp(`http://${other.ip}:${SERVICE_PORT}/`, { timeoutMs: 60000, accept: (b) => b.trim() === other.hostname });
       report(`drain of ${drained.name}: task answering on ${other.name} after ${ms(Date.now() - t0)}`);
-      await waitFor(`no task container left on the drained ${drained.name}`, async () => (await containersOf(cluster, service)).every((c) => c.node !== drained.name));
+      await waitFor(`no task container left on the drained ${drained.name}`, async () =>
+        (await containersOf(cluster, service)).every((c) => c.node !== drained.name),
+      );
     } finally {
       await cluster.activate(drained);
     }
@@ -298,9 +304,13 @@ describe('multi-node Swarm harness: stop()', function () {
       const st = c.state;
       const fabricLinks = execFileSync('ip', ['-n', st.fabric.netns, '-o', 'link'], { encoding: 'utf8' });
       for (const l of [st.fabric.bridge, st.hub.link, ...st.nodes.map((n) => n.link)]) expect(fabricLinks).to.include(`${l}`);
-      const recorded: ProcessRef[] = [st.fabric.anchor, st.hub.anchor, st.hub.agent, st.registry.process, ...st.nodes.flatMap((n) => [n.anchor, n.dockerd])].filter(
-        (r): r is ProcessRef => !!r,
-      );
+      const recorded: ProcessRef[] = [
+        st.fabric.anchor,
+        st.hub.anchor,
+        st.hub.agent,
+        st.registry.process,
+        ...st.nodes.flatMap((n) => [n.anchor, n.dockerd]),
+      ].filter((r): r is ProcessRef => !!r);
       const orphan = processRef(containerPid);
       expect(isRunning(orphan), 'the container outlives its killed dockerd').to.equal(true);
       const namespaces = [st.fabric.netns, st.hub.netns, ...st.nodes.map((n) => n.netns)];

@@ -23,7 +23,19 @@ import { run, runCapture, spawnDetached, type RunResult } from './exec.js';
 import { HubNamespace } from './hub.js';
 import { isRunning, killAndWait, pidsInCgroupTree, pidsInNamespace, processRef, rssBytes, type ProcessRef } from './procs.js';
 import { pushImage as pushToRegistry, type PushOptions, type PushedImage } from './push.js';
-import { checkName, clusterDir, listClusterNames, netnsInode, nsName, readState, stateRoot, STATE_VERSION, writeState, type ClusterState, type NodeState } from './state.js';
+import {
+  checkName,
+  clusterDir,
+  listClusterNames,
+  netnsInode,
+  nsName,
+  readState,
+  stateRoot,
+  STATE_VERSION,
+  writeState,
+  type ClusterState,
+  type NodeState,
+} from './state.js';
 import { destroy, leftoversOf, pruneStaleClusters, removeOrphanNamespaces } from './teardown.js';
 import { waitUntil } from './wait.js';
 
@@ -109,7 +121,9 @@ function checkPrerequisites(): void {
     ['iptables', 'iptables'],
   ].filter(([bin]) => !(process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin').split(':').some((d) => existsSync(join(d, bin))));
   if (missing.length > 0) {
-    throw new Error(`the multi-node harness needs ${missing.map(([b, p]) => `${b} (apt package ${p})`).join(', ')}: apt-get install -y ${[...new Set(missing.map(([, p]) => p))].join(' ')}`);
+    throw new Error(
+      `the multi-node harness needs ${missing.map(([b, p]) => `${b} (apt package ${p})`).join(', ')}: apt-get install -y ${[...new Set(missing.map(([, p]) => p))].join(' ')}`,
+    );
   }
 }
 
@@ -125,7 +139,8 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> 
   const heartbeatSeconds = opts.heartbeatSeconds ?? 5;
   if (!(heartbeatSeconds >= 0.5 && heartbeatSeconds <= 3600)) throw new Error(`heartbeatSeconds must be between 0.5 and 3600, got ${heartbeatSeconds}`);
   const subnet = opts.subnet ?? '10.250.0';
-  if (!/^(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/.test(subnet) || subnet.split('.').some((o) => Number(o) > 255)) throw new Error(`subnet must be three octets like "10.250.0", got ${subnet}`);
+  if (!/^(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/.test(subnet) || subnet.split('.').some((o) => Number(o) > 255))
+    throw new Error(`subnet must be three octets like "10.250.0", got ${subnet}`);
 
   await pruneStaleClusters(root, log);
   const existing = readState(root, name);
@@ -134,7 +149,9 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> 
       throw new Error(`cluster ${name} is in use by process ${existing.owner.pid}; pick another name`);
     }
     if (!existing.owner && !opts.replace) {
-      throw new Error(`cluster ${name} is already up (since ${existing.createdAt}); use it (NBSWARM_CLUSTER=${name}), or replace it: npm run cluster:down -- --name ${name}`);
+      throw new Error(
+        `cluster ${name} is already up (since ${existing.createdAt}); use it (NBSWARM_CLUSTER=${name}), or replace it: npm run cluster:down -- --name ${name}`,
+      );
     }
     log(`removing the previous cluster ${name}`);
     await destroy(existing, log);
@@ -315,7 +332,8 @@ export class Cluster {
 
   node(ref: NodeRef): ClusterNode {
     const n = typeof ref === 'number' ? this.nodes[ref] : ref;
-    if (!n || this.nodes[n.index] !== n) throw new Error(`cluster ${this.name} has no node ${typeof ref === 'number' ? `#${ref}` : ref.name} (nodes are 0…${this.nodes.length - 1})`);
+    if (!n || this.nodes[n.index] !== n)
+      throw new Error(`cluster ${this.name} has no node ${typeof ref === 'number' ? `#${ref}` : ref.name} (nodes are 0…${this.nodes.length - 1})`);
     return n;
   }
 
@@ -324,7 +342,9 @@ export class Cluster {
     const ref = which === 'hub' ? this.state.hub.anchor : which === 'fabric' ? this.state.fabric.anchor : this.state.nodes[which].anchor;
     if (!ref || !isRunning(ref)) {
       const what = typeof which === 'number' ? this.state.nodes[which].name : which;
-      throw new Error(`cluster ${this.name}: the ${what} namespace holder is not running${typeof which === 'number' ? ' (the node is powered off: restartNode)' : ' (cluster stopped?)'}`);
+      throw new Error(
+        `cluster ${this.name}: the ${what} namespace holder is not running${typeof which === 'number' ? ' (the node is powered off: restartNode)' : ' (cluster stopped?)'}`,
+      );
     }
     return ref;
   }
@@ -390,7 +410,9 @@ export class Cluster {
     ];
     await run('ip', ['-n', f, '-batch', '-'], { input: fabric.map((l) => `${l}\n`).join('') });
     await Promise.all(
-      members.map((m) => run('ip', ['-n', m.netns, '-batch', '-'], { input: [`addr add ${m.ip}/24 dev eth0`, 'link set eth0 up', 'link set lo up', ''].join('\n') })),
+      members.map((m) =>
+        run('ip', ['-n', m.netns, '-batch', '-'], { input: [`addr add ${m.ip}/24 dev eth0`, 'link set eth0 up', 'link set lo up', ''].join('\n') }),
+      ),
     );
   }
 
@@ -447,14 +469,22 @@ export class Cluster {
       ].join('\n'),
     );
     const anchor = this.requireAnchor('fabric');
-    const child = spawnDetached('nsenter', ['-t', String(anchor.pid), '-m', '-u', '-n', '--', 'docker-registry', 'serve', cfg], join(st.dir, 'fabric', 'registry.log'));
+    const child = spawnDetached(
+      'nsenter',
+      ['-t', String(anchor.pid), '-m', '-u', '-n', '--', 'docker-registry', 'serve', cfg],
+      join(st.dir, 'fabric', 'registry.log'),
+    );
     st.registry.process = child.pid !== undefined ? processRef(child.pid) : undefined;
   }
 
   private startAgent(): void {
     const st = this.state;
     const anchor = this.requireAnchor('hub');
-    const child = spawnDetached('nsenter', ['-t', String(anchor.pid), '-m', '-u', '-n', '--', process.execPath, AGENT_SCRIPT, st.hub.agentSocket], join(st.dir, 'hub', 'agent.log'));
+    const child = spawnDetached(
+      'nsenter',
+      ['-t', String(anchor.pid), '-m', '-u', '-n', '--', process.execPath, AGENT_SCRIPT, st.hub.agentSocket],
+      join(st.dir, 'hub', 'agent.log'),
+    );
     st.hub.agent = child.pid !== undefined ? processRef(child.pid) : undefined;
   }
 
@@ -590,7 +620,9 @@ export class Cluster {
 
   async setNodeLabels(ref: NodeRef, labels: Record<string, string>): Promise<void> {
     const s = await this.swarmNode(ref);
-    await this.manager.docker.getNode(s.ID).update({ _query: { version: s.Version.Index }, _body: { ...s.Spec, Labels: { ...(s.Spec?.Labels ?? {}), ...labels } } });
+    await this.manager.docker
+      .getNode(s.ID)
+      .update({ _query: { version: s.Version.Index }, _body: { ...s.Spec, Labels: { ...(s.Spec?.Labels ?? {}), ...labels } } });
   }
 
   // ---- images --------------------------------------------------------------------------------
@@ -601,7 +633,12 @@ export class Cluster {
    */
   async pushImage(image: string, opts: PushOptions = {}): Promise<PushedImage> {
     const source = opts.source ?? new Docker();
-    const id = ((await source.getImage(image).inspect().catch(() => ({ Id: image }))) as { Id: string }).Id;
+    const id = (
+      (await source
+        .getImage(image)
+        .inspect()
+        .catch(() => ({ Id: image }))) as { Id: string }
+    ).Id;
     const key = JSON.stringify([id, opts.repository, opts.tag, opts.changes]);
     const cached = this.pushed.get(key);
     if (cached) return cached;

@@ -67,4 +67,3 @@ export class HubNamespace {
     return runCapture('nsenter', ['-t', String(anchor.pid), '-m', '-u', '-n', `--wd=${process.cwd()}`, '--', cmd, ...args], opts);
   }
 }
-

@@ -66,7 +66,10 @@ function follow(docker: Docker, stream: NodeJS.ReadableStream, call: string): Pr
 export async function pushImage(manager: Docker, registry: string, image: string, source: Docker, opts: PushOptions = {}): Promise<PushedImage> {
   const changes = opts.changes ?? [];
   const bad = changes.find((c) => !METADATA_INSTRUCTION.test(c));
-  if (bad !== undefined) throw new Error(`pushImage: ${JSON.stringify(bad)} is not a single-line configuration instruction (STOPSIGNAL, ENV, LABEL, CMD, ENTRYPOINT, USER, WORKDIR, EXPOSE, HEALTHCHECK)`);
+  if (bad !== undefined)
+    throw new Error(
+      `pushImage: ${JSON.stringify(bad)} is not a single-line configuration instruction (STOPSIGNAL, ENV, LABEL, CMD, ENTRYPOINT, USER, WORKDIR, EXPOSE, HEALTHCHECK)`,
+    );
   let sourceInfo: { Id: string };
   try {
     sourceInfo = (await source.getImage(image).inspect()) as { Id: string };
@@ -76,7 +79,9 @@ export async function pushImage(manager: Docker, registry: string, image: string
   const named = image.startsWith('sha256:') ? { repository: undefined, tag: undefined } : splitReference(image);
   const repository = opts.repository ?? named.repository;
   if (!repository || !/^[a-z0-9]+(?:[._-][a-z0-9]+)*(?:\/[a-z0-9]+(?:[._-][a-z0-9]+)*)*$/.test(repository)) {
-    throw new Error(`pushImage: ${JSON.stringify(repository ?? image)} is not a usable repository name; pass opts.repository (lower-case path, e.g. "test/busybox")`);
+    throw new Error(
+      `pushImage: ${JSON.stringify(repository ?? image)} is not a usable repository name; pass opts.repository (lower-case path, e.g. "test/busybox")`,
+    );
   }
   const tag = opts.tag ?? named.tag ?? 'latest';
   if (!/^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$/.test(tag)) throw new Error(`pushImage: ${JSON.stringify(tag)} is not a valid tag`);

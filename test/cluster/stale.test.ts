@@ -41,7 +41,7 @@ describe('multi-node harness: stale state', () => {
     expect(isStale({ ...keptState([me]), owner: dead }), 'owner exited').to.equal(true);
   });
 
-  it('removes namespaces named like a cluster\'s that no state describes and no process uses, and keeps one in use', async function () {
+  it("removes namespaces named like a cluster's that no state describes and no process uses, and keeps one in use", async function () {
     if (process.getuid?.() !== 0) throw new Error('this test needs root (ip netns)');
     const tag = `zs${process.pid % 100000}`;
     const unused = `nbsc-${tag}-node1`;

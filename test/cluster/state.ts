@@ -95,7 +95,9 @@ export function readState(root: string, name: string): ClusterState | undefined 
   try {
     st = JSON.parse(readFileSync(p, 'utf8')) as ClusterState;
   } catch (err) {
-    throw new Error(`cluster state ${p} is unreadable (${(err as Error).message}); remove the cluster's namespaces (ip netns list | grep nbsc-${name}-) and that folder by hand`);
+    throw new Error(
+      `cluster state ${p} is unreadable (${(err as Error).message}); remove the cluster's namespaces (ip netns list | grep nbsc-${name}-) and that folder by hand`,
+    );
   }
   if (st.version !== STATE_VERSION || st.name !== name) {
     throw new Error(`cluster state ${p} has version ${st.version} / name ${st.name}, expected ${STATE_VERSION} / ${name}`);
@@ -124,7 +126,9 @@ export function listClusterNames(root: string): string[] {
  */
 export function isStale(st: ClusterState): boolean {
   if (st.owner !== null) return !isRunning(st.owner);
-  const recorded = [st.fabric.anchor, st.registry.process, st.hub.anchor, st.hub.agent, ...st.nodes.flatMap((n) => [n.anchor, n.dockerd])].filter((r): r is ProcessRef => r !== undefined);
+  const recorded = [st.fabric.anchor, st.registry.process, st.hub.anchor, st.hub.agent, ...st.nodes.flatMap((n) => [n.anchor, n.dockerd])].filter(
+    (r): r is ProcessRef => r !== undefined,
+  );
   return recorded.length > 0 && !recorded.some((r) => isRunning(r));
 }
 

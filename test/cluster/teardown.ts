@@ -66,7 +66,9 @@ export async function removeDeadNamespaces(root: string, log: (l: string) => voi
 /** Namespaces named like ours with no state file describing them (state folder removed by hand). */
 export async function removeOrphanNamespaces(name: string, log: (l: string) => void): Promise<void> {
   const prefix = nsName(name, '');
-  const names = existsSync('/run/netns') ? readdirSync('/run/netns').filter((n) => n.startsWith(prefix) && /^(fabric|hub|node\d+)$/.test(n.slice(prefix.length))) : [];
+  const names = existsSync('/run/netns')
+    ? readdirSync('/run/netns').filter((n) => n.startsWith(prefix) && /^(fabric|hub|node\d+)$/.test(n.slice(prefix.length)))
+    : [];
   if (names.length === 0) return;
   log(`removing namespaces left without state: ${names.join(' ')}`);
   const pids = names.flatMap((n) => pidsInNamespace('net', netnsInode(n)));
@@ -124,7 +126,8 @@ export async function destroy(st: ClusterState, log: (l: string) => void): Promi
   }
   log(`cgroups removed (${Date.now() - t0} ms)`);
   const left = leftoversOf(st);
-  if (left.length > 0) throw new Error(`cluster ${st.name} could not be fully removed (state kept in ${st.dir}; run cluster:down again):\n  ${left.join('\n  ')}`);
+  if (left.length > 0)
+    throw new Error(`cluster ${st.name} could not be fully removed (state kept in ${st.dir}; run cluster:down again):\n  ${left.join('\n  ')}`);
   rmSync(st.dir, { recursive: true, force: true });
   log(`folder removed (${Date.now() - t0} ms)`);
   return killed;
@@ -136,9 +139,16 @@ export function leftoversOf(st: ClusterState): string[] {
   for (const pid of clusterPids(st)) out.push(`process ${pid}: ${commandLine(pid)}`);
   const namespaces = [st.fabric, st.hub, ...st.nodes];
   for (const ns of namespaces) if (existsSync(`/run/netns/${ns.netns}`)) out.push(`network namespace ${ns.netns}`);
-  const inodes = new Set(
-    [...namespaces.map((n) => n.netnsInode).filter((i) => i !== undefined).map((i) => `net:[${i}]`), ...st.nodes.map((n) => n.mntnsInode).filter((i) => i !== undefined).map((i) => `mnt:[${i}]`)],
-  );
+  const inodes = new Set([
+    ...namespaces
+      .map((n) => n.netnsInode)
+      .filter((i) => i !== undefined)
+      .map((i) => `net:[${i}]`),
+    ...st.nodes
+      .map((n) => n.mntnsInode)
+      .filter((i) => i !== undefined)
+      .map((i) => `mnt:[${i}]`),
+  ]);
   // A namespace outlives its processes while a mount or an open descriptor refers to it.
   for (const line of readFileSync('/proc/self/mountinfo', 'utf8').split('\n')) {
     const f = line.split(' ');
@@ -164,4 +174,3 @@ export function leftoversOf(st: ClusterState): string[] {
   for (const d of nodeCgroupDirs(st)) out.push(`cgroup ${d}`);
   return out;
 }
-

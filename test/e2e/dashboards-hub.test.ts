@@ -64,8 +64,17 @@ c.Spawner.start_timeout = 180
 c.Spawner.poll_interval = 2
 `,
     });
-    await stack.kubectl(['create', 'secret', 'generic', 'git-alice', '-n', stack.ns,
-      `--from-literal=username=${git.username}`, `--from-literal=password=${git.password}`, `--from-literal=ca.crt=${git.caPem}`]);
+    await stack.kubectl([
+      'create',
+      'secret',
+      'generic',
+      'git-alice',
+      '-n',
+      stack.ns,
+      `--from-literal=username=${git.username}`,
+      `--from-literal=password=${git.password}`,
+      `--from-literal=ca.crt=${git.caPem}`,
+    ]);
     for (const user of ['alice', 'bob', 'carol', 'dave']) {
       const created = await stack.hubApi('POST', '/users', { usernames: [user] });
       assert.ok([201, 409].includes(created.status), JSON.stringify(created.json));
@@ -100,11 +109,16 @@ c.Spawner.poll_interval = 2
     assert.ok([201, 202].includes(res.status), `spawn: HTTP ${res.status} ${JSON.stringify(res.json)}\n${stack.hubLog()}`);
     await waitFor('the hub to report alice/sales ready', async () => (await stack.hubApi('GET', '/users/alice')).json?.servers?.sales?.ready, 180_000, 500);
 
-    const owner = await waitFor('the app through the proxy', async () => {
-      const r = await stack.viaProxy(DASH, tokens.alice);
-      const body = await r.text();
-      return r.status === 200 ? body : undefined;
-    }, 120_000, 500);
+    const owner = await waitFor(
+      'the app through the proxy',
+      async () => {
+        const r = await stack.viaProxy(DASH, tokens.alice);
+        const body = await r.text();
+        return r.status === 200 ? body : undefined;
+      },
+      120_000,
+      500,
+    );
     assert.match(owner, /<title>Q3 sales from git<\/title>/);
     assert.ok(git.stats.authenticated > 0, 'the container cloned with the Secret named by git_secret_name');
 
@@ -132,10 +146,12 @@ c.Spawner.poll_interval = 2
         body: new URLSearchParams({ username: user, password: 'any' }),
       });
       assert.equal(res.status, 302, `login ${user}`);
-      return res.headers.getSetCookie().map((c) => c.split(';')[0]).join('; ');
+      return res.headers
+        .getSetCookie()
+        .map((c) => c.split(';')[0])
+        .join('; ');
     }
-    const asUser = async (user: string) =>
-      fetch(authorize, { redirect: 'manual', headers: { Cookie: await loginCookies(user) } });
+    const asUser = async (user: string) => fetch(authorize, { redirect: 'manual', headers: { Cookie: await loginCookies(user) } });
     const carol = await asUser('carol');
     assert.equal(carol.status, 403);
     assert.match(await carol.text(), /You do not have permission to access/);
@@ -166,9 +182,12 @@ c.Spawner.poll_interval = 2
     assert.equal(await statusOf('alice'), 200);
   });
 
-  it('a git URL the policy refuses fails the spawn with the resource\'s message', async () => {
+  it("a git URL the policy refuses fails the spawn with the resource's message", async () => {
     const res = await stack.hubApi('POST', '/users/alice/servers/bad', {
-      image: SHINY_IMAGE, presentation_type: 'shinyapp', presentation_path: 'x', git_repo: 'http://127.0.0.1:1/repo.git',
+      image: SHINY_IMAGE,
+      presentation_type: 'shinyapp',
+      presentation_path: 'x',
+      git_repo: 'http://127.0.0.1:1/repo.git',
     });
     const message = res.status === 500 ? String(res.json.message) : JSON.stringify(res.json);
     assert.match(message, /spec\.git\.url "http:\/\/127\.0\.0\.1:1\/repo\.git" uses http:\/\/, which nbswarm does not clone from/);

@@ -117,7 +117,13 @@ export async function startHubStack(opts: { policy: string; hubConfig: string; i
   writeFileSync(join(dir, 'jupyterhub_config.py'), BASE_HUB_CONFIG + opts.hubConfig);
   const procs: Proc[] = [];
   const stack: HubStack = {
-    run, ns, dir, kubeconfig, hubPort, adminToken, docker,
+    run,
+    ns,
+    dir,
+    kubeconfig,
+    hubPort,
+    adminToken,
+    docker,
     hubLog: () => tail(join(dir, 'hub.log')),
     async hubApi(method, path, body, token = adminToken) {
       const res = await fetch(`http://127.0.0.1:${hubPort}/hub/api${path}`, {
@@ -157,45 +163,75 @@ export async function startHubStack(opts: { policy: string; hubConfig: string; i
         const vols = ((await docker.listVolumes({ filters: JSON.stringify({ name: [run] }) } as object)) as any).Volumes ?? [];
         const mine = vols.filter((v: any) => String(v.Name).startsWith(`${run}-`));
         if (mine.length === 0) break;
-        await Promise.all(mine.map((v: any) => docker.getVolume(v.Name).remove().catch(() => undefined)));
+        await Promise.all(
+          mine.map((v: any) =>
+            docker
+              .getVolume(v.Name)
+              .remove()
+              .catch(() => undefined),
+          ),
+        );
         await sleep(200);
       }
       if (!process.env.NBSWARM_KEEP_E2E) rmSync(dir, { recursive: true, force: true });
     },
   };
 
-  procs.push(startProc('node', [CLI, 'up', '--data-dir', join(dir, 'nbswarm'), '--port', '0', '--policy', join(dir, 'policy.yaml')], join(dir, 'up.log'), {
-    DOCKER_SERVICE_PREFER_OFFLINE_IMAGE: '1',
-  }));
+  procs.push(
+    startProc('node', [CLI, 'up', '--data-dir', join(dir, 'nbswarm'), '--port', '0', '--policy', join(dir, 'policy.yaml')], join(dir, 'up.log'), {
+      DOCKER_SERVICE_PREFER_OFFLINE_IMAGE: '1',
+    }),
+  );
   try {
-    await waitFor('nbswarm up', async () => {
-      if (procs[0]!.child.exitCode !== null) throw new Error(`nbswarm up exited ${procs[0]!.child.exitCode}`);
-      return existsSync(kubeconfig) && (await kubectl(['get', 'nbs', '-A'], { kubeconfig })).code === 0;
-    }, 60_000, 200);
+    await waitFor(
+      'nbswarm up',
+      async () => {
+        if (procs[0]!.child.exitCode !== null) throw new Error(`nbswarm up exited ${procs[0]!.child.exitCode}`);
+        return existsSync(kubeconfig) && (await kubectl(['get', 'nbs', '-A'], { kubeconfig })).code === 0;
+      },
+      60_000,
+      200,
+    );
   } catch (err) {
     await stack.stop();
     throw new Error(`${(err as Error).message}\n--- up.log (tail):\n${tail(join(dir, 'up.log'))}`);
   }
   const created = await kubectl(['create', 'namespace', ns], { kubeconfig });
   assert.equal(created.code, 0, created.stderr);
-  procs.push(startProc(
-    'configurable-http-proxy',
-    ['--ip', '127.0.0.1', '--port', String(hubPort), '--api-ip', '127.0.0.1', '--api-port', String(proxyApiPort),
-      '--default-target', `http://127.0.0.1:${hubApiPort}`, '--error-target', `http://127.0.0.1:${hubApiPort}/hub/error`],
-    join(dir, 'chp.log'),
-    { NODE_PATH: '/usr/share/nodejs:/usr/lib/nodejs', CONFIGPROXY_AUTH_TOKEN: adminToken + '-proxy' },
-  ));
-  procs.push(startProc(PYTHON, ['-m', 'jupyterhub', '-f', join(dir, 'jupyterhub_config.py')], join(dir, 'hub.log'), {
-    PYTHONPATH: repoPath('hub'),
-    E2E_DIR: dir,
-    E2E_HUB_PORT: String(hubPort),
-    E2E_HUB_API_PORT: String(hubApiPort),
-    E2E_PROXY_API_PORT: String(proxyApiPort),
-    E2E_ADMIN_TOKEN: adminToken,
-    E2E_KUBECONFIG: kubeconfig,
-    E2E_NAMESPACE: ns,
-    CONFIGPROXY_AUTH_TOKEN: adminToken + '-proxy',
-  }));
+  procs.push(
+    startProc(
+      'configurable-http-proxy',
+      [
+        '--ip',
+        '127.0.0.1',
+        '--port',
+        String(hubPort),
+        '--api-ip',
+        '127.0.0.1',
+        '--api-port',
+        String(proxyApiPort),
+        '--default-target',
+        `http://127.0.0.1:${hubApiPort}`,
+        '--error-target',
+        `http://127.0.0.1:${hubApiPort}/hub/error`,
+      ],
+      join(dir, 'chp.log'),
+      { NODE_PATH: '/usr/share/nodejs:/usr/lib/nodejs', CONFIGPROXY_AUTH_TOKEN: adminToken + '-proxy' },
+    ),
+  );
+  procs.push(
+    startProc(PYTHON, ['-m', 'jupyterhub', '-f', join(dir, 'jupyterhub_config.py')], join(dir, 'hub.log'), {
+      PYTHONPATH: repoPath('hub'),
+      E2E_DIR: dir,
+      E2E_HUB_PORT: String(hubPort),
+      E2E_HUB_API_PORT: String(hubApiPort),
+      E2E_PROXY_API_PORT: String(proxyApiPort),
+      E2E_ADMIN_TOKEN: adminToken,
+      E2E_KUBECONFIG: kubeconfig,
+      E2E_NAMESPACE: ns,
+      CONFIGPROXY_AUTH_TOKEN: adminToken + '-proxy',
+    }),
+  );
   try {
     await waitFor('the hub API', async () => (await fetch(`http://127.0.0.1:${hubPort}/hub/api/`).catch(() => undefined))?.ok, 30_000, 100);
   } catch (err) {

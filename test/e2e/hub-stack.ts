@@ -183,8 +183,20 @@ export class HubStack {
 
     this.chp = startProc(
       'configurable-http-proxy',
-      ['--ip', '127.0.0.1', '--port', String(this.hubPort), '--api-ip', '127.0.0.1', '--api-port', String(this.proxyApiPort),
-        '--default-target', `http://127.0.0.1:${this.hubApiPort}`, '--error-target', `http://127.0.0.1:${this.hubApiPort}/hub/error`],
+      [
+        '--ip',
+        '127.0.0.1',
+        '--port',
+        String(this.hubPort),
+        '--api-ip',
+        '127.0.0.1',
+        '--api-port',
+        String(this.proxyApiPort),
+        '--default-target',
+        `http://127.0.0.1:${this.hubApiPort}`,
+        '--error-target',
+        `http://127.0.0.1:${this.hubApiPort}/hub/error`,
+      ],
       join(this.dir, 'chp.log'),
       // Debian's CHP needs its modules from the Debian node paths under the machine's Node 20.
       { NODE_PATH: '/usr/share/nodejs:/usr/lib/nodejs', CONFIGPROXY_AUTH_TOKEN: this.adminToken + '-proxy' },
@@ -205,7 +217,12 @@ export class HubStack {
     this.hubKubeconfig = join(this.dir, 'hub.kubeconfig');
     writeFileSync(this.hubKubeconfig, out, { mode: 0o600 });
     // The token file is re-read within 2 s of a change.
-    await waitFor('the hub token accepted', async () => (await kubectl(['get', 'nbs', '-n', this.ns], { kubeconfig: this.hubKubeconfig })).code === 0, 20_000, 200);
+    await waitFor(
+      'the hub token accepted',
+      async () => (await kubectl(['get', 'nbs', '-n', this.ns], { kubeconfig: this.hubKubeconfig })).code === 0,
+      20_000,
+      200,
+    );
   }
 
   /** `nbswarm up` on the stack's fixed port and data dir (a restart finds everything there). */
@@ -218,10 +235,15 @@ export class HubStack {
     );
     const up = this.up;
     try {
-      await waitFor('nbswarm up', async () => {
-        if (up.child.exitCode !== null) throw new Error(`nbswarm up exited ${up.child.exitCode}`);
-        return existsSync(this.kubeconfig) && (await this.kubectl(['get', 'nbs', '-A'])).code === 0;
-      }, 60_000, 100);
+      await waitFor(
+        'nbswarm up',
+        async () => {
+          if (up.child.exitCode !== null) throw new Error(`nbswarm up exited ${up.child.exitCode}`);
+          return existsSync(this.kubeconfig) && (await this.kubectl(['get', 'nbs', '-A'])).code === 0;
+        },
+        60_000,
+        100,
+      );
     } catch (err) {
       throw new Error(`${(err as Error).message}\n--- up.log (tail):\n${tail(up.log)}`);
     }
@@ -296,7 +318,12 @@ export class HubStack {
     const t0 = performance.now();
     const res = await this.spawn(user, name, options ?? {});
     assert.ok([201, 202].includes(res.status), `spawn ${user}/${name || '(default)'}: HTTP ${res.status} ${JSON.stringify(res.json)}`);
-    await waitFor(`${serverPath(user, name)}api through the proxy`, async () => (await this.viaProxy(`${serverPath(user, name)}api`)).status === 200, 60_000, 25);
+    await waitFor(
+      `${serverPath(user, name)}api through the proxy`,
+      async () => (await this.viaProxy(`${serverPath(user, name)}api`)).status === 200,
+      60_000,
+      25,
+    );
     return (performance.now() - t0) / 1000;
   }
 
@@ -326,7 +353,9 @@ export class HubStack {
   async tokenSecrets(name: string): Promise<string[]> {
     const r = await this.kubectl(['get', 'secrets', '-n', this.ns, '-l', `nbswarm.io/name=${name}`, '-o', 'json']);
     assert.equal(r.code, 0, r.stderr);
-    return JSON.parse(r.stdout).items.map((s: any) => s.metadata.name).sort();
+    return JSON.parse(r.stdout)
+      .items.map((s: any) => s.metadata.name)
+      .sort();
   }
 
   /** The Swarm tasks of `user`'s servers that run now. */
@@ -355,13 +384,29 @@ export class HubStack {
     if (this.docker) {
       // Anything of this run's namespace the operator could not remove (it was killed): ours to remove.
       const services = (await this.docker.listServices({ filters: JSON.stringify({ label: [`nbswarm.io/namespace=${this.ns}`] }) } as object)) as any[];
-      await Promise.all(services.filter((s) => String(s.Spec?.Name).startsWith(`${this.run}-`)).map((s) => this.docker.getService(s.ID).remove().catch(() => undefined)));
+      await Promise.all(
+        services
+          .filter((s) => String(s.Spec?.Name).startsWith(`${this.run}-`))
+          .map((s) =>
+            this.docker
+              .getService(s.ID)
+              .remove()
+              .catch(() => undefined),
+          ),
+      );
       // Volumes outlive servers by design; these are this run's (named from its policy prefix).
       for (let i = 0; i < 50; i++) {
         const vols = ((await this.docker.listVolumes({ filters: JSON.stringify({ name: [this.run] }) } as object)) as any).Volumes ?? [];
         const mine = vols.filter((v: any) => String(v.Name).startsWith(`${this.run}-`));
         if (mine.length === 0) break;
-        await Promise.all(mine.map((v: any) => this.docker.getVolume(v.Name).remove().catch(() => undefined)));
+        await Promise.all(
+          mine.map((v: any) =>
+            this.docker
+              .getVolume(v.Name)
+              .remove()
+              .catch(() => undefined),
+          ),
+        );
         await sleep(200);
       }
     }

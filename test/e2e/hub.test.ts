@@ -39,7 +39,10 @@ describe('e2e: JupyterHub + NotebookServerSpawner + nbswarm up (Swarm)', functio
     const walk = describeWalk(page);
     assert.equal(page.status, 200, `${user}: ${walk}`);
     assert.ok(page.url.startsWith(path), `${user} ends on their server: ${walk}`);
-    assert.ok(page.hops.some((h) => h.url.startsWith(`${path}oauth_callback`) && h.status === 302), `${user} went through the OAuth callback: ${walk}`);
+    assert.ok(
+      page.hops.some((h) => h.url.startsWith(`${path}oauth_callback`) && h.status === 302),
+      `${user} went through the OAuth callback: ${walk}`,
+    );
     assert.ok(!page.hops.some((h) => h.status >= 500), `${user}: ${walk}`);
   }
 
@@ -146,7 +149,11 @@ describe('e2e: JupyterHub + NotebookServerSpawner + nbswarm up (Swarm)', functio
     assert.equal(stopped.spec.stopped, true);
     assert.equal(stopped.status.phase, 'Stopped');
     const running = await stack.docker.listContainers({ filters: JSON.stringify({ label: [`nbswarm.io/uid=${uid}`], status: ['running'] }) });
-    assert.deepEqual(running.map((c) => c.Names), [], 'phase Stopped means no container runs');
+    assert.deepEqual(
+      running.map((c) => c.Names),
+      [],
+      'phase Stopped means no container runs',
+    );
     assert.deepEqual(await stack.tokenSecrets('nbs-alice'), [], 'a stopped server keeps no token');
 
     spawnTimes.push(await stack.spawnAndReach('alice'));
@@ -160,10 +167,14 @@ describe('e2e: JupyterHub + NotebookServerSpawner + nbswarm up (Swarm)', functio
     assert.equal(res.status, 500);
     assert.match(res.json.message, /not allowed by the operator policy/);
     assert.equal((await stack.serverModel('alice', 'bad'))?.ready ?? false, false);
-    const obj = await waitFor('the refused server stopped', async () => {
-      const o = await getNbs('nbs-alice-bad');
-      return o?.spec.stopped ? o : undefined;
-    }, 30_000);
+    const obj = await waitFor(
+      'the refused server stopped',
+      async () => {
+        const o = await getNbs('nbs-alice-bad');
+        return o?.spec.stopped ? o : undefined;
+      },
+      30_000,
+    );
     assert.match(obj.status.message, /stopped|not allowed/);
     assert.deepEqual(await stack.tokenSecrets('nbs-alice-bad'), []);
   });
@@ -208,7 +219,10 @@ describe('e2e: JupyterHub + NotebookServerSpawner + nbswarm up (Swarm)', functio
       headers: { Authorization: `token ${stack.adminToken}` },
     });
     const text = await progress.text();
-    const events = text.split('\n').filter((l) => l.startsWith('data:')).map((l) => JSON.parse(l.slice(5)));
+    const events = text
+      .split('\n')
+      .filter((l) => l.startsWith('data:'))
+      .map((l) => JSON.parse(l.slice(5)));
     const failed = events.find((e) => e.failed);
     assert.ok(failed, text);
     return String(failed.message);
@@ -379,7 +393,9 @@ describe('e2e: JupyterHub + NotebookServerSpawner + nbswarm up (Swarm)', functio
       await Promise.all(users.map(async (u) => assertServerHoldsCurrentToken(u, String((await stack.serverModel(u))?.state?.object_name))));
       await Promise.all(users.map((u) => stack.stopServer(u)));
       const at = written === undefined ? '' : `${written}/5 objects written at the kill, `;
-      timings.push(`${tag}: ${at}${ready}/5 ready after the restart, consistent after ${settled.toFixed(1)} s, case ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+      timings.push(
+        `${tag}: ${at}${ready}/5 ready after the restart, consistent after ${settled.toFixed(1)} s, case ${((performance.now() - t0) / 1000).toFixed(1)} s`,
+      );
     }
 
     it('kill -9 of the hub 0.3 s into a burst of 5 spawns, restart: each server ready and adopted, or stopped; no phantom, no orphan; all log in', async () => {
@@ -411,26 +427,39 @@ describe('e2e: JupyterHub + NotebookServerSpawner + nbswarm up (Swarm)', functio
       assert.ok(first);
       await stack.docker.getContainer(first.Id).kill();
       const phases = new Set<string>();
-      await waitFor('the server answering again after one crash', async () => {
-        phases.add(String((await getNbs(resource))?.status?.phase));
-        const c = await stack.runningContainer(uid);
-        return c && c.Id !== first.Id && (await viaProxy(`${serverPath(user)}api`)).status === 200;
-      }, 60_000, 200);
+      await waitFor(
+        'the server answering again after one crash',
+        async () => {
+          phases.add(String((await getNbs(resource))?.status?.phase));
+          const c = await stack.runningContainer(uid);
+          return c && c.Id !== first.Id && (await viaProxy(`${serverPath(user)}api`)).status === 200;
+        },
+        60_000,
+        200,
+      );
       assert.ok(!phases.has('Failed'), `phases while Swarm restarted it: ${[...phases].join(', ')}`);
       assert.equal((await stack.serverModel(user))?.ready, true, 'the hub kept the server');
       assert.equal((await getNbs(resource)).status.restartCount, 1);
 
       // A crash loop: killed as soon as each new container runs, until Swarm stops restarting it.
       let kills = 1;
-      await waitFor('Swarm to give up and the hub to drop the server', async () => {
-        if (!(await stack.serverModel(user))) return true;
-        const c = await stack.runningContainer(uid);
-        if (c) {
-          await stack.docker.getContainer(c.Id).kill().catch(() => undefined);
-          kills++;
-        }
-        return false;
-      }, 120_000, 100);
+      await waitFor(
+        'Swarm to give up and the hub to drop the server',
+        async () => {
+          if (!(await stack.serverModel(user))) return true;
+          const c = await stack.runningContainer(uid);
+          if (c) {
+            await stack.docker
+              .getContainer(c.Id)
+              .kill()
+              .catch(() => undefined);
+            kills++;
+          }
+          return false;
+        },
+        120_000,
+        100,
+      );
       // Dropped by the hub means stopped: the operator's crash-loop back-off must not run it for nobody.
       const dropped = await getNbs(resource);
       assert.equal(dropped.spec.stopped, true, `stopped after ${kills} kills`);
@@ -466,29 +495,50 @@ describe('e2e: JupyterHub + NotebookServerSpawner + nbswarm up (Swarm)', functio
       const r = await stack.kubectl(['apply', '-f', '-'], JSON.stringify(manifest));
       assert.equal(r.code, 0, r.stderr);
       const seen: Array<{ phase: string; reason?: string; restarts?: number; message?: string }> = [];
-      const failed = await waitFor('Swarm to stop restarting it (Failed with the back-off)', async () => {
-        const o = await getNbs(name);
-        const ready = o?.status?.conditions?.find((c: any) => c.type === 'Ready');
-        seen.push({ phase: o?.status?.phase, reason: ready?.reason, restarts: o?.status?.restartCount, message: o?.status?.message });
-        return o?.status?.phase === 'Failed' ? o : undefined;
-      }, 90_000, 250);
+      const failed = await waitFor(
+        'Swarm to stop restarting it (Failed with the back-off)',
+        async () => {
+          const o = await getNbs(name);
+          const ready = o?.status?.conditions?.find((c: any) => c.type === 'Ready');
+          seen.push({ phase: o?.status?.phase, reason: ready?.reason, restarts: o?.status?.restartCount, message: o?.status?.message });
+          return o?.status?.phase === 'Failed' ? o : undefined;
+        },
+        90_000,
+        250,
+      );
       assert.match(failed.status.message, /Swarm stopped restarting it, the operator starts it again at \S+ \(back-off 2 s, attempt 1\)/);
-      assert.ok(seen.some((s) => s.reason === 'Restarting'), `Restarting while Swarm retried: ${JSON.stringify(seen.slice(-5))}`);
-      assert.ok(seen.filter((s) => s.phase === 'Failed').every((s) => /Swarm stopped restarting it/.test(s.message ?? '')), 'Failed only once Swarm gave up');
+      assert.ok(
+        seen.some((s) => s.reason === 'Restarting'),
+        `Restarting while Swarm retried: ${JSON.stringify(seen.slice(-5))}`,
+      );
+      assert.ok(
+        seen.filter((s) => s.phase === 'Failed').every((s) => /Swarm stopped restarting it/.test(s.message ?? '')),
+        'Failed only once Swarm gave up',
+      );
 
       const gate = http.createServer((_req, res) => res.end('open'));
       await new Promise<void>((ok) => gate.listen(gatePort, '127.0.0.1', ok));
       try {
-        const back = await waitFor('the operator to start it again', async () => {
-          const o = await getNbs(name);
-          return o?.status?.phase === 'Running' ? o : undefined;
-        }, 90_000, 250);
+        const back = await waitFor(
+          'the operator to start it again',
+          async () => {
+            const o = await getNbs(name);
+            return o?.status?.phase === 'Running' ? o : undefined;
+          },
+          90_000,
+          250,
+        );
         const restarted = back.status.conditions.find((c: any) => c.type === 'Restarted');
         assert.equal(restarted?.reason, 'CrashLoopBackOff', JSON.stringify(back.status));
         const res = await fetch(back.status.endpoint.hostUrl).catch(() => undefined);
         assert.ok(res, `${back.status.endpoint.hostUrl} answers`);
-        const events = JSON.parse((await stack.kubectl(['get', 'events', '-n', stack.ns, '--field-selector', `involvedObject.name=${name}`, '-o', 'json'])).stdout).items;
-        assert.ok(events.some((e: any) => e.reason === 'Restarted' && /after Docker stopped restarting it/.test(e.message)), JSON.stringify(events.map((e: any) => e.reason)));
+        const events = JSON.parse(
+          (await stack.kubectl(['get', 'events', '-n', stack.ns, '--field-selector', `involvedObject.name=${name}`, '-o', 'json'])).stdout,
+        ).items;
+        assert.ok(
+          events.some((e: any) => e.reason === 'Restarted' && /after Docker stopped restarting it/.test(e.message)),
+          JSON.stringify(events.map((e: any) => e.reason)),
+        );
       } finally {
         gate.close();
         await stack.kubectl(['delete', 'nbs', name, '-n', stack.ns, '--wait=true']);

@@ -37,7 +37,18 @@ export interface HubOptions {
 }
 
 /** The jupyterhub_config.py both hubs share; `where` says what differs. */
-function hubConfig(o: HubOptions & { endpoint: 'hostUrl' | 'url'; kubeconfig: string; token: string; ip: string; port: number; apiPort: number; dataDir: string; proxyApiUrl?: string }): string {
+function hubConfig(
+  o: HubOptions & {
+    endpoint: 'hostUrl' | 'url';
+    kubeconfig: string;
+    token: string;
+    ip: string;
+    port: number;
+    apiPort: number;
+    dataDir: string;
+    proxyApiUrl?: string;
+  },
+): string {
   return `
 from nbswarm_spawner import NotebookServerSpawner
 
@@ -136,16 +147,23 @@ export abstract class Hub {
   async stopServer(user: string): Promise<void> {
     const res = await this.api('DELETE', `/users/${user}/server`);
     if (![202, 204].includes(res.status)) throw new Error(`stop ${user}: HTTP ${res.status} ${JSON.stringify(res.json)}\n${await this.logs()}`);
-    await waitFor(`${user}'s server stopped in the hub at ${this.base}`, async () => {
-      const r = await this.api('GET', `/users/${user}`);
-      return r.status === 200 && !r.json?.servers?.[''];
-    }, 60_000, 200);
+    await waitFor(
+      `${user}'s server stopped in the hub at ${this.base}`,
+      async () => {
+        const r = await this.api('GET', `/users/${user}`);
+        return r.status === 200 && !r.json?.servers?.[''];
+      },
+      60_000,
+      200,
+    );
   }
 
   protected async waitApi(): Promise<void> {
-    await waitFor(`the hub API at ${this.base}`, async () => (await this.api('GET', '/').catch(() => undefined))?.status === 200, 60_000, 200).catch(async (err: Error) => {
-      throw new Error(`${err.message}\n${await this.logs()}`);
-    });
+    await waitFor(`the hub API at ${this.base}`, async () => (await this.api('GET', '/').catch(() => undefined))?.status === 200, 60_000, 200).catch(
+      async (err: Error) => {
+        throw new Error(`${err.message}\n${await this.logs()}`);
+      },
+    );
   }
 }
 
@@ -169,12 +187,38 @@ export class NamespaceHub extends Hub {
     mkdirSync(this.dir, { recursive: true });
     const proxyToken = randomBytes(16).toString('hex');
     const cfg = join(this.dir, 'jupyterhub_config.py');
-    writeFileSync(cfg, hubConfig({ ...this.opts, endpoint: 'hostUrl', kubeconfig: this.stack.hubKubeconfig, token: this.token, ip: this.cluster.hub.ip, port: 18000, apiPort: 18081, dataDir: this.dir, proxyApiUrl: 'http://127.0.0.1:18001' }));
+    writeFileSync(
+      cfg,
+      hubConfig({
+        ...this.opts,
+        endpoint: 'hostUrl',
+        kubeconfig: this.stack.hubKubeconfig,
+        token: this.token,
+        ip: this.cluster.hub.ip,
+        port: 18000,
+        apiPort: 18081,
+        dataDir: this.dir,
+        proxyApiUrl: 'http://127.0.0.1:18001',
+      }),
+    );
     // The proxy runs on its own, as in production, and uses the machine's Node with Debian's modules.
     this.proxy = new HubProcess(
       this.cluster.hub.spawn(
         'configurable-http-proxy',
-        ['--ip', this.cluster.hub.ip, '--port', '18000', '--api-ip', '127.0.0.1', '--api-port', '18001', '--default-target', 'http://127.0.0.1:18081', '--error-target', 'http://127.0.0.1:18081/hub/error'],
+        [
+          '--ip',
+          this.cluster.hub.ip,
+          '--port',
+          '18000',
+          '--api-ip',
+          '127.0.0.1',
+          '--api-port',
+          '18001',
+          '--default-target',
+          'http://127.0.0.1:18081',
+          '--error-target',
+          'http://127.0.0.1:18081/hub/error',
+        ],
         { env: { ...process.env, NODE_PATH: '/usr/share/nodejs:/usr/lib/nodejs', CONFIGPROXY_AUTH_TOKEN: proxyToken }, stdio: ['ignore', 'pipe', 'pipe'] },
       ),
       join(this.dir, 'proxy.log'),
@@ -225,7 +269,19 @@ export class OverlayHub extends Hub {
   async start(): Promise<void> {
     const o = this.opts as HubOptions & { network: string; baseImage: string };
     mkdirSync(this.dir, { recursive: true, mode: 0o755 });
-    writeFileSync(join(this.dir, 'jupyterhub_config.py'), hubConfig({ ...o, endpoint: 'url', kubeconfig: '/srv/hub-etc/kubeconfig', token: this.token, ip: '0.0.0.0', port: 18000, apiPort: 18081, dataDir: '/tmp' }));
+    writeFileSync(
+      join(this.dir, 'jupyterhub_config.py'),
+      hubConfig({
+        ...o,
+        endpoint: 'url',
+        kubeconfig: '/srv/hub-etc/kubeconfig',
+        token: this.token,
+        ip: '0.0.0.0',
+        port: 18000,
+        apiPort: 18081,
+        dataDir: '/tmp',
+      }),
+    );
     writeFileSync(join(this.dir, 'kubeconfig'), readFileSync(this.stack.hubKubeconfig, 'utf8'), { mode: 0o644 });
     const bind = (source: string, target: string) => ({ Type: 'bind', Source: source, Target: target, ReadOnly: true });
     const spec = {
@@ -236,9 +292,21 @@ export class OverlayHub extends Hub {
           User: '0',
           Command: [PYTHON, '-m', 'jupyterhub', '-f', '/srv/hub-etc/jupyterhub_config.py'],
           Dir: '/tmp',
-          Env: ['PATH=/usr/bin:/bin', 'HOME=/tmp', 'PYTHONPATH=/srv/hub-spawner', 'NODE_PATH=/usr/share/nodejs:/usr/lib/nodejs', `CONFIGPROXY_AUTH_TOKEN=${randomBytes(16).toString('hex')}`],
+          Env: [
+            'PATH=/usr/bin:/bin',
+            'HOME=/tmp',
+            'PYTHONPATH=/srv/hub-spawner',
+            'NODE_PATH=/usr/share/nodejs:/usr/lib/nodejs',
+            `CONFIGPROXY_AUTH_TOKEN=${randomBytes(16).toString('hex')}`,
+          ],
           // Debian merges /lib into /usr/lib: the loader and libraries are found under both names.
-          Mounts: [bind('/usr', '/usr'), bind('/usr/lib', '/lib'), bind('/usr/lib64', '/lib64'), bind(repoPath('hub'), '/srv/hub-spawner'), bind(this.dir, '/srv/hub-etc')],
+          Mounts: [
+            bind('/usr', '/usr'),
+            bind('/usr/lib', '/lib'),
+            bind('/usr/lib64', '/lib64'),
+            bind(repoPath('hub'), '/srv/hub-spawner'),
+            bind(this.dir, '/srv/hub-etc'),
+          ],
         },
         RestartPolicy: { Condition: 'none' },
         // The hub sits beside the Swarm manager, on the node the failure tests never break.
@@ -265,7 +333,11 @@ export class OverlayHub extends Hub {
   }
 
   async stop(): Promise<void> {
-    if (this.serviceId) await this.cluster.manager.docker.getService(this.serviceId).remove().catch(() => undefined);
+    if (this.serviceId)
+      await this.cluster.manager.docker
+        .getService(this.serviceId)
+        .remove()
+        .catch(() => undefined);
   }
 }
 

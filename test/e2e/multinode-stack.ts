@@ -88,8 +88,22 @@ export class OperatorProcess {
     const log = join(s.dir, `operator-${this.spec.name}.log`);
     const child = s.cluster.hub.spawn(
       process.execPath,
-      [CLI, 'operator', '--kubeconfig', s.hubKubeconfig, '--policy', this.policyFile, '--namespace', this.spec.namespace, '--metrics-port', String(this.metricsPort)],
-      { env: { ...process.env, DOCKER_HOST: s.cluster.dockerHost, NBSWARM_LOG_LEVEL: process.env.NBSWARM_TEST_LOG ?? 'warn' }, stdio: ['ignore', 'pipe', 'pipe'] },
+      [
+        CLI,
+        'operator',
+        '--kubeconfig',
+        s.hubKubeconfig,
+        '--policy',
+        this.policyFile,
+        '--namespace',
+        this.spec.namespace,
+        '--metrics-port',
+        String(this.metricsPort),
+      ],
+      {
+        env: { ...process.env, DOCKER_HOST: s.cluster.dockerHost, NBSWARM_LOG_LEVEL: process.env.NBSWARM_TEST_LOG ?? 'warn' },
+        stdio: ['ignore', 'pipe', 'pipe'],
+      },
     );
     this.proc = new HubProcess(child, log);
     await this.waitLeader();
@@ -143,10 +157,14 @@ export class Stack {
   async start(): Promise<void> {
     const port = 16443;
     const log = join(this.dir, 'apiserver.log');
-    const child = this.cluster.hub.spawn(process.execPath, [CLI, 'serve', '--address', this.cluster.hub.ip, '--port', String(port), '--data-dir', join(this.dir, 'api')], {
-      stdio: ['ignore', 'pipe', 'pipe'],
-      env: { ...process.env },
-    });
+    const child = this.cluster.hub.spawn(
+      process.execPath,
+      [CLI, 'serve', '--address', this.cluster.hub.ip, '--port', String(port), '--data-dir', join(this.dir, 'api')],
+      {
+        stdio: ['ignore', 'pipe', 'pipe'],
+        env: { ...process.env },
+      },
+    );
     this.api = new HubProcess(child, log);
     const started = await new Promise<{ url: string; kubeconfig: string }>((resolve, reject) => {
       let buf = '';
@@ -192,7 +210,10 @@ export class Stack {
 
   async create(namespace: string, name: string, spec: Record<string, unknown>, metadata: Record<string, unknown> = {}): Promise<NotebookServer> {
     return (await this.custom.createNamespacedCustomObject({
-      group: GROUP, version: VERSION, plural: PLURAL, namespace,
+      group: GROUP,
+      version: VERSION,
+      plural: PLURAL,
+      namespace,
       body: { apiVersion: `${GROUP}/${VERSION}`, kind: 'NotebookServer', metadata: { name, namespace, ...metadata }, spec },
     })) as NotebookServer;
   }

@@ -53,7 +53,13 @@ describe('multi-node: nbswarm on a 3-node Swarm', function () {
   const node = (i: number): ClusterNode => cluster.nodes[i]!;
 
   /** Every NotebookServer of a namespace, once `pred` holds for all of `names`. */
-  async function until(ns: string, names: string[], what: string, pred: (o: NotebookServer) => boolean, timeoutMs = 90_000): Promise<Map<string, NotebookServer>> {
+  async function until(
+    ns: string,
+    names: string[],
+    what: string,
+    pred: (o: NotebookServer) => boolean,
+    timeoutMs = 90_000,
+  ): Promise<Map<string, NotebookServer>> {
     const t0 = Date.now();
     return waitFor(
       `${what} (${names.length} in ${ns})`,
@@ -61,7 +67,12 @@ describe('multi-node: nbswarm on a 3-node Swarm', function () {
         const all = new Map((await stack.list(ns)).map((o) => [o.metadata.name!, o]));
         const bad = names.filter((n) => !all.get(n) || !pred(all.get(n)!));
         if (bad.length && Date.now() - t0 > timeoutMs - 300) {
-          throw new Error(`not yet: ${bad.slice(0, 5).map((n) => `${n}: ${all.get(n)?.status?.phase} ${all.get(n)?.status?.message}`).join('; ')}\n${stack.tails()}`);
+          throw new Error(
+            `not yet: ${bad
+              .slice(0, 5)
+              .map((n) => `${n}: ${all.get(n)?.status?.phase} ${all.get(n)?.status?.message}`)
+              .join('; ')}\n${stack.tails()}`,
+          );
         }
         return bad.length ? undefined : all;
       },
@@ -129,13 +140,22 @@ describe('multi-node: nbswarm on a 3-node Swarm', function () {
     ]);
     busybox = bb;
     // Tags the placement rules below match; the same image, so these pushes send no layer.
-    await Promise.all(['hub', 'on3'].map((t) => cluster.pushImage(TEST_IMAGE, { changes: ['STOPSIGNAL SIGKILL', `LABEL ${TEST_RUN_LABEL}=${TEST_RUN_ID}`], tag: `${t}-${RUN}` })));
+    await Promise.all(
+      ['hub', 'on3'].map((t) =>
+        cluster.pushImage(TEST_IMAGE, { changes: ['STOPSIGNAL SIGKILL', `LABEL ${TEST_RUN_LABEL}=${TEST_RUN_ID}`], tag: `${t}-${RUN}` }),
+      ),
+    );
     // Only the dashboard test runs the builder: its image is built and pushed meanwhile.
     const builder = builderImageName(cluster);
     builderReady = buildBuilderImage(cluster, busybox, work, builder);
     builderReady.catch(() => undefined);
     // Labels of a cluster kept between runs (NBSWARM_CLUSTER) are reset: only node 3 takes the hub's image at first.
-    for (const [i, v] of [[0, 'false'], [1, 'false'], [2, 'true']] as const) await cluster.setNodeLabels(node(i), { 'nbswarm-test-hub': v, 'nbswarm-test-gpu': 'false' });
+    for (const [i, v] of [
+      [0, 'false'],
+      [1, 'false'],
+      [2, 'true'],
+    ] as const)
+      await cluster.setNodeLabels(node(i), { 'nbswarm-test-hub': v, 'nbswarm-test-gpu': 'false' });
     const common: Partial<Policy> = {
       allowedImages: [`${reg}/**`, 'local/*'],
       defaultImage: busybox.tagged,
@@ -171,8 +191,18 @@ describe('multi-node: nbswarm on a 3-node Swarm', function () {
     await stack?.stop().catch(() => undefined);
     const mgr = cluster.manager.docker;
     const ours = ((await mgr.listServices().catch(() => [])) as any[]).filter((s) => /^(ml|ms)/.test(s.Spec?.Name ?? '') && String(s.Spec?.Name).includes(RUN));
-    await Promise.all(ours.map((s) => mgr.getService(s.ID).remove().catch(() => undefined)));
-    await mgr.getNetwork(network).remove().catch(() => undefined);
+    await Promise.all(
+      ours.map((s) =>
+        mgr
+          .getService(s.ID)
+          .remove()
+          .catch(() => undefined),
+      ),
+    );
+    await mgr
+      .getNetwork(network)
+      .remove()
+      .catch(() => undefined);
     for (const n of cluster.nodes) await cluster.activate(n).catch(() => undefined);
     rmSync(work, { recursive: true, force: true });
     rmSync(sharedHome, { recursive: true, force: true });
@@ -231,7 +261,13 @@ describe('multi-node: nbswarm on a 3-node Swarm', function () {
   it('runs an image given by tag from the registry on a worker that never had it, pinned by digest; refuses a manager-only image unless the policy pushes it', async () => {
     const gpu = await cluster.pushImage(TEST_IMAGE, { changes: ['STOPSIGNAL SIGKILL', `LABEL gpu=${RUN}`], tag: `gpu-${RUN}` });
     for (const w of cluster.workers) {
-      const err = await w.docker.getImage(gpu.reference).inspect().then(() => undefined, (e: any) => e);
+      const err = await w.docker
+        .getImage(gpu.reference)
+        .inspect()
+        .then(
+          () => undefined,
+          (e: any) => e,
+        );
       expect(err?.statusCode, `${w.name} must not have the image yet`).to.equal(404);
     }
     // Manager-only images: tagged locally on the manager, in no registry. Two names, because the
@@ -261,13 +297,21 @@ describe('multi-node: nbswarm on a 3-node Swarm', function () {
 
     const refused = (await until(NS_SHARED, ['localonly'], 'refused', (x) => x.status?.phase === 'Failed')).get('localonly')!;
     expect(readyCond(refused)?.reason).to.equal('ImageNotShared');
-    expect(refused.status!.message).to.match(new RegExp(`exists only on the Swarm manager.*docker push ${cluster.registry.replace(/\./g, '\\.')}/local/mn-only-${RUN}:1.*registry\\.pushLocalImages`));
+    expect(refused.status!.message).to.match(
+      new RegExp(`exists only on the Swarm manager.*docker push ${cluster.registry.replace(/\./g, '\\.')}/local/mn-only-${RUN}:1.*registry\\.pushLocalImages`),
+    );
     expect(await servicesOf(refused)).to.have.length(0);
 
     const pushedOne = (await until(NS_PINNED, ['localpush'], 'Ready', isReady)).get('localpush')!;
     const [psvc] = await servicesOf(pushedOne);
     expect(psvc.Spec.TaskTemplate.ContainerSpec.Image).to.match(new RegExp(`^${cluster.registry.replace(/\./g, '\\.')}/local/mn-push-${RUN}@sha256:`));
-    await stack.custom.deleteNamespacedCustomObject({ group: 'nbswarm.io', version: 'v1alpha1', plural: 'notebookservers', namespace: NS_SHARED, name: 'localonly' });
+    await stack.custom.deleteNamespacedCustomObject({
+      group: 'nbswarm.io',
+      version: 'v1alpha1',
+      plural: 'notebookservers',
+      namespace: NS_SHARED,
+      name: 'localonly',
+    });
   });
 
   /** Wait until every server of `names` is Ready on a node other than `from` and answers there, from the hub namespace. */
@@ -337,7 +381,14 @@ describe('multi-node: nbswarm on a 3-node Swarm', function () {
 
     const t0 = Date.now();
     await cluster.drain(n2);
-    const held = (await until(NS_PINNED, [victim!], 'VolumeUnavailable', (o) => o.status?.conditions?.some((c) => c.type === 'VolumeUnavailable' && c.status === 'True') === true)).get(victim!)!;
+    const held = (
+      await until(
+        NS_PINNED,
+        [victim!],
+        'VolumeUnavailable',
+        (o) => o.status?.conditions?.some((c) => c.type === 'VolumeUnavailable' && c.status === 'True') === true,
+      )
+    ).get(victim!)!;
     report(`drain of ${n2.hostname}: pinned server held with VolumeUnavailable after ${secs(Date.now() - t0)}`);
     expect(held.status!.conditions!.find((c) => c.type === 'VolumeUnavailable')).to.include({ reason: 'NodeDrained' });
     expect(readyCond(held)).to.include({ status: 'False', reason: 'VolumeUnavailable' });
@@ -349,9 +400,20 @@ describe('multi-node: nbswarm on a 3-node Swarm', function () {
     // The held server started nowhere else (no running task on another node, still constrained to node 2).
     const [hsvc] = await servicesOf(held);
     expect(hsvc.Spec.TaskTemplate.Placement.Constraints).to.include(`node.hostname==${n2.hostname}`);
-    const running = ((await cluster.manager.docker.listTasks({ filters: JSON.stringify({ service: [hsvc.ID], 'desired-state': ['running'] }) } as object)) as any[]).filter((t) => t.Status?.State === 'running');
+    const running = (
+      (await cluster.manager.docker.listTasks({ filters: JSON.stringify({ service: [hsvc.ID], 'desired-state': ['running'] }) } as object)) as any[]
+    ).filter((t) => t.Status?.State === 'running');
     expect(running, 'tasks of the held server running anywhere').to.have.length(0);
-    const events = await stack.kubectl(['get', 'events', '-n', NS_PINNED, '--field-selector', `involvedObject.name=${victim}`, '-o', 'jsonpath={.items[*].reason}']);
+    const events = await stack.kubectl([
+      'get',
+      'events',
+      '-n',
+      NS_PINNED,
+      '--field-selector',
+      `involvedObject.name=${victim}`,
+      '-o',
+      'jsonpath={.items[*].reason}',
+    ]);
     expect(events.split(' ')).to.include('VolumeUnavailable');
 
     await cluster.activate(n2);
@@ -374,7 +436,9 @@ describe('multi-node: nbswarm on a 3-node Swarm', function () {
     const r = await cluster.hub.httpGet(`${d.status!.endpoint!.hostUrl}/origin`, 3000);
     expect(r.body.trim()).to.equal(`built-from-${node(1).hostname}`);
     const [svc] = await servicesOf(d);
-    expect(svc.Spec.TaskTemplate.ContainerSpec.Image).to.match(new RegExp(`^${cluster.registry.replace(/\./g, '\\.')}/mn-built-${RUN}/mn-local-${src}@sha256:[0-9a-f]{64}$`));
+    expect(svc.Spec.TaskTemplate.ContainerSpec.Image).to.match(
+      new RegExp(`^${cluster.registry.replace(/\./g, '\\.')}/mn-built-${RUN}/mn-local-${src}@sha256:[0-9a-f]{64}$`),
+    );
     expect(d.status!.build!.image).to.match(/:g\d+$/);
   });
 
@@ -413,7 +477,12 @@ describe('multi-node: nbswarm on a 3-node Swarm', function () {
     const moved = await movedOff(NS_SHARED, movers, n3.hostname, `${how} of ${n3.hostname}`, 90_000);
     report(`${how} of ${n3.hostname}: ${movers.length} unpinned servers answering at their new endpoints after ${secs(Date.now() - t0)}`);
     for (const m of movers) expect(moved.get(m)!.status!.endpoint!.hostUrl).to.not.include(`//${n3.ip}:`);
-    const held = await until(NS_PINNED, waiting, 'VolumeUnavailable', (o) => o.status?.conditions?.some((c) => c.type === 'VolumeUnavailable' && c.status === 'True' && c.reason === 'NodeDown') === true);
+    const held = await until(
+      NS_PINNED,
+      waiting,
+      'VolumeUnavailable',
+      (o) => o.status?.conditions?.some((c) => c.type === 'VolumeUnavailable' && c.status === 'True' && c.reason === 'NodeDown') === true,
+    );
     for (const w of waiting) expect(held.get(w)!.status!.node).to.equal(n3.hostname);
     // The hubs route again: one by following the new endpoint, one through the service name.
     const awayFrom3 = (hub: Hub, user: string) => async () => {
@@ -438,7 +507,12 @@ describe('multi-node: nbswarm on a 3-node Swarm', function () {
     }
     await until(NS_PINNED, waiting, `Ready again on ${n3.hostname}`, (o) => isReady(o) && o.status?.node === n3.hostname);
     // Swarm shuts the stale tasks on the returned node down: one service per server, no orphan container.
-    await waitFor(`no container of a moved server left on ${n3.hostname}`, async () => (await runningOn(n3)).every((id) => !moverServices.has(id)), 30_000, 250);
+    await waitFor(
+      `no container of a moved server left on ${n3.hostname}`,
+      async () => (await runningOn(n3)).every((id) => !moverServices.has(id)),
+      30_000,
+      250,
+    );
     for (const o of [...(await stack.list(NS_SHARED)), ...(await stack.list(NS_PINNED))]) {
       expect(await servicesOf(o), `${o.metadata.name}: one service`).to.have.length(1);
     }
@@ -487,7 +561,8 @@ async function buildBuilderImage(cluster: Cluster, base: PushedImage, work: stri
   mkdirSync(ctx, { recursive: true });
   // busybox has no libc: a dynamically linked CLI (Debian's docker.io) travels with the libraries it loads.
   const cli = ['/usr/local/bin/docker', '/usr/bin/docker'].find((p) => existsSync(p));
-  if (!cli) throw new Error('no docker CLI on this machine (/usr/local/bin/docker or /usr/bin/docker): the builder image for source-server builds is made from it');
+  if (!cli)
+    throw new Error('no docker CLI on this machine (/usr/local/bin/docker or /usr/bin/docker): the builder image for source-server builds is made from it');
   const rootfs = join(ctx, 'rootfs');
   const ldd = spawnSync('ldd', [cli], { encoding: 'utf8' });
   const libs = ldd.status === 0 ? [...ldd.stdout.matchAll(/(\/\S+\.so[^\s]*)/g)].map((m) => m[1]!) : [];
@@ -506,6 +581,8 @@ async function buildBuilderImage(cluster: Cluster, base: PushedImage, work: stri
         else resolve(out);
       }),
     );
-  await follow((await mgr.buildImage({ context: ctx, src: ['Dockerfile', 'rootfs'] }, { t: target, rm: true, forcerm: true })) as unknown as NodeJS.ReadableStream);
+  await follow(
+    (await mgr.buildImage({ context: ctx, src: ['Dockerfile', 'rootfs'] }, { t: target, rm: true, forcerm: true })) as unknown as NodeJS.ReadableStream,
+  );
   await follow((await mgr.getImage(target).push({ authconfig: {} } as object)) as unknown as NodeJS.ReadableStream);
 }

@@ -36,11 +36,18 @@ export function kubectl(
   opts: { kubeconfig: string; bin?: string; input?: string; env?: Record<string, string>; timeoutMs?: number },
 ): Promise<KubectlResult> {
   return new Promise((resolve, reject) => {
-    const env: Record<string, string | undefined> = { ...process.env, KUBECONFIG: opts.kubeconfig, PATH: `${kubectlDir()}:${process.env.PATH ?? ''}`, KUBECTL_EXTERNAL_DIFF: '', ...opts.env };
+    const env: Record<string, string | undefined> = {
+      ...process.env,
+      KUBECONFIG: opts.kubeconfig,
+      PATH: `${kubectlDir()}:${process.env.PATH ?? ''}`,
+      KUBECTL_EXTERNAL_DIFF: '',
+      ...opts.env,
+    };
     // A private cache dir per kubeconfig keeps discovery caches of different servers apart.
     env.KUBECACHEDIR ??= join(opts.kubeconfig + '.cache');
     const child = spawn(opts.bin ?? 'kubectl', ['--kubeconfig', opts.kubeconfig, ...args], { env, stdio: ['pipe', 'pipe', 'pipe'] });
-    let stdout = '', stderr = '';
+    let stdout = '',
+      stderr = '';
     child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
     child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
     const timer = setTimeout(() => child.kill('SIGKILL'), opts.timeoutMs ?? 60_000);
@@ -74,7 +81,7 @@ export interface ApiResponse {
   headers: Record<string, string | string[] | undefined>;
   text: string;
   /** Parsed JSON body, or undefined when the body is not JSON. */
-  body: any;  
+  body: any;
 }
 
 /** One HTTPS/1.1 request to the server, trusting its CA; `token: null` sends no Authorization. */
@@ -92,7 +99,8 @@ export async function apiRequest(
     const req = https.request(
       u,
       {
-        method, ca: srv.caPem,
+        method,
+        ca: srv.caPem,
         headers: {
           ...(token ? { authorization: `Bearer ${token}` } : {}),
           ...(payload !== undefined ? { 'content-type': opts.contentType ?? 'application/json' } : {}),
@@ -125,29 +133,33 @@ export async function apiWatch(
   srv: Pick<RunningApiServer, 'url' | 'caPem' | 'adminToken'>,
   path: string,
   token?: string,
-): Promise<{ status: number; events: { type: string; object: any }[]; stop(): void; ended: Promise<void> }> {  
+): Promise<{ status: number; events: { type: string; object: any }[]; stop(): void; ended: Promise<void> }> {
   const https = await import('node:https');
   const u = new URL(path, srv.url);
   return new Promise((resolve, reject) => {
-    const events: { type: string; object: any }[] = [];  
-    const req = https.request(u, { method: 'GET', ca: srv.caPem, headers: { authorization: `Bearer ${token ?? srv.adminToken}`, accept: 'application/json' } }, (res) => {
-      let buf = '';
-      const ended = new Promise<void>((done) => {
-        res.on('end', () => done());
-        res.on('close', () => done());
-        res.on('error', () => done());
-      });
-      res.on('data', (c: Buffer) => {
-        buf += c.toString('utf8');
-        let i;
-        while ((i = buf.indexOf('\n')) >= 0) {
-          const line = buf.slice(0, i);
-          buf = buf.slice(i + 1);
-          if (line.trim()) events.push(JSON.parse(line));
-        }
-      });
-      resolve({ status: res.statusCode ?? 0, events, stop: () => req.destroy(), ended });
-    });
+    const events: { type: string; object: any }[] = [];
+    const req = https.request(
+      u,
+      { method: 'GET', ca: srv.caPem, headers: { authorization: `Bearer ${token ?? srv.adminToken}`, accept: 'application/json' } },
+      (res) => {
+        let buf = '';
+        const ended = new Promise<void>((done) => {
+          res.on('end', () => done());
+          res.on('close', () => done());
+          res.on('error', () => done());
+        });
+        res.on('data', (c: Buffer) => {
+          buf += c.toString('utf8');
+          let i;
+          while ((i = buf.indexOf('\n')) >= 0) {
+            const line = buf.slice(0, i);
+            buf = buf.slice(i + 1);
+            if (line.trim()) events.push(JSON.parse(line));
+          }
+        });
+        resolve({ status: res.statusCode ?? 0, events, stop: () => req.destroy(), ended });
+      },
+    );
     req.on('error', (e) => {
       if ((e as NodeJS.ErrnoException).code !== 'ECONNRESET') reject(e);
     });
@@ -165,7 +177,7 @@ export async function until(cond: () => boolean | Promise<boolean>, ms = 15000, 
 }
 
 /** Reads the Widget fixture CRD (test/fixtures/widget-crd.yaml) as an object. */
-export async function widgetCrd(): Promise<any> {  
+export async function widgetCrd(): Promise<any> {
   const { readFileSync } = await import('node:fs');
   const YAML = (await import('yaml')).default;
   const { repoPath } = await import('../../src/paths.js');

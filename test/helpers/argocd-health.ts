@@ -13,7 +13,9 @@ function luaLiteral(v: unknown): string {
   if (typeof v === 'string') return JSON.stringify(v);
   if (typeof v === 'number' || typeof v === 'boolean') return String(v);
   if (Array.isArray(v)) return `{${v.map(luaLiteral).join(',')}}`;
-  return `{${Object.entries(v as Record<string, unknown>).map(([k, x]) => `[${JSON.stringify(k)}]=${luaLiteral(x)}`).join(',')}}`;
+  return `{${Object.entries(v as Record<string, unknown>)
+    .map(([k, x]) => `[${JSON.stringify(k)}]=${luaLiteral(x)}`)
+    .join(',')}}`;
 }
 
 export interface Health {

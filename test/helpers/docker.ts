@@ -221,7 +221,10 @@ export function testDesiredServer(over: Partial<DesiredServer> & { dockerName: s
 export function withHash(d: DesiredServer): DesiredServer {
   const { specHash: _h, stopped: _s, generation: _g, labels: given, ...shape } = d;
   const { [LABELS.generation]: _lg, [LABELS.specHash]: _lh, ...hashed } = given;
-  const specHash = createHash('sha256').update(JSON.stringify({ ...shape, labels: hashed })).digest('hex').slice(0, 16);
+  const specHash = createHash('sha256')
+    .update(JSON.stringify({ ...shape, labels: hashed }))
+    .digest('hex')
+    .slice(0, 16);
   const labels = {
     ...given,
     [LABELS.managedBy]: MANAGED_BY,

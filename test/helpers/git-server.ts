@@ -26,7 +26,12 @@ export interface GitServer {
   close(): Promise<void>;
 }
 
-const GIT_ENV = { GIT_AUTHOR_NAME: 'nbswarm test', GIT_AUTHOR_EMAIL: 'test@nbswarm.invalid', GIT_COMMITTER_NAME: 'nbswarm test', GIT_COMMITTER_EMAIL: 'test@nbswarm.invalid' };
+const GIT_ENV = {
+  GIT_AUTHOR_NAME: 'nbswarm test',
+  GIT_AUTHOR_EMAIL: 'test@nbswarm.invalid',
+  GIT_COMMITTER_NAME: 'nbswarm test',
+  GIT_COMMITTER_EMAIL: 'test@nbswarm.invalid',
+};
 
 export async function startGitServer(opts: { username?: string; password?: string } = {}): Promise<GitServer> {
   const root = mkdtempSync(join(tmpdir(), 'nbswarm-git-'));

@@ -43,8 +43,24 @@ export async function startUp(opts: UpOptions = {}): Promise<UpProcess> {
   const prefix = `t${randomBytes(3).toString('hex')}`;
   const policyFile = join(dir, 'policy.yaml');
   writeFileSync(policyFile, `prefix: ${prefix}\nallowedImages: ["local/*"]\nresyncSeconds: 30\n${opts.policy ?? ''}`);
-  const args = [CLI, 'up', '--data-dir', join(dir, 'data'), '--port', '0', '--policy', policyFile, '--status-port', '0', ...(opts.backend ? ['--backend', opts.backend] : []), ...(opts.args ?? [])];
-  const child = spawn(process.execPath, args, { env: { ...process.env, DOCKER_SERVICE_PREFER_OFFLINE_IMAGE: '1', ...opts.env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const args = [
+    CLI,
+    'up',
+    '--data-dir',
+    join(dir, 'data'),
+    '--port',
+    '0',
+    '--policy',
+    policyFile,
+    '--status-port',
+    '0',
+    ...(opts.backend ? ['--backend', opts.backend] : []),
+    ...(opts.args ?? []),
+  ];
+  const child = spawn(process.execPath, args, {
+    env: { ...process.env, DOCKER_SERVICE_PREFER_OFFLINE_IMAGE: '1', ...opts.env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   let out = '';
   child.stdout!.on('data', (c) => (out += c));
   child.stderr!.on('data', (c) => (out += c));
@@ -90,16 +106,41 @@ async function removeByPrefix(docker: Docker, prefix: string): Promise<void> {
   const mine = (name: string) => name.replace(/^\//, '').startsWith(`${prefix}-`);
   try {
     const services = (await docker.listServices()) as any[];
-    await Promise.all(services.filter((s) => mine(s.Spec?.Name ?? '')).map((s) => docker.getService(s.ID).remove().catch(() => undefined)));
+    await Promise.all(
+      services
+        .filter((s) => mine(s.Spec?.Name ?? ''))
+        .map((s) =>
+          docker
+            .getService(s.ID)
+            .remove()
+            .catch(() => undefined),
+        ),
+    );
   } catch {
     // not a Swarm manager
   }
   for (let i = 0; i < 50; i++) {
     const cs = (await docker.listContainers({ all: true })).filter((c) => c.Names.some(mine) || mine(c.Labels?.['com.docker.swarm.service.name'] ?? ''));
     if (cs.length === 0) break;
-    await Promise.all(cs.map((c) => docker.getContainer(c.Id).remove({ force: true }).catch(() => undefined)));
+    await Promise.all(
+      cs.map((c) =>
+        docker
+          .getContainer(c.Id)
+          .remove({ force: true })
+          .catch(() => undefined),
+      ),
+    );
     await sleep(200);
   }
   const vols = ((await docker.listVolumes()) as any).Volumes ?? [];
-  await Promise.all(vols.filter((v: any) => mine(v.Name)).map((v: any) => docker.getVolume(v.Name).remove().catch(() => undefined)));
+  await Promise.all(
+    vols
+      .filter((v: any) => mine(v.Name))
+      .map((v: any) =>
+        docker
+          .getVolume(v.Name)
+          .remove()
+          .catch(() => undefined),
+      ),
+  );
 }

@@ -6,7 +6,10 @@ import { apiRequest, apiWatch, startTestApiServer, until, widgetCrd, type TestAp
 
 const W = '/apis/example.nbswarm.io/v1/namespaces/default/widgets';
 const widget = (name: string, spec: object = { user: 'alice' }, labels?: Record<string, string>) => ({
-  apiVersion: 'example.nbswarm.io/v1', kind: 'Widget', metadata: { name, ...(labels ? { labels } : {}) }, spec,
+  apiVersion: 'example.nbswarm.io/v1',
+  kind: 'Widget',
+  metadata: { name, ...(labels ? { labels } : {}) },
+  spec,
 });
 
 describe('API server: semantics', function () {
@@ -17,7 +20,10 @@ describe('API server: semantics', function () {
     srv = await startTestApiServer({ watchWindow: 20, bookmarkIntervalMs: 200, eventTtlSeconds: 2 });
     const r = await req('POST', '/apis/apiextensions.k8s.io/v1/customresourcedefinitions', { body: await widgetCrd() });
     expect(r.status, r.text).to.equal(201);
-    expect(r.body.status.conditions.map((c: { type: string; status: string }) => `${c.type}=${c.status}`)).to.include.members(['Established=True', 'NamesAccepted=True']);
+    expect(r.body.status.conditions.map((c: { type: string; status: string }) => `${c.type}=${c.status}`)).to.include.members([
+      'Established=True',
+      'NamesAccepted=True',
+    ]);
   });
   after(async () => srv?.cleanup());
 
@@ -25,7 +31,12 @@ describe('API server: semantics', function () {
     expect((await req('GET', '/healthz', { token: null })).text).to.equal('ok');
     expect((await req('GET', '/version', { token: null })).body.major).to.equal('1');
     const apis = await req('GET', '/apis');
-    expect(apis.body.groups.map((g: { name: string }) => g.name)).to.include.members(['example.nbswarm.io', 'apiextensions.k8s.io', 'coordination.k8s.io', 'events.k8s.io']);
+    expect(apis.body.groups.map((g: { name: string }) => g.name)).to.include.members([
+      'example.nbswarm.io',
+      'apiextensions.k8s.io',
+      'coordination.k8s.io',
+      'events.k8s.io',
+    ]);
     const gv = await req('GET', '/apis/example.nbswarm.io/v1');
     expect(gv.body.resources.map((r: { name: string }) => r.name)).to.deep.equal(['widgets', 'widgets/status']);
     const agg = await req('GET', '/apis', { accept: 'application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList,application/json' });
@@ -68,7 +79,10 @@ describe('API server: semantics', function () {
     expect(stale.body.reason).to.equal('Conflict');
     expect(stale.body.message).to.match(/the object has been modified/);
     expect((await req('POST', W, { body: widget('c1') })).body.reason).to.equal('AlreadyExists');
-    const stalePatch = await req('PATCH', `${W}/c1`, { body: { metadata: { resourceVersion: a.metadata.resourceVersion }, spec: { size: 9 } }, contentType: 'application/merge-patch+json' });
+    const stalePatch = await req('PATCH', `${W}/c1`, {
+      body: { metadata: { resourceVersion: a.metadata.resourceVersion }, spec: { size: 9 } },
+      contentType: 'application/merge-patch+json',
+    });
     expect(stalePatch.status).to.equal(409);
   });
 
@@ -181,30 +195,49 @@ describe('API server: semantics', function () {
   });
 
   it('server-side apply tracks managers and reports conflicts with causes', async () => {
-    const ap = (mgr: string, spec: object, force = false) => req('PATCH', `${W}/ssa?fieldManager=${mgr}${force ? '&force=true' : ''}`, { raw: JSON.stringify(widget('ssa', spec)), contentType: 'application/apply-patch+yaml' });
+    const ap = (mgr: string, spec: object, force = false) =>
+      req('PATCH', `${W}/ssa?fieldManager=${mgr}${force ? '&force=true' : ''}`, {
+        raw: JSON.stringify(widget('ssa', spec)),
+        contentType: 'application/apply-patch+yaml',
+      });
     expect((await ap('a', { user: 'alice', size: 2 })).status).to.equal(201);
     const c = await ap('b', { user: 'alice', size: 3 });
     expect(c.status).to.equal(409);
-    expect(c.body.details.causes).to.deep.equal([{ reason: 'FieldManagerConflict', message: 'conflict with "a" using example.nbswarm.io/v1', field: '.spec.size' }]);
+    expect(c.body.details.causes).to.deep.equal([
+      { reason: 'FieldManagerConflict', message: 'conflict with "a" using example.nbswarm.io/v1', field: '.spec.size' },
+    ]);
     expect((await ap('b', { user: 'alice', size: 3 }, true)).body.spec.size).to.equal(3);
     // a drops size from its config: b still owns it, so it stays; a drops color (owned by a only... defaulted), user is shared
     const r = await ap('a', { user: 'alice' });
     expect(r.body.spec.size).to.equal(3);
-    const yaml = await req('PATCH', `${W}/ssa?fieldManager=a`, { raw: 'apiVersion: example.nbswarm.io/v1\nkind: Widget\nmetadata:\n  name: ssa\nspec:\n  user: alice\n  tags: [x, y]\n', contentType: 'application/apply-patch+yaml' });
+    const yaml = await req('PATCH', `${W}/ssa?fieldManager=a`, {
+      raw: 'apiVersion: example.nbswarm.io/v1\nkind: Widget\nmetadata:\n  name: ssa\nspec:\n  user: alice\n  tags: [x, y]\n',
+      contentType: 'application/apply-patch+yaml',
+    });
     expect(yaml.body.spec.tags).to.deep.equal(['x', 'y']);
     const mf = yaml.body.metadata.managedFields.map((m: { manager: string; operation: string }) => `${m.manager}/${m.operation}`);
     expect(mf).to.include.members(['a/Apply', 'b/Apply']);
   });
 
   it('server-side apply merges list-type=map lists by key and names the item in conflicts', async () => {
-    const ap = (mgr: string, env: object[], force = false) => req('PATCH', `${W}/lm?fieldManager=${mgr}${force ? '&force=true' : ''}`, { raw: JSON.stringify(widget('lm', { user: 'alice', env })), contentType: 'application/apply-patch+yaml' });
+    const ap = (mgr: string, env: object[], force = false) =>
+      req('PATCH', `${W}/lm?fieldManager=${mgr}${force ? '&force=true' : ''}`, {
+        raw: JSON.stringify(widget('lm', { user: 'alice', env })),
+        contentType: 'application/apply-patch+yaml',
+      });
     expect((await ap('a', [{ name: 'A', value: '1' }])).status).to.equal(201);
     const both = await ap('b', [{ name: 'B', value: '2' }]);
     expect(both.status, both.text).to.equal(200);
-    expect(both.body.spec.env).to.deep.equal([{ name: 'A', value: '1' }, { name: 'B', value: '2' }]);
+    expect(both.body.spec.env).to.deep.equal([
+      { name: 'A', value: '1' },
+      { name: 'B', value: '2' },
+    ]);
     const a = both.body.metadata.managedFields.find((m: { manager: string }) => m.manager === 'a');
     expect(a.fieldsV1['f:spec']['f:env']).to.have.property('k:{"name":"A"}');
-    const c = await ap('b', [{ name: 'A', value: '3' }, { name: 'B', value: '2' }]);
+    const c = await ap('b', [
+      { name: 'A', value: '3' },
+      { name: 'B', value: '2' },
+    ]);
     expect(c.status).to.equal(409);
     expect(c.body.details.causes.map((x: { field: string }) => x.field)).to.deep.equal(['.spec.env[name="A"].value']);
     // a stops managing A: the item goes, B (b's) stays.
@@ -213,17 +246,43 @@ describe('API server: semantics', function () {
   });
 
   it('strategic merge patch on core types merges lists by key; secrets take stringData', async () => {
-    const s = await req('POST', '/api/v1/namespaces/default/secrets', { body: { apiVersion: 'v1', kind: 'Secret', metadata: { name: 'sec', ownerReferences: [{ apiVersion: 'v1', kind: 'X', name: 'a', uid: 'u1' }] }, stringData: { k: 'v' } } });
+    const s = await req('POST', '/api/v1/namespaces/default/secrets', {
+      body: {
+        apiVersion: 'v1',
+        kind: 'Secret',
+        metadata: { name: 'sec', ownerReferences: [{ apiVersion: 'v1', kind: 'X', name: 'a', uid: 'u1' }] },
+        stringData: { k: 'v' },
+      },
+    });
     expect(s.body.data).to.deep.equal({ k: Buffer.from('v').toString('base64') });
     expect(s.body.type).to.equal('Opaque');
-    const p = await req('PATCH', '/api/v1/namespaces/default/secrets/sec', { body: { metadata: { ownerReferences: [{ apiVersion: 'v1', kind: 'X', name: 'b', uid: 'u2' }] } }, contentType: 'application/strategic-merge-patch+json' });
+    const p = await req('PATCH', '/api/v1/namespaces/default/secrets/sec', {
+      body: { metadata: { ownerReferences: [{ apiVersion: 'v1', kind: 'X', name: 'b', uid: 'u2' }] } },
+      contentType: 'application/strategic-merge-patch+json',
+    });
     expect(p.body.metadata.ownerReferences.map((o: { uid: string }) => o.uid)).to.deep.equal(['u1', 'u2']);
-    const cm = await req('POST', '/api/v1/namespaces/default/configmaps', { body: { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'cm' }, data: { a: '1' } } });
+    const cm = await req('POST', '/api/v1/namespaces/default/configmaps', {
+      body: { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'cm' }, data: { a: '1' } },
+    });
     expect(cm.status).to.equal(201);
   });
 
   it('events.k8s.io/v1 and core/v1 events are two views of one store', async () => {
-    const e = await req('POST', '/apis/events.k8s.io/v1/namespaces/default/events', { body: { apiVersion: 'events.k8s.io/v1', kind: 'Event', metadata: { name: 'e1' }, eventTime: new Date().toISOString(), reportingController: 'nbswarm', reportingInstance: 'x', action: 'Test', reason: 'Tested', note: 'hello', type: 'Normal', regarding: { kind: 'Widget', name: 'p3', namespace: 'default' } } });
+    const e = await req('POST', '/apis/events.k8s.io/v1/namespaces/default/events', {
+      body: {
+        apiVersion: 'events.k8s.io/v1',
+        kind: 'Event',
+        metadata: { name: 'e1' },
+        eventTime: new Date().toISOString(),
+        reportingController: 'nbswarm',
+        reportingInstance: 'x',
+        action: 'Test',
+        reason: 'Tested',
+        note: 'hello',
+        type: 'Normal',
+        regarding: { kind: 'Widget', name: 'p3', namespace: 'default' },
+      },
+    });
     expect(e.status, e.text).to.equal(201);
     const core = await req('GET', '/api/v1/namespaces/default/events/e1');
     expect(core.body).to.include({ apiVersion: 'v1', message: 'hello', reportingComponent: 'nbswarm' });
@@ -231,14 +290,26 @@ describe('API server: semantics', function () {
     const sel = await req('GET', '/api/v1/namespaces/default/events?fieldSelector=involvedObject.name%3Dp3');
     expect(sel.body.items).to.have.length(1);
     // Events expire after the TTL (2 s in this server).
-    const old = await req('POST', '/api/v1/namespaces/default/events', { body: { apiVersion: 'v1', kind: 'Event', metadata: { name: 'old' }, involvedObject: { kind: 'Widget', name: 'p3', namespace: 'default' }, reason: 'Old', message: 'x', lastTimestamp: '2020-01-01T00:00:00Z' } });
+    const old = await req('POST', '/api/v1/namespaces/default/events', {
+      body: {
+        apiVersion: 'v1',
+        kind: 'Event',
+        metadata: { name: 'old' },
+        involvedObject: { kind: 'Widget', name: 'p3', namespace: 'default' },
+        reason: 'Old',
+        message: 'x',
+        lastTimestamp: '2020-01-01T00:00:00Z',
+      },
+    });
     expect(old.status).to.equal(201);
     await until(async () => (await req('GET', '/api/v1/namespaces/default/events/old')).status === 404, 5000);
   });
 
   it('leases work for leader election', async () => {
     const L = '/apis/coordination.k8s.io/v1/namespaces/nbswarm/leases';
-    const c = await req('POST', L, { body: { apiVersion: 'coordination.k8s.io/v1', kind: 'Lease', metadata: { name: 'op' }, spec: { holderIdentity: 'a', leaseDurationSeconds: 15 } } });
+    const c = await req('POST', L, {
+      body: { apiVersion: 'coordination.k8s.io/v1', kind: 'Lease', metadata: { name: 'op' }, spec: { holderIdentity: 'a', leaseDurationSeconds: 15 } },
+    });
     expect(c.status).to.equal(201);
     const u = await req('PUT', `${L}/op`, { body: { ...c.body, spec: { ...c.body.spec, holderIdentity: 'b' } } });
     expect(u.body.spec.holderIdentity).to.equal('b');
@@ -266,9 +337,38 @@ describe('API server: semantics', function () {
   });
 
   it('survives a barrage of malformed requests, answering each with a Status', async () => {
-    const paths = [W, `${W}/p3`, `${W}/p3/status`, '/api/v1/namespaces/default/secrets', '/api/v1/namespaces', '/apis/apiextensions.k8s.io/v1/customresourcedefinitions', `${W}?watch=1&resourceVersion=abc`, `${W}?limit=-1&continue=%%%`, `${W}?labelSelector=%3D%3D`];
-    const bodies = ['', 'null', '"str"', '{"metadata":7}', '{"metadata":{"name":{"x":1}}}', '{"apiVersion":"v1","kind":"Secret","metadata":{"name":"x"},"data":{"a":5}}', '[{"op":"add","path":"/x/y/z","value":1}]', '\u0000\u0001garbage', '{"spec":' + '['.repeat(5000), '---\n- a\n---\n- b\n'];
-    const types = ['application/json', 'application/yaml', 'application/merge-patch+json', 'application/json-patch+json', 'application/strategic-merge-patch+json', 'application/apply-patch+yaml', 'application/vnd.kubernetes.protobuf'];
+    const paths = [
+      W,
+      `${W}/p3`,
+      `${W}/p3/status`,
+      '/api/v1/namespaces/default/secrets',
+      '/api/v1/namespaces',
+      '/apis/apiextensions.k8s.io/v1/customresourcedefinitions',
+      `${W}?watch=1&resourceVersion=abc`,
+      `${W}?limit=-1&continue=%%%`,
+      `${W}?labelSelector=%3D%3D`,
+    ];
+    const bodies = [
+      '',
+      'null',
+      '"str"',
+      '{"metadata":7}',
+      '{"metadata":{"name":{"x":1}}}',
+      '{"apiVersion":"v1","kind":"Secret","metadata":{"name":"x"},"data":{"a":5}}',
+      '[{"op":"add","path":"/x/y/z","value":1}]',
+      '\u0000\u0001garbage',
+      '{"spec":' + '['.repeat(5000),
+      '---\n- a\n---\n- b\n',
+    ];
+    const types = [
+      'application/json',
+      'application/yaml',
+      'application/merge-patch+json',
+      'application/json-patch+json',
+      'application/strategic-merge-patch+json',
+      'application/apply-patch+yaml',
+      'application/vnd.kubernetes.protobuf',
+    ];
     let n = 0;
     for (const p of paths) {
       for (const m of ['POST', 'PUT', 'PATCH']) {
@@ -305,7 +405,9 @@ describe('API server: semantics', function () {
     expect((await req('GET', '/apis/example.nbswarm.io/v1/widgets', { token: 'hubtok' })).status).to.equal(403);
     expect((await req('POST', W, { token: 'hubtok', body: widget('h2') })).status).to.equal(403);
     expect((await req('GET', '/apis/apiextensions.k8s.io/v1/customresourcedefinitions', { token: 'hubtok' })).status).to.equal(200);
-    expect((await req('DELETE', '/apis/apiextensions.k8s.io/v1/customresourcedefinitions/widgets.example.nbswarm.io', { token: 'hubtok' })).status).to.equal(403);
+    expect((await req('DELETE', '/apis/apiextensions.k8s.io/v1/customresourcedefinitions/widgets.example.nbswarm.io', { token: 'hubtok' })).status).to.equal(
+      403,
+    );
   });
 
   it('speaks HTTP/2 as well as HTTP/1.1', async () => {
@@ -355,14 +457,15 @@ describe('API server: semantics', function () {
     // One HTTP/2 connection, all streams written at once: the server sees them in the same turn
     // and commits them together; each still gets the answer its own write deserves.
     const session = http2.connect(srv.url, { ca: srv.caPem });
-    const send = (method: string, path: string, body: object, type = 'application/json') => new Promise<{ status: number; body: any }>((resolve, reject) => {
-      const s = session.request({ ':method': method, ':path': path, authorization: `Bearer ${srv.adminToken}`, 'content-type': type });
-      let out = '';
-      s.on('response', (h) => s.on('end', () => resolve({ status: Number(h[':status']), body: JSON.parse(out) })));
-      s.on('data', (c: Buffer) => (out += c));
-      s.on('error', reject);
-      s.end(JSON.stringify(body));
-    });
+    const send = (method: string, path: string, body: object, type = 'application/json') =>
+      new Promise<{ status: number; body: any }>((resolve, reject) => {
+        const s = session.request({ ':method': method, ':path': path, authorization: `Bearer ${srv.adminToken}`, 'content-type': type });
+        let out = '';
+        s.on('response', (h) => s.on('end', () => resolve({ status: Number(h[':status']), body: JSON.parse(out) })));
+        s.on('data', (c: Buffer) => (out += c));
+        s.on('error', reject);
+        s.end(JSON.stringify(body));
+      });
     try {
       const names = ['gc-0', 'gc-1', 'gc-2', 'gc-3'];
       const creates = await Promise.all([...names, ...names].map((n) => send('POST', W, widget(n))));

@@ -23,7 +23,7 @@ function fillUp(file: string): number {
   return n;
 }
 
-describe('API server faults: the data directory\'s file system is full', function () {
+describe("API server faults: the data directory's file system is full", function () {
   this.timeout(120_000);
   let mountpoint: string;
   let srv: TestApiServer | undefined;
@@ -59,7 +59,7 @@ describe('API server faults: the data directory\'s file system is full', functio
         refused.push(`full-${i}`);
         expect(r.status, r.text).to.equal(507);
         expect(r.body).to.include({ kind: 'Status', reason: 'InsufficientStorage' });
-        expect(r.body.message).to.contain('file system holding the server\'s data directory is full');
+        expect(r.body.message).to.contain("file system holding the server's data directory is full");
       }
     }
     expect(refused.length, 'writes refused while the file system is full').to.be.greaterThan(0);

@@ -60,10 +60,17 @@ describe('API server: hostile request bodies and parameters', function () {
     it('a stale /metadata/resourceVersion in a JSON patch is a precondition: concurrent patches never lose an update', async () => {
       const created = await req('POST', CM, { body: configMap('counter', { data: { n: '0' } }) });
       const rv = created.body.metadata.resourceVersion as string;
-      const results = await Promise.all(Array.from({ length: 20 }, (_, i) => req('PATCH', `${CM}/counter`, {
-        raw: JSON.stringify([{ op: 'replace', path: '/metadata/resourceVersion', value: rv }, { op: 'replace', path: '/data/n', value: String(i + 1) }]),
-        contentType: JSON_PATCH,
-      })));
+      const results = await Promise.all(
+        Array.from({ length: 20 }, (_, i) =>
+          req('PATCH', `${CM}/counter`, {
+            raw: JSON.stringify([
+              { op: 'replace', path: '/metadata/resourceVersion', value: rv },
+              { op: 'replace', path: '/data/n', value: String(i + 1) },
+            ]),
+            contentType: JSON_PATCH,
+          }),
+        ),
+      );
       const codes = results.map((r) => r.status).sort();
       expect(codes.filter((c) => c === 200)).to.have.length(1);
       expect(codes.filter((c) => c === 409)).to.have.length(19);
@@ -73,7 +80,9 @@ describe('API server: hostile request bodies and parameters', function () {
   describe('depth, duplicate names and __proto__', () => {
     it('answers a 100,000-deep JSON body with 400, not a stack overflow', async () => {
       for (const depth of [9_000, 100_000]) {
-        const r = await req('POST', CM, { raw: `{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"deep"},"x":${'['.repeat(depth)}${']'.repeat(depth)}}` });
+        const r = await req('POST', CM, {
+          raw: `{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"deep"},"x":${'['.repeat(depth)}${']'.repeat(depth)}}`,
+        });
         expect(r.status, r.text.slice(0, 200)).to.equal(400);
         expect(r.body.message).to.match(/more than 100 levels deep/);
       }
@@ -82,7 +91,9 @@ describe('API server: hostile request bodies and parameters', function () {
     it('refuses 2,000-deep unknown fields under preserve-unknown-fields instead of storing them', async () => {
       let deep: unknown = 'leaf';
       for (let i = 0; i < 2000; i++) deep = { d: deep };
-      const r = await req('POST', W, { raw: `{"apiVersion":"example.nbswarm.io/v1","kind":"Widget","metadata":{"name":"deep"},"spec":{"user":"a","extra":${JSON.stringify(deep)}}}` });
+      const r = await req('POST', W, {
+        raw: `{"apiVersion":"example.nbswarm.io/v1","kind":"Widget","metadata":{"name":"deep"},"spec":{"user":"a","extra":${JSON.stringify(deep)}}}`,
+      });
       expect(r.status).to.equal(400);
       const list = await req('GET', W);
       expect(list.status).to.equal(200);
@@ -90,7 +101,10 @@ describe('API server: hostile request bodies and parameters', function () {
     });
 
     it('refuses deeply nested YAML flow collections with 400 before parsing them', async () => {
-      const r = await req('POST', CM, { raw: `apiVersion: v1\nkind: ConfigMap\nmetadata: {name: y}\nx: ${'['.repeat(5000)}${']'.repeat(5000)}\n`, contentType: 'application/yaml' });
+      const r = await req('POST', CM, {
+        raw: `apiVersion: v1\nkind: ConfigMap\nmetadata: {name: y}\nx: ${'['.repeat(5000)}${']'.repeat(5000)}\n`,
+        contentType: 'application/yaml',
+      });
       expect(r.status).to.equal(400);
       expect(r.body.message).to.match(/more than 100 levels deep/);
     });
@@ -106,7 +120,9 @@ describe('API server: hostile request bodies and parameters', function () {
     });
 
     it('a merge patch naming __proto__ is refused and the object keeps its required fields', async () => {
-      expect((await req('POST', W, { body: { apiVersion: 'example.nbswarm.io/v1', kind: 'Widget', metadata: { name: 'proto' }, spec: { user: 'alice' } } })).status).to.equal(201);
+      expect(
+        (await req('POST', W, { body: { apiVersion: 'example.nbswarm.io/v1', kind: 'Widget', metadata: { name: 'proto' }, spec: { user: 'alice' } } })).status,
+      ).to.equal(201);
       const r = await req('PATCH', `${W}/proto`, { raw: '{"spec":{"__proto__":{"user":"x"},"user":null}}', contentType: MERGE_PATCH });
       expect(r.status).to.equal(400);
       expect(r.body.message).to.contain('"__proto__" is not allowed');
@@ -148,7 +164,11 @@ describe('API server: hostile request bodies and parameters', function () {
     it('annotations past 256 KiB are a 422; an object past 1.5 MiB is a 413 (dry run too)', async () => {
       const ann = await req('POST', CM, { body: configMap('ann', { metadata: { name: 'ann', annotations: { a: 'x'.repeat(300 * 1024) } } }) });
       expect(ann.status).to.equal(422);
-      expect(ann.body.details.causes).to.deep.include({ reason: 'FieldValueTooLong', field: 'metadata.annotations', message: 'Too long: must have at most 262144 bytes' });
+      expect(ann.body.details.causes).to.deep.include({
+        reason: 'FieldValueTooLong',
+        field: 'metadata.annotations',
+        message: 'Too long: must have at most 262144 bytes',
+      });
       const labels: Record<string, string> = {};
       for (let i = 0; i < 60_000; i++) labels[`label-${i}`] = `value-${i}`;
       for (const q of ['', '?dryRun=All']) {
@@ -174,15 +194,24 @@ describe('API server: hostile request bodies and parameters', function () {
       expect(change.body.details.causes.map((c: { field: string }) => c.field)).to.include('data');
     });
 
-    it('PUT carrying another object\'s uid is a 409', async () => {
+    it("PUT carrying another object's uid is a 409", async () => {
       const c = await req('POST', CM, { body: configMap('uid') });
-      const r = await req('PUT', `${CM}/uid`, { body: { ...c.body, metadata: { ...c.body.metadata, uid: '00000000-0000-0000-0000-000000000000', resourceVersion: undefined } } });
+      const r = await req('PUT', `${CM}/uid`, {
+        body: { ...c.body, metadata: { ...c.body.metadata, uid: '00000000-0000-0000-0000-000000000000', resourceVersion: undefined } },
+      });
       expect(r.status).to.equal(409);
       expect(r.body.message).to.contain('Precondition failed: UID in precondition');
     });
 
     it('query parameters of the wrong form are a 400 naming the parameter', async () => {
-      for (const [q, name] of [['limit=1.5', 'limit'], ['limit=-1', 'limit'], ['resourceVersion=-5', 'resourceVersion'], ['watch=1&resourceVersion=abc', 'resourceVersion'], ['watch=1&timeoutSeconds=1e9', 'timeoutSeconds'], ['fieldValidation=Loose', 'fieldValidation']]) {
+      for (const [q, name] of [
+        ['limit=1.5', 'limit'],
+        ['limit=-1', 'limit'],
+        ['resourceVersion=-5', 'resourceVersion'],
+        ['watch=1&resourceVersion=abc', 'resourceVersion'],
+        ['watch=1&timeoutSeconds=1e9', 'timeoutSeconds'],
+        ['fieldValidation=Loose', 'fieldValidation'],
+      ]) {
         const r = await req(name === 'fieldValidation' ? 'POST' : 'GET', `${CM}?${q}`, name === 'fieldValidation' ? { body: configMap('fv') } : {});
         expect(r.status, `${q}: ${r.text}`).to.equal(400);
         expect(r.body.message, q).to.contain(`${name}: `);

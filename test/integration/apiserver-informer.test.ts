@@ -2,7 +2,9 @@ import * as k8s from '@kubernetes/client-node';
 import { expect } from 'chai';
 import { apiRequest, startTestApiServer, until, widgetCrd, type TestApiServer } from '../helpers/apiserver.js';
 
-const G = 'example.nbswarm.io', V = 'v1', P = 'widgets';
+const G = 'example.nbswarm.io',
+  V = 'v1',
+  P = 'widgets';
 const PATH = `/apis/${G}/${V}/namespaces/default/${P}`;
 
 describe('API server with @kubernetes/client-node', function () {
@@ -20,13 +22,20 @@ describe('API server with @kubernetes/client-node', function () {
   });
   after(async () => srv?.cleanup());
 
-  const body = (name: string, labels: Record<string, string> = {}) => ({ apiVersion: `${G}/${V}`, kind: 'Widget', metadata: { name, labels }, spec: { user: 'alice' } });
+  const body = (name: string, labels: Record<string, string> = {}) => ({
+    apiVersion: `${G}/${V}`,
+    kind: 'Widget',
+    metadata: { name, labels },
+    spec: { user: 'alice' },
+  });
 
   it('informer sees ADDED/MODIFIED/DELETED in order and recovers from 410 by relisting', async () => {
     let lists = 0;
     const listFn = () => {
       lists++;
-      return api.listNamespacedCustomObject({ group: G, version: V, namespace: 'default', plural: P }) as Promise<k8s.KubernetesListObject<k8s.KubernetesObject>>;
+      return api.listNamespacedCustomObject({ group: G, version: V, namespace: 'default', plural: P }) as Promise<
+        k8s.KubernetesListObject<k8s.KubernetesObject>
+      >;
     };
     const inf = k8s.makeInformer(kc, PATH, listFn, 'watched=yes');
     const seen: string[] = [];
@@ -38,7 +47,10 @@ describe('API server with @kubernetes/client-node', function () {
     await inf.start();
     try {
       await api.createNamespacedCustomObject({ group: G, version: V, namespace: 'default', plural: P, body: body('i1', { watched: 'yes' }) });
-      await api.patchNamespacedCustomObject({ group: G, version: V, namespace: 'default', plural: P, name: 'i1', body: { spec: { size: 5 } } }, k8s.setHeaderOptions('Content-Type', k8s.PatchStrategy.MergePatch));
+      await api.patchNamespacedCustomObject(
+        { group: G, version: V, namespace: 'default', plural: P, name: 'i1', body: { spec: { size: 5 } } },
+        k8s.setHeaderOptions('Content-Type', k8s.PatchStrategy.MergePatch),
+      );
       await api.deleteNamespacedCustomObject({ group: G, version: V, namespace: 'default', plural: P, name: 'i1' });
       await until(() => seen.length >= 3, 10000, 'three informer events');
       expect(seen).to.deep.equal(['add:i1', 'update:i1:5', 'delete:i1']);
@@ -47,7 +59,10 @@ describe('API server with @kubernetes/client-node', function () {
       // Changes the informer does not select move the history past its resourceVersion.
       await api.createNamespacedCustomObject({ group: G, version: V, namespace: 'default', plural: P, body: body('other') });
       for (let i = 0; i < 30; i++) {
-        await api.patchNamespacedCustomObject({ group: G, version: V, namespace: 'default', plural: P, name: 'other', body: { spec: { size: i } } }, k8s.setHeaderOptions('Content-Type', k8s.PatchStrategy.MergePatch));
+        await api.patchNamespacedCustomObject(
+          { group: G, version: V, namespace: 'default', plural: P, name: 'other', body: { spec: { size: i } } },
+          k8s.setHeaderOptions('Content-Type', k8s.PatchStrategy.MergePatch),
+        );
       }
       // When the server ends the watch, the resume gets 410 and the informer lists again.
       await until(() => lists >= 2, 15000, 'a relist after 410');
@@ -64,10 +79,15 @@ describe('API server with @kubernetes/client-node', function () {
     const rv = (list as { metadata: { resourceVersion: string } }).metadata.resourceVersion;
     const phases: string[] = [];
     let bookmarkRv = '';
-    const req = await new k8s.Watch(kc).watch(PATH, { allowWatchBookmarks: true, resourceVersion: rv }, (phase, obj) => {
-      phases.push(phase);
-      if (phase === 'BOOKMARK') bookmarkRv = obj.metadata.resourceVersion;
-    }, () => {});
+    const req = await new k8s.Watch(kc).watch(
+      PATH,
+      { allowWatchBookmarks: true, resourceVersion: rv },
+      (phase, obj) => {
+        phases.push(phase);
+        if (phase === 'BOOKMARK') bookmarkRv = obj.metadata.resourceVersion;
+      },
+      () => {},
+    );
     try {
       await until(() => phases.includes('BOOKMARK'), 10000, 'a bookmark');
     } finally {

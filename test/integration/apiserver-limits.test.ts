@@ -13,9 +13,14 @@ const configMap = (name: string, data: Record<string, string> = {}) => ({ apiVer
 const mode = (f: string) => (statSync(f).mode & 0o777).toString(8);
 
 /** Starts an upload of `total` bytes and sends only `sent` of them; resolves with the reply, if one comes. */
-function partialUpload(srv: TestApiServer, total: number, sent: number): { reply: Promise<{ status: number; headers: Record<string, unknown>; body: string }>; abort(): void } {
+function partialUpload(
+  srv: TestApiServer,
+  total: number,
+  sent: number,
+): { reply: Promise<{ status: number; headers: Record<string, unknown>; body: string }>; abort(): void } {
   const r = https.request(new URL(CM, srv.url), {
-    method: 'POST', ca: srv.caPem,
+    method: 'POST',
+    ca: srv.caPem,
     headers: { authorization: `Bearer ${srv.adminToken}`, 'content-type': 'application/json', 'content-length': String(total) },
   });
   const reply = new Promise<{ status: number; headers: Record<string, unknown>; body: string }>((resolve, reject) => {
@@ -45,7 +50,13 @@ describe('API server limits', function () {
       chmodSync(store, 0o644);
       const srv = await startTestApiServer({ dataDir: dir });
       try {
-        expect((await apiRequest(srv, 'POST', '/api/v1/namespaces/default/secrets', { body: { apiVersion: 'v1', kind: 'Secret', metadata: { name: 's' }, stringData: { p: 'x' } } })).status).to.equal(201);
+        expect(
+          (
+            await apiRequest(srv, 'POST', '/api/v1/namespaces/default/secrets', {
+              body: { apiVersion: 'v1', kind: 'Secret', metadata: { name: 's' }, stringData: { p: 'x' } },
+            })
+          ).status,
+        ).to.equal(201);
         expect(mode(dir)).to.equal('700');
         for (const f of ['state.db', 'state.db-wal', 'state.db-shm', 'tokens.csv', 'admin.kubeconfig']) expect(mode(join(dir, f)), f).to.equal('600');
       } finally {
@@ -71,10 +82,14 @@ describe('API server limits', function () {
       writeSync(fd, Buffer.alloc(8192, 0xa5), 0, 8192, 16 * 4096);
       closeSync(fd);
       const damaged = readFileSync(store);
-      const refusal = () => startApiServer({ dataDir: dir, port: 0 }).then(async (s) => {
-        await s.close();
-        return 'started';
-      }, (e: Error) => e.message);
+      const refusal = () =>
+        startApiServer({ dataDir: dir, port: 0 }).then(
+          async (s) => {
+            await s.close();
+            return 'started';
+          },
+          (e: Error) => e.message,
+        );
       const first = await refusal();
       expect(first).to.contain(`cannot use the database ${store}`);
       expect(first).to.contain('does not start on a damaged store');
@@ -89,7 +104,9 @@ describe('API server limits', function () {
   describe('per user, per request and per connection', () => {
     let srv: TestApiServer;
     before(async () => {
-      srv = await startTestApiServer({ limits: { maxInflightPerUser: 2, maxWatchesPerUser: 2, requestTimeoutSeconds: 2, idleTimeoutSeconds: 1, watchBufferBytes: 1024 * 1024 } });
+      srv = await startTestApiServer({
+        limits: { maxInflightPerUser: 2, maxWatchesPerUser: 2, requestTimeoutSeconds: 2, idleTimeoutSeconds: 1, watchBufferBytes: 1024 * 1024 },
+      });
     });
     after(async () => srv?.cleanup());
 
@@ -159,13 +176,21 @@ describe('API server limits', function () {
     });
 
     it('a user past its open watches gets 429', async () => {
-      const open = [https.request(new URL(`${CM}?watch=1`, srv.url), { ca: srv.caPem, headers: { authorization: `Bearer ${srv.adminToken}` } }), https.request(new URL(`${CM}?watch=1`, srv.url), { ca: srv.caPem, headers: { authorization: `Bearer ${srv.adminToken}` } })];
+      const open = [
+        https.request(new URL(`${CM}?watch=1`, srv.url), { ca: srv.caPem, headers: { authorization: `Bearer ${srv.adminToken}` } }),
+        https.request(new URL(`${CM}?watch=1`, srv.url), { ca: srv.caPem, headers: { authorization: `Bearer ${srv.adminToken}` } }),
+      ];
       try {
-        await Promise.all(open.map((r) => new Promise((resolve) => {
-          r.on('response', resolve);
-          r.on('error', () => {});
-          r.end();
-        })));
+        await Promise.all(
+          open.map(
+            (r) =>
+              new Promise((resolve) => {
+                r.on('response', resolve);
+                r.on('error', () => {});
+                r.end();
+              }),
+          ),
+        );
         const third = await apiRequest(srv, 'GET', `${CM}?watch=1&timeoutSeconds=1`);
         expect(third.status).to.equal(429);
         expect(third.body.message).to.contain('watches open');

@@ -41,7 +41,12 @@ describe('NotebookServer health through real reconciles (Argo CD check, kstatus)
 
   before(async () => {
     env = await setupEnv('service');
-    const req = new Watch(env.kc).watch(`/apis/${GROUP}/${VERSION}/namespaces/${NS}/${PLURAL}`, {}, (_t: string, o: NotebookServer) => void seen.push(o), () => undefined);
+    const req = new Watch(env.kc).watch(
+      `/apis/${GROUP}/${VERSION}/namespaces/${NS}/${PLURAL}`,
+      {},
+      (_t: string, o: NotebookServer) => void seen.push(o),
+      () => undefined,
+    );
     abort = () => void req.then((c) => c.abort()).catch(() => undefined);
   });
   after(async () => {
@@ -57,7 +62,9 @@ describe('NotebookServer health through real reconciles (Argo CD check, kstatus)
     await env.kubectl(['apply', '-f', '-'], nbsYaml('paused', { user: 'cy', mode: 'custom', command: HTTPD, image: TEST_IMAGE, stopped: true }));
     await waitPhase(env, 'paused', 'Stopped');
     await patchSpec(env, 'web', { env: [{ name: 'A', value: '1' }] });
-    await waitFor('web at generation 2', async () => seen.find((o) => o.metadata.name === 'web' && o.metadata.generation === 2 && o.status?.observedGeneration === 2 && o.status.phase === 'Running'));
+    await waitFor('web at generation 2', async () =>
+      seen.find((o) => o.metadata.name === 'web' && o.metadata.generation === 2 && o.status?.observedGeneration === 2 && o.status.phase === 'Running'),
+    );
     await env.kubectl(['delete', '-n', NS, 'nbs/web', '--wait=false']);
     await waitFor('web Terminating', async () => seen.find((o) => o.metadata.name === 'web' && o.status?.phase === 'Terminating'));
 

@@ -15,7 +15,10 @@ function infoStub(swarm: Record<string, unknown>): Docker {
 }
 
 async function failure(p: Promise<unknown>): Promise<BackendError> {
-  const e = await p.then(() => undefined, (err: unknown) => err);
+  const e = await p.then(
+    () => undefined,
+    (err: unknown) => err,
+  );
   expect(e, 'expected a BackendError').to.be.instanceOf(BackendError);
   return e as BackendError;
 }

@@ -199,10 +199,13 @@ describe('backend: Swarm services (real dockerd)', function () {
     const img: any = await docker.getImage(imgId).inspect();
     expect(img.Config.Labels['nbswarm.io/source-uid']).to.equal(d.uid);
     await backend.removeImage(imgId);
-    const gone = await docker.getImage(imgId).inspect().then(
-      () => false,
-      (e: any) => e.statusCode === 404,
-    );
+    const gone = await docker
+      .getImage(imgId)
+      .inspect()
+      .then(
+        () => false,
+        (e: any) => e.statusCode === 404,
+      );
     expect(gone).to.equal(true);
     await backend.removeImage(imgId); // idempotent
 
@@ -237,7 +240,7 @@ describe('backend: Swarm services (real dockerd)', function () {
     rmSync(www, { recursive: true, force: true });
   });
 
-  it('reports a failing command as failed with Docker\'s error', async () => {
+  it("reports a failing command as failed with Docker's error", async () => {
     const d = testDesiredServer({ dockerName: uniqueName('nbs-test-swarmfail'), command: ['/bin/does-not-exist'] });
     await backend.apply(d, image);
     const obs = await waitFor('failed task', async () => {

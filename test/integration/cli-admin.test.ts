@@ -16,7 +16,11 @@ import { CLI, startUp, type UpProcess } from '../helpers/up.js';
 
 const TOKEN = 'token=3f1c0ffee';
 // Prints a token line as Jupyter does, serves HTTP, then a numbered tick every second.
-const SERVER_CMD = ['sh', '-c', `echo "${TOKEN}"; echo "to stderr" >&2; httpd -p {port} -h /www; trap "exit 0" TERM; i=0; while :; do i=$((i+1)); echo "tick $i"; sleep 1; done`];
+const SERVER_CMD = [
+  'sh',
+  '-c',
+  `echo "${TOKEN}"; echo "to stderr" >&2; httpd -p {port} -h /www; trap "exit 0" TERM; i=0; while :; do i=$((i+1)); echo "tick $i"; sleep 1; done`,
+];
 
 interface Run {
   code: number | null;
@@ -56,7 +60,12 @@ describe('CLI: nbswarm status and nbswarm logs against nbswarm up', function () 
     ({ docker } = await requireDocker({ swarm: true }));
     up = await startUp({ backend: 'service', args: ['--status-port', String(await freePort())] });
     kc = ['--kubeconfig', up.kubeconfig];
-    const nbs = JSON.stringify({ apiVersion: `${GROUP}/${VERSION}`, kind: 'NotebookServer', metadata: { name: 'cl-a', namespace: 'default' }, spec: { user: 'ann', mode: 'custom', command: SERVER_CMD, image: TEST_IMAGE } });
+    const nbs = JSON.stringify({
+      apiVersion: `${GROUP}/${VERSION}`,
+      kind: 'NotebookServer',
+      metadata: { name: 'cl-a', namespace: 'default' },
+      spec: { user: 'ann', mode: 'custom', command: SERVER_CMD, image: TEST_IMAGE },
+    });
     const r = await up.kubectl(['apply', '-f', '-'], nbs);
     expect(r.code, r.stderr).to.equal(0);
     const w = await up.kubectl(['wait', '--for=jsonpath={.status.phase}=Running', 'nbs/cl-a', '--timeout=90s']);
@@ -73,7 +82,7 @@ describe('CLI: nbswarm status and nbswarm logs against nbswarm up', function () 
     expect(r.stdout).to.match(/^1 NotebookServer \(1 Running\)\n/);
     expect(r.stdout).to.match(/NAMESPACE\s+NAME\s+USER\s+MODE\s+PHASE\s+NODE\s+ENDPOINT\s+AGE/);
     expect(r.stdout).to.match(/\ndefault\s+cl-a\s+ann\s+custom\s+Running\s+\S+\s+http:\/\/127\.0\.0\.1:\d+\/\s+\d+s/);
-    expect(r.stdout, r.stdout).to.match(/Operator: leader \S+ \(Lease default\/[^,]+, renewed \d+s ago\), status page http:\/\/127\.0\.0\.1:\d+\//);
+    expect(r.stdout, r.stdout).to.match(/Operator: leader \S+ \(Lease nbswarm\/[^,]+, renewed \d+s ago\), status page http:\/\/127\.0\.0\.1:\d+\//);
     expect(r.stdout).to.match(/work queue \d+ waiting, \d+ running, \d+ delayed; [\d.]+ reconciles\/s, 0 errors/);
     expect(r.stdout).to.match(/Docker reachable \(service backend\); 1 servers cached/);
 
@@ -84,10 +93,15 @@ describe('CLI: nbswarm status and nbswarm logs against nbswarm up', function () 
   });
 
   it('logs: the server output with its token, stderr apart; --since and --tail select', async () => {
-    const r = await waitFor('the token in the logs', async () => {
-      const run = await nbswarm(['logs', 'cl-a', ...kc]);
-      return run.code === 0 && run.stdout.includes(TOKEN) && run.stdout.includes('tick 1') ? run : undefined;
-    }, 30_000, 500);
+    const r = await waitFor(
+      'the token in the logs',
+      async () => {
+        const run = await nbswarm(['logs', 'cl-a', ...kc]);
+        return run.code === 0 && run.stdout.includes(TOKEN) && run.stdout.includes('tick 1') ? run : undefined;
+      },
+      30_000,
+      500,
+    );
     expect(r.stdout.split('\n')[0]).to.equal(TOKEN);
     expect(r.stdout).not.to.contain('to stderr');
     expect(r.stderr).to.contain('to stderr');

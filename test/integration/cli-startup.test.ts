@@ -45,7 +45,11 @@ describe('CLI start-up messages', function () {
       const lines = r.stderr.trim().split('\n');
       expect(lines, r.stderr).to.have.length(1);
       // This test process holds the port: its PID and its command line (node … mocha …) are named.
-      expect(lines[0]).to.match(new RegExp(`^nbswarm: port ${port} on 127\\.0\\.0\\.1 is in use by PID ${process.pid} \\(\\S*node\\b[^)]*\\) \\(hint: pass another --port, or stop that process\\)$`));
+      expect(lines[0]).to.match(
+        new RegExp(
+          `^nbswarm: port ${port} on 127\\.0\\.0\\.1 is in use by PID ${process.pid} \\(\\S*node\\b[^)]*\\) \\(hint: pass another --port, or stop that process\\)$`,
+        ),
+      );
     } finally {
       holder.close();
     }
@@ -89,7 +93,11 @@ describe('CLI start-up messages', function () {
         const r = await runCli(['up', '--data-dir', join(dir, 'data'), '--port', '0', flag, String(port)], { ...process.env, NBSWARM_LOG_LEVEL: 'error' });
         expect(r.code, r.stderr).to.equal(2);
         expect(r.stdout).to.equal('');
-        expect(r.stderr).to.match(new RegExp(`^nbswarm: port ${port} on 127\\.0\\.0\\.1 is in use by PID ${process.pid} \\([^)]*\\) \\(hint: pass another ${flag}, or stop that process\\)\n$`));
+        expect(r.stderr).to.match(
+          new RegExp(
+            `^nbswarm: port ${port} on 127\\.0\\.0\\.1 is in use by PID ${process.pid} \\([^)]*\\) \\(hint: pass another ${flag}, or stop that process\\)\n$`,
+          ),
+        );
       } finally {
         holder.close();
       }

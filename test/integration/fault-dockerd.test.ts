@@ -50,7 +50,11 @@ describe('fault: the Swarm dockerd restarts under 20 running servers (private 1-
       {
         docker: cluster.manager.docker,
         // The servers publish on the node's address, reachable from the cluster's namespaces only.
-        probe: (url) => cluster.hub.request(url, { timeoutMs: 1500 }).then(() => true, () => false),
+        probe: (url) =>
+          cluster.hub.request(url, { timeoutMs: 1500 }).then(
+            () => true,
+            () => false,
+          ),
       },
     );
   });
@@ -73,25 +77,41 @@ describe('fault: the Swarm dockerd restarts under 20 running servers (private 1-
     }
 
     await cluster.restartNode(0, { waitReady: false });
-    const answering = await waitFor('dockerd answers', async () => (await cluster.manager.docker.ping().then(() => Date.now(), () => undefined)), 60_000, 100);
+    const answering = await waitFor(
+      'dockerd answers',
+      async () =>
+        await cluster.manager.docker.ping().then(
+          () => Date.now(),
+          () => undefined,
+        ),
+      60_000,
+      100,
+    );
     await waitFor('20 servers Ready after the restart', async () => allReady(), 30_000, 500);
     const took = Date.now() - answering;
     console.log(`      [fault] ${COUNT} servers Ready ${took} ms after dockerd answered again`);
 
-    const services = (await cluster.manager.docker.listServices({ filters: JSON.stringify({ label: [`${LABELS.managedBy}=nbswarm`] }) } as any)) as unknown as any[];
+    const services = (await cluster.manager.docker.listServices({
+      filters: JSON.stringify({ label: [`${LABELS.managedBy}=nbswarm`] }),
+    } as any)) as unknown as any[];
     const ours = services.filter((s) => String(s.Spec?.Name ?? '').startsWith(`${env.prefix}-`));
     expect(ours, 'one service per server').to.have.length(COUNT);
     for (const n of names) {
       const o = await getNbs(env, n);
       const found = await env.backend.find(o.metadata.uid!);
-      expect(found.map((f) => f.id), `${n}: the same service, no duplicate`).to.deep.equal([before.get(n)]);
+      expect(
+        found.map((f) => f.id),
+        `${n}: the same service, no duplicate`,
+      ).to.deep.equal([before.get(n)]);
     }
   });
 
   it('kill -9 of the operator during a burst of 100 creates: exactly 100 services after it restarts', async () => {
     const BURST = 100;
     const managed = async () => {
-      const all = (await cluster.manager.docker.listServices({ filters: JSON.stringify({ label: [`${LABELS.managedBy}=nbswarm`] }) } as any)) as unknown as any[];
+      const all = (await cluster.manager.docker.listServices({
+        filters: JSON.stringify({ label: [`${LABELS.managedBy}=nbswarm`] }),
+      } as any)) as unknown as any[];
       return all.filter((s) => String(s.Spec?.Name ?? '').startsWith(`${env.prefix}-`));
     };
     // The operator as its own process (the in-process one steps aside), on the node's socket.
@@ -120,7 +140,10 @@ describe('fault: the Swarm dockerd restarts under 20 running servers (private 1-
     expect(services).to.have.length(COUNT + BURST);
     const byUid = new Map<string, number>();
     for (const s of services) byUid.set(s.Spec.Labels[LABELS.uid], (byUid.get(s.Spec.Labels[LABELS.uid]) ?? 0) + 1);
-    expect([...byUid.values()].every((n) => n === 1), 'one service per server').to.equal(true);
+    expect(
+      [...byUid.values()].every((n) => n === 1),
+      'one service per server',
+    ).to.equal(true);
     for (const n of burst) expect(byUid.get((await getNbs(env, n)).metadata.uid!), n).to.equal(1);
   });
 });

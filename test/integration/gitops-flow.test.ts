@@ -16,7 +16,9 @@ import { TEST_IMAGE, waitFor } from '../helpers/docker.js';
 import { HTTPD, NS, getNbs, setupEnv, waitReady, type Env } from './operator-harness.js';
 
 const server = (name: string, user: string, env: { name: string; value?: string; valueFrom?: unknown }[]) => ({
-  apiVersion: `${GROUP}/${VERSION}`, kind: 'NotebookServer', metadata: { name, labels: { team: 'data' } },
+  apiVersion: `${GROUP}/${VERSION}`,
+  kind: 'NotebookServer',
+  metadata: { name, labels: { team: 'data' } },
   spec: { user, mode: 'custom', command: HTTPD, image: TEST_IMAGE, env },
 });
 
@@ -26,7 +28,8 @@ describe('GitOps flow (git + kubectl server-side apply with ApplySet pruning, op
   let dir: string;
   const origin = () => join(dir, 'origin');
   const clone = () => join(dir, 'agent');
-  const git = (cwd: string, ...args: string[]) => execFileSync('git', ['-c', 'user.name=t', '-c', 'user.email=t@example.org', ...args], { cwd, encoding: 'utf8' });
+  const git = (cwd: string, ...args: string[]) =>
+    execFileSync('git', ['-c', 'user.name=t', '-c', 'user.email=t@example.org', ...args], { cwd, encoding: 'utf8' });
   const k = (args: string[], input?: string) => kubectl(['-n', NS, ...args], { kubeconfig: env.kubeconfig, input, env: { KUBECTL_APPLYSET: 'true' } });
   const write = (files: Record<string, unknown>) => {
     mkdirSync(join(origin(), 'servers'), { recursive: true });
@@ -39,7 +42,16 @@ describe('GitOps flow (git + kubectl server-side apply with ApplySet pruning, op
   /** One sync as an agent does it: pull, apply server-side with pruning. */
   const sync = async () => {
     git(clone(), 'pull', '-q');
-    const r = await k(['apply', '--server-side', '--field-manager=argocd-controller', '--force-conflicts', '--prune', '--applyset=configmaps/notebooks', '-k', join(clone(), 'servers')]);
+    const r = await k([
+      'apply',
+      '--server-side',
+      '--field-manager=argocd-controller',
+      '--force-conflicts',
+      '--prune',
+      '--applyset=configmaps/notebooks',
+      '-k',
+      join(clone(), 'servers'),
+    ]);
     expect(r.code, r.stderr).to.equal(0);
     return r.stdout;
   };
@@ -48,8 +60,11 @@ describe('GitOps flow (git + kubectl server-side apply with ApplySet pruning, op
    * The changed lines of a diff, less the ApplySet membership label: kubectl diff does not know
    * ApplySets, so it would remove the label kubectl apply --applyset adds (against any server).
    */
-  const changes = (out: string) => out.split('\n').filter((l) => /^[-+]/.test(l) && !/^(---|\+\+\+) /.test(l))
-    .filter((l) => !/applyset\.kubernetes\.io\/part-of:/.test(l) && !/^[-+]\s+labels:$/.test(l));
+  const changes = (out: string) =>
+    out
+      .split('\n')
+      .filter((l) => /^[-+]/.test(l) && !/^(---|\+\+\+) /.test(l))
+      .filter((l) => !/applyset\.kubernetes\.io\/part-of:/.test(l) && !/^[-+]\s+labels:$/.test(l));
 
   before(async () => {
     env = await setupEnv('service');
@@ -59,7 +74,11 @@ describe('GitOps flow (git + kubectl server-side apply with ApplySet pruning, op
     write({
       'kustomization.yaml': { apiVersion: 'kustomize.config.k8s.io/v1beta1', kind: 'Kustomization', resources: ['creds.yaml', 'web.yaml', 'api.yaml'] },
       'creds.yaml': { apiVersion: 'v1', kind: 'Secret', metadata: { name: 'creds' }, stringData: { token: 's3cret' } },
-      'web.yaml': server('web', 'wendy', [{ name: 'A', value: '1' }, { name: 'B', value: '2' }, { name: 'TOKEN', valueFrom: { secretKeyRef: { name: 'creds', key: 'token' } } }]),
+      'web.yaml': server('web', 'wendy', [
+        { name: 'A', value: '1' },
+        { name: 'B', value: '2' },
+        { name: 'TOKEN', valueFrom: { secretKeyRef: { name: 'creds', key: 'token' } } },
+      ]),
       'api.yaml': server('api', 'arno', [{ name: 'A', value: '1' }]),
     });
     commit('first servers');
@@ -88,18 +107,31 @@ describe('GitOps flow (git + kubectl server-side apply with ApplySet pruning, op
     // A commit edits one value, removes one variable and one object.
     write({
       'kustomization.yaml': { apiVersion: 'kustomize.config.k8s.io/v1beta1', kind: 'Kustomization', resources: ['creds.yaml', 'web.yaml'] },
-      'web.yaml': server('web', 'wendy', [{ name: 'A', value: '3' }, { name: 'TOKEN', valueFrom: { secretKeyRef: { name: 'creds', key: 'token' } } }]),
+      'web.yaml': server('web', 'wendy', [
+        { name: 'A', value: '3' },
+        { name: 'TOKEN', valueFrom: { secretKeyRef: { name: 'creds', key: 'token' } } },
+      ]),
     });
     rmSync(join(origin(), 'servers', 'api.yaml'));
     commit('edit web, drop api');
     expect(await sync()).to.match(/notebookserver\.nbswarm\.io\/api pruned/);
-    const web = await waitFor('web at the new generation', async () => {
-      const o = await getNbs(env, 'web');
-      return o.metadata.generation! > before.metadata.generation! && o.status?.observedGeneration === o.metadata.generation && o.status?.phase === 'Running' ? o : undefined;
-    }, 120_000);
+    const web = await waitFor(
+      'web at the new generation',
+      async () => {
+        const o = await getNbs(env, 'web');
+        return o.metadata.generation! > before.metadata.generation! && o.status?.observedGeneration === o.metadata.generation && o.status?.phase === 'Running'
+          ? o
+          : undefined;
+      },
+      120_000,
+    );
     expect(web.spec.env?.map((e) => e.name)).to.deep.equal(['A', 'TOKEN']);
     expect(web.spec.env?.[0]).to.deep.equal({ name: 'A', value: '3' });
-    await waitFor('api and its service gone', async () => ((await k(['get', 'nbs', 'api'])).code !== 0 && (await env.backend.find(api.metadata.uid!)).length === 0) || undefined, 60_000);
+    await waitFor(
+      'api and its service gone',
+      async () => ((await k(['get', 'nbs', 'api'])).code !== 0 && (await env.backend.find(api.metadata.uid!)).length === 0) || undefined,
+      60_000,
+    );
     d = await diff();
     expect(changes(d.stdout), d.stdout + d.stderr).to.deep.equal([]);
 

@@ -46,14 +46,22 @@ describe('garbage collection', function () {
         const a = await owner('bg-a');
         const b = await owner('bg-b');
         await ok(['apply', '-f', '-'], dependent('bg-dep', 'bg-a', a));
-        const shared = dependent('bg-shared', 'bg-a', a).replace('data: {k: v}', `  - {apiVersion: nbswarm.io/v1alpha1, kind: NotebookServer, name: bg-b, uid: ${b}}\ndata: {k: v}`);
+        const shared = dependent('bg-shared', 'bg-a', a).replace(
+          'data: {k: v}',
+          `  - {apiVersion: nbswarm.io/v1alpha1, kind: NotebookServer, name: bg-b, uid: ${b}}\ndata: {k: v}`,
+        );
         await ok(['apply', '-f', '-'], shared);
         await ok(['delete', 'nbs', 'bg-a']);
         await waitFor('bg-dep collected', async () => !(await exists('cm/bg-dep')) || undefined, 10_000, 100);
-        const refs = await waitFor('bg-shared keeps bg-b only', async () => {
-          const r = await ok(['get', 'cm', 'bg-shared', '-o', 'jsonpath={.metadata.ownerReferences[*].name}']);
-          return r === 'bg-b' ? r : undefined;
-        }, 10_000, 100);
+        const refs = await waitFor(
+          'bg-shared keeps bg-b only',
+          async () => {
+            const r = await ok(['get', 'cm', 'bg-shared', '-o', 'jsonpath={.metadata.ownerReferences[*].name}']);
+            return r === 'bg-b' ? r : undefined;
+          },
+          10_000,
+          100,
+        );
         expect(refs).to.equal('bg-b');
       });
 
@@ -62,7 +70,12 @@ describe('garbage collection', function () {
         await ok(['apply', '-f', '-'], dependent('fg-dep', 'fg', uid, '  finalizers: [example.com/hold]\n', true));
         await ok(['delete', 'nbs', 'fg', '--cascade=foreground', '--wait=false']);
         expect(await ok(['get', 'nbs', 'fg', '-o', 'jsonpath={.metadata.finalizers}'])).to.contain('foregroundDeletion');
-        await waitFor('fg-dep being deleted', async () => (await ok(['get', 'cm', 'fg-dep', '-o', 'jsonpath={.metadata.deletionTimestamp}'])) || undefined, 10_000, 100);
+        await waitFor(
+          'fg-dep being deleted',
+          async () => (await ok(['get', 'cm', 'fg-dep', '-o', 'jsonpath={.metadata.deletionTimestamp}'])) || undefined,
+          10_000,
+          100,
+        );
         expect(await exists('nbs/fg'), 'the owner waits for its blocking dependent').to.equal(true);
         await ok(['patch', 'cm', 'fg-dep', '--type=json', '-p', '[{"op":"remove","path":"/metadata/finalizers"}]']);
         await waitFor('fg collected', async () => !(await exists('nbs/fg')) || undefined, 10_000, 100);
@@ -80,12 +93,13 @@ describe('garbage collection', function () {
   }
 
   // Last: it deletes the CRD (a describe's own tests run before its nested describes).
-  describe('a deleted CRD', () => it('takes the dependents of its objects with it', async () => {
-    const k = (args: string[], input?: string) => kubectl(['-n', 'default', ...args], { kubeconfig: srv.kubeconfigPath, input });
-    expect((await k(['apply', '-f', '-'], server('crd-owner'))).code).to.equal(0);
-    const uid = (await k(['get', 'nbs', 'crd-owner', '-o', 'jsonpath={.metadata.uid}'])).stdout;
-    expect((await k(['apply', '-f', '-'], dependent('crd-dep', 'crd-owner', uid))).code).to.equal(0);
-    expect((await k(['delete', 'crd', 'notebookservers.nbswarm.io'])).code).to.equal(0);
-    await waitFor('crd-dep collected', async () => (await k(['get', 'cm', 'crd-dep'])).code !== 0 || undefined, 10_000, 100);
-  }));
+  describe('a deleted CRD', () =>
+    it('takes the dependents of its objects with it', async () => {
+      const k = (args: string[], input?: string) => kubectl(['-n', 'default', ...args], { kubeconfig: srv.kubeconfigPath, input });
+      expect((await k(['apply', '-f', '-'], server('crd-owner'))).code).to.equal(0);
+      const uid = (await k(['get', 'nbs', 'crd-owner', '-o', 'jsonpath={.metadata.uid}'])).stdout;
+      expect((await k(['apply', '-f', '-'], dependent('crd-dep', 'crd-owner', uid))).code).to.equal(0);
+      expect((await k(['delete', 'crd', 'notebookservers.nbswarm.io'])).code).to.equal(0);
+      await waitFor('crd-dep collected', async () => (await k(['get', 'cm', 'crd-dep'])).code !== 0 || undefined, 10_000, 100);
+    }));
 });

@@ -52,7 +52,9 @@ describe('metadata rules of kube-apiserver', function () {
 
         const add = await k(['patch', 'nbs', 'held', '--type=merge', '-p', '{"metadata":{"finalizers":["example.com/hold","example.com/late"]}}']);
         expect(add.code).to.not.equal(0);
-        expect(add.stderr).to.match(/metadata\.finalizers: Forbidden: no new finalizers can be added if the object is being deleted, found new finalizers \[\]string\{"example.com\/late"\}/);
+        expect(add.stderr).to.match(
+          /metadata\.finalizers: Forbidden: no new finalizers can be added if the object is being deleted, found new finalizers \[\]string\{"example.com\/late"\}/,
+        );
         const grace = await k(['patch', 'nbs', 'held', '--type=merge', '-p', '{"metadata":{"deletionGracePeriodSeconds":30}}']);
         expect(grace.code).to.not.equal(0);
         expect(grace.stderr).to.match(/metadata\.deletionGracePeriodSeconds: Invalid value: 30: field is immutable; may only be changed via deletion/);
@@ -69,13 +71,19 @@ describe('metadata rules of kube-apiserver', function () {
     kc.loadFromFile(srv.kubeconfigPath);
     const api = kc.makeApiClient(CustomObjectsApi);
     const ref = { group: 'nbswarm.io', version: 'v1alpha1', plural: 'notebookservers', namespace: 'default' };
-    await api.createNamespacedCustomObject({ ...ref, body: { apiVersion: 'nbswarm.io/v1alpha1', kind: 'NotebookServer', metadata: { name: 'cn', finalizers: ['example.com/hold'] }, spec: { user: 'alice' } } });
+    await api.createNamespacedCustomObject({
+      ...ref,
+      body: { apiVersion: 'nbswarm.io/v1alpha1', kind: 'NotebookServer', metadata: { name: 'cn', finalizers: ['example.com/hold'] }, spec: { user: 'alice' } },
+    });
     await api.deleteNamespacedCustomObject({ ...ref, name: 'cn' });
     const o = (await api.getNamespacedCustomObject({ ...ref, name: 'cn' })) as { metadata: { generation: number; deletionTimestamp?: string } };
     expect(o.metadata.generation).to.equal(2);
     expect(o.metadata.deletionTimestamp).to.be.a('string');
     const merge = setHeaderOptions('Content-Type', PatchStrategy.MergePatch);
-    const err = await api.patchNamespacedCustomObject({ ...ref, name: 'cn', body: { metadata: { finalizers: ['example.com/hold', 'x.io/y'] } } }, merge).then(() => undefined, (e: { code?: number; body?: string }) => e);
+    const err = await api.patchNamespacedCustomObject({ ...ref, name: 'cn', body: { metadata: { finalizers: ['example.com/hold', 'x.io/y'] } } }, merge).then(
+      () => undefined,
+      (e: { code?: number; body?: string }) => e,
+    );
     expect(err?.code).to.equal(422);
     expect(String(err?.body)).to.contain('no new finalizers can be added if the object is being deleted');
     await api.patchNamespacedCustomObject({ ...ref, name: 'cn', body: { metadata: { finalizers: null } } }, merge);

@@ -31,11 +31,15 @@ describe('kubectl apply --prune with the default prune set', function () {
       writeFileSync(join(dir, 'all.yaml'), [cm('a'), cm('b')].join('---\n'));
       let r = await k(['apply', '--prune', '-l', 'app=x', '-f', dir]);
       expect(r.code, r.stderr).to.equal(0);
-      expect(r.stdout).to.match(/configmap\/a created/).and.to.match(/configmap\/b created/);
+      expect(r.stdout)
+        .to.match(/configmap\/a created/)
+        .and.to.match(/configmap\/b created/);
       writeFileSync(join(dir, 'all.yaml'), cm('a'));
       r = await k(['apply', '--prune', '-l', 'app=x', '-f', dir]);
       expect(r.code, r.stderr).to.equal(0);
-      expect(r.stdout).to.match(/configmap\/a unchanged/).and.to.match(/configmap\/b pruned/);
+      expect(r.stdout)
+        .to.match(/configmap\/a unchanged/)
+        .and.to.match(/configmap\/b pruned/);
       expect((await k(['get', 'configmaps', '-o', 'name'])).stdout.split('\n').filter(Boolean).sort()).to.deep.equal(['configmap/a', 'configmap/unlabelled']);
     });
   }
@@ -49,7 +53,9 @@ describe('kubectl apply --prune with the default prune set', function () {
     const r = await kubectl(['create', 'deployment', 'web', '--image=local/busybox:test'], { kubeconfig: srv.kubeconfigPath });
     expect(r.code).to.not.equal(0);
     expect(r.stderr).to.contain('nbswarm does not run Deployment objects (apps/v1)');
-    const res = await apiRequest(srv, 'POST', '/api/v1/namespaces/default/pods', { body: { apiVersion: 'v1', kind: 'Pod', metadata: { name: 'p' }, spec: { containers: [{ name: 'c', image: 'x' }] } } });
+    const res = await apiRequest(srv, 'POST', '/api/v1/namespaces/default/pods', {
+      body: { apiVersion: 'v1', kind: 'Pod', metadata: { name: 'p' }, spec: { containers: [{ name: 'c', image: 'x' }] } },
+    });
     expect(res.status).to.equal(405);
     expect(res.body).to.deep.include({ kind: 'Status', reason: 'MethodNotAllowed', details: { kind: 'pods' } });
     expect(res.body.message).to.contain('nbswarm does not run Pod objects (v1)');

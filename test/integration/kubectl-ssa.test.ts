@@ -14,7 +14,9 @@ interface Entry {
 }
 
 const configMap = (data: Record<string, string>, extra = '') =>
-  `apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: cfg\n${extra}data:\n${Object.entries(data).map(([k, v]) => `  ${k}: "${v}"\n`).join('')}`;
+  `apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: cfg\n${extra}data:\n${Object.entries(data)
+    .map(([k, v]) => `  ${k}: "${v}"\n`)
+    .join('')}`;
 
 const notebook = (env: Record<string, string>, finalizers: string[] = []) => `apiVersion: nbswarm.io/v1alpha1
 kind: NotebookServer
@@ -23,7 +25,9 @@ metadata:
 ${finalizers.length ? `  finalizers:\n${finalizers.map((f) => `  - ${f}\n`).join('')}` : ''}spec:
   user: alice
   env:
-${Object.entries(env).map(([n, v]) => `  - name: ${n}\n    value: "${v}"\n`).join('')}`;
+${Object.entries(env)
+  .map(([n, v]) => `  - name: ${n}\n    value: "${v}"\n`)
+  .join('')}`;
 
 for (const bin of ['kubectl', 'kubectl.1.27', 'kubectl.1.33']) {
   describe(`server-side apply ownership (${bin})`, function () {
@@ -58,7 +62,7 @@ for (const bin of ['kubectl', 'kubectl.1.27', 'kubectl.1.33']) {
       const argo = entry(entries, 'argocd-controller');
       expect(argo?.operation).to.equal('Apply');
       expect(argo?.fieldsV1['f:data']).to.have.keys('f:a', 'f:b');
-      expect(entry(entries, 'kubectl-client-side-apply'), 'kubectl moved the client-side owner\'s fields').to.equal(undefined);
+      expect(entry(entries, 'kubectl-client-side-apply'), "kubectl moved the client-side owner's fields").to.equal(undefined);
 
       const diff = await k(['diff', '--server-side', '--field-manager=argocd-controller', '-f', '-'], configMap({ a: '1' }));
       expect(diff.code, diff.stderr).to.equal(1);
@@ -81,17 +85,29 @@ for (const bin of ['kubectl', 'kubectl.1.27', 'kubectl.1.33']) {
 
     it('writes the managedFields a dry run showed', async () => {
       const input = configMap({ c: '3', d: '4' }, '  labels:\n    app: x\n');
-      const dry = JSON.parse(await ok(['apply', '--server-side', '--field-manager=argocd-controller', '--dry-run=server', '--show-managed-fields', '-o', 'json', '-f', '-'], input));
-      const real = JSON.parse(await ok(['apply', '--server-side', '--field-manager=argocd-controller', '--show-managed-fields', '-o', 'json', '-f', '-'], input));
+      const dry = JSON.parse(
+        await ok(['apply', '--server-side', '--field-manager=argocd-controller', '--dry-run=server', '--show-managed-fields', '-o', 'json', '-f', '-'], input),
+      );
+      const real = JSON.parse(
+        await ok(['apply', '--server-side', '--field-manager=argocd-controller', '--show-managed-fields', '-o', 'json', '-f', '-'], input),
+      );
       const strip = (l: Entry[]) => l.map((e) => ({ ...e, time: undefined }));
       expect(strip(real.metadata.managedFields)).to.deep.equal(strip(dry.metadata.managedFields));
       expect(real.data).to.deep.equal(dry.data);
       expect(entry(real.metadata.managedFields, 'argocd-controller')?.fieldsV1['f:metadata']).to.deep.equal({ 'f:labels': { 'f:app': {} } });
     });
 
-    it('treats finalizers as a set: a declared one neither conflicts with nor removes the operator\'s', async () => {
+    it("treats finalizers as a set: a declared one neither conflicts with nor removes the operator's", async () => {
       await ok(['apply', '--server-side', '--field-manager=argocd-controller', '-f', '-'], notebook({ A: '1' }));
-      await ok(['patch', 'notebookserver', 'nb', '--type=merge', '--field-manager=nbswarm-operator', '-p', '{"metadata":{"finalizers":["nbswarm.io/cleanup"]}}']);
+      await ok([
+        'patch',
+        'notebookserver',
+        'nb',
+        '--type=merge',
+        '--field-manager=nbswarm-operator',
+        '-p',
+        '{"metadata":{"finalizers":["nbswarm.io/cleanup"]}}',
+      ]);
       await ok(['apply', '--server-side', '--field-manager=argocd-controller', '-f', '-'], notebook({ A: '1' }, ['example.com/keep']));
       await ok(['apply', '--server-side', '--field-manager=argocd-controller', '--force-conflicts', '-f', '-'], notebook({ A: '1' }, ['example.com/keep']));
       const { obj, entries } = await managed('notebookserver', 'nb');
@@ -103,13 +119,26 @@ for (const bin of ['kubectl', 'kubectl.1.27', 'kubectl.1.33']) {
       await ok(['patch', 'notebookserver', 'nb', '--type=merge', '-p', '{"metadata":{"finalizers":null}}']);
     });
 
-    it('merges spec.env by name: another manager\'s variable stays, and a conflict names the item', async () => {
-      await ok(['patch', 'notebookserver', 'nb', '--type=json', '--field-manager=hub', '-p', '[{"op":"add","path":"/spec/env/-","value":{"name":"HUB","value":"h"}}]']);
+    it("merges spec.env by name: another manager's variable stays, and a conflict names the item", async () => {
+      await ok([
+        'patch',
+        'notebookserver',
+        'nb',
+        '--type=json',
+        '--field-manager=hub',
+        '-p',
+        '[{"op":"add","path":"/spec/env/-","value":{"name":"HUB","value":"h"}}]',
+      ]);
       await ok(['apply', '--server-side', '--field-manager=argocd-controller', '-f', '-'], notebook({ A: '2' }));
-      expect(JSON.parse(await ok(['get', 'notebookserver', 'nb', '-o', 'json'])).spec.env).to.deep.equal([{ name: 'A', value: '2' }, { name: 'HUB', value: 'h' }]);
+      expect(JSON.parse(await ok(['get', 'notebookserver', 'nb', '-o', 'json'])).spec.env).to.deep.equal([
+        { name: 'A', value: '2' },
+        { name: 'HUB', value: 'h' },
+      ]);
       const r = await k(['apply', '--server-side', '--field-manager=argocd-controller', '-f', '-'], notebook({ A: '2', HUB: 'mine' }));
       expect(r.code).to.not.equal(0);
-      expect(r.stderr).to.match(/conflict with "hub"/).and.to.match(/\.spec\.env\[name="HUB"\]\.value/);
+      expect(r.stderr)
+        .to.match(/conflict with "hub"/)
+        .and.to.match(/\.spec\.env\[name="HUB"\]\.value/);
     });
   });
 }

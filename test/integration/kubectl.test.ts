@@ -60,7 +60,9 @@ for (const bin of ['kubectl', 'kubectl.1.27', 'kubectl.1.33']) {
     });
 
     it('get -w streams changes', async () => {
-      const child = spawn(bin, ['--kubeconfig', srv.kubeconfigPath, '-n', ns, 'get', 'widgets', '-w', '--output-watch-events'], { env: { ...process.env, PATH: `${kubectlDir()}:${process.env.PATH}` } });
+      const child = spawn(bin, ['--kubeconfig', srv.kubeconfigPath, '-n', ns, 'get', 'widgets', '-w', '--output-watch-events'], {
+        env: { ...process.env, PATH: `${kubectlDir()}:${process.env.PATH}` },
+      });
       let out = '';
       child.stdout.on('data', (d: Buffer) => (out += d.toString()));
       try {
@@ -76,10 +78,17 @@ for (const bin of ['kubectl', 'kubectl.1.27', 'kubectl.1.33']) {
     it('describe shows Events of the object', async () => {
       const uid = await ok(['get', 'widget', 'wa', '-o', 'jsonpath={.metadata.uid}']);
       const ev = {
-        apiVersion: 'v1', kind: 'Event', metadata: { name: 'wa.test' },
+        apiVersion: 'v1',
+        kind: 'Event',
+        metadata: { name: 'wa.test' },
         involvedObject: { apiVersion: 'example.nbswarm.io/v1', kind: 'Widget', name: 'wa', namespace: ns, uid },
-        reason: 'Painted', message: 'the widget was painted red', type: 'Normal', source: { component: 'tester' },
-        firstTimestamp: new Date().toISOString(), lastTimestamp: new Date().toISOString(), count: 1,
+        reason: 'Painted',
+        message: 'the widget was painted red',
+        type: 'Normal',
+        source: { component: 'tester' },
+        firstTimestamp: new Date().toISOString(),
+        lastTimestamp: new Date().toISOString(),
+        count: 1,
       };
       await ok(['create', '-f', '-'], { input: JSON.stringify(ev) });
       expect(await ok(['describe', 'widget', 'wa'])).to.match(/Events:[\s\S]*Painted[\s\S]*the widget was painted red/);
@@ -102,7 +111,9 @@ for (const bin of ['kubectl', 'kubectl.1.27', 'kubectl.1.33']) {
       expect(await ok(['apply', '--server-side', '--field-manager=team-a', '-f', '-'], { input: obj })).to.match(/ws serverside-applied/);
       const r = await k(['apply', '--server-side', '--field-manager=team-b', '-f', '-'], { input: obj.replace('size: 5', 'size: 6') });
       expect(r.code).to.not.equal(0);
-      expect(r.stderr).to.match(/conflict with "team-a"/).and.to.match(/\.spec\.size/);
+      expect(r.stderr)
+        .to.match(/conflict with "team-a"/)
+        .and.to.match(/\.spec\.size/);
       await ok(['apply', '--server-side', '--field-manager=team-b', '--force-conflicts', '-f', '-'], { input: obj.replace('size: 5', 'size: 6') });
       const o = JSON.parse(await ok(['get', 'widget', 'ws', '-o', 'json', '--show-managed-fields']));
       expect(o.spec.size).to.equal(6);
@@ -123,7 +134,9 @@ for (const bin of ['kubectl', 'kubectl.1.27', 'kubectl.1.33']) {
       await ok(['patch', 'widget', 'wa', '--type=json', '-p', '[{"op":"replace","path":"/spec/color","value":"blue"}]']);
       await ok(['label', 'widget', 'wa', 'env=prod']);
       await ok(['annotate', 'widget', 'wa', 'note=hello']);
-      expect(await ok(['get', 'widget', 'wa', '-o', 'jsonpath={.spec.size} {.spec.color} {.metadata.labels.env} {.metadata.annotations.note}'])).to.equal('5 blue prod hello');
+      expect(await ok(['get', 'widget', 'wa', '-o', 'jsonpath={.spec.size} {.spec.color} {.metadata.labels.env} {.metadata.annotations.note}'])).to.equal(
+        '5 blue prod hello',
+      );
     });
 
     it('edit works with a non-interactive EDITOR', async () => {
@@ -135,9 +148,13 @@ for (const bin of ['kubectl', 'kubectl.1.27', 'kubectl.1.33']) {
     });
 
     it('a schema-invalid object is refused naming the field', async () => {
-      const r = await k(['create', '-f', '-'], { input: 'apiVersion: example.nbswarm.io/v1\nkind: Widget\nmetadata: {name: bad}\nspec: {size: -1, color: pink}\n' });
+      const r = await k(['create', '-f', '-'], {
+        input: 'apiVersion: example.nbswarm.io/v1\nkind: Widget\nmetadata: {name: bad}\nspec: {size: -1, color: pink}\n',
+      });
       expect(r.code).to.not.equal(0);
-      expect(r.stderr).to.match(/spec.user: Required value/).and.to.match(/spec.color: Unsupported value: "pink"/);
+      expect(r.stderr)
+        .to.match(/spec.user: Required value/)
+        .and.to.match(/spec.color: Unsupported value: "pink"/);
     });
 
     it('delete waits on a finalizer, wait --for=delete sees it go', async () => {
@@ -154,7 +171,12 @@ for (const bin of ['kubectl', 'kubectl.1.27', 'kubectl.1.33']) {
 
     it('wait --for=condition=Ready sees a status update', async () => {
       const waiting = k(['wait', '--for=condition=Ready', 'widget/wa', '--timeout=30s']);
-      const status = { status: { phase: 'Ready', conditions: [{ type: 'Ready', status: 'True', reason: 'Test', message: 'ok', lastTransitionTime: new Date().toISOString().replace(/\.\d+Z/, 'Z') }] } };
+      const status = {
+        status: {
+          phase: 'Ready',
+          conditions: [{ type: 'Ready', status: 'True', reason: 'Test', message: 'ok', lastTransitionTime: new Date().toISOString().replace(/\.\d+Z/, 'Z') }],
+        },
+      };
       await ok(['patch', 'widget', 'wa', '--subresource=status', '--type=merge', '-p', JSON.stringify(status)]);
       const w = await waiting;
       expect(w.code, w.stderr).to.equal(0);

@@ -20,11 +20,17 @@ describe('nbswarm up logging', function () {
     const up = await startUp({ backend: 'container', args: ['--log-format', 'json', '--log-level', 'debug'] });
     ups.push(up);
     expect((await up.kubectl(['get', 'nbs', '-A'])).code).to.equal(0);
-    const lines = up.output().split('\n').filter((l) => l.startsWith('{'));
+    const lines = up
+      .output()
+      .split('\n')
+      .filter((l) => l.startsWith('{'));
     const records = lines.map((l) => JSON.parse(l) as Record<string, unknown>);
     expect(records.length).to.be.greaterThan(3);
     for (const r of records) expect(r).to.include.keys('level', 'message', 'timestamp');
-    const listed = records.find((r) => r.component === 'apiserver' && r.message === 'request' && r.verb === 'list' && String(r.path).startsWith('/apis/nbswarm.io/v1alpha1/notebookservers'));
+    const listed = records.find(
+      (r) =>
+        r.component === 'apiserver' && r.message === 'request' && r.verb === 'list' && String(r.path).startsWith('/apis/nbswarm.io/v1alpha1/notebookservers'),
+    );
     expect(listed, lines.join('\n')).to.include({ level: 'debug', code: 200, user: 'admin' });
     expect(listed!.durationMs).to.be.a('number');
     expect(records.find((r) => r.component === 'operator' && r.message === 'operator started')).to.include({ level: 'info' });

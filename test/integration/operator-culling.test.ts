@@ -50,7 +50,9 @@ for (const kind of ['container', 'service'] as BackendKind[]) {
       const stillBusy = await getNbs(env, 'busy');
       expect(stillBusy.status?.phase).to.equal('Running');
       expect(stillBusy.metadata.annotations?.[STOPPED_ANNOTATION]).to.equal(undefined);
-      expect(Date.parse(stillBusy.status!.lastActivity!)).to.be.greaterThan(Date.parse(busy.status!.conditions!.find((c) => c.type === 'Ready')!.lastTransitionTime!));
+      expect(Date.parse(stillBusy.status!.lastActivity!)).to.be.greaterThan(
+        Date.parse(busy.status!.conditions!.find((c) => c.type === 'Ready')!.lastTransitionTime!),
+      );
       sock.destroy();
       await waitPhase(env, 'busy', 'Stopped', 30_000);
 

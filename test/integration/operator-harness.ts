@@ -34,7 +34,7 @@ export interface KubectlResult {
 export function kubectlRaw(kubeconfig: string, args: string[], input?: string, timeoutMs = 60_000): Promise<KubectlResult> {
   return new Promise((resolve) => {
     const child = execFile('kubectl', ['--kubeconfig', kubeconfig, ...args], { timeout: timeoutMs, maxBuffer: 16 << 20 }, (err, stdout, stderr) => {
-      const code = err ? (typeof (err as { code?: unknown }).code === 'number' ? ((err as { code: number }).code) : 1) : 0;
+      const code = err ? (typeof (err as { code?: unknown }).code === 'number' ? (err as { code: number }).code : 1) : 0;
       resolve({ code, stdout: String(stdout), stderr: String(stderr) });
     });
     if (input !== undefined) child.stdin?.end(input);
@@ -93,7 +93,17 @@ export async function setupEnv(kind: BackendKind, policyOver: Partial<Policy> = 
   const policy = testPolicy(kind, prefix, policyOver);
   const backend = await createBackend(kind, { docker, pullPolicy: 'never' });
   const log = createLogger({ level: process.env.NBSWARM_TEST_LOG ?? 'error' });
-  const start = () => startOperator({ kubeconfig: kc, policy, backend, log, backoff: { baseMs: 200, maxMs: 4000 }, renewSeconds: 1, leaseDurationSeconds: 3, probe: envOpts.probe });
+  const start = () =>
+    startOperator({
+      kubeconfig: kc,
+      policy,
+      backend,
+      log,
+      backoff: { baseMs: 200, maxMs: 4000 },
+      renewSeconds: 1,
+      leaseDurationSeconds: 3,
+      probe: envOpts.probe,
+    });
   const env: Env = {
     kind,
     api,
@@ -174,7 +184,9 @@ export async function waitReady(env: Env, name: string, timeout = '90s'): Promis
   const r = await kubectlRaw(env.kubeconfig, args, undefined, (seconds + 15) * 1000);
   if (r.code !== 0) {
     const o = await getNbs(env, name).catch(() => undefined);
-    throw new Error(`kubectl ${args.join(' ')} failed (${r.code}): ${(r.stderr || r.stdout).trim()}; last status: ${o?.status?.phase ?? '(none)'}: ${o?.status?.message ?? ''}`);
+    throw new Error(
+      `kubectl ${args.join(' ')} failed (${r.code}): ${(r.stderr || r.stdout).trim()}; last status: ${o?.status?.phase ?? '(none)'}: ${o?.status?.message ?? ''}`,
+    );
   }
   return waitFor(`${name} observedGeneration`, async () => {
     const o = await getNbs(env, name);
@@ -185,10 +197,14 @@ export async function waitReady(env: Env, name: string, timeout = '90s'): Promis
 export async function waitPhase(env: Env, name: string, phase: string, timeoutMs = 60_000): Promise<NotebookServer> {
   let last: NotebookServer | undefined;
   try {
-    return await waitFor(`${name} phase ${phase}`, async () => {
-      const o = (last = await getNbs(env, name));
-      return o.status?.phase === phase && o.status?.observedGeneration === o.metadata.generation ? o : undefined;
-    }, timeoutMs);
+    return await waitFor(
+      `${name} phase ${phase}`,
+      async () => {
+        const o = (last = await getNbs(env, name));
+        return o.status?.phase === phase && o.status?.observedGeneration === o.metadata.generation ? o : undefined;
+      },
+      timeoutMs,
+    );
   } catch (err) {
     throw new Error(`${(err as Error).message}; last status: ${last?.status?.phase ?? '(none)'}: ${last?.status?.message ?? ''}`);
   }
@@ -214,7 +230,7 @@ export async function dockerExec(docker: Docker, containerId: string, cmd: strin
   // Demultiplex Docker's 8-byte frame headers.
   const buf = Buffer.concat(chunks);
   let out = '';
-  for (let i = 0; i + 8 <= buf.length; ) {
+  for (let i = 0; i + 8 <= buf.length;) {
     const len = buf.readUInt32BE(i + 4);
     out += buf.subarray(i + 8, i + 8 + len).toString('utf8');
     i += 8 + len;

@@ -21,12 +21,21 @@ import { TEST_IMAGE, TEST_RUN_ID, TEST_RUN_LABEL, freePort, requireDocker, waitF
 
 const IMAGE = process.env.NBSWARM_OPERATOR_IMAGE ?? 'local/nbswarm:latest';
 
-function run(cmd: string, args: string[], opts: { env?: NodeJS.ProcessEnv; timeoutMs?: number; cwd?: string } = {}): Promise<{ code: number; stdout: string; stderr: string }> {
+function run(
+  cmd: string,
+  args: string[],
+  opts: { env?: NodeJS.ProcessEnv; timeoutMs?: number; cwd?: string } = {},
+): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
-    execFile(cmd, args, { env: { ...process.env, ...opts.env }, cwd: opts.cwd, timeout: opts.timeoutMs ?? 60_000, maxBuffer: 16 << 20 }, (err, stdout, stderr) => {
-      const code = err ? (typeof (err as { code?: unknown }).code === 'number' ? (err as { code: number }).code : 1) : 0;
-      resolve({ code, stdout: String(stdout), stderr: String(stderr) });
-    });
+    execFile(
+      cmd,
+      args,
+      { env: { ...process.env, ...opts.env }, cwd: opts.cwd, timeout: opts.timeoutMs ?? 60_000, maxBuffer: 16 << 20 },
+      (err, stdout, stderr) => {
+        const code = err ? (typeof (err as { code?: unknown }).code === 'number' ? (err as { code: number }).code : 1) : 0;
+        resolve({ code, stdout: String(stdout), stderr: String(stderr) });
+      },
+    );
   });
 }
 
@@ -48,7 +57,14 @@ function httpdServer(name: string): string {
     apiVersion: 'nbswarm.io/v1alpha1',
     kind: 'NotebookServer',
     metadata: { name, namespace: 'default' },
-    spec: { user: 'imgtest', servername: name, image: TEST_IMAGE, mode: 'custom', command: ['httpd', '-f', '-p', '{port}', '-h', '/www'], resources: { cpu: '250m', memory: '32Mi' } },
+    spec: {
+      user: 'imgtest',
+      servername: name,
+      image: TEST_IMAGE,
+      mode: 'custom',
+      command: ['httpd', '-f', '-p', '{port}', '-h', '/www'],
+      resources: { cpu: '250m', memory: '32Mi' },
+    },
   });
 }
 
@@ -69,14 +85,20 @@ async function serveOnce(docker: Docker, kubeconfig: string, prefix: string): Pr
   const filters = JSON.stringify({ label: [`${LABELS.name}=${name}`] });
   const services = (await docker.listServices({ filters } as unknown as Docker.ServiceListOptions)) as Array<{ Spec?: { Name?: string } }>;
   const containers = await docker.listContainers({ all: true, filters });
-  const names = [...services.map((s) => s.Spec?.Name ?? ''), ...containers.map((c) => (c.Names[0] ?? '').replace(/^\//, ''))].filter((n) => n.startsWith(prefix + '-'));
+  const names = [...services.map((s) => s.Spec?.Name ?? ''), ...containers.map((c) => (c.Names[0] ?? '').replace(/^\//, ''))].filter((n) =>
+    n.startsWith(prefix + '-'),
+  );
   expect(names.length, 'Docker objects named with the policy prefix').to.be.greaterThan(0);
 
   await mustKubectl(kubeconfig, ['delete', 'nbs', name, '--wait=true', '--timeout=60s']);
-  await waitFor('the server\'s Docker objects to be removed', async () => {
-    const s = (await docker.listServices({ filters } as unknown as Docker.ServiceListOptions)) as Array<{ Spec?: { Name?: string } }>;
-    return !s.some((x) => (x.Spec?.Name ?? '').startsWith(prefix + '-'));
-  }, 30_000);
+  await waitFor(
+    "the server's Docker objects to be removed",
+    async () => {
+      const s = (await docker.listServices({ filters } as unknown as Docker.ServiceListOptions)) as Array<{ Spec?: { Name?: string } }>;
+      return !s.some((x) => (x.Spec?.Name ?? '').startsWith(prefix + '-'));
+    },
+    30_000,
+  );
 }
 
 /** Remove anything the operator made under this prefix if a test failed before deleting its server. */
@@ -90,7 +112,9 @@ async function removeByPrefix(docker: Docker, prefix: string): Promise<void> {
     // not a Swarm manager: no services to remove
   }
   const containers = await docker.listContainers({ all: true, filters });
-  await Promise.all(containers.filter((c) => (c.Names[0] ?? '').startsWith('/' + prefix + '-')).map((c) => docker.getContainer(c.Id).remove({ force: true }).catch(ignore)));
+  await Promise.all(
+    containers.filter((c) => (c.Names[0] ?? '').startsWith('/' + prefix + '-')).map((c) => docker.getContainer(c.Id).remove({ force: true }).catch(ignore)),
+  );
 }
 
 describe('operator image (images/operator/build.sh) on real Docker', function () {
@@ -139,11 +163,15 @@ describe('operator image (images/operator/build.sh) on real Docker', function ()
       await container.start();
       const kubeconfig = join(data, 'admin.kubeconfig');
       const c = container;
-      await waitFor('admin.kubeconfig in the bind-mounted data dir', async () => {
-        const state = (await c.inspect()).State;
-        if (!state.Running) throw new Error(`container exited ${state.ExitCode}: ${(await c.logs({ stdout: true, stderr: true })).toString().slice(-2000)}`);
-        return existsSync(kubeconfig);
-      }, 60_000);
+      await waitFor(
+        'admin.kubeconfig in the bind-mounted data dir',
+        async () => {
+          const state = (await c.inspect()).State;
+          if (!state.Running) throw new Error(`container exited ${state.ExitCode}: ${(await c.logs({ stdout: true, stderr: true })).toString().slice(-2000)}`);
+          return existsSync(kubeconfig);
+        },
+        60_000,
+      );
       expect(readFileSync(kubeconfig, 'utf8')).to.contain(`server: https://127.0.0.1:${port}`);
       // The CRD is installed right after the kubeconfig is written.
       await waitFor('the NotebookServer CRD', async () => (await kubectl(['get', 'crd', 'notebookservers.nbswarm.io'], { kubeconfig })).code === 0, 30_000);
@@ -165,9 +193,16 @@ describe('operator image (images/operator/build.sh) on real Docker', function ()
       if (!swarm) return;
       await run('docker', ['stack', 'rm', stack]);
       // The volume stays "in use" until the task container is gone.
-      await waitFor('the stack\'s containers to go', async () => (await docker.listContainers({ all: true, filters: JSON.stringify({ label: [`com.docker.stack.namespace=${stack}`] }) })).length === 0, 60_000).catch(() => undefined);
+      await waitFor(
+        "the stack's containers to go",
+        async () => (await docker.listContainers({ all: true, filters: JSON.stringify({ label: [`com.docker.stack.namespace=${stack}`] }) })).length === 0,
+        60_000,
+      ).catch(() => undefined);
       await removeByPrefix(docker, prefix);
-      await docker.getVolume(`${stack}_data`).remove().catch(() => undefined);
+      await docker
+        .getVolume(`${stack}_data`)
+        .remove()
+        .catch(() => undefined);
       if (dir) rmSync(dir, { recursive: true, force: true });
     });
 
@@ -177,18 +212,25 @@ describe('operator image (images/operator/build.sh) on real Docker', function ()
       const policy = writePolicy(dir, prefix);
       const port = await freePort();
       const env = { NBSWARM_IMAGE: IMAGE, NBSWARM_API_PORT: String(port), NBSWARM_POLICY_FILE: policy, NBSWARM_STACK_LABEL: TEST_RUN_ID };
-      const dep = await run('docker', ['stack', 'deploy', '--resolve-image', 'never', '-c', repoPath('manifests/swarm/nbswarm-stack.yml'), stack], { env, cwd: repoPath('manifests/swarm') });
+      const dep = await run('docker', ['stack', 'deploy', '--resolve-image', 'never', '-c', repoPath('manifests/swarm/nbswarm-stack.yml'), stack], {
+        env,
+        cwd: repoPath('manifests/swarm'),
+      });
       expect(dep.code, dep.stderr).to.equal(0);
 
       const filters = JSON.stringify({ label: [`com.docker.swarm.service.name=${stack}_nbswarm`], status: ['running'] });
-      const id = await waitFor('the stack\'s task container', async () => (await docker.listContainers({ filters }))[0]?.Id, 60_000);
+      const id = await waitFor("the stack's task container", async () => (await docker.listContainers({ filters }))[0]?.Id, 60_000);
       const task = docker.getContainer(id);
       let kc = '';
-      await waitFor('admin.kubeconfig in the stack\'s volume', async () => {
-        const r = await run('docker', ['exec', id, 'cat', '/var/lib/nbswarm/admin.kubeconfig']);
-        kc = r.code === 0 ? r.stdout : '';
-        return kc.includes('server:');
-      }, 60_000);
+      await waitFor(
+        "admin.kubeconfig in the stack's volume",
+        async () => {
+          const r = await run('docker', ['exec', id, 'cat', '/var/lib/nbswarm/admin.kubeconfig']);
+          kc = r.code === 0 ? r.stdout : '';
+          return kc.includes('server:');
+        },
+        60_000,
+      );
       // Host network + --address 127.0.0.1: the kubeconfig works unchanged from the host.
       expect(kc).to.contain(`server: https://127.0.0.1:${port}`);
       const kubeconfig = join(dir, 'admin.kubeconfig');

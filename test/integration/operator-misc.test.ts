@@ -52,7 +52,13 @@ describe('operator informer (real embedded API server)', function () {
     const { CustomObjectsApi } = await import('@kubernetes/client-node');
     const custom = kc.makeApiClient(CustomObjectsApi);
     const create = (name: string) =>
-      custom.createNamespacedCustomObject({ group: GROUP, version: VERSION, plural: PLURAL, namespace: NS, body: { apiVersion: `${GROUP}/${VERSION}`, kind: 'NotebookServer', metadata: { name }, spec: { user: 'x' } } });
+      custom.createNamespacedCustomObject({
+        group: GROUP,
+        version: VERSION,
+        plural: PLURAL,
+        namespace: NS,
+        body: { apiVersion: `${GROUP}/${VERSION}`, kind: 'NotebookServer', metadata: { name }, spec: { user: 'x' } },
+      });
     try {
       await informer.start();
       expect(informer.hasSynced()).to.equal(true);
@@ -71,10 +77,14 @@ describe('operator informer (real embedded API server)', function () {
       await sleep(1500);
       expect(informer.stats().watchErrors).to.be.greaterThan(0);
       api = await startApiServer({ dataDir, port, watchWindow: 5, bookmarkIntervalMs: 500 });
-      await waitFor('create after restart', async () => {
-        await create('inf-after-restart');
-        return true;
-      }, 20_000);
+      await waitFor(
+        'create after restart',
+        async () => {
+          await create('inf-after-restart');
+          return true;
+        },
+        20_000,
+      );
       await waitFor('seen after restart', async () => !!informer.get(`${NS}/inf-after-restart`), 40_000);
       expect(informer.list().length).to.equal(14);
     } finally {
@@ -88,66 +98,88 @@ describe('operator informer (real embedded API server)', function () {
 describe('operator informer cache (real embedded API server)', function () {
   this.timeout(60_000);
 
-  it('lists in pages (every page, not the first) and keeps neither managedFields nor the last-applied copy', () => withApiServer(async (_api, kc) => {
-    await installCrd(kc);
-    const ns = NS;
-    const informer = new NotebookServerInformer(kc, log, { namespace: ns, pageSize: 5 });
-    const { CustomObjectsApi } = await import('@kubernetes/client-node');
-    const custom = kc.makeApiClient(CustomObjectsApi);
-    const annotations = { 'kubectl.kubernetes.io/last-applied-configuration': '{"big":"copy"}', keep: 'me' };
-    try {
-      for (let i = 0; i < 12; i++) {
-        await custom.createNamespacedCustomObject({ group: GROUP, version: VERSION, plural: PLURAL, namespace: ns, body: { apiVersion: `${GROUP}/${VERSION}`, kind: 'NotebookServer', metadata: { name: `pg-${i}`, annotations }, spec: { user: `u${i}` } } });
+  it('lists in pages (every page, not the first) and keeps neither managedFields nor the last-applied copy', () =>
+    withApiServer(async (_api, kc) => {
+      await installCrd(kc);
+      const ns = NS;
+      const informer = new NotebookServerInformer(kc, log, { namespace: ns, pageSize: 5 });
+      const { CustomObjectsApi } = await import('@kubernetes/client-node');
+      const custom = kc.makeApiClient(CustomObjectsApi);
+      const annotations = { 'kubectl.kubernetes.io/last-applied-configuration': '{"big":"copy"}', keep: 'me' };
+      try {
+        for (let i = 0; i < 12; i++) {
+          await custom.createNamespacedCustomObject({
+            group: GROUP,
+            version: VERSION,
+            plural: PLURAL,
+            namespace: ns,
+            body: { apiVersion: `${GROUP}/${VERSION}`, kind: 'NotebookServer', metadata: { name: `pg-${i}`, annotations }, spec: { user: `u${i}` } },
+          });
+        }
+        const stored = (await custom.getNamespacedCustomObject({
+          group: GROUP,
+          version: VERSION,
+          plural: PLURAL,
+          namespace: ns,
+          name: 'pg-0',
+        })) as NotebookServer & { metadata: { managedFields?: unknown[] } };
+        expect(stored.metadata.managedFields, 'the API server keeps them').to.have.length.greaterThan(0);
+        await informer.start();
+        expect(
+          informer
+            .list()
+            .map((o) => o.metadata.name)
+            .sort(),
+        ).to.deep.equal(Array.from({ length: 12 }, (_, i) => `pg-${i}`).sort());
+        expect(informer.stats()).to.include({ lists: 1, listPages: 3 });
+        const check = (o: NotebookServer) => {
+          expect(o.metadata).to.not.have.property('managedFields');
+          expect(o.metadata.annotations).to.deep.equal({ keep: 'me' });
+        };
+        informer.list().forEach(check);
+        // Watch events are slimmed too.
+        await custom.patchNamespacedCustomObject(
+          { group: GROUP, version: VERSION, plural: PLURAL, namespace: ns, name: 'pg-3', body: { metadata: { labels: { touched: 'yes' } } } },
+          (await import('@kubernetes/client-node')).setHeaderOptions('Content-Type', (await import('@kubernetes/client-node')).PatchStrategy.MergePatch),
+        );
+        const touched = await waitFor(
+          'the watch event',
+          async () => informer.get(`${ns}/pg-3`)?.metadata.labels?.touched === 'yes' && informer.get(`${ns}/pg-3`),
+        );
+        check(touched as NotebookServer);
+      } finally {
+        await informer.stop();
       }
-      const stored = (await custom.getNamespacedCustomObject({ group: GROUP, version: VERSION, plural: PLURAL, namespace: ns, name: 'pg-0' })) as NotebookServer & { metadata: { managedFields?: unknown[] } };
-      expect(stored.metadata.managedFields, 'the API server keeps them').to.have.length.greaterThan(0);
-      await informer.start();
-      expect(informer.list().map((o) => o.metadata.name).sort()).to.deep.equal(Array.from({ length: 12 }, (_, i) => `pg-${i}`).sort());
-      expect(informer.stats()).to.include({ lists: 1, listPages: 3 });
-      const check = (o: NotebookServer) => {
-        expect(o.metadata).to.not.have.property('managedFields');
-        expect(o.metadata.annotations).to.deep.equal({ keep: 'me' });
-      };
-      informer.list().forEach(check);
-      // Watch events are slimmed too.
-      await custom.patchNamespacedCustomObject(
-        { group: GROUP, version: VERSION, plural: PLURAL, namespace: ns, name: 'pg-3', body: { metadata: { labels: { touched: 'yes' } } } },
-        (await import('@kubernetes/client-node')).setHeaderOptions('Content-Type', (await import('@kubernetes/client-node')).PatchStrategy.MergePatch),
-      );
-      const touched = await waitFor('the watch event', async () => informer.get(`${ns}/pg-3`)?.metadata.labels?.touched === 'yes' && informer.get(`${ns}/pg-3`));
-      check(touched as NotebookServer);
-    } finally {
-      await informer.stop();
-    }
-  }));
+    }));
 });
 
 describe('operator Secrets informer (real embedded API server)', function () {
   this.timeout(60_000);
 
-  it('decodes Secrets that existed before it started (list) and those created, changed and deleted later (watch)', () => withApiServer(async (api, kc) => {
-    const secrets = new SecretInformer(kc, log, { namespace: NS });
-    const kubectl = async (args: string[]) => {
-      const r = await kubectlRaw(api.kubeconfigPath, args);
-      expect(r.code, r.stderr).to.equal(0);
-    };
-    try {
-      await kubectl(['create', 'secret', 'generic', 'before', '-n', NS, '--from-literal=token=ab c=é']);
-      await kubectl(['create', 'secret', 'generic', 'elsewhere', '-n', 'kube-system', '--from-literal=k=v']);
-      await secrets.start();
-      expect(secrets.values(NS, 'before')).to.deep.equal({ token: 'ab c=é' });
-      expect(secrets.values('kube-system', 'elsewhere'), 'only its namespace').to.equal(undefined);
-      await kubectl(['create', 'secret', 'generic', 'after', '-n', NS, '--from-literal=a=1', '--from-literal=b=2']);
-      await waitFor('the created Secret', async () => secrets.values(NS, 'after')?.b === '2');
-      await kubectl(['patch', 'secret', 'after', '-n', NS, '--type=merge', '-p', '{"stringData":{"a":"changed"}}']);
-      await waitFor('the changed Secret', async () => secrets.values(NS, 'after')?.a === 'changed');
-      await kubectl(['delete', 'secret', 'before', '-n', NS]);
-      await waitFor('the deleted Secret gone', async () => secrets.values(NS, 'before') === undefined);
-      expect(secrets.stats()).to.include({ lists: 1 });
-    } finally {
-      await secrets.stop();
-    }
-  }));
+  it('decodes Secrets that existed before it started (list) and those created, changed and deleted later (watch)', () =>
+    withApiServer(async (api, kc) => {
+      const secrets = new SecretInformer(kc, log, { namespace: NS });
+      const kubectl = async (args: string[]) => {
+        const r = await kubectlRaw(api.kubeconfigPath, args);
+        expect(r.code, r.stderr).to.equal(0);
+      };
+      try {
+        await kubectl(['create', 'secret', 'generic', 'before', '-n', NS, '--from-literal=token=ab c=é']);
+        await kubectl(['create', 'secret', 'generic', 'elsewhere', '-n', 'kube-system', '--from-literal=k=v']);
+        await secrets.start();
+        expect(secrets.values(NS, 'before')).to.deep.equal({ token: 'ab c=é' });
+        expect(secrets.values('kube-system', 'elsewhere'), 'only its namespace').to.equal(undefined);
+        await kubectl(['create', 'secret', 'generic', 'after', '-n', NS, '--from-literal=a=1', '--from-literal=b=2']);
+        await waitFor('the created Secret', async () => secrets.values(NS, 'after')?.b === '2');
+        await kubectl(['patch', 'secret', 'after', '-n', NS, '--type=merge', '-p', '{"stringData":{"a":"changed"}}']);
+        await waitFor('the changed Secret', async () => secrets.values(NS, 'after')?.a === 'changed');
+        await kubectl(['delete', 'secret', 'before', '-n', NS]);
+        await waitFor('the deleted Secret gone', async () => secrets.values(NS, 'before') === undefined);
+        expect(secrets.stats()).to.include({ lists: 1 });
+      } finally {
+        await secrets.stop();
+      }
+    }));
 });
 
 describe('operator Events (real embedded API server)', function () {
@@ -161,7 +193,10 @@ describe('operator Events (real embedded API server)', function () {
       await installCrd(kc);
       const { CustomObjectsApi } = await import('@kubernetes/client-node');
       const obj = (await kc.makeApiClient(CustomObjectsApi).createNamespacedCustomObject({
-        group: GROUP, version: VERSION, plural: PLURAL, namespace: NS,
+        group: GROUP,
+        version: VERSION,
+        plural: PLURAL,
+        namespace: NS,
         body: { apiVersion: `${GROUP}/${VERSION}`, kind: 'NotebookServer', metadata: { name: 'ev' }, spec: { user: 'x' } },
       })) as NotebookServer;
       const rec = new ApiEventRecorder(kc, log);
@@ -170,8 +205,12 @@ describe('operator Events (real embedded API server)', function () {
       await rec.emit(obj, 'Normal', 'Created', 'created container');
       const out = await kubectlRaw(api.kubeconfigPath, ['get', 'events', '-n', NS, '--field-selector', 'involvedObject.name=ev', '-o', 'json']);
       expect(out.code, out.stderr).to.equal(0);
-      const items = (JSON.parse(out.stdout) as { items: Array<{ reason: string; count: number; type: string; involvedObject: { uid: string; kind: string } }> }).items;
-      expect(items.map((e) => [e.reason, e.count, e.type]).sort()).to.deep.equal([['Created', 1, 'Normal'], ['ImageNotFound', 2, 'Warning']]);
+      const items = (JSON.parse(out.stdout) as { items: Array<{ reason: string; count: number; type: string; involvedObject: { uid: string; kind: string } }> })
+        .items;
+      expect(items.map((e) => [e.reason, e.count, e.type]).sort()).to.deep.equal([
+        ['Created', 1, 'Normal'],
+        ['ImageNotFound', 2, 'Warning'],
+      ]);
       expect(items[0].involvedObject).to.include({ uid: obj.metadata.uid, kind: 'NotebookServer' });
       const described = await kubectlRaw(api.kubeconfigPath, ['describe', 'nbs', 'ev', '-n', NS]);
       expect(described.stdout).to.match(/ImageNotFound/);
@@ -193,7 +232,15 @@ describe('operator leader election (two replicas, one Lease)', function () {
   });
 
   it('only the lease holder reconciles; the standby takes over when the leader stops, without writes', async () => {
-    const standby = await startOperator({ kubeconfig: env.kc, policy: env.policy, backend: env.backend, log, identity: 'standby', renewSeconds: 1, leaseDurationSeconds: 3 });
+    const standby = await startOperator({
+      kubeconfig: env.kc,
+      policy: env.policy,
+      backend: env.backend,
+      log,
+      identity: 'standby',
+      renewSeconds: 1,
+      leaseDurationSeconds: 3,
+    });
     try {
       await env.kubectl(['apply', '-f', '-'], nbsYaml('le', { user: 'gina', mode: 'custom', command: HTTPD, image: TEST_IMAGE }));
       await waitReady(env, 'le');
@@ -205,7 +252,10 @@ describe('operator leader election (two replicas, one Lease)', function () {
       expect(JSON.parse(lease).spec.holderIdentity).to.not.equal('standby');
       await env.op.stop();
       await standby.whenLeader();
-      await waitFor('standby reconciled the server', async () => (standby.stats().queue.perKey[`${NS}/le`]?.reconciles ?? 0) >= 1 && standby.stats().queue.inFlight === 0);
+      await waitFor(
+        'standby reconciled the server',
+        async () => (standby.stats().queue.perKey[`${NS}/le`]?.reconciles ?? 0) >= 1 && standby.stats().queue.inFlight === 0,
+      );
       await standby.queue.whenIdle();
       expect(standby.stats().reconciler.dockerWrites).to.equal(0);
       expect(standby.stats().reconciler.statusPatches).to.equal(0);
@@ -237,7 +287,10 @@ describe('operator with host networking (container backend)', function () {
     expect(a.status!.endpoint!.port).to.not.equal(b.status!.endpoint!.port);
     await env.kubectl(['patch', 'nbs', 'h1', '-n', NS, '--type=merge', '-p', '{"spec":{"env":[{"name":"X","value":"1"}]}}']);
     const a2 = await waitFor('h1 converged', async () => {
-      const o = await env.custom.getNamespacedCustomObject({ group: GROUP, version: VERSION, plural: PLURAL, namespace: NS, name: 'h1' }) as { metadata: { generation: number }; status?: { observedGeneration?: number; phase?: string; endpoint?: { port?: number } } };
+      const o = (await env.custom.getNamespacedCustomObject({ group: GROUP, version: VERSION, plural: PLURAL, namespace: NS, name: 'h1' })) as {
+        metadata: { generation: number };
+        status?: { observedGeneration?: number; phase?: string; endpoint?: { port?: number } };
+      };
       return o.status?.observedGeneration === o.metadata.generation && o.status?.phase === 'Running' ? o : undefined;
     });
     expect(a2.status!.endpoint!.port).to.equal(a.status!.endpoint!.port);

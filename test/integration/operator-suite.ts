@@ -6,19 +6,7 @@ import { expect } from 'chai';
 import { LABELS, type NotebookServer } from '../../src/api/types.js';
 import type { BackendKind } from '../../src/backends/types.js';
 import { TEST_IMAGE, dockerEventsBetween, httpGet, sleep, waitFor } from '../helpers/docker.js';
-import {
-  HTTPD,
-  NS,
-  containerEnv,
-  dockerExec,
-  getNbs,
-  nbsYaml,
-  patchSpec,
-  setupEnv,
-  waitPhase,
-  waitReady,
-  type Env,
-} from './operator-harness.js';
+import { HTTPD, NS, containerEnv, dockerExec, getNbs, nbsYaml, patchSpec, setupEnv, waitPhase, waitReady, type Env } from './operator-harness.js';
 
 // Exits on SIGTERM (PID 1 ignores signals it has no handler for), so removal does not wait 10 s.
 const ORPHAN_CMD = ['sh', '-c', 'trap "exit 0" TERM; while :; do sleep 1; done'];
@@ -78,10 +66,16 @@ export function operatorSuite(kind: BackendKind): void {
       await env.docker.getImage(TEST_IMAGE).tag({ repo: `local/${env.prefix}-built-alt`, tag: 'v2' });
       const img2 = `local/${env.prefix}-built-alt:v2`;
       await patchSpec(env, 'nb-default', { image: img2, env: [{ name: 'GREETING', value: 'hello' }] });
-      const after = await waitFor('new generation Ready', async () => {
-        const o = await getNbs(env, 'nb-default');
-        return o.metadata.generation! > before.metadata.generation! && o.status?.observedGeneration === o.metadata.generation && o.status?.phase === 'Running' ? o : undefined;
-      }, 60_000);
+      const after = await waitFor(
+        'new generation Ready',
+        async () => {
+          const o = await getNbs(env, 'nb-default');
+          return o.metadata.generation! > before.metadata.generation! && o.status?.observedGeneration === o.metadata.generation && o.status?.phase === 'Running'
+            ? o
+            : undefined;
+        },
+        60_000,
+      );
       expect(after.status?.backend?.image).to.equal(img2);
       const objs = await env.backend.find(after.metadata.uid!);
       expect(objs).to.have.length(1);
@@ -93,20 +87,35 @@ export function operatorSuite(kind: BackendKind): void {
 
     it('env from a Secret reaches the server; a missing Secret → Pending naming the field, then converges once it exists; a changed value restarts it', async () => {
       const secret = `${env.prefix}-creds`;
-      await apply('nb-secret', { user: 'sam', mode: 'custom', command: HTTPD, image: TEST_IMAGE, env: [{ name: 'API_KEY', valueFrom: { secretKeyRef: { name: secret, key: 'key' } } }] });
-      const waiting = await waitFor('nb-secret waiting for its Secret', async () => {
-        const o = await getNbs(env, 'nb-secret');
-        return o?.status?.conditions?.some((c) => c.type === 'Ready' && c.reason === 'SecretNotFound') ? o : undefined;
-      }, 30_000);
+      await apply('nb-secret', {
+        user: 'sam',
+        mode: 'custom',
+        command: HTTPD,
+        image: TEST_IMAGE,
+        env: [{ name: 'API_KEY', valueFrom: { secretKeyRef: { name: secret, key: 'key' } } }],
+      });
+      const waiting = await waitFor(
+        'nb-secret waiting for its Secret',
+        async () => {
+          const o = await getNbs(env, 'nb-secret');
+          return o?.status?.conditions?.some((c) => c.type === 'Ready' && c.reason === 'SecretNotFound') ? o : undefined;
+        },
+        30_000,
+      );
       expect(waiting.status?.phase).to.equal('Pending');
       expect(waiting.status?.message).to.contain('spec.env[0].valueFrom.secretKeyRef').and.to.contain(secret);
       await env.kubectl(['create', 'secret', 'generic', secret, '-n', NS, '--from-literal=key=s3cr3t']);
       const o = await waitReady(env, 'nb-secret');
       expect(await containerEnv(env, o.metadata.uid!)).to.include('API_KEY=s3cr3t');
       // A new value reaches the running server at once (the Secrets informer wakes it), not at the next resync.
-      await env.kubectl(['create', 'secret', 'generic', secret, '-n', NS, '--from-literal=key=rotated', '--dry-run=client', '-o', 'yaml'])
+      await env
+        .kubectl(['create', 'secret', 'generic', secret, '-n', NS, '--from-literal=key=rotated', '--dry-run=client', '-o', 'yaml'])
         .then((yaml) => env.kubectl(['replace', '-f', '-'], yaml));
-      await waitFor('the rotated value in the running container', async () => (await containerEnv(env, o.metadata.uid!).catch(() => '')).includes('API_KEY=rotated'), 30_000);
+      await waitFor(
+        'the rotated value in the running container',
+        async () => (await containerEnv(env, o.metadata.uid!).catch(() => '')).includes('API_KEY=rotated'),
+        30_000,
+      );
       await env.kubectl(['delete', 'nbs', 'nb-secret', '-n', NS, '--wait=true']);
     });
 
@@ -159,10 +168,14 @@ export function operatorSuite(kind: BackendKind): void {
       const [obs] = await env.backend.find(o.metadata.uid!);
       if (kind === 'service') await env.docker.getService(obs.id).remove();
       else await env.docker.getContainer(obs.id).remove({ force: true });
-      await waitFor('object recreated', async () => {
-        const objs = await env.backend.find(o.metadata.uid!);
-        return objs.length === 1 && objs[0].id !== obs.id && objs[0].state === 'running';
-      }, 60_000);
+      await waitFor(
+        'object recreated',
+        async () => {
+          const objs = await env.backend.find(o.metadata.uid!);
+          return objs.length === 1 && objs[0].id !== obs.id && objs[0].state === 'running';
+        },
+        60_000,
+      );
       await waitReady(env, 'nb-named');
 
       // An orphan: labelled as ours, named with our prefix, for a UID the API does not know.
@@ -170,7 +183,12 @@ export function operatorSuite(kind: BackendKind): void {
       const labels = { [LABELS.managedBy]: 'nbswarm', [LABELS.uid]: 'no-such-uid-' + env.prefix, [LABELS.namespace]: NS, [LABELS.name]: 'gone' };
       const imageId = (await env.docker.getImage(TEST_IMAGE).inspect()).Id;
       if (kind === 'service') {
-        await env.docker.createService({ Name: orphanName, Labels: labels, TaskTemplate: { ContainerSpec: { Image: imageId, Command: ORPHAN_CMD, Labels: labels } }, Mode: { Replicated: { Replicas: 1 } } } as any);
+        await env.docker.createService({
+          Name: orphanName,
+          Labels: labels,
+          TaskTemplate: { ContainerSpec: { Image: imageId, Command: ORPHAN_CMD, Labels: labels } },
+          Mode: { Replicated: { Replicas: 1 } },
+        } as any);
       } else {
         const c = await env.docker.createContainer({ name: orphanName, Image: imageId, Cmd: ORPHAN_CMD, Labels: labels });
         await c.start();
@@ -182,7 +200,9 @@ export function operatorSuite(kind: BackendKind): void {
     it('disallowed image → Failed with a message naming the image and the policy', async () => {
       await apply('nb-bad', { user: 'bob', mode: 'custom', command: HTTPD, image: 'evil.example/miner:latest' });
       const o = await waitPhase(env, 'nb-bad', 'Failed');
-      expect(o.status?.message).to.contain('evil.example/miner:latest').and.to.match(/allowedImages|policy/);
+      expect(o.status?.message)
+        .to.contain('evil.example/miner:latest')
+        .and.to.match(/allowedImages|policy/);
       const ready = o.status?.conditions?.find((c) => c.type === 'Ready');
       expect(ready?.status).to.equal('False');
       expect(ready?.reason).to.equal('ImageNotAllowed');
@@ -218,10 +238,14 @@ export function operatorSuite(kind: BackendKind): void {
       await apply('nb-rapid', { user: 'dave', mode: 'custom', command: HTTPD, image: TEST_IMAGE });
       await waitReady(env, 'nb-rapid');
       for (let i = 0; i < 50; i++) await patchSpec(env, 'nb-rapid', { env: [{ name: 'ROUND', value: String(i) }] });
-      const last = await waitFor('converged on the last generation', async () => {
-        const o = await getNbs(env, 'nb-rapid');
-        return o.status?.observedGeneration === o.metadata.generation && o.status?.phase === 'Running' ? o : undefined;
-      }, 90_000);
+      const last = await waitFor(
+        'converged on the last generation',
+        async () => {
+          const o = await getNbs(env, 'nb-rapid');
+          return o.status?.observedGeneration === o.metadata.generation && o.status?.phase === 'Running' ? o : undefined;
+        },
+        90_000,
+      );
       const objs = await env.backend.find(last.metadata.uid!);
       expect(objs).to.have.length(1);
       await waitFor('ROUND=49 in the running container', async () => (await containerEnv(env, last.metadata.uid!)).includes('ROUND=49'), 60_000);
@@ -270,7 +294,7 @@ export function operatorSuite(kind: BackendKind): void {
       await dockerExec(env.docker, obsA.containerId!, ['sh', '-c', 'echo installed-pkg > /tmp/pkg.txt']);
       await apply('nb-clone', { user, servername: 'clone', mode: 'custom', command: HTTPD, source: { server: 'nb-default' } });
       const b = await waitReady(env, 'nb-clone');
-      expect(b.status?.build?.image).to.match(new RegExp(`^local/${env.prefix}-built/${NS}-nb-default:g\\d+$`));
+      expect(b.status?.build?.image).to.match(new RegExp(`^local/${env.prefix}-built/${NS}/nb-default:g\\d+$`));
       expect(b.status?.build?.builtAt).to.be.a('string');
       const [obsB] = await env.backend.find(b.metadata.uid!);
       expect(await dockerExec(env.docker, obsB.containerId!, ['cat', '/tmp/pkg.txt'])).to.equal('installed-pkg\n');
@@ -288,24 +312,60 @@ export function operatorSuite(kind: BackendKind): void {
       expect((await getNbs(env, 'nb-clone')).status?.build?.builtAt).to.equal(b.status?.build?.builtAt);
       // The rebuild annotation does.
       await env.kubectl(['annotate', 'nbs', 'nb-clone', '-n', NS, 'nbswarm.io/rebuild=1']);
-      const rebuilt = await waitFor('rebuilt', async () => {
-        const o = await getNbs(env, 'nb-clone');
-        return o.status?.build?.image !== built && o.status?.phase === 'Running' ? o : undefined;
-      }, 60_000);
+      const rebuilt = await waitFor(
+        'rebuilt',
+        async () => {
+          const o = await getNbs(env, 'nb-clone');
+          return o.status?.build?.image !== built && o.status?.phase === 'Running' ? o : undefined;
+        },
+        60_000,
+      );
       const built2 = rebuilt.status!.build!.image!;
       expect(built2).to.match(/:g\d+-r[0-9a-f]{8}$/);
       const [obsB2] = await env.backend.find(b.metadata.uid!);
       expect(await dockerExec(env.docker, obsB2.containerId!, ['cat', '/tmp/pkg.txt'])).to.equal('installed-pkg\n');
       // The superseded image goes now (container) or once Swarm's task history lets it go (GC retries).
-      if (kind === 'container') await waitFor('old built image removed', async () => env.docker.getImage(built).inspect().then(() => false, () => true), 30_000);
-      else expect(await env.docker.getImage(built).inspect().then(() => env.op.stats().gc.pending > 0, () => true)).to.equal(true);
+      if (kind === 'container')
+        await waitFor(
+          'old built image removed',
+          async () =>
+            env.docker
+              .getImage(built)
+              .inspect()
+              .then(
+                () => false,
+                () => true,
+              ),
+          30_000,
+        );
+      else
+        expect(
+          await env.docker
+            .getImage(built)
+            .inspect()
+            .then(
+              () => env.op.stats().gc.pending > 0,
+              () => true,
+            ),
+        ).to.equal(true);
       // Edits of the source server do not rebuild: the build is a snapshot (this recreates A).
       await patchSpec(env, 'nb-default', { env: [{ name: 'GREETING', value: 'changed' }] });
       await waitReady(env, 'nb-default');
       await env.op.queue.whenIdle();
       expect((await getNbs(env, 'nb-clone')).status?.build?.image).to.equal(built2);
       await env.kubectl(['delete', 'nbs', 'nb-clone', '-n', NS, '--wait=true', '--timeout=60s']);
-      await waitFor('built image removed', async () => env.docker.getImage(built2).inspect().then(() => false, () => true), 30_000);
+      await waitFor(
+        'built image removed',
+        async () =>
+          env.docker
+            .getImage(built2)
+            .inspect()
+            .then(
+              () => false,
+              () => true,
+            ),
+        30_000,
+      );
     });
   });
 }

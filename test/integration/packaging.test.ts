@@ -63,7 +63,14 @@ describe('npm package (npm pack → npm install in an empty directory → nbswar
     mkdirSync(join(staging, 'build/Release'), { recursive: true });
     mkdirSync(prebuilds);
     const tarName = `better-sqlite3-v${sqliteVersion}-node-v${process.versions.modules}-${process.platform}-${process.arch}.tar.gz`;
-    const tar = await run('sh', ['-c', `cp '${repoPath('node_modules/better-sqlite3/build/Release/better_sqlite3.node')}' build/Release/ && tar -czf '${join(prebuilds, tarName)}' build`], { cwd: staging, timeoutMs: 30_000 });
+    const tar = await run(
+      'sh',
+      [
+        '-c',
+        `cp '${repoPath('node_modules/better-sqlite3/build/Release/better_sqlite3.node')}' build/Release/ && tar -czf '${join(prebuilds, tarName)}' build`,
+      ],
+      { cwd: staging, timeoutMs: 30_000 },
+    );
     if (tar.code !== 0) throw new Error(`cannot stage the better-sqlite3 prebuild: ${tar.stderr}`);
 
     app = join(dir, 'app');
@@ -84,7 +91,9 @@ describe('npm package (npm pack → npm install in an empty directory → nbswar
   });
 
   it('holds the bundle and its chunks, the CRD, manifests, image recipes, set-up scripts, hub and README — and no tests, sources or bench results', () => {
-    const chunks = readdirSync(repoPath('dist/nbswarm-chunks')).filter((f) => f.endsWith('.mjs')).map((f) => `dist/nbswarm-chunks/${f}`);
+    const chunks = readdirSync(repoPath('dist/nbswarm-chunks'))
+      .filter((f) => f.endsWith('.mjs'))
+      .map((f) => `dist/nbswarm-chunks/${f}`);
     expect(chunks.length).to.be.greaterThan(0);
     expect(packed).to.include.members([
       'package.json',
@@ -120,7 +129,10 @@ describe('npm package (npm pack → npm install in an empty directory → nbswar
   it('`nbswarm up` from the installed package serves the API on real Docker; kubectl runs a server with the printed kubeconfig', async () => {
     await requireDocker();
     const port = await freePort();
-    writeFileSync(join(app, 'policy.yaml'), [`prefix: ${prefix}`, 'pullPolicy: never', 'allowedImages: ["local/*"]', `defaultImage: ${TEST_IMAGE}`, 'volumes: []', ''].join('\n'));
+    writeFileSync(
+      join(app, 'policy.yaml'),
+      [`prefix: ${prefix}`, 'pullPolicy: never', 'allowedImages: ["local/*"]', `defaultImage: ${TEST_IMAGE}`, 'volumes: []', ''].join('\n'),
+    );
     let stdout = '';
     let stderr = '';
     const child = spawn(join(app, 'node_modules/.bin/nbswarm'), ['up', '--data-dir', 'data', '--port', String(port), '--policy', 'policy.yaml'], {
@@ -133,16 +145,29 @@ describe('npm package (npm pack → npm install in an empty directory → nbswar
     child.stderr!.on('data', (c) => (stderr += c));
     const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
 
-    const kubeconfig = await waitFor('the kubeconfig line', async () => {
-      if (child.exitCode !== null) throw new Error(`nbswarm up exited ${child.exitCode}: ${stderr}`);
-      return kubeconfigFromBanner(stdout);
-    }, 60_000);
+    const kubeconfig = await waitFor(
+      'the kubeconfig line',
+      async () => {
+        if (child.exitCode !== null) throw new Error(`nbswarm up exited ${child.exitCode}: ${stderr}`);
+        return kubeconfigFromBanner(stdout);
+      },
+      60_000,
+    );
     expect(kubeconfig).to.equal(join(app, 'data', 'admin.kubeconfig'));
     expect(stdout).to.contain(`nbswarm is up: API server https://127.0.0.1:${port}`);
 
     const get = await kubectl(['get', 'nbs', '-A'], { kubeconfig });
     expect(get.code, get.stderr).to.equal(0);
-    const applied = await kubectl(['apply', '-f', '-'], { kubeconfig, input: nbsYaml('pkg', { user: 'pat', mode: 'custom', command: ['httpd', '-f', '-p', '{port}', '-h', '/www'], image: TEST_IMAGE, resources: { cpu: '250m', memory: '32Mi' } }) });
+    const applied = await kubectl(['apply', '-f', '-'], {
+      kubeconfig,
+      input: nbsYaml('pkg', {
+        user: 'pat',
+        mode: 'custom',
+        command: ['httpd', '-f', '-p', '{port}', '-h', '/www'],
+        image: TEST_IMAGE,
+        resources: { cpu: '250m', memory: '32Mi' },
+      }),
+    });
     expect(applied.code, applied.stderr).to.equal(0);
     const ready = await kubectl(['wait', '--for=condition=Ready', 'nbs/pkg', '--timeout=60s'], { kubeconfig, timeoutMs: 70_000 });
     expect(ready.code, `${ready.stderr}\n${stderr}`).to.equal(0);

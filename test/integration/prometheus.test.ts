@@ -97,16 +97,32 @@ describe('monitoring: a real Prometheus scrapes nbswarm up', function () {
 
     const port = await freePort();
     promUrl = `http://127.0.0.1:${port}`;
-    prom = spawn(PROMETHEUS, [`--config.file=${join(promDir, 'prometheus.yml')}`, `--storage.tsdb.path=${join(promDir, 'data')}`, `--web.listen-address=127.0.0.1:${port}`, '--log.level=warn'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    prom = spawn(
+      PROMETHEUS,
+      [
+        `--config.file=${join(promDir, 'prometheus.yml')}`,
+        `--storage.tsdb.path=${join(promDir, 'data')}`,
+        `--web.listen-address=127.0.0.1:${port}`,
+        '--log.level=warn',
+      ],
+      { stdio: ['ignore', 'pipe', 'pipe'] },
+    );
     prom.stdout!.on('data', (c) => (promLog += c));
     prom.stderr!.on('data', (c) => (promLog += c));
     prom.on('error', (e) => (promLog += `\n${e}`));
-    await waitFor('both targets up', async () => {
-      if (prom!.exitCode !== null) throw new Error(`prometheus exited ${prom!.exitCode}: ${promLog}`);
-      const ups = await query('up').catch(() => []);
-      return ups.length === 2 && ups.every((s) => s.value[1] === '1');
-    }, 60_000, 250).catch(async (err) => {
-      const targets = await fetch(`${promUrl}/api/v1/targets`).then((r) => r.text()).catch(() => '');
+    await waitFor(
+      'both targets up',
+      async () => {
+        if (prom!.exitCode !== null) throw new Error(`prometheus exited ${prom!.exitCode}: ${promLog}`);
+        const ups = await query('up').catch(() => []);
+        return ups.length === 2 && ups.every((s) => s.value[1] === '1');
+      },
+      60_000,
+      250,
+    ).catch(async (err) => {
+      const targets = await fetch(`${promUrl}/api/v1/targets`)
+        .then((r) => r.text())
+        .catch(() => '');
       throw new Error(`${(err as Error).message}\ntargets: ${targets}\nprometheus: ${promLog}`);
     });
   });
@@ -126,7 +142,10 @@ describe('monitoring: a real Prometheus scrapes nbswarm up', function () {
       expect(r.code, r.stderr).to.equal(0);
     }
     // An image the daemon does not have (never pulled under this policy): a 404 from Docker.
-    const missing = await up!.kubectl(['apply', '-f', '-'], nbs('pm-missing', { user: 'x', mode: 'custom', command: SERVER_CMD, image: `local/nbswarm-absent-${randomBytes(3).toString('hex')}:1` }));
+    const missing = await up!.kubectl(
+      ['apply', '-f', '-'],
+      nbs('pm-missing', { user: 'x', mode: 'custom', command: SERVER_CMD, image: `local/nbswarm-absent-${randomBytes(3).toString('hex')}:1` }),
+    );
     expect(missing.code, missing.stderr).to.equal(0);
 
     await waitFor('two servers Running in Prometheus', async () => (await value('nbswarm_notebookservers{phase="Running"}')) === 2, 60_000, 500);
@@ -148,7 +167,12 @@ describe('monitoring: a real Prometheus scrapes nbswarm up', function () {
     const calls = await query('sum by (call, code) (nbswarm_docker_requests_total)');
     const callCodes = calls.map((s) => `${s.metric.call} ${s.metric.code}`);
     expect(callCodes).to.include('POST /containers/create 2xx');
-    await waitFor('the missing image counted as a Docker 404', async () => (await query('nbswarm_docker_requests_total{call="GET /images/{name}/json",code="404"}')).length > 0, 30_000, 500);
+    await waitFor(
+      'the missing image counted as a Docker 404',
+      async () => (await query('nbswarm_docker_requests_total{call="GET /images/{name}/json",code="404"}')).length > 0,
+      30_000,
+      500,
+    );
     expect(await value('sum(nbswarm_docker_request_duration_seconds_count)')).to.be.greaterThan(0);
 
     const creates = await value('sum(apiserver_request_total{job="nbswarm-apiserver",verb="create",code="201",resource=~"notebookservers.*"})');
@@ -167,16 +191,32 @@ describe('monitoring: a real Prometheus scrapes nbswarm up', function () {
       }
     }
     // A panel that shows nothing on a live fleet is a wrong metric name.
-    for (const expr of ['sum(nbswarm_leader)', 'max by (phase) (nbswarm_notebookservers)', 'sum by (result) (rate(nbswarm_workqueue_reconciles_total[1m]))', 'sum by (verb, code) (rate(apiserver_request_total[1m]))']) {
+    for (const expr of [
+      'sum(nbswarm_leader)',
+      'max by (phase) (nbswarm_notebookservers)',
+      'sum by (result) (rate(nbswarm_workqueue_reconciles_total[1m]))',
+      'sum by (verb, code) (rate(apiserver_request_total[1m]))',
+    ]) {
       expect((await query(expr)).length, expr).to.be.greaterThan(0);
     }
     const rules = (await (await fetch(`${promUrl}/api/v1/rules`)).json()) as { data: { groups: { rules: { name: string; health: string }[] }[] } };
     const loaded = rules.data.groups.flatMap((g) => g.rules);
-    expect(loaded.map((r) => r.name).sort()).to.deep.equal(['NbswarmApiServerErrors', 'NbswarmDockerUnreachable', 'NbswarmNoLeader', 'NbswarmReconcileErrors', 'NotebookServerStuckStarting']);
-    await waitFor('every rule evaluated', async () => {
-      const again = (await (await fetch(`${promUrl}/api/v1/rules`)).json()) as typeof rules;
-      return again.data.groups.flatMap((g) => g.rules).every((r) => r.health === 'ok');
-    }, 10_000, 500);
+    expect(loaded.map((r) => r.name).sort()).to.deep.equal([
+      'NbswarmApiServerErrors',
+      'NbswarmDockerUnreachable',
+      'NbswarmNoLeader',
+      'NbswarmReconcileErrors',
+      'NotebookServerStuckStarting',
+    ]);
+    await waitFor(
+      'every rule evaluated',
+      async () => {
+        const again = (await (await fetch(`${promUrl}/api/v1/rules`)).json()) as typeof rules;
+        return again.data.groups.flatMap((g) => g.rules).every((r) => r.health === 'ok');
+      },
+      10_000,
+      500,
+    );
     // A healthy fleet: nothing fires.
     const alerts = (await (await fetch(`${promUrl}/api/v1/alerts`)).json()) as { data: { alerts: { labels: { alertname: string } }[] } };
     expect(alerts.data.alerts.map((a) => a.labels.alertname)).to.deep.equal([]);

@@ -59,15 +59,20 @@ for (const bin of ['kubectl.1.27', 'kubectl', 'kubectl.1.33']) {
 
     it('serves the built-in ClusterRoles and their bindings', async () => {
       const roles = await ok(['get', 'clusterroles', '-o', 'name']);
-      for (const r of ['cluster-admin', 'admin', 'edit', 'view', 'nbswarm-hub', 'system:discovery']) expect(roles).to.contain(`clusterrole.rbac.authorization.k8s.io/${r}\n`);
+      for (const r of ['cluster-admin', 'admin', 'edit', 'view', 'nbswarm-hub', 'system:discovery'])
+        expect(roles).to.contain(`clusterrole.rbac.authorization.k8s.io/${r}\n`);
       const view = JSON.parse(await ok(['get', 'clusterrole', 'view', '-o', 'json']));
       expect(JSON.stringify(view.rules)).to.not.contain('secrets');
       expect(await ok(['get', 'clusterrolebinding', 'system:discovery'])).to.match(/ClusterRole\/system:discovery/);
     });
 
-    it('the token file\'s viewer reads ConfigMaps but no Secrets, in any namespace', async () => {
+    it("the token file's viewer reads ConfigMaps but no Secrets, in any namespace", async () => {
       expect(await ok(['get', 'configmap', 'settings', '-n', 'team', '-o', 'name'], 'viewtok')).to.equal('configmap/settings\n');
-      await denied(['get', 'secrets', '-n', 'team'], 'viewtok', /secrets is forbidden: User "vera" cannot list resource "secrets" in API group "" in the namespace "team"/);
+      await denied(
+        ['get', 'secrets', '-n', 'team'],
+        'viewtok',
+        /secrets is forbidden: User "vera" cannot list resource "secrets" in API group "" in the namespace "team"/,
+      );
       await denied(['get', 'secret', 'db', '-n', 'team'], 'viewtok', /forbidden/);
       await denied(['get', 'secrets', '-A'], 'viewtok', /forbidden/);
       expect(await canI(['get', 'secrets', '-n', 'team'], 'viewtok')).to.equal('no');
@@ -75,7 +80,7 @@ for (const bin of ['kubectl.1.27', 'kubectl', 'kubectl.1.33']) {
       expect(await canI(['create', 'configmaps', '-n', 'team'], 'viewtok')).to.equal('no');
     });
 
-    it('a hub token cannot write the operator\'s Lease in nbswarm, nor Leases in its own namespace', async () => {
+    it("a hub token cannot write the operator's Lease in nbswarm, nor Leases in its own namespace", async () => {
       await denied(['apply', '-f', '-'], 'hubtok', /leases.coordination.k8s.io "nbswarm-operator-nbs" is forbidden|forbidden/, lease('nbswarm'));
       await denied(['apply', '-f', '-'], 'hubtok', /forbidden/, lease('team'));
       expect(await canI(['create', 'leases.coordination.k8s.io', '-n', 'nbswarm'], 'hubtok')).to.equal('no');
@@ -113,8 +118,9 @@ for (const bin of ['kubectl.1.27', 'kubectl', 'kubectl.1.33']) {
       expect(list).to.match(/configmaps\s+\[\]\s+\[\]\s+\[get list watch create update patch delete\]/);
       expect(list).to.match(/selfsubjectaccessreviews\.authorization\.k8s\.io/);
       if (bin !== 'kubectl.1.27') {
-        expect(await ok(['auth', 'whoami', '-o', 'jsonpath={.status.userInfo.username} {.status.userInfo.groups}'], token))
-          .to.equal('system:serviceaccount:team:agent ["system:serviceaccounts","system:serviceaccounts:team","system:authenticated"]');
+        expect(await ok(['auth', 'whoami', '-o', 'jsonpath={.status.userInfo.username} {.status.userInfo.groups}'], token)).to.equal(
+          'system:serviceaccount:team:agent ["system:serviceaccounts","system:serviceaccounts:team","system:authenticated"]',
+        );
       }
       // A token for another audience is not for this server.
       const vault = (await ok(['create', 'token', 'agent', '-n', 'team', '--audience=vault'])).trim();
@@ -127,7 +133,10 @@ for (const bin of ['kubectl.1.27', 'kubectl', 'kubectl.1.33']) {
     });
 
     it('fills legacy service-account-token Secrets; deleting the Secret revokes its token', async () => {
-      await ok(['apply', '-f', '-'], undefined, `apiVersion: v1
+      await ok(
+        ['apply', '-f', '-'],
+        undefined,
+        `apiVersion: v1
 kind: ServiceAccount
 metadata: {name: argocd-manager, namespace: team}
 ---
@@ -138,7 +147,8 @@ metadata:
   name: argocd-manager-token
   namespace: team
   annotations: {kubernetes.io/service-account.name: argocd-manager}
-`);
+`,
+      );
       await ok(['create', 'rolebinding', 'argocd-manager', '-n', 'team', '--clusterrole=view', '--serviceaccount=team:argocd-manager']);
       const secret = JSON.parse(await ok(['get', 'secret', 'argocd-manager-token', '-n', 'team', '-o', 'json']));
       expect(Object.keys(secret.data).sort()).to.deep.equal(['ca.crt', 'namespace', 'token']);
@@ -152,23 +162,40 @@ metadata:
       expect(await ok(['get', 'secret', 'argocd-manager-token', '-n', 'team', '-o', 'jsonpath={.data.token}'])).to.equal(secret.data.token);
       await ok(['delete', 'secret', 'argocd-manager-token', '-n', 'team']);
       await denied(['get', 'configmaps', '-n', 'team'], token, /Unauthorized|must be logged in/);
-      await denied(['apply', '-f', '-'], undefined, /argocd-manager-token-2[\s\S]*create the ServiceAccount first/, `apiVersion: v1
+      await denied(
+        ['apply', '-f', '-'],
+        undefined,
+        /argocd-manager-token-2[\s\S]*create the ServiceAccount first/,
+        `apiVersion: v1
 kind: Secret
 type: kubernetes.io/service-account-token
 metadata:
   name: argocd-manager-token-2
   namespace: team
   annotations: {kubernetes.io/service-account.name: nobody}
-`);
+`,
+      );
     });
 
     it('nobody grants what they do not hold, unless they may escalate or bind', async () => {
       await ok(['create', 'serviceaccount', 'deployer', '-n', 'team']);
-      await ok(['create', 'role', 'deployer', '-n', 'team', '--verb=create,get,list', '--resource=roles.rbac.authorization.k8s.io,rolebindings.rbac.authorization.k8s.io,configmaps']);
+      await ok([
+        'create',
+        'role',
+        'deployer',
+        '-n',
+        'team',
+        '--verb=create,get,list',
+        '--resource=roles.rbac.authorization.k8s.io,rolebindings.rbac.authorization.k8s.io,configmaps',
+      ]);
       await ok(['create', 'rolebinding', 'deployer', '-n', 'team', '--role=deployer', '--serviceaccount=team:deployer']);
       const token = (await ok(['create', 'token', 'deployer', '-n', 'team'])).trim();
       await ok(['create', 'role', 'cm-reader', '-n', 'team', '--verb=get', '--resource=configmaps'], token);
-      await denied(['create', 'role', 'secret-reader', '-n', 'team', '--verb=get', '--resource=secrets'], token, /is attempting to grant RBAC permissions not currently held:[\s\S]*Resources:\["secrets"\]/);
+      await denied(
+        ['create', 'role', 'secret-reader', '-n', 'team', '--verb=get', '--resource=secrets'],
+        token,
+        /is attempting to grant RBAC permissions not currently held:[\s\S]*Resources:\["secrets"\]/,
+      );
       await denied(['create', 'role', 'cm-writer', '-n', 'team', '--verb=*', '--resource=configmaps'], token, /not currently held/);
       await ok(['create', 'rolebinding', 'cm-reader', '-n', 'team', '--role=cm-reader', '--user=alice'], token);
       await denied(['create', 'rolebinding', 'admins', '-n', 'team', '--clusterrole=admin', '--user=alice'], token, /not currently held/);
@@ -191,7 +218,9 @@ describe('RBAC and ServiceAccounts with @kubernetes/client-node', function () {
     const kc = new k8s.KubeConfig();
     kc.loadFromOptions({
       clusters: [{ name: 'c', server: srv.url, caData: Buffer.from(srv.caPem).toString('base64') }],
-      users: [{ name: 'u', token }], contexts: [{ name: 'x', cluster: 'c', user: 'u' }], currentContext: 'x',
+      users: [{ name: 'u', token }],
+      contexts: [{ name: 'x', cluster: 'c', user: 'u' }],
+      currentContext: 'x',
     });
     return kc;
   };
@@ -219,14 +248,25 @@ describe('RBAC and ServiceAccounts with @kubernetes/client-node', function () {
     const core = admin.makeApiClient(k8s.CoreV1Api);
     const rbac = admin.makeApiClient(k8s.RbacAuthorizationV1Api);
     await core.createNamespacedServiceAccount({ namespace: 'apps', body: { metadata: { name: 'sync' } } });
-    await rbac.createNamespacedRole({ namespace: 'apps', body: { metadata: { name: 'sync' }, rules: [{ apiGroups: [''], resources: ['configmaps'], verbs: ['get', 'list', 'create'] }] } });
+    await rbac.createNamespacedRole({
+      namespace: 'apps',
+      body: { metadata: { name: 'sync' }, rules: [{ apiGroups: [''], resources: ['configmaps'], verbs: ['get', 'list', 'create'] }] },
+    });
     await rbac.createNamespacedRoleBinding({
       namespace: 'apps',
-      body: { metadata: { name: 'sync' }, roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'Role', name: 'sync' }, subjects: [{ kind: 'ServiceAccount', name: 'sync', namespace: 'apps' }] },
+      body: {
+        metadata: { name: 'sync' },
+        roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'Role', name: 'sync' },
+        subjects: [{ kind: 'ServiceAccount', name: 'sync', namespace: 'apps' }],
+      },
     });
     const binding = await rbac.readNamespacedRoleBinding({ namespace: 'apps', name: 'sync' });
     expect(binding.subjects?.[0].apiGroup).to.equal('');
-    expect(await status(rbac.replaceNamespacedRoleBinding({ namespace: 'apps', name: 'sync', body: { ...binding, roleRef: { ...binding.roleRef, name: 'other' } } }))).to.equal(422);
+    expect(
+      await status(
+        rbac.replaceNamespacedRoleBinding({ namespace: 'apps', name: 'sync', body: { ...binding, roleRef: { ...binding.roleRef, name: 'other' } } }),
+      ),
+    ).to.equal(422);
 
     const tr = await core.createNamespacedServiceAccountToken({ namespace: 'apps', name: 'sync', body: { spec: { audiences: [], expirationSeconds: 7200 } } });
     const token = tr.status!.token;
@@ -240,10 +280,14 @@ describe('RBAC and ServiceAccounts with @kubernetes/client-node', function () {
     expect(await status(mine.listNamespacedConfigMap({ namespace: 'default' }))).to.equal(403);
 
     const authz = kc.makeApiClient(k8s.AuthorizationV1Api);
-    const ssar = await authz.createSelfSubjectAccessReview({ body: { spec: { resourceAttributes: { namespace: 'apps', verb: 'create', resource: 'configmaps' } } } });
+    const ssar = await authz.createSelfSubjectAccessReview({
+      body: { spec: { resourceAttributes: { namespace: 'apps', verb: 'create', resource: 'configmaps' } } },
+    });
     expect(ssar.status?.allowed).to.equal(true);
     expect(ssar.status?.reason).to.equal('RBAC: allowed by RoleBinding "sync/apps" of Role "sync" to ServiceAccount "sync"');
-    const no = await authz.createSelfSubjectAccessReview({ body: { spec: { resourceAttributes: { namespace: 'apps', verb: 'delete', resource: 'configmaps' } } } });
+    const no = await authz.createSelfSubjectAccessReview({
+      body: { spec: { resourceAttributes: { namespace: 'apps', verb: 'delete', resource: 'configmaps' } } },
+    });
     expect(no.status?.allowed).to.equal(false);
     const path = await authz.createSelfSubjectAccessReview({ body: { spec: { nonResourceAttributes: { path: '/metrics', verb: 'get' } } } });
     expect(path.status?.allowed).to.equal(false);

@@ -75,7 +75,8 @@ describe('bare machine set-up (scripts/install-packages.sh in a fresh Debian roo
     if (untar.code !== 0) throw new Error(`tar: ${untar.stderr}`);
     // The host's Debian sources (the mirror the image recipes use), its resolver, and the scripts.
     rmSync(join(rootfs, 'etc/apt/sources.list'), { force: true });
-    if (existsSync('/etc/apt/sources.list.d/debian.sources')) copyFileSync('/etc/apt/sources.list.d/debian.sources', join(rootfs, 'etc/apt/sources.list.d/debian.sources'));
+    if (existsSync('/etc/apt/sources.list.d/debian.sources'))
+      copyFileSync('/etc/apt/sources.list.d/debian.sources', join(rootfs, 'etc/apt/sources.list.d/debian.sources'));
     else copyFileSync('/etc/apt/sources.list', join(rootfs, 'etc/apt/sources.list'));
     copyFileSync('/etc/resolv.conf', join(rootfs, 'etc/resolv.conf'));
     cpSync(repoPath('scripts'), join(rootfs, 'opt/nbswarm/scripts'), { recursive: true });

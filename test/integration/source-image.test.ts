@@ -13,13 +13,16 @@ import { httpGet, waitFor } from '../helpers/docker.js';
 import { HTTPD, NS, dockerExec, getNbs, nbsYaml, patchSpec, setupEnv, waitReady, type Env } from './operator-harness.js';
 
 const imageExists = async (env: Env, ref: string): Promise<boolean> =>
-  env.docker.getImage(ref).inspect().then(
-    () => true,
-    (err: { statusCode?: number }) => {
-      if (err.statusCode === 404) return false;
-      throw err;
-    },
-  );
+  env.docker
+    .getImage(ref)
+    .inspect()
+    .then(
+      () => true,
+      (err: { statusCode?: number }) => {
+        if (err.statusCode === 404) return false;
+        throw err;
+      },
+    );
 
 for (const kind of ['service', 'container'] as BackendKind[]) {
   describe(`source-server images with the ${kind} backend`, function () {
@@ -32,7 +35,7 @@ for (const kind of ['service', 'container'] as BackendKind[]) {
       await env?.close();
     });
 
-    it('B built from A sees what was installed in A\'s container; A is untouched; B\'s image goes with B', async () => {
+    it("B built from A sees what was installed in A's container; A is untouched; B's image goes with B", async () => {
       const t0 = Date.now() - 1000;
       await env.kubectl(['apply', '-f', '-'], nbsYaml('src-a', { user: 'gina', mode: 'custom', command: HTTPD }));
       const a = await waitReady(env, 'src-a');
@@ -40,10 +43,18 @@ for (const kind of ['service', 'container'] as BackendKind[]) {
       expect(objA?.containerId).to.be.a('string');
       const containerA = objA!.containerId!;
       // "Install" into A's own filesystem layer, as a user's pip/apt would: not a volume.
-      await dockerExec(env.docker, containerA, ['sh', '-c', 'echo "installed in A" > /www/installed.txt && mkdir -p /opt/pkg && echo 42 > /opt/pkg/VERSION'], '0');
+      await dockerExec(
+        env.docker,
+        containerA,
+        ['sh', '-c', 'echo "installed in A" > /www/installed.txt && mkdir -p /opt/pkg && echo 42 > /opt/pkg/VERSION'],
+        '0',
+      );
       expect((await httpGet(`${a.status!.endpoint!.hostUrl}/installed.txt`)).body).to.equal('installed in A\n');
 
-      await env.kubectl(['apply', '-f', '-'], nbsYaml('dash-b', { user: 'gina', servername: 'b', mode: 'custom', command: HTTPD, source: { server: 'src-a' } }));
+      await env.kubectl(
+        ['apply', '-f', '-'],
+        nbsYaml('dash-b', { user: 'gina', servername: 'b', mode: 'custom', command: HTTPD, source: { server: 'src-a' } }),
+      );
       const b = await waitReady(env, 'dash-b');
       const built = b.status?.build?.image;
       expect(built).to.equal(`local/${env.prefix}-built/${NS}/src-a:g${a.metadata.generation}`);
@@ -78,18 +89,26 @@ for (const kind of ['service', 'container'] as BackendKind[]) {
 
       // An unrelated spec change of B rolls B but does not commit A again.
       await patchSpec(env, 'dash-b', { env: [{ name: 'THEME', value: 'dark' }] });
-      const b2 = await waitFor('dash-b generation 2 Running', async () => {
-        const o = await getNbs(env, 'dash-b');
-        return o.metadata.generation === 2 && o.status?.observedGeneration === 2 && o.status?.phase === 'Running' ? o : undefined;
-      }, 60_000);
+      const b2 = await waitFor(
+        'dash-b generation 2 Running',
+        async () => {
+          const o = await getNbs(env, 'dash-b');
+          return o.metadata.generation === 2 && o.status?.observedGeneration === 2 && o.status?.phase === 'Running' ? o : undefined;
+        },
+        60_000,
+      );
       expect(b2.status?.build).to.deep.equal(b.status?.build);
 
       // The rebuild annotation commits A again, to a new tag.
       await env.kubectl(['annotate', 'nbs', 'dash-b', '-n', NS, `${ANNOTATIONS.rebuild}=1`]);
-      const b3 = await waitFor('dash-b rebuilt and Running', async () => {
-        const o = await getNbs(env, 'dash-b');
-        return o.status?.build?.image !== built && o.status?.backend?.image === o.status?.build?.image && o.status?.phase === 'Running' ? o : undefined;
-      }, 60_000);
+      const b3 = await waitFor(
+        'dash-b rebuilt and Running',
+        async () => {
+          const o = await getNbs(env, 'dash-b');
+          return o.status?.build?.image !== built && o.status?.backend?.image === o.status?.build?.image && o.status?.phase === 'Running' ? o : undefined;
+        },
+        60_000,
+      );
       const rebuilt = b3.status!.build!.image!;
       expect(rebuilt).to.match(new RegExp(`^local/${env.prefix}-built/${NS}/src-a:g1-r[0-9a-f]{8}$`));
       expect(await imageExists(env, rebuilt)).to.equal(true);
@@ -100,7 +119,11 @@ for (const kind of ['service', 'container'] as BackendKind[]) {
 
       // Deleting B removes its (now unreferenced) image; A keeps running in the same container.
       await env.kubectl(['delete', 'nbs', 'dash-b', '-n', NS, '--timeout=60s']);
-      await waitFor(`built images ${built} and ${rebuilt} removed`, async () => !(await imageExists(env, rebuilt)) && !(await imageExists(env, built!)), 30_000);
+      await waitFor(
+        `built images ${built} and ${rebuilt} removed`,
+        async () => !(await imageExists(env, rebuilt)) && !(await imageExists(env, built!)),
+        30_000,
+      );
       expect((await env.backend.find(a.metadata.uid!)).map((o) => [o.containerId, o.state])).to.deep.equal([[containerA, 'running']]);
       expect((await httpGet(`${a.status!.endpoint!.hostUrl}/installed.txt`)).body).to.equal('installed in A\n');
     });

@@ -23,7 +23,16 @@ import type Docker from 'dockerode';
 
 const CHROMIUM = '/usr/bin/chromium';
 /** Without the background-networking flags Chromium's own connections are refused by a closed network. */
-const CHROMIUM_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'];
+const CHROMIUM_ARGS = [
+  '--headless',
+  '--no-sandbox',
+  '--disable-gpu',
+  '--disable-quic',
+  '--no-first-run',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+];
 // Functions passed to page.evaluate/waitForFunction run in the browser (serialised: no closures);
 // this file is compiled without DOM types, hence `(globalThis as any).document`.
 const SHOTS = repoPath('test-output', 'status-page');
@@ -32,11 +41,21 @@ const SHOTS = repoPath('test-output', 'status-page');
 const SERVER_CMD = ['sh', '-c', 'httpd -p {port} -h /www; trap "exit 0" TERM; while :; do sleep 1; done'];
 
 const nbs = (name: string, user: string) =>
-  JSON.stringify({ apiVersion: `${GROUP}/${VERSION}`, kind: 'NotebookServer', metadata: { name, namespace: 'default' }, spec: { user, mode: 'custom', command: SERVER_CMD, image: TEST_IMAGE } });
+  JSON.stringify({
+    apiVersion: `${GROUP}/${VERSION}`,
+    kind: 'NotebookServer',
+    metadata: { name, namespace: 'default' },
+    spec: { user, mode: 'custom', command: SERVER_CMD, image: TEST_IMAGE },
+  });
 
 async function launch(): Promise<{ context: BrowserContext; profile: string }> {
   const profile = mkdtempSync(join(tmpdir(), 'nbswarm-chromium-'));
-  const context = await chromium.launchPersistentContext(profile, { executablePath: CHROMIUM, headless: true, args: CHROMIUM_ARGS, viewport: { width: 1500, height: 800 } });
+  const context = await chromium.launchPersistentContext(profile, {
+    executablePath: CHROMIUM,
+    headless: true,
+    args: CHROMIUM_ARGS,
+    viewport: { width: 1500, height: 800 },
+  });
   return { context, profile };
 }
 
@@ -73,24 +92,40 @@ describe('status page in a real browser', function () {
   it('lists three servers live as they start, with their phase, endpoint, Events and the operator health', async () => {
     await page.goto(up!.statusUrl!);
     await page.locator('#conn.live').waitFor({ timeout: 10_000 });
-    for (const [name, user] of [['st-a', 'ann'], ['st-b', 'ben'], ['st-c', 'cat']]) {
+    for (const [name, user] of [
+      ['st-a', 'ann'],
+      ['st-b', 'ben'],
+      ['st-c', 'cat'],
+    ]) {
       const r = await up!.kubectl(['apply', '-f', '-'], nbs(name, user));
       expect(r.code, r.stderr).to.equal(0);
     }
-    await page.waitForFunction(() => (globalThis as any).document.querySelectorAll('#servers tbody tr[data-phase="Running"]').length === 3, undefined, { timeout: 60_000 });
+    await page.waitForFunction(() => (globalThis as any).document.querySelectorAll('#servers tbody tr[data-phase="Running"]').length === 3, undefined, {
+      timeout: 60_000,
+    });
     expect(await page.locator('#servers tbody tr').count()).to.equal(3);
-    for (const [name, user] of [['st-a', 'ann'], ['st-b', 'ben'], ['st-c', 'cat']]) {
+    for (const [name, user] of [
+      ['st-a', 'ann'],
+      ['st-b', 'ben'],
+      ['st-c', 'cat'],
+    ]) {
       expect(await row(name).locator('td.user').textContent()).to.equal(user);
       expect(await row(name).locator('td.mode').textContent()).to.equal('custom');
       const href = await row(name).locator('td.endpoint a').getAttribute('href');
       expect(href).to.match(/^http:\/\/127\.0\.0\.1:\d+\/$/);
     }
-    await page.waitForFunction(() => [...(globalThis as any).document.querySelectorAll('#events tbody td')].some((td: any) => td.textContent === 'Ready'), undefined, { timeout: 10_000 });
+    await page.waitForFunction(
+      () => [...(globalThis as any).document.querySelectorAll('#events tbody td')].some((td: any) => td.textContent === 'Ready'),
+      undefined,
+      { timeout: 10_000 },
+    );
     expect(await page.locator('#h-leader').textContent()).to.equal('this replica');
     expect(await page.locator('#h-docker').textContent()).to.equal('reachable (container)');
     expect(await page.locator('#h-servers').textContent()).to.equal('3 (3 Running)');
     // Docker stats arrive every 5 s while the page is open.
-    await page.waitForFunction(() => /MiB|KiB/.test((globalThis as any).document.querySelector('#servers tbody tr td.mem')?.textContent ?? ''), undefined, { timeout: 15_000 });
+    await page.waitForFunction(() => /MiB|KiB/.test((globalThis as any).document.querySelector('#servers tbody tr td.mem')?.textContent ?? ''), undefined, {
+      timeout: 15_000,
+    });
     await shot('1-three-running');
   });
 
@@ -99,10 +134,15 @@ describe('status page in a real browser', function () {
     const kc = new KubeConfig();
     kc.loadFromFile(up!.kubeconfig);
     const apiSeen = new Map<string, number>();
-    const ac = await new Watch(kc).watch(`/apis/${GROUP}/${VERSION}/namespaces/default/${PLURAL}`, { fieldSelector: 'metadata.name=st-b' }, (_t, o: any) => {
-      const phase = o?.status?.phase;
-      if (phase && !apiSeen.has(phase)) apiSeen.set(phase, Date.now());
-    }, () => undefined);
+    const ac = await new Watch(kc).watch(
+      `/apis/${GROUP}/${VERSION}/namespaces/default/${PLURAL}`,
+      { fieldSelector: 'metadata.name=st-b' },
+      (_t, o: any) => {
+        const phase = o?.status?.phase;
+        if (phase && !apiSeen.has(phase)) apiSeen.set(phase, Date.now());
+      },
+      () => undefined,
+    );
     await page.evaluate(() => {
       const w = globalThis as any;
       w.seen = {};
@@ -127,16 +167,28 @@ describe('status page in a real browser', function () {
     }
     const pageSeen = (await page.evaluate(() => (globalThis as any).seen)) as Record<string, number>;
     // The phases st-b moved to (the spec patch's own watch event still says Running).
-    const delays = [...apiSeen].filter(([phase]) => phase !== 'Running').map(([phase, at]) => ({ phase, delayMs: (pageSeen[`default/st-b:${phase}`] ?? Infinity) - at }));
+    const delays = [...apiSeen]
+      .filter(([phase]) => phase !== 'Running')
+      .map(([phase, at]) => ({ phase, delayMs: (pageSeen[`default/st-b:${phase}`] ?? Infinity) - at }));
     console.log(`      API → page: ${delays.map((d) => `${d.phase} ${d.delayMs} ms`).join(', ')}`);
     for (const d of delays) expect(d.delayMs, `${d.phase} reached the page ${d.delayMs} ms after the API`).to.be.below(1000);
-    await page.waitForFunction(() => (globalThis as any).document.querySelector('#servers tbody tr[data-key="default/st-b"]')?.classList.contains('stopped'), undefined, { timeout: 5000 });
-    const opacity = await page.evaluate(() => Number((globalThis as any).getComputedStyle((globalThis as any).document.querySelector('#servers tbody tr[data-key="default/st-b"] td.user')).opacity));
+    await page.waitForFunction(
+      () => (globalThis as any).document.querySelector('#servers tbody tr[data-key="default/st-b"]')?.classList.contains('stopped'),
+      undefined,
+      { timeout: 5000 },
+    );
+    const opacity = await page.evaluate(() =>
+      Number((globalThis as any).getComputedStyle((globalThis as any).document.querySelector('#servers tbody tr[data-key="default/st-b"] td.user')).opacity),
+    );
     expect(opacity).to.be.below(1);
     expect(await row('st-b').locator('td.endpoint a').count()).to.equal(0);
     expect(await page.locator('#h-servers').textContent()).to.equal('3 (2 Running, 1 Stopped)');
     // CPU % needs two stats samples (5 s apart).
-    await page.waitForFunction(() => /%$/.test((globalThis as any).document.querySelector('#servers tbody tr[data-key="default/st-a"] td.cpu')?.textContent ?? ''), undefined, { timeout: 12_000 });
+    await page.waitForFunction(
+      () => /%$/.test((globalThis as any).document.querySelector('#servers tbody tr[data-key="default/st-a"] td.cpu')?.textContent ?? ''),
+      undefined,
+      { timeout: 12_000 },
+    );
     await shot('2-one-stopped');
   });
 
@@ -171,12 +223,21 @@ describe('status page access beyond loopback', function () {
     const { installCrd } = await import('../../src/controller/crd.js');
     await installCrd(kc);
     // Bound to every address: a login is required (the test only connects to 127.0.0.1).
-    const auth = new StatusAuth(true, apiServerTokenCheck(() => kc), ['static-token-0123456789']);
+    const auth = new StatusAuth(
+      true,
+      apiServerTokenCheck(() => kc),
+      ['static-token-0123456789'],
+    );
     page = new StatusPage({ address: '0.0.0.0', port: 0, auth, log: createLogger({ silent: true }) });
     // The URL of a wildcard listener names 127.0.0.1.
     base = (await page.listen()).replace(/\/$/, '');
     // The token file is re-read by the API server within 2 s.
-    await waitFor('the viewer token to work', async () => (await fetch(`${base}/api/health`, { headers: { authorization: 'Bearer viewer-token-0123456789' } })).status === 200, 10_000, 200);
+    await waitFor(
+      'the viewer token to work',
+      async () => (await fetch(`${base}/api/health`, { headers: { authorization: 'Bearer viewer-token-0123456789' } })).status === 200,
+      10_000,
+      200,
+    );
   });
 
   after(async () => {

@@ -30,7 +30,9 @@ export interface StatusRecorder {
 export async function recordStatuses(env: Env, name: string): Promise<StatusRecorder> {
   const steps: StatusStep[] = [];
   const path = `/apis/${GROUP}/${VERSION}/namespaces/${NS}/${PLURAL}`;
-  const list = (await env.custom.listNamespacedCustomObject({ group: GROUP, version: VERSION, plural: PLURAL, namespace: NS })) as { metadata?: { resourceVersion?: string } };
+  const list = (await env.custom.listNamespacedCustomObject({ group: GROUP, version: VERSION, plural: PLURAL, namespace: NS })) as {
+    metadata?: { resourceVersion?: string };
+  };
   const watch = new Watch(env.kc);
   let errored: unknown;
   // Not awaited: the request resolves only once the server sends its first bytes.
@@ -40,7 +42,13 @@ export async function recordStatuses(env: Env, name: string): Promise<StatusReco
     (_type: string, obj: NotebookServer) => {
       if (obj?.metadata?.name !== name) return;
       const ready = obj.status?.conditions?.find((c) => c.type === 'Ready');
-      const step: StatusStep = { phase: obj.status?.phase, ready: ready?.status, readyReason: ready?.reason, message: obj.status?.message, hostUrl: obj.status?.endpoint?.hostUrl };
+      const step: StatusStep = {
+        phase: obj.status?.phase,
+        ready: ready?.status,
+        readyReason: ready?.reason,
+        message: obj.status?.message,
+        hostUrl: obj.status?.endpoint?.hostUrl,
+      };
       const last = steps[steps.length - 1];
       if (!last || last.phase !== step.phase || last.readyReason !== step.readyReason || last.ready !== step.ready) steps.push(step);
     },
@@ -52,10 +60,15 @@ export async function recordStatuses(env: Env, name: string): Promise<StatusReco
   return {
     steps,
     until: (what, pred, timeoutMs = 60_000) =>
-      waitFor(what, async () => {
-        if (errored) throw new Error(`status watch failed: ${(errored as Error).message ?? String(errored)}`);
-        return steps.find(pred);
-      }, timeoutMs, 100),
+      waitFor(
+        what,
+        async () => {
+          if (errored) throw new Error(`status watch failed: ${(errored as Error).message ?? String(errored)}`);
+          return steps.find(pred);
+        },
+        timeoutMs,
+        100,
+      ),
     stop: () => {
       req.then((c) => c.abort()).catch(() => undefined);
     },

@@ -34,7 +34,17 @@ describe('system users enabled by policy (service backend)', function () {
 
   before(async () => {
     execFileSync('groupadd', [group]);
-    execFileSync('useradd', ['--no-create-home', '--user-group', '--groups', group, '--shell', '/usr/sbin/nologin', '--comment', 'nbswarm system-user test', account]);
+    execFileSync('useradd', [
+      '--no-create-home',
+      '--user-group',
+      '--groups',
+      group,
+      '--shell',
+      '/usr/sbin/nologin',
+      '--comment',
+      'nbswarm system-user test',
+      account,
+    ]);
     execFileSync('useradd', ['--no-create-home', '--user-group', '--shell', '/usr/sbin/nologin', '--comment', 'nbswarm system-user test', outsider]);
     ids = hostAccount(account);
     homes = mkdtempSync(join(tmpdir(), 'nbswarm-homes-'));
@@ -42,13 +52,25 @@ describe('system users enabled by policy (service backend)', function () {
     mkdirSync(join(homes, account), { mode: 0o700 });
     chownSync(join(homes, account), ids.uid, ids.gid);
     env = await setupEnv(kind, {
-      systemUsers: { enabled: true, homeTemplate: `${homes}/{username}`, mountTarget: '/home/{username}', uidFloor: 1000, uidCeiling: 60000, users: {}, allowedGroups: [group] },
+      systemUsers: {
+        enabled: true,
+        homeTemplate: `${homes}/{username}`,
+        mountTarget: '/home/{username}',
+        uidFloor: 1000,
+        uidCeiling: 60000,
+        users: {},
+        allowedGroups: [group],
+      },
     });
   });
   after(async () => {
     await env?.close();
     if (homes) rmSync(homes, { recursive: true, force: true });
-    for (const [cmd, name] of [['userdel', account], ['userdel', outsider], ['groupdel', group]]) {
+    for (const [cmd, name] of [
+      ['userdel', account],
+      ['userdel', outsider],
+      ['groupdel', group],
+    ]) {
       try {
         execFileSync(cmd!, [name!]);
       } catch {
@@ -57,7 +79,7 @@ describe('system users enabled by policy (service backend)', function () {
     }
   });
 
-  it('runs as the host account\'s uid:gid with the host home bound in; files it creates are the user\'s on the host', async () => {
+  it("runs as the host account's uid:gid with the host home bound in; files it creates are the user's on the host", async () => {
     expect(ids.uid).to.be.at.least(1000);
     await env.kubectl(['apply', '-f', '-'], nbsYaml('sys', { user: account, mode: 'custom', command: HTTPD, systemUser: true }));
     const o = await waitReady(env, 'sys');

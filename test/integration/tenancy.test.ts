@@ -26,20 +26,30 @@ describe('tenancy and drift (service backend, real dockerd)', function () {
   const builtImages: string[] = [];
 
   const yaml = (ns: string, name: string, spec: Record<string, unknown>, annotations?: Record<string, string>) =>
-    JSON.stringify({ apiVersion: `${GROUP}/${VERSION}`, kind: 'NotebookServer', metadata: { name, namespace: ns, ...(annotations ? { annotations } : {}) }, spec });
+    JSON.stringify({
+      apiVersion: `${GROUP}/${VERSION}`,
+      kind: 'NotebookServer',
+      metadata: { name, namespace: ns, ...(annotations ? { annotations } : {}) },
+      spec,
+    });
   const get = async (ns: string, name: string) =>
     (await env.custom.getNamespacedCustomObject({ group: GROUP, version: VERSION, plural: PLURAL, namespace: ns, name })) as NotebookServer;
   const running = (ns: string, name: string, ms = 90_000) =>
-    waitFor(`${ns}/${name} Running`, async () => {
-      const o = await get(ns, name);
-      return o.status?.phase === 'Running' && o.status.observedGeneration === o.metadata.generation ? o : undefined;
-    }, ms);
+    waitFor(
+      `${ns}/${name} Running`,
+      async () => {
+        const o = await get(ns, name);
+        return o.status?.phase === 'Running' && o.status.observedGeneration === o.metadata.generation ? o : undefined;
+      },
+      ms,
+    );
   const service = async (uid: string): Promise<any> => {
     const found = await env.backend.find(uid);
     expect(found, `one service for ${uid}`).to.have.length(1);
     return env.docker.getService(found[0]!.id).inspect();
   };
-  const events = async (ns: string, name: string) => env.kubectl(['get', 'events', '-n', ns, '--field-selector', `involvedObject.name=${name}`, '-o', 'custom-columns=R:.reason,M:.message', '--no-headers']);
+  const events = async (ns: string, name: string) =>
+    env.kubectl(['get', 'events', '-n', ns, '--field-selector', `involvedObject.name=${name}`, '-o', 'custom-columns=R:.reason,M:.message', '--no-headers']);
 
   before(async () => {
     env = await setupEnv('service', {
@@ -67,7 +77,7 @@ describe('tenancy and drift (service backend, real dockerd)', function () {
     expect(labels).to.include({ [LABELS.namespace]: 'tenant-b', [LABELS.user]: 'alice' });
   });
 
-  it('by default a server runs as uid 1000:100 (not the image\'s root) with memory, CPU and pids limits', async () => {
+  it("by default a server runs as uid 1000:100 (not the image's root) with memory, CPU and pids limits", async () => {
     const a = await get('tenant-a', 'alice');
     const [obs] = await env.backend.find(a.metadata.uid!);
     expect((await service(a.metadata.uid!)).Spec.TaskTemplate.ContainerSpec.User).to.equal('1000:100');
@@ -88,7 +98,10 @@ describe('tenancy and drift (service backend, real dockerd)', function () {
 
   it('upgrade: a server created under the earlier names keeps its service and volume, without a write', async () => {
     const old = { nameTemplate: env.policy.nameTemplate, volumes: env.policy.volumes };
-    Object.assign(env.policy, { nameTemplate: '{prefix}-{username}-{servername}', volumes: [{ name: '{prefix}-{username}-home', target: '/home/jovyan', type: 'volume' }] });
+    Object.assign(env.policy, {
+      nameTemplate: '{prefix}-{username}-{servername}',
+      volumes: [{ name: '{prefix}-{username}-home', target: '/home/jovyan', type: 'volume' }],
+    });
     await env.restartOperator();
     await env.kubectl(['apply', '-f', '-'], yaml('tenant-c', 'carol', { user: 'carol', command: HTTPD }));
     const c = await running('tenant-c', 'carol');
@@ -96,7 +109,10 @@ describe('tenancy and drift (service backend, real dockerd)', function () {
     expect(before.Spec.Name).to.equal(`${env.prefix}-carol`);
     Object.assign(env.policy, old);
     const op = await env.restartOperator();
-    await waitFor('carol reconciled by the new operator', async () => op.stats().reconciler.reconciles > 0 && (await get('tenant-c', 'carol')).status?.phase === 'Running');
+    await waitFor(
+      'carol reconciled by the new operator',
+      async () => op.stats().reconciler.reconciles > 0 && (await get('tenant-c', 'carol')).status?.phase === 'Running',
+    );
     await env.kubectl(['annotate', '-n', 'tenant-c', 'nbs/carol', 'touch=1']);
     await new Promise((r) => setTimeout(r, 3000));
     const after = await service(c.metadata.uid!);
@@ -122,10 +138,14 @@ describe('tenancy and drift (service backend, real dockerd)', function () {
     const image = `local/${env.prefix}-missing:1`;
     env.policy.allowedImages = ['local/*'];
     await env.kubectl(['apply', '-f', '-'], yaml('tenant-e', 'eve', { user: 'eve', image: `docker.io/${image}`, command: HTTPD }));
-    const eve = await waitFor('eve ImageNotFound', async () => {
-      const o = await get('tenant-e', 'eve');
-      return o.status?.conditions?.find((c) => c.reason === 'ImageNotFound') ? o : undefined;
-    }, 60_000);
+    const eve = await waitFor(
+      'eve ImageNotFound',
+      async () => {
+        const o = await get('tenant-e', 'eve');
+        return o.status?.conditions?.find((c) => c.reason === 'ImageNotFound') ? o : undefined;
+      },
+      60_000,
+    );
     expect(eve.status?.message).to.contain('the pull policy is "never"');
     expect(await env.backend.find(eve.metadata.uid!)).to.deep.equal([]);
   });
@@ -134,10 +154,14 @@ describe('tenancy and drift (service backend, real dockerd)', function () {
     const a = await get('tenant-a', 'alice');
     const name = `${env.prefix}-tenant-a-alice`;
     await docker('service', 'update', '--detach', '--env-add', 'DRIFT=1', name);
-    await waitFor('drift reverted', async () => {
-      const s = await service(a.metadata.uid!);
-      return !(s.Spec.TaskTemplate.ContainerSpec.Env ?? []).includes('DRIFT=1') ? s : undefined;
-    }, 30_000);
+    await waitFor(
+      'drift reverted',
+      async () => {
+        const s = await service(a.metadata.uid!);
+        return !(s.Spec.TaskTemplate.ContainerSpec.Env ?? []).includes('DRIFT=1') ? s : undefined;
+      },
+      30_000,
+    );
     expect(await events('tenant-a', 'alice')).to.match(/DriftReverted\s+service \S+ had been changed outside nbswarm \(TaskTemplate\.ContainerSpec\.Env\)/);
     await running('tenant-a', 'alice');
     // Settled: a resync of every server writes nothing.

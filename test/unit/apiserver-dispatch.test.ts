@@ -35,7 +35,9 @@ interface Reply {
 function send(api: ApiServer, method: string, url: string, role?: string, body?: unknown): Promise<Reply & { close(): void }> {
   const chunks = body === undefined ? [] : [Buffer.from(JSON.stringify(body))];
   const req: Req = Object.assign(Readable.from(chunks), {
-    method, url, headers: { ...(role ? { authorization: `Bearer ${role}` } : {}), ...(body !== undefined ? { 'content-type': 'application/json' } : {}) },
+    method,
+    url,
+    headers: { ...(role ? { authorization: `Bearer ${role}` } : {}), ...(body !== undefined ? { 'content-type': 'application/json' } : {}) },
   });
   return new Promise((resolve) => {
     const events = new EventEmitter();
@@ -76,7 +78,14 @@ describe('API server dispatcher', function () {
   before(() => {
     dir = mkdtempSync(join(tmpdir(), 'nbswarm-dispatch-'));
     storage = new Store(join(dir, 'state.db'), 1000);
-    api = new ApiServer({ storage, authenticator: roles, bookmarkIntervalMs: 60_000, maxWatchSeconds: 60, eventTtlSeconds: 3600, log: createLogger({ silent: true }) });
+    api = new ApiServer({
+      storage,
+      authenticator: roles,
+      bookmarkIntervalMs: 60_000,
+      maxWatchSeconds: 60,
+      eventTtlSeconds: 3600,
+      log: createLogger({ silent: true }),
+    });
   });
   after(async () => {
     api.close();
@@ -122,10 +131,18 @@ describe('API server dispatcher', function () {
   }
 
   it('a watch shows an initial state holding uncommitted writes only once they are committed', async () => {
-    storage.write('ADDED', '/configmaps', 'default', 'in-flight', { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'in-flight', namespace: 'default' } });
+    storage.write('ADDED', '/configmaps', 'default', 'in-flight', {
+      apiVersion: 'v1',
+      kind: 'ConfigMap',
+      metadata: { name: 'in-flight', namespace: 'default' },
+    });
     expect(storage.pending).to.equal(true);
     const w = await send(api, 'GET', '/api/v1/namespaces/default/configmaps?watch=1', 'viewer');
-    const lines = () => w.body.split('\n').filter(Boolean).map((l) => JSON.parse(l) as { type: string; object: { metadata: { name: string } } });
+    const lines = () =>
+      w.body
+        .split('\n')
+        .filter(Boolean)
+        .map((l) => JSON.parse(l) as { type: string; object: { metadata: { name: string } } });
     const sentBeforeCommit = lines();
     const committed = storage.settled();
     storage.write('ADDED', '/configmaps', 'default', 'next', { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'next', namespace: 'default' } });

@@ -7,7 +7,12 @@ import { AlreadyExistsError, Store, type StoreEvent } from '../../src/apiserver/
 import type { KubeObject } from '../../src/apiserver/types.js';
 
 const CM = '/configmaps';
-const cm = (name: string, data: Record<string, string> = {}): KubeObject => ({ apiVersion: 'v1', kind: 'ConfigMap', metadata: { name, namespace: 'ns' }, data });
+const cm = (name: string, data: Record<string, string> = {}): KubeObject => ({
+  apiVersion: 'v1',
+  kind: 'ConfigMap',
+  metadata: { name, namespace: 'ns' },
+  data,
+});
 
 describe('API server storage (SQLite, writer thread)', function () {
   let dir: string;
@@ -84,10 +89,17 @@ describe('API server storage (SQLite, writer thread)', function () {
       INSERT INTO meta (k, v) VALUES ('rv', 7), ('compacted', 0);
     `);
     const insert = old.prepare('INSERT INTO objects (gr, ns, name, rv, data) VALUES (?, ?, ?, ?, ?)');
-    for (const [n, rv] of [['b', 6], ['a', 7]] as const) insert.run(CM, 'ns', n, rv, JSON.stringify({ ...cm(n, { v: n }), metadata: { name: n, namespace: 'ns', resourceVersion: String(rv) } }));
+    for (const [n, rv] of [
+      ['b', 6],
+      ['a', 7],
+    ] as const)
+      insert.run(CM, 'ns', n, rv, JSON.stringify({ ...cm(n, { v: n }), metadata: { name: n, namespace: 'ns', resourceVersion: String(rv) } }));
     old.close();
     const s = open();
-    expect([...s.iterate(CM, 'ns')].map((o) => [o.metadata.name, o.data])).to.deep.equal([['a', { v: 'a' }], ['b', { v: 'b' }]]);
+    expect([...s.iterate(CM, 'ns')].map((o) => [o.metadata.name, o.data])).to.deep.equal([
+      ['a', { v: 'a' }],
+      ['b', { v: 'b' }],
+    ]);
     expect(() => s.write('ADDED', CM, 'ns', 'a', cm('a'))).to.throw(AlreadyExistsError);
     expect(s.write('ADDED', CM, 'ns', 'c', cm('c')).metadata.resourceVersion).to.equal('8');
     await s.settled();
@@ -123,12 +135,20 @@ describe('API server storage (SQLite, writer thread)', function () {
     other.prepare('INSERT INTO objects (gr, ns, name, rv, data) VALUES (?, ?, ?, ?, ?)').run(CM, 'ns', 'clash', 999, '{}');
     other.close();
     const failures: string[] = [];
-    s.afterCommit(() => failures.push('acknowledged'), (e) => failures.push(e.message));
-    const later = new Promise<void>((resolve) => setImmediate(() => {
-      s.write('ADDED', CM, 'ns', 'later', cm('later'));
-      s.afterCommit(() => failures.push('later acknowledged'), () => failures.push('later failed'));
-      resolve();
-    }));
+    s.afterCommit(
+      () => failures.push('acknowledged'),
+      (e) => failures.push(e.message),
+    );
+    const later = new Promise<void>((resolve) =>
+      setImmediate(() => {
+        s.write('ADDED', CM, 'ns', 'later', cm('later'));
+        s.afterCommit(
+          () => failures.push('later acknowledged'),
+          () => failures.push('later failed'),
+        );
+        resolve();
+      }),
+    );
     await later;
     await s.settled().catch(() => undefined);
     expect(failures[0]).to.match(/exists in storage but not in the server's view/);

@@ -62,10 +62,12 @@ describe('API server strategies', () => {
 
     it('an immutable secret keeps its data', () => {
       const old = stored({ metadata: { name: 's' }, immutable: true, data: { a: 'eA==' }, type: 'Opaque' });
-      expect(secrets.strategy.validateUpdate({ metadata: { name: 's' }, immutable: true, data: { a: 'eQ==' }, type: 'Opaque' }, old, ctx(secrets))).to.deep.equal([
-        { reason: 'FieldValueForbidden', message: 'Forbidden: field is immutable when `immutable` is set', field: 'data' },
-      ]);
-      expect(secrets.strategy.validateUpdate({ metadata: { name: 's' }, immutable: true, data: { a: 'eA==' }, type: 'Opaque' }, old, ctx(secrets))).to.deep.equal([]);
+      expect(
+        secrets.strategy.validateUpdate({ metadata: { name: 's' }, immutable: true, data: { a: 'eQ==' }, type: 'Opaque' }, old, ctx(secrets)),
+      ).to.deep.equal([{ reason: 'FieldValueForbidden', message: 'Forbidden: field is immutable when `immutable` is set', field: 'data' }]);
+      expect(
+        secrets.strategy.validateUpdate({ metadata: { name: 's' }, immutable: true, data: { a: 'eA==' }, type: 'Opaque' }, old, ctx(secrets)),
+      ).to.deep.equal([]);
     });
   });
 
@@ -86,14 +88,24 @@ describe('API server strategies', () => {
     it('names are DNS labels; other kinds take DNS subdomains', () => {
       const { kind } = kinds();
       const dotted = (): KubeObject => ({ metadata: { name: 'a.b' } });
-      expect(kind('namespaces').strategy.validate(dotted(), ctx(kind('namespaces'))).map((c) => c.field)).to.deep.equal(['metadata.name']);
+      expect(
+        kind('namespaces')
+          .strategy.validate(dotted(), ctx(kind('namespaces')))
+          .map((c) => c.field),
+      ).to.deep.equal(['metadata.name']);
       expect(kind('configmaps').strategy.validate(dotted(), ctx(kind('configmaps')))).to.deep.equal([]);
     });
   });
 
   describe('custom resources', () => {
     const widgets = kindFromCrd(widgetCrd());
-    const widget = (spec: Record<string, unknown>, extra: Record<string, unknown> = {}): KubeObject => ({ apiVersion: 'example.nbswarm.io/v1', kind: 'Widget', metadata: { name: 'w' }, spec, ...extra });
+    const widget = (spec: Record<string, unknown>, extra: Record<string, unknown> = {}): KubeObject => ({
+      apiVersion: 'example.nbswarm.io/v1',
+      kind: 'Widget',
+      metadata: { name: 'w' },
+      spec,
+      ...extra,
+    });
 
     it('track generation; a create through the main resource drops status, an update keeps the stored one', () => {
       expect(widgets.strategy.tracksGeneration).to.equal(true);
@@ -125,7 +137,11 @@ describe('API server strategies', () => {
     it('validate against the version schema, naming the field', () => {
       const causes = widgets.strategy.validate(widget({ user: 'Not A Label', size: -1 }), ctx(widgets));
       expect(causes.map((c) => c.field).sort()).to.deep.equal(['spec.size', 'spec.user']);
-      expect(widgets.strategy.validate(widget({}), ctx(widgets))).to.deep.include({ reason: 'FieldValueRequired', message: 'Required value', field: 'spec.user' });
+      expect(widgets.strategy.validate(widget({}), ctx(widgets))).to.deep.include({
+        reason: 'FieldValueRequired',
+        message: 'Required value',
+        field: 'spec.user',
+      });
     });
   });
 
@@ -141,15 +157,24 @@ describe('API server strategies', () => {
       const free = kinds().kind('customresourcedefinitions', 'apiextensions.k8s.io');
       const crd = widgetCrd();
       free.strategy.complete(crd, undefined);
-      expect(crd.status?.conditions?.map((c) => [c.type, c.status])).to.deep.equal([['NamesAccepted', 'True'], ['Established', 'True']]);
+      expect(crd.status?.conditions?.map((c) => [c.type, c.status])).to.deep.equal([
+        ['NamesAccepted', 'True'],
+        ['Established', 'True'],
+      ]);
       expect(crd.status?.acceptedNames).to.include({ plural: 'widgets', kind: 'Widget', listKind: 'WidgetList' });
       expect(crd.status?.storedVersions).to.deep.equal(['v1']);
 
       const other = { ...kindFromCrd(widgetCrd()), crdName: 'widgets.other' };
-      const taken = kinds((g, r) => (g === 'example.nbswarm.io' && r === 'widgets' ? other : undefined)).kind('customresourcedefinitions', 'apiextensions.k8s.io');
+      const taken = kinds((g, r) => (g === 'example.nbswarm.io' && r === 'widgets' ? other : undefined)).kind(
+        'customresourcedefinitions',
+        'apiextensions.k8s.io',
+      );
       const second = widgetCrd();
       taken.strategy.complete(second, undefined);
-      expect(second.status?.conditions?.map((c) => [c.type, c.status, c.reason])).to.deep.equal([['NamesAccepted', 'False', 'MultipleNamesNotAllowed'], ['Established', 'False', 'NotAccepted']]);
+      expect(second.status?.conditions?.map((c) => [c.type, c.status, c.reason])).to.deep.equal([
+        ['NamesAccepted', 'False', 'MultipleNamesNotAllowed'],
+        ['Established', 'False', 'NotAccepted'],
+      ]);
       expect(second.status?.acceptedNames).to.deep.equal({});
     });
 

@@ -8,7 +8,10 @@ import type { Logger } from '../../src/log.js';
 /** A logger that keeps what it was told (TokenAuth only calls warn and info). */
 function recordingLogger(): { log: Logger; warnings: string[] } {
   const warnings: string[] = [];
-  const log = { warn: (msg: string, f: { problem?: string }) => warnings.push(`${msg}${f?.problem ? `: ${f.problem}` : ''}`), info: () => {} } as unknown as Logger;
+  const log = {
+    warn: (msg: string, f: { problem?: string }) => warnings.push(`${msg}${f?.problem ? `: ${f.problem}` : ''}`),
+    info: () => {},
+  } as unknown as Logger;
   return { log, warnings };
 }
 
@@ -29,7 +32,10 @@ describe('API server token file', function () {
     const { users, problems } = parseTokenLines('a,alice,admin\nnonsense\nb,bob,root\nc,carol,hub,ns1;ns2\n');
     expect([...users.keys()]).to.deep.equal(['a', 'c']);
     expect(users.get('c')).to.deep.equal({ name: 'carol', role: 'hub', namespaces: ['ns1', 'ns2'] });
-    expect(problems).to.deep.equal(['token file line 2: expected token,user,role[,namespaces]', 'token file line 3: role must be admin, hub or viewer, got "root"']);
+    expect(problems).to.deep.equal([
+      'token file line 2: expected token,user,role[,namespaces]',
+      'token file line 3: role must be admin, hub or viewer, got "root"',
+    ]);
   });
 
   it('a revoked token stops working even when the edited file has a bad line, which is logged', async () => {

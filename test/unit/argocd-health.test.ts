@@ -18,7 +18,9 @@ interface Fixture {
 }
 
 describe('Argo CD health check for NotebookServer (lua5.4)', () => {
-  const files = readdirSync(DIR).filter((f) => f.endsWith('.json')).sort();
+  const files = readdirSync(DIR)
+    .filter((f) => f.endsWith('.json'))
+    .sort();
 
   it('has fixtures for every health Argo CD can show', () => {
     const seen = new Set(files.map((f) => (JSON.parse(readFileSync(join(DIR, f), 'utf8')) as Fixture).expect.status));

@@ -46,11 +46,39 @@ describe('bench command line', () => {
 
   it('--quick switches to the small sizes; a size given explicitly wins over them', () => {
     const { args } = parse(['--quick', '--runs', '3', '--idle-seconds=12']);
-    expect(args).to.include({ quick: true, runs: 3, burst: 20, idleN: 50, idleSeconds: 12, resyncSeconds: 10, scaleN: 2000, scaleRunning: 20, restartN: 50, restSeconds: 45, fanoutWatchers: 100, fanoutUpdates: 50, hubBurst: 10, hubRounds: 1 });
+    expect(args).to.include({
+      quick: true,
+      runs: 3,
+      burst: 20,
+      idleN: 50,
+      idleSeconds: 12,
+      resyncSeconds: 10,
+      scaleN: 2000,
+      scaleRunning: 20,
+      restartN: 50,
+      restSeconds: 45,
+      fanoutWatchers: 100,
+      fanoutUpdates: 50,
+      hubBurst: 10,
+      hubRounds: 1,
+    });
   });
 
   it('reads scenarios case-insensitively, one backend, and the output file', () => {
-    const { args } = parse(['--scenarios', 'p1, P3', '--backend', 'container', '--out', '/tmp/x.json', '--scale-running', '0', '--watchers', '7', '--fanout-updates', '9']);
+    const { args } = parse([
+      '--scenarios',
+      'p1, P3',
+      '--backend',
+      'container',
+      '--out',
+      '/tmp/x.json',
+      '--scale-running',
+      '0',
+      '--watchers',
+      '7',
+      '--fanout-updates',
+      '9',
+    ]);
     expect(args).to.include({ out: '/tmp/x.json', scaleRunning: 0, fanoutWatchers: 7, fanoutUpdates: 9 });
     expect(args!.scenarios).to.deep.equal(['P1', 'P3']);
     expect(args!.backends).to.deep.equal(['container']);
@@ -104,13 +132,17 @@ describe('bench command line', () => {
       expect(help).to.contain(o.full === o.quick ? `(default: ${o.full})` : `(default: ${o.full}; --quick: ${o.quick})`);
     }
     for (const flag of ['--scenarios <list>', '--quick', '--backend <kind>', '--out <file>']) expect(help).to.contain(flag);
-    expect(help).to.contain(`(default: ${SCENARIOS.join(',')})`).and.to.contain('default: "both"');
+    expect(help)
+      .to.contain(`(default: ${SCENARIOS.join(',')})`)
+      .and.to.contain('default: "both"');
   });
 
   it("the README's bench section names every option", () => {
     const readme = readFileSync(repoPath('README.md'), 'utf8');
     const section = readme.slice(readme.indexOf('## Benchmarks'), readme.indexOf('\n## ', readme.indexOf('## Benchmarks') + 1));
-    const flags = benchProgram().options.map((o) => o.long!).filter((f) => f !== '--help');
+    const flags = benchProgram()
+      .options.map((o) => o.long!)
+      .filter((f) => f !== '--help');
     expect(flags).to.include.members(['--quick', '--runs', '--out']);
     expect(flags.filter((f) => !section.includes(`\`${f}`))).to.deep.equal([]);
   });

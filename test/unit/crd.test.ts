@@ -18,7 +18,9 @@ const genCrdJs = fileURLToPath(new URL('../../src/api/gen-crd.js', import.meta.u
 function examples(): Array<{ file: string; obj: any }> {
   const dir = repoPath('manifests/examples');
   const out: Array<{ file: string; obj: any }> = [];
-  for (const f of readdirSync(dir).filter((n) => n.endsWith('.yaml')).sort()) {
+  for (const f of readdirSync(dir)
+    .filter((n) => n.endsWith('.yaml'))
+    .sort()) {
     for (const doc of YAML.parseAllDocuments(readFileSync(join(dir, f), 'utf8'))) {
       const obj = doc.toJS();
       if (obj?.kind === 'NotebookServer') out.push({ file: f, obj });
@@ -72,21 +74,26 @@ describe('NotebookServer CRD', () => {
     expect(v.subresources).to.deep.equal({ status: {} });
     const cols = v.additionalPrinterColumns.filter((c) => !c.priority).map((c) => [c.name.toUpperCase(), c.jsonPath]);
     expect(cols).to.deep.equal([
-      ['USER', '.spec.user'], ['SERVER', '.spec.servername'], ['MODE', '.status.mode'], ['PHASE', '.status.phase'],
-      ['URL', '.status.endpoint.hostUrl'], ['AGE', '.metadata.creationTimestamp'],
+      ['USER', '.spec.user'],
+      ['SERVER', '.spec.servername'],
+      ['MODE', '.status.mode'],
+      ['PHASE', '.status.phase'],
+      ['URL', '.status.endpoint.hostUrl'],
+      ['AGE', '.metadata.creationTimestamp'],
     ]);
     const spec = v.schema.openAPIV3Schema.properties!.spec!;
     expect(spec.required).to.deep.equal(['user']);
     // Any DNS label: the policy may add modes; its description names the built-in ones.
     expect(spec.properties!.mode!.enum).to.equal(undefined);
     expect(spec.properties!.mode!.pattern).to.equal('^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$');
-    for (const m of ['notebook', 'lab', 'voila', 'streamlit', 'dash', 'panel', 'bokeh', 'rshiny', 'custom']) expect(spec.properties!.mode!.description).to.contain(m);
+    for (const m of ['notebook', 'lab', 'voila', 'streamlit', 'dash', 'panel', 'bokeh', 'rshiny', 'custom'])
+      expect(spec.properties!.mode!.description).to.contain(m);
     const cond = v.schema.openAPIV3Schema.properties!.status!.properties!.conditions!;
     expect(Object.keys(cond.items!.properties!)).to.include.members(['type', 'status', 'reason', 'message', 'lastTransitionTime']);
     expect(cond['x-kubernetes-list-map-keys']).to.deep.equal(['type']);
   });
 
-  it('the installed CRD names the policy\'s modes in spec.mode\'s description when the policy adds some', () => {
+  it("the installed CRD names the policy's modes in spec.mode's description when the policy adds some", () => {
     const file = loadCrd();
     expect(crdForModes(file, [...MODES])).to.equal(file);
     const withShiny = crdForModes(file, [...MODES, 'shinyr']);
@@ -98,8 +105,16 @@ describe('NotebookServer CRD', () => {
   it('ajv compiles the schema and accepts every example in manifests/examples', () => {
     const validate = notebookServerValidator();
     const ex = examples();
-    expect(ex.map((e) => e.file)).to.include.members(['notebook.yaml', 'named-server.yaml', 'voila-dashboard.yaml',
-      'rshiny-dashboard.yaml', 'custom-busybox.yaml', 'source-dashboard.yaml', 'system-user.yaml', 'with-secret-env.yaml']);
+    expect(ex.map((e) => e.file)).to.include.members([
+      'notebook.yaml',
+      'named-server.yaml',
+      'voila-dashboard.yaml',
+      'rshiny-dashboard.yaml',
+      'custom-busybox.yaml',
+      'source-dashboard.yaml',
+      'system-user.yaml',
+      'with-secret-env.yaml',
+    ]);
     for (const { file, obj } of ex) {
       const ok = validate(obj);
       expect(ok, `${file}: ${JSON.stringify(validate.errors)}`).to.equal(true);

@@ -32,7 +32,7 @@ function failed(r: RenderResult): { field: string; reason: string; message: stri
 describe('renderDesired', () => {
   const policy = defaultPolicy();
 
-  it('renders alice\'s default server from the default policy', () => {
+  it("renders alice's default server from the default policy", () => {
     const d = ok(renderDesired(nbs({}), policy, noSecrets));
     expect(d.dockerName).to.equal('nbs-alice');
     expect(d.image).to.equal('local/notebook:latest');
@@ -48,10 +48,15 @@ describe('renderDesired', () => {
     expect(d.resources).to.deep.equal({ nanoCpus: 1e9, memoryBytes: 2 * 2 ** 30 });
     expect(d.hardening).to.deep.equal({ noNewPrivileges: true, capDrop: ['ALL'], pidsLimit: 1024 });
     expect(d.stopped).to.equal(false);
-    expect(d.volumes).to.deep.equal([{
-      source: 'nbs-alice-home', target: '/home/jovyan/work', type: 'volume', readOnly: undefined,
-      labels: { [LABELS.managedBy]: 'nbswarm', [LABELS.volume]: 'user', [LABELS.namespace]: 'default', [LABELS.user]: 'alice' },
-    }]);
+    expect(d.volumes).to.deep.equal([
+      {
+        source: 'nbs-alice-home',
+        target: '/home/jovyan/work',
+        type: 'volume',
+        readOnly: undefined,
+        labels: { [LABELS.managedBy]: 'nbswarm', [LABELS.volume]: 'user', [LABELS.namespace]: 'default', [LABELS.user]: 'alice' },
+      },
+    ]);
     expect(d.labels).to.deep.equal({
       [LABELS.managedBy]: 'nbswarm',
       [LABELS.uid]: '0b7c3a52-1111-2222-3333-444455556666',
@@ -69,7 +74,7 @@ describe('renderDesired', () => {
     expect(d.specHash).to.match(/^[0-9a-f]{64}$/);
   });
 
-  it('a named server gets its own Docker name and shares the user\'s volume', () => {
+  it("a named server gets its own Docker name and shares the user's volume", () => {
     const d = ok(renderDesired(nbs({ servername: 'Dash1' }, { name: 'alice-dash1' }), policy, noSecrets));
     expect(d.dockerName).to.equal('nbs-alice--44ash1');
     expect(d.volumes[0]!.source).to.equal('nbs-alice-home');
@@ -84,7 +89,12 @@ describe('renderDesired', () => {
   });
 
   it('an existing object keeps the name and volumes it was created with (upgrade: no rename, no new home)', () => {
-    const d = ok(renderDesired(nbs({}, { namespace: 'tenant-a' }), policy, { ...noSecrets, keep: { name: 'nbs-alice', volumes: { '/home/jovyan/work': 'nbs-alice-home' } } }));
+    const d = ok(
+      renderDesired(nbs({}, { namespace: 'tenant-a' }), policy, {
+        ...noSecrets,
+        keep: { name: 'nbs-alice', volumes: { '/home/jovyan/work': 'nbs-alice-home' } },
+      }),
+    );
     expect(d.dockerName).to.equal('nbs-alice');
     expect(d.volumes[0]!.source).to.equal('nbs-alice-home');
     const fresh = ok(renderDesired(nbs({}, { namespace: 'tenant-a' }), policy, noSecrets));
@@ -125,8 +135,13 @@ describe('renderDesired', () => {
       expect(r.message).to.contain('only defaultImage "local/notebook:latest"');
     });
     it('a built source image replaces spec.image and is not allowlisted', () => {
-      const d = ok(renderDesired(nbs({ image: 'local/notebook:latest', source: { server: 'x' } }), { ...policy, allowedImages: [] },
-        { ...noSecrets, sourceImage: 'nbswarm-built:x-1' }));
+      const d = ok(
+        renderDesired(
+          nbs({ image: 'local/notebook:latest', source: { server: 'x' } }),
+          { ...policy, allowedImages: [] },
+          { ...noSecrets, sourceImage: 'nbswarm-built:x-1' },
+        ),
+      );
       expect(d.image).to.equal('nbswarm-built:x-1');
       // The label names what the object runs (the backends used to overwrite the requested name with it).
       expect(d.labels[LABELS.image]).to.equal('nbswarm-built:x-1');
@@ -147,7 +162,10 @@ describe('renderDesired', () => {
     it('a dashboard mode needs spec.app.path (voila excepted: it serves the folder), which must stay inside the home', () => {
       expect(failed(renderDesired(nbs({ mode: 'streamlit' }), policy, noSecrets))).to.deep.include({ field: 'spec.app.path', reason: 'AppPathRequired' });
       expect(ok(renderDesired(nbs({ mode: 'voila' }), policy, noSecrets)).command).to.include('--presentation-path=/home/jovyan');
-      expect(failed(renderDesired(nbs({ mode: 'voila', app: { path: 'work/../../etc/passwd' } }), policy, noSecrets))).to.deep.include({ field: 'spec.app.path', reason: 'InvalidAppPath' });
+      expect(failed(renderDesired(nbs({ mode: 'voila', app: { path: 'work/../../etc/passwd' } }), policy, noSecrets))).to.deep.include({
+        field: 'spec.app.path',
+        reason: 'InvalidAppPath',
+      });
       expect(failed(renderDesired(nbs({ mode: 'voila', app: { path: '/etc/passwd' } }), policy, noSecrets)).field).to.equal('spec.app.path');
     });
     it('a voila dashboard runs through jhsingle-native-proxy with the absolute presentation path', () => {
@@ -156,7 +174,9 @@ describe('renderDesired', () => {
       expect(d.command.slice(-4)).to.deep.equal(['--presentation-path=/home/jovyan/work/Presentation.ipynb', '--ip=0.0.0.0', '--port=8888', '--authtype=none']);
     });
     it('custom runs spec.command with {port} filled; without a command it fails on spec.command', () => {
-      const d = ok(renderDesired(nbs({ image: 'local/busybox:test', mode: 'custom', command: ['httpd', '-f', '-p', '{port}', '-h', '/www'] }), policy, noSecrets));
+      const d = ok(
+        renderDesired(nbs({ image: 'local/busybox:test', mode: 'custom', command: ['httpd', '-f', '-p', '{port}', '-h', '/www'] }), policy, noSecrets),
+      );
       expect(d.command).to.deep.equal(['httpd', '-f', '-p', '8888', '-h', '/www']);
       expect(d.workdir).to.equal(undefined);
       expect(failed(renderDesired(nbs({ mode: 'custom' }), policy, noSecrets))).to.deep.include({ field: 'spec.command', reason: 'CommandRequired' });
@@ -171,22 +191,35 @@ describe('renderDesired', () => {
 
   describe('dashboards: policy modes, templates, conda, viewers, debug and proxy settings', () => {
     const shinyr = { requiresPath: true, args: ['--destport=0', 'R', '{-}e', "shiny::runApp('{presentation_path}', port={port})"] };
-    it('a mode the policy adds runs its launcher; an unknown one fails listing the policy\'s modes', () => {
+    it("a mode the policy adds runs its launcher; an unknown one fails listing the policy's modes", () => {
       const p: Policy = { ...policy, launchers: { ...policy.launchers, shinyr }, proxyCommand: ['start.sh', 'nbswarm-dashboard-proxy'] };
       const d = ok(renderDesired(nbs({ mode: 'shinyr', app: { path: 'work/app' } }), p, noSecrets));
-      expect(d.command).to.deep.equal(['start.sh', 'nbswarm-dashboard-proxy', ...shinyr.args, '--presentation-path=/home/jovyan/work/app', '--ip=0.0.0.0', '--port=8888', '--authtype=none']);
+      expect(d.command).to.deep.equal([
+        'start.sh',
+        'nbswarm-dashboard-proxy',
+        ...shinyr.args,
+        '--presentation-path=/home/jovyan/work/app',
+        '--ip=0.0.0.0',
+        '--port=8888',
+        '--authtype=none',
+      ]);
       expect(d.labels[LABELS.mode]).to.equal('shinyr');
       const unknown = failed(renderDesired(nbs({ mode: 'gradio' }), p, noSecrets));
       expect(unknown).to.deep.include({ field: 'spec.mode', reason: 'UnknownMode' });
-      expect(unknown.message).to.equal('mode "gradio" has no launcher in the operator policy; its modes: bokeh, custom, dash, lab, notebook, panel, rshiny, shinyr, streamlit, voila');
+      expect(unknown.message).to.equal(
+        'mode "gradio" has no launcher in the operator policy; its modes: bokeh, custom, dash, lab, notebook, panel, rshiny, shinyr, streamlit, voila',
+      );
     });
-    it('spec.app.template: voila gets {--}template=NAME last; the launcher\'s default otherwise; other modes refuse it', () => {
+    it("spec.app.template: voila gets {--}template=NAME last; the launcher's default otherwise; other modes refuse it", () => {
       const d = ok(renderDesired(nbs({ mode: 'voila', app: { path: 'work/a.ipynb', template: 'gridstack' } }), policy, noSecrets));
       expect(d.command.at(-1)).to.equal('{--}template=gridstack');
       const p: Policy = { ...policy, launchers: { ...policy.launchers, voila: { ...policy.launchers.voila!, template: 'material' } } };
       expect(ok(renderDesired(nbs({ mode: 'voila' }), p, noSecrets)).command.at(-1)).to.equal('{--}template=material');
       expect(ok(renderDesired(nbs({ mode: 'voila' }), policy, noSecrets)).command.some((a) => a.includes('template'))).to.equal(false);
-      expect(failed(renderDesired(nbs({ mode: 'streamlit', app: { path: 'a.py', template: 'x' } }), policy, noSecrets))).to.deep.include({ field: 'spec.app.template', reason: 'TemplateNotSupported' });
+      expect(failed(renderDesired(nbs({ mode: 'streamlit', app: { path: 'a.py', template: 'x' } }), policy, noSecrets))).to.deep.include({
+        field: 'spec.app.template',
+        reason: 'TemplateNotSupported',
+      });
     });
     it('spec.app.condaEnv: offered envs (or allowCustom) only; proxied → --conda-env, direct → the start prelude', () => {
       const refused = failed(renderDesired(nbs({ mode: 'streamlit', app: { path: 'a.py', condaEnv: 'py39' } }), policy, noSecrets));
@@ -196,13 +229,22 @@ describe('renderDesired', () => {
       const proxied = ok(renderDesired(nbs({ mode: 'streamlit', app: { path: 'a.py', condaEnv: 'py39' } }), p, noSecrets));
       expect(proxied.command).to.include('--conda-env=py39');
       expect(proxied.command[0]).to.equal('start.sh');
-      const direct = ok(renderDesired(nbs({ mode: 'custom', command: ['app', '{port}'], app: { condaEnv: 'mine' } }), { ...p, dashboards: { ...p.dashboards, conda: { envs: [], allowCustom: true } } }, noSecrets));
+      const direct = ok(
+        renderDesired(
+          nbs({ mode: 'custom', command: ['app', '{port}'], app: { condaEnv: 'mine' } }),
+          { ...p, dashboards: { ...p.dashboards, conda: { envs: [], allowCustom: true } } },
+          noSecrets,
+        ),
+      );
       expect(direct.command.slice(0, 2)).to.deep.equal(['sh', '-c']);
       expect(direct.command.slice(3)).to.deep.equal(['nbswarm-start', 'app', '8888']);
       expect(direct.env.NBSWARM_CONDA_ENV).to.equal('mine');
     });
     it('dashboards.debug and dashboards.proxy reach proxied command lines', () => {
-      const p: Policy = { ...policy, dashboards: { ...policy.dashboards, debug: true, proxy: { ...policy.dashboards.proxy, readyTimeout: 90, forceAlive: false } } };
+      const p: Policy = {
+        ...policy,
+        dashboards: { ...policy.dashboards, debug: true, proxy: { ...policy.dashboards.proxy, readyTimeout: 90, forceAlive: false } },
+      };
       const d = ok(renderDesired(nbs({ mode: 'dash', app: { path: 'app.py' } }), p, noSecrets));
       expect(d.command.slice(-5)).to.deep.equal(['--authtype=none', '{--}debug', '--debug', '--ready-timeout=90', '--no-force-alive']);
     });
@@ -212,7 +254,9 @@ describe('renderDesired', () => {
       expect(ok(renderDesired(nbs({ mode: 'notebook', viewers }), policy, noSecrets)).command[0]).to.equal('start.sh');
       const direct = failed(renderDesired(nbs({ mode: 'custom', command: ['httpd'], viewers: { allUsers: true } }), policy, noSecrets));
       expect(direct).to.deep.include({ field: 'spec.viewers', reason: 'ViewersNotEnforced' });
-      expect(ok(renderDesired(nbs({ mode: 'custom', command: ['httpd'], viewers: { users: [], groups: [] } }), policy, noSecrets)).command).to.deep.equal(['httpd']);
+      expect(ok(renderDesired(nbs({ mode: 'custom', command: ['httpd'], viewers: { users: [], groups: [] } }), policy, noSecrets)).command).to.deep.equal([
+        'httpd',
+      ]);
     });
   });
 
@@ -226,14 +270,17 @@ describe('renderDesired', () => {
       expect(d.command.slice(4, 8)).to.deep.equal(['start.sh', 'python3', '-m', 'jhsingle_native_proxy.main']);
       expect(d.command).to.include('--presentation-path=/home/jovyan/work/git-example-org-team-dash-git/notebooks/Intro.ipynb');
       expect(d.env).to.deep.equal({
-        NBSWARM_GIT_URL: url, NBSWARM_GIT_DIR: '/home/jovyan/work/git-example-org-team-dash-git', NBSWARM_GIT_FOLDER: 'work/git-example-org-team-dash-git', NBSWARM_GIT_BRANCH: 'main',
+        NBSWARM_GIT_URL: url,
+        NBSWARM_GIT_DIR: '/home/jovyan/work/git-example-org-team-dash-git',
+        NBSWARM_GIT_FOLDER: 'work/git-example-org-team-dash-git',
+        NBSWARM_GIT_BRANCH: 'main',
       });
       expect(d.secretFiles).to.equal(undefined);
       const folder = ok(renderDesired(nbs({ mode: 'voila', git: { url, folder: 'work/dash' } }), policy, noSecrets));
       expect(folder.env.NBSWARM_GIT_DIR).to.equal('/home/jovyan/work/dash');
       expect(folder.command).to.include('--presentation-path=/home/jovyan/work/dash');
     });
-    it('credentials become files, never env; the https helper is scoped to the repository\'s origin', () => {
+    it("credentials become files, never env; the https helper is scoped to the repository's origin", () => {
       const d = ok(renderDesired(nbs({ mode: 'voila', git: { url, secretName: 'git-creds' } }), policy, { secrets: creds }));
       expect(d.secretFiles).to.deep.equal([
         { name: 'nbswarm-git-credentials', data: 'username=alice\npassword=tok3n\n' },
@@ -246,16 +293,22 @@ describe('renderDesired', () => {
       expect(other.specHash).not.to.equal(d.specHash);
     });
     it('refuses: not https/ssh, credentials in the URL, a URL the policy does not allow, git off, a missing or useless Secret', () => {
-      const f = (git: object, p: Policy = policy, secrets: RenderContext['secrets'] = creds) => failed(renderDesired(nbs({ mode: 'voila', git: git as never }), p, { secrets }));
+      const f = (git: object, p: Policy = policy, secrets: RenderContext['secrets'] = creds) =>
+        failed(renderDesired(nbs({ mode: 'voila', git: git as never }), p, { secrets }));
       expect(f({ url: 'git://git.example.org/x.git' })).to.deep.include({ field: 'spec.git.url', reason: 'InvalidGitUrl' });
       expect(f({ url: 'git://git.example.org/x.git' }).message).to.match(/uses git:\/\/, which nbswarm does not clone from: use https/);
       expect(f({ url: 'http://git.example.org/x.git' }).message).to.contain('uses http://');
       expect(f({ url: 'file:///etc' }).message).to.contain('uses file://');
       expect(f({ url: '/srv/repo' }).message).to.contain('is not an https or ssh URL');
       expect(f({ url: 'https://alice:pw@git.example.org/x.git' }).message).to.contain('must not carry credentials');
-      const strict: Policy = { ...policy, dashboards: { ...policy.dashboards, git: { ...policy.dashboards.git, allowedUrls: ['https://github.com/ourorg/**'] } } };
+      const strict: Policy = {
+        ...policy,
+        dashboards: { ...policy.dashboards, git: { ...policy.dashboards.git, allowedUrls: ['https://github.com/ourorg/**'] } },
+      };
       expect(f({ url }, strict)).to.deep.include({ field: 'spec.git.url', reason: 'GitUrlNotAllowed' });
-      expect(ok(renderDesired(nbs({ mode: 'voila', git: { url: 'https://github.com/ourorg/dash.git' } }), strict, noSecrets)).env.NBSWARM_GIT_URL).to.equal('https://github.com/ourorg/dash.git');
+      expect(ok(renderDesired(nbs({ mode: 'voila', git: { url: 'https://github.com/ourorg/dash.git' } }), strict, noSecrets)).env.NBSWARM_GIT_URL).to.equal(
+        'https://github.com/ourorg/dash.git',
+      );
       const off: Policy = { ...policy, dashboards: { ...policy.dashboards, git: { ...policy.dashboards.git, enabled: false } } };
       expect(f({ url }, off)).to.deep.include({ field: 'spec.git', reason: 'GitSourcesDisabled' });
       expect(f({ url, secretName: 'nope' })).to.deep.include({ field: 'spec.git.secretName', reason: 'SecretNotFound' });
@@ -268,23 +321,43 @@ describe('renderDesired', () => {
       expect(d.secretFiles!.map((x) => x.name)).to.deep.equal(['nbswarm-git-identity', 'nbswarm-git-known_hosts']);
       expect(d.env.NBSWARM_GIT_CREDENTIAL_SCOPE).to.equal(undefined);
       expect(d.env.NBSWARM_GIT_DIR).to.equal('/home/jovyan/work/git-git-example-org-team-dash-git');
-      expect(ok(renderDesired(nbs({ mode: 'voila', git: { url: 'ssh://git@git.example.org:2222/team/dash.git' } }), policy, noSecrets)).env.NBSWARM_GIT_URL).to.contain('ssh://');
+      expect(
+        ok(renderDesired(nbs({ mode: 'voila', git: { url: 'ssh://git@git.example.org:2222/team/dash.git' } }), policy, noSecrets)).env.NBSWARM_GIT_URL,
+      ).to.contain('ssh://');
     });
   });
 
   describe('environment', () => {
-    it('launcher < policy < spec; the hub\'s token switches notebook to jupyterhub-singleuser', () => {
+    it("launcher < policy < spec; the hub's token switches notebook to jupyterhub-singleuser", () => {
       const p = { ...policy, env: { TZ: 'UTC', JUPYTERHUB_DEFAULT_URL: '/tree' } };
-      const d = ok(renderDesired(nbs({
-        mode: 'lab',
-        env: [{ name: 'JUPYTERHUB_API_TOKEN', value: 'tok' }, { name: 'JUPYTERHUB_SERVICE_PREFIX', value: '/user/alice/' }, { name: 'TZ', value: 'Europe/Paris' }],
-      }), p, noSecrets));
-      expect(d.env).to.deep.equal({ JUPYTERHUB_DEFAULT_URL: '/tree', TZ: 'Europe/Paris', JUPYTERHUB_API_TOKEN: 'tok', JUPYTERHUB_SERVICE_PREFIX: '/user/alice/' });
+      const d = ok(
+        renderDesired(
+          nbs({
+            mode: 'lab',
+            env: [
+              { name: 'JUPYTERHUB_API_TOKEN', value: 'tok' },
+              { name: 'JUPYTERHUB_SERVICE_PREFIX', value: '/user/alice/' },
+              { name: 'TZ', value: 'Europe/Paris' },
+            ],
+          }),
+          p,
+          noSecrets,
+        ),
+      );
+      expect(d.env).to.deep.equal({
+        JUPYTERHUB_DEFAULT_URL: '/tree',
+        TZ: 'Europe/Paris',
+        JUPYTERHUB_API_TOKEN: 'tok',
+        JUPYTERHUB_SERVICE_PREFIX: '/user/alice/',
+      });
       expect(d.command).to.deep.equal(['start.sh', 'jupyterhub-singleuser', '--ip=0.0.0.0', '--port=8888']);
     });
     it('resolves secretKeyRef; a missing Secret or key fails naming spec.env[i].valueFrom.secretKeyRef, an optional one is skipped', () => {
       const secrets = (name: string) => (name === 'db' ? { password: 's3cret' } : undefined);
-      const env = [{ name: 'A', value: '1' }, { name: 'PW', valueFrom: { secretKeyRef: { name: 'db', key: 'password' } } }];
+      const env = [
+        { name: 'A', value: '1' },
+        { name: 'PW', valueFrom: { secretKeyRef: { name: 'db', key: 'password' } } },
+      ];
       expect(ok(renderDesired(nbs({ env }), policy, { secrets })).env).to.deep.equal({ A: '1', PW: 's3cret' });
       const noKey = failed(renderDesired(nbs({ env: [...env, { name: 'X', valueFrom: { secretKeyRef: { name: 'db', key: 'nope' } } }] }), policy, { secrets }));
       expect(noKey).to.deep.equal({
@@ -296,7 +369,19 @@ describe('renderDesired', () => {
       const noSecret = failed(renderDesired(nbs({ env: [{ name: 'X', valueFrom: { secretKeyRef: { name: 'gone', key: 'k' } } }] }), policy, { secrets }));
       expect(noSecret).to.deep.include({ field: 'spec.env[0].valueFrom.secretKeyRef', reason: 'SecretNotFound' });
       expect(noSecret.message).to.equal('spec.env[0].valueFrom.secretKeyRef: secret default/gone not found; create it or mark the reference optional');
-      const optional = ok(renderDesired(nbs({ env: [...env, { name: 'X', valueFrom: { secretKeyRef: { name: 'gone', key: 'k', optional: true } } }, { name: 'Y', valueFrom: { secretKeyRef: { name: 'db', key: 'k', optional: true } } }] }), policy, { secrets }));
+      const optional = ok(
+        renderDesired(
+          nbs({
+            env: [
+              ...env,
+              { name: 'X', valueFrom: { secretKeyRef: { name: 'gone', key: 'k', optional: true } } },
+              { name: 'Y', valueFrom: { secretKeyRef: { name: 'db', key: 'k', optional: true } } },
+            ],
+          }),
+          policy,
+          { secrets },
+        ),
+      );
       expect(optional.env).to.deep.equal({ A: '1', PW: 's3cret' });
     });
   });
@@ -313,7 +398,10 @@ describe('renderDesired', () => {
       expect(r).to.deep.include({ field: 'spec.resources.memory', reason: 'ResourceOverLimit' });
       expect(r.message).to.contain('16Gi').and.to.contain('resources.limits.memory 8Gi');
       expect(failed(renderDesired(nbs({ resources: { cpu: '8' } }), policy, noSecrets)).field).to.equal('spec.resources.cpu');
-      expect(failed(renderDesired(nbs({ resources: { cpu: 'lots' } }), policy, noSecrets))).to.deep.include({ field: 'spec.resources.cpu', reason: 'InvalidQuantity' });
+      expect(failed(renderDesired(nbs({ resources: { cpu: 'lots' } }), policy, noSecrets))).to.deep.include({
+        field: 'spec.resources.cpu',
+        reason: 'InvalidQuantity',
+      });
     });
   });
 
@@ -323,10 +411,14 @@ describe('renderDesired', () => {
       expect(r).to.deep.include({ field: 'spec.systemUser', reason: 'SystemUsersDisabled' });
       expect(r.message).to.contain('systemUsers.enabled');
     });
-    it('runs as uid:gid with the host home bound at the policy\'s mount target', () => {
+    it("runs as uid:gid with the host home bound at the policy's mount target", () => {
       const p = { ...policy, systemUsers: { ...policy.systemUsers, enabled: true } };
-      const d = ok(renderDesired(nbs({ user: 'carol', systemUser: true }, { name: 'carol' }), p,
-        { ...noSecrets, systemUser: { uid: 1500, gid: 1600, home: '/home/carol' } }));
+      const d = ok(
+        renderDesired(nbs({ user: 'carol', systemUser: true }, { name: 'carol' }), p, {
+          ...noSecrets,
+          systemUser: { uid: 1500, gid: 1600, home: '/home/carol' },
+        }),
+      );
       expect(d.user).to.equal('1500:1600');
       expect(d.workdir).to.equal('/home/carol');
       expect(d.volumes).to.deep.equal([{ source: '/home/carol', target: '/home/carol', type: 'bind' }]);
@@ -367,16 +459,34 @@ describe('renderDesired', () => {
       // non-root default uid is a deliberate change (running servers are updated once to it);
       // "runAsUser: image" is the earlier behaviour, which must still hash the same.
       const policy: Policy = { ...defaultPolicy(), hardening: { ...defaultPolicy().hardening, runAsUser: 'image' } };
-      expect(ok(renderDesired(nbs({}, { generation: 3 }), defaultPolicy(), { secrets: () => undefined })).specHash).not.to.equal('0f43c8a50398eaf4136f0a850635854e3950d0fdd7317890dc49688ec8afbec4');
+      expect(ok(renderDesired(nbs({}, { generation: 3 }), defaultPolicy(), { secrets: () => undefined })).specHash).not.to.equal(
+        '0f43c8a50398eaf4136f0a850635854e3950d0fdd7317890dc49688ec8afbec4',
+      );
       const obj = (spec: Partial<NotebookServerSpec>) => nbs(spec, { generation: 3 });
       const secrets = (name: string) => (name === 'db' ? { password: 's3cret' } : undefined);
       expect(ok(renderDesired(obj({}), policy, { secrets })).specHash).to.equal('0f43c8a50398eaf4136f0a850635854e3950d0fdd7317890dc49688ec8afbec4');
-      const named = obj({ servername: 'dash1', mode: 'lab', env: [{ name: 'A', value: '1' }, { name: 'PW', valueFrom: { secretKeyRef: { name: 'db', key: 'password' } } }], resources: { cpu: '500m', memory: '1Gi' } });
+      const named = obj({
+        servername: 'dash1',
+        mode: 'lab',
+        env: [
+          { name: 'A', value: '1' },
+          { name: 'PW', valueFrom: { secretKeyRef: { name: 'db', key: 'password' } } },
+        ],
+        resources: { cpu: '500m', memory: '1Gi' },
+      });
       expect(ok(renderDesired(named, policy, { secrets })).specHash).to.equal('c996bd87da6fec005673989cd92d41286b277dadc4dbfd94b27d1ed3b9645d42');
       const host: Policy = { ...policy, networkMode: 'host', hostPortRange: [30000, 30010] };
-      expect(ok(renderDesired(obj({ mode: 'custom', command: ['httpd', '-p', '{port}'] }), host, { secrets, hostPort: 30003 })).specHash).to.equal('e0db2489a5a92475a89049eadf6dba6059d119a85eb3f1a5515d354c60511ded');
-      const vols: Policy = { ...policy, network: 'nbnet', volumes: [...policy.volumes, { name: '{prefix}-{username}-{servername}-scratch', target: '/scratch', type: 'volume', deleteWithServer: true }] };
-      expect(ok(renderDesired(obj({ servername: 'x' }), vols, { secrets })).specHash).to.equal('a4bc4363b2e601c1740e88964e1edc6ba43022093d8452fb33fbdb061f23ff0d');
+      expect(ok(renderDesired(obj({ mode: 'custom', command: ['httpd', '-p', '{port}'] }), host, { secrets, hostPort: 30003 })).specHash).to.equal(
+        'e0db2489a5a92475a89049eadf6dba6059d119a85eb3f1a5515d354c60511ded',
+      );
+      const vols: Policy = {
+        ...policy,
+        network: 'nbnet',
+        volumes: [...policy.volumes, { name: '{prefix}-{username}-{servername}-scratch', target: '/scratch', type: 'volume', deleteWithServer: true }],
+      };
+      expect(ok(renderDesired(obj({ servername: 'x' }), vols, { secrets })).specHash).to.equal(
+        'a4bc4363b2e601c1740e88964e1edc6ba43022093d8452fb33fbdb061f23ff0d',
+      );
     });
     it('canonical JSON sorts keys at every level', () => {
       expect(canonicalJson({ b: 1, a: { d: [2, { y: 1, x: 2 }], c: undefined } })).to.equal('{"a":{"d":[2,{"x":2,"y":1}]},"b":1}');
@@ -391,17 +501,27 @@ describe('endpointFor', () => {
 
   it('bridge without a network: url is the hostUrl on the publish IP', () => {
     expect(endpointFor(d, observed({ hostPort: 31001, hostIp: '0.0.0.0' }), policy)).to.deep.equal({
-      url: 'http://127.0.0.1:31001', hostUrl: 'http://127.0.0.1:31001', host: '127.0.0.1', port: 31001,
+      url: 'http://127.0.0.1:31001',
+      hostUrl: 'http://127.0.0.1:31001',
+      host: '127.0.0.1',
+      port: 31001,
     });
   });
   it('with a network: url uses the Docker name and the container port', () => {
     expect(endpointFor({ ...d, network: 'nbs-net' }, observed({ hostPort: 31001, hostIp: '127.0.0.1' }), policy)).to.deep.equal({
-      url: 'http://nbs-alice:8888', hostUrl: 'http://127.0.0.1:31001', host: '127.0.0.1', port: 31001,
+      url: 'http://nbs-alice:8888',
+      hostUrl: 'http://127.0.0.1:31001',
+      host: '127.0.0.1',
+      port: 31001,
     });
   });
   it('host networking: the server port is the host port; IPv6 hosts are bracketed', () => {
-    expect(endpointFor({ ...d, networkMode: 'host', port: 20007 }, observed({}), { publishHostIp: '::1' }))
-      .to.deep.equal({ url: 'http://[::1]:20007', hostUrl: 'http://[::1]:20007', host: '::1', port: 20007 });
+    expect(endpointFor({ ...d, networkMode: 'host', port: 20007 }, observed({}), { publishHostIp: '::1' })).to.deep.equal({
+      url: 'http://[::1]:20007',
+      hostUrl: 'http://[::1]:20007',
+      host: '::1',
+      port: 20007,
+    });
   });
   it('nothing published yet: no URL', () => {
     expect(endpointFor(d, observed({}), policy)).to.deep.equal({});
@@ -410,21 +530,29 @@ describe('endpointFor', () => {
 });
 
 describe('manifests/examples under manifests/policy.example.yaml', () => {
-  const docs = readdirSync(repoPath('manifests/examples')).filter((f) => f.endsWith('.yaml')).sort()
+  const docs = readdirSync(repoPath('manifests/examples'))
+    .filter((f) => f.endsWith('.yaml'))
+    .sort()
     .flatMap((f) => YAML.parseAllDocuments(readFileSync(repoPath('manifests/examples', f), 'utf8')).map((d) => ({ f, obj: d.toJS() })));
   const secretData: Record<string, Record<string, string>> = {};
-  for (const { obj } of docs) if (obj.kind === 'Secret') secretData[obj.metadata.name] = Object.fromEntries(Object.entries(obj.stringData ?? {}).map(([k, v]) => [k, String(v)]));
+  for (const { obj } of docs)
+    if (obj.kind === 'Secret') secretData[obj.metadata.name] = Object.fromEntries(Object.entries(obj.stringData ?? {}).map(([k, v]) => [k, String(v)]));
   const servers = docs.filter((d) => d.obj.kind === 'NotebookServer');
-  const policy = loadPolicy({ file: repoPath('manifests/policy.example.yaml'), overrides: { systemUsers: { ...defaultPolicy().systemUsers, enabled: true, allowedGroups: ['jupyterhub-users'] } } });
+  const policy = loadPolicy({
+    file: repoPath('manifests/policy.example.yaml'),
+    overrides: { systemUsers: { ...defaultPolicy().systemUsers, enabled: true, allowedGroups: ['jupyterhub-users'] } },
+  });
 
   for (const { f, obj } of servers) {
     it(`${f} renders`, () => {
       const o = { ...obj, metadata: { ...obj.metadata, namespace: 'default', uid: `uid-${obj.metadata.name}`, generation: 1 } };
-      const d = ok(renderDesired(o, policy, {
-        secrets: (name: string) => secretData[name],
-        systemUser: o.spec.systemUser ? { uid: 1001, gid: 1001, home: '/home/carol' } : undefined,
-        sourceImage: o.spec.source?.server ? 'nbswarm-built:alice-1' : undefined,
-      }));
+      const d = ok(
+        renderDesired(o, policy, {
+          secrets: (name: string) => secretData[name],
+          systemUser: o.spec.systemUser ? { uid: 1001, gid: 1001, home: '/home/carol' } : undefined,
+          sourceImage: o.spec.source?.server ? 'nbswarm-built:alice-1' : undefined,
+        }),
+      );
       expect(d.dockerName).to.match(/^nbs-[a-z0-9-]+$/);
       expect(d.command.length).to.be.greaterThan(0);
     });

@@ -52,7 +52,7 @@ describe('EchoSuppressor', () => {
     expect(e.skipped).to.equal(1);
   });
 
-  it('holds events that arrive during the key\'s reconcile until it ends, then drops its echoes and requeues the rest', () => {
+  it("holds events that arrive during the key's reconcile until it ends, then drops its echoes and requeues the rest", () => {
     const e = new EchoSuppressor();
     // The API server delivered the echo before the PATCH answer reached the reconcile.
     expect(e.admit(modified('10', { generation: 2 }), 'api:modified', true)).to.equal(false);

@@ -8,22 +8,45 @@ import { LABELS, MANAGED_BY } from '../../src/api/names.js';
 
 function desired(uid: string, dockerName: string, namespace = 'default'): DesiredServer {
   return {
-    namespace, name: uid, uid, generation: 1, dockerName,
+    namespace,
+    name: uid,
+    uid,
+    generation: 1,
+    dockerName,
     labels: { [LABELS.uid]: uid, [LABELS.namespace]: namespace, [LABELS.managedBy]: MANAGED_BY },
-    image: 'img', pullPolicy: 'never', command: [], env: {}, port: 8888, networkMode: 'bridge', publishHostIp: '127.0.0.1',
+    image: 'img',
+    pullPolicy: 'never',
+    command: [],
+    env: {},
+    port: 8888,
+    networkMode: 'bridge',
+    publishHostIp: '127.0.0.1',
     volumes: [{ type: 'volume', source: `${dockerName}-scratch`, target: '/s', labels: { [LABELS.deleteWithServer]: 'true', [LABELS.uid]: uid } }],
-    resources: {}, hardening: { noNewPrivileges: true, capDrop: [] }, stopped: false, specHash: 'h',
+    resources: {},
+    hardening: { noNewPrivileges: true, capDrop: [] },
+    stopped: false,
+    specHash: 'h',
   };
 }
 
 describe('OrphanCollector (FakeBackend)', () => {
-  it('removes objects in its prefix (and namespace) whose NotebookServer is gone, never volumes, never other operators\' objects', async () => {
+  it("removes objects in its prefix (and namespace) whose NotebookServer is gone, never volumes, never other operators' objects", async () => {
     const b = new FakeBackend('container');
     const image = { reference: 'img', id: 'sha256:1', pinned: 'sha256:1' };
-    for (const [uid, name, ns] of [['known', 'nbs-known', 'default'], ['gone', 'nbs-gone', 'default'], ['other-ns', 'nbs-else', 'other'], ['theirs', 'xyz-gone', 'default']]) {
+    for (const [uid, name, ns] of [
+      ['known', 'nbs-known', 'default'],
+      ['gone', 'nbs-gone', 'default'],
+      ['other-ns', 'nbs-else', 'other'],
+      ['theirs', 'xyz-gone', 'default'],
+    ]) {
       await b.apply(desired(uid!, name!, ns), image);
     }
-    const gc = new OrphanCollector(b, { hasSynced: () => true, keyForUid: (uid) => (uid === 'known' ? 'default/known' : undefined) }, createLogger({ silent: true }), { prefix: 'nbs', namespace: 'default' });
+    const gc = new OrphanCollector(
+      b,
+      { hasSynced: () => true, keyForUid: (uid) => (uid === 'known' ? 'default/known' : undefined) },
+      createLogger({ silent: true }),
+      { prefix: 'nbs', namespace: 'default' },
+    );
     const before = b.writes.length;
     expect(await gc.runOnce()).to.equal(1);
     expect(b.writes.slice(before)).to.deep.equal(['remove nbs-gone']);

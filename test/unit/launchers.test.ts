@@ -1,10 +1,26 @@
 import { expect } from 'chai';
-import { BUILTIN_LAUNCHERS, PROXY_DEFAULTS, buildLaunch, proxyEscapeArg, proxySettingFlags, validateLauncher, type LaunchInput } from '../../src/config/launchers.js';
+import {
+  BUILTIN_LAUNCHERS,
+  PROXY_DEFAULTS,
+  buildLaunch,
+  proxyEscapeArg,
+  proxySettingFlags,
+  validateLauncher,
+  type LaunchInput,
+} from '../../src/config/launchers.js';
 import { MODES, type Mode } from '../../src/api/types.js';
 
 const base: LaunchInput = {
-  port: 8888, ip: '0.0.0.0', home: '/home/jovyan', username: 'alice', servername: 'dash',
-  appPath: 'work/app.py', appArgs: [], command: [], hub: false, baseUrl: '',
+  port: 8888,
+  ip: '0.0.0.0',
+  home: '/home/jovyan',
+  username: 'alice',
+  servername: 'dash',
+  appPath: 'work/app.py',
+  appArgs: [],
+  command: [],
+  hub: false,
+  baseUrl: '',
 };
 const PROXY = ['start.sh', 'python3', '-m', 'jhsingle_native_proxy.main'];
 const TAIL = ['--presentation-path=/home/jovyan/work/app.py', '--ip=0.0.0.0', '--port=8888'];
@@ -16,13 +32,34 @@ const TAIL = ['--presentation-path=/home/jovyan/work/app.py', '--ip=0.0.0.0', '-
  */
 const UPSTREAM: Record<string, { args: string[]; env?: Record<string, string>; debug_args?: string[] }> = {
   voila: {
-    args: ['--destport=0', 'python3', '{-}m', 'voila', '{presentation_path}', '{--}port={port}', '{--}no-browser',
-      '{--}Voila.base_url={base_url}/', '{--}Voila.server_url=/', '{--}Voila.ip=0.0.0.0', '{--}Voila.tornado_settings',
-      'allow_origin={origin_host}', '--progressive', '--ready-check-path=/voila/static/'],
+    args: [
+      '--destport=0',
+      'python3',
+      '{-}m',
+      'voila',
+      '{presentation_path}',
+      '{--}port={port}',
+      '{--}no-browser',
+      '{--}Voila.base_url={base_url}/',
+      '{--}Voila.server_url=/',
+      '{--}Voila.ip=0.0.0.0',
+      '{--}Voila.tornado_settings',
+      'allow_origin={origin_host}',
+      '--progressive',
+      '--ready-check-path=/voila/static/',
+    ],
   },
   streamlit: {
-    args: ['--destport=0', 'streamlit', 'run', '{presentation_path}', '{--}server.port={port}', '{--}server.headless=True',
-      '{--}browser.serverAddress={origin_host}', '{--}browser.gatherUsageStats=false'],
+    args: [
+      '--destport=0',
+      'streamlit',
+      'run',
+      '{presentation_path}',
+      '{--}server.port={port}',
+      '{--}server.headless=True',
+      '{--}browser.serverAddress={origin_host}',
+      '{--}browser.gatherUsageStats=false',
+    ],
     debug_args: [],
   },
   plotlydash: {
@@ -30,12 +67,31 @@ const UPSTREAM: Record<string, { args: string[]; env?: Record<string, string>; d
     env: { DASH_REQUESTS_PATHNAME_PREFIX: '{base_url}/' },
   },
   bokeh: {
-    args: ['--destport=0', 'python3', '{-}m', 'bokeh_root_cmd.main', '{presentation_path}', '{--}port={port}',
-      '{--}allow-websocket-origin={origin_host}', '{--}prefix={base_url}', '--ready-check-path=/ready-check'],
+    args: [
+      '--destport=0',
+      'python3',
+      '{-}m',
+      'bokeh_root_cmd.main',
+      '{presentation_path}',
+      '{--}port={port}',
+      '{--}allow-websocket-origin={origin_host}',
+      '{--}prefix={base_url}',
+      '--ready-check-path=/ready-check',
+    ],
   },
   panel: {
-    args: ['--destport=0', 'python3', '{-}m', 'bokeh_root_cmd.main', '{presentation_path}', '{--}port={port}',
-      '{--}allow-websocket-origin={origin_host}', '{--}server=panel', '{--}prefix={base_url}', '--ready-check-path=/ready-check'],
+    args: [
+      '--destport=0',
+      'python3',
+      '{-}m',
+      'bokeh_root_cmd.main',
+      '{presentation_path}',
+      '{--}port={port}',
+      '{--}allow-websocket-origin={origin_host}',
+      '{--}server=panel',
+      '{--}prefix={base_url}',
+      '--ready-check-path=/ready-check',
+    ],
   },
   rshiny: {
     args: ['--destport=0', 'python3', '{-}m', 'rshiny_server_cmd.main', '{presentation_path}', '{--}port={port}'],
@@ -45,7 +101,7 @@ const UPSTREAM: Record<string, { args: string[]; env?: Record<string, string>; d
 const NBSWARM_MODE: Record<string, Mode> = { voila: 'voila', streamlit: 'streamlit', plotlydash: 'dash', bokeh: 'bokeh', panel: 'panel', rshiny: 'rshiny' };
 
 describe('launchers', () => {
-  describe('the built-in dashboard table is cdsdashboards 0.6.3\'s', () => {
+  describe("the built-in dashboard table is cdsdashboards 0.6.3's", () => {
     for (const [type, up] of Object.entries(UPSTREAM)) {
       it(`${type}: the same args and env`, () => {
         const entry = BUILTIN_LAUNCHERS[NBSWARM_MODE[type]!];
@@ -60,16 +116,68 @@ describe('launchers', () => {
   const pinned: Record<Mode, string[]> = {
     notebook: ['start.sh', 'jupyter', 'notebook', '--ip=0.0.0.0', '--port=8888', '--no-browser'],
     lab: ['start.sh', 'jupyter', 'lab', '--ip=0.0.0.0', '--port=8888', '--no-browser'],
-    voila: [...PROXY, '--destport=0', 'python3', '{-}m', 'voila', '{presentation_path}', '{--}port={port}', '{--}no-browser',
-      '{--}Voila.base_url={base_url}/', '{--}Voila.server_url=/', '{--}Voila.ip=0.0.0.0', '{--}Voila.tornado_settings', 'allow_origin={origin_host}',
-      '--progressive', '--ready-check-path=/voila/static/', ...TAIL, '--authtype=none'],
-    streamlit: [...PROXY, '--destport=0', 'streamlit', 'run', '{presentation_path}', '{--}server.port={port}', '{--}server.headless=True',
-      '{--}browser.serverAddress={origin_host}', '{--}browser.gatherUsageStats=false', ...TAIL, '--authtype=none'],
+    voila: [
+      ...PROXY,
+      '--destport=0',
+      'python3',
+      '{-}m',
+      'voila',
+      '{presentation_path}',
+      '{--}port={port}',
+      '{--}no-browser',
+      '{--}Voila.base_url={base_url}/',
+      '{--}Voila.server_url=/',
+      '{--}Voila.ip=0.0.0.0',
+      '{--}Voila.tornado_settings',
+      'allow_origin={origin_host}',
+      '--progressive',
+      '--ready-check-path=/voila/static/',
+      ...TAIL,
+      '--authtype=none',
+    ],
+    streamlit: [
+      ...PROXY,
+      '--destport=0',
+      'streamlit',
+      'run',
+      '{presentation_path}',
+      '{--}server.port={port}',
+      '{--}server.headless=True',
+      '{--}browser.serverAddress={origin_host}',
+      '{--}browser.gatherUsageStats=false',
+      ...TAIL,
+      '--authtype=none',
+    ],
     dash: [...PROXY, '--destport=0', 'python3', '{-}m', 'plotlydash_tornado_cmd.main', '{presentation_path}', '{--}port={port}', ...TAIL, '--authtype=none'],
-    bokeh: [...PROXY, '--destport=0', 'python3', '{-}m', 'bokeh_root_cmd.main', '{presentation_path}', '{--}port={port}',
-      '{--}allow-websocket-origin={origin_host}', '{--}prefix={base_url}', '--ready-check-path=/ready-check', ...TAIL, '--authtype=none'],
-    panel: [...PROXY, '--destport=0', 'python3', '{-}m', 'bokeh_root_cmd.main', '{presentation_path}', '{--}port={port}',
-      '{--}allow-websocket-origin={origin_host}', '{--}server=panel', '{--}prefix={base_url}', '--ready-check-path=/ready-check', ...TAIL, '--authtype=none'],
+    bokeh: [
+      ...PROXY,
+      '--destport=0',
+      'python3',
+      '{-}m',
+      'bokeh_root_cmd.main',
+      '{presentation_path}',
+      '{--}port={port}',
+      '{--}allow-websocket-origin={origin_host}',
+      '{--}prefix={base_url}',
+      '--ready-check-path=/ready-check',
+      ...TAIL,
+      '--authtype=none',
+    ],
+    panel: [
+      ...PROXY,
+      '--destport=0',
+      'python3',
+      '{-}m',
+      'bokeh_root_cmd.main',
+      '{presentation_path}',
+      '{--}port={port}',
+      '{--}allow-websocket-origin={origin_host}',
+      '{--}server=panel',
+      '{--}prefix={base_url}',
+      '--ready-check-path=/ready-check',
+      ...TAIL,
+      '--authtype=none',
+    ],
     rshiny: [...PROXY, '--destport=0', 'python3', '{-}m', 'rshiny_server_cmd.main', '{presentation_path}', '{--}port={port}', ...TAIL, '--authtype=none'],
     custom: ['httpd', '-f', '-p', '8888', '-h', '/www'],
   };
@@ -87,23 +195,119 @@ describe('launchers', () => {
    */
   describe('with every cdsdashboards option (hub, conda env, debug, proxy settings, template)', () => {
     const all: LaunchInput = {
-      ...base, hub: true, baseUrl: '/user/alice/dash', condaEnv: 'py39', debug: true, template: 'gridstack',
+      ...base,
+      hub: true,
+      baseUrl: '/user/alice/dash',
+      condaEnv: 'py39',
+      debug: true,
+      template: 'gridstack',
       proxy: { requestTimeout: 600, readyTimeout: 60, forceAlive: false, lastActivityInterval: 60, websocketMaxMessageSize: 104857600 },
     };
     const HUB_TAIL = ['--presentation-path=/home/jovyan/work/app.py', '--conda-env=py39', '--ip=0.0.0.0', '--port=8888'];
-    const SETTINGS = ['--request-timeout=600', '--ready-timeout=60', '--no-force-alive', '--last-activity-interval=60', '--websocket-max-message-size=104857600'];
+    const SETTINGS = [
+      '--request-timeout=600',
+      '--ready-timeout=60',
+      '--no-force-alive',
+      '--last-activity-interval=60',
+      '--websocket-max-message-size=104857600',
+    ];
     const full: Partial<Record<Mode, string[]>> = {
-      voila: [...PROXY, '--destport=0', 'python3', '{-}m', 'voila', '{presentation_path}', '{--}port={port}', '{--}no-browser',
-        '{--}Voila.base_url={base_url}/', '{--}Voila.server_url=/', '{--}Voila.ip=0.0.0.0', '{--}Voila.tornado_settings', 'allow_origin={origin_host}',
-        '--progressive', '--ready-check-path=/voila/static/', ...HUB_TAIL, '{--}debug', '--debug', ...SETTINGS, '{--}template=gridstack'],
-      streamlit: [...PROXY, '--destport=0', 'streamlit', '{--}log_level=debug', 'run', '{presentation_path}', '{--}server.port={port}', '{--}server.headless=True',
-        '{--}browser.serverAddress={origin_host}', '{--}browser.gatherUsageStats=false', ...HUB_TAIL, '--debug', ...SETTINGS],
-      dash: [...PROXY, '--destport=0', 'python3', '{-}m', 'plotlydash_tornado_cmd.main', '{presentation_path}', '{--}port={port}', ...HUB_TAIL, '{--}debug', '--debug', ...SETTINGS],
-      bokeh: [...PROXY, '--destport=0', 'python3', '{-}m', 'bokeh_root_cmd.main', '{presentation_path}', '{--}port={port}',
-        '{--}allow-websocket-origin={origin_host}', '{--}prefix={base_url}', '--ready-check-path=/ready-check', ...HUB_TAIL, '{--}debug', '--debug', ...SETTINGS],
-      panel: [...PROXY, '--destport=0', 'python3', '{-}m', 'bokeh_root_cmd.main', '{presentation_path}', '{--}port={port}',
-        '{--}allow-websocket-origin={origin_host}', '{--}server=panel', '{--}prefix={base_url}', '--ready-check-path=/ready-check', ...HUB_TAIL, '{--}debug', '--debug', ...SETTINGS],
-      rshiny: [...PROXY, '--destport=0', 'python3', '{-}m', 'rshiny_server_cmd.main', '{presentation_path}', '{--}port={port}', ...HUB_TAIL, '{--}debug', '--debug', ...SETTINGS],
+      voila: [
+        ...PROXY,
+        '--destport=0',
+        'python3',
+        '{-}m',
+        'voila',
+        '{presentation_path}',
+        '{--}port={port}',
+        '{--}no-browser',
+        '{--}Voila.base_url={base_url}/',
+        '{--}Voila.server_url=/',
+        '{--}Voila.ip=0.0.0.0',
+        '{--}Voila.tornado_settings',
+        'allow_origin={origin_host}',
+        '--progressive',
+        '--ready-check-path=/voila/static/',
+        ...HUB_TAIL,
+        '{--}debug',
+        '--debug',
+        ...SETTINGS,
+        '{--}template=gridstack',
+      ],
+      streamlit: [
+        ...PROXY,
+        '--destport=0',
+        'streamlit',
+        '{--}log_level=debug',
+        'run',
+        '{presentation_path}',
+        '{--}server.port={port}',
+        '{--}server.headless=True',
+        '{--}browser.serverAddress={origin_host}',
+        '{--}browser.gatherUsageStats=false',
+        ...HUB_TAIL,
+        '--debug',
+        ...SETTINGS,
+      ],
+      dash: [
+        ...PROXY,
+        '--destport=0',
+        'python3',
+        '{-}m',
+        'plotlydash_tornado_cmd.main',
+        '{presentation_path}',
+        '{--}port={port}',
+        ...HUB_TAIL,
+        '{--}debug',
+        '--debug',
+        ...SETTINGS,
+      ],
+      bokeh: [
+        ...PROXY,
+        '--destport=0',
+        'python3',
+        '{-}m',
+        'bokeh_root_cmd.main',
+        '{presentation_path}',
+        '{--}port={port}',
+        '{--}allow-websocket-origin={origin_host}',
+        '{--}prefix={base_url}',
+        '--ready-check-path=/ready-check',
+        ...HUB_TAIL,
+        '{--}debug',
+        '--debug',
+        ...SETTINGS,
+      ],
+      panel: [
+        ...PROXY,
+        '--destport=0',
+        'python3',
+        '{-}m',
+        'bokeh_root_cmd.main',
+        '{presentation_path}',
+        '{--}port={port}',
+        '{--}allow-websocket-origin={origin_host}',
+        '{--}server=panel',
+        '{--}prefix={base_url}',
+        '--ready-check-path=/ready-check',
+        ...HUB_TAIL,
+        '{--}debug',
+        '--debug',
+        ...SETTINGS,
+      ],
+      rshiny: [
+        ...PROXY,
+        '--destport=0',
+        'python3',
+        '{-}m',
+        'rshiny_server_cmd.main',
+        '{presentation_path}',
+        '{--}port={port}',
+        ...HUB_TAIL,
+        '{--}debug',
+        '--debug',
+        ...SETTINGS,
+      ],
     };
     for (const mode of Object.keys(full) as Mode[]) {
       it(`${mode}: ${full[mode]!.join(' ')}`, () => {
@@ -111,7 +315,7 @@ describe('launchers', () => {
         expect(buildLaunch(BUILTIN_LAUNCHERS[mode], all).command).to.deep.equal(full[mode]);
       });
     }
-    it('settings equal to the proxy\'s defaults add no flag (as cdsdashboards leaves them out)', () => {
+    it("settings equal to the proxy's defaults add no flag (as cdsdashboards leaves them out)", () => {
       expect(proxySettingFlags(PROXY_DEFAULTS)).to.deep.equal([]);
       expect(proxySettingFlags({ ...PROXY_DEFAULTS, lastActivityInterval: 0 })).to.deep.equal(['--last-activity-interval=0']);
     });
@@ -141,11 +345,11 @@ describe('launchers', () => {
       expect(lab.command).to.deep.equal(['start.sh', 'jupyterhub-singleuser', '--ip=0.0.0.0', '--port=8888']);
       expect(lab.env).to.deep.equal({ JUPYTERHUB_DEFAULT_URL: '/lab' });
     });
-    it('proxied dashboards keep the proxy\'s OAuth (no --authtype=none)', () => {
+    it("proxied dashboards keep the proxy's OAuth (no --authtype=none)", () => {
       expect(buildLaunch(BUILTIN_LAUNCHERS.voila, hub).command).not.to.include('--authtype=none');
       expect(buildLaunch(BUILTIN_LAUNCHERS.voila, hub).command.slice(-3)).to.deep.equal(TAIL);
     });
-    it('dash gets DASH_REQUESTS_PATHNAME_PREFIX from the hub\'s service prefix', () => {
+    it("dash gets DASH_REQUESTS_PATHNAME_PREFIX from the hub's service prefix", () => {
       expect(buildLaunch(BUILTIN_LAUNCHERS.dash, hub).env).to.deep.equal({ DASH_REQUESTS_PATHNAME_PREFIX: '/user/alice/dash/' });
       expect(buildLaunch(BUILTIN_LAUNCHERS.dash, base).env).to.deep.equal({ DASH_REQUESTS_PATHNAME_PREFIX: '/' });
     });
@@ -164,7 +368,7 @@ describe('launchers', () => {
     expect(buildLaunch(entry, { ...base, appArgs: ['x', 'y'] }).command).to.deep.equal(['app', 'x', 'y', '--port=8888']);
   });
 
-  it('a proxied launcher uses its own cmd, else the policy\'s proxyCommand', () => {
+  it("a proxied launcher uses its own cmd, else the policy's proxyCommand", () => {
     const entry = { args: ['voila', '{presentation_path}'] };
     expect(buildLaunch(entry, base, ['jhsingle-native-proxy']).command.slice(0, 2)).to.deep.equal(['jhsingle-native-proxy', 'voila']);
     expect(buildLaunch({ ...entry, cmd: ['/opt/proxy'] }, base, ['jhsingle-native-proxy']).command[0]).to.equal('/opt/proxy');
@@ -183,15 +387,31 @@ describe('launchers', () => {
       expect(validateLauncher('rshiny', rshinyDirect)).to.deep.equal([]);
     });
     it('{-} and {--} become - and -- ; presentation dirname/basename are filled', () => {
-      const entry = { direct: true, args: ['python3', '{-}m', 'voila', '{presentation_basename}', '{--}port={port}', '{--}cwd={presentation_dirname}', '{--}base={base_url}/'] };
-      expect(buildLaunch(entry, { ...base, appPath: 'work/d/app.ipynb', baseUrl: '/user/alice' }).command)
-        .to.deep.equal(['python3', '-m', 'voila', 'app.ipynb', '--port=8888', '--cwd=/home/jovyan/work/d', '--base=/user/alice/']);
+      const entry = {
+        direct: true,
+        args: ['python3', '{-}m', 'voila', '{presentation_basename}', '{--}port={port}', '{--}cwd={presentation_dirname}', '{--}base={base_url}/'],
+      };
+      expect(buildLaunch(entry, { ...base, appPath: 'work/d/app.ipynb', baseUrl: '/user/alice' }).command).to.deep.equal([
+        'python3',
+        '-m',
+        'voila',
+        'app.ipynb',
+        '--port=8888',
+        '--cwd=/home/jovyan/work/d',
+        '--base=/user/alice/',
+      ]);
     });
     it('with host networking {ip} is the published host IP and {port} the allocated port', () => {
-      expect(buildLaunch(BUILTIN_LAUNCHERS.notebook, { ...base, ip: '127.0.0.1', port: 20001 }).command)
-        .to.deep.equal(['start.sh', 'jupyter', 'notebook', '--ip=127.0.0.1', '--port=20001', '--no-browser']);
+      expect(buildLaunch(BUILTIN_LAUNCHERS.notebook, { ...base, ip: '127.0.0.1', port: 20001 }).command).to.deep.equal([
+        'start.sh',
+        'jupyter',
+        'notebook',
+        '--ip=127.0.0.1',
+        '--port=20001',
+        '--no-browser',
+      ]);
     });
-    it('custom: unknown placeholders in the user\'s command stay literal', () => {
+    it("custom: unknown placeholders in the user's command stay literal", () => {
       const l = buildLaunch(BUILTIN_LAUNCHERS.custom, { ...base, command: ['sh', '-c', "awk '{print}' /x; echo {port} {user}"] });
       expect(l.command).to.deep.equal(['sh', '-c', "awk '{print}' /x; echo 8888 {user}"]);
     });
@@ -199,13 +419,19 @@ describe('launchers', () => {
 
   describe('validateLauncher', () => {
     it('names the key and the placeholder that is wrong', () => {
-      expect(validateLauncher('rshiny', { direct: true, args: ['R', '{origin_host}'] })[0]).to.match(/^launchers\.rshiny\.args\[1\]: unknown placeholder \{origin_host\}/);
+      expect(validateLauncher('rshiny', { direct: true, args: ['R', '{origin_host}'] })[0]).to.match(
+        /^launchers\.rshiny\.args\[1\]: unknown placeholder \{origin_host\}/,
+      );
       expect(validateLauncher('voila', { args: ['voila', '{bogus}'] })[0]).to.match(/^launchers\.voila\.args\[1\]: unknown placeholder \{bogus\}/);
       expect(validateLauncher('dash', { args: ['x'], env: { P: '{port}' } })[0]).to.match(/^launchers\.dash\.env\.P: unknown placeholder \{port\}/);
       expect(validateLauncher('voila', { args: ['{command}'] })[0]).to.match(/needs a direct launcher/);
       expect(validateLauncher('voila', { args: [] })[0]).to.equal('launchers.voila.args: must be a non-empty list');
-      expect(validateLauncher('voila', { args: ['x'], templateArgs: ['--template'] })[0]).to.equal('launchers.voila.templateArgs: must use {template} (the template\'s name)');
-      expect(validateLauncher('voila', { args: ['x'], template: '-rf', templateArgs: ['{--}template={template}'] })[0]).to.match(/^launchers\.voila\.template: "-rf" is not a template name/);
+      expect(validateLauncher('voila', { args: ['x'], templateArgs: ['--template'] })[0]).to.equal(
+        "launchers.voila.templateArgs: must use {template} (the template's name)",
+      );
+      expect(validateLauncher('voila', { args: ['x'], template: '-rf', templateArgs: ['{--}template={template}'] })[0]).to.match(
+        /^launchers\.voila\.template: "-rf" is not a template name/,
+      );
       expect(validateLauncher('x', { args: ['x'], debugArgs: ['{args}'] })[0]).to.match(/^launchers\.x\.debugArgs\[0\]: unknown placeholder \{args\}/);
     });
   });

@@ -22,13 +22,19 @@ import { addressMatcher, parseCidr } from '../../src/util/cidr.js';
 const IMAGE: ResolvedImage = { reference: 'r/x:1', id: 'sha256:' + 'a'.repeat(64), pinned: 'reg:5000/r/x@sha256:' + 'b'.repeat(64) };
 
 function nbs(spec: Partial<NotebookServer['spec']> = {}): NotebookServer {
-  return { apiVersion: 'nbswarm.io/v1alpha1', kind: 'NotebookServer', metadata: { name: 'nb', namespace: 'default', uid: 'u-1', generation: 1 }, spec: { user: 'alice', ...spec } };
+  return {
+    apiVersion: 'nbswarm.io/v1alpha1',
+    kind: 'NotebookServer',
+    metadata: { name: 'nb', namespace: 'default', uid: 'u-1', generation: 1 },
+    spec: { user: 'alice', ...spec },
+  };
 }
 function ok(r: RenderResult) {
   if (!r.ok) throw new Error(`${r.field}: ${r.message}`);
   return r.desired;
 }
-const render = (p: Partial<Policy>, spec: Partial<NotebookServer['spec']> = {}, pinNode?: string) => renderDesired(nbs(spec), { ...defaultPolicy(), ...p }, { secrets: () => undefined, pinNode });
+const render = (p: Partial<Policy>, spec: Partial<NotebookServer['spec']> = {}, pinNode?: string) =>
+  renderDesired(nbs(spec), { ...defaultPolicy(), ...p }, { secrets: () => undefined, pinNode });
 
 describe('multi-node: placement', () => {
   it('pinFor: no pin on one node or without node-local volumes; else annotation > service > status > siblings > where Swarm placed it', () => {
@@ -49,12 +55,15 @@ describe('multi-node: placement', () => {
     expect(volumeIsNodeLocal({ type: 'volume', shared: true })).to.equal(false);
     expect(volumeIsNodeLocal({ type: 'bind' })).to.equal(false);
     expect(volumeIsNodeLocal({ type: 'bind', shared: false })).to.equal(true);
-    const p = { ...defaultPolicy(), volumes: [
-      { name: '{prefix}-{username}-home', target: '/home/jovyan/work' },
-      { name: '{prefix}-{username}-{servername}-scratch', target: '/scratch', type: 'volume' as const },
-      { name: 'nfs-{username}', target: '/nfs', type: 'volume' as const, shared: true },
-      { name: '/srv/data', target: '/data', type: 'bind' as const },
-    ] };
+    const p = {
+      ...defaultPolicy(),
+      volumes: [
+        { name: '{prefix}-{username}-home', target: '/home/jovyan/work' },
+        { name: '{prefix}-{username}-{servername}-scratch', target: '/scratch', type: 'volume' as const },
+        { name: 'nfs-{username}', target: '/nfs', type: 'volume' as const, shared: true },
+        { name: '/srv/data', target: '/data', type: 'bind' as const },
+      ],
+    };
     expect(nodeLocalVolumeNames({ user: 'alice', servername: 'dash' }, p)).to.deep.equal(['nbs-alice-home', 'nbs-alice-dash-scratch']);
     // A system user's host home replaces volumes inside the image's home.
     expect(nodeLocalVolumeNames({ user: 'alice', servername: '', systemUser: true }, { ...p, homeDir: '/home/jovyan' })).to.deep.equal(['nbs-alice-scratch']);
@@ -78,7 +87,12 @@ describe('multi-node: placement', () => {
   });
 
   it('requests become reservations (spec over policy), at most the limit; the pin is outside the spec hash', () => {
-    const d = ok(render({ resources: { defaults: { cpu: '1', memory: '1Gi' }, limits: { cpu: '2', memory: '2Gi' }, requests: { memory: '256Mi' } } }, { resources: { requests: { cpu: '250m' } } }));
+    const d = ok(
+      render(
+        { resources: { defaults: { cpu: '1', memory: '1Gi' }, limits: { cpu: '2', memory: '2Gi' }, requests: { memory: '256Mi' } } },
+        { resources: { requests: { cpu: '250m' } } },
+      ),
+    );
     expect(d.resources).to.deep.equal({ nanoCpus: 1e9, memoryBytes: 2 ** 30, reserveNanoCpus: 2.5e8, reserveMemoryBytes: 256 * 2 ** 20 });
     const over = render({}, { resources: { memory: '1Gi', requests: { memory: '2Gi' } } });
     expect(over.ok).to.equal(false);
@@ -88,18 +102,42 @@ describe('multi-node: placement', () => {
   });
 
   it('volume drivers and their templated options reach the mount; the default volume renders as before', () => {
-    const d = ok(render({ volumes: [{ name: '{prefix}-{username}-home', target: '/home/jovyan/work', driver: 'local', driverOptions: { type: 'nfs', o: 'addr=10.0.0.5,rw', device: ':/export/{username}' } }] }));
+    const d = ok(
+      render({
+        volumes: [
+          {
+            name: '{prefix}-{username}-home',
+            target: '/home/jovyan/work',
+            driver: 'local',
+            driverOptions: { type: 'nfs', o: 'addr=10.0.0.5,rw', device: ':/export/{username}' },
+          },
+        ],
+      }),
+    );
     expect(d.volumes[0]).to.deep.include({ driver: 'local', driverOptions: { type: 'nfs', o: 'addr=10.0.0.5,rw', device: ':/export/alice' } });
     expect(ok(render({})).volumes[0]).to.not.have.any.keys('driver', 'driverOptions');
   });
 
   it('serviceSpec: the pin is a constraint and a service label (not a container label); reservations and volume drivers', () => {
-    const d = ok(render({ resources: { defaults: { memory: '64Mi' }, limits: {}, requests: { memory: '32Mi', cpu: '100m' } }, constraints: ['node.role==worker'], volumes: [{ name: 'v-{username}', target: '/w', driver: 'nfsplugin', driverOptions: { share: '{username}' } }] }, {}, 'node2'));
+    const d = ok(
+      render(
+        {
+          resources: { defaults: { memory: '64Mi' }, limits: {}, requests: { memory: '32Mi', cpu: '100m' } },
+          constraints: ['node.role==worker'],
+          volumes: [{ name: 'v-{username}', target: '/w', driver: 'nfsplugin', driverOptions: { share: '{username}' } }],
+        },
+        {},
+        'node2',
+      ),
+    );
     const spec = serviceSpec(d, IMAGE);
     expect(spec.TaskTemplate.Placement.Constraints).to.deep.equal(['node.role==worker', 'node.hostname==node2']);
     expect(spec.Labels[LABELS.node]).to.equal('node2');
     expect(spec.TaskTemplate.ContainerSpec.Labels[LABELS.node]).to.equal(undefined);
-    expect(spec.TaskTemplate.Resources).to.deep.equal({ Limits: { MemoryBytes: 64 * 2 ** 20, Pids: 1024 }, Reservations: { MemoryBytes: 32 * 2 ** 20, NanoCPUs: 1e8 } });
+    expect(spec.TaskTemplate.Resources).to.deep.equal({
+      Limits: { MemoryBytes: 64 * 2 ** 20, Pids: 1024 },
+      Reservations: { MemoryBytes: 32 * 2 ** 20, NanoCPUs: 1e8 },
+    });
     expect(spec.TaskTemplate.ContainerSpec.Mounts[0].VolumeOptions.DriverConfig).to.deep.equal({ Name: 'nfsplugin', Options: { share: 'alice' } });
     const plain = serviceSpec(ok(render({})), IMAGE);
     expect(plain.TaskTemplate.Resources).to.deep.equal({ Limits: { NanoCPUs: 1e9, MemoryBytes: 2 * 2 ** 30, Pids: 1024 } });
@@ -123,7 +161,17 @@ describe('multi-node: placement', () => {
   });
 
   it('volumeNodeProblem names the node and what is wrong with it', () => {
-    const n = (over: object) => [{ ...nodeView({ ID: 'i2', Description: { Hostname: 'node2' }, Status: { State: 'ready', Addr: '10.0.0.12' }, Spec: { Role: 'worker', Availability: 'active' } }), ...over }];
+    const n = (over: object) => [
+      {
+        ...nodeView({
+          ID: 'i2',
+          Description: { Hostname: 'node2' },
+          Status: { State: 'ready', Addr: '10.0.0.12' },
+          Spec: { Role: 'worker', Availability: 'active' },
+        }),
+        ...over,
+      },
+    ];
     expect(volumeNodeProblem('node2', n({}))).to.equal(undefined);
     expect(volumeNodeProblem('node2', n({ availability: 'drain' }))).to.deep.equal({ reason: 'NodeDrained', message: 'node node2 is drained' });
     expect(volumeNodeProblem('node2', n({ state: 'down' }))).to.deep.equal({ reason: 'NodeDown', message: 'node node2 is down' });
@@ -132,8 +180,22 @@ describe('multi-node: placement', () => {
   });
 
   it('nodeView: hostname, advertised address (a manager listening on 0.0.0.0 by its manager address), role, state, availability, labels', () => {
-    expect(nodeView({ ID: 'a', Description: { Hostname: 'h1' }, Status: { State: 'ready', Addr: '0.0.0.0' }, ManagerStatus: { Addr: '10.0.0.11:2377' }, Spec: { Role: 'manager', Availability: 'drain', Labels: { gpu: 'true' } } })).to.deep.equal({
-      id: 'a', hostname: 'h1', addr: '10.0.0.11', role: 'manager', state: 'ready', availability: 'drain', labels: { gpu: 'true' },
+    expect(
+      nodeView({
+        ID: 'a',
+        Description: { Hostname: 'h1' },
+        Status: { State: 'ready', Addr: '0.0.0.0' },
+        ManagerStatus: { Addr: '10.0.0.11:2377' },
+        Spec: { Role: 'manager', Availability: 'drain', Labels: { gpu: 'true' } },
+      }),
+    ).to.deep.equal({
+      id: 'a',
+      hostname: 'h1',
+      addr: '10.0.0.11',
+      role: 'manager',
+      state: 'ready',
+      availability: 'drain',
+      labels: { gpu: 'true' },
     });
     expect(nodeView({ ID: 'b', Status: { State: 'down' } })).to.deep.include({ hostname: 'b', addr: undefined, role: 'worker', availability: 'active' });
   });
@@ -142,7 +204,12 @@ describe('multi-node: placement', () => {
 describe('multi-node: images and registries', () => {
   it('parses references the way Docker does', () => {
     expect(parseImageRef('local/busybox:test')).to.deep.equal({ registry: undefined, path: 'local/busybox', tag: 'test', digest: undefined });
-    expect(parseImageRef('10.250.0.1:5000/local/busybox:v1')).to.deep.equal({ registry: '10.250.0.1:5000', path: 'local/busybox', tag: 'v1', digest: undefined });
+    expect(parseImageRef('10.250.0.1:5000/local/busybox:v1')).to.deep.equal({
+      registry: '10.250.0.1:5000',
+      path: 'local/busybox',
+      tag: 'v1',
+      digest: undefined,
+    });
     expect(parseImageRef('reg.example/a/b@sha256:abc')).to.deep.include({ registry: 'reg.example', path: 'a/b', tag: undefined, digest: 'sha256:abc' });
     expect(parseImageRef('localhost/x')).to.deep.include({ registry: 'localhost', path: 'x' });
     expect(parseImageRef('busybox')).to.deep.include({ registry: undefined, path: 'busybox', tag: undefined });
@@ -162,15 +229,25 @@ describe('multi-node: images and registries', () => {
   it('tells "no such manifest" from "cannot ask the registry"', () => {
     expect(isNotFound({ statusCode: 404 })).to.equal(true);
     expect(isNotFound({ statusCode: 500, json: { message: 'manifest unknown: manifest unknown' } })).to.equal(true);
-    expect(isNotFound({ statusCode: 401, json: { message: 'errors: denied: requested access to the resource is denied; unauthorized: authentication required' } })).to.equal(false);
-    expect(isNotFound({ statusCode: 500, json: { message: 'Get "http://10.250.0.1:5000/v2/": dial tcp 10.250.0.1:5000: connect: connection refused' } })).to.equal(false);
+    expect(
+      isNotFound({ statusCode: 401, json: { message: 'errors: denied: requested access to the resource is denied; unauthorized: authentication required' } }),
+    ).to.equal(false);
+    expect(
+      isNotFound({ statusCode: 500, json: { message: 'Get "http://10.250.0.1:5000/v2/": dial tcp 10.250.0.1:5000: connect: connection refused' } }),
+    ).to.equal(false);
   });
 
   it('reads credentials from a dockerconfigjson Secret (auth or username/password) or username/password keys', () => {
     const reg = '10.250.0.1:5000';
     const auth = Buffer.from('alice:s3:cr3t').toString('base64');
-    expect(registryAuthFromSecret({ '.dockerconfigjson': JSON.stringify({ auths: { [reg]: { auth } } }) }, reg)).to.deep.equal({ username: 'alice', password: 's3:cr3t', serveraddress: reg });
-    expect(registryAuthFromSecret({ '.dockerconfigjson': JSON.stringify({ auths: { [`https://${reg}`]: { username: 'bob', password: 'pw' } } }) }, reg)).to.deep.equal({ username: 'bob', password: 'pw', serveraddress: reg });
+    expect(registryAuthFromSecret({ '.dockerconfigjson': JSON.stringify({ auths: { [reg]: { auth } } }) }, reg)).to.deep.equal({
+      username: 'alice',
+      password: 's3:cr3t',
+      serveraddress: reg,
+    });
+    expect(
+      registryAuthFromSecret({ '.dockerconfigjson': JSON.stringify({ auths: { [`https://${reg}`]: { username: 'bob', password: 'pw' } } }) }, reg),
+    ).to.deep.equal({ username: 'bob', password: 'pw', serveraddress: reg });
     expect(registryAuthFromSecret({ username: 'carol', password: 'x' }, reg)).to.deep.equal({ username: 'carol', password: 'x', serveraddress: reg });
     expect(registryAuthFromSecret({ '.dockerconfigjson': JSON.stringify({ auths: { 'other:5000': { auth } } }) }, reg)).to.equal(undefined);
     expect(registryAuthFromSecret({ '.dockerconfigjson': '{not json' }, reg)).to.equal(undefined);
@@ -178,11 +255,20 @@ describe('multi-node: images and registries', () => {
 });
 
 describe('multi-node: the builder job', () => {
-  const job = { node: 'node2', containerId: 'a'.repeat(64), target: '10.250.0.1:5000/nbswarm-built/default-src:g1', builderImage: '10.250.0.1:5000/docker@sha256:' + 'd'.repeat(64), labels: { [LABELS.uid]: '', [LABELS.source]: 'default/src' }, comment: 'nbswarm: snapshot of nbs-src' };
+  const job = {
+    node: 'node2',
+    containerId: 'a'.repeat(64),
+    target: '10.250.0.1:5000/nbswarm-built/default-src:g1',
+    builderImage: '10.250.0.1:5000/docker@sha256:' + 'd'.repeat(64),
+    labels: { [LABELS.uid]: '', [LABELS.source]: 'default/src' },
+    comment: 'nbswarm: snapshot of nbs-src',
+  };
 
   it('runs once on the source node with the node socket; values are arguments, never script text', () => {
     const spec = buildJobSpec(job);
-    expect(spec.Name).to.equal(buildJobName(job.target)).and.match(/^nbswarm-build-[0-9a-f]{16}$/);
+    expect(spec.Name)
+      .to.equal(buildJobName(job.target))
+      .and.match(/^nbswarm-build-[0-9a-f]{16}$/);
     expect(spec.Mode).to.deep.equal({ ReplicatedJob: { MaxConcurrent: 1, TotalCompletions: 1 } });
     expect(spec.Labels).to.deep.equal({ [LABELS.buildTarget]: job.target });
     expect(spec.Labels).to.not.have.property(LABELS.managedBy);
@@ -193,9 +279,15 @@ describe('multi-node: the builder job', () => {
     expect(cmd.slice(0, 2)).to.deep.equal(['sh', '-c']);
     expect(cmd[2]).to.not.include(job.target).and.not.include(job.containerId);
     expect(cmd.slice(4)).to.deep.equal([
-      '--pause=true', '--message', job.comment,
-      '--change', `LABEL "${LABELS.uid}"=""`, '--change', `LABEL "${LABELS.source}"="default/src"`,
-      job.containerId, job.target,
+      '--pause=true',
+      '--message',
+      job.comment,
+      '--change',
+      `LABEL "${LABELS.uid}"=""`,
+      '--change',
+      `LABEL "${LABELS.source}"="default/src"`,
+      job.containerId,
+      job.target,
     ]);
     expect(spec.TaskTemplate.ContainerSpec.Env).to.deep.equal([`NBSWARM_BUILD_TARGET=${job.target}`]);
     expect(() => buildJobSpec({ ...job, containerId: 'x; rm -rf /' })).to.throw(/not a container ID/);
@@ -203,9 +295,13 @@ describe('multi-node: the builder job', () => {
 
   it('credentials reach the push as a Swarm secret (config.json), never in the environment', () => {
     const spec = buildJobSpec({ ...job, credentials: { secretId: 'sid', secretName: 'sname' } });
-    expect(spec.TaskTemplate.ContainerSpec.Secrets).to.deep.equal([{ SecretID: 'sid', SecretName: 'sname', File: { Name: 'config.json', UID: '0', GID: '0', Mode: 0o400 } }]);
+    expect(spec.TaskTemplate.ContainerSpec.Secrets).to.deep.equal([
+      { SecretID: 'sid', SecretName: 'sname', File: { Name: 'config.json', UID: '0', GID: '0', Mode: 0o400 } },
+    ]);
     expect(spec.TaskTemplate.ContainerSpec.Env).to.include('DOCKER_CONFIG=/run/secrets');
-    expect(JSON.parse(dockerConfigJson({ username: 'a', password: 'b', serveraddress: 'r:5000' }))).to.deep.equal({ auths: { 'r:5000': { auth: Buffer.from('a:b').toString('base64') } } });
+    expect(JSON.parse(dockerConfigJson({ username: 'a', password: 'b', serveraddress: 'r:5000' }))).to.deep.equal({
+      auths: { 'r:5000': { auth: Buffer.from('a:b').toString('base64') } },
+    });
   });
 
   it('reads the outcome from the job tasks', () => {
@@ -274,7 +370,15 @@ describe('multi-node: probe addresses and the policy', () => {
 describe('multi-node: the Docker observer and node events', () => {
   it('a node event makes everything observed on (or pinned to) that node be read again', async () => {
     let now = 1000;
-    const obs = (uid: string, node: string, pin?: string): ObservedServer => ({ kind: 'service', id: `s-${uid}`, name: `n-${uid}`, labels: { [LABELS.uid]: uid }, state: 'running', node, pinNode: pin });
+    const obs = (uid: string, node: string, pin?: string): ObservedServer => ({
+      kind: 'service',
+      id: `s-${uid}`,
+      name: `n-${uid}`,
+      labels: { [LABELS.uid]: uid },
+      state: 'running',
+      node,
+      pinNode: pin,
+    });
     let listed = [obs('a', 'node3'), obs('b', 'node2'), obs('c', 'node1', 'node3')];
     const fetched: string[] = [];
     const o = new DockerObserver(

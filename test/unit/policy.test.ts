@@ -121,7 +121,10 @@ systemUsers:
       const f = file('defaultImgae: x\nhardening:\n  capdrop: [ALL]\n');
       const e = loadError({ file: f });
       expect(e.message).to.contain(f);
-      expect(e.problems.some((p) => p.startsWith('defaultImgae: unknown key (did you mean "defaultImage"?)') && p.endsWith(`(in ${f})`))).to.equal(true, e.message);
+      expect(e.problems.some((p) => p.startsWith('defaultImgae: unknown key (did you mean "defaultImage"?)') && p.endsWith(`(in ${f})`))).to.equal(
+        true,
+        e.message,
+      );
       expect(e.problems.some((p) => p.startsWith('hardening.capdrop: unknown key (did you mean "capDrop"?)'))).to.equal(true, e.message);
       const far = loadError({ file: file('zzzzzz: 1\n') });
       expect(far.problems[0]).to.match(/^zzzzzz: unknown key; known keys: prefix, nameTemplate, /);
@@ -133,10 +136,14 @@ systemUsers:
       expect(e.problems.some((p) => p.startsWith("volumes[0]: must have required property 'target'"))).to.equal(true, e.message);
     });
     it('bad env values name the variable', () => {
-      expect(loadError({ env: { NBSWARM_BACKEND: 'kubernetes' } }).message).to.contain('backend: must be one of "auto", "service", "container" (from environment variable NBSWARM_BACKEND)');
+      expect(loadError({ env: { NBSWARM_BACKEND: 'kubernetes' } }).message).to.contain(
+        'backend: must be one of "auto", "service", "container" (from environment variable NBSWARM_BACKEND)',
+      );
       expect(loadError({ env: { NBSWARM_CONCURRENCY: 'many' } }).message).to.contain('environment variable NBSWARM_CONCURRENCY: "many" is not a whole number');
       expect(loadError({ env: { NBSWARM_HOST_PORT_RANGE: '20000' } }).message).to.contain('NBSWARM_HOST_PORT_RANGE');
-      expect(loadError({ env: { NBSWARM_PUBLISH_HOST_IP: 'localhost' } }).message).to.contain('publishHostIp: "localhost" is not an IP address (from environment variable NBSWARM_PUBLISH_HOST_IP)');
+      expect(loadError({ env: { NBSWARM_PUBLISH_HOST_IP: 'localhost' } }).message).to.contain(
+        'publishHostIp: "localhost" is not an IP address (from environment variable NBSWARM_PUBLISH_HOST_IP)',
+      );
     });
     it('semantic checks: templates, port range, quantities, launchers, uid floor', () => {
       const e = loadError({
@@ -174,7 +181,11 @@ systemUsers:
         'dashboards.conda.envs[1]: "-rf" is not a conda env name',
         'systemUsers.users.root.uid: 0 is below systemUsers.uidFloor 1000',
       ];
-      for (const w of want) expect(e.problems.some((p) => p.startsWith(w)), `${w}\n${e.message}`).to.equal(true);
+      for (const w of want)
+        expect(
+          e.problems.some((p) => p.startsWith(w)),
+          `${w}\n${e.message}`,
+        ).to.equal(true);
     });
     it('unreadable and non-YAML files', () => {
       expect(loadError({ file: join(dir, 'missing.yaml') }).message).to.match(/missing\.yaml: cannot read it/);
@@ -183,7 +194,7 @@ systemUsers:
     });
   });
 
-  describe('presentation types the policy adds (cdsdashboards\' extra_presentation_launchers)', () => {
+  describe("presentation types the policy adds (cdsdashboards' extra_presentation_launchers)", () => {
     it('a new mode is merged next to the built-ins, may be the default mode and is validated like them', () => {
       const p = loadPolicy({
         file: file(`
@@ -212,8 +223,8 @@ launchers:
     });
   });
 
-  describe('dashboards (cdsdashboards\' settings)', () => {
-    it('defaults: git on for any https/ssh URL into work/, no conda envs, the proxy\'s own defaults, no debug', () => {
+  describe("dashboards (cdsdashboards' settings)", () => {
+    it("defaults: git on for any https/ssh URL into work/, no conda envs, the proxy's own defaults, no debug", () => {
       expect(defaultPolicy().dashboards).to.deep.equal({
         git: { enabled: true, allowedUrls: [], directory: 'work' },
         conda: { envs: [], allowCustom: false },
@@ -226,7 +237,9 @@ launchers:
       expect(p.dashboards.proxy.readyTimeout).to.equal(60);
       expect(p.dashboards.proxy.lastActivityInterval).to.equal(300);
       expect(p.dashboards.conda).to.deep.equal({ envs: ['py39'], allowCustom: false });
-      expect(loadError({ file: file('dashboards:\n  proxy: { readyTimout: 60 }\n') }).message).to.contain('dashboards.proxy.readyTimout: unknown key (did you mean "readyTimeout"?)');
+      expect(loadError({ file: file('dashboards:\n  proxy: { readyTimout: 60 }\n') }).message).to.contain(
+        'dashboards.proxy.readyTimout: unknown key (did you mean "readyTimeout"?)',
+      );
       expect(loadError({ file: file('dashboards:\n  proxy: { requestTimeout: -1 }\n') }).message).to.contain('dashboards.proxy.requestTimeout: must be >= 0');
     });
   });

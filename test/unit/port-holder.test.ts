@@ -56,6 +56,8 @@ describe('port holder (/proc)', () => {
     const srv = await listen('127.0.0.1');
     const port = portOf(srv);
     await new Promise((r) => srv.close(r));
-    expect(describePortInUse(port, '127.0.0.1')).to.equal(`port ${port} on 127.0.0.1 is in use (by a process not visible here; \`ss -ltnp 'sport = :${port}'\` as root names it)`);
+    expect(describePortInUse(port, '127.0.0.1')).to.equal(
+      `port ${port} on 127.0.0.1 is in use (by a process not visible here; \`ss -ltnp 'sport = :${port}'\` as root names it)`,
+    );
   });
 });

@@ -54,10 +54,12 @@ describe('ProgressClock', () => {
 });
 
 describe('HostPortAllocator', () => {
-  const managed = (...ports: number[]) => async (): Promise<ObservedServer[]> =>
-    ports.map((p, i) => ({ kind: 'container', id: String(i), name: `n${i}`, labels: { [LABELS.port]: String(p) }, state: 'running' }));
+  const managed =
+    (...ports: number[]) =>
+    async (): Promise<ObservedServer[]> =>
+      ports.map((p, i) => ({ kind: 'container', id: String(i), name: `n${i}`, labels: { [LABELS.port]: String(p) }, state: 'running' }));
 
-  it('skips ports labelled on objects, reserved for others, or not bindable; keeps a server\'s reservation', async () => {
+  it("skips ports labelled on objects, reserved for others, or not bindable; keeps a server's reservation", async () => {
     const a = new HostPortAllocator([100, 105], async (p) => p !== 102);
     expect(await a.allocate('u1', managed(100))).to.equal(101);
     expect(await a.allocate('u2', managed(100))).to.equal(103);

@@ -20,7 +20,14 @@ import type { StoredObject } from '../../src/apiserver/types.js';
 import { createLogger } from '../../src/log.js';
 
 const req = (verb: string, resource: string, extra: Partial<RuleRequest> = {}): RuleRequest => ({
-  verb, resourceRequest: true, group: '', resource, subresource: '', name: '', path: '', ...extra,
+  verb,
+  resourceRequest: true,
+  group: '',
+  resource,
+  subresource: '',
+  name: '',
+  path: '',
+  ...extra,
 });
 
 describe('RBAC rules', () => {
@@ -47,10 +54,15 @@ describe('RBAC rules', () => {
   });
 
   it('cover only what the owner holds; a requested wildcard needs an owner wildcard', () => {
-    const owner: PolicyRule[] = [{ apiGroups: [''], resources: ['configmaps', 'pods/*'], verbs: ['get', 'list'] }, { apiGroups: [''], resources: ['secrets'], resourceNames: ['s1'], verbs: ['get'] }];
+    const owner: PolicyRule[] = [
+      { apiGroups: [''], resources: ['configmaps', 'pods/*'], verbs: ['get', 'list'] },
+      { apiGroups: [''], resources: ['secrets'], resourceNames: ['s1'], verbs: ['get'] },
+    ];
     expect(uncoveredRules(owner, [{ apiGroups: [''], resources: ['configmaps'], verbs: ['get'] }])).to.deep.equal([]);
     expect(uncoveredRules(owner, [{ apiGroups: [''], resources: ['pods/log'], verbs: ['list'] }])).to.deep.equal([]);
-    expect(uncoveredRules(owner, [{ apiGroups: [''], resources: ['configmaps'], verbs: ['*'] }])).to.deep.equal([{ apiGroups: [''], resources: ['configmaps'], verbs: ['*'] }]);
+    expect(uncoveredRules(owner, [{ apiGroups: [''], resources: ['configmaps'], verbs: ['*'] }])).to.deep.equal([
+      { apiGroups: [''], resources: ['configmaps'], verbs: ['*'] },
+    ]);
     expect(uncoveredRules(owner, [{ apiGroups: [''], resources: ['secrets'], resourceNames: ['s1'], verbs: ['get'] }])).to.deep.equal([]);
     expect(uncoveredRules(owner, [{ apiGroups: [''], resources: ['secrets'], verbs: ['get'] }]), 'all names is more than one name').to.have.length(1);
     expect(uncoveredRules(owner, [{ apiGroups: ['*'], resources: ['configmaps'], verbs: ['get'] }])).to.have.length(1);
@@ -65,7 +77,11 @@ describe('RBAC with a store', () => {
   let storage: Store;
   let registry: KindRegistry;
   let authorizer: RBACAuthorizer;
-  const stored = (o: object) => ({ ...o, metadata: { uid: randomUUID(), creationTimestamp: new Date().toISOString(), ...(o as { metadata: object }).metadata } }) as unknown as StoredObject;
+  const stored = (o: object) =>
+    ({
+      ...o,
+      metadata: { uid: randomUUID(), creationTimestamp: new Date().toISOString(), ...(o as { metadata: object }).metadata },
+    }) as unknown as StoredObject;
 
   beforeEach(() => {
     dir = mkdtempSync(join(tmpdir(), 'nbswarm-rbac-unit-'));
@@ -101,15 +117,31 @@ describe('RBAC with a store', () => {
   it('forgets a RoleBinding that left storage without its strategy (a namespace sweep)', async () => {
     reconcileBootstrapPolicy(storage);
     const user: User = { name: 'alice', namespaces: null, groups: ['system:authenticated'] };
-    const attrs: Attributes = { user, verb: 'get', resourceRequest: true, group: '', resource: 'configmaps', subresource: '', name: '', namespace: 'team', namespaced: true };
+    const attrs: Attributes = {
+      user,
+      verb: 'get',
+      resourceRequest: true,
+      group: '',
+      resource: 'configmaps',
+      subresource: '',
+      name: '',
+      namespace: 'team',
+      namespaced: true,
+    };
     expect(authorizer.authorize(attrs).allowed).to.equal(false);
     const rb = stored({
-      apiVersion: 'rbac.authorization.k8s.io/v1', kind: 'RoleBinding', metadata: { name: 'alice', namespace: 'team' },
-      roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name: 'view' }, subjects: [{ kind: 'User', apiGroup: 'rbac.authorization.k8s.io', name: 'alice' }],
+      apiVersion: 'rbac.authorization.k8s.io/v1',
+      kind: 'RoleBinding',
+      metadata: { name: 'alice', namespace: 'team' },
+      roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name: 'view' },
+      subjects: [{ kind: 'User', apiGroup: 'rbac.authorization.k8s.io', name: 'alice' }],
     });
     const saved = storage.write('ADDED', 'rbac.authorization.k8s.io/rolebindings', 'team', 'alice', rb);
     await storage.settled();
-    expect(authorizer.authorize(attrs)).to.deep.equal({ allowed: true, reason: 'RBAC: allowed by RoleBinding "alice/team" of ClusterRole "view" to User "alice"' });
+    expect(authorizer.authorize(attrs)).to.deep.equal({
+      allowed: true,
+      reason: 'RBAC: allowed by RoleBinding "alice/team" of ClusterRole "view" to User "alice"',
+    });
     expect(authorizer.authorize({ ...attrs, resource: 'secrets' }).allowed, 'view has no Secrets').to.equal(false);
     storage.write('DELETED', 'rbac.authorization.k8s.io/rolebindings', 'team', 'alice', structuredClone(saved), saved);
     await storage.settled();
@@ -119,7 +151,17 @@ describe('RBAC with a store', () => {
   it('token-file users: a hub for every namespace gets nbswarm-hub in each but nothing cluster-scoped beyond reads', () => {
     reconcileBootstrapPolicy(storage);
     const hub: User = { name: 'hub', role: 'hub', namespaces: null };
-    const a = (verb: string, resource: string, namespace: string, namespaced = true, group = ''): Attributes => ({ user: hub, verb, resourceRequest: true, group, resource, subresource: '', name: '', namespace, namespaced });
+    const a = (verb: string, resource: string, namespace: string, namespaced = true, group = ''): Attributes => ({
+      user: hub,
+      verb,
+      resourceRequest: true,
+      group,
+      resource,
+      subresource: '',
+      name: '',
+      namespace,
+      namespaced,
+    });
     expect(authorizer.authorize(a('create', 'secrets', 'anywhere')).allowed).to.equal(true);
     expect(authorizer.authorize(a('list', 'secrets', '')).allowed, 'across all namespaces').to.equal(true);
     expect(authorizer.authorize(a('create', 'leases', 'nbswarm', true, 'coordination.k8s.io')).allowed).to.equal(false);
@@ -133,7 +175,13 @@ describe('RBAC with a store', () => {
     const keyFile = join(dir, 'service-account.key');
     const tokens = new ServiceAccountTokens(loadSigningKey(keyFile), storage, () => now);
     expect(statSync(keyFile).mode & 0o777).to.equal(0o600);
-    const sa = storage.write('ADDED', '/serviceaccounts', 'team', 'bot', stored({ apiVersion: 'v1', kind: 'ServiceAccount', metadata: { name: 'bot', namespace: 'team' } }));
+    const sa = storage.write(
+      'ADDED',
+      '/serviceaccounts',
+      'team',
+      'bot',
+      stored({ apiVersion: 'v1', kind: 'ServiceAccount', metadata: { name: 'bot', namespace: 'team' } }),
+    );
     await storage.settled();
     const issue = (audiences: string[]) => tokens.issue({ namespace: 'team', serviceAccount: sa, audiences, expirationSeconds: 600 }).token;
     const token = issue(['https://kubernetes.default.svc.cluster.local']);
@@ -144,7 +192,10 @@ describe('RBAC with a store', () => {
     expect(tokens.authenticate(`Bearer ${h}.${forged}.${sig}`), 'a changed claim breaks the signature').to.equal(null);
     const other = new ServiceAccountTokens(loadSigningKey(join(dir, 'other.key')), storage, () => now);
     expect(other.authenticate(`Bearer ${token}`), 'another key does not verify it').to.equal(null);
-    expect(new ServiceAccountTokens(loadSigningKey(keyFile), storage, () => now).authenticate(`Bearer ${token}`), 'the key file survives a restart').to.not.equal(null);
+    expect(
+      new ServiceAccountTokens(loadSigningKey(keyFile), storage, () => now).authenticate(`Bearer ${token}`),
+      'the key file survives a restart',
+    ).to.not.equal(null);
     now += 601;
     expect(tokens.authenticate(`Bearer ${token}`), 'expired').to.equal(null);
     now -= 601;

@@ -30,10 +30,14 @@ describe('ReadBatcher', () => {
 
   it('a failed read rejects every caller of it, and the next read is tried again', async () => {
     let fail = true;
-    const b = new ReadBatcher<string, number>(async (keys) => {
-      if (fail) throw new Error('docker down');
-      return new Map(keys.map((k) => [k, 1]));
-    }, 0, { spacingMs: () => 0 });
+    const b = new ReadBatcher<string, number>(
+      async (keys) => {
+        if (fail) throw new Error('docker down');
+        return new Map(keys.map((k) => [k, 1]));
+      },
+      0,
+      { spacingMs: () => 0 },
+    );
     const r = await Promise.allSettled([b.get('a'), b.get('b')]);
     expect(r.map((x) => x.status)).to.deep.equal(['rejected', 'rejected']);
     fail = false;

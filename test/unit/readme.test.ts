@@ -34,7 +34,13 @@ describe('README', () => {
   it('documents every policy key and every NBSWARM_* policy variable', () => {
     const keys = [...Object.keys(defaultPolicy()), 'proxyCommand'];
     const named = (k: string) => readme.includes(`\`${k}\``) || readme.includes(`\`${k}.`);
-    expect(keys.filter((k) => !named(k)), 'policy keys').to.deep.equal([]);
-    expect(Object.keys(POLICY_ENV).filter((v) => !readme.includes(`\`${v}\``)), 'policy env variables').to.deep.equal([]);
+    expect(
+      keys.filter((k) => !named(k)),
+      'policy keys',
+    ).to.deep.equal([]);
+    expect(
+      Object.keys(POLICY_ENV).filter((v) => !readme.includes(`\`${v}\``)),
+      'policy env variables',
+    ).to.deep.equal([]);
   });
 });

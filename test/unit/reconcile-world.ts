@@ -23,7 +23,8 @@ export const NOW = '2026-01-02T03:04:05Z';
 /** RFC 7386: what the API server does with a merge patch. */
 export function applyMergePatch(target: unknown, patch: unknown): unknown {
   if (typeof patch !== 'object' || patch === null || Array.isArray(patch)) return patch;
-  const out: Record<string, unknown> = typeof target === 'object' && target !== null && !Array.isArray(target) ? { ...(target as Record<string, unknown>) } : {};
+  const out: Record<string, unknown> =
+    typeof target === 'object' && target !== null && !Array.isArray(target) ? { ...(target as Record<string, unknown>) } : {};
   for (const [k, v] of Object.entries(patch)) {
     if (v === null) delete out[k];
     else out[k] = applyMergePatch(out[k], v);
@@ -117,7 +118,15 @@ export class World {
     const obj: NotebookServer = {
       apiVersion: API_VERSION,
       kind: KIND,
-      metadata: { name, namespace: 'default', uid: prev?.metadata.uid ?? `uid-${name}`, generation: 1, resourceVersion: String(++this.rv), ...prev?.metadata, ...meta },
+      metadata: {
+        name,
+        namespace: 'default',
+        uid: prev?.metadata.uid ?? `uid-${name}`,
+        generation: 1,
+        resourceVersion: String(++this.rv),
+        ...prev?.metadata,
+        ...meta,
+      },
       spec: { user: 'alice', ...spec },
       status: prev?.status,
     };

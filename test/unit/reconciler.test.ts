@@ -56,7 +56,11 @@ const TOKEN_ENV = (secret: string) => ({ env: [{ name: 'JUPYTERHUB_API_TOKEN', v
 /** Running, then Swarm's restart policy gave up after crashes `s` seconds ago. */
 const crashLooped = (s: number) => async (w: World) => {
   await running(w);
-  w.backend.setState('uid-nb', 'failed', 'failed: task: non-zero exit (137)', { failedAt: ago(s), restarts: 5, lastFailure: 'failed: task: non-zero exit (137)' });
+  w.backend.setState('uid-nb', 'failed', 'failed: task: non-zero exit (137)', {
+    failedAt: ago(s),
+    restarts: 5,
+    lastFailure: 'failed: task: non-zero exit (137)',
+  });
 };
 /** Running, then stopped by the culler's annotation (no spec change). */
 const culled = async (w: World) => {
@@ -74,7 +78,15 @@ const NODES = ['node1', 'node2', 'node3'];
 const multiNode = (w: World, availability: Record<string, string> = {}, down: string[] = []) => {
   w.backend.clusterView = {
     multiNode: true,
-    nodes: NODES.map((h, i) => ({ id: `id-${h}`, hostname: h, addr: `10.0.0.${11 + i}`, role: i === 0 ? 'manager' : 'worker', state: down.includes(h) ? 'down' : 'ready', availability: availability[h] ?? 'active', labels: {} })),
+    nodes: NODES.map((h, i) => ({
+      id: `id-${h}`,
+      hostname: h,
+      addr: `10.0.0.${11 + i}`,
+      role: i === 0 ? 'manager' : 'worker',
+      state: down.includes(h) ? 'down' : 'ready',
+      availability: availability[h] ?? 'active',
+      labels: {},
+    })),
   };
   w.backend.scheduleOn = 'node2';
 };
@@ -89,7 +101,14 @@ const cases: Case[] = [
   {
     name: 'create: finalizer, volume and service, Running once the server answers',
     given: (w) => void w.put('nb'),
-    expect: { health: ['False', 'False'], docker: ['volume-create nbs-alice-home', 'create nbs-alice'], phase: 'Running', ready: ['True', 'Running'], events: ['Created', 'Ready'], result: undefined },
+    expect: {
+      health: ['False', 'False'],
+      docker: ['volume-create nbs-alice-home', 'create nbs-alice'],
+      phase: 'Running',
+      ready: ['True', 'Running'],
+      events: ['Created', 'Ready'],
+      result: undefined,
+    },
     also: (w, s) => {
       expect(s.metadataPatches).to.deep.equal([{ finalizers: [FINALIZER] }]);
       expect(s.statusPatches).to.have.length(1);
@@ -106,7 +125,14 @@ const cases: Case[] = [
       w.backend.startState = 'pending';
       w.put('nb');
     },
-    expect: { health: ['True', 'False'], docker: ['volume-create nbs-alice-home', 'create nbs-alice'], phase: 'Creating', ready: ['False', 'Pending'], events: ['Created', 'Pending'], result: { progress: 'Pending: nbs-alice is waiting to be scheduled' } },
+    expect: {
+      health: ['True', 'False'],
+      docker: ['volume-create nbs-alice-home', 'create nbs-alice'],
+      phase: 'Creating',
+      ready: ['False', 'Pending'],
+      events: ['Created', 'Pending'],
+      result: { progress: 'Pending: nbs-alice is waiting to be scheduled' },
+    },
   },
   {
     name: 'running but not answering yet: Creating, polled at stage "answering"',
@@ -146,7 +172,7 @@ const cases: Case[] = [
     },
   },
   {
-    name: 'drift: an object removed behind the operator\'s back is created again',
+    name: "drift: an object removed behind the operator's back is created again",
     given: async (w) => {
       await running(w);
       w.backend.removeBehindBack('uid-nb');
@@ -187,7 +213,9 @@ const cases: Case[] = [
     },
     expect: { docker: ['update nbs-alice'], phase: 'Running', events: ['Resumed', 'Updated', 'Ready'] },
     also: (_w, s) => {
-      expect(s.metadataPatches).to.deep.equal([{ annotations: { [ANNOTATIONS.stopped]: null, [ANNOTATIONS.stoppedGeneration]: null, [ANNOTATIONS.stoppedReason]: null } }]);
+      expect(s.metadataPatches).to.deep.equal([
+        { annotations: { [ANNOTATIONS.stopped]: null, [ANNOTATIONS.stoppedGeneration]: null, [ANNOTATIONS.stoppedReason]: null } },
+      ]);
       expect(s.obj?.metadata.annotations ?? {}).to.deep.equal({});
     },
   },
@@ -231,7 +259,12 @@ const cases: Case[] = [
   },
   {
     name: 'delete removes the volumes the policy marks deleteWithServer, not the others',
-    policy: { volumes: [{ name: '{prefix}-{username}-home', target: '/home/jovyan/work', type: 'volume' }, { name: '{prefix}-{username}-scratch', target: '/scratch', type: 'volume', deleteWithServer: true }] },
+    policy: {
+      volumes: [
+        { name: '{prefix}-{username}-home', target: '/home/jovyan/work', type: 'volume' },
+        { name: '{prefix}-{username}-scratch', target: '/scratch', type: 'volume', deleteWithServer: true },
+      ],
+    },
     given: deleted,
     expect: { docker: ['remove nbs-alice', 'volume-remove nbs-alice-scratch'], phase: 'Terminating' },
     also: (w) => expect(w.backend.volumeNames()).to.deep.equal(['nbs-alice-home']),
@@ -254,7 +287,10 @@ const cases: Case[] = [
   {
     name: 'failure: Docker refuses the create → Failed, Degraded, the error goes to the queue',
     given: (w) => {
-      w.backend.failNext('apply', new BackendError('docker service create nbs-alice failed (HTTP 500): boom', 'DockerError', 'docker service create nbs-alice', 'look at dockerd'));
+      w.backend.failNext(
+        'apply',
+        new BackendError('docker service create nbs-alice failed (HTTP 500): boom', 'DockerError', 'docker service create nbs-alice', 'look at dockerd'),
+      );
       w.put('nb');
     },
     expect: { health: ['True', 'False'], docker: [], phase: 'Failed', ready: ['False', 'DockerError'], events: ['Failed'], error: BackendError },
@@ -269,11 +305,20 @@ const cases: Case[] = [
       await running(w);
       w.backend.setState('uid-nb', 'failed', 'failed: exit code 1');
     },
-    expect: { health: ['False', 'True'], docker: [], phase: 'Failed', ready: ['False', 'TaskFailed'], events: ['TaskFailed'], result: { requeueAfterMs: 10000 } },
+    expect: {
+      health: ['False', 'True'],
+      docker: [],
+      phase: 'Failed',
+      ready: ['False', 'TaskFailed'],
+      events: ['TaskFailed'],
+      result: { requeueAfterMs: 10000 },
+    },
     also: (_w, s) => {
       expect(s.status.endpoint).to.equal(undefined);
       expect(condition(s.status, 'Degraded')).to.include({ status: 'True' });
-      expect(condition(s.status, 'Degraded')?.message).to.match(/^nbs-alice failed: failed: exit code 1; Swarm stopped restarting it, the operator starts it again at /);
+      expect(condition(s.status, 'Degraded')?.message).to.match(
+        /^nbs-alice failed: failed: exit code 1; Swarm stopped restarting it, the operator starts it again at /,
+      );
     },
   },
   {
@@ -306,14 +351,19 @@ const cases: Case[] = [
     name: 'crash loop: Swarm gave up → Failed saying when the operator starts it again; looked at again then, no Docker write',
     given: crashLooped(2),
     expect: { docker: [], phase: 'Failed', ready: ['False', 'TaskFailed'], events: ['TaskFailed'], result: { requeueAfterMs: 8000 } },
-    also: (_w, s) => expect(s.status.message).to.equal('nbs-alice failed: failed: task: non-zero exit (137); Swarm stopped restarting it, the operator starts it again at 2026-01-02T03:04:13.000Z (back-off 10 s, attempt 1)'),
+    also: (_w, s) =>
+      expect(s.status.message).to.equal(
+        'nbs-alice failed: failed: task: non-zero exit (137); Swarm stopped restarting it, the operator starts it again at 2026-01-02T03:04:13.000Z (back-off 10 s, attempt 1)',
+      ),
   },
   {
     name: 'crash loop: the back-off has passed → the operator starts it again (forced restart), Restarted Event, Running',
     given: crashLooped(11),
     expect: { docker: ['restart nbs-alice'], phase: 'Running', events: ['Restarted'] },
     also: (_w, s) => {
-      expect(s.events[0]?.message).to.match(/^started service nbs-alice again after Docker stopped restarting it \(back-off 10 s, attempt 1\); it had failed: failed: task: non-zero exit \(137\)$/);
+      expect(s.events[0]?.message).to.match(
+        /^started service nbs-alice again after Docker stopped restarting it \(back-off 10 s, attempt 1\); it had failed: failed: task: non-zero exit \(137\)$/,
+      );
       expect(condition(s.status, 'Restarted')).to.include({ status: 'True', reason: 'CrashLoopBackOff' });
     },
   },
@@ -354,7 +404,7 @@ const cases: Case[] = [
     also: (_w, s) => expect(s.status.observedGeneration).to.equal(2),
   },
   {
-    name: 'a referenced Secret\'s content changes → the server is updated (restarted) with the new value',
+    name: "a referenced Secret's content changes → the server is updated (restarted) with the new value",
     given: async (w) => {
       w.secrets.set('default/nb-hub', { token: 'old' });
       await running(w, 'nb', TOKEN_ENV('nb-hub'));
@@ -395,7 +445,12 @@ const cases: Case[] = [
     expect: { docker: ['stop nbs-alice'], phase: 'Stopped', events: ['StartDeadlineExceeded', 'Stopped'] },
     also: (_w, s) => {
       expect(s.metadataPatches[0]).to.deep.include({
-        annotations: { [ANNOTATIONS.stopped]: NOW, [ANNOTATIONS.stoppedGeneration]: '1', [ANNOTATIONS.stoppedReason]: 'StartDeadlineExceeded', [ANNOTATIONS.startDeadline]: null },
+        annotations: {
+          [ANNOTATIONS.stopped]: NOW,
+          [ANNOTATIONS.stoppedGeneration]: '1',
+          [ANNOTATIONS.stoppedReason]: 'StartDeadlineExceeded',
+          [ANNOTATIONS.startDeadline]: null,
+        },
       });
       expect(s.metadataPatches[0]).to.have.property('resourceVersion');
       expect(s.events[0]?.message).to.match(/^not Ready by its start deadline 2026-01-02T03:04:04.000Z, when the client that started it stopped waiting/);
@@ -428,7 +483,8 @@ const cases: Case[] = [
     name: 'missing Secret → Pending naming the field (waits for it, as a Pod does); nothing runs, nothing is polled',
     given: (w) => void w.put('nb', { env: [{ name: 'KEY', valueFrom: { secretKeyRef: { name: 'creds', key: 'k' } } }] }),
     expect: { health: ['True', 'False'], docker: [], phase: 'Pending', ready: ['False', 'SecretNotFound'], events: ['SecretNotFound'], result: undefined },
-    also: (_w, s) => expect(s.status.message).to.equal('spec.env[0].valueFrom.secretKeyRef: secret default/creds not found; create it or mark the reference optional'),
+    also: (_w, s) =>
+      expect(s.status.message).to.equal('spec.env[0].valueFrom.secretKeyRef: secret default/creds not found; create it or mark the reference optional'),
   },
   {
     name: 'the Secret appears → the server is created with its value',
@@ -459,11 +515,26 @@ const cases: Case[] = [
     policy: { systemUsers: { enabled: true, homeTemplate: '/home/{username}', mountTarget: '/home/{username}', uidFloor: 1000, uidCeiling: 60000, users: {} } },
     deps: { systemUser: async () => Promise.reject(new SystemUserError('system user "alice" does not exist on this host', 'SystemUserNotFound')) },
     given: (w) => void w.put('nb', { systemUser: true }),
-    expect: { docker: [], phase: 'Failed', ready: ['False', 'SystemUserNotFound'], events: ['SystemUserNotFound'], message: /^spec\.systemUser: system user "alice" does not exist/ },
+    expect: {
+      docker: [],
+      phase: 'Failed',
+      ready: ['False', 'SystemUserNotFound'],
+      events: ['SystemUserNotFound'],
+      message: /^spec\.systemUser: system user "alice" does not exist/,
+    },
   },
   {
     name: 'a system user listed in the policy runs as its uid:gid with the host home bound in',
-    policy: { systemUsers: { enabled: true, homeTemplate: '/srv/homes/{username}', mountTarget: '/home/{username}', uidFloor: 1000, uidCeiling: 60000, users: { alice: { uid: 1500, gid: 1600 } } } },
+    policy: {
+      systemUsers: {
+        enabled: true,
+        homeTemplate: '/srv/homes/{username}',
+        mountTarget: '/home/{username}',
+        uidFloor: 1000,
+        uidCeiling: 60000,
+        users: { alice: { uid: 1500, gid: 1600 } },
+      },
+    },
     given: (w) => void w.put('nb', { systemUser: true }),
     expect: { docker: ['create nbs-alice'], phase: 'Running' },
     also: (w) => {
@@ -476,7 +547,14 @@ const cases: Case[] = [
     name: 'source server missing → Pending, SourceNotFound, looked at again in 5 s',
     key: 'dash',
     given: (w) => void w.put('dash', { user: 'bob', source: { server: 'nb' } }),
-    expect: { health: ['True', 'False'], docker: [], phase: 'Pending', ready: ['False', 'SourceNotFound'], events: ['SourceNotFound'], result: { requeueAfterMs: 5000 } },
+    expect: {
+      health: ['True', 'False'],
+      docker: [],
+      phase: 'Pending',
+      ready: ['False', 'SourceNotFound'],
+      events: ['SourceNotFound'],
+      result: { requeueAfterMs: 5000 },
+    },
   },
   {
     name: 'source server not running → WaitingForSource, looked at again in 3 s',
@@ -496,10 +574,18 @@ const cases: Case[] = [
       await running(w);
       w.put('dash', { user: 'bob', source: { server: 'nb' } });
     },
-    expect: { docker: ['commit nbswarm-built/default/nb:g1', 'volume-create nbs-bob-home', 'create nbs-bob'], phase: 'Running', events: ['Built', 'Created', 'Ready'] },
+    expect: {
+      docker: ['commit nbswarm-built/default/nb:g1', 'volume-create nbs-bob-home', 'create nbs-bob'],
+      phase: 'Running',
+      events: ['Built', 'Created', 'Ready'],
+    },
     also: (w, s) => {
       expect(s.status.build).to.deep.equal({ image: 'nbswarm-built/default/nb:g1', builtAt: NOW, sourceGeneration: 1 });
-      expect(w.backend.imageLabels('nbswarm-built/default/nb:g1')).to.include({ [LABELS.uid]: '', [LABELS.sourceUid]: 'uid-nb', [LABELS.builtForUid]: 'uid-dash' });
+      expect(w.backend.imageLabels('nbswarm-built/default/nb:g1')).to.include({
+        [LABELS.uid]: '',
+        [LABELS.sourceUid]: 'uid-nb',
+        [LABELS.builtForUid]: 'uid-dash',
+      });
     },
   },
   {
@@ -520,7 +606,13 @@ const cases: Case[] = [
       await running(w);
       w.put('dash', { user: 'bob', source: { server: 'nb' } });
     },
-    expect: { docker: [], phase: 'Failed', ready: ['False', 'SourceNotAllowed'], events: ['SourceNotAllowed'], message: /^spec\.source\.server: source server nb belongs to user "alice", not "bob"/ },
+    expect: {
+      docker: [],
+      phase: 'Failed',
+      ready: ['False', 'SourceNotAllowed'],
+      events: ['SourceNotAllowed'],
+      message: /^spec\.source\.server: source server nb belongs to user "alice", not "bob"/,
+    },
   },
   {
     name: 'source server of the same user → built without any policy grant',
@@ -584,7 +676,7 @@ const cases: Case[] = [
     },
   },
   {
-    name: 'multi-node: another user is not pinned to alice\'s node',
+    name: "multi-node: another user is not pinned to alice's node",
     key: 'bob',
     given: async (w) => {
       await pinnedOnNode2(w);
@@ -604,7 +696,14 @@ const cases: Case[] = [
       multiNode(w, { node2: 'drain' });
       w.backend.setState('uid-nb', 'pending', 'no suitable node (scheduling constraints not satisfied on 3 nodes)');
     },
-    expect: { docker: [], phase: 'Pending', ready: ['False', 'VolumeUnavailable'], events: ['VolumeUnavailable'], message: /waits for node node2.*drained/, result: { requeueAfterMs: 15000 } },
+    expect: {
+      docker: [],
+      phase: 'Pending',
+      ready: ['False', 'VolumeUnavailable'],
+      events: ['VolumeUnavailable'],
+      message: /waits for node node2.*drained/,
+      result: { requeueAfterMs: 15000 },
+    },
     also: (w, s) => {
       expect(s.status.endpoint).to.equal(undefined);
       expect(s.status.node).to.equal('node2');
@@ -697,7 +796,13 @@ const cases: Case[] = [
     name: 'registry credentials Secret missing → Failed naming the Secret and the policy key, retried',
     policy: { registry: { address: 'reg.example:5000', pushLocalImages: false, credentialsSecret: { name: 'regcred', namespace: 'nbswarm' } } },
     given: (w) => void w.put('nb'),
-    expect: { docker: [], phase: 'Failed', ready: ['False', 'RegistryCredentialsMissing'], message: /nbswarm\/regcred.*registry\.credentialsSecret/, error: RetryLater },
+    expect: {
+      docker: [],
+      phase: 'Failed',
+      ready: ['False', 'RegistryCredentialsMissing'],
+      message: /nbswarm\/regcred.*registry\.credentialsSecret/,
+      error: RetryLater,
+    },
   },
 ];
 

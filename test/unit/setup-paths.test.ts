@@ -38,7 +38,12 @@ describe('set-up paths share one package list', () => {
     const ci = readFileSync(repoPath('.ci/run'), 'utf8');
     expect(ci).to.contain('bash scripts/install-packages.sh all');
     expect(ci).not.to.match(/apt-get/);
-    expect(installer('--list', 'all').trim().split('\n').map((l) => l.split(/\s+/)[0])).to.include.members(['docker.io', 'debootstrap', 'busybox-static', 'etcd-server', 'jupyterhub']);
+    expect(
+      installer('--list', 'all')
+        .trim()
+        .split('\n')
+        .map((l) => l.split(/\s+/)[0]),
+    ).to.include.members(['docker.io', 'debootstrap', 'busybox-static', 'etcd-server', 'jupyterhub']);
   });
 
   it('no other script installs host packages by itself', () => {
@@ -51,7 +56,9 @@ describe('set-up paths share one package list', () => {
   });
 
   it('every listed package has a group, a measured time and a reason', () => {
-    const lines = readFileSync(repoPath('scripts/apt-packages.txt'), 'utf8').split('\n').filter((l) => l.trim() && !l.startsWith('#'));
+    const lines = readFileSync(repoPath('scripts/apt-packages.txt'), 'utf8')
+      .split('\n')
+      .filter((l) => l.trim() && !l.startsWith('#'));
     for (const line of lines) expect(line, line).to.match(/^[a-z0-9][a-z0-9.+-]+\s+(start|test|bench)\s+\d+\s+\S.{10,}$/);
     // --list prints each with its reason, for a person deciding what to install by hand.
     expect(installer('--list', 'start')).to.match(/^debootstrap\s+images\/lib\/debian-base\.sh/m);

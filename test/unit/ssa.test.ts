@@ -11,7 +11,12 @@ const schema = {
     spec: {
       type: 'object',
       properties: {
-        env: { type: 'array', 'x-kubernetes-list-type': 'map', 'x-kubernetes-list-map-keys': ['name'], items: { type: 'object', properties: { name: { type: 'string' }, value: { type: 'string' } } } },
+        env: {
+          type: 'array',
+          'x-kubernetes-list-type': 'map',
+          'x-kubernetes-list-map-keys': ['name'],
+          items: { type: 'object', properties: { name: { type: 'string' }, value: { type: 'string' } } },
+        },
         tags: { type: 'array', 'x-kubernetes-list-type': 'set', items: { type: 'string' } },
         command: { type: 'array', items: { type: 'string' } },
         resources: { type: 'object', additionalProperties: { type: 'string' } },
@@ -28,15 +33,42 @@ const objects: Record<string, unknown>[] = [
   {
     apiVersion: 'nbswarm.io/v1alpha1',
     kind: 'NotebookServer',
-    metadata: { name: 'a', namespace: 'default', uid: 'u', resourceVersion: '3', creationTimestamp: 't', labels: { x: '1', 'y/z': '2' }, annotations: {}, finalizers: ['f1', 'f2'], ownerReferences: [{ apiVersion: 'v1', kind: 'X', name: 'o', uid: 'ou' }] },
-    spec: { user: 'alice', env: [{ name: 'A', value: '1' }, { name: 'B' }], tags: ['t1', 't2'], command: ['a', 'b'], resources: { cpu: '1' }, selector: { a: 'b' }, empty: {}, nested: { deeper: { leaf: 0, off: false, none: null } } },
+    metadata: {
+      name: 'a',
+      namespace: 'default',
+      uid: 'u',
+      resourceVersion: '3',
+      creationTimestamp: 't',
+      labels: { x: '1', 'y/z': '2' },
+      annotations: {},
+      finalizers: ['f1', 'f2'],
+      ownerReferences: [{ apiVersion: 'v1', kind: 'X', name: 'o', uid: 'ou' }],
+    },
+    spec: {
+      user: 'alice',
+      env: [{ name: 'A', value: '1' }, { name: 'B' }],
+      tags: ['t1', 't2'],
+      command: ['a', 'b'],
+      resources: { cpu: '1' },
+      selector: { a: 'b' },
+      empty: {},
+      nested: { deeper: { leaf: 0, off: false, none: null } },
+    },
   },
   // Nothing but identity and server-owned metadata: no members.
   { apiVersion: 'v1', kind: 'X', metadata: { name: 'b', namespace: 'default' } },
   // Empty lists and maps are leaves.
   { metadata: { name: 'c', labels: {} }, spec: { env: [], resources: {} }, status: { phase: 'Ready' } },
   // Items that cannot be told apart make their list atomic.
-  { spec: { env: [{ name: 'A', value: '1' }, { name: 'A', value: 'dup' }], tags: ['x', 'x'] } },
+  {
+    spec: {
+      env: [
+        { name: 'A', value: '1' },
+        { name: 'A', value: 'dup' },
+      ],
+      tags: ['x', 'x'],
+    },
+  },
 ];
 
 const obj = (o: Record<string, unknown>) => structuredClone(o) as KubeObject;
@@ -49,7 +81,14 @@ const applied = (r: ApplyResult) => {
 const apply = (live: KubeObject | undefined, config: Record<string, unknown>, manager: string, force = false) =>
   applyConfig(live, obj(config), live ? owners(live) : [], { manager, apiVersion: 'v1', subresource: '' }, force, schema, NOW);
 const update = (before: KubeObject, after: KubeObject, manager: string, requested?: unknown) => {
-  after.metadata.managedFields = recordUpdate(before, after, managersBefore(requested, before.metadata.managedFields, ''), { manager, apiVersion: 'v1', subresource: '' }, schema, LATER);
+  after.metadata.managedFields = recordUpdate(
+    before,
+    after,
+    managersBefore(requested, before.metadata.managedFields, ''),
+    { manager, apiVersion: 'v1', subresource: '' },
+    schema,
+    LATER,
+  );
   return after;
 };
 
@@ -83,7 +122,13 @@ describe('managedFields of writes (fieldmanager)', () => {
     const created = obj(objects[0]);
     const mf = recordUpdate(undefined, created, [], { manager: 'kubectl-client-side-apply', apiVersion: 'nbswarm.io/v1alpha1', subresource: '' }, schema, NOW);
     expect(mf).to.have.length(1);
-    expect(mf[0]).to.include({ manager: 'kubectl-client-side-apply', operation: 'Update', apiVersion: 'nbswarm.io/v1alpha1', fieldsType: 'FieldsV1', time: NOW });
+    expect(mf[0]).to.include({
+      manager: 'kubectl-client-side-apply',
+      operation: 'Update',
+      apiVersion: 'nbswarm.io/v1alpha1',
+      fieldsType: 'FieldsV1',
+      time: NOW,
+    });
     expect(Object.keys(mf[0]!.fieldsV1)).to.deep.equal(['f:metadata', 'f:spec']);
     expect(recordUpdate(undefined, obj(objects[1]), [], { manager: 'm', apiVersion: 'v1', subresource: '' }, schema, NOW)).to.deep.equal([]);
   });
@@ -104,7 +149,14 @@ describe('managedFields of writes (fieldmanager)', () => {
 
   it('managedFields set by the request replace the stored ones; [{}] clears them; invalid ones are ignored', () => {
     const created = obj({ ...base, spec: { user: 'a' } });
-    created.metadata.managedFields = recordUpdate(undefined, created, [], { manager: 'kubectl-client-side-apply', apiVersion: 'v1', subresource: '' }, schema, NOW);
+    created.metadata.managedFields = recordUpdate(
+      undefined,
+      created,
+      [],
+      { manager: 'kubectl-client-side-apply', apiVersion: 'v1', subresource: '' },
+      schema,
+      NOW,
+    );
     // kubectl's migration to server-side apply: the same fields, now owned by an applier.
     const migrated = [{ ...created.metadata.managedFields[0], manager: 'argocd-controller', operation: 'Apply' }];
     const a = update(created, structuredClone(created), 'kubectl', migrated);
@@ -118,11 +170,23 @@ describe('managedFields of writes (fieldmanager)', () => {
     expect(managersBefore(migrated, created.metadata.managedFields, 'status').map((e) => e.manager)).to.deep.equal(['kubectl-client-side-apply']);
   });
 
-  it('keeps at most ten Update managers, folding the oldest into ancient-changes, in kube\'s order', () => {
+  it("keeps at most ten Update managers, folding the oldest into ancient-changes, in kube's order", () => {
     const entries: ManagerEntry[] = Array.from({ length: 12 }, (_, i) => ({
-      manager: `m${i}`, operation: 'Update' as const, apiVersion: 'v1', subresource: '', time: `2026-01-01T00:00:${String(i).padStart(2, '0')}Z`, fields: new Set([JSON.stringify(['f:spec', `f:x${i}`])]),
+      manager: `m${i}`,
+      operation: 'Update' as const,
+      apiVersion: 'v1',
+      subresource: '',
+      time: `2026-01-01T00:00:${String(i).padStart(2, '0')}Z`,
+      fields: new Set([JSON.stringify(['f:spec', `f:x${i}`])]),
     }));
-    entries.push({ manager: 'applier', operation: 'Apply', apiVersion: 'v1', subresource: '', time: NOW, fields: new Set([JSON.stringify(['f:spec', 'f:y'])]) });
+    entries.push({
+      manager: 'applier',
+      operation: 'Apply',
+      apiVersion: 'v1',
+      subresource: '',
+      time: NOW,
+      fields: new Set([JSON.stringify(['f:spec', 'f:y'])]),
+    });
     const mf = encodeManagedFields(entries);
     expect(mf.map((m) => m.manager)).to.deep.equal(['applier', 'ancient-changes', ...Array.from({ length: 9 }, (_, i) => `m${i + 3}`)]);
     expect(Object.keys((mf[1]!.fieldsV1 as any)['f:spec'])).to.have.members(['f:x0', 'f:x1', 'f:x2']);
@@ -144,20 +208,71 @@ describe('server-side apply (fieldmanager)', () => {
   });
 
   it('conflicts over a value another manager owns; force takes it; a value set to what it is shares it', () => {
-    const one = applied(apply(undefined, { ...base, spec: { user: 'a', env: [{ name: 'A', value: '1' }, { name: 'B', value: '2' }] } }, 'a'));
-    const r = apply(one, { ...base, spec: { env: [{ name: 'A', value: 'x' }, { name: 'B', value: '2' }] } }, 'b');
+    const one = applied(
+      apply(
+        undefined,
+        {
+          ...base,
+          spec: {
+            user: 'a',
+            env: [
+              { name: 'A', value: '1' },
+              { name: 'B', value: '2' },
+            ],
+          },
+        },
+        'a',
+      ),
+    );
+    const r = apply(
+      one,
+      {
+        ...base,
+        spec: {
+          env: [
+            { name: 'A', value: 'x' },
+            { name: 'B', value: '2' },
+          ],
+        },
+      },
+      'b',
+    );
     expect(r).to.deep.equal({ conflicts: [{ manager: 'a', field: '.spec.env[name="A"].value' }] });
-    const forced = applied(apply(one, { ...base, spec: { env: [{ name: 'A', value: 'x' }, { name: 'B', value: '2' }] } }, 'b', true));
-    expect((forced as any).spec.env).to.deep.equal([{ name: 'A', value: 'x' }, { name: 'B', value: '2' }]);
+    const forced = applied(
+      apply(
+        one,
+        {
+          ...base,
+          spec: {
+            env: [
+              { name: 'A', value: 'x' },
+              { name: 'B', value: '2' },
+            ],
+          },
+        },
+        'b',
+        true,
+      ),
+    );
+    expect((forced as any).spec.env).to.deep.equal([
+      { name: 'A', value: 'x' },
+      { name: 'B', value: '2' },
+    ]);
     const a = fieldsOf(forced.metadata.managedFields!, 'a')['f:spec']['f:env'];
     expect(a['k:{"name":"A"}']).to.not.have.property('f:value');
     expect(a['k:{"name":"B"}']).to.have.property('f:value');
   });
 
-  it('finalizers are a set: declaring one neither conflicts with nor removes another manager\'s', () => {
+  it("finalizers are a set: declaring one neither conflicts with nor removes another manager's", () => {
     const created = applied(apply(undefined, { ...base, metadata: { ...base.metadata, finalizers: ['example.io/keep'] }, spec: { user: 'a' } }, 'gitops'));
-    const withCleanup = update(created, obj({ ...created, metadata: { ...created.metadata, finalizers: ['example.io/keep', 'nbswarm.io/cleanup'] } }), 'operator');
-    const forced = applied(apply(withCleanup, { ...base, metadata: { ...base.metadata, finalizers: ['example.io/keep'] }, spec: { user: 'a' } }, 'gitops', true));
+    const withCleanup = update(
+      created,
+      obj({ ...created, metadata: { ...created.metadata, finalizers: ['example.io/keep', 'nbswarm.io/cleanup'] } }),
+      'operator',
+    );
+    const forced = applied(
+      apply(withCleanup, { ...base, metadata: { ...base.metadata, finalizers: ['example.io/keep'] }, spec: { user: 'a' } }, 'gitops', true),
+    );
     expect(forced.metadata.finalizers).to.deep.equal(['example.io/keep', 'nbswarm.io/cleanup']);
     const dropped = applied(apply(forced, { ...base, spec: { user: 'a' } }, 'gitops'));
     expect(dropped.metadata.finalizers).to.deep.equal(['nbswarm.io/cleanup']);
@@ -185,7 +300,14 @@ describe('server-side apply (fieldmanager)', () => {
 
   it('after the client-side → server-side migration, a field removed from the configuration leaves the object', () => {
     const created = obj({ ...base, spec: { user: 'a', command: ['x'], resources: { cpu: '1' } } });
-    created.metadata.managedFields = recordUpdate(undefined, created, [], { manager: 'kubectl-client-side-apply', apiVersion: 'v1', subresource: '' }, schema, NOW);
+    created.metadata.managedFields = recordUpdate(
+      undefined,
+      created,
+      [],
+      { manager: 'kubectl-client-side-apply', apiVersion: 'v1', subresource: '' },
+      schema,
+      NOW,
+    );
     // Without the migration the server-side applier never owned command: it would stay.
     const unmigrated = applied(apply(created, { ...base, spec: { user: 'a', resources: { cpu: '1' } } }, 'argocd'));
     expect((unmigrated as any).spec.command).to.deep.equal(['x']);

@@ -12,7 +12,12 @@ import { join } from 'node:path';
 import { parseGitUrl, repoFolderName } from '../../src/config/git-source.js';
 import { START_PRELUDE, withPrelude } from '../../src/config/start-prelude.js';
 
-const git = (cwd: string, ...args: string[]) => execFileSync('git', args, { cwd, encoding: 'utf8', env: { ...process.env, GIT_AUTHOR_NAME: 't', GIT_AUTHOR_EMAIL: 't@x', GIT_COMMITTER_NAME: 't', GIT_COMMITTER_EMAIL: 't@x' } });
+const git = (cwd: string, ...args: string[]) =>
+  execFileSync('git', args, {
+    cwd,
+    encoding: 'utf8',
+    env: { ...process.env, GIT_AUTHOR_NAME: 't', GIT_AUTHOR_EMAIL: 't@x', GIT_COMMITTER_NAME: 't', GIT_COMMITTER_EMAIL: 't@x' },
+  });
 
 describe('start prelude (git source)', () => {
   let root: string;
@@ -120,14 +125,17 @@ describe('start prelude (git source)', () => {
   });
 
   it('does nothing without NBSWARM_GIT_URL (and leaves no git settings to the app)', () => {
-    const r = spawnSync('sh', ['-c', START_PRELUDE, 'nbswarm-start', 'sh', '-c', 'echo "${GIT_CONFIG_COUNT:-none}"'], { encoding: 'utf8', env: { PATH: process.env.PATH } });
+    const r = spawnSync('sh', ['-c', START_PRELUDE, 'nbswarm-start', 'sh', '-c', 'echo "${GIT_CONFIG_COUNT:-none}"'], {
+      encoding: 'utf8',
+      env: { PATH: process.env.PATH },
+    });
     expect(r.status).to.equal(0);
     expect(r.stdout.trim()).to.equal('none');
   });
 });
 
 describe('git source URLs and folders', () => {
-  it('folder names are cdsdashboards\' _calc_repo_folder', () => {
+  it("folder names are cdsdashboards' _calc_repo_folder", () => {
     expect(repoFolderName('https://github.com/ideonate/cdsdashboards.git')).to.equal('github-com-ideonate-cdsdashboards-git');
     expect(repoFolderName('HTTPS://GitHub.com//A__b/')).to.equal('github-com-a-b');
     expect(repoFolderName('git@github.com:org/repo.git')).to.equal('git-github-com-org-repo-git');
@@ -138,6 +146,8 @@ describe('git source URLs and folders', () => {
     expect(parseGitUrl('git@h.example:a/b.git')).to.deep.equal({ scheme: 'ssh', host: 'h.example' });
     expect(parseGitUrl('--upload-pack=evil')).to.have.property('problem');
     expect(parseGitUrl('ext::sh -c x')).to.have.property('problem');
-    expect(parseGitUrl('ftp://h/a')).to.deep.equal({ problem: 'uses ftp://, which nbswarm does not clone from: use https (credentials: username and password in spec.git.secretName) or ssh (an ssh key)' });
+    expect(parseGitUrl('ftp://h/a')).to.deep.equal({
+      problem: 'uses ftp://, which nbswarm does not clone from: use https (credentials: username and password in spec.git.secretName) or ssh (an ssh key)',
+    });
   });
 });

@@ -21,7 +21,12 @@ describe('status page access', () => {
   it('accepts a token from the file or one the API server accepts, and asks the API server once per token', async () => {
     let now = 0;
     const asked: string[] = [];
-    const auth = new StatusAuth(true, async (t) => (asked.push(t), t === 'kube-token'), ['file-token'], () => now);
+    const auth = new StatusAuth(
+      true,
+      async (t) => (asked.push(t), t === 'kube-token'),
+      ['file-token'],
+      () => now,
+    );
     expect(await auth.allows(req({}))).to.equal(false);
     expect(await auth.allows(req({ authorization: 'Bearer file-token' }))).to.equal(true);
     expect(await auth.allows(req({ authorization: 'Bearer kube-token' }))).to.equal(true);
@@ -38,7 +43,12 @@ describe('status page access', () => {
 
   it('opens the page for a live session cookie only', async () => {
     let now = 0;
-    const auth = new StatusAuth(true, async () => false, [], () => now);
+    const auth = new StatusAuth(
+      true,
+      async () => false,
+      [],
+      () => now,
+    );
     const id = auth.newSession();
     expect(await auth.allows(req({ cookie: `other=1; ${SESSION_COOKIE}=${id}` }))).to.equal(true);
     expect(await auth.allows(req({ cookie: `${SESSION_COOKIE}=forged` }))).to.equal(false);

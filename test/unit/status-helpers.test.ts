@@ -56,7 +56,7 @@ describe('Secrets as the cache keeps them', () => {
     expect(cachedSecret(s)).to.deep.equal(s);
   });
 
-  it('finds the servers of the Secret\'s namespace whose env references it', () => {
+  it("finds the servers of the Secret's namespace whose env references it", () => {
     const server = (name: string, ns: string, secret?: string): NotebookServer => ({
       ...nbs({ name, namespace: ns }),
       spec: { user: 'a', env: [{ name: 'X', value: '1' }, ...(secret ? [{ name: 'K', valueFrom: { secretKeyRef: { name: secret, key: 'k' } } }] : [])] },

@@ -5,7 +5,18 @@
  */
 import { expect } from 'chai';
 import type { NotebookServer } from '../../src/api/types.js';
-import { cpuPercent, cpuSample, eventRow, memoryUsage, newestEvents, reconcileRate, safeHttpUrl, serverRow, START_STAGES, startStage } from '../../src/statuspage/model.js';
+import {
+  cpuPercent,
+  cpuSample,
+  eventRow,
+  memoryUsage,
+  newestEvents,
+  reconcileRate,
+  safeHttpUrl,
+  serverRow,
+  START_STAGES,
+  startStage,
+} from '../../src/statuspage/model.js';
 
 function nbs(status: NotebookServer['status'], extra: Partial<NotebookServer['spec']> = {}, annotations?: Record<string, string>): NotebookServer {
   return {
@@ -30,8 +41,19 @@ describe('status page model', () => {
       } as NotebookServer['status']),
     );
     expect(row).to.deep.include({
-      key: 'team/alice', namespace: 'team', name: 'alice', user: 'alice', server: '', mode: 'lab', phase: 'Running', ready: true,
-      stopped: false, node: 'node-1', url: 'http://127.0.0.1:20001/', stage: -1, image: 'local/notebook:latest',
+      key: 'team/alice',
+      namespace: 'team',
+      name: 'alice',
+      user: 'alice',
+      server: '',
+      mode: 'lab',
+      phase: 'Running',
+      ready: true,
+      stopped: false,
+      node: 'node-1',
+      url: 'http://127.0.0.1:20001/',
+      stage: -1,
+      image: 'local/notebook:latest',
     });
   });
 
@@ -45,7 +67,7 @@ describe('status page model', () => {
     expect(row.message.length).to.equal(1024);
   });
 
-  it('greys out a server asked to stop by spec or by the culler\'s annotation', () => {
+  it("greys out a server asked to stop by spec or by the culler's annotation", () => {
     expect(serverRow(nbs({ phase: 'Stopping' }, { stopped: true })).stopped).to.equal(true);
     expect(serverRow(nbs({ phase: 'Stopped' }, {}, { 'nbswarm.io/stopped': '2026-01-01T00:00:00Z' })).stopped).to.equal(true);
     expect(serverRow(nbs({ phase: 'Running' })).stopped).to.equal(false);
@@ -68,7 +90,10 @@ describe('status page model', () => {
     expect(cpuPercent(undefined, s2)).to.equal(undefined);
     expect(cpuPercent(s1, s2)).to.equal(20);
     expect(cpuSample({ cpu_stats: {} })).to.equal(undefined);
-    expect(memoryUsage({ memory_stats: { usage: 300, limit: 1000, stats: { inactive_file: 100 } } })).to.deep.equal({ memoryBytes: 200, memoryLimitBytes: 1000 });
+    expect(memoryUsage({ memory_stats: { usage: 300, limit: 1000, stats: { inactive_file: 100 } } })).to.deep.equal({
+      memoryBytes: 200,
+      memoryLimitBytes: 1000,
+    });
     expect(memoryUsage({ memory_stats: { usage: 300, limit: 1000, stats: { cache: 50 } } })).to.deep.equal({ memoryBytes: 250, memoryLimitBytes: 1000 });
     expect(memoryUsage({})).to.deep.equal({});
   });
@@ -83,7 +108,15 @@ describe('status page model', () => {
   });
 
   it('keeps the newest Events first', () => {
-    const ev = (name: string, t: string) => eventRow({ metadata: { uid: name, namespace: 'team' }, involvedObject: { name: 'alice' }, reason: 'Ready', message: 'm', lastTimestamp: t, type: 'Normal' });
+    const ev = (name: string, t: string) =>
+      eventRow({
+        metadata: { uid: name, namespace: 'team' },
+        involvedObject: { name: 'alice' },
+        reason: 'Ready',
+        message: 'm',
+        lastTimestamp: t,
+        type: 'Normal',
+      });
     const rows = newestEvents([ev('a', '2026-01-01T00:00:01Z'), ev('b', '2026-01-01T00:00:03Z'), ev('c', '2026-01-01T00:00:02Z')], 2);
     expect(rows.map((r) => r.uid)).to.deep.equal(['b', 'c']);
     expect(rows[0]).to.deep.include({ object: 'alice', namespace: 'team', count: 1, type: 'Normal' });

@@ -61,7 +61,7 @@ describe('interpretTasks (Swarm task history → server state)', () => {
     expect(v.message).to.equal('failed: task: non-zero exit (137)');
   });
 
-  it('right after an update: the old spec\'s task still running is not the server (starting)', () => {
+  it("right after an update: the old spec's task still running is not the server (starting)", () => {
     const v = interpretTasks([task(1, 'running', 'running', { hash: 'h1' })], 1, { ...version, updatedAt: at(50) });
     expect(v.state).to.equal('starting');
     expect(v.message).to.match(/previous spec/);

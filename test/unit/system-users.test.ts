@@ -41,8 +41,11 @@ describe('system users', () => {
   });
 
   it('with a floor of 0, root resolves through getent with the home from homeTemplate', async () => {
-    expect(await lookupSystemUser('root', policy({ uidFloor: 0, homeTemplate: '/srv/homes/{username}', allowedUsers: ['root'] })))
-      .to.deep.equal({ uid: 0, gid: 0, home: '/srv/homes/root' });
+    expect(await lookupSystemUser('root', policy({ uidFloor: 0, homeTemplate: '/srv/homes/{username}', allowedUsers: ['root'] }))).to.deep.equal({
+      uid: 0,
+      gid: 0,
+      home: '/srv/homes/root',
+    });
   });
 
   it('the policy map wins over getent (no lookup needed)', async () => {
@@ -70,7 +73,8 @@ describe('system users', () => {
   });
 
   it('only accounts the policy names: users map, allowedUsers globs, or members of allowedGroups', async () => {
-    const passwd = async (name: string) => ({ alice: { uid: 1001, gid: 1001, home: '' }, bob: { uid: 1002, gid: 2000, home: '' }, eve: { uid: 1003, gid: 1003, home: '' } })[name];
+    const passwd = async (name: string) =>
+      ({ alice: { uid: 1001, gid: 1001, home: '' }, bob: { uid: 1002, gid: 2000, home: '' }, eve: { uid: 1003, gid: 1003, home: '' } })[name];
     const groups = async (name: string) => (name === 'jupyter' ? { gid: 2000, members: ['alice'] } : undefined);
     const p = policy({ allowedGroups: ['jupyter', 'no-such-group'], allowedUsers: ['lab-*'] });
     // alice is a supplementary member, bob's primary group is it.
@@ -85,13 +89,18 @@ describe('system users', () => {
   it('the policy refuses system users without a list of the accounts they may be', () => {
     expect(() => loadPolicy({ env: { NBSWARM_SYSTEM_USERS: 'true' } })).to.throw(PolicyError, /systemUsers\.enabled: name the host accounts/);
     expect(loadPolicy({ env: { NBSWARM_SYSTEM_USERS: 'true', NBSWARM_SYSTEM_USER_GROUPS: 'jupyter' } }).systemUsers.allowedGroups).to.deep.equal(['jupyter']);
-    expect(() => loadPolicy({ overrides: { systemUsers: { ...defaultPolicy().systemUsers, users: { x: { uid: 65534, gid: 65534 } } } } })).to.throw(PolicyError, /above systemUsers\.uidCeiling 60000/);
+    expect(() => loadPolicy({ overrides: { systemUsers: { ...defaultPolicy().systemUsers, users: { x: { uid: 65534, gid: 65534 } } } } })).to.throw(
+      PolicyError,
+      /above systemUsers\.uidCeiling 60000/,
+    );
   });
 
   it('names that cannot be accounts are refused before running getent', async () => {
-    const e = await rejection(lookupSystemUser('alice@example.com', policy(), async () => {
-      throw new Error('must not be called');
-    }));
+    const e = await rejection(
+      lookupSystemUser('alice@example.com', policy(), async () => {
+        throw new Error('must not be called');
+      }),
+    );
     expect(e.reason).to.equal('SystemUserInvalid');
   });
 });

@@ -26,7 +26,11 @@ export function qualifiedNameProblem(s: string): string | undefined {
   return undefined;
 }
 
-const bad = (field: string, value: unknown, why: string): Cause => ({ reason: 'FieldValueInvalid', field, message: `Invalid value: ${JSON.stringify(value)?.slice(0, 200)}: ${why}` });
+const bad = (field: string, value: unknown, why: string): Cause => ({
+  reason: 'FieldValueInvalid',
+  field,
+  message: `Invalid value: ${JSON.stringify(value)?.slice(0, 200)}: ${why}`,
+});
 
 export function metadataCauses(obj: KubeObject): Cause[] {
   const md = obj.metadata;

@@ -22,10 +22,16 @@ export class NamespaceLifecycle implements AdmissionPlugin {
     const ns = this.namespace(a.namespace);
     if (!ns) throw notFound({ group: '', resource: 'namespaces' }, a.namespace);
     if (ns.metadata.deletionTimestamp) {
-      throw new ApiError(403, 'Forbidden', `${a.kind.resource} "${a.name}" is forbidden: unable to create new content in namespace ${a.namespace} because it is being terminated`, {
-        name: a.name, kind: a.kind.resource,
-        causes: [{ reason: 'NamespaceTerminating', message: `namespace ${a.namespace} is being terminated`, field: 'metadata.namespace' }],
-      });
+      throw new ApiError(
+        403,
+        'Forbidden',
+        `${a.kind.resource} "${a.name}" is forbidden: unable to create new content in namespace ${a.namespace} because it is being terminated`,
+        {
+          name: a.name,
+          kind: a.kind.resource,
+          causes: [{ reason: 'NamespaceTerminating', message: `namespace ${a.namespace} is being terminated`, field: 'metadata.namespace' }],
+        },
+      );
     }
   }
 }

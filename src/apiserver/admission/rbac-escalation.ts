@@ -22,7 +22,17 @@ export class RbacEscalation implements AdmissionPlugin {
     const namespace = a.kind.namespaced ? a.namespace : '';
     const name = a.object.metadata.name ?? a.name;
     const may = (verb: string, resource: string, objectName: string) => {
-      const attrs: Attributes = { user: a.user, verb, resourceRequest: true, group: RBAC_GROUP, resource, subresource: '', name: objectName, namespace, namespaced: a.kind.namespaced };
+      const attrs: Attributes = {
+        user: a.user,
+        verb,
+        resourceRequest: true,
+        group: RBAC_GROUP,
+        resource,
+        subresource: '',
+        name: objectName,
+        namespace,
+        namespaced: a.kind.namespaced,
+      };
       return this.authorizer.authorize(attrs).allowed;
     };
     let requested: PolicyRule[];
@@ -37,9 +47,14 @@ export class RbacEscalation implements AdmissionPlugin {
     } else return;
     const missing = uncoveredRules(this.authorizer.rulesFor(a.user, namespace), requested);
     if (!missing.length) return;
-    const groups = userGroups(a.user).map((g) => JSON.stringify(g)).join(' ');
-    throw new ApiError(403, 'Forbidden',
+    const groups = userGroups(a.user)
+      .map((g) => JSON.stringify(g))
+      .join(' ');
+    throw new ApiError(
+      403,
+      'Forbidden',
       `${a.kind.resource}.${RBAC_GROUP} "${name}" is forbidden: user "${a.user.name}" (groups=[${groups}]) is attempting to grant RBAC permissions not currently held:\n${missing.map(describeRule).join('\n')}`,
-      { name, group: RBAC_GROUP, kind: a.kind.resource });
+      { name, group: RBAC_GROUP, kind: a.kind.resource },
+    );
   }
 }

@@ -44,7 +44,14 @@ export function forbidden(a: Attributes): ApiError {
   if (!a.resourceRequest) return new ApiError(403, 'Forbidden', `forbidden: User "${a.user.name}" cannot ${a.verb} path "${a.path ?? ''}"`, {});
   const where = a.namespaced && a.namespace ? ` in the namespace "${a.namespace}"` : ' at the cluster scope';
   const gr = { group: a.group, resource: a.resource };
-  return new ApiError(403, 'Forbidden', `${qualifiedResource(gr)}${a.name ? ` "${a.name}"` : ''} is forbidden: User "${a.user.name}" cannot ${a.verb} resource "${what}" in API group "${a.group}"${where}`, {
-    name: a.name || undefined, group: a.group || undefined, kind: a.resource,
-  });
+  return new ApiError(
+    403,
+    'Forbidden',
+    `${qualifiedResource(gr)}${a.name ? ` "${a.name}"` : ''} is forbidden: User "${a.user.name}" cannot ${a.verb} resource "${what}" in API group "${a.group}"${where}`,
+    {
+      name: a.name || undefined,
+      group: a.group || undefined,
+      kind: a.resource,
+    },
+  );
 }

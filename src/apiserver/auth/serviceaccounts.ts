@@ -79,7 +79,13 @@ export class ServiceAccountTokens implements Authenticator {
     const exp = iat + r.expirationSeconds;
     const sa = r.serviceAccount.metadata;
     const claims: TokenClaims = {
-      aud: r.audiences, exp, iat, nbf: iat, iss: ISSUER, jti: randomUUID(), sub: `system:serviceaccount:${r.namespace}:${sa.name}`,
+      aud: r.audiences,
+      exp,
+      iat,
+      nbf: iat,
+      iss: ISSUER,
+      jti: randomUUID(),
+      sub: `system:serviceaccount:${r.namespace}:${sa.name}`,
       'kubernetes.io': {
         namespace: r.namespace,
         serviceaccount: { name: sa.name, uid: sa.uid },
@@ -115,8 +121,11 @@ export class ServiceAccountTokens implements Authenticator {
     if (!sa) return [{ reason: 'FieldValueNotFound', message: `Not found: "${saName}": create the ServiceAccount first, then the Secret`, field }];
     const data = { ...(secret.data ?? {}) };
     const current = data.token ? this.verify(Buffer.from(data.token, 'base64').toString()) : undefined;
-    const stale = !current || current['kubernetes.io/serviceaccount/secret.name'] !== secret.metadata.name
-      || current['kubernetes.io/serviceaccount/service-account.uid'] !== sa.metadata.uid || current['kubernetes.io/serviceaccount/namespace'] !== namespace;
+    const stale =
+      !current ||
+      current['kubernetes.io/serviceaccount/secret.name'] !== secret.metadata.name ||
+      current['kubernetes.io/serviceaccount/service-account.uid'] !== sa.metadata.uid ||
+      current['kubernetes.io/serviceaccount/namespace'] !== namespace;
     if (stale && secret.metadata.name) data.token = Buffer.from(this.issueLegacy(namespace, secret.metadata.name, sa)).toString('base64');
     data['ca.crt'] = Buffer.from(caPem).toString('base64');
     data.namespace = Buffer.from(namespace).toString('base64');
@@ -191,7 +200,9 @@ export class ServiceAccountTokens implements Authenticator {
 
 export function serviceAccountUser(namespace: string, name: string, uid: string): User {
   return {
-    name: `system:serviceaccount:${namespace}:${name}`, uid, namespaces: [namespace],
+    name: `system:serviceaccount:${namespace}:${name}`,
+    uid,
+    namespaces: [namespace],
     groups: ['system:serviceaccounts', `system:serviceaccounts:${namespace}`, AUTHENTICATED],
   };
 }

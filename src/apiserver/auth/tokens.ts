@@ -51,7 +51,13 @@ export function parseTokenLines(text: string): { users: Map<string, User>; probl
       continue;
     }
     if (users.has(token)) problems.push(`token file line ${i + 1}: the token of an earlier line again (this line wins)`);
-    const namespaces = !ns || ns === '*' ? null : ns.split(';').map((s) => s.trim()).filter(Boolean);
+    const namespaces =
+      !ns || ns === '*'
+        ? null
+        : ns
+            .split(';')
+            .map((s) => s.trim())
+            .filter(Boolean);
     users.set(token, { name, role, namespaces });
   }
   return { users, problems };
@@ -96,7 +102,11 @@ export class TokenAuth implements Authenticator {
   private seen = '';
   private lastCheck = 0;
 
-  constructor(private readonly file: string, private readonly extra: Map<string, User>, private readonly log?: Logger) {
+  constructor(
+    private readonly file: string,
+    private readonly extra: Map<string, User>,
+    private readonly log?: Logger,
+  ) {
     this.reload();
   }
 
@@ -105,7 +115,7 @@ export class TokenAuth implements Authenticator {
     try {
       st = statSync(this.file);
     } catch {
-      if (this.seen !== 'missing') this.log?.warn('the token file is gone: only the server\'s own admin token works until it is back', { file: this.file });
+      if (this.seen !== 'missing') this.log?.warn("the token file is gone: only the server's own admin token works until it is back", { file: this.file });
       this.users = new Map();
       this.seen = 'missing';
       return;
@@ -113,7 +123,8 @@ export class TokenAuth implements Authenticator {
     const signature = `${st.ino}:${st.size}:${st.mtimeMs}:${st.ctimeMs}`;
     if (signature === this.seen) return;
     const { users, problems } = parseTokenLines(readFileSync(this.file, 'utf8'));
-    for (const p of problems) this.log?.warn('token file line skipped', { file: this.file, problem: p, hint: 'lines are token,user,role[,namespaces]; role admin, hub or viewer' });
+    for (const p of problems)
+      this.log?.warn('token file line skipped', { file: this.file, problem: p, hint: 'lines are token,user,role[,namespaces]; role admin, hub or viewer' });
     if (this.seen) this.log?.info('token file re-read', { file: this.file, users: users.size, skipped: problems.length });
     this.users = users;
     this.seen = signature;
@@ -149,8 +160,7 @@ export function ensureTokenFile(file: string): string | undefined {
     const token = newToken();
     writeFileSync(
       file,
-      '# nbswarm API tokens: token,user,role[,namespaces]  (role: admin|hub|viewer; namespaces ;-separated, * = all)\n' +
-        `${token},admin,admin,*\n`,
+      '# nbswarm API tokens: token,user,role[,namespaces]  (role: admin|hub|viewer; namespaces ;-separated, * = all)\n' + `${token},admin,admin,*\n`,
       { mode: 0o600 },
     );
     return token;

@@ -10,8 +10,15 @@ import type { JsonObject } from '../types.js';
 import { hashOf, openapiV2, openapiV3, type KindAtVersion } from './openapi.js';
 
 export const SERVER_VERSION = {
-  major: '1', minor: '32', gitVersion: 'v1.32.0-nbswarm', gitCommit: 'nbswarm', gitTreeState: 'clean',
-  buildDate: '2026-11-25T00:00:00Z', goVersion: 'n/a', compiler: 'node', platform: `${process.platform}/${process.arch}`,
+  major: '1',
+  minor: '32',
+  gitVersion: 'v1.32.0-nbswarm',
+  gitCommit: 'nbswarm',
+  gitTreeState: 'clean',
+  buildDate: '2026-11-25T00:00:00Z',
+  goVersion: 'n/a',
+  compiler: 'node',
+  platform: `${process.platform}/${process.arch}`,
 };
 
 interface GroupVersion {
@@ -32,7 +39,8 @@ export function kubeVersionCompare(a: string, b: string): number {
     if (!m) return [3, 0, 0] as const;
     return [m[2] === 'alpha' ? 2 : m[2] === 'beta' ? 1 : 0, -Number(m[1]), -Number(m[3] ?? 0)] as const;
   };
-  const ra = rank(a), rb = rank(b);
+  const ra = rank(a),
+    rb = rank(b);
   for (let i = 0; i < 3; i++) if (ra[i] !== rb[i]) return ra[i] - rb[i];
   return a < b ? -1 : a > b ? 1 : 0;
 }
@@ -40,13 +48,20 @@ export function kubeVersionCompare(a: string, b: string): number {
 /** A kind's entries in an APIResourceList: the resource and its status subresource. */
 export function apiResources(kind: ResourceKind): JsonObject[] {
   const v = kind.versions[0];
-  const out: JsonObject[] = [{
-    name: kind.resource, singularName: kind.singular, namespaced: kind.namespaced, kind: kind.kind,
-    verbs: kind.review ? ['create'] : kind.unserved ? UNSERVED_VERBS : VERBS, ...(kind.shortNames.length ? { shortNames: kind.shortNames } : {}),
-    ...(kind.categories.length ? { categories: kind.categories } : {}),
-    storageVersionHash: Buffer.from(kind.storageKey).toString('base64').slice(0, 11),
-  }];
-  if (v.statusSubresource) out.push({ name: `${kind.resource}/status`, singularName: '', namespaced: kind.namespaced, kind: kind.kind, verbs: ['get', 'patch', 'update'] });
+  const out: JsonObject[] = [
+    {
+      name: kind.resource,
+      singularName: kind.singular,
+      namespaced: kind.namespaced,
+      kind: kind.kind,
+      verbs: kind.review ? ['create'] : kind.unserved ? UNSERVED_VERBS : VERBS,
+      ...(kind.shortNames.length ? { shortNames: kind.shortNames } : {}),
+      ...(kind.categories.length ? { categories: kind.categories } : {}),
+      storageVersionHash: Buffer.from(kind.storageKey).toString('base64').slice(0, 11),
+    },
+  ];
+  if (v.statusSubresource)
+    out.push({ name: `${kind.resource}/status`, singularName: '', namespaced: kind.namespaced, kind: kind.kind, verbs: ['get', 'patch', 'update'] });
   return out;
 }
 
@@ -69,11 +84,13 @@ export class Discovery {
       const st = k.versions.find((v) => v.storage && v.served) ?? k.versions.find((v) => v.served);
       if (st && !preferred.has(k.group)) preferred.set(k.group, st.name);
     }
-    return [...byGroup.entries()].filter(([, vs]) => vs.size).map(([g, vs]) => {
-      const versions = [...vs].sort(kubeVersionCompare).map((v) => ({ groupVersion: `${g}/${v}`, version: v }));
-      const p = preferred.get(g) ?? versions[0].version;
-      return { name: g, versions, preferredVersion: { groupVersion: `${g}/${p}`, version: p } };
-    });
+    return [...byGroup.entries()]
+      .filter(([, vs]) => vs.size)
+      .map(([g, vs]) => {
+        const versions = [...vs].sort(kubeVersionCompare).map((v) => ({ groupVersion: `${g}/${v}`, version: v }));
+        const p = preferred.get(g) ?? versions[0].version;
+        return { name: g, versions, preferredVersion: { groupVersion: `${g}/${p}`, version: p } };
+      });
   }
 
   coreVersions(): JsonObject {
@@ -106,7 +123,10 @@ export class Discovery {
         resources: this.registry.resourcesIn(g.name, gv.version).map((k) => {
           const responseKind = { group: k.group, version: gv.version, kind: k.kind };
           return {
-            resource: k.resource, responseKind, scope: k.namespaced ? 'Namespaced' : 'Cluster', singularResource: k.singular,
+            resource: k.resource,
+            responseKind,
+            scope: k.namespaced ? 'Namespaced' : 'Cluster',
+            singularResource: k.singular,
             verbs: k.review ? ['create'] : k.unserved ? UNSERVED_VERBS : VERBS,
             ...(k.shortNames.length ? { shortNames: k.shortNames } : {}),
             ...(k.categories.length ? { categories: k.categories } : {}),

@@ -45,7 +45,9 @@ function pbSchema(s: JsonSchema): Buffer {
   for (const r of Array.isArray(s.required) ? s.required : []) parts.push(pbStr(19, String(r)));
   for (const e of Array.isArray(s.enum) ? s.enum : []) parts.push(pbBytes(20, pbAnyYaml(e)));
   if (s.additionalProperties !== undefined) {
-    parts.push(pbBytes(21, typeof s.additionalProperties === 'boolean' ? pbVarint(2, s.additionalProperties ? 1 : 0) : pbBytes(1, pbSchema(s.additionalProperties))));
+    parts.push(
+      pbBytes(21, typeof s.additionalProperties === 'boolean' ? pbVarint(2, s.additionalProperties ? 1 : 0) : pbBytes(1, pbSchema(s.additionalProperties))),
+    );
   }
   if (s.type !== undefined) parts.push(pbBytes(22, Buffer.concat((Array.isArray(s.type) ? s.type : [s.type]).map((t: string) => pbStr(1, t)))));
   if (s.items) parts.push(pbBytes(23, pbBytes(1, pbSchema(s.items))));

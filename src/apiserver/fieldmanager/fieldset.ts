@@ -219,13 +219,15 @@ export function fromFieldsV1(f: FieldsV1 | undefined): FieldSet {
 
 /** `.spec.env[name="A"].value`, the form kube's conflict messages name a field in. */
 export function dottedPath(enc: string): string {
-  return (JSON.parse(enc) as string[]).map((e) => {
-    if (e.startsWith('f:')) return `.${e.slice(2)}`;
-    if (e.startsWith('v:')) return `[${e.slice(2)}]`;
-    if (e.startsWith('k:')) {
-      const kv = Object.entries(JSON.parse(e.slice(2)) as JsonObject).map(([k, v]) => `${k}=${JSON.stringify(v)}`);
-      return `[${kv.join(',')}]`;
-    }
-    return `[${e.slice(2)}]`;
-  }).join('');
+  return (JSON.parse(enc) as string[])
+    .map((e) => {
+      if (e.startsWith('f:')) return `.${e.slice(2)}`;
+      if (e.startsWith('v:')) return `[${e.slice(2)}]`;
+      if (e.startsWith('k:')) {
+        const kv = Object.entries(JSON.parse(e.slice(2)) as JsonObject).map(([k, v]) => `${k}=${JSON.stringify(v)}`);
+        return `[${kv.join(',')}]`;
+      }
+      return `[${e.slice(2)}]`;
+    })
+    .join('');
 }

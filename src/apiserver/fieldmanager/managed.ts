@@ -22,8 +22,13 @@ export const MAX_UPDATE_MANAGERS = 10;
 export const ANCIENT_CHANGES = 'ancient-changes';
 
 /** Two entries belong to the same manager: an applier is one manager whatever apiVersion it used. */
-export function sameManager(a: Pick<ManagerEntry, 'manager' | 'operation' | 'apiVersion' | 'subresource'>, b: Pick<ManagerEntry, 'manager' | 'operation' | 'apiVersion' | 'subresource'>): boolean {
-  return a.manager === b.manager && a.operation === b.operation && a.subresource === b.subresource && (a.operation === 'Apply' || a.apiVersion === b.apiVersion);
+export function sameManager(
+  a: Pick<ManagerEntry, 'manager' | 'operation' | 'apiVersion' | 'subresource'>,
+  b: Pick<ManagerEntry, 'manager' | 'operation' | 'apiVersion' | 'subresource'>,
+): boolean {
+  return (
+    a.manager === b.manager && a.operation === b.operation && a.subresource === b.subresource && (a.operation === 'Apply' || a.apiVersion === b.apiVersion)
+  );
 }
 
 /** The entries of a managedFields list, 'reset' for `[{}]`, or undefined when it is empty or not valid. */
@@ -41,8 +46,12 @@ export function decodeManagedFields(list: unknown): ManagerEntry[] | 'reset' | u
     if (e.time !== undefined && (typeof e.time !== 'string' || Number.isNaN(Date.parse(e.time)))) return undefined;
     if (e.fieldsV1 !== undefined && !isObject(e.fieldsV1)) return undefined;
     out.push({
-      manager: (e.manager as string | undefined) ?? '', operation: e.operation, apiVersion: e.apiVersion, time: e.time as string | undefined,
-      subresource: (e.subresource as string | undefined) ?? '', fields: fromFieldsV1(e.fieldsV1 as ManagedFieldsEntry['fieldsV1']),
+      manager: (e.manager as string | undefined) ?? '',
+      operation: e.operation,
+      apiVersion: e.apiVersion,
+      time: e.time as string | undefined,
+      subresource: (e.subresource as string | undefined) ?? '',
+      fields: fromFieldsV1(e.fieldsV1 as ManagedFieldsEntry['fieldsV1']),
     });
   }
   // One entry per manager: a list naming one twice is not one kube would have written.
@@ -74,19 +83,46 @@ export function encodeManagedFields(entries: ManagerEntry[]): ManagedFieldsEntry
   if (updates.length > MAX_UPDATE_MANAGERS) {
     const byAge = [...updates].sort((a, b) => seconds(a.time) - seconds(b.time));
     const folded = byAge.slice(0, updates.length - MAX_UPDATE_MANAGERS + 1);
-    const ancient: ManagerEntry = { manager: ANCIENT_CHANGES, operation: 'Update', apiVersion: folded[folded.length - 1].apiVersion, time: folded[folded.length - 1].time, subresource: '', fields: new Set() };
+    const ancient: ManagerEntry = {
+      manager: ANCIENT_CHANGES,
+      operation: 'Update',
+      apiVersion: folded[folded.length - 1].apiVersion,
+      time: folded[folded.length - 1].time,
+      subresource: '',
+      fields: new Set(),
+    };
     for (const e of folded) for (const p of e.fields) ancient.fields.add(p);
     kept = [...kept.filter((e) => !folded.includes(e)), ancient];
   }
   kept.sort((p, q) =>
-    p.operation !== q.operation ? (p.operation < q.operation ? -1 : 1)
-    : seconds(p.time) !== seconds(q.time) ? seconds(p.time) - seconds(q.time)
-    : p.manager !== q.manager ? (p.manager < q.manager ? -1 : 1)
-    : p.apiVersion !== q.apiVersion ? (p.apiVersion < q.apiVersion ? -1 : 1)
-    : p.subresource < q.subresource ? -1 : p.subresource > q.subresource ? 1 : 0);
+    p.operation !== q.operation
+      ? p.operation < q.operation
+        ? -1
+        : 1
+      : seconds(p.time) !== seconds(q.time)
+        ? seconds(p.time) - seconds(q.time)
+        : p.manager !== q.manager
+          ? p.manager < q.manager
+            ? -1
+            : 1
+          : p.apiVersion !== q.apiVersion
+            ? p.apiVersion < q.apiVersion
+              ? -1
+              : 1
+            : p.subresource < q.subresource
+              ? -1
+              : p.subresource > q.subresource
+                ? 1
+                : 0,
+  );
   return kept.map((e) => ({
-    manager: e.manager, operation: e.operation, apiVersion: e.apiVersion, ...(e.time ? { time: e.time } : {}), fieldsType: 'FieldsV1',
-    fieldsV1: toFieldsV1(e.fields), ...(e.subresource ? { subresource: e.subresource } : {}),
+    manager: e.manager,
+    operation: e.operation,
+    apiVersion: e.apiVersion,
+    ...(e.time ? { time: e.time } : {}),
+    fieldsType: 'FieldsV1',
+    fieldsV1: toFieldsV1(e.fields),
+    ...(e.subresource ? { subresource: e.subresource } : {}),
   }));
 }
 

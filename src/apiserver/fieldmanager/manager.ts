@@ -23,17 +23,36 @@ export interface Writer {
  * managedFields after an Update (create, update or non-apply patch) from `before` (undefined:
  * a create) to `after`, starting from `owners` (see managersBefore).
  */
-export function recordUpdate(before: KubeObject | undefined, after: KubeObject, owners: ManagerEntry[], w: Writer, schema: Schema, now: string): ManagedFieldsEntry[] {
+export function recordUpdate(
+  before: KubeObject | undefined,
+  after: KubeObject,
+  owners: ManagerEntry[],
+  w: Writer,
+  schema: Schema,
+  now: string,
+): ManagedFieldsEntry[] {
   if (!before && owners.length === 0) {
     // A create: nobody else owns anything, and the creator owns every member.
     const fieldsV1 = fieldsV1Of(after, schema);
-    for (const _ in fieldsV1) return [{ manager: w.manager, operation: 'Update', apiVersion: w.apiVersion, time: now, fieldsType: 'FieldsV1', fieldsV1, ...(w.subresource ? { subresource: w.subresource } : {}) }];
+    for (const _ in fieldsV1)
+      return [
+        {
+          manager: w.manager,
+          operation: 'Update',
+          apiVersion: w.apiVersion,
+          time: now,
+          fieldsType: 'FieldsV1',
+          fieldsV1,
+          ...(w.subresource ? { subresource: w.subresource } : {}),
+        },
+      ];
     return [];
   }
   const c = compare(before ?? {}, after, schema);
   const changed = new Set([...c.added, ...c.modified]);
   let mine = owners.find((e) => sameManager(e, { ...w, operation: 'Update' }));
-  if (!mine && changed.size) owners.push((mine = { manager: w.manager, operation: 'Update', apiVersion: w.apiVersion, subresource: w.subresource, fields: new Set() }));
+  if (!mine && changed.size)
+    owners.push((mine = { manager: w.manager, operation: 'Update', apiVersion: w.apiVersion, subresource: w.subresource, fields: new Set() }));
   for (const e of owners) {
     for (const p of c.removed) e.fields.delete(p);
     if (e !== mine) for (const p of changed) e.fields.delete(p);
@@ -54,7 +73,15 @@ export interface Conflict {
 export type ApplyResult = { object: KubeObject; managedFields: ManagedFieldsEntry[] } | { conflicts: Conflict[] };
 
 /** Server-side apply of `config` by `w` onto `live` (undefined: a create). */
-export function applyConfig(live: KubeObject | undefined, config: KubeObject, owners: ManagerEntry[], w: Writer, force: boolean, schema: Schema, now: string): ApplyResult {
+export function applyConfig(
+  live: KubeObject | undefined,
+  config: KubeObject,
+  owners: ManagerEntry[],
+  w: Writer,
+  force: boolean,
+  schema: Schema,
+  now: string,
+): ApplyResult {
   const before: JsonObject = live ?? {};
   const merged = merge(live, config, schema, true) as KubeObject;
   const applied = fieldSet(config, schema);

@@ -23,7 +23,17 @@ export const METADATA_SCHEMA: JsonSchema = {
       type: 'array',
       'x-kubernetes-list-type': 'map',
       'x-kubernetes-list-map-keys': ['uid'],
-      items: { type: 'object', properties: { apiVersion: { type: 'string' }, kind: { type: 'string' }, name: { type: 'string' }, uid: { type: 'string' }, controller: { type: 'boolean' }, blockOwnerDeletion: { type: 'boolean' } } },
+      items: {
+        type: 'object',
+        properties: {
+          apiVersion: { type: 'string' },
+          kind: { type: 'string' },
+          name: { type: 'string' },
+          uid: { type: 'string' },
+          controller: { type: 'boolean' },
+          blockOwnerDeletion: { type: 'boolean' },
+        },
+      },
     },
   },
 };
@@ -32,7 +42,18 @@ export const METADATA_SCHEMA: JsonSchema = {
 export const IDENTITY = new Set(['apiVersion', 'kind']);
 
 /** Metadata the server owns: never in a field set (kube's fieldmanager strips the same). */
-export const SERVER_METADATA = new Set(['name', 'namespace', 'uid', 'resourceVersion', 'generation', 'creationTimestamp', 'managedFields', 'deletionTimestamp', 'deletionGracePeriodSeconds', 'selfLink']);
+export const SERVER_METADATA = new Set([
+  'name',
+  'namespace',
+  'uid',
+  'resourceVersion',
+  'generation',
+  'creationTimestamp',
+  'managedFields',
+  'deletionTimestamp',
+  'deletionGracePeriodSeconds',
+  'selfLink',
+]);
 
 /** The schema of member `k` of an object typed by `s` (at the root, `metadata` is always ObjectMeta). */
 export function childSchema(s: Schema, k: string, root = false): Schema {

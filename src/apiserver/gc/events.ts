@@ -13,7 +13,11 @@ function lastSeen(e: CoreEvent): number {
 export class EventExpiry {
   private readonly timer: NodeJS.Timeout;
 
-  constructor(private readonly storage: Store, private readonly ttlSeconds: number, private readonly log: Logger) {
+  constructor(
+    private readonly storage: Store,
+    private readonly ttlSeconds: number,
+    private readonly log: Logger,
+  ) {
     // Checked at least every minute, and twice per TTL when that is shorter (tests use seconds).
     this.timer = setInterval(() => this.expire(), Math.min(60_000, ttlSeconds * 500));
     this.timer.unref();

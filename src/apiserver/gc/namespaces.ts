@@ -15,7 +15,11 @@ export class NamespaceSweeper {
   private closed = false;
 
   /** `kinds()`: every served kind (namespaced ones are swept). */
-  constructor(private readonly storage: Store, private readonly kinds: () => Iterable<ResourceKind>, private readonly log: Logger) {}
+  constructor(
+    private readonly storage: Store,
+    private readonly kinds: () => Iterable<ResourceKind>,
+    private readonly log: Logger,
+  ) {}
 
   /** Sweeps every namespace whose deletion a restart interrupted. */
   resume(): void {
@@ -54,7 +58,15 @@ export class NamespaceSweeper {
       for (const o of [...storage.iterate(kind.storageKey, name)]) {
         left++;
         if (o.metadata.finalizers?.length) {
-          if (!o.metadata.deletionTimestamp) storage.write('MODIFIED', kind.storageKey, name, o.metadata.name, { ...o, metadata: { ...o.metadata, deletionTimestamp: nowIso(), deletionGracePeriodSeconds: 0 } }, o);
+          if (!o.metadata.deletionTimestamp)
+            storage.write(
+              'MODIFIED',
+              kind.storageKey,
+              name,
+              o.metadata.name,
+              { ...o, metadata: { ...o.metadata, deletionTimestamp: nowIso(), deletionGracePeriodSeconds: 0 } },
+              o,
+            );
         } else storage.write('DELETED', kind.storageKey, name, o.metadata.name, o, o);
       }
     }

@@ -32,7 +32,11 @@ export class GarbageCollector {
   private closed = false;
   private readonly timer: NodeJS.Timeout;
 
-  constructor(private readonly storage: Store, private readonly kinds: () => Iterable<ResourceKind>, private readonly log: Logger) {
+  constructor(
+    private readonly storage: Store,
+    private readonly kinds: () => Iterable<ResourceKind>,
+    private readonly log: Logger,
+  ) {
     this.timer = setInterval(() => this.kick(), RESYNC_MS);
     this.timer.unref();
   }
@@ -173,7 +177,7 @@ export class GarbageCollector {
 }
 
 function ns(e: Entry): string {
-  return e.kind.namespaced ? e.obj.metadata.namespace ?? '' : '';
+  return e.kind.namespaced ? (e.obj.metadata.namespace ?? '') : '';
 }
 
 /** Whether `o` is being deleted and waits for the garbage collector's `finalizer`. */

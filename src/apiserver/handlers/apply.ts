@@ -17,7 +17,12 @@ function writable(s: RequestScope, config: KubeObject): KubeObject {
   if (!s.version.statusSubresource) return config;
   if (s.subresource === 'status') {
     const { name, namespace } = config.metadata;
-    return { apiVersion: config.apiVersion, kind: config.kind, metadata: { name, namespace }, ...(config.status !== undefined ? { status: config.status } : {}) };
+    return {
+      apiVersion: config.apiVersion,
+      kind: config.kind,
+      metadata: { name, namespace },
+      ...(config.status !== undefined ? { status: config.status } : {}),
+    };
   }
   const { status: _reset, ...rest } = config;
   return rest as KubeObject;
@@ -45,7 +50,9 @@ export function apply(s: RequestScope, old: StoredObject | undefined, body: unkn
   const r = applyConfig(live, writable(s, body), owners, who, parseBool(s.query.get('force')), s.version.schema, nowIso());
   if ('conflicts' in r) {
     throw new ApiError(409, 'Conflict', conflictMessage(r.conflicts, s.apiVersion), {
-      name: s.name, group: s.kind.group || undefined, kind: s.kind.resource,
+      name: s.name,
+      group: s.kind.group || undefined,
+      kind: s.kind.resource,
       causes: r.conflicts.map((c) => ({ reason: 'FieldManagerConflict', message: `conflict with "${c.manager}" using ${s.apiVersion}`, field: c.field })),
     });
   }

@@ -29,7 +29,13 @@ function propagation(s: RequestScope, opts: JsonObject): Propagation {
     return orphan === true || orphan === 'true' ? 'Orphan' : 'Background';
   }
   if (p === 'Foreground' || p === 'Background' || p === 'Orphan') return p;
-  throw invalid('DeleteOptions', '', '', [{ reason: 'FieldValueNotSupported', message: `Unsupported value: ${JSON.stringify(p)}: supported values: "Foreground", "Background", "Orphan"`, field: 'propagationPolicy' }]);
+  throw invalid('DeleteOptions', '', '', [
+    {
+      reason: 'FieldValueNotSupported',
+      message: `Unsupported value: ${JSON.stringify(p)}: supported values: "Foreground", "Background", "Orphan"`,
+      field: 'propagationPolicy',
+    },
+  ]);
 }
 
 export async function deleteOne(s: RequestScope): Promise<void> {

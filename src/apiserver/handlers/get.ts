@@ -12,7 +12,13 @@ export function get(s: RequestScope): void {
   resourceVersionParam(s.query);
   const o = toWire(s, getStored(s));
   const { respond } = s.services;
-  if (wantsTable(s)) return respond.send(s.res, 200, toTable(s.kind, s.version.name, [o], s.query.get('includeObject') ?? 'Metadata', { resourceVersion: o.metadata.resourceVersion }), s.warnings);
+  if (wantsTable(s))
+    return respond.send(
+      s.res,
+      200,
+      toTable(s.kind, s.version.name, [o], s.query.get('includeObject') ?? 'Metadata', { resourceVersion: o.metadata.resourceVersion }),
+      s.warnings,
+    );
   if (wantsMetadataOnly(s)) return respond.send(s.res, 200, partialMetadata(o));
   respond.send(s.res, 200, o, s.warnings);
 }
@@ -113,7 +119,8 @@ export function list(s: RequestScope): void {
   s.res.on('close', release);
   const metadata: ListMeta = { resourceVersion: String(listRv), ...(next ? { continue: next } : {}) };
   if (table) return respond.send(s.res, 200, toTable(s.kind, s.version.name, items, s.query.get('includeObject') ?? 'Metadata', metadata), s.warnings);
-  if (metaOnly) return respond.send(s.res, 200, { kind: 'PartialObjectMetadataList', apiVersion: 'meta.k8s.io/v1', metadata, items: items.map(partialMetadata) });
+  if (metaOnly)
+    return respond.send(s.res, 200, { kind: 'PartialObjectMetadataList', apiVersion: 'meta.k8s.io/v1', metadata, items: items.map(partialMetadata) });
   if (!spliced) return respond.send(s.res, 200, listOf(s, metadata, items), s.warnings);
   const head = JSON.stringify(listOf(s, metadata));
   respond.sendParts(s.res, 200, `${head.slice(0, -1)},"items":[`, texts, ']}', s.warnings);

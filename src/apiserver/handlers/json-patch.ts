@@ -11,7 +11,10 @@ import { MAX_JSON_DEPTH, MAX_JSON_PATCH_COPY_BYTES, MAX_JSON_PATCH_OPERATIONS } 
 
 /** Why a patch cannot be applied; `tooLarge` ones are 413, a failed `test` and the rest 422. */
 export class JsonPatchError extends Error {
-  constructor(message: string, readonly kind: 'invalid' | 'test' | 'tooLarge' = 'invalid') {
+  constructor(
+    message: string,
+    readonly kind: 'invalid' | 'test' | 'tooLarge' = 'invalid',
+  ) {
     super(message);
   }
 }
@@ -29,7 +32,10 @@ function parsePointer(p: unknown, what: string, index: number): string[] {
   if (typeof p !== 'string') throw new JsonPatchError(`operation ${index}: ${what} must be a string`);
   if (p === '') return [];
   if (!p.startsWith('/')) throw new JsonPatchError(`operation ${index}: ${what} ${JSON.stringify(p)} is not a JSON pointer (it must start with "/")`);
-  const tokens = p.slice(1).split('/').map((t) => t.replace(/~1/g, '/').replace(/~0/g, '~'));
+  const tokens = p
+    .slice(1)
+    .split('/')
+    .map((t) => t.replace(/~1/g, '/').replace(/~0/g, '~'));
   if (tokens.includes('__proto__')) throw new JsonPatchError(`operation ${index}: ${what} ${JSON.stringify(p)} names "__proto__"`);
   return tokens;
 }
@@ -43,7 +49,8 @@ function parseOperations(patch: unknown[]): Operation[] {
   return patch.map((raw, i) => {
     if (!isObject(raw)) throw new JsonPatchError(`operation ${i} is not an object`);
     const op = raw.op;
-    if (typeof op !== 'string' || !OPS.has(op)) throw new JsonPatchError(`operation ${i}: unsupported op ${JSON.stringify(op ?? null)} (add, remove, replace, move, copy or test)`);
+    if (typeof op !== 'string' || !OPS.has(op))
+      throw new JsonPatchError(`operation ${i}: unsupported op ${JSON.stringify(op ?? null)} (add, remove, replace, move, copy or test)`);
     const out: Operation = { op, path: parsePointer(raw.path, 'path', i) };
     if (op === 'move' || op === 'copy') out.from = parsePointer(raw.from, 'from', i);
     if (op === 'add' || op === 'replace' || op === 'test') {
@@ -77,7 +84,8 @@ function parentOf(doc: unknown, tokens: string[], where: string): Container {
     if (cur === null || typeof cur !== 'object') break;
     cur = child(cur as Container, tokens[i]);
   }
-  if (cur === null || typeof cur !== 'object') throw new JsonPatchError(`${where}: the path's parent ${pointer(tokens.slice(0, -1)) || '(the document)'} does not exist`);
+  if (cur === null || typeof cur !== 'object')
+    throw new JsonPatchError(`${where}: the path's parent ${pointer(tokens.slice(0, -1)) || '(the document)'} does not exist`);
   return cur as Container;
 }
 
@@ -189,7 +197,10 @@ export function applyJsonPatch(doc: unknown, patch: unknown[]): unknown {
         const v = valueAt(doc, o.from!, where);
         copied += sizeOf(v, MAX_JSON_PATCH_COPY_BYTES - copied);
         if (copied > MAX_JSON_PATCH_COPY_BYTES) {
-          throw new JsonPatchError(`Unable to complete the copy, the accumulated size increase of copy is more than the limit of ${MAX_JSON_PATCH_COPY_BYTES} bytes`, 'tooLarge');
+          throw new JsonPatchError(
+            `Unable to complete the copy, the accumulated size increase of copy is more than the limit of ${MAX_JSON_PATCH_COPY_BYTES} bytes`,
+            'tooLarge',
+          );
         }
         doc = setAt(doc, o.path, v !== null && typeof v === 'object' ? structuredClone(v) : v, true, where);
         break;

@@ -14,16 +14,32 @@ export async function review(s: RequestScope): Promise<void> {
   const meta = { creationTimestamp: null };
   const spec = isObject(body.spec) ? body.spec : {};
   if (s.kind.kind === 'SelfSubjectReview') {
-    return respond.send(s.res, 201, { apiVersion: s.apiVersion, kind: 'SelfSubjectReview', metadata: meta, status: { userInfo: { username: user.name, ...(user.uid ? { uid: user.uid } : {}), groups: userGroups(user) } } });
+    return respond.send(s.res, 201, {
+      apiVersion: s.apiVersion,
+      kind: 'SelfSubjectReview',
+      metadata: meta,
+      status: { userInfo: { username: user.name, ...(user.uid ? { uid: user.uid } : {}), groups: userGroups(user) } },
+    });
   }
   if (s.kind.kind === 'SelfSubjectRulesReview') {
     const namespace = typeof spec.namespace === 'string' ? spec.namespace : '';
     const rules = authorizer.rulesFor(user, namespace);
-    const resourceRules = rules.filter((r) => !r.nonResourceURLs).map((r) => ({
-      verbs: r.verbs, apiGroups: r.apiGroups ?? [], resources: r.resources ?? [], ...(r.resourceNames?.length ? { resourceNames: r.resourceNames } : {}),
-    }));
+    const resourceRules = rules
+      .filter((r) => !r.nonResourceURLs)
+      .map((r) => ({
+        verbs: r.verbs,
+        apiGroups: r.apiGroups ?? [],
+        resources: r.resources ?? [],
+        ...(r.resourceNames?.length ? { resourceNames: r.resourceNames } : {}),
+      }));
     const nonResourceRules = rules.filter((r) => r.nonResourceURLs).map((r) => ({ verbs: r.verbs, nonResourceURLs: r.nonResourceURLs }));
-    return respond.send(s.res, 201, { apiVersion: s.apiVersion, kind: 'SelfSubjectRulesReview', metadata: meta, spec: { namespace }, status: { resourceRules, nonResourceRules, incomplete: false } });
+    return respond.send(s.res, 201, {
+      apiVersion: s.apiVersion,
+      kind: 'SelfSubjectRulesReview',
+      metadata: meta,
+      spec: { namespace },
+      status: { resourceRules, nonResourceRules, incomplete: false },
+    });
   }
   let decision;
   if (isObject(spec.resourceAttributes)) {
@@ -35,17 +51,36 @@ export async function review(s: RequestScope): Promise<void> {
     const namespaced = kind ? kind.namespaced : true;
     const namespace = namespaced ? String(attrs.namespace ?? '') : '';
     decision = authorizer.authorize({
-      user, verb: String(attrs.verb ?? ''), resourceRequest: true, group, resource, subresource: String(attrs.subresource ?? ''),
-      name: String(attrs.name ?? ''), namespace, namespaced,
+      user,
+      verb: String(attrs.verb ?? ''),
+      resourceRequest: true,
+      group,
+      resource,
+      subresource: String(attrs.subresource ?? ''),
+      name: String(attrs.name ?? ''),
+      namespace,
+      namespaced,
     });
   } else if (isObject(spec.nonResourceAttributes)) {
     const attrs = spec.nonResourceAttributes;
     decision = authorizer.authorize({
-      user, verb: String(attrs.verb ?? ''), resourceRequest: false, path: String(attrs.path ?? ''), group: '', resource: '', subresource: '', name: '', namespace: '', namespaced: false,
+      user,
+      verb: String(attrs.verb ?? ''),
+      resourceRequest: false,
+      path: String(attrs.path ?? ''),
+      group: '',
+      resource: '',
+      subresource: '',
+      name: '',
+      namespace: '',
+      namespaced: false,
     });
   } else decision = { allowed: false, reason: 'spec has neither resourceAttributes nor nonResourceAttributes' };
   respond.send(s.res, 201, {
-    apiVersion: s.apiVersion, kind: 'SelfSubjectAccessReview', metadata: meta, spec: body.spec ?? {},
+    apiVersion: s.apiVersion,
+    kind: 'SelfSubjectAccessReview',
+    metadata: meta,
+    spec: body.spec ?? {},
     status: { allowed: decision.allowed, ...(decision.reason ? { reason: decision.reason } : {}) },
   });
 }

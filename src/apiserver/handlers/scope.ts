@@ -73,7 +73,8 @@ export function getStored(s: RequestScope): StoredObject {
  * URL's namespace.
  */
 export function checkTypeMeta(s: RequestScope, o: JsonObject): KubeObject {
-  if (o.kind !== undefined && o.kind !== s.kind.kind) throw badRequest(`the kind in the data (${String(o.kind)}) does not match the expected kind (${s.kind.kind})`);
+  if (o.kind !== undefined && o.kind !== s.kind.kind)
+    throw badRequest(`the kind in the data (${String(o.kind)}) does not match the expected kind (${s.kind.kind})`);
   if (o.apiVersion !== undefined && o.apiVersion !== s.apiVersion) {
     throw badRequest(`the API version in the data (${String(o.apiVersion)}) does not match the expected API version (${s.apiVersion})`);
   }
@@ -104,13 +105,15 @@ export function checkMetadata(o: JsonObject): asserts o is KubeObject {
 
 /** The body's namespace, when it has one, must be the URL's; the URL's is filled in. */
 export function checkNamespace(s: RequestScope, o: KubeObject): void {
-  if (o.metadata.namespace && o.metadata.namespace !== s.namespace) throw badRequest('the namespace of the provided object does not match the namespace sent on the request');
+  if (o.metadata.namespace && o.metadata.namespace !== s.namespace)
+    throw badRequest('the namespace of the provided object does not match the namespace sent on the request');
   o.metadata.namespace = s.namespace;
 }
 
 /** The body's name, when it has one, must be the URL's; the URL's is filled in. */
 export function checkName(s: RequestScope, o: KubeObject): void {
-  if (o.metadata.name !== undefined && o.metadata.name !== s.name) throw badRequest(`the name of the object (${String(o.metadata.name)}) does not match the name on the URL (${s.name})`);
+  if (o.metadata.name !== undefined && o.metadata.name !== s.name)
+    throw badRequest(`the name of the object (${String(o.metadata.name)}) does not match the name on the URL (${s.name})`);
   o.metadata.name = s.name;
 }
 
@@ -151,8 +154,17 @@ export function checkDuplicates(s: RequestScope, duplicates: string[]): void {
 /** The write the request makes, for the registry's write path. */
 export function writeRequest(s: RequestScope, dry: boolean): WriteRequest {
   return {
-    kind: s.kind, version: s.version, apiVersion: s.apiVersion, namespace: s.namespace, name: s.name, subresource: s.subresource,
-    user: s.user, dryRun: dry, fieldValidation: fieldValidation(s), warnings: s.warnings,
+    kind: s.kind,
+    version: s.version,
+    apiVersion: s.apiVersion,
+    namespace: s.namespace,
+    name: s.name,
+    subresource: s.subresource,
+    user: s.user,
+    dryRun: dry,
+    fieldValidation: fieldValidation(s),
+    warnings: s.warnings,
+    verb: s.info.verb,
   };
 }
 

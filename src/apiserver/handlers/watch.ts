@@ -253,10 +253,13 @@ export function watch(s: RequestScope): void {
     if (!storage.pending) return;
     const b: Barrier = { released: false };
     queue.push(b);
-    storage.afterCommit(() => {
-      b.released = true;
-      flush();
-    }, () => stop());
+    storage.afterCommit(
+      () => {
+        b.released = true;
+        flush();
+      },
+      () => stop(),
+    );
   };
 
   // ---- replay, a page at a time -------------------------------------------------------------
@@ -370,7 +373,10 @@ export function watch(s: RequestScope): void {
   if (start !== null) {
     if (start > storage.currentRv || start < storage.compactedRv) {
       // An RV this store never issued (e.g. from before a data-dir reset) or one compacted away: make the client relist.
-      const why = start > storage.currentRv ? `too large resource version: ${start}, current: ${storage.currentRv}` : `too old resource version: ${start} (${storage.compactedRv + 1})`;
+      const why =
+        start > storage.currentRv
+          ? `too large resource version: ${start}, current: ${storage.currentRv}`
+          : `too old resource version: ${start} (${storage.compactedRv + 1})`;
       raw.write(line('ERROR', gone(why).toStatus()));
       raw.end();
       return;

@@ -39,7 +39,11 @@ function keyCauses(obj: KubeObject, fields: string[]): Cause[] {
     if (!isObject(m)) continue;
     for (const k of Object.keys(m)) {
       if (k.length > 253 || !/^[-._a-zA-Z0-9]+$/.test(k) || k === '.' || k === '..') {
-        out.push({ reason: 'FieldValueInvalid', field: `${f}[${k}]`, message: `Invalid value: ${JSON.stringify(k)}: a valid config key must consist of alphanumeric characters, '-', '_' or '.' (at most 253), and may not be '.' or '..'` });
+        out.push({
+          reason: 'FieldValueInvalid',
+          field: `${f}[${k}]`,
+          message: `Invalid value: ${JSON.stringify(k)}: a valid config key must consist of alphanumeric characters, '-', '_' or '.' (at most 253), and may not be '.' or '..'`,
+        });
       }
     }
   }
@@ -90,7 +94,8 @@ export class SecretStrategy extends GenericStrategy {
     const causes = [...super.validate(obj, ctx), ...keyCauses(obj, ['data']), ...sizeCause(bytes, 'data')];
     const secret = obj as Secret;
     // After validation of the name, so the token names a valid Secret.
-    if (!causes.length && secret.type === 'kubernetes.io/service-account-token' && this.fillServiceAccountToken) causes.push(...this.fillServiceAccountToken(secret));
+    if (!causes.length && secret.type === 'kubernetes.io/service-account-token' && this.fillServiceAccountToken)
+      causes.push(...this.fillServiceAccountToken(secret));
     return causes;
   }
 
@@ -111,9 +116,12 @@ export class ConfigMapStrategy extends GenericStrategy {
     const bin = isObject(obj.binaryData) ? (obj.binaryData as Record<string, string>) : {};
     const out = [...super.validate(obj, ctx), ...keyCauses(obj, ['data', 'binaryData'])];
     for (const k of Object.keys(data)) {
-      if (Object.hasOwn(bin, k)) out.push({ reason: 'FieldValueInvalid', field: `data[${k}]`, message: `Invalid value: ${JSON.stringify(k)}: duplicate of key present in binaryData` });
+      if (Object.hasOwn(bin, k))
+        out.push({ reason: 'FieldValueInvalid', field: `data[${k}]`, message: `Invalid value: ${JSON.stringify(k)}: duplicate of key present in binaryData` });
     }
-    const bytes = Object.entries(data).reduce((n, [k, v]) => n + k.length + Buffer.byteLength(v), 0) + Object.entries(bin).reduce((n, [k, v]) => n + k.length + decodedBytes(v), 0);
+    const bytes =
+      Object.entries(data).reduce((n, [k, v]) => n + k.length + Buffer.byteLength(v), 0) +
+      Object.entries(bin).reduce((n, [k, v]) => n + k.length + decodedBytes(v), 0);
     return [...out, ...sizeCause(bytes, '')];
   }
 
@@ -153,16 +161,21 @@ export class NamespaceStrategy extends GenericStrategy {
 
 /** events.k8s.io/v1 <-> core/v1 Event field renames (both views share one storage). */
 const eventRenames: [string, string][] = [
-  ['regarding', 'involvedObject'], ['note', 'message'], ['deprecatedSource', 'source'],
-  ['deprecatedFirstTimestamp', 'firstTimestamp'], ['deprecatedLastTimestamp', 'lastTimestamp'],
-  ['deprecatedCount', 'count'], ['reportingController', 'reportingComponent'],
+  ['regarding', 'involvedObject'],
+  ['note', 'message'],
+  ['deprecatedSource', 'source'],
+  ['deprecatedFirstTimestamp', 'firstTimestamp'],
+  ['deprecatedLastTimestamp', 'lastTimestamp'],
+  ['deprecatedCount', 'count'],
+  ['reportingController', 'reportingComponent'],
 ];
 
 /** An Event in the other API's field names: `from` 0 = events.k8s.io → core, 1 = core → events.k8s.io. */
 export function renameEvent(o: KubeObject, from: 0 | 1, apiVersion: string): KubeObject {
   const out: KubeObject = { ...o, apiVersion };
   for (const pair of eventRenames) {
-    const a = pair[from], b = pair[1 - from];
+    const a = pair[from],
+      b = pair[1 - from];
     if (a in out) {
       out[b] = out[a];
       delete out[a];

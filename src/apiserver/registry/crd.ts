@@ -22,11 +22,21 @@ export function crdProblems(crd: KubeObject): Cause[] {
   if (!text(s.group)) req('spec.group');
   if (!text(names.plural)) req('spec.names.plural');
   if (!text(names.kind)) req('spec.names.kind');
-  if (s.scope !== 'Namespaced' && s.scope !== 'Cluster') p.push({ field: 'spec.scope', message: `Unsupported value: ${JSON.stringify(s.scope)}: supported values: "Cluster", "Namespaced"`, reason: 'FieldValueNotSupported' });
+  if (s.scope !== 'Namespaced' && s.scope !== 'Cluster')
+    p.push({
+      field: 'spec.scope',
+      message: `Unsupported value: ${JSON.stringify(s.scope)}: supported values: "Cluster", "Namespaced"`,
+      reason: 'FieldValueNotSupported',
+    });
   if (!Array.isArray(s.versions) || s.versions.length === 0) req('spec.versions');
-  else if (s.versions.filter((v: unknown) => isObject(v) && v.storage).length !== 1) p.push({ field: 'spec.versions', message: 'Invalid value: must have exactly one version marked as storage version', reason: 'FieldValueInvalid' });
+  else if (s.versions.filter((v: unknown) => isObject(v) && v.storage).length !== 1)
+    p.push({ field: 'spec.versions', message: 'Invalid value: must have exactly one version marked as storage version', reason: 'FieldValueInvalid' });
   if (text(s.group) && text(names.plural) && crd.metadata.name !== `${names.plural}.${s.group}`) {
-    p.push({ field: 'metadata.name', message: `Invalid value: ${JSON.stringify(crd.metadata.name)}: must be spec.names.plural+"."+spec.group`, reason: 'FieldValueInvalid' });
+    p.push({
+      field: 'metadata.name',
+      message: `Invalid value: ${JSON.stringify(crd.metadata.name)}: must be spec.names.plural+"."+spec.group`,
+      reason: 'FieldValueInvalid',
+    });
   }
   return p;
 }
@@ -113,13 +123,29 @@ export class CrdStrategy extends GenericStrategy {
     const storageVersion = s.versions.find((v) => v.storage)?.name;
     crd.status = {
       conditions: [
-        cond('NamesAccepted', !clash, clash ? 'MultipleNamesNotAllowed' : 'NoConflicts', clash ? `"${s.names.plural}" is already in use` : 'no conflicts found'),
-        cond('Established', !clash, clash ? 'NotAccepted' : 'InitialNamesAccepted', clash ? 'not all names are accepted' : 'the initial names have been accepted'),
+        cond(
+          'NamesAccepted',
+          !clash,
+          clash ? 'MultipleNamesNotAllowed' : 'NoConflicts',
+          clash ? `"${s.names.plural}" is already in use` : 'no conflicts found',
+        ),
+        cond(
+          'Established',
+          !clash,
+          clash ? 'NotAccepted' : 'InitialNamesAccepted',
+          clash ? 'not all names are accepted' : 'the initial names have been accepted',
+        ),
       ],
-      acceptedNames: clash ? {} : {
-        plural: s.names.plural, singular: s.names.singular ?? s.names.kind.toLowerCase(), kind: s.names.kind, listKind: s.names.listKind ?? `${s.names.kind}List`,
-        ...(s.names.shortNames ? { shortNames: s.names.shortNames } : {}), ...(s.names.categories ? { categories: s.names.categories } : {}),
-      },
+      acceptedNames: clash
+        ? {}
+        : {
+            plural: s.names.plural,
+            singular: s.names.singular ?? s.names.kind.toLowerCase(),
+            kind: s.names.kind,
+            listKind: s.names.listKind ?? `${s.names.kind}List`,
+            ...(s.names.shortNames ? { shortNames: s.names.shortNames } : {}),
+            ...(s.names.categories ? { categories: s.names.categories } : {}),
+          },
       storedVersions: [...new Set([...(crd.status?.storedVersions ?? []), storageVersion])].filter((v): v is string => !!v),
     };
   }

@@ -15,7 +15,9 @@ export class CustomResourceStrategy extends GenericStrategy {
     prune(obj, version.schema, '', pruned, true);
     if (pruned.length) {
       if (ctx.fieldValidation === 'Strict') {
-        throw badRequest(`${kind.kind} in version "${version.name}" cannot be handled as a ${kind.kind}: strict decoding error: ${pruned.map((p) => `unknown field "${p}"`).join(', ')}`);
+        throw badRequest(
+          `${kind.kind} in version "${version.name}" cannot be handled as a ${kind.kind}: strict decoding error: ${pruned.map((p) => `unknown field "${p}"`).join(', ')}`,
+        );
       }
       if (ctx.fieldValidation === 'Warn') for (const p of pruned) ctx.warnings.push(`unknown field "${p}"`);
     }

@@ -32,10 +32,18 @@ export function validateMetadata(obj: KubeObject, namespaced: boolean, nameRule:
     for (const [k, v] of Object.entries(m)) {
       if (typeof v !== 'string') out.push({ reason: 'FieldValueInvalid', message: `Invalid value: ${show(v)}: must be a string`, field: `metadata.${kind}` });
       if (!/^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*\/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$/.test(k)) {
-        out.push({ reason: 'FieldValueInvalid', message: `Invalid value: ${show(k)}: name part must consist of alphanumeric characters, '-', '_' or '.'`, field: `metadata.${kind}` });
+        out.push({
+          reason: 'FieldValueInvalid',
+          message: `Invalid value: ${show(k)}: name part must consist of alphanumeric characters, '-', '_' or '.'`,
+          field: `metadata.${kind}`,
+        });
       }
       if (kind === 'labels' && typeof v === 'string' && !/^(([A-Za-z0-9][-A-Za-z0-9_.]{0,61})?[A-Za-z0-9])?$/.test(v)) {
-        out.push({ reason: 'FieldValueInvalid', message: `Invalid value: ${show(v)}: a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.'`, field: `metadata.labels` });
+        out.push({
+          reason: 'FieldValueInvalid',
+          message: `Invalid value: ${show(v)}: a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.'`,
+          field: `metadata.labels`,
+        });
       }
     }
   }

@@ -11,16 +11,34 @@ import { badRequest } from '../errors.js';
 type FieldType = 'string' | 'integer' | 'stringMap' | 'stringList' | 'ownerReferences' | 'objectList';
 
 const FIELDS: Record<string, FieldType> = {
-  name: 'string', generateName: 'string', namespace: 'string', selfLink: 'string', uid: 'string', resourceVersion: 'string',
-  generation: 'integer', creationTimestamp: 'string', deletionTimestamp: 'string', deletionGracePeriodSeconds: 'integer',
-  labels: 'stringMap', annotations: 'stringMap', finalizers: 'stringList', ownerReferences: 'ownerReferences', managedFields: 'objectList',
+  name: 'string',
+  generateName: 'string',
+  namespace: 'string',
+  selfLink: 'string',
+  uid: 'string',
+  resourceVersion: 'string',
+  generation: 'integer',
+  creationTimestamp: 'string',
+  deletionTimestamp: 'string',
+  deletionGracePeriodSeconds: 'integer',
+  labels: 'stringMap',
+  annotations: 'stringMap',
+  finalizers: 'stringList',
+  ownerReferences: 'ownerReferences',
+  managedFields: 'objectList',
 };
 
 const OWNER_REFERENCE_FIELDS: Record<string, 'string' | 'boolean'> = {
-  apiVersion: 'string', kind: 'string', name: 'string', uid: 'string', controller: 'boolean', blockOwnerDeletion: 'boolean',
+  apiVersion: 'string',
+  kind: 'string',
+  name: 'string',
+  uid: 'string',
+  controller: 'boolean',
+  blockOwnerDeletion: 'boolean',
 };
 
-const typeName = (v: unknown) => (v === null ? 'null' : Array.isArray(v) ? 'an array' : typeof v === 'object' ? 'an object' : `a ${typeof v} (${JSON.stringify(v)})`);
+const typeName = (v: unknown) =>
+  v === null ? 'null' : Array.isArray(v) ? 'an array' : typeof v === 'object' ? 'an object' : `a ${typeof v} (${JSON.stringify(v)})`;
 
 function wrongType(field: string, want: string, v: unknown): never {
   throw badRequest(`${field} must be ${want}, not ${typeName(v).slice(0, 120)}`);

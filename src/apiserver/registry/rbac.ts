@@ -10,7 +10,11 @@ import type { Cause, KubeObject, StoredObject } from '../types.js';
 import { GenericStrategy, type WriteContext } from './strategy.js';
 
 const required = (field: string, what: string): Cause => ({ reason: 'FieldValueRequired', message: `Required value: ${what}`, field });
-const invalidValue = (field: string, value: unknown, why: string): Cause => ({ reason: 'FieldValueInvalid', message: `Invalid value: ${JSON.stringify(value)}: ${why}`, field });
+const invalidValue = (field: string, value: unknown, why: string): Cause => ({
+  reason: 'FieldValueInvalid',
+  message: `Invalid value: ${JSON.stringify(value)}: ${why}`,
+  field,
+});
 
 /** Strategies that must tell the authorizer when what they store changes. */
 abstract class RbacStrategy extends GenericStrategy {
@@ -26,7 +30,10 @@ abstract class RbacStrategy extends GenericStrategy {
 }
 
 export class RoleStrategy extends RbacStrategy {
-  constructor(private readonly cluster: boolean, changed: () => void) {
+  constructor(
+    private readonly cluster: boolean,
+    changed: () => void,
+  ) {
     super(changed);
   }
 
@@ -36,7 +43,8 @@ export class RoleStrategy extends RbacStrategy {
     if (!Array.isArray(rules)) return [...causes, invalidValue('rules', rules, 'must be a list of PolicyRules')];
     rules.forEach((rule: unknown, i) => causes.push(...ruleProblems(rule, `rules[${i}]`, this.cluster)));
     const agg = obj.aggregationRule;
-    if (agg !== undefined && agg !== null && (!this.cluster || !isObject(agg))) causes.push(invalidValue('aggregationRule', agg, this.cluster ? 'must be an object' : 'a Role cannot aggregate'));
+    if (agg !== undefined && agg !== null && (!this.cluster || !isObject(agg)))
+      causes.push(invalidValue('aggregationRule', agg, this.cluster ? 'must be an object' : 'a Role cannot aggregate'));
     return causes;
   }
 }
@@ -54,7 +62,8 @@ function ruleProblems(rule: unknown, field: string, cluster: boolean): Cause[] {
   const resources = list('resources');
   if (urls.length) {
     if (!cluster) out.push(invalidValue(`${field}.nonResourceURLs`, urls, 'namespaced rules cannot apply to non-resource URLs'));
-    if (resources.length || list('apiGroups').length || list('resourceNames').length) out.push(invalidValue(`${field}.nonResourceURLs`, urls, 'rules cannot apply to both regular resources and non-resource URLs'));
+    if (resources.length || list('apiGroups').length || list('resourceNames').length)
+      out.push(invalidValue(`${field}.nonResourceURLs`, urls, 'rules cannot apply to both regular resources and non-resource URLs'));
     return out;
   }
   if (resources.length === 0) out.push(required(`${field}.resources`, 'resource rules must supply at least one resource'));
@@ -63,7 +72,10 @@ function ruleProblems(rule: unknown, field: string, cluster: boolean): Cause[] {
 }
 
 export class BindingStrategy extends RbacStrategy {
-  constructor(private readonly cluster: boolean, changed: () => void) {
+  constructor(
+    private readonly cluster: boolean,
+    changed: () => void,
+  ) {
     super(changed);
   }
 
@@ -84,7 +96,12 @@ export class BindingStrategy extends RbacStrategy {
     else {
       const kinds = this.cluster ? ['ClusterRole'] : ['Role', 'ClusterRole'];
       if (ref.apiGroup !== RBAC_GROUP) causes.push(invalidValue('roleRef.apiGroup', ref.apiGroup, `must be "${RBAC_GROUP}"`));
-      if (typeof ref.kind !== 'string' || !kinds.includes(ref.kind)) causes.push({ reason: 'FieldValueNotSupported', message: `Unsupported value: ${JSON.stringify(ref.kind)}: supported values: ${kinds.map((k) => `"${k}"`).join(', ')}`, field: 'roleRef.kind' });
+      if (typeof ref.kind !== 'string' || !kinds.includes(ref.kind))
+        causes.push({
+          reason: 'FieldValueNotSupported',
+          message: `Unsupported value: ${JSON.stringify(ref.kind)}: supported values: ${kinds.map((k) => `"${k}"`).join(', ')}`,
+          field: 'roleRef.kind',
+        });
       if (typeof ref.name !== 'string' || ref.name === '') causes.push(required('roleRef.name', 'the name of the role'));
     }
     const subjects = obj.subjects ?? [];
@@ -92,13 +109,18 @@ export class BindingStrategy extends RbacStrategy {
     subjects.forEach((s: unknown, i) => {
       const f = `subjects[${i}]`;
       if (!isObject(s)) return causes.push(invalidValue(f, s, 'must be an object'));
-      if (typeof s.name !== 'string' || s.name === '') causes.push(required(`${f}.name`, 'the subject\'s name'));
+      if (typeof s.name !== 'string' || s.name === '') causes.push(required(`${f}.name`, "the subject's name"));
       if (s.kind === 'ServiceAccount') {
         if (s.apiGroup !== '') causes.push(invalidValue(`${f}.apiGroup`, s.apiGroup, 'must be "" for a ServiceAccount'));
-        if (this.cluster && !s.namespace) causes.push(required(`${f}.namespace`, 'the ServiceAccount\'s namespace'));
+        if (this.cluster && !s.namespace) causes.push(required(`${f}.namespace`, "the ServiceAccount's namespace"));
       } else if (s.kind === 'User' || s.kind === 'Group') {
         if (s.apiGroup !== RBAC_GROUP) causes.push(invalidValue(`${f}.apiGroup`, s.apiGroup, `must be "${RBAC_GROUP}"`));
-      } else causes.push({ reason: 'FieldValueNotSupported', message: `Unsupported value: ${JSON.stringify(s.kind)}: supported values: "ServiceAccount", "User", "Group"`, field: `${f}.kind` });
+      } else
+        causes.push({
+          reason: 'FieldValueNotSupported',
+          message: `Unsupported value: ${JSON.stringify(s.kind)}: supported values: "ServiceAccount", "User", "Group"`,
+          field: `${f}.kind`,
+        });
       return undefined;
     });
     return causes;

@@ -33,6 +33,8 @@ export interface WriteRequest {
   /** Strict, Warn or Ignore. */
   fieldValidation: string;
   warnings: string[];
+  /** The request's verb (update is a PUT; patch and apply write through update() too). */
+  verb?: string;
 }
 
 /**
@@ -52,7 +54,11 @@ export interface Preconditions {
 
 export class RestStore {
   /** `deleted`: told when an object is deleted or starts being deleted (the garbage collector). */
-  constructor(private readonly storage: Store, private readonly admission: AdmissionChain, private readonly deleted: () => void = () => undefined) {}
+  constructor(
+    private readonly storage: Store,
+    private readonly admission: AdmissionChain,
+    private readonly deleted: () => void = () => undefined,
+  ) {}
 
   /** The stored object, if any. */
   get(kind: ResourceKind, namespace: string, name: string): StoredObject | undefined {
@@ -78,7 +84,7 @@ export class RestStore {
 
   /** Writes `obj` over `old`; a no-op write keeps `old` (and its resourceVersion), as in kube. */
   update(req: WriteRequest, old: StoredObject, obj: KubeObject, fields: FieldOwnership): StoredObject {
-    checkPreconditions(req.kind, old, obj.metadata);
+    checkPreconditions(req.kind, old, obj.metadata, req.verb === 'update');
     this.admission.admit(this.attributes(req, 'UPDATE', obj, old));
     const next = this.prepare(req, old, obj, fields);
     this.admission.validate(this.attributes(req, 'UPDATE', next, old));
@@ -113,14 +119,19 @@ export class RestStore {
   delete(req: WriteRequest, old: StoredObject, pre: Preconditions = {}, propagation: Propagation = 'Background'): StoredObject {
     const { kind } = req;
     const name = old.metadata.name;
-    if (pre.uid && pre.uid !== old.metadata.uid) throw conflict(kind, name, `Precondition failed: UID in precondition: ${pre.uid}, UID in object meta: ${old.metadata.uid}`);
+    if (pre.uid && pre.uid !== old.metadata.uid)
+      throw conflict(kind, name, `Precondition failed: UID in precondition: ${pre.uid}, UID in object meta: ${old.metadata.uid}`);
     if (pre.resourceVersion && pre.resourceVersion !== old.metadata.resourceVersion) {
-      throw conflict(kind, name, `Precondition failed: ResourceVersion in precondition: ${pre.resourceVersion}, ResourceVersion in object meta: ${old.metadata.resourceVersion}`);
+      throw conflict(
+        kind,
+        name,
+        `Precondition failed: ResourceVersion in precondition: ${pre.resourceVersion}, ResourceVersion in object meta: ${old.metadata.resourceVersion}`,
+      );
     }
     const attrs = this.attributes({ ...req, name }, 'DELETE', undefined, old);
     this.admission.admit(attrs);
     this.admission.validate(attrs);
-    const ns = kind.namespaced ? old.metadata.namespace ?? '' : '';
+    const ns = kind.namespaced ? (old.metadata.namespace ?? '') : '';
     const strategy = kind.strategy;
     // Foreground and orphan deletions wait for the garbage collector, through its finalizers.
     const finalizers = [...(old.metadata.finalizers ?? [])];
@@ -152,13 +163,20 @@ export class RestStore {
 
   private attributes(req: WriteRequest, operation: Operation, object?: KubeObject, oldObject?: StoredObject): AdmissionAttributes {
     return {
-      operation, kind: req.kind, namespace: req.namespace, name: req.name, subresource: req.subresource,
-      object, oldObject, user: req.user, dryRun: req.dryRun,
+      operation,
+      kind: req.kind,
+      namespace: req.namespace,
+      name: req.name,
+      subresource: req.subresource,
+      object,
+      oldObject,
+      user: req.user,
+      dryRun: req.dryRun,
     };
   }
 
   private namespaceOf(req: WriteRequest, obj: KubeObject): string {
-    return req.kind.namespaced ? obj.metadata.namespace ?? '' : '';
+    return req.kind.namespaced ? (obj.metadata.namespace ?? '') : '';
   }
 
   private dryRunResult(kind: ResourceKind, next: KubeObject, old: StoredObject | undefined): StoredObject {
@@ -194,9 +212,17 @@ export class RestStore {
     strategy.complete(next, old);
     const m = next.metadata;
     if (old && m.generation !== undefined && !jsonEqual(specOf(old, version), specOf(next, version))) m.generation = (old.metadata.generation ?? 0) + 1;
-    const managedFields = 'manager' in fields
-      ? recordUpdate(old, next, managersBefore(requested, old?.metadata.managedFields, req.subresource), { manager: fields.manager, apiVersion: req.apiVersion, subresource: req.subresource }, version.schema, nowIso())
-      : onlyExisting(fields.applied, next, version.schema);
+    const managedFields =
+      'manager' in fields
+        ? recordUpdate(
+            old,
+            next,
+            managersBefore(requested, old?.metadata.managedFields, req.subresource),
+            { manager: fields.manager, apiVersion: req.apiVersion, subresource: req.subresource },
+            version.schema,
+            nowIso(),
+          )
+        : onlyExisting(fields.applied, next, version.schema);
     if (managedFields.length) next.metadata.managedFields = managedFields;
     else delete next.metadata.managedFields;
     return next;
@@ -217,25 +243,34 @@ function metadataUpdateCauses(obj: KubeObject, old: StoredObject): Cause[] {
   }
   const grace = old.metadata.deletionGracePeriodSeconds;
   if (grace !== undefined && m.deletionGracePeriodSeconds !== undefined && m.deletionGracePeriodSeconds !== grace) {
-    out.push({ reason: 'FieldValueInvalid', message: `Invalid value: ${JSON.stringify(m.deletionGracePeriodSeconds)}: field is immutable; may only be changed via deletion`, field: 'metadata.deletionGracePeriodSeconds' });
+    out.push({
+      reason: 'FieldValueInvalid',
+      message: `Invalid value: ${JSON.stringify(m.deletionGracePeriodSeconds)}: field is immutable; may only be changed via deletion`,
+      field: 'metadata.deletionGracePeriodSeconds',
+    });
   }
   if (old.metadata.deletionTimestamp) {
     const had = new Set(old.metadata.finalizers ?? []);
     const added = (Array.isArray(m.finalizers) ? m.finalizers : []).filter((f) => !had.has(f));
     if (added.length) {
-      out.push({ reason: 'FieldValueForbidden', message: `Forbidden: no new finalizers can be added if the object is being deleted, found new finalizers []string{${added.map((f) => JSON.stringify(f)).join(', ')}}`, field: 'metadata.finalizers' });
+      out.push({
+        reason: 'FieldValueForbidden',
+        message: `Forbidden: no new finalizers can be added if the object is being deleted, found new finalizers []string{${added.map((f) => JSON.stringify(f)).join(', ')}}`,
+        field: 'metadata.finalizers',
+      });
     }
   }
   return out;
 }
 
 /**
- * A uid or resourceVersion the written object carries must be the stored object's: kube treats
- * both as preconditions, so a client writing over a newer or a recreated object gets 409.
+ * A resourceVersion the written object carries must be the stored object's, and so must the uid
+ * of a PUT body: kube treats them as preconditions, so a client writing over a newer or a
+ * recreated object gets 409. (A patch that changes the uid is refused by the metadata rules: 422.)
  */
-function checkPreconditions(kind: GroupResource, old: StoredObject, m: ObjectMeta): void {
+function checkPreconditions(kind: GroupResource, old: StoredObject, m: ObjectMeta, uidIsPrecondition: boolean): void {
   const name = old.metadata.name;
-  if (m.uid !== undefined && m.uid !== '' && m.uid !== old.metadata.uid) {
+  if (uidIsPrecondition && m.uid !== undefined && m.uid !== '' && m.uid !== old.metadata.uid) {
     throw conflict(kind, name, `Precondition failed: UID in precondition: ${String(m.uid)}, UID in object meta: ${old.metadata.uid}`);
   }
   if (m.resourceVersion !== undefined && m.resourceVersion !== '' && m.resourceVersion !== old.metadata.resourceVersion) throw conflict(kind, name);
@@ -244,7 +279,9 @@ function checkPreconditions(kind: GroupResource, old: StoredObject, m: ObjectMet
 /** Storage's refusals as the client sees them. */
 function storageError(kind: GroupResource, name: string, e: unknown): unknown {
   if (e instanceof ObjectTooLargeError) {
-    return requestEntityTooLarge(`${kind.group ? `${kind.resource}.${kind.group}` : kind.resource} "${name}" would be ${e.bytes} bytes as stored; the limit for one object is ${e.limit} bytes`);
+    return requestEntityTooLarge(
+      `${kind.group ? `${kind.resource}.${kind.group}` : kind.resource} "${name}" would be ${e.bytes} bytes as stored; the limit for one object is ${e.limit} bytes`,
+    );
   }
   return e;
 }

@@ -130,7 +130,11 @@ export function toCauses(errors: ErrorObject[] | null | undefined, obj: unknown)
         break;
       }
       case 'type':
-        c = { reason: 'FieldValueInvalid', message: `Invalid value: "${typeof value === 'object' ? (Array.isArray(value) ? 'array' : value === null ? 'null' : 'object') : typeof value}": ${field || 'body'} in body must be of type ${(e.params as { type: string }).type}: ${showValue(value)}`, field };
+        c = {
+          reason: 'FieldValueInvalid',
+          message: `Invalid value: "${typeof value === 'object' ? (Array.isArray(value) ? 'array' : value === null ? 'null' : 'object') : typeof value}": ${field || 'body'} in body must be of type ${(e.params as { type: string }).type}: ${showValue(value)}`,
+          field,
+        };
         break;
       case 'anyOf':
       case 'oneOf':

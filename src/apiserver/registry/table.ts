@@ -4,14 +4,25 @@ import { getPath } from '../request/selectors.js';
 import type { JsonObject, KubeObject, ListMeta, PrinterColumn } from '../types.js';
 import type { ResourceKind } from './kinds.js';
 
-export const ageColumn: PrinterColumn = { name: 'Age', type: 'date', jsonPath: '.metadata.creationTimestamp', description: 'CreationTimestamp is a timestamp representing the server time when this object was created.' };
+export const ageColumn: PrinterColumn = {
+  name: 'Age',
+  type: 'date',
+  jsonPath: '.metadata.creationTimestamp',
+  description: 'CreationTimestamp is a timestamp representing the server time when this object was created.',
+};
 
 const keyCount = (m: unknown) => (isObject(m) ? Object.keys(m).length : 0);
 
 /** Columns for Table output: Name first, then printer columns (CRDs without any get Age). */
 export function columnsFor(kind: ResourceKind, version: string): PrinterColumn[] {
   const v = kind.versions.find((x) => x.name === version) ?? kind.versions[0];
-  const name: PrinterColumn = { name: 'Name', type: 'string', format: 'name', jsonPath: '.metadata.name', description: 'Name must be unique within a namespace.' };
+  const name: PrinterColumn = {
+    name: 'Name',
+    type: 'string',
+    format: 'name',
+    jsonPath: '.metadata.name',
+    description: 'Name must be unique within a namespace.',
+  };
   return [name, ...(v.columns && v.columns.length ? v.columns : [ageColumn])];
 }
 
@@ -45,9 +56,12 @@ export function toTable(kind: ResourceKind, version: string, objs: KubeObject[],
       : [],
     rows: objs.map((o) => ({
       cells: cols.map((c) => cell(o, c, now)),
-      object: includeObject === 'None' ? undefined
-        : includeObject === 'Object' ? o
-        : { kind: 'PartialObjectMetadata', apiVersion: 'meta.k8s.io/v1', metadata: o.metadata },
+      object:
+        includeObject === 'None'
+          ? undefined
+          : includeObject === 'Object'
+            ? o
+            : { kind: 'PartialObjectMetadata', apiVersion: 'meta.k8s.io/v1', metadata: o.metadata },
     })),
   };
 }

@@ -33,17 +33,29 @@ export const UNSERVED_VERBS = ['delete', 'deletecollection', 'get', 'list', 'wat
 export function unservedKinds(): ResourceKind[] {
   const strategy = new GenericStrategy();
   return PRUNE_SET_NOT_RUN.map(([group, resource, kind, namespaced, shortNames]) => ({
-    group, resource, kind, namespaced, shortNames, categories: [], strategy,
-    singular: kind.toLowerCase(), listKind: `${kind}List`,
+    group,
+    resource,
+    kind,
+    namespaced,
+    shortNames,
+    categories: [],
+    strategy,
+    singular: kind.toLowerCase(),
+    listKind: `${kind}List`,
     versions: [{ name: 'v1', served: true, storage: true, statusSubresource: false, columns: [ageColumn] }],
-    storageKey: kindKey(group, resource), builtin: true, unserved: true,
+    storageKey: kindKey(group, resource),
+    builtin: true,
+    unserved: true,
   }));
 }
 
 /** The refusal of a write to an unserved kind. */
 export function notRun(kind: ResourceKind): ApiError {
   const apiVersion = kind.group ? `${kind.group}/v1` : 'v1';
-  return new ApiError(405, 'MethodNotAllowed',
+  return new ApiError(
+    405,
+    'MethodNotAllowed',
     `nbswarm does not run ${kind.kind} objects (${apiVersion}): it serves ${kind.resource} only as an empty, read-only list so that kubectl apply --prune works; run notebook servers and dashboards as NotebookServer objects (nbswarm.io/v1alpha1)`,
-    { group: kind.group || undefined, kind: kind.resource });
+    { group: kind.group || undefined, kind: kind.resource },
+  );
 }

@@ -33,7 +33,10 @@ export interface Decoded<T = unknown> {
  * ApiError.closeConnection), so a client cannot keep the upload going.
  */
 export class BodyReader {
-  constructor(private readonly budget: ByteBudget, private readonly timeoutMs: number) {}
+  constructor(
+    private readonly budget: ByteBudget,
+    private readonly timeoutMs: number,
+  ) {}
 
   /** Reads the whole body (events, not async iteration: that was ~2% of a create's CPU). */
   read(req: Req): Promise<Body> {
@@ -80,7 +83,10 @@ export class BodyReader {
         if (settled) return;
         settled = true;
         release();
-        const type = String(req.headers['content-type'] ?? '').split(';')[0].trim().toLowerCase();
+        const type = String(req.headers['content-type'] ?? '')
+          .split(';')[0]
+          .trim()
+          .toLowerCase();
         const buf = chunks.length === 1 ? chunks[0] : Buffer.concat(chunks);
         resolve({ raw: buf.toString('utf8'), type, buf });
       });
@@ -115,7 +121,7 @@ function closing(e: ApiError): ApiError {
  * MAX_JSON_DEPTH levels deep and has no member named `__proto__` (400 otherwise).
  */
 export function decode(raw: string, type: string): Decoded {
-  if (!raw.trim()) throw badRequest('Object \'Kind\' is missing in \'\'');
+  if (!raw.trim()) throw badRequest("Object 'Kind' is missing in ''");
   if (YAML_TYPES.has(type)) {
     if (yamlFlowDepth(raw) > MAX_JSON_DEPTH) throw badRequest(`error decoding YAML: the body nests collections more than ${MAX_JSON_DEPTH} levels deep`);
     let value: unknown;

@@ -34,7 +34,10 @@ export class StreamRequest implements Req {
   readonly method: string;
   readonly url: string;
 
-  constructor(private readonly stream: ServerHttp2Stream, readonly headers: Http2Headers) {
+  constructor(
+    private readonly stream: ServerHttp2Stream,
+    readonly headers: Http2Headers,
+  ) {
     this.method = String(headers[':method'] ?? 'GET');
     this.url = String(headers[':path'] ?? '/');
   }

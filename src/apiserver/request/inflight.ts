@@ -9,7 +9,10 @@ export class InflightLimiter {
   private readonly requests = new Map<string, number>();
   private readonly watches = new Map<string, number>();
 
-  constructor(private readonly maxRequests: number, private readonly maxWatches: number) {}
+  constructor(
+    private readonly maxRequests: number,
+    private readonly maxWatches: number,
+  ) {}
 
   /** Counts a request of `user` in; throws 429 past the allowance. The returned function counts it out (once). */
   enter(user: string, watch: boolean): () => void {
@@ -17,9 +20,9 @@ export class InflightLimiter {
     const max = watch ? this.maxWatches : this.maxRequests;
     const n = counts.get(user) ?? 0;
     if (n >= max) {
-      throw tooManyRequests(watch
-        ? `user "${user}" has ${n} watches open, the most one user may have`
-        : `user "${user}" has ${n} requests in progress, the most one user may have`);
+      throw tooManyRequests(
+        watch ? `user "${user}" has ${n} watches open, the most one user may have` : `user "${user}" has ${n} requests in progress, the most one user may have`,
+      );
     }
     counts.set(user, n + 1);
     let left = false;

@@ -67,7 +67,10 @@ export function parseRequestInfo(method: string, path: string, query: URLSearchP
     watch = true;
     rest = rest.slice(1);
   }
-  let namespace = '', resource: string | undefined, name = '', subresource = '';
+  let namespace = '',
+    resource: string | undefined,
+    name = '',
+    subresource = '';
   // namespaces/<ns>/<resource>…, except the namespace's own subresources (namespaces/<ns>/status).
   const namespaceOwn = rest.length === 3 && (rest[2] === 'status' || rest[2] === 'finalize');
   if (rest[0] === 'namespaces' && rest.length >= 3 && !namespaceOwn) {
@@ -81,18 +84,32 @@ export function parseRequestInfo(method: string, path: string, query: URLSearchP
   // The namespace controller's /finalize writes what /status does here (nothing else reads spec.finalizers).
   if (group === '' && resource === 'namespaces' && subresource === 'finalize') subresource = 'status';
   return {
-    isResourceRequest: true, path, verb: verbOf(method, name !== '', watch), apiPrefix: prefix === 'api' ? 'api' : 'apis',
-    group, version, namespace, resource, name, subresource,
+    isResourceRequest: true,
+    path,
+    verb: verbOf(method, name !== '', watch),
+    apiPrefix: prefix === 'api' ? 'api' : 'apis',
+    group,
+    version,
+    namespace,
+    resource,
+    name,
+    subresource,
   };
 }
 
 function verbOf(method: string, named: boolean, watch: boolean): Verb | undefined {
   switch (method.toUpperCase()) {
-    case 'GET': return watch ? 'watch' : named ? 'get' : 'list';
-    case 'POST': return 'create';
-    case 'PUT': return 'update';
-    case 'PATCH': return 'patch';
-    case 'DELETE': return named ? 'delete' : 'deletecollection';
-    default: return undefined;
+    case 'GET':
+      return watch ? 'watch' : named ? 'get' : 'list';
+    case 'POST':
+      return 'create';
+    case 'PUT':
+      return 'update';
+    case 'PATCH':
+      return 'patch';
+    case 'DELETE':
+      return named ? 'delete' : 'deletecollection';
+    default:
+      return undefined;
   }
 }

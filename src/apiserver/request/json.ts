@@ -72,8 +72,16 @@ export function scanJson(text: string, maxDepth = MAX_JSON_DEPTH): ScanResult {
     const c = text.charCodeAt(i);
     if (c === 123 /* { */ || c === 91 /* [ */) {
       const parent = stack[stack.length - 1];
-      if (stack.length >= maxDepth) throw new BodyShapeError(`the body nests objects and arrays more than ${maxDepth} levels deep (at ${pathOf(stack) || 'the top'})`);
-      stack.push({ array: c === 91, label: parent ? (parent.array ? String(parent.index) : parent.key) : '', expectKey: c === 123, key: '', index: 0, names: null });
+      if (stack.length >= maxDepth)
+        throw new BodyShapeError(`the body nests objects and arrays more than ${maxDepth} levels deep (at ${pathOf(stack) || 'the top'})`);
+      stack.push({
+        array: c === 91,
+        label: parent ? (parent.array ? String(parent.index) : parent.key) : '',
+        expectKey: c === 123,
+        key: '',
+        index: 0,
+        names: null,
+      });
       i++;
     } else if (c === 125 /* } */ || c === 93 /* ] */) {
       stack.pop();
@@ -115,7 +123,8 @@ export function parseJson(text: string, maxDepth = MAX_JSON_DEPTH): { value: unk
  * library's parser runs out of memory on a few thousand levels, so they are counted before it runs.
  */
 export function yamlFlowDepth(text: string): number {
-  let depth = 0, max = 0;
+  let depth = 0,
+    max = 0;
   const n = text.length;
   for (let i = 0; i < n; i++) {
     const c = text.charCodeAt(i);

@@ -25,7 +25,8 @@ function fields(b: Buffer): Field[] {
   const pos = { i: 0 };
   while (pos.i < b.length) {
     const key = Number(varint(b, pos));
-    const no = key >>> 3, wire = key & 7;
+    const no = key >>> 3,
+      wire = key & 7;
     if (wire === 0) out.push({ no, wire, v: varint(b, pos) });
     else if (wire === 2) {
       const len = Number(varint(b, pos));
@@ -68,12 +69,24 @@ function objectMeta(b: Buffer): ObjectMeta {
   const m: ObjectMeta = {};
   for (const f of fs) {
     switch (f.no) {
-      case 1: m.name = str(f); break;
-      case 2: m.generateName = str(f); break;
-      case 3: m.namespace = str(f); break;
-      case 5: m.uid = str(f); break;
-      case 6: m.resourceVersion = str(f); break;
-      case 14: (m.finalizers ??= []).push(str(f)); break;
+      case 1:
+        m.name = str(f);
+        break;
+      case 2:
+        m.generateName = str(f);
+        break;
+      case 3:
+        m.namespace = str(f);
+        break;
+      case 5:
+        m.uid = str(f);
+        break;
+      case 6:
+        m.resourceVersion = str(f);
+        break;
+      case 14:
+        (m.finalizers ??= []).push(str(f));
+        break;
     }
   }
   const labels = map(fs, 11, false);
@@ -103,7 +116,12 @@ function strFields(b: Buffer, names: string[]): Record<string, string> {
 function policyRule(b: Buffer): Record<string, string[]> {
   const fs = fields(b);
   const out: Record<string, string[]> = { verbs: strings(fs, 1) };
-  for (const [no, name] of [[2, 'apiGroups'], [3, 'resources'], [4, 'resourceNames'], [5, 'nonResourceURLs']] as const) {
+  for (const [no, name] of [
+    [2, 'apiGroups'],
+    [3, 'resources'],
+    [4, 'resourceNames'],
+    [5, 'nonResourceURLs'],
+  ] as const) {
     const v = strings(fs, no);
     if (v.length) out[name] = v;
   }
@@ -160,7 +178,8 @@ export function decodeK8sProtobuf(buf: Buffer): KubeObject {
   const unknown = fields(buf.subarray(4));
   const tm = unknown.find((f) => f.no === 1);
   const raw = unknown.find((f) => f.no === 2);
-  let apiVersion = '', kind = '';
+  let apiVersion = '',
+    kind = '';
   if (tm) {
     for (const f of fields(tm.v as Buffer)) {
       if (f.no === 1) apiVersion = str(f);
@@ -196,13 +215,27 @@ export function decodeK8sProtobuf(buf: Buffer): KubeObject {
     case 'Event': {
       for (const f of fs) {
         switch (f.no) {
-          case 2: o.involvedObject = objRef(f.v as Buffer); break;
-          case 3: o.reason = str(f); break;
-          case 4: o.message = str(f); break;
-          case 6: o.firstTimestamp = time(f.v as Buffer); break;
-          case 7: o.lastTimestamp = time(f.v as Buffer); break;
-          case 8: o.count = Number(f.v as bigint); break;
-          case 9: o.type = str(f); break;
+          case 2:
+            o.involvedObject = objRef(f.v as Buffer);
+            break;
+          case 3:
+            o.reason = str(f);
+            break;
+          case 4:
+            o.message = str(f);
+            break;
+          case 6:
+            o.firstTimestamp = time(f.v as Buffer);
+            break;
+          case 7:
+            o.lastTimestamp = time(f.v as Buffer);
+            break;
+          case 8:
+            o.count = Number(f.v as bigint);
+            break;
+          case 9:
+            o.type = str(f);
+            break;
         }
       }
       break;
@@ -223,7 +256,9 @@ export function decodeK8sProtobuf(buf: Buffer): KubeObject {
     }
     default:
       if (!decodeIdentityKinds(kind, fs, o)) {
-        throw new Error(`protobuf bodies are supported only for Secret, ConfigMap, Namespace, Event, ServiceAccount, TokenRequest, RBAC kinds and self-reviews, not ${kind || 'unknown'}`);
+        throw new Error(
+          `protobuf bodies are supported only for Secret, ConfigMap, Namespace, Event, ServiceAccount, TokenRequest, RBAC kinds and self-reviews, not ${kind || 'unknown'}`,
+        );
       }
   }
   return o;

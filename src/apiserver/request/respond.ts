@@ -16,7 +16,10 @@ const JSON_HEADERS = { 'content-type': 'application/json', 'cache-control': 'no-
 const WRITE_BYTES = 256 * 1024;
 
 export class Responder {
-  constructor(private readonly storage: Store, private readonly log: Logger) {}
+  constructor(
+    private readonly storage: Store,
+    private readonly log: Logger,
+  ) {}
 
   /** Replies with `body` as JSON (the stored text when it is an object storage wrote). */
   send(res: Res, code: number, body: unknown, warnings: string[] = []): void {
@@ -98,9 +101,16 @@ export class Responder {
   private afterCommit(res: Res, ok: () => void): void {
     this.storage.afterCommit(ok, (e) => {
       const full = /SQLITE_FULL|disk is full/i.test(e.message);
-      this.log.error('commit failed', { ...errorFields(e, 'storage'), hint: full ? 'the file system holding the data dir is full: free space there' : 'check the disk holding the data dir (space, permissions)' });
+      this.log.error('commit failed', {
+        ...errorFields(e, 'storage'),
+        hint: full ? 'the file system holding the data dir is full: free space there' : 'check the disk holding the data dir (space, permissions)',
+      });
       const err = full
-        ? new ApiError(507, 'InsufficientStorage', `the write was not stored: the file system holding the server's data directory is full (${e.message}); it is taken again once there is space`)
+        ? new ApiError(
+            507,
+            'InsufficientStorage',
+            `the write was not stored: the file system holding the server's data directory is full (${e.message}); it is taken again once there is space`,
+          )
         : internalError(`commit failed: ${e.message}`);
       reply(res, err.code, { ...JSON_HEADERS }, JSON.stringify(err.toStatus()));
     });

@@ -53,10 +53,18 @@ export function matches(reqs: Requirement[], labels: Record<string, string> | nu
   for (const r of reqs) {
     const has = Object.prototype.hasOwnProperty.call(l, r.key);
     switch (r.op) {
-      case 'exists': if (!has) return false; break;
-      case '!exists': if (has) return false; break;
-      case 'in': if (!has || !r.values.includes(l[r.key])) return false; break;
-      case 'notin': if (has && r.values.includes(l[r.key])) return false; break;
+      case 'exists':
+        if (!has) return false;
+        break;
+      case '!exists':
+        if (has) return false;
+        break;
+      case 'in':
+        if (!has || !r.values.includes(l[r.key])) return false;
+        break;
+      case 'notin':
+        if (has && r.values.includes(l[r.key])) return false;
+        break;
     }
   }
   return true;

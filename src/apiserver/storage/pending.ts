@@ -21,7 +21,6 @@ export interface PendingRow {
   data: string | null;
 }
 
-
 /** Key order as SQLite sorts the objects table: by namespace, then name. Names and namespaces are DNS names (ASCII), so JS string order is byte order. */
 function compareRows(a: { ns: string; name: string }, b: { ns: string; name: string }): number {
   if (a.ns !== b.ns) return a.ns < b.ns ? -1 : 1;
@@ -62,9 +61,7 @@ export class PendingWrites {
     const rows = this.byKind.get(gr);
     if (!rows) return stored;
     const from = { ns: after[0], name: after[1] };
-    const pending = [...rows.values()]
-      .filter((r) => (ns === null ? compareRows(r, from) > 0 : r.ns === ns && r.name > from.name))
-      .sort(compareRows);
+    const pending = [...rows.values()].filter((r) => (ns === null ? compareRows(r, from) > 0 : r.ns === ns && r.name > from.name)).sort(compareRows);
     return pending.length ? merge(stored, pending) : stored;
   }
 }

@@ -40,7 +40,10 @@ export interface StoreEvent {
 
 /** A write whose object would be larger than the store takes (see MAX_OBJECT_BYTES). */
 export class ObjectTooLargeError extends Error {
-  constructor(readonly bytes: number, readonly limit: number) {
+  constructor(
+    readonly bytes: number,
+    readonly limit: number,
+  ) {
     super(`the object is ${bytes} bytes as JSON, more than the ${limit} one object may take`);
   }
 }
@@ -154,7 +157,11 @@ export class Store {
    */
   private readonly namespaces = new Map<string, Readonly<Namespace>>();
 
-  constructor(file: string, private readonly window: number, synchronous: 'NORMAL' | 'FULL' = 'NORMAL') {
+  constructor(
+    file: string,
+    private readonly window: number,
+    synchronous: 'NORMAL' | 'FULL' = 'NORMAL',
+  ) {
     this.db = openDatabase(file);
     const prepared = Object.entries(READ_SQL).map(([k, sql]) => [k, this.db.prepare(sql)]);
     this.st = Object.fromEntries(prepared) as Record<keyof typeof READ_SQL, Statement>;
@@ -162,10 +169,15 @@ export class Store {
     this.rv = this.committed = meta.rv;
     this.compacted = this.committedCompacted = meta.compacted;
     this.keys.load(this.db);
-    this.writer = new WriterThread(file, synchronous, (m) => this.onWriterReply(m), (e) => {
-      this.writerDead = e;
-      this.fail(e);
-    });
+    this.writer = new WriterThread(
+      file,
+      synchronous,
+      (m) => this.onWriterReply(m),
+      (e) => {
+        this.writerDead = e;
+        this.fail(e);
+      },
+    );
   }
 
   get currentRv(): number {
@@ -203,9 +215,9 @@ export class Store {
 
   /** Like iterate, as the stored JSON text: a list that needs no object can splice it unparsed. */
   iterateRows(gr: string, ns: string | null, after: [string, string] = ['', '']): IterableIterator<StoredRow> {
-    const stored = (ns === null
-      ? this.st.listAll.iterate(gr, after[0], after[0], after[1])
-      : this.st.listNs.iterate(gr, ns, after[1])) as IterableIterator<StoredRow>;
+    const stored = (
+      ns === null ? this.st.listAll.iterate(gr, after[0], after[0], after[1]) : this.st.listNs.iterate(gr, ns, after[1])
+    ) as IterableIterator<StoredRow>;
     return this.pendingWrites.overlay(gr, ns, after, stored);
   }
 
@@ -320,7 +332,8 @@ export class Store {
       this.committed = g.rv;
       if (g.compactUpTo !== undefined) this.committedCompacted = g.compactUpTo;
       const r = g.rows;
-      for (let i = 0; i < r.length; i += ROW_FIELDS) this.pendingWrites.committed(r[i + 1] as string, r[i + 2] as string, r[i + 3] as string, r[i + 4] as number);
+      for (let i = 0; i < r.length; i += ROW_FIELDS)
+        this.pendingWrites.committed(r[i + 1] as string, r[i + 2] as string, r[i + 3] as string, r[i + 4] as number);
       for (const ev of g.events) this.notify(ev);
       for (const f of g.done) f();
     }
@@ -363,7 +376,12 @@ export class Store {
     if (rv < this.compacted) return 'expired';
     // Only what watchers have been sent: later commits reach them as live events.
     return (this.st.since.all(gr, rv, this.committed) as { rv: number; gr: string; ns: string; name: string; type: EventType; data: string }[]).map((r) => ({
-      type: r.type, gr: r.gr, ns: r.ns, name: r.name, rv: r.rv, object: JSON.parse(r.data),
+      type: r.type,
+      gr: r.gr,
+      ns: r.ns,
+      name: r.name,
+      rv: r.rv,
+      object: JSON.parse(r.data),
     }));
   }
 

@@ -26,10 +26,7 @@ export interface CommitMessage {
 
 type ToWriter = CommitMessage | { op: 'close' };
 
-export type FromWriter =
-  | { op: 'committed'; seq: number }
-  | { op: 'failed'; seq: number; error: string }
-  | { op: 'closed' };
+export type FromWriter = { op: 'committed'; seq: number } | { op: 'failed'; seq: number; error: string } | { op: 'closed' };
 
 interface WriterData {
   file: string;
@@ -57,17 +54,27 @@ function writerThread(): void {
   db.pragma('wal_autocheckpoint = 10000');
   db.pragma(`journal_size_limit = ${64 * 2 ** 20}`);
   const st = {
-    insert: db.prepare(data.sql.insert), upsert: db.prepare(data.sql.upsert), del: db.prepare(data.sql.del),
-    hist: db.prepare(data.sql.hist), setMeta: db.prepare(data.sql.setMeta), compact: db.prepare(data.sql.compact),
+    insert: db.prepare(data.sql.insert),
+    upsert: db.prepare(data.sql.upsert),
+    del: db.prepare(data.sql.del),
+    hist: db.prepare(data.sql.hist),
+    setMeta: db.prepare(data.sql.setMeta),
+    compact: db.prepare(data.sql.compact),
   };
   let failedEpoch = -1;
   const apply = (m: CommitMessage, now: number) => {
     const r = m.rows;
     for (let i = 0; i < r.length; i += 6 /* ROW_FIELDS */) {
-      const type = r[i] as string, gr = r[i + 1], ns = r[i + 2], name = r[i + 3], rv = r[i + 4], text = r[i + 5];
+      const type = r[i] as string,
+        gr = r[i + 1],
+        ns = r[i + 2],
+        name = r[i + 3],
+        rv = r[i + 4],
+        text = r[i + 5];
       if (type === 'DELETED') st.del.run(gr, ns, name);
       else if (type === 'MODIFIED') st.upsert.run(gr, ns, name, rv, text);
-      else if (st.insert.run(gr, ns, name, rv, text).changes === 0) throw new Error(`${String(gr)} ${String(ns)}/${String(name)} exists in storage but not in the server's view`);
+      else if (st.insert.run(gr, ns, name, rv, text).changes === 0)
+        throw new Error(`${String(gr)} ${String(ns)}/${String(name)} exists in storage but not in the server's view`);
       st.hist.run(rv, gr, ns, name, type, text, now);
     }
     st.setMeta.run(m.rv, 'rv');

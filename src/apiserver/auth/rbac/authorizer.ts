@@ -55,7 +55,10 @@ export class RBACAuthorizer implements Authorizer {
   /** Each indexed role's rules, parsed once per index (every request evaluates them). */
   private parsed = new WeakMap<KubeObject, PolicyRule[]>();
 
-  constructor(private readonly storage: Store, private readonly registry: KindRegistry) {
+  constructor(
+    private readonly storage: Store,
+    private readonly registry: KindRegistry,
+  ) {
     // Deletions that bypass the write path (a namespace's sweep) reach the index through the store's events.
     for (const resource of RBAC_RESOURCES) {
       storage.addWatcher({ gr: kindKey(RBAC_GROUP, resource), ns: '', send: () => this.invalidate() });
@@ -76,8 +79,13 @@ export class RBACAuthorizer implements Authorizer {
     const groups = userGroups(a.user);
     if (groups.includes(MASTERS)) return { allowed: true, reason: `allowed: the user is in the group ${MASTERS}` };
     const req: RuleRequest = {
-      verb: a.verb, resourceRequest: a.resourceRequest, group: a.group, resource: a.resource,
-      subresource: a.subresource, name: a.name, path: a.path ?? '',
+      verb: a.verb,
+      resourceRequest: a.resourceRequest,
+      group: a.group,
+      resource: a.resource,
+      subresource: a.subresource,
+      name: a.name,
+      path: a.path ?? '',
     };
     for (const g of this.grants(a.user, groups, a.resourceRequest ? a.namespace : '', a.resourceRequest && a.namespaced)) {
       if (g.rules.some((r) => ruleAllows(r, req))) return { allowed: true, reason: `RBAC: allowed by ${g.describe()}` };
@@ -88,7 +96,11 @@ export class RBACAuthorizer implements Authorizer {
   /** Every rule that applies to `user` in `namespace` ('' = cluster-wide rules only). */
   rulesFor(user: User, namespace: string): PolicyRule[] {
     const groups = userGroups(user);
-    if (groups.includes(MASTERS)) return [{ apiGroups: ['*'], resources: ['*'], verbs: ['*'] }, { nonResourceURLs: ['*'], verbs: ['*'] }];
+    if (groups.includes(MASTERS))
+      return [
+        { apiGroups: ['*'], resources: ['*'], verbs: ['*'] },
+        { nonResourceURLs: ['*'], verbs: ['*'] },
+      ];
     const out: PolicyRule[] = [];
     for (const g of this.grants(user, groups, namespace, namespace !== '')) out.push(...g.rules);
     return out;
@@ -113,14 +125,22 @@ export class RBACAuthorizer implements Authorizer {
       const subject = b.subjects.find((s) => subjectMatches(s, user, groups, ''));
       if (!subject) continue;
       const role = idx.clusterRoles.get(b.roleName);
-      if (role) yield { rules: this.rulesOf(role), describe: () => `ClusterRoleBinding "${b.name}" of ClusterRole "${b.roleName}" to ${subject.kind} "${subject.name}"` };
+      if (role)
+        yield {
+          rules: this.rulesOf(role),
+          describe: () => `ClusterRoleBinding "${b.name}" of ClusterRole "${b.roleName}" to ${subject.kind} "${subject.name}"`,
+        };
     }
     if (!namespace) return;
     for (const b of idx.bindings.get(namespace) ?? []) {
       const subject = b.subjects.find((s) => subjectMatches(s, user, groups, namespace));
       if (!subject) continue;
       const role = b.roleKind === 'ClusterRole' ? idx.clusterRoles.get(b.roleName) : idx.roles.get(`${namespace}/${b.roleName}`);
-      if (role) yield { rules: this.rulesOf(role), describe: () => `RoleBinding "${b.name}/${namespace}" of ${b.roleKind} "${b.roleName}" to ${subject.kind} "${subject.name}"` };
+      if (role)
+        yield {
+          rules: this.rulesOf(role),
+          describe: () => `RoleBinding "${b.name}/${namespace}" of ${b.roleKind} "${b.roleName}" to ${subject.kind} "${subject.name}"`,
+        };
     }
   }
 
@@ -209,23 +229,27 @@ export class RBACAuthorizer implements Authorizer {
 function readBinding(o: StoredObject): Binding | undefined {
   const ref = o.roleRef as { kind?: unknown; name?: unknown } | undefined;
   if (!ref || typeof ref.kind !== 'string' || typeof ref.name !== 'string') return undefined;
-  const subjects = Array.isArray(o.subjects) ? (o.subjects as unknown[]).filter((s): s is Subject => {
-    const x = s as Subject | null;
-    return !!x && typeof x.kind === 'string' && typeof x.name === 'string';
-  }) : [];
+  const subjects = Array.isArray(o.subjects)
+    ? (o.subjects as unknown[]).filter((s): s is Subject => {
+        const x = s as Subject | null;
+        return !!x && typeof x.kind === 'string' && typeof x.name === 'string';
+      })
+    : [];
   return { name: o.metadata.name, namespace: o.metadata.namespace ?? '', roleKind: ref.kind, roleName: ref.name, subjects };
 }
 
 /** Whether a binding's subject is the user (a ServiceAccount subject without namespace is in the binding's). */
 export function subjectMatches(s: Subject, user: User, groups: string[], bindingNamespace: string): boolean {
   switch (s.kind) {
-    case 'User': return s.name === user.name;
-    case 'Group': return groups.includes(s.name);
+    case 'User':
+      return s.name === user.name;
+    case 'Group':
+      return groups.includes(s.name);
     case 'ServiceAccount': {
       const ns = s.namespace || bindingNamespace;
       return ns !== '' && user.name === `system:serviceaccount:${ns}:${s.name}`;
     }
-    default: return false;
+    default:
+      return false;
   }
 }
-

@@ -29,7 +29,26 @@ export const AUTHENTICATED = 'system:authenticated';
 export const MASTERS = 'system:masters';
 
 const viewRules: PolicyRule[] = [
-  { apiGroups: [''], resources: ['configmaps', 'endpoints', 'events', 'persistentvolumeclaims', 'pods', 'pods/log', 'pods/status', 'replicationcontrollers', 'services', 'serviceaccounts', 'namespaces', 'namespaces/status', 'limitranges', 'resourcequotas'], verbs: READ },
+  {
+    apiGroups: [''],
+    resources: [
+      'configmaps',
+      'endpoints',
+      'events',
+      'persistentvolumeclaims',
+      'pods',
+      'pods/log',
+      'pods/status',
+      'replicationcontrollers',
+      'services',
+      'serviceaccounts',
+      'namespaces',
+      'namespaces/status',
+      'limitranges',
+      'resourcequotas',
+    ],
+    verbs: READ,
+  },
   { apiGroups: ['events.k8s.io'], resources: ['events'], verbs: READ },
   { apiGroups: ['nbswarm.io'], resources: ['notebookservers', 'notebookservers/status'], verbs: READ },
 ];
@@ -69,14 +88,25 @@ interface BuiltinRole {
 }
 
 export const BUILTIN_CLUSTER_ROLES: readonly BuiltinRole[] = [
-  { name: 'cluster-admin', rules: [{ apiGroups: ['*'], resources: ['*'], verbs: ['*'] }, { nonResourceURLs: ['*'], verbs: ['*'] }] },
+  {
+    name: 'cluster-admin',
+    rules: [
+      { apiGroups: ['*'], resources: ['*'], verbs: ['*'] },
+      { nonResourceURLs: ['*'], verbs: ['*'] },
+    ],
+  },
   { name: 'admin', rules: adminRules, customResources: 'write' },
   { name: 'edit', rules: editRules, customResources: 'write' },
   { name: 'view', rules: viewRules, customResources: 'read' },
   { name: 'nbswarm-hub', rules: hubRules, customResources: 'write' },
   {
     name: 'system:discovery',
-    rules: [{ nonResourceURLs: ['/api', '/api/*', '/apis', '/apis/*', '/healthz', '/livez', '/readyz', '/version', '/version/', '/openapi', '/openapi/*'], verbs: ['get'] }],
+    rules: [
+      {
+        nonResourceURLs: ['/api', '/api/*', '/apis', '/apis/*', '/healthz', '/livez', '/readyz', '/version', '/version/', '/openapi', '/openapi/*'],
+        verbs: ['get'],
+      },
+    ],
   },
   {
     name: 'system:basic-user',
@@ -85,7 +115,10 @@ export const BUILTIN_CLUSTER_ROLES: readonly BuiltinRole[] = [
       { apiGroups: ['authentication.k8s.io'], resources: ['selfsubjectreviews'], verbs: ['create'] },
     ],
   },
-  { name: 'system:monitoring', rules: [{ nonResourceURLs: ['/metrics', '/metrics/*', '/healthz', '/healthz/*', '/livez', '/livez/*', '/readyz', '/readyz/*'], verbs: ['get'] }] },
+  {
+    name: 'system:monitoring',
+    rules: [{ nonResourceURLs: ['/metrics', '/metrics/*', '/healthz', '/healthz/*', '/livez', '/livez/*', '/readyz', '/readyz/*'], verbs: ['get'] }],
+  },
   /** Cluster-scoped reads every token-file user had before RBAC: namespaces, CRDs (the spawner checks its CRD), /metrics. */
   {
     name: 'nbswarm:token-file-user',
@@ -110,8 +143,13 @@ const LABELS = { 'kubernetes.io/bootstrapping': 'rbac-defaults' };
 
 function clusterRole(r: BuiltinRole): KubeObject {
   return {
-    apiVersion: `${RBAC_GROUP}/v1`, kind: 'ClusterRole',
-    metadata: { name: r.name, labels: { ...LABELS }, annotations: { [AUTOUPDATE_ANNOTATION]: 'true', ...(r.customResources ? { [CUSTOM_RESOURCES_ANNOTATION]: r.customResources } : {}) } },
+    apiVersion: `${RBAC_GROUP}/v1`,
+    kind: 'ClusterRole',
+    metadata: {
+      name: r.name,
+      labels: { ...LABELS },
+      annotations: { [AUTOUPDATE_ANNOTATION]: 'true', ...(r.customResources ? { [CUSTOM_RESOURCES_ANNOTATION]: r.customResources } : {}) },
+    },
     rules: r.rules,
   };
 }
@@ -119,9 +157,11 @@ function clusterRole(r: BuiltinRole): KubeObject {
 function clusterRoleBinding(b: (typeof BUILTIN_CLUSTER_ROLE_BINDINGS)[number]): KubeObject {
   const roleRef: RoleRef = { apiGroup: RBAC_GROUP, kind: 'ClusterRole', name: b.role };
   return {
-    apiVersion: `${RBAC_GROUP}/v1`, kind: 'ClusterRoleBinding',
+    apiVersion: `${RBAC_GROUP}/v1`,
+    kind: 'ClusterRoleBinding',
     metadata: { name: b.name, labels: { ...LABELS }, annotations: { [AUTOUPDATE_ANNOTATION]: 'true' } },
-    roleRef, subjects: b.subjects,
+    roleRef,
+    subjects: b.subjects,
   };
 }
 

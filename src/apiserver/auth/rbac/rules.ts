@@ -104,7 +104,8 @@ function breakdown(rule: PolicyRule): PolicyRule[] {
     for (const resource of rule.resources ?? []) {
       for (const verb of rule.verbs) {
         const names = rule.resourceNames?.length ? rule.resourceNames : [undefined];
-        for (const name of names) out.push({ apiGroups: [group], resources: [resource], verbs: [verb], ...(name !== undefined ? { resourceNames: [name] } : {}) });
+        for (const name of names)
+          out.push({ apiGroups: [group], resources: [resource], verbs: [verb], ...(name !== undefined ? { resourceNames: [name] } : {}) });
       }
     }
   }
@@ -135,7 +136,8 @@ function covers(o: PolicyRule, atom: PolicyRule): boolean {
 /** A rule read from a stored object, or undefined when its shape is not a PolicyRule. */
 export function readRule(v: unknown): PolicyRule | undefined {
   if (!isObject(v) || !isStringList(v.verbs)) return undefined;
-  for (const f of ['apiGroups', 'resources', 'resourceNames', 'nonResourceURLs']) if (v[f] !== undefined && v[f] !== null && !isStringList(v[f])) return undefined;
+  for (const f of ['apiGroups', 'resources', 'resourceNames', 'nonResourceURLs'])
+    if (v[f] !== undefined && v[f] !== null && !isStringList(v[f])) return undefined;
   const rule: PolicyRule = { verbs: v.verbs };
   if (isStringList(v.apiGroups)) rule.apiGroups = v.apiGroups;
   if (isStringList(v.resources)) rule.resources = v.resources;
