@@ -256,8 +256,9 @@ describe('e2e: JupyterHub + NotebookServerSpawner + nbswarm up (Swarm)', functio
     const dash = items.find((o) => o.spec.servername === 'My Dash!');
     assert.ok(zoe && dash, items.map((o) => `${o.spec.user}/${o.spec.servername}`).join(', '));
     assert.match(zoe.metadata.name, /^nbs-zo-c3-ab-[0-9a-f]{8}$/);
-    // DockerSpawner's escaping: everything but [a-z0-9] becomes "-" + the hex of its UTF-8 bytes.
-    assert.equal(dash.status.backend.name, `${run}-alice--4dy-20-44ash-21`);
+    // DockerSpawner's escaping: everything but [a-z0-9] becomes "-" + the hex of its UTF-8 bytes. The
+    // name carries the namespace (here named like the run), as every namespace but "default" does.
+    assert.equal(dash.status.backend.name, `${run}-${stack.ns}-alice--4dy-20-44ash-21`);
     await assertBrowserLogin('zoë');
     await assertBrowserLogin('alice', 'My Dash!');
     await Promise.all([stack.stopServer('zoë'), stack.stopServer('alice', 'My Dash!')]);
