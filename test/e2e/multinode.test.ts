@@ -169,7 +169,8 @@ describe('multi-node: nbswarm on a 3-node Swarm', function () {
         // Rules match the image a server asks for (for a dashboard built from a source server, spec.image).
         { images: [`${reg}/local/busybox:on3-*`], constraints: [`node.hostname==${node(2).hostname}`] },
       ],
-      sourceImages: { repository: `mn-built-${RUN}`, builderImage: builder },
+      // The dashboard test builds user dashu's dashboard from another user's server (on another node than dashu's home).
+      sourceImages: { repository: `mn-built-${RUN}`, builderImage: builder, allowOtherUsers: true },
       resyncSeconds: 600,
     };
     mkdirSync(sharedHome, { recursive: true });
@@ -437,7 +438,7 @@ describe('multi-node: nbswarm on a 3-node Swarm', function () {
     expect(r.body.trim()).to.equal(`built-from-${node(1).hostname}`);
     const [svc] = await servicesOf(d);
     expect(svc.Spec.TaskTemplate.ContainerSpec.Image).to.match(
-      new RegExp(`^${cluster.registry.replace(/\./g, '\\.')}/mn-built-${RUN}/mn-local-${src}@sha256:[0-9a-f]{64}$`),
+      new RegExp(`^${cluster.registry.replace(/\./g, '\\.')}/mn-built-${RUN}/${NS_PINNED}/${src}@sha256:[0-9a-f]{64}$`),
     );
     expect(d.status!.build!.image).to.match(/:g\d+$/);
   });
