@@ -44,9 +44,10 @@ function generate(n: number, seed: number): Case[] {
   const makers: ((i: number) => Case)[] = [
     (i) => ({ what: 'user of the wrong type', path: NBS, body: nbs(`h${i}`, { user: pick([5, true, [], {}, null]) }), expect: 'refused', names: 'spec.user' }),
     (i) => ({
-      what: 'user with control or unicode characters',
+      // Any other character is a valid JupyterHub name (escaped for Docker): a control character or "/" is not.
+      what: 'user with control characters or "/"',
       path: NBS,
-      body: nbs(`h${i}`, { user: `a${nasty()}b` }),
+      body: nbs(`h${i}`, { user: `a${nasty()}${pick(['\u0000', '\u001b', '\u007f', '/'])}b` }),
       expect: 'refused',
       names: 'spec.user',
     }),
