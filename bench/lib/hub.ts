@@ -4,49 +4,19 @@
  * spawner from hub/, driven through the hub's REST API with a service token. Everything listens on
  * 127.0.0.1; every Docker object carries the run's name prefix so cleanup removes only its own.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { createWriteStream, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Docker from 'dockerode';
 import { repoPath } from '../../src/paths.js';
 import { freeLoopbackPort } from '../../src/controller/netutil.js';
 import { sleep } from './stats.js';
+// The same process handling as the hub end-to-end tests (by handle, never by name).
+import { PYTHON, startProc, stopProc, tail, type Proc } from '../../test/e2e/hub-harness.js';
 
-const PYTHON = '/usr/bin/python3';
 const CLI = repoPath('dist', 'nbswarm.mjs');
-
-interface Proc {
-  child: ChildProcess;
-  log: string;
-  exited: Promise<number | null>;
-}
-
-function startProc(cmd: string, args: string[], log: string, env: NodeJS.ProcessEnv = {}): Proc {
-  const out = createWriteStream(log, { flags: 'a' });
-  const child = spawn(cmd, args, { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
-  child.stdout!.pipe(out);
-  child.stderr!.pipe(out);
-  return { child, log, exited: new Promise((r) => child.once('exit', (code) => r(code))) };
-}
-
-async function stopProc(p: Proc | undefined): Promise<void> {
-  if (!p || p.child.exitCode !== null || p.child.signalCode !== null) return;
-  p.child.kill('SIGTERM');
-  if (!(await Promise.race([p.exited.then(() => true), sleep(15_000).then(() => false)]))) {
-    p.child.kill('SIGKILL');
-    await p.exited;
-  }
-}
-
-function tail(file: string, lines = 20): string {
-  try {
-    return readFileSync(file, 'utf8').trimEnd().split('\n').slice(-lines).join('\n');
-  } catch {
-    return '(no log)';
-  }
-}
 
 const HUB_CONFIG = `
 import os
@@ -105,7 +75,7 @@ export async function startHubStack(opts: { image: string; portRange: [number, n
   writeFileSync(join(dir, 'jupyterhub_config.py'), HUB_CONFIG);
   const procs: Proc[] = [];
   const kubeconfig = join(dir, 'nbswarm', 'admin.kubeconfig');
-  const logs = () => procs.map((p) => `--- ${p.log}\n${tail(p.log)}`).join('\n');
+  const logs = () => procs.map((p) => `--- ${p.log}\n${tail(p.log, 20)}`).join('\n');
   const stack: HubStack = {
     prefix,
     namespace,
@@ -159,7 +129,7 @@ export async function startHubStack(opts: { image: string; portRange: [number, n
     );
     procs.push(up);
     await waitUntil('nbswarm up', 60_000, async () => {
-      if (up.child.exitCode !== null) throw new Error(`nbswarm up exited ${up.child.exitCode}\n${tail(up.log)}`);
+      if (up.child.exitCode !== null) throw new Error(`nbswarm up exited ${up.child.exitCode}\n${tail(up.log, 20)}`);
       return /^kubeconfig:$/m.test(existsSync(up.log) ? readFileSync(up.log, 'utf8') : '');
     });
     if ((await runQuiet('kubectl', ['--kubeconfig', kubeconfig, 'create', 'namespace', namespace])) !== 0)
