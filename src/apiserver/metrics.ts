@@ -17,4 +17,18 @@ export class Metrics {
     registers: [this.registry],
   });
   readonly watches = new Gauge({ name: 'apiserver_registered_watchers', help: 'Open watch streams', registers: [this.registry] });
+  /** kube-apiserver's name for watches ended because their clients did not keep up. */
+  readonly terminatedWatchers = new Counter({
+    name: 'apiserver_terminated_watchers_total',
+    help: 'Watches ended because their clients did not take what was sent (buffer limits or stall)',
+    registers: [this.registry],
+  });
+  /** Reads the bytes open watches hold for their clients (set by the server once its watches exist). */
+  watchBufferedSource: () => number = () => 0;
+  readonly watchBuffered: Gauge = new Gauge({
+    name: 'apiserver_watch_buffered_bytes',
+    help: 'Bytes open watches hold for clients that have not taken them (a live event shared by several watches counts once)',
+    registers: [this.registry],
+    collect: (): void => this.watchBuffered.set(this.watchBufferedSource()),
+  });
 }

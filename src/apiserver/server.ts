@@ -94,7 +94,12 @@ export class ApiServer {
     reconcileBootstrapPolicy(storage);
     const admission = new AdmissionChain([new NamespaceLifecycle((name) => storage.namespace(name)), new MetadataValidation(), new RbacEscalation(authorizer)]);
     const limits: ServerLimits = { ...DEFAULT_LIMITS, ...o.limits };
-    this.watches = new Watches(o.bookmarkIntervalMs, o.maxWatchSeconds, this.metrics.watches, limits);
+    this.watches = new Watches(o.bookmarkIntervalMs, o.maxWatchSeconds, this.metrics.watches, limits, (why) => {
+      this.metrics.terminatedWatchers.inc();
+      log.warn('watch ended: its client does not keep up (it will re-list)', { why });
+    });
+    const watches = this.watches;
+    this.metrics.watchBufferedSource = () => watches.bufferedBytes;
     const services: Services = {
       storage,
       registry,

@@ -199,4 +199,62 @@ describe('API server limits', function () {
       }
     });
   });
+
+  describe('watch buffers, server total', () => {
+    let srv: TestApiServer;
+    const MiB = 1024 * 1024;
+    before(async () => {
+      srv = await startTestApiServer({ limits: { maxWatchesPerUser: 20, watchBufferBytes: 8 * MiB, watchBuffersTotalBytes: 3 * MiB } });
+    });
+    after(async () => srv?.cleanup());
+
+    const metric = async (name: string) => {
+      const text = (await apiRequest(srv, 'GET', '/metrics')).text;
+      const m = new RegExp(`^${name} (\\S+)$`, 'm').exec(text);
+      if (!m) throw new Error(`no ${name} in /metrics`);
+      return Number(m[1]);
+    };
+
+    it('counts a live event once however many watches hold it, and still ends watches past the total', async () => {
+      // Six HTTP/2 watches whose streams are paused: past the 64 KiB flow-control window the server holds what they are sent.
+      const session = http2.connect(srv.url, { ca: srv.caPem });
+      session.on('error', () => {});
+      const received = Array.from({ length: 6 }, () => ({ bytes: 0, lines: '', ended: false }));
+      const streams = received.map((r) => {
+        const s = session.request({ ':path': `${CM}?watch=1`, authorization: `Bearer ${srv.adminToken}` });
+        s.on('data', (c: Buffer) => {
+          r.bytes += c.length;
+          r.lines += c.toString();
+        });
+        s.on('close', () => (r.ended = true));
+        s.on('error', () => {});
+        s.end();
+        return s;
+      });
+      try {
+        await Promise.all(streams.map((s) => new Promise((ok) => s.once('response', ok))));
+        for (const s of streams) s.pause();
+        const value = 'z'.repeat(700 * 1024);
+        for (let i = 0; i < 4; i++) expect((await apiRequest(srv, 'POST', CM, { body: configMap(`shared-${i}`, { value }) })).status).to.equal(201);
+        // 4 × 700 KiB wait for each of 6 watches: 16.4 MiB counted per watch, 2.7 MiB counted once.
+        await until(async () => (await metric('apiserver_watch_buffered_bytes')) > 2 * MiB, 10_000, 'the server to hold the events');
+        const held = await metric('apiserver_watch_buffered_bytes');
+        expect(held).to.be.within(2 * MiB, 3 * MiB);
+        expect(await metric('apiserver_terminated_watchers_total')).to.equal(0);
+        expect(received.every((r) => !r.ended)).to.equal(true);
+        for (const s of streams) s.resume();
+        await until(() => received.every((r) => (r.lines.match(/"type":"ADDED"/g) ?? []).length === 4), 20_000, 'every watch to receive the 4 events');
+        await until(async () => (await metric('apiserver_watch_buffered_bytes')) === 0, 10_000, 'the buffers to empty');
+
+        // Six more such events held by paused watches pass the 3 MiB total: watches are ended.
+        for (const s of streams) s.pause();
+        for (let i = 4; i < 10; i++) expect((await apiRequest(srv, 'POST', CM, { body: configMap(`shared-${i}`, { value }) })).status).to.equal(201);
+        await until(async () => (await metric('apiserver_terminated_watchers_total')) > 0, 10_000, 'watches past the total to be ended');
+        expect(await metric('apiserver_watch_buffered_bytes')).to.be.at.most(3 * MiB);
+        expect((await apiRequest(srv, 'GET', '/healthz', { token: null })).status).to.equal(200);
+      } finally {
+        session.destroy();
+      }
+    });
+  });
 });

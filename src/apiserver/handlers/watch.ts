@@ -7,6 +7,8 @@
  * (in order) until the replay is out. What waits for a client counts against its watch's buffer
  * and the server's total (ServerLimits); a watch past either, or whose client has taken nothing
  * for watchStallSeconds, is ended — the client re-lists and watches again, as after any watch end.
+ * One live event's text is shared by every watch that sends it (one JSON.stringify for 100 watchers),
+ * so the server's total counts it once, however many watches still hold it.
  */
 import type { Gauge } from 'prom-client';
 import { gone } from '../errors.js';
@@ -38,6 +40,8 @@ export class Watches {
   private readonly open = new Set<OpenWatch>();
   private closed = false;
   private buffered = 0;
+  /** Live-event lines waiting in some watch, and how many watches hold each: counted once in `buffered`. */
+  private readonly sharedLines = new Map<string, number>();
   private readonly stallCheck: NodeJS.Timeout;
   /** Watches ended for not keeping up, and why (the last few; for logs and tests). */
   readonly dropped: { why: string; at: number }[] = [];
@@ -49,6 +53,8 @@ export class Watches {
     readonly maxWatchSeconds: number,
     private readonly gauge: Gauge,
     readonly limits: WatchLimits,
+    /** Told of each watch ended for not keeping up (the server logs it: the client will re-list). */
+    private readonly onDrop: (why: string) => void = () => {},
   ) {
     this.stallCheck = setInterval(() => this.dropStalled(), Math.min(5000, limits.watchStallSeconds * 250));
     this.stallCheck.unref();
@@ -64,13 +70,40 @@ export class Watches {
     if (this.open.delete(w)) this.gauge.dec();
   }
 
-  /** A watch's backlog changed by `delta` bytes: past its own limit or the server's total, watches are dropped. */
-  grew(w: OpenWatch, delta: number): void {
-    this.buffered += delta;
-    if (delta <= 0) return;
+  /** Bytes the watches hold for their clients, shared lines once (the server's total). */
+  get bufferedBytes(): number {
+    return this.buffered;
+  }
+
+  /**
+   * A watch's backlog changed: `ownDelta` bytes of lines only it holds, `grewBacklog` when it holds
+   * more than before. Past its own limit or the server's total, watches are dropped.
+   */
+  grew(w: OpenWatch, ownDelta: number, grewBacklog = ownDelta > 0): void {
+    this.buffered += ownDelta;
+    if (!grewBacklog) return;
     if (w.backlog > this.limits.watchBufferBytes) {
       this.drop(w, `its client left ${w.backlog} bytes untaken, more than the ${this.limits.watchBufferBytes} one watch may hold`);
     }
+    this.enforceTotal();
+  }
+
+  /** One more watch holds the shared line `text`. */
+  share(text: string): void {
+    const n = this.sharedLines.get(text) ?? 0;
+    this.sharedLines.set(text, n + 1);
+    if (n === 0) this.buffered += text.length;
+  }
+
+  /** A watch no longer holds the shared line `text` (sent, or the watch ended). */
+  unshare(text: string): void {
+    const n = this.sharedLines.get(text) ?? 0;
+    if (n > 1) return void this.sharedLines.set(text, n - 1);
+    this.sharedLines.delete(text);
+    if (n === 1) this.buffered -= text.length;
+  }
+
+  private enforceTotal(): void {
     if (this.buffered <= this.limits.watchBuffersTotalBytes) return;
     // The most backed-up watches go first: the clients that read least free the most.
     for (const v of [...this.open].sort((a, b) => b.backlog - a.backlog)) {
@@ -83,6 +116,7 @@ export class Watches {
     this.droppedTotal++;
     this.dropped.push({ why, at: Date.now() });
     if (this.dropped.length > 20) this.dropped.shift();
+    this.onDrop(why);
     w.drop(why);
   }
 
@@ -147,6 +181,22 @@ export function watch(s: RequestScope): void {
   const held: string[] = [];
   let heldBytes = 0;
   const backlog = () => queuedBytes + heldBytes + unsent;
+  /** The shared (live-event) lines among those waiting, and their bytes: the server's total counts them once for all watches. */
+  const sharedWaiting = new Set<string>();
+  let sharedBytes = 0;
+  const own = () => backlog() - sharedBytes;
+  const holdShared = (l: string) => {
+    sharedWaiting.add(l);
+    sharedBytes += l.length;
+    watches.share(l);
+  };
+  const releaseShared = (l: string) => {
+    if (!sharedWaiting.delete(l)) return;
+    sharedBytes -= l.length;
+    watches.unshare(l);
+  };
+  /** The line the connection took last while saying it was full: still held until it drains. */
+  let unsentLine = '';
   const handle: OpenWatch = {
     get backlog() {
       return backlog();
@@ -161,12 +211,15 @@ export function watch(s: RequestScope): void {
       s.req.destroy();
     },
   };
-  const account = (before: number) => {
-    const delta = backlog() - before;
-    if (delta !== 0) watches.grew(handle, delta);
+  /** Tells the server's bookkeeping how this watch's bytes changed since `before` (own bytes then) and `backlogBefore`. */
+  const account = (before: number, backlogBefore: number) => {
+    const delta = own() - before;
+    const grewBacklog = backlog() > backlogBefore;
+    if (delta !== 0 || grewBacklog) watches.grew(handle, delta, grewBacklog);
   };
   const flush = () => {
-    const before = backlog();
+    const before = own();
+    const backlogBefore = backlog();
     try {
       while (!blocked && !done && queue.length) {
         const head = queue[0];
@@ -180,32 +233,37 @@ export function watch(s: RequestScope): void {
         if (!raw.write(head)) {
           blocked = true;
           unsent = head.length;
+          unsentLine = head;
           stalledSince ||= Date.now();
-        }
+        } else releaseShared(head);
       }
     } catch {
       // A write to a stream the client already closed ends this watch.
-      queue.length = 0;
-      queuedBytes = 0;
       stop();
+      return;
     }
-    account(before);
+    account(before, backlogBefore);
     if (!blocked && !done && !queue.length) idle();
   };
-  const send = (line: string) => {
+  const send = (line: string, shared = false) => {
     if (done) return;
-    const before = backlog();
+    const before = own();
+    const backlogBefore = backlog();
     queue.push(line);
     queuedBytes += line.length;
-    account(before);
+    if (shared) holdShared(line);
+    account(before, backlogBefore);
     if (queue.length === 1 && !blocked) flush();
   };
   raw.on('drain', () => {
-    const before = backlog();
+    const before = own();
+    const backlogBefore = backlog();
     blocked = false;
     unsent = 0;
+    releaseShared(unsentLine);
+    unsentLine = '';
     stalledSince = 0;
-    account(before);
+    account(before, backlogBefore);
     flush();
   });
   raw.on('error', () => stop());
@@ -361,11 +419,15 @@ export function watch(s: RequestScope): void {
     else if (was) type = 'DELETED';
     if (!type) return;
     const l = line(type, toWire(s, ev.object), ev);
-    if (!replaying) return send(l);
-    const before = backlog();
+    // line() shares the text of an event among watches unless it is rendered for this watch alone (tables).
+    const shared = !table;
+    if (!replaying) return send(l, shared);
+    const before = own();
+    const backlogBefore = backlog();
     held.push(l);
     heldBytes += l.length;
-    account(before);
+    if (shared) holdShared(l);
+    account(before, backlogBefore);
   };
 
   // ---- start --------------------------------------------------------------------------------
@@ -398,10 +460,13 @@ export function watch(s: RequestScope): void {
     remove();
     for (const t of timers) clearInterval(t);
     watches.remove(handle);
-    const before = backlog();
+    const before = own();
+    for (const l of sharedWaiting) watches.unshare(l);
+    sharedWaiting.clear();
     queue.length = 0;
     held.length = 0;
-    queuedBytes = heldBytes = unsent = 0;
+    queuedBytes = heldBytes = unsent = sharedBytes = 0;
+    unsentLine = '';
     watches.grew(handle, -before);
     try {
       raw.end(typeof last === 'string' ? last : undefined);
