@@ -347,14 +347,25 @@ async function main(): Promise<void> {
     const rv = full.body.metadata.resourceVersion;
     const sent = new Float64Array(new SharedArrayBuffer(8 * (UPDATES + PACED)));
     const worker = new Worker(fileURLToPath(import.meta.url), { workerData: { url, ca, token, rv, watchers: WATCHERS, sent, updates: UPDATES, paced: PACED } });
-    const workerDone = new Promise<{ received: number; deliver: number[]; paced: number[]; burstSecs: number }>((resolve, reject) => {
-      worker.on('message', (m: { type: string; received?: number; deliver?: number[]; paced?: number[]; burstSecs?: number }) => {
-        if (m.type === 'done') resolve({ received: m.received!, deliver: m.deliver!, paced: m.paced!, burstSecs: m.burstSecs! });
-      });
+    // A watch the server ends (a client that does not keep up) would leave the counts short forever: fail instead.
+    const watchEnded = new Promise<never>((_, reject) => {
+      worker.on('message', (m: { type: string; why?: string }) => m.type === 'ended' && reject(new Error(`a watch ended early: ${m.why}`)));
       worker.on('error', reject);
     });
-    await new Promise<void>((resolve) => worker.on('message', (m: { type: string }) => m.type === 'ready' && resolve()));
-    const burstDone = new Promise<void>((resolve) => worker.on('message', (m: { type: string }) => m.type === 'burst-done' && resolve()));
+    watchEnded.catch(() => {});
+    const workerDone = Promise.race([
+      watchEnded,
+      new Promise<{ received: number; deliver: number[]; paced: number[]; burstSecs: number }>((resolve) => {
+        worker.on('message', (m: { type: string; received?: number; deliver?: number[]; paced?: number[]; burstSecs?: number }) => {
+          if (m.type === 'done') resolve({ received: m.received!, deliver: m.deliver!, paced: m.paced!, burstSecs: m.burstSecs! });
+        });
+      }),
+    ]);
+    await Promise.race([watchEnded, new Promise<void>((resolve) => worker.on('message', (m: { type: string }) => m.type === 'ready' && resolve()))]);
+    const burstDone = Promise.race([
+      watchEnded,
+      new Promise<void>((resolve) => worker.on('message', (m: { type: string }) => m.type === 'burst-done' && resolve())),
+    ]);
     const update = (i: number) => h2.req('PATCH', `${R}/obj-${i % N}`, { metadata: { annotations: { [SEQ]: String(i) } } }, 'application/merge-patch+json');
     const updLat: number[] = [];
     t0 = performance.now();
@@ -466,6 +477,10 @@ async function watchers(): Promise<void> {
             }
           });
           s.on('error', () => {});
+          s.on('close', () => {
+            if (received < want)
+              parentPort!.postMessage({ type: 'ended', why: `watch ${w} closed after ${received} of ${want} events in all (see the server's log)` });
+          });
         }),
     ),
   );
