@@ -349,7 +349,7 @@ export class SwarmBackend extends BaseBackend {
       if (scale && !wantReplicas && current.containerId) await this.stopTaskNow(current.id, current.containerId);
       return { action: scale ? (wantReplicas ? 'started' : 'stopped') : 'pinned', observed: await this.observeById(current.id), ...kept };
     }
-    const spec = serviceSpec(d, use, await this.ensureSecrets(d));
+    const spec = serviceSpec(d, use, await this.secretRefsOf(d, current));
     const drift = this.driftOf(current, spec, d.specHash);
     if (drift.length) {
       // Written back whole: someone else's change, or a newer image on (re)start.
@@ -568,6 +568,19 @@ export class SwarmBackend extends BaseBackend {
     }
     const uid = observed.labels[LABELS.uid];
     if (uid) await this.removeSecrets(uid, new Set());
+  }
+
+  /**
+   * ContainerSpec.Secrets for the drift check of an idle reconcile: the service's own entries when it
+   * references every secret d wants (secret names carry a digest of their content, so the same name
+   * is the same secret), read from the observed spec without a Docker call; else the secrets are made.
+   */
+  private async secretRefsOf(d: DesiredServer, current: ObservedServer): Promise<object[]> {
+    if (!d.secretFiles?.length) return [];
+    const refs: any[] = (current.observedSpec as any)?.TaskTemplate?.ContainerSpec?.Secrets ?? [];
+    const ids = new Map<string, string>(refs.filter((r) => r?.SecretName && r.SecretID).map((r) => [r.SecretName, r.SecretID]));
+    if (d.secretFiles.every((f) => ids.has(swarmSecretName(d, f)))) return swarmSecretRefs(d, ids);
+    return this.ensureSecrets(d);
   }
 
   /** The Docker secrets of d.secretFiles, created when missing; their ContainerSpec.Secrets entries. */

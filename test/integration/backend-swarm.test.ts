@@ -4,8 +4,12 @@
  * remove, image pinning and the error for a missing image.
  */
 import { expect } from 'chai';
-import { rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import type Docker from 'dockerode';
+import Dockerode from 'dockerode';
+import { startCountingProxy, type CallCounts } from '../../bench/lib/docker-proxy.js';
 import { Subscription } from 'rxjs';
 import { LABELS } from '../../src/api/types.js';
 import { createBackend, detectBackendKind } from '../../src/backends/docker.js';
@@ -284,5 +288,42 @@ describe('backend: Swarm services (real dockerd)', function () {
     expect(await backend.listManaged({ prefix: `${d.dockerName}-nothing` })).to.deep.equal([]);
     for (const o of await backend.find(d.uid)) await backend.remove(o);
     expect(await backend.find(d.uid)).to.deep.equal([]);
+  });
+
+  it('an idle apply of a server with secret files asks Docker for no secrets; a changed file makes a new secret and prunes the old', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'nbs-proxy-'));
+    const proxy = await startCountingProxy(join(dir, 'docker.sock'));
+    const counted = (await createBackend('service', { docker: new Dockerode({ socketPath: proxy.socketPath }) })) as SwarmBackend;
+    const secretCalls = (from: CallCounts) =>
+      Object.entries(proxy.since(from).byKind)
+        .filter(([k]) => k.includes('/secrets'))
+        .reduce((n, [, v]) => n + v, 0);
+    try {
+      const d = withHash({
+        ...testDesiredServer({ dockerName: uniqueName('nbs-test-secrets') }),
+        secretFiles: [{ name: 'nbswarm-git-credentials', data: 'one' }],
+      });
+      expect((await counted.apply(d, image)).action).to.equal('created');
+      const secretsOf = async () =>
+        (await docker.listSecrets({ filters: JSON.stringify({ label: [`${LABELS.uid}=${d.uid}`] }) } as object)).map((x: any) => x.ID);
+      const first = await secretsOf();
+      expect(first).to.have.length(1);
+
+      const before = proxy.counts();
+      for (let i = 0; i < 3; i++) expect((await counted.apply(d, image)).action).to.equal('unchanged');
+      expect(secretCalls(before), 'idle applies read the secret refs from the service').to.equal(0);
+
+      const changed = withHash({ ...d, secretFiles: [{ name: 'nbswarm-git-credentials', data: 'two' }] });
+      expect((await counted.apply(changed, image)).action).to.equal('updated');
+      const second = await secretsOf();
+      expect(second).to.have.length(1);
+      expect(second[0]).to.not.equal(first[0]);
+      for (const o of await counted.find(d.uid)) await counted.remove(o);
+      expect(await secretsOf()).to.deep.equal([]);
+    } finally {
+      await counted.close();
+      await proxy.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
