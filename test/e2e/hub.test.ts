@@ -264,17 +264,6 @@ describe('e2e: JupyterHub + NotebookServerSpawner + nbswarm up (Swarm)', functio
     await Promise.all([stack.stopServer('zoë'), stack.stopServer('alice', 'My Dash!')]);
   });
 
-  it('measures hub spawn → proxy answering (median of 5 fresh named servers)', async () => {
-    const times: number[] = [];
-    for (let i = 1; i <= 5; i++) {
-      times.push(await stack.spawnAndReach('alice', `p${i}`));
-      await stack.stopServer('alice', `p${i}`);
-    }
-    spawnTimes.push(...times);
-    console.log(`      fresh named servers: ${times.map((t) => t.toFixed(2)).join(', ')} s; median ${median(times).toFixed(2)} s`);
-    assert.equal(times.length, 5);
-  });
-
   describe('crashes', function () {
     /** What became of one user's spawn after a crash. */
     interface Outcome {
