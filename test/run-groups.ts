@@ -10,7 +10,8 @@
  *   NBSWARM_TEST_GROUPS=serial   runs the groups one after the other (the same as plain `mocha`)
  */
 import { spawn } from 'node:child_process';
-import { readdirSync, readFileSync } from 'node:fs';
+import { appendFileSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -73,7 +74,12 @@ function runGroup(group: Group, files: string[], extra: string[], progress: Map<
     env: { ...process.env, FORCE_COLOR: process.stdout.isTTY ? '1' : '0' },
   });
   let out = '';
+  // The report so far, for a look while the group runs (its whole report is printed at its end).
+  const logFile = join(tmpdir(), `nbswarm-test-${group.name.replace(/\W+/g, '-')}.log`);
+  writeFileSync(logFile, '');
+  process.stdout.write(`[npm test] ${group.name}: ${files.length} files; report so far in ${logFile}\n`);
   const take = (c: Buffer) => {
+    appendFileSync(logFile, c);
     out += c.toString();
     const passing = (out.match(/✔/g) ?? []).length;
     const failing = (out.match(/^\s+\d+\) /gm) ?? []).length;
