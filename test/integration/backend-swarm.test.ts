@@ -247,10 +247,15 @@ describe('backend: Swarm services (real dockerd)', function () {
   it("reports a failing command as failed with Docker's error", async () => {
     const d = testDesiredServer({ dockerName: uniqueName('nbs-test-swarmfail'), command: ['/bin/does-not-exist'] });
     await backend.apply(d, image);
-    const obs = await waitFor('failed task', async () => {
-      const [o] = await backend.find(d.uid);
-      return o && (o.state === 'failed' || o.state === 'rejected') ? o : undefined;
-    });
+    // Swarm gives up after its restart policy's 5 attempts 2 s apart: ~15 s, more on a busy machine.
+    const obs = await waitFor(
+      'failed task',
+      async () => {
+        const [o] = await backend.find(d.uid);
+        return o && (o.state === 'failed' || o.state === 'rejected') ? o : undefined;
+      },
+      90_000,
+    );
     expect(obs.message).to.match(/non-zero exit \(127\)|does-not-exist/);
     await backend.remove(obs);
   });
