@@ -96,8 +96,6 @@ export class ApiServer {
     ensureSystemNamespaces(storage);
     reconcileBootstrapPolicy(storage);
     this.aggregator = new ClusterRoleAggregator(storage, log);
-    // Aggregated roles are complete before the first request is authorized.
-    this.aggregator.pass();
     const admission = new AdmissionChain([new NamespaceLifecycle((name) => storage.namespace(name)), new MetadataValidation(), new RbacEscalation(authorizer)]);
     const limits: ServerLimits = { ...DEFAULT_LIMITS, ...o.limits };
     this.watches = new Watches(o.bookmarkIntervalMs, o.maxWatchSeconds, this.metrics.watches, limits, (why) => {

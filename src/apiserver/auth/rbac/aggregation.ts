@@ -101,35 +101,40 @@ export class ClusterRoleAggregator {
     this.stopWatching();
   }
 
-  /**
-   * Brings every aggregated ClusterRole's rules up to date; whether it wrote anything. Aggregated
-   * roles may select each other (kube's `edit` is part of `admin`), so it repeats until nothing
-   * changes, with a bound against selectors that chase each other.
-   */
+  /** Brings every aggregated ClusterRole's rules up to date; whether it wrote anything. */
   pass(): boolean {
     if (this.closed) return false;
-    let wrote = false;
-    for (let round = 0; round < 10; round++) {
-      const all = [...this.storage.iterate(CLUSTER_ROLES, '')].sort((a, b) => (a.metadata.name < b.metadata.name ? -1 : 1));
-      let changed = false;
-      for (const role of all) {
-        if (!aggregationSelectors(role) || role.metadata.deletionTimestamp) continue;
-        const rules = aggregatedRules(role, all);
-        if (typeof rules === 'string') {
-          this.log.warn('a ClusterRole cannot be aggregated', { clusterRole: role.metadata.name, why: rules });
-          continue;
-        }
-        if (jsonEqual(rules, role.rules ?? [])) continue;
-        const cur = this.storage.get(CLUSTER_ROLES, '', role.metadata.name);
-        if (!cur) continue;
-        const next = structuredClone(cur);
-        next.rules = rules;
-        this.storage.write('MODIFIED', CLUSTER_ROLES, '', cur.metadata.name, next, cur);
-        changed = true;
-      }
-      if (!changed) break;
-      wrote = true;
-    }
-    return wrote;
+    return aggregateClusterRoles(this.storage, (role, why) => this.log.warn('a ClusterRole cannot be aggregated', { clusterRole: role, why }));
   }
+}
+
+/**
+ * Brings every aggregated ClusterRole's rules up to date; whether it wrote anything. Aggregated
+ * roles may select each other (`view` is part of `edit`, `edit` of `admin`), so it repeats until
+ * nothing changes, with a bound against selectors that chase each other.
+ */
+export function aggregateClusterRoles(storage: Store, cannot: (role: string, why: string) => void = () => {}): boolean {
+  let wrote = false;
+  for (let round = 0; round < 10; round++) {
+    const all = [...storage.iterate(CLUSTER_ROLES, '')].sort((a, b) => (a.metadata.name < b.metadata.name ? -1 : 1));
+    let changed = false;
+    for (const role of all) {
+      if (!aggregationSelectors(role) || role.metadata.deletionTimestamp) continue;
+      const rules = aggregatedRules(role, all);
+      if (typeof rules === 'string') {
+        cannot(role.metadata.name, rules);
+        continue;
+      }
+      if (jsonEqual(rules, role.rules ?? [])) continue;
+      const cur = storage.get(CLUSTER_ROLES, '', role.metadata.name);
+      if (!cur) continue;
+      const next = structuredClone(cur);
+      next.rules = rules;
+      storage.write('MODIFIED', CLUSTER_ROLES, '', cur.metadata.name, next, cur);
+      changed = true;
+    }
+    if (!changed) break;
+    wrote = true;
+  }
+  return wrote;
 }
