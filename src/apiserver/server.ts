@@ -1,7 +1,8 @@
 /**
  * The API server's parts put together: storage → registry of kinds (built-in and CRD-backed,
  * each with its strategy) → admission → the generic write path → verb handlers → dispatcher;
- * plus the background work (namespace sweeps, Event expiry). index.ts adds TLS and HTTP.
+ * plus the background work (namespace sweeps, garbage collection, ClusterRole aggregation, Event
+ * expiry). index.ts adds TLS and HTTP.
  */
 import { randomUUID } from 'node:crypto';
 import type { Logger } from '../log.js';
@@ -12,6 +13,7 @@ import { NamespaceLifecycle } from './admission/namespace-lifecycle.js';
 import type { KeyObject } from 'node:crypto';
 import { RbacEscalation } from './admission/rbac-escalation.js';
 import { RBACAuthorizer } from './auth/rbac/authorizer.js';
+import { ClusterRoleAggregator } from './auth/rbac/aggregation.js';
 import { reconcileBootstrapPolicy } from './auth/rbac/bootstrap.js';
 import { newSigningKey, ServiceAccountTokens } from './auth/serviceaccounts.js';
 import { UnionAuthenticator, type Authenticator } from './auth/tokens.js';
@@ -63,6 +65,7 @@ export class ApiServer {
   private readonly sweeper: NamespaceSweeper;
   private readonly gc: GarbageCollector;
   private readonly eventExpiry: EventExpiry;
+  private readonly aggregator: ClusterRoleAggregator;
 
   constructor(o: ServerOptions) {
     const { storage, log } = o;
@@ -92,6 +95,7 @@ export class ApiServer {
       registry.registerCrd(crd as unknown as CustomResourceDefinition);
     ensureSystemNamespaces(storage);
     reconcileBootstrapPolicy(storage);
+    this.aggregator = new ClusterRoleAggregator(storage, log);
     const admission = new AdmissionChain([new NamespaceLifecycle((name) => storage.namespace(name)), new MetadataValidation(), new RbacEscalation(authorizer)]);
     const limits: ServerLimits = { ...DEFAULT_LIMITS, ...o.limits };
     this.watches = new Watches(o.bookmarkIntervalMs, o.maxWatchSeconds, this.metrics.watches, limits, (why) => {
@@ -126,6 +130,7 @@ export class ApiServer {
     this.eventExpiry.close();
     this.sweeper.close();
     this.gc.close();
+    this.aggregator.close();
   }
 }
 

@@ -1,13 +1,24 @@
 /** Install crds/notebookserver.yaml through the API (any API server) and wait until it is Established. */
-import { ApiextensionsV1Api, KubeConfig, type V1CustomResourceDefinition } from '@kubernetes/client-node';
+import { ApiextensionsV1Api, KubeConfig, loadYaml, type V1CustomResourceDefinition } from '@kubernetes/client-node';
 import { readFileSync } from 'node:fs';
 import YAML from 'yaml';
 import { MODES } from '../api/types.js';
 import { repoPath } from '../paths.js';
 import { makeApiClient } from './kube.js';
 
+/** The CRD file as plain JSON (for raw HTTP clients). */
 export function loadCrd(path = repoPath('crds', 'notebookserver.yaml')): V1CustomResourceDefinition {
   return YAML.parse(readFileSync(path, 'utf8')) as V1CustomResourceDefinition;
+}
+
+/**
+ * The CRD file as client-node's typed model. Its API clients serialize a body from that model
+ * (`x-kubernetes-list-type` is the property `xKubernetesListType` there), so a plain object would
+ * reach the server without its x-kubernetes-* markers: spec.env would become an atomic list
+ * under server-side apply, and quantities would lose int-or-string.
+ */
+export function loadCrdForClient(path = repoPath('crds', 'notebookserver.yaml')): V1CustomResourceDefinition {
+  return loadYaml<V1CustomResourceDefinition>(readFileSync(path, 'utf8'));
 }
 
 /**
@@ -31,7 +42,7 @@ export async function installCrd(
   opts: { path?: string; timeoutMs?: number; modes?: readonly string[] } = {},
 ): Promise<'created' | 'updated' | 'unchanged'> {
   const api = makeApiClient(kc, ApiextensionsV1Api);
-  const crd = crdForModes(loadCrd(opts.path), opts.modes);
+  const crd = crdForModes(loadCrdForClient(opts.path), opts.modes);
   const name = crd.metadata?.name ?? '';
   let result: 'created' | 'updated' | 'unchanged';
   try {

@@ -10,7 +10,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { repoPath } from '../../src/paths.js';
-import { apiRequest, kubectl, startTestApiServer, type TestApiServer } from '../helpers/apiserver.js';
+import { apiRequest, kubectl, startTestApiServer, until, type TestApiServer } from '../helpers/apiserver.js';
 
 const TOKENS = 'admintok,admin,admin,*\nviewtok,vera,viewer\nhubtok,jupyterhub,hub,team\n';
 
@@ -205,6 +205,109 @@ metadata:
       await ok(['create', 'rolebinding', 'binder', '-n', 'team', '--role=binder', '--serviceaccount=team:deployer']);
       await ok(['create', 'rolebinding', 'admins', '-n', 'team', '--clusterrole=admin', '--user=alice'], token);
       await denied(['create', 'rolebinding', 'editors', '-n', 'team', '--clusterrole=edit', '--user=alice'], token, /not currently held/);
+    });
+
+    it('aggregates ClusterRoles by label as kube does, and follows label, rule and hand-made changes', async () => {
+      const LABEL = 'example.com/aggregate-to-monitoring';
+      await ok(
+        ['apply', '-f', '-'],
+        undefined,
+        `apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata: {name: monitoring}
+aggregationRule:
+  clusterRoleSelectors:
+  - matchLabels: {${LABEL}: "true"}
+rules: []
+`,
+      );
+      await ok(['create', 'clusterrole', 'mon-cm', '--verb=get,list', '--resource=configmaps']);
+      await ok(['label', 'clusterrole', 'mon-cm', `${LABEL}=true`]);
+      await ok(['create', 'clusterrole', 'mon-ev', '--verb=get', '--resource=events']);
+      await ok(['label', 'clusterrole', 'mon-ev', `${LABEL}=true`]);
+      await ok(['create', 'serviceaccount', 'prom', '-n', 'team']);
+      await ok(['create', 'rolebinding', 'prom', '-n', 'team', '--clusterrole=monitoring', '--serviceaccount=team:prom']);
+      const token = (await ok(['create', 'token', 'prom', '-n', 'team'])).trim();
+      const rules = async () => JSON.parse((await ok(['get', 'clusterrole', 'monitoring', '-o', 'json'])).trim()).rules ?? [];
+      const eventually = (what: string, cond: () => Promise<boolean>) => until(cond, 10_000, what);
+      // The matched roles' rules, by role name, each once.
+      expect(await rules()).to.deep.equal([
+        { apiGroups: [''], resources: ['configmaps'], verbs: ['get', 'list'] },
+        { apiGroups: [''], resources: ['events'], verbs: ['get'] },
+      ]);
+      expect(await canI(['list', 'configmaps', '-n', 'team'], token)).to.equal('yes');
+      expect(await canI(['get', 'secrets', '-n', 'team'], token)).to.equal('no');
+      // A new labelled role adds its rules; a role losing the label takes them away.
+      await ok(['create', 'clusterrole', 'mon-secrets', '--verb=get', '--resource=secrets']);
+      await ok(['label', 'clusterrole', 'mon-secrets', `${LABEL}=true`]);
+      await eventually('secrets aggregated', async () => (await canI(['get', 'secrets', '-n', 'team'], token)) === 'yes');
+      await ok(['label', 'clusterrole', 'mon-cm', `${LABEL}-`]);
+      await eventually('configmaps gone', async () => (await canI(['list', 'configmaps', '-n', 'team'], token)) === 'no');
+      // A matched role's new rule follows; rules written by hand into the aggregated role are replaced.
+      await ok(['patch', 'clusterrole', 'mon-ev', '--type=json', '-p', '[{"op":"add","path":"/rules/0/verbs/-","value":"watch"}]']);
+      await eventually('watch events aggregated', async () => (await canI(['watch', 'events', '-n', 'team'], token)) === 'yes');
+      await ok(['patch', 'clusterrole', 'monitoring', '--type=merge', '-p', '{"rules":[{"apiGroups":["*"],"resources":["*"],"verbs":["*"]}]}']);
+      await eventually('hand-made rules replaced', async () => !JSON.stringify(await rules()).includes('"*"'));
+      expect(await rules()).to.deep.equal([
+        { apiGroups: [''], resources: ['events'], verbs: ['get', 'watch'] },
+        { apiGroups: [''], resources: ['secrets'], verbs: ['get'] },
+      ]);
+      // Selectors are validated as LabelSelectors, and only who may escalate sets an aggregationRule.
+      await denied(
+        [
+          'patch',
+          'clusterrole',
+          'monitoring',
+          '--type=merge',
+          '-p',
+          '{"aggregationRule":{"clusterRoleSelectors":[{"matchExpressions":[{"key":"a","operator":"Near"}]}]}}',
+        ],
+        undefined,
+        /aggregationRule\.clusterRoleSelectors\[0\].*Near/,
+      );
+      await denied(
+        ['patch', 'clusterrole', 'monitoring', '--type=merge', '-p', '{"aggregationRule":{"clusterRoleSelectors":[]}}'],
+        undefined,
+        /at least one clusterRoleSelector/,
+      );
+      await ok(['create', 'clusterrole', 'role-writer', '--verb=create,get,list,update,patch', '--resource=clusterroles.rbac.authorization.k8s.io']);
+      await ok(['create', 'clusterrolebinding', 'role-writer', '--clusterrole=role-writer', '--serviceaccount=team:prom']);
+      await denied(
+        ['create', '-f', '-'],
+        token,
+        /must have cluster-admin privileges to use an aggregationRule/,
+        `apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata: {name: grab-all}
+aggregationRule:
+  clusterRoleSelectors:
+  - matchLabels: {kubernetes.io/bootstrapping: rbac-defaults}
+`,
+      );
+    });
+
+    it('explains the RBAC kinds and lists serviceaccounts/token (TokenRequest) in discovery', async () => {
+      expect(await ok(['explain', 'role']))
+        .to.match(/KIND:\s+Role/)
+        .and.to.match(/namespaced, logical grouping of PolicyRules/);
+      const subjects = await ok(['explain', 'rolebinding.subjects']);
+      expect(subjects)
+        .to.match(/Subject contains a reference/)
+        .and.to.match(/apiGroup\s/)
+        .and.to.match(/namespace\s/);
+      expect(await ok(['explain', 'clusterrole.aggregationRule.clusterRoleSelectors'])).to.match(/matchLabels/);
+      expect(await ok(['explain', 'role.rules.verbs'])).to.match(/Verbs is a list of Verbs/);
+      expect(await ok(['explain', 'serviceaccount.secrets'])).to.match(/secrets in the same namespace/);
+      const core = JSON.parse(await ok(['get', '--raw', '/api/v1']));
+      expect(core.resources.find((r: { name: string }) => r.name === 'serviceaccounts/token')).to.deep.equal({
+        name: 'serviceaccounts/token',
+        singularName: '',
+        namespaced: true,
+        group: 'authentication.k8s.io',
+        version: 'v1',
+        kind: 'TokenRequest',
+        verbs: ['create'],
+      });
     });
   });
 }

@@ -97,21 +97,58 @@ describe('RBAC with a store', () => {
   it('bootstrap restores what a built-in role lacks, keeps what an admin added, and leaves autoupdate=false alone', async () => {
     reconcileBootstrapPolicy(storage);
     const key = 'rbac.authorization.k8s.io/clusterroles';
-    const view = storage.get(key, '', 'view')!;
-    const trimmed = { ...view, rules: [{ apiGroups: ['example.io'], resources: ['gadgets'], verbs: ['get'] }] };
-    storage.write('MODIFIED', key, '', 'view', structuredClone(trimmed), view);
-    const edit = storage.get(key, '', 'edit')!;
+    const hub = storage.get(key, '', 'nbswarm-hub')!;
+    const trimmed = { ...hub, rules: [{ apiGroups: ['example.io'], resources: ['gadgets'], verbs: ['get'] }] };
+    storage.write('MODIFIED', key, '', 'nbswarm-hub', structuredClone(trimmed), hub);
+    const edit = storage.get(key, '', 'system:aggregate-to-edit')!;
     const frozen = { ...edit, metadata: { ...edit.metadata, annotations: { 'rbac.authorization.kubernetes.io/autoupdate': 'false' } }, rules: [] };
-    storage.write('MODIFIED', key, '', 'edit', structuredClone(frozen), edit);
+    storage.write('MODIFIED', key, '', 'system:aggregate-to-edit', structuredClone(frozen), edit);
     await storage.settled();
     reconcileBootstrapPolicy(storage);
-    const rules = storage.get(key, '', 'view')!.rules as PolicyRule[];
+    const rules = storage.get(key, '', 'nbswarm-hub')!.rules as PolicyRule[];
     expect(rules[0]).to.deep.equal({ apiGroups: ['example.io'], resources: ['gadgets'], verbs: ['get'] });
-    expect(rules.length).to.equal((view.rules as unknown[]).length + 1);
-    expect(storage.get(key, '', 'edit')!.rules).to.deep.equal([]);
+    expect(rules.length).to.equal((hub.rules as unknown[]).length + 1);
+    expect(storage.get(key, '', 'system:aggregate-to-edit')!.rules).to.deep.equal([]);
     const rv = storage.currentRv;
     reconcileBootstrapPolicy(storage);
     expect(storage.currentRv, 'a reconciled policy is not written again').to.equal(rv);
+  });
+
+  it('view, edit and admin are aggregated as in Kubernetes: extended by label, hand-made rules replaced, selectors restored', async () => {
+    reconcileBootstrapPolicy(storage);
+    const key = 'rbac.authorization.k8s.io/clusterroles';
+    const rulesOf = (name: string) => JSON.stringify(storage.get(key, '', name)!.rules);
+    expect(rulesOf('view')).to.equal(rulesOf('system:aggregate-to-view'));
+    expect(rulesOf('view')).to.not.contain('secrets');
+    for (const r of JSON.parse(rulesOf('view'))) expect(JSON.parse(rulesOf('edit'))).to.deep.include(r);
+    for (const r of JSON.parse(rulesOf('edit'))) expect(JSON.parse(rulesOf('admin'))).to.deep.include(r);
+    expect(rulesOf('edit')).to.contain('secrets');
+    expect(rulesOf('admin')).to.contain('rolebindings');
+    expect(rulesOf('edit')).to.not.contain('rolebindings');
+
+    const gadgets = { apiGroups: ['example.io'], resources: ['gadgets'], verbs: ['get', 'list', 'watch'] };
+    storage.write('ADDED', key, '', 'gadget-viewer', {
+      apiVersion: 'rbac.authorization.k8s.io/v1',
+      kind: 'ClusterRole',
+      metadata: { name: 'gadget-viewer', uid: randomUUID(), labels: { 'rbac.authorization.k8s.io/aggregate-to-view': 'true' } },
+      rules: [gadgets],
+    });
+    const view = storage.get(key, '', 'view')!;
+    storage.write(
+      'MODIFIED',
+      key,
+      '',
+      'view',
+      { ...structuredClone(view), rules: [{ apiGroups: ['*'], resources: ['*'], verbs: ['*'] }], aggregationRule: null },
+      view,
+    );
+    await storage.settled();
+    reconcileBootstrapPolicy(storage);
+    for (const name of ['view', 'edit', 'admin']) expect(JSON.parse(rulesOf(name)), name).to.deep.include(gadgets);
+    expect(rulesOf('view')).to.not.contain('"*"');
+    expect(storage.get(key, '', 'view')!.aggregationRule).to.deep.equal({
+      clusterRoleSelectors: [{ matchLabels: { 'rbac.authorization.k8s.io/aggregate-to-view': 'true' } }],
+    });
   });
 
   it('forgets a RoleBinding that left storage without its strategy (a namespace sweep)', async () => {

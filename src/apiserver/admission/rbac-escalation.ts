@@ -2,14 +2,15 @@
  * RBAC's escalation check (kube's rbac registry validation): nobody grants permissions they do
  * not hold. Writing a Role or ClusterRole needs every rule it grants (at its namespace, or the
  * cluster scope), unless the user may `escalate` it; writing a binding needs every rule of the
- * role it binds, unless the user may `bind` that role.
+ * role it binds, unless the user may `bind` that role. Setting or changing a ClusterRole's
+ * aggregationRule needs `escalate`.
  */
 import type { Attributes } from '../auth/authorizer.js';
 import type { RBACAuthorizer } from '../auth/rbac/authorizer.js';
 import { userGroups } from '../auth/rbac/authorizer.js';
 import { describeRule, RBAC_GROUP, uncoveredRules, type PolicyRule } from '../auth/rbac/rules.js';
 import { ApiError } from '../errors.js';
-import { isObject } from '../../util/json.js';
+import { isObject, jsonEqual } from '../../util/json.js';
 import type { AdmissionAttributes, AdmissionPlugin } from './admission.js';
 
 export class RbacEscalation implements AdmissionPlugin {
@@ -38,6 +39,15 @@ export class RbacEscalation implements AdmissionPlugin {
     let requested: PolicyRule[];
     if (a.kind.resource === 'roles' || a.kind.resource === 'clusterroles') {
       if (may('escalate', a.kind.resource, name)) return;
+      // An aggregationRule can gather any rule of any ClusterRole: only who may escalate sets or changes one.
+      const agg = a.object.aggregationRule ?? null;
+      if (agg !== null && !jsonEqual(agg, a.oldObject?.aggregationRule ?? null))
+        throw new ApiError(
+          403,
+          'Forbidden',
+          `${a.kind.resource}.${RBAC_GROUP} "${name}" is forbidden: must have cluster-admin privileges to use an aggregationRule`,
+          { name, group: RBAC_GROUP, kind: a.kind.resource },
+        );
       requested = this.authorizer.rulesOfObject(a.object);
     } else if (a.kind.resource === 'rolebindings' || a.kind.resource === 'clusterrolebindings') {
       const ref = a.object.roleRef;

@@ -45,7 +45,16 @@ export function kubeVersionCompare(a: string, b: string): number {
   return a < b ? -1 : a > b ? 1 : 0;
 }
 
-/** A kind's entries in an APIResourceList: the resource and its status subresource. */
+/** A kind's subresources as aggregated discovery lists them: status, then those with their own handler. */
+function subresources(kind: ResourceKind, version: string): JsonObject[] {
+  const own = { group: kind.group, version, kind: kind.kind };
+  const out: JsonObject[] = kind.versions[0].statusSubresource ? [{ subresource: 'status', responseKind: own, verbs: ['get', 'patch', 'update'] }] : [];
+  for (const [name, route] of Object.entries(kind.subresources ?? {}))
+    out.push({ subresource: name, responseKind: route.responseKind ?? own, verbs: [...route.verbs] });
+  return out;
+}
+
+/** A kind's entries in an APIResourceList: the resource, its status subresource and those with their own handler. */
 export function apiResources(kind: ResourceKind): JsonObject[] {
   const v = kind.versions[0];
   const out: JsonObject[] = [
@@ -62,6 +71,16 @@ export function apiResources(kind: ResourceKind): JsonObject[] {
   ];
   if (v.statusSubresource)
     out.push({ name: `${kind.resource}/status`, singularName: '', namespaced: kind.namespaced, kind: kind.kind, verbs: ['get', 'patch', 'update'] });
+  for (const [name, route] of Object.entries(kind.subresources ?? {})) {
+    const rk = route.responseKind;
+    out.push({
+      name: `${kind.resource}/${name}`,
+      singularName: '',
+      namespaced: kind.namespaced,
+      ...(rk ? { group: rk.group, version: rk.version, kind: rk.kind } : { kind: kind.kind }),
+      verbs: [...route.verbs],
+    });
+  }
   return out;
 }
 
@@ -122,6 +141,7 @@ export class Discovery {
         freshness: 'Current',
         resources: this.registry.resourcesIn(g.name, gv.version).map((k) => {
           const responseKind = { group: k.group, version: gv.version, kind: k.kind };
+          const subs = subresources(k, gv.version);
           return {
             resource: k.resource,
             responseKind,
@@ -130,7 +150,7 @@ export class Discovery {
             verbs: k.review ? ['create'] : k.unserved ? UNSERVED_VERBS : VERBS,
             ...(k.shortNames.length ? { shortNames: k.shortNames } : {}),
             ...(k.categories.length ? { categories: k.categories } : {}),
-            ...(k.versions[0].statusSubresource ? { subresources: [{ subresource: 'status', responseKind, verbs: ['get', 'patch', 'update'] }] } : {}),
+            ...(subs.length ? { subresources: subs } : {}),
           };
         }),
       })),

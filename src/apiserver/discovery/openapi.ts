@@ -6,6 +6,7 @@
 import { createHash } from 'node:crypto';
 import type { ResourceKind } from '../registry/kinds.js';
 import type { JsonObject, JsonSchema } from '../types.js';
+import { rbacSchemas } from './rbac-schemas.js';
 
 /** A kind at one of its versions. */
 export type KindAtVersion = [ResourceKind, string];
@@ -91,6 +92,7 @@ function objectMeta(): JsonSchema {
 }
 
 const builtinSchemas: Record<string, JsonSchema> = {
+  ...rbacSchemas,
   Secret: {
     description: 'Secret holds secret data of a certain type.',
     properties: {

@@ -132,7 +132,9 @@ export function builtinKinds(hooks: BuiltinHooks): ResourceKind[] {
       generic,
     ),
     builtin('', 'v1', 'serviceaccounts', 'ServiceAccount', true, ['sa'], [ageColumn], generic, {
-      subresources: { token: { verbs: ['create'], handler: hooks.tokenRequest } },
+      subresources: {
+        token: { verbs: ['create'], handler: hooks.tokenRequest, responseKind: { group: 'authentication.k8s.io', version: 'v1', kind: 'TokenRequest' } },
+      },
     }),
     builtin(RBAC_GROUP, 'v1', 'roles', 'Role', true, [], createdAt, new RoleStrategy(false, hooks.rbacChanged)),
     builtin(RBAC_GROUP, 'v1', 'clusterroles', 'ClusterRole', false, [], createdAt, new RoleStrategy(true, hooks.rbacChanged)),

@@ -50,6 +50,8 @@ export interface ResourceKind {
 export interface SubresourceRoute {
   verbs: readonly Verb[];
   handler: Handler;
+  /** What the subresource takes and returns when that is not the kind itself (discovery names it). */
+  responseKind?: { group: string; version: string; kind: string };
 }
 
 /** The registry key of a kind. */

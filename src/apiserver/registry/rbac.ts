@@ -5,6 +5,7 @@
  * are Users, Groups or ServiceAccounts (these with a namespace). Every change tells the authorizer.
  */
 import { isObject, jsonEqual } from '../../util/json.js';
+import { selectorRequirements } from '../auth/rbac/aggregation.js';
 import { isStringList, RBAC_GROUP } from '../auth/rbac/rules.js';
 import type { Cause, KubeObject, StoredObject } from '../types.js';
 import { GenericStrategy, type WriteContext } from './strategy.js';
@@ -43,10 +44,26 @@ export class RoleStrategy extends RbacStrategy {
     if (!Array.isArray(rules)) return [...causes, invalidValue('rules', rules, 'must be a list of PolicyRules')];
     rules.forEach((rule: unknown, i) => causes.push(...ruleProblems(rule, `rules[${i}]`, this.cluster)));
     const agg = obj.aggregationRule;
-    if (agg !== undefined && agg !== null && (!this.cluster || !isObject(agg)))
-      causes.push(invalidValue('aggregationRule', agg, this.cluster ? 'must be an object' : 'a Role cannot aggregate'));
+    if (agg !== undefined && agg !== null) {
+      if (!this.cluster || !isObject(agg)) causes.push(invalidValue('aggregationRule', agg, this.cluster ? 'must be an object' : 'a Role cannot aggregate'));
+      else causes.push(...aggregationProblems(agg.clusterRoleSelectors));
+    }
     return causes;
   }
+}
+
+/** kube's checks of an aggregationRule: at least one selector, each a valid LabelSelector. */
+function aggregationProblems(selectors: unknown): Cause[] {
+  const field = 'aggregationRule.clusterRoleSelectors';
+  if (selectors === undefined || selectors === null || (Array.isArray(selectors) && selectors.length === 0))
+    return [required(field, 'at least one clusterRoleSelector required if aggregationRule is non-nil')];
+  if (!Array.isArray(selectors)) return [invalidValue(field, selectors, 'must be a list of label selectors')];
+  const out: Cause[] = [];
+  selectors.forEach((sel, i) => {
+    const reqs = selectorRequirements(sel);
+    if (typeof reqs === 'string') out.push(invalidValue(`${field}[${i}]`, sel, reqs));
+  });
+  return out;
 }
 
 function ruleProblems(rule: unknown, field: string, cluster: boolean): Cause[] {

@@ -2,7 +2,9 @@
  * The built-in ClusterRoles and ClusterRoleBindings (kube's bootstrap policy), written at every
  * start. A built-in object whose `rbac.authorization.kubernetes.io/autoupdate` annotation is not
  * "false" gets back the rules (or subjects) it is missing, so an upgrade brings new permissions;
- * what an administrator added to it is kept.
+ * what an administrator added to it is kept. As in Kubernetes, `admin`, `edit` and `view` are
+ * aggregated: their rules come from the ClusterRoles labelled to extend them (the built-in
+ * `system:aggregate-to-*` ones and any a user adds), so only their selectors are reconciled.
  */
 import { randomUUID } from 'node:crypto';
 import { jsonEqual } from '../../../util/json.js';
@@ -10,6 +12,7 @@ import { nowIso } from '../../../util/time.js';
 import { kindKey } from '../../registry/kinds.js';
 import type { Store } from '../../storage/sqlite.js';
 import type { KubeObject, StoredObject } from '../../types.js';
+import { aggregateClusterRoles } from './aggregation.js';
 import { RBAC_GROUP, type PolicyRule, type RoleRef, type Subject } from './rules.js';
 
 const READ = ['get', 'list', 'watch'];
@@ -53,8 +56,8 @@ const viewRules: PolicyRule[] = [
   { apiGroups: ['nbswarm.io'], resources: ['notebookservers', 'notebookservers/status'], verbs: READ },
 ];
 
-const editRules: PolicyRule[] = [
-  ...viewRules,
+/** What `edit` adds to `view`. */
+const editOnlyRules: PolicyRule[] = [
   { apiGroups: [''], resources: ['configmaps', 'events', 'persistentvolumeclaims', 'pods', 'services', 'serviceaccounts', 'secrets'], verbs: WRITE },
   { apiGroups: [''], resources: ['secrets'], verbs: READ },
   { apiGroups: [''], resources: ['serviceaccounts/token'], verbs: ['create'] },
@@ -62,8 +65,8 @@ const editRules: PolicyRule[] = [
   { apiGroups: ['nbswarm.io'], resources: ['notebookservers'], verbs: WRITE },
 ];
 
-const adminRules: PolicyRule[] = [
-  ...editRules,
+/** What `admin` adds to `edit`. */
+const adminOnlyRules: PolicyRule[] = [
   { apiGroups: [RBAC_GROUP], resources: ['roles', 'rolebindings'], verbs: READ_WRITE },
   { apiGroups: ['authorization.k8s.io'], resources: ['localsubjectaccessreviews'], verbs: ['create'] },
 ];
@@ -83,9 +86,24 @@ const hubRules: PolicyRule[] = [
 
 interface BuiltinRole {
   name: string;
+  /** Its rules; an aggregated role's come from the roles it selects. */
   rules: PolicyRule[];
   customResources?: 'read' | 'write';
+  /** The label (value "true") whose ClusterRoles this one aggregates. */
+  aggregates?: string;
+  labels?: Record<string, string>;
 }
+
+/**
+ * The labels that extend `admin`, `edit` and `view`, as in Kubernetes: a ClusterRole labelled
+ * `rbac.authorization.k8s.io/aggregate-to-view: "true"` adds its rules to `view` (and so to
+ * `edit` and `admin`, which aggregate `view` and `edit`).
+ */
+export const AGGREGATE_TO = {
+  admin: `${RBAC_GROUP}/aggregate-to-admin`,
+  edit: `${RBAC_GROUP}/aggregate-to-edit`,
+  view: `${RBAC_GROUP}/aggregate-to-view`,
+} as const;
 
 export const BUILTIN_CLUSTER_ROLES: readonly BuiltinRole[] = [
   {
@@ -95,9 +113,12 @@ export const BUILTIN_CLUSTER_ROLES: readonly BuiltinRole[] = [
       { nonResourceURLs: ['*'], verbs: ['*'] },
     ],
   },
-  { name: 'admin', rules: adminRules, customResources: 'write' },
-  { name: 'edit', rules: editRules, customResources: 'write' },
-  { name: 'view', rules: viewRules, customResources: 'read' },
+  { name: 'admin', rules: [], aggregates: AGGREGATE_TO.admin, customResources: 'write' },
+  { name: 'edit', rules: [], aggregates: AGGREGATE_TO.edit, labels: { [AGGREGATE_TO.admin]: 'true' }, customResources: 'write' },
+  { name: 'view', rules: [], aggregates: AGGREGATE_TO.view, labels: { [AGGREGATE_TO.edit]: 'true' }, customResources: 'read' },
+  { name: 'system:aggregate-to-admin', rules: adminOnlyRules, labels: { [AGGREGATE_TO.admin]: 'true' } },
+  { name: 'system:aggregate-to-edit', rules: editOnlyRules, labels: { [AGGREGATE_TO.edit]: 'true' } },
+  { name: 'system:aggregate-to-view', rules: viewRules, labels: { [AGGREGATE_TO.view]: 'true' } },
   { name: 'nbswarm-hub', rules: hubRules, customResources: 'write' },
   {
     name: 'system:discovery',
@@ -147,9 +168,10 @@ function clusterRole(r: BuiltinRole): KubeObject {
     kind: 'ClusterRole',
     metadata: {
       name: r.name,
-      labels: { ...LABELS },
+      labels: { ...LABELS, ...r.labels },
       annotations: { [AUTOUPDATE_ANNOTATION]: 'true', ...(r.customResources ? { [CUSTOM_RESOURCES_ANNOTATION]: r.customResources } : {}) },
     },
+    ...(r.aggregates ? { aggregationRule: { clusterRoleSelectors: [{ matchLabels: { [r.aggregates]: 'true' } }] } } : {}),
     rules: r.rules,
   };
 }
@@ -174,7 +196,7 @@ function union<T>(have: unknown, want: readonly T[]): T[] {
 
 /** Writes the built-in policy: missing objects are created, auto-updated ones get what they lack. */
 export function reconcileBootstrapPolicy(storage: Store): void {
-  const write = (resource: string, desired: KubeObject, field: 'rules' | 'subjects') => {
+  const write = (resource: string, desired: KubeObject, field: 'rules' | 'subjects' | 'aggregationRule') => {
     const key = kindKey(RBAC_GROUP, resource);
     const name = desired.metadata.name!;
     const have = storage.get(key, '', name);
@@ -184,12 +206,18 @@ export function reconcileBootstrapPolicy(storage: Store): void {
     }
     if (have.metadata.annotations?.[AUTOUPDATE_ANNOTATION] === 'false') return;
     const next: StoredObject = structuredClone(have);
-    next[field] = union(have[field], desired[field] as unknown[]);
+    if (field === 'aggregationRule') {
+      // An aggregated role's rules are the aggregator's: only its selectors are reconciled.
+      const selectors = (o: KubeObject) => (o.aggregationRule as { clusterRoleSelectors?: unknown } | undefined)?.clusterRoleSelectors;
+      next.aggregationRule = { ...(have.aggregationRule ?? {}), clusterRoleSelectors: union(selectors(have), selectors(desired) as unknown[]) };
+    } else next[field] = union(have[field], desired[field] as unknown[]);
     next.metadata.labels = { ...(have.metadata.labels ?? {}), ...desired.metadata.labels };
     next.metadata.annotations = { ...(have.metadata.annotations ?? {}), ...desired.metadata.annotations };
     if (field === 'subjects') next.roleRef = desired.roleRef;
     if (!jsonEqual(next, have)) storage.write('MODIFIED', key, '', name, next, have);
   };
-  for (const r of BUILTIN_CLUSTER_ROLES) write('clusterroles', clusterRole(r), 'rules');
+  for (const r of BUILTIN_CLUSTER_ROLES) write('clusterroles', clusterRole(r), r.aggregates ? 'aggregationRule' : 'rules');
   for (const b of BUILTIN_CLUSTER_ROLE_BINDINGS) write('clusterrolebindings', clusterRoleBinding(b), 'subjects');
+  // The aggregated built-ins get their rules before anything is authorized against them.
+  aggregateClusterRoles(storage);
 }
