@@ -25,6 +25,11 @@ import threading
 from typing import Any, AsyncIterator, Callable, Dict, List, Optional
 
 from jupyterhub.spawner import Spawner
+# Imported with this module, which JupyterHub loads when it starts: imported at the first use,
+# python-kubernetes (hundreds of modules) held the hub's event loop for seconds during the first
+# spawn after a hub start, stalling every other spawn and request meanwhile.
+from kubernetes import client as kube_client, config as kube_config
+from kubernetes.client.rest import ApiException
 from tornado import web
 from traitlets import Bool, Dict as DictTrait, Enum, Float, Integer, List as ListTrait, TraitError, Unicode, Union, default, validate
 
@@ -405,21 +410,19 @@ class NotebookServerSpawner(Spawner):
             cached = _clients.get(key)
             if cached is not None:
                 return cached
-            from kubernetes import client, config
-
-            cfg = client.Configuration()
+            cfg = kube_client.Configuration()
             path = self.kubeconfig or os.environ.get("KUBECONFIG", "").split(os.pathsep)[0]
             if not path and os.path.exists(os.path.expanduser("~/.kube/config")):
                 path = os.path.expanduser("~/.kube/config")
             if path:
-                config.load_kube_config(
+                kube_config.load_kube_config(
                     config_file=path,
                     context=self.kube_context or None,
                     client_configuration=cfg,
                     persist_config=False,
                 )
             elif not self.api_url:
-                config.load_incluster_config(client_configuration=cfg)
+                kube_config.load_incluster_config(client_configuration=cfg)
             if self.api_url:
                 cfg.host = self.api_url.rstrip("/")
             if self.api_server_token:
@@ -430,21 +433,17 @@ class NotebookServerSpawner(Spawner):
             cfg.verify_ssl = self.verify_ssl
             # Each open watch holds a pooled connection.
             cfg.connection_pool_maxsize = 64
-            api = client.ApiClient(cfg)
+            api = kube_client.ApiClient(cfg)
             _clients[key] = api
             return api
 
     @property
     def _custom(self) -> Any:
-        from kubernetes import client
-
-        return client.CustomObjectsApi(self._api_client())
+        return kube_client.CustomObjectsApi(self._api_client())
 
     @property
     def _core(self) -> Any:
-        from kubernetes import client
-
-        return client.CoreV1Api(self._api_client())
+        return kube_client.CoreV1Api(self._api_client())
 
     async def _call(self, fn: Callable, *args: Any, **kwargs: Any) -> Any:
         kwargs.setdefault("_request_timeout", (self.connect_timeout, 60))
@@ -452,8 +451,6 @@ class NotebookServerSpawner(Spawner):
         return await loop.run_in_executor(_executor, lambda: fn(*args, **kwargs))
 
     async def _get(self) -> Optional[dict]:
-        from kubernetes.client.rest import ApiException
-
         try:
             return await self._call(
                 self._custom.get_namespaced_custom_object, GROUP, VERSION, self.namespace, PLURAL, self.resource_name
@@ -534,8 +531,6 @@ class NotebookServerSpawner(Spawner):
             remove_viewer_access(hub_db(self), self.user.name, self.name or "", self.log)
 
     async def _ensure_secret(self, owner: Optional[dict]) -> None:
-        from kubernetes.client.rest import ApiException
-
         body: Dict[str, Any] = {
             "apiVersion": "v1",
             "kind": "Secret",
@@ -574,8 +569,6 @@ class NotebookServerSpawner(Spawner):
             raise
 
     async def _start(self) -> str:
-        from kubernetes.client.rest import ApiException
-
         loop = asyncio.get_running_loop()
         # Our own deadline ends just before the hub's, so the user sees the resource's message
         # rather than the hub's generic timeout.
@@ -737,8 +730,6 @@ class NotebookServerSpawner(Spawner):
         return None
 
     async def stop(self, now: bool = False) -> None:
-        from kubernetes.client.rest import ApiException
-
         name = self.resource_name
         loop = asyncio.get_running_loop()
         try:
@@ -788,8 +779,6 @@ class NotebookServerSpawner(Spawner):
 
     async def progress(self) -> AsyncIterator[dict]:
         """Yield the resource's Events as they happen during this spawn."""
-        from kubernetes.client.rest import ApiException
-
         name = self.resource_name
         since = self._progress_since or (datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(seconds=60))
         seen = set()
@@ -870,8 +859,6 @@ class NotebookServerSpawner(Spawner):
     async def _declare(self, spec: dict, start_deadline: str, deadline: float) -> dict:
         """One attempt at writing this start (idempotent, so an API outage can be retried): the
         token Secret, then the object created, or patched to run again with the new token."""
-        from kubernetes.client.rest import ApiException
-
         name = self.resource_name
         existing = await self._get()
         if existing is not None and existing["metadata"].get("deletionTimestamp"):
@@ -916,8 +903,6 @@ class NotebookServerSpawner(Spawner):
 
     async def _stop_object(self) -> None:
         """Delete the object (delete_on_stop) or set spec.stopped; gone already is fine."""
-        from kubernetes.client.rest import ApiException
-
         name = self.resource_name
         try:
             if self.delete_on_stop:
@@ -961,8 +946,6 @@ class NotebookServerSpawner(Spawner):
         """Delete this server's token Secrets (all, or all but `keep`): a token the hub revoked (a
         stopped server's, an earlier start's) never outlives its use. The ownerReference to the
         object covers the rest where the API server collects garbage."""
-        from kubernetes.client.rest import ApiException
-
         selector = f"{SECRET_MANAGED_BY[0]}={SECRET_MANAGED_BY[1]},{SECRET_SERVER_LABEL}={self.resource_name}"
 
         async def forget() -> None:

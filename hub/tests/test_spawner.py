@@ -392,3 +392,19 @@ def test_start_waits_for_a_terminating_object_then_creates_a_new_one(api, namesp
     url, fresh = run(scenario())
     assert url == "http://127.0.0.1:3"
     assert fresh["spec"]["stopped"] is False
+
+
+def test_the_kubernetes_client_is_loaded_with_the_spawner_not_at_its_first_spawn():
+    # JupyterHub loads the spawner class when it starts; the first spawn must not spend the hub's
+    # event loop importing python-kubernetes (seconds on a loaded machine, every request waiting).
+    import os
+    import subprocess
+    import sys
+
+    probe = (
+        "import sys; import nbswarm_spawner; "
+        "print(all(m in sys.modules for m in ('kubernetes.client', 'kubernetes.client.rest', 'kubernetes.config')))"
+    )
+    hub_dir = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    out = subprocess.run([sys.executable, "-c", probe], cwd=hub_dir, capture_output=True, text=True, timeout=GUARD, check=True)
+    assert out.stdout.strip() == "True", out.stderr

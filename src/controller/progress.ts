@@ -33,6 +33,12 @@ const STAGE_FAST_MAX_IN_PROGRESS = 4;
  */
 export const ANSWERING_STAGE = 'answering';
 const ANSWERING_MAX_MS = 100;
+/**
+ * A stopped server whose task Swarm still reports running: the container's exit raises a Docker
+ * event, but Swarm's report of the task down (what Stopped waits for) raises none and follows it
+ * by tens to hundreds of ms. A fixed 1 s look-again made every hub stop wait up to that long.
+ */
+export const STOPPING_STAGE = 'stopping';
 
 /** What a reconcile returns: a requeue delay, or the stage of a server in progress (polled). */
 export interface ReconcileResult {

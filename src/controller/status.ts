@@ -14,7 +14,7 @@ import { getCondition, setCondition } from './conditions.js';
 import { endpointFor } from './desired.js';
 import type { EventType } from './events.js';
 import { probeUrl } from './netutil.js';
-import { ANSWERING_STAGE } from './progress.js';
+import { ANSWERING_STAGE, STOPPING_STAGE } from './progress.js';
 
 export interface EventSpec {
   type: EventType;
@@ -34,8 +34,6 @@ export interface StatusOutcome {
   progress?: string;
 }
 
-/** Requeue while a server is stopping (Docker events usually arrive first). */
-export const CONVERGING_REQUEUE_MS = 1000;
 /** Look again at a failed task (Swarm may retry it; a container may be restarted). */
 export const FAILED_REQUEUE_MS = 5000;
 /** Look again at a server whose volumes' node is unavailable (node events usually come first). */
@@ -298,7 +296,8 @@ export function observedStatus(o: Observation): StatusOutcome {
   }
   if (o.stopped) {
     const done = observed.state === 'stopped' || observed.state === 'missing' || (observed.replicas === 0 && observed.state !== 'running');
-    return { status: stoppedStatus(obj, status, done, o.kind, now, name), requeueAfterMs: done ? undefined : CONVERGING_REQUEUE_MS };
+    const stopping = stoppedStatus(obj, status, done, o.kind, now, name);
+    return done ? { status: stopping } : { status: stopping, progress: STOPPING_STAGE };
   }
   const dockerMsg = observed.message ? `: ${observed.message}` : '';
   const prevReady = getCondition(obj.status?.conditions, 'Ready');

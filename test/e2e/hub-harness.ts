@@ -87,15 +87,19 @@ export interface HubStack {
   adminToken: string;
   docker: Docker;
   hubLog(): string;
+  /** The tails of the logs of `nbswarm up`, the proxy and the hub. */
+  logs(): string;
   /** The hub's REST API as the admin service. */
   hubApi(method: string, path: string, body?: unknown, token?: string): Promise<{ status: number; json: any }>;
   /** A request through the proxy (no redirects followed), with `token` when given. */
   viaProxy(path: string, token?: string, init?: RequestInit): Promise<Response>;
+  /** The proxy's routing table (configurable-http-proxy's REST API): route prefix → target. */
+  proxyRoutes(): Promise<Record<string, { target: string }>>;
   kubectl(args: string[], input?: string): Promise<string>;
   stop(): Promise<void>;
 }
 
-export async function startHubStack(opts: { policy: string; hubConfig: string; images: string[] }): Promise<HubStack> {
+export async function startHubStack(opts: { policy: string; hubConfig: string; images: string[]; upEnv?: NodeJS.ProcessEnv }): Promise<HubStack> {
   const { docker } = await requireDocker({ swarm: true });
   for (const image of opts.images) {
     try {
@@ -125,6 +129,7 @@ export async function startHubStack(opts: { policy: string; hubConfig: string; i
     adminToken,
     docker,
     hubLog: () => tail(join(dir, 'hub.log')),
+    logs: () => ['up.log', 'chp.log', 'hub.log'].map((f) => `--- ${f} (tail):\n${tail(join(dir, f), 20)}`).join('\n'),
     async hubApi(method, path, body, token = adminToken) {
       const res = await fetch(`http://127.0.0.1:${hubPort}/hub/api${path}`, {
         method,
@@ -144,6 +149,11 @@ export async function startHubStack(opts: { policy: string; hubConfig: string; i
       const headers: Record<string, string> = { ...((init.headers as Record<string, string>) ?? {}) };
       if (token) headers.Authorization = `token ${token}`;
       return fetch(`http://127.0.0.1:${hubPort}${path}`, { ...init, redirect: 'manual', headers });
+    },
+    async proxyRoutes() {
+      const res = await fetch(`http://127.0.0.1:${proxyApiPort}/api/routes`, { headers: { Authorization: `token ${adminToken}-proxy` } });
+      if (!res.ok) throw new Error(`configurable-http-proxy GET /api/routes: HTTP ${res.status}`);
+      return (await res.json()) as Record<string, { target: string }>;
     },
     async kubectl(args, input) {
       const r = await kubectl(args, { kubeconfig, input });
@@ -178,9 +188,13 @@ export async function startHubStack(opts: { policy: string; hubConfig: string; i
   };
 
   procs.push(
-    startProc('node', [CLI, 'up', '--data-dir', join(dir, 'nbswarm'), '--port', '0', '--policy', join(dir, 'policy.yaml')], join(dir, 'up.log'), {
-      DOCKER_SERVICE_PREFER_OFFLINE_IMAGE: '1',
-    }),
+    startProc(
+      'node',
+      // No status page: stacks run side by side and its default port is fixed.
+      [CLI, 'up', '--data-dir', join(dir, 'nbswarm'), '--port', '0', '--status-port', '0', '--policy', join(dir, 'policy.yaml')],
+      join(dir, 'up.log'),
+      { DOCKER_SERVICE_PREFER_OFFLINE_IMAGE: '1', ...opts.upEnv },
+    ),
   );
   try {
     await waitFor(

@@ -7,7 +7,7 @@ import { ProgressClock } from '../../src/controller/progress.js';
 import { WorkQueue } from '../../src/controller/workqueue.js';
 import { IMAGE, World, condition } from './reconcile-world.js';
 
-function queueFor(w: World, retries: number[]) {
+function queueFor(w: World, retries: number[], delays: (number | undefined)[] = []) {
   const progress = new ProgressClock();
   const queue = new WorkQueue({
     concurrency: 2,
@@ -15,7 +15,9 @@ function queueFor(w: World, retries: number[]) {
     maxDelayMs: 40,
     handler: async (key, reasons) => {
       if (reasons.includes('docker')) progress.reset(key);
-      return progress.outcome(key, await w.reconciler.reconcile(key));
+      const outcome = progress.outcome(key, await w.reconciler.reconcile(key));
+      delays.push(outcome?.requeueAfterMs);
+      return outcome;
     },
     onError: (_key, _err, retryIn) => retries.push(retryIn),
   });
@@ -74,6 +76,35 @@ describe('reconcile through the queue (FakeBackend)', () => {
       expect(progress.size).to.equal(0);
       expect(queue.stats().delayed).to.equal(0);
       expect(w.events.map((e) => e.reason)).to.deep.equal(['Created', 'Pending', 'Ready']);
+    } finally {
+      await queue.shutdown();
+    }
+  });
+
+  it('a stopped server whose task Swarm still reports running is polled from short delays until it is reported down', async () => {
+    const w = new World('service');
+    const delays: (number | undefined)[] = [];
+    const { queue, progress } = queueFor(w, [], delays);
+    try {
+      w.put('nb', { image: IMAGE });
+      queue.enqueue('default/nb');
+      await until('Running', () => w.get('nb').status?.phase === 'Running');
+      await queue.whenIdle();
+      w.backend.stoppedState = 'running';
+      w.edit('nb', { stopped: true });
+      delays.length = 0;
+      queue.enqueue('default/nb');
+      await until('Stopping', () => w.get('nb').status?.phase === 'Stopping');
+      expect(progress.size).to.equal(1);
+      // The first looks come within the progress clock's first step (25 ms), not a second later.
+      await until('two polls', () => delays.length >= 2);
+      expect(delays[0]).to.be.at.most(25);
+      expect(delays[1]).to.be.at.most(50);
+      w.backend.setState('uid-nb', 'stopped');
+      await until('Stopped', () => w.get('nb').status?.phase === 'Stopped');
+      await queue.whenIdle();
+      expect(progress.size).to.equal(0);
+      expect(delays.at(-1)).to.equal(undefined);
     } finally {
       await queue.shutdown();
     }
