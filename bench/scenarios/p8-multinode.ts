@@ -33,6 +33,8 @@ const NS = 'p8';
 const POLL_MS = 50;
 const SERVER_COMMAND = ['httpd', '-f', '-p', '8888', '-h', '/www'];
 const RAW_ITEM = 'nbswarm.bench/item';
+/** Servers per failover round: Swarm spreads them ~3 per node, so several move at once, as on a real node loss. */
+const FAILOVER_SERVERS = 9;
 
 interface Ctx {
   cluster: Cluster;
@@ -53,7 +55,17 @@ export async function multinodeScenario(bench: BenchContext): Promise<ScenarioRe
     id: 'P8',
     title: `3-node Swarm: burst of ${n} servers vs raw dockerode creating the same services; failover after kill -9 of a worker's dockerd (${rounds} rounds) vs Swarm's own replacement task`,
     backend: 'service',
-    params: { n, rounds, nodes: 3, heartbeatSeconds: 1, operatorConcurrency: conc, rawCreateConcurrency: conc, pollMs: POLL_MS, probeFrom: 'hub namespace' },
+    params: {
+      n,
+      rounds,
+      serversPerFailover: FAILOVER_SERVERS,
+      nodes: 3,
+      heartbeatSeconds: 1,
+      operatorConcurrency: conc,
+      rawCreateConcurrency: conc,
+      pollMs: POLL_MS,
+      probeFrom: 'hub namespace',
+    },
     targets: [],
     notes: [],
   };
@@ -97,17 +109,26 @@ export async function multinodeScenario(bench: BenchContext): Promise<ScenarioRe
     await removeRaw(c);
     log(`P8: nbswarm burst of ${n}`);
     const st0 = await op.stats();
+    const calls0 = await dockerCalls(c);
     const nbBurst = await nbswarmBurst(c, n);
     const st1 = await op.stats();
+    const calls1 = await dockerCalls(c);
     const spreadNb = nbBurst.perNode;
     await deleteServers(c, nbBurst.names);
-    r.raw = { burstWallMs: round(rawBurst.wallMs, 0), perServerMs: roundSummary(summarize(rawBurst.perMs), 0), perNode: rawBurst.perNode };
+    r.raw = {
+      burstWallMs: round(rawBurst.wallMs, 0),
+      perServerMs: roundSummary(summarize(rawBurst.perMs), 0),
+      perNode: rawBurst.perNode,
+      stagesMedianMs: rawBurst.stages,
+    };
     r.nbswarm = {
       burstWallMs: round(nbBurst.wallMs, 0),
       perServerMs: roundSummary(summarize(nbBurst.perMs), 0),
       perNode: spreadNb,
+      stagesMedianMs: nbBurst.stages,
       reconciles: st1.reconciler.reconciles - st0.reconciler.reconciles,
       dockerWrites: st1.reconciler.dockerWrites - st0.reconciler.dockerWrites,
+      dockerCalls: callsBetween(calls0, calls1),
     };
     const wr = ratio(nbBurst.wallMs, rawBurst.wallMs);
     r.ratio = { burstWall: round(wr, 3) };
@@ -150,6 +171,30 @@ export async function multinodeScenario(bench: BenchContext): Promise<ScenarioRe
     });
     if (rep) log(`P8: cluster removed in ${rep.ms} ms`);
   }
+}
+
+/** The operator's Docker calls so far (its /metrics): per call, how many and their total seconds. */
+async function dockerCalls(c: Ctx): Promise<Map<string, { n: number; s: number }>> {
+  const res = await c.cluster.hub.httpGet(`http://127.0.0.1:${c.op.metricsPort}/metrics`, 5000);
+  const out = new Map<string, { n: number; s: number }>();
+  const entry = (call: string) => out.get(call) ?? (out.set(call, { n: 0, s: 0 }), out.get(call)!);
+  for (const line of res.body.split('\n')) {
+    const count = /^nbswarm_docker_requests_total\{call="([^"]+)",code="[^"]+"\} (\S+)/.exec(line);
+    if (count) entry(count[1]!).n += Number(count[2]);
+    const sum = /^nbswarm_docker_request_duration_seconds_sum\{call="([^"]+)"\} (\S+)/.exec(line);
+    if (sum) entry(sum[1]!).s += Number(sum[2]);
+  }
+  return out;
+}
+
+function callsBetween(a: Map<string, { n: number; s: number }>, b: Map<string, { n: number; s: number }>): Record<string, { calls: number; meanMs: number }> {
+  const out: Record<string, { calls: number; meanMs: number }> = {};
+  for (const [call, v] of b) {
+    const n = v.n - (a.get(call)?.n ?? 0);
+    const s = v.s - (a.get(call)?.s ?? 0);
+    if (n > 0) out[call] = { calls: n, meanMs: round((s / n) * 1000, 1) };
+  }
+  return out;
 }
 
 /** One task per node pulls the image there, so neither side of the burst pays for a pull. */
@@ -225,6 +270,44 @@ interface Burst {
   wallMs: number;
   perMs: number[];
   perNode: Record<string, number>;
+  /** Median time of each stage, from Swarm's own timestamps. */
+  stages: Stages;
+}
+
+interface Stages {
+  /** Create sent (API server or Docker) → Swarm's service CreatedAt. */
+  toServiceMs: number;
+  /** Service created → its task running (task Status.Timestamp). */
+  toTaskRunningMs: number;
+  /** Task running → answering at the endpoint the client knows (raw: the task's port; nbswarm: status.endpoint). */
+  toAnsweringMs: number;
+}
+
+/**
+ * Where a burst's time went, per server: `sent` and `answered` (epoch ms) by the key `keyOf`
+ * gives a service (its ID for raw, its resource uid for nbswarm).
+ */
+async function burstStages(c: Ctx, label: string, keyOf: (svc: any) => string, sent: Map<string, number>, answered: Map<string, number>): Promise<Stages> {
+  const [services, tasks] = await Promise.all([
+    c.mgr.listServices({ filters: JSON.stringify({ label: [label] }) } as any) as unknown as Promise<any[]>,
+    c.mgr.listTasks({ filters: JSON.stringify({ label: [label], 'desired-state': ['running'] }) } as object) as Promise<any[]>,
+  ]);
+  const toService: number[] = [];
+  const toRunning: number[] = [];
+  const toAnswering: number[] = [];
+  for (const svc of services) {
+    const key = keyOf(svc);
+    const t = tasks.find((x) => x.ServiceID === svc.ID && x.Status?.State === 'running');
+    const s0 = sent.get(key);
+    const a = answered.get(key);
+    if (s0 === undefined || a === undefined || !t) continue;
+    const created = Date.parse(svc.CreatedAt);
+    const running = Date.parse(t.Status.Timestamp);
+    toService.push(created - s0);
+    toRunning.push(running - created);
+    toAnswering.push(a - running);
+  }
+  return { toServiceMs: round(median(toService), 0), toTaskRunningMs: round(median(toRunning), 0), toAnsweringMs: round(median(toAnswering), 0) };
 }
 
 /** Raw: the operator's spec under new names, `conc` creates in flight; one shared task poll; each until its port answers. */
@@ -234,6 +317,8 @@ async function rawServiceBurst(c: Ctx, template: any, n: number, conc: number): 
   const waits: Promise<void>[] = [];
   const perMs: number[] = [];
   const perNode: Record<string, number> = {};
+  const sentAt = new Map<string, number>();
+  const answeredAt = new Map<string, number>();
   let polling = true;
   const t0 = performance.now();
   const poller = (async () => {
@@ -257,18 +342,21 @@ async function rawServiceBurst(c: Ctx, template: any, n: number, conc: number): 
       conc,
       async (i) => {
         const s = performance.now();
+        const sentEpoch = Date.now();
         const spec = structuredClone(template);
         spec.Name = `p8raw-${c.bench.runId}-${i}`;
         spec.Labels = { ...spec.Labels, ...labels };
         spec.TaskTemplate.ContainerSpec.Labels = { ...spec.TaskTemplate.ContainerSpec.Labels, ...labels };
         const svc: any = await c.mgr.createService(spec);
         const id: string = svc.id ?? svc.ID;
+        sentAt.set(id, sentEpoch);
         waits.push(
           new Promise<any>((resolve) => waiting.set(id, resolve)).then(async (t) => {
             const node = c.nodeById.get(t.NodeID);
             if (!node) throw new Error(`raw task ${t.ID} on unknown node ${t.NodeID}`);
             await answers(c, `http://${node.ip}:${t.Status.PortStatus.Ports[0].PublishedPort}/`);
             perMs.push(performance.now() - s);
+            answeredAt.set(id, Date.now());
             perNode[node.hostname] = (perNode[node.hostname] ?? 0) + 1;
           }),
         );
@@ -284,7 +372,8 @@ async function rawServiceBurst(c: Ctx, template: any, n: number, conc: number): 
     polling = false;
     await poller;
   }
-  return { wallMs: performance.now() - t0, perMs, perNode };
+  const wallMs = performance.now() - t0;
+  return { wallMs, perMs, perNode, stages: await burstStages(c, `${RAW_ITEM}=p8`, (svc) => svc.ID, sentAt, answeredAt) };
 }
 
 /** Raw's services removed, and their containers gone from every node. */
@@ -317,6 +406,8 @@ async function containersGone(c: Ctx, label: string, timeoutMs = 300_000): Promi
 async function nbswarmBurst(c: Ctx, n: number, tag = 'p8b'): Promise<Burst & { names: string[] }> {
   const names = Array.from({ length: n }, (_, i) => `${tag}-${i}`);
   const sent = new Map<string, number>();
+  const sentEpoch = new Map<string, number>();
+  const answeredEpoch = new Map<string, number>();
   const perMs: number[] = [];
   const perNode: Record<string, number> = {};
   const probing = new Set<string>();
@@ -324,7 +415,9 @@ async function nbswarmBurst(c: Ctx, n: number, tag = 'p8b'): Promise<Burst & { n
   const t0 = performance.now();
   await mapLimit(names, 32, async (name, i) => {
     sent.set(name, performance.now());
-    await c.stack.create(NS, name, { user: `${tag}u${i}`, mode: 'custom', command: SERVER_COMMAND });
+    const epoch = Date.now();
+    const o = await c.stack.create(NS, name, { user: `${tag}u${i}`, mode: 'custom', command: SERVER_COMMAND });
+    sentEpoch.set(o.metadata.uid!, epoch);
   });
   const deadline = Date.now() + 600_000;
   while (probing.size < n) {
@@ -336,6 +429,7 @@ async function nbswarmBurst(c: Ctx, n: number, tag = 'p8b'): Promise<Burst & { n
       waits.push(
         answers(c, o.status!.endpoint!.hostUrl!).then(() => {
           perMs.push(performance.now() - sent.get(name)!);
+          answeredEpoch.set(o.metadata.uid!, Date.now());
           const node = o.status?.node ?? '?';
           perNode[node] = (perNode[node] ?? 0) + 1;
         }),
@@ -344,7 +438,9 @@ async function nbswarmBurst(c: Ctx, n: number, tag = 'p8b'): Promise<Burst & { n
     await sleep(POLL_MS);
   }
   await Promise.all(waits);
-  return { wallMs: performance.now() - t0, perMs, perNode, names };
+  const wallMs = performance.now() - t0;
+  const stages = await burstStages(c, `${LABELS.namespace}=${NS}`, (svc) => svc.Spec?.Labels?.[LABELS.uid], sentEpoch, answeredEpoch);
+  return { wallMs, perMs, perNode, names, stages };
 }
 
 /** Delete through the API; wait until the resources and their services are gone. */
@@ -378,7 +474,7 @@ async function failovers(c: Ctx, rounds: number): Promise<Failovers> {
     if (++attempts > rounds + 10) throw new Error('failover: the fresh servers kept missing the worker to be lost');
     const victim = workers[i % workers.length]!;
     // Fresh servers every round: Swarm spreads them over the nodes (a returned node is empty).
-    const fresh = await nbswarmBurst(c, 3, `p8f${attempts}`);
+    const fresh = await nbswarmBurst(c, FAILOVER_SERVERS, `p8f${attempts}`);
     const before = new Map((await c.stack.list(NS)).filter((o) => fresh.names.includes(o.metadata.name!)).map((o) => [o.metadata.name!, o]));
     const movers = [...before.values()].filter((o) => o.status?.node === victim.hostname);
     if (!movers.length) {
