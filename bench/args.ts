@@ -7,7 +7,7 @@ import { Command, InvalidArgumentError, Option } from 'commander';
 import type { BackendKind } from '../src/backends/types.js';
 import { wholeNumber } from './lib/argv.js';
 
-export const SCENARIOS = ['P1', 'P2', 'P3', 'P4', 'P5', 'P6', 'P7'] as const;
+export const SCENARIOS = ['P1', 'P2', 'P3', 'P4', 'P5', 'P6', 'P7', 'P8'] as const;
 
 /** What one bench run does; written as `args` into the JSON report. */
 export interface BenchArgs {
@@ -27,6 +27,8 @@ export interface BenchArgs {
   fanoutUpdates: number;
   hubBurst: number;
   hubRounds: number;
+  mnBurst: number;
+  failovers: number;
   out?: string;
 }
 
@@ -43,7 +45,9 @@ type SizeKey =
   | 'fanoutWatchers'
   | 'fanoutUpdates'
   | 'hubBurst'
-  | 'hubRounds';
+  | 'hubRounds'
+  | 'mnBurst'
+  | 'failovers';
 
 interface SizeOption {
   flags: string;
@@ -83,6 +87,15 @@ export const SIZE_OPTIONS: readonly SizeOption[] = [
     min: 1,
   },
   { flags: '--hub-rounds <n>', key: 'hubRounds', description: 'P7: rounds of raw burst, hub burst, hub stop, hub start, hub stop', full: 3, quick: 1, min: 1 },
+  {
+    flags: '--mn-burst <n>',
+    key: 'mnBurst',
+    description: 'P8: servers created at once over the 3-node test cluster (and raw services)',
+    full: 200,
+    quick: 30,
+    min: 1,
+  },
+  { flags: '--failovers <n>', key: 'failovers', description: "P8: rounds of kill -9 of a worker's dockerd", full: 5, quick: 2, min: 1 },
 ];
 
 function scenarioList(value: string): string[] {
@@ -147,6 +160,8 @@ export function parseBenchArgs(argv: readonly string[], program: Command = bench
     fanoutUpdates: size('fanoutUpdates'),
     hubBurst: size('hubBurst'),
     hubRounds: size('hubRounds'),
+    mnBurst: size('mnBurst'),
+    failovers: size('failovers'),
     out: opts.out as string | undefined,
   };
 }

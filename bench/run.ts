@@ -30,6 +30,7 @@ import { scale } from './scenarios/p4-scale.js';
 import { operatorRestart } from './scenarios/p5-restart.js';
 import { apiServerWrites } from './scenarios/p6-apiserver.js';
 import { hubScenario } from './scenarios/p7-hub.js';
+import { multinodeScenario } from './scenarios/p8-multinode.js';
 
 async function main(): Promise<void> {
   const args = parseBenchArgs(process.argv.slice(2));
@@ -43,8 +44,8 @@ async function main(): Promise<void> {
     args.backends = args.backends.filter((b) => b !== 'service');
   }
   ctx.imageId = await raw.resolveImageId(ctx.docker, ctx.imageRef);
-  // P6 needs no Docker; P7 brings its own stack (nbswarm up + JupyterHub).
-  const needsDocker = args.scenarios.some((s) => s !== 'P6' && s !== 'P7');
+  // P6 needs no Docker; P7 brings its own stack (nbswarm up + JupyterHub), P8 its own cluster.
+  const needsDocker = args.scenarios.some((s) => s !== 'P6' && s !== 'P7' && s !== 'P8');
   log(`run ${ctx.runId}: scenarios ${args.scenarios.join(',')}, backends ${args.backends.join(',')}${args.quick ? ', quick' : ''}`);
 
   const dir = repoPath('bench', 'results');
@@ -147,6 +148,7 @@ async function main(): Promise<void> {
       if (ctx.swarm) await run('P7', 'service', () => hubScenario(ctx));
       else log('P7 needs Docker Swarm: skipped');
     }
+    if (args.scenarios.includes('P8')) await run('P8', 'service', () => multinodeScenario(ctx));
   } finally {
     log('cleanup');
     await ctx.stopOperator().catch((e) => log(`stop operator: ${e}`));

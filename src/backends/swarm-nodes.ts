@@ -7,7 +7,7 @@
  */
 import type Docker from 'dockerode';
 import { wrapDockerError } from './docker.js';
-import type { ClusterView, NodeView } from './types.js';
+import type { ClusterView, NodeView, ObservedState } from './types.js';
 
 export interface NodesSnapshot extends ClusterView {
   /** Swarm node ID of the daemon the operator talks to. */
@@ -31,6 +31,19 @@ export function nodeView(n: any): NodeView {
     availability: String(n?.Spec?.Availability ?? 'active'),
     labels: { ...(n?.Spec?.Labels ?? {}) },
   };
+}
+
+/**
+ * Why a task the manager still lists as running is not running for anyone: its node was declared
+ * down. The manager keeps the task's last reported state, and after a `kill -9` of the node's
+ * daemon its container may even still answer at the node's address (a split brain), so a probe
+ * would pass there. Swarm replaces the task elsewhere within moments (or, for a server pinned to
+ * the node, once the node is back): read as starting, the server is polled until its new task
+ * runs instead of being reported Ready at an address that is about to go.
+ */
+export function lostNodeMessage(state: ObservedState, node: NodeView | undefined): string | undefined {
+  if (state !== 'running' || node?.state !== 'down') return undefined;
+  return `node ${node.hostname} is down; Swarm replaces its task on another node (or there, once it is back, when pinned)`;
 }
 
 export class SwarmNodes {

@@ -15,7 +15,7 @@ import { BoundIps } from './swarm-bound-ips.js';
 import { digestOf, WrittenShapes } from './drift.js';
 import { nameTaken } from './name-taken.js';
 import { runBuildJob } from './swarm-build.js';
-import { SwarmNodes, type NodesSnapshot } from './swarm-nodes.js';
+import { lostNodeMessage, SwarmNodes, type NodesSnapshot } from './swarm-nodes.js';
 import { interpretTasks, isPinned, ownedServiceSpec, serviceDrift, serviceSpec, withPin } from './swarm-spec.js';
 import { swarmSecretLabels, swarmSecretName, swarmSecretRefs } from './secret-files.js';
 import {
@@ -244,6 +244,11 @@ export class SwarmBackend extends BaseBackend {
     // Several nodes: a published port is reached at the address of the node that runs the task.
     const taskNode = nodes?.multiNode ? nodes.byId.get(task.NodeID) : undefined;
     obs.node = taskNode?.hostname ?? (await this.nodeName(task.NodeID));
+    const lost = lostNodeMessage(obs.state, taskNode);
+    if (lost) {
+      obs.state = 'starting';
+      obs.message = lost;
+    }
     obs.containerId = st.ContainerStatus?.ContainerID || undefined;
     if (hostNetwork) {
       obs.hostPort = port || undefined;

@@ -24,7 +24,7 @@ describe('bench command line', () => {
     const { args, error } = parse([]);
     expect(error).to.equal(undefined);
     expect(args).to.deep.equal({
-      scenarios: ['P1', 'P2', 'P3', 'P4', 'P5', 'P6', 'P7'],
+      scenarios: ['P1', 'P2', 'P3', 'P4', 'P5', 'P6', 'P7', 'P8'],
       quick: false,
       backends: ['service', 'container'],
       runs: 20,
@@ -40,6 +40,8 @@ describe('bench command line', () => {
       fanoutUpdates: 200,
       hubBurst: 10,
       hubRounds: 3,
+      mnBurst: 200,
+      failovers: 5,
       out: undefined,
     });
   });
@@ -61,6 +63,8 @@ describe('bench command line', () => {
       fanoutUpdates: 50,
       hubBurst: 10,
       hubRounds: 1,
+      mnBurst: 30,
+      failovers: 2,
     });
   });
 
@@ -111,7 +115,7 @@ describe('bench command line', () => {
   });
 
   it('refuses an unknown scenario, an empty list and an unknown backend', () => {
-    expect(parse(['--scenarios', 'P1,P9']).err).to.contain('Unknown scenario P9 (known: P1, P2, P3, P4, P5, P6, P7)');
+    expect(parse(['--scenarios', 'P1,P9']).err).to.contain('Unknown scenario P9 (known: P1, P2, P3, P4, P5, P6, P7, P8)');
     expect(parse(['--scenarios', ' , ']).error?.code).to.equal('commander.invalidArgument');
     const backend = parse(['--backend', 'swarm']);
     expect(backend.error?.code).to.equal('commander.invalidArgument');

@@ -9,7 +9,7 @@ import type { NotebookServer } from '../../src/api/types.js';
 import { DockerObserver } from '../../src/backends/docker-observer.js';
 import { isImageId, isNotFound, parseImageRef, registryAuthFromSecret, registryReference, withoutTag } from '../../src/backends/registry.js';
 import { buildJobName, buildJobSpec, dockerConfigJson, jobOutcome } from '../../src/backends/swarm-build.js';
-import { nodeView } from '../../src/backends/swarm-nodes.js';
+import { lostNodeMessage, nodeView } from '../../src/backends/swarm-nodes.js';
 import { pinConstraint, serviceSpec, withPin } from '../../src/backends/swarm-spec.js';
 import type { ObservedServer, ResolvedImage } from '../../src/backends/types.js';
 import { defaultPolicy, isConstraint, loadPolicy, PolicyError } from '../../src/config/policy.js';
@@ -405,5 +405,18 @@ describe('multi-node: the Docker observer and node events', () => {
     await o.find('b');
     await o.find('c');
     expect(fetched).to.deep.equal(['a', 'c']);
+  });
+
+  it('a task the manager lists as running on a node it declared down is starting (Swarm moves it), not running', () => {
+    const node = (state: string) =>
+      nodeView({ ID: 'n3', Description: { Hostname: 'node3' }, Status: { State: state, Addr: '10.0.0.13' }, Spec: { Role: 'worker' } });
+    expect(lostNodeMessage('running', node('down'))).to.equal(
+      'node node3 is down; Swarm replaces its task on another node (or there, once it is back, when pinned)',
+    );
+    // A manager restart makes every node "unknown" for moments: no reason to report servers moving.
+    for (const state of ['ready', 'unknown', 'disconnected']) expect(lostNodeMessage('running', node(state)), state).to.equal(undefined);
+    for (const state of ['pending', 'starting', 'stopped', 'failed'] as const) expect(lostNodeMessage(state, node('down')), state).to.equal(undefined);
+    // One node (no node view): nothing to judge by.
+    expect(lostNodeMessage('running', undefined)).to.equal(undefined);
   });
 });
