@@ -423,8 +423,11 @@ export class SwarmBackend extends BaseBackend {
     }
     this.serviceUids.set(id, d.uid);
     this.rememberShape(id, spec, d.specHash);
-    await this.pruneSecrets(d);
-    return { action: 'created', observed: await this.observeById(id) };
+    // Secrets of an earlier attempt at this create (other content) go now; without secret files
+    // there is nothing to prune that the service's removal would not take (they carry its uid).
+    if (d.secretFiles?.length) await this.pruneSecrets(d);
+    // A service created a moment ago has no task worth listing yet: the next look sees Swarm's.
+    return { action: 'created', observed: await this.observeById(id, []) };
   }
 
   /** docker service update --force: Swarm makes a new task even after its restart policy gave up. */
@@ -549,10 +552,11 @@ export class SwarmBackend extends BaseBackend {
     return ref;
   }
 
-  private async observeById(id: string): Promise<ObservedServer> {
+  /** The service as Docker stored it after a write (`tasks`: its tasks when the caller knows them). */
+  private async observeById(id: string, tasks?: any[]): Promise<ObservedServer> {
     const s = await this.inspectService(id);
     if (!s) throw new BackendError(`service ${id} disappeared right after it was written`, 'Conflict', `docker service inspect ${id}`);
-    const obs = await this.observeService(s);
+    const obs = await this.observeService(s, tasks);
     const written = this.pendingShapes.get(id);
     if (written) {
       this.pendingShapes.delete(id);
