@@ -7,9 +7,10 @@
  *
  * Applied at the one place every dockerode request passes (the modem's dial), by kind of call:
  * image transfers and commits get long deadlines, waits for a container to stop a medium one,
- * everything else a short one. Calls that are long-lived by design (the event stream, attach,
- * exec, `wait`, followed logs) get none. For a stream, the deadline covers the daemon starting to
- * answer (response headers), not the stream's length.
+ * everything else a short one. For a stream (the event stream, an image pull's progress), the
+ * deadline covers the daemon starting to answer (dockerd sends the headers at once), not the
+ * stream's length: an event stream that cannot be opened is retried instead of waited for forever.
+ * Calls that are long-lived by design before they answer (attach, exec, `wait`, followed logs) get none.
  */
 import type Docker from 'dockerode';
 import { dockerCallLabel } from './docker-metrics.js';
@@ -38,7 +39,7 @@ const IMAGE_CALLS = new Set([
   'POST /build',
 ]);
 const STOP_CALLS = new Set(['POST /containers/{id}/stop', 'POST /containers/{id}/restart', 'POST /containers/{id}/kill', 'DELETE /containers/{id}']);
-const UNBOUNDED_CALLS = new Set(['GET /events', 'POST /containers/{id}/wait', 'POST /containers/{id}/attach', 'POST /exec/{id}/start']);
+const UNBOUNDED_CALLS = new Set(['POST /containers/{id}/wait', 'POST /containers/{id}/attach', 'POST /exec/{id}/start']);
 
 interface DialOptions {
   method?: string;
