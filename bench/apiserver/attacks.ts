@@ -94,6 +94,36 @@ const scenarios: Scenario[] = [
     },
   },
   {
+    name: 'watch-flood-live',
+    describe: '300 HTTP/1.1 watches that never read, then 40 updates of a 1.4 MiB object (each live event shared by every watch)',
+    limitMs: 60_000,
+    async run(srv) {
+      const r0 = await request(srv, 'POST', WIDGETS, { body: widget('big', { blob: '0' }) });
+      if (r0.status !== 201) throw new Error(`setup: ${r0.status} ${r0.text.slice(0, 200)}`);
+      const socks = [];
+      for (let i = 0; i < 300; i++) socks.push(await stalledRequest(srv, `${WIDGETS}?watch=1`));
+      await sleep(1000);
+      const statuses: Record<string, number> = {};
+      for (let i = 0; i < 40; i++) {
+        const body = JSON.stringify({ spec: { extra: { blob: String(i % 10).repeat(1.4 * MiB) } } });
+        const r = await request(srv, 'PATCH', `${WIDGETS}/big`, { body, contentType: 'application/merge-patch+json', timeoutMs: 30_000 });
+        statuses[r.status] = (statuses[r.status] ?? 0) + 1;
+      }
+      await sleep(3000);
+      const metrics = await request(srv, 'GET', '/metrics', { timeoutMs: 30_000 });
+      const metric = (name: string) => Number(new RegExp(`^${name}(?:\\{[^}]*\\})? (\\S+)$`, 'm').exec(metrics.text)?.[1] ?? NaN);
+      const closed = await closedByServer(socks);
+      for (const s of socks) s.destroy();
+      return {
+        watches: socks.length,
+        patches: statuses,
+        closedByServer: closed,
+        terminatedWatchers: metric('apiserver_terminated_watchers_total'),
+        watchBufferedBytesAtEnd: metric('apiserver_watch_buffered_bytes'),
+      };
+    },
+  },
+  {
     name: 'list-flood',
     describe: '5 HTTP/1.1 lists that never read, of a namespace holding 40 objects of 1.4 MiB',
     limitMs: 60_000,

@@ -6,12 +6,55 @@ import type Docker from 'dockerode';
 import { LABELS } from '../api/names.js';
 import { BaseBackend, envList, labelFilter, MANAGED_FILTER, namedVolumes } from './base-backend.js';
 import { statusOf, wrapDockerError, type BackendOptions } from './docker.js';
+import { diffPaths, digestOf, pruneEmpty, WrittenShapes } from './drift.js';
 import { secretFilesTar } from './secret-files.js';
 import { nameTaken } from './name-taken.js';
 import { BackendError, type ApplyResult, type BackendEvent, type DesiredServer, type ObservedServer, type ResolvedImage } from './types.js';
 
+/**
+ * The HostConfig fields `docker update` can change after a container was created: what drift on a
+ * container can be (everything else needs a new container, which the spec hash covers).
+ */
+const UPDATABLE_HOST_CONFIG = [
+  'Memory',
+  'MemorySwap',
+  'MemoryReservation',
+  'NanoCpus',
+  'CpuShares',
+  'CpuPeriod',
+  'CpuQuota',
+  'CpuRealtimePeriod',
+  'CpuRealtimeRuntime',
+  'CpusetCpus',
+  'CpusetMems',
+  'PidsLimit',
+  'BlkioWeight',
+  'RestartPolicy',
+] as const;
+
+/** The part of a container's HostConfig that drift is judged on, in drift.ts's canonical form. Pure. */
+export function ownedContainerConfig(hostConfig: any): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const k of UPDATABLE_HOST_CONFIG) out[k] = hostConfig?.[k];
+  return (pruneEmpty(out) as Record<string, unknown> | undefined) ?? {};
+}
+
+/**
+ * Where an observed container (its ownedContainerConfig) differs from the createContainer body
+ * nbswarm would write now: field paths, empty when it has not drifted. Pure.
+ */
+export function containerDrift(observedOwned: unknown, desiredBody: any): string[] {
+  const want = ownedContainerConfig(desiredBody?.HostConfig);
+  const have: Record<string, unknown> = structuredClone((observedOwned as Record<string, unknown> | undefined) ?? {});
+  // Docker gives a memory limit without a swap limit a swap limit of twice the memory.
+  if (want.MemorySwap === undefined && typeof have.Memory === 'number' && have.MemorySwap === 2 * have.Memory) delete have.MemorySwap;
+  return diffPaths(pruneEmpty(have) ?? {}, want, 2);
+}
+
 export class ContainerBackend extends BaseBackend {
   readonly kind = 'container' as const;
+  /** How containers looked right after the operator wrote them, when that already "differs" (see drift.ts). */
+  private readonly shapes = new WrittenShapes();
 
   constructor(docker: Docker, opts: BackendOptions = {}) {
     super(docker, opts);
@@ -179,6 +222,9 @@ export class ContainerBackend extends BaseBackend {
       image: c.Image,
       createdAt: c.Created,
       volumes: namedVolumes(c.Mounts, 'Name', 'Destination'),
+      // Only an inspect has it: drift is checked after Docker announced a change (an "update"
+      // event makes the next read an inspect), never at the cost of a call per idle server.
+      observedSpec: ownedContainerConfig(c.HostConfig),
     };
     const status: string = st.Status ?? '';
     if (st.Running && !st.Restarting) obs.state = 'running';
@@ -279,14 +325,14 @@ export class ContainerBackend extends BaseBackend {
     if (!current) current = (await this.find(d.uid))[0];
     if (!current) {
       const id = await this.create(d, image);
-      return { action: 'created', observed: await this.observeById(id) };
+      return { action: 'created', observed: await this.observeWritten(id, d, image) };
     }
     if (current.specHash !== d.specHash) {
       // Docker cannot change a container's image, command or mounts in place: replace it.
       // Named volumes are not removed (v: false), so the user's files carry over.
       await this.remove(current);
       const id = await this.create(d, image);
-      return { action: 'recreated', observed: await this.observeById(id) };
+      return { action: 'recreated', observed: await this.observeWritten(id, d, image) };
     }
     const live = current.state === 'running' || current.state === 'starting';
     // The tag now names another image (re-pushed or pulled): taken when the server starts, or at
@@ -295,8 +341,10 @@ export class ContainerBackend extends BaseBackend {
     if (newerImage && !d.stopped && (!live || d.imageUpdates === 'immediate')) {
       await this.remove(current);
       const id = await this.create(d, image);
-      return { action: live ? 'recreated' : 'started', observed: await this.observeById(id) };
+      return { action: live ? 'recreated' : 'started', observed: await this.observeWritten(id, d, image) };
     }
+    const drift = this.driftOf(current, d, image);
+    if (drift.length) return this.revert(current, d, image, drift);
     const kept = newerImage && live ? { keptImage: current.image } : {};
     if (d.stopped && live) {
       await this.stop(current);
@@ -307,6 +355,57 @@ export class ContainerBackend extends BaseBackend {
       return { action: 'started', observed: await this.observeById(current.id) };
     }
     return { action: 'unchanged', observed: current, ...kept };
+  }
+
+  /**
+   * Where container `current` differs from what nbswarm would create now, ignoring how it looked
+   * right after the operator's own write for this spec hash.
+   */
+  private driftOf(current: ObservedServer, d: DesiredServer, image: ResolvedImage): string[] {
+    if (current.observedSpec === undefined) return [];
+    const drift = containerDrift(current.observedSpec, ContainerBackend.containerSpec(d, image));
+    if (drift.length && this.shapes.isOwnWrite(current.id, d.specHash, digestOf(current.observedSpec))) return [];
+    return drift;
+  }
+
+  /**
+   * Write back what someone changed with `docker update`: in place when every drifted field has a
+   * value nbswarm sets (Docker's update cannot unset a limit), else, or when the update did not
+   * take, by recreating the container (volumes survive).
+   */
+  private async revert(current: ObservedServer, d: DesiredServer, image: ResolvedImage, drift: string[]): Promise<ApplyResult> {
+    const want = ContainerBackend.containerSpec(d, image).HostConfig;
+    const owned = ownedContainerConfig(want);
+    const inPlace = drift.every((p) => owned[p.split('.')[0]!] !== undefined);
+    if (inPlace) {
+      const body: Record<string, unknown> = {};
+      for (const k of UPDATABLE_HOST_CONFIG) if (owned[k] !== undefined) body[k] = want[k];
+      if (typeof body.Memory === 'number' && body.MemorySwap === undefined) body.MemorySwap = 2 * body.Memory;
+      try {
+        await this.docker.getContainer(current.id).update(body);
+      } catch (err) {
+        throw wrapDockerError(`docker update ${current.name}`, err);
+      }
+      const after = await this.observeById(current.id);
+      if (!containerDrift(after.observedSpec, ContainerBackend.containerSpec(d, image)).length) return { action: 'reverted', observed: after, drift };
+    }
+    await this.remove(current);
+    const id = await this.create(d, image);
+    return { action: 'reverted', observed: await this.observeWritten(id, d, image), drift };
+  }
+
+  /**
+   * Observe a container just created for `d`. When Docker stored it differently from what was
+   * written (a normalisation drift.ts does not know), remember that shape so it is never "reverted".
+   */
+  private async observeWritten(id: string, d: DesiredServer, image: ResolvedImage): Promise<ObservedServer> {
+    const obs = await this.observeById(id);
+    const left = containerDrift(obs.observedSpec, ContainerBackend.containerSpec(d, image));
+    if (left.length) {
+      this.shapes.remember(id, d.specHash, digestOf(obs.observedSpec));
+      this.log?.warn('Docker stored a container config that differs from the one written; not treated as drift', { container: obs.name, paths: left });
+    }
+    return obs;
   }
 
   protected async restartNow(observed: ObservedServer): Promise<ObservedServer> {

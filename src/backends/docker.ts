@@ -4,6 +4,7 @@
  */
 import Docker from 'dockerode';
 import type { Logger } from '../log.js';
+import { applyDockerDeadlines, DOCKER_TIMEOUT_CODE, type DockerDeadlines } from './docker-deadlines.js';
 import { DEFAULT_OBSERVER_OPTIONS, type ObserverOptions } from './docker-observer.js';
 import { BackendError, type Backend, type BackendKind, type PullPolicy } from './types.js';
 
@@ -51,6 +52,15 @@ export function wrapDockerError(call: string, err: unknown, hint?: string, reaso
   if (err instanceof BackendError) return err;
   const code = (err as { code?: string })?.code;
   const status = statusOf(err);
+  if (code === DOCKER_TIMEOUT_CODE) {
+    return new BackendError(
+      `${call}: the Docker daemon did not answer within ${Math.round(((err as { timeoutMs?: number }).timeoutMs ?? 0) / 100) / 10} s`,
+      'DockerUnavailable',
+      call,
+      hint ?? 'dockerd accepts connections but does not answer: check `docker info` and the daemon log; the call is retried with back-off',
+      err,
+    );
+  }
   if (code && UNREACHABLE.has(code) && status === undefined) {
     return new BackendError(
       `${call}: cannot reach the Docker daemon (${code}: ${(err as Error).message})`,
@@ -145,6 +155,8 @@ export interface BackendOptions {
   builderImage?: string;
   /** How long such a build may take (default 10 minutes). */
   buildTimeoutMs?: number;
+  /** Per-call deadlines of Docker API calls (defaults: DEFAULT_DOCKER_DEADLINES). */
+  deadlines?: Partial<DockerDeadlines>;
 }
 
 export interface CacheOptions extends ObserverOptions {
@@ -157,6 +169,7 @@ export const DEFAULT_CACHE: CacheOptions = { ...DEFAULT_OBSERVER_OPTIONS, imageT
 /** Build the backend for `kind`, auto-detecting from `docker info` when asked. */
 export async function createBackend(kind: 'auto' | BackendKind, opts: BackendOptions = {}): Promise<Backend> {
   const docker = opts.docker ?? connectDocker({ host: opts.host });
+  applyDockerDeadlines(docker, opts.deadlines);
   const resolved = kind === 'auto' ? await detectBackendKind(docker) : kind;
   if (resolved === 'service') {
     const { SwarmBackend } = await import('./swarm.js');

@@ -175,7 +175,15 @@ export class Reconciler {
     const stopped = isStopped(obj);
 
     // Actual state first: the port label of an existing object keeps a host-network port stable.
-    const current = (await this.dropDuplicates(obj, await backend.find(uid)))[0];
+    let found: ObservedServer[];
+    try {
+      found = await backend.find(uid);
+    } catch (err) {
+      // Docker did not answer (or failed) reading this server's object: say so on the server.
+      if (err instanceof BackendError) await this.dockerFailed(obj, old, status, err);
+      throw err;
+    }
+    const current = (await this.dropDuplicates(obj, found))[0];
 
     // A server that is stopped and has no Docker object (created stopped, or never started) needs
     // none: nothing to keep, so no image, port, secret or source build until it starts.
@@ -299,13 +307,7 @@ export class Reconciler {
         ({ action, observed, drift } = await backend.apply(desired, image, current, { auth }));
       }
     } catch (err) {
-      const e = err as BackendError;
-      const msg = `${e.dockerCall ? e.dockerCall + ': ' : ''}${e.message}${e.hint ? ` (hint: ${e.hint})` : ''}`;
-      await this.writeStatus(obj, old, dockerFailedStatus(status, e.reason ?? 'DockerError', msg, this.now()), {
-        type: 'Warning',
-        reason: 'Failed',
-        message: msg,
-      });
+      await this.dockerFailed(obj, old, status, err);
       throw err;
     }
     if (hostPort !== undefined) this.d.ports.release(hostPort);
@@ -358,13 +360,7 @@ export class Reconciler {
     try {
       after = await this.d.backend.restart(observed);
     } catch (err) {
-      const e = err as BackendError;
-      const msg = `${e.dockerCall ? e.dockerCall + ': ' : ''}${e.message}${e.hint ? ` (hint: ${e.hint})` : ''}`;
-      await this.writeStatus(obj, old, dockerFailedStatus(status, e.reason ?? 'DockerError', msg, this.now()), {
-        type: 'Warning',
-        reason: 'Failed',
-        message: msg,
-      });
+      await this.dockerFailed(obj, old, status, err);
       throw err;
     }
     this.countWrite('restart');
@@ -490,6 +486,17 @@ export class Reconciler {
       await this.event(obj, 'Warning', 'DuplicateRemoved', `removed duplicate ${extra.kind} ${extra.name} (${extra.id.slice(0, 12)}) for this server`);
     }
     return sorted.slice(0, 1);
+  }
+
+  /** Write a Docker call's failure to the server's status and as a Warning event. */
+  private async dockerFailed(obj: NotebookServer, old: NotebookServerStatus, status: NotebookServerStatus, err: unknown): Promise<void> {
+    const e = err as BackendError;
+    const msg = `${e.dockerCall && !e.message.startsWith(e.dockerCall) ? e.dockerCall + ': ' : ''}${e.message}${e.hint ? ` (hint: ${e.hint})` : ''}`;
+    await this.writeStatus(obj, old, dockerFailedStatus(status, e.reason ?? 'DockerError', msg, this.now()), {
+      type: 'Warning',
+      reason: 'Failed',
+      message: msg,
+    });
   }
 
   private async finalize(obj: NotebookServer): Promise<void> {

@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import YAML from 'yaml';
 import { GROUP, LABELS, PLURAL, VERSION, type NotebookServer } from '../../src/api/types.js';
 import { startApiServer, type RunningApiServer } from '../../src/apiserver/index.js';
-import { createBackend } from '../../src/backends/docker.js';
+import { createBackend, type BackendOptions } from '../../src/backends/docker.js';
 import type { Backend, BackendKind } from '../../src/backends/types.js';
 import { defaultPolicy } from '../../src/config/policy.js';
 import type { Policy } from '../../src/config/types.js';
@@ -80,6 +80,8 @@ export interface EnvOptions {
   /** A private dockerd (e.g. a test/cluster node) instead of the machine's. */
   docker?: Docker;
   probe?: (url: string) => Promise<boolean>;
+  /** Per-call Docker deadlines (the fault tests make them short). */
+  deadlines?: BackendOptions['deadlines'];
 }
 
 export async function setupEnv(kind: BackendKind, policyOver: Partial<Policy> = {}, envOpts: EnvOptions = {}): Promise<Env> {
@@ -91,7 +93,7 @@ export async function setupEnv(kind: BackendKind, policyOver: Partial<Policy> = 
   await installCrd(kc);
   const prefix = `t${TEST_RUN_ID.replace(/[^a-z0-9]/g, '').slice(-8)}${kind[0]}${Math.floor(Math.random() * 1000)}`;
   const policy = testPolicy(kind, prefix, policyOver);
-  const backend = await createBackend(kind, { docker, pullPolicy: 'never' });
+  const backend = await createBackend(kind, { docker, pullPolicy: 'never', deadlines: envOpts.deadlines });
   const log = createLogger({ level: process.env.NBSWARM_TEST_LOG ?? 'error' });
   const start = () =>
     startOperator({

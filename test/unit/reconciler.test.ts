@@ -296,7 +296,7 @@ const cases: Case[] = [
     expect: { health: ['True', 'False'], docker: [], phase: 'Failed', ready: ['False', 'DockerError'], events: ['Failed'], error: BackendError },
     also: (_w, s) => {
       expect(condition(s.status, 'Degraded')).to.include({ status: 'True', reason: 'DockerError' });
-      expect(s.status.message).to.equal('docker service create nbs-alice: docker service create nbs-alice failed (HTTP 500): boom (hint: look at dockerd)');
+      expect(s.status.message).to.equal('docker service create nbs-alice failed (HTTP 500): boom (hint: look at dockerd)');
     },
   },
   {

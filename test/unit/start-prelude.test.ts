@@ -134,6 +134,46 @@ describe('start prelude (git source)', () => {
   });
 });
 
+describe('start prelude: the launcher argv passes through as data', () => {
+  const HOSTILE = [
+    '$(echo INJECTED)',
+    '`echo INJECTED`',
+    '; echo INJECTED',
+    '&& echo INJECTED',
+    '| echo INJECTED',
+    '\'q\' "qq" \\b',
+    '$HOME ${PATH} $0 $@',
+    '* ? ~ #c',
+    '',
+    '-e',
+  ];
+
+  it('shell metacharacters in the argv after the prelude reach the launcher literally (git clone run first)', () => {
+    const root = mkdtempSync(join(tmpdir(), 'nbs-prelude-argv-'));
+    try {
+      const origin = join(root, 'origin.git');
+      const work = join(root, 'w');
+      git(root, 'init', '-q', '--bare', '-b', 'main', origin);
+      git(root, 'init', '-q', '-b', 'main', work);
+      writeFileSync(join(work, 'a'), 'a');
+      git(work, 'add', 'a');
+      git(work, 'commit', '-qm', 'a');
+      git(work, 'push', '-q', origin, 'main');
+      const dir = join(root, 'home', 'repo');
+      const [cmd, ...args] = withPrelude(['printf', 'ARG[%s]\\n', ...HOSTILE]);
+      const r = spawnSync(cmd!, args, {
+        encoding: 'utf8',
+        env: { PATH: process.env.PATH, HOME: join(root, 'home'), NBSWARM_GIT_URL: origin, NBSWARM_GIT_FOLDER: 'repo', NBSWARM_GIT_DIR: dir },
+      });
+      expect(r.status, r.stderr).to.equal(0);
+      expect(r.stderr).to.contain('cloned');
+      expect(r.stdout.split('\n').filter(Boolean)).to.deep.equal(HOSTILE.map((a) => `ARG[${a}]`));
+    } finally {
+      rmSync(root, { recursive: true, force: true });
+    }
+  });
+});
+
 describe('git source URLs and folders', () => {
   it("folder names are cdsdashboards' _calc_repo_folder", () => {
     expect(repoFolderName('https://github.com/ideonate/cdsdashboards.git')).to.equal('github-com-ideonate-cdsdashboards-git');

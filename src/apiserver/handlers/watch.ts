@@ -7,8 +7,9 @@
  * (in order) until the replay is out. What waits for a client counts against its watch's buffer
  * and the server's total (ServerLimits); a watch past either, or whose client has taken nothing
  * for watchStallSeconds, is ended — the client re-lists and watches again, as after any watch end.
- * One live event's text is shared by every watch that sends it (one JSON.stringify for 100 watchers),
- * so the server's total counts it once, however many watches still hold it.
+ * One live event's text is shared by every watch that sends it (one JSON.stringify for 100 watchers):
+ * while it waits in watches' queues the server's total counts it once, however many hold it; the
+ * copy a connection makes of a line it could not send yet counts for that watch alone.
  */
 import type { Gauge } from 'prom-client';
 import { gone } from '../errors.js';
@@ -195,8 +196,6 @@ export function watch(s: RequestScope): void {
     sharedBytes -= l.length;
     watches.unshare(l);
   };
-  /** The line the connection took last while saying it was full: still held until it drains. */
-  let unsentLine = '';
   const handle: OpenWatch = {
     get backlog() {
       return backlog();
@@ -214,7 +213,8 @@ export function watch(s: RequestScope): void {
   /** Tells the server's bookkeeping how this watch's bytes changed since `before` (own bytes then) and `backlogBefore`. */
   const account = (before: number, backlogBefore: number) => {
     const delta = own() - before;
-    const grewBacklog = backlog() > backlogBefore;
+    // A shared line the connection took (and copied) grows what the server holds, not the backlog.
+    const grewBacklog = backlog() > backlogBefore || delta > 0;
     if (delta !== 0 || grewBacklog) watches.grew(handle, delta, grewBacklog);
   };
   const flush = () => {
@@ -230,12 +230,16 @@ export function watch(s: RequestScope): void {
         }
         queue.shift();
         queuedBytes -= head.length;
-        if (!raw.write(head)) {
+        // Handed to the connection, a line is no longer shared: the connection encodes it (and TLS
+        // encrypts it) into buffers of its own. Measured: one 1.4 MiB line written to 200 paused
+        // TLS connections grew RSS by 307 MiB. So what it has not sent yet counts as this watch's own.
+        const full = !raw.write(head);
+        releaseShared(head);
+        if (full) {
           blocked = true;
           unsent = head.length;
-          unsentLine = head;
           stalledSince ||= Date.now();
-        } else releaseShared(head);
+        }
       }
     } catch {
       // A write to a stream the client already closed ends this watch.
@@ -260,8 +264,6 @@ export function watch(s: RequestScope): void {
     const backlogBefore = backlog();
     blocked = false;
     unsent = 0;
-    releaseShared(unsentLine);
-    unsentLine = '';
     stalledSince = 0;
     account(before, backlogBefore);
     flush();
@@ -466,7 +468,6 @@ export function watch(s: RequestScope): void {
     queue.length = 0;
     held.length = 0;
     queuedBytes = heldBytes = unsent = sharedBytes = 0;
-    unsentLine = '';
     watches.grew(handle, -before);
     try {
       raw.end(typeof last === 'string' ? last : undefined);
