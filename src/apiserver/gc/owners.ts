@@ -12,6 +12,7 @@
  * is picked up.
  */
 import { errorFields, type Logger } from '../../log.js';
+import { CoalescedPass } from '../../util/coalesced-pass.js';
 import { nowIso } from '../../util/time.js';
 import type { ResourceKind } from '../registry/kinds.js';
 import type { Store } from '../storage/sqlite.js';
@@ -28,8 +29,8 @@ interface Entry {
 }
 
 export class GarbageCollector {
-  private scheduled = false;
   private closed = false;
+  private readonly passes: CoalescedPass;
   private readonly timer: NodeJS.Timeout;
 
   constructor(
@@ -37,28 +38,25 @@ export class GarbageCollector {
     private readonly kinds: () => Iterable<ResourceKind>,
     private readonly log: Logger,
   ) {
+    this.passes = new CoalescedPass(
+      () => {
+        // A pass that changed something may have freed more (a chain of owners): go again.
+        for (let i = 0; i < 20 && this.pass(); i++);
+      },
+      (e) => this.log.warn('garbage collection failed; retrying', errorFields(e, 'garbage collector')),
+    );
     this.timer = setInterval(() => this.kick(), RESYNC_MS);
     this.timer.unref();
   }
 
   /** Schedules a pass (one, however many deletions ask for it meanwhile). */
   kick(): void {
-    if (this.scheduled || this.closed) return;
-    this.scheduled = true;
-    setImmediate(() => {
-      this.scheduled = false;
-      try {
-        // A pass that changed something may have freed more (a chain of owners): go again.
-        for (let i = 0; i < 20 && this.pass(); i++);
-      } catch (e) {
-        this.log.warn('garbage collection failed; retrying', errorFields(e, 'garbage collector'));
-        setTimeout(() => this.kick(), 1000).unref();
-      }
-    });
+    this.passes.kick();
   }
 
   close(): void {
     this.closed = true;
+    this.passes.close();
     clearInterval(this.timer);
   }
 

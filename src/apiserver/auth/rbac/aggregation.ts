@@ -6,6 +6,7 @@
  * an aggregated role are replaced. A pass runs after every ClusterRole change (coalesced).
  */
 import { errorFields, type Logger } from '../../../log.js';
+import { CoalescedPass } from '../../../util/coalesced-pass.js';
 import { isObject, jsonEqual } from '../../../util/json.js';
 import { kindKey } from '../../registry/kinds.js';
 import { matches, type Requirement } from '../../request/selectors.js';
@@ -70,34 +71,29 @@ export function aggregatedRules(role: StoredObject, all: readonly StoredObject[]
 }
 
 export class ClusterRoleAggregator {
-  private scheduled = false;
   private closed = false;
+  private readonly passes: CoalescedPass;
   private readonly stopWatching: () => void;
 
   constructor(
     private readonly storage: Store,
     private readonly log: Logger,
   ) {
+    this.passes = new CoalescedPass(
+      () => this.pass(),
+      (e) => this.log.warn('ClusterRole aggregation failed; retrying', errorFields(e, 'clusterrole aggregation')),
+    );
     this.stopWatching = storage.addWatcher({ gr: CLUSTER_ROLES, ns: '', send: () => this.kick() });
   }
 
   /** Schedules a pass (one, however many changes ask for it meanwhile). */
   kick(): void {
-    if (this.scheduled || this.closed) return;
-    this.scheduled = true;
-    setImmediate(() => {
-      this.scheduled = false;
-      try {
-        this.pass();
-      } catch (e) {
-        this.log.warn('ClusterRole aggregation failed; retrying', errorFields(e, 'clusterrole aggregation'));
-        setTimeout(() => this.kick(), 1000).unref();
-      }
-    });
+    this.passes.kick();
   }
 
   close(): void {
     this.closed = true;
+    this.passes.close();
     this.stopWatching();
   }
 
