@@ -466,7 +466,10 @@ describe('e2e: JupyterHub + NotebookServerSpawner + nbswarm up (Swarm)', functio
       }
     });
 
-    it('a server whose spec says running is brought back by the operator after Swarm gives up (back-off, reason shown)', async () => {
+    it('a server whose spec says running is brought back by the operator after Swarm gives up (back-off, reason shown)', async function () {
+      // Swarm's 5 restarts take ~15 s; when the operator's first look comes after the first back-off
+      // has run out it restarts at once, so the first Failed it writes may be several rounds later.
+      this.timeout(330_000);
       // The container exits until the test opens a gate on loopback, so Swarm's restart policy
       // runs out; then only the operator's back-off can start it again.
       const gatePort = await freePort();
@@ -493,7 +496,7 @@ describe('e2e: JupyterHub + NotebookServerSpawner + nbswarm up (Swarm)', functio
           seen.push({ phase: o?.status?.phase, reason: ready?.reason, restarts: o?.status?.restartCount, message: o?.status?.message });
           return o?.status?.phase === 'Failed' ? o : undefined;
         },
-        90_000,
+        180_000,
         250,
       );
       // The first Failed this poll sees is usually attempt 1; on a loaded machine a reconcile that comes

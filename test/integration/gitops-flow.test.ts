@@ -145,6 +145,8 @@ function describeFlow(bin: string): void {
       const edited = await kubectl(['-n', NS, 'edit', 'nbs', 'web'], { kubeconfig: env.kubeconfig, bin, env: { EDITOR: editor, KUBE_EDITOR: editor } });
       expect(edited.code, edited.stderr).to.equal(0);
       expect((await getNbs(env, 'web')).spec.env?.[0]).to.deep.equal({ name: 'A', value: '9' });
+      // The operator rolls the edit out first; a diff taken while it writes status would show that too.
+      await waitReady(env, 'web');
       d = await diff();
       // The value goes back (and generation moves with the spec).
       expect(changes(d.stdout).filter((l) => !/^[-+]\s+generation: \d+$/.test(l))).to.deep.equal(['-    value: "9"', '+    value: "3"']);
