@@ -285,6 +285,27 @@ class Extras {
   status?: { page: StatusPage; url: string };
   stopFeed?: () => Promise<void>;
 
+  /** Feed the status page (when one is bound) from the running operator, Docker and the API. */
+  async feed(
+    op: OperatorHandle,
+    backend: Backend,
+    connected: { docker: Docker; docker$: DockerMetrics },
+    kubeconfig: KubeConfig,
+    namespace: string | undefined,
+    log: Logger,
+  ): Promise<void> {
+    if (!this.status) return;
+    this.stopFeed = await feedStatusPage(this.status.page, {
+      operator: op,
+      backend,
+      docker: connected.docker,
+      kubeconfig,
+      namespace,
+      dockerReachable: connected.docker$.reachable,
+      log: log.child({ component: 'statuspage' }),
+    });
+  }
+
   async close(): Promise<void> {
     await this.stopFeed?.().catch(() => undefined);
     await this.status?.page.close().catch(() => undefined);
@@ -330,16 +351,7 @@ export function registerOperatorCommands(program: Command): void {
         log.info(`CRD notebookservers.nbswarm.io ${crd}`);
         const opLog = log.child({ component: 'operator' });
         op = await startOperator({ kubeconfig: kc, policy, backend, log: opLog, registry, statusUrl: extras.status?.url, identity: upIdentity(dataDir) });
-        if (extras.status) {
-          extras.stopFeed = await feedStatusPage(extras.status.page, {
-            operator: op,
-            backend,
-            docker: connected.docker,
-            kubeconfig: kc,
-            dockerReachable: connected.docker$.reachable,
-            log: log.child({ component: 'statuspage' }),
-          });
-        }
+        await extras.feed(op, backend, connected, kc, undefined, log);
         process.stdout.write(upBanner({ apiUrl: srv.url, backend: backend.kind, kubeconfigPath: srv.kubeconfigPath, statusPageUrl: extras.status?.url }));
         const s = srv;
         const b = backend;
@@ -407,18 +419,8 @@ export function registerOperatorCommands(program: Command): void {
           registry,
           statusUrl: extras.status?.url,
         });
-        if (extras.status) {
-          extras.stopFeed = await feedStatusPage(extras.status.page, {
-            operator: op,
-            backend,
-            docker: connected.docker,
-            kubeconfig: kc,
-            namespace: o.namespace,
-            dockerReachable: connected.docker$.reachable,
-            log: log.child({ component: 'statuspage' }),
-          });
-          log.info(`status page on ${extras.status.url}`);
-        }
+        await extras.feed(op, backend, connected, kc, o.namespace, log);
+        if (extras.status) log.info(`status page on ${extras.status.url}`);
         const b = backend;
         const opRef = op;
         onSignals(async () => {
