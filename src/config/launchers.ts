@@ -42,6 +42,22 @@ import type { DashboardSettings, LauncherEntry } from './types.js';
 
 export const DEFAULT_PROXY_COMMAND: readonly string[] = ['start.sh', 'python3', '-m', 'jhsingle_native_proxy.main'];
 
+/** cdsdashboards' bokeh_root_cmd line, shared by bokeh and panel (`extra` goes before the prefix, as there). */
+function bokehRootArgs(extra: string[]): string[] {
+  return [
+    '--destport=0',
+    'python3',
+    '{-}m',
+    'bokeh_root_cmd.main',
+    '{presentation_path}',
+    '{--}port={port}',
+    '{--}allow-websocket-origin={origin_host}',
+    ...extra,
+    '{--}prefix={base_url}',
+    '--ready-check-path=/ready-check',
+  ];
+}
+
 export const BUILTIN_LAUNCHERS: Readonly<Record<Mode, LauncherEntry>> = {
   // Jupyter Docker Stacks' start-notebook runs jupyterhub-singleuser only when the hub's token is
   // in the env; the same split here makes the mode mean one thing on every image with start.sh.
@@ -100,34 +116,10 @@ export const BUILTIN_LAUNCHERS: Readonly<Record<Mode, LauncherEntry>> = {
     args: ['--destport=0', 'python3', '{-}m', 'plotlydash_tornado_cmd.main', '{presentation_path}', '{--}port={port}'],
     env: { DASH_REQUESTS_PATHNAME_PREFIX: '{base_url}/' },
   },
-  bokeh: {
-    requiresPath: true,
-    args: [
-      '--destport=0',
-      'python3',
-      '{-}m',
-      'bokeh_root_cmd.main',
-      '{presentation_path}',
-      '{--}port={port}',
-      '{--}allow-websocket-origin={origin_host}',
-      '{--}prefix={base_url}',
-      '--ready-check-path=/ready-check',
-    ],
-  },
+  bokeh: { requiresPath: true, args: bokehRootArgs([]) },
   panel: {
     requiresPath: true,
-    args: [
-      '--destport=0',
-      'python3',
-      '{-}m',
-      'bokeh_root_cmd.main',
-      '{presentation_path}',
-      '{--}port={port}',
-      '{--}allow-websocket-origin={origin_host}',
-      '{--}server=panel',
-      '{--}prefix={base_url}',
-      '--ready-check-path=/ready-check',
-    ],
+    args: bokehRootArgs(['{--}server=panel']),
   },
   rshiny: {
     requiresPath: true,
