@@ -63,6 +63,17 @@ interface Outcome {
   group: string;
   code: number;
   seconds: number;
+  /** mocha's list of failures ("N failing" to the end), empty when the group passed */
+  failures: string;
+}
+
+/**
+ * The failures at the end of a mocha spec report. They are printed again after both reports, so
+ * that the end of the output (all a CI log viewer may keep) names every failure of every group.
+ */
+function failureList(report: string): string {
+  const at = report.search(/^ {2}\d+ failing/m);
+  return at < 0 ? '' : report.slice(at).trimEnd();
 }
 
 function runGroup(group: Group, files: string[], extra: string[], progress: Map<string, string>): Promise<Outcome> {
@@ -92,7 +103,7 @@ function runGroup(group: Group, files: string[], extra: string[], progress: Map<
       const seconds = Math.round((Date.now() - t0) / 1000);
       process.stdout.write(`\n===== ${group.name}: ${files.length} files, ${seconds} s, exit ${code ?? signal} =====\n${out}\n`);
       progress.delete(group.name);
-      resolve({ group: group.name, code: code ?? 1, seconds });
+      resolve({ group: group.name, code: code ?? 1, seconds, failures: failureList(out) });
     });
   });
 }
@@ -116,6 +127,9 @@ async function main(): Promise<void> {
   else outcomes.push(...(await Promise.all(runs.map(([g, files]) => runGroup(g, files, extra, progress)))));
   clearInterval(ticker);
   const total = Math.round((Date.now() - t0) / 1000);
+  for (const o of outcomes.filter((x) => x.code !== 0)) {
+    process.stdout.write(`\n===== ${o.group} failed: =====\n${o.failures || '(no mocha failure list: see the report above)'}\n`);
+  }
   process.stdout.write(`npm test: ${outcomes.map((o) => `${o.group} ${o.code === 0 ? 'passed' : 'FAILED'} (${o.seconds} s)`).join(', ')}; ${total} s in all\n`);
   process.exitCode = outcomes.some((o) => o.code !== 0) ? 1 : 0;
 }

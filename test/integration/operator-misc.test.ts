@@ -342,11 +342,12 @@ describe('nbswarm up (CLI)', function () {
   it('Docker unreachable → one line with a hint, exit code 2, no stack trace', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'nbswarm-up-'));
     try {
-      const p = run(['up', '--data-dir', join(dir, 'data'), '--port', '0'], { DOCKER_HOST: `unix://${join(dir, 'no-docker.sock')}` });
-      expect(await p.exited).to.equal(2);
+      // --status-port 0: with the default port held by another `up` of the suite, a warning line would come first.
+      const p = run(['up', '--data-dir', join(dir, 'data'), '--port', '0', '--status-port', '0'], { DOCKER_HOST: `unix://${join(dir, 'no-docker.sock')}` });
+      expect(await p.exited, p.err()).to.equal(2);
       expect(p.err()).to.match(/nbswarm: .*Docker/);
       expect(p.err()).to.match(/hint: .*dockerd/);
-      expect(p.err().trim().split('\n')).to.have.length(1);
+      expect(p.err().trim().split('\n'), p.err()).to.have.length(1);
       expect(p.out()).to.equal('');
     } finally {
       rmSync(dir, { recursive: true, force: true });
