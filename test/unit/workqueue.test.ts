@@ -199,6 +199,41 @@ describe('WorkQueue', () => {
     expect(q.stats().maxConcurrentPerKey).to.equal(1);
   });
 
+  it('while first-time keys wait, the high lane holds at most half the slots (a burst keeps creating while earlier servers poll)', async () => {
+    const gates = new Map<string, ReturnType<typeof deferred>>();
+    const running = new Set<string>();
+    q = new WorkQueue({
+      concurrency: 4,
+      handler: async (key) => {
+        running.add(key);
+        const g = deferred();
+        gates.set(key, g);
+        await g.promise;
+        running.delete(key);
+      },
+    });
+    for (let i = 0; i < 4; i++) q.enqueue(`busy${i}`, 'list', 'low');
+    await tick();
+    for (let i = 0; i < 6; i++) q.enqueue(`poll${i}`, 'requeue', 'high');
+    for (let i = 0; i < 3; i++) q.enqueue(`create${i}`, 'added', 'low');
+    for (let i = 0; i < 4; i++) gates.get(`busy${i}`)!.resolve();
+    await tick();
+    // Two of four slots to polls, two to creates; strict priority would run four polls.
+    expect([...running].sort()).to.deep.equal(['create0', 'create1', 'poll0', 'poll1']);
+    gates.get('create0')!.resolve();
+    await tick();
+    expect(running.has('create2')).to.equal(true);
+    gates.get('create1')!.resolve();
+    await tick();
+    // No first-time key waits now: the high lane takes the free slot.
+    expect([...running].sort()).to.deep.equal(['create2', 'poll0', 'poll1', 'poll2']);
+    for (const k of ['poll0', 'poll1', 'poll2', 'create2']) gates.get(k)!.resolve();
+    await tick();
+    for (const k of ['poll3', 'poll4', 'poll5']) gates.get(k)?.resolve();
+    await q.whenIdle();
+    expect(q.stats().reconcilesTotal).to.equal(13);
+  });
+
   it('a key dirtied while running goes back in the highest lane it was named in', async () => {
     const order: string[] = [];
     const gate = deferred();
