@@ -23,9 +23,19 @@ export interface ObserverOptions {
   progressTtlMs: number;
   /** A list that says "missing" within this long after our own create is not believed (the write-through entry wins). */
   writeGraceMs: number;
+  /**
+   * After a Swarm task's container died, how long observations of its server last only
+   * unsettledTtl: the manager reports the task ended (and restarts it or gives up) after the
+   * container's event, with no event of its own, so a read taken at the container's death still
+   * shows the task running.
+   */
+  taskReportLagMs: number;
 }
 
-export const DEFAULT_OBSERVER_OPTIONS: ObserverOptions = { maxAgeMs: 30_000, unsettledTtlMs: 1000, progressTtlMs: 20, writeGraceMs: 5000 };
+export const DEFAULT_OBSERVER_OPTIONS: ObserverOptions = { maxAgeMs: 30_000, unsettledTtlMs: 1000, progressTtlMs: 20, writeGraceMs: 5000, taskReportLagMs: 10_000 };
+
+/** Task container events after which Swarm's report of the task lags (see taskReportLagMs). */
+const TASK_ENDED = new Set(['die', 'kill', 'oom']);
 
 /** How the observer reads Docker: the backend's list and per-UID read, and which observations events keep current. */
 export interface ObservationSource {
@@ -55,6 +65,8 @@ export class DockerObserver {
   private readonly dirty = new Map<string, { at: number; name?: string }>();
   /** uid → when an event said its object was removed. */
   private readonly goneAt = new Map<string, number>();
+  /** uid → when one of its Swarm task containers died (see taskReportLagMs). */
+  private readonly taskEndedAt = new Map<string, number>();
   /** When the last full list began; every uid absent from `entries` was missing then. */
   private listedAt?: number;
   private listing?: Promise<void>;
@@ -84,6 +96,16 @@ export class DockerObserver {
     const now = this.now();
     this.dirty.set(ev.uid, { at: now, name: ev.name });
     if ((ev.type === 'service' && ev.action === 'remove') || (ev.type === 'container' && ev.action === 'destroy')) this.goneAt.set(ev.uid, now);
+    if (ev.type === 'task' && TASK_ENDED.has(ev.action)) this.taskEndedAt.set(ev.uid, now);
+  }
+
+  /** Whether Swarm may not yet have reported the end of a task of `uid` whose container died. */
+  private awaitingTaskReport(uid: string): boolean {
+    const at = this.taskEndedAt.get(uid);
+    if (at === undefined) return false;
+    if (this.now() - at < this.opts.taskReportLagMs) return true;
+    this.taskEndedAt.delete(uid);
+    return false;
   }
 
   /**
@@ -145,7 +167,7 @@ export class DockerObserver {
     const ttl = this.opts.unsettledTtlMs;
     // Observed before our event stream could tell us about changes: only a short-lived answer.
     if (!this.eventsLive || this.watchSince === undefined || at < this.watchSince) return age > ttl;
-    if (e && e.servers.some((o) => !this.source.settled(o))) {
+    if (e && (this.awaitingTaskReport(uid) || e.servers.some((o) => !this.source.settled(o)))) {
       // Measured: a "starting" answer kept for 1 s made the reconciler's 100/200/400 ms polls see
       // it again after the task ran, so a spawn took up to 1.9 s instead of ~0.45 s.
       return age > (e.servers.some((o) => IN_PROGRESS.has(o.state)) ? this.opts.progressTtlMs : ttl);

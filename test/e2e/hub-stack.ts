@@ -48,10 +48,19 @@ export function serverPath(user: string, server = ''): string {
   return `/user/${urlName(user)}/${server ? `${urlName(server)}/` : ''}`;
 }
 
+/**
+ * The stack's crash-loop back-off. The first wait is long enough that the operator (seconds late on a
+ * loaded machine) still finds it running and writes Failed for the test to see: at 2 s, a look that
+ * came after the wait had run out restarted at once, and each missed round cost Swarm's ~15 s of
+ * restarts (the back-off test took 17–174 s).
+ */
+export const CRASH_LOOP_BACKOFF = { initialSeconds: 6, maxSeconds: 10 };
+
 const HUB_CONFIG = `
 import os
 from traitlets import default
 from nbswarm_spawner import NotebookServerSpawner
+
 
 class E2ESpawner(NotebookServerSpawner):
     # Servers named slow* run a container that never answers HTTP, with a short start timeout,
@@ -169,8 +178,7 @@ export class HubStack {
         `hostPortRange: [${lo}, ${lo + 99}]`,
         'allowedImages: ["local/*"]',
         `defaultImage: ${NOTEBOOK_IMAGE}`,
-        // Seconds, not the default 10 s, so the crash-loop test waits little.
-        'crashLoopBackOff: { initialSeconds: 2, maxSeconds: 10 }',
+        `crashLoopBackOff: { initialSeconds: ${CRASH_LOOP_BACKOFF.initialSeconds}, maxSeconds: ${CRASH_LOOP_BACKOFF.maxSeconds} }`,
         '',
       ].join('\n'),
     );

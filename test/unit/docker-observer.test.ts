@@ -7,7 +7,7 @@ import { LABELS } from '../../src/api/names.js';
 import { DockerObserver, type ObservationSource } from '../../src/backends/docker-observer.js';
 import type { ObservedServer, ObservedState } from '../../src/backends/types.js';
 
-const OPTS = { maxAgeMs: 30_000, unsettledTtlMs: 1000, progressTtlMs: 20, writeGraceMs: 5000 };
+const OPTS = { maxAgeMs: 30_000, unsettledTtlMs: 1000, progressTtlMs: 20, writeGraceMs: 5000, taskReportLagMs: 10_000 };
 
 function obs(uid: string, state: ObservedState = 'running', name = `nbs-${uid}`): ObservedServer {
   return { kind: 'service', id: `id-${uid}`, name, labels: { [LABELS.uid]: uid }, state };
@@ -104,6 +104,33 @@ describe('DockerObserver', () => {
     clock.advance(1000);
     await o.find('a');
     expect(src.fetches).to.deep.equal(['p', 'a']);
+  });
+
+  it("after a task's container died, its running task is re-read every unsettledTtl until Swarm has had time to report it", async () => {
+    const { src, clock, o } = live();
+    src.docker.set('a', [obs('a')]);
+    await o.find('a');
+    clock.advance(10);
+    o.noteEvent({ uid: 'a', type: 'task', action: 'die', time: clock.now() });
+    clock.advance(1);
+    // Read at the container's death: Swarm still says running.
+    expect((await o.find('a'))[0].state).to.equal('running');
+    expect(src.fetches).to.deep.equal(['a']);
+    clock.advance(500);
+    await o.find('a');
+    expect(src.fetches).to.have.length(1);
+    // Swarm reports the task failed (no event): the next look after unsettledTtl sees it.
+    src.docker.set('a', [obs('a', 'failed')]);
+    clock.advance(600);
+    expect((await o.find('a'))[0].state).to.equal('failed');
+    expect(src.fetches).to.have.length(2);
+    // Once the lag has passed, a settled answer is trusted again until an event.
+    clock.advance(10_000);
+    await o.find('a');
+    const n = src.fetches.length;
+    clock.advance(5000);
+    await o.find('a');
+    expect(src.fetches).to.have.length(n);
   });
 
   it('a list that misses our fresh create is not believed within writeGrace, unless Docker said it was removed', async () => {

@@ -390,7 +390,7 @@ describe('multi-node: the Docker observer and node events', () => {
         },
         settled: () => true,
       },
-      { maxAgeMs: 60_000, unsettledTtlMs: 1000, progressTtlMs: 20, writeGraceMs: 5000 },
+      { maxAgeMs: 60_000, unsettledTtlMs: 1000, progressTtlMs: 20, writeGraceMs: 5000, taskReportLagMs: 10_000 },
       () => now,
     );
     o.watchingFrom(0);
