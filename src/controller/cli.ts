@@ -146,6 +146,19 @@ async function serveMetrics(registry: Registry, op: () => OperatorHandle | undef
   return srv;
 }
 
+/** Runs every step in order, also after one fails (a failed start still frees what it took); the first error is thrown at the end. */
+async function stopInOrder(steps: Array<() => Promise<unknown> | undefined>): Promise<void> {
+  let first: unknown;
+  for (const step of steps) {
+    try {
+      await step();
+    } catch (err) {
+      first ??= err;
+    }
+  }
+  if (first !== undefined) throw first;
+}
+
 function onSignals(stop: () => Promise<void>, log: Logger): void {
   let stopping = false;
   const handler = (sig: string) => {
@@ -332,6 +345,7 @@ export function registerOperatorCommands(program: Command): void {
       let op: OperatorHandle | undefined;
       let backend: Backend | undefined;
       const extras = new Extras();
+      const stopEverything = () => stopInOrder([() => extras.close(), () => op?.stop(), () => backend?.close(), () => srv?.close()]);
       try {
         const policy = readPolicy(o.policy, o.backend);
         const registry = new Registry();
@@ -353,20 +367,9 @@ export function registerOperatorCommands(program: Command): void {
         op = await startOperator({ kubeconfig: kc, policy, backend, log: opLog, registry, statusUrl: extras.status?.url, identity: upIdentity(dataDir) });
         await extras.feed(op, backend, connected, kc, undefined, log);
         process.stdout.write(upBanner({ apiUrl: srv.url, backend: backend.kind, kubeconfigPath: srv.kubeconfigPath, statusPageUrl: extras.status?.url }));
-        const s = srv;
-        const b = backend;
-        const opRef = op;
-        onSignals(async () => {
-          await extras.close();
-          await opRef.stop();
-          await b.close();
-          await s.close();
-        }, log);
+        onSignals(stopEverything, log);
       } catch (err) {
-        await extras.close();
-        await op?.stop().catch(() => undefined);
-        await backend?.close().catch(() => undefined);
-        await srv?.close().catch(() => undefined);
+        await stopEverything().catch(() => undefined);
         fail(err);
       }
     },
@@ -392,6 +395,7 @@ export function registerOperatorCommands(program: Command): void {
       let backend: Backend | undefined;
       let op: OperatorHandle | undefined;
       const extras = new Extras();
+      const stopEverything = () => stopInOrder([() => extras.close(), () => op?.stop(), () => backend?.close()]);
       try {
         const policy = readPolicy(o.policy, o.backend);
         const kc = loadKubeconfig(o.kubeconfig);
@@ -421,17 +425,9 @@ export function registerOperatorCommands(program: Command): void {
         });
         await extras.feed(op, backend, connected, kc, o.namespace, log);
         if (extras.status) log.info(`status page on ${extras.status.url}`);
-        const b = backend;
-        const opRef = op;
-        onSignals(async () => {
-          await extras.close();
-          await opRef.stop();
-          await b.close();
-        }, log);
+        onSignals(stopEverything, log);
       } catch (err) {
-        await extras.close();
-        await op?.stop().catch(() => undefined);
-        await backend?.close().catch(() => undefined);
+        await stopEverything().catch(() => undefined);
         fail(err);
       }
     },
