@@ -57,6 +57,11 @@ interface Entry {
   at: number;
   /** When the backend last wrote (created/updated/removed) the resource's object. */
   wroteAt?: number;
+  /**
+   * When that write (and the read of its result) had finished: a read that began before this may
+   * have reached Docker before the write did, so it never replaces the write's own observation.
+   */
+  writeDoneAt?: number;
 }
 
 export class DockerObserver {
@@ -150,7 +155,7 @@ export class DockerObserver {
    * would create a second object.
    */
   wrote(uid: string, servers: ObservedServer[], startedAt: number): void {
-    this.entries.set(uid, { servers, at: startedAt, wroteAt: startedAt });
+    this.entries.set(uid, { servers, at: startedAt, wroteAt: startedAt, writeDoneAt: this.now() });
   }
 
   /** The backend removed object `id` of `uid` (begun at `startedAt`). */
@@ -222,12 +227,13 @@ export class DockerObserver {
     }
     for (const [uid, servers] of byUid) {
       const e = this.entries.get(uid);
-      // A fetch or write that began after this list knows better.
-      if (e && e.at > started) continue;
+      // A fetch or write that began after this list knows better, and so does a write that was
+      // still under way when the list began.
+      if (e && (e.at > started || (e.writeDoneAt ?? -Infinity) > started)) continue;
       this.entries.set(uid, { servers, at: started, wroteAt: e?.wroteAt });
     }
     for (const [uid, e] of this.entries) {
-      if (byUid.has(uid) || e.at > started) continue;
+      if (byUid.has(uid) || e.at > started || (e.writeDoneAt ?? -Infinity) > started) continue;
       if (this.trustWrite(uid, e, started, grace)) continue;
       this.entries.delete(uid);
     }
@@ -247,7 +253,7 @@ export class DockerObserver {
     const started = this.now();
     const servers = await this.source.fetchUid(uid);
     const e = this.entries.get(uid);
-    if (e && e.at > started) return [...e.servers];
+    if (e && (e.at > started || (e.writeDoneAt ?? -Infinity) > started)) return [...e.servers];
     if (!servers.length && e && this.trustWrite(uid, e, started, this.opts.writeGraceMs)) return [...e.servers];
     this.entries.set(uid, { servers, at: started, wroteAt: e?.wroteAt });
     const d = this.dirty.get(uid);

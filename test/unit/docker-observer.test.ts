@@ -133,6 +133,49 @@ describe('DockerObserver', () => {
     expect(src.fetches).to.have.length(n);
   });
 
+  it('a read that began while our write was under way never replaces what the write observed', async () => {
+    const { src, clock, o } = live();
+    src.docker.set('a', [{ ...obs('a'), specHash: 'old' }]);
+    await o.find('a');
+    const writeStarted = clock.now();
+    clock.advance(10);
+    // A read begins during the write and reaches Docker before it: it sees the old spec…
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    const slowList = src.listAll.bind(src);
+    src.listAll = async () => {
+      const all = await slowList();
+      await gate;
+      return all;
+    };
+    o.noteEvent({ uid: 'other', type: 'service', action: 'update', time: clock.now() });
+    const listing = o.listManaged();
+    // …then the write lands, and the backend records what it observed after it.
+    clock.advance(10);
+    o.wrote('a', [{ ...obs('a'), specHash: 'new' }], writeStarted);
+    release();
+    await listing;
+    expect((await o.find('a'))[0].specHash).to.equal('new');
+    // The same for a per-uid read.
+    const slowFetch = src.fetchUid.bind(src);
+    let releaseFetch!: () => void;
+    const fetchGate = new Promise<void>((r) => (releaseFetch = r));
+    src.fetchUid = async (uid: string) => {
+      const got = await slowFetch(uid);
+      await fetchGate;
+      return got;
+    };
+    clock.advance(10);
+    o.noteEvent({ uid: 'a', type: 'service', action: 'update', time: clock.now() });
+    clock.advance(1);
+    const fetching = o.find('a');
+    const secondWrite = clock.now();
+    clock.advance(10);
+    o.wrote('a', [{ ...obs('a'), specHash: 'newer' }], secondWrite);
+    releaseFetch();
+    expect((await fetching)[0].specHash).to.equal('newer');
+  });
+
   it('a list that misses our fresh create is not believed within writeGrace, unless Docker said it was removed', async () => {
     const { clock, o } = live();
     o.wrote('a', [obs('a')], clock.now());
