@@ -343,7 +343,8 @@ export class ContainerBackend extends BaseBackend {
       const id = await this.create(d, image);
       return { action: live ? 'recreated' : 'started', observed: await this.observeWritten(id, d, image) };
     }
-    const drift = this.driftOf(current, d, image);
+    // A stopped server keeps its container as written until it starts (see the Swarm backend).
+    const drift = d.stopped ? [] : this.driftOf(current, d, image);
     if (drift.length) return this.revert(current, d, image, drift);
     const kept = newerImage && live ? { keptImage: current.image } : {};
     if (d.stopped && live) {

@@ -354,6 +354,9 @@ export class SwarmBackend extends BaseBackend {
       if (scale && !wantReplicas && current.containerId) await this.stopTaskNow(current.id, current.containerId);
       return { action: scale ? (wantReplicas ? 'started' : 'stopped') : 'pinned', observed: await this.observeById(current.id), ...kept };
     }
+    // A stopped server keeps its service as it was written (a spec change is written when it
+    // starts): comparing it with today's spec would "revert" every stop that came with a change.
+    if (!wantReplicas) return { action: 'unchanged', observed: current, ...kept };
     const spec = serviceSpec(d, use, await this.secretRefsOf(d, current));
     const drift = this.driftOf(current, spec, d.specHash);
     if (drift.length) {

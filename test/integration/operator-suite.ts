@@ -123,7 +123,14 @@ export function operatorSuite(kind: BackendKind): void {
       const o = await waitReady(env, 'nb-named');
       const [obs] = await env.backend.find(o.metadata.uid!);
       await dockerExec(env.docker, obs.containerId!, ['sh', '-c', 'echo persisted-$((6*7)) > /home/jovyan/keep.txt']);
-      await patchSpec(env, 'nb-named', { stopped: true });
+      const reasons = async () =>
+        (JSON.parse(await env.kubectl(['get', 'events', '-n', NS, '--field-selector', 'involvedObject.name=nb-named', '-o', 'json'])).items as any[]).map(
+          (e) => e.reason as string,
+        );
+      const reverts = async () => (await reasons()).filter((r) => r === 'DriftReverted' || r === 'Reverted').length;
+      const revertsBefore = await reverts();
+      // Stopped with a spec change at once, as JupyterHub's stop does (its token goes).
+      await patchSpec(env, 'nb-named', { stopped: true, env: [{ name: 'SESSION', value: 'second' }] });
       const stopped = await waitPhase(env, 'nb-named', 'Stopped');
       expect(stopped.status?.endpoint).to.equal(undefined);
       await waitFor('no running task/container', async () => {
@@ -132,10 +139,15 @@ export function operatorSuite(kind: BackendKind): void {
       });
       const vol = `${env.prefix}-alice-home`;
       expect((await env.docker.getVolume(vol).inspect()).Name).to.equal(vol);
+      // The stop only scaled down: the stopped object is neither rewritten nor "reverted" to the new spec meanwhile.
+      await sleep(2000);
+      expect(await reverts(), (await reasons()).join(', ')).to.equal(revertsBefore);
       await patchSpec(env, 'nb-named', { stopped: false });
       const again = await waitReady(env, 'nb-named');
       const [obs2] = await env.backend.find(again.metadata.uid!);
       expect(await dockerExec(env.docker, obs2.containerId!, ['cat', '/home/jovyan/keep.txt'])).to.equal('persisted-42\n');
+      // The change made with the stop runs once it starts.
+      expect(await containerEnv(env, again.metadata.uid!)).to.include('SESSION=second');
     });
 
     it('created with stopped: true → Stopped with no Docker object (nor a missing image resolved); starting it creates one', async () => {
