@@ -10,8 +10,8 @@
  *    that are converging are not stuck behind thousands of first-time keys. A key waiting in
  *    `low` moves to `high` when it is enqueued there; each lane is FIFO. While both lanes wait,
  *    `high` holds at most half the slots: in a burst the servers already created poll their
- *    progress in `high`, and strict priority left the rest of the burst's creates waiting for
- *    slots (a burst of 200 on 3 nodes had its median create 52 s after its resource).
+ *    progress in `high`, and with strict priority those polls could hold every slot while the
+ *    rest of the burst waited to be created.
  * The plumbing (ready signals → bounded concurrent handlers) is an rxjs mergeMap: one signal per
  * queued key, and each handler slot takes the next key from the lanes when it starts, so the
  * lane order (not the signal order) decides what runs. The state that gives the guarantees lives
