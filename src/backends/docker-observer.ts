@@ -32,7 +32,13 @@ export interface ObserverOptions {
   taskReportLagMs: number;
 }
 
-export const DEFAULT_OBSERVER_OPTIONS: ObserverOptions = { maxAgeMs: 30_000, unsettledTtlMs: 1000, progressTtlMs: 20, writeGraceMs: 5000, taskReportLagMs: 10_000 };
+export const DEFAULT_OBSERVER_OPTIONS: ObserverOptions = {
+  maxAgeMs: 30_000,
+  unsettledTtlMs: 1000,
+  progressTtlMs: 20,
+  writeGraceMs: 5000,
+  taskReportLagMs: 10_000,
+};
 
 /** Task container events after which Swarm's report of the task lags (see taskReportLagMs). */
 const TASK_ENDED = new Set(['die', 'kill', 'oom']);
