@@ -225,7 +225,9 @@ export class Reconciler {
     let hostPort: number | undefined;
     if (policy.networkMode === 'host') {
       const label = current ? Number(current.labels[LABELS.port]) : NaN;
-      hostPort = Number.isInteger(label) && label > 0 ? label : await this.d.ports.allocate(uid, () => backend.listManaged());
+      // The labels come from the backend's event-kept snapshot: a full list per new server cost a
+      // burst of spawns two list calls each.
+      hostPort = Number.isInteger(label) && label > 0 ? label : await this.d.ports.allocate(uid, () => backend.listManaged({ fromCache: true }));
     }
 
     let systemUser: { uid: number; gid: number; home: string } | undefined;
