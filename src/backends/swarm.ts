@@ -335,6 +335,16 @@ export class SwarmBackend extends BaseBackend {
       return { action: 'updated', observed: await this.observeById(current.id), ...kept };
     }
     const scale = haveReplicas !== wantReplicas;
+    if (scale && wantReplicas) {
+      // Starting: the whole spec as it is now, in the same one write. A stopped service is kept as
+      // it was written (see below), so a newer image of its tag or drift made while it was stopped
+      // is taken here; a scale-only start would have kept the old image for good.
+      await this.ensureVolumesHere(d);
+      const spec = serviceSpec(d, use, await this.ensureSecrets(d));
+      await this.write(current, spec, d.specHash, `docker service update (start ${current.name})`, auth, false);
+      if (d.secretFiles?.length) await this.pruneSecrets(d);
+      return { action: 'started', observed: await this.observeById(current.id), ...kept };
+    }
     const pin = (current.pinNode ?? undefined) !== (d.pinNode ?? undefined);
     if (scale || pin) {
       // Scale and pin touch only Mode and Placement, so Swarm keeps a running task where it is;
