@@ -576,8 +576,10 @@ export function watch(s: RequestScope): void {
   const limit = timeout > 0 ? Math.min(timeout, max) * 1000 : (max / 2 + (Math.random() * max) / 2) * 1000;
   /**
    * Ends the watch; `last` (an ERROR line) goes out after what the connection already has, the lines
-   * still waiting do not — but the rest of a line partly given goes first, so the client never sees
-   * half a line. `abort`: the connection is being dropped, nothing more goes out.
+   * still waiting do not. A connection given part of a line is closed instead (the rest would be a
+   * copy of up to a whole line, and the client cannot use half of one): the client sees the watch
+   * end as when it is dropped, and watches again from the last event it read. `abort`: the
+   * connection is being dropped, nothing more goes out.
    */
   stop = (last?: string, abort = false) => {
     if (done) return;
@@ -586,7 +588,7 @@ export function watch(s: RequestScope): void {
     for (const t of timers) clearInterval(t);
     watches.remove(handle);
     const before = own();
-    const rest = fed > 0 && !abort ? (queue[0] as Buffer).subarray(fed) : undefined;
+    const cut = fed > 0 && !abort;
     for (const l of sharedWaiting) watches.unshare(l);
     sharedWaiting.clear();
     queue.length = 0;
@@ -594,8 +596,8 @@ export function watch(s: RequestScope): void {
     queuedBytes = heldBytes = unsent = sharedBytes = fed = 0;
     watches.grew(handle, -before);
     if (abort) return;
+    if (cut) return void s.req.destroy();
     try {
-      if (rest) raw.write(rest);
       raw.end(typeof last === 'string' ? last : undefined);
     } catch {
       // the client is already gone
