@@ -273,6 +273,50 @@ describe('API server limits', function () {
   });
 });
 
+describe('API server watch buffers: stalled clients make room for a reading one', () => {
+  const MiB = 1024 * 1024;
+  let srv: TestApiServer;
+  before(async () => {
+    srv = await startTestApiServer({ limits: { maxWatchesPerUser: 30, watchBufferBytes: 8 * MiB, watchBuffersTotalBytes: MiB } });
+  });
+  after(async () => srv?.cleanup());
+
+  it('a watch whose slice does not fit in the total waits, and watches stalled for a second are ended to make room', async () => {
+    // Twelve HTTP/2 watches whose streams are paused, opened first (so they are sent to first): each
+    // holds a 64 KiB slice it cannot send. With the 300 KiB event itself that leaves no room for the
+    // last of them, nor for the reading watch behind it.
+    const session = http2.connect(srv.url, { ca: srv.caPem });
+    session.on('error', () => {});
+    const streams = Array.from({ length: 12 }, () => {
+      const s = session.request({ ':path': `${CM}?watch=1`, authorization: `Bearer ${srv.adminToken}` });
+      s.on('error', () => {});
+      s.end();
+      return s;
+    });
+    try {
+      await Promise.all(streams.map((s) => new Promise((ok) => s.once('response', ok))));
+      for (const s of streams) s.pause();
+      const reader = await apiWatch(srv, `${CM}?watch=1`);
+      const value = 'r'.repeat(300 * 1024);
+      const t0 = Date.now();
+      for (let i = 0; i < 3; i++) expect((await apiRequest(srv, 'POST', CM, { body: configMap(`room-${i}`, { value }) })).status).to.equal(201);
+      await until(() => reader.events.length === 3, 15_000, 'the reading watch to receive the 3 events');
+      // It waited for the stalled connections to become slow (1 s), not for the 60 s stall limit.
+      expect(Date.now() - t0).to.be.within(900, 10_000);
+      expect(reader.events.map((e) => [e.type, e.object.metadata.name, e.object.data.value.length])).to.deep.equal(
+        [0, 1, 2].map((i) => ['ADDED', `room-${i}`, value.length]),
+      );
+      const text = (await apiRequest(srv, 'GET', '/metrics')).text;
+      const metric = (name: string) => Number(new RegExp(`^${name} (\\S+)$`, 'm').exec(text)?.[1]);
+      expect(metric('apiserver_terminated_watchers_total')).to.be.within(1, 12);
+      expect(metric('apiserver_watch_buffered_bytes')).to.be.at.most(MiB);
+      reader.stop();
+    } finally {
+      session.destroy();
+    }
+  });
+});
+
 describe('API server watch fan-out to stalled clients (a server process of its own)', function () {
   this.timeout(60_000);
   const MiB = 2 ** 20;
