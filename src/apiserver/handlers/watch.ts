@@ -65,6 +65,8 @@ export class Watches {
   private readonly waiting = new Set<OpenWatch>();
   private wakeScheduled = false;
   private slowCheck: NodeJS.Timeout | undefined;
+  /** No watch can have been stalled for SLOW_WATCH_MS before this (ms since the epoch). */
+  private slowNotBefore = 0;
   private readonly stallCheck: NodeJS.Timeout;
   /** Watches ended for not keeping up, and why (the last few; for logs and tests). */
   readonly dropped: { why: string; at: number }[] = [];
@@ -151,14 +153,24 @@ export class Watches {
 
   /** Ends watches whose connections have held what they were given for SLOW_WATCH_MS, longest first, until `need` more bytes fit. */
   private endSlow(need: number, because: string, except?: OpenWatch): void {
+    const now = Date.now();
+    // While the total is passed this runs on every write: scan the watches only once one can be slow.
+    if (now < this.slowNotBefore) return;
     const total = this.limits.watchBuffersTotalBytes;
-    const since = Date.now() - SLOW_WATCH_MS;
-    const slow = [...this.open].filter((v) => v !== except && v.stalledSince && v.stalledSince <= since).sort((a, b) => a.stalledSince - b.stalledSince);
+    const slow: OpenWatch[] = [];
+    let firstOfRest = now;
+    for (const v of this.open) {
+      if (v === except || !v.stalledSince) continue;
+      if (v.stalledSince <= now - SLOW_WATCH_MS) slow.push(v);
+      else firstOfRest = Math.min(firstOfRest, v.stalledSince);
+    }
+    slow.sort((a, b) => a.stalledSince - b.stalledSince);
     for (const v of slow) {
       if (this.buffered + need <= total) return;
-      const secs = ((Date.now() - v.stalledSince) / 1000).toFixed(1);
-      this.drop(v, `its client has not taken the ${v.unsent} bytes last sent for ${secs}s, and ${because}`);
+      this.drop(v, `its client has not taken the ${v.unsent} bytes last sent for ${((now - v.stalledSince) / 1000).toFixed(1)}s, and ${because}`);
     }
+    // Every slow watch is gone; the others stalled later (and a watch that stalls from now on, later still).
+    this.slowNotBefore = firstOfRest + SLOW_WATCH_MS;
   }
 
   private anyUnsent(): boolean {
