@@ -254,18 +254,21 @@ export function stalledRequest(srv: Target, path: string, headers: Record<string
 
 /**
  * How many stalled connections the server has closed: a paused socket learns of the close only by
- * reading up to it, so every socket is read (and what arrives thrown away) for `waitMs` first.
+ * reading up to it (past what the kernel still held for it: up to a few MiB a connection), so every
+ * socket is read, and what arrives thrown away, until all have closed or `waitMs` has passed.
  */
-export async function closedByServer(socks: tls.TLSSocket[], waitMs = 3000): Promise<number> {
+export async function closedByServer(socks: tls.TLSSocket[], waitMs = 10_000): Promise<number> {
   const closed = new Set<tls.TLSSocket>();
   for (const s of socks) {
     if (s.destroyed || s.readableEnded) closed.add(s);
     s.on('end', () => closed.add(s));
     s.on('close', () => closed.add(s));
+    s.on('error', () => closed.add(s));
     s.on('data', () => {});
     s.resume();
   }
-  await sleep(waitMs);
+  const until = Date.now() + waitMs;
+  while (closed.size < socks.length && Date.now() < until) await sleep(50);
   return closed.size;
 }
 

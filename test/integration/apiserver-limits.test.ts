@@ -369,7 +369,7 @@ describe('API server watch fan-out to stalled clients (a server process of its o
     });
     expect(Number(reader.events.at(-1)!.object.metadata.resourceVersion)).to.be.above(Number(reader.events[0].object.metadata.resourceVersion));
     // Stalled clients were dropped by the server (each held more than one watch's 16 MiB), not buffered without bound.
-    expect(await closedByServer(stalled)).to.equal(STALLED);
+    expect(await closedByServer(stalled, 20_000)).to.equal(STALLED);
     for (const s of stalled) s.destroy();
     const metrics = (await apiRequest(srv, 'GET', '/metrics')).text;
     expect(Number(/^apiserver_terminated_watchers_total (\S+)$/m.exec(metrics)?.[1])).to.equal(STALLED);
