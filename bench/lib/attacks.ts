@@ -12,6 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import tls from 'node:tls';
 import { fileURLToPath } from 'node:url';
+import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads';
 import { procRss } from './proc.js';
 
 export const DEFAULT_SERVER_MAIN = fileURLToPath(new URL('../../src/apiserver/main.js', import.meta.url));
@@ -129,39 +130,54 @@ export function request(
   });
 }
 
-/** /healthz asked every `everyMs` (one at a time, each on a fresh connection) while an attack runs. */
-export class HealthProbe {
-  private readonly samples: number[] = [];
-  private failures = 0;
-  private running = true;
-  private readonly loop: Promise<void>;
+interface HealthSummary {
+  maxMs: number;
+  p99Ms: number;
+  samples: number;
+  failures: number;
+}
 
-  constructor(
-    private readonly srv: Target,
-    everyMs = 100,
-    private readonly timeoutMs = 120_000,
-  ) {
-    this.loop = (async () => {
-      while (this.running) {
-        const r = await request(this.srv, 'GET', '/healthz', { timeoutMs: this.timeoutMs });
-        if (r.status === 200) this.samples.push(r.ms);
-        else {
-          this.failures++;
-          this.samples.push(r.ms);
-        }
-        await new Promise((ok) => setTimeout(ok, everyMs));
-      }
-    })();
+/**
+ * /healthz asked every `everyMs` (one at a time, each on a fresh connection) while an attack runs.
+ * The probe runs in a worker thread: the attack's own client work (reading 300 sockets at once) would
+ * otherwise delay the probe's event loop and count as the server's latency.
+ */
+export class HealthProbe {
+  private readonly worker: Worker;
+  private readonly summary: Promise<HealthSummary>;
+
+  constructor(srv: Target, everyMs = 100, timeoutMs = 120_000) {
+    const target: Target = { url: srv.url, caPem: srv.caPem, adminToken: srv.adminToken };
+    this.worker = new Worker(new URL(import.meta.url), { workerData: { healthProbe: { target, everyMs, timeoutMs } } });
+    this.summary = new Promise((resolve, reject) => {
+      this.worker.once('message', resolve);
+      this.worker.once('error', reject);
+      this.worker.once('exit', (code) => reject(new Error(`the health probe exited with ${code} before reporting`)));
+    });
   }
 
   /** Stops probing once the probe in flight has its answer. */
-  async stop(): Promise<{ maxMs: number; p99Ms: number; samples: number; failures: number }> {
-    this.running = false;
-    await this.loop;
-    const s = [...this.samples].sort((a, b) => a - b);
-    const at = (p: number) => (s.length ? Math.round(s[Math.min(s.length - 1, Math.floor(p * s.length))]) : 0);
-    return { maxMs: at(1), p99Ms: at(0.99), samples: s.length, failures: this.failures };
+  stop(): Promise<HealthSummary> {
+    this.worker.postMessage('stop');
+    return this.summary;
   }
+}
+
+/** The worker side of HealthProbe. */
+async function probeHealth(o: { target: Target; everyMs: number; timeoutMs: number }): Promise<HealthSummary> {
+  const samples: number[] = [];
+  let failures = 0;
+  let running = true;
+  parentPort!.once('message', () => (running = false));
+  while (running) {
+    const r = await request(o.target, 'GET', '/healthz', { timeoutMs: o.timeoutMs });
+    if (r.status !== 200) failures++;
+    samples.push(r.ms);
+    await new Promise((ok) => setTimeout(ok, o.everyMs));
+  }
+  samples.sort((a, b) => a - b);
+  const at = (p: number) => (samples.length ? Math.round(samples[Math.min(samples.length - 1, Math.floor(p * samples.length))]) : 0);
+  return { maxMs: at(1), p99Ms: at(0.99), samples: samples.length, failures };
 }
 
 /** The server's RSS sampled every `everyMs`: its peak over the attack, in MiB. */
@@ -238,18 +254,21 @@ export function stalledRequest(srv: Target, path: string, headers: Record<string
 
 /**
  * How many stalled connections the server has closed: a paused socket learns of the close only by
- * reading up to it, so every socket is read (and what arrives thrown away) for `waitMs` first.
+ * reading up to it (past what the kernel still held for it: up to a few MiB a connection), so every
+ * socket is read, and what arrives thrown away, until all have closed or `waitMs` has passed.
  */
-export async function closedByServer(socks: tls.TLSSocket[], waitMs = 3000): Promise<number> {
+export async function closedByServer(socks: tls.TLSSocket[], waitMs = 10_000): Promise<number> {
   const closed = new Set<tls.TLSSocket>();
   for (const s of socks) {
     if (s.destroyed || s.readableEnded) closed.add(s);
     s.on('end', () => closed.add(s));
     s.on('close', () => closed.add(s));
+    s.on('error', () => closed.add(s));
     s.on('data', () => {});
     s.resume();
   }
-  await sleep(waitMs);
+  const until = Date.now() + waitMs;
+  while (closed.size < socks.length && Date.now() < until) await sleep(50);
   return closed.size;
 }
 
@@ -321,3 +340,7 @@ export function deepWidget(name: string, depth: number): string {
 }
 
 export const sleep = (ms: number) => new Promise((ok) => setTimeout(ok, ms));
+
+if (!isMainThread && (workerData as { healthProbe?: unknown } | null)?.healthProbe) {
+  parentPort!.postMessage(await probeHealth((workerData as { healthProbe: Parameters<typeof probeHealth>[0] }).healthProbe));
+}

@@ -31,6 +31,14 @@ export const MAX_JSON_PATCH_OPERATIONS = 10_000;
 /** Bytes that `copy` operations of one JSON patch may duplicate, together (kube: 3 MiB). */
 export const MAX_JSON_PATCH_COPY_BYTES = 3 * MiB;
 
+/**
+ * A watch whose connection has held the last line it was given this long, while other watches need
+ * room in the server's total (watchBuffersTotalBytes), is ended to make that room: a stalled client
+ * never keeps the room from clients that read. (kube-apiserver's cacher waits a shared ~100 ms
+ * budget per event before ending a watcher that cannot take it.)
+ */
+export const SLOW_WATCH_MS = 1000;
+
 /** Limits an operator may tune. */
 export interface ServerLimits {
   /**

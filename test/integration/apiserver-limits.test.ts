@@ -6,7 +6,18 @@ import { join } from 'node:path';
 import tls from 'node:tls';
 import { expect } from 'chai';
 import { startApiServer } from '../../src/apiserver/index.js';
-import { apiRequest, startTestApiServer, until, type TestApiServer } from '../helpers/apiserver.js';
+import {
+  closedByServer,
+  HealthProbe,
+  installWidgets,
+  RssSampler,
+  spawnApiServer,
+  stalledRequest,
+  widget,
+  WIDGETS,
+  type ServerProcess,
+} from '../../bench/lib/attacks.js';
+import { apiRequest, apiWatch, startTestApiServer, until, widgetCrd, type TestApiServer } from '../helpers/apiserver.js';
 
 const CM = '/api/v1/namespaces/default/configmaps';
 const configMap = (name: string, data: Record<string, string> = {}) => ({ apiVersion: 'v1', kind: 'ConfigMap', metadata: { name }, data });
@@ -236,26 +247,142 @@ describe('API server limits', function () {
         for (const s of streams) s.pause();
         const value = 'z'.repeat(300 * 1024);
         for (let i = 0; i < 4; i++) expect((await apiRequest(srv, 'POST', CM, { body: configMap(`shared-${i}`, { value }) })).status).to.equal(201);
-        // 4 × 300 KiB wait for each of 6 watches: 7 MiB counted per watch. Counted as held: the first
-        // event in each connection (its own copy, 6 × 300 KiB) and the 3 queued behind it once (900 KiB).
-        await until(async () => (await metric('apiserver_watch_buffered_bytes')) > 2.5 * MiB, 10_000, 'the server to hold the events');
+        // 4 × 300 KiB wait for each of 6 watches: 7 MiB counted per watch. Counted as held: the 4 events
+        // once (1.2 MiB), and what each stream was given of the first and could not send: one 64 KiB
+        // slice (a connection never gets more of a line at once, the rest stays shared).
+        await until(async () => (await metric('apiserver_watch_buffered_bytes')) > 1.2 * MiB, 10_000, 'the server to hold the events');
         const held = await metric('apiserver_watch_buffered_bytes');
-        expect(held).to.be.within(2.5 * MiB, 3 * MiB);
+        expect(held).to.be.within(1.2 * MiB + 6 * 1024, 1.2 * MiB + 6 * 80 * 1024);
         expect(await metric('apiserver_terminated_watchers_total')).to.equal(0);
         expect(received.every((r) => !r.ended)).to.equal(true);
         for (const s of streams) s.resume();
         await until(() => received.every((r) => (r.lines.match(/"type":"ADDED"/g) ?? []).length === 4), 20_000, 'every watch to receive the 4 events');
         await until(async () => (await metric('apiserver_watch_buffered_bytes')) === 0, 10_000, 'the buffers to empty');
 
-        // Six more such events held by paused watches pass the 3 MiB total: watches are ended.
+        // Ten more such events held by paused watches pass the 3 MiB total: once their streams have
+        // taken nothing for a second, the watches holding them are ended, longest stalled first.
         for (const s of streams) s.pause();
-        for (let i = 4; i < 10; i++) expect((await apiRequest(srv, 'POST', CM, { body: configMap(`shared-${i}`, { value }) })).status).to.equal(201);
+        for (let i = 4; i < 14; i++) expect((await apiRequest(srv, 'POST', CM, { body: configMap(`shared-${i}`, { value }) })).status).to.equal(201);
         await until(async () => (await metric('apiserver_terminated_watchers_total')) > 0, 10_000, 'watches past the total to be ended');
-        expect(await metric('apiserver_watch_buffered_bytes')).to.be.at.most(3 * MiB);
+        await until(async () => (await metric('apiserver_watch_buffered_bytes')) <= 3 * MiB, 10_000, 'the total to be kept');
         expect((await apiRequest(srv, 'GET', '/healthz', { token: null })).status).to.equal(200);
       } finally {
         session.destroy();
       }
     });
+  });
+});
+
+describe('API server watch buffers: stalled clients make room for a reading one', () => {
+  const MiB = 1024 * 1024;
+  let srv: TestApiServer;
+  before(async () => {
+    srv = await startTestApiServer({ limits: { maxWatchesPerUser: 30, watchBufferBytes: 8 * MiB, watchBuffersTotalBytes: MiB } });
+  });
+  after(async () => srv?.cleanup());
+
+  it('a watch whose slice does not fit in the total waits, and watches stalled for a second are ended to make room', async () => {
+    // Twelve HTTP/2 watches whose streams are paused, opened first (so they are sent to first): each
+    // holds a 64 KiB slice it cannot send. With the 300 KiB event itself that leaves no room for the
+    // last of them, nor for the reading watch behind it.
+    const session = http2.connect(srv.url, { ca: srv.caPem });
+    session.on('error', () => {});
+    const streams = Array.from({ length: 12 }, () => {
+      const s = session.request({ ':path': `${CM}?watch=1`, authorization: `Bearer ${srv.adminToken}` });
+      s.on('error', () => {});
+      s.end();
+      return s;
+    });
+    try {
+      await Promise.all(streams.map((s) => new Promise((ok) => s.once('response', ok))));
+      for (const s of streams) s.pause();
+      const reader = await apiWatch(srv, `${CM}?watch=1`);
+      const value = 'r'.repeat(300 * 1024);
+      const t0 = Date.now();
+      for (let i = 0; i < 3; i++) expect((await apiRequest(srv, 'POST', CM, { body: configMap(`room-${i}`, { value }) })).status).to.equal(201);
+      await until(() => reader.events.length === 3, 15_000, 'the reading watch to receive the 3 events');
+      // It waited for the stalled connections to become slow (1 s), not for the 60 s stall limit.
+      expect(Date.now() - t0).to.be.within(900, 10_000);
+      expect(reader.events.map((e) => [e.type, e.object.metadata.name, e.object.data.value.length])).to.deep.equal(
+        [0, 1, 2].map((i) => ['ADDED', `room-${i}`, value.length]),
+      );
+      const text = (await apiRequest(srv, 'GET', '/metrics')).text;
+      const metric = (name: string) => Number(new RegExp(`^${name} (\\S+)$`, 'm').exec(text)?.[1]);
+      expect(metric('apiserver_terminated_watchers_total')).to.be.within(1, 12);
+      expect(metric('apiserver_watch_buffered_bytes')).to.be.at.most(MiB);
+      reader.stop();
+    } finally {
+      session.destroy();
+    }
+  });
+});
+
+describe('API server watch fan-out to stalled clients (a server process of its own)', function () {
+  this.timeout(60_000);
+  const MiB = 2 ** 20;
+  const BLOB = Math.floor(1.4 * MiB);
+  const STALLED = 150;
+  const PATCHES = 20;
+  /**
+   * What the server's RSS may grow by once the watches are open. The patches' own work (1.4 MiB
+   * objects parsed, merged, stored) is ~120 MiB of it with or without watches; connections that each
+   * kept a copy of one 1.4 MiB event would add 210 MiB more.
+   */
+  const RSS_GROWTH_BOUND_MIB = 200;
+  let srv: ServerProcess;
+  before(async () => {
+    srv = await spawnApiServer();
+    await installWidgets(srv, await widgetCrd());
+  });
+  after(async () => srv?.stop());
+
+  it('ends HTTP/1.1 watches whose clients never read, while a reading watch gets every 1.4 MiB event and /healthz answers', async () => {
+    const created = await apiRequest(srv, 'POST', WIDGETS, { raw: widget('big', { blob: '0' }) });
+    expect(created.status).to.equal(201);
+    const reader = await apiWatch(srv, `${WIDGETS}?watch=1&resourceVersion=${created.body.metadata.resourceVersion}`);
+    expect(reader.status).to.equal(200);
+    const stalled = [];
+    for (let i = 0; i < STALLED; i++) stalled.push(await stalledRequest(srv, `${WIDGETS}?watch=1`));
+    const rss = new RssSampler(srv.pid);
+    const health = new HealthProbe(srv, 100, 30_000);
+    let h: Awaited<ReturnType<HealthProbe['stop']>>;
+    let mem: ReturnType<RssSampler['stop']>;
+    try {
+      for (let i = 1; i <= PATCHES; i++) {
+        const r = await apiRequest(srv, 'PATCH', `${WIDGETS}/big`, {
+          raw: JSON.stringify({ spec: { extra: { blob: String(i % 10).repeat(BLOB) } } }),
+          contentType: 'application/merge-patch+json',
+        });
+        expect(r.status, r.text.slice(0, 300)).to.equal(200);
+      }
+      await until(() => reader.events.length >= PATCHES, 20_000, `the reading watch to receive the ${PATCHES} events`);
+    } finally {
+      h = await health.stop();
+      mem = rss.stop();
+    }
+    // Every event, in order, whole.
+    expect(reader.events.map((e) => e.type)).to.deep.equal(Array(PATCHES).fill('MODIFIED'));
+    reader.events.forEach((e, i) => {
+      const blob: string = e.object.spec.extra.blob;
+      expect(blob.length, `event ${i + 1}`).to.equal(BLOB);
+      expect(blob[0], `event ${i + 1}`).to.equal(String((i + 1) % 10));
+    });
+    expect(Number(reader.events.at(-1)!.object.metadata.resourceVersion)).to.be.above(Number(reader.events[0].object.metadata.resourceVersion));
+    // Stalled clients were dropped by the server (each held more than one watch's 16 MiB), not buffered without bound.
+    expect(await closedByServer(stalled, 20_000)).to.equal(STALLED);
+    for (const s of stalled) s.destroy();
+    const metrics = (await apiRequest(srv, 'GET', '/metrics')).text;
+    expect(Number(/^apiserver_terminated_watchers_total (\S+)$/m.exec(metrics)?.[1])).to.equal(STALLED);
+    expect(mem.peakMiB - mem.startMiB, `server RSS ${JSON.stringify(mem)}`).to.be.below(RSS_GROWTH_BOUND_MIB);
+    expect(h.failures, JSON.stringify(h)).to.equal(0);
+    expect(h.maxMs, `/healthz ${JSON.stringify(h)}`).to.be.below(2000);
+    // The reading watch is still open and still served.
+    const more = await apiRequest(srv, 'PATCH', `${WIDGETS}/big`, {
+      raw: JSON.stringify({ spec: { extra: { blob: 'small' } } }),
+      contentType: 'application/merge-patch+json',
+    });
+    expect(more.status).to.equal(200);
+    await until(() => reader.events.length === PATCHES + 1, 10_000, 'the reading watch to receive one more event');
+    reader.stop();
   });
 });

@@ -48,6 +48,8 @@ function send(api: ApiServer, method: string, url: string, role?: string, body?:
       get headersSent() {
         return headersSent;
       },
+      // Takes every write at once.
+      writableLength: 0,
       writeHead(code, headers) {
         reply.code = code;
         reply.headers = headers ?? {};

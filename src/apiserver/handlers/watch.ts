@@ -7,13 +7,24 @@
  * (in order) until the replay is out. What waits for a client counts against its watch's buffer
  * and the server's total (ServerLimits); a watch past either, or whose client has taken nothing
  * for watchStallSeconds, is ended — the client re-lists and watches again, as after any watch end.
- * One live event's text is shared by every watch that sends it (one JSON.stringify for 100 watchers):
- * while it waits in watches' queues the server's total counts it once, however many hold it; the
- * copy a connection makes of a line it could not send yet counts for that watch alone.
+ *
+ * One live event's bytes are shared by every watch that sends it (one JSON.stringify and one Buffer
+ * for 100 watchers): while the event waits in watches' queues the server's total counts it once.
+ * A connection keeps what it was given and could not send yet in buffers of its own (TLS encrypts
+ * its own copy, and keeps a buffer as large as its largest write for as long as it lives), so a
+ * line goes to a connection in slices of at most WRITE_SLICE, the next once it has taken the last,
+ * and the rest stays shared meanwhile: a stalled client holds one slice, not a copy of each line.
+ * The slice counts for its watch alone, and must fit in the server's total before it is handed
+ * over; if it does not, the watch waits (the line still shared) and watches whose connections have
+ * held their slice for SLOW_WATCH_MS are ended to make room, longest stalled first — as
+ * kube-apiserver's cacher ends a watcher that cannot take an event within its dispatch budget. Past
+ * the total, the same slow watches are ended. So what stalled clients make the server hold, beyond
+ * each connection's own TLS state, stays within its total however many they are, and they never
+ * keep the room from clients that read.
  */
 import type { Gauge } from 'prom-client';
 import { gone } from '../errors.js';
-import type { ServerLimits } from '../limits.js';
+import { SLOW_WATCH_MS, type ServerLimits } from '../limits.js';
 import { toTable } from '../registry/table.js';
 import { parseBool } from '../request/info.js';
 import { resourceVersionParam, wholeNumberParam } from '../request/params.js';
@@ -24,16 +35,23 @@ import { selectors, toWire, wantsTable, type RequestScope } from './scope.js';
 
 type WatchLimits = Pick<ServerLimits, 'watchBufferBytes' | 'watchBuffersTotalBytes' | 'watchStallSeconds'>;
 
+/** A watch line: a live event's shared bytes, or text of this watch's own. */
+type Line = Buffer | string;
+
 /** A running watch as the server's bookkeeping sees it. */
 interface OpenWatch {
   /** Bytes waiting for the client. */
   readonly backlog: number;
-  /** When the client last took what was written (ms), or 0 while nothing waits. */
+  /** Bytes its connection holds: given to it, not yet sent. */
+  readonly unsent: number;
+  /** Since when its connection has held bytes it could not send (ms), or 0 while it holds none. */
   readonly stalledSince: number;
   /** Ends the watch normally (server closing, time limit). */
   stop(): void;
   /** Ends the watch of a client that does not keep up: its connection or stream is dropped with what waits. */
   drop(why: string): void;
+  /** There may be room now for the line it waits to send. */
+  resume(): void;
 }
 
 /** The server's open watches, how they behave, and the buffers they hold. */
@@ -42,7 +60,13 @@ export class Watches {
   private closed = false;
   private buffered = 0;
   /** Live-event lines waiting in some watch, and how many watches hold each: counted once in `buffered`. */
-  private readonly sharedLines = new Map<string, number>();
+  private readonly sharedLines = new Map<Line, number>();
+  /** Watches waiting for room to hand their connection a shared line, in the order they asked. */
+  private readonly waiting = new Set<OpenWatch>();
+  private wakeScheduled = false;
+  private slowCheck: NodeJS.Timeout | undefined;
+  /** No watch can have been stalled for SLOW_WATCH_MS before this (ms since the epoch). */
+  private slowNotBefore = 0;
   private readonly stallCheck: NodeJS.Timeout;
   /** Watches ended for not keeping up, and why (the last few; for logs and tests). */
   readonly dropped: { why: string; at: number }[] = [];
@@ -69,6 +93,7 @@ export class Watches {
 
   remove(w: OpenWatch): void {
     if (this.open.delete(w)) this.gauge.dec();
+    this.waiting.delete(w);
   }
 
   /** Bytes the watches hold for their clients, shared lines once (the server's total). */
@@ -82,6 +107,7 @@ export class Watches {
    */
   grew(w: OpenWatch, ownDelta: number, grewBacklog = ownDelta > 0): void {
     this.buffered += ownDelta;
+    if (ownDelta < 0) this.freed();
     if (!grewBacklog) return;
     if (w.backlog > this.limits.watchBufferBytes) {
       this.drop(w, `its client left ${w.backlog} bytes untaken, more than the ${this.limits.watchBufferBytes} one watch may hold`);
@@ -89,28 +115,108 @@ export class Watches {
     this.enforceTotal();
   }
 
-  /** One more watch holds the shared line `text`. */
-  share(text: string): void {
-    const n = this.sharedLines.get(text) ?? 0;
-    this.sharedLines.set(text, n + 1);
-    if (n === 0) this.buffered += text.length;
+  /** One more watch holds the shared line `line`. */
+  share(line: Line): void {
+    const n = this.sharedLines.get(line) ?? 0;
+    this.sharedLines.set(line, n + 1);
+    if (n === 0) this.buffered += line.length;
   }
 
-  /** A watch no longer holds the shared line `text` (sent, or the watch ended). */
-  unshare(text: string): void {
-    const n = this.sharedLines.get(text) ?? 0;
-    if (n > 1) return void this.sharedLines.set(text, n - 1);
-    this.sharedLines.delete(text);
-    if (n === 1) this.buffered -= text.length;
+  /** A watch no longer holds the shared line `line` (sent, or the watch ended). */
+  unshare(line: Line): void {
+    const n = this.sharedLines.get(line) ?? 0;
+    if (n > 1) return void this.sharedLines.set(line, n - 1);
+    this.sharedLines.delete(line);
+    if (n === 1) {
+      this.buffered -= line.length;
+      this.freed();
+    }
+  }
+
+  /**
+   * Whether `w` may hand its connection `bytes` of a shared line now: the connection's copy must fit
+   * in the server's total, and watches whose clients stalled are ended to make room. When it does not
+   * fit, `w` waits: its resume() is called once there may be room. It fits anyway when nothing sits in
+   * connections to wait for.
+   */
+  admit(w: OpenWatch, bytes: number): boolean {
+    const total = this.limits.watchBuffersTotalBytes;
+    if (this.buffered + bytes > total) this.endSlow(bytes, `other watches need room in the server's ${total} bytes for all watches`, w);
+    if (this.buffered + bytes <= total || !this.anyUnsent()) {
+      this.waiting.delete(w);
+      return true;
+    }
+    this.waiting.add(w);
+    this.checkSlowLater();
+    return false;
+  }
+
+  /** Ends watches whose connections have held what they were given for SLOW_WATCH_MS, longest first, until `need` more bytes fit. */
+  private endSlow(need: number, because: string, except?: OpenWatch): void {
+    const now = Date.now();
+    // While the total is passed this runs on every write: scan the watches only once one can be slow.
+    if (now < this.slowNotBefore) return;
+    const total = this.limits.watchBuffersTotalBytes;
+    const slow: OpenWatch[] = [];
+    let firstOfRest = now;
+    for (const v of this.open) {
+      if (v === except || !v.stalledSince) continue;
+      if (v.stalledSince <= now - SLOW_WATCH_MS) slow.push(v);
+      else firstOfRest = Math.min(firstOfRest, v.stalledSince);
+    }
+    slow.sort((a, b) => a.stalledSince - b.stalledSince);
+    for (const v of slow) {
+      if (this.buffered + need <= total) return;
+      this.drop(v, `its client has not taken the ${v.unsent} bytes last sent for ${((now - v.stalledSince) / 1000).toFixed(1)}s, and ${because}`);
+    }
+    // Every slow watch is gone; the others stalled later (and a watch that stalls from now on, later still).
+    this.slowNotBefore = firstOfRest + SLOW_WATCH_MS;
+  }
+
+  private anyUnsent(): boolean {
+    for (const v of this.open) if (v.unsent > 0) return true;
+    return false;
+  }
+
+  /** While watches wait for room or the total is passed, look again when the longest-stalled connection becomes slow. */
+  private checkSlowLater(): void {
+    if (this.slowCheck || this.closed) return;
+    let oldest = Infinity;
+    for (const v of this.open) if (v.stalledSince && v.stalledSince < oldest) oldest = v.stalledSince;
+    const delay = oldest === Infinity ? SLOW_WATCH_MS : Math.max(0, oldest + SLOW_WATCH_MS - Date.now()) + 10;
+    this.slowCheck = setTimeout(() => {
+      this.slowCheck = undefined;
+      this.enforceTotal();
+      this.wake();
+    }, delay);
+    this.slowCheck.unref();
+  }
+
+  /** Bytes were freed: the watches waiting for room try again, in order (never from inside the write or drop that freed them). */
+  private freed(): void {
+    if (!this.waiting.size || this.wakeScheduled) return;
+    this.wakeScheduled = true;
+    setImmediate(() => {
+      this.wakeScheduled = false;
+      this.wake();
+    });
+  }
+
+  private wake(): void {
+    for (const w of [...this.waiting]) {
+      w.resume();
+      // The first that still finds no room keeps its place, and those behind it theirs.
+      if (this.waiting.has(w)) return;
+    }
   }
 
   private enforceTotal(): void {
-    if (this.buffered <= this.limits.watchBuffersTotalBytes) return;
-    // The most backed-up watches go first: the clients that read least free the most.
-    for (const v of [...this.open].sort((a, b) => b.backlog - a.backlog)) {
-      if (this.buffered <= this.limits.watchBuffersTotalBytes || v.backlog === 0) break;
-      this.drop(v, `watches hold ${this.buffered} bytes their clients have not taken, more than the server's ${this.limits.watchBuffersTotalBytes}`);
-    }
+    const total = this.limits.watchBuffersTotalBytes;
+    if (this.buffered <= total) return;
+    this.endSlow(0, `watches hold ${this.buffered} bytes their clients have not taken, more than the server's ${total}`);
+    // Watches whose clients are not slow (yet) keep what they hold; the check runs again when the
+    // longest-stalled connection becomes slow. A line queued for many watches is held once meanwhile.
+    if (this.buffered > total) this.checkSlowLater();
   }
 
   private drop(w: OpenWatch, why: string): void {
@@ -131,6 +237,7 @@ export class Watches {
   close(): void {
     this.closed = true;
     clearInterval(this.stallCheck);
+    clearTimeout(this.slowCheck);
     for (const w of [...this.open]) w.stop();
   }
 }
@@ -145,6 +252,9 @@ interface Barrier {
 /** Rows of the current state (or history entries) read per page of a replay, and the bytes that end a page early. */
 const PAGE_ROWS = 200;
 const PAGE_BYTES = 256 * 1024;
+
+/** The most of one line a connection is given at once. */
+const WRITE_SLICE = 64 * 1024;
 
 /** Key order as storage iterates: namespace, then name. */
 const after = (ns: string, name: string, key: [string, string]) => (ns !== key[0] ? ns > key[0] : name > key[1]);
@@ -171,44 +281,50 @@ export function watch(s: RequestScope): void {
   raw.flushHeaders?.();
 
   // ---- what waits for the client --------------------------------------------------------------
-  const queue: (string | Barrier)[] = [];
+  const queue: (Line | Barrier)[] = [];
+  /** Bytes of the queued lines not yet handed to the connection. */
   let queuedBytes = 0;
+  /** How much of the queue's first line the connection has been given (a big line goes in slices). */
+  let fed = 0;
   /** Bytes handed to the connection since it last said it had room. */
   let unsent = 0;
   let blocked = false;
   let stalledSince = 0;
   let done = false;
   /** Live events that arrived during the replay, in order: sent once it is out. */
-  const held: string[] = [];
+  const held: Line[] = [];
   let heldBytes = 0;
   const backlog = () => queuedBytes + heldBytes + unsent;
-  /** The shared (live-event) lines among those waiting, and their bytes: the server's total counts them once for all watches. */
-  const sharedWaiting = new Set<string>();
+  /** The shared (live-event) lines among those waiting, and their bytes not yet handed over: the server's total counts them once for all watches. */
+  const sharedWaiting = new Set<Line>();
   let sharedBytes = 0;
   const own = () => backlog() - sharedBytes;
-  const holdShared = (l: string) => {
+  const holdShared = (l: Line) => {
     sharedWaiting.add(l);
     sharedBytes += l.length;
     watches.share(l);
   };
-  const releaseShared = (l: string) => {
-    if (!sharedWaiting.delete(l)) return;
-    sharedBytes -= l.length;
-    watches.unshare(l);
+  /** A shared line was handed over entirely (its bytes have left sharedBytes slice by slice). */
+  const releaseShared = (l: Line) => {
+    if (sharedWaiting.delete(l)) watches.unshare(l);
   };
   const handle: OpenWatch = {
     get backlog() {
       return backlog();
+    },
+    get unsent() {
+      return unsent;
     },
     get stalledSince() {
       return stalledSince;
     },
     stop: () => stop(),
     drop: () => {
-      stop();
+      stop(undefined, true);
       // What waits in the connection's buffers goes with it; the client sees the watch end.
       s.req.destroy();
     },
+    resume: () => flush(),
   };
   /** Tells the server's bookkeeping how this watch's bytes changed since `before` (own bytes then) and `backlogBefore`. */
   const account = (before: number, backlogBefore: number) => {
@@ -222,34 +338,47 @@ export function watch(s: RequestScope): void {
     const backlogBefore = backlog();
     try {
       while (!blocked && !done && queue.length) {
-        const head = queue[0];
-        if (typeof head !== 'string') {
+        let head = queue[0];
+        if (typeof head !== 'string' && !Buffer.isBuffer(head)) {
           if (!head.released) break;
           queue.shift();
           continue;
         }
-        queue.shift();
-        queuedBytes -= head.length;
-        // Handed to the connection, a line is no longer shared: the connection encodes it (and TLS
-        // encrypts it) into buffers of its own. Measured: one 1.4 MiB line written to 200 paused
-        // TLS connections grew RSS by 307 MiB. So what it has not sent yet counts as this watch's own.
-        const full = !raw.write(head);
-        releaseShared(head);
+        if (typeof head === 'string' && head.length > WRITE_SLICE) {
+          // A big line of this watch's own (a replay row) goes in slices too: encoded once, here.
+          const bytes = Buffer.from(head);
+          queuedBytes += bytes.length - head.length;
+          head = queue[0] = bytes;
+        }
+        // In slices (see the top of this file): 200 TLS connections each given a 1.4 MiB line whole
+        // still held 320 MiB once it had gone out; given it in 64 KiB slices, 62 MiB (clients included).
+        const shared = sharedWaiting.has(head);
+        const piece = head.length <= WRITE_SLICE ? head : (head as Buffer).subarray(fed, fed + WRITE_SLICE);
+        if (shared && !watches.admit(handle, piece.length)) break;
+        const full = !raw.write(piece);
+        queuedBytes -= piece.length;
+        fed += piece.length;
+        if (shared) sharedBytes -= piece.length;
+        if (fed === head.length) {
+          queue.shift();
+          fed = 0;
+          releaseShared(head);
+        }
         if (full) {
           blocked = true;
-          unsent = head.length;
+          unsent = Math.max(raw.writableLength, piece.length);
           stalledSince ||= Date.now();
         }
       }
     } catch {
       // A write to a stream the client already closed ends this watch.
-      stop();
+      stop(undefined, true);
       return;
     }
     account(before, backlogBefore);
     if (!blocked && !done && !queue.length) idle();
   };
-  const send = (line: string, shared = false) => {
+  const send = (line: Line, shared = false) => {
     if (done) return;
     const before = own();
     const backlogBefore = backlog();
@@ -272,19 +401,21 @@ export function watch(s: RequestScope): void {
 
   // ---- lines --------------------------------------------------------------------------------
   let first = true;
-  const line = (type: EventKind, o: object, ev?: StoreEvent): string => {
-    if (ev && !table) {
-      // 100 watchers of one resource need one JSON.stringify per event, not 100.
-      ev.wire ??= new Map();
-      const k = `${type}|${s.apiVersion}`;
-      let text = ev.wire.get(k);
-      if (text === undefined) {
-        const stored = storage.textOf(o);
-        text = (stored !== undefined ? `{"type":${JSON.stringify(type)},"object":${stored}}` : JSON.stringify({ type, object: o })) + '\n';
-        ev.wire.set(k, text);
-      }
-      return text;
+  /** A live event's line: one per event (and version) for every watch that shows it as is, as bytes connections can share. */
+  const eventLine = (type: EventKind, o: object, ev: StoreEvent): Line => {
+    if (table) return line(type, o);
+    // 100 watchers of one resource need one JSON.stringify and one encoding per event, not 100.
+    ev.wire ??= new Map();
+    const k = `${type}|${s.apiVersion}`;
+    let bytes = ev.wire.get(k);
+    if (bytes === undefined) {
+      const stored = storage.textOf(o);
+      bytes = Buffer.from((stored !== undefined ? `{"type":${JSON.stringify(type)},"object":${stored}}` : JSON.stringify({ type, object: o })) + '\n');
+      ev.wire.set(k, bytes);
     }
+    return bytes;
+  };
+  const line = (type: EventKind, o: object): string => {
     let obj: object = o;
     if (table && type !== 'ERROR' && type !== 'BOOKMARK') {
       const so = o as StoredObject;
@@ -420,8 +551,8 @@ export function watch(s: RequestScope): void {
     else if (now) type = 'ADDED';
     else if (was) type = 'DELETED';
     if (!type) return;
-    const l = line(type, toWire(s, ev.object), ev);
-    // line() shares the text of an event among watches unless it is rendered for this watch alone (tables).
+    const l = eventLine(type, toWire(s, ev.object), ev);
+    // eventLine() shares an event's bytes among watches unless it is rendered for this watch alone (tables).
     const shared = !table;
     if (!replaying) return send(l, shared);
     const before = own();
@@ -433,7 +564,7 @@ export function watch(s: RequestScope): void {
   };
 
   // ---- start --------------------------------------------------------------------------------
-  let stop: (last?: string) => void = () => {};
+  let stop: (last?: string, abort?: boolean) => void = () => {};
   if (start !== null) {
     if (start > storage.currentRv || start < storage.compactedRv) {
       // An RV this store never issued (e.g. from before a data-dir reset) or one compacted away: make the client relist.
@@ -455,20 +586,29 @@ export function watch(s: RequestScope): void {
   if (bookmarks) timers.push(setInterval(() => !replaying && bookmark(storage.committedRv), watches.bookmarkIntervalMs));
   const max = watches.maxWatchSeconds;
   const limit = timeout > 0 ? Math.min(timeout, max) * 1000 : (max / 2 + (Math.random() * max) / 2) * 1000;
-  /** Ends the watch; `last` (an ERROR line) goes out after what the connection already has, the lines still waiting do not. */
-  stop = (last?: string) => {
+  /**
+   * Ends the watch; `last` (an ERROR line) goes out after what the connection already has, the lines
+   * still waiting do not. A connection given part of a line is closed instead (the rest would be a
+   * copy of up to a whole line, and the client cannot use half of one): the client sees the watch
+   * end as when it is dropped, and watches again from the last event it read. `abort`: the
+   * connection is being dropped, nothing more goes out.
+   */
+  stop = (last?: string, abort = false) => {
     if (done) return;
     done = true;
     remove();
     for (const t of timers) clearInterval(t);
     watches.remove(handle);
     const before = own();
+    const cut = fed > 0 && !abort;
     for (const l of sharedWaiting) watches.unshare(l);
     sharedWaiting.clear();
     queue.length = 0;
     held.length = 0;
-    queuedBytes = heldBytes = unsent = sharedBytes = 0;
+    queuedBytes = heldBytes = unsent = sharedBytes = fed = 0;
     watches.grew(handle, -before);
+    if (abort) return;
+    if (cut) return void s.req.destroy();
     try {
       raw.end(typeof last === 'string' ? last : undefined);
     } catch {

@@ -20,6 +20,8 @@ export interface Res {
   write(chunk: string | Buffer): boolean;
   end(chunk?: string | Buffer): unknown;
   readonly headersSent: boolean;
+  /** Bytes written and not yet sent: what the connection (HTTP/1.1) or stream (HTTP/2) holds. */
+  readonly writableLength: number;
   /** Sends the headers now (HTTP/1.1 would hold them back until the first write). */
   flushHeaders?(): void;
   /** 'drain': what was written has gone out; write more. */
@@ -63,6 +65,10 @@ export class StreamResponse implements Res {
 
   get headersSent(): boolean {
     return this.stream.headersSent;
+  }
+
+  get writableLength(): number {
+    return this.stream.writableLength;
   }
 
   writeHead(code: number, headers: Record<string, string | string[]> = {}): void {

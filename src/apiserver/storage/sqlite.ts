@@ -35,7 +35,7 @@ export interface StoreEvent {
   /** The object before this change (live events only; history replay has no previous state). */
   prev?: StoredObject;
   /** Serialised watch lines, shared by every watcher that sends the same bytes. */
-  wire?: Map<string, string>;
+  wire?: Map<string, Buffer>;
 }
 
 /** A write whose object would be larger than the store takes (see MAX_OBJECT_BYTES). */
