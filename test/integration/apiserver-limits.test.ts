@@ -24,6 +24,29 @@ const configMap = (name: string, data: Record<string, string> = {}) => ({ apiVer
 const mode = (f: string) => (statSync(f).mode & 0o777).toString(8);
 
 /** Starts an upload of `total` bytes and sends only `sent` of them; resolves with the reply, if one comes. */
+/**
+ * `n` HTTP/2 watches of ConfigMaps on one session, answered and then paused: past the 64 KiB
+ * flow-control window the server holds what it sends them. `watch` sees each stream first.
+ */
+async function pausedWatches(
+  srv: TestApiServer,
+  n: number,
+  watch: (s: http2.ClientHttp2Stream, i: number) => void = () => undefined,
+): Promise<{ session: http2.ClientHttp2Session; streams: http2.ClientHttp2Stream[] }> {
+  const session = http2.connect(srv.url, { ca: srv.caPem });
+  session.on('error', () => {});
+  const streams = Array.from({ length: n }, (_, i) => {
+    const s = session.request({ ':path': `${CM}?watch=1`, authorization: `Bearer ${srv.adminToken}` });
+    watch(s, i);
+    s.on('error', () => {});
+    s.end();
+    return s;
+  });
+  await Promise.all(streams.map((s) => new Promise((ok) => s.once('response', ok))));
+  for (const s of streams) s.pause();
+  return { session, streams };
+}
+
 function partialUpload(
   srv: TestApiServer,
   total: number,
@@ -228,23 +251,16 @@ describe('API server limits', function () {
 
     it('counts a live event once however many watches hold it, and still ends watches past the total', async () => {
       // Six HTTP/2 watches whose streams are paused: past the 64 KiB flow-control window the server holds what they are sent.
-      const session = http2.connect(srv.url, { ca: srv.caPem });
-      session.on('error', () => {});
       const received = Array.from({ length: 6 }, () => ({ bytes: 0, lines: '', ended: false }));
-      const streams = received.map((r) => {
-        const s = session.request({ ':path': `${CM}?watch=1`, authorization: `Bearer ${srv.adminToken}` });
+      const { session, streams } = await pausedWatches(srv, received.length, (s, i) => {
+        const r = received[i]!;
         s.on('data', (c: Buffer) => {
           r.bytes += c.length;
           r.lines += c.toString();
         });
         s.on('close', () => (r.ended = true));
-        s.on('error', () => {});
-        s.end();
-        return s;
       });
       try {
-        await Promise.all(streams.map((s) => new Promise((ok) => s.once('response', ok))));
-        for (const s of streams) s.pause();
         const value = 'z'.repeat(300 * 1024);
         for (let i = 0; i < 4; i++) expect((await apiRequest(srv, 'POST', CM, { body: configMap(`shared-${i}`, { value }) })).status).to.equal(201);
         // 4 × 300 KiB wait for each of 6 watches: 7 MiB counted per watch. Counted as held: the 4 events
@@ -285,17 +301,8 @@ describe('API server watch buffers: stalled clients make room for a reading one'
     // Twelve HTTP/2 watches whose streams are paused, opened first (so they are sent to first): each
     // holds a 64 KiB slice it cannot send. With the 300 KiB event itself that leaves no room for the
     // last of them, nor for the reading watch behind it.
-    const session = http2.connect(srv.url, { ca: srv.caPem });
-    session.on('error', () => {});
-    const streams = Array.from({ length: 12 }, () => {
-      const s = session.request({ ':path': `${CM}?watch=1`, authorization: `Bearer ${srv.adminToken}` });
-      s.on('error', () => {});
-      s.end();
-      return s;
-    });
+    const { session } = await pausedWatches(srv, 12);
     try {
-      await Promise.all(streams.map((s) => new Promise((ok) => s.once('response', ok))));
-      for (const s of streams) s.pause();
       const reader = await apiWatch(srv, `${CM}?watch=1`);
       const value = 'r'.repeat(300 * 1024);
       const t0 = Date.now();
