@@ -70,6 +70,11 @@ interface Entry {
   writeDoneAt?: number;
 }
 
+/** Whether `e` knows more than a read begun at `started`: it was observed later, or a write was still under way then. */
+function knowsMoreThan(e: Entry, started: number): boolean {
+  return e.at > started || (e.writeDoneAt ?? -Infinity) > started;
+}
+
 export class DockerObserver {
   private readonly entries = new Map<string, Entry>();
   /** uid → when an event about it arrived, and the object's name (for scoped lists). */
@@ -235,11 +240,11 @@ export class DockerObserver {
       const e = this.entries.get(uid);
       // A fetch or write that began after this list knows better, and so does a write that was
       // still under way when the list began.
-      if (e && (e.at > started || (e.writeDoneAt ?? -Infinity) > started)) continue;
+      if (e && knowsMoreThan(e, started)) continue;
       this.entries.set(uid, { servers, at: started, wroteAt: e?.wroteAt });
     }
     for (const [uid, e] of this.entries) {
-      if (byUid.has(uid) || e.at > started || (e.writeDoneAt ?? -Infinity) > started) continue;
+      if (byUid.has(uid) || knowsMoreThan(e, started)) continue;
       if (this.trustWrite(uid, e, started, grace)) continue;
       this.entries.delete(uid);
     }
@@ -259,7 +264,7 @@ export class DockerObserver {
     const started = this.now();
     const servers = await this.source.fetchUid(uid);
     const e = this.entries.get(uid);
-    if (e && (e.at > started || (e.writeDoneAt ?? -Infinity) > started)) return [...e.servers];
+    if (e && knowsMoreThan(e, started)) return [...e.servers];
     if (!servers.length && e && this.trustWrite(uid, e, started, this.opts.writeGraceMs)) return [...e.servers];
     this.entries.set(uid, { servers, at: started, wroteAt: e?.wroteAt });
     const d = this.dirty.get(uid);
