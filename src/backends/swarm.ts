@@ -327,23 +327,18 @@ export class SwarmBackend extends BaseBackend {
     const keep = running && d.imageUpdates !== 'immediate' && !!written && written !== image.pinned && isPinned(written);
     const use: ResolvedImage = keep ? { ...image, pinned: written!, digestReference: undefined } : image;
     const kept = keep ? { keptImage: written } : {};
-    if (current.specHash !== d.specHash) {
-      await this.ensureVolumesHere(d);
-      const spec = serviceSpec(d, use, await this.ensureSecrets(d));
-      await this.write(current, spec, d.specHash, `docker service update ${current.name}`, auth, false);
-      await this.pruneSecrets(d);
-      return { action: 'updated', observed: await this.observeById(current.id), ...kept };
-    }
+    const changed = current.specHash !== d.specHash;
     const scale = haveReplicas !== wantReplicas;
-    if (scale && wantReplicas) {
-      // Starting: the whole spec as it is now, in the same one write. A stopped service is kept as
-      // it was written (see below), so a newer image of its tag or drift made while it was stopped
-      // is taken here; a scale-only start would have kept the old image for good.
+    if (changed || (scale && wantReplicas)) {
+      // A spec change, or a start: the whole spec as it is now, in one write. A stopped service is
+      // kept as it was written (see below), so a newer image of its tag or drift made while it was
+      // stopped is taken at its start; a scale-only start would have kept the old image for good.
       await this.ensureVolumesHere(d);
       const spec = serviceSpec(d, use, await this.ensureSecrets(d));
-      await this.write(current, spec, d.specHash, `docker service update (start ${current.name})`, auth, false);
-      if (d.secretFiles?.length) await this.pruneSecrets(d);
-      return { action: 'started', observed: await this.observeById(current.id), ...kept };
+      await this.write(current, spec, d.specHash, `docker service update ${changed ? '' : '(start) '}${current.name}`, auth, false);
+      // Secrets of the old content go; an unchanged spec made none to remove.
+      if (changed || d.secretFiles?.length) await this.pruneSecrets(d);
+      return { action: changed ? 'updated' : 'started', observed: await this.observeById(current.id), ...kept };
     }
     const pin = (current.pinNode ?? undefined) !== (d.pinNode ?? undefined);
     if (scale || pin) {
