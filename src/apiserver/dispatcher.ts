@@ -154,9 +154,12 @@ export class Dispatcher {
    * design), an error for a 5xx (the failure itself was logged with its cause in handle()).
    */
   private logRequest(req: Req, o: Outcome, ms: number): void {
+    const level = o.code >= 500 ? 'error' : o.verb !== 'watch' && ms > SLOW_REQUEST_MS ? 'warn' : 'debug';
+    // winston formats a line before its transports drop it: the per-request debug line is built only when it is wanted.
+    if (level === 'debug' && !this.log.isDebugEnabled()) return;
     const fields = { verb: o.verb, path: req.url, code: o.code, durationMs: Math.round(ms * 10) / 10, user: o.user };
-    if (o.code >= 500) this.log.error('request answered with a server error', fields);
-    else if (o.verb !== 'watch' && ms > SLOW_REQUEST_MS) this.log.warn('slow request', fields);
+    if (level === 'error') this.log.error('request answered with a server error', fields);
+    else if (level === 'warn') this.log.warn('slow request', fields);
     else this.log.debug('request', fields);
   }
 

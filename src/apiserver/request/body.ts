@@ -76,7 +76,10 @@ export class BodyReader {
         chunks.push(c);
       });
       // A client that goes away mid-upload is no server failure: 499 (nginx's code) in the metrics, nothing logged.
-      const gone = () => fail(new ApiError(499, 'ClientClosedRequest', 'the client closed the request before sending all of its body'));
+      // Every stream closes once its reply is out: the error is built only for a body still arriving.
+      const gone = () => {
+        if (!settled) fail(new ApiError(499, 'ClientClosedRequest', 'the client closed the request before sending all of its body'));
+      };
       req.on('error', gone);
       req.on('close', gone);
       req.on('end', () => {
