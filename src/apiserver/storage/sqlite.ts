@@ -85,6 +85,19 @@ interface Group {
   failed: ((e: Error) => void)[];
 }
 
+/**
+ * The JSON a written object was stored as, so responses and watch lines need not serialise it
+ * again: on the object itself, under a symbol and not enumerable, so copies (spread, assign,
+ * structuredClone, JSON) never carry it. A WeakMap from object to text did the same, but its
+ * ephemeron entries made the young-generation GC keep each create's objects for longer: ~40% more
+ * bytes promoted to the old generation per scavenge (bench loop of 10,000 in-process creates).
+ */
+const STORED_TEXT = Symbol('stored JSON text');
+interface StoredText {
+  metadata: unknown;
+  data: string;
+}
+
 /** The store's file cannot be used: the server refuses to start rather than run on a damaged or empty store. */
 export class StorageOpenError extends Error {}
 
@@ -148,8 +161,6 @@ export class Store {
   private epoch = 0;
   private writerDead: Error | null = null;
   private closing: Promise<void> | null = null;
-  /** The JSON each written object was stored as, so responses and watch lines need not serialise it again. */
-  private readonly texts = new WeakMap<object, { metadata: unknown; data: string }>();
   /**
    * Read-through cache of namespaces: every namespaced create checks its namespace, and reading +
    * parsing that row each time was ~5 µs of every create. A write to a namespace drops its entry
@@ -253,7 +264,7 @@ export class Store {
     g.rows.push(type, gr, ns, name, rv, data);
     g.rv = this.rv = rv;
     const saved = Object.assign(object, stamped) as StoredObject;
-    this.texts.set(saved, { metadata: saved.metadata, data });
+    Object.defineProperty(saved, STORED_TEXT, { value: { metadata: saved.metadata, data }, configurable: true, writable: true });
     g.events.push({ type, gr, ns, name, rv, object: saved, prev });
     return saved;
   }
@@ -265,7 +276,7 @@ export class Store {
 
   /** The stored JSON of an object this store wrote, unless its metadata was replaced since. */
   textOf(object: object): string | undefined {
-    const t = this.texts.get(object);
+    const t = (object as { [STORED_TEXT]?: StoredText })[STORED_TEXT];
     return t && t.metadata === (object as { metadata?: unknown }).metadata ? t.data : undefined;
   }
 
