@@ -93,4 +93,38 @@ describe('API server garbage collector', () => {
     expect(exists(configmaps, 'b')).to.equal(false);
     expect(exists(secrets, 'c')).to.equal(false);
   });
+  it('finds objects with owners or finalizers written before a restart, and follows writes that add or drop them', async () => {
+    const owner = put(configmaps, 'owner', { finalizers: ['example.com/keep'] });
+    put(secrets, 'dep', { ownerReferences: [ref('owner', owner)] });
+    put(secrets, 'orphan', { ownerReferences: [ref('gone', randomUUID())] });
+    put(secrets, 'plain');
+    await storage.settled();
+    gc.close();
+    await storage.close();
+    // A restart: the store reads which objects have owners or finalizers from their stored text.
+    storage = new Store(join(dir, 'state.db'), 1000);
+    gc = new GarbageCollector(storage, () => [configmaps, secrets], createLogger({ silent: true }));
+    expect([...storage.withOwnersOrFinalizers(secrets.storageKey)].map((o) => o.metadata.name)).to.deep.equal(['dep', 'orphan']);
+    expect([...storage.withOwnersOrFinalizers(configmaps.storageKey)].map((o) => o.metadata.name)).to.deep.equal(['owner']);
+    passes();
+    expect(exists(secrets, 'orphan')).to.equal(false);
+    expect(exists(secrets, 'dep')).to.equal(true);
+    // Not yet committed: a dependent gains a reference to a missing owner; the owner drops its finalizer.
+    const plain = storage.get(secrets.storageKey, 'default', 'plain')!;
+    storage.write(
+      'MODIFIED',
+      secrets.storageKey,
+      'default',
+      'plain',
+      { ...plain, metadata: { ...plain.metadata, ownerReferences: [ref('gone', randomUUID())] } },
+      plain,
+    );
+    const o = storage.get(configmaps.storageKey, 'default', 'owner')!;
+    storage.write('MODIFIED', configmaps.storageKey, 'default', 'owner', { ...o, metadata: { ...o.metadata, finalizers: [] } }, o);
+    expect([...storage.withOwnersOrFinalizers(configmaps.storageKey)]).to.deep.equal([]);
+    passes();
+    await storage.settled();
+    expect(exists(secrets, 'plain')).to.equal(false);
+    expect(exists(secrets, 'dep')).to.equal(true);
+  });
 });

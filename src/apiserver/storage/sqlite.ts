@@ -17,7 +17,7 @@ import type { Database as DB, Statement } from 'better-sqlite3';
 import { ensurePrivateFile, makeFilePrivate } from '../files.js';
 import { MAX_OBJECT_BYTES } from '../limits.js';
 import type { KubeObject, Namespace, StoredObject } from '../types.js';
-import { ObjectKeys } from './keys.js';
+import { hasOwnersOrFinalizers, ObjectKeys } from './keys.js';
 import { PendingWrites, type StoredRow } from './pending.js';
 import { migrate, READ_SQL, SCHEMA } from './sql.js';
 import { ROW_FIELDS, WriterThread, type FromWriter } from './writer.js';
@@ -236,6 +236,14 @@ export class Store {
     return this.pendingWrites.overlay(gr, ns, after, stored);
   }
 
+  /** The objects of `gr` (every namespace) with owner references or finalizers, written or committed, in key order. */
+  *withOwnersOrFinalizers(gr: string): Generator<StoredObject> {
+    for (const [ns, name] of this.keys.withOwnersOrFinalizers(gr)) {
+      const o = this.get(gr, ns, name);
+      if (o) yield o;
+    }
+  }
+
   hasAny(gr: string, ns: string): boolean {
     for (const _ of this.iterateRows(gr, ns)) return true;
     return false;
@@ -264,7 +272,7 @@ export class Store {
     if (gr === '/namespaces') this.namespaces.delete(name);
     this.pendingWrites.set(gr, { ns, name, rv, data: type === 'DELETED' ? null : data });
     if (type === 'DELETED') this.keys.delete(gr, ns, name);
-    else this.keys.set(gr, ns, name, rv);
+    else this.keys.set(gr, ns, name, rv, hasOwnersOrFinalizers(stamped.metadata));
     g.rows.push(type, gr, ns, name, rv, data);
     g.rv = this.rv = rv;
     const saved = Object.assign(object, stamped) as StoredObject;
