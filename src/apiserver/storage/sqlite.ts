@@ -112,10 +112,6 @@ function openDatabase(file: string): DB {
     ensurePrivateFile(file);
     for (const f of [`${file}-wal`, `${file}-shm`]) makeFilePrivate(f);
     db = new Database(file);
-    // 8 KiB pages for a new store (an existing one keeps its size): an object with its managedFields
-    // is often 2-3 KB, one to a 4 KiB page; on 8 KiB pages more fit, and a commit writes fewer WAL
-    // frames (one write each). The writer's CPU per create of P6's objects: ~59 -> ~43 µs.
-    db.pragma('page_size = 8192');
     db.pragma('journal_mode = WAL');
     db.pragma('busy_timeout = 5000');
     // Every page's structure, without the cost of cross-checking indexes (~30 ms per 10,000 objects).
