@@ -40,15 +40,19 @@ export const VERB_HANDLERS: Readonly<Record<Verb, Handler>> = {
 const NAMED: ReadonlySet<Verb> = new Set(['get', 'update', 'patch', 'delete']);
 const UNNAMED: ReadonlySet<Verb> = new Set(['create']);
 
-/** What a request was, for the request metrics. */
 /** A request slower than this is logged as a warning (watches excepted). */
 const SLOW_REQUEST_MS = 1000;
 
+/** What a request was, for the request metrics, and what is undone once its reply is done. */
 interface Outcome {
   verb: string;
   resource: string;
   code: number;
   user?: string;
+  /** Counts the request out of its user's allowance (set by admit). */
+  leave?: () => void;
+  /** The request timeout (set by admit; watches have none). */
+  deadline?: NodeJS.Timeout;
 }
 
 interface NonResourceRoute {
@@ -126,7 +130,10 @@ export class Dispatcher {
       outcome.code = code;
       return writeHead(code, headers);
     };
+    // One listener undoes all a request holds once its reply is done (each listener on a stream costs, every request).
     res.on('close', () => {
+      outcome.leave?.();
+      clearTimeout(outcome.deadline);
       const seconds = Number(process.hrtime.bigint() - started) / 1e9;
       this.metrics.requests.inc({ verb: outcome.verb, resource: outcome.resource, code: String(outcome.code) });
       if (outcome.verb !== 'watch') this.metrics.latency.observe({ verb: outcome.verb }, seconds);
@@ -154,9 +161,12 @@ export class Dispatcher {
    * design), an error for a 5xx (the failure itself was logged with its cause in handle()).
    */
   private logRequest(req: Req, o: Outcome, ms: number): void {
+    const level = o.code >= 500 ? 'error' : o.verb !== 'watch' && ms > SLOW_REQUEST_MS ? 'warn' : 'debug';
+    // winston formats a line before its transports drop it: the per-request debug line is built only when it is wanted.
+    if (level === 'debug' && !this.log.isDebugEnabled()) return;
     const fields = { verb: o.verb, path: req.url, code: o.code, durationMs: Math.round(ms * 10) / 10, user: o.user };
-    if (o.code >= 500) this.log.error('request answered with a server error', fields);
-    else if (o.verb !== 'watch' && ms > SLOW_REQUEST_MS) this.log.warn('slow request', fields);
+    if (level === 'error') this.log.error('request answered with a server error', fields);
+    else if (level === 'warn') this.log.warn('slow request', fields);
     else this.log.debug('request', fields);
   }
 
@@ -179,7 +189,7 @@ export class Dispatcher {
       return;
     }
     const info = parseRequestInfo(req.method ?? 'GET', path, url.searchParams);
-    this.admit(req, res, user, info.isResourceRequest && info.verb === 'watch');
+    this.admit(req, res, user, info.isResourceRequest && info.verb === 'watch', outcome);
     if (!info.isResourceRequest) {
       const decoded = `/${info.segments.join('/')}`;
       const route = Dispatcher.routes.find((r) => r.path.test(decoded));
@@ -275,12 +285,11 @@ export class Dispatcher {
    * holds every request but a watch to the request timeout: a reply not started by then is a 504,
    * one a client is too slow to take is cut off.
    */
-  private admit(req: Req, res: Res, user: User, watch: boolean): void {
-    const leave = this.inflight.enter(user.name, watch);
-    res.on('close', leave);
+  private admit(req: Req, res: Res, user: User, watch: boolean, outcome: Outcome): void {
+    outcome.leave = this.inflight.enter(user.name, watch);
     if (watch) return;
     // A body still arriving at the timeout gets its own 408 (BodyReader); this comes just after.
-    const deadline = setTimeout(
+    outcome.deadline = setTimeout(
       () => {
         if (!res.headersSent) {
           const err = new ApiError(504, 'Timeout', `Timeout: request did not complete within the allotted timeout of ${this.limits.requestTimeoutSeconds}s`);
@@ -290,8 +299,7 @@ export class Dispatcher {
       },
       this.limits.requestTimeoutSeconds * 1000 + 1000,
     );
-    deadline.unref();
-    res.on('close', () => clearTimeout(deadline));
+    outcome.deadline.unref();
   }
 
   /** A JSON reply, or 404 when there is nothing to send. */

@@ -15,9 +15,13 @@ export type FieldSet = Set<string>;
 
 /** The element naming an item of a list-type=map list: its key fields, sorted by name, as a JSON object. */
 export function keyElement(item: JsonObject, keys: readonly string[]): string {
+  return sortedKeyElement(item, keys.length > 1 ? [...keys].sort() : keys);
+}
+
+function sortedKeyElement(item: JsonObject, sortedKeys: readonly string[]): string {
   let s = 'k:{';
   let first = true;
-  for (const k of [...keys].sort()) {
+  for (const k of sortedKeys) {
     if (item[k] === undefined) continue;
     s += `${first ? '' : ','}${JSON.stringify(k)}:${JSON.stringify(item[k])}`;
     first = false;
@@ -37,6 +41,8 @@ export function itemElements(list: unknown[], s: Schema): string[] | null {
   if (lt.type === 'atomic' || list.length === 0) return null;
   const out: string[] = [];
   const seen = new Set<string>();
+  // Sorted once for the list, not once per item.
+  const sortedKeys = lt.type === 'map' ? [...lt.keys].sort() : [];
   for (const item of list) {
     let e: string;
     if (lt.type === 'set') {
@@ -44,7 +50,7 @@ export function itemElements(list: unknown[], s: Schema): string[] | null {
       e = `v:${JSON.stringify(item)}`;
     } else {
       if (!isObject(item) || lt.keys.every((k) => item[k] === undefined)) return null;
-      e = keyElement(item, lt.keys);
+      e = sortedKeyElement(item, sortedKeys);
     }
     if (seen.has(e)) return null;
     seen.add(e);
@@ -182,19 +188,64 @@ export function toFieldsV1(set: Iterable<string>): FieldsV1 {
   return toJson(root);
 }
 
-/** fieldsV1 of every member of `obj` in one walk (a create owns all it sets: the common case, kept cheap). */
+/**
+ * fieldsV1 of every member of `obj`, built as it is walked (a create owns all it sets: the common
+ * case, kept cheap). The same as toFieldsV1(fieldSet(obj)) — visitMembers' rules — without the
+ * paths and the trie in between.
+ */
 export function fieldsV1Of(obj: unknown, schema: Schema): FieldsV1 {
-  const root: Node = { member: false, children: new Map() };
-  visitMembers(obj, schema, (path) => {
-    let n = root;
-    for (const e of path) {
-      let c = n.children.get(e);
-      if (!c) n.children.set(e, (c = { member: false, children: new Map() }));
-      n = c;
+  if (!isObject(obj) || atomicMap(schema)) return {};
+  const out: FieldsV1 = {};
+  for (const k in obj) {
+    const c = obj[k];
+    if (c === undefined || IDENTITY.has(k)) continue;
+    const f = memberFieldsV1(c, childSchema(schema, k, true), k === 'metadata' ? SERVER_METADATA : undefined);
+    if (f !== undefined) out[`f:${k}`] = f;
+  }
+  return out;
+}
+
+/**
+ * The fieldsV1 node of a member holding `v`: {} for a leaf, its members' nodes for a granular map
+ * or list (a list item that has fields is marked `.` first); undefined when every member of the map
+ * is in `skip` (metadata with server-owned fields only is no member at all).
+ */
+function memberFieldsV1(v: unknown, s: Schema, skip: ReadonlySet<string> | undefined): FieldsV1 | undefined {
+  if (isObject(v) && !atomicMap(s)) {
+    let out: FieldsV1 | undefined;
+    let empty = true;
+    for (const k in v) {
+      const c = v[k];
+      if (c === undefined) continue;
+      empty = false;
+      if (skip?.has(k)) continue;
+      const f = memberFieldsV1(c, childSchema(s, k), undefined);
+      if (f !== undefined) (out ??= {})[`f:${k}`] = f;
     }
-    n.member = true;
-  });
-  return toJson(root);
+    return empty ? {} : out;
+  }
+  if (Array.isArray(v)) {
+    const elems = itemElements(v, s);
+    if (elems) {
+      const out: FieldsV1 = {};
+      const items = s?.items;
+      for (let i = 0; i < v.length; i++) {
+        const item = v[i];
+        let node: FieldsV1 | undefined;
+        if (isObject(item)) {
+          for (const k in item) {
+            const c = item[k];
+            if (c === undefined) continue;
+            const f = memberFieldsV1(c, childSchema(items, k), undefined);
+            if (f !== undefined) (node ??= { '.': {} })[`f:${k}`] = f;
+          }
+        }
+        out[elems[i]] = node ?? {};
+      }
+      return out;
+    }
+  }
+  return {};
 }
 
 /** The field set a fieldsV1 encodes (members: nodes without children, and nodes marked `.`). */

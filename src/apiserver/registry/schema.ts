@@ -11,12 +11,14 @@ type Schema = JsonSchema;
 
 /** Applies `default`s from a structural schema, as the API server does on write and read. */
 export function applyDefaults(value: unknown, schema: Schema | undefined): void {
-  if (!schema) return;
+  if (!schema || !hasDefaults(schema)) return;
   if (isObject(value)) {
     const props = schema.properties;
     if (props) {
-      for (const [k, s] of Object.entries(props)) {
-        if (value[k] === undefined && s.default !== undefined) value[k] = structuredClone(s.default);
+      for (const k of Object.keys(props)) {
+        const s = props[k];
+        const d = s.default;
+        if (value[k] === undefined && d !== undefined) value[k] = d !== null && typeof d === 'object' ? structuredClone(d) : d;
         if (value[k] !== undefined) applyDefaults(value[k], s);
       }
     } else if (isObject(schema.additionalProperties)) {
@@ -27,30 +29,66 @@ export function applyDefaults(value: unknown, schema: Schema | undefined): void 
   }
 }
 
+/** Whether a schema declares a default anywhere applyDefaults looks (remembered per schema object: most subtrees have none). */
+const defaultsIn = new WeakMap<Schema, boolean>();
+function hasDefaults(schema: Schema): boolean {
+  let has = defaultsIn.get(schema);
+  if (has === undefined) {
+    const props = schema.properties;
+    if (props) has = Object.values(props).some((s) => s.default !== undefined || hasDefaults(s));
+    else has = isObject(schema.additionalProperties) && hasDefaults(schema.additionalProperties as Schema);
+    has ||= !!schema.items && hasDefaults(schema.items);
+    defaultsIn.set(schema, has);
+  }
+  return has;
+}
+
 /**
  * Drops fields the schema does not declare (unless x-kubernetes-preserve-unknown-fields) and
  * returns their paths, for fieldValidation=Strict/Warn.
  */
 export function prune(value: unknown, schema: Schema | undefined, path: string, out: string[], root = false): void {
+  pruneAt(value, schema, path ? [path] : [], out, root);
+}
+
+/** prune, the path below the top kept as a stack of members and indexes: it is spelled out only for a field that goes. */
+function pruneAt(value: unknown, schema: Schema | undefined, path: (string | number)[], out: string[], root: boolean): void {
   if (!schema) return;
   if (isObject(value)) {
     const props = schema.properties;
     const preserve = schema['x-kubernetes-preserve-unknown-fields'] === true;
     const embedded = schema['x-kubernetes-embedded-resource'] === true;
     for (const k of Object.keys(value)) {
-      const sub = path ? `${path}.${k}` : k;
       if ((root || embedded) && (k === 'apiVersion' || k === 'kind' || k === 'metadata')) continue;
-      if (props && Object.hasOwn(props, k)) prune(value[k], props[k], sub, out);
-      else if (isObject(schema.additionalProperties)) prune(value[k], schema.additionalProperties, sub, out);
-      else if (schema.additionalProperties === true || preserve) continue;
+      const declared = !!props && Object.hasOwn(props, k);
+      if (declared || isObject(schema.additionalProperties)) {
+        // Only maps and lists hold fields to prune.
+        if (value[k] !== null && typeof value[k] === 'object') {
+          path.push(k);
+          pruneAt(value[k], declared ? props![k] : (schema.additionalProperties as Schema), path, out, false);
+          path.pop();
+        }
+      } else if (schema.additionalProperties === true || preserve) continue;
       else {
-        out.push(sub);
+        out.push(spell([...path, k]));
         delete value[k];
       }
     }
   } else if (Array.isArray(value) && schema.items) {
-    value.forEach((v, i) => prune(v, schema.items, `${path}[${i}]`, out));
+    for (let i = 0; i < value.length; i++) {
+      if (value[i] === null || typeof value[i] !== 'object') continue;
+      path.push(i);
+      pruneAt(value[i], schema.items, path, out, false);
+      path.pop();
+    }
   }
+}
+
+/** `spec.env[2].name` from its members and indexes. */
+function spell(path: (string | number)[]): string {
+  let s = '';
+  for (const p of path) s = typeof p === 'number' ? `${s}[${p}]` : s ? `${s}.${p}` : p;
+  return s;
 }
 
 /** Turns Kubernetes' OpenAPI dialect into plain JSON schema ajv understands. */

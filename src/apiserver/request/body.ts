@@ -61,7 +61,7 @@ export class BodyReader {
         fail(closing(new ApiError(408, 'Timeout', `the request body did not arrive within ${this.timeoutMs / 1000}s (the server's request timeout)`)));
       }, this.timeoutMs);
       const tooLarge = () => closing(requestEntityTooLarge(`limit is ${MAX_BODY}`));
-      req.on('data', (c: Buffer) => {
+      const onData = (c: Buffer) => {
         size += c.length;
         if (settled) {
           // A refused body is drained (so the client can read the reply), never buffered; absurd sizes end the connection.
@@ -74,22 +74,35 @@ export class BodyReader {
         }
         held += c.length;
         chunks.push(c);
-      });
+      };
+      req.on('data', onData);
       // A client that goes away mid-upload is no server failure: 499 (nginx's code) in the metrics, nothing logged.
-      const gone = () => fail(new ApiError(499, 'ClientClosedRequest', 'the client closed the request before sending all of its body'));
+      // Every stream closes once its reply is out: the error is built only for a body still arriving.
+      const gone = () => {
+        if (!settled) fail(new ApiError(499, 'ClientClosedRequest', 'the client closed the request before sending all of its body'));
+      };
       req.on('error', gone);
       req.on('close', gone);
-      req.on('end', () => {
+      const onEnd = () => {
         if (settled) return;
         settled = true;
         release();
+        // A closed HTTP/2 stream often outlives young-generation GCs, and keeps what its listeners
+        // hold: let go of them, so the body dies with the request (P6's creates: a third fewer
+        // bytes promoted to the old generation per scavenge).
+        req.off('data', onData);
+        req.off('error', gone);
+        req.off('close', gone);
+        req.off('end', onEnd);
         const type = String(req.headers['content-type'] ?? '')
           .split(';')[0]
           .trim()
           .toLowerCase();
         const buf = chunks.length === 1 ? chunks[0] : Buffer.concat(chunks);
+        chunks.length = 0;
         resolve({ raw: buf.toString('utf8'), type, buf });
-      });
+      };
+      req.on('end', onEnd);
     });
   }
 

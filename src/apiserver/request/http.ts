@@ -12,6 +12,7 @@ export interface Req {
   on(ev: 'data', cb: (chunk: Buffer) => void): unknown;
   on(ev: 'end' | 'close', cb: () => void): unknown;
   on(ev: 'error', cb: (e: Error) => void): unknown;
+  off(ev: 'data' | 'end' | 'close' | 'error', cb: (...args: any[]) => void): unknown;
   destroy(): unknown;
 }
 
@@ -46,6 +47,11 @@ export class StreamRequest implements Req {
 
   on(ev: string, cb: (...args: any[]) => void): this {
     this.stream.on(ev, cb);
+    return this;
+  }
+
+  off(ev: string, cb: (...args: any[]) => void): this {
+    this.stream.off(ev, cb);
     return this;
   }
 

@@ -51,7 +51,9 @@ export function cleanPath(pathname: string): string {
 export function parseRequestInfo(method: string, path: string, query: URLSearchParams): RequestInfo {
   let segments: string[];
   try {
-    segments = path.split('/').filter(Boolean).map(decodeURIComponent);
+    segments = path.split('/').filter(Boolean);
+    // A segment without an escape decodes to itself.
+    if (path.includes('%')) segments = segments.map(decodeURIComponent);
   } catch {
     throw badRequest(`invalid URL escape in ${JSON.stringify(path)}`);
   }

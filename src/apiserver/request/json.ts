@@ -112,10 +112,79 @@ export function scanJson(text: string, maxDepth = MAX_JSON_DEPTH): ScanResult {
   return { duplicates };
 }
 
-/** Parses JSON text after scanJson's checks. */
+/**
+ * Parses JSON text after scanJson's checks. Most bodies need no more than a count: a quick pass
+ * checks the depth and counts member names, and when the parsed value has as many members, no
+ * name was given twice (JSON.parse keeps one member per name). Only a body where the counts
+ * differ, or whose member names hold an escape or `__proto__`, or that nests too deep, is
+ * scanned in full for the paths and the error to report.
+ */
 export function parseJson(text: string, maxDepth = MAX_JSON_DEPTH): { value: unknown } & ScanResult {
-  const scan = scanJson(text, maxDepth);
-  return { value: JSON.parse(text), ...scan };
+  const members = countMemberNames(text, maxDepth);
+  if (members === null) {
+    const scan = scanJson(text, maxDepth);
+    return { value: JSON.parse(text), ...scan };
+  }
+  const value = JSON.parse(text) as unknown;
+  if (countMembers(value) === members) return { value, duplicates: [] };
+  return { value, ...scanJson(text, maxDepth) };
+}
+
+/**
+ * The member names in JSON text, or null when scanJson must look: the text nests deeper than
+ * `maxDepth`, or a member name holds an escape or is `__proto__`. Text that is not JSON gets some
+ * count (JSON.parse reports it).
+ */
+function countMemberNames(text: string, maxDepth: number): number | null {
+  const inObject = new Uint8Array(maxDepth);
+  const n = text.length;
+  let depth = 0;
+  let expectKey = false;
+  let members = 0;
+  let backslash = text.indexOf('\\');
+  if (backslash < 0) backslash = n;
+  for (let i = 0; i < n; i++) {
+    const c = text.charCodeAt(i);
+    if (c === 123 /* { */ || c === 91 /* [ */) {
+      if (depth >= maxDepth) return null;
+      expectKey = c === 123;
+      inObject[depth++] = expectKey ? 1 : 0;
+    } else if (c === 125 /* } */ || c === 93 /* ] */) {
+      if (depth > 0) depth--;
+      expectKey = false;
+    } else if (c === 44 /* , */) {
+      expectKey = depth > 0 && inObject[depth - 1] === 1;
+    } else if (c === 34 /* " */) {
+      const end = stringEnd(text, i);
+      if (end < 0) break;
+      if (expectKey) {
+        if (backslash < i) {
+          backslash = text.indexOf('\\', i);
+          if (backslash < 0) backslash = n;
+        }
+        if (backslash < end || (end - i === 10 && text.startsWith('__proto__', i + 1))) return null;
+        members++;
+        expectKey = false;
+      }
+      i = end;
+    }
+  }
+  return members;
+}
+
+/** Members of every object in a parsed value (its depth was checked before it was parsed). */
+function countMembers(v: unknown): number {
+  if (v === null || typeof v !== 'object') return 0;
+  let n = 0;
+  if (Array.isArray(v)) {
+    for (const x of v) n += countMembers(x);
+    return n;
+  }
+  for (const k in v) {
+    n++;
+    n += countMembers((v as Record<string, unknown>)[k]);
+  }
+  return n;
 }
 
 /**
