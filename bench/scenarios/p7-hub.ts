@@ -21,6 +21,7 @@ import { LABELS } from '../../src/api/names.js';
 import { BenchContext, log } from '../lib/context.js';
 import { BENCH_USER, startHubStack, type HubStack } from '../lib/hub.js';
 import { waitHttp } from '../lib/raw-docker.js';
+import { procCpuMs } from '../lib/proc.js';
 import type { ScenarioResult } from '../lib/result.js';
 import { median, ratio, round, roundSummary, sleep, summarize } from '../lib/stats.js';
 
@@ -35,6 +36,28 @@ interface Burst {
   perMs: number[];
   /** Request sent → the server's container started (Docker's State.StartedAt), per server. */
   containerStartedMs: number[];
+  /** CPU the stack's processes used during the burst (ms): what the hub path costs beside the servers' own boot. */
+  stackCpuMs?: StackCpu;
+}
+
+interface StackCpu {
+  up: number;
+  hub: number;
+  proxy: number;
+}
+
+/** `burst`, with the CPU `nbswarm up`, the hub and the proxy used meanwhile. */
+async function withStackCpu<T extends { burst: Burst } | Burst>(stack: HubStack, run: () => Promise<T>): Promise<T> {
+  const read = (): StackCpu => {
+    const p = stack.pids();
+    return { up: procCpuMs(p.up ?? 0), hub: procCpuMs(p.hub ?? 0), proxy: procCpuMs(p.proxy ?? 0) };
+  };
+  const before = read();
+  const out = await run();
+  const after = read();
+  const burst: Burst = 'burst' in out ? (out as { burst: Burst }).burst : (out as Burst);
+  burst.stackCpuMs = { up: after.up - before.up, hub: after.hub - before.hub, proxy: after.proxy - before.proxy };
+  return out;
 }
 
 interface Stops {
@@ -75,7 +98,7 @@ export async function hubScenario(ctx: BenchContext): Promise<ScenarioResult> {
     for (let round = 0; round < rounds; round++) {
       const labels = { ...ctx.runLabels, 'nbswarm.bench/item': `p7-${round}` };
       log(`P7 round ${round + 1}/${rounds}: raw burst of ${n} (jupyterhub-singleuser)`);
-      const rb = await rawBurst(docker, stack, 'singleuser', n, base + 100 + round * 2 * n, labels);
+      const rb = await withStackCpu(stack, () => rawBurst(docker, stack, 'singleuser', n, base + 100 + round * 2 * n, labels));
       raw.fresh.push(rb.burst);
       raw.stop.push(...(await rawStop(docker, rb.ids)));
       await removeContainers(docker, rb.ids);
@@ -86,11 +109,11 @@ export async function hubScenario(ctx: BenchContext): Promise<ScenarioResult> {
 
       const names = Array.from({ length: n }, (_, i) => `r${round}s${i}`);
       log(`P7 round ${round + 1}/${rounds}: hub burst of ${n} fresh servers`);
-      hub.fresh.push(await hubBurst(stack, docker, names));
+      hub.fresh.push(await withStackCpu(stack, () => hubBurst(stack, docker, names)));
       log(`P7 round ${round + 1}/${rounds}: hub stop of ${n}`);
       hub.stop.push(await hubStop(stack, docker, names));
       log(`P7 round ${round + 1}/${rounds}: hub start of ${n} stopped servers`);
-      hub.restart.push(await hubBurst(stack, docker, names));
+      hub.restart.push(await withStackCpu(stack, () => hubBurst(stack, docker, names)));
       hub.stop.push(await hubStop(stack, docker, names));
       loads.push(loadAverage());
     }
@@ -101,6 +124,11 @@ export async function hubScenario(ctx: BenchContext): Promise<ScenarioResult> {
   }
 
   const walls = (bs: Burst[]) => bs.map((b) => b.wallMs);
+  const stackCpu = (bs: Burst[]) => ({
+    up: roundSummary(summarize(bs.map((b) => b.stackCpuMs!.up)), 0),
+    hub: roundSummary(summarize(bs.map((b) => b.stackCpuMs!.hub)), 0),
+    proxy: roundSummary(summarize(bs.map((b) => b.stackCpuMs!.proxy)), 0),
+  });
   const started = (bs: Burst[]) => roundSummary(summarize(bs.flatMap((b) => b.containerStartedMs)), 0);
   // Container started → answering: the server's own boot plus, through the hub, the readiness
   // report, the hub's check and the proxy route.
@@ -117,6 +145,7 @@ export async function hubScenario(ctx: BenchContext): Promise<ScenarioResult> {
     startedToAnsweringMs: answering(raw.fresh),
     notebookBurstWallMs: roundSummary(summarize(walls(raw.notebook)), 0),
     dockerStopMs: roundSummary(summarize(raw.stop), 0),
+    stackCpuMs: stackCpu(raw.fresh),
   };
   r.nbswarm = {
     freshBurstWallMs: roundSummary(summarize(walls(hub.fresh)), 0),
@@ -127,6 +156,8 @@ export async function hubScenario(ctx: BenchContext): Promise<ScenarioResult> {
     restartPerServerMs: roundSummary(summarize(hub.restart.flatMap((b) => b.perMs)), 0),
     restartContainerStartedMs: started(hub.restart),
     restartStartedToAnsweringMs: answering(hub.restart),
+    freshStackCpuMs: stackCpu(hub.fresh),
+    restartStackCpuMs: stackCpu(hub.restart),
     stopContainerGoneMs: roundSummary(summarize(goneMs), 0),
     stopHubReportsStoppedMs: roundSummary(summarize(hubMs), 0),
   };

@@ -96,6 +96,8 @@ export interface HubStack {
   /** The proxy's routing table (configurable-http-proxy's REST API): route prefix → target. */
   proxyRoutes(): Promise<Record<string, { target: string }>>;
   kubectl(args: string[], input?: string): Promise<string>;
+  /** Process IDs of `nbswarm up`, the proxy and the hub (undefined until started). */
+  pids(): { up?: number; proxy?: number; hub?: number };
   stop(): Promise<void>;
 }
 
@@ -159,6 +161,9 @@ export async function startHubStack(opts: { policy: string; hubConfig: string; i
       const r = await kubectl(args, { kubeconfig, input });
       if (r.code !== 0) throw new Error(`kubectl ${args.join(' ')}: ${r.stderr}`);
       return r.stdout;
+    },
+    pids() {
+      return { up: procs[0]?.child.pid, proxy: procs[1]?.child.pid, hub: procs[2]?.child.pid };
     },
     async stop() {
       await stopProc(procs[2]);
