@@ -13,7 +13,7 @@
  * inspected only after Docker announced an update of it.
  */
 import { createHash } from 'node:crypto';
-import { canonicalJson, isObject } from '../util/json.js';
+import { canonicalJson, isObject, jsonEqual } from '../util/json.js';
 
 /** `v` without empty members, recursively; undefined when nothing is left. */
 export function pruneEmpty(v: unknown): unknown {
@@ -50,7 +50,9 @@ export function dropDefault(observed: unknown, desired: unknown, path: string[],
  * Event names so a person sees what was reverted. Empty when they are equal.
  */
 export function diffPaths(a: unknown, b: unknown, depth = 3, prefix = ''): string[] {
-  if (canonicalJson(a) === canonicalJson(b)) return [];
+  // Structural equality, not canonical text: most reconciles compare equal specs, and the text
+  // of both sides was the costliest step of a steady-state reconcile.
+  if (jsonEqual(a, b)) return [];
   if (depth <= 0 || !isObject(a) || !isObject(b)) return [prefix || '(whole spec)'];
   const out: string[] = [];
   for (const k of [...new Set([...Object.keys(a), ...Object.keys(b)])].sort()) {

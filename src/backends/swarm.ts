@@ -4,6 +4,7 @@
  * reading of its tasks are pure (./swarm-spec.ts); this file does the Docker calls.
  */
 import type Docker from 'dockerode';
+import { createHash } from 'node:crypto';
 import { LABELS } from '../api/names.js';
 import { BaseBackend, labelFilter, MANAGED_FILTER, namedVolumes } from './base-backend.js';
 import { eventTime } from './docker-events.js';
@@ -59,6 +60,13 @@ export class SwarmBackend extends BaseBackend {
   private readonly settledObs = new WeakSet<ObservedServer>();
   /** ownedServiceSpec per service, for its Swarm version. */
   private readonly ownedSpecs = new Map<string, { key: string; owned: unknown }>();
+  /**
+   * The last drift computed per service: for the same observed spec (one object per Swarm version,
+   * see ownedSpecOf) and the same desired spec (by a digest of its text) it is the same. A server
+   * polled while it starts compared unchanged specs ~10 times a second, the costliest step of its
+   * reconcile.
+   */
+  private readonly drifts = new Map<string, { observed: unknown; desired: string; drift: string[] }>();
   /** Specs just written, checked against what Docker stored at the next inspect of the service. */
   private readonly pendingShapes = new Map<string, { spec: any; specHash: string }>();
   private readonly shapes = new WrittenShapes();
@@ -382,7 +390,15 @@ export class SwarmBackend extends BaseBackend {
    */
   private driftOf(current: ObservedServer, spec: any, specHash: string): string[] {
     if (current.observedSpec === undefined) return [];
-    const drift = serviceDrift(current.observedSpec, spec);
+    const desired = createHash('sha1').update(JSON.stringify(spec)).digest('base64');
+    const memo = this.drifts.get(current.id);
+    let drift: string[];
+    if (memo && memo.observed === current.observedSpec && memo.desired === desired) drift = memo.drift;
+    else {
+      drift = serviceDrift(current.observedSpec, spec);
+      if (this.drifts.size > 20_000) this.drifts.clear();
+      this.drifts.set(current.id, { observed: current.observedSpec, desired, drift });
+    }
     if (drift.length && this.shapes.isOwnWrite(current.id, specHash, digestOf(current.observedSpec))) return [];
     return drift;
   }

@@ -71,7 +71,30 @@ export function mergePatchBetween(from: unknown, to: unknown): Record<string, un
   return Object.keys(patch).length ? patch : undefined;
 }
 
-/** A deep copy without undefined members, so stored and computed values compare equal. */
+/**
+ * A deep copy without undefined members, so stored and computed values compare equal: the value a
+ * JSON round trip gives (toJSON honoured; undefined, functions and symbols dropped from objects and
+ * null in arrays; NaN and ±Infinity null), built directly. A reconcile copies the status several
+ * times; the round trip through text cost ~19 µs per status, this ~2 µs.
+ */
 export function withoutUndefined<T>(v: T): T {
-  return JSON.parse(JSON.stringify(v)) as T;
+  const out = jsonCopy(v);
+  if (out === undefined) throw new TypeError('withoutUndefined: the value has no JSON form');
+  return out as T;
+}
+
+function jsonCopy(v: unknown): unknown {
+  if (v === null || typeof v === 'string' || typeof v === 'boolean') return v;
+  if (typeof v === 'number') return Number.isFinite(v) ? v + 0 : null; // -0 + 0 is 0, as JSON writes it
+  if (typeof v === 'bigint') throw new TypeError('Do not know how to serialize a BigInt');
+  if (typeof v !== 'object') return undefined;
+  const j = (v as { toJSON?: unknown }).toJSON;
+  if (typeof j === 'function') return jsonCopy(j.call(v));
+  if (Array.isArray(v)) return v.map((x) => jsonCopy(x) ?? null);
+  const out: JsonObject = {};
+  for (const k of Object.keys(v)) {
+    const x = jsonCopy((v as JsonObject)[k]);
+    if (x !== undefined) out[k] = x;
+  }
+  return out;
 }

@@ -465,6 +465,9 @@ describe('renderDesired', () => {
       const obj = (spec: Partial<NotebookServerSpec>) => nbs(spec, { generation: 3 });
       const secrets = (name: string) => (name === 'db' ? { password: 's3cret' } : undefined);
       expect(ok(renderDesired(obj({}), policy, { secrets })).specHash).to.equal('0f43c8a50398eaf4136f0a850635854e3950d0fdd7317890dc49688ec8afbec4');
+      expect(ok(renderDesired(obj({}), policy, { secrets })).specHash, 'the same again, from the memo of hashes').to.equal(
+        '0f43c8a50398eaf4136f0a850635854e3950d0fdd7317890dc49688ec8afbec4',
+      );
       const named = obj({
         servername: 'dash1',
         mode: 'lab',

@@ -4,7 +4,8 @@ import type { NotebookServer } from '../../src/api/types.js';
 import { setCondition } from '../../src/controller/conditions.js';
 import { isStopped } from '../../src/controller/desired.js';
 import { cachedSecret, serversReferencing } from '../../src/controller/secrets.js';
-import { jsonEqual, mergePatchBetween } from '../../src/util/json.js';
+import { diffPaths } from '../../src/backends/drift.js';
+import { jsonEqual, mergePatchBetween, withoutUndefined } from '../../src/util/json.js';
 import { isoSeconds } from '../../src/util/time.js';
 
 const nbs = (meta: Partial<NotebookServer['metadata']> = {}): NotebookServer => ({
@@ -32,6 +33,38 @@ describe('status helpers', () => {
     expect(mergePatchBetween(a, { phase: 'Stopped', conditions: [] })).to.deep.equal({ phase: 'Stopped', endpoint: null, conditions: [] });
     expect(jsonEqual({ a: 1, b: undefined }, { a: 1 })).to.equal(true);
     expect(jsonEqual([1, 2], [2, 1])).to.equal(false);
+  });
+
+  it('withoutUndefined gives what a JSON round trip gives, without the text', () => {
+    const values: unknown[] = [
+      { phase: 'Running', startedAt: undefined, conditions: [{ type: 'Ready', status: 'True', message: undefined }], n: 0, f: false, z: null },
+      [1, undefined, () => 1, Symbol('s'), NaN, -Infinity, 'x', [undefined]],
+      { when: new Date(Date.UTC(2026, 10, 30)), nested: { toJSON: () => ({ kept: true, dropped: undefined }) }, fn: () => 1, sym: Symbol('s') },
+      { deep: { deeper: { deepest: [{ a: undefined, b: -0 }] } } },
+      'text',
+      7,
+      null,
+    ];
+    for (const v of values) expect(withoutUndefined(v)).to.deep.equal(JSON.parse(JSON.stringify(v)));
+    const src = { a: { b: [1] } };
+    const copy = withoutUndefined(src);
+    copy.a.b.push(2);
+    expect(src.a.b, 'a deep copy').to.deep.equal([1]);
+    expect(() => withoutUndefined({ big: 1n })).to.throw(TypeError);
+  });
+
+  it('diffPaths names the differing paths to depth 3, and none for equal values in any key order', () => {
+    const a = { TaskTemplate: { ContainerSpec: { Image: 'i', Env: ['A=1'] }, Resources: { Limits: { MemoryBytes: 1 } } }, Labels: { x: '1' } };
+    const reordered = {
+      Labels: { x: '1' },
+      TaskTemplate: { Resources: { Limits: { MemoryBytes: 1 } }, ContainerSpec: { Env: ['A=1'], Image: 'i', Args: undefined } },
+    };
+    expect(diffPaths(a, reordered)).to.deep.equal([]);
+    const changed = structuredClone(a);
+    changed.TaskTemplate.ContainerSpec.Env = ['A=2'];
+    changed.TaskTemplate.Resources.Limits.MemoryBytes = 2;
+    expect(diffPaths(a, changed)).to.deep.equal(['TaskTemplate.ContainerSpec.Env', 'TaskTemplate.Resources.Limits']);
+    expect(diffPaths(a, { ...a, Labels: undefined })).to.deep.equal(['Labels']);
   });
 
   it('timestamps are whole seconds, as Kubernetes writes them', () => {
