@@ -34,6 +34,13 @@ const STAGE_FAST_MAX_IN_PROGRESS = 4;
 export const ANSWERING_STAGE = 'answering';
 const ANSWERING_MAX_MS = 100;
 /**
+ * …and while many servers are in progress, their answering polls together stay near 40 a second
+ * (the cap is 25 ms per server in progress, at most PROBE_MAX_MS): each is a whole reconcile and a
+ * refused connect, and in a hub burst of 10 Jupyter servers (13 s each to answer on 2 cores) 100 ms
+ * polls were ~1,300 reconciles taking CPU from the servers' own boot.
+ */
+const ANSWERING_SPACING_MS = 25;
+/**
  * A stopped server whose task Swarm still reports running: the container's exit raises a Docker
  * event, but Swarm's report of the task down (what Stopped waits for) raises none and follows it
  * by tens to hundreds of ms. A fixed 1 s look-again made every hub stop wait up to that long.
@@ -61,7 +68,7 @@ export class ProgressClock {
     const d = same ? cur.next : PROBE_FIRST_MS;
     const since = same ? cur.since : now;
     const fast = now - since < STAGE_FAST_MS && this.keys.size <= STAGE_FAST_MAX_IN_PROGRESS;
-    const max = stage === ANSWERING_STAGE ? ANSWERING_MAX_MS : PROBE_MAX_MS;
+    const max = stage === ANSWERING_STAGE ? Math.min(PROBE_MAX_MS, Math.max(ANSWERING_MAX_MS, ANSWERING_SPACING_MS * this.keys.size)) : PROBE_MAX_MS;
     this.keys.set(key, { stage, since, next: fast ? PROBE_FIRST_MS : Math.min(max, d * 2) });
     return Math.min(max, d);
   }

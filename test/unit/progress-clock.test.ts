@@ -43,6 +43,23 @@ describe('ProgressClock', () => {
     expect(five.size).to.equal(5);
   });
 
+  it('polls a server that does not answer yet at most every 100 ms alone, and the answering polls of many at ~40/s together', () => {
+    const polls = (inProgress: number) => {
+      let t = 0;
+      const c = new ProgressClock(() => t);
+      for (let i = 1; i < inProgress; i++) c.next(`other${i}`, 'Pending');
+      const delays: number[] = [];
+      for (let i = 0; i < 9; i++) {
+        delays.push(c.next('ns/a', 'answering'));
+        t += 200;
+      }
+      return delays;
+    };
+    expect(polls(1)).to.deep.equal([25, 25, 25, 25, 25, 25, 50, 100, 100]);
+    expect(polls(10)).to.deep.equal([25, 50, 100, 200, 250, 250, 250, 250, 250]);
+    expect(polls(200).slice(-2)).to.deep.equal([1000, 1000]);
+  });
+
   it('turns a reconcile result into the queue outcome', () => {
     const c = new ProgressClock(() => 0);
     expect(c.outcome('a', { progress: 'answering' })).to.deep.equal({ requeueAfterMs: 25 });
