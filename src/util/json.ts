@@ -90,7 +90,7 @@ function jsonCopy(v: unknown): unknown {
   if (typeof v !== 'object') return undefined;
   const j = (v as { toJSON?: unknown }).toJSON;
   if (typeof j === 'function') return jsonCopy(j.call(v));
-  if (Array.isArray(v)) return v.map((x) => jsonCopy(x) ?? null);
+  if (Array.isArray(v)) return Array.from(v, (x) => jsonCopy(x) ?? null); // holes too, as JSON writes them
   const out: JsonObject = {};
   for (const k of Object.keys(v)) {
     const x = jsonCopy((v as JsonObject)[k]);

@@ -39,6 +39,8 @@ describe('status helpers', () => {
     const values: unknown[] = [
       { phase: 'Running', startedAt: undefined, conditions: [{ type: 'Ready', status: 'True', message: undefined }], n: 0, f: false, z: null },
       [1, undefined, () => 1, Symbol('s'), NaN, -Infinity, 'x', [undefined]],
+      // eslint-disable-next-line no-sparse-arrays
+      [1, , 3],
       { when: new Date(Date.UTC(2026, 10, 30)), nested: { toJSON: () => ({ kept: true, dropped: undefined }) }, fn: () => 1, sym: Symbol('s') },
       { deep: { deeper: { deepest: [{ a: undefined, b: -0 }] } } },
       'text',
