@@ -1,5 +1,5 @@
 import { expect } from 'chai';
-import { fieldSet, fieldsV1Of, fromFieldsV1, toFieldsV1 } from '../../src/apiserver/fieldmanager/fieldset.js';
+import { compare, fieldSet, fieldsV1Of, fromFieldsV1, toFieldsV1, visitMembers } from '../../src/apiserver/fieldmanager/fieldset.js';
 import { decodeManagedFields, encodeManagedFields, managersBefore, type ManagerEntry } from '../../src/apiserver/fieldmanager/managed.js';
 import { applyConfig, recordUpdate, type ApplyResult } from '../../src/apiserver/fieldmanager/manager.js';
 import type { KubeObject, ManagedFieldsEntry } from '../../src/apiserver/types.js';
@@ -102,6 +102,37 @@ describe('field sets (fieldmanager)', () => {
       expect(fromFieldsV1(fieldsV1Of(o, schema))).to.deep.equal(set);
     });
   }
+
+  it('visits each member once with the value it holds, list items before their fields', () => {
+    const seen: [string, unknown, boolean][] = [];
+    const o = {
+      apiVersion: 'v1',
+      kind: 'X',
+      metadata: { name: 'n', uid: 'u', labels: { x: '1' } },
+      spec: { env: [{ name: 'A', value: '1' }, { name: 'B' }], tags: ['t'], command: ['c'], empty: {}, nested: { leaf: null } },
+    };
+    visitMembers(o, schema, (path, value, item) => seen.push([path.join(' '), value, item]));
+    expect(seen).to.deep.equal([
+      ['f:metadata f:labels f:x', '1', false],
+      ['f:spec f:env k:{"name":"A"}', { name: 'A', value: '1' }, true],
+      ['f:spec f:env k:{"name":"A"} f:name', 'A', false],
+      ['f:spec f:env k:{"name":"A"} f:value', '1', false],
+      ['f:spec f:env k:{"name":"B"}', { name: 'B' }, true],
+      ['f:spec f:env k:{"name":"B"} f:name', 'B', false],
+      ['f:spec f:tags v:"t"', 't', true],
+      ['f:spec f:command', ['c'], false],
+      ['f:spec f:empty', {}, false],
+      ['f:spec f:nested f:leaf', null, false],
+    ]);
+    const after = structuredClone(o);
+    after.spec.env[0]!.value = '2';
+    after.spec.tags.push('u');
+    delete (after.spec as Record<string, unknown>).empty;
+    const c = compare(o, after, schema);
+    expect([...c.modified]).to.deep.equal([JSON.stringify(['f:spec', 'f:env', 'k:{"name":"A"}', 'f:value'])]);
+    expect([...c.added]).to.deep.equal([JSON.stringify(['f:spec', 'f:tags', 'v:"u"'])]);
+    expect([...c.removed]).to.deep.equal([JSON.stringify(['f:spec', 'f:empty'])]);
+  });
 
   it('types members as Kubernetes does: map-list items by key, set items by value, metadata by its own rules', () => {
     const f = fieldsV1Of(objects[0], schema) as any;

@@ -59,59 +59,47 @@ export function itemElements(list: unknown[], s: Schema): string[] | null {
   return out;
 }
 
-/** A member of a field set as a walk finds it: its path (a live stack: copy it to keep it), its value, whether it is a list item. */
-type Visit = (path: string[], value: unknown, item: boolean) => void;
+/**
+ * A member of a field set as a walk finds it: its path (a live stack: copy it to keep it), its
+ * value, whether it is a list item, and the path's encoding (JSON.stringify(path), built along).
+ */
+type Visit = (path: string[], value: unknown, item: boolean, encoded: string) => void;
 
-/** Visits every member of `obj` (typed by `schema`), leaves and list items, parents before children. */
+/**
+ * Visits every member of `obj` (typed by `schema`), leaves and list items, parents before children.
+ * The members are fieldsV1Of's — one walk holds the rules of what is a member — visited beside
+ * the values they hold: a field's node names its key, and a list's item nodes come in item order.
+ */
 export function visitMembers(obj: unknown, schema: Schema, visit: Visit): void {
   const path: string[] = [];
-  const walk = (v: unknown, s: Schema, skip: ReadonlySet<string> | undefined, root: boolean): void => {
-    if (isObject(v) && !atomicMap(s)) {
-      let empty = true;
-      for (const k in v) {
-        const c = v[k];
-        if (c === undefined) continue;
-        empty = false;
-        if (skip?.has(k)) continue;
-        path.push(`f:${k}`);
-        walk(c, childSchema(s, k, root), root && k === 'metadata' ? SERVER_METADATA : undefined, false);
-        path.pop();
+  const walk = (node: FieldsV1, value: unknown, prefix: string): void => {
+    let index = 0;
+    for (const e in node) {
+      if (e === '.') continue;
+      const child = node[e] as FieldsV1;
+      const item = !e.startsWith('f:');
+      const v = item ? (value as unknown[])[index++] : (value as JsonObject)[e.slice(2)];
+      const encoded = prefix + JSON.stringify(e);
+      let fields = false;
+      for (const k in child) {
+        if (k === '.') continue;
+        fields = true;
+        break;
       }
-      // An empty map is a leaf; one whose members are all server-owned is nothing.
-      if (empty && !root) visit(path, v, false);
-      return;
+      path.push(e);
+      // A leaf is a member, and so is every list item (an item with fields is one beside them).
+      if (item || !fields) visit(path, v, item, encoded + ']');
+      if (fields) walk(child, v, encoded + ',');
+      path.pop();
     }
-    if (Array.isArray(v)) {
-      const elems = itemElements(v, s);
-      if (elems) {
-        const items = s?.items;
-        for (let i = 0; i < v.length; i++) {
-          path.push(elems[i]);
-          visit(path, v[i], true);
-          // A map list's item is also a map of its own fields.
-          if (isObject(v[i])) {
-            for (const k in v[i] as JsonObject) {
-              const c = (v[i] as JsonObject)[k];
-              if (c === undefined) continue;
-              path.push(`f:${k}`);
-              walk(c, childSchema(items, k), undefined, false);
-              path.pop();
-            }
-          }
-          path.pop();
-        }
-        return;
-      }
-    }
-    if (!root) visit(path, v, false);
   };
-  walk(obj, schema, IDENTITY, true);
+  walk(fieldsV1Of(obj, schema), obj, '[');
 }
 
 /** The field set of `obj`. */
 export function fieldSet(obj: unknown, schema: Schema): FieldSet {
   const out: FieldSet = new Set();
-  visitMembers(obj, schema, (p) => out.add(JSON.stringify(p)));
+  visitMembers(obj, schema, (_p, _v, _item, encoded) => out.add(encoded));
   return out;
 }
 
@@ -120,7 +108,7 @@ const ITEM = Symbol('item');
 /** Every member of `obj` with its value (list items map to a marker: an item's own value is its fields). */
 function memberValues(obj: unknown, schema: Schema): Map<string, unknown> {
   const out = new Map<string, unknown>();
-  visitMembers(obj, schema, (p, v, item) => out.set(JSON.stringify(p), item ? ITEM : v));
+  visitMembers(obj, schema, (_p, v, item, encoded) => out.set(encoded, item ? ITEM : v));
   return out;
 }
 
@@ -190,8 +178,9 @@ export function toFieldsV1(set: Iterable<string>): FieldsV1 {
 
 /**
  * fieldsV1 of every member of `obj`, built as it is walked (a create owns all it sets: the common
- * case, kept cheap). The same as toFieldsV1(fieldSet(obj)) — visitMembers' rules — without the
- * paths and the trie in between.
+ * case, kept cheap). What is a member is decided here and only here: visitMembers walks this tree.
+ * Leaves are scalars, atomic maps and lists, empty maps and lists; the root's identity fields and
+ * metadata's server-owned fields are no members.
  */
 export function fieldsV1Of(obj: unknown, schema: Schema): FieldsV1 {
   if (!isObject(obj) || atomicMap(schema)) return {};
