@@ -129,6 +129,8 @@ export interface EtcdResult {
   version: string;
   n: number;
   concurrency: number;
+  /** Untimed puts before the clock starts. */
+  warmup: number;
   valueBytes: number;
   wallMs: number;
   putsPerSec: number;
@@ -140,8 +142,9 @@ export interface EtcdResult {
 }
 
 /** `n` puts of ~1 KB values at `concurrency` → puts/s and per-put latency. */
-export async function benchEtcd(opts: { n?: number; concurrency?: number; valueBytes?: number } = {}): Promise<EtcdResult> {
+export async function benchEtcd(opts: { n?: number; concurrency?: number; valueBytes?: number; warmup?: number } = {}): Promise<EtcdResult> {
   const n = opts.n ?? 5000;
+  const warmup = opts.warmup ?? 1000;
   const concurrency = opts.concurrency ?? 32;
   const valueBytes = opts.valueBytes ?? 1024;
   const etcd = await startEtcd();
@@ -154,11 +157,12 @@ export async function benchEtcd(opts: { n?: number; concurrency?: number; valueB
       key: b64(`/registry/nbswarm.io/notebookservers/bench/obj-${i}`),
       value: b64(JSON.stringify(sampleObject(i, 'bench', valueBytes))),
     }));
-    // Warm the connection pool and the gateway.
+    // Untimed puts of the same objects first (as many as the API server's untimed creates): the
+    // connection pool, the gateway and the store start warm on both sides.
     await mapLimit(
-      Array.from({ length: concurrency }, (_, i) => i),
+      Array.from({ length: Math.max(warmup, concurrency) }, (_, i) => i),
       concurrency,
-      (i) => request(etcd.url, 'POST', '/v3/kv/put', { key: b64(`/warm/${i}`), value: b64('w') }),
+      (i) => request(etcd.url, 'POST', '/v3/kv/put', { key: b64(`/warm/${i}`), value: b64(JSON.stringify(sampleObject(n + i, 'bench', valueBytes))) }),
     );
     const lat: number[] = [];
     const server0 = procCpuMs(etcd.proc.pid!);
@@ -182,6 +186,7 @@ export async function benchEtcd(opts: { n?: number; concurrency?: number; valueB
       version,
       n,
       concurrency,
+      warmup,
       valueBytes,
       wallMs: round(wallMs, 0),
       putsPerSec: round((n * 1000) / wallMs, 0),
@@ -200,9 +205,10 @@ if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
     .allowExcessArguments(false)
     .addOption(new Option('--n <count>', 'objects put').argParser(wholeNumber(1)).default(5000))
     .addOption(new Option('--concurrency <n>', 'puts in flight').argParser(wholeNumber(1)).default(32))
+    .addOption(new Option('--warmup <count>', 'untimed puts before the clock starts').argParser(wholeNumber(0)).default(1000))
     .parse()
-    .opts<{ n: number; concurrency: number }>();
-  benchEtcd({ n: opts.n, concurrency: opts.concurrency })
+    .opts<{ n: number; concurrency: number; warmup: number }>();
+  benchEtcd({ n: opts.n, concurrency: opts.concurrency, warmup: opts.warmup })
     .then((r) => {
       process.stdout.write(JSON.stringify(r, null, 2) + '\n');
       agent.destroy();
