@@ -1,5 +1,5 @@
 /**
- * Issue 6 "Must show": source-server images (cdsdashboards' DockerBuilder, declaratively). A file
+ * Source-server images (cdsdashboards' DockerBuilder, declaratively). A file
  * installed into server A's container filesystem (not a volume) with docker exec is in dashboard
  * B built with spec.source.server: A; A keeps running in the same container; the build is recorded
  * in status.build, is not repeated on an unrelated spec change, is repeated on the rebuild

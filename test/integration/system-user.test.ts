@@ -1,5 +1,5 @@
 /**
- * Issue 6 "Must show": system users (DockerSpawner's SystemUserSpawner). A real host account made
+ * System users (DockerSpawner's SystemUserSpawner). A real host account made
  * with useradd for this run (found by the operator through `getent passwd`), its home a temp dir
  * bound in from policy.systemUsers.homeTemplate: a file created in the server belongs to that
  * uid:gid on the host. Accounts below the uid floor or missing are refused, and with system users
