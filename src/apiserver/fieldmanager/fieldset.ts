@@ -148,23 +148,16 @@ export function ancestorsOf(set: Iterable<string>): Set<string> {
   return out;
 }
 
-/** Trie node used to encode a set as fieldsV1. */
-interface Node {
+/** The paths of a field set as a tree: one node per element, `member` where a path ends. */
+export interface PathTrie {
   member: boolean;
-  children: Map<string, Node>;
+  children: Map<string, PathTrie>;
 }
 
-function toJson(n: Node): FieldsV1 {
-  const out: FieldsV1 = {};
-  if (n.member && n.children.size > 0) out['.'] = {};
-  for (const [k, c] of n.children) out[k] = toJson(c);
-  return out;
-}
-
-/** fieldsV1 (the managedFields encoding) of a field set: an item that has fields of its own is marked with `.`. */
-export function toFieldsV1(set: Iterable<string>): FieldsV1 {
-  const root: Node = { member: false, children: new Map() };
-  for (const enc of set) {
+/** The trie of encoded paths (a set's members, or any list of them). */
+export function pathTrie(paths: Iterable<string>): PathTrie {
+  const root: PathTrie = { member: false, children: new Map() };
+  for (const enc of paths) {
     let n = root;
     for (const e of JSON.parse(enc) as string[]) {
       let c = n.children.get(e);
@@ -173,7 +166,19 @@ export function toFieldsV1(set: Iterable<string>): FieldsV1 {
     }
     n.member = true;
   }
-  return toJson(root);
+  return root;
+}
+
+function toJson(n: PathTrie): FieldsV1 {
+  const out: FieldsV1 = {};
+  if (n.member && n.children.size > 0) out['.'] = {};
+  for (const [k, c] of n.children) out[k] = toJson(c);
+  return out;
+}
+
+/** fieldsV1 (the managedFields encoding) of a field set: an item that has fields of its own is marked with `.`. */
+export function toFieldsV1(set: Iterable<string>): FieldsV1 {
+  return toJson(pathTrie(set));
 }
 
 /**

@@ -8,7 +8,7 @@
  */
 import { isObject, type JsonObject } from '../../util/json.js';
 import type { KubeObject, ManagedFieldsEntry } from '../types.js';
-import { ancestorsOf, compare, dottedPath, fieldSet, fieldsV1Of, fromFieldsV1, itemElements, toFieldsV1 } from './fieldset.js';
+import { ancestorsOf, compare, dottedPath, fieldSet, fieldsV1Of, fromFieldsV1, itemElements, pathTrie, toFieldsV1, type PathTrie } from './fieldset.js';
 import { encodeManagedFields, sameManager, type ManagerEntry } from './managed.js';
 import { atomicMap, childSchema, listType, type Schema } from './typed.js';
 
@@ -139,30 +139,16 @@ function merge(live: unknown, config: unknown, s: Schema, root = false): unknown
   return structuredClone(config);
 }
 
-interface Trie {
-  member: boolean;
-  children: Map<string, Trie>;
-}
-
 /**
  * `obj` without the members at `paths` (a list item goes whole). A map or list emptied by the
  * removal goes too, unless `kept(path)` says someone owns it; `metadata` always stays.
  */
 function removeMembers(obj: KubeObject, paths: string[], schema: Schema, kept: (p: string) => boolean): KubeObject {
-  const root: Trie = { member: false, children: new Map() };
-  for (const enc of paths) {
-    let n = root;
-    for (const e of JSON.parse(enc) as string[]) {
-      let c = n.children.get(e);
-      if (!c) n.children.set(e, (c = { member: false, children: new Map() }));
-      n = c;
-    }
-    n.member = true;
-  }
+  const root = pathTrie(paths);
   const path: string[] = [];
   const empty = (v: unknown) => (Array.isArray(v) ? v.length === 0 : isObject(v) && Object.keys(v).length === 0);
   /** Prunes the members of map `v` under `node`. */
-  const inMap = (v: JsonObject, node: Trie, s: Schema, isRoot: boolean) => {
+  const inMap = (v: JsonObject, node: PathTrie, s: Schema, isRoot: boolean) => {
     for (const [e, child] of node.children) {
       if (!e.startsWith('f:')) continue;
       const k = e.slice(2);
@@ -178,7 +164,7 @@ function removeMembers(obj: KubeObject, paths: string[], schema: Schema, kept: (
       path.pop();
     }
   };
-  const walk = (v: unknown, node: Trie, s: Schema) => {
+  const walk = (v: unknown, node: PathTrie, s: Schema) => {
     if (isObject(v) && !atomicMap(s)) return inMap(v, node, s, false);
     if (!Array.isArray(v)) return;
     const elems = itemElements(v, s);
