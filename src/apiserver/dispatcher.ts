@@ -5,7 +5,7 @@
  */
 import { errorFields, type Logger } from '../log.js';
 import type { Authenticator, User } from './auth/tokens.js';
-import { forbidden } from './auth/authorizer.js';
+import { forbidden, pathAttributes } from './auth/authorizer.js';
 import { ApiError, internalError, methodNotAllowed, pathNotFound } from './errors.js';
 import { Discovery, SERVER_VERSION } from './discovery/discovery.js';
 import { openapiV2Protobuf } from './discovery/openapi-protobuf.js';
@@ -265,18 +265,7 @@ export class Dispatcher {
 
   /** Non-resource paths (discovery, OpenAPI, /metrics) are authorized by path, the verb being the method. */
   private authorizePath(user: User, path: string, method = 'GET'): void {
-    const attrs = {
-      user,
-      verb: method.toLowerCase(),
-      resourceRequest: false,
-      path,
-      group: '',
-      resource: '',
-      subresource: '',
-      name: '',
-      namespace: '',
-      namespaced: false,
-    };
+    const attrs = pathAttributes(user, method.toLowerCase(), path);
     if (!this.services.authorizer.authorize(attrs).allowed) throw forbidden(attrs);
   }
 

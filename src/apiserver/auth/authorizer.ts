@@ -24,6 +24,11 @@ export interface Attributes {
   namespaced: boolean;
 }
 
+/** The attributes of a request for a path rather than a resource (/metrics, /openapi/v3, …). */
+export function pathAttributes(user: User, verb: string, path: string): Attributes {
+  return { user, verb, resourceRequest: false, path, group: '', resource: '', subresource: '', name: '', namespace: '', namespaced: false };
+}
+
 export interface Decision {
   allowed: boolean;
   /** Why it was allowed (SelfSubjectAccessReview shows it); '' when there is nothing to say. */

@@ -4,6 +4,7 @@
  * (`kubectl auth can-i --list`).
  */
 import { isObject } from '../../util/json.js';
+import { pathAttributes } from '../auth/authorizer.js';
 import { userGroups } from '../auth/rbac/authorizer.js';
 import type { RequestScope } from './scope.js';
 
@@ -63,18 +64,7 @@ export async function review(s: RequestScope): Promise<void> {
     });
   } else if (isObject(spec.nonResourceAttributes)) {
     const attrs = spec.nonResourceAttributes;
-    decision = authorizer.authorize({
-      user,
-      verb: String(attrs.verb ?? ''),
-      resourceRequest: false,
-      path: String(attrs.path ?? ''),
-      group: '',
-      resource: '',
-      subresource: '',
-      name: '',
-      namespace: '',
-      namespaced: false,
-    });
+    decision = authorizer.authorize(pathAttributes(user, String(attrs.verb ?? ''), String(attrs.path ?? '')));
   } else decision = { allowed: false, reason: 'spec has neither resourceAttributes nor nonResourceAttributes' };
   respond.send(s.res, 201, {
     apiVersion: s.apiVersion,
