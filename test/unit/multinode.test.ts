@@ -12,7 +12,8 @@ import { buildJobName, buildJobSpec, dockerConfigJson, jobOutcome } from '../../
 import { lostNodeMessage, nodeView } from '../../src/backends/swarm-nodes.js';
 import { pinConstraint, serviceSpec, withPin } from '../../src/backends/swarm-spec.js';
 import type { ObservedServer, ResolvedImage } from '../../src/backends/types.js';
-import { defaultPolicy, isConstraint, loadPolicy, PolicyError } from '../../src/config/policy.js';
+import { defaultPolicy, loadPolicy, PolicyError } from '../../src/config/policy.js';
+import { isConstraint } from '../../src/config/policy-checks.js';
 import type { Policy } from '../../src/config/types.js';
 import { nodeLocalVolumeNames, pinFor, placementConstraints, renderDesired, volumeIsNodeLocal, type RenderResult } from '../../src/controller/desired.js';
 import { probeUrl } from '../../src/controller/netutil.js';
