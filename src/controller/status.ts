@@ -13,7 +13,7 @@ import type { Policy } from '../config/types.js';
 import { jsonEqual, mergePatchBetween, withoutUndefined } from '../util/json.js';
 import { getCondition, setCondition } from './conditions.js';
 import type { BackOff } from './crash-loop.js';
-import { endpointFor } from './desired.js';
+import { endpointFor } from './endpoint.js';
 import type { EventType } from './events.js';
 import { probeUrl } from './netutil.js';
 import { ANSWERING_STAGE, STOPPING_STAGE } from './progress.js';
