@@ -186,6 +186,7 @@ export const POLICY_SCHEMA = {
 
 const ajv = new Ajv({ allErrors: true, strict: false });
 export const validatePolicyDoc = ajv.compile(POLICY_SCHEMA);
+
 function keyPath(instancePath: string): string {
   return instancePath
     .split('/')
