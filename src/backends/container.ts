@@ -1,55 +1,19 @@
 /**
  * Plain-container backend (kind 'container'), for a Docker host without Swarm: `-p HOSTIP::PORT`,
- * port read back from inspect; a spec change recreates the container (volumes survive).
+ * port read back from inspect; a spec change recreates the container (volumes survive). The
+ * container body and drift (./container-spec.ts) and the reading of Docker's answers
+ * (./container-observe.ts) are pure; this file does the Docker calls.
  */
 import type Docker from 'dockerode';
 import { LABELS } from '../api/names.js';
-import { BaseBackend, envList, labelFilter, MANAGED_FILTER, namedVolumes } from './base-backend.js';
+import { BaseBackend, labelFilter, MANAGED_FILTER } from './base-backend.js';
+import { observeInspected, observeSummary } from './container-observe.js';
+import { containerDrift, containerSpec, ownedContainerConfig, UPDATABLE_HOST_CONFIG } from './container-spec.js';
 import { statusOf, wrapDockerError, type BackendOptions } from './docker.js';
-import { diffPaths, digestOf, pruneEmpty, WrittenShapes } from './drift.js';
+import { digestOf, WrittenShapes } from './drift.js';
 import { secretFilesTar } from './secret-files.js';
 import { nameTaken } from './name-taken.js';
 import { BackendError, type ApplyResult, type BackendEvent, type DesiredServer, type ObservedServer, type ResolvedImage } from './types.js';
-
-/**
- * The HostConfig fields `docker update` can change after a container was created: what drift on a
- * container can be (everything else needs a new container, which the spec hash covers).
- */
-const UPDATABLE_HOST_CONFIG = [
-  'Memory',
-  'MemorySwap',
-  'MemoryReservation',
-  'NanoCpus',
-  'CpuShares',
-  'CpuPeriod',
-  'CpuQuota',
-  'CpuRealtimePeriod',
-  'CpuRealtimeRuntime',
-  'CpusetCpus',
-  'CpusetMems',
-  'PidsLimit',
-  'BlkioWeight',
-  'RestartPolicy',
-] as const;
-
-/** The part of a container's HostConfig that drift is judged on, in drift.ts's canonical form. Pure. */
-export function ownedContainerConfig(hostConfig: any): Record<string, unknown> {
-  const out: Record<string, unknown> = {};
-  for (const k of UPDATABLE_HOST_CONFIG) out[k] = hostConfig?.[k];
-  return (pruneEmpty(out) as Record<string, unknown> | undefined) ?? {};
-}
-
-/**
- * Where an observed container (its ownedContainerConfig) differs from the createContainer body
- * nbswarm would write now: field paths, empty when it has not drifted. Pure.
- */
-export function containerDrift(observedOwned: unknown, desiredBody: any): string[] {
-  const want = ownedContainerConfig(desiredBody?.HostConfig);
-  const have: Record<string, unknown> = structuredClone((observedOwned as Record<string, unknown> | undefined) ?? {});
-  // Docker gives a memory limit without a swap limit a swap limit of twice the memory.
-  if (want.MemorySwap === undefined && typeof have.Memory === 'number' && have.MemorySwap === 2 * have.Memory) delete have.MemorySwap;
-  return diffPaths(pruneEmpty(have) ?? {}, want, 2);
-}
 
 export class ContainerBackend extends BaseBackend {
   readonly kind = 'container' as const;
@@ -58,45 +22,6 @@ export class ContainerBackend extends BaseBackend {
 
   constructor(docker: Docker, opts: BackendOptions = {}) {
     super(docker, opts);
-  }
-
-  /** The createContainer body for `d`. Pure, so it can be unit-tested. */
-  static containerSpec(d: DesiredServer, image: ResolvedImage): any {
-    const portKey = `${d.port}/tcp`;
-    const host = d.networkMode === 'host';
-    const hostConfig: any = {
-      RestartPolicy: { Name: 'unless-stopped' },
-      // A server as PID 1 gets no default signal handlers, so SIGTERM would be ignored and every
-      // stop would wait out the grace period; Docker's init forwards signals and reaps zombies.
-      Init: true,
-      Mounts: d.volumes.map((v) => ({ Type: v.type, Source: v.source, Target: v.target, ReadOnly: !!v.readOnly })),
-      CapDrop: d.hardening.capDrop.length ? d.hardening.capDrop : undefined,
-      CapAdd: d.hardening.capAdd?.length ? d.hardening.capAdd : undefined,
-      SecurityOpt: d.hardening.noNewPrivileges ? ['no-new-privileges:true'] : undefined,
-      PidsLimit: d.hardening.pidsLimit || undefined,
-      ReadonlyRootfs: d.hardening.readOnlyRootfs || undefined,
-      NanoCpus: d.resources.nanoCpus || undefined,
-      Memory: d.resources.memoryBytes || undefined,
-      NetworkMode: host ? 'host' : (d.network ?? 'bridge'),
-      // HostPort "" = Docker picks a free port on HostIp, the `-p HOSTIP::PORT` form.
-      PortBindings: host ? undefined : { [portKey]: [{ HostIp: d.publishHostIp, HostPort: '' }] },
-      GroupAdd: d.groups?.length ? d.groups : undefined,
-    };
-    const body: any = {
-      name: d.dockerName,
-      Image: image.pinned,
-      Labels: d.labels,
-      Env: envList(d.env),
-      ExposedPorts: host ? undefined : { [portKey]: {} },
-      Hostname: host ? undefined : d.dockerName,
-      HostConfig: hostConfig,
-    };
-    if (d.entrypoint) body.Entrypoint = d.entrypoint;
-    if (d.command.length) body.Cmd = d.command;
-    if (d.workdir) body.WorkingDir = d.workdir;
-    if (d.user) body.User = d.user;
-    if (!host && d.network) body.NetworkingConfig = { EndpointsConfig: { [d.network]: { Aliases: [d.dockerName] } } };
-    return body;
   }
 
   /**
@@ -142,53 +67,12 @@ export class ContainerBackend extends BaseBackend {
     const node = await this.dockerHostName();
     const out = await Promise.all(
       list.map((c) => {
-        const o = ContainerBackend.observeSummary(c, node);
+        const o = observeSummary(c, node);
         if (o) return o;
         return this.observeById(c.Id).catch((err) => (statusOf((err as BackendError).cause) === 404 ? undefined : Promise.reject(err)));
       }),
     );
     return out.filter((o): o is ObservedServer => !!o);
-  }
-
-  /** An ObservedServer from one `docker ps` entry, or undefined when only inspect can tell. Pure. */
-  static observeSummary(c: Docker.ContainerInfo, node: string | undefined): ObservedServer | undefined {
-    const labels: Record<string, string> = c.Labels ?? {};
-    const port = Number(labels[LABELS.port] ?? 0);
-    const obs: ObservedServer = {
-      kind: 'container',
-      id: c.Id,
-      name: String(c.Names?.[0] ?? '').replace(/^\//, ''),
-      labels,
-      specHash: labels[LABELS.specHash],
-      state: 'pending',
-      node,
-      containerId: c.Id,
-      image: c.ImageID,
-      createdAt: typeof c.Created === 'number' ? new Date(c.Created * 1000).toISOString() : undefined,
-      volumes: namedVolumes(c.Mounts, 'Name', 'Destination'),
-    };
-    const exit = /^Exited \((-?\d+)\)/.exec(c.Status ?? '');
-    if (c.State === 'running') {
-      obs.state = 'running';
-      obs.message = 'running';
-    } else if (c.State === 'created') {
-      // Never started (a failed start would need inspect's State.Error; a start is retried anyway).
-      obs.state = 'stopped';
-      obs.message = 'created';
-    } else if (c.State === 'exited' && exit && [0, 143].includes(Number(exit[1]))) {
-      obs.state = 'stopped';
-      obs.message = `exited; exit code ${exit[1]}`;
-    } else return undefined;
-    if (c.HostConfig?.NetworkMode === 'host') {
-      obs.hostPort = port || undefined;
-    } else if (obs.state === 'running') {
-      const b = (c.Ports ?? []).find((p) => p.PrivatePort === port && p.Type === 'tcp' && p.PublicPort);
-      if (b) {
-        obs.hostPort = b.PublicPort;
-        obs.hostIp = !b.IP ? '0.0.0.0' : b.IP;
-      }
-    }
-    return obs;
   }
 
   private async inspect(id: string): Promise<any | undefined> {
@@ -207,68 +91,12 @@ export class ContainerBackend extends BaseBackend {
   }
 
   async observeContainer(c: any): Promise<ObservedServer> {
-    const labels: Record<string, string> = c.Config?.Labels ?? {};
-    const port = Number(labels[LABELS.port] ?? 0);
-    const st = c.State ?? {};
-    const obs: ObservedServer = {
-      kind: 'container',
-      id: c.Id,
-      name: String(c.Name ?? '').replace(/^\//, ''),
-      labels,
-      specHash: labels[LABELS.specHash],
-      state: 'pending',
-      node: await this.dockerHostName(),
-      containerId: c.Id,
-      image: c.Image,
-      createdAt: c.Created,
-      volumes: namedVolumes(c.Mounts, 'Name', 'Destination'),
-      // Only an inspect has it: drift is checked after Docker announced a change (an "update"
-      // event makes the next read an inspect), never at the cost of a call per idle server.
-      observedSpec: ownedContainerConfig(c.HostConfig),
-    };
-    const status: string = st.Status ?? '';
-    if (st.Running && !st.Restarting) obs.state = 'running';
-    // Docker restarts it (restart policy unless-stopped, with its own back-off): not failed.
-    else if (st.Restarting) obs.state = 'starting';
-    // "created" without an error was never started: it is as stopped as an exited one. (As
-    // "pending" a stopped resource's container would look forever "Stopping".)
-    else if (status === 'created') obs.state = st.Error ? 'failed' : 'stopped';
-    else if (status === 'removing') obs.state = 'stopped';
-    else if (status === 'exited' || status === 'dead') {
-      // We stop containers with SIGTERM/SIGKILL; any other non-zero exit, or a Docker error, is a crash.
-      const clean = [0, 137, 143].includes(st.ExitCode) && !st.Error && !st.OOMKilled;
-      obs.state = clean ? 'stopped' : 'failed';
-      if (!clean) obs.failedAt = st.FinishedAt;
-    } else if (status === 'paused') obs.state = 'stopped';
-    if (c.RestartCount) {
-      obs.restarts = c.RestartCount;
-      obs.lastFailure = [st.Error, st.OOMKilled ? 'out of memory' : '', `exit code ${st.ExitCode}`].filter(Boolean).join('; ');
-    }
-    if (st.StartedAt && !st.StartedAt.startsWith('0001-')) obs.updatedAt = st.StartedAt;
-    obs.message = [
-      status,
-      st.Error,
-      st.OOMKilled ? 'out of memory' : '',
-      status === 'exited' || st.ExitCode ? `exit code ${st.ExitCode}` : '',
-      st.Restarting ? `restart count ${c.RestartCount}` : '',
-    ]
-      .filter(Boolean)
-      .join('; ');
-    if (c.HostConfig?.NetworkMode === 'host') {
-      obs.hostPort = port || undefined;
-    } else {
-      const b = c.NetworkSettings?.Ports?.[`${port}/tcp`]?.[0];
-      if (b?.HostPort) {
-        obs.hostPort = Number(b.HostPort);
-        obs.hostIp = b.HostIp === '' ? '0.0.0.0' : b.HostIp;
-      }
-    }
-    return obs;
+    return observeInspected(c, await this.dockerHostName());
   }
 
   private async create(d: DesiredServer, image: ResolvedImage): Promise<string> {
     await this.ensureVolumes(d);
-    const spec = ContainerBackend.containerSpec(d, image);
+    const spec = containerSpec(d, image);
     let id: string;
     try {
       const c = await this.docker.createContainer(spec);
@@ -364,7 +192,7 @@ export class ContainerBackend extends BaseBackend {
    */
   private driftOf(current: ObservedServer, d: DesiredServer, image: ResolvedImage): string[] {
     if (current.observedSpec === undefined) return [];
-    const drift = containerDrift(current.observedSpec, ContainerBackend.containerSpec(d, image));
+    const drift = containerDrift(current.observedSpec, containerSpec(d, image));
     if (drift.length && this.shapes.isOwnWrite(current.id, d.specHash, digestOf(current.observedSpec))) return [];
     return drift;
   }
@@ -375,7 +203,7 @@ export class ContainerBackend extends BaseBackend {
    * take, by recreating the container (volumes survive).
    */
   private async revert(current: ObservedServer, d: DesiredServer, image: ResolvedImage, drift: string[]): Promise<ApplyResult> {
-    const want = ContainerBackend.containerSpec(d, image).HostConfig;
+    const want = containerSpec(d, image).HostConfig;
     const owned = ownedContainerConfig(want);
     const inPlace = drift.every((p) => owned[p.split('.')[0]!] !== undefined);
     if (inPlace) {
@@ -388,7 +216,7 @@ export class ContainerBackend extends BaseBackend {
         throw wrapDockerError(`docker update ${current.name}`, err);
       }
       const after = await this.observeById(current.id);
-      if (!containerDrift(after.observedSpec, ContainerBackend.containerSpec(d, image)).length) return { action: 'reverted', observed: after, drift };
+      if (!containerDrift(after.observedSpec, containerSpec(d, image)).length) return { action: 'reverted', observed: after, drift };
     }
     await this.remove(current);
     const id = await this.create(d, image);
@@ -401,7 +229,7 @@ export class ContainerBackend extends BaseBackend {
    */
   private async observeWritten(id: string, d: DesiredServer, image: ResolvedImage): Promise<ObservedServer> {
     const obs = await this.observeById(id);
-    const left = containerDrift(obs.observedSpec, ContainerBackend.containerSpec(d, image));
+    const left = containerDrift(obs.observedSpec, containerSpec(d, image));
     if (left.length) {
       this.shapes.remember(id, d.specHash, digestOf(obs.observedSpec));
       this.log?.warn('Docker stored a container config that differs from the one written; not treated as drift', { container: obs.name, paths: left });

@@ -4,7 +4,7 @@
  * wrote the object for, not what the object is now, so the backends compare what they observe
  * with what they would write, reduced on both sides to the same canonical form:
  * - only the parts nbswarm writes (ownedServiceSpec in swarm-spec.ts, ownedContainerConfig in
- *   container.ts), so Swarm's own bookkeeping (update config, a forced restart) is not drift;
+ *   container-spec.ts), so Swarm's own bookkeeping (update config, a forced restart) is not drift;
  * - "empty" values (undefined, null, "", false, 0, [], {}) dropped, since Docker stores an unset
  *   field as its zero value;
  * - the daemon's defaults for fields nbswarm leaves unset dropped when the observed value is that

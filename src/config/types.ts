@@ -1,7 +1,7 @@
 /**
  * The operator's policy: what an admin grants. A NotebookServer never
  * carries host paths, privileged flags or Docker options; only this does.
- * Loaded by ./policy.ts from YAML + env + flags, with defaults.
+ * Loaded by ./policy.ts from YAML + env + flags, with defaults (./policy-defaults.ts).
  */
 import type { BackendKind, PullPolicy } from '../backends/types.js';
 import type { Mode } from '../api/types.js';

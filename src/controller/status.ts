@@ -3,18 +3,36 @@
  * annotations), the desired server, and what Docker shows (observed object, image, whether the
  * server answers). Every phase, condition, message and Event of a NotebookServer is derived here,
  * so each transition is unit-tested without Docker or an API server; the reconciler gathers the
- * facts and writes the result.
+ * facts and writes the result. This file judges an observed server and plans the write; the
+ * transitions around it are in ./status-phases.ts, the crash-loop back-off in ./crash-loop.ts.
  */
 import { ANNOTATIONS } from '../api/names.js';
-import type { Condition, NotebookServer, NotebookServerStatus, Phase } from '../api/types.js';
+import type { Condition, NotebookServer, NotebookServerStatus } from '../api/types.js';
 import type { BackendKind, ClusterView, DesiredServer, NodeView, ObservedServer, ResolvedImage } from '../backends/types.js';
 import type { Policy } from '../config/types.js';
 import { jsonEqual, mergePatchBetween, withoutUndefined } from '../util/json.js';
 import { getCondition, setCondition } from './conditions.js';
-import { endpointFor } from './desired.js';
+import type { BackOff } from './crash-loop.js';
+import { endpointFor } from './endpoint.js';
 import type { EventType } from './events.js';
 import { probeUrl } from './netutil.js';
 import { ANSWERING_STAGE, STOPPING_STAGE } from './progress.js';
+import { stoppedStatus, withPhase } from './status-phases.js';
+
+// The reconciler takes every status transition from here.
+export { crashLoopBackOff, type BackOff } from './crash-loop.js';
+export {
+  dockerFailedStatus,
+  failedStatus,
+  forGeneration,
+  imageFailedStatus,
+  imageResolved,
+  startingStatus,
+  stoppedStatus,
+  terminatingStatus,
+  waitingStatus,
+  withPhase,
+} from './status-phases.js';
 
 export interface EventSpec {
   type: EventType;
@@ -39,165 +57,11 @@ export const FAILED_REQUEUE_MS = 5000;
 /** Look again at a server whose volumes' node is unavailable (node events usually come first). */
 export const VOLUME_UNAVAILABLE_REQUEUE_MS = 15_000;
 
-type Conds = Record<string, Omit<Condition, 'type'>>;
-
-/**
- * The status a reconcile starts from: the stored one. status.observedGeneration moves only when
- * a status for the new generation is written, i.e. once the operator has acted on it. A Failed
- * verdict on an earlier generation says nothing about this one (a new start must never be
- * answered with the failure of the last), so it becomes Pending until this generation is judged.
- */
-export function startingStatus(obj: NotebookServer, now = new Date().toISOString()): NotebookServerStatus {
-  const status: NotebookServerStatus = withoutUndefined(obj.status ?? {});
-  if (status.phase !== 'Failed' || obj.status?.observedGeneration === obj.metadata.generation) return status;
-  const message = `converging generation ${obj.metadata.generation}`;
-  delete status.endpoint;
-  return withPhase(status, 'Pending', message, { Ready: { status: 'False', reason: 'Progressing', message } }, now);
-}
-
-/** Phases in which the operator is still converging the server to its spec. */
-const CONVERGING: ReadonlySet<Phase> = new Set(['Pending', 'Creating', 'Stopping', 'Terminating']);
-
-/**
- * Reconciling and Stalled for a phase, as kstatus (kubernetes-sigs/cli-utils) reads them:
- * Reconciling=True while converging (or retrying a failure that may pass), Stalled=True when the
- * server cannot converge without a change of its spec or of the policy (a Failed phase, unless the
- * caller says the failure is retried).
- */
-function health(phase: Phase, reason: string | undefined, message: string): Conds {
-  const notStalled = { status: 'False' as const, reason: 'AsExpected', message: '' };
-  if (CONVERGING.has(phase)) return { Reconciling: { status: 'True', reason: reason ?? phase, message }, Stalled: notStalled };
-  if (phase === 'Failed')
-    return { Reconciling: { status: 'False', reason: 'Stalled', message: '' }, Stalled: { status: 'True', reason: reason ?? 'Failed', message } };
-  return { Reconciling: { status: 'False', reason: 'Converged', message: '' }, Stalled: notStalled };
-}
-
-/** `status` in `phase`, with `conds` set and Reconciling/Stalled derived from the phase unless `conds` sets them. */
-export function withPhase(status: NotebookServerStatus, phase: Phase, message: string, conds: Conds, now: string): NotebookServerStatus {
-  const s = { ...status, phase, message };
-  const all = { ...health(phase, conds.Ready?.reason, message), ...conds };
-  for (const [type, c] of Object.entries(all)) s.conditions = setCondition(s.conditions, { type, ...c }, now);
-  return s;
-}
-
-/** A failure the operator keeps retrying (Docker unreachable, a pull that may pass): Reconciling, not Stalled. */
-const RETRYING = (message: string): Conds => ({
-  Reconciling: { status: 'True', reason: 'Retrying', message },
-  Stalled: { status: 'False', reason: 'Retrying', message: '' },
-});
-
-/** Failed with Ready=False for `reason`; Stalled unless `retrying`. */
-export function failedStatus(status: NotebookServerStatus, reason: string, message: string, now: string, retrying = false): NotebookServerStatus {
-  return withPhase(status, 'Failed', message, { Ready: { status: 'False', reason, message }, ...(retrying ? RETRYING(message) : {}) }, now);
-}
-
-/**
- * The status as written for `generation`: status.observedGeneration and every condition's
- * observedGeneration say which spec the operator acted on.
- */
-export function forGeneration(status: NotebookServerStatus, generation: number | undefined): NotebookServerStatus {
-  if (generation === undefined) return status;
-  return { ...status, observedGeneration: generation, conditions: status.conditions?.map((c) => ({ ...c, observedGeneration: generation })) };
-}
-
-/** Terminating while the finalizer removes the Docker object; undefined when it already says so. */
-export function terminatingStatus(old: NotebookServerStatus, now: string): NotebookServerStatus | undefined {
-  if (old.phase === 'Terminating') return undefined;
-  const msg = 'removing the server; volumes are kept';
-  return withPhase(withoutUndefined({ ...old }), 'Terminating', msg, { Ready: { status: 'False', reason: 'Terminating', message: msg } }, now);
-}
-
-/** Pending (or the phase it had, while its object exists) while something it needs is not there yet. */
-export function waitingStatus(status: NotebookServerStatus, hasObject: boolean, reason: string, message: string, now: string): NotebookServerStatus {
-  return withPhase(
-    status,
-    hasObject ? (status.phase ?? 'Pending') : 'Pending',
-    message,
-    {
-      Ready: { status: 'False', reason, message },
-      Reconciling: { status: 'True', reason, message },
-      Stalled: { status: 'False', reason: 'AsExpected', message: '' },
-    },
-    now,
-  );
-}
-
-export function imageResolved(status: NotebookServerStatus, image: string, resolved: ResolvedImage, now: string): NotebookServerStatus {
-  return {
-    ...status,
-    conditions: setCondition(status.conditions, { type: 'ImageReady', status: 'True', reason: 'Resolved', message: `${image} → ${resolved.pinned}` }, now),
-  };
-}
-
-export function imageFailedStatus(status: NotebookServerStatus, reason: string, message: string, now: string): NotebookServerStatus {
-  const s = { ...status, conditions: setCondition(status.conditions, { type: 'ImageReady', status: 'False', reason, message }, now) };
-  // A missing image needs a spec change (or an image built); a failed pull is retried.
-  return failedStatus(s, reason, message, now, reason !== 'ImageNotFound');
-}
-
 /** Remove condition `type`, if present. */
 function dropCondition(conds: Condition[] | undefined, type: string): Condition[] | undefined {
   if (!conds?.some((c) => c.type === type)) return conds;
   const out = conds.filter((c) => c.type !== type);
   return out.length ? out : undefined;
-}
-
-/** When the operator starts again a server that Docker stopped restarting. */
-export interface BackOff {
-  /** 1 for the first restart after a crash loop, 2 for the next… */
-  attempt: number;
-  delayMs: number;
-  /** RFC 3339 time of the restart. */
-  at: string;
-}
-
-/**
- * Back-off of a server Docker gave up on (observed 'failed'): its failure time plus initialSeconds
- * doubled per restart the operator already forced (capped at maxSeconds), or the initial delay
- * again when it had run resetAfterSeconds since it was last written.
- */
-export function crashLoopBackOff(
-  observed: Pick<ObservedServer, 'failedAt' | 'updatedAt' | 'forcedRestarts'>,
-  policy: Pick<Policy, 'crashLoopBackOff'>,
-  now: string,
-): BackOff {
-  const p = policy.crashLoopBackOff;
-  const failedAt = Date.parse(observed.failedAt ?? '') || Date.parse(now);
-  const since = Date.parse(observed.updatedAt ?? '') || failedAt;
-  const forced = failedAt - since >= p.resetAfterSeconds * 1000 ? 0 : (observed.forcedRestarts ?? 0);
-  const delayMs = Math.round(Math.min(p.initialSeconds * 1000 * 2 ** Math.min(forced, 30), p.maxSeconds * 1000));
-  return { attempt: forced + 1, delayMs, at: new Date(failedAt + delayMs).toISOString() };
-}
-
-/** A Docker call failed while converging. */
-export function dockerFailedStatus(status: NotebookServerStatus, reason: string, message: string, now: string): NotebookServerStatus {
-  const s = failedStatus(status, reason, message, now, true);
-  return { ...s, conditions: setCondition(s.conditions, { type: 'Degraded', status: 'True', reason, message }, now) };
-}
-
-/** Stopped (done) or Stopping; `name` is the server's Docker object, if it has one. */
-export function stoppedStatus(
-  obj: NotebookServer,
-  base: NotebookServerStatus,
-  done: boolean,
-  kind: BackendKind,
-  now: string,
-  name?: string,
-): NotebookServerStatus {
-  const status = { ...base };
-  delete status.endpoint;
-  if (!name) delete status.backend;
-  const annotated = obj.spec.stopped !== true;
-  const why = annotated
-    ? ` by annotation ${ANNOTATIONS.stopped} (${obj.metadata.annotations?.[ANNOTATIONS.stoppedReason] ?? 'manual'}); remove it or change spec to start again`
-    : '';
-  const conds: Conds = {
-    Ready: { status: 'False', reason: done ? 'Stopped' : 'Stopping', message: done ? 'server is stopped; volumes kept' : 'stopping' },
-    Scheduled: { status: 'False', reason: 'Stopped', message: 'server is stopped' },
-    Degraded: { status: 'False', reason: 'AsExpected', message: '' },
-  };
-  if (!name) return withPhase(status, 'Stopped', `stopped${why}; no ${kind} exists until it starts`, conds, now);
-  return withPhase(status, done ? 'Stopped' : 'Stopping', done ? `${name} is stopped${why}` : `stopping ${name}`, conds, now);
 }
 
 /** The URL to probe for "the server answers", when its object runs and its address is one the policy lets the operator probe. */

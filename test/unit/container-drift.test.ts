@@ -3,7 +3,7 @@
  * Docker's own defaults (a swap limit of twice the memory, zero values) are not drift.
  */
 import { expect } from 'chai';
-import { containerDrift, ownedContainerConfig } from '../../src/backends/container.js';
+import { containerDrift, ownedContainerConfig } from '../../src/backends/container-spec.js';
 
 const MiB = 1024 * 1024;
 const desired = { HostConfig: { Memory: 64 * MiB, NanoCpus: 5e8, PidsLimit: 512, RestartPolicy: { Name: 'unless-stopped' }, Init: true, Mounts: [] } };

@@ -7,7 +7,9 @@ import type { DesiredServer, ObservedServer } from '../../src/backends/types.js'
 import { defaultPolicy, loadPolicy } from '../../src/config/policy.js';
 import { repoPath } from '../../src/paths.js';
 import type { Policy } from '../../src/config/types.js';
-import { endpointFor, fallbackDockerName, imageAllowed, renderDesired, type RenderContext, type RenderResult } from '../../src/controller/desired.js';
+import { fallbackDockerName, renderDesired, type RenderContext, type RenderResult } from '../../src/controller/desired.js';
+import { endpointFor } from '../../src/controller/endpoint.js';
+import { imageAllowed } from '../../src/controller/image-policy.js';
 import { canonicalJson } from '../../src/util/json.js';
 
 function nbs(spec: Partial<NotebookServerSpec>, meta: Partial<NotebookServer['metadata']> = {}): NotebookServer {

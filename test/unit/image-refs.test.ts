@@ -2,7 +2,8 @@ import { expect } from 'chai';
 import type { NotebookServer } from '../../src/api/types.js';
 import { defaultPolicy } from '../../src/config/policy.js';
 import { imageMatchesGlobs, InvalidImageReference, normaliseImageGlob, normaliseReference, sameReference } from '../../src/config/image-refs.js';
-import { imageAllowed, pullPolicyFor, renderDesired } from '../../src/controller/desired.js';
+import { renderDesired } from '../../src/controller/desired.js';
+import { imageAllowed, pullPolicyFor } from '../../src/controller/image-policy.js';
 
 const DIGEST = `sha256:${'a'.repeat(64)}`;
 

@@ -12,9 +12,12 @@ import { buildJobName, buildJobSpec, dockerConfigJson, jobOutcome } from '../../
 import { lostNodeMessage, nodeView } from '../../src/backends/swarm-nodes.js';
 import { pinConstraint, serviceSpec, withPin } from '../../src/backends/swarm-spec.js';
 import type { ObservedServer, ResolvedImage } from '../../src/backends/types.js';
-import { defaultPolicy, isConstraint, loadPolicy, PolicyError } from '../../src/config/policy.js';
+import { defaultPolicy, loadPolicy, PolicyError } from '../../src/config/policy.js';
+import { isConstraint } from '../../src/config/policy-checks.js';
 import type { Policy } from '../../src/config/types.js';
-import { nodeLocalVolumeNames, pinFor, placementConstraints, renderDesired, volumeIsNodeLocal, type RenderResult } from '../../src/controller/desired.js';
+import { renderDesired, type RenderResult } from '../../src/controller/desired.js';
+import { pinFor, placementConstraints } from '../../src/controller/placement.js';
+import { nodeLocalVolumeNames, volumeIsNodeLocal } from '../../src/controller/server-volumes.js';
 import { probeUrl } from '../../src/controller/netutil.js';
 import { volumeNodeProblem } from '../../src/controller/status.js';
 import { addressMatcher, parseCidr } from '../../src/util/cidr.js';

@@ -3,7 +3,8 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { BUILTIN_LAUNCHERS } from '../../src/config/launchers.js';
-import { deepMerge, defaultPolicy, didYouMean, enabledModes, loadPolicy, PolicyError } from '../../src/config/policy.js';
+import { deepMerge, defaultPolicy, enabledModes, loadPolicy, PolicyError } from '../../src/config/policy.js';
+import { didYouMean } from '../../src/config/did-you-mean.js';
 import { repoPath } from '../../src/paths.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'nbs-policy-'));

@@ -5,7 +5,8 @@
 import { expect } from 'chai';
 import { readFileSync } from 'node:fs';
 import { notebookServerSchema, type JSONSchemaProps } from '../../src/api/schema.js';
-import { POLICY_ENV, defaultPolicy } from '../../src/config/policy.js';
+import { defaultPolicy } from '../../src/config/policy.js';
+import { POLICY_ENV } from '../../src/config/policy-env.js';
 import { repoPath } from '../../src/paths.js';
 
 const readme = readFileSync(repoPath('README.md'), 'utf8');
