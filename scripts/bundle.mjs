@@ -8,10 +8,16 @@
  * KubeConfig is imported; bundled, only what the operator uses is loaded. Measured: an idle
  * `nbswarm operator` 126 → 99 MB resident (bench P4's operatorRssIdleMB).
  * Native modules (better-sqlite3, and ssh2/cpu-features under dockerode) stay in node_modules.
+ *
+ * V8 keeps the source of every loaded module in memory (functions compile lazily from it), one byte
+ * a character only while all of it is ASCII: comments (`§`, `—`) made the 5 MB bundle a 10 MB
+ * two-byte string. So whitespace and comments are minified away (identifiers are kept: stack
+ * traces and heap snapshots stay readable; the source map maps back) and the output must be
+ * ASCII. Measured: `nbswarm operator --help` 99 → 88 MB resident, the running operator ~14 MB less.
  */
 import { build } from 'esbuild';
 import { basename, dirname, join, resolve } from 'node:path';
-import { rmSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import process from 'node:process';
 import { URL, fileURLToPath } from 'node:url';
 
@@ -39,7 +45,23 @@ await build({
   // CommonJS dependencies call require(); an ES module has none of its own.
   banner: { js: "import { createRequire as __nbswarmRequire } from 'node:module'; const require = __nbswarmRequire(import.meta.url);" },
   minifySyntax: true,
+  minifyWhitespace: true,
+  charset: 'ascii',
   legalComments: 'none',
   sourcemap: process.env.NBSWARM_BUNDLE_SOURCEMAP === '0' ? false : 'linked',
   logLevel: 'warning',
 });
+
+// esbuild escapes what it can; a raw template literal (String.raw) it must leave as written.
+const chunkFiles = existsSync(join(outdir, chunks)) ? readdirSync(join(outdir, chunks)).map((f) => join(outdir, chunks, f)) : [];
+for (const file of [outfile, ...chunkFiles]) {
+  if (!file.endsWith('.mjs')) continue;
+  const text = readFileSync(file, 'latin1');
+  const at = text.search(/[\u0080-\uffff]/);
+  if (at >= 0) {
+    process.stderr.write(
+      `bundle: ${file} holds a non-ASCII character near ${JSON.stringify(text.slice(Math.max(0, at - 60), at + 20))}; write it as an escape (\\uXXXX)\n`,
+    );
+    process.exit(1);
+  }
+}

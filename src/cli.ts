@@ -12,6 +12,7 @@ import { registerLogsCommand } from './commands/logs.js';
 import { registerStatusCommand } from './commands/status.js';
 import { registerDoctorCommand } from './commands/doctor.js';
 import { registerCompletionCommand } from './commands/completion.js';
+import { keepYoungGenerationSmall } from './young-generation.js';
 
 function packageVersion(): string {
   const pkg = JSON.parse(readFileSync(repoPath('package.json'), 'utf8')) as { version: string };
@@ -35,6 +36,11 @@ program
 process.stdout.on('error', (err: NodeJS.ErrnoException) => {
   if (err.code === 'EPIPE') process.exit(0);
   throw err;
+});
+
+// Before the command runs: the young generation must not have grown yet.
+program.hook('preAction', (_program, command) => {
+  if (command.name() === 'operator') keepYoungGenerationSmall();
 });
 
 registerApiServerCommands(program);

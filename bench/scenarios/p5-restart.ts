@@ -11,6 +11,7 @@ import type { ScenarioResult } from '../lib/result.js';
 import { ratio, round, sleep } from '../lib/stats.js';
 import { informerSynced, queueStats, reconcilerStats } from '../lib/stack.js';
 import { quiesce, type Fixture } from './fixture.js';
+import { profileWindow } from '../lib/cpu-profile.js';
 
 export async function operatorRestart(ctx: BenchContext, fx: Fixture): Promise<ScenarioResult> {
   const n = fx.names.length;
@@ -27,6 +28,7 @@ export async function operatorRestart(ctx: BenchContext, fx: Fixture): Promise<S
   const tracker = new ReadyTracker(ctx.kube, fx.ns);
   await tracker.start();
   const c0 = await ctx.opProxy.counts();
+  const prof = await profileWindow('p5-restart');
   const t0 = performance.now();
   const op = await ctx.ensureOperator(fx.kind);
   const tStarted = performance.now();
@@ -42,6 +44,8 @@ export async function operatorRestart(ctx: BenchContext, fx: Fixture): Promise<S
     }
     await sleep(20);
   }
+  const profFile = await prof.stop();
+  if (profFile) r.notes.push(`CPU profile of the restart window (bench process, operator in it): ${profFile}`);
   await sleep(1000);
   const calls = diffCounts(await ctx.opProxy.counts(), c0);
   const rs = reconcilerStats(op.op.stats());

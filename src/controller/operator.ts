@@ -28,6 +28,7 @@ import { ApiObjectWriter } from './object-writer.js';
 import { HostPortAllocator } from './ports.js';
 import { ProgressClock } from './progress.js';
 import { Reconciler, RetryLater, newReconcilerStats, type ReconcilerStats } from './reconciler.js';
+import { RecordedReadiness } from './recorded-readiness.js';
 import { SecretInformer, serversReferencing } from './secrets.js';
 import { SpawnTimer } from './spawn-timer.js';
 import { WorkQueue, type Lane, type WorkQueueStats } from './workqueue.js';
@@ -148,6 +149,7 @@ export async function startOperator(opts: OperatorOptions): Promise<OperatorHand
   const echoes = new EchoSuppressor();
   const progress = new ProgressClock();
   const spawns = new SpawnTimer();
+  const readiness = new RecordedReadiness();
   const stats = newReconcilerStats();
   const reconciler = new Reconciler({
     policy,
@@ -158,6 +160,7 @@ export async function startOperator(opts: OperatorOptions): Promise<OperatorHand
     events,
     ports: new HostPortAllocator(policy.hostPortRange),
     probe: opts.probe ?? ((url) => answersHttp(url)),
+    readiness,
     gc,
     stats,
   });
@@ -202,6 +205,7 @@ export async function startOperator(opts: OperatorOptions): Promise<OperatorHand
         queue.forget(ev.key);
         echoes.forget(ev.key);
         progress.reset(ev.key);
+        readiness.forget(ev.key);
       }
       return of(...keys.map((k) => ({ key: k, reason, lane: apiLane(ev) })));
     }),

@@ -2,7 +2,7 @@
  * reconcile(key): level-triggered and idempotent, after controller-runtime's Reconciler and
  * Kubeflow's notebook-controller. It reads the caches (NotebookServers, Secrets, the backend's
  * Docker observer), writes Docker and status, and returns when to look again; it keeps no state of
- * its own (echo suppression, poll delays and reserved host ports live beside the queue, in the
+ * its own (echo suppression, poll delays, first looks and reserved host ports live beside the queue, in the
  * collaborators it is given). The desired object comes from a pure function (renderDesired), the
  * backend writes only the difference (spec-hash label), and status (a pure function, status.ts) is
  * patched only when it changed, so a converged reconcile writes nothing: not to Docker, not to the API.
@@ -29,6 +29,7 @@ import type { OrphanCollector } from './gc.js';
 import type { ObjectWriter, WriteCounts } from './object-writer.js';
 import type { HostPortAllocator } from './ports.js';
 import type { ReconcileResult } from './progress.js';
+import type { RecordedReadiness } from './recorded-readiness.js';
 import { ensureSourceImage } from './source-image.js';
 import {
   crashLoopBackOff,
@@ -74,6 +75,8 @@ export interface ReconcilerDeps {
   ports: Pick<HostPortAllocator, 'allocate' | 'release'>;
   /** Whether an HTTP server answers at a loopback URL (any status counts). */
   probe: (url: string) => Promise<boolean>;
+  /** When set, a first look at a running server takes its recorded Ready instead of probing (see recorded-readiness.ts). */
+  readiness?: Pick<RecordedReadiness, 'firstLook'>;
   /** Removal of built images / deleteWithServer volumes that may have to wait (see gc.ts). */
   gc: Pick<OrphanCollector, 'removeImageSoon' | 'removeVolumeSoon'>;
   /** Counters, shared with the writer and read by the operator's stats. */
@@ -325,21 +328,12 @@ export class Reconciler {
     }
 
     const url = probeUrlFor(desired, observed, policy, stopped);
-    const answering = url ? await this.d.probe(url) : true;
-    const outcome = observedStatus({
-      obj,
-      base: status,
-      desired,
-      observed,
-      image,
-      kind: backend.kind,
-      policy,
-      stopped,
-      answering,
-      cluster,
-      now: this.now(),
-      backOff,
-    });
+    const observation = { obj, base: status, desired, observed, image, kind: backend.kind, policy, stopped, cluster, now: this.now(), backOff };
+    let outcome = observedStatus({ ...observation, answering: true });
+    if (url && !this.recordedAnswering(obj, old, outcome.status)) {
+      const answering = await this.d.probe(url);
+      if (!answering) outcome = observedStatus({ ...observation, answering });
+    }
     const written = await this.writeStatus(obj, old, outcome.status, outcome.event);
     if (obj.metadata.annotations?.[ANNOTATIONS.startDeadline] !== undefined && outcome.status.phase === 'Running') {
       // The start it was waited for is done: a later crash is not a missed start. Conditional on
@@ -412,6 +406,17 @@ export class Reconciler {
         problem: `registry credentials: Secret ${ref.namespace}/${ref.name} has no credentials for ${address} (expected .dockerconfigjson or username/password)`,
       };
     return { auth };
+  }
+
+  /**
+   * Whether this look may take the server's recorded Ready instead of probing it: only on the
+   * process's first look at it, and only when the status it would write if the server answers is
+   * exactly the one recorded (so the record is of this generation, Docker object, endpoint and
+   * restart count, and says Ready).
+   */
+  private recordedAnswering(obj: NotebookServer, old: NotebookServerStatus, answeringStatus: NotebookServerStatus): boolean {
+    if (!this.d.readiness?.firstLook(`${obj.metadata.namespace}/${obj.metadata.name}`)) return false;
+    return planStatusWrite(old, forGeneration(answeringStatus, obj.metadata.generation)).patch === undefined;
   }
 
   /** A refused spec or unusable system user: Failed, one Warning; nothing to retry until something changes. */

@@ -197,9 +197,11 @@ export class WorkQueue {
     return Math.min(this.maxDelayMs, this.baseDelayMs * 2 ** Math.max(0, failures - 1));
   }
 
-  /** Forget the key's failure history (e.g. the object was deleted). */
+  /** Forget the key's failure history and counts (the object was deleted): nothing stays per deleted key. */
   forget(key: string): void {
     this.failures.delete(key);
+    // A reconcile of the key still running recreates its counts; they go with the next forget.
+    if (!this.processing.has(key)) this.perKey.delete(key);
     const t = this.timers.get(key);
     if (t) {
       clearTimeout(t.handle);

@@ -16,6 +16,17 @@ describe('WorkQueue', () => {
     q = undefined;
   });
 
+  it('keeps nothing per key once the key is forgotten (its object deleted)', async () => {
+    q = new WorkQueue({ concurrency: 2, handler: async () => undefined });
+    q.enqueue('gone');
+    q.enqueue('kept');
+    await q.whenIdle();
+    expect(Object.keys(q.stats().perKey).sort()).to.deep.equal(['gone', 'kept']);
+    q.forget('gone');
+    expect(Object.keys(q.stats().perKey)).to.deep.equal(['kept']);
+    expect(q.stats().perKey.kept!.reconciles).to.equal(1);
+  });
+
   it('coalesces a key that is already waiting', async () => {
     const seen: Array<[string, string[]]> = [];
     const gate = deferred();
