@@ -37,6 +37,8 @@ export interface StoreEvent {
   prev?: StoredObject;
   /** Serialised watch lines, shared by every watcher that sends the same bytes. */
   wire?: Map<string, Buffer>;
+  /** Whether watches of one selection show the object and its previous state: decided once for all of them. */
+  visibility?: Map<string, [boolean, boolean]>;
 }
 
 /** A write whose object would be larger than the store takes (see MAX_OBJECT_BYTES). */
