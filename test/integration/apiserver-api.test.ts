@@ -1,8 +1,9 @@
 import { writeFileSync } from 'node:fs';
 import http2 from 'node:http2';
+import https from 'node:https';
 import { join } from 'node:path';
 import { expect } from 'chai';
-import { apiRequest, apiWatch, startTestApiServer, until, widgetCrd, type TestApiServer } from '../helpers/apiserver.js';
+import { apiRequest, apiWatch, kubectl, startTestApiServer, until, widgetCrd, type TestApiServer } from '../helpers/apiserver.js';
 
 const W = '/apis/example.nbswarm.io/v1/namespaces/default/widgets';
 const widget = (name: string, spec: object = { user: 'alice' }, labels?: Record<string, string>) => ({
@@ -492,6 +493,130 @@ describe('API server: semantics', function () {
     } finally {
       session.close();
       w.stop();
+    }
+  });
+
+  it('a list of megabytes is the stored objects, in step with every write; pages, HTTP/2 and kubectl see the same', async function () {
+    this.timeout(120_000);
+    const B = '/apis/example.nbswarm.io/v1/namespaces/big/widgets';
+    expect((await req('POST', '/api/v1/namespaces', { body: { apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'big' } } })).status).to.equal(201);
+    // ~8 KB each, some of it beyond ASCII: 200 of them take several of the server's 1 MiB writes.
+    const note = (i: number, v = 0) => `é∑-${i}-${v}-${'x'.repeat(8000)}`;
+    const big = (i: number, v = 0) => ({
+      ...widget(`w${String(i).padStart(3, '0')}`),
+      metadata: { name: `w${String(i).padStart(3, '0')}`, annotations: { note: note(i, v) } },
+    });
+    for (let i = 0; i < 200; i += 20) {
+      const created = await Promise.all(Array.from({ length: 20 }, (_, k) => req('POST', B, { body: big(i + k) })));
+      expect(created.map((r) => r.status)).to.deep.equal(Array(20).fill(201));
+    }
+    const list = async () => {
+      const r = await req('GET', B);
+      expect(r.status, r.text.slice(0, 300)).to.equal(200);
+      return r;
+    };
+    const first = await list();
+    expect(Buffer.byteLength(first.text)).to.be.greaterThan(1.6 * 1024 * 1024);
+    expect(first.body.kind).to.equal('WidgetList');
+    expect(first.body.items.map((o: { metadata: { annotations: { note: string } } }) => o.metadata.annotations.note)).to.deep.equal(
+      Array.from({ length: 200 }, (_, i) => note(i)),
+    );
+    // Writes after the kind is held in memory: a change, a delete and a create, each seen by the next list.
+    const changed = await req('PATCH', `${B}/w005`, { body: { metadata: { annotations: { note: note(5, 1) } } }, contentType: 'application/merge-patch+json' });
+    expect(changed.status).to.equal(200);
+    expect((await req('DELETE', `${B}/w010`)).status).to.equal(200);
+    expect((await req('POST', B, { body: big(999) })).status).to.equal(201);
+    const after = await list();
+    const names = after.body.items.map((o: { metadata: { name: string } }) => o.metadata.name);
+    expect(names).to.have.length(200);
+    expect(names).to.not.include('w010');
+    expect(names[names.length - 1]).to.equal('w999');
+    expect(after.body.items[5]).to.deep.equal(changed.body);
+    expect(after.body.items[100]).to.deep.equal((await req('GET', `${B}/w101`)).body);
+    expect(Number(after.body.metadata.resourceVersion)).to.be.at.least(Number(after.body.items[199].metadata.resourceVersion));
+    // Pages of 37 (continue tokens into the in-memory copy) add up to the same list.
+    const paged: unknown[] = [];
+    let cont = '';
+    do {
+      const r = await req('GET', `${B}?limit=37${cont ? `&continue=${encodeURIComponent(cont)}` : ''}`);
+      paged.push(...r.body.items);
+      cont = r.body.metadata.continue ?? '';
+    } while (cont);
+    expect(paged).to.deep.equal(after.body.items);
+    // The same bytes over HTTP/2.
+    const session = http2.connect(srv.url, { ca: srv.caPem });
+    try {
+      const h2 = await new Promise<string>((resolve, reject) => {
+        const st = session.request({ ':path': B, authorization: `Bearer ${srv.adminToken}` });
+        const chunks: Buffer[] = [];
+        st.on('data', (c: Buffer) => chunks.push(c));
+        st.on('end', () => resolve(Buffer.concat(chunks).toString('utf8')));
+        st.on('error', reject);
+        st.end();
+      });
+      expect(JSON.parse(h2).items).to.deep.equal(after.body.items);
+    } finally {
+      session.close();
+    }
+    const k = await kubectl(['get', 'widgets', '-n', 'big', '-o', 'json'], { kubeconfig: srv.kubeconfigPath });
+    expect(k.code, k.stderr).to.equal(0);
+    expect(JSON.parse(k.stdout).items.map((o: { metadata: { name: string } }) => o.metadata.name)).to.deep.equal(names);
+  });
+
+  it('watches of one selection each get its events; an HTTP/1.1 watch that ends leaves its connection serving the next request', async () => {
+    for (const n of ['sel-a', 'sel-b']) expect((await req('POST', W, { body: widget(n, { user: 'carol' }, { tier: 'gold' }) })).status).to.equal(201);
+    const rv = (await req('GET', W)).body.metadata.resourceVersion;
+    // Each watch on a keep-alive agent of one connection, ending after 2 s.
+    const agents = Array.from({ length: 3 }, () => new https.Agent({ keepAlive: true, maxSockets: 1, ca: srv.caPem }));
+    const open = (agent: https.Agent, query: string) =>
+      new Promise<{ events: string[]; ended: Promise<void> }>((resolve, reject) => {
+        const events: string[] = [];
+        const r = https.get(
+          new URL(`${W}?watch=1&resourceVersion=${rv}&timeoutSeconds=2&${query}`, srv.url),
+          { agent, headers: { authorization: `Bearer ${srv.adminToken}` } },
+          (res) => {
+            let buf = '';
+            const ended = new Promise<void>((done) => res.on('end', () => done()));
+            res.on('data', (c: Buffer) => {
+              buf += c.toString('utf8');
+              for (let i = buf.indexOf('\n'); i >= 0; i = buf.indexOf('\n')) {
+                const ev = JSON.parse(buf.slice(0, i)) as { type: string; object: { metadata: { name: string; labels?: Record<string, string> } } };
+                buf = buf.slice(i + 1);
+                events.push(`${ev.type}:${ev.object.metadata.name}:${ev.object.metadata.labels?.tier ?? ''}`);
+              }
+            });
+            resolve({ events, ended });
+          },
+        );
+        r.on('error', reject);
+      });
+    try {
+      const byName = [await open(agents[0]!, 'fieldSelector=metadata.name%3Dsel-a'), await open(agents[1]!, 'fieldSelector=metadata.name%3Dsel-a')];
+      const byLabel = await open(agents[2]!, 'labelSelector=tier%3Dgold');
+      const patch = (name: string, tier: string) =>
+        req('PATCH', `${W}/${name}`, { body: { metadata: { labels: { tier } } }, contentType: 'application/merge-patch+json' });
+      expect((await patch('sel-a', 'silver')).status).to.equal(200);
+      expect((await patch('sel-b', 'bronze')).status).to.equal(200);
+      expect((await patch('sel-a', 'gold')).status).to.equal(200);
+      await Promise.all([...byName, byLabel].map((w) => w.ended));
+      for (const w of byName) expect(w.events).to.deep.equal(['MODIFIED:sel-a:silver', 'MODIFIED:sel-a:gold']);
+      expect(byLabel.events).to.deep.equal(['DELETED:sel-a:silver', 'DELETED:sel-b:bronze', 'ADDED:sel-a:gold']);
+      // The chunked reply ended cleanly: the same connection answers the next request.
+      for (const agent of agents) {
+        const got = await new Promise<{ status: number; reused: boolean; body: string }>((resolve, reject) => {
+          const r = https.get(new URL(`${W}/sel-a`, srv.url), { agent, headers: { authorization: `Bearer ${srv.adminToken}` } }, (res) => {
+            let body = '';
+            res.on('data', (c: Buffer) => (body += c));
+            res.on('end', () => resolve({ status: res.statusCode ?? 0, reused: r.reusedSocket, body }));
+          });
+          r.on('error', reject);
+        });
+        expect(got.status).to.equal(200);
+        expect(got.reused).to.equal(true);
+        expect(JSON.parse(got.body).metadata.labels).to.deep.equal({ tier: 'gold' });
+      }
+    } finally {
+      for (const a of agents) a.destroy();
     }
   });
 

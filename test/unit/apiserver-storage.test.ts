@@ -3,6 +3,7 @@ import Database from 'better-sqlite3';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { CachedRow, ObjectCache } from '../../src/apiserver/storage/cache.js';
 import { AlreadyExistsError, Store, type StoreEvent } from '../../src/apiserver/storage/sqlite.js';
 import type { KubeObject } from '../../src/apiserver/types.js';
 
@@ -68,6 +69,77 @@ describe('API server storage (SQLite, writer thread)', function () {
     expect(names('ns')).to.deep.equal(['ns/a', 'ns/b', 'ns/c', 'ns/f']);
   });
 
+  it('lists from its in-memory copy: commits keep it in step, pending writes are laid over it', async () => {
+    const s = open();
+    for (const n of ['b', 'd', 'f']) s.write('ADDED', CM, 'ns', n, cm(n, { v: n }));
+    s.write('ADDED', CM, 'other', 'a', { ...cm('a'), metadata: { name: 'a', namespace: 'other' } });
+    await s.settled();
+    const rows = (ns: string | null, after?: [string, string]) =>
+      [...s.listRows(CM, ns, after)].map((r) => `${r.ns}/${r.name}:${JSON.stringify((JSON.parse(r.data) as { data: unknown }).data)}`);
+    const fromSqlite = (ns: string | null, after?: [string, string]) =>
+      [...s.iterateRows(CM, ns, after)].map((r) => `${r.ns}/${r.name}:${JSON.stringify((JSON.parse(r.data) as { data: unknown }).data)}`);
+    expect(s.listCache.kinds).to.deep.equal({});
+    expect(rows('ns')).to.deep.equal(['ns/b:{"v":"b"}', 'ns/d:{"v":"d"}', 'ns/f:{"v":"f"}']);
+    expect(s.listCache.kinds).to.deep.equal({ [CM]: 4 });
+    // The cached text is the stored text, as bytes of its own.
+    const cached = [...s.listRows(CM, 'ns')][0] as CachedRow;
+    expect(cached).to.be.instanceOf(CachedRow);
+    expect(cached.bytes.toString()).to.equal([...s.iterateRows(CM, 'ns')][0]!.data);
+    expect(s.listCache.bytes).to.equal([...s.iterateRows(CM, null)].reduce((n, r) => n + Buffer.byteLength(r.data), 0));
+    // Pending writes: a new name between, one deleted, one changed; a new namespace before the others.
+    s.write('ADDED', CM, 'ns', 'c', cm('c', { v: 'c' }));
+    s.write('DELETED', CM, 'ns', 'd', s.get(CM, 'ns', 'd')!);
+    s.write('MODIFIED', CM, 'ns', 'f', cm('f', { v: 'f2' }));
+    s.write('ADDED', CM, 'a-ns', 'z', { ...cm('z'), metadata: { name: 'z', namespace: 'a-ns' } });
+    const want = ['ns/b:{"v":"b"}', 'ns/c:{"v":"c"}', 'ns/f:{"v":"f2"}'];
+    expect(rows('ns')).to.deep.equal(want);
+    expect(rows(null).map((r) => r.split(':')[0])).to.deep.equal(['a-ns/z', 'ns/b', 'ns/c', 'ns/f', 'other/a']);
+    await s.settled();
+    // Committed: the same from the copy as from SQLite, with cursors inside, before and after a namespace.
+    expect(s.pending).to.equal(false);
+    expect(rows('ns')).to.deep.equal(want);
+    for (const [ns, after] of [
+      [null, undefined],
+      [null, ['ns', 'b']],
+      [null, ['ns', 'zz']],
+      ['ns', ['ns', 'c']],
+      ['ns', ['a-ns', 'z']],
+      ['other', ['ns', 'b']],
+      ['none', undefined],
+    ] as [string | null, [string, string] | undefined][])
+      expect(rows(ns, after), `${ns} after ${String(after)}`).to.deep.equal(fromSqlite(ns, after));
+    expect(s.listCache.kinds).to.deep.equal({ [CM]: 5 });
+    // A kind never listed is not held.
+    s.write('ADDED', '/secrets', 'ns', 's', { apiVersion: 'v1', kind: 'Secret', metadata: { name: 's', namespace: 'ns' } });
+    await s.settled();
+    expect(Object.keys(s.listCache.kinds)).to.deep.equal([CM]);
+  });
+
+  it("the list copy's load may see a commit before its acknowledgement; applying that one later never undoes a newer one", () => {
+    const db = new Database(':memory:');
+    db.exec('CREATE TABLE objects (gr TEXT NOT NULL, ns TEXT NOT NULL, name TEXT NOT NULL, rv INTEGER NOT NULL, data TEXT NOT NULL, UNIQUE (gr, ns, name))');
+    const put = db.prepare('INSERT INTO objects (gr, ns, name, rv, data) VALUES (?, ?, ?, ?, ?)');
+    put.run(CM, 'ns', 'a', 5, '{"v":"a5"}');
+    put.run(CM, 'ns', 'b', 6, '{"v":"b6"}');
+    const cache = new ObjectCache(db.prepare('SELECT ns, name, rv, CAST(data AS BLOB) AS data FROM objects WHERE gr = ? ORDER BY ns, name'));
+    const texts = () => [...cache.rows(CM, null, ['', ''])].map((r) => `${r.name}@${r.rv}=${r.data}`);
+    expect(texts()).to.deep.equal(['a@5={"v":"a5"}', 'b@6={"v":"b6"}']);
+    // Acknowledgements of commits the load already saw (or older ones) change nothing.
+    cache.committed(CM, 'ns', 'a', 4, '{"v":"a4"}');
+    cache.committed(CM, 'ns', 'a', 5, '{"v":"a5"}');
+    cache.committed(CM, 'ns', 'b', 3, null);
+    expect(texts()).to.deep.equal(['a@5={"v":"a5"}', 'b@6={"v":"b6"}']);
+    // Newer ones do, in key order; a kind not loaded is left alone.
+    cache.committed(CM, 'ns', 'a', 7, '{"v":"é"}');
+    cache.committed(CM, 'ns', 'b', 8, null);
+    cache.committed(CM, 'ns', 'aa', 9, '{"v":"aa"}');
+    cache.committed('/secrets', 'ns', 'x', 10, '{}');
+    expect(texts()).to.deep.equal(['a@7={"v":"é"}', 'aa@9={"v":"aa"}']);
+    expect(cache.bytes).to.equal(Buffer.byteLength('{"v":"é"}{"v":"aa"}'));
+    expect(cache.has('/secrets')).to.equal(false);
+    db.close();
+  });
+
   it('keeps what it acknowledged across a reopen, with resourceVersions going on from there', async () => {
     const s = open(1000, 'FULL');
     s.write('ADDED', CM, 'ns', 'a', cm('a', { k: 'v' }));
@@ -129,6 +201,7 @@ describe('API server storage (SQLite, writer thread)', function () {
     s.write('ADDED', CM, 'ns', 'kept', cm('kept'));
     await s.settled();
     const committed = s.committedRv;
+    expect([...s.listRows(CM, 'ns')].map((r) => r.name)).to.deep.equal(['kept']);
     // Another connection takes the key between the server's check and the writer's insert.
     s.write('ADDED', CM, 'ns', 'clash', cm('clash'));
     const other = new Database(join(dir, 'state.db'));
@@ -160,5 +233,7 @@ describe('API server storage (SQLite, writer thread)', function () {
     await s.settled();
     expect(s.committedRv).to.equal(committed + 1);
     expect(s.get(CM, 'ns', 'after')).to.not.equal(undefined);
+    // Lists read the file again: the row the other connection put there, what was acknowledged, not what failed.
+    expect([...s.listRows(CM, 'ns')].map((r) => r.name)).to.deep.equal(['after', 'clash', 'kept']);
   });
 });

@@ -26,6 +26,7 @@ import type { Gauge } from 'prom-client';
 import { gone } from '../errors.js';
 import { SLOW_WATCH_MS, type ServerLimits } from '../limits.js';
 import { toTable } from '../registry/table.js';
+import { lineWriter } from '../request/chunked.js';
 import { parseBool } from '../request/info.js';
 import { resourceVersionParam, wholeNumberParam } from '../request/params.js';
 import { fieldMatches, matches } from '../request/selectors.js';
@@ -279,6 +280,8 @@ export function watch(s: RequestScope): void {
   // Clients (fetch-based ones like client-node) resolve the watch call on the response headers;
   // HTTP/1.1 would otherwise hold them back until the first event.
   raw.flushHeaders?.();
+  // Shared lines framed once for all HTTP/1.1 watches, each written straight to its socket.
+  const out = lineWriter(raw, (piece) => sharedWaiting.has(piece));
 
   // ---- what waits for the client --------------------------------------------------------------
   const queue: (Line | Barrier)[] = [];
@@ -355,7 +358,7 @@ export function watch(s: RequestScope): void {
         const shared = sharedWaiting.has(head);
         const piece = head.length <= WRITE_SLICE ? head : (head as Buffer).subarray(fed, fed + WRITE_SLICE);
         if (shared && !watches.admit(handle, piece.length)) break;
-        const full = !raw.write(piece);
+        const full = !out.write(piece);
         queuedBytes -= piece.length;
         fed += piece.length;
         if (shared) sharedBytes -= piece.length;
@@ -366,7 +369,7 @@ export function watch(s: RequestScope): void {
         }
         if (full) {
           blocked = true;
-          unsent = Math.max(raw.writableLength, piece.length);
+          unsent = Math.max(out.writableLength, piece.length);
           stalledSince ||= Date.now();
         }
       }
@@ -388,7 +391,8 @@ export function watch(s: RequestScope): void {
     account(before, backlogBefore);
     if (queue.length === 1 && !blocked) flush();
   };
-  raw.on('drain', () => {
+  const draining = out.onDrain(() => {
+    if (done) return;
     const before = own();
     const backlogBefore = backlog();
     blocked = false;
@@ -428,6 +432,20 @@ export function watch(s: RequestScope): void {
     if (s.kind.namespaced && nsFilter && o.metadata.namespace !== nsFilter) return false;
     if (!matches(labels, o.metadata.labels)) return false;
     return !fields.length || fieldMatches(fields, toWire(s, o));
+  };
+  /**
+   * Whether this watch shows the event's object, and its previous state. Watches with the same
+   * selectors (100 watches of one object by name) decide once per event, not once each.
+   */
+  const selection =
+    labels.length || fields.length ? JSON.stringify([s.apiVersion, nsFilter, s.query.get('labelSelector'), s.query.get('fieldSelector'), s.name]) : '';
+  const visibility = (ev: StoreEvent): [boolean, boolean] => {
+    let seen = selection ? ev.visibility?.get(selection) : undefined;
+    if (seen === undefined) {
+      seen = [visible(ev.object), ev.prev ? visible(ev.prev) : false];
+      if (selection) (ev.visibility ??= new Map()).set(selection, seen);
+    }
+    return seen;
   };
   /** A stored row as a watch line, or null when the watch does not show it. */
   const rowLine = (type: EventKind, data: string): string | null => {
@@ -541,11 +559,11 @@ export function watch(s: RequestScope): void {
   const onEvent = (ev: StoreEvent) => {
     if (done || inReplay(ev)) return;
     if (s.kind.namespaced && nsFilter && ev.ns !== nsFilter) return;
-    const now = ev.type !== 'DELETED' && visible(ev.object);
-    const was = ev.prev ? visible(ev.prev) : false;
+    const [shown, was] = visibility(ev);
+    const now = ev.type !== 'DELETED' && shown;
     // A change that moves an object into or out of the selection is an ADDED or DELETED for this watch.
     let type: EventKind | undefined;
-    if (ev.type === 'DELETED') type = visible(ev.object) || was ? 'DELETED' : undefined;
+    if (ev.type === 'DELETED') type = shown || was ? 'DELETED' : undefined;
     else if (ev.type === 'ADDED') type = now ? 'ADDED' : undefined;
     else if (now && was) type = 'MODIFIED';
     else if (now) type = 'ADDED';
@@ -597,6 +615,7 @@ export function watch(s: RequestScope): void {
     if (done) return;
     done = true;
     remove();
+    draining.off();
     for (const t of timers) clearInterval(t);
     watches.remove(handle);
     const before = own();

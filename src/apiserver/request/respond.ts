@@ -13,7 +13,9 @@ type Headers = Record<string, string | string[]>;
 const JSON_HEADERS = { 'content-type': 'application/json', 'cache-control': 'no-cache, private' } as const;
 
 /** A large reply goes out in writes of about this much, each once the client took the one before. */
-const WRITE_BYTES = 256 * 1024;
+const WRITE_BYTES = 1024 * 1024;
+const COMMA = Buffer.from(',');
+const EMPTY = Buffer.alloc(0);
 
 export class Responder {
   constructor(
@@ -46,14 +48,17 @@ export class Responder {
   }
 
   /**
-   * Replies with `head`, the `parts` joined by commas, and `tail` — never joined into one string:
-   * a list of many megabytes goes out in writes of about WRITE_BYTES, the next once the client has
-   * taken the last, and each part is let go once written.
+   * Replies with `head`, the `parts` joined by commas, and `tail` — never joined into one piece:
+   * a list of many megabytes goes out in writes of about WRITE_BYTES (each a copy of the parts it
+   * holds, already UTF-8), the next once the client has taken the last, and each part is let go
+   * once written.
    */
-  sendParts(res: Res, code: number, head: string, parts: string[], tail: string, warnings: string[] = []): void {
-    let length = Buffer.byteLength(head) + Buffer.byteLength(tail) + Math.max(0, parts.length - 1);
-    for (const p of parts) length += Buffer.byteLength(p);
-    if (length <= WRITE_BYTES) return this.sendText(res, code, head + parts.join(',') + tail, warnings);
+  sendParts(res: Res, code: number, head: string, parts: Buffer[], tail: string, warnings: string[] = []): void {
+    const headBytes = Buffer.from(head);
+    const tailBytes = Buffer.from(tail);
+    let length = headBytes.length + tailBytes.length + Math.max(0, parts.length - 1);
+    for (const p of parts) length += p.length;
+    if (length <= WRITE_BYTES) return this.sendText(res, code, head + parts.map((p) => p.toString('utf8')).join(',') + tail, warnings);
     const headers = this.headers(warnings);
     this.afterCommit(res, () => {
       let i = 0;
@@ -67,16 +72,20 @@ export class Responder {
         waiting = false;
         try {
           while (!closed) {
-            let chunk = i === 0 ? head : '';
-            while (i < parts.length && chunk.length < WRITE_BYTES) {
-              chunk += (i > 0 ? ',' : '') + parts[i];
-              parts[i++] = '';
+            const chunk: Buffer[] = i === 0 ? [headBytes] : [];
+            let size = chunk[0]?.length ?? 0;
+            for (; i < parts.length && size < WRITE_BYTES; i++) {
+              if (i > 0) chunk.push(COMMA);
+              chunk.push(parts[i]!);
+              size += parts[i]!.length + 1;
+              parts[i] = EMPTY;
             }
             if (i >= parts.length) {
               closed = true;
-              return void res.end(chunk + tail);
+              chunk.push(tailBytes);
+              return void res.end(Buffer.concat(chunk));
             }
-            if (!res.write(chunk)) return void (waiting = true);
+            if (!res.write(Buffer.concat(chunk))) return void (waiting = true);
           }
         } catch {
           // the client went away

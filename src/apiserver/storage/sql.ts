@@ -37,6 +37,8 @@ export const READ_SQL = {
   get: 'SELECT data FROM objects WHERE gr = ? AND ns = ? AND name = ?',
   listAll: 'SELECT ns, name, data FROM objects WHERE gr = ? AND (ns > ? OR (ns = ? AND name > ?)) ORDER BY ns, name',
   listNs: 'SELECT ns, name, data FROM objects WHERE gr = ? AND ns = ? AND name > ? ORDER BY name',
+  /** Every object of a kind for the list cache: the text as a BLOB is a Buffer of its UTF-8 bytes, never a string. */
+  scanKind: 'SELECT ns, name, rv, CAST(data AS BLOB) AS data FROM objects WHERE gr = ? ORDER BY ns, name',
   since: 'SELECT rv, gr, ns, name, type, data FROM history WHERE gr = ? AND rv > ? AND rv <= ? ORDER BY rv',
   historyPage: 'SELECT rv, ns, name, type, data FROM history WHERE gr = ? AND rv > ? AND rv <= ? ORDER BY rv LIMIT ?',
   meta: 'SELECT k, v FROM meta',

@@ -15,6 +15,7 @@
 import Database from 'better-sqlite3';
 import type { Database as DB, Statement } from 'better-sqlite3';
 import { ensurePrivateFile, makeFilePrivate } from '../files.js';
+import { ObjectCache, type CachedRow } from './cache.js';
 import { MAX_OBJECT_BYTES } from '../limits.js';
 import type { KubeObject, Namespace, StoredObject } from '../types.js';
 import { hasOwnersOrFinalizers, ObjectKeys } from './keys.js';
@@ -36,6 +37,8 @@ export interface StoreEvent {
   prev?: StoredObject;
   /** Serialised watch lines, shared by every watcher that sends the same bytes. */
   wire?: Map<string, Buffer>;
+  /** Whether watches of one selection show the object and its previous state: decided once for all of them. */
+  visibility?: Map<string, [boolean, boolean]>;
 }
 
 /** A write whose object would be larger than the store takes (see MAX_OBJECT_BYTES). */
@@ -167,6 +170,8 @@ export class Store {
    * (the next read sees the write, committed or not, as get does); a failed commit drops them all.
    */
   private readonly namespaces = new Map<string, Readonly<Namespace>>();
+  /** The committed objects of the kinds that are listed, as UTF-8 text (lists read them from here). */
+  private readonly cache: ObjectCache;
 
   constructor(
     file: string,
@@ -176,6 +181,7 @@ export class Store {
     this.db = openDatabase(file);
     const prepared = Object.entries(READ_SQL).map(([k, sql]) => [k, this.db.prepare(sql)]);
     this.st = Object.fromEntries(prepared) as Record<keyof typeof READ_SQL, Statement>;
+    this.cache = new ObjectCache(this.st.scanKind);
     const meta = Object.fromEntries((this.st.meta.all() as { k: string; v: number }[]).map((r) => [r.k, r.v]));
     this.rv = this.committed = meta.rv;
     this.compacted = this.committedCompacted = meta.compacted;
@@ -230,6 +236,20 @@ export class Store {
       ns === null ? this.st.listAll.iterate(gr, after[0], after[0], after[1]) : this.st.listNs.iterate(gr, ns, after[1])
     ) as IterableIterator<StoredRow>;
     return this.pendingWrites.overlay(gr, ns, after, stored);
+  }
+
+  /**
+   * Like iterateRows, from the list cache: rows the cache holds carry their text as UTF-8 bytes
+   * (CachedRow.bytes), writes not yet committed are laid over them. The first call for a kind loads
+   * it; from then on its objects stay in memory, kept in step by every commit.
+   */
+  listRows(gr: string, ns: string | null, after: [string, string] = ['', '']): IterableIterator<StoredRow | CachedRow> {
+    return this.pendingWrites.overlay(gr, ns, after, this.cache.rows(gr, ns, after));
+  }
+
+  /** What the list cache holds: bytes of object text, and objects per kind. */
+  get listCache(): { bytes: number; kinds: Record<string, number> } {
+    return { bytes: this.cache.bytes, kinds: this.cache.sizes() };
   }
 
   /** The objects of `gr` (every namespace) with owner references or finalizers, written or committed, in key order. */
@@ -351,8 +371,14 @@ export class Store {
       this.committed = g.rv;
       if (g.compactUpTo !== undefined) this.committedCompacted = g.compactUpTo;
       const r = g.rows;
-      for (let i = 0; i < r.length; i += ROW_FIELDS)
-        this.pendingWrites.committed(r[i + 1] as string, r[i + 2] as string, r[i + 3] as string, r[i + 4] as number);
+      for (let i = 0; i < r.length; i += ROW_FIELDS) {
+        const gr = r[i + 1] as string;
+        const ns = r[i + 2] as string;
+        const name = r[i + 3] as string;
+        const rv = r[i + 4] as number;
+        this.pendingWrites.committed(gr, ns, name, rv);
+        if (this.cache.has(gr)) this.cache.committed(gr, ns, name, rv, r[i] === 'DELETED' ? null : (r[i + 5] as string));
+      }
       for (const ev of g.events) this.notify(ev);
       for (const f of g.done) f();
     }
@@ -375,6 +401,8 @@ export class Store {
     this.pendingWrites.clear();
     this.keys.load(this.db);
     this.namespaces.clear();
+    // What failed may be a row another hand put in the file: the next list of each kind reads it again.
+    this.cache.clear();
     for (const g of groups) for (const f of g.failed) f(e);
   }
 
