@@ -24,7 +24,7 @@ import { EventExpiry } from './gc/events.js';
 import { NamespaceSweeper } from './gc/namespaces.js';
 import { GarbageCollector } from './gc/owners.js';
 import type { Services } from './handlers/scope.js';
-import { Watches } from './handlers/watch.js';
+import { Watches } from './handlers/watch-buffers.js';
 import { Metrics } from './metrics.js';
 import { builtinKinds } from './registry/builtins.js';
 import { kindKey } from './registry/kinds.js';

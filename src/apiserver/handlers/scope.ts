@@ -18,7 +18,7 @@ import { parseFieldSelector, parseLabelSelector, SelectorError, type FieldReq, t
 import type { Store } from '../storage/sqlite.js';
 import type { JsonObject, KubeObject, StoredObject } from '../types.js';
 import { isObject } from '../../util/json.js';
-import type { Watches } from './watch.js';
+import type { Watches } from './watch-buffers.js';
 
 /** The server's parts the handlers use. */
 export interface Services {

@@ -12,35 +12,20 @@
  * file and survives kill -9 of the process; FULL also fsyncs the WAL per commit (an OS crash or
  * power loss), and that fsync waits on the writer thread, not on the event loop.
  */
-import Database from 'better-sqlite3';
 import type { Database as DB, Statement } from 'better-sqlite3';
-import { ensurePrivateFile, makeFilePrivate } from '../files.js';
 import { ObjectCache, type CachedRow } from './cache.js';
 import { MAX_OBJECT_BYTES } from '../limits.js';
 import type { KubeObject, Namespace, StoredObject } from '../types.js';
 import { hasOwnersOrFinalizers, ObjectKeys } from './keys.js';
 import { PendingWrites, type StoredRow } from './pending.js';
-import { migrate, READ_SQL, SCHEMA } from './sql.js';
+import { READ_SQL } from './sql.js';
+import type { EventType, HistoryRow, StoreEvent, Watcher } from './events.js';
+import { openDatabase } from './open.js';
 import { ROW_FIELDS, WriterThread, type FromWriter } from './writer.js';
 
 export type { StoredRow } from './pending.js';
-export type EventType = 'ADDED' | 'MODIFIED' | 'DELETED';
-
-export interface StoreEvent {
-  type: EventType;
-  gr: string;
-  ns: string;
-  name: string;
-  rv: number;
-  object: StoredObject;
-  /** The object before this change (live events only; history replay has no previous state). */
-  prev?: StoredObject;
-  /** Serialised watch lines, shared by every watcher that sends the same bytes. */
-  wire?: Map<string, Buffer>;
-  /** Whether watches of one selection show the object and its previous state: decided once for all of them. */
-  visibility?: Map<string, [boolean, boolean]>;
-}
-
+export type { EventType, HistoryRow, StoreEvent, Watcher } from './events.js';
+export { StorageOpenError } from './open.js';
 /** A write whose object would be larger than the store takes (see MAX_OBJECT_BYTES). */
 export class ObjectTooLargeError extends Error {
   constructor(
@@ -51,28 +36,11 @@ export class ObjectTooLargeError extends Error {
   }
 }
 
-/** One change as the history table keeps it. */
-export interface HistoryRow {
-  rv: number;
-  ns: string;
-  name: string;
-  type: EventType;
-  data: string;
-}
-
 /** An ADDED write whose key is taken. */
 export class AlreadyExistsError extends Error {
   constructor() {
     super('object already exists');
   }
-}
-
-export interface Watcher {
-  gr: string;
-  ns: string; // '' = all namespaces
-  send(ev: StoreEvent): void;
-  /** Ends the watch (its resource stopped being served). */
-  close?(): void;
 }
 
 /** The writes of one event-loop turn, committed together. */
@@ -99,41 +67,6 @@ const STORED_TEXT = Symbol('stored JSON text');
 interface StoredText {
   metadata: unknown;
   data: string;
-}
-
-/** The store's file cannot be used: the server refuses to start rather than run on a damaged or empty store. */
-export class StorageOpenError extends Error {}
-
-/**
- * Opens (or creates) the database, private to this user (its -wal and -shm files take its mode),
- * and checks it is a whole nbswarm store: a file that is not SQLite, or whose pages are damaged,
- * is refused with its name and what to do.
- */
-function openDatabase(file: string): DB {
-  let db: DB | undefined;
-  try {
-    ensurePrivateFile(file);
-    for (const f of [`${file}-wal`, `${file}-shm`]) makeFilePrivate(f);
-    db = new Database(file);
-    db.pragma('journal_mode = WAL');
-    db.pragma('busy_timeout = 5000');
-    // Every page's structure, without the cost of cross-checking indexes (~30 ms per 10,000 objects).
-    const check = String(db.pragma('quick_check', { simple: true }));
-    if (check !== 'ok') throw new Error(`SQLite's quick_check found damage: ${check}`);
-    migrate(db);
-    db.exec(SCHEMA);
-    return db;
-  } catch (e) {
-    try {
-      db?.close();
-    } catch {
-      // the first error is the one to report
-    }
-    throw new StorageOpenError(
-      `cannot use the database ${file}: ${(e as Error).message}. The server does not start on a damaged store ` +
-        '(hint: restore the file from a backup, or move it away together with its -wal and -shm files to start with an empty one)',
-    );
-  }
 }
 
 export class Store {
