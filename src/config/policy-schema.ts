@@ -5,6 +5,7 @@
 import { Ajv, type ErrorObject } from 'ajv';
 import { MODES } from '../api/types.js';
 import { didYouMean } from './did-you-mean.js';
+import { fieldPathOf } from '../util/json-pointer.js';
 
 const str = { type: 'string' };
 const strList = { type: 'array', items: str };
@@ -187,14 +188,6 @@ export const POLICY_SCHEMA = {
 const ajv = new Ajv({ allErrors: true, strict: false });
 export const validatePolicyDoc = ajv.compile(POLICY_SCHEMA);
 
-function keyPath(instancePath: string): string {
-  return instancePath
-    .split('/')
-    .slice(1)
-    .map((p) => p.replace(/~1/g, '/').replace(/~0/g, '~'))
-    .reduce((acc, p) => (/^\d+$/.test(p) ? `${acc}[${p}]` : acc ? `${acc}.${p}` : p), '');
-}
-
 function schemaAt(instancePath: string): any {
   let s: any = POLICY_SCHEMA;
   for (const p of instancePath.split('/').slice(1)) {
@@ -208,13 +201,13 @@ function schemaAt(instancePath: string): any {
 export function describeAjvError(e: ErrorObject): string {
   if (e.keyword === 'additionalProperties') {
     const extra = (e.params as { additionalProperty: string }).additionalProperty;
-    const key = keyPath(e.instancePath + '/' + extra);
+    const key = fieldPathOf(e.instancePath + '/' + extra);
     const known = Object.keys(schemaAt(e.instancePath)?.properties ?? {});
     const hint = didYouMean(extra, known);
     if (hint) return `${key}: unknown key (did you mean "${hint}"?)`;
     return `${key}: unknown key${known.length ? `; known keys: ${known.join(', ')}` : ''}`;
   }
-  const key = keyPath(e.instancePath) || '(top level)';
+  const key = fieldPathOf(e.instancePath) || '(top level)';
   if (e.keyword === 'enum')
     return `${key}: must be one of ${(e.params as { allowedValues: unknown[] }).allowedValues.map((v) => JSON.stringify(v)).join(', ')}`;
   return `${key}: ${e.message}`;

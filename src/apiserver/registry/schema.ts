@@ -6,6 +6,7 @@ import { Ajv } from 'ajv';
 import type { ErrorObject, ValidateFunction } from 'ajv';
 import { isObject, type JsonObject } from '../../util/json.js';
 import type { Cause, JsonSchema } from '../types.js';
+import { fieldPathOf } from '../../util/json-pointer.js';
 
 type Schema = JsonSchema;
 
@@ -125,14 +126,6 @@ export function compileValidator(schema: Schema | undefined): ValidateFunction |
   return ajv.compile(toJsonSchema(schema, true));
 }
 
-function fieldOf(instancePath: string): string {
-  return instancePath
-    .split('/')
-    .slice(1)
-    .map((p) => p.replace(/~1/g, '/').replace(/~0/g, '~'))
-    .reduce((acc, p) => (/^\d+$/.test(p) ? `${acc}[${p}]` : acc ? `${acc}.${p}` : p), '');
-}
-
 /** A value as kube's field errors quote it. */
 export function showValue(v: unknown): string {
   return JSON.stringify(v) ?? 'null';
@@ -152,7 +145,7 @@ export function toCauses(errors: ErrorObject[] | null | undefined, obj: unknown)
   const out: Cause[] = [];
   const seen = new Set<string>();
   for (const e of errors ?? []) {
-    let field = fieldOf(e.instancePath);
+    let field = fieldPathOf(e.instancePath);
     const value = valueAt(obj, field);
     let c: Cause;
     switch (e.keyword) {
