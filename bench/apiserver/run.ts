@@ -29,7 +29,7 @@ import { isMainThread, parentPort, Worker, workerData } from 'node:worker_thread
 import { fileURLToPath } from 'node:url';
 import { loadCrd } from '../../src/controller/crd.js';
 import { sampleObject } from '../etcd.js';
-import { procCpuMs, procRss, procRssPeak, selfCpuMs } from '../lib/proc.js';
+import { procCpuMs, procRss, procRssPeak, selfCpuMs, threadCpuMsByRole } from '../lib/proc.js';
 import { terminate } from '../lib/child-rpc.js';
 
 const args = process.argv.slice(2);
@@ -177,6 +177,8 @@ interface CreatePhase {
    * the one that caps the rate when the machine has cores to spare.
    */
   serverMainThreadCpuMsPerOp: number;
+  /** The server's CPU per create by thread: its event loop, its SQLite writer, and V8's and libuv's helper threads. */
+  serverThreadCpuMsPerOp: Record<string, number>;
   /** Share of one core the server used during the phase. */
   serverCpuShare: number;
   /** This client's CPU per create (ms): the other half of the machine's budget. */
@@ -188,6 +190,7 @@ async function createPhase(protocol: string, serverPid: number, bodies: string[]
   const lat: number[] = [];
   const server0 = procCpuMs(serverPid);
   const main0 = mainThreadCpuMs(serverPid);
+  const threads0 = threadCpuMsByRole(serverPid);
   const client0 = selfCpuMs();
   const t0 = performance.now();
   await pool(bodies.length, C, async (i) => {
@@ -199,6 +202,7 @@ async function createPhase(protocol: string, serverPid: number, bodies: string[]
   const secs = (performance.now() - t0) / 1000;
   const serverCpu = procCpuMs(serverPid) - server0;
   const mainCpu = mainThreadCpuMs(serverPid) - main0;
+  const threads = threadCpuMsByRole(serverPid);
   const clientCpu = selfCpuMs() - client0;
   const n = bodies.length;
   return {
@@ -209,6 +213,11 @@ async function createPhase(protocol: string, serverPid: number, bodies: string[]
     p99Ms: pct(lat, 99),
     serverCpuMsPerOp: +(serverCpu / n).toFixed(3),
     serverMainThreadCpuMsPerOp: +(mainCpu / n).toFixed(3),
+    serverThreadCpuMsPerOp: Object.fromEntries(
+      Object.entries(threads)
+        .map(([name, ms]) => [name, +((ms - (threads0[name] ?? 0)) / n).toFixed(3)] as const)
+        .filter(([, perOp]) => perOp > 0),
+    ),
     serverCpuShare: +(serverCpu / 1000 / secs).toFixed(2),
     clientCpuMsPerOp: +(clientCpu / n).toFixed(3),
   };

@@ -1,5 +1,5 @@
 /** Figures of another process read from /proc (Linux), without touching the process. */
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 
 /** Resident set size of a process (bytes), NaN once it is gone. */
 export function procRss(pid: number): number {
@@ -36,4 +36,31 @@ export function procCpuMs(pid: number): number {
 export function selfCpuMs(): number {
   const u = process.cpuUsage();
   return (u.user + u.system) / 1000;
+}
+
+/**
+ * CPU (ms) each thread of process `pid` has used so far, by role: `eventLoop` (the main thread), a
+ * thread that named itself (`/proc/PID/task/TID/comm`, e.g. the API server's `sqlite-writer`), and
+ * `helpers` for the rest (V8's GC and compiler threads, libuv's pool: Node names them all `node`).
+ */
+export function threadCpuMsByRole(pid: number): Record<string, number> {
+  const out: Record<string, number> = {};
+  let tids: string[];
+  try {
+    tids = readdirSync(`/proc/${pid}/task`);
+  } catch {
+    return out;
+  }
+  for (const tid of tids) {
+    try {
+      const name = readFileSync(`/proc/${pid}/task/${tid}/comm`, 'utf8').trim();
+      const role = Number(tid) === pid ? 'eventLoop' : name === 'node' ? 'helpers' : name;
+      const f = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
+      const rest = f.slice(f.lastIndexOf(')') + 2).split(' ');
+      out[role] = (out[role] ?? 0) + ((Number(rest[11]) + Number(rest[12])) * 1000) / 100;
+    } catch {
+      // the thread ended between the listing and the read
+    }
+  }
+  return out;
 }

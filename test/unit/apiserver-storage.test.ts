@@ -1,10 +1,11 @@
 import { expect } from 'chai';
 import Database from 'better-sqlite3';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { CachedRow, ObjectCache } from '../../src/apiserver/storage/cache.js';
 import { AlreadyExistsError, Store, type StoreEvent } from '../../src/apiserver/storage/sqlite.js';
+import { WRITER_THREAD_NAME } from '../../src/apiserver/storage/writer.js';
 import type { KubeObject } from '../../src/apiserver/types.js';
 
 const CM = '/configmaps';
@@ -150,6 +151,16 @@ describe('API server storage (SQLite, writer thread)', function () {
     expect(again.get(CM, 'ns', 'a')?.data).to.deep.equal({ k: 'v' });
     expect(again.currentRv).to.equal(rv);
     expect(again.write('ADDED', CM, 'ns', 'b', cm('b')).metadata.resourceVersion).to.equal(String(rv + 1));
+  });
+
+  it('commits on a thread of its own that /proc names, so `top -H` shows where commit time goes', async () => {
+    const names = () => readdirSync('/proc/self/task').map((t) => readFileSync(`/proc/self/task/${t}/comm`, 'utf8').trim());
+    const s = open();
+    s.write('ADDED', CM, 'ns', 'a', cm('a'));
+    await s.settled(); // the thread has run, so it has named itself
+    expect(names()).to.include(WRITER_THREAD_NAME);
+    await s.close();
+    expect(names()).not.to.include(WRITER_THREAD_NAME);
   });
 
   it('moves the objects of a data dir from before the rowid table over, and goes on writing', async () => {

@@ -3,12 +3,10 @@
  * kind and version, and the server's services; plus the checks several verbs share.
  */
 import type { Authorizer } from '../auth/authorizer.js';
-import type { User } from '../auth/tokens.js';
 import { badRequest, notFound } from '../errors.js';
-import type { KindVersion, ResourceKind } from '../registry/kinds.js';
 import { decodeObjectMeta } from '../registry/object-meta.js';
 import type { KindRegistry } from '../registry/registry.js';
-import type { RestStore, WriteRequest } from '../registry/rest.js';
+import type { RequestTarget, RestStore, WriteRequest } from '../registry/rest.js';
 import type { ByteBudget } from '../limits.js';
 import type { BodyReader } from '../request/body.js';
 import type { Req, Res } from '../request/http.js';
@@ -33,22 +31,11 @@ export interface Services {
   watches: Watches;
 }
 
-export interface RequestScope {
+export interface RequestScope extends RequestTarget {
   req: Req;
   res: Res;
-  user: User;
   info: ResourceRequestInfo;
-  kind: ResourceKind;
-  version: KindVersion;
-  /** The apiVersion of the request's path (`v1`, `example.io/v1`). */
-  apiVersion: string;
-  namespace: string;
-  /** The object's name; a create takes it from the body. */
-  name: string;
-  subresource: string;
   query: URLSearchParams;
-  /** Warnings for the response's Warning headers. */
-  warnings: string[];
   services: Services;
 }
 

@@ -18,21 +18,27 @@ import type { Cause, KubeObject, ManagedFieldsEntry, ObjectMeta, StoredObject } 
 import { storageApiVersion, type KindVersion, type ResourceKind } from './kinds.js';
 import type { WriteContext } from './strategy.js';
 
-/** One write as the handler decoded it. */
-export interface WriteRequest {
+/** What a request is about and who sent it: the part of a request the write path and the handlers share. */
+export interface RequestTarget {
   kind: ResourceKind;
   version: KindVersion;
-  /** The apiVersion the client spoke (managedFields record it). */
+  /** The apiVersion the client spoke, the request path's (`v1`, `example.io/v1`); managedFields record it. */
   apiVersion: string;
   namespace: string;
+  /** The object's name; a create takes it from the body. */
   name: string;
   /** '' or 'status'. */
   subresource: string;
   user: User;
+  /** Warnings for the response's Warning headers. */
+  warnings: string[];
+}
+
+/** One write as the handler decoded it. */
+export interface WriteRequest extends RequestTarget {
   dryRun: boolean;
   /** Strict, Warn or Ignore. */
   fieldValidation: string;
-  warnings: string[];
   /** The request's verb (update is a PUT; patch and apply write through update() too). */
   verb?: string;
 }

@@ -34,7 +34,11 @@ interface WriterData {
   /** A module URL better-sqlite3 resolves from (node_modules beside the code, bundled or not). */
   requireFrom: string;
   sql: typeof WRITE_SQL;
+  threadName: string;
 }
+
+/** What the writer thread is called in /proc (at most 15 bytes). */
+export const WRITER_THREAD_NAME = 'sqlite-writer';
 
 /**
  * The thread's body. It runs from its source text (an eval'd worker), so that the bundled
@@ -46,6 +50,12 @@ function writerThread(): void {
   const data = threads.workerData as WriterData;
   const Database = process.getBuiltinModule('node:module').createRequire(data.requireFrom)('better-sqlite3') as typeof BetterSqlite3;
   const port = threads.parentPort!;
+  try {
+    // The thread's name in `top -H`, `ps -L` and /proc (Linux): not `node` like every other thread.
+    process.getBuiltinModule('node:fs').writeFileSync('/proc/thread-self/comm', data.threadName);
+  } catch {
+    // not Linux, or /proc is not mounted: the name is only for people looking
+  }
   const db = new Database(data.file);
   db.pragma(`synchronous = ${data.synchronous}`);
   db.pragma('busy_timeout = 5000');
@@ -131,7 +141,7 @@ export class WriterThread {
    * open the database, or crashes) — every write after that fails.
    */
   constructor(file: string, synchronous: 'NORMAL' | 'FULL', onReply: (m: FromWriter) => void, onDeath: (e: Error) => void) {
-    const workerData: WriterData = { file, synchronous, requireFrom: import.meta.url, sql: WRITE_SQL };
+    const workerData: WriterData = { file, synchronous, requireFrom: import.meta.url, sql: WRITE_SQL, threadName: WRITER_THREAD_NAME };
     this.worker = new Worker(`(${writerThread.toString()})()`, { eval: true, workerData, name: 'nbswarm-sqlite-writer' });
     let dead = false;
     const die = (e: Error) => {
