@@ -4,7 +4,7 @@
  * concurrency, through its JSON gateway (POST /v3/kv/put, base64 key/value). Each put is durable
  * (etcd fsyncs its WAL before answering), as are the embedded API server's creates.
  *
- * Standalone: node dist/bench/etcd.js [--n 5000] [--concurrency 32]
+ * Standalone: node dist/bench/etcd.js [--n 5000] [--concurrency 32] [--warmup 1000] [--tls]
  */
 import { Command, Option } from 'commander';
 import { terminate } from './lib/child-rpc.js';
@@ -14,6 +14,8 @@ import { mkdtempSync, rmSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import http from 'node:http';
+import https from 'node:https';
+import { ensureTls } from '../src/apiserver/tls.js';
 import { freeLoopbackPort } from '../src/controller/netutil.js';
 import { fileURLToPath } from 'node:url';
 import { mapLimit, round, roundSummary, sleep, summarize, type Summary } from './lib/stats.js';
@@ -46,15 +48,30 @@ export function sampleObject(i: number, namespace = 'bench', bytes = 1024): Reco
 export interface EtcdHandle {
   url: string;
   proc: ChildProcess;
+  /** How to reach the client URL (a keep-alive pool; over TLS when etcd serves it). */
+  agent: http.Agent;
   stop(): Promise<void>;
 }
 
-export async function startEtcd(): Promise<EtcdHandle> {
+/**
+ * etcd on loopback with a temporary data dir. `tls`: its client URL serves HTTPS with a certificate
+ * from a throw-away CA (the API server's own TLS code makes both), as etcd under a kube-apiserver is
+ * reached; the peer URL stays plain (one member, nothing crosses it).
+ */
+export async function startEtcd(opts: { tls?: boolean } = {}): Promise<EtcdHandle> {
   if (!existsSync(ETCD_BIN)) throw new Error(`${ETCD_BIN} not found: apt-get install etcd-server`);
   const dir = mkdtempSync(join(tmpdir(), 'nbswarm-bench-etcd-'));
   const client = await freeLoopbackPort();
   const peer = await freeLoopbackPort();
-  const url = `http://127.0.0.1:${client}`;
+  const url = `${opts.tls ? 'https' : 'http'}://127.0.0.1:${client}`;
+  const tlsArgs: string[] = [];
+  let agent = new http.Agent({ keepAlive: true, maxSockets: 64 });
+  if (opts.tls) {
+    const pkiDir = join(dir, 'client-tls');
+    const material = ensureTls(pkiDir, ['127.0.0.1']);
+    tlsArgs.push('--cert-file', join(pkiDir, 'pki', 'apiserver.crt'), '--key-file', join(pkiDir, 'pki', 'apiserver.key'));
+    agent = new https.Agent({ keepAlive: true, maxSockets: 64, ca: material.caPem });
+  }
   const proc = spawn(
     ETCD_BIN,
     [
@@ -76,6 +93,7 @@ export async function startEtcd(): Promise<EtcdHandle> {
       'error',
       '--logger',
       'zap',
+      ...tlsArgs,
     ],
     { stdio: ['ignore', 'ignore', 'pipe'] },
   );
@@ -84,7 +102,7 @@ export async function startEtcd(): Promise<EtcdHandle> {
   const deadline = Date.now() + 20_000;
   for (;;) {
     try {
-      const r = await request(url, 'GET', '/health');
+      const r = await gatewayRequest(url, agent, 'GET', '/health');
       if (r.status === 200) break;
     } catch {
       /* not up yet */
@@ -99,19 +117,19 @@ export async function startEtcd(): Promise<EtcdHandle> {
   return {
     url,
     proc,
+    agent,
     stop: async () => {
+      agent.destroy();
       await terminate(proc, 5000);
       rmSync(dir, { recursive: true, force: true });
     },
   };
 }
 
-const agent = new http.Agent({ keepAlive: true, maxSockets: 64 });
-
-function request(base: string, method: string, path: string, body?: unknown): Promise<{ status: number; body: string }> {
+function gatewayRequest(base: string, agent: http.Agent, method: string, path: string, body?: unknown): Promise<{ status: number; body: string }> {
   return new Promise((resolve, reject) => {
     const data = body === undefined ? undefined : Buffer.from(JSON.stringify(body));
-    const req = http.request(
+    const req = (base.startsWith('https:') ? https : http).request(
       `${base}${path}`,
       { method, agent, headers: data ? { 'content-type': 'application/json', 'content-length': data.length } : {} },
       (res) => {
@@ -127,6 +145,8 @@ function request(base: string, method: string, path: string, body?: unknown): Pr
 
 export interface EtcdResult {
   version: string;
+  /** Whether the client URL served HTTPS. */
+  tls: boolean;
   n: number;
   concurrency: number;
   /** Untimed puts before the clock starts. */
@@ -142,14 +162,16 @@ export interface EtcdResult {
 }
 
 /** `n` puts of ~1 KB values at `concurrency` → puts/s and per-put latency. */
-export async function benchEtcd(opts: { n?: number; concurrency?: number; valueBytes?: number; warmup?: number } = {}): Promise<EtcdResult> {
+export async function benchEtcd(opts: { n?: number; concurrency?: number; valueBytes?: number; warmup?: number; tls?: boolean } = {}): Promise<EtcdResult> {
   const n = opts.n ?? 5000;
+  const tls = opts.tls ?? false;
   const warmup = opts.warmup ?? 1000;
   const concurrency = opts.concurrency ?? 32;
   const valueBytes = opts.valueBytes ?? 1024;
-  const etcd = await startEtcd();
+  const etcd = await startEtcd({ tls });
+  const request = (method: string, path: string, body?: unknown) => gatewayRequest(etcd.url, etcd.agent, method, path, body);
   try {
-    const ver = await request(etcd.url, 'GET', '/version');
+    const ver = await request('GET', '/version');
     const version = (JSON.parse(ver.body) as { etcdserver?: string }).etcdserver ?? '?';
     const b64 = (s: string) => Buffer.from(s).toString('base64');
     // Encode before the clock starts: the bench measures the store, not JSON.stringify.
@@ -162,7 +184,7 @@ export async function benchEtcd(opts: { n?: number; concurrency?: number; valueB
     await mapLimit(
       Array.from({ length: Math.max(warmup, concurrency) }, (_, i) => i),
       concurrency,
-      (i) => request(etcd.url, 'POST', '/v3/kv/put', { key: b64(`/warm/${i}`), value: b64(JSON.stringify(sampleObject(n + i, 'bench', valueBytes))) }),
+      (i) => request('POST', '/v3/kv/put', { key: b64(`/warm/${i}`), value: b64(JSON.stringify(sampleObject(n + i, 'bench', valueBytes))) }),
     );
     const lat: number[] = [];
     const server0 = procCpuMs(etcd.proc.pid!);
@@ -170,7 +192,7 @@ export async function benchEtcd(opts: { n?: number; concurrency?: number; valueB
     const t0 = performance.now();
     await mapLimit(bodies, concurrency, async (b) => {
       const s = performance.now();
-      const r = await request(etcd.url, 'POST', '/v3/kv/put', b);
+      const r = await request('POST', '/v3/kv/put', b);
       if (r.status !== 200) throw new Error(`etcd put: HTTP ${r.status} ${r.body}`);
       lat.push(performance.now() - s);
     });
@@ -179,11 +201,12 @@ export async function benchEtcd(opts: { n?: number; concurrency?: number; valueB
     const clientCpu = selfCpuMs() - client0;
     // Every put answered 200; check they are all stored too, so the anchor's rate is of real puts.
     const prefix = '/registry/nbswarm.io/notebookservers/bench/';
-    const count = await request(etcd.url, 'POST', '/v3/kv/range', { key: b64(prefix), range_end: b64(prefix.slice(0, -1) + '0'), count_only: true });
+    const count = await request('POST', '/v3/kv/range', { key: b64(prefix), range_end: b64(prefix.slice(0, -1) + '0'), count_only: true });
     const stored = Number((JSON.parse(count.body) as { count?: string }).count ?? 0);
     if (stored !== n) throw new Error(`etcd holds ${stored} of the ${n} keys put`);
     return {
       version,
+      tls,
       n,
       concurrency,
       warmup,
@@ -206,13 +229,11 @@ if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
     .addOption(new Option('--n <count>', 'objects put').argParser(wholeNumber(1)).default(5000))
     .addOption(new Option('--concurrency <n>', 'puts in flight').argParser(wholeNumber(1)).default(32))
     .addOption(new Option('--warmup <count>', 'untimed puts before the clock starts').argParser(wholeNumber(0)).default(1000))
+    .addOption(new Option('--tls', 'etcd serves its client URL over HTTPS'))
     .parse()
-    .opts<{ n: number; concurrency: number; warmup: number }>();
-  benchEtcd({ n: opts.n, concurrency: opts.concurrency, warmup: opts.warmup })
-    .then((r) => {
-      process.stdout.write(JSON.stringify(r, null, 2) + '\n');
-      agent.destroy();
-    })
+    .opts<{ n: number; concurrency: number; warmup: number; tls?: boolean }>();
+  benchEtcd({ n: opts.n, concurrency: opts.concurrency, warmup: opts.warmup, tls: opts.tls })
+    .then((r) => process.stdout.write(JSON.stringify(r, null, 2) + '\n'))
     .catch((err) => {
       console.error(err);
       process.exit(1);
