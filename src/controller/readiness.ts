@@ -2,7 +2,7 @@
  * Whether the converged server is ready, and the status that says so: status.ts judges what Docker
  * shows, and a running server is probed on its URL, except on this process's first look at it when
  * its recorded status already says what an answering server's would (recorded-readiness.ts). The
- * result is the status write, planned for the reconciler to write.
+ * result is the status write planned once, for the reconciler to write.
  */
 import type { NotebookServer, NotebookServerStatus } from '../api/types.js';
 import type { Backend, ClusterView, DesiredServer, ObservedServer, ResolvedImage } from '../backends/types.js';
@@ -60,21 +60,17 @@ export class Readiness {
       backOff: c.backOff,
     };
     let outcome = observedStatus({ ...observation, answering: true });
-    if (url && !this.recordedAnswering(key, obj, old, outcome.status)) {
-      const answering = await this.d.probe(url);
-      if (!answering) outcome = observedStatus({ ...observation, answering });
+    let write: StatusWrite | undefined;
+    if (url) {
+      // The record is taken instead of a probe only on the process's first look, and only when the
+      // status it would write if the server answers is exactly the one recorded (so the record is of
+      // this generation, Docker object, endpoint and restart count, and says Ready). That plan is
+      // the write too when the record is taken or the probe finds the server answering.
+      const ifAnswering = this.d.readiness?.firstLook(key) ? this.writes.plan(obj, old, outcome.status, outcome.event) : undefined;
+      const takeRecord = ifAnswering !== undefined && !ifAnswering.patch;
+      if (!takeRecord && !(await this.d.probe(url))) outcome = observedStatus({ ...observation, answering: false });
+      else write = ifAnswering;
     }
-    return { outcome, write: this.writes.plan(obj, old, outcome.status, outcome.event) };
-  }
-
-  /**
-   * Whether this look may take the server's recorded Ready instead of probing it: only on the
-   * process's first look at it, and only when the status it would write if the server answers is
-   * exactly the one recorded (so the record is of this generation, Docker object, endpoint and
-   * restart count, and says Ready).
-   */
-  private recordedAnswering(key: string, obj: NotebookServer, old: NotebookServerStatus, answeringStatus: NotebookServerStatus): boolean {
-    if (!this.d.readiness?.firstLook(key)) return false;
-    return this.writes.plan(obj, old, answeringStatus).patch === undefined;
+    return { outcome, write: write ?? this.writes.plan(obj, old, outcome.status, outcome.event) };
   }
 }
