@@ -23,10 +23,6 @@ import { templateVolumes } from './server-volumes.js';
 import { computeSpecHash } from './spec-hash.js';
 import { appPathProblem, renderGit, resolveEnv } from './spec-sources.js';
 
-// The reconciler reads the pin and the node-local volumes from here, with the rendering.
-export { pinFor, type PinInput } from './placement.js';
-export { nodeLocalVolumeNames } from './server-volumes.js';
-
 /** Whether the server should not run: spec.stopped, or stopped by annotation (the culler) without touching spec. */
 export function isStopped(obj: NotebookServer): boolean {
   return obj.spec?.stopped === true || obj.metadata.annotations?.[ANNOTATIONS.stopped] !== undefined;

@@ -27,9 +27,10 @@ import { answersHttp } from './netutil.js';
 import { ApiObjectWriter } from './object-writer.js';
 import { HostPortAllocator } from './ports.js';
 import { ProgressClock } from './progress.js';
-import { Reconciler, RetryLater, newReconcilerStats, type ReconcilerStats } from './reconciler.js';
+import { Reconciler, newReconcilerStats, type ReconcilerStats } from './reconciler.js';
 import { RecordedReadiness } from './recorded-readiness.js';
 import { SecretInformer, serversReferencing } from './secrets.js';
+import { RetryLater } from './server-writes.js';
 import { SpawnTimer } from './spawn-timer.js';
 import { WorkQueue, type Lane, type WorkQueueStats } from './workqueue.js';
 

@@ -19,21 +19,6 @@ import { probeUrl } from './netutil.js';
 import { ANSWERING_STAGE, STOPPING_STAGE } from './progress.js';
 import { stoppedStatus, withPhase } from './status-phases.js';
 
-// The reconciler takes every status transition from here.
-export { crashLoopBackOff, type BackOff } from './crash-loop.js';
-export {
-  dockerFailedStatus,
-  failedStatus,
-  forGeneration,
-  imageFailedStatus,
-  imageResolved,
-  startingStatus,
-  stoppedStatus,
-  terminatingStatus,
-  waitingStatus,
-  withPhase,
-} from './status-phases.js';
-
 export interface EventSpec {
   type: EventType;
   reason: string;

@@ -8,7 +8,8 @@ import { BackendError } from '../../src/backends/types.js';
 import type { NotebookServerSpec } from '../../src/api/types.js';
 import type { Policy } from '../../src/config/types.js';
 import { SystemUserError } from '../../src/config/system-users.js';
-import { RetryLater, type ReconcilerDeps } from '../../src/controller/reconciler.js';
+import type { ReconcilerDeps } from '../../src/controller/reconciler.js';
+import { RetryLater } from '../../src/controller/server-writes.js';
 import { IMAGE, NOW, World, condition, type Step } from './reconcile-world.js';
 
 const STAMP = '2026-01-02T03:00:00Z';

@@ -73,6 +73,9 @@ describe('recorded readiness: the first look of an operator process at a running
     expect(w.probes).to.have.length(1);
     expect(s.status.phase).to.equal('Running');
     expect(condition(s.status, 'Ready')?.status).to.equal('True');
+    // The write planned for the first look (before the probe) is the one written, with its Event.
+    expect(s.statusPatches).to.have.length(1);
+    expect(s.events.map((e) => e.reason)).to.deep.equal(['Ready']);
   });
 
   it('without it (the default), every look probes, the first one too', async () => {
