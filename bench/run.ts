@@ -5,6 +5,9 @@
  *
  * JSON on stdout and in bench/results/<timestamp>.json; a short table on stderr.
  * Never run as a test: timings are reported, not asserted.
+ *
+ * However a run ends (done, a failure, Ctrl-C or SIGTERM), what it started is stopped (bench/lib/
+ * teardown.ts), this run's Docker objects are removed by label, and no process of it is left.
  */
 import Docker from 'dockerode';
 import { mkdirSync, writeFileSync } from 'node:fs';
@@ -20,8 +23,9 @@ import { Kube } from './lib/kube.js';
 import { startProxyProcess } from './lib/proxy-child.js';
 import * as raw from './lib/raw-docker.js';
 import { resultTable, type ScenarioResult } from './lib/result.js';
-import { round, sleep } from './lib/stats.js';
+import { round } from './lib/stats.js';
 import { startApiChild } from './lib/stack.js';
+import { endDescendants, killDescendants } from './lib/teardown.js';
 import { convergedFixture, removeFixture, type Fixture } from './scenarios/fixture.js';
 import { spawnLatency } from './scenarios/p1-spawn.js';
 import { burst } from './scenarios/p2-burst.js';
@@ -32,7 +36,8 @@ import { apiServerWrites } from './scenarios/p6-apiserver.js';
 import { hubScenario } from './scenarios/p7-hub.js';
 import { multinodeScenario } from './scenarios/p8-multinode.js';
 
-async function main(): Promise<void> {
+/** Runs the scenarios asked for; resolves with the exit code. */
+async function main(): Promise<number> {
   const args = parseBenchArgs(process.argv.slice(2));
   const ctx = new BenchContext(args);
   const started = new Date();
@@ -66,6 +71,7 @@ async function main(): Promise<void> {
   const save = () => writeFileSync(file, JSON.stringify(report(), null, 2) + '\n');
 
   const run = async (id: string, backend: BackendKind | undefined, fn: () => Promise<ScenarioResult>) => {
+    if (ctx.teardown.tearingDown) return;
     const t = performance.now();
     log(`${id}${backend ? ` (${backend})` : ''}: start`);
     try {
@@ -89,33 +95,53 @@ async function main(): Promise<void> {
     save();
   };
 
-  // Interrupted (Ctrl-C, timeout): still remove this run's Docker objects, found by label.
-  let interrupted = false;
-  const onSignal = (sig: string) => {
-    if (interrupted) process.exit(130);
-    interrupted = true;
-    log(`${sig}: removing this run's Docker objects, then exiting (again to skip)`);
-    void (async () => {
-      // The operator first, or it keeps creating what is being removed.
-      await Promise.race([ctx.stopOperator().catch(() => undefined), sleep(5000)]);
-      await raw.cleanupByLabel(ctx.docker, raw.BENCH_RUN_LABEL, ctx.runId).catch(() => 0);
-      for (const ns of ctx.namespaces) await raw.cleanupByLabel(ctx.docker, LABELS.namespace, ns).catch(() => 0);
-      save();
-      process.exit(130);
-    })();
+  let cleaning: Promise<void> | undefined;
+  /** Stops what the run started (operators before what they use), removes its Docker objects, ends any process left. Once. */
+  const cleanUp = () =>
+    (cleaning ??= (async () => {
+      log('cleanup');
+      await ctx.teardown.all();
+      await raw.cleanupByLabel(ctx.docker, raw.BENCH_RUN_LABEL, ctx.runId).catch((e) => log(`removing this run's Docker objects: ${e}`));
+      for (const ns of ctx.namespaces)
+        await raw.cleanupByLabel(ctx.docker, LABELS.namespace, ns).catch((e) => log(`removing namespace ${ns}'s Docker objects: ${e}`));
+      const left = await endDescendants(5000);
+      if (left.length) log(`ended ${left.length} process(es) still running: ${left.map((p) => p.pid).join(', ')}`);
+    })());
+
+  // Interrupted (Ctrl-C, SIGTERM) or a stray error: clean up as at the end, keep the partial results.
+  let abortedWith: number | undefined;
+  const abort = (why: string, code: number) => {
+    if (abortedWith !== undefined) {
+      killDescendants();
+      process.exit(code);
+    }
+    abortedWith = code;
+    log(`${why}: stopping what this run started and removing its Docker objects, then exiting (again to skip)`);
+    void cleanUp()
+      .catch((e) => log(`cleanup: ${(e as Error).stack ?? e}`))
+      .finally(() => {
+        save();
+        process.exit(code);
+      });
   };
-  process.on('SIGINT', () => onSignal('SIGINT'));
-  process.on('SIGTERM', () => onSignal('SIGTERM'));
+  process.on('SIGINT', () => abort('SIGINT', 130));
+  process.on('SIGTERM', () => abort('SIGTERM', 143));
+  process.on('uncaughtException', (err) => abort(`uncaught: ${err.stack ?? err}`, 1));
+  process.on('unhandledRejection', (err) => abort(`unhandled rejection: ${(err as Error)?.stack ?? err}`, 1));
 
   try {
     // P6 first: a fresh API server and etcd, before Docker work loads the machine.
     if (args.scenarios.includes('P6')) await run('P6', undefined, () => apiServerWrites(ctx));
     if (needsDocker) {
-      ctx.opProxy = await startProxyProcess(join(tmpdir(), `nbswarm-bench-${ctx.runId}-op.sock`));
-      ctx.rawProxy = await startProxyProcess(join(tmpdir(), `nbswarm-bench-${ctx.runId}-raw.sock`));
+      const opProxy = (ctx.opProxy = await startProxyProcess(join(tmpdir(), `nbswarm-bench-${ctx.runId}-op.sock`)));
+      ctx.teardown.add("the operator's Docker proxy", () => opProxy.close());
+      const rawProxy = (ctx.rawProxy = await startProxyProcess(join(tmpdir(), `nbswarm-bench-${ctx.runId}-raw.sock`)));
+      ctx.teardown.add("the raw baseline's Docker proxy", () => rawProxy.close());
       ctx.rawDocker = new Docker({ socketPath: ctx.rawProxy.socketPath });
-      ctx.api = await startApiChild();
-      ctx.kube = await Kube.fromKubeconfig(ctx.api.kubeconfigPath, { maxSockets: 32 });
+      const api = (ctx.api = await startApiChild());
+      ctx.teardown.add('the API server', () => api.stop());
+      const kube = (ctx.kube = await Kube.fromKubeconfig(ctx.api.kubeconfigPath, { maxSockets: 32 }));
+      ctx.teardown.add('the API clients', async () => kube.close());
       await ctx.kube.ensureCrd(loadCrd());
       for (const kind of args.backends) {
         if (args.scenarios.includes('P1')) await run('P1', kind, () => spawnLatency(ctx, kind));
@@ -150,16 +176,11 @@ async function main(): Promise<void> {
     }
     if (args.scenarios.includes('P8')) await run('P8', 'service', () => multinodeScenario(ctx));
   } finally {
-    log('cleanup');
-    await ctx.stopOperator().catch((e) => log(`stop operator: ${e}`));
-    if (needsDocker) {
-      await raw.cleanupByLabel(ctx.docker, raw.BENCH_RUN_LABEL, ctx.runId).catch(() => 0);
-      for (const ns of ctx.namespaces) await raw.cleanupByLabel(ctx.docker, LABELS.namespace, ns).catch(() => 0);
-      ctx.kube?.close();
-      await ctx.api?.stop().catch(() => undefined);
-      await ctx.opProxy?.close().catch(() => undefined);
-      await ctx.rawProxy?.close().catch(() => undefined);
-    }
+    await cleanUp();
+  }
+  if (abortedWith !== undefined) {
+    save();
+    return abortedWith;
   }
 
   const json = JSON.stringify(report(), null, 2);
@@ -167,10 +188,11 @@ async function main(): Promise<void> {
   writeFileSync(file, json + '\n');
   process.stderr.write('\n' + resultTable(results) + '\n');
   log(`written ${file}`);
+  return 0;
 }
 
 main()
-  .then(() => process.exit(0))
+  .then((code) => process.exit(code))
   .catch((err) => {
     log(`fatal: ${(err as Error).stack ?? err}`);
     process.exit(1);

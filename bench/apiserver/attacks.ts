@@ -51,40 +51,51 @@ interface Scenario {
 
 const MiB = 2 ** 20;
 
+/** Creates widget `name` (the attack's setup, not measured); fails unless the server made it. */
+async function createWidget(srv: ServerProcess, name: string, extra: object): Promise<void> {
+  const r = await request(srv, 'POST', WIDGETS, { body: widget(name, extra) });
+  if (r.status !== 201) throw new Error(`setup: ${r.status} ${r.text.slice(0, 200)}`);
+}
+
+/** Widget "victim" with `extra` in its spec, then one JSON patch of `ops` to it: how the server answers and what it stores. */
+async function jsonPatchAttack(srv: ServerProcess, limitMs: number, extra: object, ops: object[]): Promise<Result> {
+  await createWidget(srv, 'victim', extra);
+  const body = JSON.stringify(ops);
+  const r = await request(srv, 'PATCH', `${WIDGETS}/victim`, { body, contentType: 'application/json-patch+json', timeoutMs: limitMs });
+  return { patchBytes: body.length, status: r.status, ms: Math.round(r.ms), reply: r.text.slice(0, 300), storedBytes: await storedSize(srv, 'victim') };
+}
+
 const scenarios: Scenario[] = [
   {
     name: 'patch-copy',
     describe: 'JSON patch of 200 copy ops, each copying a 20,000-key map (~0.5 MB) into the same object',
     limitMs: 60_000,
-    async run(srv, limitMs) {
-      const r0 = await request(srv, 'POST', WIDGETS, { body: widget('victim', { m: wideMap(20_000, 16) }) });
-      if (r0.status !== 201) throw new Error(`setup: ${r0.status} ${r0.text.slice(0, 200)}`);
-      const ops = Array.from({ length: 200 }, (_, i) => ({ op: 'copy', from: '/spec/extra/m', path: `/spec/extra/c${i}` }));
-      const body = JSON.stringify(ops);
-      const r = await request(srv, 'PATCH', `${WIDGETS}/victim`, { body, contentType: 'application/json-patch+json', timeoutMs: limitMs });
-      return { patchBytes: body.length, status: r.status, ms: Math.round(r.ms), reply: r.text.slice(0, 300), storedBytes: await storedSize(srv, 'victim') };
-    },
+    run: (srv, limitMs) =>
+      jsonPatchAttack(
+        srv,
+        limitMs,
+        { m: wideMap(20_000, 16) },
+        Array.from({ length: 200 }, (_, i) => ({ op: 'copy', from: '/spec/extra/m', path: `/spec/extra/c${i}` })),
+      ),
   },
   {
     name: 'patch-double',
     describe: 'JSON patch of 15 copy ops, each copying spec.extra into itself (the object doubles each time)',
     limitMs: 60_000,
-    async run(srv, limitMs) {
-      const r0 = await request(srv, 'POST', WIDGETS, { body: widget('victim', { a: 'x'.repeat(1000) }) });
-      if (r0.status !== 201) throw new Error(`setup: ${r0.status} ${r0.text.slice(0, 200)}`);
-      const ops = Array.from({ length: 15 }, (_, i) => ({ op: 'copy', from: '/spec/extra', path: `/spec/extra/d${i}` }));
-      const body = JSON.stringify(ops);
-      const r = await request(srv, 'PATCH', `${WIDGETS}/victim`, { body, contentType: 'application/json-patch+json', timeoutMs: limitMs });
-      return { patchBytes: body.length, status: r.status, ms: Math.round(r.ms), reply: r.text.slice(0, 300), storedBytes: await storedSize(srv, 'victim') };
-    },
+    run: (srv, limitMs) =>
+      jsonPatchAttack(
+        srv,
+        limitMs,
+        { a: 'x'.repeat(1000) },
+        Array.from({ length: 15 }, (_, i) => ({ op: 'copy', from: '/spec/extra', path: `/spec/extra/d${i}` })),
+      ),
   },
   {
     name: 'watch-flood',
     describe: '300 HTTP/1.1 watches that never read, on a namespace holding one 1.4 MiB object',
     limitMs: 60_000,
     async run(srv) {
-      const r0 = await request(srv, 'POST', WIDGETS, { body: widget('big', { blob: 'x'.repeat(1.4 * MiB) }) });
-      if (r0.status !== 201) throw new Error(`setup: ${r0.status} ${r0.text.slice(0, 200)}`);
+      await createWidget(srv, 'big', { blob: 'x'.repeat(1.4 * MiB) });
       const socks = [];
       for (let i = 0; i < 300; i++) socks.push(await stalledRequest(srv, `${WIDGETS}?watch=1`));
       await sleep(8000);
@@ -98,8 +109,7 @@ const scenarios: Scenario[] = [
     describe: '300 HTTP/1.1 watches that never read, then 40 updates of a 1.4 MiB object (each live event shared by every watch)',
     limitMs: 60_000,
     async run(srv) {
-      const r0 = await request(srv, 'POST', WIDGETS, { body: widget('big', { blob: '0' }) });
-      if (r0.status !== 201) throw new Error(`setup: ${r0.status} ${r0.text.slice(0, 200)}`);
+      await createWidget(srv, 'big', { blob: '0' });
       const socks = [];
       for (let i = 0; i < 300; i++) socks.push(await stalledRequest(srv, `${WIDGETS}?watch=1`));
       await sleep(1000);
@@ -128,10 +138,7 @@ const scenarios: Scenario[] = [
     describe: '5 HTTP/1.1 lists that never read, of a namespace holding 40 objects of 1.4 MiB',
     limitMs: 60_000,
     async run(srv) {
-      for (let i = 0; i < 40; i++) {
-        const r = await request(srv, 'POST', WIDGETS, { body: widget(`big-${i}`, { blob: 'x'.repeat(1.4 * MiB) }) });
-        if (r.status !== 201) throw new Error(`setup: ${r.status} ${r.text.slice(0, 200)}`);
-      }
+      for (let i = 0; i < 40; i++) await createWidget(srv, `big-${i}`, { blob: 'x'.repeat(1.4 * MiB) });
       const socks = [];
       for (let i = 0; i < 5; i++) socks.push(await stalledRequest(srv, WIDGETS));
       await sleep(8000);

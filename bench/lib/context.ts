@@ -1,7 +1,8 @@
 /**
  * What every scenario of one bench run shares: the run id (the label on every Docker object it makes,
  * so cleanup never touches another run's), the API server child, the two counting Docker proxies (the
- * operator's and the raw baseline's), the operator when one runs, and the namespaces created.
+ * operator's and the raw baseline's), the operator when one runs, the namespaces created, and what
+ * must be stopped however the run ends (the teardown).
  */
 import Docker from 'dockerode';
 import { randomBytes } from 'node:crypto';
@@ -11,6 +12,7 @@ import type { BenchArgs } from '../args.js';
 import type { RemoteProxy } from './proxy-child.js';
 import { Kube, ReadyTracker } from './kube.js';
 import * as raw from './raw-docker.js';
+import { Teardown } from './teardown.js';
 import { mapLimit, sleep } from './stats.js';
 import { benchPolicy, startOperatorInProcess, type ApiHandle, type RunningOperator } from './stack.js';
 
@@ -31,7 +33,9 @@ export class BenchContext {
   rawProxy!: RemoteProxy;
   rawDocker!: Docker;
   operator?: RunningOperator;
+  private stopOperatorNow?: () => Promise<void>;
   namespaces: string[] = [];
+  readonly teardown = new Teardown(log);
   swarm = false;
   constructor(readonly args: BenchArgs) {}
 
@@ -49,14 +53,16 @@ export class BenchContext {
     if (this.operator?.kind === kind) return this.operator;
     await this.stopOperator();
     const policy = await benchPolicy(kind, this.prefix, this.args.resyncSeconds);
-    this.operator = await startOperatorInProcess({ kubeconfigPath: this.api.kubeconfigPath, policy, kind, dockerSocket: this.opProxy.socketPath });
-    return this.operator;
+    const op = await startOperatorInProcess({ kubeconfigPath: this.api.kubeconfigPath, policy, kind, dockerSocket: this.opProxy.socketPath });
+    this.stopOperatorNow = this.teardown.add(`the operator (${kind})`, () => op.close());
+    this.operator = op;
+    return op;
   }
 
   async stopOperator(): Promise<void> {
-    const o = this.operator;
-    this.operator = undefined;
-    if (o) await o.close();
+    const stop = this.stopOperatorNow;
+    this.operator = this.stopOperatorNow = undefined;
+    await stop?.();
   }
 
   async concurrency(): Promise<number> {

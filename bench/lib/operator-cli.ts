@@ -49,24 +49,29 @@ export async function startOperatorCli(opts: { kubeconfigPath: string; policy: P
     if (!res.ok) throw new Error(`operator /stats: HTTP ${res.status}`);
     return res.json();
   };
+  const stop = async () => {
+    await terminate(child, 15_000);
+    rmSync(dir, { recursive: true, force: true });
+  };
   const deadline = Date.now() + 60_000;
   for (;;) {
-    if (child.exitCode !== null) throw new Error(`operator (${entry}) exited ${child.exitCode} at start:\n${logTail()}`);
+    const failed =
+      child.exitCode !== null
+        ? `operator (${entry}) exited ${child.exitCode} at start`
+        : Date.now() > deadline
+          ? `operator did not serve ${url}/stats within 60 s`
+          : undefined;
+    if (failed) {
+      const err = new Error(`${failed}:\n${logTail()}`);
+      await stop();
+      throw err;
+    }
     try {
       await stats();
       break;
     } catch {
-      if (Date.now() > deadline) throw new Error(`operator did not serve ${url}/stats within 60 s:\n${logTail()}`);
       await sleep(100);
     }
   }
-  return {
-    pid: child.pid!,
-    stats,
-    rssBytes: () => procRss(child.pid!),
-    stop: async () => {
-      await terminate(child, 15_000);
-      rmSync(dir, { recursive: true, force: true });
-    },
-  };
+  return { pid: child.pid!, stats, rssBytes: () => procRss(child.pid!), stop };
 }

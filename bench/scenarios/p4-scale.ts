@@ -6,7 +6,7 @@
 import type { BackendKind } from '../../src/backends/types.js';
 import { BenchContext, log } from '../lib/context.js';
 import { Kube, ReadyTracker, benchServer, type Obj } from '../lib/kube.js';
-import { startOperatorCli } from '../lib/operator-cli.js';
+import { startOperatorCli, type CliOperator } from '../lib/operator-cli.js';
 import type { ScenarioResult } from '../lib/result.js';
 import { mapLimit, median, round, roundSummary, sleep, summarize, type Summary } from '../lib/stats.js';
 import { benchPolicy, queueStats } from '../lib/stack.js';
@@ -26,6 +26,19 @@ export async function scale(ctx: BenchContext, kind: BackendKind): Promise<Scena
   await ctx.stopOperator();
   const policy = await benchPolicy(kind, ctx.prefix, ctx.args.resyncSeconds);
   const op = await startOperatorCli({ kubeconfigPath: ctx.api.kubeconfigPath, policy, kind, dockerSocket: ctx.opProxy.socketPath });
+  // However P4 or the run ends, the operator's process goes with it.
+  const stopOperator = ctx.teardown.add(`the P4 operator (pid ${op.pid})`, () => op.stop());
+  try {
+    return await measure(ctx, kind, op, r, stopOperator);
+  } finally {
+    await stopOperator();
+  }
+}
+
+/** P4 with its operator running; `stopOperator` once its figures are read. */
+async function measure(ctx: BenchContext, kind: BackendKind, op: CliOperator, r: ScenarioResult, stopOperator: () => Promise<void>): Promise<ScenarioResult> {
+  const n = ctx.args.scaleN;
+  const running = Math.min(ctx.args.scaleRunning, n);
   const memIdle = (await op.stats()).memory as NodeJS.MemoryUsage;
   const ns = ctx.ns(`p4${kind[0]}`);
   await ctx.kube.ensureNamespace(ns);
@@ -40,16 +53,20 @@ export async function scale(ctx: BenchContext, kind: BackendKind): Promise<Scena
   let depthMax = 0;
   let rssMax = 0;
   const progress = setInterval(() => {
-    void op.stats().then((st) => {
-      const q = queueStats(st);
-      depthMax = Math.max(depthMax, q.depth);
-      rssMax = Math.max(rssMax, op.rssBytes());
-      const ph: Record<string, number> = {};
-      for (const p of tracker.phase.values()) ph[p] = (ph[p] ?? 0) + 1;
-      log(
-        `P4: phases ${JSON.stringify(ph)}, ready ${tracker.readyAt.size}, queue ${JSON.stringify(q)}, operator RSS ${Math.round(op.rssBytes() / 2 ** 20)} MB`,
-      );
-    });
+    op.stats().then(
+      (st) => {
+        const q = queueStats(st);
+        depthMax = Math.max(depthMax, q.depth);
+        rssMax = Math.max(rssMax, op.rssBytes());
+        const ph: Record<string, number> = {};
+        for (const p of tracker.phase.values()) ph[p] = (ph[p] ?? 0) + 1;
+        log(
+          `P4: phases ${JSON.stringify(ph)}, ready ${tracker.readyAt.size}, queue ${JSON.stringify(q)}, operator RSS ${Math.round(op.rssBytes() / 2 ** 20)} MB`,
+        );
+      },
+      // An operator that is gone (it failed, or the run is being torn down) ends in the wait below, not here.
+      (err: Error) => log(`P4: the operator's /stats did not answer: ${err.message}`),
+    );
   }, 5_000);
   try {
     await tracker.until(
@@ -152,7 +169,7 @@ export async function scale(ctx: BenchContext, kind: BackendKind): Promise<Scena
     'the operator runs as the bundled CLI (node dist/nbswarm.mjs operator, same policy, Docker through the counting proxy) in its own process; its RSS is read from /proc 5 s after the queue drained (no forced GC), heap figures from its /stats. The API server RSS is read from /proc of its child process.',
   );
   r.notes.push('fan-out watchers live in the bench process; the operator (another process) also receives each update and reconciles it.');
-  await op.stop();
+  await stopOperator();
   const opRssMB = mem.rss / 2 ** 20;
   r.targets.push({ metric: `operator RSS at rest (MB, ${n} resources)`, want: '< 150', actual: round(opRssMB, 1), met: opRssMB < 150 });
   r.targets.push({

@@ -4,13 +4,13 @@
  * process), beside a Node server that only parses and echoes the creates: the most any Node server
  * answers on this machine. Each store first takes the same 1,000 untimed writes.
  */
-import { spawnSync } from 'node:child_process';
 import { cpus } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { benchEtcd } from '../etcd.js';
 import { BenchContext, log } from '../lib/context.js';
 import type { ScenarioResult } from '../lib/result.js';
 import { ratio, round } from '../lib/stats.js';
+import { runCapture } from '../../test/cluster/exec.js';
 
 export async function apiServerWrites(ctx: BenchContext): Promise<ScenarioResult> {
   const n = ctx.args.quick ? 3000 : 10_000;
@@ -26,11 +26,11 @@ export async function apiServerWrites(ctx: BenchContext): Promise<ScenarioResult
   log(`P6: etcd puts (${n})`);
   const etcd = await benchEtcd({ n, concurrency: 32, warmup });
   log(`P6: etcd ${etcd.putsPerSec} puts/s`);
-  const normal = apiserverBench(ctx, ['--warmup', String(warmup)]);
+  const normal = await apiserverBench(ctx, ['--warmup', String(warmup)]);
   log(
     `P6: API server (synchronous NORMAL) ${normal.create.opsPerSec} creates/s over HTTP/2, ${normal.createHttp1.opsPerSec} over HTTP/1.1; a Node server that only echoes: ${normal.nodeCeiling.opsPerSec}/s`,
   );
-  const full = apiserverBench(ctx, ['--warmup', String(warmup), '--synchronous', 'FULL', '--creates-only']);
+  const full = await apiserverBench(ctx, ['--warmup', String(warmup), '--synchronous', 'FULL', '--creates-only']);
   log(`P6: API server (synchronous FULL) ${full.create.opsPerSec} creates/s over HTTP/2, ${full.createHttp1.opsPerSec} over HTTP/1.1`);
   r.raw = { etcd };
   r.nbswarm = { synchronousNormal: normal, synchronousFull: full };
@@ -74,14 +74,15 @@ interface CreatePhase {
 }
 
 /** bench/apiserver (a fresh server in a child process, ~1 KB NotebookServer creates at concurrency 32) with `extra` arguments. */
-function apiserverBench(
+async function apiserverBench(
   ctx: BenchContext,
   extra: string[],
-): { create: CreatePhase; createHttp1: CreatePhase; nodeCeiling: CreatePhase } & Record<string, unknown> {
+): Promise<{ create: CreatePhase; createHttp1: CreatePhase; nodeCeiling: CreatePhase } & Record<string, unknown>> {
   const script = fileURLToPath(new URL('../apiserver/run.js', import.meta.url));
   const argv = [script, ...(ctx.args.quick ? ['--quick'] : []), ...extra];
   log(`P6: node ${argv.map((a) => a.replace(/.*\/dist\//, 'dist/')).join(' ')}`);
-  const res = spawnSync(process.execPath, argv, { encoding: 'utf8', maxBuffer: 64 * 2 ** 20, timeout: 600_000 });
-  if (res.status !== 0) throw new Error(`bench/apiserver ${extra.join(' ')} failed (status ${res.status ?? res.signal}): ${res.stderr.slice(-800)}`);
+  // Not spawnSync: a Ctrl-C or SIGTERM meanwhile must reach the bench, which ends this child and its servers.
+  const res = await runCapture(process.execPath, argv, { timeoutMs: 600_000 });
+  if (res.code !== 0) throw new Error(`bench/apiserver ${extra.join(' ')} failed (status ${res.code}): ${res.stderr.slice(-800)}`);
   return JSON.parse(res.stdout);
 }

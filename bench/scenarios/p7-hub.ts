@@ -91,6 +91,7 @@ export async function hubScenario(ctx: BenchContext): Promise<ScenarioResult> {
   await docker.getImage(HUB_IMAGE).inspect();
   const base = 23000 + Math.floor(Math.random() * 60) * 100;
   const stack = await startHubStack({ image: HUB_IMAGE, portRange: [base, base + 99] });
+  const stopStack = ctx.teardown.add('the P7 hub stack', () => stack.stop());
   const raw = { fresh: [] as Burst[], notebook: [] as Burst[], stop: [] as number[] };
   const hub = { fresh: [] as Burst[], restart: [] as Burst[], stop: [] as Stops[] };
   const loads: number[] = [];
@@ -120,7 +121,7 @@ export async function hubScenario(ctx: BenchContext): Promise<ScenarioResult> {
   } catch (err) {
     throw new Error(`${(err as Error).message}\n${stack.logs()}`);
   } finally {
-    await stack.stop();
+    await stopStack();
   }
 
   const walls = (bs: Burst[]) => bs.map((b) => b.wallMs);

@@ -20,7 +20,7 @@ import { defaultPolicy } from '../../src/config/policy.js';
 import { LABELS } from '../../src/api/names.js';
 import { GROUP, PLURAL, VERSION, type NotebookServer } from '../../src/api/types.js';
 import type { Policy } from '../../src/config/types.js';
-import { startCluster, type Cluster, type ClusterNode } from '../../test/cluster/cluster.js';
+import { destroyCluster, startCluster, type Cluster, type ClusterNode } from '../../test/cluster/cluster.js';
 import type { PushedImage } from '../../test/cluster/push.js';
 import { Stack, type OperatorProcess } from '../../test/e2e/multinode-stack.js';
 import { BenchContext, log } from '../lib/context.js';
@@ -70,14 +70,26 @@ export async function multinodeScenario(bench: BenchContext): Promise<ScenarioRe
     notes: [],
   };
   log('P8: starting a 3-node cluster');
-  const cluster = await startCluster({
-    name: `p8-${bench.runId}`.slice(0, 20),
-    nodes: 3,
-    heartbeatSeconds: 1,
-    subnet: '10.252.0',
-    log: (l) => log(`P8 cluster: ${l}`),
-  });
+  const name = `p8-${bench.runId}`.slice(0, 20);
+  const clusterLog = (l: string) => log(`P8 cluster: ${l}`);
+  // Until it is up, a cluster is removed by name: a start cut short (Ctrl-C) leaves part of one.
+  let stopCluster = () => destroyCluster(name, undefined, clusterLog).then(() => undefined);
+  const removeCluster = bench.teardown.add(`the P8 cluster ${name}`, () => stopCluster());
+  let cluster: Cluster;
+  try {
+    cluster = await startCluster({ name, nodes: 3, heartbeatSeconds: 1, subnet: '10.252.0', log: clusterLog });
+  } catch (err) {
+    // startCluster removes what it had started.
+    stopCluster = async () => undefined;
+    await removeCluster();
+    throw err;
+  }
+  stopCluster = async () => {
+    const rep = await cluster.stop();
+    log(`P8: cluster removed in ${rep.ms} ms`);
+  };
   const stack = new Stack(cluster);
+  const stopStack = bench.teardown.add('the P8 API server and operators', () => stack.stop());
   try {
     const [image] = await Promise.all([cluster.pushImage(BENCH_IMAGE, { changes: ['STOPSIGNAL SIGKILL'], tag: `p8-${bench.runId}` }), stack.start()]);
     const reg = cluster.registry;
@@ -169,12 +181,8 @@ export async function multinodeScenario(bench: BenchContext): Promise<ScenarioRe
       cpSync(stack.dir, keep, { recursive: true, filter: (f) => !f.includes('/api/') && !f.endsWith('/api') });
       log(`P8: logs kept in ${keep}`);
     }
-    await stack.stop().catch((e) => log(`P8 stack stop: ${e}`));
-    const rep = await cluster.stop().catch((e: Error) => {
-      log(`P8 cluster stop: ${e.message}`);
-      return undefined;
-    });
-    if (rep) log(`P8: cluster removed in ${rep.ms} ms`);
+    await stopStack().catch((e) => log(`P8 stack stop: ${e}`));
+    await removeCluster().catch((e: Error) => log(`P8 cluster stop: ${e.message}`));
   }
 }
 

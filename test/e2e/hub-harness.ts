@@ -53,8 +53,8 @@ export function tail(file: string, lines = 40): string {
   }
 }
 
-/** jupyterhub_config.py lines every stack shares; the test file appends its own. */
-const BASE_HUB_CONFIG = `
+/** jupyterhub_config.py lines every stack shares (hubEnv's variables); the test file appends its own. */
+export const BASE_HUB_CONFIG = `
 import os
 c = get_config()  # noqa
 e = os.environ
@@ -62,12 +62,14 @@ c.JupyterHub.ip = '127.0.0.1'
 c.JupyterHub.port = int(e['E2E_HUB_PORT'])
 c.JupyterHub.hub_ip = '127.0.0.1'
 c.JupyterHub.hub_port = int(e['E2E_HUB_API_PORT'])
+# The proxy runs on its own (as in production) so it keeps routing while the hub restarts.
 c.ConfigurableHTTPProxy.should_start = False
 c.ConfigurableHTTPProxy.api_url = 'http://127.0.0.1:' + e['E2E_PROXY_API_PORT']
 c.JupyterHub.cleanup_servers = False
 c.JupyterHub.db_url = 'sqlite:///' + os.path.join(e['E2E_DIR'], 'jupyterhub.sqlite')
 c.JupyterHub.cookie_secret_file = os.path.join(e['E2E_DIR'], 'cookie_secret')
 c.JupyterHub.pid_file = os.path.join(e['E2E_DIR'], 'jupyterhub.pid')
+# DummyAuthenticator, every user allowed: the tests log users in through the login form.
 c.JupyterHub.authenticator_class = 'dummy'
 c.JupyterHub.allow_named_servers = True
 c.JupyterHub.services = [{'name': 'e2e', 'api_token': e['E2E_ADMIN_TOKEN']}]
@@ -77,6 +79,94 @@ c.NotebookServerSpawner.kubeconfig = e['E2E_KUBECONFIG']
 c.NotebookServerSpawner.namespace = e['E2E_NAMESPACE']
 c.Spawner.http_timeout = 60
 `;
+
+/** The loopback ports of a stack's hub (behind the proxy), its API, and the proxy's API. */
+export interface HubPorts {
+  hubPort: number;
+  hubApiPort: number;
+  proxyApiPort: number;
+}
+
+/** The hub process's environment: what BASE_HUB_CONFIG reads, and the spawner on PYTHONPATH. */
+export function hubEnv(o: HubPorts & { dir: string; adminToken: string; kubeconfig: string; ns: string }): NodeJS.ProcessEnv {
+  return {
+    PYTHONPATH: repoPath('hub'),
+    E2E_DIR: o.dir,
+    E2E_HUB_PORT: String(o.hubPort),
+    E2E_HUB_API_PORT: String(o.hubApiPort),
+    E2E_PROXY_API_PORT: String(o.proxyApiPort),
+    E2E_ADMIN_TOKEN: o.adminToken,
+    E2E_KUBECONFIG: o.kubeconfig,
+    E2E_NAMESPACE: o.ns,
+    CONFIGPROXY_AUTH_TOKEN: o.adminToken + '-proxy',
+  };
+}
+
+/** Fails, naming the packages to install, when JupyterHub or configurable-http-proxy is missing. */
+export function requireHubPrograms(): void {
+  for (const bin of ['/usr/bin/jupyterhub', '/usr/bin/configurable-http-proxy']) {
+    if (!existsSync(bin)) throw new Error(`${bin} is missing: apt-get install jupyterhub node-configurable-http-proxy`);
+  }
+}
+
+/** Debian's configurable-http-proxy on its own in front of the hub, its log chp.log in `dir`. */
+export function startHttpProxy(dir: string, o: HubPorts & { adminToken: string }): Proc {
+  return startProc(
+    'configurable-http-proxy',
+    [
+      '--ip',
+      '127.0.0.1',
+      '--port',
+      String(o.hubPort),
+      '--api-ip',
+      '127.0.0.1',
+      '--api-port',
+      String(o.proxyApiPort),
+      '--default-target',
+      `http://127.0.0.1:${o.hubApiPort}`,
+      '--error-target',
+      `http://127.0.0.1:${o.hubApiPort}/hub/error`,
+    ],
+    join(dir, 'chp.log'),
+    // Debian's CHP needs its modules from the Debian node paths under the machine's Node 20.
+    { NODE_PATH: '/usr/share/nodejs:/usr/lib/nodejs', CONFIGPROXY_AUTH_TOKEN: o.adminToken + '-proxy' },
+  );
+}
+
+/** One call of the REST API of the hub at `hubBase` (http://127.0.0.1:PORT) with `token`; the body parsed when it is JSON. */
+export async function hubApiCall(hubBase: string, method: string, path: string, body: unknown, token: string): Promise<{ status: number; json: any }> {
+  const res = await fetch(`${hubBase}/hub/api${path}`, {
+    method,
+    headers: { Authorization: `token ${token}`, 'Content-Type': 'application/json' },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  const text = await res.text();
+  let json: any;
+  try {
+    json = text ? JSON.parse(text) : undefined;
+  } catch {
+    json = text;
+  }
+  return { status: res.status, json };
+}
+
+/** Removes the volumes of run `run` (named from its policy prefix): they outlive servers by design. */
+export async function removeRunVolumes(docker: Docker, run: string): Promise<void> {
+  for (let i = 0; i < 50; i++) {
+    const vols = ((await docker.listVolumes({ filters: JSON.stringify({ name: [run] }) } as object)) as any).Volumes ?? [];
+    const mine = vols.filter((v: any) => String(v.Name).startsWith(`${run}-`));
+    if (mine.length === 0) return;
+    await Promise.all(
+      mine.map((v: any) =>
+        docker
+          .getVolume(v.Name)
+          .remove()
+          .catch(() => undefined),
+      ),
+    );
+    await sleep(200);
+  }
+}
 
 export interface HubStack {
   run: string;
@@ -110,9 +200,7 @@ export async function startHubStack(opts: { policy: string; hubConfig: string; i
       throw new Error(`${image} is missing: build it with images/build-all.sh`);
     }
   }
-  for (const bin of ['/usr/bin/jupyterhub', '/usr/bin/configurable-http-proxy']) {
-    if (!existsSync(bin)) throw new Error(`${bin} is missing: apt-get install jupyterhub node-configurable-http-proxy`);
-  }
+  requireHubPrograms();
   const run = `e2e${randomBytes(3).toString('hex')}`;
   const ns = run;
   const adminToken = randomBytes(16).toString('hex');
@@ -132,21 +220,7 @@ export async function startHubStack(opts: { policy: string; hubConfig: string; i
     docker,
     hubLog: () => tail(join(dir, 'hub.log')),
     logs: () => ['up.log', 'chp.log', 'hub.log'].map((f) => `--- ${f} (tail):\n${tail(join(dir, f), 20)}`).join('\n'),
-    async hubApi(method, path, body, token = adminToken) {
-      const res = await fetch(`http://127.0.0.1:${hubPort}/hub/api${path}`, {
-        method,
-        headers: { Authorization: `token ${token}`, 'Content-Type': 'application/json' },
-        body: body === undefined ? undefined : JSON.stringify(body),
-      });
-      const text = await res.text();
-      let json: any;
-      try {
-        json = text ? JSON.parse(text) : undefined;
-      } catch {
-        json = text;
-      }
-      return { status: res.status, json };
-    },
+    hubApi: (method, path, body, token = adminToken) => hubApiCall(`http://127.0.0.1:${hubPort}`, method, path, body, token),
     viaProxy(path, token, init = {}) {
       const headers: Record<string, string> = { ...((init.headers as Record<string, string>) ?? {}) };
       if (token) headers.Authorization = `token ${token}`;
@@ -173,21 +247,7 @@ export async function startHubStack(opts: { policy: string; hubConfig: string; i
       }
       await stopProc(procs[1]);
       await stopProc(procs[0]);
-      // Volumes outlive servers by design; these are this run's (named from its policy prefix).
-      for (let i = 0; i < 50; i++) {
-        const vols = ((await docker.listVolumes({ filters: JSON.stringify({ name: [run] }) } as object)) as any).Volumes ?? [];
-        const mine = vols.filter((v: any) => String(v.Name).startsWith(`${run}-`));
-        if (mine.length === 0) break;
-        await Promise.all(
-          mine.map((v: any) =>
-            docker
-              .getVolume(v.Name)
-              .remove()
-              .catch(() => undefined),
-          ),
-        );
-        await sleep(200);
-      }
+      await removeRunVolumes(docker, run);
       if (!process.env.NBSWARM_KEEP_E2E) rmSync(dir, { recursive: true, force: true });
     },
   };
@@ -217,39 +277,15 @@ export async function startHubStack(opts: { policy: string; hubConfig: string; i
   }
   const created = await kubectl(['create', 'namespace', ns], { kubeconfig });
   assert.equal(created.code, 0, created.stderr);
+  const ports: HubPorts = { hubPort, hubApiPort, proxyApiPort };
+  procs.push(startHttpProxy(dir, { ...ports, adminToken }));
   procs.push(
     startProc(
-      'configurable-http-proxy',
-      [
-        '--ip',
-        '127.0.0.1',
-        '--port',
-        String(hubPort),
-        '--api-ip',
-        '127.0.0.1',
-        '--api-port',
-        String(proxyApiPort),
-        '--default-target',
-        `http://127.0.0.1:${hubApiPort}`,
-        '--error-target',
-        `http://127.0.0.1:${hubApiPort}/hub/error`,
-      ],
-      join(dir, 'chp.log'),
-      { NODE_PATH: '/usr/share/nodejs:/usr/lib/nodejs', CONFIGPROXY_AUTH_TOKEN: adminToken + '-proxy' },
+      PYTHON,
+      ['-m', 'jupyterhub', '-f', join(dir, 'jupyterhub_config.py')],
+      join(dir, 'hub.log'),
+      hubEnv({ ...ports, dir, adminToken, kubeconfig, ns }),
     ),
-  );
-  procs.push(
-    startProc(PYTHON, ['-m', 'jupyterhub', '-f', join(dir, 'jupyterhub_config.py')], join(dir, 'hub.log'), {
-      PYTHONPATH: repoPath('hub'),
-      E2E_DIR: dir,
-      E2E_HUB_PORT: String(hubPort),
-      E2E_HUB_API_PORT: String(hubApiPort),
-      E2E_PROXY_API_PORT: String(proxyApiPort),
-      E2E_ADMIN_TOKEN: adminToken,
-      E2E_KUBECONFIG: kubeconfig,
-      E2E_NAMESPACE: ns,
-      CONFIGPROXY_AUTH_TOKEN: adminToken + '-proxy',
-    }),
   );
   try {
     await waitFor('the hub API', async () => (await fetch(`http://127.0.0.1:${hubPort}/hub/api/`).catch(() => undefined))?.ok, 30_000, 100);

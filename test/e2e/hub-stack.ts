@@ -15,9 +15,20 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type Docker from 'dockerode';
 import { kubectl } from '../helpers/apiserver.js';
-import { freePort, requireDocker, sleep, waitFor } from '../helpers/docker.js';
-import { repoPath } from '../../src/paths.js';
-import { PYTHON, startProc, stopProc, tail, type Proc } from './hub-harness.js';
+import { freePort, requireDocker, waitFor } from '../helpers/docker.js';
+import {
+  BASE_HUB_CONFIG,
+  hubApiCall,
+  hubEnv,
+  PYTHON,
+  removeRunVolumes,
+  requireHubPrograms,
+  startHttpProxy,
+  startProc,
+  stopProc,
+  tail,
+  type Proc,
+} from './hub-harness.js';
 
 export { PYTHON, tail, type Proc };
 
@@ -56,8 +67,9 @@ export function serverPath(user: string, server = ''): string {
  */
 export const CRASH_LOOP_BACKOFF = { initialSeconds: 6, maxSeconds: 10 };
 
-const HUB_CONFIG = `
-import os
+const HUB_CONFIG =
+  BASE_HUB_CONFIG +
+  `
 from traitlets import default
 from nbswarm_spawner import NotebookServerSpawner
 
@@ -83,29 +95,9 @@ class E2ESpawner(NotebookServerSpawner):
             spec.update(resources={'memory': 'lots'})
         return spec
 
-c = get_config()  # noqa
-e = os.environ
-c.JupyterHub.ip = '127.0.0.1'
-c.JupyterHub.port = int(e['E2E_HUB_PORT'])
-c.JupyterHub.hub_ip = '127.0.0.1'
-c.JupyterHub.hub_port = int(e['E2E_HUB_API_PORT'])
-# The proxy runs on its own (as in production) so it keeps routing while the hub restarts.
-c.ConfigurableHTTPProxy.should_start = False
-c.ConfigurableHTTPProxy.api_url = 'http://127.0.0.1:' + e['E2E_PROXY_API_PORT']
-c.JupyterHub.cleanup_servers = False
-c.JupyterHub.db_url = 'sqlite:///' + os.path.join(e['E2E_DIR'], 'jupyterhub.sqlite')
-c.JupyterHub.cookie_secret_file = os.path.join(e['E2E_DIR'], 'cookie_secret')
-c.JupyterHub.pid_file = os.path.join(e['E2E_DIR'], 'jupyterhub.pid')
-# DummyAuthenticator, every user allowed: the tests log users in through the login form.
-c.JupyterHub.authenticator_class = 'dummy'
-c.JupyterHub.allow_named_servers = True
-c.JupyterHub.services = [{'name': 'e2e', 'api_token': e['E2E_ADMIN_TOKEN']}]
-c.JupyterHub.load_roles = [{'name': 'admin', 'services': ['e2e']}]
 c.JupyterHub.spawner_class = E2ESpawner
 # A hub check every 2 s: a server reported dead at any moment is dropped within the tests' waits.
 c.Spawner.poll_interval = 2
-c.NotebookServerSpawner.kubeconfig = e['E2E_KUBECONFIG']
-c.NotebookServerSpawner.namespace = e['E2E_NAMESPACE']
 c.NotebookServerSpawner.image = e['E2E_IMAGE']
 # evil/miner:1 is allowed here but not by the operator's policy: the policy is the final word.
 c.NotebookServerSpawner.allowed_images = [e['E2E_IMAGE'], 'evil/miner:1', '${BROKEN_IMAGE}']
@@ -142,18 +134,8 @@ export class HubStack {
   }
 
   private hubEnv(): NodeJS.ProcessEnv {
-    return {
-      PYTHONPATH: repoPath('hub'),
-      E2E_DIR: this.dir,
-      E2E_HUB_PORT: String(this.hubPort),
-      E2E_HUB_API_PORT: String(this.hubApiPort),
-      E2E_PROXY_API_PORT: String(this.proxyApiPort),
-      E2E_ADMIN_TOKEN: this.adminToken,
-      E2E_KUBECONFIG: this.hubKubeconfig,
-      E2E_NAMESPACE: this.ns,
-      E2E_IMAGE: NOTEBOOK_IMAGE,
-      CONFIGPROXY_AUTH_TOKEN: this.adminToken + '-proxy',
-    };
+    const { dir, hubPort, hubApiPort, proxyApiPort, adminToken, ns } = this;
+    return { ...hubEnv({ dir, hubPort, hubApiPort, proxyApiPort, adminToken, ns, kubeconfig: this.hubKubeconfig }), E2E_IMAGE: NOTEBOOK_IMAGE };
   }
 
   async start(): Promise<void> {
@@ -163,9 +145,7 @@ export class HubStack {
     } catch {
       throw new Error(`${NOTEBOOK_IMAGE} is missing: build it with images/notebook/build.sh (or images/build-all.sh)`);
     }
-    for (const bin of ['/usr/bin/jupyterhub', '/usr/bin/configurable-http-proxy']) {
-      if (!existsSync(bin)) throw new Error(`${bin} is missing: apt-get install jupyterhub node-configurable-http-proxy`);
-    }
+    requireHubPrograms();
     this.dir = mkdtempSync(join(tmpdir(), 'nbswarm-e2e-'));
     [this.hubPort, this.hubApiPort, this.proxyApiPort, this.apiPort] = [await freePort(), await freePort(), await freePort(), await freePort()];
     // A port range of its own so concurrent operator tests never hand out the same host ports.
@@ -189,26 +169,7 @@ export class HubStack {
     assert.equal(created.code, 0, created.stderr);
     await this.writeHubKubeconfig();
 
-    this.chp = startProc(
-      'configurable-http-proxy',
-      [
-        '--ip',
-        '127.0.0.1',
-        '--port',
-        String(this.hubPort),
-        '--api-ip',
-        '127.0.0.1',
-        '--api-port',
-        String(this.proxyApiPort),
-        '--default-target',
-        `http://127.0.0.1:${this.hubApiPort}`,
-        '--error-target',
-        `http://127.0.0.1:${this.hubApiPort}/hub/error`,
-      ],
-      join(this.dir, 'chp.log'),
-      // Debian's CHP needs its modules from the Debian node paths under the machine's Node 20.
-      { NODE_PATH: '/usr/share/nodejs:/usr/lib/nodejs', CONFIGPROXY_AUTH_TOKEN: this.adminToken + '-proxy' },
-    );
+    this.chp = startHttpProxy(this.dir, this);
     await this.startHub();
   }
 
@@ -286,20 +247,8 @@ export class HubStack {
     return this.up ? tail(this.up.log, lines) : '';
   }
 
-  async hubApi(method: string, path: string, body?: unknown, token = this.adminToken): Promise<{ status: number; json: any }> {
-    const res = await fetch(`${this.hubBase}/hub/api${path}`, {
-      method,
-      headers: { Authorization: `token ${token}`, 'Content-Type': 'application/json' },
-      body: body === undefined ? undefined : JSON.stringify(body),
-    });
-    const text = await res.text();
-    let json: any;
-    try {
-      json = text ? JSON.parse(text) : undefined;
-    } catch {
-      json = text;
-    }
-    return { status: res.status, json };
+  hubApi(method: string, path: string, body?: unknown, token = this.adminToken): Promise<{ status: number; json: any }> {
+    return hubApiCall(this.hubBase, method, path, body, token);
   }
 
   /** A request through the hub's proxy to a user's server (the admin token has access:servers). */
@@ -402,21 +351,7 @@ export class HubStack {
               .catch(() => undefined),
           ),
       );
-      // Volumes outlive servers by design; these are this run's (named from its policy prefix).
-      for (let i = 0; i < 50; i++) {
-        const vols = ((await this.docker.listVolumes({ filters: JSON.stringify({ name: [this.run] }) } as object)) as any).Volumes ?? [];
-        const mine = vols.filter((v: any) => String(v.Name).startsWith(`${this.run}-`));
-        if (mine.length === 0) break;
-        await Promise.all(
-          mine.map((v: any) =>
-            this.docker
-              .getVolume(v.Name)
-              .remove()
-              .catch(() => undefined),
-          ),
-        );
-        await sleep(200);
-      }
+      await removeRunVolumes(this.docker, this.run);
     }
     if (this.dir && !process.env.NBSWARM_KEEP_E2E) rmSync(this.dir, { recursive: true, force: true });
   }

@@ -1,8 +1,10 @@
+import { expect } from 'chai';
 import { execFileSync, spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startApiServer, type ApiServerOptions, type RunningApiServer } from '../../src/apiserver/index.js';
+import { repoPath } from '../../src/paths.js';
 
 export type TestApiServer = RunningApiServer & {
   /** Stops the server and removes its temp data dir. */
@@ -61,6 +63,35 @@ export function kubectl(
     });
     child.stdin.end(opts.input ?? '');
   });
+}
+
+/** kubectl `bin` with one kubeconfig (and namespace): `run` resolves with what it did, `ok` fails the test unless it exits 0. */
+export interface KubectlAs {
+  run(args: string[], input?: string, env?: Record<string, string>): Promise<KubectlResult>;
+  /** Resolves with kubectl's stdout. */
+  ok(args: string[], input?: string, env?: Record<string, string>): Promise<string>;
+}
+
+/**
+ * kubectl `bin` with the kubeconfig `kubeconfig()` names when called (a test's server starts in its
+ * before hook), in namespace `ns` when given.
+ */
+export function kubectlAs(kubeconfig: () => string, bin = 'kubectl', ns?: string): KubectlAs {
+  const run = (args: string[], input?: string, env?: Record<string, string>) =>
+    kubectl([...(ns ? ['-n', ns] : []), ...args], { kubeconfig: kubeconfig(), bin, input, env });
+  const ok = async (args: string[], input?: string, env?: Record<string, string>) => {
+    const r = await run(args, input, env);
+    expect(r.code, `kubectl ${args.join(' ')}\n${r.stderr}`).to.equal(0);
+    return r.stdout;
+  };
+  return { run, ok };
+}
+
+/** Installs the NotebookServer CRD from crds/ with kubectl and waits until it is served. */
+export async function installNotebookServerCrd(kubeconfig: string): Promise<void> {
+  const { ok } = kubectlAs(() => kubeconfig);
+  await ok(['apply', '-f', repoPath('crds/notebookserver.yaml')]);
+  await ok(['wait', '--for', 'condition=established', 'crd/notebookservers.nbswarm.io', '--timeout=20s']);
 }
 
 let dirCache: string | undefined;

@@ -14,7 +14,7 @@ import YAML from 'yaml';
 import { GROUP, VERSION } from '../../src/api/types.js';
 import { kubectl } from '../helpers/apiserver.js';
 import { TEST_IMAGE, waitFor } from '../helpers/docker.js';
-import { HTTPD, NS, getNbs, setupEnv, waitReady, type Env } from './operator-harness.js';
+import { HTTPD, NS, getNbs, setupEnv, waitPhase, waitReady, type Env } from './operator-harness.js';
 
 const server = (name: string, user: string, env: { name: string; value?: string; valueFrom?: unknown }[]) => ({
   apiVersion: `${GROUP}/${VERSION}`,
@@ -119,16 +119,7 @@ function describeFlow(bin: string): void {
       rmSync(join(origin(), 'servers', 'api.yaml'));
       commit('edit web, drop api');
       expect(await sync()).to.match(/notebookserver\.nbswarm\.io\/api pruned/);
-      const web = await waitFor(
-        'web at the new generation',
-        async () => {
-          const o = await getNbs(env, 'web');
-          return o.metadata.generation! > before.metadata.generation! && o.status?.observedGeneration === o.metadata.generation && o.status?.phase === 'Running'
-            ? o
-            : undefined;
-        },
-        120_000,
-      );
+      const web = await waitPhase(env, 'web', 'Running', 120_000, before);
       expect(web.spec.env?.map((e) => e.name)).to.deep.equal(['A', 'TOKEN']);
       expect(web.spec.env?.[0]).to.deep.equal({ name: 'A', value: '3' });
       await waitFor(

@@ -1,7 +1,6 @@
 import { expect } from 'chai';
-import { repoPath } from '../../src/paths.js';
 import { waitFor } from '../helpers/docker.js';
-import { kubectl, startTestApiServer, type TestApiServer } from '../helpers/apiserver.js';
+import { installNotebookServerCrd, kubectlAs, startTestApiServer, type TestApiServer } from '../helpers/apiserver.js';
 
 /** Garbage collection by ownerReferences: background, foreground and orphan deletion, and a deleted CRD's objects' dependents. */
 const server = (name: string) => `apiVersion: nbswarm.io/v1alpha1\nkind: NotebookServer\nmetadata:\n  name: ${name}\nspec:\n  user: alice\n`;
@@ -21,20 +20,14 @@ describe('garbage collection', function () {
   let srv: TestApiServer;
   before(async () => {
     srv = await startTestApiServer();
-    expect((await kubectl(['apply', '-f', repoPath('crds/notebookserver.yaml')], { kubeconfig: srv.kubeconfigPath })).code).to.equal(0);
-    await kubectl(['wait', '--for', 'condition=established', 'crd/notebookservers.nbswarm.io', '--timeout=20s'], { kubeconfig: srv.kubeconfigPath });
+    await installNotebookServerCrd(srv.kubeconfigPath);
   });
   after(async () => srv?.cleanup());
 
   for (const bin of ['kubectl', 'kubectl.1.27', 'kubectl.1.33']) {
     describe(bin, () => {
       const ns = `gc-${bin.replace(/\W/g, '-')}`;
-      const k = (args: string[], input?: string) => kubectl(['-n', ns, ...args], { kubeconfig: srv.kubeconfigPath, bin, input });
-      const ok = async (args: string[], input?: string) => {
-        const r = await k(args, input);
-        expect(r.code, `kubectl ${args.join(' ')}\n${r.stderr}`).to.equal(0);
-        return r.stdout;
-      };
+      const { run: k, ok } = kubectlAs(() => srv.kubeconfigPath, bin, ns);
       const exists = async (what: string) => (await k(['get', what, '-o', 'name'])).code === 0;
       const owner = async (name: string) => {
         await ok(['apply', '-f', '-'], server(name));
@@ -95,7 +88,7 @@ describe('garbage collection', function () {
   // Last: it deletes the CRD (a describe's own tests run before its nested describes).
   describe('a deleted CRD', () =>
     it('takes the dependents of its objects with it', async () => {
-      const k = (args: string[], input?: string) => kubectl(['-n', 'default', ...args], { kubeconfig: srv.kubeconfigPath, input });
+      const { run: k } = kubectlAs(() => srv.kubeconfigPath, 'kubectl', 'default');
       expect((await k(['apply', '-f', '-'], server('crd-owner'))).code).to.equal(0);
       const uid = (await k(['get', 'nbs', 'crd-owner', '-o', 'jsonpath={.metadata.uid}'])).stdout;
       expect((await k(['apply', '-f', '-'], dependent('crd-dep', 'crd-owner', uid))).code).to.equal(0);

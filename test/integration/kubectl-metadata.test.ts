@@ -1,7 +1,6 @@
 import { CustomObjectsApi, KubeConfig, PatchStrategy, setHeaderOptions } from '@kubernetes/client-node';
 import { expect } from 'chai';
-import { repoPath } from '../../src/paths.js';
-import { kubectl, startTestApiServer, type TestApiServer } from '../helpers/apiserver.js';
+import { installNotebookServerCrd, kubectlAs, startTestApiServer, type TestApiServer } from '../helpers/apiserver.js';
 
 /** kube-apiserver's metadata rules, seen through kubectl 1.27, 1.32, 1.33 and client-node. */
 const server = (name: string) => `apiVersion: nbswarm.io/v1alpha1
@@ -17,21 +16,14 @@ describe('metadata rules of kube-apiserver', function () {
   let srv: TestApiServer;
   before(async () => {
     srv = await startTestApiServer();
-    const r = await kubectl(['apply', '-f', repoPath('crds/notebookserver.yaml')], { kubeconfig: srv.kubeconfigPath });
-    expect(r.code, r.stderr).to.equal(0);
-    await kubectl(['wait', '--for', 'condition=established', 'crd/notebookservers.nbswarm.io', '--timeout=20s'], { kubeconfig: srv.kubeconfigPath });
+    await installNotebookServerCrd(srv.kubeconfigPath);
   });
   after(async () => srv?.cleanup());
 
   for (const bin of ['kubectl', 'kubectl.1.27', 'kubectl.1.33']) {
     describe(bin, () => {
       const ns = `md-${bin.replace(/\W/g, '-')}`;
-      const k = (args: string[], input?: string) => kubectl(['-n', ns, ...args], { kubeconfig: srv.kubeconfigPath, bin, input });
-      const ok = async (args: string[], input?: string) => {
-        const r = await k(args, input);
-        expect(r.code, `kubectl ${args.join(' ')}\n${r.stderr}`).to.equal(0);
-        return r.stdout;
-      };
+      const { run: k, ok } = kubectlAs(() => srv.kubeconfigPath, bin, ns);
       before(async () => void (await ok(['create', 'namespace', ns])));
 
       it('uid is immutable and creationTimestamp is kept whatever an update says', async () => {

@@ -1,6 +1,5 @@
 import { expect } from 'chai';
-import { repoPath } from '../../src/paths.js';
-import { kubectl, startTestApiServer, type TestApiServer } from '../helpers/apiserver.js';
+import { installNotebookServerCrd, kubectlAs, startTestApiServer, type TestApiServer } from '../helpers/apiserver.js';
 
 /**
  * Server-side apply ownership the way GitOps agents use it, with the real kubectl binaries:
@@ -33,12 +32,7 @@ for (const bin of ['kubectl', 'kubectl.1.27', 'kubectl.1.33']) {
   describe(`server-side apply ownership (${bin})`, function () {
     let srv: TestApiServer;
     const ns = `ssa-${bin.replace(/\W/g, '-')}`;
-    const k = (args: string[], input?: string) => kubectl(['-n', ns, ...args], { kubeconfig: srv.kubeconfigPath, bin, input });
-    const ok = async (args: string[], input?: string) => {
-      const r = await k(args, input);
-      expect(r.code, `kubectl ${args.join(' ')}\n${r.stderr}`).to.equal(0);
-      return r.stdout;
-    };
+    const { run: k, ok } = kubectlAs(() => srv.kubeconfigPath, bin, ns);
     const managed = async (kind: string, name: string): Promise<{ obj: any; entries: Entry[] }> => {
       const obj = JSON.parse(await ok(['get', kind, name, '-o', 'json', '--show-managed-fields']));
       return { obj, entries: obj.metadata.managedFields ?? [] };
@@ -48,8 +42,7 @@ for (const bin of ['kubectl', 'kubectl.1.27', 'kubectl.1.33']) {
     before(async () => {
       srv = await startTestApiServer();
       await ok(['create', 'namespace', ns]);
-      await ok(['apply', '-f', repoPath('crds/notebookserver.yaml')]);
-      await ok(['wait', '--for', 'condition=established', 'crd/notebookservers.nbswarm.io', '--timeout=20s']);
+      await installNotebookServerCrd(srv.kubeconfigPath);
     });
     after(async () => srv?.cleanup());
 

@@ -3,7 +3,7 @@ import { readFileSync, writeFileSync, chmodSync } from 'node:fs';
 import { join } from 'node:path';
 import { expect } from 'chai';
 import { repoPath } from '../../src/paths.js';
-import { kubectl, kubectlDir, startTestApiServer, type TestApiServer } from '../helpers/apiserver.js';
+import { kubectlAs, kubectlDir, startTestApiServer, type TestApiServer } from '../helpers/apiserver.js';
 
 const CRD = repoPath('test/fixtures/widget-crd.yaml');
 const WIDGET = readFileSync(repoPath('test/fixtures/widget-a.yaml'), 'utf8');
@@ -13,13 +13,7 @@ for (const bin of ['kubectl', 'kubectl.1.27', 'kubectl.1.33']) {
   describe(`kubectl suite (${bin})`, function () {
     let srv: TestApiServer;
     const ns = `kc-${bin.replace(/\W/g, '-')}`;
-    const k = (args: string[], opts: { input?: string; env?: Record<string, string> } = {}) =>
-      kubectl(['-n', ns, ...args], { kubeconfig: srv.kubeconfigPath, bin, ...opts });
-    const ok = async (args: string[], opts: { input?: string; env?: Record<string, string> } = {}) => {
-      const r = await k(args, opts);
-      expect(r.code, `kubectl ${args.join(' ')}\n${r.stderr}`).to.equal(0);
-      return r.stdout;
-    };
+    const { run: k, ok } = kubectlAs(() => srv.kubeconfigPath, bin, ns);
 
     before(async () => {
       srv = await startTestApiServer();
@@ -33,15 +27,15 @@ for (const bin of ['kubectl', 'kubectl.1.27', 'kubectl.1.33']) {
     });
 
     it('apply reports created, unchanged, then configured with generation bumped', async () => {
-      expect(await ok(['apply', '-f', '-'], { input: WIDGET })).to.match(/widget.example.nbswarm.io\/wa created/);
-      expect(await ok(['apply', '-f', '-'], { input: WIDGET })).to.match(/wa unchanged/);
+      expect(await ok(['apply', '-f', '-'], WIDGET)).to.match(/widget.example.nbswarm.io\/wa created/);
+      expect(await ok(['apply', '-f', '-'], WIDGET)).to.match(/wa unchanged/);
       expect(await ok(['get', 'widget', 'wa', '-o', 'jsonpath={.metadata.generation}'])).to.equal('1');
-      expect(await ok(['apply', '-f', '-'], { input: WIDGET.replace('size: 3', 'size: 4') })).to.match(/wa configured/);
+      expect(await ok(['apply', '-f', '-'], WIDGET.replace('size: 3', 'size: 4'))).to.match(/wa configured/);
       expect(await ok(['get', 'widget', 'wa', '-o', 'jsonpath={.metadata.generation} {.spec.size} {.spec.color}'])).to.equal('2 4 red');
     });
 
     it('get shows printer columns and the output formats', async () => {
-      await ok(['apply', '-f', '-'], { input: WIDGET.replace('name: wa', 'name: wb').replace('tier: front', 'tier: back').replace('alice', 'bob') });
+      await ok(['apply', '-f', '-'], WIDGET.replace('name: wa', 'name: wb').replace('tier: front', 'tier: back').replace('alice', 'bob'));
       const table = await ok(['get', 'widgets']);
       expect(table.split('\n')[0]).to.match(/^NAME\s+USER\s+SIZE\s+READY\s+AGE$/);
       expect(table).to.match(/wa\s+alice\s+4/);
@@ -90,7 +84,7 @@ for (const bin of ['kubectl', 'kubectl.1.27', 'kubectl.1.33']) {
         lastTimestamp: new Date().toISOString(),
         count: 1,
       };
-      await ok(['create', '-f', '-'], { input: JSON.stringify(ev) });
+      await ok(['create', '-f', '-'], JSON.stringify(ev));
       expect(await ok(['describe', 'widget', 'wa'])).to.match(/Events:[\s\S]*Painted[\s\S]*the widget was painted red/);
     });
 
@@ -100,7 +94,7 @@ for (const bin of ['kubectl', 'kubectl.1.27', 'kubectl.1.33']) {
     });
 
     it('diff shows the change without making it', async () => {
-      const r = await k(['diff', '-f', '-'], { input: WIDGET.replace('size: 3', 'size: 9') });
+      const r = await k(['diff', '-f', '-'], WIDGET.replace('size: 3', 'size: 9'));
       expect(r.code, r.stderr).to.equal(1);
       expect(r.stdout).to.match(/-\s+size: 4[\s\S]*\+\s+size: 9/);
       expect(await ok(['get', 'widget', 'wa', '-o', 'jsonpath={.spec.size}'])).to.equal('4');
@@ -108,13 +102,13 @@ for (const bin of ['kubectl', 'kubectl.1.27', 'kubectl.1.33']) {
 
     it('apply --server-side detects a conflict between field managers', async () => {
       const obj = WIDGET.replace('name: wa', 'name: ws').replace('size: 3', 'size: 5');
-      expect(await ok(['apply', '--server-side', '--field-manager=team-a', '-f', '-'], { input: obj })).to.match(/ws serverside-applied/);
-      const r = await k(['apply', '--server-side', '--field-manager=team-b', '-f', '-'], { input: obj.replace('size: 5', 'size: 6') });
+      expect(await ok(['apply', '--server-side', '--field-manager=team-a', '-f', '-'], obj)).to.match(/ws serverside-applied/);
+      const r = await k(['apply', '--server-side', '--field-manager=team-b', '-f', '-'], obj.replace('size: 5', 'size: 6'));
       expect(r.code).to.not.equal(0);
       expect(r.stderr)
         .to.match(/conflict with "team-a"/)
         .and.to.match(/\.spec\.size/);
-      await ok(['apply', '--server-side', '--field-manager=team-b', '--force-conflicts', '-f', '-'], { input: obj.replace('size: 5', 'size: 6') });
+      await ok(['apply', '--server-side', '--field-manager=team-b', '--force-conflicts', '-f', '-'], obj.replace('size: 5', 'size: 6'));
       const o = JSON.parse(await ok(['get', 'widget', 'ws', '-o', 'json', '--show-managed-fields']));
       expect(o.spec.size).to.equal(6);
       const b = o.metadata.managedFields.find((m: { manager: string }) => m.manager === 'team-b');
@@ -125,7 +119,7 @@ for (const bin of ['kubectl', 'kubectl.1.27', 'kubectl.1.33']) {
     });
 
     it('--dry-run=server validates but does not persist', async () => {
-      expect(await ok(['apply', '--dry-run=server', '-f', '-'], { input: WIDGET.replace('size: 3', 'size: 7') })).to.match(/server dry run/);
+      expect(await ok(['apply', '--dry-run=server', '-f', '-'], WIDGET.replace('size: 3', 'size: 7'))).to.match(/server dry run/);
       expect(await ok(['get', 'widget', 'wa', '-o', 'jsonpath={.spec.size}'])).to.equal('4');
     });
 
@@ -143,14 +137,12 @@ for (const bin of ['kubectl', 'kubectl.1.27', 'kubectl.1.33']) {
       const editor = join(srv.dataDir, 'editor.sh');
       writeFileSync(editor, '#!/bin/sh\nsed -i "s/size: 5/size: 8/" "$1"\n');
       chmodSync(editor, 0o755);
-      expect(await ok(['edit', 'widget', 'wa'], { env: { EDITOR: editor, KUBE_EDITOR: editor } })).to.match(/wa edited/);
+      expect(await ok(['edit', 'widget', 'wa'], undefined, { EDITOR: editor, KUBE_EDITOR: editor })).to.match(/wa edited/);
       expect(await ok(['get', 'widget', 'wa', '-o', 'jsonpath={.spec.size}'])).to.equal('8');
     });
 
     it('a schema-invalid object is refused naming the field', async () => {
-      const r = await k(['create', '-f', '-'], {
-        input: 'apiVersion: example.nbswarm.io/v1\nkind: Widget\nmetadata: {name: bad}\nspec: {size: -1, color: pink}\n',
-      });
+      const r = await k(['create', '-f', '-'], 'apiVersion: example.nbswarm.io/v1\nkind: Widget\nmetadata: {name: bad}\nspec: {size: -1, color: pink}\n');
       expect(r.code).to.not.equal(0);
       expect(r.stderr)
         .to.match(/spec.user: Required value/)

@@ -196,14 +196,16 @@ export async function waitReady(env: Env, name: string, timeout = '90s'): Promis
   });
 }
 
-export async function waitPhase(env: Env, name: string, phase: string, timeoutMs = 60_000): Promise<NotebookServer> {
+/** In `phase` and converged on its current generation, one later than `before`'s when given (a spec change acted on). */
+export async function waitPhase(env: Env, name: string, phase: string, timeoutMs = 60_000, before?: NotebookServer): Promise<NotebookServer> {
   let last: NotebookServer | undefined;
+  const newer = (o: NotebookServer) => !before || o.metadata.generation! > before.metadata.generation!;
   try {
     return await waitFor(
-      `${name} phase ${phase}`,
+      `${name} phase ${phase}${before ? ` after generation ${before.metadata.generation}` : ''}`,
       async () => {
         const o = (last = await getNbs(env, name));
-        return o.status?.phase === phase && o.status?.observedGeneration === o.metadata.generation ? o : undefined;
+        return o.status?.phase === phase && o.status?.observedGeneration === o.metadata.generation && newer(o) ? o : undefined;
       },
       timeoutMs,
     );

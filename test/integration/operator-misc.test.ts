@@ -19,7 +19,7 @@ import { createLogger } from '../../src/log.js';
 import { startOperator } from '../../src/controller/operator.js';
 import { fileURLToPath } from 'node:url';
 import { TEST_IMAGE, TEST_RUN_ID, requireDocker, sleep, waitFor, waitForHttp } from '../helpers/docker.js';
-import { HTTPD, NS, cleanupPrefix, kubectlRaw, nbsYaml, setupEnv, testPolicy, waitReady, type Env } from './operator-harness.js';
+import { HTTPD, NS, cleanupPrefix, kubectlRaw, nbsYaml, setupEnv, testPolicy, waitPhase, waitReady, type Env } from './operator-harness.js';
 import { kubeconfigFromBanner } from '../../src/up-banner.js';
 
 const log = createLogger({ level: process.env.NBSWARM_TEST_LOG ?? 'error' });
@@ -286,13 +286,7 @@ describe('operator with host networking (container backend)', function () {
     }
     expect(a.status!.endpoint!.port).to.not.equal(b.status!.endpoint!.port);
     await env.kubectl(['patch', 'nbs', 'h1', '-n', NS, '--type=merge', '-p', '{"spec":{"env":[{"name":"X","value":"1"}]}}']);
-    const a2 = await waitFor('h1 converged', async () => {
-      const o = (await env.custom.getNamespacedCustomObject({ group: GROUP, version: VERSION, plural: PLURAL, namespace: NS, name: 'h1' })) as {
-        metadata: { generation: number };
-        status?: { observedGeneration?: number; phase?: string; endpoint?: { port?: number } };
-      };
-      return o.status?.observedGeneration === o.metadata.generation && o.status?.phase === 'Running' ? o : undefined;
-    });
+    const a2 = await waitPhase(env, 'h1', 'Running', 30_000);
     expect(a2.status!.endpoint!.port).to.equal(a.status!.endpoint!.port);
   });
 });

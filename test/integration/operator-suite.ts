@@ -66,16 +66,7 @@ export function operatorSuite(kind: BackendKind): void {
       await env.docker.getImage(TEST_IMAGE).tag({ repo: `local/${env.prefix}-built-alt`, tag: 'v2' });
       const img2 = `local/${env.prefix}-built-alt:v2`;
       await patchSpec(env, 'nb-default', { image: img2, env: [{ name: 'GREETING', value: 'hello' }] });
-      const after = await waitFor(
-        'new generation Ready',
-        async () => {
-          const o = await getNbs(env, 'nb-default');
-          return o.metadata.generation! > before.metadata.generation! && o.status?.observedGeneration === o.metadata.generation && o.status?.phase === 'Running'
-            ? o
-            : undefined;
-        },
-        60_000,
-      );
+      const after = await waitPhase(env, 'nb-default', 'Running', 60_000, before);
       expect(after.status?.backend?.image).to.equal(img2);
       const objs = await env.backend.find(after.metadata.uid!);
       expect(objs).to.have.length(1);
@@ -251,14 +242,7 @@ export function operatorSuite(kind: BackendKind): void {
       await apply('nb-rapid', { user: 'dave', mode: 'custom', command: HTTPD, image: TEST_IMAGE });
       await waitReady(env, 'nb-rapid');
       for (let i = 0; i < 50; i++) await patchSpec(env, 'nb-rapid', { env: [{ name: 'ROUND', value: String(i) }] });
-      const last = await waitFor(
-        'converged on the last generation',
-        async () => {
-          const o = await getNbs(env, 'nb-rapid');
-          return o.status?.observedGeneration === o.metadata.generation && o.status?.phase === 'Running' ? o : undefined;
-        },
-        90_000,
-      );
+      const last = await waitPhase(env, 'nb-rapid', 'Running', 90_000);
       const objs = await env.backend.find(last.metadata.uid!);
       expect(objs).to.have.length(1);
       await waitFor('ROUND=49 in the running container', async () => (await containerEnv(env, last.metadata.uid!)).includes('ROUND=49'), 60_000);

@@ -1,8 +1,5 @@
 import { expect } from 'chai';
 import { EventEmitter } from 'node:events';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import type { Authenticator, User } from '../../src/apiserver/auth/tokens.js';
 import { VERB_HANDLERS } from '../../src/apiserver/dispatcher.js';
@@ -14,8 +11,9 @@ import { update } from '../../src/apiserver/handlers/update.js';
 import { watch } from '../../src/apiserver/handlers/watch.js';
 import type { Req, Res } from '../../src/apiserver/request/http.js';
 import { ApiServer } from '../../src/apiserver/server.js';
-import { Store } from '../../src/apiserver/storage/sqlite.js';
+import type { Store } from '../../src/apiserver/storage/sqlite.js';
 import { createLogger } from '../../src/log.js';
+import { openTempStore, type TempStore } from '../helpers/store.js';
 
 /** Bearer <role> is a user of that role (the token file's parsing is the integration tests' business). */
 const roles: Authenticator = {
@@ -74,12 +72,12 @@ function send(api: ApiServer, method: string, url: string, role?: string, body?:
 }
 
 describe('API server dispatcher', function () {
-  let dir: string;
+  let temp: TempStore;
   let storage: Store;
   let api: ApiServer;
   before(() => {
-    dir = mkdtempSync(join(tmpdir(), 'nbswarm-dispatch-'));
-    storage = new Store(join(dir, 'state.db'), 1000);
+    temp = openTempStore('dispatch');
+    storage = temp.storage;
     api = new ApiServer({
       storage,
       authenticator: roles,
@@ -91,8 +89,7 @@ describe('API server dispatcher', function () {
   });
   after(async () => {
     api.close();
-    await storage.close();
-    rmSync(dir, { recursive: true, force: true });
+    await temp.remove();
   });
 
   it('has one handler per verb', () => {

@@ -1,15 +1,13 @@
 /** The API server's garbage collector by ownerReferences, over a real store (the pass itself; kubectl-gc drives it end to end). */
 import { expect } from 'chai';
 import { randomUUID } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { GarbageCollector } from '../../src/apiserver/gc/owners.js';
 import type { ResourceKind } from '../../src/apiserver/registry/kinds.js';
 import { GenericStrategy } from '../../src/apiserver/registry/strategy.js';
-import { Store } from '../../src/apiserver/storage/sqlite.js';
+import type { Store } from '../../src/apiserver/storage/sqlite.js';
 import type { KubeObject } from '../../src/apiserver/types.js';
 import { createLogger } from '../../src/log.js';
+import { openTempStore, type TempStore } from '../helpers/store.js';
 
 const configmaps = {
   group: '',
@@ -21,18 +19,17 @@ const configmaps = {
 const secrets = { group: '', resource: 'secrets', storageKey: '/secrets', namespaced: true, strategy: new GenericStrategy() } as unknown as ResourceKind;
 
 describe('API server garbage collector', () => {
-  let dir: string;
+  let temp: TempStore;
   let storage: Store;
   let gc: GarbageCollector;
   beforeEach(() => {
-    dir = mkdtempSync(join(tmpdir(), 'nbswarm-gc-unit-'));
-    storage = new Store(join(dir, 'state.db'), 1000);
+    temp = openTempStore('gc-unit');
+    storage = temp.storage;
     gc = new GarbageCollector(storage, () => [configmaps, secrets], createLogger({ silent: true }));
   });
   afterEach(async () => {
     gc.close();
-    await storage.close();
-    rmSync(dir, { recursive: true, force: true });
+    await temp.remove();
   });
 
   const put = (kind: ResourceKind, name: string, metadata: Record<string, unknown> = {}, data: Record<string, string> = {}) => {
@@ -100,9 +97,8 @@ describe('API server garbage collector', () => {
     put(secrets, 'plain');
     await storage.settled();
     gc.close();
-    await storage.close();
     // A restart: the store reads which objects have owners or finalizers from their stored text.
-    storage = new Store(join(dir, 'state.db'), 1000);
+    storage = await temp.reopen();
     gc = new GarbageCollector(storage, () => [configmaps, secrets], createLogger({ silent: true }));
     expect([...storage.withOwnersOrFinalizers(secrets.storageKey)].map((o) => o.metadata.name)).to.deep.equal(['dep', 'orphan']);
     expect([...storage.withOwnersOrFinalizers(configmaps.storageKey)].map((o) => o.metadata.name)).to.deep.equal(['owner']);

@@ -5,8 +5,7 @@
  */
 import { expect } from 'chai';
 import { randomUUID } from 'node:crypto';
-import { mkdtempSync, rmSync, statSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { statSync } from 'node:fs';
 import { join } from 'node:path';
 import { RBACAuthorizer } from '../../src/apiserver/auth/rbac/authorizer.js';
 import { reconcileBootstrapPolicy } from '../../src/apiserver/auth/rbac/bootstrap.js';
@@ -15,9 +14,10 @@ import { loadSigningKey, ServiceAccountTokens } from '../../src/apiserver/auth/s
 import type { User } from '../../src/apiserver/auth/tokens.js';
 import type { Attributes } from '../../src/apiserver/auth/authorizer.js';
 import { KindRegistry } from '../../src/apiserver/registry/registry.js';
-import { Store } from '../../src/apiserver/storage/sqlite.js';
+import type { Store } from '../../src/apiserver/storage/sqlite.js';
 import type { StoredObject } from '../../src/apiserver/types.js';
 import { createLogger } from '../../src/log.js';
+import { openTempStore, type TempStore } from '../helpers/store.js';
 
 const req = (verb: string, resource: string, extra: Partial<RuleRequest> = {}): RuleRequest => ({
   verb,
@@ -73,7 +73,7 @@ describe('RBAC rules', () => {
 });
 
 describe('RBAC with a store', () => {
-  let dir: string;
+  let temp: TempStore;
   let storage: Store;
   let registry: KindRegistry;
   let authorizer: RBACAuthorizer;
@@ -84,15 +84,12 @@ describe('RBAC with a store', () => {
     }) as unknown as StoredObject;
 
   beforeEach(() => {
-    dir = mkdtempSync(join(tmpdir(), 'nbswarm-rbac-unit-'));
-    storage = new Store(join(dir, 'state.db'), 1000);
+    temp = openTempStore('rbac-unit');
+    storage = temp.storage;
     registry = new KindRegistry(createLogger({ silent: true }));
     authorizer = new RBACAuthorizer(storage, registry);
   });
-  afterEach(async () => {
-    await storage.close();
-    rmSync(dir, { recursive: true, force: true });
-  });
+  afterEach(() => temp.remove());
 
   it('bootstrap restores what a built-in role lacks, keeps what an admin added, and leaves autoupdate=false alone', async () => {
     reconcileBootstrapPolicy(storage);
@@ -209,7 +206,7 @@ describe('RBAC with a store', () => {
 
   it('tokens expire, name this server as audience, and die with their ServiceAccount', async () => {
     let now = 1_900_000_000;
-    const keyFile = join(dir, 'service-account.key');
+    const keyFile = join(temp.dir, 'service-account.key');
     const tokens = new ServiceAccountTokens(loadSigningKey(keyFile), storage, () => now);
     expect(statSync(keyFile).mode & 0o777).to.equal(0o600);
     const sa = storage.write(
@@ -227,7 +224,7 @@ describe('RBAC with a store', () => {
     const [h, p, sig] = token.split('.');
     const forged = Buffer.from(JSON.stringify({ ...JSON.parse(Buffer.from(p, 'base64url').toString()), exp: now + 10 ** 6 })).toString('base64url');
     expect(tokens.authenticate(`Bearer ${h}.${forged}.${sig}`), 'a changed claim breaks the signature').to.equal(null);
-    const other = new ServiceAccountTokens(loadSigningKey(join(dir, 'other.key')), storage, () => now);
+    const other = new ServiceAccountTokens(loadSigningKey(join(temp.dir, 'other.key')), storage, () => now);
     expect(other.authenticate(`Bearer ${token}`), 'another key does not verify it').to.equal(null);
     expect(
       new ServiceAccountTokens(loadSigningKey(keyFile), storage, () => now).authenticate(`Bearer ${token}`),

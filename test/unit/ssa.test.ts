@@ -255,36 +255,14 @@ describe('server-side apply (fieldmanager)', () => {
         'a',
       ),
     );
-    const r = apply(
-      one,
-      {
-        ...base,
-        spec: {
-          env: [
-            { name: 'A', value: 'x' },
-            { name: 'B', value: '2' },
-          ],
-        },
-      },
-      'b',
-    );
+    // b changes A and declares B as it is.
+    const bEnv = [
+      { name: 'A', value: 'x' },
+      { name: 'B', value: '2' },
+    ];
+    const r = apply(one, { ...base, spec: { env: bEnv } }, 'b');
     expect(r).to.deep.equal({ conflicts: [{ manager: 'a', field: '.spec.env[name="A"].value' }] });
-    const forced = applied(
-      apply(
-        one,
-        {
-          ...base,
-          spec: {
-            env: [
-              { name: 'A', value: 'x' },
-              { name: 'B', value: '2' },
-            ],
-          },
-        },
-        'b',
-        true,
-      ),
-    );
+    const forced = applied(apply(one, { ...base, spec: { env: bEnv } }, 'b', true));
     expect((forced as any).spec.env).to.deep.equal([
       { name: 'A', value: 'x' },
       { name: 'B', value: '2' },

@@ -1,6 +1,6 @@
 /**
- * watch: replay (the current state, or history from a resourceVersion), then live events,
- * bookmarks and a time limit.
+ * watch: replay (the current state, or history from a resourceVersion: watch-replay.ts), then live
+ * events, bookmarks and a time limit; what it shows and as what lines is watch-lines.ts.
  *
  * What a watch sends goes out at the pace its client takes it: the replay is read a page at a
  * time, the next page once the client has taken the last; live events that arrive meanwhile wait
@@ -23,48 +23,30 @@
  * keep the room from clients that read.
  */
 import { gone } from '../errors.js';
-import { toTable } from '../registry/table.js';
 import { lineWriter } from '../request/chunked.js';
 import { parseBool } from '../request/info.js';
 import { resourceVersionParam, wholeNumberParam } from '../request/params.js';
-import { fieldMatches, matches } from '../request/selectors.js';
 import type { StoreEvent } from '../storage/sqlite.js';
-import type { StoredObject } from '../types.js';
-import { selectors, toWire, wantsTable, type RequestScope } from './scope.js';
+import { toWire, type RequestScope } from './scope.js';
 import type { Line, OpenWatch } from './watch-buffers.js';
-
-type EventKind = StoreEvent['type'] | 'ERROR' | 'BOOKMARK';
+import { watchLines } from './watch-lines.js';
+import { cannotReplayFrom, Replay } from './watch-replay.js';
 
 /** A point in history the replay's lines must wait for (writes not yet committed when they were read). */
 interface Barrier {
   released: boolean;
 }
 
-/** Rows of the current state (or history entries) read per page of a replay, and the bytes that end a page early. */
-const PAGE_ROWS = 200;
-const PAGE_BYTES = 256 * 1024;
-
 /** The most of one line a connection is given at once. */
 const WRITE_SLICE = 64 * 1024;
 
-/** Key order as storage iterates: namespace, then name. */
-const after = (ns: string, name: string, key: [string, string]) => (ns !== key[0] ? ns > key[0] : name > key[1]);
-
 export function watch(s: RequestScope): void {
   const { storage, watches } = s.services;
-  const { labels, fields: selected } = selectors(s);
-  const fields = [...selected];
-  if (s.name) fields.push({ path: 'metadata.name', neg: false, value: s.name });
+  const lines = watchLines(s);
   const start = resourceVersionParam(s.query) ?? null;
   const bookmarks = parseBool(s.query.get('allowWatchBookmarks'));
   const sendInitial = parseBool(s.query.get('sendInitialEvents'));
   const timeout = wholeNumberParam(s.query, 'timeoutSeconds') ?? 0;
-  const table = wantsTable(s);
-  const includeObject = s.query.get('includeObject') ?? 'Metadata';
-  const nsFilter = s.kind.namespaced ? s.namespace : '';
-  // Stored rows in the requested version can be sent as stored, without parsing them.
-  const rowHead = `{"apiVersion":${JSON.stringify(s.apiVersion)},`;
-  const spliceable = !labels.length && !fields.length && !s.kind.fromStorage && !table;
   const raw = s.res;
   raw.writeHead(200, { 'content-type': 'application/json', 'cache-control': 'no-cache, private' });
   // Clients (fetch-based ones like client-node) resolve the watch call on the response headers;
@@ -169,7 +151,7 @@ export function watch(s: RequestScope): void {
       return;
     }
     account(before, backlogBefore);
-    if (!blocked && !done && !queue.length) idle();
+    if (!blocked && !done && !queue.length) replay.idle();
   };
   const send = (line: Line, shared = false) => {
     if (done) return;
@@ -193,60 +175,6 @@ export function watch(s: RequestScope): void {
   });
   raw.on('error', () => stop());
 
-  // ---- lines --------------------------------------------------------------------------------
-  let first = true;
-  /** A live event's line: one per event (and version) for every watch that shows it as is, as bytes connections can share. */
-  const eventLine = (type: EventKind, o: object, ev: StoreEvent): Line => {
-    if (table) return line(type, o);
-    // 100 watchers of one resource need one JSON.stringify and one encoding per event, not 100.
-    ev.wire ??= new Map();
-    const k = `${type}|${s.apiVersion}`;
-    let bytes = ev.wire.get(k);
-    if (bytes === undefined) {
-      const stored = storage.textOf(o);
-      bytes = Buffer.from((stored !== undefined ? `{"type":${JSON.stringify(type)},"object":${stored}}` : JSON.stringify({ type, object: o })) + '\n');
-      ev.wire.set(k, bytes);
-    }
-    return bytes;
-  };
-  const line = (type: EventKind, o: object): string => {
-    let obj: object = o;
-    if (table && type !== 'ERROR' && type !== 'BOOKMARK') {
-      const so = o as StoredObject;
-      obj = toTable(s.kind, s.version.name, [so], includeObject, { resourceVersion: so.metadata.resourceVersion }, first);
-      first = false;
-    }
-    return JSON.stringify({ type, object: obj }) + '\n';
-  };
-  const visible = (o: StoredObject) => {
-    if (s.kind.namespaced && nsFilter && o.metadata.namespace !== nsFilter) return false;
-    if (!matches(labels, o.metadata.labels)) return false;
-    return !fields.length || fieldMatches(fields, toWire(s, o));
-  };
-  /**
-   * Whether this watch shows the event's object, and its previous state. Watches with the same
-   * selectors (100 watches of one object by name) decide once per event, not once each.
-   */
-  const selection =
-    labels.length || fields.length ? JSON.stringify([s.apiVersion, nsFilter, s.query.get('labelSelector'), s.query.get('fieldSelector'), s.name]) : '';
-  const visibility = (ev: StoreEvent): [boolean, boolean] => {
-    let seen = selection ? ev.visibility?.get(selection) : undefined;
-    if (seen === undefined) {
-      seen = [visible(ev.object), ev.prev ? visible(ev.prev) : false];
-      if (selection) (ev.visibility ??= new Map()).set(selection, seen);
-    }
-    return seen;
-  };
-  /** A stored row as a watch line, or null when the watch does not show it. */
-  const rowLine = (type: EventKind, data: string): string | null => {
-    if (spliceable && data.startsWith(rowHead)) return `{"type":"${type}","object":${data}}\n`;
-    const o = JSON.parse(data) as StoredObject;
-    return visible(o) ? line(type, toWire(s, o)) : null;
-  };
-  const bookmark = (rv: number, annotations?: Record<string, string>) => {
-    const o = { kind: s.kind.kind, apiVersion: s.apiVersion, metadata: { resourceVersion: String(rv), ...(annotations ? { annotations } : {}) } };
-    send(JSON.stringify({ type: 'BOOKMARK', object: o }) + '\n');
-  };
   /** Lines read now that show writes still being committed wait for that commit (a read never shows a write before it is). */
   const waitForCommit = () => {
     if (!storage.pending) return;
@@ -261,108 +189,30 @@ export function watch(s: RequestScope): void {
     );
   };
 
-  // ---- replay, a page at a time -------------------------------------------------------------
-  let replaying = true;
-  /** Initial state: the pages read so far, each with the last key it covers (null: the rest) and the resourceVersion it was read at. */
-  const pages: { upTo: [string, string] | null; rv: number }[] = [];
-  let cursor: [string, string] = ['', ''];
-  /** History: the newest resourceVersion sent, and the one the replay ends at. */
-  let historyFrom = start ?? 0;
-  let historyTo = 0;
-
-  const endReplay = (endRv: number) => {
-    replaying = false;
-    lastPageRv = endRv;
-    if (sendInitial && bookmarks) bookmark(endRv, { 'k8s.io/initial-events-end': 'true' });
-    for (const l of held.splice(0)) {
-      heldBytes -= l.length;
-      queue.push(l);
-      queuedBytes += l.length;
-    }
-    flush();
-  };
-  const readStatePage = () => {
-    const rows: { ns: string; name: string; data: string }[] = [];
-    let bytes = 0;
-    const it = storage.iterateRows(s.kind.storageKey, s.kind.namespaced ? nsFilter || null : '', cursor);
-    let exhausted = true;
-    // Leaving the loop early ends the SQLite statement (for-of calls the iterator's return).
-    for (const row of it) {
-      rows.push(row);
-      bytes += row.data.length;
-      if (rows.length >= PAGE_ROWS || bytes >= PAGE_BYTES) {
-        exhausted = false;
-        break;
+  // ---- replay, then live events -------------------------------------------------------------
+  const replay = new Replay(storage, s.kind.storageKey, s.kind.namespaced, lines, start, {
+    send,
+    waitForCommit,
+    fail: (last) => stop(last),
+    replayed: (endRv) => {
+      if (sendInitial && bookmarks) send(lines.bookmark(endRv, { 'k8s.io/initial-events-end': 'true' }));
+      for (const l of held.splice(0)) {
+        heldBytes -= l.length;
+        queue.push(l);
+        queuedBytes += l.length;
       }
-    }
-    const rv = storage.currentRv;
-    const last = rows[rows.length - 1];
-    if (last) cursor = [last.ns, last.name];
-    pages.push({ upTo: exhausted ? null : cursor, rv });
-    // The barrier goes before the lines it holds back.
-    waitForCommit();
-    for (const r of rows) {
-      const l = rowLine('ADDED', r.data);
-      if (l !== null) send(l);
-    }
-    if (exhausted) endReplay(rv);
-  };
-  const readHistoryPage = () => {
-    const page = storage.historyPage(s.kind.storageKey, historyFrom, historyTo, PAGE_ROWS);
-    if (page === 'expired') {
-      // Compacted while the replay ran: the client must relist.
-      return stop(line('ERROR', gone(`too old resource version: ${historyFrom} (${storage.compactedRv + 1})`).toStatus()));
-    }
-    for (const r of page) {
-      historyFrom = r.rv;
-      if (s.kind.namespaced && nsFilter && r.ns !== nsFilter) continue;
-      const l = rowLine(r.type, r.data);
-      if (l !== null) send(l);
-    }
-    if (page.length < PAGE_ROWS || historyFrom >= historyTo) endReplay(historyTo);
-  };
-  let readNext: () => void = readStatePage;
-  let scheduled = false;
-  /** The client has taken everything: read the next page of the replay (never from inside a write). */
-  const idle = () => {
-    if (!replaying || scheduled) return;
-    scheduled = true;
-    setImmediate(() => {
-      scheduled = false;
-      if (!done && replaying && !blocked && !queue.length) readNext();
-    });
-  };
-
-  // ---- live events --------------------------------------------------------------------------
-  /** The newest resourceVersion the replay covers, once it is out. */
-  let lastPageRv = Infinity;
-  /** Whether a live event is already in what the replay read (or will read). */
-  const inReplay = (ev: StoreEvent): boolean => {
-    if (start !== null) return ev.rv <= historyTo;
-    if (ev.rv > lastPageRv) return false;
-    for (const p of pages) {
-      if (p.upTo === null || !after(ev.ns, ev.name, p.upTo)) return ev.rv <= p.rv;
-    }
-    // Beyond what the replay has read so far: its next pages will show it.
-    return replaying;
-  };
+      flush();
+    },
+    caughtUp: () => !done && !blocked && !queue.length,
+  });
   const onEvent = (ev: StoreEvent) => {
-    if (done || inReplay(ev)) return;
-    if (s.kind.namespaced && nsFilter && ev.ns !== nsFilter) return;
-    const [shown, was] = visibility(ev);
-    const now = ev.type !== 'DELETED' && shown;
-    // A change that moves an object into or out of the selection is an ADDED or DELETED for this watch.
-    let type: EventKind | undefined;
-    if (ev.type === 'DELETED') type = shown || was ? 'DELETED' : undefined;
-    else if (ev.type === 'ADDED') type = now ? 'ADDED' : undefined;
-    else if (now && was) type = 'MODIFIED';
-    else if (now) type = 'ADDED';
-    else if (was) type = 'DELETED';
+    if (done || replay.covers(ev)) return;
+    const type = lines.liveType(ev);
     if (!type) return;
-    const l = eventLine(type, toWire(s, ev.object), ev);
+    const l = lines.eventLine(type, toWire(s, ev.object), ev);
     // eventLine() shares an event's bytes among watches unless it is rendered for this watch alone (tables).
-    const shared = !table;
-    if (!replaying) return send(l, shared);
+    const shared = !lines.table;
+    if (!replay.running) return send(l, shared);
     const before = own();
     const backlogBefore = backlog();
     held.push(l);
@@ -373,25 +223,17 @@ export function watch(s: RequestScope): void {
 
   // ---- start --------------------------------------------------------------------------------
   let stop: (last?: string, abort?: boolean) => void = () => {};
-  if (start !== null) {
-    if (start > storage.currentRv || start < storage.compactedRv) {
-      // An RV this store never issued (e.g. from before a data-dir reset) or one compacted away: make the client relist.
-      const why =
-        start > storage.currentRv
-          ? `too large resource version: ${start}, current: ${storage.currentRv}`
-          : `too old resource version: ${start} (${storage.compactedRv + 1})`;
-      raw.write(line('ERROR', gone(why).toStatus()));
-      raw.end();
-      return;
-    }
-    // History holds committed changes only; the ones being committed arrive as live events.
-    historyTo = Math.max(start, storage.committedRv);
-    readNext = readHistoryPage;
+  const unreplayable = start !== null ? cannotReplayFrom(storage, start) : undefined;
+  if (unreplayable !== undefined) {
+    raw.write(lines.line('ERROR', gone(unreplayable).toStatus()));
+    raw.end();
+    return;
   }
+  const nsFilter = lines.nsFilter;
   const remove = storage.addWatcher({ gr: s.kind.storageKey, ns: s.kind.namespaced ? nsFilter : '', send: onEvent, close: () => stop() });
   const timers: NodeJS.Timeout[] = [];
   // A bookmark says every change up to its resourceVersion has been sent: only once the replay is out.
-  if (bookmarks) timers.push(setInterval(() => !replaying && bookmark(storage.committedRv), watches.bookmarkIntervalMs));
+  if (bookmarks) timers.push(setInterval(() => !replay.running && send(lines.bookmark(storage.committedRv)), watches.bookmarkIntervalMs));
   const max = watches.maxWatchSeconds;
   const limit = timeout > 0 ? Math.min(timeout, max) * 1000 : (max / 2 + (Math.random() * max) / 2) * 1000;
   /**
@@ -428,5 +270,5 @@ export function watch(s: RequestScope): void {
   raw.on('close', () => stop());
   s.req.on('close', () => stop());
   watches.add(handle);
-  readNext();
+  replay.begin();
 }
