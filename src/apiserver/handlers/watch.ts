@@ -52,6 +52,14 @@ export function watch(s: RequestScope): void {
   // Clients (fetch-based ones like client-node) resolve the watch call on the response headers;
   // HTTP/1.1 would otherwise hold them back until the first event.
   raw.flushHeaders?.();
+  // A start the history cannot replay from is answered before anything is attached to the
+  // connection: a drain listener left on a keep-alive socket would run this watch's replay later.
+  const unreplayable = start !== null ? cannotReplayFrom(storage, start) : undefined;
+  if (unreplayable !== undefined) {
+    raw.write(lines.line('ERROR', gone(unreplayable).toStatus()));
+    raw.end();
+    return;
+  }
   // Shared lines framed once for all HTTP/1.1 watches, each written straight to its socket.
   const out = lineWriter(raw, (piece) => sharedWaiting.has(piece));
 
@@ -223,12 +231,6 @@ export function watch(s: RequestScope): void {
 
   // ---- start --------------------------------------------------------------------------------
   let stop: (last?: string, abort?: boolean) => void = () => {};
-  const unreplayable = start !== null ? cannotReplayFrom(storage, start) : undefined;
-  if (unreplayable !== undefined) {
-    raw.write(lines.line('ERROR', gone(unreplayable).toStatus()));
-    raw.end();
-    return;
-  }
   const nsFilter = lines.nsFilter;
   const remove = storage.addWatcher({ gr: s.kind.storageKey, ns: s.kind.namespaced ? nsFilter : '', send: onEvent, close: () => stop() });
   const timers: NodeJS.Timeout[] = [];
