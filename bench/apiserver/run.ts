@@ -53,18 +53,6 @@ const R = `/apis/nbswarm.io/v1alpha1/namespaces/${NS}/notebookservers`;
 /** The annotation an update carries its sequence number in, for the watchers to time its delivery. */
 const SEQ = 'bench.nbswarm.io/seq';
 
-/** User + system CPU (ms) of the main thread of process `pid` (its tid is the pid); bench/lib/proc.ts's procCpuMs counts every thread. */
-function mainThreadCpuMs(pid: number): number {
-  try {
-    const f = readFileSync(`/proc/${pid}/task/${pid}/stat`, 'utf8');
-    // After the command (which may hold spaces), utime and stime are the 12th and 13th fields, in USER_HZ (100/s).
-    const rest = f.slice(f.lastIndexOf(')') + 2).split(' ');
-    return ((Number(rest[11]) + Number(rest[12])) * 1000) / 100;
-  } catch {
-    return NaN;
-  }
-}
-
 function rssMiB(pid: number): { rss: number; peak: number } {
   return { rss: Math.round(procRss(pid) / 2 ** 20), peak: Math.round(procRssPeak(pid) / 2 ** 20) };
 }
@@ -189,7 +177,6 @@ interface CreatePhase {
 async function createPhase(protocol: string, serverPid: number, bodies: string[], req: Client['req']): Promise<CreatePhase> {
   const lat: number[] = [];
   const server0 = procCpuMs(serverPid);
-  const main0 = mainThreadCpuMs(serverPid);
   const threads0 = threadCpuMsByRole(serverPid);
   const client0 = selfCpuMs();
   const t0 = performance.now();
@@ -201,8 +188,8 @@ async function createPhase(protocol: string, serverPid: number, bodies: string[]
   });
   const secs = (performance.now() - t0) / 1000;
   const serverCpu = procCpuMs(serverPid) - server0;
-  const mainCpu = mainThreadCpuMs(serverPid) - main0;
   const threads = threadCpuMsByRole(serverPid);
+  const mainCpu = (threads.eventLoop ?? NaN) - (threads0.eventLoop ?? NaN);
   const clientCpu = selfCpuMs() - client0;
   const n = bodies.length;
   return {

@@ -23,10 +23,7 @@ function procStatusKb(pid: number, field: string): number {
 /** User + system CPU a process has used so far (ms), NaN once it is gone. */
 export function procCpuMs(pid: number): number {
   try {
-    const f = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    // After the command (which may hold spaces), utime and stime are the 12th and 13th fields, in USER_HZ (100/s).
-    const rest = f.slice(f.lastIndexOf(')') + 2).split(' ');
-    return ((Number(rest[11]) + Number(rest[12])) * 1000) / 100;
+    return statCpuMs(`/proc/${pid}/stat`);
   } catch {
     return NaN;
   }
@@ -55,12 +52,18 @@ export function threadCpuMsByRole(pid: number): Record<string, number> {
     try {
       const name = readFileSync(`/proc/${pid}/task/${tid}/comm`, 'utf8').trim();
       const role = Number(tid) === pid ? 'eventLoop' : name === 'node' ? 'helpers' : name;
-      const f = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
-      const rest = f.slice(f.lastIndexOf(')') + 2).split(' ');
-      out[role] = (out[role] ?? 0) + ((Number(rest[11]) + Number(rest[12])) * 1000) / 100;
+      out[role] = (out[role] ?? 0) + statCpuMs(`/proc/${pid}/task/${tid}/stat`);
     } catch {
       // the thread ended between the listing and the read
     }
   }
   return out;
+}
+
+/** User + system CPU (ms) in a /proc stat file (a process's or a thread's); throws once it is gone. */
+function statCpuMs(file: string): number {
+  const f = readFileSync(file, 'utf8');
+  // After the command (which may hold spaces), utime and stime are the 12th and 13th fields, in USER_HZ (100/s).
+  const rest = f.slice(f.lastIndexOf(')') + 2).split(' ');
+  return ((Number(rest[11]) + Number(rest[12])) * 1000) / 100;
 }
