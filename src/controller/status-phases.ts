@@ -7,7 +7,7 @@ import { ANNOTATIONS } from '../api/names.js';
 import type { Condition, NotebookServer, NotebookServerStatus, Phase } from '../api/types.js';
 import type { BackendKind, ResolvedImage } from '../backends/types.js';
 import { withoutUndefined } from '../util/json.js';
-import { setCondition } from './conditions.js';
+import { setCondition, setConditionIn } from './conditions.js';
 
 export type Conds = Record<string, Omit<Condition, 'type'>>;
 
@@ -44,10 +44,10 @@ function health(phase: Phase, reason: string | undefined, message: string): Cond
 
 /** `status` in `phase`, with `conds` set and Reconciling/Stalled derived from the phase unless `conds` sets them. */
 export function withPhase(status: NotebookServerStatus, phase: Phase, message: string, conds: Conds, now: string): NotebookServerStatus {
-  const s = { ...status, phase, message };
+  const conditions = status.conditions ? status.conditions.slice() : [];
   const all = { ...health(phase, conds.Ready?.reason, message), ...conds };
-  for (const [type, c] of Object.entries(all)) s.conditions = setCondition(s.conditions, { type, ...c }, now);
-  return s;
+  for (const type in all) setConditionIn(conditions, { type, ...all[type]! }, now);
+  return { ...status, phase, message, conditions };
 }
 
 /** A failure the operator keeps retrying (Docker unreachable, a pull that may pass): Reconciling, not Stalled. */

@@ -253,7 +253,8 @@ export interface StatusWrite {
 export function planStatusWrite(old: NotebookServerStatus, next: NotebookServerStatus, event?: EventSpec): StatusWrite {
   const target = withoutUndefined(next);
   for (const c of target.conditions ?? []) if (c.message === '') delete c.message;
-  const patch = mergePatchBetween(withoutUndefined(old), target);
+  // `old` is the stored status (parsed JSON, nothing to normalise); mergePatchBetween skips undefined members.
+  const patch = mergePatchBetween(old, target);
   if (!patch) return {};
   const changedVisible = old.phase !== target.phase || old.message !== target.message;
   const readyChanged = !jsonEqual(getCondition(old.conditions, 'Ready'), getCondition(target.conditions, 'Ready'));

@@ -22,13 +22,22 @@ export function jsonEqual(a: unknown, b: unknown): boolean {
   if (Array.isArray(a) !== Array.isArray(b)) return false;
   if (Array.isArray(a)) {
     const bb = b as unknown[];
-    return a.length === bb.length && a.every((v, i) => jsonEqual(v, bb[i]));
+    if (a.length !== bb.length) return false;
+    for (let i = 0; i < a.length; i++) if (!jsonEqual(a[i], bb[i])) return false;
+    return true;
   }
+  // Counting members in place, not Object.keys + filter: a reconcile compares its whole status
+  // (every condition) on each pass, and the key arrays were a third of a converged reconcile's garbage.
   const ao = a as JsonObject;
   const bo = b as JsonObject;
-  const ak = Object.keys(ao).filter((k) => ao[k] !== undefined);
-  const bk = Object.keys(bo).filter((k) => bo[k] !== undefined);
-  return ak.length === bk.length && ak.every((k) => jsonEqual(ao[k], bo[k]));
+  let defined = 0;
+  for (const k in ao) {
+    if (!Object.hasOwn(ao, k) || ao[k] === undefined) continue;
+    if (!Object.hasOwn(bo, k) || !jsonEqual(ao[k], bo[k])) return false;
+    defined++;
+  }
+  for (const k in bo) if (Object.hasOwn(bo, k) && bo[k] !== undefined) defined--;
+  return defined === 0;
 }
 
 /** Canonical JSON: object keys sorted at every level, undefined dropped. */
@@ -56,19 +65,21 @@ export function canonicalJson(v: unknown): string {
 export function mergePatchBetween(from: unknown, to: unknown): Record<string, unknown> | undefined {
   const f = (isObject(from) ? from : {}) as Record<string, unknown>;
   const t = (isObject(to) ? to : {}) as Record<string, unknown>;
-  const patch: Record<string, unknown> = {};
-  for (const k of Object.keys(t)) {
-    if (t[k] === undefined) continue;
-    if (jsonEqual(f[k], t[k])) continue;
-    if (isObject(t[k]) && isObject(f[k])) {
-      const sub = mergePatchBetween(f[k], t[k]);
+  let patch: Record<string, unknown> | undefined;
+  for (const k in t) {
+    if (!Object.hasOwn(t, k) || t[k] === undefined) continue;
+    const fk = Object.hasOwn(f, k) ? f[k] : undefined;
+    if (jsonEqual(fk, t[k])) continue;
+    patch ??= {};
+    if (isObject(t[k]) && isObject(fk)) {
+      const sub = mergePatchBetween(fk, t[k]);
       if (sub) patch[k] = sub;
     } else patch[k] = t[k];
   }
-  for (const k of Object.keys(f)) {
-    if (f[k] !== undefined && f[k] !== null && t[k] === undefined) patch[k] = null;
+  for (const k in f) {
+    if (Object.hasOwn(f, k) && f[k] !== undefined && f[k] !== null && (!Object.hasOwn(t, k) || t[k] === undefined)) (patch ??= {})[k] = null;
   }
-  return Object.keys(patch).length ? patch : undefined;
+  return patch && Object.keys(patch).length ? patch : undefined;
 }
 
 /**
@@ -92,7 +103,8 @@ function jsonCopy(v: unknown): unknown {
   if (typeof j === 'function') return jsonCopy(j.call(v));
   if (Array.isArray(v)) return Array.from(v, (x) => jsonCopy(x) ?? null); // holes too, as JSON writes them
   const out: JsonObject = {};
-  for (const k of Object.keys(v)) {
+  for (const k in v) {
+    if (!Object.hasOwn(v, k)) continue;
     const x = jsonCopy((v as JsonObject)[k]);
     if (x !== undefined) out[k] = x;
   }

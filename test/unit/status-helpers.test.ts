@@ -35,6 +35,23 @@ describe('status helpers', () => {
     expect(jsonEqual([1, 2], [2, 1])).to.equal(false);
   });
 
+  it('jsonEqual and mergePatchBetween read own members only, in any order, undefined as absent', () => {
+    expect(jsonEqual({ a: 1, b: { c: [1, { d: 2 }] } }, { b: { c: [1, { d: 2 }] }, a: 1 })).to.equal(true);
+    expect(jsonEqual({ a: 1 }, { a: 1, b: undefined })).to.equal(true);
+    expect(jsonEqual({ a: undefined }, { b: undefined })).to.equal(true);
+    expect(jsonEqual({ a: 1, b: 2 }, { a: 1, c: 2 })).to.equal(false);
+    expect(jsonEqual({ a: 1 }, { a: 1, b: null })).to.equal(false);
+    expect(jsonEqual({ a: [1] }, { a: { 0: 1 } })).to.equal(false);
+    // An inherited member is not the object's own: what JSON.stringify writes decides.
+    const inherited = Object.create({ x: 1 }) as Record<string, unknown>;
+    expect(jsonEqual(inherited, {})).to.equal(true);
+    expect(jsonEqual({ x: 1 }, inherited)).to.equal(false);
+    expect(mergePatchBetween(inherited, { x: 1 })).to.deep.equal({ x: 1 });
+    expect(mergePatchBetween({ a: 1, gone: undefined }, { a: 1 })).to.equal(undefined);
+    expect(mergePatchBetween({ a: 1, b: 2 }, { a: 1, b: undefined })).to.deep.equal({ b: null });
+    expect(mergePatchBetween({ a: { b: 1 } }, { a: { b: 1, c: undefined } })).to.equal(undefined);
+  });
+
   it('withoutUndefined gives what a JSON round trip gives, without the text', () => {
     const values: unknown[] = [
       { phase: 'Running', startedAt: undefined, conditions: [{ type: 'Ready', status: 'True', message: undefined }], n: 0, f: false, z: null },
