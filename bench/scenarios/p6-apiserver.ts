@@ -11,7 +11,7 @@ import { benchEtcd } from '../etcd.js';
 import { BenchContext, log } from '../lib/context.js';
 import type { ScenarioResult } from '../lib/result.js';
 import { ratio, round } from '../lib/stats.js';
-import { runCapture } from '../../test/cluster/exec.js';
+import { runCapture } from '../lib/exec.js';
 
 export async function apiServerWrites(ctx: BenchContext): Promise<ScenarioResult> {
   const n = ctx.args.quick ? 3000 : 10_000;

@@ -19,7 +19,8 @@ import { existsSync, mkdirSync, readFileSync, readdirSync, readlinkSync, rmSync,
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { cgroupMountCommands, cgroupParentFor, containerCgroupDirs, hostCgroupMounts } from './cgroups.js';
-import { run, runCapture, spawnDetached, type RunResult } from './exec.js';
+import { run, runCapture, type RunResult } from '../../bench/lib/exec.js';
+import { spawnDetached } from './detached.js';
 import { HubNamespace } from './hub.js';
 import { isRunning, killAndWait, pidsInCgroupTree, pidsInNamespace, processRef, rssBytes, type ProcessRef } from './procs.js';
 import { pushImage as pushToRegistry, type PushOptions, type PushedImage } from './push.js';

@@ -6,7 +6,7 @@
 import type { ChildProcess, SpawnOptions } from 'node:child_process';
 import { spawn } from 'node:child_process';
 import type { Cluster } from './cluster.js';
-import { runCapture, type RunResult } from './exec.js';
+import { runCapture, type RunResult } from '../../bench/lib/exec.js';
 import { connectVia, forwardVia, httpRequestVia, type HttpResult, type LoopbackForward } from './tunnel.js';
 import { waitUntil } from './wait.js';
 

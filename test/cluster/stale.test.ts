@@ -6,7 +6,7 @@
 import { expect } from 'chai';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { run } from './exec.js';
+import { run } from '../../bench/lib/exec.js';
 import { processRef, type ProcessRef } from './procs.js';
 import { isStale, stateRoot, type ClusterState } from './state.js';
 import { removeDeadNamespaces } from './teardown.js';

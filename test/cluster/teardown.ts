@@ -4,7 +4,7 @@
  */
 import { existsSync, readFileSync, readdirSync, readlinkSync, rmSync } from 'node:fs';
 import { findCgroupDirsNamed, removeCgroupTrees } from './cgroups.js';
-import { run } from './exec.js';
+import { run } from '../../bench/lib/exec.js';
 import { commandLine, isRunning, killAndWait, pidsInCgroupTree, pidsInNamespace } from './procs.js';
 import { checkName, isStale, listClusterNames, netnsInode, nsName, readState, staleReason, stateRoot, type ClusterState } from './state.js';
 import { sleep } from './wait.js';

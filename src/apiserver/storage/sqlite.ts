@@ -3,17 +3,16 @@
  * last `window` changes so watches can resume from an older resourceVersion.
  *
  * The main thread decides every write (resourceVersion, already-exists) and sees it at once
- * (PendingWrites); the writer thread (writer.ts) commits. Group commit: the writes of one
- * event-loop turn form a group, handed over at the next setImmediate; while the writer commits,
- * the groups handed over meanwhile wait and go to it together, as one transaction (one message
- * and one wake-up of the thread per commit, not per group). Watchers get a group's events, and callers run
- * their `afterCommit` callbacks, only once the writer says it is committed: a write is
- * acknowledged only when durable. With WAL + synchronous=NORMAL a committed write is in the WAL
- * file and survives kill -9 of the process; FULL also fsyncs the WAL per commit (an OS crash or
- * power loss), and that fsync waits on the writer thread, not on the event loop.
+ * (PendingWrites); the writer thread (writer.ts) commits, the writes of one event-loop turn
+ * together (group-commit.ts). Watchers get a group's events, and callers run their `afterCommit`
+ * callbacks, only once the writer says it is committed: a write is acknowledged only when durable.
+ * With WAL + synchronous=NORMAL a committed write is in the WAL file and survives kill -9 of the
+ * process; FULL also fsyncs the WAL per commit (an OS crash or power loss), and that fsync waits
+ * on the writer thread, not on the event loop.
  */
 import type { Database as DB, Statement } from 'better-sqlite3';
 import { ObjectCache, type CachedRow } from './cache.js';
+import { GroupCommit, type Group } from './group-commit.js';
 import { MAX_OBJECT_BYTES } from '../limits.js';
 import type { KubeObject, Namespace, StoredObject } from '../types.js';
 import { hasOwnersOrFinalizers, ObjectKeys } from './keys.js';
@@ -21,7 +20,7 @@ import { PendingWrites, type StoredRow } from './pending.js';
 import { READ_SQL } from './sql.js';
 import type { EventType, HistoryRow, StoreEvent, Watcher } from './events.js';
 import { openDatabase } from './open.js';
-import { ROW_FIELDS, WriterThread, type FromWriter } from './writer.js';
+import { ROW_FIELDS } from './writer.js';
 
 export type { StoredRow } from './pending.js';
 export type { EventType, HistoryRow, StoreEvent, Watcher } from './events.js';
@@ -43,19 +42,6 @@ export class AlreadyExistsError extends Error {
   }
 }
 
-/** The writes of one event-loop turn, committed together. */
-interface Group {
-  seq: number;
-  epoch: number;
-  /** Flattened rows for the writer (see ROW_FIELDS). */
-  rows: (string | number)[];
-  rv: number;
-  compactUpTo?: number;
-  events: StoreEvent[];
-  done: (() => void)[];
-  failed: ((e: Error) => void)[];
-}
-
 /**
  * The JSON a written object was stored as, so responses and watch lines need not serialise it
  * again: on the object itself, under a symbol and not enumerable, so copies (spread, assign,
@@ -72,30 +58,12 @@ interface StoredText {
 export class Store {
   private readonly db: DB;
   private readonly st: Record<keyof typeof READ_SQL, Statement>;
-  private readonly writer: WriterThread;
+  private readonly commits: GroupCommit;
   private readonly pendingWrites = new PendingWrites();
   private readonly keys = new ObjectKeys();
   private readonly watchers = new Set<Watcher>();
   /** The newest resourceVersion handed out. */
   private rv: number;
-  /** The newest resourceVersion known to be committed (what watchers have been sent). */
-  private committed: number;
-  /** History up to here is gone, or going with a commit in flight. */
-  private compacted: number;
-  /** History up to here is gone for good. */
-  private committedCompacted: number;
-  /** The group this turn's writes join. */
-  private open: Group | null = null;
-  /** Groups handed over and not yet committed, oldest first: those sent to the writer, then those waiting for it. */
-  private inFlight: Group[] = [];
-  private seq = 0;
-  /** The newest group sent to the writer. */
-  private sentSeq = 0;
-  /** The newest group the writer has committed. */
-  private committedSeq = 0;
-  /** Bumped when a commit fails: the writer drops everything sent under an older epoch. */
-  private epoch = 0;
-  private writerDead: Error | null = null;
   private closing: Promise<void> | null = null;
   /**
    * Read-through cache of namespaces: every namespaced create checks its namespace, and reading +
@@ -106,28 +74,18 @@ export class Store {
   /** The committed objects of the kinds that are listed, as UTF-8 text (lists read them from here). */
   private readonly cache: ObjectCache;
 
-  constructor(
-    file: string,
-    private readonly window: number,
-    synchronous: 'NORMAL' | 'FULL' = 'NORMAL',
-  ) {
+  constructor(file: string, window: number, synchronous: 'NORMAL' | 'FULL' = 'NORMAL') {
     this.db = openDatabase(file);
     const prepared = Object.entries(READ_SQL).map(([k, sql]) => [k, this.db.prepare(sql)]);
     this.st = Object.fromEntries(prepared) as Record<keyof typeof READ_SQL, Statement>;
     this.cache = new ObjectCache(this.st.scanKind);
-    const meta = Object.fromEntries((this.st.meta.all() as { k: string; v: number }[]).map((r) => [r.k, r.v]));
-    this.rv = this.committed = meta.rv;
-    this.compacted = this.committedCompacted = meta.compacted;
+    const meta = Object.fromEntries((this.st.meta.all() as { k: string; v: number }[]).map((r) => [r.k, r.v])) as { rv: number; compacted: number };
+    this.rv = meta.rv;
     this.keys.load(this.db);
-    this.writer = new WriterThread(
-      file,
-      synchronous,
-      (m) => this.onWriterReply(m),
-      (e) => {
-        this.writerDead = e;
-        this.fail(e);
-      },
-    );
+    this.commits = new GroupCommit(file, synchronous, window, meta, {
+      committed: (g) => this.landed(g),
+      failed: () => this.rollBack(),
+    });
   }
 
   get currentRv(): number {
@@ -135,10 +93,10 @@ export class Store {
   }
   /** The newest resourceVersion whose write is committed (what watchers have been sent). */
   get committedRv(): number {
-    return this.committed;
+    return this.commits.committedRv;
   }
   get compactedRv(): number {
-    return this.compacted;
+    return this.commits.compactedRv;
   }
 
   get(gr: string, ns: string, name: string): StoredObject | undefined {
@@ -217,7 +175,7 @@ export class Store {
       const bytes = Buffer.byteLength(data);
       if (bytes > MAX_OBJECT_BYTES) throw new ObjectTooLargeError(bytes, MAX_OBJECT_BYTES);
     }
-    const g = this.begin();
+    const g = this.commits.begin(this.rv);
     if (gr === '/namespaces') this.namespaces.delete(name);
     this.pendingWrites.set(gr, { ns, name, rv, data: type === 'DELETED' ? null : data });
     if (type === 'DELETED') this.keys.delete(gr, ns, name);
@@ -243,100 +201,41 @@ export class Store {
 
   /** Whether writes are waiting for their commit. */
   get pending(): boolean {
-    return this.open !== null || this.inFlight.length > 0;
+    return this.commits.pending;
   }
 
   /** Runs `ok` once everything written so far is committed (now, if nothing is pending), or `fail` if that commit fails. */
   afterCommit(ok: () => void, fail: (e: Error) => void): void {
-    const last = this.open ?? this.inFlight[this.inFlight.length - 1];
-    if (!last) return ok();
-    last.done.push(ok);
-    last.failed.push(fail);
+    this.commits.afterCommit(ok, fail);
   }
 
   /** Resolves once everything written so far is committed. */
   settled(): Promise<void> {
-    return new Promise((ok, fail) => this.afterCommit(ok, fail));
+    return this.commits.settled();
   }
 
-  private begin(): Group {
-    if (this.open) return this.open;
-    this.open = { seq: ++this.seq, epoch: this.epoch, rows: [], rv: this.rv, events: [], done: [], failed: [] };
-    // setImmediate runs after every I/O callback of this loop turn: all requests that arrived
-    // together join one group, and a lone write waits for no timer.
-    setImmediate(() => this.flush());
-    return this.open;
-  }
-
-  /** Hands the open group over; it goes to the writer now if the writer is idle. */
-  private flush(): void {
-    const g = this.open;
-    if (!g) return;
-    this.open = null;
-    this.inFlight.push(g);
-    if (this.writerDead) return this.fail(this.writerDead);
-    const slack = Math.max(1, Math.floor(this.window / 10));
-    if (g.rv - this.compacted > this.window + slack) this.compacted = g.compactUpTo = g.rv - this.window;
-    if (this.sentSeq === this.committedSeq) this.send();
-  }
-
-  /** Sends every group waiting for the writer, as one commit. */
-  private send(): void {
-    const waiting = this.inFlight.filter((g) => g.seq > this.sentSeq);
-    if (!waiting.length) return;
-    const last = waiting[waiting.length - 1];
-    const compactUpTo = waiting.reduce<number | undefined>((upTo, g) => g.compactUpTo ?? upTo, undefined);
-    const rows = waiting.length === 1 ? last.rows : waiting.flatMap((g) => g.rows);
-    this.sentSeq = last.seq;
-    this.writer.send({ op: 'commit', epoch: last.epoch, seq: last.seq, rows, rv: last.rv, compactUpTo });
-  }
-
-  private onWriterReply(m: FromWriter): void {
-    if (m.op === 'failed') {
-      // Replies for groups an earlier failure already failed are stale.
-      if (this.inFlight.some((g) => g.seq <= m.seq)) this.fail(new Error(m.error));
-      return;
+  /** A group is committed: its rows replace the pending writes and reach the list cache, then watchers get its events. */
+  private landed(g: Group): void {
+    const r = g.rows;
+    for (let i = 0; i < r.length; i += ROW_FIELDS) {
+      const gr = r[i + 1] as string;
+      const ns = r[i + 2] as string;
+      const name = r[i + 3] as string;
+      const rv = r[i + 4] as number;
+      this.pendingWrites.committed(gr, ns, name, rv);
+      if (this.cache.has(gr)) this.cache.committed(gr, ns, name, rv, r[i] === 'DELETED' ? null : (r[i + 5] as string));
     }
-    if (m.op !== 'committed') return;
-    this.committedSeq = m.seq;
-    while (this.inFlight.length && this.inFlight[0].seq <= m.seq) {
-      const g = this.inFlight.shift()!;
-      this.committed = g.rv;
-      if (g.compactUpTo !== undefined) this.committedCompacted = g.compactUpTo;
-      const r = g.rows;
-      for (let i = 0; i < r.length; i += ROW_FIELDS) {
-        const gr = r[i + 1] as string;
-        const ns = r[i + 2] as string;
-        const name = r[i + 3] as string;
-        const rv = r[i + 4] as number;
-        this.pendingWrites.committed(gr, ns, name, rv);
-        if (this.cache.has(gr)) this.cache.committed(gr, ns, name, rv, r[i] === 'DELETED' ? null : (r[i + 5] as string));
-      }
-      for (const ev of g.events) this.notify(ev);
-      for (const f of g.done) f();
-    }
-    this.send();
+    for (const ev of g.events) this.notify(ev);
   }
 
-  /**
-   * A commit failed: every write not yet committed fails with it (later ones were decided on top
-   * of it), and the view goes back to what is committed.
-   */
-  private fail(e: Error): void {
-    const groups = this.open ? [...this.inFlight, this.open] : this.inFlight;
-    this.inFlight = [];
-    this.open = null;
-    // Whatever the writer still holds fails there too (older epoch); nothing is waiting for it.
-    this.sentSeq = this.committedSeq = this.seq;
-    this.epoch++;
-    this.rv = this.committed;
-    this.compacted = this.committedCompacted;
+  /** A commit failed: the view goes back to what is committed. */
+  private rollBack(): void {
+    this.rv = this.commits.committedRv;
     this.pendingWrites.clear();
     this.keys.load(this.db);
     this.namespaces.clear();
     // What failed may be a row another hand put in the file: the next list of each kind reads it again.
     this.cache.clear();
-    for (const g of groups) for (const f of g.failed) f(e);
   }
 
   private notify(ev: StoreEvent): void {
@@ -353,16 +252,18 @@ export class Store {
 
   /** Committed history events for `gr` after `rv`, or 'expired' when that part of history is gone. */
   since(gr: string, rv: number): StoreEvent[] | 'expired' {
-    if (rv < this.compacted) return 'expired';
+    if (rv < this.commits.compactedRv) return 'expired';
     // Only what watchers have been sent: later commits reach them as live events.
-    return (this.st.since.all(gr, rv, this.committed) as { rv: number; gr: string; ns: string; name: string; type: EventType; data: string }[]).map((r) => ({
-      type: r.type,
-      gr: r.gr,
-      ns: r.ns,
-      name: r.name,
-      rv: r.rv,
-      object: JSON.parse(r.data),
-    }));
+    return (this.st.since.all(gr, rv, this.commits.committedRv) as { rv: number; gr: string; ns: string; name: string; type: EventType; data: string }[]).map(
+      (r) => ({
+        type: r.type,
+        gr: r.gr,
+        ns: r.ns,
+        name: r.name,
+        rv: r.rv,
+        object: JSON.parse(r.data),
+      }),
+    );
   }
 
   /**
@@ -370,8 +271,8 @@ export class Store {
    * 'expired' when that part of history is gone. A watch replays long histories page by page.
    */
   historyPage(gr: string, after: number, upTo: number, limit: number): HistoryRow[] | 'expired' {
-    if (after < this.compacted) return 'expired';
-    return this.st.historyPage.all(gr, after, Math.min(upTo, this.committed), limit) as HistoryRow[];
+    if (after < this.commits.compactedRv) return 'expired';
+    return this.st.historyPage.all(gr, after, Math.min(upTo, this.commits.committedRv), limit) as HistoryRow[];
   }
 
   addWatcher(w: Watcher): () => void {
@@ -392,9 +293,7 @@ export class Store {
   /** Commits what was written, stops the writer and closes the database. */
   close(): Promise<void> {
     this.closing ??= (async () => {
-      this.flush();
-      await this.settled().catch(() => undefined);
-      await this.writer.close();
+      await this.commits.close();
       this.watchers.clear();
       this.db.close();
     })();

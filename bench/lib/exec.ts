@@ -1,6 +1,8 @@
-/** Running the system tools the harness drives (ip, nsenter, …) with errors that name the command. */
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
-import { closeSync, openSync } from 'node:fs';
+/**
+ * Running a program to completion with errors that name the command: the system tools the test
+ * cluster drives (ip, nsenter, …) and the bench's child runs.
+ */
+import { execFile } from 'node:child_process';
 
 export interface RunResult {
   code: number;
@@ -28,19 +30,4 @@ export async function run(cmd: string, args: string[], opts: { timeoutMs?: numbe
   const r = await runCapture(cmd, args, opts);
   if (r.code !== 0) throw new Error(`\`${[cmd, ...args].join(' ')}\` exited with ${r.code}: ${(r.stderr || r.stdout).trim().slice(0, 2000)}`);
   return r.stdout;
-}
-
-/**
- * Start a long-lived process that outlives this one (the CLI exits after `cluster:up`): its own
- * session, output appended to `logFile`. The caller records its PID in the cluster state.
- */
-export function spawnDetached(cmd: string, args: string[], logFile: string, env?: NodeJS.ProcessEnv): ChildProcess {
-  const fd = openSync(logFile, 'a');
-  try {
-    const child = spawn(cmd, args, { detached: true, stdio: ['ignore', fd, fd], env });
-    child.unref();
-    return child;
-  } finally {
-    closeSync(fd);
-  }
 }
