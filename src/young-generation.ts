@@ -16,7 +16,12 @@ import v8 from 'node:v8';
 
 export function keepYoungGenerationSmall(): void {
   // An explicit --semi-space-growth-factor or --max-semi-space-size on the command line wins.
-  const given = [...process.execArgv, ...(process.env.NODE_OPTIONS ?? '').split(/\s+/)];
-  if (given.some((a) => /^--(semi[-_]space[-_]growth[-_]factor|max[-_]semi[-_]space[-_]size)\b/.test(a))) return;
+  if (v8FlagGiven('semi-space-growth-factor', 'max-semi-space-size')) return;
   v8.setFlagsFromString('--semi-space-growth-factor=1');
+}
+
+/** Whether one of these V8 flags (as --name or --no-name, - or _) is on node's command line or in NODE_OPTIONS. */
+export function v8FlagGiven(...names: string[]): boolean {
+  const given = [...process.execArgv, ...(process.env.NODE_OPTIONS ?? '').split(/\s+/)].map((a) => a.replace(/_/g, '-'));
+  return given.some((a) => names.some((n) => a === `--${n}` || a === `--no-${n}` || a.startsWith(`--${n}=`)));
 }

@@ -165,6 +165,7 @@ export function registerOperatorCommands(program: Command): void {
           leaseNamespace: o.leaseNamespace,
           registry,
           statusUrl: extras.status?.url,
+          memoryAfterBurst: {},
         });
         await extras.feed(op, backend, connected, kc, o.namespace, log);
         if (extras.status) log.info(`status page on ${extras.status.url}`);

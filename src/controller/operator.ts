@@ -33,6 +33,7 @@ import { SecretInformer, serversReferencing } from './secrets.js';
 import { RetryLater } from './server-writes.js';
 import { SpawnTimer } from './spawn-timer.js';
 import { WorkQueue, type Lane, type WorkQueueStats } from './workqueue.js';
+import { MemoryAfterBurst, type MemoryAfterBurstOptions, type MemoryAfterBurstStats } from '../memory-after-burst.js';
 
 /** Where the leader-election Lease lives unless told otherwise (the embedded API server creates it at start). */
 export const DEFAULT_LEASE_NAMESPACE = 'nbswarm';
@@ -65,6 +66,8 @@ export interface OperatorOptions {
   statusUrl?: string;
   /** Replace the HTTP readiness probe (tests whose servers live in another network namespace). */
   probe?: (url: string) => Promise<boolean>;
+  /** Give the heap back after each burst of reconciles (memory-after-burst.ts); only where the process runs the operator alone. */
+  memoryAfterBurst?: MemoryAfterBurstOptions;
 }
 
 export interface OperatorStats {
@@ -82,6 +85,8 @@ export interface OperatorStats {
   backendEvents: number;
   /** Watch events skipped as echoes of the operator's own writes. */
   echoesSkipped: number;
+  /** Full collections after bursts, when the operator runs them (OperatorOptions.memoryAfterBurst). */
+  memoryAfterBurst?: MemoryAfterBurstStats;
 }
 
 export interface OperatorHandle {
@@ -292,6 +297,20 @@ export async function startOperator(opts: OperatorOptions): Promise<OperatorHand
   elector.start();
   log.info('operator started', { identity, backend: backend.kind, namespace: opts.namespace ?? '(all)', prefix: policy.prefix });
 
+  const afterBurst = opts.memoryAfterBurst
+    ? new MemoryAfterBurst(
+        {
+          reconciles: () => queue.stats().reconcilesTotal,
+          idle: () => {
+            const q = queue.stats();
+            return q.depth === 0 && q.inFlight === 0;
+          },
+        },
+        log,
+        opts.memoryAfterBurst,
+      )
+    : undefined;
+
   let stopping: Promise<void> | undefined;
   return {
     metricsRegistry: registry,
@@ -312,10 +331,12 @@ export async function startOperator(opts: OperatorOptions): Promise<OperatorHand
       culler: culler ? { ...culler.s } : undefined,
       backendEvents,
       echoesSkipped: echoes.skipped,
+      memoryAfterBurst: afterBurst ? { ...afterBurst.s } : undefined,
     }),
     stop: () => {
       stopping ??= (async () => {
         stopLeading();
+        afterBurst?.stop();
         subs.unsubscribe();
         await queue.shutdown();
         await elector.stop();
