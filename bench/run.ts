@@ -24,6 +24,7 @@ import { startProxyProcess } from './lib/proxy-child.js';
 import * as raw from './lib/raw-docker.js';
 import { resultTable, type ScenarioResult } from './lib/result.js';
 import { round } from './lib/stats.js';
+import { untilQuiet } from './lib/proc.js';
 import { startApiChild } from './lib/stack.js';
 import { endDescendants, killDescendants } from './lib/teardown.js';
 import { convergedFixture, removeFixture, type Fixture } from './scenarios/fixture.js';
@@ -132,6 +133,11 @@ async function main(): Promise<number> {
   try {
     // P6 first: a fresh API server and etcd, before Docker work loads the machine.
     if (args.scenarios.includes('P6')) await run('P6', undefined, () => apiServerWrites(ctx));
+    // What P6 leaves (its children's exit, the fsyncs' writeback) must not weigh on P1's first runs.
+    if (args.scenarios.includes('P6') && needsDocker) {
+      const q = await untilQuiet(90_000);
+      log(`waited ${Math.round(q.waitedMs / 1000)} s after P6 for the machine to settle (1-min load ${q.load})`);
+    }
     if (needsDocker) {
       const opProxy = (ctx.opProxy = await startProxyProcess(join(tmpdir(), `nbswarm-bench-${ctx.runId}-op.sock`)));
       ctx.teardown.add("the operator's Docker proxy", () => opProxy.close());

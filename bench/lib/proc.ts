@@ -1,5 +1,6 @@
-/** Figures of another process read from /proc (Linux), without touching the process. */
+/** Figures of another process read from /proc (Linux), without touching the process, and the machine's load. */
 import { readdirSync, readFileSync } from 'node:fs';
+import { cpus, loadavg } from 'node:os';
 
 /** Resident set size of a process (bytes), NaN once it is gone. */
 export function procRss(pid: number): number {
@@ -66,4 +67,15 @@ function statCpuMs(file: string): number {
   // After the command (which may hold spaces), utime and stime are the 12th and 13th fields, in USER_HZ (100/s).
   const rest = f.slice(f.lastIndexOf(')') + 2).split(' ');
   return ((Number(rest[11]) + Number(rest[12])) * 1000) / 100;
+}
+
+/**
+ * Waits until the machine's 1-minute load average is below half its cores (or `maxMs` passed), so
+ * a scenario does not start in the wake of the one before; what it waited and the load it saw.
+ */
+export async function untilQuiet(maxMs: number): Promise<{ waitedMs: number; load: number }> {
+  const t0 = Date.now();
+  const quiet = cpus().length / 2;
+  while (loadavg()[0]! >= quiet && Date.now() - t0 < maxMs) await new Promise((r) => setTimeout(r, 2000));
+  return { waitedMs: Date.now() - t0, load: Math.round(loadavg()[0]! * 100) / 100 };
 }
