@@ -25,6 +25,18 @@ describe('drift: `docker update` on a managed container (container backend, real
   };
   const events = async () =>
     env.kubectl(['get', 'events', '-n', NS, '--field-selector', 'involvedObject.name=drifty', '-o', 'custom-columns=R:.reason,M:.message', '--no-headers']);
+  // The Event is recorded after the Docker writes it tells of: under load, a moment after the test sees them.
+  const eventMatching = (re: RegExp) =>
+    waitFor(
+      `an Event matching ${re}`,
+      async () => {
+        const e = await events();
+        if (!re.test(e)) throw new Error(`the Events so far:\n${e}`);
+        return e;
+      },
+      30_000,
+      250,
+    );
   /** Resync every server twice over; the count of Docker writes must not move. */
   const idleWrites = async (): Promise<number> => {
     await env.op.queue.whenIdle();
@@ -70,9 +82,7 @@ describe('drift: `docker update` on a managed container (container backend, real
     );
     expect(c1.Id, 'the same container, updated in place').to.equal(c0.Id);
     expect(c1.HostConfig.MemorySwap).to.equal(128 * MiB);
-    expect(await events()).to.match(
-      /DriftReverted\s+container \S+ had been changed outside nbswarm \((?=[^)]*Memory)(?=[^)]*NanoCpus)(?=[^)]*RestartPolicy)[^)]*\)/,
-    );
+    await eventMatching(/DriftReverted\s+container \S+ had been changed outside nbswarm \((?=[^)]*Memory)(?=[^)]*NanoCpus)(?=[^)]*RestartPolicy)[^)]*\)/);
     expect((await getNbs(env, 'drifty')).status?.phase).to.equal('Running');
     expect(await idleWrites(), 'settled: a resync writes nothing').to.equal(0);
   });
@@ -90,7 +100,7 @@ describe('drift: `docker update` on a managed container (container backend, real
       250,
     );
     expect(c1.HostConfig.Memory).to.equal(64 * MiB);
-    expect(await events()).to.match(/DriftReverted\s+container \S+ had been changed outside nbswarm \(MemoryReservation\)/);
+    await eventMatching(/DriftReverted\s+container \S+ had been changed outside nbswarm \(MemoryReservation\)/);
     await waitReady(env, 'drifty');
     expect(await idleWrites(), 'settled: a resync writes nothing').to.equal(0);
   });
