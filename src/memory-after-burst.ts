@@ -18,11 +18,12 @@ import { runInNewContext } from 'node:vm';
 import type { Logger } from './log.js';
 import { v8FlagGiven } from './young-generation.js';
 
+/** What the work queue says of itself (workqueue.ts). */
 export interface QuietSource {
   /** Reconciles run so far (a counter that only grows). */
-  reconciles(): number;
+  readonly reconciled: number;
   /** Whether nothing is queued or running now. */
-  idle(): boolean;
+  readonly idle: boolean;
 }
 
 export interface MemoryAfterBurstStats {
@@ -82,7 +83,7 @@ export class MemoryAfterBurst {
   ) {
     this.minReconciles = opts.minReconciles ?? 1000;
     this.collect = opts.collect ?? compactingCollection();
-    this.atCollection = this.atCheck = source.reconciles();
+    this.atCollection = this.atCheck = source.reconciled;
     this.timer = setInterval(() => this.check(), opts.checkEveryMs ?? 5000);
     // The checks never keep the process alive.
     this.timer.unref();
@@ -90,8 +91,8 @@ export class MemoryAfterBurst {
 
   /** One check: collects when a burst has just ended. Exposed for tests. */
   check(): boolean {
-    const n = this.source.reconciles();
-    const quiet = n === this.atCheck && this.source.idle();
+    const n = this.source.reconciled;
+    const quiet = n === this.atCheck && this.source.idle;
     this.atCheck = n;
     if (!quiet || n - this.atCollection < this.minReconciles) return false;
     this.atCollection = n;

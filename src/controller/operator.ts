@@ -297,19 +297,7 @@ export async function startOperator(opts: OperatorOptions): Promise<OperatorHand
   elector.start();
   log.info('operator started', { identity, backend: backend.kind, namespace: opts.namespace ?? '(all)', prefix: policy.prefix });
 
-  const afterBurst = opts.memoryAfterBurst
-    ? new MemoryAfterBurst(
-        {
-          reconciles: () => queue.stats().reconcilesTotal,
-          idle: () => {
-            const q = queue.stats();
-            return q.depth === 0 && q.inFlight === 0;
-          },
-        },
-        log,
-        opts.memoryAfterBurst,
-      )
-    : undefined;
+  const afterBurst = opts.memoryAfterBurst ? new MemoryAfterBurst(queue, log, opts.memoryAfterBurst) : undefined;
 
   let stopping: Promise<void> | undefined;
   return {

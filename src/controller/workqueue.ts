@@ -283,7 +283,7 @@ export class WorkQueue {
       this.requeueDirty(key, dirtyLane);
     }
     if (retryIn !== undefined) this.enqueueAfter(key, retryIn, 'retry');
-    if (this.processing.size === 0 && this.queuedSize() === 0) {
+    if (this.idle) {
       for (const w of this.idleWaiters.splice(0)) w();
     }
   }
@@ -294,9 +294,19 @@ export class WorkQueue {
     this.ready.next();
   }
 
+  /** Whether nothing is queued or running (timers may still be pending). */
+  get idle(): boolean {
+    return this.processing.size === 0 && this.queuedSize() === 0;
+  }
+
+  /** Reconciles run so far. */
+  get reconciled(): number {
+    return this.total;
+  }
+
   /** Resolves when nothing is queued or running (timers may still be pending). */
   whenIdle(): Promise<void> {
-    if (this.processing.size === 0 && this.queuedSize() === 0) return Promise.resolve();
+    if (this.idle) return Promise.resolve();
     return new Promise((r) => this.idleWaiters.push(r));
   }
 

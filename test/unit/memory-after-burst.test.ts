@@ -7,20 +7,23 @@ import { createLogger } from '../../src/log.js';
 
 /** A work queue seen from outside: a reconcile counter and whether anything is queued or running. */
 class Queue {
-  reconciles = 0;
+  reconciled = 0;
   busy = false;
+  get idle(): boolean {
+    return !this.busy;
+  }
   run(n: number): void {
-    this.reconciles += n;
+    this.reconciled += n;
   }
 }
 
 function burstWatcher(q: Queue, minReconciles = 100) {
   const collected: number[] = [];
   const w = new MemoryAfterBurst(
-    { reconciles: () => q.reconciles, idle: () => !q.busy },
+    q,
     createLogger({ silent: true }),
     // The checks are driven by the test; the interval is never reached.
-    { minReconciles, checkEveryMs: 3_600_000, collect: () => collected.push(q.reconciles) },
+    { minReconciles, checkEveryMs: 3_600_000, collect: () => collected.push(q.reconciled) },
   );
   return { w, collected };
 }
