@@ -54,6 +54,33 @@ async function containersOf(cluster: Cluster, service: string): Promise<{ node: 
   return out;
 }
 
+/** Child PIDs of a process (every thread's children). */
+function childrenOf(pid: number): number[] {
+  try {
+    return readdirSync(`/proc/${pid}/task`).flatMap((tid) =>
+      readFileSync(`/proc/${pid}/task/${tid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number),
+    );
+  } catch {
+    return [];
+  }
+}
+
+function commOf(pid: number): string {
+  try {
+    return readFileSync(`/proc/${pid}/comm`, 'utf8').trim();
+  } catch {
+    return '';
+  }
+}
+
+function signalIfAlive(pid: number, signal: NodeJS.Signals): void {
+  try {
+    process.kill(pid, signal);
+  } catch {
+    // already gone
+  }
+}
+
 /** `docker save | docker load` between two daemons. */
 async function copyImage(from: Docker, to: Docker, image: string): Promise<void> {
   const saved = (await from.getImage(image).get()) as unknown as NodeJS.ReadableStream;
@@ -206,6 +233,42 @@ describe('multi-node Swarm harness', function () {
       return cs.length === 1 ? cs : undefined;
     });
     expect(left[0].node).to.equal(other.name);
+  });
+
+  it("starts a worker's dockerd again when it gives up on a containerd that does not answer within its 15 s (as systemd would)", async () => {
+    const victim = cluster.workers[cluster.workers.length - 1];
+    const node = cluster.state.nodes[victim.index];
+    await cluster.killNode(victim);
+    const logStart = readFileSync(join(node.dir, 'dockerd.log')).length;
+    // Stop the first containerd the new dockerd starts, before it can answer, for 20 s.
+    const stopped: number[] = [];
+    let watching = true;
+    const watcher = (async () => {
+      while (watching && stopped.length === 0) {
+        const dockerd = node.dockerd?.pid;
+        const containerd = dockerd === undefined ? undefined : childrenOf(dockerd).find((pid) => commOf(pid) === 'containerd');
+        if (containerd !== undefined) {
+          process.kill(containerd, 'SIGSTOP');
+          stopped.push(containerd);
+          setTimeout(() => signalIfAlive(containerd, 'SIGCONT'), 20_000).unref();
+        } else await new Promise((r) => setTimeout(r, 5));
+      }
+    })();
+    const t0 = Date.now();
+    try {
+      await cluster.restartNode(victim);
+    } finally {
+      watching = false;
+      await watcher;
+      for (const pid of stopped) signalIfAlive(pid, 'SIGCONT');
+    }
+    const took = Date.now() - t0;
+    report(`restart of ${victim.name} whose first containerd was stopped: Ready after ${ms(took)}`);
+    expect(stopped, 'the first containerd was caught and stopped').to.have.length(1);
+    const log = readFileSync(join(node.dir, 'dockerd.log')).subarray(logStart).toString('utf8');
+    expect(log, 'the first dockerd gave up on its containerd').to.include('timeout waiting for containerd to start');
+    expect(took).to.be.greaterThan(15_000);
+    expect((await cluster.swarmNode(victim)).Status.State).to.equal('ready');
   });
 
   it("moves the task when a worker's link is cut; the node is Ready again once the link is restored", async () => {

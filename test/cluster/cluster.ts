@@ -15,7 +15,7 @@
  * and nothing else (so no pull can ever reach Docker Hub).
  */
 import Docker from 'dockerode';
-import { existsSync, mkdirSync, readFileSync, readdirSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, readdirSync, readlinkSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { cgroupMountCommands, cgroupParentFor, containerCgroupDirs, hostCgroupMounts } from './cgroups.js';
@@ -95,6 +95,8 @@ const SWARM_PORT = 2377;
 /** Swarm overlay networks; the nodes' local networks use 10.(100+i).0.0/16. Neither overlaps the cluster /24. */
 const SWARM_ADDRESS_POOL = '10.240.0.0/16';
 const MAX_NODES = 20;
+/** Starts of a node's dockerd that exited because its containerd was slow to answer, before giving up. */
+const DOCKERD_START_ATTEMPTS = 3;
 const AGENT_SCRIPT = fileURLToPath(new URL('./ns-agent.js', import.meta.url));
 
 /**
@@ -108,6 +110,24 @@ function logTail(file: string, lines = 15): string {
     return readFileSync(file, 'utf8').trim().split('\n').slice(-lines).join('\n');
   } catch {
     return '(no log)';
+  }
+}
+
+/** A dockerd exited while starting; `output` is what this start wrote to its log. */
+class DockerdExited extends Error {
+  constructor(
+    message: string,
+    readonly output: string,
+  ) {
+    super(message);
+  }
+}
+
+function readFrom(file: string, offset: number): string {
+  try {
+    return readFileSync(file).subarray(offset).toString('utf8');
+  } catch {
+    return '';
   }
 }
 
@@ -525,37 +545,72 @@ export class Cluster {
       this.save();
     }
     writeFileSync(n.configPath, JSON.stringify(this.daemonConfig(n), null, 2));
-    this.removeStalePidFiles(n);
+    // dockerd gives the containerd it starts a fixed 15 s to answer, then exits. Restoring a node's
+    // tasks on a loaded machine can take longer (it did in CI, with 20 containers on the node).
+    // systemd's docker.service restarts dockerd after such an exit; so does the harness, a few times.
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await this.startDockerd(index);
+        return;
+      } catch (err) {
+        if (attempt >= DOCKERD_START_ATTEMPTS || !(err instanceof DockerdExited) || !/timeout waiting for containerd to start/.test(err.output)) throw err;
+        this.log(`${n.name}: dockerd exited before containerd answered (attempt ${attempt} of ${DOCKERD_START_ATTEMPTS}); starting it again`);
+      }
+    }
+  }
+
+  /** Start the node's dockerd once and wait until it answers, or fail with its log's tail. */
+  private async startDockerd(index: number): Promise<void> {
+    const n = this.state.nodes[index];
+    const anchor = this.requireAnchor(index);
+    await this.clearPreviousDaemons(n);
     const env: NodeJS.ProcessEnv = { ...process.env, PATH: `/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin` };
     for (const k of ['DOCKER_HOST', 'DOCKER_CONTEXT', 'DOCKER_CONFIG', 'DOCKER_SERVICE_PREFER_OFFLINE_IMAGE']) delete env[k];
     if (this.state.preferOfflineImage) env.DOCKER_SERVICE_PREFER_OFFLINE_IMAGE = '1';
     const logFile = join(n.dir, 'dockerd.log');
-    const child = spawnDetached('nsenter', ['-t', String(n.anchor.pid), '-m', '-u', '-n', '--', 'dockerd', '--config-file', n.configPath], logFile, env);
-    let exited: number | null = null;
-    child.once('exit', (code) => (exited = code ?? -1));
+    const logStart = existsSync(logFile) ? statSync(logFile).size : 0;
+    const child = spawnDetached('nsenter', ['-t', String(anchor.pid), '-m', '-u', '-n', '--', 'dockerd', '--config-file', n.configPath], logFile, env);
     n.dockerd = child.pid !== undefined ? processRef(child.pid) : undefined;
     this.save();
-    const docker = this.nodes[index].docker;
-    await waitUntil(
-      `dockerd of ${n.name} to answer on ${n.socketPath}`,
-      async () => {
-        if (exited !== null) throw new Error(`dockerd of ${n.name} exited with ${exited}:\n${logTail(logFile)}`);
-        await docker.ping();
-        return true;
-      },
-      30000,
-    ).catch((err: Error) => {
-      throw new Error(`${err.message}\n--- ${logFile}:\n${logTail(logFile)}`);
+    // An exit ends the wait at once: polling on would only wait out the timeout.
+    let onExit: ((code: number | null) => void) | undefined;
+    let gone = false;
+    const exited = new Promise<never>((_, reject) => {
+      onExit = (code) => {
+        gone = true;
+        reject(new DockerdExited(`dockerd of ${n.name} exited with ${code ?? 'a signal'}`, readFrom(logFile, logStart)));
+      };
+      child.once('exit', onExit);
     });
+    exited.catch(() => undefined);
+    const docker = this.nodes[index].docker;
+    try {
+      await Promise.race([waitUntil(`dockerd of ${n.name} to answer on ${n.socketPath}`, async () => gone || (await docker.ping(), true), 30000), exited]);
+    } catch (err) {
+      const message = `${(err as Error).message}\n--- ${logFile}:\n${logTail(logFile)}`;
+      throw err instanceof DockerdExited ? new DockerdExited(message, err.output) : new Error(message);
+    } finally {
+      child.off('exit', onExit!);
+    }
   }
 
-  /** After a kill, a PID in a pid file may already belong to an unrelated process, which would make dockerd refuse to start or wait for it. */
-  private removeStalePidFiles(n: NodeState): void {
+  /**
+   * Before a dockerd starts, none of the node runs (restartNode kills a running one first). Its
+   * containerd dies with it (parent-death signal), but under load it can still be dying when the
+   * next dockerd reads its pid file: that dockerd then waits for it, and a zombie answers to
+   * kill(pid, 0) like a live process. A leftover in the node is killed and waited for; a pid file
+   * naming anything else (a reused PID) is simply stale. Both pid files go.
+   */
+  private async clearPreviousDaemons(n: NodeState): Promise<void> {
     const inNode = new Set(n.netnsInode !== undefined ? pidsInNamespace('net', n.netnsInode) : []);
     for (const f of [join(n.dir, 'docker.pid'), join(n.dir, 'run', 'containerd', 'containerd.pid')]) {
       if (!existsSync(f)) continue;
       const pid = Number(readFileSync(f, 'utf8').trim());
-      if (!inNode.has(pid)) rmSync(f, { force: true });
+      if (inNode.has(pid)) {
+        const left = await killAndWait([pid]);
+        if (left.length) throw new Error(`${n.name}: process ${pid} of ${f} survived SIGKILL; dockerd would wait for it`);
+      }
+      rmSync(f, { force: true });
     }
   }
 
@@ -650,7 +705,7 @@ export class Cluster {
 
   // ---- failures ------------------------------------------------------------------------------
 
-  /** `kill -9` of the node's dockerd (containerd goes with it; containers and their shims keep running). */
+  /** `kill -9` of the node's dockerd (containerd dies with it, by its parent-death signal; containers and their shims keep running). */
   async killNode(ref: NodeRef): Promise<void> {
     const n = this.state.nodes[this.node(ref).index];
     if (!n.dockerd || !isRunning(n.dockerd)) throw new Error(`${n.name}'s dockerd is not running`);
