@@ -161,11 +161,10 @@ interface CreatePhase {
   /** Server CPU per create (ms), from /proc. */
   serverCpuMsPerOp: number;
   /**
-   * The server's event-loop thread's part of that: the thread every request goes through, so
-   * the one that caps the rate when the machine has cores to spare.
+   * The server's CPU per create by thread: its event loop (every request goes through it, so it
+   * caps the rate when the machine has cores to spare), its SQLite writer, and V8's and libuv's
+   * helper threads.
    */
-  serverMainThreadCpuMsPerOp: number;
-  /** The server's CPU per create by thread: its event loop, its SQLite writer, and V8's and libuv's helper threads. */
   serverThreadCpuMsPerOp: Record<string, number>;
   /** Share of one core the server used during the phase. */
   serverCpuShare: number;
@@ -189,7 +188,6 @@ async function createPhase(protocol: string, serverPid: number, bodies: string[]
   const secs = (performance.now() - t0) / 1000;
   const serverCpu = procCpuMs(serverPid) - server0;
   const threads = threadCpuMsByRole(serverPid);
-  const mainCpu = (threads.eventLoop ?? NaN) - (threads0.eventLoop ?? NaN);
   const clientCpu = selfCpuMs() - client0;
   const n = bodies.length;
   return {
@@ -199,7 +197,6 @@ async function createPhase(protocol: string, serverPid: number, bodies: string[]
     p50Ms: pct(lat, 50),
     p99Ms: pct(lat, 99),
     serverCpuMsPerOp: +(serverCpu / n).toFixed(3),
-    serverMainThreadCpuMsPerOp: +(mainCpu / n).toFixed(3),
     serverThreadCpuMsPerOp: Object.fromEntries(
       Object.entries(threads)
         .map(([name, ms]) => [name, +((ms - (threads0[name] ?? 0)) / n).toFixed(3)] as const)

@@ -33,9 +33,12 @@ export async function startOperatorCli(opts: { kubeconfigPath: string; policy: P
   const logFile = join(dir, 'operator.log');
   const out = openSync(logFile, 'a');
   const port = await freeLoopbackPort();
+  // NBSWARM_BENCH_OPERATOR_NODE_ARGS: node flags for the operator (e.g. `--trace-gc` or `--cpu-prof
+  // --cpu-prof-dir=/tmp/prof`), to explain its figures.
+  const nodeArgs = (process.env.NBSWARM_BENCH_OPERATOR_NODE_ARGS ?? '').split(' ').filter(Boolean);
   const child = spawn(
     process.execPath,
-    [entry, 'operator', '--kubeconfig', opts.kubeconfigPath, '--policy', policyFile, '--backend', opts.kind, '--metrics-port', String(port)],
+    [...nodeArgs, entry, 'operator', '--kubeconfig', opts.kubeconfigPath, '--policy', policyFile, '--backend', opts.kind, '--metrics-port', String(port)],
     {
       env: { ...process.env, DOCKER_HOST: `unix://${opts.dockerSocket}`, NBSWARM_LOG_LEVEL: process.env.NBSWARM_BENCH_LOG_LEVEL ?? 'warn' },
       stdio: ['ignore', out, out],
