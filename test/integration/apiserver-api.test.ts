@@ -2,7 +2,10 @@ import { writeFileSync } from 'node:fs';
 import http2 from 'node:http2';
 import https from 'node:https';
 import { join } from 'node:path';
+import { Writable } from 'node:stream';
+import tls from 'node:tls';
 import { expect } from 'chai';
+import winston from 'winston';
 import { apiRequest, apiWatch, kubectl, startTestApiServer, until, widgetCrd, type TestApiServer } from '../helpers/apiserver.js';
 
 const W = '/apis/example.nbswarm.io/v1/namespaces/default/widgets';
@@ -628,5 +631,181 @@ describe('API server: semantics', function () {
     await until(() => w.events.some((e) => e.type === 'DELETED'));
     await w.ended; // the server ends watches of a resource it no longer serves
     expect((await req('GET', W)).status).to.equal(404);
+  });
+});
+
+/** A reply read off a raw HTTP/1.1 connection: its status line, headers, body (chunks joined) and the bytes that followed it. */
+interface RawReply {
+  status: number;
+  headers: Record<string, string>;
+  body: Buffer;
+  rest: Buffer;
+}
+
+/** The first whole reply in `buf` (by content-length or chunked framing), or undefined while it is incomplete. */
+function parseReply(buf: Buffer): RawReply | undefined {
+  const end = buf.indexOf('\r\n\r\n');
+  if (end < 0) return undefined;
+  const [statusLine, ...lines] = buf.subarray(0, end).toString('latin1').split('\r\n');
+  const headers = Object.fromEntries(lines.map((l) => [l.slice(0, l.indexOf(':')).toLowerCase(), l.slice(l.indexOf(':') + 1).trim()]));
+  const status = Number(statusLine!.split(' ')[1]);
+  let at = end + 4;
+  if (headers['transfer-encoding'] !== 'chunked') {
+    const length = Number(headers['content-length'] ?? 0);
+    if (buf.length < at + length) return undefined;
+    return { status, headers, body: buf.subarray(at, at + length), rest: buf.subarray(at + length) };
+  }
+  const chunks: Buffer[] = [];
+  for (;;) {
+    const eol = buf.indexOf('\r\n', at);
+    if (eol < 0) return undefined;
+    const size = parseInt(buf.subarray(at, eol).toString('latin1'), 16);
+    if (!Number.isInteger(size)) throw new Error(`not a chunk size line: ${JSON.stringify(buf.subarray(at, eol + 2).toString('latin1'))}`);
+    if (buf.length < eol + 2 + size + 2) return undefined;
+    if (buf.subarray(eol + 2 + size, eol + 4 + size).toString('latin1') !== '\r\n') throw new Error('a chunk not followed by CRLF');
+    chunks.push(buf.subarray(eol + 2, eol + 2 + size));
+    at = eol + 4 + size;
+    if (size === 0) return { status, headers, body: Buffer.concat(chunks), rest: buf.subarray(at) };
+  }
+}
+
+describe('API server: a watch refused with 410 on a keep-alive HTTP/1.1 connection', function () {
+  /*
+   * A watch the history cannot replay from (compacted, or from a resourceVersion the store never
+   * issued) is answered with one 410 ERROR line and ended; the connection then serves the client's
+   * next requests. Before 202dfef the refused watch left its 'drain' listener on the keep-alive
+   * socket, and each later drain there (a big reply the client reads slowly) ran the dead watch's
+   * replay: the one from a resourceVersion never issued, with sendInitialEvents and bookmarks, wrote
+   * its bookmark into its ended reply and counted the list's bytes waiting in the socket as its own
+   * backlog, so the server "ended" it again for not keeping up (a warning in its log, one more in
+   * apiserver_terminated_watchers_total); and listeners piled up, one per refused watch, until Node
+   * warned of a leak. The client's replies were right all along (the dead watch's writes went to its
+   * ended reply, not the socket), so what is checked is what the client gets and what the server
+   * reports.
+   */
+  const KiB = 1024;
+  const CMS = '/api/v1/namespaces/default/configmaps';
+  const warnings: string[] = [];
+  const onWarning = (w: Error) => warnings.push(`${w.name}: ${w.message}`);
+  const logged: { level: string; message: string; why?: string }[] = [];
+  let srv: TestApiServer;
+
+  before(async () => {
+    process.on('warning', onWarning);
+    const log = winston.createLogger({
+      level: 'warn',
+      transports: [
+        new winston.transports.Stream({
+          stream: new Writable({
+            objectMode: true,
+            write(info: (typeof logged)[number], _enc, done) {
+              logged.push(info);
+              done();
+            },
+          }),
+        }),
+      ],
+    });
+    // A watch may hold 4 KiB: a list reply waiting in the socket is far more than that, so a watch
+    // that counted it as its own would be ended at once.
+    srv = await startTestApiServer({ watchWindow: 5, log, limits: { watchBufferBytes: 4 * KiB } });
+  });
+  after(async () => {
+    process.off('warning', onWarning);
+    await srv?.cleanup();
+  });
+
+  it('leaves nothing on the connection: a later reply that backs up the socket arrives whole, and the server ends no watch', async () => {
+    const metric = async (name: string) => {
+      const text = (await apiRequest(srv, 'GET', '/metrics')).text;
+      return Number(new RegExp(`^${name} (\\S+)$`, 'm').exec(text)?.[1]);
+    };
+    const start = (await apiRequest(srv, 'GET', CMS)).body.metadata.resourceVersion as string;
+    // 8 MiB of ConfigMaps: their list is far more than the socket buffers hold while the client does
+    // not read. The 8 writes also push `start` out of the 5-change history.
+    const names = Array.from({ length: 8 }, (_, i) => `big-${i}`);
+    const value = 'v'.repeat(1024 * KiB - 256);
+    for (const name of names) {
+      const r = await apiRequest(srv, 'POST', CMS, { body: { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name }, data: { value } } });
+      expect(r.status, r.text).to.equal(201);
+    }
+
+    const socket = tls.connect({ host: '127.0.0.1', port: srv.port, ca: srv.caPem, ALPNProtocols: ['http/1.1'] });
+    socket.on('error', () => {});
+    let closed = false;
+    socket.on('close', () => (closed = true));
+    await new Promise<void>((r) => socket.once('secureConnect', () => r()));
+    let received: Buffer[] = [];
+    socket.on('data', (c: Buffer) => received.push(c));
+    const get = (path: string) =>
+      socket.write(`GET ${path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer ${srv.adminToken}\r\nAccept: application/json\r\n\r\n`);
+    /** The next reply on the connection, whole; the bytes after it are kept for the next one. */
+    const reply = async (): Promise<RawReply> => {
+      let got: RawReply | undefined;
+      await until(() => closed || (got = parseReply(Buffer.concat(received))) !== undefined, 10_000, 'a whole reply on the connection');
+      if (!got) throw new Error('the server closed the connection');
+      received = got.rest.length ? [got.rest] : [];
+      return got;
+    };
+    const watchLines = (r: RawReply) =>
+      r.body
+        .toString('utf8')
+        .split('\n')
+        .filter((l) => l)
+        .map((l) => JSON.parse(l) as { type: string; object: { code: number; reason: string; message: string } });
+
+    try {
+      // Watches refused on the one connection, each answered and ended: 12 from a compacted
+      // resourceVersion, then one from a resourceVersion never issued, as client-go's watch-list asks.
+      const refused = [
+        ...Array.from({ length: 12 }, () => [`${CMS}?watch=1&resourceVersion=${start}`, 'too old resource version']),
+        [
+          `${CMS}?watch=1&resourceVersion=99999999&sendInitialEvents=true&allowWatchBookmarks=true&resourceVersionMatch=NotOlderThan`,
+          'too large resource version',
+        ],
+      ];
+      for (const [path, why] of refused) {
+        get(path!);
+        const r = await reply();
+        expect(r.status).to.equal(200);
+        expect(r.headers.connection).to.equal('keep-alive');
+        const lines = watchLines(r);
+        expect(lines.map((l) => `${l.type}:${l.object.code}:${l.object.reason}`)).to.deep.equal(['ERROR:410:Expired']);
+        expect(lines[0]!.object.message).to.contain(why);
+        expect(received, 'bytes after the refused watch').to.deep.equal([]);
+      }
+
+      // A list of 8 MiB on the same connection, read only after the socket has backed up: the
+      // server's socket drains again and again as the client takes it.
+      socket.pause();
+      get(CMS);
+      await new Promise((r) => setTimeout(r, 300));
+      socket.resume();
+      const list = await reply();
+      expect(list.status).to.equal(200);
+      const items = (JSON.parse(list.body.toString('utf8')) as { items: { metadata: { name: string }; data: { value: string } }[] }).items;
+      expect(items.map((o) => o.metadata.name)).to.deep.equal(names);
+      expect(items.every((o) => o.data.value === value)).to.equal(true);
+      // Nothing follows the list (no watch lines, no stray chunk), and the connection serves on.
+      await new Promise((r) => setTimeout(r, 200));
+      expect(Buffer.concat(received).toString('latin1'), 'bytes after the list').to.equal('');
+      get(`${CMS}/big-3`);
+      const one = await reply();
+      expect(one.status).to.equal(200);
+      expect(JSON.parse(one.body.toString('utf8')).data.value).to.equal(value);
+      get('/healthz');
+      expect((await reply()).body.toString()).to.equal('ok');
+      expect(closed).to.equal(false);
+
+      // What the server reports: no watch ended (none was open), nothing held for watches, no leak warning.
+      expect({
+        terminatedWatchers: await metric('apiserver_terminated_watchers_total'),
+        watchBufferedBytes: await metric('apiserver_watch_buffered_bytes'),
+        warnings: warnings.filter((w) => /MaxListeners.*drain/.test(w)),
+        logged: logged.filter((l) => l.level === 'error' || /watch/.test(l.message)).map((l) => `${l.level} ${l.message} ${l.why ?? ''}`),
+      }).to.deep.equal({ terminatedWatchers: 0, watchBufferedBytes: 0, warnings: [], logged: [] });
+    } finally {
+      socket.destroy();
+    }
   });
 });
