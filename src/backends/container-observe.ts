@@ -86,7 +86,10 @@ export function observeInspected(c: any, node: string | undefined): ObservedServ
   } else if (status === 'paused') obs.state = 'stopped';
   if (c.RestartCount) {
     obs.restarts = c.RestartCount;
-    obs.lastFailure = [st.Error, st.OOMKilled ? 'out of memory' : '', `exit code ${st.ExitCode}`].filter(Boolean).join('; ');
+    // Docker resets the exit code when it starts the container again: a restarted container that
+    // runs (for now) no longer says how it last failed, and "exit code 0" would be wrong.
+    if (st.Error || st.OOMKilled || st.ExitCode)
+      obs.lastFailure = [st.Error, st.OOMKilled ? 'out of memory' : '', `exit code ${st.ExitCode}`].filter(Boolean).join('; ');
   }
   if (st.StartedAt && !st.StartedAt.startsWith('0001-')) obs.updatedAt = st.StartedAt;
   obs.message = [
