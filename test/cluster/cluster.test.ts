@@ -9,7 +9,7 @@ import { existsSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'no
 import { join } from 'node:path';
 import { httpGet, requireDocker, TEST_IMAGE, TEST_RUN_ID, TEST_RUN_LABEL, testLabels, uniqueName, waitFor } from '../helpers/docker.js';
 import { startCluster, type Cluster, type ClusterNode } from './cluster.js';
-import { isRunning, processRef, type ProcessRef } from './procs.js';
+import { childrenOf, commOf, isRunning, processRef, type ProcessRef } from './procs.js';
 import type { PushedImage } from './push.js';
 import { sharedCluster, sharedClusterStartMs } from './shared.js';
 import { stateRoot } from './state.js';
@@ -52,25 +52,6 @@ async function containersOf(cluster: Cluster, service: string): Promise<{ node: 
     for (const c of cs) out.push({ node: n.name, id: c.Id });
   }
   return out;
-}
-
-/** Child PIDs of a process (every thread's children). */
-function childrenOf(pid: number): number[] {
-  try {
-    return readdirSync(`/proc/${pid}/task`).flatMap((tid) =>
-      readFileSync(`/proc/${pid}/task/${tid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number),
-    );
-  } catch {
-    return [];
-  }
-}
-
-function commOf(pid: number): string {
-  try {
-    return readFileSync(`/proc/${pid}/comm`, 'utf8').trim();
-  } catch {
-    return '';
-  }
 }
 
 function signalIfAlive(pid: number, signal: NodeJS.Signals): void {

@@ -22,7 +22,7 @@ import { cgroupMountCommands, cgroupParentFor, containerCgroupDirs, hostCgroupMo
 import { run, runCapture, type RunResult } from '../../bench/lib/exec.js';
 import { spawnDetached } from './detached.js';
 import { HubNamespace } from './hub.js';
-import { isRunning, killAndWait, pidsInCgroupTree, pidsInNamespace, processRef, rssBytes, type ProcessRef } from './procs.js';
+import { commOf, isRunning, killAndWait, pidsInCgroupTree, pidsInNamespace, processRef, rssBytes, type ProcessRef } from './procs.js';
 import { pushImage as pushToRegistry, type PushOptions, type PushedImage } from './push.js';
 import {
   checkName,
@@ -453,13 +453,7 @@ export class Cluster {
       `the namespace holder of ${netns} to finish its set-up`,
       () => {
         if (exited !== null) throw new Error(`the set-up of ${netns} failed (exit ${exited}): ${logTail(logFile)}`);
-        let comm = '';
-        try {
-          comm = readFileSync(`/proc/${pid}/comm`, 'utf8').trim();
-        } catch {
-          return undefined;
-        }
-        return comm === 'sleep' ? processRef(pid) : undefined;
+        return commOf(pid) === 'sleep' ? processRef(pid) : undefined;
       },
       10000,
       10,
@@ -573,25 +567,16 @@ export class Cluster {
     n.dockerd = child.pid !== undefined ? processRef(child.pid) : undefined;
     this.save();
     // An exit ends the wait at once: polling on would only wait out the timeout.
-    let onExit: ((code: number | null) => void) | undefined;
-    let gone = false;
-    const exited = new Promise<never>((_, reject) => {
-      onExit = (code) => {
-        gone = true;
-        reject(new DockerdExited(`dockerd of ${n.name} exited with ${code ?? 'a signal'}`, readFrom(logFile, logStart)));
-      };
-      child.once('exit', onExit);
-    });
-    exited.catch(() => undefined);
+    let exitCode: number | null | undefined;
+    child.once('exit', (code) => (exitCode = code));
     const docker = this.nodes[index].docker;
+    const tail = () => `\n--- ${logFile}:\n${logTail(logFile)}`;
     try {
-      await Promise.race([waitUntil(`dockerd of ${n.name} to answer on ${n.socketPath}`, async () => gone || (await docker.ping(), true), 30000), exited]);
+      await waitUntil(`dockerd of ${n.name} to answer on ${n.socketPath}`, async () => exitCode !== undefined || (await docker.ping(), true), 30000);
     } catch (err) {
-      const message = `${(err as Error).message}\n--- ${logFile}:\n${logTail(logFile)}`;
-      throw err instanceof DockerdExited ? new DockerdExited(message, err.output) : new Error(message);
-    } finally {
-      child.off('exit', onExit!);
+      throw new Error(`${(err as Error).message}${tail()}`);
     }
+    if (exitCode !== undefined) throw new DockerdExited(`dockerd of ${n.name} exited with ${exitCode ?? 'a signal'}${tail()}`, readFrom(logFile, logStart));
   }
 
   /**

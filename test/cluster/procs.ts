@@ -113,6 +113,26 @@ export function rssBytes(pid: number): number {
   }
 }
 
+/** A process's command name (`/proc/PID/comm`), '' when it is gone. */
+export function commOf(pid: number): string {
+  try {
+    return readFileSync(`/proc/${pid}/comm`, 'utf8').trim();
+  } catch {
+    return '';
+  }
+}
+
+/** The PIDs of a process's children (those of every one of its threads). */
+export function childrenOf(pid: number): number[] {
+  try {
+    return readdirSync(`/proc/${pid}/task`).flatMap((tid) =>
+      readFileSync(`/proc/${pid}/task/${tid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number),
+    );
+  } catch {
+    return [];
+  }
+}
+
 /** The command line of a process, for reports ("dockerd --config-file …"). */
 export function commandLine(pid: number): string {
   try {
