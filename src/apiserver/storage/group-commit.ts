@@ -1,10 +1,9 @@
 /**
  * Group commit between the store and its writer thread (writer.ts). The writes of one event-loop
- * turn form a group, handed over at the next setImmediate; while the writer commits, the groups
- * handed over meanwhile wait and go to it together, as one transaction (one message and one
- * wake-up of the thread per commit, not per group). Groups land oldest first; a failed commit
- * fails every group not yet committed. History compaction rides on the commits, so its marks live
- * here too. What the writes are is the store's business: it fills the groups and hears, through
+ * turn form a group, handed over at the next setImmediate. Each group goes to the writer when it is
+ * handed over; the writer commits every group waiting for it as one transaction (one fsync for all). Groups land oldest first; a failed commit fails
+ * every group not yet committed. History compaction rides on the commits, so its marks live here
+ * too. What the writes are is the store's business: it fills the groups and hears, through
  * GroupOutcome, when one is committed or failed — before that group's own callbacks run.
  */
 import type { StoreEvent } from './events.js';
@@ -42,13 +41,9 @@ export class GroupCommit {
   private committedCompacted: number;
   /** The group this turn's writes join. */
   private open: Group | null = null;
-  /** Groups handed over and not yet committed, oldest first: those sent to the writer, then those waiting for it. */
+  /** Groups sent to the writer and not yet committed, oldest first. */
   private inFlight: Group[] = [];
   private seq = 0;
-  /** The newest group sent to the writer. */
-  private sentSeq = 0;
-  /** The newest group the writer has committed. */
-  private committedSeq = 0;
   /** Bumped when a commit fails: the writer drops everything sent under an older epoch. */
   private epoch = 0;
   private writerDead: Error | null = null;
@@ -121,7 +116,12 @@ export class GroupCommit {
     await this.writer.close();
   }
 
-  /** Hands the open group over; it goes to the writer now if the writer is idle. */
+  /**
+   * Sends the open group to the writer. It does not wait for the commit in flight: the writer finds
+   * it queued when that commit ends and starts the next one at once, not after a round trip through
+   * this thread's event loop. Measured with bench/apiserver (32 creates at a time, synchronous FULL,
+   * 7 runs each): 4,402 → 4,848 creates/s over HTTP/2, 4,984 → 4,818/s over HTTP/1.1.
+   */
   private flush(): void {
     const g = this.open;
     if (!g) return;
@@ -130,18 +130,7 @@ export class GroupCommit {
     if (this.writerDead) return this.fail(this.writerDead);
     const slack = Math.max(1, Math.floor(this.window / 10));
     if (g.rv - this.compacted > this.window + slack) this.compacted = g.compactUpTo = g.rv - this.window;
-    if (this.sentSeq === this.committedSeq) this.send();
-  }
-
-  /** Sends every group waiting for the writer, as one commit. */
-  private send(): void {
-    const waiting = this.inFlight.filter((g) => g.seq > this.sentSeq);
-    if (!waiting.length) return;
-    const last = waiting[waiting.length - 1];
-    const compactUpTo = waiting.reduce<number | undefined>((upTo, g) => g.compactUpTo ?? upTo, undefined);
-    const rows = waiting.length === 1 ? last.rows : waiting.flatMap((g) => g.rows);
-    this.sentSeq = last.seq;
-    this.writer.send({ op: 'commit', epoch: last.epoch, seq: last.seq, rows, rv: last.rv, compactUpTo });
+    this.writer.send({ op: 'commit', epoch: g.epoch, seq: g.seq, rows: g.rows, rv: g.rv, compactUpTo: g.compactUpTo });
   }
 
   private onWriterReply(m: FromWriter): void {
@@ -151,7 +140,6 @@ export class GroupCommit {
       return;
     }
     if (m.op !== 'committed') return;
-    this.committedSeq = m.seq;
     while (this.inFlight.length && this.inFlight[0].seq <= m.seq) {
       const g = this.inFlight.shift()!;
       this.committed = g.rv;
@@ -159,7 +147,6 @@ export class GroupCommit {
       this.outcome.committed(g);
       for (const f of g.done) f();
     }
-    this.send();
   }
 
   /**
@@ -171,7 +158,6 @@ export class GroupCommit {
     this.inFlight = [];
     this.open = null;
     // Whatever the writer still holds fails there too (older epoch); nothing is waiting for it.
-    this.sentSeq = this.committedSeq = this.seq;
     this.epoch++;
     this.compacted = this.committedCompacted;
     this.outcome.failed();
