@@ -88,17 +88,10 @@ export function observeInspected(c: any, node: string | undefined): ObservedServ
     obs.restarts = c.RestartCount;
     // Docker resets the exit code when it starts the container again: a restarted container that
     // runs (for now) no longer says how it last failed, and "exit code 0" would be wrong.
-    if (st.Error || st.OOMKilled || st.ExitCode)
-      obs.lastFailure = [st.Error, st.OOMKilled ? 'out of memory' : '', `exit code ${st.ExitCode}`].filter(Boolean).join('; ');
+    if (st.Error || st.OOMKilled || st.ExitCode) obs.lastFailure = failureParts(st, true).join('; ');
   }
   if (st.StartedAt && !st.StartedAt.startsWith('0001-')) obs.updatedAt = st.StartedAt;
-  obs.message = [
-    status,
-    st.Error,
-    st.OOMKilled ? 'out of memory' : '',
-    status === 'exited' || st.ExitCode ? `exit code ${st.ExitCode}` : '',
-    st.Restarting ? `restart count ${c.RestartCount}` : '',
-  ]
+  obs.message = [status, ...failureParts(st, status === 'exited' || !!st.ExitCode), st.Restarting ? `restart count ${c.RestartCount}` : '']
     .filter(Boolean)
     .join('; ');
   if (c.HostConfig?.NetworkMode === 'host') {
@@ -111,4 +104,9 @@ export function observeInspected(c: any, node: string | undefined): ObservedServ
     }
   }
   return obs;
+}
+
+/** How a container's State says it failed: Docker's error, out of memory, and (`withExitCode`) the exit code. */
+function failureParts(st: { Error?: string; OOMKilled?: boolean; ExitCode?: number }, withExitCode: boolean): string[] {
+  return [st.Error ?? '', st.OOMKilled ? 'out of memory' : '', withExitCode ? `exit code ${st.ExitCode}` : ''].filter(Boolean);
 }
