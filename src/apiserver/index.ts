@@ -38,7 +38,7 @@ export interface ApiServerOptions {
    * SQLite synchronous mode. NORMAL (default): an acknowledged write survives kill -9 of the server
    * (WAL written at commit) but not an OS crash or power loss. FULL: also fsyncs the WAL at each
    * group commit (as etcd fsyncs each batch); the fsync waits on the writer thread, so creates
-   * run at NORMAL's rate, within 5%, where an fsync takes ~0.4 ms (bench/apiserver).
+   * run at 95–107% of NORMAL's rate where an fsync takes ~0.4 ms (bench/apiserver, P6).
    * CLI: `--synchronous` / NBSWARM_SYNCHRONOUS.
    */
   synchronous?: 'NORMAL' | 'FULL';

@@ -1,10 +1,11 @@
 /**
  * Group commit between the store and its writer thread (writer.ts). The writes of one event-loop
  * turn form a group, handed over at the next setImmediate. Each group goes to the writer when it is
- * handed over; the writer commits every group waiting for it as one transaction (one fsync for all). Groups land oldest first; a failed commit fails
- * every group not yet committed. History compaction rides on the commits, so its marks live here
- * too. What the writes are is the store's business: it fills the groups and hears, through
- * GroupOutcome, when one is committed or failed — before that group's own callbacks run.
+ * handed over; the writer commits every group waiting for it as one transaction (one fsync for
+ * all). Groups land oldest first; a failed commit fails every group not yet committed. History
+ * compaction rides on the commits, so its marks live here too. What the writes are is the store's
+ * business: it fills the groups and hears, through GroupOutcome, when one is committed or failed —
+ * before that group's own callbacks run.
  */
 import type { StoreEvent } from './events.js';
 import { WriterThread, type FromWriter } from './writer.js';
