@@ -485,51 +485,62 @@ describe('multi-node: nbswarm on a 3-node Swarm', function () {
     const t0 = Date.now();
     if (how === 'kill') await cluster.killNode(n3);
     else await cluster.cutLink(n3);
-    const moved = await movedOff(NS_SHARED, movers, n3.hostname, `${how} of ${n3.hostname}`, 90_000);
-    report(`${how} of ${n3.hostname}: ${movers.length} unpinned servers answering at their new endpoints after ${secs(Date.now() - t0)}`);
-    for (const m of movers) expect(moved.get(m)!.status!.endpoint!.hostUrl).to.not.include(`//${n3.ip}:`);
-    const held = await until(
-      NS_PINNED,
-      waiting,
-      'VolumeUnavailable',
-      (o) => o.status?.conditions?.some((c) => c.type === 'VolumeUnavailable' && c.status === 'True' && c.reason === 'NodeDown') === true,
-    );
-    for (const w of waiting) expect(held.get(w)!.status!.node).to.equal(n3.hostname);
-    // The hubs route again: one by following the new endpoint, one through the service name.
-    const awayFrom3 = (hub: Hub, user: string) => async () => {
-      const at = await hub.answeringNode(user);
-      return at && at !== n3.hostname ? at : undefined;
+    let back = false;
+    const bringBack = async () => {
+      back = true;
+      if (how === 'kill') await cluster.restartNode(n3);
+      else {
+        await cluster.restoreLink(n3);
+        await cluster.waitForNodeState(n3, 'ready');
+      }
     };
-    await Promise.all([
-      waitFor(`alice through the namespace hub, away from ${n3.hostname}`, awayFrom3(nsHub!, 'alice'), 60_000, 200),
-      waitFor(`bob through the overlay hub, away from ${n3.hostname}`, awayFrom3(overlayHub!, 'bob'), 60_000, 200),
-    ]);
-    report(`${how} of ${n3.hostname}: both hubs' routes answer again after ${secs(Date.now() - t0)}`);
+    try {
+      const moved = await movedOff(NS_SHARED, movers, n3.hostname, `${how} of ${n3.hostname}`, 90_000);
+      report(`${how} of ${n3.hostname}: ${movers.length} unpinned servers answering at their new endpoints after ${secs(Date.now() - t0)}`);
+      for (const m of movers) expect(moved.get(m)!.status!.endpoint!.hostUrl).to.not.include(`//${n3.ip}:`);
+      const held = await until(
+        NS_PINNED,
+        waiting,
+        'VolumeUnavailable',
+        (o) => o.status?.conditions?.some((c) => c.type === 'VolumeUnavailable' && c.status === 'True' && c.reason === 'NodeDown') === true,
+      );
+      for (const w of waiting) expect(held.get(w)!.status!.node).to.equal(n3.hostname);
+      // The hubs route again: one by following the new endpoint, one through the service name.
+      const awayFrom3 = (hub: Hub, user: string) => async () => {
+        const at = await hub.answeringNode(user);
+        return at && at !== n3.hostname ? at : undefined;
+      };
+      await Promise.all([
+        waitFor(`alice through the namespace hub, away from ${n3.hostname}`, awayFrom3(nsHub!, 'alice'), 60_000, 200),
+        waitFor(`bob through the overlay hub, away from ${n3.hostname}`, awayFrom3(overlayHub!, 'bob'), 60_000, 200),
+      ]);
+      report(`${how} of ${n3.hostname}: both hubs' routes answer again after ${secs(Date.now() - t0)}`);
 
-    if (how === 'kill') {
-      // An operator restart while the worker is down writes nothing to Docker and duplicates nothing.
-      await shared.restart();
-      const st = await settledStats(shared, burstB.length);
-      expect(st.reconciler.dockerWrites, 'Docker writes of a restart with a worker down').to.equal(0);
-      await cluster.restartNode(n3);
-    } else {
-      await cluster.restoreLink(n3);
-      await cluster.waitForNodeState(n3, 'ready');
-    }
-    await until(NS_PINNED, waiting, `Ready again on ${n3.hostname}`, (o) => isReady(o) && o.status?.node === n3.hostname);
-    // Swarm shuts the stale tasks on the returned node down: one service per server, no orphan container.
-    await waitFor(
-      `no container of a moved server left on ${n3.hostname}`,
-      async () => (await runningOn(n3)).every((id) => !moverServices.has(id)),
-      30_000,
-      250,
-    );
-    for (const o of [...(await stack.list(NS_SHARED)), ...(await stack.list(NS_PINNED))]) {
-      expect(await servicesOf(o), `${o.metadata.name}: one service`).to.have.length(1);
-    }
-    for (const m of movers) {
-      const o = await stack.get(NS_SHARED, m);
-      expect(await answeringNode(o), `${m} still answers at its endpoint`).to.equal(o.status!.node);
+      if (how === 'kill') {
+        // An operator restart while the worker is down writes nothing to Docker and duplicates nothing.
+        await shared.restart();
+        const st = await settledStats(shared, burstB.length);
+        expect(st.reconciler.dockerWrites, 'Docker writes of a restart with a worker down').to.equal(0);
+      }
+      await bringBack();
+      await until(NS_PINNED, waiting, `Ready again on ${n3.hostname}`, (o) => isReady(o) && o.status?.node === n3.hostname);
+      // Swarm shuts the stale tasks on the returned node down: one service per server, no orphan container.
+      await waitFor(
+        `no container of a moved server left on ${n3.hostname}`,
+        async () => (await runningOn(n3)).every((id) => !moverServices.has(id)),
+        30_000,
+        250,
+      );
+      for (const o of [...(await stack.list(NS_SHARED)), ...(await stack.list(NS_PINNED))]) {
+        expect(await servicesOf(o), `${o.metadata.name}: one service`).to.have.length(1);
+      }
+      for (const m of movers) {
+        const o = await stack.get(NS_SHARED, m);
+        expect(await answeringNode(o), `${m} still answers at its endpoint`).to.equal(o.status!.node);
+      }
+    } finally {
+      // A failure above must not leave node 3 lost for the tests after this one.
+      if (!back) await bringBack().catch(() => undefined);
     }
   }
 
