@@ -12,6 +12,7 @@
 import { readFileSync } from 'node:fs';
 import YAML from 'yaml';
 import { repoPath } from '../../src/paths.js';
+import { words } from '../lib/argv.js';
 import {
   closedByServer,
   deepWidget,
@@ -36,7 +37,7 @@ const opt = (name: string): string | undefined => {
   return i >= 0 ? args[i + 1] : undefined;
 };
 const MAIN = opt('server-main') ?? DEFAULT_SERVER_MAIN;
-const SERVE_ARGS = (opt('serve-args') ?? '').split(' ').filter(Boolean);
+const SERVE_ARGS = words(opt('serve-args'));
 const crd = YAML.parse(readFileSync(repoPath('test/fixtures/widget-crd.yaml'), 'utf8'));
 
 type Result = Record<string, unknown>;

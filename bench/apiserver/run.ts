@@ -31,6 +31,7 @@ import { loadCrd } from '../../src/controller/crd.js';
 import { sampleObject } from '../etcd.js';
 import { procCpuMs, procRss, procRssPeak, selfCpuMs, threadCpuMsByRole } from '../lib/proc.js';
 import { terminate } from '../lib/child-rpc.js';
+import { words } from '../lib/argv.js';
 
 const args = process.argv.slice(2);
 const arg = (name: string, def: number) => {
@@ -234,7 +235,7 @@ function h2Clients(url: string, ca: string, token: string): { req: Client['req']
 async function main(): Promise<void> {
   const dataDir = mkdtempSync(join(tmpdir(), 'nbswarm-bench-'));
   const { child, url } = await startChild([
-    ...(process.env.NBSWARM_BENCH_SERVER_NODE_ARGS ?? '').split(' ').filter(Boolean),
+    ...words(process.env.NBSWARM_BENCH_SERVER_NODE_ARGS),
     MAIN,
     'serve',
     '--port',

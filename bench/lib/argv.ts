@@ -14,3 +14,8 @@ export function wholeNumber(min: number): (value: string) => number {
     return n;
   };
 }
+
+/** The space-separated words of an option or environment variable (extra arguments for a child); none when unset. */
+export function words(text: string | undefined): string[] {
+  return (text ?? '').split(' ').filter(Boolean);
+}

@@ -15,6 +15,7 @@ import { freeLoopbackPort } from '../../src/controller/netutil.js';
 import { procRss } from './proc.js';
 import { terminate } from './child-rpc.js';
 import { sleep } from './stats.js';
+import { words } from './argv.js';
 
 export interface CliOperator {
   pid: number;
@@ -35,7 +36,7 @@ export async function startOperatorCli(opts: { kubeconfigPath: string; policy: P
   const port = await freeLoopbackPort();
   // NBSWARM_BENCH_OPERATOR_NODE_ARGS: node flags for the operator (e.g. `--trace-gc` or `--cpu-prof
   // --cpu-prof-dir=/tmp/prof`), to explain its figures.
-  const nodeArgs = (process.env.NBSWARM_BENCH_OPERATOR_NODE_ARGS ?? '').split(' ').filter(Boolean);
+  const nodeArgs = words(process.env.NBSWARM_BENCH_OPERATOR_NODE_ARGS);
   const child = spawn(
     process.execPath,
     [...nodeArgs, entry, 'operator', '--kubeconfig', opts.kubeconfigPath, '--policy', policyFile, '--backend', opts.kind, '--metrics-port', String(port)],
