@@ -1,5 +1,5 @@
 import { expect } from 'chai';
-import { compare, fieldSet, fieldsV1Of, fromFieldsV1, toFieldsV1, visitMembers } from '../../src/apiserver/fieldmanager/fieldset.js';
+import { compare, fieldSet, fieldsV1Of, fromFieldsV1, itemElements, keyElement, toFieldsV1, visitMembers } from '../../src/apiserver/fieldmanager/fieldset.js';
 import { decodeManagedFields, encodeManagedFields, managersBefore, type ManagerEntry } from '../../src/apiserver/fieldmanager/managed.js';
 import { applyConfig, recordUpdate, type ApplyResult } from '../../src/apiserver/fieldmanager/manager.js';
 import type { KubeObject, ManagedFieldsEntry } from '../../src/apiserver/types.js';
@@ -145,6 +145,21 @@ describe('field sets (fieldmanager)', () => {
     expect(f['f:metadata']).to.have.keys('f:labels', 'f:annotations', 'f:finalizers', 'f:ownerReferences');
     expect(fieldsV1Of(objects[1], schema)).to.deep.equal({});
     expect((fieldsV1Of(objects[3], schema) as any)['f:spec']).to.deep.equal({ 'f:env': {}, 'f:tags': {} });
+  });
+
+  it("names an item of a one-key map list as keyElement does, whatever the key's value", () => {
+    const env = schema.properties.spec.properties.env;
+    const items = [{ name: 'a"b\\c' }, { name: 'ü\u2028é' }, { name: 7 }, { name: true }, { name: { x: ['y'] } }, { name: null }];
+    expect(itemElements(items, env)).to.deep.equal(items.map((i) => keyElement(i, ['name'])));
+    expect(itemElements(items, env)![0]).to.equal('k:{"name":"a\\"b\\\\c"}');
+  });
+
+  it('names every member of a map with more names than its cache of member names holds', () => {
+    const labels = Object.fromEntries(Array.from({ length: 5000 }, (_, i) => [`l${i}`, 'v']));
+    const f = fieldsV1Of({ metadata: { name: 'n', labels } }, schema) as any;
+    expect(Object.keys(f['f:metadata']['f:labels'])).to.deep.equal(Object.keys(labels).map((k) => `f:${k}`));
+    // After the cache was emptied on the way, the names it held before are still right.
+    expect(Object.keys((fieldsV1Of({ spec: { user: 'u' } }, schema) as any)['f:spec'])).to.deep.equal(['f:user']);
   });
 });
 

@@ -29,6 +29,28 @@ function sortedKeyElement(item: JsonObject, sortedKeys: readonly string[]): stri
   return s + '}';
 }
 
+/** sortedKeyElement of the items of a list with one key field (the common case: `name`), for items that have it; its prefix built once. */
+function singleKeyElements(key: string): (item: JsonObject) => string {
+  const prefix = `k:{${JSON.stringify(key)}:`;
+  return (item) => `${prefix}${JSON.stringify(item[key])}}`;
+}
+
+/**
+ * `f:<name>` for a member name. The same few names come again and again (every object of a kind has
+ * them), and a cached string is one V8 already knows as a property name; the cache is bounded, as
+ * names under additionalProperties (labels, annotations) are the writers' own. On P6's object
+ * (40 env items), this and singleKeyElements take fieldsV1Of from 7.4 to 5.7 µs.
+ */
+const fieldElements = new Map<string, string>();
+function fieldElement(name: string): string {
+  let e = fieldElements.get(name);
+  if (e === undefined) {
+    if (fieldElements.size >= 4096) fieldElements.clear();
+    fieldElements.set(name, (e = `f:${name}`));
+  }
+  return e;
+}
+
 const isScalar = (v: unknown) => v === null || (typeof v !== 'object' && v !== undefined);
 
 /**
@@ -43,6 +65,7 @@ export function itemElements(list: unknown[], s: Schema): string[] | null {
   const seen = new Set<string>();
   // Sorted once for the list, not once per item.
   const sortedKeys = lt.type === 'map' ? [...lt.keys].sort() : [];
+  const element = sortedKeys.length === 1 ? singleKeyElements(sortedKeys[0]) : (item: JsonObject) => sortedKeyElement(item, sortedKeys);
   for (const item of list) {
     let e: string;
     if (lt.type === 'set') {
@@ -50,7 +73,7 @@ export function itemElements(list: unknown[], s: Schema): string[] | null {
       e = `v:${JSON.stringify(item)}`;
     } else {
       if (!isObject(item) || lt.keys.every((k) => item[k] === undefined)) return null;
-      e = sortedKeyElement(item, sortedKeys);
+      e = element(item);
     }
     if (seen.has(e)) return null;
     seen.add(e);
@@ -194,7 +217,7 @@ export function fieldsV1Of(obj: unknown, schema: Schema): FieldsV1 {
     const c = obj[k];
     if (c === undefined || IDENTITY.has(k)) continue;
     const f = memberFieldsV1(c, childSchema(schema, k, true), k === 'metadata' ? SERVER_METADATA : undefined);
-    if (f !== undefined) out[`f:${k}`] = f;
+    if (f !== undefined) out[fieldElement(k)] = f;
   }
   return out;
 }
@@ -214,7 +237,7 @@ function memberFieldsV1(v: unknown, s: Schema, skip: ReadonlySet<string> | undef
       empty = false;
       if (skip?.has(k)) continue;
       const f = memberFieldsV1(c, childSchema(s, k), undefined);
-      if (f !== undefined) (out ??= {})[`f:${k}`] = f;
+      if (f !== undefined) (out ??= {})[fieldElement(k)] = f;
     }
     return empty ? {} : out;
   }
@@ -231,7 +254,7 @@ function memberFieldsV1(v: unknown, s: Schema, skip: ReadonlySet<string> | undef
             const c = item[k];
             if (c === undefined) continue;
             const f = memberFieldsV1(c, childSchema(items, k), undefined);
-            if (f !== undefined) (node ??= { '.': {} })[`f:${k}`] = f;
+            if (f !== undefined) (node ??= { '.': {} })[fieldElement(k)] = f;
           }
         }
         out[elems[i]] = node ?? {};
