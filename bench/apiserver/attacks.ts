@@ -13,10 +13,10 @@ import { readFileSync } from 'node:fs';
 import YAML from 'yaml';
 import { repoPath } from '../../src/paths.js';
 import { words } from '../lib/argv.js';
+import { parseAttacksArgs } from './args.js';
 import {
   closedByServer,
   deepWidget,
-  DEFAULT_SERVER_MAIN,
   HealthProbe,
   installWidgets,
   request,
@@ -31,13 +31,6 @@ import {
   type ServerProcess,
 } from '../lib/attacks.js';
 
-const args = process.argv.slice(2);
-const opt = (name: string): string | undefined => {
-  const i = args.indexOf(`--${name}`);
-  return i >= 0 ? args[i + 1] : undefined;
-};
-const MAIN = opt('server-main') ?? DEFAULT_SERVER_MAIN;
-const SERVE_ARGS = words(opt('serve-args'));
 const crd = YAML.parse(readFileSync(repoPath('test/fixtures/widget-crd.yaml'), 'utf8'));
 
 type Result = Record<string, unknown>;
@@ -180,10 +173,14 @@ async function storedSize(srv: ServerProcess, name: string): Promise<number | nu
   return r.status === 200 ? r.text.length : null;
 }
 
-const wanted = opt('scenarios')?.split(',');
+const args = parseAttacksArgs(
+  process.argv.slice(2),
+  scenarios.map((s) => s.name),
+);
+const SERVE_ARGS = words(args.serveArgs);
 const results: Result[] = [];
-for (const sc of scenarios.filter((s) => !wanted || wanted.includes(s.name))) {
-  const srv = await spawnApiServer({ main: MAIN, args: SERVE_ARGS });
+for (const sc of scenarios.filter((s) => !args.scenarios || args.scenarios.includes(s.name))) {
+  const srv = await spawnApiServer({ main: args.serverMain, args: SERVE_ARGS });
   try {
     await installWidgets(srv, crd);
     const rss = new RssSampler(srv.pid);
@@ -205,4 +202,4 @@ for (const sc of scenarios.filter((s) => !wanted || wanted.includes(s.name))) {
     await srv.stop();
   }
 }
-process.stdout.write(JSON.stringify({ benchmark: 'apiserver-attacks', serverMain: MAIN, node: process.version, results }, null, 2) + '\n');
+process.stdout.write(JSON.stringify({ benchmark: 'apiserver-attacks', serverMain: args.serverMain, node: process.version, results }, null, 2) + '\n');

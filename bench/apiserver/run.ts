@@ -3,7 +3,8 @@
  * puts into etcd) at concurrency 32, list them, then fan a stream of updates out to 100 watchers.
  * Prints one JSON document.
  *
- *   node dist/bench/apiserver/run.js [--quick] [--objects N] [--concurrency C] [--warmup W] [--watchers W] [--updates U] [--synchronous NORMAL|FULL] [--creates-only] [--server-main FILE]
+ *   node dist/bench/apiserver/run.js [--quick] [--objects N] [--concurrency C] [--warmup W] [--watchers W] [--updates U] [--paced P] [--synchronous NORMAL|FULL] [--creates-only] [--server-main FILE]
+ *   (--help lists the defaults; args.ts refuses what it does not know)
  *
  * The server runs as its own process (so its RSS and CPU are its own) and is talked to over HTTP/2
  * with TLS, as client-go does. A second create phase (`createHttp1`) runs the same creates over C
@@ -32,22 +33,12 @@ import { sampleObject } from '../etcd.js';
 import { procCpuMs, procRss, procRssPeak, selfCpuMs, threadCpuMsByRole } from '../lib/proc.js';
 import { terminate } from '../lib/child-rpc.js';
 import { words } from '../lib/argv.js';
+import { parseApiServerBenchArgs } from './args.js';
 
-const args = process.argv.slice(2);
-const arg = (name: string, def: number) => {
-  const i = args.indexOf(`--${name}`);
-  return i >= 0 ? Number(args[i + 1]) : def;
-};
-const QUICK = args.includes('--quick');
-const CREATES_ONLY = args.includes('--creates-only');
-const N = arg('objects', QUICK ? 3000 : 10000),
-  C = arg('concurrency', 32),
-  WATCHERS = arg('watchers', QUICK ? 20 : 100),
-  UPDATES = arg('updates', QUICK ? 300 : 1000),
-  PACED = arg('paced', QUICK ? 20 : 100),
-  WARMUP = arg('warmup', 1000);
-const SYNC = args.includes('--synchronous') ? args[args.indexOf('--synchronous') + 1]! : 'NORMAL';
-const MAIN = args.includes('--server-main') ? args[args.indexOf('--server-main') + 1]! : fileURLToPath(new URL('../../src/apiserver/main.js', import.meta.url));
+// The watchers' worker thread loads this module too: it reads its sizes from workerData, not the command line.
+const ARGS = parseApiServerBenchArgs(isMainThread ? process.argv.slice(2) : []);
+const { objects: N, concurrency: C, warmup: WARMUP, watchers: WATCHERS, updates: UPDATES, paced: PACED, synchronous: SYNC, serverMain: MAIN } = ARGS;
+const CREATES_ONLY = ARGS.createsOnly;
 const NULL_SERVER = fileURLToPath(new URL('./null-server.js', import.meta.url));
 const NS = 'default';
 const R = `/apis/nbswarm.io/v1alpha1/namespaces/${NS}/notebookservers`;

@@ -1,23 +1,26 @@
 import { expect } from 'chai';
-import { CommanderError } from 'commander';
+import { Command, CommanderError } from 'commander';
 import { readFileSync } from 'node:fs';
 import { repoPath } from '../../src/paths.js';
-import { SCENARIOS, SIZE_OPTIONS, benchProgram, parseBenchArgs, type BenchArgs } from '../../bench/args.js';
+import { SCENARIOS, SIZE_OPTIONS, benchProgram, parseBenchArgs } from '../../bench/args.js';
+import { apiServerBenchProgram, attacksProgram, parseApiServerBenchArgs, parseAttacksArgs } from '../../bench/apiserver/args.js';
+import { DEFAULT_SERVER_MAIN } from '../../bench/lib/attacks.js';
 
-/** Parse as `node dist/bench/run.js ...argv` would, but throwing instead of exiting; output captured. */
-function parse(argv: string[]): { args?: BenchArgs; error?: CommanderError; out: string; err: string } {
+/** Runs `parse` on `program` as its script would, but throwing instead of exiting; output captured. */
+function capture<T>(program: Command, parse: (program: Command) => T): { args?: T; error?: CommanderError; out: string; err: string } {
   let out = '';
   let err = '';
-  const program = benchProgram()
-    .exitOverride()
-    .configureOutput({ writeOut: (s) => (out += s), writeErr: (s) => (err += s) });
+  program.exitOverride().configureOutput({ writeOut: (s) => (out += s), writeErr: (s) => (err += s) });
   try {
-    return { args: parseBenchArgs(argv, program), out, err };
+    return { args: parse(program), out, err };
   } catch (e) {
     if (!(e instanceof CommanderError)) throw e;
     return { error: e, out, err };
   }
 }
+
+/** Parse as `node dist/bench/run.js ...argv` would. */
+const parse = (argv: string[]) => capture(benchProgram(), (p) => parseBenchArgs(argv, p));
 
 describe('bench command line', () => {
   it('defaults to every scenario, both backends and the full sizes', () => {
@@ -149,5 +152,58 @@ describe('bench command line', () => {
       .filter((f) => f !== '--help');
     expect(flags).to.include.members(['--quick', '--runs', '--out']);
     expect(flags.filter((f) => !section.includes(`\`${f}`))).to.deep.equal([]);
+  });
+});
+
+describe('API server bench command lines', () => {
+  const bench = (argv: string[]) => capture(apiServerBenchProgram(), (p) => parseApiServerBenchArgs(argv, p));
+  const attacks = (argv: string[]) => capture(attacksProgram(['deep-json', 'list-flood']), (p) => parseAttacksArgs(argv, ['deep-json', 'list-flood'], p));
+
+  it("run.js: a full run's sizes by default, --quick's smaller ones, and a size given explicitly wins", () => {
+    expect(bench([]).args).to.deep.equal({
+      quick: false,
+      objects: 10_000,
+      concurrency: 32,
+      warmup: 1000,
+      watchers: 100,
+      updates: 1000,
+      paced: 100,
+      synchronous: 'NORMAL',
+      createsOnly: false,
+      serverMain: DEFAULT_SERVER_MAIN,
+    });
+    expect(bench(['--quick', '--warmup', '0', '--synchronous', 'FULL', '--creates-only', '--server-main', '/b/main.js']).args).to.deep.equal({
+      quick: true,
+      objects: 3000,
+      concurrency: 32,
+      warmup: 0,
+      watchers: 20,
+      updates: 300,
+      paced: 20,
+      synchronous: 'FULL',
+      createsOnly: true,
+      serverMain: '/b/main.js',
+    });
+  });
+
+  it('run.js refuses a misspelt option, a mode it does not know, a size that is no whole number, and stray arguments', () => {
+    const typo = bench(['--synchronus', 'FULL']);
+    expect(typo.error?.code).to.equal('commander.unknownOption');
+    expect(typo.err).to.contain('(Did you mean --synchronous?)');
+    expect(bench(['--synchronous', 'OFF']).err).to.contain('Allowed choices are NORMAL, FULL');
+    for (const bad of ['abc', '0', '-5', '1.5']) expect(bench(['--objects', bad]).err, bad).to.contain('It must be a whole number ≥ 1');
+    expect(bench(['--warmup', '-1']).err).to.contain('It must be a whole number ≥ 0');
+    expect(bench(['FULL']).error?.code).to.equal('commander.excessArguments');
+  });
+
+  it('attacks.js runs every attack unless told which, and refuses one it does not know', () => {
+    expect(attacks([]).args).to.deep.equal({ scenarios: undefined, serverMain: DEFAULT_SERVER_MAIN, serveArgs: '' });
+    expect(attacks(['--scenarios', 'list-flood', '--serve-args', '--max-requests-inflight 5']).args).to.deep.equal({
+      scenarios: ['list-flood'],
+      serverMain: DEFAULT_SERVER_MAIN,
+      serveArgs: '--max-requests-inflight 5',
+    });
+    expect(attacks(['--scenarios', 'deep-json,list-fl00d']).err).to.contain('Unknown attack list-fl00d (known: deep-json, list-flood)');
+    expect(attacks(['--scenario', 'deep-json']).error?.code).to.equal('commander.unknownOption');
   });
 });
