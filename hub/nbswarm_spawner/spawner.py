@@ -7,34 +7,30 @@ is the record, and ``get_state`` keeps only its name and uid.
 
 API access: Debian's ``python3-kubernetes`` (22.x, synchronous) gives kubeconfig parsing (server,
 CA, bearer token, client certs, contexts) and typed REST calls for free; its blocking calls run in
-a private thread pool so the hub's event loop never blocks. Watches run in the same pool, through
-``watch.watch_events``.
+a private thread pool (``kube``) so the hub's event loop never blocks. Watches run in the same pool,
+through ``watch.watch_events``. Object names come from ``names``; the operator's status is read with
+``objects``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import datetime
 import hashlib
 import html
-import json
-import os
-import string
-import threading
 from typing import Any, AsyncIterator, Callable, Dict, List, Optional
 
 from jupyterhub.spawner import Spawner
-# Imported with this module, which JupyterHub loads when it starts: imported at the first use,
-# python-kubernetes (hundreds of modules) held the hub's event loop for seconds during the first
-# spawn after a hub start, stalling every other spawn and request meanwhile.
-from kubernetes import client as kube_client, config as kube_config
+from kubernetes import client as kube_client
 from kubernetes.client.rest import ApiException
 from tornado import web
 from traitlets import Bool, Dict as DictTrait, Enum, Float, Integer, List as ListTrait, TraitError, Unicode, Union, default, validate
 
 from .access import hub_db, remove_viewer_access, sync_viewer_access
 from .dashboards import MODE_RE, dashboard_spec, mode_option
+from .kube import api_client, executor, status_message
+from .names import escape_dns, resource_name
+from .objects import condition, crash_looping, is_current, parse_time, rfc3339
 from .retry import describe, is_transient, retry_until
 from .watch import watch_events
 from .moves import follow_move
@@ -54,90 +50,6 @@ STOP_ANNOTATIONS = ("nbswarm.io/stopped", "nbswarm.io/stopped-generation", "nbsw
 # Labels of the token Secrets, so those of one server are found (and deleted) together.
 SECRET_MANAGED_BY = ("app.kubernetes.io/managed-by", "jupyterhub")
 SECRET_SERVER_LABEL = "nbswarm.io/name"
-
-# Watches hold a thread each for their lifetime; the default loop executor (cpu+4 threads) would
-# starve under a few dozen concurrent spawns.
-_executor = concurrent.futures.ThreadPoolExecutor(max_workers=64, thread_name_prefix="nbswarm-spawner")
-_clients: Dict[tuple, Any] = {}
-_clients_lock = threading.Lock()
-
-_SAFE = set(string.ascii_lowercase + string.digits)
-
-
-def escape_dns(value: str) -> str:
-    """Lower-case DNS-label-safe escaping (kubespawner style: unsafe bytes become -hh)."""
-    return "".join(ch if ch in _SAFE else "".join("-%02x" % b for b in ch.encode()) for ch in value)
-
-
-def resource_name(template: str, prefix: str, username: str, servername: str) -> str:
-    """Format name_template into a DNS-1123 label.
-
-    An empty servername drops its separator. When escaping changed anything or the name is too
-    long, a hash of (username, servername) is appended: escaped names could otherwise collide
-    (user "a.b" vs user "a" with server "2eb").
-    """
-    user_esc = escape_dns(username)
-    server_esc = escape_dns(servername)
-    name = template.format(prefix=prefix, username=user_esc, servername=server_esc)
-    while "--" in name and not servername:
-        name = name.replace("--", "-")
-    name = name.strip("-")
-    changed = user_esc != username or server_esc != servername
-    if changed or len(name) > 63:
-        digest = hashlib.sha256(f"{username}\0{servername}".encode()).hexdigest()[:8]
-        name = f"{name[:54].rstrip('-')}-{digest}"
-    return name
-
-
-def _status_message(exc: Exception) -> str:
-    """The API's Status message of an ApiException, else the exception text."""
-    body = getattr(exc, "body", None)
-    if body:
-        try:
-            data = json.loads(body)
-            if isinstance(data, dict) and data.get("message"):
-                return str(data["message"])
-        except ValueError:
-            pass
-    reason = getattr(exc, "reason", None)
-    status = getattr(exc, "status", None)
-    return f"{status} {reason}" if status else str(exc)
-
-
-def _condition(obj: dict, ctype: str) -> Optional[dict]:
-    for cond in (obj.get("status") or {}).get("conditions") or []:
-        if cond.get("type") == ctype:
-            return cond
-    return None
-
-
-def _crash_looping(obj: dict) -> bool:
-    """Not Ready, and Docker gave up restarting it before (the operator's back-off started it again):
-    down as much as Failed, whether or not a poll came during the Failed moment."""
-    restarted = _condition(obj, "Restarted") or {}
-    ready = _condition(obj, "Ready") or {}
-    return restarted.get("reason") == "CrashLoopBackOff" and ready.get("status") != "True"
-
-
-def _current(obj: dict) -> bool:
-    """True when status describes the current generation (not a stale one from before a patch)."""
-    status = obj.get("status") or {}
-    observed = status.get("observedGeneration")
-    generation = (obj.get("metadata") or {}).get("generation")
-    return observed is None or generation is None or observed >= generation
-
-
-def _rfc3339(t: datetime.datetime) -> str:
-    return t.astimezone(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def _parse_time(value: Optional[str]) -> Optional[datetime.datetime]:
-    if not value:
-        return None
-    try:
-        return datetime.datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
 
 
 class SpawnFailed(web.HTTPError):
@@ -405,37 +317,9 @@ class NotebookServerSpawner(Spawner):
 
     # ---- API plumbing -----------------------------------------------------------------------
     def _api_client(self) -> Any:
-        key = (self.kubeconfig, self.kube_context, self.api_url, self.api_server_token, self.ca_file, self.verify_ssl)
-        with _clients_lock:
-            cached = _clients.get(key)
-            if cached is not None:
-                return cached
-            cfg = kube_client.Configuration()
-            path = self.kubeconfig or os.environ.get("KUBECONFIG", "").split(os.pathsep)[0]
-            if not path and os.path.exists(os.path.expanduser("~/.kube/config")):
-                path = os.path.expanduser("~/.kube/config")
-            if path:
-                kube_config.load_kube_config(
-                    config_file=path,
-                    context=self.kube_context or None,
-                    client_configuration=cfg,
-                    persist_config=False,
-                )
-            elif not self.api_url:
-                kube_config.load_incluster_config(client_configuration=cfg)
-            if self.api_url:
-                cfg.host = self.api_url.rstrip("/")
-            if self.api_server_token:
-                cfg.api_key = {"authorization": self.api_server_token}
-                cfg.api_key_prefix = {"authorization": "Bearer"}
-            if self.ca_file:
-                cfg.ssl_ca_cert = self.ca_file
-            cfg.verify_ssl = self.verify_ssl
-            # Each open watch holds a pooled connection.
-            cfg.connection_pool_maxsize = 64
-            api = kube_client.ApiClient(cfg)
-            _clients[key] = api
-            return api
+        return api_client(
+            self.kubeconfig, self.kube_context, self.api_url, self.api_server_token, self.ca_file, self.verify_ssl
+        )
 
     @property
     def _custom(self) -> Any:
@@ -448,7 +332,7 @@ class NotebookServerSpawner(Spawner):
     async def _call(self, fn: Callable, *args: Any, **kwargs: Any) -> Any:
         kwargs.setdefault("_request_timeout", (self.connect_timeout, 60))
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(_executor, lambda: fn(*args, **kwargs))
+        return await loop.run_in_executor(executor, lambda: fn(*args, **kwargs))
 
     async def _get(self) -> Optional[dict]:
         try:
@@ -463,7 +347,7 @@ class NotebookServerSpawner(Spawner):
     def _watch(self, path: str, timeout: float, **params: Any) -> AsyncIterator[dict]:
         """Watch events from `path` for at most `timeout` seconds (see watch.watch_events)."""
         return watch_events(
-            self._api_client(), path, timeout, executor=_executor, connect_timeout=self.connect_timeout, params=params
+            self._api_client(), path, timeout, executor=executor, connect_timeout=self.connect_timeout, params=params
         )
 
     async def _watch_object(self, rv: str, timeout: float) -> AsyncIterator[dict]:
@@ -583,7 +467,7 @@ class NotebookServerSpawner(Spawner):
         name = self.resource_name
         self.object_name = name
         # The operator stops the server if it is not Ready when this spawn stops waiting for it.
-        start_deadline = _rfc3339(datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(seconds=timeout))
+        start_deadline = rfc3339(datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(seconds=timeout))
         try:
             obj = await retry_until(
                 deadline,
@@ -594,7 +478,7 @@ class NotebookServerSpawner(Spawner):
         except ApiException as e:
             if is_transient(e):
                 raise SpawnFailed(self._unreachable_message(e)) from e
-            raise SpawnFailed(f"NotebookServer {self.namespace}/{name}: {_status_message(e)}") from e
+            raise SpawnFailed(f"NotebookServer {self.namespace}/{name}: {status_message(e)}") from e
         except Exception as e:
             if is_transient(e):
                 raise SpawnFailed(self._unreachable_message(e)) from e
@@ -623,13 +507,13 @@ class NotebookServerSpawner(Spawner):
 
     def _ready_url(self, obj: dict) -> Optional[str]:
         """The endpoint URL when obj is Ready for its current generation; raises when Failed."""
-        if not _current(obj):
+        if not is_current(obj):
             return None
         status = obj.get("status") or {}
         if status.get("phase") == "Failed":
-            message = status.get("message") or (_condition(obj, "Ready") or {}).get("message") or "failed"
+            message = status.get("message") or (condition(obj, "Ready") or {}).get("message") or "failed"
             raise SpawnFailed(f"NotebookServer {self.namespace}/{self.resource_name} failed: {message}")
-        ready = _condition(obj, "Ready")
+        ready = condition(obj, "Ready")
         if ready and ready.get("status") == "True":
             url = (status.get("endpoint") or {}).get(self.endpoint)
             if url:
@@ -711,7 +595,7 @@ class NotebookServerSpawner(Spawner):
             return 0
         status = obj.get("status") or {}
         phase = status.get("phase")
-        if _current(obj) and (phase == "Failed" or _crash_looping(obj)):
+        if is_current(obj) and (phase == "Failed" or crash_looping(obj)):
             # JupyterHub calls no stop() for a server poll() reports dead: stop it here, or the
             # operator's crash-loop back-off would run it again with nobody to route to it.
             await self._retire(f"failed: {status.get('message') or 'no message'}")
@@ -724,8 +608,8 @@ class NotebookServerSpawner(Spawner):
         if self._check_pending and not self._endpoint_if_ready(obj):
             return await self._adopt(obj)
         if self.follow_moves and not self.pending and self.server is not None:
-            ready = _condition(obj, "Ready")
-            if _current(obj) and ready and ready.get("status") == "True":
+            ready = condition(obj, "Ready")
+            if is_current(obj) and ready and ready.get("status") == "True":
                 await follow_move(self, ((obj.get("status") or {}).get("endpoint") or {}).get(self.endpoint))
         return None
 
@@ -737,7 +621,7 @@ class NotebookServerSpawner(Spawner):
                 loop.time() + self._write_budget(), self._stop_object, what=f"stopping NotebookServer {self.namespace}/{name}", log=self.log
             )
         except ApiException as e:
-            raise RuntimeError(f"stopping NotebookServer {self.namespace}/{name}: {_status_message(e)}") from e
+            raise RuntimeError(f"stopping NotebookServer {self.namespace}/{name}: {status_message(e)}") from e
         except Exception as e:
             if is_transient(e):
                 raise RuntimeError(f"stopping NotebookServer {self.namespace}/{name}: {self._unreachable_message(e)}") from e
@@ -760,7 +644,7 @@ class NotebookServerSpawner(Spawner):
                 return True
             if self.delete_on_stop:
                 return False
-            return _current(obj) and (obj.get("status") or {}).get("phase") in ("Stopped", "Failed")
+            return is_current(obj) and (obj.get("status") or {}).get("phase") in ("Stopped", "Failed")
 
         obj = await self._get()
         while not stopped(obj):
@@ -786,7 +670,7 @@ class NotebookServerSpawner(Spawner):
         selector: Optional[str] = f"involvedObject.name={name}"
 
         def event_time(ev: dict) -> Optional[datetime.datetime]:
-            return _parse_time(
+            return parse_time(
                 ev.get("eventTime")
                 or ev.get("lastTimestamp")
                 or ev.get("firstTimestamp")
@@ -998,7 +882,7 @@ class NotebookServerSpawner(Spawner):
         """The hub restarted and found this server started but not Ready (it was killed mid-spawn):
         wait for it as that spawn would have, until the start deadline the spawn wrote, and adopt
         it once Ready; else stop it, so it never runs without the hub."""
-        deadline_at = _parse_time(((obj["metadata"].get("annotations") or {}).get(START_DEADLINE)))
+        deadline_at = parse_time(((obj["metadata"].get("annotations") or {}).get(START_DEADLINE)))
         if deadline_at is None:
             # No start pending (the operator removes the deadline once Ready): a running server
             # restarting after a crash, reported as running like any other.

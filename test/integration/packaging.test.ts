@@ -115,6 +115,9 @@ describe('npm package (npm pack → npm install in an empty directory → nbswar
       'scripts/lib/progress.sh',
       'hub/pyproject.toml',
       'hub/nbswarm_spawner/spawner.py',
+      'hub/nbswarm_spawner/kube.py',
+      'hub/nbswarm_spawner/names.py',
+      'hub/nbswarm_spawner/objects.py',
     ]);
     const unwanted = packed.filter((p) => /^(src|test|bench|dist\/(src|test|bench))\/|^hub\/tests\/|\.map$|__pycache__|\.tgz$/.test(p));
     expect(unwanted).to.deep.equal([]);
