@@ -5,7 +5,7 @@
  */
 import { Command, InvalidArgumentError, Option } from 'commander';
 import type { BackendKind } from '../src/backends/types.js';
-import { wholeNumber } from './lib/argv.js';
+import { addSizeOptions, resolveSizes, type SizeOption } from './lib/argv.js';
 
 export const SCENARIOS = ['P1', 'P2', 'P3', 'P4', 'P5', 'P6', 'P7', 'P8'] as const;
 
@@ -49,17 +49,8 @@ type SizeKey =
   | 'mnBurst'
   | 'failovers';
 
-interface SizeOption {
-  flags: string;
-  key: SizeKey;
-  description: string;
-  full: number;
-  quick: number;
-  min: number;
-}
-
 /** The numeric options: a full run's default, the `--quick` default, the smallest value that makes sense. */
-export const SIZE_OPTIONS: readonly SizeOption[] = [
+export const SIZE_OPTIONS: readonly SizeOption<SizeKey>[] = [
   { flags: '--runs <n>', key: 'runs', description: 'P1: spawns per backend, on each side (nbswarm and raw)', full: 20, quick: 6, min: 1 },
   { flags: '--burst <n>', key: 'burst', description: 'P2: servers created at once', full: 200, quick: 20, min: 1 },
   { flags: '--idle-n <n>', key: 'idleN', description: 'P3: converged servers left idle', full: 1000, quick: 50, min: 1 },
@@ -122,11 +113,7 @@ export function benchProgram(): Command {
     .addOption(new Option('--quick', 'small sizes, ~4 minutes in all (the "--quick" defaults below)').default(false))
     .addOption(new Option('--backend <kind>', 'Docker backend(s) for P1–P5').choices(['service', 'container', 'both']).default('both'))
     .addOption(new Option('--out <file>', 'write the JSON report here (default: bench/results/<timestamp>.json)'));
-  for (const o of SIZE_OPTIONS) {
-    const defaults = o.full === o.quick ? `default: ${o.full}` : `default: ${o.full}; --quick: ${o.quick}`;
-    program.addOption(new Option(o.flags, `${o.description} (${defaults})`).argParser(wholeNumber(o.min)));
-  }
-  return program;
+  return addSizeOptions(program, SIZE_OPTIONS);
 }
 
 /**
@@ -137,31 +124,12 @@ export function parseBenchArgs(argv: readonly string[], program: Command = bench
   program.parse([...argv], { from: 'user' });
   const opts = program.opts<Record<string, unknown>>();
   const quick = opts.quick === true;
-  const size = (key: SizeKey): number => {
-    const o = SIZE_OPTIONS.find((s) => s.key === key)!;
-    const given = opts[new Option(o.flags).attributeName()] as number | undefined;
-    return given ?? (quick ? o.quick : o.full);
-  };
   const backend = opts.backend as 'service' | 'container' | 'both';
   return {
     scenarios: (opts.scenarios as string[] | undefined) ?? [...SCENARIOS],
     quick,
     backends: backend === 'both' ? ['service', 'container'] : [backend],
-    runs: size('runs'),
-    burst: size('burst'),
-    idleN: size('idleN'),
-    idleSeconds: size('idleSeconds'),
-    resyncSeconds: size('resyncSeconds'),
-    scaleN: size('scaleN'),
-    scaleRunning: size('scaleRunning'),
-    restartN: size('restartN'),
-    restSeconds: size('restSeconds'),
-    fanoutWatchers: size('fanoutWatchers'),
-    fanoutUpdates: size('fanoutUpdates'),
-    hubBurst: size('hubBurst'),
-    hubRounds: size('hubRounds'),
-    mnBurst: size('mnBurst'),
-    failovers: size('failovers'),
+    ...resolveSizes(opts, SIZE_OPTIONS, quick),
     out: opts.out as string | undefined,
   };
 }

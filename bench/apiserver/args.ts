@@ -5,7 +5,7 @@
  * run that measured something else.
  */
 import { Command, InvalidArgumentError, Option } from 'commander';
-import { wholeNumber } from '../lib/argv.js';
+import { addSizeOptions, resolveSizes, type SizeOption } from '../lib/argv.js';
 import { DEFAULT_SERVER_MAIN } from '../lib/attacks.js';
 
 /** The API server bench's options, its sizes resolved (`--quick` changes their defaults). */
@@ -24,7 +24,7 @@ export interface ApiServerBenchArgs {
 
 type SizeKey = 'objects' | 'concurrency' | 'warmup' | 'watchers' | 'updates' | 'paced';
 
-const SIZES: readonly { flags: string; key: SizeKey; description: string; full: number; quick: number; min: number }[] = [
+const SIZES: readonly SizeOption<SizeKey>[] = [
   { flags: '--objects <n>', key: 'objects', description: 'NotebookServers created in each create phase', full: 10_000, quick: 3000, min: 1 },
   { flags: '--concurrency <n>', key: 'concurrency', description: 'requests in flight', full: 32, quick: 32, min: 1 },
   { flags: '--warmup <n>', key: 'warmup', description: 'untimed creates before each create phase', full: 1000, quick: 1000, min: 0 },
@@ -43,11 +43,7 @@ export function apiServerBenchProgram(): Command {
     .addOption(new Option('--synchronous <mode>', "the server's SQLite synchronous setting").choices(['NORMAL', 'FULL']).default('NORMAL'))
     .addOption(new Option('--creates-only', 'stop after the create phases').default(false))
     .addOption(new Option('--server-main <file>', "another build's src/apiserver/main.js, run with this client").default(DEFAULT_SERVER_MAIN, "this build's"));
-  for (const o of SIZES) {
-    const defaults = o.full === o.quick ? `default: ${o.full}` : `default: ${o.full}; --quick: ${o.quick}`;
-    program.addOption(new Option(o.flags, `${o.description} (${defaults})`).argParser(wholeNumber(o.min)));
-  }
-  return program;
+  return addSizeOptions(program, SIZES);
 }
 
 /** Parses user arguments (process.argv.slice(2)); errors and --help go through commander (printed and exiting, or thrown with exitOverride). */
@@ -55,18 +51,9 @@ export function parseApiServerBenchArgs(argv: readonly string[], program: Comman
   program.parse([...argv], { from: 'user' });
   const opts = program.opts<Record<string, unknown>>();
   const quick = opts.quick === true;
-  const size = (key: SizeKey): number => {
-    const o = SIZES.find((s) => s.key === key)!;
-    return (opts[key] as number | undefined) ?? (quick ? o.quick : o.full);
-  };
   return {
     quick,
-    objects: size('objects'),
-    concurrency: size('concurrency'),
-    warmup: size('warmup'),
-    watchers: size('watchers'),
-    updates: size('updates'),
-    paced: size('paced'),
+    ...resolveSizes(opts, SIZES, quick),
     synchronous: opts.synchronous as 'NORMAL' | 'FULL',
     createsOnly: opts.createsOnly === true,
     serverMain: opts.serverMain as string,

@@ -3,7 +3,7 @@
  * is not a whole number in range is refused with the option's name, instead of becoming NaN or a
  * negative count that silently changes what is measured.
  */
-import { InvalidArgumentError } from 'commander';
+import { InvalidArgumentError, Option, type Command } from 'commander';
 
 /** A parser accepting whole numbers ≥ `min` written in decimal ("20", "10000"; not "1e3", "abc", "-1"). */
 export function wholeNumber(min: number): (value: string) => number {
@@ -13,6 +13,32 @@ export function wholeNumber(min: number): (value: string) => number {
     if (!Number.isSafeInteger(n) || n < min) throw new InvalidArgumentError(`It must be a whole number ≥ ${min}.`);
     return n;
   };
+}
+
+/** A numeric option whose default differs between a full run and `--quick`, with the smallest value that makes sense. */
+export interface SizeOption<K extends string = string> {
+  flags: string;
+  key: K;
+  description: string;
+  full: number;
+  quick: number;
+  min: number;
+}
+
+/** Adds each size to `program`, whole numbers ≥ its min, its help naming both defaults. */
+export function addSizeOptions(program: Command, sizes: readonly SizeOption[]): Command {
+  for (const o of sizes) {
+    const defaults = o.full === o.quick ? `default: ${o.full}` : `default: ${o.full}; --quick: ${o.quick}`;
+    program.addOption(new Option(o.flags, `${o.description} (${defaults})`).argParser(wholeNumber(o.min)));
+  }
+  return program;
+}
+
+/** Each size's value in parsed `opts`: as given, else its `--quick` or full default. */
+export function resolveSizes<K extends string>(opts: Record<string, unknown>, sizes: readonly SizeOption<K>[], quick: boolean): Record<K, number> {
+  const out = {} as Record<K, number>;
+  for (const o of sizes) out[o.key] = (opts[new Option(o.flags).attributeName()] as number | undefined) ?? (quick ? o.quick : o.full);
+  return out;
 }
 
 /** The space-separated words of an option or environment variable (extra arguments for a child); none when unset. */
