@@ -154,8 +154,8 @@ describe('field sets (fieldmanager)', () => {
     expect(itemElements(items, env)![0]).to.equal('k:{"name":"a\\"b\\\\c"}');
   });
 
-  it('names every member of a map with more names than its cache of member names holds', () => {
-    const labels = Object.fromEntries(Array.from({ length: 5000 }, (_, i) => [`l${i}`, 'v']));
+  it('names every member of a map with more names than its cache of member names holds, and names too long to cache', () => {
+    const labels = Object.fromEntries(Array.from({ length: 5000 }, (_, i) => [i % 1000 === 0 ? `${'x'.repeat(2000)}${i}` : `l${i}`, 'v']));
     const f = fieldsV1Of({ metadata: { name: 'n', labels } }, schema) as any;
     expect(Object.keys(f['f:metadata']['f:labels'])).to.deep.equal(Object.keys(labels).map((k) => `f:${k}`));
     // After the cache was emptied on the way, the names it held before are still right.

@@ -37,12 +37,15 @@ function singleKeyElements(key: string): (item: JsonObject) => string {
 
 /**
  * `f:<name>` for a member name. The same few names come again and again (every object of a kind has
- * them), and a cached string is one V8 already knows as a property name; the cache is bounded, as
- * names under additionalProperties (labels, annotations) are the writers' own. On P6's object
- * (40 env items), this and singleKeyElements take fieldsV1Of from 7.4 to 5.7 µs.
+ * them), and a cached string is one V8 already knows as a property name. Names under
+ * additionalProperties (labels, annotations, maps in a spec) are the writers' own, so the cache
+ * holds at most 4,096 names of at most 64 characters: a writer sending huge or endless names only
+ * makes their elements uncached. On P6's object (40 env items), this and singleKeyElements take
+ * fieldsV1Of from 7.4 to 5.7 µs.
  */
 const fieldElements = new Map<string, string>();
 function fieldElement(name: string): string {
+  if (name.length > 64) return `f:${name}`;
   let e = fieldElements.get(name);
   if (e === undefined) {
     if (fieldElements.size >= 4096) fieldElements.clear();
