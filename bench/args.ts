@@ -3,9 +3,9 @@
  * and for `--quick`; unknown options, stray arguments, unknown scenarios and sizes that are not whole
  * numbers are refused before anything starts, so a typo never yields a run that measured something else.
  */
-import { Command, InvalidArgumentError, Option } from 'commander';
+import { Command, Option } from 'commander';
 import type { BackendKind } from '../src/backends/types.js';
-import { addSizeOptions, resolveSizes, type SizeOption } from './lib/argv.js';
+import { addSizeOptions, knownNames, resolveSizes, type SizeOption } from './lib/argv.js';
 
 export const SCENARIOS = ['P1', 'P2', 'P3', 'P4', 'P5', 'P6', 'P7', 'P8'] as const;
 
@@ -89,16 +89,7 @@ export const SIZE_OPTIONS: readonly SizeOption<SizeKey>[] = [
   { flags: '--failovers <n>', key: 'failovers', description: "P8: rounds of kill -9 of a worker's dockerd", full: 5, quick: 2, min: 1 },
 ];
 
-function scenarioList(value: string): string[] {
-  const list = value
-    .split(',')
-    .map((s) => s.trim().toUpperCase())
-    .filter(Boolean);
-  if (list.length === 0) throw new InvalidArgumentError(`It must be a comma-separated list of ${SCENARIOS.join(', ')}.`);
-  for (const s of list)
-    if (!(SCENARIOS as readonly string[]).includes(s)) throw new InvalidArgumentError(`Unknown scenario ${s} (known: ${SCENARIOS.join(', ')}).`);
-  return list;
-}
+const scenarioList = knownNames(SCENARIOS, 'scenario', (s) => s.toUpperCase());
 
 /** A fresh command definition (tests give it exitOverride/configureOutput). */
 export function benchProgram(): Command {

@@ -4,8 +4,8 @@
  * whole numbers are refused before a server starts, so a typo (`--synchronus FULL`) never yields a
  * run that measured something else.
  */
-import { Command, InvalidArgumentError, Option } from 'commander';
-import { addSizeOptions, resolveSizes, type SizeOption } from '../lib/argv.js';
+import { Command, Option } from 'commander';
+import { addSizeOptions, knownNames, resolveSizes, type SizeOption } from '../lib/argv.js';
 import { DEFAULT_SERVER_MAIN } from '../lib/attacks.js';
 
 /** The API server bench's options, its sizes resolved (`--quick` changes their defaults). */
@@ -69,22 +69,13 @@ export interface AttacksArgs {
 
 /** A fresh definition of attacks.ts's command line, knowing the attacks by name. */
 export function attacksProgram(known: readonly string[]): Command {
-  const list = (value: string): string[] => {
-    const names = value
-      .split(',')
-      .map((s) => s.trim())
-      .filter(Boolean);
-    if (names.length === 0) throw new InvalidArgumentError(`It must be a comma-separated list of ${known.join(', ')}.`);
-    for (const n of names) if (!known.includes(n)) throw new InvalidArgumentError(`Unknown attack ${n} (known: ${known.join(', ')}).`);
-    return names;
-  };
   return new Command('node dist/bench/apiserver/attacks.js')
     .description(
       "Resource attacks on the API server, each against a fresh server: its RSS, /healthz's latency, and what it answered; one JSON document on stdout.",
     )
     .allowExcessArguments(false)
     .showHelpAfterError('(--help lists every option)')
-    .addOption(new Option('--scenarios <list>', `comma-separated attacks to run (default: all: ${known.join(',')})`).argParser(list))
+    .addOption(new Option('--scenarios <list>', `comma-separated attacks to run (default: all: ${known.join(',')})`).argParser(knownNames(known, 'attack')))
     .addOption(new Option('--server-main <file>', "another build's src/apiserver/main.js").default(DEFAULT_SERVER_MAIN, "this build's"))
     .addOption(new Option('--serve-args <words>', "extra flags for the server's serve command, space-separated").default(''));
 }

@@ -37,8 +37,17 @@ import { parseApiServerBenchArgs } from './args.js';
 
 // The watchers' worker thread loads this module too: it reads its sizes from workerData, not the command line.
 const ARGS = parseApiServerBenchArgs(isMainThread ? process.argv.slice(2) : []);
-const { objects: N, concurrency: C, warmup: WARMUP, watchers: WATCHERS, updates: UPDATES, paced: PACED, synchronous: SYNC, serverMain: MAIN } = ARGS;
-const CREATES_ONLY = ARGS.createsOnly;
+const {
+  objects: N,
+  concurrency: C,
+  warmup: WARMUP,
+  watchers: WATCHERS,
+  updates: UPDATES,
+  paced: PACED,
+  synchronous: SYNC,
+  serverMain: MAIN,
+  createsOnly: CREATES_ONLY,
+} = ARGS;
 const NULL_SERVER = fileURLToPath(new URL('./null-server.js', import.meta.url));
 const NS = 'default';
 const R = `/apis/nbswarm.io/v1alpha1/namespaces/${NS}/notebookservers`;

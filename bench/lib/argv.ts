@@ -15,6 +15,22 @@ export function wholeNumber(min: number): (value: string) => number {
   };
 }
 
+/**
+ * A parser of a comma-separated list of `known` names (each trimmed, then `normalize`d): an empty
+ * list or a name not known is refused, naming what it is (`what`) and every known name.
+ */
+export function knownNames(known: readonly string[], what: string, normalize: (name: string) => string = (n) => n): (value: string) => string[] {
+  return (value: string) => {
+    const names = value
+      .split(',')
+      .map((s) => normalize(s.trim()))
+      .filter(Boolean);
+    if (names.length === 0) throw new InvalidArgumentError(`It must be a comma-separated list of ${known.join(', ')}.`);
+    for (const n of names) if (!known.includes(n)) throw new InvalidArgumentError(`Unknown ${what} ${n} (known: ${known.join(', ')}).`);
+    return names;
+  };
+}
+
 /** A numeric option whose default differs between a full run and `--quick`, with the smallest value that makes sense. */
 export interface SizeOption<K extends string = string> {
   flags: string;
