@@ -8,19 +8,22 @@
  *
  * The server runs as its own process (so its RSS and CPU are its own) and is talked to over HTTP/2
  * with TLS, as client-go does. A second create phase (`createHttp1`) runs the same creates over C
- * keep-alive HTTP/1.1 TLS connections, as kubectl and client-node connect. Each create phase
- * reports the server's and this client's CPU per create. `nodeCeiling` runs the same HTTP/2
- * creates against a Node server that only parses and echoes them (null-server.ts): what any Node
- * HTTPS server can answer on this machine with this client, the roof over the API server's rate.
+ * keep-alive HTTP/1.1 TLS connections, as kubectl and client-node connect (both in clients.ts).
+ * Each create phase reports the server's and this client's CPU per create. `nodeCeiling` runs the
+ * same HTTP/2 creates against a Node server that only parses and echoes them (null-server.ts):
+ * what any Node HTTPS server can answer on this machine with this client, the roof over the API
+ * server's rate.
  * `--warmup` (1,000) untimed creates come first, as the etcd anchor's untimed puts do.
  * `--quick` is 3,000 objects, 20 watchers and 300 updates (bench/run.ts P6 passes it);
  * `--creates-only` stops after the create phases. `--server-main` runs another build's
  * src/apiserver/main.js with this client (before/after comparisons with the same client).
  * NBSWARM_BENCH_SERVER_NODE_ARGS adds node flags to the server process (e.g. `--cpu-prof
- * --cpu-prof-dir=/tmp/prof`). A create's response is checked by its status only, not parsed (as
- * the etcd anchor's client does with a put's): the client's CPU shares the machine with the server.
+ * --cpu-prof-dir=/tmp/prof`). A create's response is checked by its status and for being whole,
+ * not parsed (as the etcd anchor's client does with a put's): the client's CPU shares the machine
+ * with the server.
+ * One user sends everything, so the server is started with per-user allowances that cover
+ * --concurrency and --watchers (the defaults, 100 requests and 250 watches, unless more are asked).
  */
-import https from 'node:https';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import http2 from 'node:http2';
@@ -29,11 +32,13 @@ import { join } from 'node:path';
 import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads';
 import { fileURLToPath } from 'node:url';
 import { loadCrd } from '../../src/controller/crd.js';
+import { DEFAULT_LIMITS } from '../../src/apiserver/limits.js';
 import { sampleObject } from '../etcd.js';
 import { procCpuMs, procRss, procRssPeak, selfCpuMs, threadCpuMsByRole } from '../lib/proc.js';
 import { terminate } from '../lib/child-rpc.js';
 import { words } from '../lib/argv.js';
 import { parseApiServerBenchArgs } from './args.js';
+import { connect1, h2Clients, type Request } from './clients.js';
 
 // The watchers' worker thread loads this module too: it reads its sizes from workerData, not the command line.
 const ARGS = parseApiServerBenchArgs(isMainThread ? process.argv.slice(2) : []);
@@ -71,79 +76,6 @@ function createBody(i: number, name: string): string {
   return JSON.stringify(o);
 }
 
-interface Client {
-  /** `parse` false: the body is left as text (only the status is wanted, the text for an error). */
-  req(method: string, path: string, body?: unknown, type?: string, parse?: boolean): Promise<{ status: number; body: any }>;
-  session: http2.ClientHttp2Session;
-}
-
-const decoded = (chunks: Buffer[], parse: boolean) => {
-  const text = Buffer.concat(chunks).toString();
-  return parse ? JSON.parse(text || 'null') : text;
-};
-
-function connect(url: string, ca: string, token: string): Client {
-  const session = http2.connect(url, { ca });
-  session.on('error', () => {});
-  return {
-    session,
-    req(method, path, body, type = 'application/json', parse = true) {
-      return new Promise((resolve, reject) => {
-        const s = session.request({
-          ':method': method,
-          ':path': path,
-          authorization: `Bearer ${token}`,
-          accept: 'application/json',
-          ...(body !== undefined ? { 'content-type': type } : {}),
-        });
-        const chunks: Buffer[] = [];
-        let status = 0;
-        s.on('response', (h) => (status = Number(h[':status'])));
-        s.on('data', (c: Buffer) => chunks.push(c));
-        s.on('end', () => resolve({ status, body: decoded(chunks, parse) }));
-        s.on('error', reject);
-        s.end(body === undefined ? undefined : typeof body === 'string' ? body : JSON.stringify(body));
-      });
-    },
-  };
-}
-
-/** HTTP/1.1 over TLS with a keep-alive pool of `sockets` connections, as client-node's default agent. */
-function connect1(url: string, ca: string, token: string, sockets: number): { req: Client['req']; agent: https.Agent } {
-  const agent = new https.Agent({ keepAlive: true, maxSockets: sockets, ca });
-  const u = new URL(url);
-  return {
-    agent,
-    req(method, path, body, type = 'application/json', parse = true) {
-      return new Promise((resolve, reject) => {
-        const data = body === undefined ? undefined : typeof body === 'string' ? body : JSON.stringify(body);
-        const r = https.request(
-          {
-            host: u.hostname,
-            port: u.port,
-            method,
-            path,
-            agent,
-            headers: {
-              authorization: `Bearer ${token}`,
-              accept: 'application/json',
-              ...(data !== undefined ? { 'content-type': type, 'content-length': Buffer.byteLength(data) } : {}),
-            },
-          },
-          (res) => {
-            const chunks: Buffer[] = [];
-            res.on('data', (c: Buffer) => chunks.push(c));
-            res.on('end', () => resolve({ status: res.statusCode ?? 0, body: decoded(chunks, parse) }));
-            res.on('error', reject);
-          },
-        );
-        r.on('error', reject);
-        r.end(data);
-      });
-    },
-  };
-}
-
 async function pool(n: number, conc: number, fn: (i: number) => Promise<void>): Promise<void> {
   let next = 0;
   await Promise.all(
@@ -174,7 +106,7 @@ interface CreatePhase {
 }
 
 /** `bodies.length` creates at concurrency C through `req`, timed, with both sides' CPU. */
-async function createPhase(protocol: string, serverPid: number, bodies: string[], req: Client['req']): Promise<CreatePhase> {
+async function createPhase(protocol: string, serverPid: number, bodies: string[], req: Request): Promise<CreatePhase> {
   const lat: number[] = [];
   const server0 = procCpuMs(serverPid);
   const threads0 = threadCpuMsByRole(serverPid);
@@ -222,16 +154,6 @@ async function startChild(argv: string[]): Promise<{ child: ChildProcess; url: s
   return { child, url };
 }
 
-/** HTTP/2 clients on 4 connections, requests spread over them (several clients would open several). */
-function h2Clients(url: string, ca: string, token: string): { req: Client['req']; close(): void } {
-  const clients = Array.from({ length: 4 }, () => connect(url, ca, token));
-  let k = 0;
-  return {
-    req: (method, path, body, type, parse) => clients[k++ % clients.length].req(method, path, body, type, parse),
-    close: () => clients.forEach((c) => c.session.close()),
-  };
-}
-
 async function main(): Promise<void> {
   const dataDir = mkdtempSync(join(tmpdir(), 'nbswarm-bench-'));
   const { child, url } = await startChild([
@@ -244,6 +166,12 @@ async function main(): Promise<void> {
     dataDir,
     '--watch-window',
     '20000',
+    // One user sends every request: its allowance must cover the concurrency and watchers asked for
+    // (past the defaults, a run would measure 429s).
+    '--max-inflight-per-user',
+    String(Math.max(DEFAULT_LIMITS.maxInflightPerUser, C)),
+    '--max-watches-per-user',
+    String(Math.max(DEFAULT_LIMITS.maxWatchesPerUser, WATCHERS)),
     ...(SYNC !== 'NORMAL' ? ['--synchronous', SYNC] : []),
   ]);
   let ceiling: ChildProcess | undefined;
