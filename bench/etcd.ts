@@ -136,6 +136,8 @@ function gatewayRequest(base: string, agent: http.Agent, method: string, path: s
         const chunks: Buffer[] = [];
         res.on('data', (c) => chunks.push(c));
         res.on('end', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString('utf8') }));
+        // A reply cut off mid-body emits 'error' only to a listener; without one the promise never settles.
+        res.on('error', reject);
       },
     );
     req.on('error', reject);

@@ -89,6 +89,8 @@ export class Kube {
             reject(err);
           }
         });
+        // A reply cut off mid-body emits 'error' only to a listener; without one the promise never settles.
+        res.on('error', reject);
       });
       req.on('error', reject);
       req.end(data);

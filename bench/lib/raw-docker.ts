@@ -27,6 +27,8 @@ export function httpStatus(url: string, timeoutMs = 1000): Promise<number> {
     const req = http.get(url, { timeout: timeoutMs, agent: false }, (res) => {
       res.resume();
       res.on('end', () => resolve(res.statusCode ?? 0));
+      // A reply cut off mid-body emits 'error' only to a listener; without one the promise never settles.
+      res.on('error', reject);
     });
     req.on('timeout', () => req.destroy(new Error('timeout')));
     req.on('error', reject);

@@ -188,6 +188,8 @@ function get(url: string, o: { ca?: Buffer; insecure?: boolean }): Promise<{ sta
       res.setEncoding('utf8');
       res.on('data', (c: string) => (text += c.length + text.length > 4096 ? '' : c));
       res.on('end', () => resolve({ status: res.statusCode ?? 0, text, date: res.headers.date }));
+      // A reply cut off mid-body emits 'error' only to a listener; without one the promise never settles.
+      res.on('error', reject);
     });
     req.on('timeout', () => req.destroy(new Error(`GET ${url}: no answer within 2 s`)));
     req.on('error', reject);

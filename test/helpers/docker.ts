@@ -113,6 +113,8 @@ export function httpGet(url: string, timeoutMs = 2000): Promise<{ status: number
       res.setEncoding('utf8');
       res.on('data', (c) => (body += c));
       res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+      // A reply cut off mid-body emits 'error' only to a listener; without one the promise never settles.
+      res.on('error', reject);
     });
     req.on('timeout', () => req.destroy(new Error(`timeout after ${timeoutMs} ms`)));
     req.on('error', reject);

@@ -7,6 +7,7 @@
 import { expect } from 'chai';
 import { spawn } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
+import { createServer as createHttpServer } from 'node:http';
 import { createServer, type AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import type Docker from 'dockerode';
@@ -159,19 +160,31 @@ describe('CLI: nbswarm status and nbswarm logs against nbswarm up', function () 
     expect(good.stdout).to.match(/^ok\s+clock \(API server\)/m);
     expect(good.stdout).to.match(/all checks passed\n$/);
 
-    // A port held by something else (this test process), a policy with an unknown key, then one whose image is missing.
+    // Ports held by something else (this test process): one that never answers, one whose HTTP
+    // reply breaks off mid-body (doctor must not wait for the rest forever); a policy with an
+    // unknown key, then one whose image is missing.
     const holder = createServer();
     await new Promise<void>((r) => holder.listen(0, '127.0.0.1', () => r()));
     const held = String((holder.address() as AddressInfo).port);
+    const breaksOff = createHttpServer((req, res) => {
+      res.writeHead(200, { 'content-length': '100' });
+      res.write('o');
+      setTimeout(() => req.socket.destroy(), 50);
+    });
+    await new Promise<void>((r) => breaksOff.listen(0, '127.0.0.1', () => r()));
+    const heldHttp = String((breaksOff.address() as AddressInfo).port);
     try {
       const badPolicy = join(up!.dir, 'bad-policy.yaml');
       writeFileSync(badPolicy, 'defaultImag: local/notebook:latest\n');
-      const bad = await nbswarm(['doctor', ...kc, '--port', held, '--status-port', '0', '--policy', badPolicy]);
+      const bad = await nbswarm(['doctor', ...kc, '--port', held, '--status-port', heldHttp, '--policy', badPolicy]);
       expect(bad.code, bad.stdout + bad.stderr).to.equal(1);
       expect(bad.stdout).to.match(/^FAIL\s+policy\s+.*defaultImag/m);
       expect(bad.stdout).to.match(new RegExp(`^FAIL\\s+port ${held} \\(--port\\)\\s+port ${held} on 127\\.0\\.0\\.1 is in use by PID ${process.pid}`, 'm'));
       expect(bad.stdout).to.match(/fix: stop that process, or start nbswarm up with --port OTHER_PORT/);
-      expect(bad.stdout).to.match(/2 checks failed\n$/);
+      expect(bad.stdout).to.match(
+        new RegExp(`^FAIL\\s+port ${heldHttp} \\(--status-port\\)\\s+port ${heldHttp} on 127\\.0\\.0\\.1 is in use by PID ${process.pid}`, 'm'),
+      );
+      expect(bad.stdout).to.match(/3 checks failed\n$/);
       expect(bad.stderr).to.equal('');
 
       const noImage = join(up!.dir, 'no-image.yaml');
@@ -181,6 +194,7 @@ describe('CLI: nbswarm status and nbswarm logs against nbswarm up', function () 
       expect(missing.stdout).to.match(/^FAIL\s+image local\/nbswarm-absent:1\s+not on this Docker, and the policy never pulls\n\s+fix: build or load it/m);
     } finally {
       holder.close();
+      breaksOff.close();
     }
   });
 });
