@@ -15,6 +15,8 @@ const LIMIT_FLAGS = [
   ['idleTimeout', 'idleTimeoutSeconds'],
   ['maxInflightPerUser', 'maxInflightPerUser'],
   ['maxWatchesPerUser', 'maxWatchesPerUser'],
+  ['maxConnections', 'maxConnections'],
+  ['maxConnectionsPerClient', 'maxConnectionsPerClient'],
 ] as const satisfies readonly (readonly [string, keyof ServerLimits])[];
 
 function env(name: string): string | undefined {
@@ -73,7 +75,12 @@ export function registerApiServerCommands(program: Command): void {
       `idle connections (HTTP/1.1 between requests, HTTP/2 without streams) are closed after this (default ${DEFAULT_LIMITS.idleTimeoutSeconds})`,
     )
     .option('--max-inflight-per-user <n>', `requests one user may have in progress, watches aside (default ${DEFAULT_LIMITS.maxInflightPerUser})`)
-    .option('--max-watches-per-user <n>', `watches one user may have open (default ${DEFAULT_LIMITS.maxWatchesPerUser})`);
+    .option('--max-watches-per-user <n>', `watches one user may have open (default ${DEFAULT_LIMITS.maxWatchesPerUser})`)
+    .option(
+      '--max-connections <n>',
+      `connections held at once, all clients together, lowered to leave 1024 open files for the rest (default ${DEFAULT_LIMITS.maxConnections})`,
+    )
+    .option('--max-connections-per-client <n>', `connections one client address may hold at once (default ${DEFAULT_LIMITS.maxConnectionsPerClient})`);
   addLogOptions(serve).action(
     async (
       o: { address: string; port: string; dataDir: string; tokenFile?: string; watchWindow: string; synchronous: string } & LogOptions &

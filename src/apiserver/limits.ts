@@ -56,6 +56,18 @@ export interface ServerLimits {
   /** Watches one user may have open at once (429 beyond). Default 250. */
   maxWatchesPerUser: number;
   /**
+   * Connections held at once, all clients together; past it a new connection is closed unanswered.
+   * Lowered at start to leave 1,024 of the process's open files for the rest (connection-limits.ts).
+   * Default 10,000.
+   */
+  maxConnections: number;
+  /**
+   * Connections one client address may hold at once; past it its new connection is closed
+   * unanswered. Above what one user's requests and watches take (100 + 250), with room for several
+   * users behind one address. Default 1,000.
+   */
+  maxConnectionsPerClient: number;
+  /**
    * Bytes a watch may have waiting for a client that does not read; past it the watch is ended
    * (the client re-lists and watches again). Default 16 MiB.
    */
@@ -79,6 +91,8 @@ export const DEFAULT_LIMITS: Readonly<ServerLimits> = {
   headersTimeoutSeconds: 30,
   maxInflightPerUser: 100,
   maxWatchesPerUser: 250,
+  maxConnections: 10_000,
+  maxConnectionsPerClient: 1000,
   watchBufferBytes: 16 * MiB,
   watchBuffersTotalBytes: 128 * MiB,
   watchStallSeconds: 60,

@@ -23,6 +23,12 @@ export class Metrics {
     help: 'Watches ended because their clients did not take what was sent (buffer limits or stall)',
     registers: [this.registry],
   });
+  readonly refusedConnections = new Counter({
+    name: 'apiserver_refused_connections_total',
+    help: 'Connections closed unanswered because the server held its most (reason="total") or their client address did (reason="per-client")',
+    labelNames: ['reason'],
+    registers: [this.registry],
+  });
   /** Reads the bytes open watches hold for their clients (set by the server once its watches exist). */
   watchBufferedSource: () => number = () => 0;
   readonly watchBuffered: Gauge = new Gauge({

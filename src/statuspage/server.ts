@@ -11,6 +11,7 @@
 import http from 'node:http';
 import https from 'node:https';
 import type { AddressInfo } from 'node:net';
+import { limitConnections, totalWithinDescriptors } from '../connection-limits.js';
 import type { Logger } from '../log.js';
 import { listenOrExplain } from '../port-holder.js';
 import { APP_CSS, APP_JS, INDEX_HTML, loginHtml } from './assets.js';
@@ -38,6 +39,10 @@ const SECURITY_HEADERS = {
 };
 
 const MAX_LOGIN_BODY = 16 * 1024;
+/** Connections the page holds at once: its event streams (MAX_CLIENTS) and the requests beside them. */
+const MAX_CONNECTIONS = 4 * MAX_CLIENTS;
+/** Connections one client address may hold: a browser opens about six per host; scripts a few more. */
+const MAX_CONNECTIONS_PER_CLIENT = 100;
 
 export class StatusPage {
   readonly feed: StatusFeed;
@@ -56,6 +61,12 @@ export class StatusPage {
     this.server = o.tls ? https.createServer({ cert: o.tls.cert, key: o.tls.key }, handler) : http.createServer(handler);
     // Event streams stay open; only idle keep-alive sockets time out.
     this.server.requestTimeout = 0;
+    // It shares the operator's process (and open files): a flood of connections must not take them.
+    limitConnections(
+      this.server,
+      { total: totalWithinDescriptors(MAX_CONNECTIONS).total, perClient: MAX_CONNECTIONS_PER_CLIENT },
+      { log: o.log, what: 'the status page' },
+    );
   }
 
   /** Bind the port; resolves to the page's URL. */

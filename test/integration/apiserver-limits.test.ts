@@ -1,11 +1,13 @@
 import { chmodSync, mkdtempSync, openSync, readFileSync, rmSync, statSync, writeFileSync, writeSync, closeSync } from 'node:fs';
 import https from 'node:https';
 import http2 from 'node:http2';
+import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import tls from 'node:tls';
 import { expect } from 'chai';
 import { startApiServer } from '../../src/apiserver/index.js';
+import { createLogger } from '../../src/log.js';
 import {
   closedByServer,
   HealthProbe,
@@ -231,6 +233,63 @@ describe('API server limits', function () {
       } finally {
         for (const r of open) r.destroy();
       }
+    });
+  });
+
+  describe('connections, per client address and in all', () => {
+    let srv: TestApiServer;
+    before(async () => {
+      // Its warnings about refused connections are what the test causes: kept out of the test's output.
+      srv = await startTestApiServer({ limits: { maxConnectionsPerClient: 20, maxConnections: 30 }, log: createLogger({ silent: true }) });
+    });
+    after(async () => srv?.cleanup());
+
+    const settle = () => new Promise((r) => setTimeout(r, 300));
+    const isOpen = (s: net.Socket) => !s.destroyed && !s.readableEnded;
+
+    /** `n` TCP connections from `from` that never start TLS, once the server has had time to close the ones it refuses. */
+    async function idleConnections(from: string, n: number): Promise<net.Socket[]> {
+      const socks = Array.from({ length: n }, () => net.connect({ host: '127.0.0.1', port: srv.port, localAddress: from }).on('error', () => {}));
+      await Promise.all(socks.map((s) => new Promise((r) => s.once('connect', r).once('close', r))));
+      await settle();
+      return socks;
+    }
+
+    /** GET /healthz on a connection of its own from `from`: its status, or the error's code. */
+    async function healthzFrom(from: string): Promise<number | string> {
+      const answer = await new Promise<number | string>((resolve) => {
+        const r = https.get(new URL('/healthz', srv.url), { ca: srv.caPem, localAddress: from, agent: false }, (res) => {
+          res.resume();
+          res.on('end', () => resolve(res.statusCode ?? 0));
+          res.on('error', (e: NodeJS.ErrnoException) => resolve(e.code ?? e.message));
+        });
+        r.on('error', (e: NodeJS.ErrnoException) => resolve(e.code ?? e.message));
+      });
+      await settle(); // the server has seen this connection close before the next count
+      return answer;
+    }
+
+    it("closes connections past an address's cap and past the total before TLS, serves other addresses, and counts what it refused", async () => {
+      const flood = await idleConnections('127.0.0.1', 25);
+      const more: net.Socket[] = [];
+      try {
+        expect(flood.filter(isOpen)).to.have.length(20);
+        expect(await healthzFrom('127.0.0.1')).to.equal('ECONNRESET');
+        expect(await healthzFrom('127.0.0.2')).to.equal(200);
+        // 20 held, 10 more fill the total of 30: the rest are closed whatever their address.
+        more.push(...(await idleConnections('127.0.0.3', 15)));
+        expect(more.filter(isOpen)).to.have.length(10);
+        expect(await healthzFrom('127.0.0.2')).to.equal('ECONNRESET');
+      } finally {
+        for (const s of [...flood, ...more]) s.destroy();
+      }
+      await settle();
+      // Its connections gone, the flooding address is served again.
+      expect(await healthzFrom('127.0.0.1')).to.equal(200);
+      const metrics = (await apiRequest(srv, 'GET', '/metrics')).text;
+      const refused = (reason: string) => Number(new RegExp(`^apiserver_refused_connections_total\\{reason="${reason}"\\} (\\S+)$`, 'm').exec(metrics)?.[1]);
+      expect(refused('per-client'), metrics).to.equal(6);
+      expect(refused('total'), metrics).to.equal(6);
     });
   });
 

@@ -9,6 +9,7 @@ import { KubeConfig, Watch } from '@kubernetes/client-node';
 import { expect } from 'chai';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
+import { connect } from 'node:net';
 import { join } from 'node:path';
 import { chromium, type BrowserContext, type Page } from 'playwright-core';
 import { GROUP, PLURAL, VERSION } from '../../src/api/names.js';
@@ -276,5 +277,18 @@ describe('status page access beyond loopback', function () {
     const r = await fetch(`${base}/`, { headers: { cookie: cookie.split(';')[0]! } });
     expect(r.status).to.equal(200);
     expect(r.headers.get('content-security-policy')).to.contain("script-src 'self'");
+  });
+
+  it('holds at most 100 connections from one client address, closing more at once, and still serves other addresses', async () => {
+    const { port } = new URL(base);
+    const socks = Array.from({ length: 103 }, () => connect({ host: '127.0.0.1', port: Number(port), localAddress: '127.0.0.5' }).on('error', () => {}));
+    try {
+      await Promise.all(socks.map((s) => new Promise((r) => s.once('connect', r).once('close', r))));
+      await new Promise((r) => setTimeout(r, 300));
+      expect(socks.filter((s) => !s.destroyed && !s.readableEnded)).to.have.length(100);
+      expect((await fetch(`${base}/healthz`)).status).to.equal(200);
+    } finally {
+      for (const s of socks) s.destroy();
+    }
   });
 });
