@@ -212,6 +212,30 @@ def test_an_app_slow_over_its_first_answer_is_waited_for(proxy):
     assert len(children(p.proc.pid)) == 1, "one app, not a restart after a slow check"
 
 
+def test_sigterm_stops_the_app_first_then_the_proxy_exits_0(proxy):
+    p = proxy(echo_args())
+    assert p.get("/page")[0] == 200
+    [app] = children(p.proc.pid)
+    p.proc.terminate()
+    assert p.proc.wait(10) == 0
+    # The app was stopped and reaped by the proxy, not left running without it.
+    assert not os.path.exists(f"/proc/{app}"), "the app outlived the proxy"
+    assert "stopping the app" in p.proc.stdout.read()
+
+
+def test_an_app_that_ignores_sigterm_is_killed_after_the_stop_timeout(proxy):
+    stubborn = "import signal, time, http.server, sys; signal.signal(signal.SIGTERM, signal.SIG_IGN); http.server.HTTPServer(('127.0.0.1', int(sys.argv[1])), http.server.SimpleHTTPRequestHandler).serve_forever()"
+    p = proxy(["--destport=0", "--stop-timeout=1", sys.executable, "{-}c", stubborn, "{port}"])
+    assert p.get("/")[0] == 200
+    [app] = children(p.proc.pid)
+    started = time.time()
+    p.proc.terminate()
+    assert p.proc.wait(10) == 0
+    assert 0.8 < time.time() - started < 5
+    assert not os.path.exists(f"/proc/{app}")
+    assert "did not exit within 1.0 s (--stop-timeout): killing it" in p.proc.stdout.read()
+
+
 def test_the_proxy_exits_with_the_app_when_it_dies(proxy):
     p = proxy(echo_args())
     assert p.get("/exit")[0] == 200
