@@ -5,8 +5,7 @@
  */
 import Docker from 'dockerode';
 import { randomBytes } from 'node:crypto';
-import http from 'node:http';
-import { freeLoopbackPort } from '../../src/controller/netutil.js';
+import { freeLoopbackPort, httpGet as probeGet, type HttpAnswer } from '../../src/controller/netutil.js';
 import { chmodSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -106,19 +105,9 @@ export function sleep(ms: number): Promise<void> {
 /** A TCP port free on 127.0.0.1 right now (for host-networking servers). */
 export const freePort = freeLoopbackPort;
 
-export function httpGet(url: string, timeoutMs = 2000): Promise<{ status: number; body: string }> {
-  return new Promise((resolve, reject) => {
-    const req = http.get(url, { timeout: timeoutMs }, (res) => {
-      let body = '';
-      res.setEncoding('utf8');
-      res.on('data', (c) => (body += c));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
-      // A reply cut off mid-body emits 'error' only to a listener; without one the promise never settles.
-      res.on('error', reject);
-    });
-    req.on('timeout', () => req.destroy(new Error(`timeout after ${timeoutMs} ms`)));
-    req.on('error', reject);
-  });
+/** One GET on a connection of its own: the operator's readiness probe (netutil.ts), with the whole body. */
+export function httpGet(url: string, timeoutMs = 2000): Promise<HttpAnswer> {
+  return probeGet(url, timeoutMs, Infinity);
 }
 
 /** Poll until the URL answers 2xx; returns the body. Connection errors are expected while a server starts. */
