@@ -49,8 +49,8 @@ export function totalWithinDescriptors(wanted: number, fileLimit = openFileLimit
 }
 
 /** One address for a client however its socket spells it (an IPv4 client of a dual-stack listener is `::ffff:a.b.c.d`). */
-function clientAddress(socket: Socket): string {
-  const a = socket.remoteAddress ?? '';
+export function clientAddress(remoteAddress: string | undefined): string {
+  const a = remoteAddress ?? '';
   return a.startsWith('::ffff:') && a.includes('.') ? a.slice(7) : a;
 }
 
@@ -85,11 +85,11 @@ export function limitConnections(
     lastLine.set(why, { at: now(), unlogged: 0 });
   };
   server.maxConnections = limits.total;
-  server.on('drop', (d?: { remoteAddress?: string }) => refuse('total', d?.remoteAddress ?? ''));
+  server.on('drop', (d?: { remoteAddress?: string }) => refuse('total', clientAddress(d?.remoteAddress)));
   const open = new Map<string, number>();
   // Before the TLS server's own listener: a refused connection never starts a handshake.
   server.prependListener('connection', (socket: Socket) => {
-    const address = clientAddress(socket);
+    const address = clientAddress(socket.remoteAddress);
     const held = open.get(address) ?? 0;
     if (held >= limits.perClient) {
       socket.destroy();

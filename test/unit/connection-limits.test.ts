@@ -7,7 +7,14 @@
 import { expect } from 'chai';
 import net from 'node:net';
 import type { Logger } from '../../src/log.js';
-import { limitConnections, openFileLimit, REFUSAL_LOG_INTERVAL_MS, totalWithinDescriptors, type RefusedBecause } from '../../src/connection-limits.js';
+import {
+  clientAddress,
+  limitConnections,
+  openFileLimit,
+  REFUSAL_LOG_INTERVAL_MS,
+  totalWithinDescriptors,
+  type RefusedBecause,
+} from '../../src/connection-limits.js';
 
 const LIMITS_TEXT = `Limit                     Soft Limit           Hard Limit           Units
 Max processes             95730                95730                processes
@@ -30,6 +37,44 @@ describe('connection limits', () => {
     expect(totalWithinDescriptors(10_000, 2048)).to.deep.equal({ total: 1024, lowered: true });
     expect(totalWithinDescriptors(10_000, 500)).to.deep.equal({ total: 1, lowered: true });
     expect(totalWithinDescriptors(10_000, undefined)).to.deep.equal({ total: 10_000, lowered: false });
+  });
+
+  it('spells a client one way: an IPv4 client of a dual-stack listener is its IPv4 address', () => {
+    expect(clientAddress('::ffff:127.0.0.2')).to.equal('127.0.0.2');
+    expect(clientAddress('127.0.0.2')).to.equal('127.0.0.2');
+    expect(clientAddress('::1')).to.equal('::1');
+    // An IPv6 address that only starts like a mapped one stays whole.
+    expect(clientAddress('::ffff:7f00:2')).to.equal('::ffff:7f00:2');
+    expect(clientAddress(undefined)).to.equal('');
+  });
+
+  it('on a dual-stack listener, counts and names an IPv4 client by its IPv4 address, for either cap', async () => {
+    const fields: Record<string, unknown>[] = [];
+    const log = { warn: (_m: string, f: Record<string, unknown>) => void fields.push(f) } as unknown as Logger;
+    const server = net.createServer((s) => s.on('error', () => {}));
+    limitConnections(server, { total: 2, perClient: 1 }, { log, what: 'the test server', now: () => 0 });
+    await new Promise<void>((r) => server.listen(0, '::', r));
+    const port = (server.address() as net.AddressInfo).port;
+    const socks: net.Socket[] = [];
+    const open = (from: string) =>
+      new Promise<void>((r) => {
+        const s = net.connect({ port, host: '127.0.0.1', localAddress: from }).on('error', () => {});
+        socks.push(s);
+        s.once('connect', () => setTimeout(r, 100)).once('close', () => r());
+      });
+    try {
+      await open('127.0.0.2');
+      await open('127.0.0.2'); // past its address's cap of 1
+      await open('127.0.0.3');
+      await open('127.0.0.4'); // past the total of 2 (node:net's own 'drop')
+      expect(fields.map((f) => [f.reason, f.client])).to.deep.equal([
+        ['per-client', '127.0.0.2'],
+        ['total', '127.0.0.4'],
+      ]);
+    } finally {
+      for (const s of socks) s.destroy();
+      await new Promise((r) => server.close(r));
+    }
   });
 
   describe('on a listening server', () => {
