@@ -8,18 +8,46 @@ import type { Registry } from 'prom-client';
 import type { DockerMetrics } from '../backends/docker-metrics.js';
 import type { Backend } from '../backends/types.js';
 import type { Logger } from '../log.js';
+import { limitConnections, totalWithinDescriptors } from '../connection-limits.js';
 import { listenOrExplain, PortInUseError } from '../port-holder.js';
 import { feedStatusPage, startStatusPage, type StatusPage } from '../statuspage/index.js';
 import type { OperatorHandle } from './operator.js';
 import { portNumber, StartupError } from './startup.js';
 
 /**
+ * Connections the metrics port holds at once. A scraper or two and someone with curl need a
+ * handful; the cap keeps a local flood of connections from taking the descriptors the operator's
+ * Docker calls and watches need (they share the process).
+ */
+export const METRICS_MAX_CONNECTIONS = 100;
+/** A request's headers are due within this; the whole request within METRICS_REQUEST_TIMEOUT_MS. */
+export const METRICS_HEADERS_TIMEOUT_MS = 10_000;
+export const METRICS_REQUEST_TIMEOUT_MS = 30_000;
+/** A connection with nothing sent either way for this long is closed (a scrape takes milliseconds). */
+export const METRICS_IDLE_TIMEOUT_MS = 10_000;
+
+/**
  * /metrics (the operator's and Docker's), /stats and /healthz on 127.0.0.1:port. Bound before the
  * operator starts, so a taken port is a start-up error naming its holder; /stats answers 503 until
- * the operator runs.
+ * the operator runs. Loopback only, but any local process can connect: it holds at most
+ * METRICS_MAX_CONNECTIONS, and a client that sends no request is cut off.
  */
-export async function serveMetrics(registry: Registry, op: () => OperatorHandle | undefined, port: number, log: Logger): Promise<http.Server> {
-  const srv = http.createServer((req, res) => {
+export async function serveMetrics(
+  registry: Registry,
+  op: () => OperatorHandle | undefined,
+  port: number,
+  log: Logger,
+  limits: { maxConnections?: number; idleTimeoutMs?: number } = {},
+): Promise<http.Server> {
+  // node:http enforces the request timeouts every connectionsCheckingInterval (a quarter of the
+  // shortest here); they start with a request's first byte, so a connection that sends nothing is
+  // closed by the idle timeout instead.
+  const timeouts = {
+    headersTimeout: METRICS_HEADERS_TIMEOUT_MS,
+    requestTimeout: METRICS_REQUEST_TIMEOUT_MS,
+    connectionsCheckingInterval: METRICS_HEADERS_TIMEOUT_MS / 4,
+  };
+  const srv = http.createServer(timeouts, (req, res) => {
     if (req.url === '/metrics') {
       registry
         .metrics()
@@ -51,6 +79,10 @@ export async function serveMetrics(registry: Registry, op: () => OperatorHandle 
       res.end();
     }
   });
+  srv.setTimeout(limits.idleTimeoutMs ?? METRICS_IDLE_TIMEOUT_MS);
+  // Every client is on loopback, mostly 127.0.0.1 itself: one address may hold them all.
+  const total = totalWithinDescriptors(limits.maxConnections ?? METRICS_MAX_CONNECTIONS).total;
+  limitConnections(srv, { total, perClient: total }, { log, what: 'the metrics port' });
   await listenOrExplain(srv, port, '127.0.0.1', '--metrics-port');
   log.info(`metrics on http://127.0.0.1:${port}/metrics`);
   return srv;

@@ -39,7 +39,7 @@ export interface Snapshot {
 const BATCH_MS = 100;
 const HEALTH_MS = 1000;
 const STATS_MS = 5000;
-const HEARTBEAT_MS = 15_000;
+export const HEARTBEAT_MS = 15_000;
 export const RECENT_EVENTS = 50;
 /** Buffered bytes after which a slow page is dropped (it reconnects and gets a fresh snapshot). */
 const MAX_BUFFERED = 4 << 20;

@@ -16,7 +16,7 @@ import type { Logger } from '../log.js';
 import { listenOrExplain } from '../port-holder.js';
 import { APP_CSS, APP_JS, INDEX_HTML, loginHtml } from './assets.js';
 import { SESSION_COOKIE, StatusAuth } from './auth.js';
-import { MAX_CLIENTS, StatusFeed } from './hub.js';
+import { HEARTBEAT_MS, MAX_CLIENTS, StatusFeed } from './hub.js';
 
 export interface StatusPageOptions {
   address: string;
@@ -28,6 +28,8 @@ export interface StatusPageOptions {
   tls?: { cert: string; key: string };
   /** The flag that set the port, named in a "port in use" error. */
   portFlag?: string;
+  /** A connection with nothing sent either way for this long is closed. Default: four event-stream heartbeats. */
+  idleTimeoutMs?: number;
 }
 
 const SECURITY_HEADERS = {
@@ -43,6 +45,8 @@ const MAX_LOGIN_BODY = 16 * 1024;
 const MAX_CONNECTIONS = 4 * MAX_CLIENTS;
 /** Connections one client address may hold: a browser opens about six per host; scripts a few more. */
 const MAX_CONNECTIONS_PER_CLIENT = 100;
+/** Four heartbeats of an event stream: only a connection that sends and gets nothing is that quiet. */
+const IDLE_TIMEOUT_MS = 4 * HEARTBEAT_MS;
 
 export class StatusPage {
   readonly feed: StatusFeed;
@@ -61,6 +65,9 @@ export class StatusPage {
     this.server = o.tls ? https.createServer({ cert: o.tls.cert, key: o.tls.key }, handler) : http.createServer(handler);
     // Event streams stay open; only idle keep-alive sockets time out.
     this.server.requestTimeout = 0;
+    // A connection that sends nothing (no request ever starts, so no request timeout applies) is
+    // closed once idle; an event stream never goes that quiet (a heartbeat every HEARTBEAT_MS).
+    this.server.setTimeout(o.idleTimeoutMs ?? IDLE_TIMEOUT_MS);
     // It shares the operator's process (and open files): a flood of connections must not take them.
     limitConnections(
       this.server,

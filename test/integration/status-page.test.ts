@@ -292,3 +292,26 @@ describe('status page access beyond loopback', function () {
     }
   });
 });
+
+describe('status page connections that send nothing', () => {
+  it('closes a connection quiet past the idle timeout, and serves the next one', async () => {
+    const page = new StatusPage({
+      address: '127.0.0.1',
+      port: 0,
+      auth: new StatusAuth(false, undefined),
+      log: createLogger({ silent: true }),
+      idleTimeoutMs: 400,
+    });
+    const base = (await page.listen()).replace(/\/$/, '');
+    try {
+      const silent = connect({ host: '127.0.0.1', port: Number(new URL(base).port) }).on('error', () => {});
+      const t0 = Date.now();
+      await new Promise((r) => silent.once('close', r));
+      // Closed by the idle timeout, not at once (and not by a request timeout: no request ever started).
+      expect(Date.now() - t0).to.be.within(300, 3000);
+      expect((await fetch(`${base}/healthz`)).status).to.equal(200);
+    } finally {
+      await page.close();
+    }
+  });
+});
