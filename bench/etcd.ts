@@ -17,6 +17,7 @@ import http from 'node:http';
 import https from 'node:https';
 import { ensureTls } from '../src/apiserver/tls.js';
 import { freeLoopbackPort } from '../src/controller/netutil.js';
+import { replyText } from '../src/util/http-reply.js';
 import { fileURLToPath } from 'node:url';
 import { mapLimit, round, roundSummary, sleep, summarize, type Summary } from './lib/stats.js';
 import { procCpuMs, selfCpuMs } from './lib/proc.js';
@@ -132,13 +133,7 @@ function gatewayRequest(base: string, agent: http.Agent, method: string, path: s
     const req = (base.startsWith('https:') ? https : http).request(
       `${base}${path}`,
       { method, agent, headers: data ? { 'content-type': 'application/json', 'content-length': data.length } : {} },
-      (res) => {
-        const chunks: Buffer[] = [];
-        res.on('data', (c) => chunks.push(c));
-        res.on('end', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString('utf8') }));
-        // A reply cut off mid-body emits 'error' only to a listener; without one the promise never settles.
-        res.on('error', reject);
-      },
+      (res) => void replyText(res).then((text) => resolve({ status: res.statusCode ?? 0, body: text }), reject),
     );
     req.on('error', reject);
     req.end(data);

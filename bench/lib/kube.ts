@@ -8,6 +8,7 @@ import https from 'node:https';
 import http from 'node:http';
 import { KubeConfig } from '@kubernetes/client-node';
 import { API_VERSION, GROUP, KIND, PLURAL, VERSION, type NotebookServer } from '../../src/api/types.js';
+import { replyText } from '../../src/util/http-reply.js';
 import { sleep } from './stats.js';
 
 export type Obj = Record<string, any>;
@@ -77,10 +78,7 @@ export class Kube {
     const headers: Record<string, string | number> = data ? { 'content-type': contentType, 'content-length': data.length } : {};
     return new Promise((resolve, reject) => {
       const req = this.mod().request(this.opts(method, path, headers), (res) => {
-        const chunks: Buffer[] = [];
-        res.on('data', (c) => chunks.push(c));
-        res.on('end', () => {
-          const text = Buffer.concat(chunks).toString('utf8');
+        replyText(res).then((text) => {
           const status = res.statusCode ?? 0;
           if (status < 200 || status >= 300) return reject(new ApiError(status, text, `${method} ${path}`));
           try {
@@ -88,9 +86,7 @@ export class Kube {
           } catch (err) {
             reject(err);
           }
-        });
-        // A reply cut off mid-body emits 'error' only to a listener; without one the promise never settles.
-        res.on('error', reject);
+        }, reject);
       });
       req.on('error', reject);
       req.end(data);
@@ -159,18 +155,12 @@ export class Kube {
       const t0 = performance.now();
       let first = 0;
       const req = this.mod().request(this.opts('GET', this.nsPath(namespace)), (res) => {
-        const chunks: Buffer[] = [];
-        res.on('data', (c: Buffer) => {
-          if (!first) first = performance.now() - t0;
-          chunks.push(c);
-        });
-        res.on('end', () => {
+        res.once('data', () => (first = performance.now() - t0));
+        replyText(res).then((text) => {
           const lastByteMs = performance.now() - t0;
-          const text = Buffer.concat(chunks).toString('utf8');
           if ((res.statusCode ?? 0) !== 200) return reject(new ApiError(res.statusCode ?? 0, text, `GET ${this.nsPath(namespace)}`));
           resolve({ firstByteMs: first, lastByteMs, bytes: text.length, text });
-        });
-        res.on('error', reject);
+        }, reject);
       });
       req.on('error', reject);
       req.end();

@@ -8,6 +8,7 @@
  */
 import Docker from 'dockerode';
 import http from 'node:http';
+import { replyText } from '../../src/util/http-reply.js';
 import { mapLimit, sleep } from './stats.js';
 
 export const BENCH_RUN_LABEL = 'nbswarm.bench/run';
@@ -25,10 +26,7 @@ export interface SpawnResult {
 export function httpStatus(url: string, timeoutMs = 1000): Promise<number> {
   return new Promise((resolve, reject) => {
     const req = http.get(url, { timeout: timeoutMs, agent: false }, (res) => {
-      res.resume();
-      res.on('end', () => resolve(res.statusCode ?? 0));
-      // A reply cut off mid-body emits 'error' only to a listener; without one the promise never settles.
-      res.on('error', reject);
+      replyText(res, 0).then(() => resolve(res.statusCode ?? 0), reject);
     });
     req.on('timeout', () => req.destroy(new Error('timeout')));
     req.on('error', reject);

@@ -15,6 +15,7 @@ import { connectDocker } from '../backends/docker.js';
 import { loadPolicy } from '../config/policy.js';
 import type { Policy } from '../config/types.js';
 import { describePortInUse } from '../port-holder.js';
+import { replyText } from '../util/http-reply.js';
 import { clientKubeconfig } from './options.js';
 
 export type CheckState = 'ok' | 'warn' | 'FAIL';
@@ -184,12 +185,7 @@ async function apiChecks(kubeconfig: string | undefined): Promise<CheckResult[]>
 function get(url: string, o: { ca?: Buffer; insecure?: boolean }): Promise<{ status: number; text: string; date?: string }> {
   return new Promise((resolve, reject) => {
     const req = (url.startsWith('https:') ? https : http).get(url, { ca: o.ca, rejectUnauthorized: !o.insecure, timeout: 2000 }, (res) => {
-      let text = '';
-      res.setEncoding('utf8');
-      res.on('data', (c: string) => (text += c.length + text.length > 4096 ? '' : c));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, text, date: res.headers.date }));
-      // A reply cut off mid-body emits 'error' only to a listener; without one the promise never settles.
-      res.on('error', reject);
+      replyText(res, 4096).then((text) => resolve({ status: res.statusCode ?? 0, text, date: res.headers.date }), reject);
     });
     req.on('timeout', () => req.destroy(new Error(`GET ${url}: no answer within 2 s`)));
     req.on('error', reject);

@@ -5,6 +5,7 @@
 import http from 'node:http';
 import net from 'node:net';
 import { addressMatcher } from '../util/cidr.js';
+import { replyText } from '../util/http-reply.js';
 
 /**
  * The URL to probe for `hostUrl`: an unspecified or loopback name becomes 127.0.0.1; an address
@@ -45,13 +46,7 @@ export interface HttpAnswer {
 export function httpGet(url: string, timeoutMs = 1500, maxBody = 64 * 1024): Promise<HttpAnswer> {
   return new Promise((resolve, reject) => {
     const req = http.get(url, { timeout: timeoutMs, agent: false }, (res) => {
-      let body = '';
-      res.setEncoding('utf8');
-      res.on('data', (c: string) => {
-        if (body.length < maxBody) body += c;
-      });
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
-      res.on('error', reject);
+      replyText(res, maxBody).then((body) => resolve({ status: res.statusCode ?? 0, body }), reject);
     });
     req.on('timeout', () => req.destroy(new Error(`timeout after ${timeoutMs} ms`)));
     req.on('error', reject);

@@ -4,6 +4,7 @@
  */
 import http from 'node:http';
 import net from 'node:net';
+import { replyText } from '../../src/util/http-reply.js';
 
 export interface HttpResult {
   status: number;
@@ -79,14 +80,10 @@ export function httpRequestVia(
         }) as unknown as http.RequestOptions['createConnection'],
       },
       (res) => {
-        let body = '';
-        res.setEncoding('utf8');
-        res.on('data', (c: string) => (body += c));
-        res.on('end', () => {
+        replyText(res).then((body) => {
           clearTimeout(timer);
           resolve({ status: res.statusCode ?? 0, body, headers: res.headers });
-        });
-        res.on('error', reject);
+        }, reject);
       },
     );
     const timer = setTimeout(() => req.destroy(new Error(`${opts.method ?? 'GET'} ${url}: no answer within ${timeoutMs} ms`)), timeoutMs);

@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startApiServer, type ApiServerOptions, type RunningApiServer } from '../../src/apiserver/index.js';
 import { repoPath } from '../../src/paths.js';
+import { replyText } from '../../src/util/http-reply.js';
 
 export type TestApiServer = RunningApiServer & {
   /** Stops the server and removes its temp data dir. */
@@ -139,10 +140,7 @@ export async function apiRequest(
         },
       },
       (res) => {
-        const chunks: Buffer[] = [];
-        res.on('data', (c: Buffer) => chunks.push(c));
-        res.on('end', () => {
-          const text = Buffer.concat(chunks).toString('utf8');
+        replyText(res).then((text) => {
           let body: unknown;
           try {
             body = JSON.parse(text);
@@ -150,8 +148,7 @@ export async function apiRequest(
             body = undefined;
           }
           resolve({ status: res.statusCode ?? 0, headers: res.headers, text, body });
-        });
-        res.on('error', reject);
+        }, reject);
       },
     );
     req.on('error', reject);
