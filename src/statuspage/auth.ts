@@ -5,19 +5,35 @@
  * listing NotebookServers — the credentials of a kubeconfig that can `kubectl get nbs` — checked by
  * making that list call with it (kube-rbac-proxy checks a token the same way, with TokenReview and
  * SubjectAccessReview). Answers are cached briefly so a page's reconnects cost no API call.
+ *
+ * Whoever reaches the page can make it ask the API server about tokens it makes up, each one new.
+ * The asking goes over one keep-alive pool (a check is one request, not a TLS handshake on the API
+ * server), and a client address whose tokens were refused REFUSED_CHECKS_PER_MINUTE times in a
+ * minute gets no more checks until the minute is over (the page answers 429 with Retry-After).
  */
-import { CustomObjectsApi, KubeConfig } from '@kubernetes/client-node';
+import { KubeConfig, type Cluster } from '@kubernetes/client-node';
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import type { IncomingMessage } from 'node:http';
+import http, { type IncomingMessage } from 'node:http';
+import https from 'node:https';
 import { isIP } from 'node:net';
 import { GROUP, PLURAL, VERSION } from '../api/names.js';
+import { clientAddress } from '../connection-limits.js';
+import { sharedAgent } from '../controller/kube.js';
+import { replyText } from '../util/http-reply.js';
 
 const ACCEPT_CACHE_MS = 60_000;
 const REFUSE_CACHE_MS = 5_000;
 const SESSION_MS = 12 * 3600_000;
 const MAX_SESSIONS = 10_000;
 export const SESSION_COOKIE = 'nbswarm_status';
+/** Refused token checks a client address may cause per minute before it gets no more. */
+export const REFUSED_CHECKS_PER_MINUTE = 20;
+const REFUSAL_WINDOW_MS = 60_000;
+/** Client addresses whose refusals are counted at once (a flood of addresses cannot grow the table without bound). */
+const MAX_COUNTED_CLIENTS = 10_000;
+/** How long a token check may take before it counts as refused. */
+const CHECK_TIMEOUT_MS = 5_000;
 
 export function isLoopback(address: string): boolean {
   if (address === 'localhost') return true;
@@ -28,26 +44,48 @@ export function isLoopback(address: string): boolean {
 /** Whether the API server at the operator's cluster accepts `token` for listing NotebookServers. */
 export type TokenCheck = (token: string) => Promise<boolean>;
 
-/** A check against the API server of `kc` (its cluster and CA, the candidate's token); `kc` may come later. */
+/**
+ * A check against the API server of `kc` (its cluster and CA, the candidate's token); `kc` may come
+ * later. One keep-alive connection pool per cluster: the visitor's token goes in the request's
+ * header, the pool holds no credentials of its own.
+ */
 export function apiServerTokenCheck(kc: () => KubeConfig | undefined, namespace?: string): TokenCheck {
+  const probes = new WeakMap<Cluster, KubeConfig>();
+  const path = namespace
+    ? `/apis/${GROUP}/${VERSION}/namespaces/${encodeURIComponent(namespace)}/${PLURAL}?limit=1`
+    : `/apis/${GROUP}/${VERSION}/${PLURAL}?limit=1`;
   return async (token) => {
     const cluster = kc()?.getCurrentCluster();
     if (!cluster) return false;
-    const probe = new KubeConfig();
-    probe.loadFromOptions({
-      clusters: [cluster],
-      users: [{ name: 'status-page-visitor', token }],
-      contexts: [{ name: 'probe', cluster: cluster.name, user: 'status-page-visitor' }],
-      currentContext: 'probe',
-    });
-    const api = probe.makeApiClient(CustomObjectsApi);
-    try {
-      if (namespace) await api.listNamespacedCustomObject({ group: GROUP, version: VERSION, plural: PLURAL, namespace, limit: 1 });
-      else await api.listClusterCustomObject({ group: GROUP, version: VERSION, plural: PLURAL, limit: 1 });
-      return true;
-    } catch {
-      return false;
+    let probe = probes.get(cluster);
+    if (!probe) {
+      // The cluster alone (server, CA, TLS name), with a user that has no credentials.
+      probe = new KubeConfig();
+      probe.loadFromOptions({
+        clusters: [cluster],
+        users: [{ name: 'status-page-visitor' }],
+        contexts: [{ name: 'probe', cluster: cluster.name, user: 'status-page-visitor' }],
+        currentContext: 'probe',
+      });
+      probes.set(cluster, probe);
     }
+    const agent = await sharedAgent(probe).catch(() => undefined);
+    // No pool where client-node's own agent is needed (a proxy): no check rather than one unpooled.
+    if (!agent) return false;
+    const url = cluster.server.replace(/\/+$/, '') + path;
+    return new Promise<boolean>((resolve) => {
+      const req = (url.startsWith('http:') ? http : https).get(
+        url,
+        { agent, timeout: CHECK_TIMEOUT_MS, headers: { authorization: `Bearer ${token}`, accept: 'application/json' } },
+        (res) =>
+          void replyText(res, 0).then(
+            () => resolve(res.statusCode === 200),
+            () => resolve(false),
+          ),
+      );
+      req.on('timeout', () => req.destroy(new Error(`token check: no answer within ${CHECK_TIMEOUT_MS} ms`)));
+      req.on('error', () => resolve(false));
+    });
   };
 }
 
@@ -65,6 +103,8 @@ export class StatusAuth {
   private readonly cache = new Map<string, { ok: boolean; until: number }>();
   private readonly sessions = new Map<string, number>();
   private readonly staticTokens: Buffer[];
+  /** Refused token checks per client address in its current window. */
+  private readonly refusals = new Map<string, { since: number; count: number }>();
 
   constructor(
     /** false: every request is allowed (loopback). */
@@ -76,18 +116,47 @@ export class StatusAuth {
     this.staticTokens = staticTokens.map(digest);
   }
 
-  /** Whether `token` opens the page. */
-  async accepts(token: string): Promise<boolean> {
+  /**
+   * Whether `token` opens the page. `client` (an address) pays for each check the API server
+   * refuses; past its allowance the token is refused unchecked (see retryAfterSeconds).
+   */
+  async accepts(token: string, client = ''): Promise<boolean> {
     if (!token || token.length > 8192) return false;
     const d = digest(token);
     if (this.staticTokens.some((t) => timingSafeEqual(t, d))) return true;
     const key = d.toString('hex');
     const hit = this.cache.get(key);
     if (hit && hit.until > this.now()) return hit.ok;
-    const ok = this.check ? await this.check(token) : false;
+    if (!this.check || this.retryAfterSeconds(client) !== undefined) return false;
+    const ok = await this.check(token);
     if (this.cache.size > MAX_SESSIONS) this.cache.clear();
     this.cache.set(key, { ok, until: this.now() + (ok ? ACCEPT_CACHE_MS : REFUSE_CACHE_MS) });
+    if (!ok) this.refused(client);
     return ok;
+  }
+
+  /** Seconds until `client` may have tokens checked again, when its refused checks used up its allowance. */
+  retryAfterSeconds(client: string): number | undefined {
+    const r = this.refusals.get(client);
+    if (!r || r.count < REFUSED_CHECKS_PER_MINUTE) return undefined;
+    const left = r.since + REFUSAL_WINDOW_MS - this.now();
+    if (left <= 0) return void this.refusals.delete(client);
+    return Math.ceil(left / 1000);
+  }
+
+  private refused(client: string): void {
+    const now = this.now();
+    let r = this.refusals.get(client);
+    if (!r || now - r.since >= REFUSAL_WINDOW_MS) {
+      if (!r && this.refusals.size >= MAX_COUNTED_CLIENTS) {
+        for (const [c, x] of this.refusals) if (now - x.since >= REFUSAL_WINDOW_MS) this.refusals.delete(c);
+        // Still full: the oldest entry goes (Map order is insertion order).
+        if (this.refusals.size >= MAX_COUNTED_CLIENTS) this.refusals.delete(this.refusals.keys().next().value!);
+      }
+      this.refusals.delete(client);
+      this.refusals.set(client, (r = { since: now, count: 0 }));
+    }
+    r.count++;
   }
 
   /** A new session id for an accepted token (the cookie's value). */
@@ -111,8 +180,13 @@ export class StatusAuth {
     }
     const auth = req.headers.authorization ?? '';
     const m = /^Bearer\s+(\S+)$/i.exec(auth);
-    return m ? this.accepts(m[1]!) : false;
+    return m ? this.accepts(m[1]!, clientOf(req)) : false;
   }
+}
+
+/** The request's client address, spelled one way (see clientAddress). */
+export function clientOf(req: IncomingMessage): string {
+  return clientAddress(req.socket?.remoteAddress);
 }
 
 export function cookie(header: string | undefined, name: string): string | undefined {

@@ -15,7 +15,7 @@ import { limitConnections, totalWithinDescriptors } from '../connection-limits.j
 import type { Logger } from '../log.js';
 import { listenOrExplain } from '../port-holder.js';
 import { APP_CSS, APP_JS, INDEX_HTML, loginHtml } from './assets.js';
-import { SESSION_COOKIE, StatusAuth } from './auth.js';
+import { clientOf, SESSION_COOKIE, StatusAuth } from './auth.js';
 import { HEARTBEAT_MS, MAX_CLIENTS, StatusFeed } from './hub.js';
 
 export interface StatusPageOptions {
@@ -104,6 +104,7 @@ export class StatusPage {
     if (path === '/login') return this.login(req, res);
     if (req.method !== 'GET' && req.method !== 'HEAD') return this.text(res, 405, 'method not allowed');
     if (!(await this.o.auth.allows(req))) {
+      if (this.tooManyRefusals(req, res)) return;
       if (path === '/' || path === '/index.html') {
         res.writeHead(303, { location: '/login', ...SECURITY_HEADERS });
         res.end();
@@ -133,6 +134,15 @@ export class StatusPage {
     }
   }
 
+  /** A 429 for a client whose tokens the API server refused too often this minute (they are not checked now); false otherwise. */
+  private tooManyRefusals(req: http.IncomingMessage, res: http.ServerResponse): boolean {
+    const retryAfter = this.o.auth.retryAfterSeconds(clientOf(req));
+    if (retryAfter === undefined) return false;
+    res.writeHead(429, { 'content-type': 'text/plain; charset=utf-8', 'retry-after': String(retryAfter), ...SECURITY_HEADERS });
+    res.end(`too many refused tokens from ${clientOf(req)}: no token is checked for it for ${retryAfter} s\n`);
+    return true;
+  }
+
   private async login(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
     if (!this.o.auth.required) {
       res.writeHead(303, { location: '/', ...SECURITY_HEADERS });
@@ -143,7 +153,8 @@ export class StatusPage {
     if (req.method !== 'POST') return this.text(res, 405, 'method not allowed');
     const body = await readBody(req, MAX_LOGIN_BODY);
     const token = body === undefined ? '' : (new URLSearchParams(body).get('token') ?? '').trim();
-    if (!token || !(await this.o.auth.accepts(token))) {
+    if (!token || !(await this.o.auth.accepts(token, clientOf(req)))) {
+      if (this.tooManyRefusals(req, res)) return;
       res.writeHead(401, { 'content-type': 'text/html; charset=utf-8', 'cache-control': 'no-store', ...SECURITY_HEADERS });
       res.end(
         loginHtml('That token was not accepted: use a token the Kubernetes API server accepts for `kubectl get nbs`, or one from the --status-token-file.'),

@@ -291,6 +291,27 @@ describe('status page access beyond loopback', function () {
       for (const s of socks) s.destroy();
     }
   });
+
+  // Last in this suite: it uses up 127.0.0.1's allowance of refused tokens for a minute.
+  it('answers 429 with Retry-After once the API server refused 20 tokens from an address this minute, at the login form too', async () => {
+    const get = (token: string) => fetch(`${base}/api/state`, { headers: { authorization: `Bearer ${token}` } });
+    let refused = 0;
+    let r = await get('made-up-0');
+    for (let i = 1; r.status === 401 && i <= 20; i++) {
+      refused++;
+      r = await get(`made-up-${i}`);
+    }
+    // The tests before made a few refused checks of their own from this address.
+    expect(refused).to.be.within(15, 20);
+    expect(r.status).to.equal(429);
+    expect(Number(r.headers.get('retry-after'))).to.be.within(1, 60);
+    expect(await r.text()).to.match(/^too many refused tokens from 127\.0\.0\.1: no token is checked for it for \d+ s/);
+    const login = await fetch(`${base}/login`, { method: 'POST', body: new URLSearchParams({ token: 'made-up-login' }), redirect: 'manual' });
+    expect(login.status).to.equal(429);
+    // A token from the file needs no check, and the viewer's was accepted (and remembered) before.
+    expect((await get('static-token-0123456789')).status).to.equal(200);
+    expect((await get('viewer-token-0123456789')).status).to.equal(200);
+  });
 });
 
 describe('status page connections that send nothing', () => {

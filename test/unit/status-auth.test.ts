@@ -1,12 +1,21 @@
 /**
  * Who may open the status page: anyone on loopback; elsewhere a bearer token from the token file or
- * one the API server accepts (checked once, then cached), or the session cookie the login set.
+ * one the API server accepts (checked once, then cached), or the session cookie the login set. A
+ * client whose tokens are refused too often gets no more checks for a while; the checks reach the
+ * API server over one keep-alive pool (a real HTTPS server counts its TLS connections here).
  */
+import { KubeConfig } from '@kubernetes/client-node';
 import { expect } from 'chai';
+import { mkdtempSync, rmSync } from 'node:fs';
 import type { IncomingMessage } from 'node:http';
-import { cookie, isLoopback, SESSION_COOKIE, StatusAuth } from '../../src/statuspage/auth.js';
+import https from 'node:https';
+import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { ensureTls } from '../../src/apiserver/tls.js';
+import { apiServerTokenCheck, cookie, isLoopback, REFUSED_CHECKS_PER_MINUTE, SESSION_COOKIE, StatusAuth } from '../../src/statuspage/auth.js';
 
-const req = (headers: Record<string, string>) => ({ headers }) as unknown as IncomingMessage;
+const req = (headers: Record<string, string>, remoteAddress = '10.1.2.3') => ({ headers, socket: { remoteAddress } }) as unknown as IncomingMessage;
 
 describe('status page access', () => {
   it('knows loopback addresses', () => {
@@ -55,5 +64,100 @@ describe('status page access', () => {
     now += 13 * 3600_000;
     expect(await auth.allows(req({ cookie: `${SESSION_COOKIE}=${id}` }))).to.equal(false);
     expect(cookie('a=1; b = 2 ;c=3', 'b')).to.equal('2');
+  });
+
+  it('stops checking the tokens of an address the API server refused 20 times this minute; others, file tokens and known tokens still get in', async () => {
+    let now = 0;
+    const asked: string[] = [];
+    const auth = new StatusAuth(
+      true,
+      async (t) => (asked.push(t), t === 'kube-token'),
+      ['file-token'],
+      () => now,
+    );
+    expect(await auth.allows(req({ authorization: 'Bearer kube-token' }, '10.0.0.9'))).to.equal(true);
+    for (let i = 0; i < REFUSED_CHECKS_PER_MINUTE; i++) expect(await auth.allows(req({ authorization: `Bearer made-up-${i}` }, '10.0.0.9'))).to.equal(false);
+    expect(asked).to.have.length(1 + REFUSED_CHECKS_PER_MINUTE);
+    expect(auth.retryAfterSeconds('10.0.0.9')).to.equal(60);
+    // Unchecked from now on: no call to the API server, however many tokens it makes up.
+    expect(await auth.allows(req({ authorization: 'Bearer made-up-more' }, '10.0.0.9'))).to.equal(false);
+    expect(await auth.accepts('made-up-at-login', '10.0.0.9')).to.equal(false);
+    expect(asked).to.have.length(1 + REFUSED_CHECKS_PER_MINUTE);
+    // What needs no check still works for it; another address is checked as before.
+    expect(await auth.allows(req({ authorization: 'Bearer file-token' }, '10.0.0.9'))).to.equal(true);
+    expect(await auth.allows(req({ authorization: 'Bearer kube-token' }, '10.0.0.9'))).to.equal(true);
+    expect(await auth.allows(req({ authorization: 'Bearer other-made-up' }, '10.0.0.10'))).to.equal(false);
+    expect(asked.at(-1)).to.equal('other-made-up');
+    // An IPv4 client of a dual-stack listener is the same address.
+    expect(auth.retryAfterSeconds('10.0.0.9')).to.equal(60);
+    expect(await auth.allows(req({ authorization: 'Bearer mapped' }, '::ffff:10.0.0.9'))).to.equal(false);
+    expect(asked.at(-1)).to.equal('other-made-up');
+    // The minute over, its tokens are checked again.
+    now += 30_000;
+    expect(auth.retryAfterSeconds('10.0.0.9')).to.equal(30);
+    now += 30_000;
+    expect(auth.retryAfterSeconds('10.0.0.9')).to.equal(undefined);
+    expect(await auth.allows(req({ authorization: 'Bearer made-up-later' }, '10.0.0.9'))).to.equal(false);
+    expect(asked.at(-1)).to.equal('made-up-later');
+  });
+
+  describe('checking a token with the API server', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'nbswarm-status-auth-'));
+    let server: https.Server;
+    let connections = 0;
+    const seen: string[] = [];
+    let kc: KubeConfig;
+
+    before(async () => {
+      const tls = ensureTls(dir, ['127.0.0.1']);
+      server = https.createServer({ key: tls.keyPem, cert: tls.certPem }, (rq, rs) => {
+        seen.push(`${rq.url} ${rq.headers.authorization}`);
+        rs.writeHead(rq.headers.authorization === 'Bearer good' ? 200 : 401, { 'content-type': 'application/json' });
+        rs.end('{}');
+      });
+      server.on('secureConnection', () => connections++);
+      await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+      kc = new KubeConfig();
+      kc.loadFromOptions({
+        clusters: [{ name: 'c', server: `https://127.0.0.1:${(server.address() as AddressInfo).port}`, caData: Buffer.from(tls.caPem).toString('base64') }],
+        // The operator's own credentials: never sent with a visitor's check.
+        users: [{ name: 'operator', token: 'operator-token' }],
+        contexts: [{ name: 'x', cluster: 'c', user: 'operator' }],
+        currentContext: 'x',
+      });
+    });
+
+    after(async () => {
+      server.closeAllConnections();
+      await new Promise((r) => server.close(r));
+      rmSync(dir, { recursive: true, force: true });
+    });
+
+    it("asks with the visitor's token only, over a few kept-alive TLS connections however many tokens come", async () => {
+      const check = apiServerTokenCheck(() => kc, 'team-a');
+      const made = Array.from({ length: 200 }, (_, i) => `made-up-${i}`);
+      const answers = await Promise.all([...made.map((t) => check(t)), check('good')]);
+      expect(answers.filter(Boolean)).to.have.length(1);
+      expect(answers.at(-1)).to.equal(true);
+      expect(seen).to.have.length(201);
+      expect(seen.every((l) => l.startsWith('/apis/nbswarm.io/v1alpha1/namespaces/team-a/notebookservers?limit=1 Bearer '))).to.equal(true);
+      expect(seen.some((l) => l.includes('operator-token'))).to.equal(false);
+      // One pool: its sockets are reused; a fresh client per check made 201 TLS connections.
+      expect(connections).to.be.at.most(64);
+      const before = connections;
+      for (const t of made.slice(0, 50)) expect(await check(t)).to.equal(false);
+      expect(connections).to.equal(before);
+    });
+
+    it('counts a server that does not answer as a refusal', async () => {
+      const silent = new KubeConfig();
+      silent.loadFromOptions({
+        clusters: [{ name: 'c', server: 'https://127.0.0.1:1', skipTLSVerify: true }],
+        users: [{ name: 'u' }],
+        contexts: [{ name: 'x', cluster: 'c', user: 'u' }],
+        currentContext: 'x',
+      });
+      expect(await apiServerTokenCheck(() => silent)('any')).to.equal(false);
+    });
   });
 });
