@@ -8,10 +8,11 @@
  *
  * Whoever reaches the page can make it ask the API server about tokens it makes up, each one new.
  * The asking goes over one keep-alive pool (a check is one request, not a TLS handshake on the API
- * server), and a client address whose tokens were refused REFUSED_CHECKS_PER_MINUTE times in a
+ * server; through a proxy the kubeconfig names, client-node's agent makes a connection per check),
+ * and a client address whose tokens were refused REFUSED_CHECKS_PER_MINUTE times in a
  * minute gets no more checks until the minute is over (the page answers 429 with Retry-After).
  */
-import { KubeConfig, type Cluster } from '@kubernetes/client-node';
+import { CustomObjectsApi, KubeConfig, type Cluster } from '@kubernetes/client-node';
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import http, { type IncomingMessage } from 'node:http';
@@ -70,8 +71,8 @@ export function apiServerTokenCheck(kc: () => KubeConfig | undefined, namespace?
       probes.set(cluster, probe);
     }
     const agent = await sharedAgent(probe).catch(() => undefined);
-    // No pool where client-node's own agent is needed (a proxy): no check rather than one unpooled.
-    if (!agent) return false;
+    // Where client-node's own agent is needed (a proxy in the kubeconfig), the check goes through it, unpooled.
+    if (!agent) return clientNodeCheck(cluster, token, namespace);
     const url = cluster.server.replace(/\/+$/, '') + path;
     return new Promise<boolean>((resolve) => {
       const req = (url.startsWith('http:') ? http : https).get(
@@ -87,6 +88,25 @@ export function apiServerTokenCheck(kc: () => KubeConfig | undefined, namespace?
       req.on('error', () => resolve(false));
     });
   };
+}
+
+/** The check through client-node, which makes a connection per call (its proxy agents included). */
+async function clientNodeCheck(cluster: Cluster, token: string, namespace: string | undefined): Promise<boolean> {
+  const probe = new KubeConfig();
+  probe.loadFromOptions({
+    clusters: [cluster],
+    users: [{ name: 'status-page-visitor', token }],
+    contexts: [{ name: 'probe', cluster: cluster.name, user: 'status-page-visitor' }],
+    currentContext: 'probe',
+  });
+  const api = probe.makeApiClient(CustomObjectsApi);
+  try {
+    if (namespace) await api.listNamespacedCustomObject({ group: GROUP, version: VERSION, plural: PLURAL, namespace, limit: 1 });
+    else await api.listClusterCustomObject({ group: GROUP, version: VERSION, plural: PLURAL, limit: 1 });
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 /** Tokens from a file: one per line; blank lines and `#` comments ignored. */

@@ -7,9 +7,9 @@
 import { KubeConfig } from '@kubernetes/client-node';
 import { expect } from 'chai';
 import { mkdtempSync, rmSync } from 'node:fs';
-import type { IncomingMessage } from 'node:http';
+import http, { type IncomingMessage } from 'node:http';
 import https from 'node:https';
-import type { AddressInfo } from 'node:net';
+import net, { type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ensureTls } from '../../src/apiserver/tls.js';
@@ -147,6 +147,42 @@ describe('status page access', () => {
       const before = connections;
       for (const t of made.slice(0, 50)) expect(await check(t)).to.equal(false);
       expect(connections).to.equal(before);
+    });
+
+    it("goes through the proxy a kubeconfig names (client-node's own agent, a connection per check)", async () => {
+      const tunnels: string[] = [];
+      const piped: net.Socket[] = [];
+      const proxy = http.createServer();
+      proxy.on('connect', (rq: http.IncomingMessage, client: net.Socket) => {
+        tunnels.push(rq.url ?? '');
+        piped.push(client);
+        const [host, port] = (rq.url ?? '').split(':');
+        const upstream = net.connect(Number(port), host, () => {
+          client.write('HTTP/1.1 200 Connection Established\r\n\r\n');
+          upstream.pipe(client).pipe(upstream);
+        });
+        upstream.on('error', () => client.destroy());
+        client.on('error', () => upstream.destroy());
+      });
+      await new Promise<void>((r) => proxy.listen(0, '127.0.0.1', r));
+      try {
+        const viaProxy = new KubeConfig();
+        const c = kc.getCurrentCluster()!;
+        viaProxy.loadFromOptions({
+          clusters: [{ ...c, proxyUrl: `http://127.0.0.1:${(proxy.address() as AddressInfo).port}` }],
+          users: [{ name: 'u' }],
+          contexts: [{ name: 'x', cluster: c.name, user: 'u' }],
+          currentContext: 'x',
+        });
+        const check = apiServerTokenCheck(() => viaProxy);
+        expect(await check('good')).to.equal(true);
+        expect(await check('made-up')).to.equal(false);
+        expect(tunnels).to.deep.equal([new URL(c.server).host, new URL(c.server).host]);
+      } finally {
+        // A tunnel is no HTTP connection of the proxy's: closeAllConnections leaves it open.
+        for (const c of piped) c.destroy();
+        await new Promise((r) => proxy.close(r));
+      }
     });
 
     it('counts a server that does not answer as a refusal', async () => {
