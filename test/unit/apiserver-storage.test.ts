@@ -207,6 +207,73 @@ describe('API server storage (SQLite, writer thread)', function () {
     expect((tail as StoreEvent[]).map((e) => e.rv)).to.deep.equal([1, 2, 3, 4, 5].map((d) => s.currentRv - 5 + d));
   });
 
+  it("replays every version's own text: a create's is written once (in its object's row), and a later write keeps the version it replaces", async () => {
+    const s = open();
+    const from = s.currentRv;
+    const text = (d: string) => JSON.stringify(cm('x', { v: d }).data);
+    // Versions of one object within one commit, then across commits, then deleted; another stays current.
+    let x = s.write('ADDED', CM, 'ns', 'x', cm('x', { v: '1' }));
+    x = s.write('MODIFIED', CM, 'ns', 'x', cm('x', { v: '2' }), x);
+    s.write('ADDED', CM, 'ns', 'y', cm('y', { v: 'y1' }));
+    await s.settled();
+    x = s.write('MODIFIED', CM, 'ns', 'x', cm('x', { v: '3' }), x);
+    await s.settled();
+    const afterThree = s.currentRv;
+    s.write('DELETED', CM, 'ns', 'x', x);
+    await s.settled();
+    const replay = s.since(CM, from) as StoreEvent[];
+    expect(replay.map((e) => `${e.type} ${e.name} ${JSON.stringify(e.object.data)} ${e.object.metadata.resourceVersion}`)).to.deep.equal([
+      `ADDED x ${text('1')} ${from + 1}`,
+      `MODIFIED x ${text('2')} ${from + 2}`,
+      `ADDED y ${JSON.stringify({ v: 'y1' })} ${from + 3}`,
+      `MODIFIED x ${text('3')} ${from + 4}`,
+      `DELETED x ${text('3')} ${from + 5}`,
+    ]);
+    // The same rows page by page, as a watch replays them.
+    const page = (after: number) => s.historyPage(CM, after, s.committedRv, 2) as { rv: number; data: string }[];
+    expect([...page(from), ...page(from + 2), ...page(from + 4)].map((r) => [r.rv, JSON.parse(r.data).data])).to.deep.equal([
+      [from + 1, { v: '1' }],
+      [from + 2, { v: '2' }],
+      [from + 3, { v: 'y1' }],
+      [from + 4, { v: '3' }],
+      [from + 5, { v: '3' }],
+    ]);
+    expect(afterThree).to.equal(from + 4);
+    await s.close();
+    store = undefined;
+    // On disk: only the current version's row (y's create) has no text of its own; a replaced or deleted one has it.
+    const check = new Database(join(dir, 'state.db'), { readonly: true });
+    const rows = check.prepare('SELECT rv, type, length(data) AS bytes FROM history WHERE rv > ? ORDER BY rv').all(from) as {
+      rv: number;
+      type: string;
+      bytes: number;
+    }[];
+    check.close();
+    expect(rows.map((r) => [r.rv - from, r.type, r.bytes > 0])).to.deep.equal([
+      [1, 'ADDED', true],
+      [2, 'MODIFIED', true],
+      [3, 'ADDED', false],
+      [4, 'MODIFIED', true],
+      [5, 'DELETED', true],
+    ]);
+  });
+
+  it('replays history rows written before rows could be left empty (each holding its own text)', async () => {
+    let s = open();
+    const from = s.currentRv;
+    s.write('ADDED', CM, 'ns', 'old', cm('old', { v: 'kept' }));
+    await s.close();
+    // What an older server wrote: the text in the history row as well.
+    const db = new Database(join(dir, 'state.db'));
+    db.prepare("UPDATE history SET data = (SELECT data FROM objects WHERE name = 'old') WHERE rv = ?").run(from + 1);
+    db.close();
+    s = open();
+    const x = s.write('MODIFIED', CM, 'ns', 'old', cm('old', { v: 'new' }), s.get(CM, 'ns', 'old'));
+    expect(x.metadata.resourceVersion).to.equal(String(from + 2));
+    await s.settled();
+    expect((s.since(CM, from) as StoreEvent[]).map((e) => e.object.data)).to.deep.equal([{ v: 'kept' }, { v: 'new' }]);
+  });
+
   it('a failed commit fails every write made on top of it and the view goes back to what is committed', async () => {
     const s = open();
     s.write('ADDED', CM, 'ns', 'kept', cm('kept'));

@@ -67,6 +67,7 @@ function writerThread(): void {
     insert: db.prepare(data.sql.insert),
     upsert: db.prepare(data.sql.upsert),
     del: db.prepare(data.sql.del),
+    fillHistory: db.prepare(data.sql.fillHistory),
     hist: db.prepare(data.sql.hist),
     setMeta: db.prepare(data.sql.setMeta),
     compact: db.prepare(data.sql.compact),
@@ -81,11 +82,14 @@ function writerThread(): void {
         name = r[i + 3],
         rv = r[i + 4],
         text = r[i + 5];
+      // The version being replaced keeps its text in history (its row held none while it was current).
+      if (type !== 'ADDED') st.fillHistory.run(gr, ns, name);
       if (type === 'DELETED') st.del.run(gr, ns, name);
       else if (type === 'MODIFIED') st.upsert.run(gr, ns, name, rv, text);
       else if (st.insert.run(gr, ns, name, rv, text).changes === 0)
         throw new Error(`${String(gr)} ${String(ns)}/${String(name)} exists in storage but not in the server's view`);
-      st.hist.run(rv, gr, ns, name, type, text, now);
+      // A deleted object's last state lives only in history; a current version's text is its object's row.
+      st.hist.run(rv, gr, ns, name, type, type === 'DELETED' ? text : '' /* CURRENT */, now);
     }
     st.setMeta.run(m.rv, 'rv');
     if (m.compactUpTo !== undefined) {
