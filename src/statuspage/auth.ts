@@ -148,10 +148,12 @@ export class StatusAuth {
     const hit = this.cache.get(key);
     if (hit && hit.until > this.now()) return hit.ok;
     if (!this.check || this.retryAfterSeconds(client) !== undefined) return false;
+    // Counted as refused while it is checked, so checks started together cannot pass the allowance.
+    const window = this.refused(client);
     const ok = await this.check(token);
+    if (ok) window.count--;
     if (this.cache.size > MAX_SESSIONS) this.cache.clear();
     this.cache.set(key, { ok, until: this.now() + (ok ? ACCEPT_CACHE_MS : REFUSE_CACHE_MS) });
-    if (!ok) this.refused(client);
     return ok;
   }
 
@@ -164,7 +166,8 @@ export class StatusAuth {
     return Math.ceil(left / 1000);
   }
 
-  private refused(client: string): void {
+  /** Counts a refused check against `client`; returns the window it was counted in. */
+  private refused(client: string): { since: number; count: number } {
     const now = this.now();
     let r = this.refusals.get(client);
     if (!r || now - r.since >= REFUSAL_WINDOW_MS) {
@@ -177,6 +180,7 @@ export class StatusAuth {
       this.refusals.set(client, (r = { since: now, count: 0 }));
     }
     r.count++;
+    return r;
   }
 
   /** A new session id for an accepted token (the cookie's value). */

@@ -101,6 +101,14 @@ describe('status page access', () => {
     expect(asked.at(-1)).to.equal('made-up-later');
   });
 
+  it('counts checks still running: 50 made-up tokens sent at once from one address cause 20 checks', async () => {
+    const asked: string[] = [];
+    const auth = new StatusAuth(true, (t) => new Promise((ok) => setTimeout(() => ok((asked.push(t), false)), 20)));
+    const answers = await Promise.all(Array.from({ length: 50 }, (_, i) => auth.allows(req({ authorization: `Bearer made-up-${i}` }, '10.0.0.7'))));
+    expect(answers.every((a) => a === false)).to.equal(true);
+    expect(asked).to.have.length(REFUSED_CHECKS_PER_MINUTE);
+  });
+
   describe('checking a token with the API server', () => {
     const dir = mkdtempSync(join(tmpdir(), 'nbswarm-status-auth-'));
     let server: https.Server;

@@ -5,7 +5,7 @@ import type { Database } from 'better-sqlite3';
  * (writes). Objects: one row per object. History: the last changes, for watches that resume from
  * an older resourceVersion. Meta: the newest resourceVersion and how far history was compacted.
  *
- * A history row of the version an object is at now holds no text of its own (CURRENT, ''): the
+ * A history row of the version an object is at now holds no text of its own (''): the
  * text is the object's row. The write that replaces or deletes that version fills the row in first,
  * in the same transaction, so in every snapshot a row is either filled or its object is still at
  * its resourceVersion. A create writes its text once, not twice: 10,000 creates of ~1 KB leave a
@@ -27,9 +27,6 @@ export const SCHEMA = `
   CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v INTEGER NOT NULL);
   INSERT OR IGNORE INTO meta (k, v) VALUES ('rv', 1), ('compacted', 0);
 `;
-
-/** The text of a history row whose object is still at that version: the object's row holds it. */
-export const CURRENT = '';
 
 /** A history row's text: its own, or its object's while the object is at the row's version. */
 const HISTORY_TEXT = `CASE WHEN h.data = '' AND o.rv = h.rv THEN o.data ELSE h.data END`;

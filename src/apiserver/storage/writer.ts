@@ -89,7 +89,7 @@ function writerThread(): void {
       else if (st.insert.run(gr, ns, name, rv, text).changes === 0)
         throw new Error(`${String(gr)} ${String(ns)}/${String(name)} exists in storage but not in the server's view`);
       // A deleted object's last state lives only in history; a current version's text is its object's row.
-      st.hist.run(rv, gr, ns, name, type, type === 'DELETED' ? text : '' /* CURRENT */, now);
+      st.hist.run(rv, gr, ns, name, type, type === 'DELETED' ? text : '', now);
     }
     st.setMeta.run(m.rv, 'rv');
     if (m.compactUpTo !== undefined) {
