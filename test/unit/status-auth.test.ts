@@ -17,6 +17,19 @@ import { apiServerTokenCheck, cookie, isLoopback, REFUSED_CHECKS_PER_MINUTE, SES
 
 const req = (headers: Record<string, string>, remoteAddress = '10.1.2.3') => ({ headers, socket: { remoteAddress } }) as unknown as IncomingMessage;
 
+/** A login-required StatusAuth: 'file-token' from the file, 'kube-token' the one the API server accepts (it records what it is asked). */
+function fileAndKubeTokens() {
+  const clock = { now: 0 };
+  const asked: string[] = [];
+  const auth = new StatusAuth(
+    true,
+    async (t) => (asked.push(t), t === 'kube-token'),
+    ['file-token'],
+    () => clock.now,
+  );
+  return { auth, asked, clock };
+}
+
 describe('status page access', () => {
   it('knows loopback addresses', () => {
     for (const a of ['127.0.0.1', '127.1.2.3', '::1', 'localhost']) expect(isLoopback(a), a).to.equal(true);
@@ -28,14 +41,7 @@ describe('status page access', () => {
   });
 
   it('accepts a token from the file or one the API server accepts, and asks the API server once per token', async () => {
-    let now = 0;
-    const asked: string[] = [];
-    const auth = new StatusAuth(
-      true,
-      async (t) => (asked.push(t), t === 'kube-token'),
-      ['file-token'],
-      () => now,
-    );
+    const { auth, asked, clock } = fileAndKubeTokens();
     expect(await auth.allows(req({}))).to.equal(false);
     expect(await auth.allows(req({ authorization: 'Bearer file-token' }))).to.equal(true);
     expect(await auth.allows(req({ authorization: 'Bearer kube-token' }))).to.equal(true);
@@ -44,7 +50,7 @@ describe('status page access', () => {
     expect(await auth.allows(req({ authorization: 'Basic a2V5' }))).to.equal(false);
     expect(asked).to.deep.equal(['kube-token', 'wrong']);
     // A refusal is remembered only briefly (a token may have just been added), an acceptance for a minute.
-    now += 6000;
+    clock.now += 6000;
     await auth.allows(req({ authorization: 'Bearer wrong' }));
     await auth.allows(req({ authorization: 'Bearer kube-token' }));
     expect(asked).to.deep.equal(['kube-token', 'wrong', 'wrong']);
@@ -67,14 +73,7 @@ describe('status page access', () => {
   });
 
   it('stops checking the tokens of an address the API server refused 20 times this minute; others, file tokens and known tokens still get in', async () => {
-    let now = 0;
-    const asked: string[] = [];
-    const auth = new StatusAuth(
-      true,
-      async (t) => (asked.push(t), t === 'kube-token'),
-      ['file-token'],
-      () => now,
-    );
+    const { auth, asked, clock } = fileAndKubeTokens();
     expect(await auth.allows(req({ authorization: 'Bearer kube-token' }, '10.0.0.9'))).to.equal(true);
     for (let i = 0; i < REFUSED_CHECKS_PER_MINUTE; i++) expect(await auth.allows(req({ authorization: `Bearer made-up-${i}` }, '10.0.0.9'))).to.equal(false);
     expect(asked).to.have.length(1 + REFUSED_CHECKS_PER_MINUTE);
@@ -93,9 +92,9 @@ describe('status page access', () => {
     expect(await auth.allows(req({ authorization: 'Bearer mapped' }, '::ffff:10.0.0.9'))).to.equal(false);
     expect(asked.at(-1)).to.equal('other-made-up');
     // The minute over, its tokens are checked again.
-    now += 30_000;
+    clock.now += 30_000;
     expect(auth.retryAfterSeconds('10.0.0.9')).to.equal(30);
-    now += 30_000;
+    clock.now += 30_000;
     expect(auth.retryAfterSeconds('10.0.0.9')).to.equal(undefined);
     expect(await auth.allows(req({ authorization: 'Bearer made-up-later' }, '10.0.0.9'))).to.equal(false);
     expect(asked.at(-1)).to.equal('made-up-later');
