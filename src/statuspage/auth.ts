@@ -33,6 +33,7 @@ export const REFUSED_CHECKS_PER_MINUTE = 20;
 const REFUSAL_WINDOW_MS = 60_000;
 /** Client addresses whose refusals are counted at once (a flood of addresses cannot grow the table without bound). */
 const MAX_COUNTED_CLIENTS = 10_000;
+const BEARER_TOKEN = /^[\x21-\x7e]+$/;
 /** How long a token check may take before it counts as refused. */
 const CHECK_TIMEOUT_MS = 5_000;
 
@@ -57,7 +58,8 @@ export function apiServerTokenCheck(kc: () => KubeConfig | undefined, namespace?
     : `/apis/${GROUP}/${VERSION}/${PLURAL}?limit=1`;
   return async (token) => {
     const cluster = kc()?.getCurrentCluster();
-    if (!cluster) return false;
+    // A bearer token is visible ASCII (RFC 6750); anything else (a login form may send any text) cannot go in a header.
+    if (!cluster || !BEARER_TOKEN.test(token)) return false;
     let probe = probes.get(cluster);
     if (!probe) {
       // The cluster alone (server, CA, TLS name), with a user that has no credentials.

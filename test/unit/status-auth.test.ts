@@ -192,6 +192,13 @@ describe('status page access', () => {
       }
     });
 
+    it('refuses, unasked, a token that cannot be a bearer token (a login form may send any text)', async () => {
+      const check = apiServerTokenCheck(() => kc);
+      const asked = seen.length;
+      for (const t of ['two\nlines', 'spa ce', 'naïve', '']) expect(await check(t), JSON.stringify(t)).to.equal(false);
+      expect(seen.length).to.equal(asked);
+    });
+
     it('counts a server that does not answer as a refusal', async () => {
       const silent = new KubeConfig();
       silent.loadFromOptions({
