@@ -8,6 +8,7 @@
  */
 import { Command, Option } from 'commander';
 import { terminate } from './lib/child-rpc.js';
+import { leaveNothingBehind } from './lib/teardown.js';
 import { wholeNumber } from './lib/argv.js';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, existsSync } from 'node:fs';
@@ -46,6 +47,9 @@ export function sampleObject(i: number, namespace = 'bench', bytes = 1024): Reco
   return obj;
 }
 
+/** Data dirs of the etcds started here and not yet stopped (what a standalone run removes on its way out). */
+const etcdDirs = new Set<string>();
+
 export interface EtcdHandle {
   url: string;
   proc: ChildProcess;
@@ -62,6 +66,7 @@ export interface EtcdHandle {
 export async function startEtcd(opts: { tls?: boolean } = {}): Promise<EtcdHandle> {
   if (!existsSync(ETCD_BIN)) throw new Error(`${ETCD_BIN} not found: apt-get install etcd-server`);
   const dir = mkdtempSync(join(tmpdir(), 'nbswarm-bench-etcd-'));
+  etcdDirs.add(dir);
   const client = await freeLoopbackPort();
   const peer = await freeLoopbackPort();
   const url = `${opts.tls ? 'https' : 'http'}://127.0.0.1:${client}`;
@@ -111,6 +116,7 @@ export async function startEtcd(opts: { tls?: boolean } = {}): Promise<EtcdHandl
     if (proc.exitCode !== null || Date.now() > deadline) {
       proc.kill('SIGKILL');
       rmSync(dir, { recursive: true, force: true });
+      etcdDirs.delete(dir);
       throw new Error(`etcd did not start: ${stderr}`);
     }
     await sleep(100);
@@ -123,6 +129,7 @@ export async function startEtcd(opts: { tls?: boolean } = {}): Promise<EtcdHandl
       agent.destroy();
       await terminate(proc, 5000);
       rmSync(dir, { recursive: true, force: true });
+      etcdDirs.delete(dir);
     },
   };
 }
@@ -220,6 +227,7 @@ export async function benchEtcd(opts: { n?: number; concurrency?: number; valueB
 }
 
 if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
+  leaveNothingBehind('bench/etcd', etcdDirs);
   const opts = new Command('node dist/bench/etcd.js')
     .description('etcd 3.4 puts of ~1 KB objects through its JSON gateway (the P6 baseline alone)')
     .allowExcessArguments(false)

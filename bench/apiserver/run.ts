@@ -36,6 +36,7 @@ import { DEFAULT_LIMITS } from '../../src/apiserver/limits.js';
 import { sampleObject } from '../etcd.js';
 import { procCpuMs, procRss, procRssPeak, selfCpuMs, threadCpuMsByRole } from '../lib/proc.js';
 import { terminate } from '../lib/child-rpc.js';
+import { leaveNothingBehind } from '../lib/teardown.js';
 import { words } from '../lib/argv.js';
 import { parseApiServerBenchArgs } from './args.js';
 import { connect1, h2Clients, type Request } from './clients.js';
@@ -140,6 +141,10 @@ async function createPhase(protocol: string, serverPid: number, bodies: string[]
   };
 }
 
+/** The data dirs this run made; main's finally removes its own, the way out removes what is left. */
+const dataDirs = new Set<string>();
+if (isMainThread) leaveNothingBehind('bench/apiserver', dataDirs);
+
 /** Starts a child that prints `{"url": …}` as its first stdout line, and waits for that line. */
 async function startChild(argv: string[]): Promise<{ child: ChildProcess; url: string }> {
   const child = spawn(process.execPath, argv, { stdio: ['ignore', 'pipe', 'inherit'] });
@@ -156,6 +161,7 @@ async function startChild(argv: string[]): Promise<{ child: ChildProcess; url: s
 
 async function main(): Promise<void> {
   const dataDir = mkdtempSync(join(tmpdir(), 'nbswarm-bench-'));
+  dataDirs.add(dataDir);
   const { child, url } = await startChild([
     ...words(process.env.NBSWARM_BENCH_SERVER_NODE_ARGS),
     MAIN,
@@ -350,6 +356,7 @@ async function main(): Promise<void> {
     if (ceiling) await terminate(ceiling, 5000);
     await terminate(child, 5000);
     rmSync(dataDir, { recursive: true, force: true });
+    dataDirs.delete(dataDir);
   }
 }
 

@@ -6,7 +6,7 @@
  * process is still below the bench after that (started by code that registered nothing, or whose
  * stop failed) is ended too.
  */
-import { readdirSync, readFileSync } from 'node:fs';
+import { readdirSync, readFileSync, rmSync } from 'node:fs';
 
 interface Step {
   what: string;
@@ -143,5 +143,27 @@ function signal(procs: Proc[], sig: NodeJS.Signals): void {
     } catch {
       // gone meanwhile
     }
+  }
+}
+
+/**
+ * For a bench script run on its own (bench/apiserver, bench/etcd): however it ends — its work
+ * settles, a signal stops it, or an exception no handler caught ends the process — the processes
+ * below it and the directories in `dirs` (its data dirs; it removes its own as it goes) do not
+ * outlive it. A terminal's Ctrl-C reaches its children too; `kill PID`, or bench/run.ts stopping a
+ * scenario, reaches the script alone. A signal ends the script at once (its requests in flight
+ * would only fail one by one); `what` names it in the line it logs.
+ */
+export function leaveNothingBehind(what: string, dirs: ReadonlySet<string>): void {
+  // Only synchronous work runs on 'exit': its servers get SIGKILL (their data is thrown away anyway).
+  process.on('exit', () => {
+    killDescendants();
+    for (const d of dirs) rmSync(d, { recursive: true, force: true });
+  });
+  for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+    process.once(signal, () => {
+      process.stderr.write(`${what}: ${signal}: stopping what it started\n`);
+      process.exit(signal === 'SIGINT' ? 130 : 143);
+    });
   }
 }

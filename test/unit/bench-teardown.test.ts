@@ -1,7 +1,12 @@
 /** The bench's teardown: what a run started is stopped once, newest first, and no process of it is left. */
 import { expect } from 'chai';
 import { spawn } from 'node:child_process';
-import { descendants, endDescendants, running, Teardown, TornDownError } from '../../bench/lib/teardown.js';
+import { existsSync, readFileSync, rmSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { descendants, endDescendants, running, Teardown, TornDownError, type Proc } from '../../bench/lib/teardown.js';
+
+const API_BENCH = fileURLToPath(new URL('../../bench/apiserver/run.js', import.meta.url));
+const ETCD_BENCH = fileURLToPath(new URL('../../bench/etcd.js', import.meta.url));
 
 describe('bench teardown', () => {
   it('undoes what is still registered newest first, each once, going on past a failure', async () => {
@@ -71,4 +76,46 @@ describe('bench teardown', () => {
       root.kill('SIGKILL');
     }
   });
+
+  const scripts = [
+    { name: 'bench/apiserver', file: API_BENCH, args: ['--quick'], signal: 'SIGTERM' as const },
+    { name: 'bench/apiserver', file: API_BENCH, args: ['--quick'], signal: 'SIGINT' as const },
+    { name: 'bench/etcd', file: ETCD_BENCH, args: ['--n', '10', '--warmup', '1000000'], signal: 'SIGTERM' as const },
+  ];
+  for (const { name, file, args, signal } of scripts) {
+    it(`${name} stopped with ${signal} (kill PID, or bench/run.ts stopping a scenario) leaves neither its server nor its data dir`, async function () {
+      this.timeout(60_000);
+      const bench = spawn(process.execPath, [file, ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
+      let stderr = '';
+      bench.stderr!.on('data', (d: Buffer) => (stderr += d));
+      const exited = new Promise<number | null>((r) => bench.once('exit', (code) => r(code)));
+      const argvOf = (pid: number) => readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
+      let below: Proc[] = [];
+      let dataDir = '';
+      try {
+        // Its server (the API server, or etcd) is the process below it given a --data-dir.
+        let server: Proc | undefined;
+        for (let i = 0; i < 400 && !server; i++) {
+          await new Promise((r) => setTimeout(r, 50));
+          server = descendants(bench.pid!).find((p) => argvOf(p.pid).includes('--data-dir'));
+        }
+        expect(server, stderr).to.not.equal(undefined);
+        const argv = argvOf(server!.pid);
+        dataDir = argv[argv.indexOf('--data-dir') + 1]!;
+        await new Promise((r) => setTimeout(r, 1000));
+        below = descendants(bench.pid!);
+        expect(existsSync(dataDir)).to.equal(true);
+        bench.kill(signal);
+        expect(await exited, stderr).to.equal(signal === 'SIGINT' ? 130 : 143);
+        expect(below.filter(running), 'still running').to.deep.equal([]);
+        expect(existsSync(dataDir), dataDir).to.equal(false);
+        expect(stderr).to.contain(`${name}: ${signal}: stopping what it started`);
+      } finally {
+        // Whatever a failed run left is ended here, not on the machine.
+        bench.kill('SIGKILL');
+        for (const p of below.filter(running)) process.kill(p.pid, 'SIGKILL');
+        if (dataDir) rmSync(dataDir, { recursive: true, force: true });
+      }
+    });
+  }
 });
