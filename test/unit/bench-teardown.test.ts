@@ -107,7 +107,9 @@ describe('bench teardown', () => {
         expect(existsSync(dataDir)).to.equal(true);
         bench.kill(signal);
         expect(await exited, stderr).to.equal(signal === 'SIGINT' ? 130 : 143);
-        expect(below.filter(running), 'still running').to.deep.equal([]);
+        // Sent SIGKILL on the script's way out; the kernel ends them a moment later.
+        for (let i = 0; i < 60 && below.some(running); i++) await new Promise((r) => setTimeout(r, 50));
+        expect(below.filter(running), 'still running 3 s after the script ended').to.deep.equal([]);
         expect(existsSync(dataDir), dataDir).to.equal(false);
         expect(stderr).to.contain(`${name}: ${signal}: stopping what it started`);
       } finally {
