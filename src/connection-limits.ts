@@ -58,16 +58,25 @@ export function clientAddress(remoteAddress: string | undefined): string {
 export const REFUSAL_LOG_INTERVAL_MS = 60_000;
 
 /**
- * Applies `limits` to `server`: past `total` node:net closes new connections itself (its
- * maxConnections), past `perClient` a client's new connection is closed here. Refusals are logged
- * as warnings, at most one line per reason per REFUSAL_LOG_INTERVAL_MS (with how many since the
- * last), and `refused` hears of each (a metric).
+ * Applies `asked` to `server`: past `total` node:net closes new connections itself (its
+ * maxConnections), past `perClient` a client's new connection is closed here. The total is first
+ * lowered to what the open-file limit leaves (totalWithinDescriptors), with a warning when it must
+ * be. Refusals are logged as warnings, at most one line per reason per REFUSAL_LOG_INTERVAL_MS
+ * (with how many since the last), and `refused` hears of each (a metric).
  */
 export function limitConnections(
   server: Server,
-  limits: ConnectionLimits,
+  asked: ConnectionLimits,
   o: { log: Logger; what: string; refused?: (why: RefusedBecause) => void; now?: () => number },
 ): void {
+  const ceiling = totalWithinDescriptors(asked.total);
+  if (ceiling.lowered)
+    o.log.warn(`${o.what} holds fewer connections than asked: the rest of the open-file limit is kept for the process`, {
+      maxConnections: ceiling.total,
+      asked: asked.total,
+      hint: 'raise the limit (ulimit -n, or LimitNOFILE= in a systemd unit)',
+    });
+  const limits: ConnectionLimits = { total: ceiling.total, perClient: asked.perClient };
   const now = o.now ?? Date.now;
   const lastLine = new Map<RefusedBecause, { at: number; unlogged: number }>();
   const refuse = (why: RefusedBecause, address: string) => {

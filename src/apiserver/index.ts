@@ -5,7 +5,7 @@ import { hostname } from 'node:os';
 import { join, resolve } from 'node:path';
 import type { TLSSocket } from 'node:tls';
 import YAML from 'yaml';
-import { limitConnections, totalWithinDescriptors } from '../connection-limits.js';
+import { limitConnections } from '../connection-limits.js';
 import { createLogger, errorFields, type Logger } from '../log.js';
 import { loadSigningKey } from './auth/serviceaccounts.js';
 import { ensureTokenFile, newToken, TokenAuth, type User } from './auth/tokens.js';
@@ -149,16 +149,9 @@ export async function startApiServer(opts: ApiServerOptions): Promise<RunningApi
   });
   server.on('sessionError', () => {});
   server.on('tlsClientError', () => {});
-  const connections = totalWithinDescriptors(limits.maxConnections);
-  if (connections.lowered)
-    log.warn('fewer connections than asked: the rest of the open-file limit is kept for the process', {
-      maxConnections: connections.total,
-      asked: limits.maxConnections,
-      hint: 'raise the limit (ulimit -n, or LimitNOFILE= in a systemd unit)',
-    });
   limitConnections(
     server,
-    { total: connections.total, perClient: limits.maxConnectionsPerClient },
+    { total: limits.maxConnections, perClient: limits.maxConnectionsPerClient },
     { log, what: 'the API server', refused: (why) => api.metrics.refusedConnections.inc({ reason: why }) },
   );
   await new Promise<void>((ok, fail) => {

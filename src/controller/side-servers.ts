@@ -8,7 +8,7 @@ import type { Registry } from 'prom-client';
 import type { DockerMetrics } from '../backends/docker-metrics.js';
 import type { Backend } from '../backends/types.js';
 import type { Logger } from '../log.js';
-import { limitConnections, totalWithinDescriptors } from '../connection-limits.js';
+import { limitConnections } from '../connection-limits.js';
 import { listenOrExplain, PortInUseError } from '../port-holder.js';
 import { feedStatusPage, startStatusPage, type StatusPage } from '../statuspage/index.js';
 import type { OperatorHandle } from './operator.js';
@@ -81,7 +81,7 @@ export async function serveMetrics(
   });
   srv.setTimeout(limits.idleTimeoutMs ?? METRICS_IDLE_TIMEOUT_MS);
   // Every client is on loopback, mostly 127.0.0.1 itself: one address may hold them all.
-  const total = totalWithinDescriptors(limits.maxConnections ?? METRICS_MAX_CONNECTIONS).total;
+  const total = limits.maxConnections ?? METRICS_MAX_CONNECTIONS;
   limitConnections(srv, { total, perClient: total }, { log, what: 'the metrics port' });
   await listenOrExplain(srv, port, '127.0.0.1', '--metrics-port');
   log.info(`metrics on http://127.0.0.1:${port}/metrics`);

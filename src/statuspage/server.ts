@@ -11,7 +11,7 @@
 import http from 'node:http';
 import https from 'node:https';
 import type { AddressInfo } from 'node:net';
-import { limitConnections, totalWithinDescriptors } from '../connection-limits.js';
+import { limitConnections } from '../connection-limits.js';
 import type { Logger } from '../log.js';
 import { listenOrExplain } from '../port-holder.js';
 import { APP_CSS, APP_JS, INDEX_HTML, loginHtml } from './assets.js';
@@ -69,11 +69,7 @@ export class StatusPage {
     // closed once idle; an event stream never goes that quiet (a heartbeat every HEARTBEAT_MS).
     this.server.setTimeout(o.idleTimeoutMs ?? IDLE_TIMEOUT_MS);
     // It shares the operator's process (and open files): a flood of connections must not take them.
-    limitConnections(
-      this.server,
-      { total: totalWithinDescriptors(MAX_CONNECTIONS).total, perClient: MAX_CONNECTIONS_PER_CLIENT },
-      { log: o.log, what: 'the status page' },
-    );
+    limitConnections(this.server, { total: MAX_CONNECTIONS, perClient: MAX_CONNECTIONS_PER_CLIENT }, { log: o.log, what: 'the status page' });
   }
 
   /** Bind the port; resolves to the page's URL. */
@@ -136,10 +132,11 @@ export class StatusPage {
 
   /** A 429 for a client whose tokens the API server refused too often this minute (they are not checked now); false otherwise. */
   private tooManyRefusals(req: http.IncomingMessage, res: http.ServerResponse): boolean {
-    const retryAfter = this.o.auth.retryAfterSeconds(clientOf(req));
+    const client = clientOf(req);
+    const retryAfter = this.o.auth.retryAfterSeconds(client);
     if (retryAfter === undefined) return false;
     res.writeHead(429, { 'content-type': 'text/plain; charset=utf-8', 'retry-after': String(retryAfter), ...SECURITY_HEADERS });
-    res.end(`too many refused tokens from ${clientOf(req)}: no token is checked for it for ${retryAfter} s\n`);
+    res.end(`too many refused tokens from ${client}: no token is checked for it for ${retryAfter} s\n`);
     return true;
   }
 
