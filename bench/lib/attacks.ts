@@ -14,6 +14,7 @@ import tls from 'node:tls';
 import { fileURLToPath } from 'node:url';
 import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads';
 import { procRss } from './proc.js';
+import { replyText } from '../../src/util/http-reply.js';
 
 export const DEFAULT_SERVER_MAIN = fileURLToPath(new URL('../../src/apiserver/main.js', import.meta.url));
 
@@ -109,12 +110,11 @@ export function request(
           ...(opts.body !== undefined ? { 'content-type': opts.contentType ?? 'application/json', 'content-length': Buffer.byteLength(opts.body) } : {}),
         },
       },
-      (res) => {
-        const chunks: Buffer[] = [];
-        res.on('data', (c: Buffer) => chunks.push(c));
-        res.on('end', () => done(res.statusCode ?? 0, Buffer.concat(chunks).toString()));
-        res.on('error', () => done(0, 'response error'));
-      },
+      (res) =>
+        void replyText(res).then(
+          (text) => done(res.statusCode ?? 0, text),
+          () => done(0, 'response error'),
+        ),
     );
     let settled = false;
     const done = (status: number, text: string) => {

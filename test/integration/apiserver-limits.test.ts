@@ -8,6 +8,7 @@ import tls from 'node:tls';
 import { expect } from 'chai';
 import { startApiServer } from '../../src/apiserver/index.js';
 import { createLogger } from '../../src/log.js';
+import { replyText } from '../../src/util/http-reply.js';
 import {
   closedByServer,
   HealthProbe,
@@ -259,9 +260,10 @@ describe('API server limits', function () {
     async function healthzFrom(from: string): Promise<number | string> {
       const answer = await new Promise<number | string>((resolve) => {
         const r = https.get(new URL('/healthz', srv.url), { ca: srv.caPem, localAddress: from, agent: false }, (res) => {
-          res.resume();
-          res.on('end', () => resolve(res.statusCode ?? 0));
-          res.on('error', (e: NodeJS.ErrnoException) => resolve(e.code ?? e.message));
+          replyText(res, 0).then(
+            () => resolve(res.statusCode ?? 0),
+            (e: NodeJS.ErrnoException) => resolve(e.code ?? e.message),
+          );
         });
         r.on('error', (e: NodeJS.ErrnoException) => resolve(e.code ?? e.message));
       });
