@@ -61,17 +61,8 @@ export function apiServerTokenCheck(kc: () => KubeConfig | undefined, namespace?
     // A bearer token is visible ASCII (RFC 6750); anything else (a login form may send any text) cannot go in a header.
     if (!cluster || !BEARER_TOKEN.test(token)) return false;
     let probe = probes.get(cluster);
-    if (!probe) {
-      // The cluster alone (server, CA, TLS name), with a user that has no credentials.
-      probe = new KubeConfig();
-      probe.loadFromOptions({
-        clusters: [cluster],
-        users: [{ name: 'status-page-visitor' }],
-        contexts: [{ name: 'probe', cluster: cluster.name, user: 'status-page-visitor' }],
-        currentContext: 'probe',
-      });
-      probes.set(cluster, probe);
-    }
+    // The cluster alone (server, CA, TLS name), with a user that has no credentials.
+    if (!probe) probes.set(cluster, (probe = visitorConfig(cluster)));
     const agent = await sharedAgent(probe).catch(() => undefined);
     // Where client-node's own agent is needed (a proxy in the kubeconfig), the check goes through it, unpooled.
     if (!agent) return clientNodeCheck(cluster, token, namespace);
@@ -92,16 +83,21 @@ export function apiServerTokenCheck(kc: () => KubeConfig | undefined, namespace?
   };
 }
 
-/** The check through client-node, which makes a connection per call (its proxy agents included). */
-async function clientNodeCheck(cluster: Cluster, token: string, namespace: string | undefined): Promise<boolean> {
-  const probe = new KubeConfig();
-  probe.loadFromOptions({
+/** A KubeConfig of `cluster` alone, its user a status page visitor with `token` (or no credentials). */
+function visitorConfig(cluster: Cluster, token?: string): KubeConfig {
+  const kc = new KubeConfig();
+  kc.loadFromOptions({
     clusters: [cluster],
-    users: [{ name: 'status-page-visitor', token }],
+    users: [{ name: 'status-page-visitor', ...(token !== undefined ? { token } : {}) }],
     contexts: [{ name: 'probe', cluster: cluster.name, user: 'status-page-visitor' }],
     currentContext: 'probe',
   });
-  const api = probe.makeApiClient(CustomObjectsApi);
+  return kc;
+}
+
+/** The check through client-node, which makes a connection per call (its proxy agents included). */
+async function clientNodeCheck(cluster: Cluster, token: string, namespace: string | undefined): Promise<boolean> {
+  const api = visitorConfig(cluster, token).makeApiClient(CustomObjectsApi);
   try {
     if (namespace) await api.listNamespacedCustomObject({ group: GROUP, version: VERSION, plural: PLURAL, namespace, limit: 1 });
     else await api.listClusterCustomObject({ group: GROUP, version: VERSION, plural: PLURAL, limit: 1 });
