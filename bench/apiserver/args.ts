@@ -18,9 +18,13 @@ export interface ApiServerBenchArgs {
   updates: number;
   paced: number;
   synchronous: 'NORMAL' | 'FULL';
-  createsOnly: boolean;
+  stopAfter: StopAfter;
   serverMain: string;
 }
+
+/** The last phase a run goes through: the HTTP/2 creates alone, every create phase, or everything (list and watch too). */
+export const STOP_AFTER = ['http2-creates', 'creates', 'all'] as const;
+export type StopAfter = (typeof STOP_AFTER)[number];
 
 type SizeKey = 'objects' | 'concurrency' | 'warmup' | 'watchers' | 'updates' | 'paced';
 
@@ -41,7 +45,11 @@ export function apiServerBenchProgram(): Command {
     .showHelpAfterError('(--help lists every option with its default)')
     .addOption(new Option('--quick', 'smaller sizes (the "--quick" defaults below)').default(false))
     .addOption(new Option('--synchronous <mode>', "the server's SQLite synchronous setting").choices(['NORMAL', 'FULL']).default('NORMAL'))
-    .addOption(new Option('--creates-only', 'stop after the create phases').default(false))
+    .addOption(
+      new Option('--stop-after <phase>', "the last phase: http2-creates (P6's paired rounds), creates (HTTP/2, HTTP/1.1, the echo server), all")
+        .choices([...STOP_AFTER])
+        .default('all'),
+    )
     .addOption(new Option('--server-main <file>', "another build's src/apiserver/main.js, run with this client").default(DEFAULT_SERVER_MAIN, "this build's"));
   return addSizeOptions(program, SIZES);
 }
@@ -55,7 +63,7 @@ export function parseApiServerBenchArgs(argv: readonly string[], program: Comman
     quick,
     ...resolveSizes(opts, SIZES, quick),
     synchronous: opts.synchronous as 'NORMAL' | 'FULL',
-    createsOnly: opts.createsOnly === true,
+    stopAfter: opts.stopAfter as StopAfter,
     serverMain: opts.serverMain as string,
   };
 }

@@ -3,7 +3,7 @@
  * puts into etcd) at concurrency 32, list them, then fan a stream of updates out to 100 watchers.
  * Prints one JSON document.
  *
- *   node dist/bench/apiserver/run.js [--quick] [--objects N] [--concurrency C] [--warmup W] [--watchers W] [--updates U] [--paced P] [--synchronous NORMAL|FULL] [--creates-only] [--server-main FILE]
+ *   node dist/bench/apiserver/run.js [--quick] [--objects N] [--concurrency C] [--warmup W] [--watchers W] [--updates U] [--paced P] [--synchronous NORMAL|FULL] [--stop-after http2-creates|creates|all] [--server-main FILE]
  *   (--help lists the defaults; args.ts refuses what it does not know)
  *
  * The server runs as its own process (so its RSS and CPU are its own) and is talked to over HTTP/2
@@ -15,7 +15,8 @@
  * server's rate.
  * `--warmup` (1,000) untimed creates come first, as the etcd anchor's untimed puts do.
  * `--quick` is 3,000 objects, 20 watchers and 300 updates (bench/run.ts P6 passes it);
- * `--creates-only` stops after the create phases. `--server-main` runs another build's
+ * `--stop-after creates` ends the run after the create phases, `--stop-after http2-creates` after
+ * the first (P6's rounds paired with etcd need no more). `--server-main` runs another build's
  * src/apiserver/main.js with this client (before/after comparisons with the same client).
  * NBSWARM_BENCH_SERVER_NODE_ARGS adds node flags to the server process (e.g. `--cpu-prof
  * --cpu-prof-dir=/tmp/prof`). A create's response is checked by its status and for being whole,
@@ -52,7 +53,7 @@ const {
   paced: PACED,
   synchronous: SYNC,
   serverMain: MAIN,
-  createsOnly: CREATES_ONLY,
+  stopAfter: STOP_AFTER,
 } = ARGS;
 const NULL_SERVER = fileURLToPath(new URL('./null-server.js', import.meta.url));
 const NS = 'default';
@@ -207,6 +208,13 @@ async function main(): Promise<void> {
       h2.req,
     );
     const rssAfterCreate = rssMiB(child.pid!);
+    const serverRssMiB = { start: rssStart.rss, afterCreate: rssAfterCreate.rss };
+    const about = { benchmark: 'apiserver', node: process.version, objects: N, concurrency: C, objectBytes: createBody(0, 'obj-0').length, synchronous: SYNC };
+    if (STOP_AFTER === 'http2-creates') {
+      process.stdout.write(JSON.stringify({ ...about, create, serverRssMiB }, null, 2) + '\n');
+      h2.close();
+      return;
+    }
 
     // 1b. the same creates over C HTTP/1.1 connections (warmed first, so TLS handshakes are not timed)
     const h1 = connect1(url, ca, token, C);
@@ -236,19 +244,9 @@ async function main(): Promise<void> {
     nh2.close();
     await terminate(ceiling, 5000);
 
-    const head = {
-      benchmark: 'apiserver',
-      node: process.version,
-      objects: N,
-      concurrency: C,
-      objectBytes: createBody(0, 'obj-0').length,
-      synchronous: SYNC,
-      create,
-      createHttp1,
-      nodeCeiling,
-    };
-    if (CREATES_ONLY) {
-      process.stdout.write(JSON.stringify({ ...head, serverRssMiB: { start: rssStart.rss, afterCreate: rssAfterCreate.rss } }, null, 2) + '\n');
+    const head = { ...about, create, createHttp1, nodeCeiling };
+    if (STOP_AFTER === 'creates') {
+      process.stdout.write(JSON.stringify({ ...head, serverRssMiB }, null, 2) + '\n');
       h2.close();
       return;
     }
@@ -349,7 +347,7 @@ async function main(): Promise<void> {
         allDeliveredAfterSec: +fanSecs.toFixed(2),
         totalDelivered: received,
       },
-      serverRssMiB: { start: rssStart.rss, afterCreate: rssAfterCreate.rss, end: rssEnd.rss, peak: rssEnd.peak },
+      serverRssMiB: { ...serverRssMiB, end: rssEnd.rss, peak: rssEnd.peak },
     };
     process.stdout.write(JSON.stringify(result, null, 2) + '\n');
   } finally {

@@ -169,10 +169,10 @@ describe('API server bench command lines', () => {
       updates: 1000,
       paced: 100,
       synchronous: 'NORMAL',
-      createsOnly: false,
+      stopAfter: 'all',
       serverMain: DEFAULT_SERVER_MAIN,
     });
-    expect(bench(['--quick', '--warmup', '0', '--synchronous', 'FULL', '--creates-only', '--server-main', '/b/main.js']).args).to.deep.equal({
+    expect(bench(['--quick', '--warmup', '0', '--synchronous', 'FULL', '--stop-after', 'creates', '--server-main', '/b/main.js']).args).to.deep.equal({
       quick: true,
       objects: 3000,
       concurrency: 32,
@@ -181,7 +181,7 @@ describe('API server bench command lines', () => {
       updates: 300,
       paced: 20,
       synchronous: 'FULL',
-      createsOnly: true,
+      stopAfter: 'creates',
       serverMain: '/b/main.js',
     });
   });
@@ -191,6 +191,7 @@ describe('API server bench command lines', () => {
     expect(typo.error?.code).to.equal('commander.unknownOption');
     expect(typo.err).to.contain('(Did you mean --synchronous?)');
     expect(bench(['--synchronous', 'OFF']).err).to.contain('Allowed choices are NORMAL, FULL');
+    expect(bench(['--stop-after', 'list']).err).to.contain('Allowed choices are http2-creates, creates, all');
     for (const bad of ['abc', '0', '-5', '1.5']) expect(bench(['--objects', bad]).err, bad).to.contain('It must be a whole number ≥ 1');
     expect(bench(['--warmup', '-1']).err).to.contain('It must be a whole number ≥ 0');
     expect(bench(['FULL']).error?.code).to.equal('commander.excessArguments');
