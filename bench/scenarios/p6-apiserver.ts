@@ -136,7 +136,7 @@ interface CreatePhase {
   clientCpuMsPerOp: number;
 }
 
-/** bench/apiserver (a fresh server in a child process, ~1 KB NotebookServer creates at concurrency 32) with `extra` arguments. */
+/** bench/apiserver (a fresh server in a child process, ~1 KB NotebookServer creates at concurrency 32) with `extra` arguments (with `--stop-after http2-creates` only `create` is there). */
 async function apiserverBench(
   ctx: BenchContext,
   extra: string[],
