@@ -43,6 +43,15 @@ async function runningOn(cluster: Cluster, service: string): Promise<ClusterNode
   return cluster.nodes.find((n) => n.hostname === hostname);
 }
 
+/**
+ * The node of the service's running task, once the manager reports one. A task that already
+ * answers HTTP can still be `starting` in the manager's view for a moment (its worker reports the
+ * state after the container starts), so a test that begins right after a move waits for it.
+ */
+function taskNode(cluster: Cluster, service: string): Promise<ClusterNode> {
+  return waitFor("the manager to report the service's task running", () => runningOn(cluster, service), 60000);
+}
+
 /** Containers of the service on every node whose dockerd runs (a node with a cut link still answers on its socket). */
 async function containersOf(cluster: Cluster, service: string): Promise<{ node: string; id: string }[]> {
   const out: { node: string; id: string }[] = [];
@@ -162,7 +171,7 @@ describe('multi-node Swarm harness', function () {
       Mode: { Replicated: { Replicas: 1 } },
       EndpointSpec: { Mode: 'dnsrr', Ports: [{ Protocol: 'tcp', TargetPort: 8888, PublishedPort: SERVICE_PORT, PublishMode: 'host' }] },
     } as any);
-    const node = await waitFor('the service task to run', () => runningOn(cluster, service), 60000);
+    const node = await taskNode(cluster, service);
     expect(node.role).to.equal('worker');
     const answer = await cluster.hub.waitForHttp(`http://${node.ip}:${SERVICE_PORT}/`);
     report(`service running and answering on ${node.name}: ${ms(Date.now() - t0)}`);
@@ -192,7 +201,7 @@ describe('multi-node Swarm harness', function () {
   });
 
   it("moves the task to the other worker when a worker's dockerd is killed (-9); the restarted node is Ready again", async () => {
-    const victim = (await runningOn(cluster, service))!;
+    const victim = await taskNode(cluster, service);
     const other = cluster.workers.find((w) => w !== victim)!;
     const t0 = Date.now();
     await cluster.killNode(victim);
@@ -201,7 +210,7 @@ describe('multi-node Swarm harness', function () {
     const down = Date.now() - t0;
     await cluster.hub.waitForHttp(`http://${other.ip}:${SERVICE_PORT}/`, { timeoutMs: 60000, accept: (b) => b.trim() === other.hostname });
     report(`kill -9 of ${victim.name}'s dockerd: node Down after ${ms(down)}, task answering on ${other.name} after ${ms(Date.now() - t0)}`);
-    expect((await runningOn(cluster, service))?.name).to.equal(other.name);
+    expect((await taskNode(cluster, service)).name).to.equal(other.name);
     // dockerd died, its containers did not: the old task still serves (split brain) until the node is back.
     expect((await cluster.hub.httpGet(`http://${victim.ip}:${SERVICE_PORT}/`)).body.trim()).to.equal(victim.hostname);
 
@@ -253,7 +262,7 @@ describe('multi-node Swarm harness', function () {
   });
 
   it("moves the task when a worker's link is cut; the node is Ready again once the link is restored", async () => {
-    const victim = (await runningOn(cluster, service))!;
+    const victim = await taskNode(cluster, service);
     const other = cluster.workers.find((w) => w !== victim)!;
     const t0 = Date.now();
     await cluster.cutLink(victim);
@@ -282,7 +291,7 @@ describe('multi-node Swarm harness', function () {
   });
 
   it('drains a node: its task moves to the other worker; activate makes the node schedulable again', async () => {
-    const drained = (await runningOn(cluster, service))!;
+    const drained = await taskNode(cluster, service);
     const other = cluster.workers.find((w) => w !== drained)!;
     const t0 = Date.now();
     await cluster.drain(drained);
@@ -300,7 +309,7 @@ describe('multi-node Swarm harness', function () {
   });
 
   it('powers a worker off (every process of it killed) and back on: the task moves, nothing of the old one survives', async () => {
-    const victim = (await runningOn(cluster, service))!;
+    const victim = await taskNode(cluster, service);
     const other = cluster.workers.find((w) => w !== victim)!;
     const t0 = Date.now();
     await cluster.powerOffNode(victim);
