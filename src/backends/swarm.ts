@@ -74,6 +74,7 @@ export class SwarmBackend extends BaseBackend {
         const body = { ...spec, version: cur.Version.Index } as any;
         // Without credentials Swarm keeps the ones it stored with the spec.
         await (auth ? this.docker.getService(id).update(auth as any, body) : this.docker.getService(id).update(body));
+        this.reader.serviceChanged(id);
         return;
       } catch (err) {
         if (attempt === 0 && /out of sequence/i.test(String((err as any)?.json?.message ?? (err as Error).message))) continue;
@@ -294,6 +295,7 @@ export class SwarmBackend extends BaseBackend {
     } catch (err) {
       if (statusOf(err) !== 404) throw wrapDockerError(`docker service rm ${observed.name}`, err);
     }
+    this.reader.serviceChanged(observed.id);
     const uid = observed.labels[LABELS.uid];
     if (uid) await this.secrets.remove(uid, new Set());
   }
@@ -350,6 +352,8 @@ export class SwarmBackend extends BaseBackend {
       return ev ? { ...ev, type: raw.Actor?.Attributes?.['com.docker.swarm.task.id'] ? 'task' : 'container' } : undefined;
     }
     if (raw?.Type !== 'service') return undefined;
+    // Whatever changed the service (a write of ours or anyone's), its next read goes to Docker.
+    if (raw.Actor?.ID) this.reader.serviceChanged(String(raw.Actor.ID));
     return this.swarmEvents.serviceEvent(raw);
   }
 
