@@ -68,50 +68,42 @@ class FakeDocker {
   }
 }
 
-function reader(docker: FakeDocker, clock: { t: number }): SwarmReader {
-  return new SwarmReader(docker as unknown as Docker, new ServiceDrift(), () => clock.t);
+/** A reader on a fake Docker client, with a clock the test moves. */
+function setup(): { d: FakeDocker; clock: { t: number }; r: SwarmReader } {
+  const d = new FakeDocker();
+  const clock = { t: 1_000_000 };
+  return { d, clock, r: new SwarmReader(d as unknown as Docker, new ServiceDrift(), () => clock.t) };
 }
 
-const dockerReads = (d: FakeDocker) => d.calls.filter((c) => c === 'GET /services' || c === 'GET /tasks');
+/** One poll of the server: the lists it made of Docker, and the spec hashes it reported. */
+async function poll(d: FakeDocker, r: SwarmReader): Promise<{ reads: string[]; hashes: (string | undefined)[] }> {
+  d.calls = [];
+  const servers = await r.fetchUid(UID);
+  return { reads: d.calls.filter((c) => c === 'GET /services' || c === 'GET /tasks'), hashes: servers.map((o) => o.specHash) };
+}
+
+const BOTH = ['GET /services', 'GET /tasks'];
 
 describe('SwarmReader: polling a server that starts', () => {
   it('lists only the tasks while the service as last read stands, and the service again once it is too old', async () => {
-    const d = new FakeDocker();
-    const clock = { t: 1_000_000 };
-    const r = reader(d, clock);
-    const first = await r.fetchUid(UID);
-    expect(first.map((o) => [o.id, o.specHash, o.state])).to.deep.equal([['s1', 'h1', 'pending']]);
-    expect(dockerReads(d)).to.deep.equal(['GET /services', 'GET /tasks']);
-
-    d.calls = [];
+    const { d, clock, r } = setup();
+    expect((await r.fetchUid(UID)).map((o) => [o.id, o.specHash, o.state])).to.deep.equal([['s1', 'h1', 'pending']]);
     clock.t += SERVICE_REUSE_MS;
-    const second = await r.fetchUid(UID);
-    expect(second.map((o) => o.specHash)).to.deep.equal(['h1']);
-    expect(dockerReads(d)).to.deep.equal(['GET /tasks']);
-
-    d.calls = [];
+    expect(await poll(d, r)).to.deep.equal({ reads: ['GET /tasks'], hashes: ['h1'] });
     clock.t += 1;
-    await r.fetchUid(UID);
-    expect(dockerReads(d)).to.deep.equal(['GET /services', 'GET /tasks']);
+    expect(await poll(d, r)).to.deep.equal({ reads: BOTH, hashes: ['h1'] });
   });
 
   it('reads the service again after a change is announced (an event or a write of ours)', async () => {
-    const d = new FakeDocker();
-    const clock = { t: 1_000_000 };
-    const r = reader(d, clock);
+    const { d, r } = setup();
     await r.fetchUid(UID);
     d.svc = service('s1', 'h2');
     r.serviceChanged('s1');
-    d.calls = [];
-    const after = await r.fetchUid(UID);
-    expect(dockerReads(d)).to.deep.equal(['GET /services', 'GET /tasks']);
-    expect(after.map((o) => o.specHash)).to.deep.equal(['h2']);
+    expect(await poll(d, r)).to.deep.equal({ reads: BOTH, hashes: ['h2'] });
   });
 
   it('does not keep a read that a change overtook: the read may predate the change', async () => {
-    const d = new FakeDocker();
-    const clock = { t: 1_000_000 };
-    const r = reader(d, clock);
+    const { d, r } = setup();
     let release!: () => void;
     d.holdList = new Promise((ok) => (release = ok));
     const slow = r.fetchUid(UID);
@@ -122,21 +114,14 @@ describe('SwarmReader: polling a server that starts', () => {
     release();
     expect((await slow).map((o) => o.specHash)).to.deep.equal(['h1']);
     d.holdList = undefined;
-    d.calls = [];
-    const next = await r.fetchUid(UID);
-    expect(dockerReads(d)).to.deep.equal(['GET /services', 'GET /tasks']);
-    expect(next.map((o) => o.specHash)).to.deep.equal(['h2']);
+    expect(await poll(d, r)).to.deep.equal({ reads: BOTH, hashes: ['h2'] });
   });
 
   it('keeps what an inspect read, until a change is announced', async () => {
-    const d = new FakeDocker();
-    const clock = { t: 1_000_000 };
-    const r = reader(d, clock);
+    const { d, r } = setup();
     await r.fetchUid(UID);
     r.serviceChanged('s1');
     await r.inspectService('s1');
-    d.calls = [];
-    await r.fetchUid(UID);
-    expect(dockerReads(d)).to.deep.equal(['GET /tasks']);
+    expect(await poll(d, r)).to.deep.equal({ reads: ['GET /tasks'], hashes: ['h1'] });
   });
 });
