@@ -158,6 +158,8 @@ async function measure(ctx: BenchContext, kind: BackendKind, op: CliOperator, r:
     operatorRssRestSeconds: ctx.args.restSeconds,
     operatorHeapUsedMB: round(mem.heapUsed / 2 ** 20, 1),
     operatorHeapIdleMB: round(memIdle.heapUsed / 2 ** 20, 1),
+    // The collection the operator runs itself once a burst is over (src/memory-after-burst.ts): how many, and the heap it left.
+    operatorMemoryAfterBurst: opStats.memoryAfterBurst,
     apiServerRssMB: round(apiRss / 2 ** 20, 1),
     listAllMs: roundSummary(summarize(listMs), 1),
     listAllWithClientParseMs: roundSummary(summarize(listParsedMs), 1),
@@ -166,7 +168,7 @@ async function measure(ctx: BenchContext, kind: BackendKind, op: CliOperator, r:
     watchFanout: fan,
   };
   r.notes.push(
-    'the operator runs as the bundled CLI (node dist/nbswarm.mjs operator, same policy, Docker through the counting proxy) in its own process; its RSS is read from /proc 5 s after the queue drained (no forced GC), heap figures from its /stats. The API server RSS is read from /proc of its child process.',
+    `the operator runs as the bundled CLI (node dist/nbswarm.mjs operator, same policy, Docker through the counting proxy) in its own process; its RSS at rest is the median of the last 10 of ${ctx.args.restSeconds} s after the queue drained, read from /proc (no collection forced from outside; the operator runs its own after a burst, operatorMemoryAfterBurst), heap figures from its /stats. The API server RSS is read from /proc of its child process.`,
   );
   r.notes.push('fan-out watchers live in the bench process; the operator (another process) also receives each update and reconciles it.');
   await stopOperator();
