@@ -1,10 +1,10 @@
 /**
- * `npm test`: the whole suite as four mocha processes at once. Most of the suite's time is spent
- * waiting (for Docker tasks, JupyterHub, restart delays), not computing: a run of the operator
- * suites alone keeps a third of one core busy. So the suites run in four groups side by side, each
- * an ordinary mocha run with .mocharc.json's options; the groups never share Docker objects (tests
- * name theirs with a per-process run id and prefix). Each group's report is printed whole when it
- * ends, a progress line every minute until then; the exit code is non-zero when any group fails.
+ * `npm test`: the whole suite as two mocha processes at once. Most of the suite's time is spent
+ * waiting (for Docker tasks, JupyterHub, restart delays), not computing, so the suites that wait
+ * most run beside the rest instead of after it. Each process is an ordinary mocha
+ * run with .mocharc.json's options; the two never share Docker objects (tests name theirs with a
+ * per-process run id and prefix). Each group's report is printed whole when it ends, a progress
+ * line every minute until then; the exit code is non-zero when either group fails.
  *
  *   node dist/test/run-groups.js [mocha options, e.g. --grep X]
  *   NBSWARM_TEST_GROUPS=serial   runs the groups one after the other (the same as plain `mocha`)
@@ -20,57 +20,30 @@ const distTest = join(root, 'dist', 'test');
 
 interface Group {
   name: string;
-  /** Spec files under dist/test/ whose path starts with one of these; the last group takes the rest. */
-  prefixes: string[];
+  holds(file: string): boolean;
 }
 
 /**
- * The first group that holds a file runs it; the last holds everything left. The first three hold
- * the suites that mostly wait; within a group the suites run one after another, so suites that must
- * not overlap share a group. On a 2-core VM the suites' timed tests summed to 447 s, 404 s and
- * ~480 s in the first three groups and ~420 s in the last (before: two groups of 1,102 s and
- * 1,222 s in all).
+ * The first group that holds a file runs it; the last holds everything left. The first group is the
+ * suites that mostly wait (JupyterHub, the multi-node cluster, dockerd restarts, dashboards, image
+ * builds, the bare-machine set-up), about half of the suite's time.
  */
-const GROUPS: Group[] = [
-  {
-    name: 'hub and images',
-    prefixes: [
-      'e2e/hub.test.js',
-      'e2e/dashboards-hub.test.js',
-      'integration/hub-pytest.test.js',
-      'integration/dashboards.test.js',
-      // these two build the operator image: never two builds of one tag at once
-      'integration/kubernetes-manifests.test.js',
-      'integration/operator-image.test.js',
-      'integration/packaging.test.js',
-      'integration/setup-bare-machine.test.js',
-    ],
-  },
-  {
-    name: 'clusters',
-    // Each makes dockerd nodes of its own in network namespaces: one such cluster at a time.
-    prefixes: ['e2e/multinode.test.js', 'cluster/', 'integration/fault-dockerd.test.js'],
-  },
-  {
-    name: 'operator suites',
-    prefixes: [
-      'integration/operator-container.test.js',
-      'integration/operator-service.test.js',
-      'integration/operator-culling.test.js',
-      'integration/fault-docker-hang.test.js',
-      'integration/gitops-flow.test.js',
-      'integration/tenancy.test.js',
-      'integration/source-image.test.js',
-      'integration/system-user.test.js',
-      'integration/backend-swarm.test.js',
-      'integration/backend-container.test.js',
-      'integration/container-drift.test.js',
-    ],
-  },
-  { name: 'the rest', prefixes: [''] },
+const WAITING_SUITES = [
+  'e2e/',
+  'cluster/',
+  'integration/fault-dockerd.test.js',
+  'integration/hub-pytest.test.js',
+  'integration/dashboards.test.js',
+  'integration/kubernetes-manifests.test.js',
+  // builds the operator image as kubernetes-manifests does: never two builds of one tag at once
+  'integration/operator-image.test.js',
+  'integration/packaging.test.js',
+  'integration/setup-bare-machine.test.js',
 ];
-
-const holds = (g: Group, file: string) => g.prefixes.some((p) => file.startsWith(`dist/test/${p}`));
+const GROUPS: Group[] = [
+  { name: 'waiting suites', holds: (f) => WAITING_SUITES.some((w) => f.startsWith(`dist/test/${w}`)) },
+  { name: 'the rest', holds: () => true },
+];
 
 function specFiles(dir: string): string[] {
   return readdirSync(dir, { withFileTypes: true })
@@ -139,7 +112,7 @@ async function main(): Promise<void> {
   const all = specFiles(distTest).map((f) => relative(root, f));
   if (!all.length) throw new Error(`no spec files under ${distTest}: run npm run build first`);
   const byGroup = new Map<Group, string[]>(GROUPS.map((g) => [g, []]));
-  for (const f of all) byGroup.get(GROUPS.find((g) => holds(g, f))!)!.push(f);
+  for (const f of all) byGroup.get(GROUPS.find((g) => g.holds(f))!)!.push(f);
   const extra = process.argv.slice(2);
   const serial = process.env.NBSWARM_TEST_GROUPS === 'serial';
   const progress = new Map<string, string>();
