@@ -49,7 +49,11 @@ export class SwarmReader {
   private readonly boundIps: BoundIps;
   /** Observations whose every later change Docker announces on our event stream. */
   private readonly settledObs = new WeakSet<ObservedServer>();
-  /** Each service as last read, by ID, until it is known to have changed (SERVICE_REUSE_MS). */
+  /**
+   * Each service as last read, by ID, until it is known to have changed or is older than
+   * SERVICE_REUSE_MS; oldest first, so what has expired is dropped from the front (a resync lists
+   * every service, and none of them should stay in memory for longer than it may be reused).
+   */
   private readonly lastRead = new Map<string, { service: any; at: number }>();
   /** Counts serviceChanged calls: a read that a change overtook is not kept (it may predate the change). */
   private changes = 0;
@@ -96,6 +100,7 @@ export class SwarmReader {
   /** The services `ids` as last read, when every one of them is recent and unchanged since. */
   private recentServices(ids: string[]): any[] | undefined {
     const now = this.now();
+    this.dropExpired(now);
     const out: any[] = [];
     for (const id of ids) {
       const r = this.lastRead.get(id);
@@ -107,7 +112,24 @@ export class SwarmReader {
 
   /** Keeps `s` as read, unless a change was announced since the read began (`changesBefore`). */
   private remember(s: any, changesBefore: number): void {
-    if (s?.ID && changesBefore === this.changes) this.lastRead.set(s.ID, { service: s, at: this.now() });
+    if (!s?.ID || changesBefore !== this.changes) return;
+    const now = this.now();
+    // Deleted first, so that the entry moves to the end: the map stays in order of reading.
+    this.lastRead.delete(s.ID);
+    this.lastRead.set(s.ID, { service: s, at: now });
+    this.dropExpired(now);
+  }
+
+  private dropExpired(now: number): void {
+    for (const [id, r] of this.lastRead) {
+      if (now - r.at <= SERVICE_REUSE_MS) return;
+      this.lastRead.delete(id);
+    }
+  }
+
+  /** How many services are kept as last read (for tests). */
+  get servicesKept(): number {
+    return this.lastRead.size;
   }
 
   /**

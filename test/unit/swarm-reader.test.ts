@@ -125,3 +125,18 @@ describe('SwarmReader: polling a server that starts', () => {
     expect(await poll(d, r)).to.deep.equal({ reads: ['GET /tasks'], hashes: ['h1'] });
   });
 });
+
+describe('SwarmReader: services kept as last read', () => {
+  it('keeps none for longer than it may reuse them', async () => {
+    const { d, clock, r } = setup();
+    await r.fetchUid(UID);
+    expect(r.servicesKept).to.equal(1);
+    clock.t += SERVICE_REUSE_MS + 1;
+    d.svc = service('s2', 'h1');
+    await r.inspectService('s2');
+    // s1 expired and is gone: only the service just read is kept.
+    expect(r.servicesKept).to.equal(1);
+    r.serviceChanged('s2');
+    expect(r.servicesKept).to.equal(0);
+  });
+});
