@@ -99,12 +99,12 @@ export class SwarmReader {
 
   /** The services `ids` as last read, when every one of them is recent and unchanged since. */
   private recentServices(ids: string[]): any[] | undefined {
-    const now = this.now();
-    this.dropExpired(now);
+    // What is left after this is recent: the map is in order of reading.
+    this.dropExpired(this.now());
     const out: any[] = [];
     for (const id of ids) {
       const r = this.lastRead.get(id);
-      if (!r || now - r.at > SERVICE_REUSE_MS) return undefined;
+      if (!r) return undefined;
       out.push(r.service);
     }
     return out;
