@@ -99,6 +99,12 @@ export const ANNOTATIONS = {
    * (or "onStart", or the policy's imageUpdates) at its next start only.
    */
   imageUpdates: 'nbswarm.io/image-updates',
+  /**
+   * Any new value asks for a reconcile (`kubectl annotate --overwrite nbs NAME
+   * nbswarm.io/reconcile=$(date +%s)`), like Flux's reconcile.fluxcd.io/requestedAt. A change to
+   * any `nbswarm.io/` annotation does; labels and other tools' annotations do not (echoes.ts).
+   */
+  reconcile: 'nbswarm.io/reconcile',
 } as const;
 
 /** stoppedReason of a server stopped because it missed its start deadline. */

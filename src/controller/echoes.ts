@@ -5,7 +5,8 @@
  * API and Docker reads (at 1,000 servers, a second reconcile for every status patch).
  *
  * Three rules, in one place:
- *  - needsReconcile: a status-only change (no generation, metadata or deletion change) needs none;
+ *  - needsReconcile: a change to nothing the reconcile reads (status, labels, other tools'
+ *    annotations) needs none;
  *  - the resourceVersion a write of ours returned marks its echo, which is skipped (and consumed);
  *  - an event that arrives while its key is being reconciled may be the echo of that very
  *    reconcile's write (the API server can deliver the event before the PATCH response): it is
@@ -18,7 +19,13 @@ import type { NotebookServer } from '../api/types.js';
 /** Own resourceVersions remembered per key (a reconcile writes at most a few). */
 const OWN_RVS_PER_KEY = 8;
 
-/** Status-only updates (our own patches) need no reconcile; spec, metadata and deletion do. */
+/**
+ * Only what the reconcile reads calls for one: spec (generation), deletion, finalizers and the
+ * operator's own `nbswarm.io/` annotations. Status-only updates (our own patches) and changes to
+ * labels or to other tools' annotations (kubectl, Argo CD, a hub's bookkeeping) need none: the
+ * reconcile reads neither, so it would only repeat its Docker and API reads (controller-runtime's
+ * GenerationChangedPredicate + AnnotationChangedPredicate, narrowed to the annotations it reads).
+ */
 export function needsReconcile(ev: InformerEvent<NotebookServer>): boolean {
   if (ev.type !== 'modified' || ev.fromList || !ev.old) return true;
   const a = ev.old.metadata;
@@ -26,10 +33,18 @@ export function needsReconcile(ev: InformerEvent<NotebookServer>): boolean {
   return (
     a.generation !== b.generation ||
     a.deletionTimestamp !== b.deletionTimestamp ||
-    !jsonEqual(a.annotations ?? {}, b.annotations ?? {}) ||
-    !jsonEqual(a.labels ?? {}, b.labels ?? {}) ||
+    !jsonEqual(ownAnnotations(a.annotations), ownAnnotations(b.annotations)) ||
     !jsonEqual(a.finalizers ?? [], b.finalizers ?? [])
   );
+}
+
+const OWN_ANNOTATION_PREFIX = 'nbswarm.io/';
+
+/** The `nbswarm.io/` annotations of an object (the only ones a reconcile reads). */
+function ownAnnotations(annotations: Record<string, string> | undefined): Record<string, string> {
+  const own: Record<string, string> = {};
+  for (const [k, v] of Object.entries(annotations ?? {})) if (k.startsWith(OWN_ANNOTATION_PREFIX)) own[k] = v;
+  return own;
 }
 
 export class EchoSuppressor {

@@ -11,6 +11,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import YAML from 'yaml';
+import { ANNOTATIONS } from '../../src/api/names.js';
 import { GROUP, LABELS, PLURAL, VERSION, type NotebookServer } from '../../src/api/types.js';
 import { startApiServer, type RunningApiServer } from '../../src/apiserver/index.js';
 import { createBackend, type BackendOptions } from '../../src/backends/docker.js';
@@ -170,6 +171,21 @@ export async function cleanupPrefix(docker: Docker, prefix: string): Promise<voi
 
 export function nbsYaml(name: string, spec: Record<string, unknown>, meta: Record<string, unknown> = {}): string {
   return YAML.stringify({ apiVersion: `${GROUP}/${VERSION}`, kind: 'NotebookServer', metadata: { name, namespace: NS, ...meta }, spec });
+}
+
+/**
+ * Asks the operator to reconcile `name` again (a new value of nbswarm.io/reconcile) and waits until
+ * a reconcile has started since; what it did is for the caller to check.
+ */
+export async function reconcileAgain(env: Env, name: string, namespace = NS): Promise<void> {
+  const before = reconcilesOf(env, name, namespace);
+  await env.kubectl(['annotate', '--overwrite', '-n', namespace, 'nbs', name, `${ANNOTATIONS.reconcile}=${Date.now()}`]);
+  await waitFor(`a reconcile of ${namespace}/${name} after ${ANNOTATIONS.reconcile} changed`, async () => reconcilesOf(env, name, namespace) > before, 10_000);
+}
+
+/** Reconciles the operator's queue has started for one server so far. */
+export function reconcilesOf(env: Env, name: string, namespace = NS): number {
+  return env.op.stats().queue.perKey[`${namespace}/${name}`]?.reconciles ?? 0;
 }
 
 export async function getNbs(env: Env, name: string): Promise<NotebookServer> {

@@ -6,7 +6,21 @@ import { expect } from 'chai';
 import { LABELS, type NotebookServer } from '../../src/api/types.js';
 import type { BackendKind } from '../../src/backends/types.js';
 import { TEST_IMAGE, dockerEventsBetween, httpGet, sleep, waitFor } from '../helpers/docker.js';
-import { HTTPD, NS, containerEnv, dockerExec, getNbs, nbsYaml, patchSpec, setupEnv, waitPhase, waitReady, type Env } from './operator-harness.js';
+import {
+  HTTPD,
+  NS,
+  containerEnv,
+  dockerExec,
+  getNbs,
+  nbsYaml,
+  patchSpec,
+  reconcileAgain,
+  reconcilesOf,
+  setupEnv,
+  waitPhase,
+  waitReady,
+  type Env,
+} from './operator-harness.js';
 
 // Exits on SIGTERM (PID 1 ignores signals it has no handler for), so removal does not wait 10 s.
 const ORPHAN_CMD = ['sh', '-c', 'trap "exit 0" TERM; while :; do sleep 1; done'];
@@ -303,8 +317,14 @@ export function operatorSuite(kind: BackendKind): void {
       const img: any = await env.docker.getImage(built).inspect();
       expect(img.Config.Labels['nbswarm.io/source-uid']).to.equal(a.metadata.uid);
       expect(img.Config.Labels['nbswarm.io/built-for-uid']).to.equal(b.metadata.uid);
+      // A label or another tool's annotation is nothing a reconcile reads: none runs.
+      const runs = reconcilesOf(env, 'nb-clone');
+      await env.kubectl(['annotate', 'nbs', 'nb-clone', '-n', NS, 'example.com/unrelated=1']);
+      await env.kubectl(['label', 'nbs', 'nb-clone', '-n', NS, 'team=a']);
+      await sleep(1000);
+      expect(reconcilesOf(env, 'nb-clone'), 'reconciles after a label and a foreign annotation').to.equal(runs);
       // No rebuild on a plain reconcile: builtAt stays.
-      await env.kubectl(['annotate', 'nbs', 'nb-clone', '-n', NS, 'unrelated=1']);
+      await reconcileAgain(env, 'nb-clone');
       await sleep(1500);
       expect((await getNbs(env, 'nb-clone')).status?.build?.builtAt).to.equal(b.status?.build?.builtAt);
       // The rebuild annotation does.

@@ -11,7 +11,7 @@ import { execFile, execFileSync } from 'node:child_process';
 import { promisify } from 'node:util';
 import { GROUP, LABELS, PLURAL, VERSION, type NotebookServer } from '../../src/api/types.js';
 import { TEST_IMAGE, waitFor } from '../helpers/docker.js';
-import { HTTPD, dockerExec, setupEnv, type Env } from './operator-harness.js';
+import { HTTPD, dockerExec, reconcileAgain, setupEnv, type Env } from './operator-harness.js';
 
 const run = promisify(execFile);
 
@@ -113,7 +113,7 @@ describe('tenancy and drift (service backend, real dockerd)', function () {
       'carol reconciled by the new operator',
       async () => op.stats().reconciler.reconciles > 0 && (await get('tenant-c', 'carol')).status?.phase === 'Running',
     );
-    await env.kubectl(['annotate', '-n', 'tenant-c', 'nbs/carol', 'touch=1']);
+    await reconcileAgain(env, 'carol', 'tenant-c');
     await new Promise((r) => setTimeout(r, 3000));
     const after = await service(c.metadata.uid!);
     expect(after.ID).to.equal(before.ID);
@@ -190,7 +190,7 @@ describe('tenancy and drift (service backend, real dockerd)', function () {
     const second = await idOf(tag);
     builtImages.push(second);
     expect(second).not.to.equal(first);
-    await env.kubectl(['annotate', '-n', 'tenant-e', 'nbs/fay', 'touch=1']);
+    await reconcileAgain(env, 'fay', 'tenant-e');
     await new Promise((r) => setTimeout(r, 3000));
     expect(await image(), 'a running server is not restarted for a moved tag').to.equal(first);
     await env.kubectl(['annotate', '-n', 'tenant-e', 'nbs/fay', 'nbswarm.io/stopped=test']);

@@ -22,18 +22,30 @@ const modified = (rv: string, meta: Partial<NotebookServer['metadata']> = {}): I
 });
 
 describe('needsReconcile (watch-event predicate)', () => {
-  it('skips our own status-only updates but not spec, metadata or deletion changes', () => {
+  it('skips our own status-only updates but not spec, nbswarm.io/ annotation, finalizer or deletion changes', () => {
     const old = nbs();
     expect(needsReconcile({ type: 'modified', key: 'ns/a', old, obj: nbs({ resourceVersion: '2' }, { phase: 'Running' }) })).to.equal(false);
     expect(needsReconcile({ type: 'modified', key: 'ns/a', old, obj: nbs({ generation: 2 }) })).to.equal(true);
     expect(needsReconcile({ type: 'modified', key: 'ns/a', old, obj: nbs({ annotations: { 'nbswarm.io/stopped': 'x' } }) })).to.equal(true);
-    expect(needsReconcile({ type: 'modified', key: 'ns/a', old, obj: nbs({ labels: { a: 'b' } }) })).to.equal(true);
+    const stopped = nbs({ annotations: { 'nbswarm.io/stopped': 'x', 'other.io/a': '1' } });
+    expect(needsReconcile({ type: 'modified', key: 'ns/a', old: stopped, obj: nbs({ annotations: { 'other.io/a': '1' } }) })).to.equal(true);
     expect(needsReconcile({ type: 'modified', key: 'ns/a', old, obj: nbs({ finalizers: ['f'] }) })).to.equal(true);
     expect(needsReconcile({ type: 'modified', key: 'ns/a', old, obj: nbs({ deletionTimestamp: '2026-01-01T00:00:00Z' }) })).to.equal(true);
     expect(needsReconcile({ type: 'added', key: 'ns/a', obj: old })).to.equal(true);
     expect(needsReconcile({ type: 'deleted', key: 'ns/a', obj: old })).to.equal(true);
     // A relist always reconciles (we may have missed anything while disconnected).
     expect(needsReconcile({ type: 'modified', key: 'ns/a', old, obj: nbs(), fromList: true })).to.equal(true);
+  });
+
+  it('skips changes to labels and to annotations of other tools (no nbswarm.io/ one changed)', () => {
+    const old = nbs({ annotations: { 'nbswarm.io/rebuild': '1', 'kubectl.kubernetes.io/restartedAt': 'a' } });
+    const changed = (meta: Partial<NotebookServer['metadata']>) =>
+      needsReconcile({ type: 'modified', key: 'ns/a', old, obj: nbs({ resourceVersion: '2', annotations: old.metadata.annotations, ...meta }) });
+    expect(changed({ labels: { team: 'b' } })).to.equal(false);
+    expect(changed({ annotations: { 'nbswarm.io/rebuild': '1', 'kubectl.kubernetes.io/restartedAt': 'b' } })).to.equal(false);
+    // A look-alike domain is another tool's.
+    expect(changed({ annotations: { 'nbswarm.io/rebuild': '1', 'bench.nbswarm.io/fanout': '7' } })).to.equal(false);
+    expect(changed({ annotations: { 'nbswarm.io/rebuild': '2' } })).to.equal(true);
   });
 });
 
