@@ -4,6 +4,8 @@
  * NotebookServer. One module, so a label is spelled once and a reader finds them all here.
  */
 export const GROUP = 'nbswarm.io';
+/** What every nbswarm label and annotation key starts with. */
+export const KEY_PREFIX = `${GROUP}/`;
 export const VERSION = 'v1alpha1';
 export const API_VERSION = `${GROUP}/${VERSION}`;
 export const KIND = 'NotebookServer';

@@ -3,7 +3,7 @@
  * service's tasks say about the server (Swarm keeps old tasks next to the current one, and a
  * crash-looping task is retried under a new task).
  */
-import { LABELS } from '../api/names.js';
+import { KEY_PREFIX, LABELS } from '../api/names.js';
 import { envList } from './base-backend.js';
 import { diffPaths, dropDefault, pruneEmpty } from './drift.js';
 import { BackendError, type DesiredServer, type ObservedState, type ResolvedImage } from './types.js';
@@ -238,7 +238,7 @@ const BOOKKEEPING_LABELS = new Set<string>([LABELS.writtenImage, LABELS.writtenA
  */
 export function ownedServiceSpec(spec: any): any {
   const labels: Record<string, string> = {};
-  for (const [k, v] of Object.entries<string>(spec?.Labels ?? {})) if (k.startsWith('nbswarm.io/') && !BOOKKEEPING_LABELS.has(k)) labels[k] = v;
+  for (const [k, v] of Object.entries<string>(spec?.Labels ?? {})) if (k.startsWith(KEY_PREFIX) && !BOOKKEEPING_LABELS.has(k)) labels[k] = v;
   const { ForceUpdate: _f, Runtime: runtime, Networks: networks, ...task } = spec?.TaskTemplate ?? {};
   const { Privileges: _p, ...container } = task.ContainerSpec ?? {};
   return pruneEmpty({

@@ -14,6 +14,7 @@
  */
 import { jsonEqual } from '../util/json.js';
 import type { InformerEvent } from './informer.js';
+import { KEY_PREFIX } from '../api/names.js';
 import type { NotebookServer } from '../api/types.js';
 
 /** Own resourceVersions remembered per key (a reconcile writes at most a few). */
@@ -33,18 +34,24 @@ export function needsReconcile(ev: InformerEvent<NotebookServer>): boolean {
   return (
     a.generation !== b.generation ||
     a.deletionTimestamp !== b.deletionTimestamp ||
-    !jsonEqual(ownAnnotations(a.annotations), ownAnnotations(b.annotations)) ||
+    !sameOwnAnnotations(a.annotations, b.annotations) ||
     !jsonEqual(a.finalizers ?? [], b.finalizers ?? [])
   );
 }
 
-const OWN_ANNOTATION_PREFIX = 'nbswarm.io/';
-
-/** The `nbswarm.io/` annotations of an object (the only ones a reconcile reads). */
-function ownAnnotations(annotations: Record<string, string> | undefined): Record<string, string> {
-  const own: Record<string, string> = {};
-  for (const [k, v] of Object.entries(annotations ?? {})) if (k.startsWith(OWN_ANNOTATION_PREFIX)) own[k] = v;
-  return own;
+/**
+ * Whether `a` and `b` hold the same `nbswarm.io/` annotations (the only ones a reconcile reads).
+ * Runs for every watch event, so it compares in place instead of building filtered copies.
+ */
+function sameOwnAnnotations(a: Record<string, string> = {}, b: Record<string, string> = {}): boolean {
+  let unmatched = 0;
+  for (const k in a) {
+    if (!k.startsWith(KEY_PREFIX)) continue;
+    if (b[k] !== a[k]) return false;
+    unmatched++;
+  }
+  for (const k in b) if (k.startsWith(KEY_PREFIX)) unmatched--;
+  return unmatched === 0;
 }
 
 export class EchoSuppressor {
