@@ -7,12 +7,30 @@
 #                          the TypeScript, so `npm run build` need not have run (`npm ci` must have)
 # SKIP_SHINY=1 leaves out the Shiny image. Each recipe reports its long steps (elapsed, typical
 # time); this prints one line before and one timing line after each image.
+#
+# Usage: images/build-all.sh [IMAGE...]   only the images named (of the four above), in this order;
+#   .ci/run builds the three that need no node_modules while `npm ci` compiles.
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-images=(local/busybox:test local/notebook:latest)
-[ "${SKIP_SHINY:-0}" = 1 ] || images+=(local/shiny:latest)
+all=(local/busybox:test local/notebook:latest)
+[ "${SKIP_SHINY:-0}" = 1 ] || all+=(local/shiny:latest)
 # After the notebook image: both share the cached minbase tarball, so it is debootstrapped once.
-images+=(local/nbswarm:latest)
+all+=(local/nbswarm:latest)
+images=()
+if [ $# -eq 0 ]; then
+  images=("${all[@]}")
+else
+  for a in "$@"; do
+    case "$a" in
+      -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
+      local/busybox:test|local/notebook:latest|local/shiny:latest|local/nbswarm:latest) ;;
+      *) echo "build-all: unknown image '$a' (local/busybox:test, local/notebook:latest, local/shiny:latest, local/nbswarm:latest)" >&2; exit 2 ;;
+    esac
+  done
+  for image in "${all[@]}"; do
+    for a in "$@"; do [ "$a" = "$image" ] && images+=("$image"); done
+  done
+fi
 n=0
 for image in "${images[@]}"; do
   n=$((n + 1))

@@ -4,7 +4,7 @@
  * host packages on its own (that is how CI once stayed green while a bare machine lacked debootstrap).
  */
 import { expect } from 'chai';
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { readFileSync, readdirSync, statSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { repoPath } from '../../src/paths.js';
@@ -62,5 +62,16 @@ describe('set-up paths share one package list', () => {
     for (const line of lines) expect(line, line).to.match(/^[a-z0-9][a-z0-9.+-]+\s+(start|test|bench)\s+\d+\s+\S.{10,}$/);
     // --list prints each with its reason, for a person deciding what to install by hand.
     expect(installer('--list', 'start')).to.match(/^debootstrap\s+images\/lib\/debian-base\.sh/m);
+  });
+
+  it('images/build-all.sh builds the images named and refuses a name it does not know, before touching Docker', () => {
+    const unknown = spawnSync('bash', [repoPath('images/build-all.sh'), 'local/busybox:test', 'local/nope:1'], { encoding: 'utf8' });
+    expect(unknown.status).to.equal(2);
+    expect(unknown.stderr).to.contain("unknown image 'local/nope:1'");
+    expect(unknown.stderr).not.to.contain('images [');
+    // .ci/run builds all but the operator image early (it needs node_modules); the pretest builds that one.
+    const ci = readFileSync(repoPath('.ci/run'), 'utf8');
+    expect(ci).to.contain('images/build-all.sh local/busybox:test local/notebook:latest local/shiny:latest');
+    expect(ci.indexOf('\nsetsid bash images/build-all.sh ')).to.be.greaterThan(0).and.lessThan(ci.indexOf('\nnpm ci --ignore-scripts'));
   });
 });
