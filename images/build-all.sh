@@ -12,22 +12,23 @@
 #   .ci/run builds the three that need no node_modules while `npm ci` compiles.
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-all=(local/busybox:test local/notebook:latest)
-[ "${SKIP_SHINY:-0}" = 1 ] || all+=(local/shiny:latest)
-# After the notebook image: both share the cached minbase tarball, so it is debootstrapped once.
-all+=(local/nbswarm:latest)
+# Build order. After the notebook image: Shiny and the operator share its cached minbase tarball,
+# so it is debootstrapped once.
+known=(local/busybox:test local/notebook:latest local/shiny:latest local/nbswarm:latest)
 images=()
 if [ $# -eq 0 ]; then
-  images=("${all[@]}")
+  for image in "${known[@]}"; do
+    [ "$image" = local/shiny:latest ] && [ "${SKIP_SHINY:-0}" = 1 ] && continue
+    images+=("$image")
+  done
 else
   for a in "$@"; do
-    case "$a" in
-      -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
-      local/busybox:test|local/notebook:latest|local/shiny:latest|local/nbswarm:latest) ;;
-      *) echo "build-all: unknown image '$a' (local/busybox:test, local/notebook:latest, local/shiny:latest, local/nbswarm:latest)" >&2; exit 2 ;;
-    esac
+    case "$a" in -h|--help) sed -n '2,12p' "$0"; exit 0 ;; esac
+    ok=0
+    for image in "${known[@]}"; do [ "$a" = "$image" ] && ok=1; done
+    [ $ok = 1 ] || { echo "build-all: unknown image '$a' (${known[*]})" >&2; exit 2; }
   done
-  for image in "${all[@]}"; do
+  for image in "${known[@]}"; do
     for a in "$@"; do [ "$a" = "$image" ] && images+=("$image"); done
   done
 fi
